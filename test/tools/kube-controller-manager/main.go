@@ -1,0 +1,14 @@
+// Command kube-controller-manager is the upstream kube-controller-manager, built from module source so that
+// tests run against a real control plane without downloading binaries.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewControllerManagerCommand()))
+}
