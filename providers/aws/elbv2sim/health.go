@@ -1,0 +1,247 @@
+package elbv2sim
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Every target has one checker goroutine. Goroutines are cheap, so this
+// scales to thousands of targets; the first check after registration is
+// jittered so a large batch does not probe in lockstep.
+
+// interval and timeout are the effective check timing for g. Callers hold s.mu.
+func (s *Server) interval(g *targetGroup) time.Duration {
+	if s.opts.HealthCheckInterval > 0 {
+		return s.opts.HealthCheckInterval
+	}
+	return time.Duration(g.hc.interval) * time.Second
+}
+
+func (s *Server) timeout(g *targetGroup) time.Duration {
+	if s.opts.HealthCheckTimeout > 0 {
+		return s.opts.HealthCheckTimeout
+	}
+	// A group timeout longer than an overridden interval would stall the
+	// checker, so cap it.
+	return min(time.Duration(g.hc.timeout)*time.Second, s.interval(g))
+}
+
+// startChecker launches the checker of t. Callers hold s.mu.
+func (s *Server) startChecker(g *targetGroup, t *target) {
+	if s.closed {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	t.cancel = cancel
+	s.wg.Add(1)
+	go s.check(ctx, g, t)
+}
+
+type probeSpec struct {
+	protocol string
+	addr     string
+	path     string
+	matcher  string
+	timeout  time.Duration
+	epoch    uint64
+}
+
+type probeResult struct {
+	ok     bool
+	reason string
+	desc   string
+}
+
+// step decides the checker's next move: a probe to run now, or how long to
+// wait (negative: until woken). Callers hold s.mu.
+func (s *Server) step(g *targetGroup, t *target, now time.Time) (*probeSpec, time.Duration) {
+	if !g.inUse() {
+		return nil, -1 // unused groups are not checked
+	}
+	if t.phase == phaseRegistering {
+		end := t.regStart.Add(s.opts.RegistrationDelay)
+		if now.Before(end) {
+			return nil, end.Sub(now)
+		}
+		t.phase = phaseInitial
+		iv := s.interval(g)
+		t.nextProbe = now.Add(rand.N(iv/4 + 1))
+	}
+	if now.Before(t.nextProbe) {
+		return nil, t.nextProbe.Sub(now)
+	}
+	t.nextProbe = now.Add(s.interval(g))
+	return &probeSpec{
+		protocol: g.hc.protocol,
+		addr:     net.JoinHostPort(t.key.id, strconv.Itoa(int(g.healthCheckPort(t)))),
+		path:     g.hc.path,
+		matcher:  g.hc.matcher,
+		timeout:  s.timeout(g),
+		epoch:    t.epoch,
+	}, 0
+}
+
+func (s *Server) check(ctx context.Context, g *targetGroup, t *target) {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		if ctx.Err() != nil {
+			s.mu.Unlock()
+			return
+		}
+		spec, wait := s.step(g, t, time.Now())
+		wake := g.changed
+		s.mu.Unlock()
+
+		if spec != nil {
+			res := probe(ctx, spec)
+			s.mu.Lock()
+			if ctx.Err() == nil && t.epoch == spec.epoch && g.inUse() {
+				s.record(g, t, res, time.Now())
+			}
+			s.mu.Unlock()
+			continue
+		}
+		var tm *time.Timer
+		var timer <-chan time.Time
+		if wait >= 0 {
+			tm = time.NewTimer(wait)
+			timer = tm.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-timer:
+		}
+		if tm != nil {
+			tm.Stop()
+		}
+	}
+}
+
+// record applies one check result with the group's thresholds. Callers hold s.mu.
+func (s *Server) record(g *targetGroup, t *target, r probeResult, now time.Time) {
+	if t.phase != phaseInitial && t.phase != phaseHealthy && t.phase != phaseUnhealthy {
+		return
+	}
+	if r.ok {
+		t.okRun++
+		t.failRun = 0
+		if t.phase != phaseHealthy && t.okRun >= int(g.hc.healthy) {
+			t.phase = phaseHealthy
+			if t.healthyAt.IsZero() {
+				t.healthyAt = now
+			}
+			s.logf("target %s:%d healthy in %s", t.key.id, t.key.port, g.name)
+		}
+		return
+	}
+	t.failRun++
+	t.okRun = 0
+	if t.phase == phaseUnhealthy || t.failRun >= int(g.hc.unhealthy) {
+		if t.phase != phaseUnhealthy {
+			s.logf("target %s:%d unhealthy in %s: %s", t.key.id, t.key.port, g.name, r.reason)
+		}
+		t.phase = phaseUnhealthy
+		t.failReason, t.failDesc = r.reason, r.desc
+	}
+}
+
+// loopbackOnly refuses any address outside 127.0.0.0/8: the emulator must
+// never send traffic anywhere else.
+func loopbackOnly(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || !a.Is4() || !netip.MustParsePrefix("127.0.0.0/8").Contains(a) {
+		return fmt.Errorf("elbv2sim: refusing to connect to %s outside 127.0.0.0/8: %w", addr, os.ErrDeadlineExceeded)
+	}
+	return nil
+}
+
+func dialLoopback(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+	if err := loopbackOnly(addr); err != nil {
+		// Behave like an unreachable host: wait out the timeout.
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		return nil, err
+	}
+	d := net.Dialer{Timeout: timeout}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+var probeTransport = &http.Transport{
+	DisableKeepAlives: true,
+	TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // #nosec: health checks do not verify certificates, as in AWS
+	DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		d, _ := ctx.Deadline()
+		return dialLoopback(ctx, addr, time.Until(d))
+	},
+	MaxIdleConnsPerHost: -1,
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+func failed(err error) probeResult {
+	if isTimeout(err) {
+		return probeResult{reason: "Target.Timeout", desc: "Request timed out"}
+	}
+	return probeResult{reason: "Target.FailedHealthChecks", desc: "Health checks failed"}
+}
+
+// probe runs one health check against the real target.
+func probe(ctx context.Context, p *probeSpec) probeResult {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	switch p.protocol {
+	case "HTTP", "HTTPS":
+		scheme := "http"
+		if p.protocol == "HTTPS" {
+			scheme = "https"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+p.addr+p.path, nil)
+		if err != nil {
+			return failed(err)
+		}
+		req.Header.Set("User-Agent", "ELB-HealthChecker/2.0")
+		resp, err := probeTransport.RoundTrip(req)
+		if err != nil {
+			return failed(err)
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+		match, _ := parseMatcher(p.matcher)
+		if match != nil && match(resp.StatusCode) {
+			return probeResult{ok: true}
+		}
+		return probeResult{reason: "Target.ResponseCodeMismatch",
+			desc: fmt.Sprintf("Health checks failed with these codes: [%d]", resp.StatusCode)}
+	default:
+		c, err := dialLoopback(ctx, p.addr, p.timeout)
+		if err != nil {
+			return failed(err)
+		}
+		_ = c.Close()
+		return probeResult{ok: true}
+	}
+}

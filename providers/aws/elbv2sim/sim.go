@@ -1,0 +1,296 @@
+// Package elbv2sim emulates the parts of AWS Elastic Load Balancing v2 (and
+// EC2 DescribeVpcs) that a controller registering pod IPs needs, closely
+// enough that the unmodified aws-sdk-go-v2 clients talk to it: the AWS Query
+// wire protocol, target groups, targets with AWS's health state machine
+// driven by real health checks, load balancers whose listeners forward real
+// TCP connections to healthy targets, and API throttling and faults.
+//
+// Use it like httptest:
+//
+//	srv, err := elbv2sim.Start(elbv2sim.Options{RegistrationDelay: 100 * time.Millisecond})
+//	defer srv.Close()
+//	client := elbv2.New(elbv2.Options{Region: "us-east-1",
+//		BaseEndpoint: aws.String(srv.URL()),
+//		Credentials:  credentials.NewStaticCredentialsProvider("a", "b", "")})
+//
+// The emulator only ever connects to addresses in 127.0.0.0/8; targets
+// elsewhere (for instance in 10.0.0.0/16) can be registered but always fail
+// their health checks with Target.Timeout and never receive traffic.
+package elbv2sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// VPC is an emulated VPC: the CIDRs bound which IP targets may be registered
+// without AvailabilityZone=all.
+type VPC struct {
+	ID    string
+	CIDRs []string
+}
+
+// DefaultVPCID is the ID of the VPC the emulator creates when Options.VPCs
+// is empty. It holds 127.0.0.0/8 (where test backends live) and 10.0.0.0/16.
+const DefaultVPCID = "vpc-0sim0000000000001"
+
+// Options configure a Server. The zero value gives a usable in-process
+// emulator: no registration delay, group health-check timing, no throttling.
+type Options struct {
+	// Addr is the API listen address; default 127.0.0.1:0.
+	Addr string
+	// Region and AccountID appear in ARNs; defaults us-east-1 and 123456789012.
+	Region, AccountID string
+	// VPCs known to the emulator; default one VPC, DefaultVPCID.
+	VPCs []VPC
+	// RegistrationDelay is how long a new target stays in
+	// initial/Elb.RegistrationInProgress before health checks start
+	// (AWS: 30 s to minutes). Zero means health checks start at once.
+	RegistrationDelay time.Duration
+	// HealthCheckInterval and HealthCheckTimeout, when non-zero, replace
+	// every group's interval and timeout for the checks the emulator runs;
+	// the API still reports the group's configured values.
+	HealthCheckInterval, HealthCheckTimeout time.Duration
+	// DeregistrationDelay, when non-zero, replaces every group's
+	// deregistration_delay.timeout_seconds for how long targets drain; the
+	// attribute keeps its configured value.
+	DeregistrationDelay time.Duration
+	// MaxTargetsPerGroup is the TooManyTargets limit; default 1000.
+	MaxTargetsPerGroup int
+	// Latency is added to every API answer, plus a uniform random part in
+	// [0, LatencyJitter).
+	Latency, LatencyJitter time.Duration
+	// ErrorRate is the fraction (0..1) of API calls answered with
+	// ServiceUnavailable (HTTP 503).
+	ErrorRate float64
+	// Throttle maps an operation name (e.g. "RegisterTargets") or a class
+	// (ClassTargets, ClassDescribe, ClassMutate, ClassLoadBalancer) to a
+	// token bucket. An operation uses its own bucket if present, else its
+	// class's. AWSThrottle returns AWS's published buckets.
+	Throttle map[string]Bucket
+	// ListenHost is the host listeners' data paths bind; default 127.0.0.1.
+	ListenHost string
+	// Logf, if set, receives a line per notable event.
+	Logf func(format string, args ...any)
+}
+
+// Server is a running emulator. All methods are safe for concurrent use.
+type Server struct {
+	opts   Options
+	vpcs   []vpcInfo
+	ln     net.Listener
+	http   *http.Server
+	url    string
+	faults faults
+	stats  statsBook
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	closed    bool
+	seq       int64
+	tgs       map[string]*targetGroup // by ARN
+	tgByName  map[string]*targetGroup
+	lbs       map[string]*loadBalancer // by ARN
+	listeners map[string]*listener     // by ARN
+	tags      map[string]map[string]string
+}
+
+type vpcInfo struct {
+	id       string
+	cidrs    []string
+	prefixes []netip.Prefix
+}
+
+// Start starts an emulator listening on opts.Addr.
+func Start(opts Options) (*Server, error) {
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.Region == "" {
+		opts.Region = "us-east-1"
+	}
+	if opts.AccountID == "" {
+		opts.AccountID = "123456789012"
+	}
+	if len(opts.VPCs) == 0 {
+		opts.VPCs = []VPC{{ID: DefaultVPCID, CIDRs: []string{"127.0.0.0/8", "10.0.0.0/16"}}}
+	}
+	if opts.MaxTargetsPerGroup <= 0 {
+		opts.MaxTargetsPerGroup = 1000
+	}
+	if opts.ListenHost == "" {
+		opts.ListenHost = "127.0.0.1"
+	}
+	var vpcs []vpcInfo
+	for _, v := range opts.VPCs {
+		if v.ID == "" || len(v.CIDRs) == 0 {
+			return nil, fmt.Errorf("elbv2sim: a VPC needs an ID and at least one CIDR")
+		}
+		vi := vpcInfo{id: v.ID, cidrs: v.CIDRs}
+		for _, c := range v.CIDRs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return nil, fmt.Errorf("elbv2sim: VPC %s: %w", v.ID, err)
+			}
+			vi.prefixes = append(vi.prefixes, p.Masked())
+		}
+		vpcs = append(vpcs, vi)
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("elbv2sim: %w", err)
+	}
+	s := &Server{
+		opts:      opts,
+		vpcs:      vpcs,
+		ln:        ln,
+		url:       "http://" + ln.Addr().String(),
+		tgs:       map[string]*targetGroup{},
+		tgByName:  map[string]*targetGroup{},
+		lbs:       map[string]*loadBalancer{},
+		listeners: map[string]*listener{},
+		tags:      map[string]map[string]string{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.faults.init(opts)
+	s.stats.ops = map[string]*OpStats{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/_sim/stats", s.serveStats)
+	mux.HandleFunc("/", s.serveAPI)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logf("api server: %v", err)
+		}
+	}()
+	return s, nil
+}
+
+// URL is the API endpoint, for the SDK's BaseEndpoint.
+func (s *Server) URL() string { return s.url }
+
+// Close stops the API server, every listener, health check and proxied
+// connection, and waits for the emulator's goroutines to end.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	for _, l := range s.listeners {
+		l.shutdown()
+	}
+	for _, g := range s.tgs {
+		for _, t := range g.order {
+			t.stop()
+			for pc := range t.conns {
+				pc.close()
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(ctx)
+	s.wg.Wait()
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf(format, args...)
+	}
+}
+
+// nextID returns a fresh 16-hex-digit ARN suffix. Callers hold s.mu.
+func (s *Server) nextID() string {
+	s.seq++
+	return fmt.Sprintf("%016x", uint64(s.seq)*0x9e3779b97f4a7c15)
+}
+
+func (s *Server) arn(resource string) string {
+	return fmt.Sprintf("arn:aws:elasticloadbalancing:%s:%s:%s", s.opts.Region, s.opts.AccountID, resource)
+}
+
+func (s *Server) vpc(id string) *vpcInfo {
+	for i := range s.vpcs {
+		if s.vpcs[i].id == id {
+			return &s.vpcs[i]
+		}
+	}
+	return nil
+}
+
+// Target is the emulator's own view of a registered target, for tests and
+// benchmarks.
+type Target struct {
+	ID               string
+	Port             int32
+	AvailabilityZone string
+	State            string // as DescribeTargetHealth reports it
+	Reason           string
+	Description      string
+	RegisteredAt     time.Time
+	HealthyAt        time.Time // first time healthy since registration; zero if never
+	DrainUntil       time.Time // zero unless draining
+	Connections      int       // proxied connections currently open
+}
+
+// Targets lists the targets of a group in registration order, draining ones
+// included; nil if the group does not exist.
+func (s *Server) Targets(tgArn string) []Target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.tgs[tgArn]
+	if g == nil {
+		return nil
+	}
+	now := time.Now()
+	out := make([]Target, 0, len(g.order))
+	for _, t := range g.order {
+		st, reason, desc := s.health(g, t, now)
+		out = append(out, Target{
+			ID: t.key.id, Port: t.key.port, AvailabilityZone: t.az,
+			State: st, Reason: reason, Description: desc,
+			RegisteredAt: t.registeredAt, HealthyAt: t.healthyAt, DrainUntil: t.drainUntil,
+			Connections: len(t.conns),
+		})
+	}
+	return out
+}
+
+// ListenerAddr is the host:port where the listener's data path accepts
+// connections, or "" if there is no such listener.
+func (s *Server) ListenerAddr(listenerArn string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.listeners[listenerArn]; l != nil {
+		return l.ln.Addr().String()
+	}
+	return ""
+}
+
+// LoadBalancerAddr is the data-path address of the load balancer's listener
+// on the given (API) port, or "" if there is none.
+func (s *Server) LoadBalancerAddr(lbArn string, port int32) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lb := s.lbs[lbArn]; lb != nil {
+		for _, l := range lb.listeners {
+			if l.port == port {
+				return l.ln.Addr().String()
+			}
+		}
+	}
+	return ""
+}

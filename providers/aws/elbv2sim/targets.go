@@ -1,0 +1,372 @@
+package elbv2sim
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type targetKey struct {
+	id   string
+	port int32
+}
+
+type phase int
+
+const (
+	phaseRegistering phase = iota // initial / Elb.RegistrationInProgress
+	phaseInitial                  // initial / Elb.InitialHealthChecking
+	phaseHealthy
+	phaseUnhealthy
+	phaseDraining
+)
+
+type target struct {
+	key          targetKey
+	az           string
+	phase        phase
+	regStart     time.Time // the registration delay runs from here
+	registeredAt time.Time
+	healthyAt    time.Time
+	drainUntil   time.Time
+	okRun        int // consecutive passed checks
+	failRun      int // consecutive failed checks
+	failReason   string
+	failDesc     string
+	nextProbe    time.Time
+	// epoch changes whenever the target's health restarts, so a probe
+	// result that was in flight across the change is dropped.
+	epoch      uint64
+	cancel     context.CancelFunc // stops the checker
+	drainTimer *time.Timer
+	conns      map[*proxyConn]struct{}
+}
+
+// stop ends the target's checker and drain timer. Callers hold s.mu.
+func (t *target) stop() {
+	if t.cancel != nil {
+		t.cancel()
+		t.cancel = nil
+	}
+	if t.drainTimer != nil {
+		t.drainTimer.Stop()
+		t.drainTimer = nil
+	}
+}
+
+// restart puts the target back at the start of registration. Callers hold s.mu.
+func (t *target) restart(now time.Time) {
+	t.phase = phaseRegistering
+	t.regStart = now
+	t.okRun, t.failRun = 0, 0
+	t.failReason, t.failDesc = "", ""
+	t.healthyAt = time.Time{}
+	t.drainUntil = time.Time{}
+	t.epoch++
+}
+
+// health is what DescribeTargetHealth reports. Callers hold s.mu.
+func (s *Server) health(g *targetGroup, t *target, now time.Time) (state, reason, desc string) {
+	if t.phase == phaseDraining {
+		return "draining", "Target.DeregistrationInProgress", "Target deregistration is in progress"
+	}
+	if !g.inUse() {
+		return "unused", "Target.NotInUse", "Target group is not configured to receive traffic from the load balancer"
+	}
+	switch t.phase {
+	case phaseRegistering:
+		if now.Before(t.regStart.Add(s.opts.RegistrationDelay)) {
+			return "initial", "Elb.RegistrationInProgress", "Target registration is in progress"
+		}
+		return "initial", "Elb.InitialHealthChecking", "Initial health checks in progress"
+	case phaseInitial:
+		return "initial", "Elb.InitialHealthChecking", "Initial health checks in progress"
+	case phaseHealthy:
+		return "healthy", "", ""
+	default:
+		return "unhealthy", t.failReason, t.failDesc
+	}
+}
+
+// healthCheckPort is the port the checks of t go to.
+func (g *targetGroup) healthCheckPort(t *target) int32 {
+	if g.hc.port == "traffic-port" || g.hc.port == "" {
+		return t.key.port
+	}
+	n, _ := strconv.Atoi(g.hc.port)
+	return int32(n)
+}
+
+type xTarget struct {
+	Id               string
+	Port             int32  `xml:",omitempty"`
+	AvailabilityZone string `xml:",omitempty"`
+}
+
+type xTargetHealth struct {
+	State       string
+	Reason      string `xml:",omitempty"`
+	Description string `xml:",omitempty"`
+}
+
+type xTargetHealthDescription struct {
+	Target          xTarget
+	HealthCheckPort string `xml:",omitempty"`
+	TargetHealth    xTargetHealth
+}
+
+type xTargetHealthDescriptions struct {
+	TargetHealthDescriptions list[xTargetHealthDescription]
+}
+
+type reqTarget struct {
+	id   string
+	port int32 // 0: not given
+	az   string
+}
+
+func readTargets(p params) ([]reqTarget, *apiError) {
+	var out []reqTarget
+	for _, m := range p.members("Targets") {
+		t := reqTarget{id: p.get(m + ".Id"), az: p.get(m + ".AvailabilityZone")}
+		if t.id == "" {
+			return nil, validation("A target ID must be specified")
+		}
+		if v, ok, err := p.int32(m + ".Port"); err != nil {
+			return nil, err
+		} else if ok {
+			if v < 1 || v > 65535 {
+				return nil, validation("Port %d of target '%s' must be between 1 and 65535", v, t.id)
+			}
+			t.port = v
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// validateTarget checks one target for RegisterTargets. Callers hold s.mu.
+func (s *Server) validateTarget(g *targetGroup, t *reqTarget) *apiError {
+	if t.port == 0 {
+		if g.port == 0 {
+			return validation("A port must be specified for target '%s'", t.id)
+		}
+		t.port = g.port
+	}
+	switch g.targetType {
+	case "ip":
+		addr, err := netip.ParseAddr(t.id)
+		if err != nil || !addr.Is4() {
+			return newErr("InvalidTarget", "The IP address '%s' is not a valid IPv4 address", t.id)
+		}
+		if t.az == "all" {
+			return nil
+		}
+		inVPC := false
+		if v := s.vpc(g.vpcID); v != nil {
+			for _, pfx := range v.prefixes {
+				if pfx.Contains(addr) {
+					inVPC = true
+				}
+			}
+		}
+		if !inVPC {
+			return validation("The IP address '%s' is not within the CIDR blocks of VPC '%s'; use AvailabilityZone 'all' for IP addresses outside the VPC", t.id, g.vpcID)
+		}
+	case "instance":
+		if !strings.HasPrefix(t.id, "i-") {
+			return newErr("InvalidTarget", "The following targets are not valid instances: '%s'", t.id)
+		}
+		if t.az == "all" {
+			return validation("AvailabilityZone 'all' is only valid for IP targets")
+		}
+	}
+	return nil
+}
+
+// registerTargets is all-or-nothing: one invalid target fails the call.
+// Registering a registered target changes nothing; registering a draining
+// one cancels its deregistration and starts it again from
+// initial/Elb.RegistrationInProgress (its open connections are kept).
+func (s *Server) registerTargets(p params) (any, *apiError) {
+	reqs, err := readTargets(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(reqs) == 0 {
+		return nil, validation("At least one target must be specified")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, err := s.group(p.get("TargetGroupArn"))
+	if err != nil {
+		return nil, err
+	}
+	added := 0
+	seen := map[targetKey]bool{}
+	for i := range reqs {
+		if err := s.validateTarget(g, &reqs[i]); err != nil {
+			return nil, err
+		}
+		k := targetKey{reqs[i].id, reqs[i].port}
+		if g.targets[k] == nil && !seen[k] {
+			added++
+		}
+		seen[k] = true
+	}
+	// Draining targets still count against the limit until they are gone.
+	if len(g.targets)+added > s.opts.MaxTargetsPerGroup {
+		return nil, newErr("TooManyTargets", "You've reached the limit on the number of targets per target group (%d)", s.opts.MaxTargetsPerGroup)
+	}
+	now := time.Now()
+	for _, r := range reqs {
+		k := targetKey{r.id, r.port}
+		t := g.targets[k]
+		switch {
+		case t == nil:
+			t = &target{key: k, az: r.az, registeredAt: now, conns: map[*proxyConn]struct{}{}}
+			t.restart(now)
+			g.targets[k] = t
+			g.order = append(g.order, t)
+			s.startChecker(g, t)
+		case t.phase == phaseDraining:
+			t.stop()
+			t.restart(now)
+			t.registeredAt = now
+			s.startChecker(g, t)
+		}
+	}
+	return nil, nil
+}
+
+// deregisterTargets drains each named target for the group's
+// deregistration delay; naming a target that is not registered is not an
+// error. In a group no listener uses there is nothing to drain, so the
+// target goes at once.
+func (s *Server) deregisterTargets(p params) (any, *apiError) {
+	reqs, err := readTargets(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(reqs) == 0 {
+		return nil, validation("At least one target must be specified")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, err := s.group(p.get("TargetGroupArn"))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for _, r := range reqs {
+		if g.targetType == "ip" {
+			if a, e := netip.ParseAddr(r.id); e != nil || !a.Is4() {
+				return nil, newErr("InvalidTarget", "The IP address '%s' is not a valid IPv4 address", r.id)
+			}
+		}
+		port := r.port
+		if port == 0 {
+			port = g.port
+		}
+		t := g.targets[targetKey{r.id, port}]
+		if t == nil || t.phase == phaseDraining {
+			continue
+		}
+		s.drain(g, t, now)
+	}
+	return nil, nil
+}
+
+// drain starts deregistration of t. Callers hold s.mu.
+func (s *Server) drain(g *targetGroup, t *target, now time.Time) {
+	t.stop()
+	delay := g.deregistrationDelay()
+	if s.opts.DeregistrationDelay > 0 {
+		delay = s.opts.DeregistrationDelay
+	}
+	if !g.inUse() || delay <= 0 {
+		s.removeTarget(g, t)
+		return
+	}
+	t.phase = phaseDraining
+	t.epoch++
+	t.drainUntil = now.Add(delay)
+	epoch := t.epoch
+	t.drainTimer = time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.closed && g.targets != nil && g.targets[t.key] == t && t.phase == phaseDraining && t.epoch == epoch {
+			s.removeTarget(g, t)
+		}
+	})
+}
+
+// removeTarget forgets t and closes its connections. Callers hold s.mu.
+func (s *Server) removeTarget(g *targetGroup, t *target) {
+	t.stop()
+	delete(g.targets, t.key)
+	if i := slices.Index(g.order, t); i >= 0 {
+		g.order = slices.Delete(g.order, i, i+1)
+	}
+	for pc := range t.conns {
+		pc.close()
+	}
+	s.logf("target %s:%d left %s", t.key.id, t.key.port, g.name)
+}
+
+func (s *Server) describeTargetHealth(p params) (any, *apiError) {
+	reqs, err := readTargets(p)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, err := s.group(p.get("TargetGroupArn"))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	describe := func(t *target) xTargetHealthDescription {
+		st, reason, desc := s.health(g, t, now)
+		return xTargetHealthDescription{
+			Target:          xTarget{Id: t.key.id, Port: t.key.port, AvailabilityZone: t.az},
+			HealthCheckPort: strconv.Itoa(int(g.healthCheckPort(t))),
+			TargetHealth:    xTargetHealth{State: st, Reason: reason, Description: desc},
+		}
+	}
+	out := []xTargetHealthDescription{}
+	if len(reqs) == 0 {
+		for _, t := range g.order {
+			out = append(out, describe(t))
+		}
+		return xTargetHealthDescriptions{TargetHealthDescriptions: listOf(out)}, nil
+	}
+	for _, r := range reqs {
+		if g.targetType == "ip" {
+			if a, e := netip.ParseAddr(r.id); e != nil || !a.Is4() {
+				return nil, newErr("InvalidTarget", "The IP address '%s' is not a valid IPv4 address", r.id)
+			}
+		}
+		found := false
+		for _, t := range g.order {
+			if t.key.id == r.id && (r.port == 0 || r.port == t.key.port) {
+				out = append(out, describe(t))
+				found = true
+			}
+		}
+		if !found {
+			port := r.port
+			if port == 0 {
+				port = g.port
+			}
+			out = append(out, xTargetHealthDescription{
+				Target:       xTarget{Id: r.id, Port: port, AvailabilityZone: r.az},
+				TargetHealth: xTargetHealth{State: "unused", Reason: "Target.NotRegistered", Description: "Target is not registered to the target group"},
+			})
+		}
+	}
+	return xTargetHealthDescriptions{TargetHealthDescriptions: listOf(out)}, nil
+}
