@@ -1,0 +1,154 @@
+package computesim
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CanonicalPrefix is the prefix of every selfLink and URL the emulator
+// emits, the same as GCE's, so code that compares links behaves the same
+// against the emulator and the cloud.
+const CanonicalPrefix = "https://www.googleapis.com/compute/v1/"
+
+// ResourcePath reduces any form of a Compute resource reference to its
+// relative path "projects/p/zones/z/networkEndpointGroups/n": it strips
+// https://www.googleapis.com/compute/v1/, https://compute.googleapis.com/...,
+// the emulator's own http://127.0.0.1:port/compute/v1/ prefix, or nothing
+// when the reference is already relative. Compare references through it.
+func ResourcePath(ref string) string {
+	ref = strings.TrimSpace(ref)
+	if i := strings.Index(ref, "projects/"); i >= 0 && (i == 0 || ref[i-1] == '/') {
+		ref = ref[i:]
+	}
+	if i := strings.IndexAny(ref, "?#"); i >= 0 {
+		ref = ref[:i]
+	}
+	return strings.TrimSuffix(ref, "/")
+}
+
+func selfLink(path string) string { return CanonicalPrefix + path }
+
+// resourceKind names the collection of a path for messages, like GCE's
+// "The network_endpoint_group resource ...".
+func resourceKind(path string) string {
+	parts := strings.Split(path, "/")
+	if len(parts) < 2 {
+		return "resource"
+	}
+	switch parts[len(parts)-2] {
+	case "networkEndpointGroups":
+		return "network_endpoint_group"
+	case "backendServices":
+		return "backend_service"
+	case "healthChecks":
+		return "health_check"
+	case "targetTcpProxies":
+		return "target_tcp_proxy"
+	case "forwardingRules":
+		return "forwarding_rule"
+	case "instances":
+		return "instance"
+	}
+	return "resource"
+}
+
+// lastSegment is the resource name at the end of a path.
+func lastSegment(path string) string {
+	if i := strings.LastIndex(path, "/"); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
+var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+
+func validateName(name string) *apiError {
+	if name == "" {
+		return errInvalid("Invalid value for field 'resource.name': ''. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'")
+	}
+	if len(name) > 63 || !nameRE.MatchString(name) {
+		return errInvalidField("resource.name", name, "Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'")
+	}
+	return nil
+}
+
+var zoneRE = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+-[a-z]$`)
+var regionRE = regexp.MustCompile(`^[a-z]+-[a-z]+[0-9]+$`)
+
+func validateZone(zone string) *apiError {
+	if !zoneRE.MatchString(zone) {
+		return errInvalidField("zone", zone, "Unknown zone.")
+	}
+	return nil
+}
+
+func validateRegion(region string) *apiError {
+	if !regionRE.MatchString(region) {
+		return errInvalidField("region", region, "Unknown region.")
+	}
+	return nil
+}
+
+func regionOfZone(zone string) string {
+	if i := strings.LastIndex(zone, "-"); i > 0 {
+		return zone[:i]
+	}
+	return zone
+}
+
+func nowStamp() string { return time.Now().Format("2006-01-02T15:04:05.000-07:00") }
+
+func newID() uint64 { return rand.Uint64() >> 1 }
+
+// normalizeNetworkRef turns "default", "global/networks/x", a relative or a
+// full URL into the canonical URL of a network or subnetwork.
+func normalizeRef(project, ref, collection string, scope string) string {
+	if ref == "" {
+		return ""
+	}
+	if strings.Contains(ref, "projects/") {
+		return selfLink(ResourcePath(ref))
+	}
+	if strings.Contains(ref, "/") {
+		return selfLink("projects/" + project + "/" + strings.TrimPrefix(ref, "/"))
+	}
+	return selfLink(fmt.Sprintf("projects/%s/%s/%s/%s", project, scope, collection, ref))
+}
+
+// ---- pagination ----
+
+func pageBounds(n int, maxResults, pageToken string) (start, end int, next string, e *apiError) {
+	size := 500
+	if maxResults != "" {
+		v, err := strconv.Atoi(maxResults)
+		if err != nil || v < 0 {
+			return 0, 0, "", errInvalidField("maxResults", maxResults, "Must be a non-negative integer.")
+		}
+		if v > 0 && v < 500 {
+			size = v
+		}
+	}
+	if pageToken != "" {
+		b, err := base64.RawURLEncoding.DecodeString(pageToken)
+		v, err2 := strconv.Atoi(strings.TrimPrefix(string(b), "offset:"))
+		if err != nil || err2 != nil || v < 0 || !strings.HasPrefix(string(b), "offset:") {
+			return 0, 0, "", errInvalidField("pageToken", pageToken, "Invalid page token.")
+		}
+		start = v
+	}
+	if start > n {
+		start = n
+	}
+	end = start + size
+	if end >= n {
+		end = n
+	} else {
+		next = base64.RawURLEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(end)))
+	}
+	return start, end, next, nil
+}
