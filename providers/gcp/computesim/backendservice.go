@@ -108,7 +108,7 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 		if b.GetGroup() == "" {
 			return errInvalid("Required field '%s.group' not specified", field)
 		}
-		g := ResourcePath(b.GetGroup())
+		g := qualify(project, b.GetGroup(), "zones/-/networkEndpointGroups")
 		m := negPathRE.FindStringSubmatch(g)
 		if m == nil {
 			return errInvalidField(field+".group", b.GetGroup(), "Only zonal network endpoint groups are emulated as backends.")
@@ -171,10 +171,7 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 		return errInvalid("Invalid value for field 'resource.healthChecks': a health check is required for network endpoint group backends.")
 	}
 	for i, h := range bs.GetHealthChecks() {
-		p := ResourcePath(h)
-		if !strings.HasPrefix(p, "projects/") {
-			p = fmt.Sprintf("projects/%s/global/healthChecks/%s", project, h)
-		}
+		p := qualify(project, h, "global/healthChecks")
 		if s.healthChecks[p] == nil {
 			return errNotFound(p)
 		}
@@ -376,7 +373,7 @@ func (s *Server) bsGetHealth(r *http.Request) (proto.Message, *apiError) {
 	if _, e := readBody(r, in); e != nil {
 		return nil, e
 	}
-	group := ResourcePath(in.GetGroup())
+	group := qualify(r.PathValue("project"), in.GetGroup(), "zones/-/networkEndpointGroups")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	bs := s.backendServices[path]

@@ -75,10 +75,7 @@ func (s *Server) tpInsert(r *http.Request) (proto.Message, *apiError) {
 	default:
 		return nil, errInvalidField("resource.proxyHeader", in.GetProxyHeader(), "Must be NONE or PROXY_V1.")
 	}
-	svc := ResourcePath(in.GetService())
-	if !strings.Contains(svc, "/") {
-		svc = fmt.Sprintf("projects/%s/global/backendServices/%s", project, svc)
-	}
+	svc := qualify(project, in.GetService(), "global/backendServices")
 	path := fmt.Sprintf("projects/%s/global/targetTcpProxies/%s", project, in.GetName())
 	in.Service = proto.String(selfLink(svc))
 	in.Kind = proto.String("compute#targetTcpProxy")
@@ -217,7 +214,7 @@ func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
 	if in.GetTarget() == "" {
 		return nil, errInvalid("Required field 'resource.target' not specified")
 	}
-	target := ResourcePath(in.GetTarget())
+	target := qualify(project, in.GetTarget(), "global/targetTcpProxies")
 	if !strings.Contains(target, "/targetTcpProxies/") {
 		return nil, errInvalidField("resource.target", in.GetTarget(), "Only target TCP proxies are emulated as forwarding rule targets.")
 	}

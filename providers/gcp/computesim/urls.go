@@ -33,6 +33,20 @@ func ResourcePath(ref string) string {
 
 func selfLink(path string) string { return CanonicalPrefix + path }
 
+// qualify turns a reference into a resource path: full URLs and
+// "projects/..." paths as ResourcePath does, "global/healthChecks/x" style
+// paths within project, and bare names within defaultCollection.
+func qualify(project, ref, defaultCollection string) string {
+	p := ResourcePath(ref)
+	switch {
+	case strings.HasPrefix(p, "projects/"):
+		return p
+	case strings.Contains(p, "/"):
+		return "projects/" + project + "/" + strings.TrimPrefix(p, "/")
+	}
+	return "projects/" + project + "/" + defaultCollection + "/" + p
+}
+
 // resourceKind names the collection of a path for messages, like GCE's
 // "The network_endpoint_group resource ...".
 func resourceKind(path string) string {
