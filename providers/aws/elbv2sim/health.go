@@ -172,26 +172,26 @@ func loopbackOnly(addr string) error {
 }
 
 func dialLoopback(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	if err := loopbackOnly(addr); err != nil {
 		// Behave like an unreachable host: wait out the timeout.
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
+		<-ctx.Done()
 		return nil, err
 	}
-	d := net.Dialer{Timeout: timeout}
+	var d net.Dialer
 	return d.DialContext(ctx, "tcp", addr)
 }
 
 var probeTransport = &http.Transport{
 	DisableKeepAlives: true,
 	TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // #nosec: health checks do not verify certificates, as in AWS
+	// The request's context bounds the whole check, dial included.
 	DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-		d, _ := ctx.Deadline()
-		return dialLoopback(ctx, addr, time.Until(d))
+		return dialLoopback(ctx, addr, 2*time.Minute)
 	},
 	MaxIdleConnsPerHost: -1,
 }
@@ -213,6 +213,10 @@ func failed(err error) probeResult {
 func probe(ctx context.Context, p *probeSpec) probeResult {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
+	if err := loopbackOnly(p.addr); err != nil {
+		<-ctx.Done() // as if the target never answered
+		return failed(err)
+	}
 	switch p.protocol {
 	case "HTTP", "HTTPS":
 		scheme := "http"

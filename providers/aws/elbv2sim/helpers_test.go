@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,7 @@ func fast() elbv2sim.Options {
 
 func start(t *testing.T, o elbv2sim.Options) *elbv2sim.Server {
 	t.Helper()
-	if testing.Verbose() {
+	if testing.Verbose() && os.Getenv("ELBV2SIM_LOG") != "" {
 		o.Logf = t.Logf
 	}
 	s, err := elbv2sim.Start(o)
