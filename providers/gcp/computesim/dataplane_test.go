@@ -305,3 +305,31 @@ func TestUnknownPath(t *testing.T) {
 		t.Fatalf("unknown path: %d %+v %v", resp.StatusCode, body, err)
 	}
 }
+
+func TestProxyHeader(t *testing.T) {
+	e := newEnv(t, computesim.Options{})
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	e.createNEG(zoneA, "neg", 80)
+	e.createHC("hc", "TCP", 1, 1)
+	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: tcpBackendService("bs", "hc", 0, negURL(zoneA, "neg"))}))
+	e.done(e.tps.Insert(e.ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: &computepb.TargetTcpProxy{
+		Name: proto.String("tp"), Service: proto.String("bs"), ProxyHeader: proto.String("PROXY_V1")}}))
+	e.done(e.frs.Insert(e.ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: project,
+		ForwardingRuleResource: &computepb.ForwardingRule{Name: proto.String("fr"), Target: proto.String("tp")}}))
+	b := startTCPBackend(t, "127.29.0.1")
+	e.done(e.attach(zoneA, "neg", ep("node-1", b.ip, b.port)))
+	eventually(t, "HEALTHY", 5*time.Second, func() bool {
+		h := e.srv.Health("bs")
+		return len(h) == 1 && h[0].State == computesim.StateHealthy
+	})
+	who, c, r := dialLB(t, e.srv.ForwardingRuleAddr("fr"))
+	if who != b.ip {
+		t.Fatalf("reached %q", who)
+	}
+	defer c.Close()
+	// The backend echoes what it got: first the PROXY line.
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "PROXY TCP4 127.0.0.1 127.0.0.1 ") {
+		t.Fatalf("proxy header: %q %v", line, err)
+	}
+}

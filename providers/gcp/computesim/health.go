@@ -177,20 +177,28 @@ func sortTargets(ts []*target) {
 	})
 }
 
-// endpointHealthsLocked is listNetworkEndpoints' healths[]: one entry per
-// backend service that has the endpoint's NEG as a backend.
-func (s *Server) endpointHealthsLocked(negPath string, ep *endpoint) []*computepb.HealthStatusForNetworkEndpoint {
-	var out []*computepb.HealthStatusForNetworkEndpoint
-	suffix := "|" + negPath + "|" + epKey(ep.ip, ep.port)
-	var keys []string
-	for key := range s.targets {
-		if strings.HasSuffix(key, suffix) {
-			keys = append(keys, key)
+// healthIndexLocked groups the active targets of one NEG by endpoint, for
+// listNetworkEndpoints' healths[] (one pass instead of one per endpoint).
+func (s *Server) healthIndexLocked(negPath string) map[string][]*target {
+	idx := map[string][]*target{}
+	mid := "|" + negPath + "|"
+	for key, t := range s.targets {
+		if i := strings.Index(key, mid); i >= 0 {
+			ek := key[i+len(mid):]
+			idx[ek] = append(idx[ek], t)
 		}
 	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		t := s.targets[key]
+	for _, ts := range idx {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].bsPath < ts[j].bsPath })
+	}
+	return idx
+}
+
+// endpointHealthsLocked is listNetworkEndpoints' healths[]: one entry per
+// backend service that has the endpoint's NEG as a backend.
+func (s *Server) endpointHealthsLocked(idx map[string][]*target, ep *endpoint) []*computepb.HealthStatusForNetworkEndpoint {
+	var out []*computepb.HealthStatusForNetworkEndpoint
+	for _, t := range idx[epKey(ep.ip, ep.port)] {
 		h := &computepb.HealthStatusForNetworkEndpoint{
 			BackendService: &computepb.BackendServiceReference{BackendService: proto.String(selfLink(t.bsPath))},
 			HealthState:    proto.String(t.state),

@@ -33,7 +33,7 @@ const (
 
 // env is an emulator plus the real apiv1 REST clients pointed at it.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	srv  *computesim.Server
 	negs *compute.NetworkEndpointGroupsClient
@@ -46,7 +46,7 @@ type env struct {
 	zops *compute.ZoneOperationsClient
 }
 
-func newEnv(t *testing.T, opts computesim.Options) *env {
+func newEnv(t testing.TB, opts computesim.Options) *env {
 	t.Helper()
 	if opts.Project == "" {
 		opts.Project = project

@@ -464,6 +464,10 @@ func (s *Server) negListEndpoints(r *http.Request) (proto.Message, *apiError) {
 		eps = append(eps, ep)
 	}
 	sortEndpoints(eps)
+	var idx map[string][]*target
+	if show {
+		idx = s.healthIndexLocked(path)
+	}
 	var items []*computepb.NetworkEndpointWithHealthStatus
 	for _, ep := range eps {
 		item := &computepb.NetworkEndpointWithHealthStatus{NetworkEndpoint: &computepb.NetworkEndpoint{
@@ -475,7 +479,7 @@ func (s *Server) negListEndpoints(r *http.Request) (proto.Message, *apiError) {
 			continue
 		}
 		if show {
-			item.Healths = s.endpointHealthsLocked(path, ep)
+			item.Healths = s.endpointHealthsLocked(idx, ep)
 		}
 		items = append(items, item)
 	}

@@ -26,6 +26,7 @@ type operation struct {
 	done   chan struct{}
 	due    time.Time
 	seq    uint64
+	doneAt time.Time
 }
 
 // opScope says where an operation lives: zones/{z}, regions/{r} or global.
@@ -84,6 +85,7 @@ func (s *Server) startOpLocked(r *http.Request, sc opScope, opType, targetPath s
 		done:   make(chan struct{}),
 	}
 	s.ops[path] = op
+	s.pruneOpsLocked()
 	if s.opts.OperationDelay <= 0 {
 		s.completeOpLocked(op)
 	} else {
@@ -91,6 +93,24 @@ func (s *Server) startOpLocked(r *http.Request, sc opScope, opType, targetPath s
 		s.opq.push(op)
 	}
 	return proto.CloneOf(pb)
+}
+
+// pruneOpsLocked forgets operations that finished long ago, so long runs
+// with many mutations keep bounded memory. GCE keeps them for a while too.
+func (s *Server) pruneOpsLocked() {
+	if len(s.ops) < 20000 {
+		return
+	}
+	cutoff := time.Now().Add(-10 * time.Minute)
+	for p, op := range s.ops {
+		select {
+		case <-op.done:
+			if op.doneAt.Before(cutoff) {
+				delete(s.ops, p)
+			}
+		default:
+		}
+	}
 }
 
 func (s *Server) completeOpLocked(op *operation) {
@@ -117,6 +137,7 @@ func (s *Server) completeOpLocked(op *operation) {
 		s.logf("computesim: operation %s (%s) failed: %v", pb.GetName(), op.method, err)
 	}
 	s.stats.operation(op.method, err != nil)
+	op.doneAt = time.Now()
 	close(op.done)
 }
 

@@ -1,31 +1,3 @@
-// Package computesim emulates the parts of the Compute Engine v1 REST API
-// that podlb uses: zonal network endpoint groups (GCE_VM_IP_PORT), zonal,
-// regional and global operations, health checks, global and regional backend
-// services, target TCP proxies and global forwarding rules, plus enough of
-// instances to validate endpoints.
-//
-// The unmodified cloud.google.com/go/compute/apiv1 REST clients talk to it
-// over plain HTTP:
-//
-//	srv, _ := computesim.Start(computesim.Options{})
-//	defer srv.Close()
-//	c, _ := compute.NewNetworkEndpointGroupsRESTClient(ctx,
-//		option.WithEndpoint(srv.URL()), option.WithoutAuthentication())
-//
-// It is not a mock: backend services health-check the real endpoints over
-// TCP or HTTP, and every forwarding rule listens on its own loopback port and
-// proxies TCP connections to HEALTHY endpoints, draining detached ones.
-//
-// Conventions (see also README-like notes on each method):
-//   - selfLinks and every URL the emulator emits use the canonical prefix
-//     https://www.googleapis.com/compute/v1/; references it receives may be
-//     full URLs with any prefix, or relative "projects/..." paths
-//     (ResourcePath normalises all of them).
-//   - Mutations answer an Operation and take effect when it completes
-//     (Options.OperationDelay after the call; with 0 they take effect inside
-//     the call and the returned Operation is already DONE).
-//   - Endpoint IP addresses must lie in 127.0.0.0/8: the emulator sends
-//     health checks and proxied traffic to them and never leaves loopback.
 package computesim
 
 import (
