@@ -344,3 +344,65 @@ func TestConcurrentAttach(t *testing.T) {
 		t.Fatalf("size %d %v", n.GetSize(), err)
 	}
 }
+
+func TestNEGEndpointQuota(t *testing.T) {
+	e := newEnv(t, computesim.Options{})
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	e.createNEG(zoneA, "neg", 80)
+	for b := range 20 {
+		var eps []*computepb.NetworkEndpoint
+		for i := range 500 {
+			eps = append(eps, ep("node-1", fmt.Sprintf("127.50.%d.%d", b, i%250+1), int32(1000+i/250)))
+		}
+		e.done(e.attach(zoneA, "neg", eps...))
+	}
+	_, err := e.attach(zoneA, "neg", ep("node-1", "127.51.0.1", 80))
+	expectErr(t, err, http.StatusForbidden, "quotaExceeded")
+}
+
+func TestListMethods(t *testing.T) {
+	e := newEnv(t, computesim.Options{})
+	_ = e.srv.AddInstance(zoneA, "node-b", "10.0.0.2")
+	_ = e.srv.AddInstance(zoneA, "node-a", "10.0.0.1")
+	e.createHC("hc-1", "TCP", 2, 2)
+	e.createHC("hc-2", "HTTP", 2, 2)
+	e.createNEG(zoneA, "neg", 80)
+	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: tcpBackendService("bs", "hc-1", 0, negURL(zoneA, "neg"))}))
+	e.done(e.tps.Insert(e.ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: &computepb.TargetTcpProxy{
+		Name: proto.String("tp"), Service: proto.String("bs")}}))
+	e.done(e.frs.Insert(e.ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: project,
+		ForwardingRuleResource: &computepb.ForwardingRule{Name: proto.String("fr"), Target: proto.String("tp")}}))
+
+	var got []string
+	hcs := e.hcs.List(e.ctx, &computepb.ListHealthChecksRequest{Project: project, Filter: proto.String(`type = "HTTP"`)})
+	for x, err := hcs.Next(); err != iterator.Done; x, err = hcs.Next() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, x.GetName())
+	}
+	ins := e.inst.List(e.ctx, &computepb.ListInstancesRequest{Project: project, Zone: zoneA})
+	for x, err := ins.Next(); err != iterator.Done; x, err = ins.Next() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, x.GetName())
+	}
+	tps := e.tps.List(e.ctx, &computepb.ListTargetTcpProxiesRequest{Project: project})
+	for x, err := tps.Next(); err != iterator.Done; x, err = tps.Next() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, x.GetName())
+	}
+	frs := e.frs.List(e.ctx, &computepb.ListGlobalForwardingRulesRequest{Project: project})
+	for x, err := frs.Next(); err != iterator.Done; x, err = frs.Next() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, x.GetName())
+	}
+	if fmt.Sprint(got) != "[hc-2 node-a node-b tp fr]" {
+		t.Fatalf("lists: %v", got)
+	}
+}
