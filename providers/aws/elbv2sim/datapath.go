@@ -55,21 +55,26 @@ func (s *Server) serveListener(l *listener) {
 }
 
 // pick chooses the target for a new connection, round-robin over healthy
-// targets. With none healthy the group fails open to every target past
-// registration (initial checks or unhealthy), as NLB does; draining and
-// still-registering targets never get a new connection. Callers hold s.mu.
+// targets. With none healthy but some unhealthy, the group fails open to
+// every target past registration (unhealthy or in initial checks), as NLB
+// does. Otherwise initial, draining and still-registering targets never get
+// a new connection. Callers hold s.mu.
 func (s *Server) pick(g *targetGroup) *target {
 	var healthy, open []*target
+	unhealthy := false
 	for _, t := range g.order {
 		switch t.phase {
 		case phaseHealthy:
 			healthy = append(healthy, t)
-		case phaseInitial, phaseUnhealthy:
+		case phaseUnhealthy:
+			unhealthy = true
+			open = append(open, t)
+		case phaseInitial:
 			open = append(open, t)
 		}
 	}
 	cands := healthy
-	if len(cands) == 0 {
+	if len(cands) == 0 && unhealthy {
 		cands = open
 	}
 	if len(cands) == 0 {
@@ -84,7 +89,7 @@ func (s *Server) forward(l *listener, c net.Conn) {
 	s.mu.Lock()
 	g := l.tg
 	var t *target
-	if s.listeners[l.arn] == l {
+	if !s.closed && s.listeners[l.arn] == l {
 		t = s.pick(g)
 	}
 	if t == nil {

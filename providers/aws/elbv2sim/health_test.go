@@ -12,8 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
-
-	"github.com/podlb/podlb/providers/aws/elbv2sim"
 )
 
 // observe polls the target's health until until() holds and returns the
@@ -302,7 +300,8 @@ func TestFailOpen(t *testing.T) {
 
 func TestManyTargetsConcurrently(t *testing.T) {
 	o := fast()
-	o.HealthCheckInterval = 200 * time.Millisecond
+	// Long enough that no check runs: this exercises the API, not probes.
+	o.RegistrationDelay = time.Minute
 	o.DeregistrationDelay = 50 * time.Millisecond
 	s := start(t, o)
 	c := client(s, 3)
@@ -320,7 +319,7 @@ func TestManyTargetsConcurrently(t *testing.T) {
 	for w := range 10 {
 		wg.Go(func() {
 			register(t, c, arn, batch(w)...)
-			if h := healthOf(t, c, arn, batch(w)[:3]...); len(h) != 3 || h[key(batch(w)[0])].state != "initial" {
+			if h := healthOf(t, c, arn, batch(w)[:3]...); len(h) != 3 || h[key(batch(w)[0])].reason != "Elb.RegistrationInProgress" {
 				t.Errorf("worker %d: %+v", w, h)
 			}
 		})
@@ -341,5 +340,21 @@ func TestManyTargetsConcurrently(t *testing.T) {
 	}
 	wg.Wait()
 	waitFor(t, "all targets drained", func() bool { return len(s.Targets(arn)) == 0 })
-	_ = elbv2sim.DefaultVPCID
+}
+
+func TestNoTrafficDuringInitialHealthChecks(t *testing.T) {
+	o := fast()
+	o.RegistrationDelay = 0
+	o.HealthCheckInterval = time.Second // ten passes needed: seconds in initial
+	s := start(t, o)
+	c := client(s, 1)
+	g := createTG(t, c, elbv2.CreateTargetGroupInput{HealthyThresholdCount: aws.Int32(10)})
+	arn := *g.TargetGroupArn
+	_, lArn := createLB(t, c, types.LoadBalancerTypeEnumNetwork, types.ProtocolEnumTcp, arn)
+	b := startBackend(t, "a")
+	register(t, c, arn, b.target())
+	waitState(t, c, arn, b.target(), "initial", "Elb.InitialHealthChecking")
+	if got := greet(t, s.ListenerAddr(lArn)); got != "" {
+		t.Errorf("a target in initial health checks got a connection (%q)", got)
+	}
 }

@@ -1,21 +1,3 @@
-// Package elbv2sim emulates the parts of AWS Elastic Load Balancing v2 (and
-// EC2 DescribeVpcs) that a controller registering pod IPs needs, closely
-// enough that the unmodified aws-sdk-go-v2 clients talk to it: the AWS Query
-// wire protocol, target groups, targets with AWS's health state machine
-// driven by real health checks, load balancers whose listeners forward real
-// TCP connections to healthy targets, and API throttling and faults.
-//
-// Use it like httptest:
-//
-//	srv, err := elbv2sim.Start(elbv2sim.Options{RegistrationDelay: 100 * time.Millisecond})
-//	defer srv.Close()
-//	client := elbv2.New(elbv2.Options{Region: "us-east-1",
-//		BaseEndpoint: aws.String(srv.URL()),
-//		Credentials:  credentials.NewStaticCredentialsProvider("a", "b", "")})
-//
-// The emulator only ever connects to addresses in 127.0.0.0/8; targets
-// elsewhere (for instance in 10.0.0.0/16) can be registered but always fail
-// their health checks with Target.Timeout and never receive traffic.
 package elbv2sim
 
 import (
