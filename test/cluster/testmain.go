@@ -1,0 +1,182 @@
+package cluster
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// StartTimeout bounds cluster start-up in RunMain.
+const StartTimeout = 2 * time.Minute
+
+var shared atomic.Pointer[Cluster]
+
+// RunMain is a TestMain body: it starts one cluster for the package, runs
+// setup (if not nil) and the tests, stops the cluster and exits. Under
+// `go test -short` it starts nothing and tests that call Require skip, so
+// the package's unit tests still run. Ctrl-C or SIGTERM stop the cluster
+// before exiting. If tests fail, the cluster's logs are kept and their
+// directory printed.
+func RunMain(m *testing.M, opts Options, setup func(*Cluster)) {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "test/cluster: -short: not starting the local control plane; its tests skip")
+		os.Exit(m.Run())
+	}
+	if opts.Logf == nil && testing.Verbose() {
+		opts.Logf = func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	c, err := Start(ctx, opts)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "test/cluster: cannot start the local cluster: %v\n", err)
+		os.Exit(1)
+	}
+	shared.Store(c)
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		fmt.Fprintf(os.Stderr, "test/cluster: %v: stopping the local cluster\n", sig)
+		c.Stop()
+		os.Exit(130)
+	}()
+
+	if setup != nil {
+		setup(c)
+	}
+	code := m.Run()
+	signal.Stop(signals)
+	if code != 0 {
+		c.opts.KeepDir = true
+		fmt.Fprintf(os.Stderr, "test/cluster: tests failed; component logs kept in %s\n", c.Dir)
+	}
+	c.Stop()
+	if code != 0 {
+		_ = os.RemoveAll(filepath.Join(c.Dir, "etcd")) // logs are what matters; etcd data is large
+	}
+	os.Exit(code)
+}
+
+// Require returns the cluster RunMain started, or skips the test when there
+// is none (under -short).
+func Require(t testing.TB) *Cluster {
+	t.Helper()
+	c := shared.Load()
+	if c == nil {
+		t.Skip("needs the local control plane (not started under -short; use RunMain in TestMain)")
+	}
+	return c
+}
+
+// Namespace creates a fresh namespace for t and deletes it (and with it
+// everything in it) when t ends.
+func (c *Cluster) Namespace(t testing.TB) string {
+	t.Helper()
+	base := strings.ToLower(t.Name())
+	base = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, base)
+	base = strings.Trim(base, "-")
+	if len(base) > 40 {
+		base = strings.Trim(base[:40], "-")
+	}
+	ns, err := c.Client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: base + "-"},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = c.Client.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
+	})
+	return ns.Name
+}
+
+// DeploymentOptions shape NewDeployment.
+type DeploymentOptions struct {
+	Replicas int32
+	// Port is the container port served by the simulated backend (default 8080).
+	Port int32
+	// Gates are readiness gate condition types, e.g. "podlb.io/load-balancer-ready".
+	Gates []string
+	// PreStopSleep adds a preStop sleep hook.
+	PreStopSleep time.Duration
+	// TerminationGracePeriod defaults to 30s.
+	TerminationGracePeriod time.Duration
+	// MaxSurge and MaxUnavailable of the rolling update (defaults 25%/25%
+	// as in Kubernetes when nil).
+	MaxSurge, MaxUnavailable *intstr.IntOrString
+	// Annotations go on the pod template, e.g. AnnotationReadyAfter.
+	Annotations map[string]string
+}
+
+// NewDeployment returns a Deployment of simulated web servers labelled
+// app=<name>, ready to be created.
+func NewDeployment(namespace, name string, o DeploymentOptions) *appsv1.Deployment {
+	if o.Port == 0 {
+		o.Port = 8080
+	}
+	labels := map[string]string{"app": name}
+	grace := int64(30)
+	if o.TerminationGracePeriod > 0 {
+		grace = int64(o.TerminationGracePeriod / time.Second)
+	}
+	container := corev1.Container{
+		Name:  "web",
+		Image: "podlb.io/sim-web:1",
+		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: o.Port, Protocol: corev1.ProtocolTCP}},
+	}
+	if o.PreStopSleep > 0 {
+		container.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+			Sleep: &corev1.SleepAction{Seconds: int64(o.PreStopSleep / time.Second)},
+		}}
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &o.Replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: o.Annotations},
+				Spec: corev1.PodSpec{
+					Containers:                    []corev1.Container{container},
+					TerminationGracePeriodSeconds: &grace,
+				},
+			},
+		},
+	}
+	for _, g := range o.Gates {
+		d.Spec.Template.Spec.ReadinessGates = append(d.Spec.Template.Spec.ReadinessGates,
+			corev1.PodReadinessGate{ConditionType: corev1.PodConditionType(g)})
+	}
+	if o.MaxSurge != nil || o.MaxUnavailable != nil {
+		d.Spec.Strategy = appsv1.DeploymentStrategy{
+			Type:          appsv1.RollingUpdateDeploymentStrategyType,
+			RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: o.MaxSurge, MaxUnavailable: o.MaxUnavailable},
+		}
+	}
+	return d
+}
