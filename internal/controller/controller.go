@@ -1,0 +1,373 @@
+// Package controller wires podlb's reconcilers into a controller-runtime
+// manager: caches with slimmed objects, the Service, binding and gate
+// controllers, leader election, metrics and health probes.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/podlb/podlb/providers"
+	"github.com/podlb/podlb/readiness"
+	"github.com/podlb/podlb/targets"
+)
+
+// Options configure a podlb controller.
+type Options struct {
+	RestConfig  *rest.Config
+	ClusterName string
+	// Namespace is podlb's own: the ledger and the leader lease live there.
+	Namespace      string
+	LeaderElection bool
+	// LeaderElectionID names the lease; tests running several controllers
+	// against one cluster set it apart.
+	LeaderElectionID string
+	MetricsAddr      string
+	ProbeAddr        string
+	Workers          int
+	Timing           targets.Timing
+	Providers        []providers.Provider
+	Logger           logr.Logger
+}
+
+// Defaults fills unset options.
+func (o *Options) Defaults() {
+	if o.Namespace == "" {
+		o.Namespace = "podlb-system"
+	}
+	if o.LeaderElectionID == "" {
+		o.LeaderElectionID = "podlb-controller-leader"
+	}
+	if o.Workers <= 0 {
+		o.Workers = 8
+	}
+	if o.Timing.Poll <= 0 {
+		o.Timing.Poll = time.Second
+	}
+	if o.Timing.Resync <= 0 {
+		o.Timing.Resync = 10 * time.Minute
+	}
+	if o.Timing.Coalesce <= 0 {
+		o.Timing.Coalesce = 200 * time.Millisecond
+	}
+	if o.Timing.MaxBackoff <= 0 {
+		o.Timing.MaxBackoff = 2 * time.Minute
+	}
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = "0"
+	}
+	if o.ProbeAddr == "" {
+		o.ProbeAddr = "0"
+	}
+}
+
+// Run starts the controller and blocks until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	o.Defaults()
+	if o.ClusterName == "" {
+		return errors.New("a cluster name is required")
+	}
+	if len(o.Providers) == 0 {
+		return errors.New("no cloud provider configured")
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(o.RestConfig, manager.Options{
+		Scheme:                        scheme,
+		Logger:                        o.Logger,
+		LeaderElection:                o.LeaderElection,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:        o.ProbeAddr,
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Pod{}:  {Transform: SlimPod},
+				&corev1.Node{}: {Transform: SlimNode},
+			},
+		},
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.ConfigMap{}}}},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := Setup(mgr, o); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// queueRef hands a controller's queue to code outside the controller
+// (registry hooks) once the controller has started.
+type queueRef[T comparable] struct {
+	q workqueue.TypedRateLimitingInterface[T]
+	// started closes when q is set.
+	started chan struct{}
+}
+
+func newQueueRef[T comparable]() *queueRef[T] { return &queueRef[T]{started: make(chan struct{})} }
+
+func (r *queueRef[T]) source() source.TypedSource[T] {
+	return source.TypedFunc[T](func(_ context.Context, q workqueue.TypedRateLimitingInterface[T]) error {
+		r.q = q
+		close(r.started)
+		return nil
+	})
+}
+
+func (r *queueRef[T]) addAfter(item T, d time.Duration) {
+	select {
+	case <-r.started:
+		r.q.AddAfter(item, d)
+	default:
+		// Not started yet: the initial list of every watched object will
+		// enqueue what matters.
+	}
+}
+
+// Setup adds podlb's controllers to a manager.
+func Setup(mgr manager.Manager, o Options) error {
+	o.Defaults()
+	logger := o.Logger
+	reg := targets.NewRegistry()
+	ledger := targets.NewLedger(mgr.GetClient(), mgr.GetAPIReader(), o.Namespace)
+	recorder := mgr.GetEventRecorderFor("podlb")
+	provByName := map[string]providers.Provider{}
+	var annotationKeys []string
+	for _, p := range o.Providers {
+		provByName[p.Name()] = p
+		annotationKeys = append(annotationKeys, p.AnnotationKey())
+	}
+	c := mgr.GetClient()
+
+	bindingQ := newQueueRef[providers.BindingKey]()
+	serviceQ := newQueueRef[reconcile.Request]()
+	gateQ := newQueueRef[reconcile.Request]()
+
+	enqueueBinding := func(k providers.BindingKey) { bindingQ.addAfter(k, o.Timing.Coalesce) }
+	enqueuePods := func(pods []types.NamespacedName) {
+		for _, p := range pods {
+			gateQ.addAfter(reconcile.Request{NamespacedName: p}, 0)
+		}
+	}
+	reg.PodsChanged = enqueuePods
+	reg.ServiceChanged = func(nn types.NamespacedName) {
+		// Status writes are coalesced: counts change often during rollouts.
+		serviceQ.addAfter(reconcile.Request{NamespacedName: nn}, time.Second)
+	}
+
+	// Binding controller.
+	br := &targets.BindingReconciler{Client: c, Registry: reg, Ledger: ledger, Providers: provByName, Recorder: recorder, Timing: o.Timing}
+	bc, err := controller.NewTyped[providers.BindingKey]("binding", mgr, controller.TypedOptions[providers.BindingKey]{
+		Reconciler:              br,
+		MaxConcurrentReconciles: o.Workers,
+		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[providers.BindingKey](time.Second, o.Timing.MaxBackoff),
+	})
+	if err != nil {
+		return err
+	}
+	if err := bc.Watch(bindingQ.source()); err != nil {
+		return err
+	}
+	sliceToBindings := handler.TypedFuncs[*discoveryv1.EndpointSlice, providers.BindingKey]{
+		CreateFunc: func(_ context.Context, e event.TypedCreateEvent[*discoveryv1.EndpointSlice], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			enqueueSliceBindings(reg, e.Object, enqueueBinding)
+		},
+		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[*discoveryv1.EndpointSlice], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			enqueueSliceBindings(reg, e.ObjectNew, enqueueBinding)
+		},
+		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[*discoveryv1.EndpointSlice], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			enqueueSliceBindings(reg, e.Object, enqueueBinding)
+		},
+	}
+	if err := bc.Watch(source.TypedKind(mgr.GetCache(), &discoveryv1.EndpointSlice{}, handler.TypedEventHandler[*discoveryv1.EndpointSlice, providers.BindingKey](sliceToBindings))); err != nil {
+		return err
+	}
+	podToBindings := handler.TypedFuncs[*corev1.Pod, providers.BindingKey]{
+		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[*corev1.Pod], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			if podChangeMatters(e.ObjectOld, e.ObjectNew) {
+				enqueuePodBindings(reg, e.ObjectNew, enqueueBinding)
+			}
+		},
+		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[*corev1.Pod], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			enqueuePodBindings(reg, e.Object, enqueueBinding)
+		},
+	}
+	if err := bc.Watch(source.TypedKind(mgr.GetCache(), &corev1.Pod{}, handler.TypedEventHandler[*corev1.Pod, providers.BindingKey](podToBindings))); err != nil {
+		return err
+	}
+	nodeZones := func(ctx context.Context) {
+		var nodes corev1.NodeList
+		if err := c.List(ctx, &nodes); err != nil {
+			logger.Error(err, "listing nodes")
+			return
+		}
+		if reg.SetZones(targets.ZonesOf(nodes.Items)) {
+			for _, k := range reg.AllBindings() {
+				enqueueBinding(k)
+			}
+		}
+	}
+	nodeHandler := handler.TypedFuncs[*corev1.Node, providers.BindingKey]{
+		CreateFunc: func(ctx context.Context, _ event.TypedCreateEvent[*corev1.Node], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			nodeZones(ctx)
+		},
+		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*corev1.Node], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			if targets.NodeInfoOf(e.ObjectOld) != targets.NodeInfoOf(e.ObjectNew) {
+				nodeZones(ctx)
+			}
+		},
+		DeleteFunc: func(ctx context.Context, _ event.TypedDeleteEvent[*corev1.Node], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			nodeZones(ctx)
+		},
+	}
+	if err := bc.Watch(source.TypedKind(mgr.GetCache(), &corev1.Node{}, handler.TypedEventHandler[*corev1.Node, providers.BindingKey](nodeHandler))); err != nil {
+		return err
+	}
+
+	// Service controller.
+	sr := &targets.ServiceReconciler{Client: c, Registry: reg, Ledger: ledger, Providers: o.Providers, Cluster: o.ClusterName,
+		Recorder: recorder, Timing: o.Timing, EnqueueBinding: enqueueBinding,
+		SelectionChanged: func(namespace string, selectors ...labels.Selector) {
+			enqueueSelectedPods(context.Background(), c, namespace, selectors, gateQ)
+		}}
+	err = builder.ControllerManagedBy(mgr).Named("service").
+		For(&corev1.Service{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: serviceChangeMatters})).
+		WatchesRawSource(serviceQ.source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
+		Complete(sr)
+	if err != nil {
+		return err
+	}
+
+	// Gate controller.
+	gr := &readiness.GateReconciler{Client: c, Registry: reg, Services: c, Annotations: annotationKeys}
+	err = builder.ControllerManagedBy(mgr).Named("gate").
+		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool {
+			p, ok := obj.(*corev1.Pod)
+			return ok && targets.HasGate(p)
+		}))).
+		WatchesRawSource(gateQ.source()).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Complete(gr)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func enqueueSliceBindings(reg *targets.Registry, s *discoveryv1.EndpointSlice, enqueue func(providers.BindingKey)) {
+	svc := s.Labels[discoveryv1.LabelServiceName]
+	if svc == "" {
+		return
+	}
+	for _, k := range reg.BindingsOfService(types.NamespacedName{Namespace: s.Namespace, Name: svc}) {
+		enqueue(k)
+	}
+}
+
+func enqueuePodBindings(reg *targets.Registry, p *corev1.Pod, enqueue func(providers.BindingKey)) {
+	for _, e := range reg.SelectingServices(p.Namespace, p.Labels) {
+		for _, k := range e.Bindings {
+			enqueue(k)
+		}
+	}
+}
+
+func enqueueSelectedPods(ctx context.Context, c client.Reader, namespace string, selectors []labels.Selector, q *queueRef[reconcile.Request]) {
+	seen := map[types.NamespacedName]bool{}
+	for _, sel := range selectors {
+		if sel == nil {
+			continue
+		}
+		var pods corev1.PodList
+		if err := c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+			continue
+		}
+		for i := range pods.Items {
+			nn := types.NamespacedName{Namespace: namespace, Name: pods.Items[i].Name}
+			if !seen[nn] && targets.HasGate(&pods.Items[i]) {
+				seen[nn] = true
+				q.addAfter(reconcile.Request{NamespacedName: nn}, 0)
+			}
+		}
+	}
+}
+
+// podChangeMatters filters pod updates down to what changes a binding's
+// desired targets; status writes of the gate itself do not.
+func podChangeMatters(old, cur *corev1.Pod) bool {
+	if (old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) || old.Status.PodIP != cur.Status.PodIP ||
+		old.Spec.NodeName != cur.Spec.NodeName || !labels.Equals(old.Labels, cur.Labels) {
+		return true
+	}
+	for _, c := range cur.Status.Conditions {
+		if c.Type == targets.GateConditionType || c.Type == corev1.PodReady {
+			// Ready follows the gate; slices report real readiness changes.
+			continue
+		}
+		o := targets.PodCondition(old, c.Type)
+		if o == nil || o.Status != c.Status {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceChangeMatters ignores podlb's own status annotation writes.
+func serviceChangeMatters(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*corev1.Service)
+	n, ok2 := e.ObjectNew.(*corev1.Service)
+	if !ok1 || !ok2 {
+		return true
+	}
+	if !reflect.DeepEqual(o.Spec.Ports, n.Spec.Ports) || !reflect.DeepEqual(o.Spec.Selector, n.Spec.Selector) || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil) ||
+		len(o.Finalizers) != len(n.Finalizers) || !labels.Equals(o.Labels, n.Labels) {
+		return true
+	}
+	if len(o.Annotations) != len(n.Annotations) {
+		return true
+	}
+	for k, v := range n.Annotations {
+		if k != targets.AnnotationStatus && o.Annotations[k] != v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,698 @@
+package aws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+	"github.com/aws/smithy-go"
+	"github.com/hashicorp/go-multierror"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// Options configure the AWS provider.
+type Options struct {
+	// Cluster is the --cluster-name, part of ownership tags.
+	Cluster string
+	Region  string
+	// VPCID is the cluster's VPC: groups in another VPC are rejected.
+	// Empty accepts any VPC.
+	VPCID string
+	// ELBv2Endpoint and EC2Endpoint override the service endpoints.
+	ELBv2Endpoint string
+	EC2Endpoint   string
+	// Credentials override the default credential chain.
+	Credentials aws.CredentialsProvider
+	// BatchSize is the most targets per RegisterTargets or
+	// DeregisterTargets call.
+	BatchSize int
+	// Limits are client-side token buckets per ELBv2/EC2 operation; "*"
+	// covers operations not listed.
+	Limits map[string]providers.Limit
+	// MaxAttempts is the SDK retryer's attempts per call (throttling and
+	// 5xx are retried with backoff).
+	MaxAttempts int
+	// GroupCacheTTL is how long a resolved group is trusted before it is
+	// described again (listeners come and go).
+	GroupCacheTTL time.Duration
+}
+
+// DefaultLimits stay under ELBv2's per-account buckets (register +
+// deregister share 20 burst / 4 per second; Describe* 40 / 10) with room
+// for other tools in the same account.
+func DefaultLimits() map[string]providers.Limit {
+	return map[string]providers.Limit{
+		"RegisterTargets":               {QPS: 2, Burst: 10},
+		"DeregisterTargets":             {QPS: 2, Burst: 10},
+		"DescribeTargetHealth":          {QPS: 5, Burst: 20},
+		"DescribeTargetGroups":          {QPS: 2, Burst: 10},
+		"DescribeTargetGroupAttributes": {QPS: 2, Burst: 10},
+		"DescribeTags":                  {QPS: 2, Burst: 10},
+		"DescribeVpcs":                  {QPS: 1, Burst: 5},
+		"CreateTargetGroup":             {QPS: 1, Burst: 5},
+		"DeleteTargetGroup":             {QPS: 1, Burst: 5},
+		"ModifyTargetGroup":             {QPS: 1, Burst: 5},
+		"ModifyTargetGroupAttributes":   {QPS: 1, Burst: 5},
+		"*":                             {QPS: 1, Burst: 5},
+	}
+}
+
+// Provider implements providers.Provider for ELBv2.
+type Provider struct {
+	opts  Options
+	elb   *elbv2.Client
+	ec2   *ec2.Client
+	calls *providers.Caller
+
+	mu     sync.Mutex
+	groups map[providers.BindingKey]*cachedGroup
+	vpcs   map[string][]netip.Prefix
+}
+
+type cachedGroup struct {
+	spec    string
+	group   *providers.Group
+	fetched time.Time
+}
+
+// New builds the provider. Without explicit credentials it uses the
+// standard AWS credential chain (IRSA, Pod Identity, environment).
+func New(ctx context.Context, o Options) (*Provider, error) {
+	if o.Cluster == "" {
+		return nil, errors.New("aws: a cluster name is required")
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 200
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.GroupCacheTTL <= 0 {
+		o.GroupCacheTTL = 5 * time.Minute
+	}
+	limits := DefaultLimits()
+	for op, l := range o.Limits {
+		limits[op] = l
+	}
+	loadOpts := []func(*config.LoadOptions) error{
+		config.WithRegion(o.Region),
+		config.WithRetryer(func() aws.Retryer {
+			// podlb's own token buckets pace calls; the SDK's retry quota
+			// would only turn sustained throttling into hard failures.
+			return retry.NewStandard(func(so *retry.StandardOptions) {
+				so.MaxAttempts = o.MaxAttempts
+				so.RateLimiter = ratelimit.None
+			})
+		}),
+	}
+	if o.Credentials != nil {
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(o.Credentials))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("aws: loading configuration: %w", err)
+	}
+	p := &Provider{
+		opts:   o,
+		calls:  providers.NewCaller("aws", limits, limits["*"], classify),
+		groups: map[providers.BindingKey]*cachedGroup{},
+		vpcs:   map[string][]netip.Prefix{},
+	}
+	p.elb = elbv2.NewFromConfig(cfg, func(eo *elbv2.Options) {
+		if o.ELBv2Endpoint != "" {
+			eo.BaseEndpoint = aws.String(o.ELBv2Endpoint)
+		}
+	})
+	p.ec2 = ec2.NewFromConfig(cfg, func(eo *ec2.Options) {
+		if o.EC2Endpoint != "" {
+			eo.BaseEndpoint = aws.String(o.EC2Endpoint)
+		}
+	})
+	return p, nil
+}
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return "aws" }
+
+// AnnotationKey implements providers.Provider.
+func (p *Provider) AnnotationKey() string { return AnnotationKey }
+
+// ParseSpec implements providers.Provider.
+func (p *Provider) ParseSpec(raw json.RawMessage) (providers.Spec, error) {
+	s, err := ParseSpec(raw)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ensure implements providers.Provider.
+func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers.Group, error) {
+	spec := b.Spec.(*Spec)
+	summary := spec.Summary() + "|" + b.Protocol
+	p.mu.Lock()
+	c := p.groups[b.Key]
+	p.mu.Unlock()
+	// A group no load balancer uses is described again on every look, so
+	// the gate notices a new listener promptly.
+	if c != nil && c.spec == summary && c.group.Serving && time.Since(c.fetched) < p.opts.GroupCacheTTL {
+		return c.group, nil
+	}
+	var (
+		tg      *types.TargetGroup
+		err     error
+		created bool
+		field   string
+	)
+	switch {
+	case spec.ARN != "":
+		field = "arn"
+		tg, err = p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{spec.ARN}}, field)
+	case spec.Name != "":
+		field = "name"
+		tg, err = p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{Names: []string{spec.Name}}, field)
+	default:
+		field = "create"
+		tg, created, err = p.ensureOwned(ctx, b, spec.Create)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tg.TargetType != types.TargetTypeEnumIp {
+		return nil, providers.Errorf(providers.Invalid, field, "target group %s has target type %s; podlb registers pod IPs and needs target type ip", aws.ToString(tg.TargetGroupName), tg.TargetType)
+	}
+	if p.opts.VPCID != "" && aws.ToString(tg.VpcId) != p.opts.VPCID {
+		return nil, providers.Errorf(providers.Invalid, field, "target group %s is in %s, but this cluster runs in %s", aws.ToString(tg.TargetGroupName), aws.ToString(tg.VpcId), p.opts.VPCID)
+	}
+	if !protocolServes(string(tg.Protocol), b.Protocol) {
+		return nil, providers.Errorf(providers.Invalid, field, "target group %s uses protocol %s, which cannot serve Service port %d/%s", aws.ToString(tg.TargetGroupName), tg.Protocol, b.Key.Port, b.Protocol)
+	}
+	drain, err := p.drainSeconds(ctx, aws.ToString(tg.TargetGroupArn))
+	if err != nil {
+		return nil, err
+	}
+	arn := aws.ToString(tg.TargetGroupArn)
+	g := &providers.Group{
+		Ref:          arn,
+		Display:      displayName(arn),
+		Owned:        spec.Create != nil,
+		Created:      created,
+		Serving:      len(tg.LoadBalancerArns) > 0,
+		DrainSeconds: drain,
+		Status:       map[string]string{"arn": arn, "vpc": aws.ToString(tg.VpcId), "protocol": string(tg.Protocol)},
+		Provider:     &groupState{arn: arn, vpc: aws.ToString(tg.VpcId)},
+	}
+	if !g.Serving {
+		g.NotServingWhy = "no load balancer listener or rule forwards to it"
+	}
+	p.mu.Lock()
+	p.groups[b.Key] = &cachedGroup{spec: summary, group: g, fetched: time.Now()}
+	p.mu.Unlock()
+	return g, nil
+}
+
+// groupState is what the provider keeps on a Group for its own use.
+type groupState struct {
+	arn string
+	vpc string
+}
+
+func displayName(arn string) string {
+	if i := strings.Index(arn, ":targetgroup/"); i >= 0 {
+		return arn[i+1:]
+	}
+	return arn
+}
+
+func (p *Provider) describeGroup(ctx context.Context, in *elbv2.DescribeTargetGroupsInput, field string) (*types.TargetGroup, error) {
+	var out *elbv2.DescribeTargetGroupsOutput
+	err := p.calls.Call(ctx, "DescribeTargetGroups", func(ctx context.Context) (err error) {
+		out, err = p.elb.DescribeTargetGroups(ctx, in)
+		return err
+	})
+	if err != nil {
+		return nil, providers.WithField(field, err)
+	}
+	if len(out.TargetGroups) == 0 {
+		return nil, providers.Errorf(providers.NotFound, field, "target group not found")
+	}
+	return &out.TargetGroups[0], nil
+}
+
+// ensureOwned finds or creates the group podlb owns for a binding and
+// brings its settings in line with the annotation.
+func (p *Provider) ensureOwned(ctx context.Context, b *providers.Binding, c *CreateSpec) (*types.TargetGroup, bool, error) {
+	if p.opts.VPCID == "" {
+		return nil, false, providers.Errorf(providers.Invalid, "create", "creating target groups needs the controller's --aws-vpc-id")
+	}
+	name := OwnedName(p.opts.Cluster, b.Key)
+	tg, err := p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{Names: []string{name}}, "create")
+	switch {
+	case err == nil:
+		tags, err := p.tags(ctx, aws.ToString(tg.TargetGroupArn))
+		if err != nil {
+			return nil, false, err
+		}
+		if !ownedBy(tags, p.opts.Cluster, b.Key) {
+			return nil, false, providers.Errorf(providers.Invalid, "create", "a target group named %s exists but is not tagged as podlb's for this Service port; podlb will not adopt it", name)
+		}
+		if err := p.alignSettings(ctx, tg, b, c); err != nil {
+			return nil, false, err
+		}
+		return tg, false, nil
+	case providers.ClassOf(err) != providers.NotFound:
+		return nil, false, err
+	}
+
+	in := createInput(name, p.opts.VPCID, b, c)
+	var out *elbv2.CreateTargetGroupOutput
+	err = p.calls.Call(ctx, "CreateTargetGroup", func(ctx context.Context) (err error) {
+		out, err = p.elb.CreateTargetGroup(ctx, in)
+		return err
+	})
+	if err != nil {
+		return nil, false, providers.WithField("create", err)
+	}
+	if len(out.TargetGroups) == 0 {
+		return nil, false, providers.Errorf(providers.Transient, "create", "CreateTargetGroup returned no group")
+	}
+	tg = &out.TargetGroups[0]
+	if c.DeregistrationDelaySeconds != nil {
+		if err := p.setDrain(ctx, aws.ToString(tg.TargetGroupArn), *c.DeregistrationDelaySeconds); err != nil {
+			return nil, true, err
+		}
+	}
+	return tg, true, nil
+}
+
+func createInput(name, vpc string, b *providers.Binding, c *CreateSpec) *elbv2.CreateTargetGroupInput {
+	proto := c.Protocol
+	if proto == "" {
+		proto = "TCP"
+		if b.Protocol == "UDP" {
+			proto = "UDP"
+		}
+	}
+	port := b.TargetPort
+	if port == 0 {
+		// A named target port resolves per pod; every target carries its
+		// own port, so the group's is only a default.
+		port = b.Key.Port
+	}
+	in := &elbv2.CreateTargetGroupInput{
+		Name:       aws.String(name),
+		Protocol:   types.ProtocolEnum(proto),
+		Port:       aws.Int32(port),
+		VpcId:      aws.String(vpc),
+		TargetType: types.TargetTypeEnumIp,
+	}
+	tags := ownerTags(b.Cluster, b.Key)
+	for k, v := range c.Tags {
+		tags[k] = v
+	}
+	for _, k := range sortedKeys(tags) {
+		in.Tags = append(in.Tags, types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
+	}
+	if hc := c.HealthCheck; hc != nil {
+		if hc.Protocol != "" {
+			in.HealthCheckProtocol = types.ProtocolEnum(hc.Protocol)
+		}
+		if hc.Port != "" {
+			in.HealthCheckPort = aws.String(hc.Port)
+		}
+		if hc.Path != "" {
+			in.HealthCheckPath = aws.String(hc.Path)
+		}
+		in.HealthCheckIntervalSeconds = hc.IntervalSeconds
+		in.HealthCheckTimeoutSeconds = hc.TimeoutSeconds
+		in.HealthyThresholdCount = hc.HealthyThreshold
+		in.UnhealthyThresholdCount = hc.UnhealthyThreshold
+		if hc.Matcher != "" {
+			in.Matcher = &types.Matcher{HttpCode: aws.String(hc.Matcher)}
+		}
+	}
+	return in
+}
+
+// alignSettings updates an owned group whose health check differs from
+// the annotation. It writes nothing when they agree, so steady state costs
+// no mutations.
+func (p *Provider) alignSettings(ctx context.Context, tg *types.TargetGroup, b *providers.Binding, c *CreateSpec) error {
+	arn := aws.ToString(tg.TargetGroupArn)
+	if hc := c.HealthCheck; hc != nil {
+		in := &elbv2.ModifyTargetGroupInput{TargetGroupArn: aws.String(arn)}
+		differs := false
+		if hc.Protocol != "" && string(tg.HealthCheckProtocol) != hc.Protocol {
+			in.HealthCheckProtocol, differs = types.ProtocolEnum(hc.Protocol), true
+		}
+		if hc.Port != "" && aws.ToString(tg.HealthCheckPort) != hc.Port {
+			in.HealthCheckPort, differs = aws.String(hc.Port), true
+		}
+		if hc.Path != "" && aws.ToString(tg.HealthCheckPath) != hc.Path {
+			in.HealthCheckPath, differs = aws.String(hc.Path), true
+		}
+		for _, f := range []struct {
+			want *int32
+			have *int32
+			set  **int32
+		}{
+			{hc.IntervalSeconds, tg.HealthCheckIntervalSeconds, &in.HealthCheckIntervalSeconds},
+			{hc.TimeoutSeconds, tg.HealthCheckTimeoutSeconds, &in.HealthCheckTimeoutSeconds},
+			{hc.HealthyThreshold, tg.HealthyThresholdCount, &in.HealthyThresholdCount},
+			{hc.UnhealthyThreshold, tg.UnhealthyThresholdCount, &in.UnhealthyThresholdCount},
+		} {
+			if f.want != nil && aws.ToInt32(f.have) != *f.want {
+				*f.set, differs = f.want, true
+			}
+		}
+		if hc.Matcher != "" && (tg.Matcher == nil || aws.ToString(tg.Matcher.HttpCode) != hc.Matcher) {
+			in.Matcher, differs = &types.Matcher{HttpCode: aws.String(hc.Matcher)}, true
+		}
+		if differs {
+			err := p.calls.Call(ctx, "ModifyTargetGroup", func(ctx context.Context) error {
+				_, err := p.elb.ModifyTargetGroup(ctx, in)
+				return err
+			})
+			if err != nil {
+				return providers.WithField("create.healthCheck", err)
+			}
+		}
+	}
+	if c.DeregistrationDelaySeconds != nil {
+		cur, err := p.drainSeconds(ctx, arn)
+		if err != nil {
+			return err
+		}
+		if cur != int64(*c.DeregistrationDelaySeconds) {
+			return p.setDrain(ctx, arn, *c.DeregistrationDelaySeconds)
+		}
+	}
+	return nil
+}
+
+const drainAttribute = "deregistration_delay.timeout_seconds"
+
+func (p *Provider) drainSeconds(ctx context.Context, arn string) (int64, error) {
+	var out *elbv2.DescribeTargetGroupAttributesOutput
+	err := p.calls.Call(ctx, "DescribeTargetGroupAttributes", func(ctx context.Context) (err error) {
+		out, err = p.elb.DescribeTargetGroupAttributes(ctx, &elbv2.DescribeTargetGroupAttributesInput{TargetGroupArn: aws.String(arn)})
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, a := range out.Attributes {
+		if aws.ToString(a.Key) == drainAttribute {
+			n, _ := strconv.ParseInt(aws.ToString(a.Value), 10, 64)
+			return n, nil
+		}
+	}
+	return 300, nil
+}
+
+func (p *Provider) setDrain(ctx context.Context, arn string, seconds int32) error {
+	err := p.calls.Call(ctx, "ModifyTargetGroupAttributes", func(ctx context.Context) error {
+		_, err := p.elb.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{
+			TargetGroupArn: aws.String(arn),
+			Attributes:     []types.TargetGroupAttribute{{Key: aws.String(drainAttribute), Value: aws.String(strconv.Itoa(int(seconds)))}},
+		})
+		return err
+	})
+	return providers.WithField("create.deregistrationDelaySeconds", err)
+}
+
+func (p *Provider) tags(ctx context.Context, arn string) (map[string]string, error) {
+	var out *elbv2.DescribeTagsOutput
+	err := p.calls.Call(ctx, "DescribeTags", func(ctx context.Context) (err error) {
+		out, err = p.elb.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: []string{arn}})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	tags := map[string]string{}
+	for _, d := range out.TagDescriptions {
+		for _, t := range d.Tags {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+	}
+	return tags, nil
+}
+
+// Observe implements providers.Provider with one DescribeTargetHealth
+// call for all targets of the group.
+func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers.Observed, error) {
+	st := g.Provider.(*groupState)
+	var out *elbv2.DescribeTargetHealthOutput
+	err := p.calls.Call(ctx, "DescribeTargetHealth", func(ctx context.Context) (err error) {
+		out, err = p.elb.DescribeTargetHealth(ctx, &elbv2.DescribeTargetHealthInput{TargetGroupArn: aws.String(st.arn)})
+		return err
+	})
+	if err != nil {
+		if providers.ClassOf(err) == providers.NotFound {
+			p.invalidate(st.arn)
+		}
+		return nil, err
+	}
+	obs := make([]providers.Observed, 0, len(out.TargetHealthDescriptions))
+	for _, d := range out.TargetHealthDescriptions {
+		if d.Target == nil {
+			continue
+		}
+		ip, err := netip.ParseAddr(aws.ToString(d.Target.Id))
+		if err != nil {
+			continue // not an IP target; never ours
+		}
+		o := providers.Observed{
+			Target: providers.Target{IP: ip, Port: aws.ToInt32(d.Target.Port), Zone: aws.ToString(d.Target.AvailabilityZone)},
+			Group:  g.Display,
+		}
+		if d.TargetHealth != nil {
+			o.CloudState = string(d.TargetHealth.State)
+			o.Reason = string(d.TargetHealth.Reason)
+		}
+		o.State = mapState(o.CloudState)
+		obs = append(obs, o)
+	}
+	return obs, nil
+}
+
+func mapState(s string) providers.State {
+	switch types.TargetHealthStateEnum(s) {
+	case types.TargetHealthStateEnumHealthy:
+		return providers.Healthy
+	case types.TargetHealthStateEnumUnhealthy:
+		return providers.Unhealthy
+	case types.TargetHealthStateEnumUnused:
+		return providers.Unused
+	case types.TargetHealthStateEnumDraining, types.TargetHealthStateEnumUnhealthyDraining:
+		return providers.Draining
+	}
+	// initial, unavailable and anything new: not serving yet.
+	return providers.Pending
+}
+
+// Apply implements providers.Provider: every register batch first; only
+// if all succeeded, the deregister batches.
+func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers.Plan) error {
+	st := g.Provider.(*groupState)
+	if len(plan.Register) > 0 {
+		cidrs, err := p.vpcCIDRs(ctx, st.vpc)
+		if err != nil {
+			return err
+		}
+		var errs *multierror.Error
+		for _, batch := range providers.Batches(plan.Register, p.opts.BatchSize) {
+			in := &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(st.arn), Targets: describe(batch, cidrs)}
+			err := p.calls.Call(ctx, "RegisterTargets", func(ctx context.Context) error {
+				_, err := p.elb.RegisterTargets(ctx, in)
+				return err
+			})
+			errs = multierror.Append(errs, err)
+		}
+		if err := errs.ErrorOrNil(); err != nil {
+			return firstClassified(errs, g.Display, "registering")
+		}
+	}
+	var errs *multierror.Error
+	for _, batch := range providers.Batches(plan.Deregister, p.opts.BatchSize) {
+		in := &elbv2.DeregisterTargetsInput{TargetGroupArn: aws.String(st.arn), Targets: describe(batch, nil)}
+		err := p.calls.Call(ctx, "DeregisterTargets", func(ctx context.Context) error {
+			_, err := p.elb.DeregisterTargets(ctx, in)
+			return err
+		})
+		errs = multierror.Append(errs, err)
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return firstClassified(errs, g.Display, "deregistering")
+	}
+	return nil
+}
+
+// firstClassified keeps the class of the first failed batch and the text
+// of all of them.
+func firstClassified(errs *multierror.Error, group, verb string) error {
+	var class providers.Class = providers.Transient
+	var msgs []string
+	for _, e := range errs.Errors {
+		if e == nil {
+			continue
+		}
+		if len(msgs) == 0 {
+			class = providers.ClassOf(e)
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return providers.Errorf(class, "", "%s targets of %s: %s", verb, group, strings.Join(msgs, "; "))
+}
+
+// describe turns targets into ELBv2 target descriptions. An IP outside
+// the VPC's CIDRs (a peered network, or loopback in the sandbox) needs
+// AvailabilityZone "all".
+func describe(ts []providers.Target, cidrs []netip.Prefix) []types.TargetDescription {
+	out := make([]types.TargetDescription, len(ts))
+	for i, t := range ts {
+		out[i] = types.TargetDescription{Id: aws.String(t.IP.String()), Port: aws.Int32(t.Port)}
+		if cidrs != nil && !inAny(t.IP, cidrs) {
+			out[i].AvailabilityZone = aws.String("all")
+		}
+	}
+	return out
+}
+
+func inAny(ip netip.Addr, cidrs []netip.Prefix) bool {
+	for _, c := range cidrs {
+		if c.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// vpcCIDRs reads the VPC's CIDR blocks once; they change rarely and a
+// stale answer only costs a rejected registration, which is retried.
+func (p *Provider) vpcCIDRs(ctx context.Context, vpc string) ([]netip.Prefix, error) {
+	p.mu.Lock()
+	c, ok := p.vpcs[vpc]
+	p.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	var out *ec2.DescribeVpcsOutput
+	err := p.calls.Call(ctx, "DescribeVpcs", func(ctx context.Context) (err error) {
+		out, err = p.ec2.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpc}})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	cidrs := []netip.Prefix{}
+	for _, v := range out.Vpcs {
+		for _, a := range v.CidrBlockAssociationSet {
+			if a.CidrBlockState != nil && a.CidrBlockState.State != "associated" {
+				continue
+			}
+			if pfx, err := netip.ParsePrefix(aws.ToString(a.CidrBlock)); err == nil {
+				cidrs = append(cidrs, pfx)
+			}
+		}
+		if len(v.CidrBlockAssociationSet) == 0 {
+			if pfx, err := netip.ParsePrefix(aws.ToString(v.CidrBlock)); err == nil {
+				cidrs = append(cidrs, pfx)
+			}
+		}
+	}
+	p.mu.Lock()
+	p.vpcs[vpc] = cidrs
+	p.mu.Unlock()
+	return cidrs, nil
+}
+
+// Release implements providers.Provider.
+func (p *Provider) Release(ctx context.Context, key providers.BindingKey, ref string, ours []providers.TargetKey) error {
+	p.invalidate(ref)
+	tags, err := p.tags(ctx, ref)
+	if err != nil {
+		if providers.ClassOf(err) == providers.NotFound {
+			return nil
+		}
+		return err
+	}
+	if len(tags) == 0 {
+		// DescribeTags answers unknown ARNs with no description at all.
+		if _, err := p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{ref}}, ""); providers.ClassOf(err) == providers.NotFound {
+			return nil
+		}
+	}
+	if ownedBy(tags, p.opts.Cluster, key) {
+		err := p.calls.Call(ctx, "DeleteTargetGroup", func(ctx context.Context) error {
+			_, err := p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: aws.String(ref)})
+			return err
+		})
+		var inUse *types.ResourceInUseException
+		if errors.As(err, &inUse) {
+			return providers.Errorf(providers.Invalid, "", "%s is still used by a load balancer; remove it from the listener so podlb can delete it", displayName(ref))
+		}
+		if providers.ClassOf(err) == providers.NotFound {
+			return nil
+		}
+		return err
+	}
+	if len(ours) == 0 {
+		return nil
+	}
+	targets := make([]providers.Target, len(ours))
+	for i, k := range ours {
+		targets[i] = providers.Target{IP: k.IP, Port: k.Port}
+	}
+	providers.SortTargets(targets)
+	g := &providers.Group{Ref: ref, Display: displayName(ref), Provider: &groupState{arn: ref}}
+	err = p.Apply(ctx, g, providers.Plan{Deregister: targets})
+	if providers.ClassOf(err) == providers.NotFound {
+		return nil
+	}
+	return err
+}
+
+func (p *Provider) invalidate(arn string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, c := range p.groups {
+		if c.group.Ref == arn {
+			delete(p.groups, k)
+		}
+	}
+}
+
+// classify maps ELBv2 and EC2 error codes to podlb's classes.
+func classify(err error) error {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return providers.Classify(providers.Transient, "", err)
+	}
+	switch ae.ErrorCode() {
+	case "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "PriorRequestNotComplete":
+		return providers.Classify(providers.Throttled, "", err)
+	case "TargetGroupNotFound", "LoadBalancerNotFound", "InvalidVpcID.NotFound":
+		return providers.Classify(providers.NotFound, "", err)
+	case "InvalidTarget", "TooManyTargets", "TooManyRegistrationsForTargetId", "ValidationError",
+		"InvalidConfigurationRequest", "DuplicateTargetGroupName", "TooManyTags", "TooManyTargetGroups",
+		"ResourceInUse", "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "DuplicateTagKeys":
+		return providers.Classify(providers.Invalid, "", err)
+	}
+	return providers.Classify(providers.Transient, "", err)
+}

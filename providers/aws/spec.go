@@ -1,0 +1,245 @@
+// Package aws binds Service ports to AWS ELBv2 target groups of target
+// type ip, through aws-sdk-go-v2.
+package aws
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// AnnotationKey is the Service annotation this provider reads.
+const AnnotationKey = "podlb.io/aws-target-groups"
+
+// Spec is one port's value of podlb.io/aws-target-groups: exactly one of
+// ARN, Name (an existing group podlb only registers into) or Create (a
+// group podlb creates, owns and deletes).
+type Spec struct {
+	ARN    string      `json:"arn,omitempty"`
+	Name   string      `json:"name,omitempty"`
+	Create *CreateSpec `json:"create,omitempty"`
+}
+
+// CreateSpec describes a target group podlb creates.
+type CreateSpec struct {
+	// Protocol of the group: TCP (default for TCP ports), UDP (default for
+	// UDP ports), TCP_UDP, TLS, HTTP or HTTPS.
+	Protocol    string           `json:"protocol,omitempty"`
+	HealthCheck *HealthCheckSpec `json:"healthCheck,omitempty"`
+	// DeregistrationDelaySeconds sets deregistration_delay.timeout_seconds
+	// (0-3600; AWS's default is 300).
+	DeregistrationDelaySeconds *int32            `json:"deregistrationDelaySeconds,omitempty"`
+	Tags                       map[string]string `json:"tags,omitempty"`
+}
+
+// HealthCheckSpec holds the health check settings of a created group;
+// unset fields keep AWS's defaults for the protocol.
+type HealthCheckSpec struct {
+	Protocol           string `json:"protocol,omitempty"`
+	Port               string `json:"port,omitempty"`
+	Path               string `json:"path,omitempty"`
+	IntervalSeconds    *int32 `json:"intervalSeconds,omitempty"`
+	TimeoutSeconds     *int32 `json:"timeoutSeconds,omitempty"`
+	HealthyThreshold   *int32 `json:"healthyThreshold,omitempty"`
+	UnhealthyThreshold *int32 `json:"unhealthyThreshold,omitempty"`
+	// Matcher is the HTTP codes that mean healthy, e.g. "200" or "200-399".
+	Matcher string `json:"matcher,omitempty"`
+}
+
+// Summary implements providers.Spec.
+func (s *Spec) Summary() string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+var (
+	arnPattern     = regexp.MustCompile(`^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}$`)
+	tgNamePattern  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,30}[A-Za-z0-9])?$`)
+	matcherPattern = regexp.MustCompile(`^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$`)
+	protocols      = []string{"TCP", "UDP", "TCP_UDP", "TLS", "HTTP", "HTTPS"}
+	hcProtocols    = []string{"TCP", "HTTP", "HTTPS"}
+)
+
+// ParseSpec validates one port's annotation value.
+func ParseSpec(raw json.RawMessage) (*Spec, error) {
+	var s Spec
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, providers.Errorf(providers.Invalid, "", `want {"arn": ...}, {"name": ...} or {"create": {...}}: %v`, err)
+	}
+	set := 0
+	for _, v := range []bool{s.ARN != "", s.Name != "", s.Create != nil} {
+		if v {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, providers.Errorf(providers.Invalid, "", `set exactly one of "arn", "name" or "create"`)
+	}
+	switch {
+	case s.ARN != "":
+		if !arnPattern.MatchString(s.ARN) {
+			return nil, providers.Errorf(providers.Invalid, "arn", "%q is not a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)", s.ARN)
+		}
+	case s.Name != "":
+		if !tgNamePattern.MatchString(s.Name) {
+			return nil, providers.Errorf(providers.Invalid, "name", "%q is not a target group name (1-32 letters, digits and hyphens, not starting or ending with a hyphen)", s.Name)
+		}
+	default:
+		if err := s.Create.validate(); err != nil {
+			return nil, err
+		}
+	}
+	return &s, nil
+}
+
+func (c *CreateSpec) validate() error {
+	if c.Protocol != "" && !oneOf(c.Protocol, protocols) {
+		return providers.Errorf(providers.Invalid, "create.protocol", "%q is not one of %s", c.Protocol, strings.Join(protocols, ", "))
+	}
+	if d := c.DeregistrationDelaySeconds; d != nil && (*d < 0 || *d > 3600) {
+		return providers.Errorf(providers.Invalid, "create.deregistrationDelaySeconds", "%d is outside 0-3600", *d)
+	}
+	if len(c.Tags) > 40 {
+		return providers.Errorf(providers.Invalid, "create.tags", "%d tags; at most 40 fit beside podlb's own", len(c.Tags))
+	}
+	for k := range c.Tags {
+		if strings.HasPrefix(k, "podlb.io/") || strings.HasPrefix(k, "aws:") {
+			return providers.Errorf(providers.Invalid, "create.tags", "tag key %q is reserved", k)
+		}
+	}
+	hc := c.HealthCheck
+	if hc == nil {
+		return nil
+	}
+	if hc.Protocol != "" && !oneOf(hc.Protocol, hcProtocols) {
+		return providers.Errorf(providers.Invalid, "create.healthCheck.protocol", "%q is not one of %s", hc.Protocol, strings.Join(hcProtocols, ", "))
+	}
+	if hc.Port != "" && hc.Port != "traffic-port" {
+		var n int
+		if _, err := fmt.Sscanf(hc.Port, "%d", &n); err != nil || n < 1 || n > 65535 || fmt.Sprint(n) != hc.Port {
+			return providers.Errorf(providers.Invalid, "create.healthCheck.port", `%q is neither "traffic-port" nor a port number`, hc.Port)
+		}
+	}
+	if hc.Path != "" && !strings.HasPrefix(hc.Path, "/") {
+		return providers.Errorf(providers.Invalid, "create.healthCheck.path", "%q must start with /", hc.Path)
+	}
+	ranges := []struct {
+		field    string
+		v        *int32
+		min, max int32
+	}{
+		{"intervalSeconds", hc.IntervalSeconds, 5, 300},
+		{"timeoutSeconds", hc.TimeoutSeconds, 2, 120},
+		{"healthyThreshold", hc.HealthyThreshold, 2, 10},
+		{"unhealthyThreshold", hc.UnhealthyThreshold, 2, 10},
+	}
+	for _, r := range ranges {
+		if r.v != nil && (*r.v < r.min || *r.v > r.max) {
+			return providers.Errorf(providers.Invalid, "create.healthCheck."+r.field, "%d is outside %d-%d", *r.v, r.min, r.max)
+		}
+	}
+	if hc.IntervalSeconds != nil && hc.TimeoutSeconds != nil && *hc.TimeoutSeconds >= *hc.IntervalSeconds {
+		return providers.Errorf(providers.Invalid, "create.healthCheck.timeoutSeconds", "%d must be less than intervalSeconds (%d)", *hc.TimeoutSeconds, *hc.IntervalSeconds)
+	}
+	if hc.Matcher != "" && !matcherPattern.MatchString(hc.Matcher) {
+		return providers.Errorf(providers.Invalid, "create.healthCheck.matcher", `%q is not an HTTP code list like "200" or "200-399"`, hc.Matcher)
+	}
+	return nil
+}
+
+func oneOf(v string, set []string) bool {
+	for _, s := range set {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// OwnedName is the deterministic name of the group podlb creates for a
+// binding: readable prefixes of namespace and Service, then a hash of
+// cluster, namespace, Service and port so names never collide, within
+// AWS's 32 characters.
+func OwnedName(cluster string, key providers.BindingKey) string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{cluster, key.Namespace, key.Service, fmt.Sprint(key.Port)}, "/")))
+	hash := hex.EncodeToString(sum[:])[:10]
+	return "pl-" + namePart(key.Namespace, 7) + "-" + namePart(key.Service, 8) + "-" + hash
+}
+
+// namePart keeps letters, digits and inner hyphens, at most n characters.
+func namePart(s string, n int) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {
+			b.WriteRune(r)
+		}
+	}
+	out := b.String()
+	if len(out) > n {
+		out = out[:n]
+	}
+	out = strings.Trim(out, "-")
+	if out == "" {
+		out = "x"
+	}
+	return out
+}
+
+// protocolServes reports whether a target group protocol can carry a
+// Service port protocol.
+func protocolServes(groupProtocol, servicePortProtocol string) bool {
+	switch servicePortProtocol {
+	case "UDP":
+		return groupProtocol == "UDP" || groupProtocol == "TCP_UDP"
+	case "TCP", "":
+		return oneOf(groupProtocol, []string{"TCP", "TCP_UDP", "TLS", "HTTP", "HTTPS"})
+	}
+	return false
+}
+
+// Tag keys podlb writes on groups it creates; together they are the
+// ownership record checked before any modification or deletion.
+const (
+	TagCluster   = "podlb.io/cluster"
+	TagNamespace = "podlb.io/namespace"
+	TagService   = "podlb.io/service"
+	TagPort      = "podlb.io/port"
+)
+
+func ownerTags(cluster string, key providers.BindingKey) map[string]string {
+	return map[string]string{
+		TagCluster:   cluster,
+		TagNamespace: key.Namespace,
+		TagService:   key.Service,
+		TagPort:      fmt.Sprint(key.Port),
+	}
+}
+
+// ownedBy reports whether tags mark a group as created by podlb for this
+// exact binding.
+func ownedBy(tags map[string]string, cluster string, key providers.BindingKey) bool {
+	for k, v := range ownerTags(cluster, key) {
+		if tags[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

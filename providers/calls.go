@@ -1,0 +1,135 @@
+package providers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	apiCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podlb_cloud_api_calls_total",
+		Help: "Cloud API calls by provider, operation and result (ok or the error class).",
+	}, []string{"provider", "operation", "result"})
+	apiLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "podlb_cloud_api_call_duration_seconds",
+		Help:    "Cloud API call latency, SDK retries included.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+	}, []string{"provider", "operation"})
+	apiWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "podlb_cloud_api_limiter_wait_seconds",
+		Help:    "Time spent waiting for the client-side rate limiter.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	}, []string{"provider", "operation"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(apiCalls, apiLatency, apiWait)
+}
+
+// Limit is a token bucket: QPS refill per second, Burst capacity.
+type Limit struct {
+	QPS   float64
+	Burst int
+}
+
+func (l Limit) String() string {
+	return strconv.FormatFloat(l.QPS, 'g', -1, 64) + ":" + strconv.Itoa(l.Burst)
+}
+
+// ParseLimits reads "Operation=qps:burst,Operation=qps:burst".
+func ParseLimits(s string) (map[string]Limit, error) {
+	out := map[string]Limit{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		op, val, ok := strings.Cut(item, "=")
+		qps, burst, ok2 := strings.Cut(val, ":")
+		if !ok || !ok2 || op == "" {
+			return nil, fmt.Errorf("rate limit %q: want Operation=qps:burst", item)
+		}
+		q, err := strconv.ParseFloat(qps, 64)
+		if err != nil || q <= 0 {
+			return nil, fmt.Errorf("rate limit %q: qps must be a positive number", item)
+		}
+		b, err := strconv.Atoi(burst)
+		if err != nil || b < 1 {
+			return nil, fmt.Errorf("rate limit %q: burst must be a positive integer", item)
+		}
+		out[op] = Limit{QPS: q, Burst: b}
+	}
+	return out, nil
+}
+
+// FormatLimits is the inverse of ParseLimits, sorted by operation.
+func FormatLimits(m map[string]Limit) string {
+	ops := make([]string, 0, len(m))
+	for op := range m {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	parts := make([]string, len(ops))
+	for i, op := range ops {
+		parts[i] = op + "=" + m[op].String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// Caller runs a provider's cloud calls through one client-side token
+// bucket per operation and records metrics. Cloud limits are per account
+// or project and shared with every other tool, so podlb stays under them
+// instead of learning them from throttling errors.
+type Caller struct {
+	provider string
+	limiters map[string]*rate.Limiter
+	classify func(error) error
+}
+
+// NewCaller builds a Caller. Operations missing from limits use fallback.
+// classify turns SDK errors into classified *Error values.
+func NewCaller(provider string, limits map[string]Limit, fallback Limit, classify func(error) error) *Caller {
+	c := &Caller{provider: provider, limiters: map[string]*rate.Limiter{}, classify: classify}
+	for op, l := range limits {
+		c.limiters[op] = rate.NewLimiter(rate.Limit(l.QPS), l.Burst)
+	}
+	// Operations without a limit of their own share one bucket rather than
+	// going unlimited.
+	if _, ok := c.limiters["*"]; !ok {
+		c.limiters["*"] = rate.NewLimiter(rate.Limit(fallback.QPS), fallback.Burst)
+	}
+	return c
+}
+
+// Call waits for op's token, runs fn and classifies its error.
+func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	lim, ok := c.limiters[op]
+	if !ok {
+		lim = c.limiters["*"]
+	}
+	start := time.Now()
+	if err := lim.Wait(ctx); err != nil {
+		return Classify(Transient, "", err)
+	}
+	apiWait.WithLabelValues(c.provider, op).Observe(time.Since(start).Seconds())
+	start = time.Now()
+	err := fn(ctx)
+	apiLatency.WithLabelValues(c.provider, op).Observe(time.Since(start).Seconds())
+	if err != nil && c.classify != nil {
+		err = c.classify(err)
+	}
+	result := "ok"
+	if err != nil {
+		result = string(ClassOf(err))
+	}
+	apiCalls.WithLabelValues(c.provider, op, result).Inc()
+	return err
+}

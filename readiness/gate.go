@@ -1,0 +1,270 @@
+// Package readiness drives the pod condition podlb.io/load-balancer-ready:
+// True once the pod is healthy (or registered, per the binding's mode) in
+// every load balancer group that selects it.
+package readiness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/podlb/podlb/providers"
+	"github.com/podlb/podlb/targets"
+)
+
+// Reasons of the gate condition.
+const (
+	ReasonReady         = "LoadBalancerReady"
+	ReasonNotSelected   = "NoLoadBalancer"
+	ReasonNotRegistered = "TargetNotRegistered"
+	ReasonPending       = "TargetPending"
+	ReasonUnhealthy     = "TargetUnhealthy"
+	ReasonUnused        = "TargetGroupUnused"
+	ReasonInvalid       = "BindingInvalid"
+	ReasonError         = "BindingError"
+)
+
+var (
+	gateLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "podlb_gate_latency_seconds",
+		Help:    "From podlb first seeing the cloud report a pod healthy in its last group to the gate turning True.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+	})
+	gateWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podlb_gate_writes_total",
+		Help: "Gate condition writes by resulting status.",
+	}, []string{"status"})
+)
+
+func init() { metrics.Registry.MustRegister(gateLatency, gateWrites) }
+
+// Verdict is the gate condition a pod should carry.
+type Verdict struct {
+	Status  corev1.ConditionStatus
+	Reason  string
+	Message string
+	// Known is false while some binding selecting the pod has not been
+	// observed since start: podlb then leaves the condition alone rather
+	// than flip a Ready pod after a restart.
+	Known bool
+	// HealthySince is the latest time a selecting group first reported the
+	// pod healthy, for the gate latency metric.
+	HealthySince time.Time
+}
+
+// Evaluate decides the gate of one pod from the registry.
+func Evaluate(pod *corev1.Pod, reg *targets.Registry) Verdict {
+	services := reg.SelectingServices(pod.Namespace, pod.Labels)
+	if len(services) == 0 {
+		return Verdict{Status: corev1.ConditionTrue, Reason: ReasonNotSelected, Known: true,
+			Message: "no Service with podlb annotations selects this pod"}
+	}
+	var blocking []string
+	reason := ""
+	v := Verdict{Known: true}
+	note := func(r, msg string) {
+		if reason == "" {
+			reason = r
+		}
+		blocking = append(blocking, msg)
+	}
+	bound := 0
+	for _, svc := range services {
+		for _, p := range svc.Problems {
+			if p.Provider != "" {
+				note(ReasonInvalid, fmt.Sprintf("Service %s: %s", svc.Name.Name, p.String()))
+			}
+		}
+		for _, key := range svc.Bindings {
+			bound++
+			h := reg.Health(key)
+			if h == nil {
+				if st := reg.Status(key); st != nil && st.Error != "" {
+					note(ReasonError, fmt.Sprintf("%s port %d: %s", key.Provider, key.Port, st.Error))
+					continue
+				}
+				v.Known = false
+				continue
+			}
+			mode := providers.ReadyWhenHealthy
+			if b := reg.Binding(key); b != nil {
+				mode = b.Mode
+			}
+			t, ok := h.Pods[pod.UID]
+			if !ok {
+				why := "waiting for the pod's containers to be ready"
+				if targets.HeldOnlyByGate(pod) {
+					why = "registration pending"
+				}
+				note(ReasonNotRegistered, fmt.Sprintf("not registered in %s: %s", h.Group, why))
+				continue
+			}
+			ready := t.State == providers.Healthy ||
+				(mode == providers.ReadyWhenRegistered && t.State != providers.Draining)
+			if ready {
+				if t.HealthySince.After(v.HealthySince) {
+					v.HealthySince = t.HealthySince
+				}
+				continue
+			}
+			msg := fmt.Sprintf("%s: %s in %s", t.CloudState, t.Reason, t.Group)
+			switch t.State {
+			case providers.Unused:
+				why := h.NotServingWhy
+				if why == "" {
+					why = "no load balancer uses it"
+				}
+				note(ReasonUnused, fmt.Sprintf("%s (%s; set podlb.io/readiness: registered to not wait for health checks)", msg, why))
+			case providers.Unhealthy:
+				note(ReasonUnhealthy, msg)
+			default:
+				note(ReasonPending, msg)
+			}
+		}
+	}
+	if len(blocking) > 0 {
+		v.Status, v.Reason, v.Known = corev1.ConditionFalse, reason, true
+		v.Message = blocking[0]
+		if len(blocking) > 1 {
+			v.Message += fmt.Sprintf(" (and %d more)", len(blocking)-1)
+		}
+		return v
+	}
+	if !v.Known {
+		return v
+	}
+	v.Status, v.Reason = corev1.ConditionTrue, ReasonReady
+	v.Message = fmt.Sprintf("ready in all %d load balancer groups selecting the pod", bound)
+	if bound == 1 {
+		v.Message = "ready in the load balancer group selecting the pod"
+	}
+	return v
+}
+
+// GateReconciler writes the gate condition of pods that list it.
+type GateReconciler struct {
+	Client   client.Client
+	Registry *targets.Registry
+	// Services reads Services from the cache, to tell "selected by nothing"
+	// from "selected by a Service not yet reconciled".
+	Services    client.Reader
+	Annotations []string
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var pod corev1.Pod
+	if err := r.Client.Get(ctx, req.NamespacedName, &pod); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !targets.HasGate(&pod) || pod.DeletionTimestamp != nil || pod.Spec.NodeName == "" {
+		return reconcile.Result{}, nil
+	}
+	v := Evaluate(&pod, r.Registry)
+	if v.Reason == ReasonNotSelected {
+		pending, err := r.unreconciledSelector(ctx, &pod)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if pending {
+			return reconcile.Result{RequeueAfter: time.Second}, nil
+		}
+	}
+	if !v.Known {
+		return reconcile.Result{}, nil
+	}
+	cur := targets.PodCondition(&pod, targets.GateConditionType)
+	if cur != nil && cur.Status == v.Status && cur.Reason == v.Reason && cur.Message == v.Message {
+		return reconcile.Result{}, nil
+	}
+	cond := corev1.PodCondition{Type: targets.GateConditionType, Status: v.Status, Reason: v.Reason, Message: v.Message,
+		LastProbeTime: metav1.Now(), LastTransitionTime: metav1.Now()}
+	if cur != nil && cur.Status == v.Status {
+		cond.LastTransitionTime = cur.LastTransitionTime
+	}
+	if err := patchCondition(ctx, r.Client, &pod, cond); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.IsInvalid(err) {
+			// Gone or replaced under the same name: the UID precondition
+			// did its job.
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	gateWrites.WithLabelValues(string(v.Status)).Inc()
+	if v.Status == corev1.ConditionTrue && (cur == nil || cur.Status != corev1.ConditionTrue) && !v.HealthySince.IsZero() {
+		gateLatency.Observe(time.Since(v.HealthySince).Seconds())
+	}
+	log.FromContext(ctx).V(1).Info("gate written", "status", v.Status, "reason", v.Reason, "message", v.Message)
+	return reconcile.Result{}, nil
+}
+
+// unreconciledSelector reports whether an annotated Service selects the
+// pod but is not in the registry yet (just created, or podlb just
+// started): the pod must wait rather than be let through.
+func (r *GateReconciler) unreconciledSelector(ctx context.Context, pod *corev1.Pod) (bool, error) {
+	var list corev1.ServiceList
+	if err := r.Services.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+		return false, err
+	}
+	for i := range list.Items {
+		svc := &list.Items[i]
+		if !hasAny(svc.Annotations, r.Annotations) || len(svc.Spec.Selector) == 0 || svc.DeletionTimestamp != nil {
+			continue
+		}
+		if selects(svc.Spec.Selector, pod.Labels) && r.Registry.Service(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}) == nil {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func hasAny(m map[string]string, keys []string) bool {
+	for _, k := range keys {
+		if _, ok := m[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func selects(selector, podLabels map[string]string) bool {
+	for k, v := range selector {
+		if podLabels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// patchCondition writes one condition through pods/status with a
+// strategic merge patch keyed on the condition type, so conditions owned
+// by the kubelet and others are untouched. The UID in the patch is a
+// precondition: a pod recreated under the same name is not written.
+func patchCondition(ctx context.Context, c client.Client, pod *corev1.Pod, cond corev1.PodCondition) error {
+	patch := map[string]any{
+		"metadata": map[string]any{"uid": pod.UID},
+		"status":   map[string]any{"conditions": []corev1.PodCondition{cond}},
+	}
+	raw, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	return c.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, raw))
+}
+
+// String summarises a verdict for logs and tests.
+func (v Verdict) String() string {
+	return strings.TrimSpace(fmt.Sprintf("%s %s %s", v.Status, v.Reason, v.Message))
+}

@@ -1,0 +1,152 @@
+package targets
+
+import (
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// Desired is a target podlb wants registered, with the pod behind it.
+type Desired struct {
+	providers.Target
+	Pod types.NamespacedName
+	UID types.UID
+}
+
+// NodeInfo is what a provider needs to know of a pod's node.
+type NodeInfo struct {
+	Zone     string
+	Instance string
+}
+
+// Lookups gives DesiredTargets read access to the caches.
+type Lookups struct {
+	Pod  func(namespace, name string) *corev1.Pod
+	Node func(name string) (NodeInfo, bool)
+}
+
+// DesiredTargets computes the targets of one binding from the Service's
+// EndpointSlices: ready endpoints, plus not-ready ones whose pod has
+// ContainersReady=True and is held back only by podlb's gate (otherwise the
+// gate could never turn True). Terminating endpoints and pods are left out
+// so they are deregistered as soon as termination starts.
+func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, look Lookups) []Desired {
+	seen := map[providers.TargetKey]bool{}
+	var out []Desired
+	for _, slice := range slices {
+		if slice.AddressType != discoveryv1.AddressTypeIPv4 && slice.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue
+		}
+		port, ok := slicePort(slice, b.PortName)
+		if !ok {
+			continue
+		}
+		for i := range slice.Endpoints {
+			ep := &slice.Endpoints[i]
+			if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || len(ep.Addresses) == 0 {
+				continue
+			}
+			if ep.Conditions.Terminating != nil && *ep.Conditions.Terminating {
+				continue
+			}
+			pod := look.Pod(slice.Namespace, ep.TargetRef.Name)
+			if pod == nil || pod.DeletionTimestamp != nil {
+				continue
+			}
+			// A slice can lag behind a pod's replacement under the same name.
+			if ep.TargetRef.UID != "" && ep.TargetRef.UID != pod.UID {
+				continue
+			}
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			if !ready && !HeldOnlyByGate(pod) {
+				continue
+			}
+			ip, err := netip.ParseAddr(ep.Addresses[0])
+			if err != nil {
+				continue
+			}
+			t := providers.Target{IP: ip, Port: port}
+			if ep.NodeName != nil {
+				t.Node = *ep.NodeName
+			} else {
+				t.Node = pod.Spec.NodeName
+			}
+			if ep.Zone != nil {
+				t.Zone = *ep.Zone
+			}
+			if look.Node != nil && t.Node != "" {
+				if ni, ok := look.Node(t.Node); ok {
+					if t.Zone == "" {
+						t.Zone = ni.Zone
+					}
+					t.Instance = ni.Instance
+				}
+			}
+			if seen[t.Key()] {
+				continue
+			}
+			seen[t.Key()] = true
+			out = append(out, Desired{Target: t, Pod: types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}, UID: pod.UID})
+		}
+	}
+	return out
+}
+
+// slicePort finds the resolved port of the named Service port in a slice.
+// Slices name their ports after the Service's ports.
+func slicePort(slice *discoveryv1.EndpointSlice, name string) (int32, bool) {
+	for _, p := range slice.Ports {
+		pn := ""
+		if p.Name != nil {
+			pn = *p.Name
+		}
+		if pn == name && p.Port != nil {
+			return *p.Port, true
+		}
+	}
+	return 0, false
+}
+
+// HasGate reports whether the pod lists podlb's readiness gate.
+func HasGate(pod *corev1.Pod) bool {
+	for _, g := range pod.Spec.ReadinessGates {
+		if g.ConditionType == GateConditionType {
+			return true
+		}
+	}
+	return false
+}
+
+// HeldOnlyByGate reports whether the pod's containers are ready and every
+// readiness gate but podlb's is True: such a pod waits for podlb alone, so
+// podlb must register it for it to ever become Ready.
+func HeldOnlyByGate(pod *corev1.Pod) bool {
+	if !HasGate(pod) || !conditionTrue(pod, corev1.ContainersReady) {
+		return false
+	}
+	for _, g := range pod.Spec.ReadinessGates {
+		if g.ConditionType != GateConditionType && !conditionTrue(pod, g.ConditionType) {
+			return false
+		}
+	}
+	return true
+}
+
+func conditionTrue(pod *corev1.Pod, t corev1.PodConditionType) bool {
+	c := PodCondition(pod, t)
+	return c != nil && c.Status == corev1.ConditionTrue
+}
+
+// PodCondition returns the pod's condition of type t, or nil.
+func PodCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package targets
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// The ledger is podlb's durable record of what it did to the cloud, one
+// ConfigMap per binding in the controller's own namespace:
+//
+//   - the group reference, so a group can be released after the annotation
+//     that named it is gone, or after a restart;
+//   - for shared groups (not created by podlb), every target this cluster
+//     registered, so only those are ever deregistered. A shared group may
+//     hold targets of other clusters or of people, and nothing in the cloud
+//     says who registered a target.
+//
+// ConfigMaps in podlb's namespace rather than annotations on the Service:
+// they survive edits of the Service by other tools, need write access only
+// to podlb's own namespace, and hold up to a MiB where annotations share
+// 256 KiB with everything else. Targets are added before they are
+// registered and removed after they are deregistered, so a crash can leave
+// a stale entry (harmless: deregistering a missing target succeeds) but
+// never an unrecorded target.
+type Ledger struct {
+	client    client.Client
+	reader    client.Reader // uncached: the ledger is read rarely, written often
+	namespace string
+
+	mu      sync.Mutex
+	entries map[providers.BindingKey]*LedgerEntry
+}
+
+// LedgerEntry is what the ledger knows of one binding.
+type LedgerEntry struct {
+	Ref     string
+	Targets map[providers.TargetKey]bool
+	// version is the ConfigMap's resourceVersion, "" when not stored.
+	version string
+}
+
+const (
+	ledgerLabelManagedBy = "app.kubernetes.io/managed-by"
+	ledgerLabelService   = "podlb.io/service-hash"
+	annNamespace         = "podlb.io/namespace"
+	annService           = "podlb.io/service"
+	annPort              = "podlb.io/port"
+	annProvider          = "podlb.io/provider"
+)
+
+// NewLedger returns a ledger kept in namespace.
+func NewLedger(c client.Client, reader client.Reader, namespace string) *Ledger {
+	return &Ledger{client: c, reader: reader, namespace: namespace, entries: map[providers.BindingKey]*LedgerEntry{}}
+}
+
+func shortHash(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:])[:16]
+}
+
+func ledgerName(k providers.BindingKey) string {
+	return "podlb-" + k.Provider + "-" + shortHash(k.Namespace, k.Service, k.Provider, strconv.Itoa(int(k.Port)))
+}
+
+// Get returns the binding's entry, loading it once from the API server.
+// The leader is the only writer, so after the first read memory is
+// authoritative.
+func (l *Ledger) Get(ctx context.Context, k providers.BindingKey) (*LedgerEntry, error) {
+	l.mu.Lock()
+	e, ok := l.entries[k]
+	l.mu.Unlock()
+	if ok {
+		return e.clone(), nil
+	}
+	var cm corev1.ConfigMap
+	err := l.reader.Get(ctx, client.ObjectKey{Namespace: l.namespace, Name: ledgerName(k)}, &cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		e = &LedgerEntry{Targets: map[providers.TargetKey]bool{}}
+	case err != nil:
+		return nil, fmt.Errorf("reading ledger %s/%s: %w", l.namespace, ledgerName(k), err)
+	default:
+		e = entryFromConfigMap(&cm)
+	}
+	l.mu.Lock()
+	l.entries[k] = e
+	l.mu.Unlock()
+	return e.clone(), nil
+}
+
+// Put stores the entry when it differs from what is stored.
+func (l *Ledger) Put(ctx context.Context, k providers.BindingKey, e *LedgerEntry) error {
+	cur, err := l.Get(ctx, k)
+	if err != nil {
+		return err
+	}
+	if cur.version != "" && cur.equal(e) {
+		return nil
+	}
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: l.namespace,
+			Name:      ledgerName(k),
+			Labels: map[string]string{
+				ledgerLabelManagedBy: "podlb",
+				ledgerLabelService:   shortHash(k.Namespace, k.Service),
+			},
+			Annotations: map[string]string{
+				annNamespace: k.Namespace,
+				annService:   k.Service,
+				annPort:      strconv.Itoa(int(k.Port)),
+				annProvider:  k.Provider,
+			},
+			ResourceVersion: cur.version,
+		},
+		Data: map[string]string{"ref": e.Ref, "targets": formatTargets(e.Targets)},
+	}
+	if cur.version == "" {
+		err = l.client.Create(ctx, cm)
+		if apierrors.IsAlreadyExists(err) {
+			l.forget(k)
+		}
+	} else {
+		err = l.client.Update(ctx, cm)
+		if apierrors.IsConflict(err) {
+			l.forget(k)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("writing ledger %s/%s: %w", l.namespace, cm.Name, err)
+	}
+	stored := e.clone()
+	stored.version = cm.ResourceVersion
+	l.mu.Lock()
+	l.entries[k] = stored
+	l.mu.Unlock()
+	return nil
+}
+
+// Delete removes the binding's entry.
+func (l *Ledger) Delete(ctx context.Context, k providers.BindingKey) error {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: l.namespace, Name: ledgerName(k)}}
+	if err := l.client.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting ledger %s/%s: %w", l.namespace, cm.Name, err)
+	}
+	l.forget(k)
+	return nil
+}
+
+func (l *Ledger) forget(k providers.BindingKey) {
+	l.mu.Lock()
+	delete(l.entries, k)
+	l.mu.Unlock()
+}
+
+// Bindings lists the bindings the ledger holds for a Service, also those
+// no longer in its annotations.
+func (l *Ledger) Bindings(ctx context.Context, namespace, service string) ([]providers.BindingKey, error) {
+	var list corev1.ConfigMapList
+	if err := l.reader.List(ctx, &list, client.InNamespace(l.namespace),
+		client.MatchingLabels{ledgerLabelManagedBy: "podlb", ledgerLabelService: shortHash(namespace, service)}); err != nil {
+		return nil, fmt.Errorf("listing ledger: %w", err)
+	}
+	var keys []providers.BindingKey
+	for _, cm := range list.Items {
+		a := cm.Annotations
+		if a[annNamespace] != namespace || a[annService] != service {
+			continue // a hash collision; not this Service's
+		}
+		port, err := strconv.Atoi(a[annPort])
+		if err != nil {
+			continue
+		}
+		keys = append(keys, providers.BindingKey{Namespace: namespace, Service: service, Provider: a[annProvider], Port: int32(port)})
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	return keys, nil
+}
+
+func entryFromConfigMap(cm *corev1.ConfigMap) *LedgerEntry {
+	e := &LedgerEntry{Ref: cm.Data["ref"], Targets: map[providers.TargetKey]bool{}, version: cm.ResourceVersion}
+	for _, line := range strings.Split(cm.Data["targets"], "\n") {
+		if k, err := providers.ParseTargetKey(strings.TrimSpace(line)); err == nil {
+			e.Targets[k] = true
+		}
+	}
+	return e
+}
+
+func formatTargets(ts map[providers.TargetKey]bool) string {
+	lines := make([]string, 0, len(ts))
+	for k := range ts {
+		lines = append(lines, k.String())
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func (e *LedgerEntry) clone() *LedgerEntry {
+	c := &LedgerEntry{Ref: e.Ref, Targets: make(map[providers.TargetKey]bool, len(e.Targets)), version: e.version}
+	for k := range e.Targets {
+		c.Targets[k] = true
+	}
+	return c
+}
+
+func (e *LedgerEntry) equal(o *LedgerEntry) bool {
+	if e.Ref != o.Ref || len(e.Targets) != len(o.Targets) {
+		return false
+	}
+	for k := range e.Targets {
+		if !o.Targets[k] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,298 @@
+package targets
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// Registry is the controller's in-memory view shared by the Service,
+// binding and gate reconcilers: which Services bind which ports, what the
+// cloud last reported per pod, and each binding's status. Everything in
+// it is recomputed from Kubernetes and the cloud after a restart.
+type Registry struct {
+	mu       sync.RWMutex
+	services map[types.NamespacedName]*ServiceEntry
+	bindings map[providers.BindingKey]*providers.Binding
+	health   map[providers.BindingKey]*BindingHealth
+	status   map[providers.BindingKey]*BindingStatus
+	zones    []string
+
+	// Hooks wired by the controller: enqueue pods whose gate may change and
+	// Services whose status changed.
+	PodsChanged    func([]types.NamespacedName)
+	ServiceChanged func(types.NamespacedName)
+}
+
+// ServiceEntry is what one annotated Service asks for.
+type ServiceEntry struct {
+	Name     types.NamespacedName
+	Selector labels.Selector // nil when the Service has no selector
+	Bindings []providers.BindingKey
+	Problems []Problem
+	Ignored  []string
+}
+
+// PodTarget is one pod's target in one binding as last observed.
+type PodTarget struct {
+	Pod        types.NamespacedName
+	State      providers.State
+	CloudState string
+	Reason     string
+	Group      string
+	// HealthySince is when podlb first saw the cloud report it healthy.
+	HealthySince time.Time
+}
+
+// BindingHealth is the last observation of one binding.
+type BindingHealth struct {
+	Group   string
+	Serving bool
+	// NotServingWhy says why no load balancer checks the group.
+	NotServingWhy string
+	Pods          map[types.UID]PodTarget
+}
+
+// BindingStatus is a binding's status for the Service annotation.
+type BindingStatus struct {
+	Group      string            `json:"group,omitempty"`
+	Owned      bool              `json:"owned,omitempty"`
+	Desired    int               `json:"desired"`
+	Registered int               `json:"registered"`
+	Healthy    int               `json:"healthy"`
+	Error      string            `json:"error,omitempty"`
+	Details    map[string]string `json:"details,omitempty"`
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{
+		services: map[types.NamespacedName]*ServiceEntry{},
+		bindings: map[providers.BindingKey]*providers.Binding{},
+		health:   map[providers.BindingKey]*BindingHealth{},
+		status:   map[providers.BindingKey]*BindingStatus{},
+	}
+}
+
+// SetService records a Service's bindings and returns the keys of bindings
+// that were added, changed or removed.
+func (r *Registry) SetService(e *ServiceEntry, bindings []*providers.Binding) (changed []providers.BindingKey, removed []providers.BindingKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.services[e.Name]
+	want := map[providers.BindingKey]bool{}
+	for _, b := range bindings {
+		want[b.Key] = true
+		prev, ok := r.bindings[b.Key]
+		if !ok || !sameBinding(prev, b) {
+			changed = append(changed, b.Key)
+		}
+		r.bindings[b.Key] = b
+	}
+	if old != nil {
+		for _, k := range old.Bindings {
+			if !want[k] {
+				removed = append(removed, k)
+				r.dropBindingLocked(k)
+			}
+		}
+	}
+	e.Bindings = e.Bindings[:0]
+	for _, b := range bindings {
+		e.Bindings = append(e.Bindings, b.Key)
+	}
+	r.services[e.Name] = e
+	return changed, removed
+}
+
+// RemoveService forgets a Service and returns its binding keys.
+func (r *Registry) RemoveService(nn types.NamespacedName) []providers.BindingKey {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.services[nn]
+	if e == nil {
+		return nil
+	}
+	delete(r.services, nn)
+	for _, k := range e.Bindings {
+		r.dropBindingLocked(k)
+	}
+	return e.Bindings
+}
+
+func (r *Registry) dropBindingLocked(k providers.BindingKey) {
+	delete(r.bindings, k)
+	delete(r.health, k)
+	delete(r.status, k)
+}
+
+func sameBinding(a, b *providers.Binding) bool {
+	return a.PortName == b.PortName && a.Protocol == b.Protocol && a.TargetPort == b.TargetPort &&
+		a.Mode == b.Mode && a.Spec.Summary() == b.Spec.Summary()
+}
+
+// Binding returns a copy of the binding with the current zones, or nil.
+func (r *Registry) Binding(k providers.BindingKey) *providers.Binding {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	b, ok := r.bindings[k]
+	if !ok {
+		return nil
+	}
+	c := *b
+	c.Zones = append([]string(nil), r.zones...)
+	return &c
+}
+
+// Service returns the Service's entry, or nil.
+func (r *Registry) Service(nn types.NamespacedName) *ServiceEntry {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.services[nn]
+}
+
+// AllBindings lists every binding key.
+func (r *Registry) AllBindings() []providers.BindingKey {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	keys := make([]providers.BindingKey, 0, len(r.bindings))
+	for k := range r.bindings {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// BindingsOfService lists the binding keys of a Service.
+func (r *Registry) BindingsOfService(nn types.NamespacedName) []providers.BindingKey {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e := r.services[nn]; e != nil {
+		return append([]providers.BindingKey(nil), e.Bindings...)
+	}
+	return nil
+}
+
+// SelectingServices returns the entries of Services in namespace whose
+// selector matches the pod's labels.
+func (r *Registry) SelectingServices(namespace string, podLabels map[string]string) []*ServiceEntry {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*ServiceEntry
+	set := labels.Set(podLabels)
+	for nn, e := range r.services {
+		if nn.Namespace == namespace && e.Selector != nil && e.Selector.Matches(set) {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name.String() < out[j].Name.String() })
+	return out
+}
+
+// SetZones records the zones that have nodes; it reports whether they
+// changed.
+func (r *Registry) SetZones(zones []string) bool {
+	sort.Strings(zones)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if equalStrings(r.zones, zones) {
+		return false
+	}
+	r.zones = zones
+	return true
+}
+
+// SetHealth stores a binding's observation and notifies the pods whose
+// target state changed.
+func (r *Registry) SetHealth(k providers.BindingKey, h *BindingHealth) {
+	r.mu.Lock()
+	old := r.health[k]
+	if _, ok := r.bindings[k]; !ok {
+		r.mu.Unlock()
+		return
+	}
+	r.health[k] = h
+	r.mu.Unlock()
+
+	var changed []types.NamespacedName
+	for uid, t := range h.Pods {
+		if old == nil || old.Serving != h.Serving {
+			changed = append(changed, t.Pod)
+			continue
+		}
+		if o, ok := old.Pods[uid]; !ok || o.State != t.State || o.Reason != t.Reason || o.CloudState != t.CloudState {
+			changed = append(changed, t.Pod)
+		}
+	}
+	if old != nil {
+		for uid, t := range old.Pods {
+			if _, ok := h.Pods[uid]; !ok {
+				changed = append(changed, t.Pod)
+			}
+		}
+	}
+	if len(changed) > 0 && r.PodsChanged != nil {
+		r.PodsChanged(changed)
+	}
+}
+
+// Health returns a binding's last observation, nil before the first one.
+func (r *Registry) Health(k providers.BindingKey) *BindingHealth {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.health[k]
+}
+
+// SetStatus stores a binding's status and notifies its Service on change.
+func (r *Registry) SetStatus(k providers.BindingKey, s *BindingStatus) {
+	r.mu.Lock()
+	old := r.status[k]
+	_, ok := r.bindings[k]
+	if ok {
+		r.status[k] = s
+	}
+	r.mu.Unlock()
+	if ok && (old == nil || !sameStatus(old, s)) && r.ServiceChanged != nil {
+		r.ServiceChanged(types.NamespacedName{Namespace: k.Namespace, Name: k.Service})
+	}
+}
+
+// Status returns a copy of a binding's status, nil before the first one.
+func (r *Registry) Status(k providers.BindingKey) *BindingStatus {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if s := r.status[k]; s != nil {
+		c := *s
+		return &c
+	}
+	return nil
+}
+
+func sameStatus(a, b *BindingStatus) bool {
+	if a.Group != b.Group || a.Owned != b.Owned || a.Desired != b.Desired || a.Registered != b.Registered ||
+		a.Healthy != b.Healthy || a.Error != b.Error || len(a.Details) != len(b.Details) {
+		return false
+	}
+	for k, v := range a.Details {
+		if b.Details[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,316 @@
+package targets
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// ServiceReconciler turns a Service's annotations into bindings, owns its
+// finalizer and status annotation, and releases bindings that went away.
+type ServiceReconciler struct {
+	Client    client.Client
+	Registry  *Registry
+	Ledger    *Ledger
+	Providers []providers.Provider
+	Cluster   string
+	Recorder  record.EventRecorder
+	Timing    Timing
+
+	// EnqueueBinding schedules a binding reconcile.
+	EnqueueBinding func(providers.BindingKey)
+	// SelectionChanged is told which pods may be selected by other
+	// bindings now, so their gates are looked at again.
+	SelectionChanged func(namespace string, selectors ...labels.Selector)
+
+	mu sync.Mutex
+	// checked remembers, per Service, the binding set for which stale
+	// ledger entries were last looked for; the ledger is listed again only
+	// when that set changes.
+	checked  map[types.NamespacedName]string
+	problems map[types.NamespacedName]string
+}
+
+// Status is the JSON written to the podlb.io/status annotation.
+type Status struct {
+	// Bindings by provider, then by Service port number.
+	Bindings map[string]map[string]*BindingStatus `json:"bindings,omitempty"`
+	Problems []string                             `json:"problems,omitempty"`
+	Ignored  []string                             `json:"ignored,omitempty"`
+}
+
+func (r *ServiceReconciler) providerByName(name string) providers.Provider {
+	for _, p := range r.Providers {
+		if p.Name() == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	nn := req.NamespacedName
+	var svc corev1.Service
+	err := r.Client.Get(ctx, nn, &svc)
+	if apierrors.IsNotFound(err) {
+		// Deleted without our finalizer (or after it): release whatever the
+		// ledger still holds.
+		r.forgetService(nn)
+		if err := r.releaseStale(ctx, nn, nil, nil); err != nil {
+			return reconcile.Result{RequeueAfter: r.Timing.MaxBackoff}, nil
+		}
+		return reconcile.Result{}, nil
+	}
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+
+	parsed := ParseService(&svc, r.Cluster, r.Providers)
+	if svc.DeletionTimestamp != nil || !parsed.Annotated {
+		return r.cleanup(ctx, &svc)
+	}
+
+	if !controllerutil.ContainsFinalizer(&svc, Finalizer) {
+		patch := client.MergeFromWithOptions(svc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(&svc, Finalizer)
+		if err := r.Client.Patch(ctx, &svc, patch); err != nil {
+			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+
+	entry := &ServiceEntry{Name: nn, Problems: parsed.Problems, Ignored: parsed.Ignored}
+	if len(svc.Spec.Selector) > 0 {
+		entry.Selector = labels.SelectorFromSet(svc.Spec.Selector)
+	}
+	prev := r.Registry.Service(nn)
+	changed, removed := r.Registry.SetService(entry, parsed.Bindings)
+	for _, k := range changed {
+		r.EnqueueBinding(k)
+	}
+	for _, k := range removed {
+		DeleteBindingMetrics(k)
+	}
+	if r.SelectionChanged != nil && (prev == nil || len(changed) > 0 || len(removed) > 0 ||
+		selectorString(prev.Selector) != selectorString(entry.Selector) || problemsString(prev.Problems) != problemsString(entry.Problems)) {
+		sels := []labels.Selector{entry.Selector}
+		if prev != nil {
+			sels = append(sels, prev.Selector)
+		}
+		r.SelectionChanged(nn.Namespace, sels...)
+	}
+
+	r.warnProblems(&svc, parsed.Problems)
+
+	want := map[providers.BindingKey]bool{}
+	for _, b := range parsed.Bindings {
+		want[b.Key] = true
+	}
+	if r.needsStaleCheck(nn, want) {
+		if err := r.releaseStale(ctx, nn, &svc, want); err != nil {
+			log.FromContext(ctx).Info("releasing removed bindings failed; retrying", "error", err.Error())
+			return reconcile.Result{RequeueAfter: r.Timing.MaxBackoff}, nil
+		}
+	}
+
+	if err := r.writeStatus(ctx, &svc, entry); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, nil
+}
+
+// cleanup runs when a Service is deleted or loses its annotations:
+// deregister this cluster's targets, delete owned groups, then let go.
+func (r *ServiceReconciler) cleanup(ctx context.Context, svc *corev1.Service) (reconcile.Result, error) {
+	nn := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+	if old := r.Registry.Service(nn); old != nil {
+		for _, k := range r.Registry.RemoveService(nn) {
+			DeleteBindingMetrics(k)
+		}
+		if r.SelectionChanged != nil {
+			r.SelectionChanged(nn.Namespace, old.Selector)
+		}
+	}
+	if err := r.releaseStale(ctx, nn, svc, nil); err != nil {
+		log.FromContext(ctx).Info("cleanup failed; retrying", "error", err.Error())
+		return reconcile.Result{RequeueAfter: r.Timing.MaxBackoff}, nil
+	}
+	r.forgetService(nn)
+	if controllerutil.ContainsFinalizer(svc, Finalizer) || svc.Annotations[AnnotationStatus] != "" {
+		patch := client.MergeFromWithOptions(svc.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.RemoveFinalizer(svc, Finalizer)
+		if svc.DeletionTimestamp == nil {
+			delete(svc.Annotations, AnnotationStatus)
+		}
+		if err := r.Client.Patch(ctx, svc, patch); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("releasing Service: %w", err)
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+// releaseStale releases every ledger binding of the Service that is not in
+// keep, for the providers this controller serves.
+func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.NamespacedName, svc *corev1.Service, keep map[providers.BindingKey]bool) error {
+	keys, err := r.Ledger.Bindings(ctx, nn.Namespace, nn.Name)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, k := range keys {
+		p := r.providerByName(k.Provider)
+		if keep[k] || p == nil {
+			continue
+		}
+		entry, err := r.Ledger.Get(ctx, k)
+		if err != nil {
+			failed = append(failed, err.Error())
+			continue
+		}
+		if entry.Ref != "" {
+			if err := p.Release(ctx, k, entry.Ref, keysOf(entry.Targets)); err != nil {
+				failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
+				if svc != nil {
+					r.Recorder.Eventf(svc, corev1.EventTypeWarning, "ReleaseFailed", "%s port %d: releasing %s: %v", k.Provider, k.Port, entry.Ref, err)
+				}
+				continue
+			}
+			if svc != nil {
+				r.Recorder.Eventf(svc, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s", k.Provider, k.Port, entry.Ref)
+			}
+		}
+		if err := r.Ledger.Delete(ctx, k); err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%s", strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+func (r *ServiceReconciler) needsStaleCheck(nn types.NamespacedName, want map[providers.BindingKey]bool) bool {
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k.String())
+	}
+	sort.Strings(keys)
+	sig := strings.Join(keys, ",")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checked == nil {
+		r.checked = map[types.NamespacedName]string{}
+	}
+	if prev, ok := r.checked[nn]; ok && prev == sig {
+		return false
+	}
+	r.checked[nn] = sig
+	return true
+}
+
+func (r *ServiceReconciler) forgetService(nn types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.checked, nn)
+	delete(r.problems, nn)
+}
+
+// warnProblems emits one Warning per problem when the set of problems
+// changes, not on every reconcile.
+func (r *ServiceReconciler) warnProblems(svc *corev1.Service, problems []Problem) {
+	nn := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+	sig := problemsString(problems)
+	r.mu.Lock()
+	if r.problems == nil {
+		r.problems = map[types.NamespacedName]string{}
+	}
+	same := r.problems[nn] == sig
+	r.problems[nn] = sig
+	r.mu.Unlock()
+	if same {
+		return
+	}
+	for _, p := range problems {
+		r.Recorder.Eventf(svc, corev1.EventTypeWarning, "InvalidAnnotation", "%s", p.String())
+	}
+}
+
+func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service, e *ServiceEntry) error {
+	st := Status{Bindings: map[string]map[string]*BindingStatus{}}
+	for _, k := range e.Bindings {
+		bs := r.Registry.Status(k)
+		if bs == nil {
+			bs = &BindingStatus{}
+		}
+		if st.Bindings[k.Provider] == nil {
+			st.Bindings[k.Provider] = map[string]*BindingStatus{}
+		}
+		st.Bindings[k.Provider][strconv.Itoa(int(k.Port))] = bs
+	}
+	for _, p := range e.Problems {
+		st.Problems = append(st.Problems, p.String())
+	}
+	for _, key := range e.Ignored {
+		st.Ignored = append(st.Ignored, fmt.Sprintf("%s: this controller does not serve %s", key, KnownCloudAnnotations[key]))
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if svc.Annotations[AnnotationStatus] == string(raw) {
+		return nil
+	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	svc.Annotations[AnnotationStatus] = string(raw)
+	if err := r.Client.Patch(ctx, svc, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("writing status: %w", err)
+	}
+	return nil
+}
+
+func selectorString(s labels.Selector) string {
+	if s == nil {
+		return ""
+	}
+	return s.String()
+}
+
+func problemsString(ps []Problem) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, "\n")
+}
+
+// StatusOf parses a Service's podlb.io/status annotation.
+func StatusOf(svc *corev1.Service) (*Status, error) {
+	raw, ok := svc.Annotations[AnnotationStatus]
+	if !ok {
+		return nil, fmt.Errorf("no %s annotation", AnnotationStatus)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
