@@ -100,7 +100,7 @@ func (s *Server) forward(l *listener, c net.Conn) {
 	pc := &proxyConn{client: c}
 	t.conns[pc] = struct{}{}
 	l.conns[pc] = struct{}{}
-	addr := net.JoinHostPort(t.key.id, strconv.Itoa(int(t.key.port)))
+	addr := s.dialAddr(net.JoinHostPort(t.key.id, strconv.Itoa(int(t.key.port))))
 	s.mu.Unlock()
 
 	defer func() {

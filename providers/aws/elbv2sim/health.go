@@ -83,7 +83,7 @@ func (s *Server) step(g *targetGroup, t *target, now time.Time) (*probeSpec, tim
 	t.nextProbe = now.Add(s.interval(g))
 	return &probeSpec{
 		protocol: g.hc.protocol,
-		addr:     net.JoinHostPort(t.key.id, strconv.Itoa(int(g.healthCheckPort(t)))),
+		addr:     s.dialAddr(net.JoinHostPort(t.key.id, strconv.Itoa(int(g.healthCheckPort(t))))),
 		path:     g.hc.path,
 		matcher:  g.hc.matcher,
 		timeout:  s.timeout(g),
@@ -155,6 +155,14 @@ func (s *Server) record(g *targetGroup, t *target, r probeResult, now time.Time)
 		t.phase = phaseUnhealthy
 		t.failReason, t.failDesc = r.reason, r.desc
 	}
+}
+
+// dialAddr is where the emulator connects to reach a target address.
+func (s *Server) dialAddr(addr string) string {
+	if s.opts.TargetAddr != nil {
+		return s.opts.TargetAddr(addr)
+	}
+	return addr
 }
 
 // loopbackOnly refuses any address outside 127.0.0.0/8: the emulator must

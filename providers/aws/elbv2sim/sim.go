@@ -58,6 +58,12 @@ type Options struct {
 	Throttle map[string]Bucket
 	// ListenHost is the host listeners' data paths bind; default 127.0.0.1.
 	ListenHost string
+	// TargetAddr maps a target's "ip:port" to the address the emulator
+	// really connects to for health checks and traffic. The local cluster
+	// reports pod IPs in 10.0.0.0/8 and serves them on the mirrored
+	// 127.0.0.0/8 address; nil connects to the target address itself. The
+	// result must still be a loopback address.
+	TargetAddr func(addr string) string
 	// Logf, if set, receives a line per notable event.
 	Logf func(format string, args ...any)
 }

@@ -452,7 +452,7 @@ func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 		if i >= 3 {
 			break // like a proxy's retry budget
 		}
-		conn, err := net.DialTimeout("tcp", epKey(t.ip, t.port), timeout)
+		conn, err := net.DialTimeout("tcp", s.dialAddr(epKey(t.ip, t.port)), timeout)
 		if err == nil {
 			bc, chosen = conn, t
 			break

@@ -275,8 +275,27 @@ func (s *Server) probeSpecLocked(t *target) *probeSpec {
 		}
 		sp.path, sp.host, sp.response = c.GetRequestPath(), c.GetHost(), c.GetResponse()
 	}
-	sp.addr = net.JoinHostPort(t.ip, fmt.Sprint(port))
+	sp.addr = s.dialAddr(net.JoinHostPort(t.ip, fmt.Sprint(port)))
 	return sp
+}
+
+// dialAddr is where the emulator connects to reach an endpoint address.
+func (s *Server) dialAddr(addr string) string {
+	if s.opts.TargetAddr != nil {
+		return s.opts.TargetAddr(addr)
+	}
+	return addr
+}
+
+// reachable reports whether an endpoint IP maps to a loopback address,
+// the only kind the emulator ever contacts.
+func (s *Server) reachable(ip netip.Addr) bool {
+	host, _, err := net.SplitHostPort(s.dialAddr(net.JoinHostPort(ip.String(), "1")))
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 var probeTransport = &http.Transport{DisableKeepAlives: true, Proxy: nil}

@@ -316,7 +316,7 @@ func (s *Server) parseEndpoints(r *http.Request, detach bool) (*neg, *endpointCh
 		if err != nil || !addr.Is4() {
 			return nil, nil, errInvalidField(field+".ipAddress", ip, "Must be a valid IPv4 address.")
 		}
-		if !detach && !addr.IsLoopback() {
+		if !detach && !s.reachable(addr) {
 			// The emulator health-checks and proxies to endpoints, so it
 			// only accepts loopback ones; GCE's wording for foreign IPs.
 			return nil, nil, errInvalidField("resource.ipAddress", ip, fmt.Sprintf(

@@ -65,6 +65,12 @@ type Options struct {
 	ListenHost string
 	// ProbeWorkers bounds concurrent health probes; default 64.
 	ProbeWorkers int
+	// TargetAddr maps an endpoint's "ip:port" to the address the emulator
+	// really connects to for health checks and traffic. The local cluster
+	// reports pod IPs in 10.0.0.0/8 and serves them on the mirrored
+	// 127.0.0.0/8 address; nil connects to the endpoint address itself.
+	// Only endpoints that map to loopback are accepted.
+	TargetAddr func(addr string) string
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
 }
