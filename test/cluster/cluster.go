@@ -442,6 +442,13 @@ func (c *Cluster) Stop() {
 	})
 }
 
+// PodNetwork is the /16 every pod and node address of this cluster comes
+// from, as Kubernetes reports them (e.g. for an emulated VPC's CIDRs). Its
+// loopback mirror, where the backends listen, is LoopbackAddr of it.
+func (c *Cluster) PodNetwork() string {
+	return fmt.Sprintf("10.%d.0.0/16", c.net.octet)
+}
+
 // keptMarker marks a working directory kept on purpose (Options.KeepDir).
 const keptMarker = "KEPT"
 

@@ -7,8 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -57,6 +57,7 @@ func TestDeploymentBecomesAvailable(t *testing.T) {
 	if len(pods) != 3 {
 		t.Fatalf("want 3 pods, got %d", len(pods))
 	}
+	podNet := netip.MustParsePrefix(c.PodNetwork())
 	ips := map[string]bool{}
 	zones := map[string]bool{}
 	nodeZone := map[string]string{}
@@ -69,7 +70,7 @@ func TestDeploymentBecomesAvailable(t *testing.T) {
 		}
 		ips[p.Status.PodIP] = true
 		zones[nodeZone[p.Spec.NodeName]] = true
-		if !strings.HasPrefix(p.Status.PodIP, "10.") || p.Status.HostIP == "" || p.Status.StartTime == nil {
+		if ip, err := netip.ParseAddr(p.Status.PodIP); err != nil || !podNet.Contains(ip) || p.Status.HostIP == "" || p.Status.StartTime == nil {
 			t.Errorf("pod %s: status not kubelet-like: %+v", p.Name, p.Status)
 		}
 		if got := c.Sim.PodIP(ns, p.Name); got != p.Status.PodIP {
