@@ -19,6 +19,7 @@ import (
 	"github.com/podlb/podlb/internal/version"
 	"github.com/podlb/podlb/providers"
 	awsprovider "github.com/podlb/podlb/providers/aws"
+	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/targets"
 )
 
@@ -54,6 +55,13 @@ func run(args []string) error {
 		awsBatch    = fs.Int("aws-batch-size", 200, "most targets per RegisterTargets/DeregisterTargets call")
 		awsAttempts = fs.Int("aws-max-attempts", 5, "SDK attempts per call, with backoff, on throttling and 5xx")
 		awsLimits   = fs.String("aws-rate-limits", "", "client-side token buckets, Operation=qps:burst,... over the defaults: "+providers.FormatLimits(awsprovider.DefaultLimits()))
+
+		gcpProject    = fs.String("gcp-project", "", "GCP project of the NEGs (and of backend services named without one)")
+		gcpNetwork    = fs.String("gcp-network", "", "VPC network of the NEGs; empty uses the project's default network")
+		gcpSubnetwork = fs.String("gcp-subnetwork", "", "subnetwork of the NEGs")
+		gcpEndpoint   = fs.String("gcp-endpoint", "", "Compute API endpoint URL override; sends no credentials (an emulator)")
+		gcpBatch      = fs.Int("gcp-batch-size", 500, "most endpoints per attachNetworkEndpoints/detachNetworkEndpoints call (at most 500)")
+		gcpLimits     = fs.String("gcp-rate-limits", "", "client-side token buckets, method=qps:burst,... over the defaults: "+providers.FormatLimits(gcpprovider.DefaultLimits()))
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -103,13 +111,35 @@ func run(args []string) error {
 		}
 		provs = append(provs, p)
 	}
+	if want["gcp"] || (len(want) == 0 && *gcpProject != "") {
+		limits, err := providers.ParseLimits(*gcpLimits)
+		if err != nil {
+			return fmt.Errorf("--gcp-rate-limits: %w", err)
+		}
+		if *gcpProject == "" {
+			return fmt.Errorf("--gcp-project is required for gcp")
+		}
+		if *gcpBatch < 1 || *gcpBatch > 500 {
+			return fmt.Errorf("--gcp-batch-size must be between 1 and 500")
+		}
+		p, err := gcpprovider.New(ctx, gcpprovider.Options{
+			Cluster: *cluster, Project: *gcpProject,
+			Network: *gcpNetwork, Subnetwork: *gcpSubnetwork, Endpoint: *gcpEndpoint,
+			BatchSize: *gcpBatch, Limits: limits,
+		})
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		provs = append(provs, p)
+	}
 	for c := range want {
 		if c != "aws" && c != "gcp" {
 			return fmt.Errorf("--providers: unknown cloud %q", c)
 		}
 	}
 	if len(provs) == 0 {
-		return fmt.Errorf("no cloud configured: give --aws-region (and --providers)")
+		return fmt.Errorf("no cloud configured: give --aws-region or --gcp-project (and --providers)")
 	}
 	logger.Info("starting", "version", version.Version, "cluster", *cluster, "providers", len(provs))
 	return controller.Run(ctx, controller.Options{

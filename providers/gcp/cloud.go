@@ -1,0 +1,353 @@
+package gcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	compute "cloud.google.com/go/compute/apiv1"
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"github.com/googleapis/gax-go/v2/apierror"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iterator"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// Operation names, as the Compute API's method ids, for limits and metrics.
+const (
+	opNEGInsert      = "networkEndpointGroups.insert"
+	opNEGGet         = "networkEndpointGroups.get"
+	opNEGDelete      = "networkEndpointGroups.delete"
+	opNEGAggregated  = "networkEndpointGroups.aggregatedList"
+	opNEGAttach      = "networkEndpointGroups.attachNetworkEndpoints"
+	opNEGDetach      = "networkEndpointGroups.detachNetworkEndpoints"
+	opNEGList        = "networkEndpointGroups.listNetworkEndpoints"
+	opBSGet          = "backendServices.get"
+	opBSPatch        = "backendServices.patch"
+	opBSUpdate       = "backendServices.update"
+	opBSGetHealth    = "backendServices.getHealth"
+	opRBSGet         = "regionBackendServices.get"
+	opRBSPatch       = "regionBackendServices.patch"
+	opRBSUpdate      = "regionBackendServices.update"
+	opRBSGetHealth   = "regionBackendServices.getHealth"
+	opOperationsPoll = "operations.get"
+)
+
+// DefaultLimits keep podlb well inside Compute's per-project quotas (which
+// are counted per minute or per 100 s and shared with every other tool in
+// the project): endpoint changes and health reads get their own buckets,
+// everything else shares a slow one.
+func DefaultLimits() map[string]providers.Limit {
+	return map[string]providers.Limit{
+		opNEGAttach:      {QPS: 2, Burst: 10},
+		opNEGDetach:      {QPS: 2, Burst: 10},
+		opBSGetHealth:    {QPS: 5, Burst: 20},
+		opRBSGetHealth:   {QPS: 5, Burst: 20},
+		opNEGList:        {QPS: 5, Burst: 20},
+		opNEGAggregated:  {QPS: 5, Burst: 20},
+		opOperationsPoll: {QPS: 5, Burst: 20},
+		"*":              {QPS: 1, Burst: 5},
+	}
+}
+
+// classify maps Compute errors to podlb's classes. The legacy reason sits
+// in the wrapped *googleapi.Error; operation failures carry only a code.
+func classify(err error) error {
+	code, reason := errorCode(err)
+	switch {
+	case code == 0:
+		return providers.Classify(providers.Transient, "", err)
+	case code == http.StatusTooManyRequests || reason == "rateLimitExceeded" || reason == "userRateLimitExceeded":
+		// The apiv1 client does not retry these; the core backs off.
+		return providers.Classify(providers.Throttled, "", err)
+	case code == http.StatusNotFound:
+		return providers.Classify(providers.NotFound, "", err)
+	case code == http.StatusPreconditionFailed, code == http.StatusConflict, code >= 500:
+		// 412: a fingerprint went stale, re-read and retry. 409: callers
+		// that create resources check for it before this matters.
+		return providers.Classify(providers.Transient, "", err)
+	case code == http.StatusBadRequest, code == http.StatusForbidden, code == http.StatusUnauthorized:
+		// invalid, resourceInUseByAnotherResource, quotaExceeded,
+		// forbidden: retrying unchanged cannot help.
+		return providers.Classify(providers.Invalid, "", err)
+	}
+	return providers.Classify(providers.Transient, "", err)
+}
+
+// errorCode extracts the HTTP status and the legacy reason of a Compute
+// error (0, "" for anything else).
+func errorCode(err error) (int, string) {
+	code, reason := 0, ""
+	var ae *apierror.APIError
+	if errors.As(err, &ae) {
+		code = ae.HTTPCode()
+	}
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		if code <= 0 {
+			code = ge.Code
+		}
+		if len(ge.Errors) > 0 {
+			reason = ge.Errors[0].Reason
+		}
+	}
+	if code < 0 {
+		code = 0
+	}
+	return code, reason
+}
+
+func isCode(err error, code int) bool {
+	c, _ := errorCode(err)
+	return c == code
+}
+
+// clients are the REST clients the provider uses.
+type clients struct {
+	negs *compute.NetworkEndpointGroupsClient
+	bs   *compute.BackendServicesClient
+	rbs  *compute.RegionBackendServicesClient
+}
+
+func (c *clients) close() error {
+	var errs []error
+	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs} {
+		if cl != nil {
+			errs = append(errs, cl.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// wait awaits an operation. It polls like op.Wait but starts from
+// Options.OperationPoll instead of a fixed second, and each poll goes
+// through the operations bucket. An operation answered DONE costs no poll.
+func (p *Provider) wait(ctx context.Context, op *compute.Operation) error {
+	if op == nil {
+		return nil
+	}
+	if op.Done() {
+		if err := opError(op.Proto()); err != nil {
+			return classify(err)
+		}
+		return nil
+	}
+	delay := p.opts.OperationPoll
+	for {
+		err := p.calls.Call(ctx, opOperationsPoll, func(ctx context.Context) error { return op.Poll(ctx) })
+		if err != nil || op.Done() {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return providers.Classify(providers.Transient, "", ctx.Err())
+		case <-t.C:
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+// opError reports a finished operation's failure the way op.Poll does.
+func opError(op *computepb.Operation) error {
+	code := op.GetHttpErrorStatusCode()
+	if op.HttpErrorStatusCode == nil || (code >= 200 && code <= 299) {
+		return nil
+	}
+	ge := &googleapi.Error{Code: int(code), Message: fmt.Sprintf("%s: %v", op.GetHttpErrorMessage(), op.GetError())}
+	if ae, ok := apierror.FromError(ge); ok {
+		return ae
+	}
+	return ge
+}
+
+// mutate runs one mutating call and awaits its operation.
+func (p *Provider) mutate(ctx context.Context, name string, call func(ctx context.Context) (*compute.Operation, error)) error {
+	var op *compute.Operation
+	err := p.calls.Call(ctx, name, func(ctx context.Context) (err error) {
+		op, err = call(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return p.wait(ctx, op)
+}
+
+// findNEGs lists the NEGs of one name in every zone with one aggregated
+// list (GCE answers per zone; only zones with a match matter).
+func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*computepb.NetworkEndpointGroup, error) {
+	out := map[string]*computepb.NetworkEndpointGroup{}
+	err := p.calls.Call(ctx, opNEGAggregated, func(ctx context.Context) error {
+		clear(out)
+		it := p.c.negs.AggregatedList(ctx, &computepb.AggregatedListNetworkEndpointGroupsRequest{
+			Project: p.opts.Project,
+			Filter:  proto.String(fmt.Sprintf("name = %q", name)),
+		})
+		for {
+			pair, err := it.Next()
+			if err == iterator.Done {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			for _, n := range pair.Value.GetNetworkEndpointGroups() {
+				if n.GetName() != name {
+					continue
+				}
+				zone := lastSegment(n.GetZone())
+				if zone == "" {
+					zone = strings.TrimPrefix(pair.Key, "zones/")
+				}
+				out[zone] = n
+			}
+		}
+	})
+	return out, err
+}
+
+func (p *Provider) getNEG(ctx context.Context, zone, name string) (*computepb.NetworkEndpointGroup, error) {
+	var n *computepb.NetworkEndpointGroup
+	err := p.calls.Call(ctx, opNEGGet, func(ctx context.Context) (err error) {
+		n, err = p.c.negs.Get(ctx, &computepb.GetNetworkEndpointGroupRequest{Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name})
+		return err
+	})
+	return n, err
+}
+
+func (p *Provider) deleteNEG(ctx context.Context, zone, name string) error {
+	err := p.mutate(ctx, opNEGDelete, func(ctx context.Context) (*compute.Operation, error) {
+		return p.c.negs.Delete(ctx, &computepb.DeleteNetworkEndpointGroupRequest{Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name})
+	})
+	if providers.ClassOf(err) == providers.NotFound {
+		return nil
+	}
+	return err
+}
+
+// listEndpoints returns the endpoints attached to a NEG: ip:port -> VM
+// name. One call per 500 endpoints (pages are fetched in one limiter slot).
+func (p *Provider) listEndpoints(ctx context.Context, zone, name string) (map[providers.TargetKey]string, error) {
+	out := map[providers.TargetKey]string{}
+	err := p.calls.Call(ctx, opNEGList, func(ctx context.Context) error {
+		clear(out)
+		it := p.c.negs.ListNetworkEndpoints(ctx, &computepb.ListNetworkEndpointsNetworkEndpointGroupsRequest{
+			Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name,
+			MaxResults: proto.Uint32(500),
+			NetworkEndpointGroupsListEndpointsRequestResource: &computepb.NetworkEndpointGroupsListEndpointsRequest{HealthStatus: proto.String("SKIP")},
+		})
+		for {
+			ep, err := it.Next()
+			if err == iterator.Done {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if k, ok := endpointKey(ep.GetNetworkEndpoint().GetIpAddress(), ep.GetNetworkEndpoint().GetPort()); ok {
+				out[k] = lastSegment(ep.GetNetworkEndpoint().GetInstance())
+			}
+		}
+	})
+	return out, err
+}
+
+// backendService reads a backend service, global or regional.
+func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*computepb.BackendService, error) {
+	var bs *computepb.BackendService
+	project := p.project(ref)
+	if ref.Region == "" {
+		err := p.calls.Call(ctx, opBSGet, func(ctx context.Context) (err error) {
+			bs, err = p.c.bs.Get(ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: ref.Name})
+			return err
+		})
+		return bs, err
+	}
+	err := p.calls.Call(ctx, opRBSGet, func(ctx context.Context) (err error) {
+		bs, err = p.c.rbs.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name})
+		return err
+	})
+	return bs, err
+}
+
+// writeBackends stores a backend service's backend list, guarded by the
+// fingerprint it was read with. Patch replaces the list but omits an empty
+// one from its body, so emptying the list needs a full update.
+func (p *Provider) writeBackends(ctx context.Context, ref serviceRef, cur *computepb.BackendService, backends []*computepb.Backend) error {
+	project := p.project(ref)
+	if len(backends) == 0 {
+		next := proto.CloneOf(cur)
+		next.Backends = nil
+		if ref.Region == "" {
+			return p.mutate(ctx, opBSUpdate, func(ctx context.Context) (*compute.Operation, error) {
+				return p.c.bs.Update(ctx, &computepb.UpdateBackendServiceRequest{Project: project, BackendService: ref.Name, BackendServiceResource: next})
+			})
+		}
+		return p.mutate(ctx, opRBSUpdate, func(ctx context.Context) (*compute.Operation, error) {
+			return p.c.rbs.Update(ctx, &computepb.UpdateRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name, BackendServiceResource: next})
+		})
+	}
+	patch := &computepb.BackendService{Backends: backends, Fingerprint: cur.Fingerprint}
+	if ref.Region == "" {
+		return p.mutate(ctx, opBSPatch, func(ctx context.Context) (*compute.Operation, error) {
+			return p.c.bs.Patch(ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: ref.Name, BackendServiceResource: patch})
+		})
+	}
+	return p.mutate(ctx, opRBSPatch, func(ctx context.Context) (*compute.Operation, error) {
+		return p.c.rbs.Patch(ctx, &computepb.PatchRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name, BackendServiceResource: patch})
+	})
+}
+
+// groupHealth asks a backend service for the health of one NEG's
+// endpoints.
+func (p *Provider) groupHealth(ctx context.Context, ref serviceRef, negURL string) ([]*computepb.HealthStatus, error) {
+	var out *computepb.BackendServiceGroupHealth
+	project := p.project(ref)
+	group := &computepb.ResourceGroupReference{Group: proto.String(negURL)}
+	if ref.Region == "" {
+		err := p.calls.Call(ctx, opBSGetHealth, func(ctx context.Context) (err error) {
+			out, err = p.c.bs.GetHealth(ctx, &computepb.GetHealthBackendServiceRequest{Project: project, BackendService: ref.Name, ResourceGroupReferenceResource: group})
+			return err
+		})
+		return out.GetHealthStatus(), err
+	}
+	err := p.calls.Call(ctx, opRBSGetHealth, func(ctx context.Context) (err error) {
+		out, err = p.c.rbs.GetHealth(ctx, &computepb.GetHealthRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name, ResourceGroupReferenceResource: group})
+		return err
+	})
+	return out.GetHealthStatus(), err
+}
+
+func (p *Provider) project(ref serviceRef) string {
+	if ref.Project != "" {
+		return ref.Project
+	}
+	return p.opts.Project
+}
+
+// resourcePath reduces a Compute URL or path to "projects/...", for
+// comparing references.
+func resourcePath(ref string) string {
+	ref = urlPrefixRE.ReplaceAllString(ref, "")
+	return strings.TrimPrefix(ref, "/")
+}
+
+func lastSegment(s string) string {
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func negPath(project, zone, name string) string {
+	return "projects/" + project + "/zones/" + zone + "/networkEndpointGroups/" + name
+}
+
+const canonicalPrefix = "https://www.googleapis.com/compute/v1/"

@@ -1,0 +1,1040 @@
+package gcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	compute "cloud.google.com/go/compute/apiv1"
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"github.com/hashicorp/go-multierror"
+	"google.golang.org/api/option"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// Options configure the GCP provider.
+type Options struct {
+	// Cluster is the --cluster-name, part of generated NEG names and of
+	// the ownership record in each NEG's description.
+	Cluster string
+	// Project holds the NEGs and, unless a reference says otherwise, the
+	// backend services.
+	Project string
+	// Network and Subnetwork of the NEGs (names, paths or URLs); empty
+	// lets GCE use the default network.
+	Network    string
+	Subnetwork string
+	// Endpoint overrides the Compute API endpoint (an emulator) and then
+	// sends no credentials; empty uses Application Default Credentials.
+	Endpoint string
+	// ClientOptions are added to every REST client (credentials, quota
+	// project, user agent).
+	ClientOptions []option.ClientOption
+	// BatchSize is the most endpoints per attach or detach call; GCE's
+	// limit (and the default) is 500.
+	BatchSize int
+	// Limits are client-side token buckets per Compute method; "*" covers
+	// methods not listed.
+	Limits map[string]providers.Limit
+	// GroupCacheTTL is how long Ensure trusts what it resolved while the
+	// NEGs are serving; backend services change under podlb's feet.
+	GroupCacheTTL time.Duration
+	// EndpointResync is how long the set of attached endpoints learned from
+	// listNetworkEndpoints and podlb's own operations is trusted before it
+	// is listed again, to notice changes made by others.
+	EndpointResync time.Duration
+	// OperationPoll is the first delay between polls of a running
+	// operation; it doubles up to 10 s.
+	OperationPoll time.Duration
+}
+
+// Provider implements providers.Provider for zonal NEGs.
+type Provider struct {
+	opts  Options
+	c     clients
+	calls *providers.Caller
+
+	mu       sync.Mutex
+	bindings map[providers.BindingKey]*bindingState
+	negs     map[string]*negState // by NEG resource path
+
+	// beforeBackendWrite, when set, runs between reading a backend service
+	// and writing its backends (tests race it with other writers).
+	beforeBackendWrite func()
+}
+
+// bindingState is what Ensure resolved for one binding.
+type bindingState struct {
+	spec, zones string
+	// swept is name|zones of the last aggregated look for NEGs of this
+	// binding; a different value means look again.
+	swept string
+	// cleanupFailed keeps NEGs in zones without nodes that could not be
+	// removed, retried when the cache expires.
+	cleanupFailed string
+	group         *providers.Group
+	fetched       time.Time
+}
+
+// groupState is Group.Provider: everything Observe and Apply need.
+type groupState struct {
+	key   providers.BindingKey
+	name  string
+	zones []string          // zones with a NEG of this binding, sorted
+	links map[string]string // zone -> NEG selfLink
+	bs    *serviceRef
+	// inService holds the zones whose NEG is a backend of bs; checked is
+	// true when bs has a health check.
+	inService     map[string]bool
+	checked       bool
+	bsDisplay     string
+	notServingWhy string
+}
+
+// negState is podlb's knowledge of one NEG's endpoints, and the lock that
+// keeps one endpoint operation in flight per NEG.
+type negState struct {
+	ops sync.Mutex
+
+	mu       sync.Mutex
+	attached map[providers.TargetKey]string // ip:port -> VM name
+	listed   time.Time                      // zero: unknown, list first
+}
+
+// New builds the provider and its REST clients.
+func New(ctx context.Context, o Options) (*Provider, error) {
+	if o.Cluster == "" {
+		return nil, errors.New("gcp: a cluster name is required")
+	}
+	if o.Project == "" {
+		return nil, errors.New("gcp: a project is required")
+	}
+	if o.BatchSize <= 0 || o.BatchSize > 500 {
+		o.BatchSize = 500
+	}
+	if o.GroupCacheTTL <= 0 {
+		o.GroupCacheTTL = 5 * time.Minute
+	}
+	if o.EndpointResync <= 0 {
+		o.EndpointResync = 5 * time.Minute
+	}
+	if o.OperationPoll <= 0 {
+		o.OperationPoll = 500 * time.Millisecond
+	}
+	limits := DefaultLimits()
+	for op, l := range o.Limits {
+		limits[op] = l
+	}
+	co := slices.Clone(o.ClientOptions)
+	if o.Endpoint != "" {
+		co = append(co, option.WithEndpoint(o.Endpoint), option.WithoutAuthentication())
+	}
+	p := &Provider{
+		opts:     o,
+		calls:    providers.NewCaller("gcp", limits, limits["*"], classify),
+		bindings: map[providers.BindingKey]*bindingState{},
+		negs:     map[string]*negState{},
+	}
+	var err error
+	if p.c.negs, err = compute.NewNetworkEndpointGroupsRESTClient(ctx, co...); err != nil {
+		return nil, fmt.Errorf("gcp: %w", err)
+	}
+	if p.c.bs, err = compute.NewBackendServicesRESTClient(ctx, co...); err != nil {
+		_ = p.c.close()
+		return nil, fmt.Errorf("gcp: %w", err)
+	}
+	if p.c.rbs, err = compute.NewRegionBackendServicesRESTClient(ctx, co...); err != nil {
+		_ = p.c.close()
+		return nil, fmt.Errorf("gcp: %w", err)
+	}
+	return p, nil
+}
+
+// Close releases the REST clients.
+func (p *Provider) Close() error { return p.c.close() }
+
+// Name implements providers.Provider.
+func (p *Provider) Name() string { return "gcp" }
+
+// AnnotationKey implements providers.Provider.
+func (p *Provider) AnnotationKey() string { return AnnotationKey }
+
+// ParseSpec implements providers.Provider.
+func (p *Provider) ParseSpec(raw json.RawMessage) (providers.Spec, error) {
+	s, err := ParseSpec(raw)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// serviceRef is the parsed backendService, parsing again for specs not
+// made by ParseSpec.
+func (s *Spec) serviceRef() (*serviceRef, error) {
+	if s.BackendService == "" {
+		return nil, nil
+	}
+	if s.bs == nil {
+		ref, err := parseServiceRef(s.BackendService)
+		if err != nil {
+			return nil, providers.Errorf(providers.Invalid, "backendService", "%v", err)
+		}
+		s.bs = &ref
+	}
+	return s.bs, nil
+}
+
+// Ref is the durable reference of a binding's NEGs: "NAME|BACKEND" with
+// BACKEND the backend service's resource path, empty without one. A new
+// backend service alone changes it, so the core releases the old one.
+func Ref(name, backendServicePath string) string { return name + "|" + backendServicePath }
+
+func parseRef(ref string) (name, backendServicePath string, err error) {
+	name, bsPath, ok := strings.Cut(ref, "|")
+	if !ok || !rfc1035.MatchString(name) {
+		return "", "", providers.Errorf(providers.Invalid, "", "%q is not a GCP NEG reference (NAME|BACKEND_SERVICE_PATH)", ref)
+	}
+	return name, bsPath, nil
+}
+
+// Ensure implements providers.Provider. Steady state costs nothing: the
+// resolved group is cached while it serves, for GroupCacheTTL. A new spec
+// or zone set, an expired cache or a group that does not serve yet costs
+// one backend service get (plus a patch when backends must change); a
+// changed zone set or name, and the first Ensure after start, add one
+// aggregated NEG list, an insert per missing zone and, for zones without
+// nodes, a delete.
+func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers.Group, error) {
+	spec, ok := b.Spec.(*Spec)
+	if !ok {
+		return nil, providers.Errorf(providers.Invalid, "", "spec %T is not a GCP NEG spec", b.Spec)
+	}
+	ref, err := spec.serviceRef()
+	if err != nil {
+		return nil, err
+	}
+	name := spec.Name
+	if name == "" {
+		name = NEGName(p.opts.Cluster, b.Key)
+	}
+	zones := strings.Join(b.Zones, ",")
+	summary := spec.Summary()
+
+	p.mu.Lock()
+	st := p.bindings[b.Key]
+	if st == nil {
+		st = &bindingState{}
+		p.bindings[b.Key] = st
+	}
+	cached := st.group != nil && st.spec == summary && st.zones == zones
+	if cached && st.group.Serving && time.Since(st.fetched) < p.opts.GroupCacheTTL && st.cleanupFailed == "" {
+		g := *st.group
+		p.mu.Unlock()
+		g.Created = false
+		return &g, nil
+	}
+	sweep := st.swept != name+"|"+zones || !cached ||
+		(st.cleanupFailed != "" && time.Since(st.fetched) >= p.opts.GroupCacheTTL)
+	var prev *groupState
+	if st.group != nil {
+		prev = st.group.Provider.(*groupState)
+	}
+	p.mu.Unlock()
+
+	gs := &groupState{key: b.Key, name: name, bs: ref, links: map[string]string{}, inService: map[string]bool{}}
+	stale := map[string]string{} // zone -> NEG selfLink, ours, in a zone without nodes
+	created := false
+	if sweep || prev == nil || prev.name != name {
+		found, err := p.findNEGs(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		for zone, n := range found {
+			ours := OwnedBy(n.GetDescription(), p.opts.Cluster, b.Key)
+			switch {
+			case slices.Contains(b.Zones, zone) && !ours:
+				return nil, p.foreign(spec, name, zone)
+			case slices.Contains(b.Zones, zone):
+				gs.links[zone] = n.GetSelfLink()
+			case ours:
+				stale[zone] = n.GetSelfLink()
+			}
+		}
+		for _, zone := range b.Zones {
+			if gs.links[zone] != "" {
+				continue
+			}
+			link, err := p.createNEG(ctx, spec, b.Key, zone, name)
+			if err != nil {
+				return nil, err
+			}
+			gs.links[zone] = link
+			created = true
+		}
+	} else {
+		maps.Copy(gs.links, prev.links)
+	}
+	gs.zones = slices.Sorted(maps.Keys(gs.links))
+
+	g := &providers.Group{
+		Display:  "neg/" + name,
+		Owned:    true,
+		Created:  created,
+		Provider: gs,
+		Status:   map[string]string{"negs": name, "zones": strings.Join(gs.zones, ",")},
+	}
+	bsPath := ""
+	if ref != nil {
+		bsPath = ref.path(p.opts.Project)
+		gs.bsDisplay = displayPath(bsPath, p.opts.Project)
+		g.Display += " (backend service " + gs.bsDisplay + ")"
+		g.Status["backendService"] = bsPath
+		bs, err := p.backendService(ctx, *ref)
+		if providers.ClassOf(err) == providers.NotFound {
+			return nil, providers.Errorf(providers.NotFound, "backendService", "backend service %s not found", bsPath)
+		}
+		if err != nil {
+			return nil, providers.WithField("backendService", err)
+		}
+		bs, err = p.alignBackends(ctx, *ref, bs, gs, stale, spec)
+		if err != nil {
+			return nil, err
+		}
+		gs.checked = len(bs.GetHealthChecks()) > 0
+		for _, back := range bs.GetBackends() {
+			for zone, link := range gs.links {
+				if resourcePath(back.GetGroup()) == resourcePath(link) {
+					gs.inService[zone] = true
+				}
+			}
+		}
+		g.DrainSeconds = int64(bs.GetConnectionDraining().GetDrainingTimeoutSec())
+	}
+	g.Ref = Ref(name, bsPath)
+	switch {
+	case len(gs.zones) == 0:
+		gs.notServingWhy = "the cluster has no nodes in any zone, so there is no NEG"
+	case ref == nil:
+		gs.notServingWhy = "NEG is in no backend service"
+	case !gs.checked:
+		gs.notServingWhy = "backend service " + gs.bsDisplay + " has no health check"
+	case len(gs.inService) < len(gs.zones):
+		gs.notServingWhy = "backend service " + gs.bsDisplay + " does not have every zone's NEG as a backend yet"
+	}
+	g.Serving = gs.notServingWhy == ""
+	g.NotServingWhy = gs.notServingWhy
+
+	// NEGs of zones that lost their last node go only after they left the
+	// backend service; a failure here must not hold up the live zones.
+	var cleanup []string
+	for _, zone := range slices.Sorted(maps.Keys(stale)) {
+		if err := p.deleteOwnedNEG(ctx, zone, name); err != nil {
+			cleanup = append(cleanup, fmt.Sprintf("zone %s: %v", zone, err))
+		}
+	}
+	if len(cleanup) > 0 {
+		g.Status["cleanup"] = "NEGs of zones without nodes not deleted: " + strings.Join(cleanup, "; ")
+	}
+
+	p.mu.Lock()
+	st.spec, st.zones, st.group, st.fetched = summary, zones, g, time.Now()
+	st.swept = name + "|" + zones
+	st.cleanupFailed = g.Status["cleanup"]
+	p.mu.Unlock()
+	out := *g
+	return &out, nil
+}
+
+func (p *Provider) foreign(spec *Spec, name, zone string) error {
+	field := ""
+	if spec.Name != "" {
+		field = "name"
+	}
+	return providers.Errorf(providers.Invalid, field, "a NEG named %s exists in zone %s and is not podlb's for this Service port; podlb will not touch it", name, zone)
+}
+
+// createNEG inserts one zone's NEG; an existing one is adopted only when
+// its description says it is this binding's.
+func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.BindingKey, zone, name string) (string, error) {
+	n := &computepb.NetworkEndpointGroup{
+		Name:                proto.String(name),
+		Description:         proto.String(Description(p.opts.Cluster, key)),
+		NetworkEndpointType: proto.String("GCE_VM_IP_PORT"),
+	}
+	if p.opts.Network != "" {
+		n.Network = proto.String(p.opts.Network)
+	}
+	if p.opts.Subnetwork != "" {
+		n.Subnetwork = proto.String(p.opts.Subnetwork)
+	}
+	err := p.mutate(ctx, opNEGInsert, func(ctx context.Context) (*compute.Operation, error) {
+		return p.c.negs.Insert(ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: p.opts.Project, Zone: zone, NetworkEndpointGroupResource: n})
+	})
+	if err != nil && !isCode(err, 409) {
+		return "", providers.WithField(nameField(spec), err)
+	}
+	// Created now or by someone in between: read it back for its link and
+	// to check whose it is.
+	got, err := p.getNEG(ctx, zone, name)
+	if err != nil {
+		return "", err
+	}
+	if !OwnedBy(got.GetDescription(), p.opts.Cluster, key) {
+		return "", p.foreign(spec, name, zone)
+	}
+	p.forgetNEG(negPath(p.opts.Project, zone, name))
+	return got.GetSelfLink(), nil
+}
+
+func nameField(spec *Spec) string {
+	if spec.Name != "" {
+		return "name"
+	}
+	return ""
+}
+
+func (p *Provider) deleteOwnedNEG(ctx context.Context, zone, name string) error {
+	err := p.deleteNEG(ctx, zone, name)
+	if err == nil {
+		p.forgetNEG(negPath(p.opts.Project, zone, name))
+		return nil
+	}
+	if _, reason := errorCode(err); reason == "resourceInUseByAnotherResource" {
+		return providers.Errorf(providers.Invalid, "", "NEG %s in zone %s is still a backend elsewhere; remove it there so podlb can delete it: %v", name, zone, err)
+	}
+	return err
+}
+
+// alignBackends makes every zone's NEG a backend of the service with the
+// annotation's settings and removes the NEGs in drop (ours, zones without
+// nodes). Backends the annotation says nothing about are left as found,
+// so settings changed by other tools survive. A concurrent writer makes
+// the fingerprint stale (412): read again and retry.
+func (p *Provider) alignBackends(ctx context.Context, ref serviceRef, bs *computepb.BackendService, gs *groupState, drop map[string]string, spec *Spec) (*computepb.BackendService, error) {
+	dropPaths := map[string]bool{}
+	for _, link := range drop {
+		dropPaths[resourcePath(link)] = true
+	}
+	want := make([]string, 0, len(gs.zones))
+	for _, zone := range gs.zones {
+		want = append(want, gs.links[zone])
+	}
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		backends, changed, err := mergeBackends(bs, want, dropPaths, spec, gs.bsDisplayOr(ref, p.opts.Project))
+		if err != nil {
+			return nil, err
+		}
+		if !changed {
+			return bs, nil
+		}
+		if p.beforeBackendWrite != nil {
+			p.beforeBackendWrite()
+		}
+		err = p.writeBackends(ctx, ref, bs, backends)
+		if err == nil {
+			next := proto.CloneOf(bs)
+			next.Backends = backends
+			return next, nil
+		}
+		if !isCode(err, 412) || attempt == attempts {
+			return nil, providers.WithField("backendService", err)
+		}
+		if bs, err = p.backendService(ctx, ref); err != nil {
+			return nil, providers.WithField("backendService", err)
+		}
+	}
+}
+
+func (gs *groupState) bsDisplayOr(ref serviceRef, project string) string {
+	if gs.bsDisplay != "" {
+		return gs.bsDisplay
+	}
+	return displayPath(ref.path(project), project)
+}
+
+// mergeBackends computes the backend list: want present with the spec's
+// settings, drop absent, everything else untouched.
+func mergeBackends(bs *computepb.BackendService, want []string, drop map[string]bool, spec *Spec, display string) ([]*computepb.Backend, bool, error) {
+	protocol := bs.GetProtocol()
+	connection := protocol == "TCP" || protocol == "SSL" || protocol == "UDP"
+	mode := spec.mode()
+	switch {
+	case mode == "" && connection:
+		mode = "CONNECTION"
+	case mode == "":
+		mode = "RATE"
+	case mode == "RATE" && connection:
+		return nil, false, providers.Errorf(providers.Invalid, "balancingMode", "backend service %s has protocol %s; its NEG backends use CONNECTION with maxConnectionsPerEndpoint", display, protocol)
+	case mode == "CONNECTION" && !connection:
+		return nil, false, providers.Errorf(providers.Invalid, "balancingMode", "backend service %s has protocol %s; its NEG backends use RATE with maxRatePerEndpoint", display, protocol)
+	}
+	wanted := map[string]bool{}
+	for _, link := range want {
+		wanted[resourcePath(link)] = true
+	}
+	present := map[string]bool{}
+	changed := false
+	out := make([]*computepb.Backend, 0, len(bs.GetBackends())+len(want))
+	for _, back := range bs.GetBackends() {
+		path := resourcePath(back.GetGroup())
+		switch {
+		case drop[path]:
+			changed = true
+			continue
+		case wanted[path] && !present[path]:
+			present[path] = true
+			nb := proto.CloneOf(back)
+			if applySettings(nb, spec, mode) {
+				changed = true
+			}
+			back = nb
+		}
+		out = append(out, back)
+	}
+	for _, link := range want {
+		if present[resourcePath(link)] {
+			continue
+		}
+		nb := &computepb.Backend{Group: proto.String(link)}
+		nb.BalancingMode = proto.String(mode)
+		if mode == "RATE" {
+			nb.MaxRatePerEndpoint = proto.Float32(DefaultMaxRatePerEndpoint)
+		} else {
+			nb.MaxConnectionsPerEndpoint = proto.Int32(DefaultMaxConnectionsPerEndpoint)
+		}
+		applySettings(nb, spec, mode)
+		out = append(out, nb)
+		changed = true
+	}
+	return out, changed, nil
+}
+
+// applySettings enforces the balancing fields the annotation states on a
+// backend, reporting whether anything changed.
+func applySettings(b *computepb.Backend, spec *Spec, mode string) bool {
+	changed := false
+	if spec.mode() != "" {
+		if b.GetBalancingMode() != mode {
+			b.BalancingMode, changed = proto.String(mode), true
+		}
+		if mode == "RATE" {
+			rate := float32(DefaultMaxRatePerEndpoint)
+			if spec.MaxRatePerEndpoint != nil {
+				rate = float32(*spec.MaxRatePerEndpoint)
+			}
+			if b.MaxRatePerEndpoint == nil || b.GetMaxRatePerEndpoint() != rate {
+				b.MaxRatePerEndpoint, changed = proto.Float32(rate), true
+			}
+		} else {
+			conns := int32(DefaultMaxConnectionsPerEndpoint)
+			if spec.MaxConnectionsPerEndpoint != nil {
+				conns = *spec.MaxConnectionsPerEndpoint
+			}
+			if b.MaxConnectionsPerEndpoint == nil || b.GetMaxConnectionsPerEndpoint() != conns {
+				b.MaxConnectionsPerEndpoint, changed = proto.Int32(conns), true
+			}
+		}
+		// The other mode's capacities are rejected beside this mode.
+		for _, f := range []bool{
+			mode == "RATE" && (b.MaxConnections != nil || b.MaxConnectionsPerEndpoint != nil || b.MaxConnectionsPerInstance != nil),
+			mode == "CONNECTION" && (b.MaxRate != nil || b.MaxRatePerEndpoint != nil || b.MaxRatePerInstance != nil),
+		} {
+			if f {
+				changed = true
+			}
+		}
+		if mode == "RATE" {
+			b.MaxConnections, b.MaxConnectionsPerEndpoint, b.MaxConnectionsPerInstance = nil, nil, nil
+			b.MaxRate, b.MaxRatePerInstance = nil, nil
+		} else {
+			b.MaxRate, b.MaxRatePerEndpoint, b.MaxRatePerInstance = nil, nil, nil
+			b.MaxConnections, b.MaxConnectionsPerInstance = nil, nil
+		}
+	}
+	if c := spec.CapacityScaler; c != nil && (b.CapacityScaler == nil || b.GetCapacityScaler() != float32(*c)) {
+		b.CapacityScaler, changed = proto.Float32(float32(*c)), true
+	}
+	return changed
+}
+
+// displayPath shortens a backend service path for messages when it is in
+// the provider's project.
+func displayPath(path, project string) string {
+	return strings.TrimPrefix(path, "projects/"+project+"/")
+}
+
+// Observe implements providers.Provider. Calls per zone and poll: one
+// getHealth while the NEG is a backend of a health-checked service, plus
+// one listNetworkEndpoints (per 500 endpoints) when the attached set is
+// unknown (first look, after a failed operation) or older than
+// EndpointResync; one listNetworkEndpoints when no health check judges
+// the NEG. Zones are read in parallel.
+func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers.Observed, error) {
+	gs, ok := g.Provider.(*groupState)
+	if !ok {
+		return nil, providers.Errorf(providers.Invalid, "", "group %s is not a GCP NEG group", g.Display)
+	}
+	var (
+		mu  sync.Mutex
+		out []providers.Observed
+		eg  multierror.Group
+	)
+	for _, zone := range gs.zones {
+		eg.Go(func() error {
+			obs, err := p.observeZone(ctx, gs, zone)
+			if err != nil {
+				return fmt.Errorf("zone %s: %w", zone, err)
+			}
+			mu.Lock()
+			out = append(out, obs...)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := eg.Wait().ErrorOrNil(); err != nil {
+		err = combine(err, "reading endpoints of "+g.Display)
+		if c := providers.ClassOf(err); c == providers.NotFound || c == providers.Invalid {
+			// A NEG or backend changed behind podlb's back: resolve again.
+			p.invalidate(gs.key, c == providers.NotFound)
+		}
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].IP.Compare(out[j].IP); c != 0 {
+			return c < 0
+		}
+		if out[i].Port != out[j].Port {
+			return out[i].Port < out[j].Port
+		}
+		return out[i].State != providers.Draining && out[j].State == providers.Draining
+	})
+	return out, nil
+}
+
+func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string) ([]providers.Observed, error) {
+	path := negPath(p.opts.Project, zone, gs.name)
+	group := "zones/" + zone + "/networkEndpointGroups/" + gs.name
+	ns := p.neg(path)
+	judged := gs.bs != nil && gs.checked && gs.inService[zone]
+	attached, fresh := ns.snapshot(p.opts.EndpointResync)
+	if !fresh || !judged {
+		var err error
+		if attached, err = p.listEndpoints(ctx, zone, gs.name); err != nil {
+			return nil, err
+		}
+		ns.set(attached)
+	}
+	target := func(k providers.TargetKey, instance string) providers.Target {
+		return providers.Target{IP: k.IP, Port: k.Port, Zone: zone, Instance: instance}
+	}
+	var out []providers.Observed
+	if !judged {
+		why := gs.notServingWhy
+		if why == "" {
+			why = "NEG is in no backend service"
+		}
+		for k, instance := range attached {
+			out = append(out, providers.Observed{Target: target(k, instance), State: providers.Unused, CloudState: "attached", Reason: why, Group: group})
+		}
+		return out, nil
+	}
+	health, err := p.groupHealth(ctx, *gs.bs, gs.links[zone])
+	if err != nil {
+		return nil, err
+	}
+	reported := map[providers.TargetKey]bool{}
+	for _, h := range health {
+		k, ok := endpointKey(h.GetIpAddress(), h.GetPort())
+		if !ok {
+			continue
+		}
+		instance, isAttached := attached[k]
+		if instance == "" {
+			instance = lastSegment(h.GetInstance())
+		}
+		state := h.GetHealthState()
+		o := providers.Observed{Target: target(k, instance), State: mapState(state), CloudState: state, Reason: stateReason(state, gs.bsDisplay), Group: group}
+		switch {
+		case isAttached && o.State == providers.Draining:
+			// Re-attached while the old attachment drains: it is in the
+			// NEG, only not judged yet.
+			o.State, o.CloudState, o.Reason = providers.Pending, "UNKNOWN", stateReason("UNKNOWN", gs.bsDisplay)
+		case !isAttached && o.State != providers.Draining:
+			// Attached by someone else or before podlb's last list:
+			// believe the backend service and list again next time.
+			ns.expire()
+		}
+		if reported[k] {
+			continue
+		}
+		reported[k] = true
+		out = append(out, o)
+	}
+	for k, instance := range attached {
+		if !reported[k] {
+			out = append(out, providers.Observed{Target: target(k, instance), State: providers.Pending, CloudState: "UNKNOWN", Reason: stateReason("", gs.bsDisplay), Group: group})
+		}
+	}
+	return out, nil
+}
+
+func endpointKey(ip string, port int32) (providers.TargetKey, bool) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil || port <= 0 {
+		return providers.TargetKey{}, false
+	}
+	return providers.TargetKey{IP: addr, Port: port}, true
+}
+
+// Apply implements providers.Provider: every zone's attach batches first
+// (zones in parallel, batches within a zone one after the other, each
+// awaited); only when all succeeded, the detach batches the same way.
+func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers.Plan) error {
+	gs, ok := g.Provider.(*groupState)
+	if !ok {
+		return providers.Errorf(providers.Invalid, "", "group %s is not a GCP NEG group", g.Display)
+	}
+	var errs *multierror.Error
+	attach := map[string][]providers.Target{}
+	for _, t := range plan.Register {
+		switch {
+		case gs.links[t.Zone] == "":
+			errs = multierror.Append(errs, providers.Errorf(providers.Transient, "", "%s: node %s is in zone %q, which has no NEG %s yet (zones: %s)", t.Key(), t.Node, t.Zone, gs.name, strings.Join(gs.zones, ", ")))
+		case t.Instance == "":
+			errs = multierror.Append(errs, providers.Errorf(providers.Invalid, "", "%s: node %s has no GCE instance (providerID gce://PROJECT/ZONE/NAME), which GCE_VM_IP_PORT endpoints need", t.Key(), t.Node))
+		default:
+			attach[t.Zone] = append(attach[t.Zone], t)
+		}
+	}
+	errs = multierror.Append(errs, p.changeZones(ctx, gs, attach, true))
+	if err := errs.ErrorOrNil(); err != nil {
+		return combine(err, "attaching endpoints to "+g.Display)
+	}
+	detach := map[string][]providers.Target{}
+	for _, t := range plan.Deregister {
+		// A zone without a NEG of ours has nothing of ours to detach.
+		if gs.links[t.Zone] != "" {
+			detach[t.Zone] = append(detach[t.Zone], t)
+		}
+	}
+	if err := p.changeZones(ctx, gs, detach, false); err != nil {
+		return combine(err, "detaching endpoints from "+g.Display)
+	}
+	return nil
+}
+
+func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[string][]providers.Target, attach bool) error {
+	var eg multierror.Group
+	for zone, ts := range byZone {
+		eg.Go(func() error { return p.changeEndpoints(ctx, zone, gs.name, ts, attach) })
+	}
+	return eg.Wait().ErrorOrNil()
+}
+
+// changeEndpoints attaches or detaches endpoints of one NEG in batches,
+// one operation in flight at a time. An operation fails as a whole when
+// one endpoint is already attached (or already gone), so after a failed
+// operation the NEG is listed and the rest of the batch tried once more.
+func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []providers.Target, attach bool) error {
+	ns := p.neg(negPath(p.opts.Project, zone, name))
+	ns.ops.Lock()
+	defer ns.ops.Unlock()
+	ts = slices.Clone(ts)
+	providers.SortTargets(ts)
+	var errs *multierror.Error
+	for _, batch := range providers.Batches(ts, p.opts.BatchSize) {
+		err := p.endpointBatch(ctx, ns, zone, name, batch, attach)
+		var opErr *operationError
+		if errors.As(err, &opErr) && isCode(err, 400) {
+			if cur, lerr := p.listEndpoints(ctx, zone, name); lerr == nil {
+				ns.set(cur)
+				var rest []providers.Target
+				for _, t := range batch {
+					if _, in := cur[t.Key()]; in != attach {
+						rest = append(rest, t)
+					}
+				}
+				err = nil
+				if len(rest) > 0 {
+					err = p.endpointBatch(ctx, ns, zone, name, rest, attach)
+				}
+			}
+		}
+		if err != nil {
+			ns.expire()
+			errs = multierror.Append(errs, fmt.Errorf("zone %s: %w", zone, err))
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
+// operationError marks a failure reported by a finished operation rather
+// than by the request.
+type operationError struct{ err error }
+
+func (e *operationError) Error() string { return e.err.Error() }
+func (e *operationError) Unwrap() error { return e.err }
+
+func (p *Provider) endpointBatch(ctx context.Context, ns *negState, zone, name string, batch []providers.Target, attach bool) error {
+	eps := make([]*computepb.NetworkEndpoint, len(batch))
+	for i, t := range batch {
+		instance := t.Instance
+		if instance == "" {
+			instance = ns.instance(t.Key())
+		}
+		eps[i] = &computepb.NetworkEndpoint{IpAddress: proto.String(t.IP.String()), Port: proto.Int32(t.Port)}
+		if instance != "" {
+			eps[i].Instance = proto.String(instance)
+		}
+	}
+	var op *compute.Operation
+	method := opNEGAttach
+	if !attach {
+		method = opNEGDetach
+	}
+	err := p.calls.Call(ctx, method, func(ctx context.Context) (err error) {
+		if attach {
+			op, err = p.c.negs.AttachNetworkEndpoints(ctx, &computepb.AttachNetworkEndpointsNetworkEndpointGroupRequest{
+				Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name,
+				NetworkEndpointGroupsAttachEndpointsRequestResource: &computepb.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: eps},
+			})
+		} else {
+			op, err = p.c.negs.DetachNetworkEndpoints(ctx, &computepb.DetachNetworkEndpointsNetworkEndpointGroupRequest{
+				Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name,
+				NetworkEndpointGroupsDetachEndpointsRequestResource: &computepb.NetworkEndpointGroupsDetachEndpointsRequest{NetworkEndpoints: eps},
+			})
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.wait(ctx, op); err != nil {
+		return &operationError{err}
+	}
+	ns.record(batch, attach)
+	return nil
+}
+
+// Release implements providers.Provider. ref names the NEGs and the
+// backend service they were added to. When the binding still uses NEGs
+// of the same name (only the backend service changed), the NEGs and their
+// endpoints stay and only leave the old backend service; otherwise every
+// zone's NEG of ours leaves that backend service and is deleted. NEGs
+// whose description is not this binding's are never touched; what is
+// already gone counts as released.
+func (p *Provider) Release(ctx context.Context, key providers.BindingKey, ref string, _ []providers.TargetKey) error {
+	name, bsPath, err := parseRef(ref)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	keepNEGs := false
+	if st := p.bindings[key]; st != nil && st.group != nil {
+		current := st.group.Provider.(*groupState)
+		switch {
+		case st.group.Ref == ref:
+			delete(p.bindings, key)
+		case current.name == name:
+			keepNEGs = true
+		}
+	}
+	p.mu.Unlock()
+
+	found, err := p.findNEGs(ctx, name)
+	if err != nil {
+		return err
+	}
+	ours := map[string]string{} // zone -> selfLink
+	for zone, n := range found {
+		if OwnedBy(n.GetDescription(), p.opts.Cluster, key) {
+			ours[zone] = n.GetSelfLink()
+		}
+	}
+	if bsPath != "" && len(ours) > 0 {
+		bsRef, err := parseServiceRef(bsPath)
+		if err != nil {
+			return providers.Classify(providers.Invalid, "", err)
+		}
+		if err := p.removeBackends(ctx, bsRef, ours); err != nil {
+			return err
+		}
+	}
+	if keepNEGs {
+		return nil
+	}
+	var errs *multierror.Error
+	for _, zone := range slices.Sorted(maps.Keys(ours)) {
+		if err := p.deleteOwnedNEG(ctx, zone, name); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("zone %s: %w", zone, err))
+		}
+	}
+	if err := errs.ErrorOrNil(); err != nil {
+		return combine(err, "deleting NEGs "+name)
+	}
+	return nil
+}
+
+// removeBackends takes our NEGs out of a backend service; a service that
+// is gone has nothing to remove.
+func (p *Provider) removeBackends(ctx context.Context, ref serviceRef, links map[string]string) error {
+	drop := map[string]bool{}
+	for _, link := range links {
+		drop[resourcePath(link)] = true
+	}
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		bs, err := p.backendService(ctx, ref)
+		if providers.ClassOf(err) == providers.NotFound {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var keep []*computepb.Backend
+		for _, back := range bs.GetBackends() {
+			if !drop[resourcePath(back.GetGroup())] {
+				keep = append(keep, back)
+			}
+		}
+		if len(keep) == len(bs.GetBackends()) {
+			return nil
+		}
+		if p.beforeBackendWrite != nil {
+			p.beforeBackendWrite()
+		}
+		err = p.writeBackends(ctx, ref, bs, keep)
+		if err == nil || providers.ClassOf(err) == providers.NotFound {
+			return nil
+		}
+		if !isCode(err, 412) || attempt == attempts {
+			return err
+		}
+	}
+}
+
+// neg returns the shared state of one NEG.
+func (p *Provider) neg(path string) *negState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ns := p.negs[path]
+	if ns == nil {
+		ns = &negState{}
+		p.negs[path] = ns
+	}
+	return ns
+}
+
+func (p *Provider) forgetNEG(path string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.negs, path)
+}
+
+// invalidate makes the next Ensure of key resolve again, with an
+// aggregated look for its NEGs when one went missing.
+func (p *Provider) invalidate(key providers.BindingKey, lookAgain bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if st := p.bindings[key]; st != nil {
+		st.fetched = time.Time{}
+		if st.group != nil {
+			st.group.Serving = false
+		}
+		if lookAgain {
+			st.swept = ""
+		}
+	}
+}
+
+// snapshot returns the attached endpoints and whether they are fresh
+// enough to trust.
+func (ns *negState) snapshot(ttl time.Duration) (map[providers.TargetKey]string, bool) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.attached == nil || ns.listed.IsZero() || time.Since(ns.listed) >= ttl {
+		return nil, false
+	}
+	out := make(map[providers.TargetKey]string, len(ns.attached))
+	for k, v := range ns.attached {
+		out[k] = v
+	}
+	return out, true
+}
+
+func (ns *negState) set(attached map[providers.TargetKey]string) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	ns.attached = make(map[providers.TargetKey]string, len(attached))
+	for k, v := range attached {
+		ns.attached[k] = v
+	}
+	ns.listed = time.Now()
+}
+
+func (ns *negState) expire() {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	ns.listed = time.Time{}
+}
+
+// record applies a completed operation to the known endpoints.
+func (ns *negState) record(batch []providers.Target, attach bool) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.attached == nil {
+		return // unknown until listed; keep it so
+	}
+	for _, t := range batch {
+		if attach {
+			ns.attached[t.Key()] = t.Instance
+		} else {
+			delete(ns.attached, t.Key())
+		}
+	}
+}
+
+func (ns *negState) instance(k providers.TargetKey) string {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.attached[k]
+}
+
+// combine keeps the class of the first failure and the text of all.
+func combine(err error, what string) error {
+	var me *multierror.Error
+	if !errors.As(err, &me) {
+		return providers.Classify(providers.ClassOf(err), "", fmt.Errorf("%s: %w", what, err))
+	}
+	var msgs []string
+	var first error
+	for _, e := range me.Errors {
+		if e == nil {
+			continue
+		}
+		if first == nil {
+			first = e
+		}
+		msgs = append(msgs, e.Error())
+	}
+	if first == nil {
+		return nil
+	}
+	var pe *providers.Error
+	field := ""
+	if errors.As(first, &pe) {
+		field = pe.Field
+	}
+	return &providers.Error{Class: providers.ClassOf(first), Field: field, Err: fmt.Errorf("%s: %s: %w", what, strings.Join(msgs, "; "), first)}
+}

@@ -1,0 +1,701 @@
+package gcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	compute "cloud.google.com/go/compute/apiv1"
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"google.golang.org/api/option"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/podlb/podlb/providers"
+	"github.com/podlb/podlb/providers/gcp/computesim"
+)
+
+const (
+	project = "sim-project"
+	cluster = "test-cluster"
+)
+
+var zones3 = []string{"us-central1-a", "us-central1-b", "us-central1-c"}
+
+// env is an emulator, a provider pointed at it, and apiv1 clients for
+// arranging and inspecting the cloud behind the provider's back.
+type env struct {
+	t   *testing.T
+	ctx context.Context
+	srv *computesim.Server
+	p   *Provider
+	bs  *compute.BackendServicesClient
+	hcs *compute.HealthChecksClient
+	neg *compute.NetworkEndpointGroupsClient
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv, err := computesim.Start(computesim.Options{
+		Project:             project,
+		HealthCheckInterval: 20 * time.Millisecond,
+		HealthCheckTimeout:  100 * time.Millisecond,
+		DrainingTimeout:     300 * time.Millisecond,
+		OperationDelay:      2 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	t.Cleanup(cancel)
+	fast := providers.Limit{QPS: 10000, Burst: 10000}
+	limits := map[string]providers.Limit{}
+	for op := range DefaultLimits() {
+		limits[op] = fast
+	}
+	p, err := New(ctx, Options{
+		Cluster: cluster, Project: project, Endpoint: srv.URL(),
+		Limits: limits, OperationPoll: 2 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	e := &env{t: t, ctx: ctx, srv: srv, p: p}
+	co := []option.ClientOption{option.WithEndpoint(srv.URL()), option.WithoutAuthentication()}
+	if e.bs, err = compute.NewBackendServicesRESTClient(ctx, co...); err != nil {
+		t.Fatal(err)
+	}
+	if e.hcs, err = compute.NewHealthChecksRESTClient(ctx, co...); err != nil {
+		t.Fatal(err)
+	}
+	if e.neg, err = compute.NewNetworkEndpointGroupsRESTClient(ctx, co...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _, _ = e.bs.Close(), e.hcs.Close(), e.neg.Close() })
+	for _, z := range zones3 {
+		if err := srv.AddInstance(z, vm(z), "127.0.0.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func vm(zone string) string { return "node-" + zone[len(zone)-1:] }
+
+func (e *env) done(op *compute.Operation, err error) {
+	e.t.Helper()
+	// op.Wait would back off a whole second; the emulator finishes in ms.
+	for err == nil && !op.Done() {
+		time.Sleep(2 * time.Millisecond)
+		err = op.Poll(e.ctx)
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// backendService creates a health check and a backend service of the
+// protocol (TCP or HTTP) without backends.
+func (e *env) backendService(name, protocol string, drainSec int32) {
+	e.t.Helper()
+	hc := &computepb.HealthCheck{Name: proto.String(name + "-hc"), Type: proto.String(protocol),
+		HealthyThreshold: proto.Int32(2), UnhealthyThreshold: proto.Int32(2)}
+	if protocol == "TCP" {
+		hc.TcpHealthCheck = &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")}
+	} else {
+		hc.HttpHealthCheck = &computepb.HTTPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT"), RequestPath: proto.String("/")}
+	}
+	e.done(e.hcs.Insert(e.ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: hc}))
+	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: &computepb.BackendService{
+		Name: proto.String(name), Protocol: proto.String(protocol),
+		HealthChecks:       []string{"global/healthChecks/" + name + "-hc"},
+		ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(drainSec)},
+	}}))
+}
+
+func (e *env) getBS(name string) *computepb.BackendService {
+	e.t.Helper()
+	bs, err := e.bs.Get(e.ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: name})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return bs
+}
+
+func backendZones(bs *computepb.BackendService) map[string]*computepb.Backend {
+	out := map[string]*computepb.Backend{}
+	for _, b := range bs.GetBackends() {
+		path := resourcePath(b.GetGroup())
+		out[lastSegment(path[:len(path)-len("/networkEndpointGroups/")-len(lastSegment(path))])+"/"+lastSegment(path)] = b
+	}
+	return out
+}
+
+func (e *env) negExists(zone, name string) (*computepb.NetworkEndpointGroup, bool) {
+	n, err := e.neg.Get(e.ctx, &computepb.GetNetworkEndpointGroupRequest{Project: project, Zone: zone, NetworkEndpointGroup: name})
+	if err != nil {
+		if !isCode(err, 404) {
+			e.t.Fatal(err)
+		}
+		return nil, false
+	}
+	return n, true
+}
+
+func binding(spec string, zones ...string) *providers.Binding {
+	s, err := ParseSpec(json.RawMessage(spec))
+	if err != nil {
+		panic(err)
+	}
+	return &providers.Binding{
+		Key:     providers.BindingKey{Namespace: "shop", Service: "web", Provider: "gcp", Port: 80},
+		Cluster: cluster, Protocol: "TCP", Mode: providers.ReadyWhenHealthy,
+		Spec: s, Zones: zones,
+	}
+}
+
+func (e *env) ensure(b *providers.Binding) *providers.Group {
+	e.t.Helper()
+	g, err := e.p.Ensure(e.ctx, b)
+	if err != nil {
+		e.t.Fatalf("Ensure: %v", err)
+	}
+	return g
+}
+
+func (e *env) observe(g *providers.Group) map[providers.TargetKey]providers.Observed {
+	e.t.Helper()
+	obs, err := e.p.Observe(e.ctx, g)
+	if err != nil {
+		e.t.Fatalf("Observe: %v", err)
+	}
+	out := map[providers.TargetKey]providers.Observed{}
+	for _, o := range obs {
+		if prev, dup := out[o.Key()]; dup && prev.State != providers.Draining {
+			continue
+		}
+		out[o.Key()] = o
+	}
+	return out
+}
+
+func (e *env) calls(method string) int64 { return e.srv.Stats().Methods[method].Calls }
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func wantClass(t *testing.T, err error, class providers.Class, field string) {
+	t.Helper()
+	var pe *providers.Error
+	if err == nil || !errors.As(err, &pe) || providers.ClassOf(err) != class || pe.Field != field {
+		t.Fatalf("got %v, want a %s error naming field %q", err, class, field)
+	}
+}
+
+// tcpListener is a real backend on a loopback address.
+func tcpListener(t *testing.T, ip string) (int32, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, ip+"\n")
+			_ = c.Close()
+		}
+	}()
+	var once atomic.Bool
+	stop := func() {
+		if once.CompareAndSwap(false, true) {
+			_ = ln.Close()
+		}
+	}
+	t.Cleanup(stop)
+	return int32(ln.Addr().(*net.TCPAddr).Port), stop
+}
+
+func target(ip string, port int32, zone string) providers.Target {
+	return providers.Target{IP: netip.MustParseAddr(ip), Port: port, Zone: zone, Node: vm(zone), Instance: vm(zone)}
+}
+
+func TestEnsureCreatesZonalNEGsAsBackends(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 30)
+	b := binding(`{"backendService":"web"}`, zones3...)
+	g := e.ensure(b)
+	name := NEGName(cluster, b.Key)
+	if g.Ref != name+"|projects/"+project+"/global/backendServices/web" || !g.Owned || !g.Created || !g.Serving || g.DrainSeconds != 30 {
+		t.Fatalf("group %+v", g)
+	}
+	if g.Status["zones"] != "us-central1-a,us-central1-b,us-central1-c" || g.Status["negs"] != name {
+		t.Fatalf("status %v", g.Status)
+	}
+	for _, z := range zones3 {
+		n, ok := e.negExists(z, name)
+		if !ok || !OwnedBy(n.GetDescription(), cluster, b.Key) || n.GetNetworkEndpointType() != "GCE_VM_IP_PORT" {
+			t.Fatalf("zone %s: NEG %v", z, n)
+		}
+	}
+	backs := backendZones(e.getBS("web"))
+	for _, z := range zones3 {
+		bk := backs[z+"/"+name]
+		if bk.GetBalancingMode() != "CONNECTION" || bk.GetMaxConnectionsPerEndpoint() != DefaultMaxConnectionsPerEndpoint {
+			t.Fatalf("zone %s backend %v", z, bk)
+		}
+	}
+
+	// Nothing changed: no calls at all.
+	before := e.srv.Stats()
+	g2 := e.ensure(b)
+	if g2.Created || g2.Ref != g.Ref {
+		t.Fatalf("second Ensure: %+v", g2)
+	}
+	after := e.srv.Stats()
+	for m, s := range after.Methods {
+		if s.Calls != before.Methods[m].Calls {
+			t.Errorf("cached Ensure called %s", m)
+		}
+	}
+}
+
+func TestHTTPBackendServiceDefaultsToRate(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("api", "HTTP", 0)
+	b := binding(`{"backendService":"api","capacityScaler":0.5}`, zones3[:1]...)
+	g := e.ensure(b)
+	bk := backendZones(e.getBS("api"))[zones3[0]+"/"+NEGName(cluster, b.Key)]
+	if bk.GetBalancingMode() != "RATE" || bk.GetMaxRatePerEndpoint() != DefaultMaxRatePerEndpoint || bk.GetCapacityScaler() != 0.5 || !g.Serving {
+		t.Fatalf("backend %v", bk)
+	}
+	// A stated rate is enforced on the existing backend.
+	g = e.ensure(binding(`{"backendService":"api","balancingMode":"RATE","maxRatePerEndpoint":7}`, zones3[:1]...))
+	bk = backendZones(e.getBS("api"))[zones3[0]+"/"+NEGName(cluster, b.Key)]
+	if bk.GetMaxRatePerEndpoint() != 7 || bk.GetCapacityScaler() != 0.5 {
+		t.Fatalf("backend after change %v", bk)
+	}
+}
+
+func TestApplyAttachesInBatchesAndReportsUnused(t *testing.T) {
+	e := newEnv(t)
+	b := binding(`{"name":"bulk"}`, zones3...)
+	g := e.ensure(b)
+	if g.Serving || g.NotServingWhy != "NEG is in no backend service" {
+		t.Fatalf("group %+v", g)
+	}
+	var plan providers.Plan
+	perZone := map[string]int{zones3[0]: 700, zones3[1]: 300, zones3[2]: 200}
+	i := 0
+	for _, z := range zones3 {
+		for n := 0; n < perZone[z]; n++ {
+			i++
+			plan.Register = append(plan.Register, target(fmt.Sprintf("127.1.%d.%d", i/250, i%250+1), 8080, z))
+		}
+	}
+	e.srv.ResetStats()
+	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+		t.Fatal(err)
+	}
+	st := e.srv.Stats().Methods["networkEndpointGroups.attachNetworkEndpoints"]
+	if st.Calls != 4 || st.Endpoints != 1200 || st.MaxEndpointsCall > 500 || st.Errors != 0 {
+		t.Fatalf("attach stats %+v", st)
+	}
+	for _, z := range zones3 {
+		if got := len(e.srv.Endpoints(z, "bulk")); got != perZone[z] {
+			t.Fatalf("zone %s has %d endpoints", z, got)
+		}
+	}
+	obs := e.observe(g)
+	if len(obs) != 1200 {
+		t.Fatalf("observed %d", len(obs))
+	}
+	for _, o := range obs {
+		if o.State != providers.Unused || o.Reason != "NEG is in no backend service" || o.Instance != vm(o.Zone) {
+			t.Fatalf("observed %+v", o)
+		}
+	}
+	// Detach everything, using what Observe reported.
+	plan = providers.Plan{}
+	for _, o := range obs {
+		plan.Deregister = append(plan.Deregister, o.Target)
+	}
+	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.srv.Stats().Methods["networkEndpointGroups.detachNetworkEndpoints"]; st.Calls != 4 || st.MaxEndpointsCall > 500 {
+		t.Fatalf("detach stats %+v", st)
+	}
+	if obs := e.observe(g); len(obs) != 0 {
+		t.Fatalf("%d left", len(obs))
+	}
+}
+
+func TestObservePendingHealthyUnhealthyDraining(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("tcp", "TCP", 10)
+	b := binding(`{"backendService":"tcp"}`, zones3...)
+	g := e.ensure(b)
+	var plan providers.Plan
+	stops := map[string]func(){}
+	for i, z := range zones3 {
+		ip := fmt.Sprintf("127.0.20.%d", i+1)
+		port, stop := tcpListener(t, ip)
+		stops[ip] = stop
+		plan.Register = append(plan.Register, target(ip, port, z))
+	}
+	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+		t.Fatal(err)
+	}
+	obs := e.observe(g)
+	if len(obs) != 3 {
+		t.Fatalf("observed %v", obs)
+	}
+	for _, o := range obs {
+		if o.State != providers.Pending && o.State != providers.Healthy {
+			t.Fatalf("just attached: %+v", o)
+		}
+		if o.Group != "zones/"+o.Zone+"/networkEndpointGroups/"+NEGName(cluster, b.Key) {
+			t.Fatalf("group %q", o.Group)
+		}
+	}
+	eventually(t, "all healthy", func() bool {
+		for _, o := range e.observe(g) {
+			if o.State != providers.Healthy || o.CloudState != "HEALTHY" {
+				return false
+			}
+		}
+		return true
+	})
+	// Steady polling costs one getHealth per zone and nothing else.
+	before := e.srv.Stats()
+	e.observe(g)
+	after := e.srv.Stats()
+	for m, s := range after.Methods {
+		want := before.Methods[m].Calls
+		if m == "backendServices.getHealth" {
+			want += 3
+		}
+		if s.Calls != want {
+			t.Errorf("%s: %d calls, want %d", m, s.Calls-before.Methods[m].Calls, want-before.Methods[m].Calls)
+		}
+	}
+
+	failing := plan.Register[0]
+	stops[failing.IP.String()]()
+	eventually(t, "unhealthy", func() bool { return e.observe(g)[failing.Key()].State == providers.Unhealthy })
+
+	leaving := plan.Register[1]
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Deregister: []providers.Target{leaving}}); err != nil {
+		t.Fatal(err)
+	}
+	if o := e.observe(g)[leaving.Key()]; o.State != providers.Draining {
+		t.Fatalf("detached: %+v", o)
+	}
+	eventually(t, "drained", func() bool { _, ok := e.observe(g)[leaving.Key()]; return !ok })
+}
+
+func TestForeignNEGIsNeverTouched(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 0)
+	b := binding(`{"name":"shared","backendService":"web"}`, zones3...)
+	e.done(e.neg.Insert(e.ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: project, Zone: zones3[1],
+		NetworkEndpointGroupResource: &computepb.NetworkEndpointGroup{Name: proto.String("shared"), Description: proto.String("made by hand")}}))
+	_, err := e.p.Ensure(e.ctx, b)
+	wantClass(t, err, providers.Invalid, "name")
+	if len(e.getBS("web").GetBackends()) != 0 {
+		t.Fatal("a backend was added despite the foreign NEG")
+	}
+	if n, ok := e.negExists(zones3[1], "shared"); !ok || n.GetDescription() != "made by hand" {
+		t.Fatal("foreign NEG changed")
+	}
+	// Another cluster's NEG of the same name is foreign too.
+	other := e.p.opts
+	other.Cluster = "other"
+	p2, err := New(e.ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	if _, err := p2.Ensure(e.ctx, binding(`{"name":"mine"}`, zones3[0])); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.p.Ensure(e.ctx, binding(`{"name":"mine"}`, zones3[0]))
+	wantClass(t, err, providers.Invalid, "name")
+	// Release of our ref leaves both alone.
+	if err := e.p.Release(e.ctx, b.Key, Ref("shared", "projects/"+project+"/global/backendServices/web"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Release(e.ctx, b.Key, Ref("mine", ""), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.negExists(zones3[1], "shared"); !ok {
+		t.Fatal("Release deleted a foreign NEG")
+	}
+	if _, ok := e.negExists(zones3[0], "mine"); !ok {
+		t.Fatal("Release deleted another cluster's NEG")
+	}
+}
+
+func TestZoneWithoutNodesLosesItsNEG(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 0)
+	b := binding(`{"backendService":"web"}`, zones3...)
+	name := NEGName(cluster, b.Key)
+	g := e.ensure(b)
+	port, _ := tcpListener(t, "127.0.30.1")
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.30.1", port, zones3[0])}}); err != nil {
+		t.Fatal(err)
+	}
+	// A target in a zone the binding does not know yet waits.
+	err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.30.9", port, "us-central1-f")}})
+	wantClass(t, err, providers.Transient, "")
+
+	g = e.ensure(binding(`{"backendService":"web"}`, zones3[:2]...))
+	if _, ok := e.negExists(zones3[2], name); ok {
+		t.Fatal("NEG of the zone without nodes still exists")
+	}
+	backs := backendZones(e.getBS("web"))
+	if len(backs) != 2 || backs[zones3[2]+"/"+name] != nil || g.Status["zones"] != "us-central1-a,us-central1-b" {
+		t.Fatalf("backends %v, status %v", backs, g.Status)
+	}
+	if len(e.srv.Endpoints(zones3[0], name)) != 1 {
+		t.Fatal("a remaining zone lost its endpoints")
+	}
+	// The zone comes back.
+	e.ensure(binding(`{"backendService":"web"}`, zones3...))
+	if _, ok := e.negExists(zones3[2], name); !ok || len(backendZones(e.getBS("web"))) != 3 {
+		t.Fatal("zone not restored")
+	}
+}
+
+func TestReleaseRemovesOnlyOurs(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 0)
+	b := binding(`{"backendService":"web"}`, zones3...)
+	name := NEGName(cluster, b.Key)
+	// A foreign backend in the same service, and a foreign NEG of our name
+	// in a zone without nodes.
+	e.done(e.neg.Insert(e.ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: project, Zone: "us-central1-f",
+		NetworkEndpointGroupResource: &computepb.NetworkEndpointGroup{Name: proto.String(name), Description: proto.String("not podlb")}}))
+	e.done(e.neg.Insert(e.ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: project, Zone: zones3[0],
+		NetworkEndpointGroupResource: &computepb.NetworkEndpointGroup{Name: proto.String("legacy")}}))
+	bs := e.getBS("web")
+	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: &computepb.BackendService{
+		Fingerprint: bs.Fingerprint,
+		Backends: []*computepb.Backend{{Group: proto.String("zones/" + zones3[0] + "/networkEndpointGroups/legacy"),
+			BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(1)}},
+	}}))
+	g := e.ensure(b)
+	port, _ := tcpListener(t, "127.0.40.1")
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.40.1", port, zones3[1])}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.getBS("web").GetBackends()) != 4 {
+		t.Fatal("setup")
+	}
+	if err := e.p.Release(e.ctx, b.Key, g.Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, z := range zones3 {
+		if _, ok := e.negExists(z, name); ok {
+			t.Fatalf("our NEG in %s survived", z)
+		}
+	}
+	backs := e.getBS("web").GetBackends()
+	if len(backs) != 1 || lastSegment(backs[0].GetGroup()) != "legacy" {
+		t.Fatalf("backends after release: %v", backs)
+	}
+	if _, ok := e.negExists("us-central1-f", name); !ok {
+		t.Fatal("foreign NEG deleted")
+	}
+	// Releasing again, or a service that is gone, succeeds.
+	if err := e.p.Release(e.ctx, b.Key, g.Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.p.Release(e.ctx, b.Key, Ref(name, "projects/"+project+"/global/backendServices/gone"), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackendServiceChangeReleasesTheOldOne(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("old", "TCP", 0)
+	e.backendService("new", "TCP", 0)
+	old := e.ensure(binding(`{"backendService":"old"}`, zones3...))
+	port, _ := tcpListener(t, "127.0.50.1")
+	if err := e.p.Apply(e.ctx, old, providers.Plan{Register: []providers.Target{target("127.0.50.1", port, zones3[0])}}); err != nil {
+		t.Fatal(err)
+	}
+	b := binding(`{"backendService":"new"}`, zones3...)
+	g := e.ensure(b)
+	if g.Ref == old.Ref {
+		t.Fatal("Ref did not change with the backend service")
+	}
+	// What the core does when Ref changes.
+	if err := e.p.Release(e.ctx, b.Key, old.Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.getBS("old").GetBackends()); n != 0 {
+		t.Fatalf("old service keeps %d backends", n)
+	}
+	if n := len(e.getBS("new").GetBackends()); n != 3 {
+		t.Fatalf("new service has %d backends", n)
+	}
+	name := NEGName(cluster, b.Key)
+	if len(e.srv.Endpoints(zones3[0], name)) != 1 {
+		t.Fatal("endpoints lost with the backend service change")
+	}
+	// A new NEG name deletes the old NEGs.
+	renamed := e.ensure(binding(`{"name":"renamed","backendService":"new"}`, zones3...))
+	if err := e.p.Release(e.ctx, b.Key, g.Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.negExists(zones3[0], name); ok {
+		t.Fatal("old NEG kept after rename")
+	}
+	backs := backendZones(e.getBS("new"))
+	if len(backs) != 3 || backs[zones3[0]+"/renamed"] == nil {
+		t.Fatalf("backends %v", backs)
+	}
+	if !renamed.Serving {
+		t.Fatal("renamed group not serving")
+	}
+}
+
+func TestEnsureErrorsNameTheField(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.p.Ensure(e.ctx, binding(`{"backendService":"missing"}`, zones3...))
+	wantClass(t, err, providers.NotFound, "backendService")
+	_, err = e.p.Ensure(e.ctx, binding(`{"backendService":"regions/us-central1/backendServices/missing"}`, zones3...))
+	wantClass(t, err, providers.NotFound, "backendService")
+
+	e.backendService("tcp", "TCP", 0)
+	_, err = e.p.Ensure(e.ctx, binding(`{"backendService":"tcp","balancingMode":"RATE","maxRatePerEndpoint":10}`, zones3...))
+	wantClass(t, err, providers.Invalid, "balancingMode")
+	e.backendService("http", "HTTP", 0)
+	_, err = e.p.Ensure(e.ctx, binding(`{"backendService":"http","maxConnectionsPerEndpoint":10}`, zones3...))
+	wantClass(t, err, providers.Invalid, "balancingMode")
+}
+
+func TestRateLimitedIsThrottled(t *testing.T) {
+	e := newEnv(t)
+	g := e.ensure(binding(`{}`, zones3[:1]...))
+	e.srv.SetRateLimit("networkEndpointGroups.attachNetworkEndpoints", 0)
+	err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.60.1", 80, zones3[0])}})
+	if providers.ClassOf(err) != providers.Throttled {
+		t.Fatalf("got %v (%s)", err, providers.ClassOf(err))
+	}
+	e.srv.SetRateLimit("networkEndpointGroups.attachNetworkEndpoints", -1)
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.60.1", 80, zones3[0])}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStaleFingerprintIsRetried(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 0)
+	e.done(e.neg.Insert(e.ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: project, Zone: zones3[0],
+		NetworkEndpointGroupResource: &computepb.NetworkEndpointGroup{Name: proto.String("theirs")}}))
+	raced := 0
+	e.p.beforeBackendWrite = func() {
+		if raced > 0 {
+			return
+		}
+		raced++
+		// Another tool adds its backend between podlb's read and write.
+		bs := e.getBS("web")
+		e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: &computepb.BackendService{
+			Fingerprint: bs.Fingerprint,
+			Backends: append(bs.Backends, &computepb.Backend{Group: proto.String("zones/" + zones3[0] + "/networkEndpointGroups/theirs"),
+				BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(1)}),
+		}}))
+	}
+	g := e.ensure(binding(`{"backendService":"web"}`, zones3...))
+	if !g.Serving || raced != 1 {
+		t.Fatalf("group %+v, raced %d", g, raced)
+	}
+	if st := e.srv.Stats().Methods["backendServices.patch"]; st.Errors < 1 {
+		t.Fatalf("no conflict happened: %+v", st)
+	}
+	if n := len(e.getBS("web").GetBackends()); n != 4 {
+		t.Fatalf("%d backends; the concurrent change was lost or ours not added", n)
+	}
+}
+
+func TestAttachHealsAfterOthersAttachedTheSameEndpoint(t *testing.T) {
+	e := newEnv(t)
+	b := binding(`{"name":"heal"}`, zones3[:1]...)
+	g := e.ensure(b)
+	e.observe(g) // learn the (empty) NEG
+	// Someone attaches one of our endpoints behind podlb's back: the
+	// attach operation fails as a whole, podlb lists and retries the rest.
+	e.done(e.neg.AttachNetworkEndpoints(e.ctx, &computepb.AttachNetworkEndpointsNetworkEndpointGroupRequest{
+		Project: project, Zone: zones3[0], NetworkEndpointGroup: "heal",
+		NetworkEndpointGroupsAttachEndpointsRequestResource: &computepb.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: []*computepb.NetworkEndpoint{
+			{IpAddress: proto.String("127.0.70.1"), Port: proto.Int32(80), Instance: proto.String(vm(zones3[0]))},
+		}},
+	}))
+	plan := providers.Plan{Register: []providers.Target{target("127.0.70.1", 80, zones3[0]), target("127.0.70.2", 80, zones3[0])}}
+	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.srv.Endpoints(zones3[0], "heal")); n != 2 {
+		t.Fatalf("%d endpoints", n)
+	}
+	if n := len(e.observe(g)); n != 2 {
+		t.Fatalf("observed %d", n)
+	}
+}
+
+func TestRegionalBackendService(t *testing.T) {
+	e := newEnv(t)
+	e.done(e.hcs.Insert(e.ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: &computepb.HealthCheck{
+		Name: proto.String("rhc"), Type: proto.String("TCP"), TcpHealthCheck: &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")},
+	}}))
+	rbs, err := compute.NewRegionBackendServicesRESTClient(e.ctx, option.WithEndpoint(e.srv.URL()), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rbs.Close()
+	e.done(rbs.Insert(e.ctx, &computepb.InsertRegionBackendServiceRequest{Project: project, Region: "us-central1", BackendServiceResource: &computepb.BackendService{
+		Name: proto.String("internal"), Protocol: proto.String("TCP"), HealthChecks: []string{"global/healthChecks/rhc"},
+	}}))
+	b := binding(`{"backendService":"regions/us-central1/backendServices/internal"}`, zones3...)
+	g := e.ensure(b)
+	if !g.Serving {
+		t.Fatalf("group %+v", g)
+	}
+	port, _ := tcpListener(t, "127.0.80.1")
+	tg := target("127.0.80.1", port, zones3[2])
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "healthy", func() bool { return e.observe(g)[tg.Key()].State == providers.Healthy })
+	if err := e.p.Release(e.ctx, b.Key, g.Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rbs.Get(e.ctx, &computepb.GetRegionBackendServiceRequest{Project: project, Region: "us-central1", BackendService: "internal"})
+	if err != nil || len(got.GetBackends()) != 0 {
+		t.Fatalf("after release: %v %v", got.GetBackends(), err)
+	}
+}
