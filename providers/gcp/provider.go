@@ -237,14 +237,15 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		p.bindings[b.Key] = st
 	}
 	cached := st.group != nil && st.spec == summary && st.zones == zones
-	if cached && st.group.Serving && time.Since(st.fetched) < p.opts.GroupCacheTTL && st.cleanupFailed == "" {
+	if cached && st.group.Serving && time.Since(st.fetched) < p.opts.GroupCacheTTL {
 		g := *st.group
 		p.mu.Unlock()
 		g.Created = false
 		return &g, nil
 	}
-	sweep := st.swept != name+"|"+zones || !cached ||
+	sweep := st.swept != name+"|"+zones ||
 		(st.cleanupFailed != "" && time.Since(st.fetched) >= p.opts.GroupCacheTTL)
+	cleanupFailed := st.cleanupFailed
 	var prev *groupState
 	if st.group != nil {
 		prev = st.group.Provider.(*groupState)
@@ -254,7 +255,8 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	gs := &groupState{key: b.Key, name: name, bs: ref, links: map[string]string{}, inService: map[string]bool{}}
 	stale := map[string]string{} // zone -> NEG selfLink, ours, in a zone without nodes
 	created := false
-	if sweep || prev == nil || prev.name != name {
+	swept := sweep || prev == nil || prev.name != name
+	if swept {
 		found, err := p.findNEGs(ctx, name)
 		if err != nil {
 			return nil, err
@@ -336,20 +338,26 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 
 	// NEGs of zones that lost their last node go only after they left the
 	// backend service; a failure here must not hold up the live zones.
-	var cleanup []string
-	for _, zone := range slices.Sorted(maps.Keys(stale)) {
-		if err := p.deleteOwnedNEG(ctx, zone, name); err != nil {
-			cleanup = append(cleanup, fmt.Sprintf("zone %s: %v", zone, err))
+	if swept {
+		var cleanup []string
+		for _, zone := range slices.Sorted(maps.Keys(stale)) {
+			if err := p.deleteOwnedNEG(ctx, zone, name); err != nil {
+				cleanup = append(cleanup, fmt.Sprintf("zone %s: %v", zone, err))
+			}
+		}
+		cleanupFailed = ""
+		if len(cleanup) > 0 {
+			cleanupFailed = "NEGs of zones without nodes not deleted: " + strings.Join(cleanup, "; ")
 		}
 	}
-	if len(cleanup) > 0 {
-		g.Status["cleanup"] = "NEGs of zones without nodes not deleted: " + strings.Join(cleanup, "; ")
+	if cleanupFailed != "" {
+		g.Status["cleanup"] = cleanupFailed
 	}
 
 	p.mu.Lock()
 	st.spec, st.zones, st.group, st.fetched = summary, zones, g, time.Now()
 	st.swept = name + "|" + zones
-	st.cleanupFailed = g.Status["cleanup"]
+	st.cleanupFailed = cleanupFailed
 	p.mu.Unlock()
 	out := *g
 	return &out, nil
@@ -851,6 +859,9 @@ func (p *Provider) Release(ctx context.Context, key providers.BindingKey, ref st
 		}
 	}
 	p.mu.Unlock()
+	if keepNEGs && bsPath == "" {
+		return nil
+	}
 
 	found, err := p.findNEGs(ctx, name)
 	if err != nil {
@@ -1011,30 +1022,42 @@ func (ns *negState) instance(k providers.TargetKey) string {
 	return ns.attached[k]
 }
 
-// combine keeps the class of the first failure and the text of all.
+// combine keeps the class (and field) of the first failure and the text
+// of all of them.
 func combine(err error, what string) error {
 	var me *multierror.Error
 	if !errors.As(err, &me) {
 		return providers.Classify(providers.ClassOf(err), "", fmt.Errorf("%s: %w", what, err))
 	}
-	var msgs []string
-	var first error
+	var errs []error
 	for _, e := range me.Errors {
-		if e == nil {
-			continue
+		if e != nil {
+			errs = append(errs, e)
 		}
-		if first == nil {
-			first = e
-		}
-		msgs = append(msgs, e.Error())
 	}
-	if first == nil {
+	if len(errs) == 0 {
 		return nil
 	}
-	var pe *providers.Error
 	field := ""
-	if errors.As(first, &pe) {
+	var pe *providers.Error
+	if errors.As(errs[0], &pe) {
 		field = pe.Field
 	}
-	return &providers.Error{Class: providers.ClassOf(first), Field: field, Err: fmt.Errorf("%s: %s: %w", what, strings.Join(msgs, "; "), first)}
+	return &providers.Error{Class: providers.ClassOf(errs[0]), Field: field, Err: &failures{what: what, errs: errs}}
 }
+
+// failures reads as one line and unwraps to every failure.
+type failures struct {
+	what string
+	errs []error
+}
+
+func (f *failures) Error() string {
+	msgs := make([]string, len(f.errs))
+	for i, e := range f.errs {
+		msgs[i] = e.Error()
+	}
+	return f.what + ": " + strings.Join(msgs, "; ")
+}
+
+func (f *failures) Unwrap() []error { return f.errs }

@@ -699,3 +699,64 @@ func TestRegionalBackendService(t *testing.T) {
 		t.Fatalf("after release: %v %v", got.GetBackends(), err)
 	}
 }
+
+func TestRestartAdoptsOwnNEGsAndEndpoints(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 0)
+	b := binding(`{"backendService":"web"}`, zones3...)
+	g := e.ensure(b)
+	port, _ := tcpListener(t, "127.0.90.1")
+	tg := target("127.0.90.1", port, zones3[1])
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := New(e.ctx, e.p.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restarted.Close()
+	e.srv.ResetStats()
+	g2, err := restarted.Ensure(e.ctx, b)
+	if err != nil || g2.Created || g2.Ref != g.Ref || !g2.Serving {
+		t.Fatalf("after restart: %+v, %v", g2, err)
+	}
+	if st := e.srv.Stats().Methods; st["networkEndpointGroups.insert"].Calls != 0 || st["backendServices.patch"].Calls != 0 || st["networkEndpointGroups.aggregatedList"].Calls != 1 {
+		t.Fatalf("restart Ensure calls: %v", e.srv.Stats().MethodNames())
+	}
+	obs, err := restarted.Observe(e.ctx, g2)
+	if err != nil || len(obs) != 1 || obs[0].Key() != tg.Key() || obs[0].Instance != vm(zones3[1]) {
+		t.Fatalf("observed %+v, %v", obs, err)
+	}
+}
+
+func TestNEGUsedElsewhereIsReported(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 0)
+	e.backendService("other", "TCP", 0)
+	b := binding(`{"backendService":"web"}`, zones3...)
+	name := NEGName(cluster, b.Key)
+	e.ensure(b)
+	// Someone adds our zone c NEG to a service podlb does not manage.
+	bs := e.getBS("other")
+	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "other", BackendServiceResource: &computepb.BackendService{
+		Fingerprint: bs.Fingerprint,
+		Backends: []*computepb.Backend{{Group: proto.String("zones/" + zones3[2] + "/networkEndpointGroups/" + name),
+			BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(1)}},
+	}}))
+	// Zone c loses its nodes: the live zones carry on, the failure shows.
+	g := e.ensure(binding(`{"backendService":"web"}`, zones3[:2]...))
+	if !g.Serving || g.Status["cleanup"] == "" {
+		t.Fatalf("group %+v", g)
+	}
+	if _, ok := e.negExists(zones3[2], name); !ok {
+		t.Fatal("NEG in use was deleted")
+	}
+	if len(backendZones(e.getBS("web"))) != 2 {
+		t.Fatal("zone c still a backend of web")
+	}
+	err := e.p.Release(e.ctx, b.Key, g.Ref, nil)
+	wantClass(t, err, providers.Invalid, "")
+	if _, ok := e.negExists(zones3[0], name); ok {
+		t.Fatal("NEGs not in use elsewhere should be deleted")
+	}
+}
