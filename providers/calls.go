@@ -91,12 +91,12 @@ func FormatLimits(m map[string]Limit) string {
 type Caller struct {
 	provider string
 	limiters map[string]*rate.Limiter
-	classify func(error) error
+	classify func(op string, err error) error
 }
 
 // NewCaller builds a Caller. Operations missing from limits use fallback.
-// classify turns SDK errors into classified *Error values.
-func NewCaller(provider string, limits map[string]Limit, fallback Limit, classify func(error) error) *Caller {
+// classify turns an operation's SDK error into a classified *Error.
+func NewCaller(provider string, limits map[string]Limit, fallback Limit, classify func(op string, err error) error) *Caller {
 	c := &Caller{provider: provider, limiters: map[string]*rate.Limiter{}, classify: classify}
 	for op, l := range limits {
 		c.limiters[op] = rate.NewLimiter(rate.Limit(l.QPS), l.Burst)
@@ -124,7 +124,7 @@ func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Contex
 	err := fn(ctx)
 	apiLatency.WithLabelValues(c.provider, op).Observe(time.Since(start).Seconds())
 	if err != nil && c.classify != nil {
-		err = c.classify(err)
+		err = c.classify(op, err)
 	}
 	result := "ok"
 	if err != nil {
@@ -133,3 +133,20 @@ func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Contex
 	apiCalls.WithLabelValues(c.provider, op, result).Inc()
 	return err
 }
+
+// CloudError is a cloud API error reduced to what a person needs: the
+// operation, the cloud's error code and message, without request IDs that
+// would make every occurrence look new.
+type CloudError struct {
+	Op, Code, Message string
+	Err               error
+}
+
+func (e *CloudError) Error() string {
+	if e.Code == "" {
+		return e.Op + ": " + e.Message
+	}
+	return e.Op + ": " + e.Code + ": " + e.Message
+}
+
+func (e *CloudError) Unwrap() error { return e.Err }

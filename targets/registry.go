@@ -27,6 +27,9 @@ type Registry struct {
 	// Services whose status changed.
 	PodsChanged    func([]types.NamespacedName)
 	ServiceChanged func(types.NamespacedName)
+	// BindingErrorChanged is told when a binding starts or stops failing:
+	// gates of pods never observed in it show that error.
+	BindingErrorChanged func(*ServiceEntry)
 }
 
 // ServiceEntry is what one annotated Service asks for.
@@ -249,15 +252,23 @@ func (r *Registry) Health(k providers.BindingKey) *BindingHealth {
 
 // SetStatus stores a binding's status and notifies its Service on change.
 func (r *Registry) SetStatus(k providers.BindingKey, s *BindingStatus) {
+	nn := types.NamespacedName{Namespace: k.Namespace, Name: k.Service}
 	r.mu.Lock()
 	old := r.status[k]
 	_, ok := r.bindings[k]
 	if ok {
 		r.status[k] = s
 	}
+	svc := r.services[nn]
 	r.mu.Unlock()
-	if ok && (old == nil || !sameStatus(old, s)) && r.ServiceChanged != nil {
-		r.ServiceChanged(types.NamespacedName{Namespace: k.Namespace, Name: k.Service})
+	if !ok {
+		return
+	}
+	if (old == nil || !sameStatus(old, s)) && r.ServiceChanged != nil {
+		r.ServiceChanged(nn)
+	}
+	if (old == nil && s.Error != "" || old != nil && old.Error != s.Error) && svc != nil && r.BindingErrorChanged != nil {
+		r.BindingErrorChanged(svc)
 	}
 }
 

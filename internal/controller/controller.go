@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -54,6 +55,9 @@ type Options struct {
 	Timing           targets.Timing
 	Providers        []providers.Provider
 	Logger           logr.Logger
+	// SkipNameValidation lets one process start the controller more than
+	// once (tests that restart it).
+	SkipNameValidation bool
 }
 
 // Defaults fills unset options.
@@ -96,6 +100,8 @@ func Run(ctx context.Context, o Options) error {
 	if len(o.Providers) == 0 {
 		return errors.New("no cloud provider configured")
 	}
+	// controller-runtime logs through a process-wide logger.
+	ctrl.SetLogger(o.Logger)
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -116,7 +122,8 @@ func Run(ctx context.Context, o Options) error {
 				&corev1.Node{}: {Transform: SlimNode},
 			},
 		},
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.ConfigMap{}}}},
+		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.ConfigMap{}}}},
+		Controller: ctrlconfig.Controller{SkipNameValidation: &o.SkipNameValidation},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -187,6 +194,9 @@ func Setup(mgr manager.Manager, o Options) error {
 		}
 	}
 	reg.PodsChanged = enqueuePods
+	reg.BindingErrorChanged = func(e *targets.ServiceEntry) {
+		enqueueSelectedPods(context.Background(), c, e.Name.Namespace, []labels.Selector{e.Selector}, gateQ)
+	}
 	reg.ServiceChanged = func(nn types.NamespacedName) {
 		// Status writes are coalesced: counts change often during rollouts.
 		serviceQ.addAfter(reconcile.Request{NamespacedName: nn}, time.Second)

@@ -679,11 +679,12 @@ func (p *Provider) invalidate(arn string) {
 }
 
 // classify maps ELBv2 and EC2 error codes to podlb's classes.
-func classify(err error) error {
+func classify(op string, err error) error {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
 		return providers.Classify(providers.Transient, "", err)
 	}
+	err = &providers.CloudError{Op: op, Code: ae.ErrorCode(), Message: ae.ErrorMessage(), Err: err}
 	switch ae.ErrorCode() {
 	case "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "PriorRequestNotComplete":
 		return providers.Classify(providers.Throttled, "", err)

@@ -57,8 +57,11 @@ func DefaultLimits() map[string]providers.Limit {
 
 // classify maps Compute errors to podlb's classes. The legacy reason sits
 // in the wrapped *googleapi.Error; operation failures carry only a code.
-func classify(err error) error {
+func classify(op string, err error) error {
 	code, reason := errorCode(err)
+	if code != 0 {
+		err = &providers.CloudError{Op: op, Code: reason, Message: errorMessage(err), Err: err}
+	}
 	switch {
 	case code == 0:
 		return providers.Classify(providers.Transient, "", err)
@@ -77,6 +80,15 @@ func classify(err error) error {
 		return providers.Classify(providers.Invalid, "", err)
 	}
 	return providers.Classify(providers.Transient, "", err)
+}
+
+// errorMessage is the server's message without the client's decorations.
+func errorMessage(err error) string {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) && ge.Message != "" {
+		return ge.Message
+	}
+	return err.Error()
 }
 
 // errorCode extracts the HTTP status and the legacy reason of a Compute
@@ -133,7 +145,7 @@ func (p *Provider) wait(ctx context.Context, op *compute.Operation) error {
 	}
 	if op.Done() {
 		if err := opError(op.Proto()); err != nil {
-			return classify(err)
+			return classify(op.Proto().GetOperationType(), err)
 		}
 		return nil
 	}

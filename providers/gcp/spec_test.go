@@ -201,11 +201,11 @@ func TestClassify(t *testing.T) {
 		{apiErr(503, "backendError"), providers.Transient},
 		{errors.New("connection reset"), providers.Transient},
 	} {
-		if got := providers.ClassOf(classify(c.err)); got != c.want {
+		if got := providers.ClassOf(classify("test", c.err)); got != c.want {
 			t.Errorf("%v: %s, want %s", c.err, got, c.want)
 		}
 	}
-	if !isCode(classify(apiErr(http.StatusConflict, "alreadyExists")), 409) {
+	if !isCode(classify("test", apiErr(http.StatusConflict, "alreadyExists")), 409) {
 		t.Error("classified error lost its code")
 	}
 }

@@ -66,7 +66,10 @@ type faults struct {
 	latency   time.Duration
 	jitter    time.Duration
 	errorRate float64
-	inject    map[string]*injected
+	// throttleRate is the fraction of calls answered Throttling whatever
+	// the buckets say, to test throttling handling without timing.
+	throttleRate float64
+	inject       map[string]*injected
 }
 
 func (f *faults) init(o Options) {
@@ -75,7 +78,7 @@ func (f *faults) init(o Options) {
 	for k, b := range o.Throttle {
 		f.setBucket(k, b)
 	}
-	f.latency, f.jitter, f.errorRate = o.Latency, o.LatencyJitter, o.ErrorRate
+	f.latency, f.jitter, f.errorRate, f.throttleRate = o.Latency, o.LatencyJitter, o.ErrorRate, o.ThrottleRate
 }
 
 func (f *faults) setBucket(key string, b Bucket) {
@@ -118,6 +121,14 @@ func (s *Server) SetErrorRate(r float64) {
 	s.faults.errorRate = r
 }
 
+// SetThrottleRate sets the fraction (0..1) of calls answered Throttling
+// regardless of the buckets.
+func (s *Server) SetThrottleRate(r float64) {
+	s.faults.mu.Lock()
+	defer s.faults.mu.Unlock()
+	s.faults.throttleRate = r
+}
+
 // InjectError makes the next n calls of op fail with the given error code
 // (e.g. "HealthUnavailable" for DescribeTargetHealth, "InternalFailure",
 // "Throttling"); the HTTP status follows the code as AWS sends it. n <= 0
@@ -156,7 +167,7 @@ func (s *Server) admit(r *http.Request, op string) *apiError {
 	if b == nil {
 		b = f.buckets[opClass(op)]
 	}
-	if b != nil && !b.Allow() {
+	if (b != nil && !b.Allow()) || (f.throttleRate > 0 && rand.Float64() < f.throttleRate) {
 		s.stats.count(op, func(st *OpStats) { st.Throttled++ })
 		return errThrottled()
 	}

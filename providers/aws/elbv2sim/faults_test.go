@@ -201,3 +201,29 @@ func TestUnknownAction(t *testing.T) {
 		t.Errorf("status %d", resp.StatusCode)
 	}
 }
+
+func TestThrottleRate(t *testing.T) {
+	s := start(t, elbv2sim.Options{ThrottleRate: 1})
+	c := client(s, 1)
+	_, err := c.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
+	wantCode(t, err, "Throttling")
+	s.SetThrottleRate(0.5)
+	throttled := 0
+	for range 200 {
+		if _, err := c.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{}); err != nil {
+			wantCode(t, err, "Throttling")
+			throttled++
+		}
+	}
+	// 200 draws at one half: far outside [60, 140] is not chance.
+	if throttled < 60 || throttled > 140 {
+		t.Errorf("%d of 200 calls throttled at rate 0.5", throttled)
+	}
+	if st := s.Stats()["DescribeTargetGroups"]; st.Throttled != int64(throttled)+1 {
+		t.Errorf("stats %+v, want %d throttled", st, throttled+1)
+	}
+	s.SetThrottleRate(0)
+	if _, err := c.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{}); err != nil {
+		t.Errorf("rate 0: %v", err)
+	}
+}

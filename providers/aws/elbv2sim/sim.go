@@ -51,6 +51,9 @@ type Options struct {
 	// ErrorRate is the fraction (0..1) of API calls answered with
 	// ServiceUnavailable (HTTP 503).
 	ErrorRate float64
+	// ThrottleRate is the fraction (0..1) of calls answered Throttling
+	// regardless of Throttle buckets.
+	ThrottleRate float64
 	// Throttle maps an operation name (e.g. "RegisterTargets") or a class
 	// (ClassTargets, ClassDescribe, ClassMutate, ClassLoadBalancer) to a
 	// token bucket. An operation uses its own bucket if present, else its

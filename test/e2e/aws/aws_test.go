@@ -1,0 +1,550 @@
+package aws_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/podlb/podlb/readiness"
+	"github.com/podlb/podlb/targets"
+	"github.com/podlb/podlb/test/cluster"
+	"github.com/podlb/podlb/test/e2e/e2eutil"
+)
+
+// Scenarios 1 and 2: a gated Deployment behind an annotated Service is
+// registered, health-checked against the real backends and let through;
+// its rolling update under steady traffic fails no request. The same
+// rollout without the gate fails requests, which shows the measurement
+// can fail.
+func TestGatedRolloutLosesNoRequest(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	gatedArn, gatedAddr := groupWithNLB(t, uniqueName(ns, "gated"))
+	plainArn, plainAddr := groupWithNLB(t, uniqueName(ns, "plain"))
+
+	create(t, service(ns, "gated", byName(`{"arn": "`+gatedArn+`"}`)))
+	create(t, gatedDeployment(ns, "gated", 10, true))
+	create(t, service(ns, "plain", byName(`{"arn": "`+plainArn+`"}`)))
+	create(t, gatedDeployment(ns, "plain", 10, false))
+
+	e2eutil.Eventually(t, 90*time.Second, "10 gated pods healthy and Ready", func() error {
+		return converged(t, ns, "gated", gatedArn, 10, "healthy", true)
+	})
+	e2eutil.Eventually(t, 90*time.Second, "10 ungated pods healthy", func() error {
+		return converged(t, ns, "plain", plainArn, 10, "healthy", false)
+	})
+	for _, p := range livePods(t, ns, "gated") {
+		if g := e2eutil.GateOf(&p); g.Reason != readiness.ReasonReady {
+			t.Errorf("pod %s gate reason %q", p.Name, g.Reason)
+		}
+	}
+	// Status and metrics agree with the cloud.
+	e2eutil.Eventually(t, 10*time.Second, "status annotation", func() error {
+		st := status(t, ns, "gated")
+		if st == nil {
+			return fmt.Errorf("no status")
+		}
+		b := st.Bindings["aws"]["80"]
+		if b == nil || b.Desired != 10 || b.Registered != 10 || b.Healthy != 10 || b.Error != "" || b.Details["arn"] != gatedArn {
+			return fmt.Errorf("status %s", statusJSON(t, ns, "gated"))
+		}
+		return nil
+	})
+	if got := gauge(t, "podlb_targets", map[string]string{"namespace": ns, "service": "gated", "state": "healthy"}); got != 10 {
+		t.Errorf("podlb_targets{state=healthy} = %v, want 10", got)
+	}
+
+	gatedLoad := e2eutil.StartLoad(gatedAddr, 4, 25*time.Millisecond)
+	plainLoad := e2eutil.StartLoad(plainAddr, 4, 25*time.Millisecond)
+	time.Sleep(time.Second) // a baseline before the rollouts
+	old := map[string]bool{}
+	for _, p := range livePods(t, ns, "gated") {
+		old[p.Name] = true
+	}
+	restart(t, ns, "plain")
+	restart(t, ns, "gated")
+	waitRollout(t, ns, "plain", 2*time.Minute)
+	waitRollout(t, ns, "gated", 3*time.Minute)
+	e2eutil.Eventually(t, 60*time.Second, "new gated pods healthy", func() error {
+		return converged(t, ns, "gated", gatedArn, 10, "healthy", true)
+	})
+	time.Sleep(2 * time.Second) // old pods finish their preStop while traffic flows
+	gated, plain := gatedLoad.Stop(), plainLoad.Stop()
+	t.Logf("gated rollout: %d ok, %d failed; ungated: %d ok, %d failed", gated.OK, gated.Failed, plain.OK, plain.Failed)
+
+	if gated.OK < 200 {
+		t.Errorf("only %d requests got through the gated load balancer", gated.OK)
+	}
+	if gated.Failed != 0 {
+		t.Errorf("gated rollout failed %d requests: %v", gated.Failed, gated.Errors)
+	}
+	if plain.Failed == 0 {
+		t.Errorf("the ungated rollout failed no request (%d ok): the test cannot tell the gate's effect", plain.OK)
+	}
+	for _, p := range livePods(t, ns, "gated") {
+		if old[p.Name] {
+			t.Errorf("old pod %s survived the rollout", p.Name)
+		}
+		// The gate turned True only once the load balancer reported the
+		// target healthy (condition times have second precision).
+		g := e2eutil.GateOf(&p)
+		healthyAt := healthyAt(gatedArn, p.Status.PodIP)
+		if healthyAt.IsZero() || g.LastTransitionTime.Add(time.Second).Before(healthyAt) {
+			t.Errorf("pod %s gate True at %v but healthy in the group at %v", p.Name, g.LastTransitionTime, healthyAt)
+		}
+	}
+}
+
+func healthyAt(arn, ip string) time.Time {
+	for _, tg := range sim.Targets(arn) {
+		if tg.ID == ip && tg.State != "draining" {
+			return tg.HealthyAt
+		}
+	}
+	return time.Time{}
+}
+
+// gauge reads a metric from the controller's registry, summed over the
+// series whose labels include want.
+func gauge(t *testing.T, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labelsMatch(m, want) {
+				sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func labelsMatch(m *dto.Metric, want map[string]string) bool {
+	have := map[string]string{}
+	for _, l := range m.GetLabel() {
+		have[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Scenario 3: targets follow 10 -> 100 -> 0 -> 10 pods, and bursts of pod
+// readiness are batched: a handful of calls, not one per pod.
+func TestScaleFollowsWithBatchedCalls(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	arn, _ := groupWithNLB(t, uniqueName(ns, "scale"))
+	create(t, service(ns, "scale", map[string]string{
+		"podlb.io/aws-target-groups": `{"80": {"arn": "` + arn + `"}}`,
+		targets.AnnotationReadiness:  "registered",
+	}))
+	create(t, gatedDeployment(ns, "scale", 10, true))
+	e2eutil.Eventually(t, 60*time.Second, "10 registered", func() error { return converged(t, ns, "scale", arn, 10, "healthy", true) })
+
+	phases := []struct {
+		replicas int32
+		changed  int64
+		op       string
+	}{{100, 90, "RegisterTargets"}, {0, 100, "DeregisterTargets"}, {10, 10, "RegisterTargets"}}
+	for _, ph := range phases {
+		before := sim.Stats()
+		start := time.Now()
+		scale(t, ns, "scale", ph.replicas)
+		e2eutil.Eventually(t, 3*time.Minute, fmt.Sprintf("%d pods registered", ph.replicas), func() error {
+			if ph.replicas == 0 {
+				if a := activeTargets(arn); len(a) != 0 {
+					return fmt.Errorf("%d targets left", len(a))
+				}
+				if n := len(pods(t, ns, "scale")); n != 0 {
+					return fmt.Errorf("%d pods left", n)
+				}
+				return nil
+			}
+			// registered mode: the gate follows registration, so Ready
+			// pods are registered pods.
+			return converged(t, ns, "scale", arn, int(ph.replicas), "", false)
+		})
+		took := time.Since(start)
+		d := callDelta(before, sim.Stats(), ph.op)
+		// The bound: at most one call per coalescing window (200 ms) in
+		// which pods changed, each carrying up to 200 targets, plus one for
+		// the window in flight. Pods of a burst turn ready over the time
+		// the ReplicaSet controller, scheduler and kubelet take.
+		bound := int64(took/(200*time.Millisecond)) + 1
+		t.Logf("scale to %d: %d %s calls for %d targets in %v; bound %d",
+			ph.replicas, d.Calls, ph.op, d.Targets, took.Round(100*time.Millisecond), bound)
+		if d.Targets != ph.changed {
+			t.Errorf("%s carried %d targets, want %d", ph.op, d.Targets, ph.changed)
+		}
+		if d.Calls > bound || (ph.changed >= 90 && d.Calls > ph.changed/5) {
+			t.Errorf("%d %s calls for %d targets: not batched (bound %d)", d.Calls, ph.op, ph.changed, bound)
+		}
+	}
+}
+
+// Scenario 4: a group podlb creates is tagged, used, and deleted when the
+// annotation goes; nothing is left behind.
+func TestManagedGroupLifecycle(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	spec := `{"create": {"protocol": "TCP", "healthCheck": {"intervalSeconds": 5, "healthyThreshold": 2}, "deregistrationDelaySeconds": 1, "tags": {"team": "shop"}}}`
+	create(t, service(ns, "managed", byName(spec)))
+	create(t, gatedDeployment(ns, "managed", 3, true))
+
+	var arn string
+	e2eutil.Eventually(t, 30*time.Second, "group created", func() error {
+		st := status(t, ns, "managed")
+		if st == nil || st.Bindings["aws"]["80"] == nil || st.Bindings["aws"]["80"].Details["arn"] == "" {
+			return fmt.Errorf("status %s", statusJSON(t, ns, "managed"))
+		}
+		arn = st.Bindings["aws"]["80"].Details["arn"]
+		if !st.Bindings["aws"]["80"].Owned {
+			return fmt.Errorf("not owned: %s", statusJSON(t, ns, "managed"))
+		}
+		return nil
+	})
+	c := e2eutil.ELBv2Client(sim)
+	tags, err := c.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: []string{arn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, tg := range tags.TagDescriptions[0].Tags {
+		got[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+	}
+	want := map[string]string{"podlb.io/cluster": clusterName, "podlb.io/namespace": ns, "podlb.io/service": "managed", "podlb.io/port": "80", "team": "shop"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("tag %s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+
+	// No load balancer uses the group yet: targets are unused, gates stay
+	// False saying so, and the Service gets a Warning.
+	e2eutil.Eventually(t, 30*time.Second, "gates explain the unused group", func() error {
+		ps := livePods(t, ns, "managed")
+		if len(ps) != 3 {
+			return fmt.Errorf("%d pods", len(ps))
+		}
+		for _, p := range ps {
+			g := e2eutil.GateOf(&p)
+			if g == nil || g.Status != corev1.ConditionFalse || g.Reason != readiness.ReasonUnused || !strings.Contains(g.Message, "unused") {
+				return fmt.Errorf("pod %s gate %+v", p.Name, g)
+			}
+		}
+		if len(warnings(t, ns, "managed", "used by no load balancer")) == 0 {
+			return fmt.Errorf("no Warning about the unused group")
+		}
+		return nil
+	})
+
+	// A listener arrives: health checks start and the gates open.
+	lb, err := c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String(uniqueName(ns, "lb")), Type: elbtypes.LoadBalancerTypeEnumNetwork})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbArn := lb.LoadBalancers[0].LoadBalancerArn
+	if _, err := c.CreateListener(ctx, &elbv2.CreateListenerInput{LoadBalancerArn: lbArn, Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(80),
+		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(arn)}}}); err != nil {
+		t.Fatal(err)
+	}
+	e2eutil.Eventually(t, 90*time.Second, "pods healthy and Ready", func() error { return converged(t, ns, "managed", arn, 3, "healthy", true) })
+
+	// The annotation goes: while the listener still uses the group podlb
+	// cannot delete it and says why; once the listener is gone, it does.
+	removeAnnotation(t, ns, "managed", "podlb.io/aws-target-groups")
+	e2eutil.Eventually(t, 30*time.Second, "Warning that the group is in use", func() error {
+		if len(warnings(t, ns, "managed", "still used by a load balancer")) == 0 {
+			return fmt.Errorf("no Warning yet")
+		}
+		return nil
+	})
+	if _, err := c.DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: lbArn}); err != nil {
+		t.Fatal(err)
+	}
+	e2eutil.Eventually(t, 60*time.Second, "group deleted and Service released", func() error {
+		if _, err := c.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{arn}}); err == nil {
+			return fmt.Errorf("group still exists")
+		}
+		svc, err := kube.Client.CoreV1().Services(ns).Get(ctx, "managed", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(svc.Finalizers) != 0 || svc.Annotations[targets.AnnotationStatus] != "" {
+			return fmt.Errorf("finalizers %v, status %q", svc.Finalizers, svc.Annotations[targets.AnnotationStatus])
+		}
+		cms, err := kube.Client.CoreV1().ConfigMaps(e2eutil.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cm := range cms.Items {
+			if cm.Annotations["podlb.io/namespace"] == ns {
+				return fmt.Errorf("ledger %s left", cm.Name)
+			}
+		}
+		return nil
+	})
+	// Pods no longer behind any binding are let through.
+	e2eutil.Eventually(t, 30*time.Second, "gates released", func() error {
+		for _, p := range livePods(t, ns, "managed") {
+			if g := e2eutil.GateOf(&p); g == nil || g.Status != corev1.ConditionTrue || g.Reason != readiness.ReasonNotSelected {
+				return fmt.Errorf("pod %s gate %+v", p.Name, g)
+			}
+		}
+		return nil
+	})
+}
+
+func removeAnnotation(t *testing.T, ns, name, key string) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, key)
+	if _, err := kube.Client.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Scenario 5: a shared group holding someone else's targets; podlb never
+// deregisters them, not on scale-down and not when its Service goes.
+func TestSharedGroupKeepsForeignTargets(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	arn, _ := groupWithNLB(t, uniqueName(ns, "shared"))
+	c := e2eutil.ELBv2Client(sim)
+	foreign := []elbtypes.TargetDescription{
+		{Id: aws.String("10.7.7.7"), Port: aws.Int32(8080)},
+		{Id: aws.String("10.7.7.8"), Port: aws.Int32(9090)},
+	}
+	if _, err := c.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: foreign}); err != nil {
+		t.Fatal(err)
+	}
+	create(t, service(ns, "shared", byName(`{"arn": "`+arn+`"}`)))
+	create(t, gatedDeployment(ns, "shared", 3, false))
+	foreignPresent := func() error {
+		a := activeTargets(arn)
+		for _, f := range foreign {
+			if _, ok := a[fmt.Sprintf("%s:%d", *f.Id, *f.Port)]; !ok {
+				return fmt.Errorf("foreign target %s gone: %v", *f.Id, a)
+			}
+		}
+		return nil
+	}
+	e2eutil.Eventually(t, 60*time.Second, "pods registered beside foreign targets", func() error {
+		if err := foreignPresent(); err != nil {
+			return err
+		}
+		n := 0
+		for _, p := range livePods(t, ns, "shared") {
+			if _, ok := activeTargets(arn)[p.Status.PodIP+":8080"]; ok {
+				n++
+			}
+		}
+		if n != 3 {
+			return fmt.Errorf("%d of 3 pods registered", n)
+		}
+		return nil
+	})
+	scale(t, ns, "shared", 1)
+	e2eutil.Eventually(t, 60*time.Second, "scaled down to 1 + foreign", func() error {
+		if a := activeTargets(arn); len(a) != 3 {
+			return fmt.Errorf("targets %v", a)
+		}
+		return foreignPresent()
+	})
+	if err := kube.Client.CoreV1().Services(ns).Delete(ctx, "shared", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e2eutil.Eventually(t, 60*time.Second, "Service gone, only foreign targets left", func() error {
+		if _, err := kube.Client.CoreV1().Services(ns).Get(ctx, "shared", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("service still there: %v", err)
+		}
+		if a := activeTargets(arn); len(a) != 2 {
+			return fmt.Errorf("targets %v", a)
+		}
+		return foreignPresent()
+	})
+	// The group itself was not podlb's: it still exists.
+	if _, err := c.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{arn}}); err != nil {
+		t.Errorf("shared group deleted: %v", err)
+	}
+}
+
+// Scenario 6: the controller restarts in the middle of a rollout; nothing
+// is lost or registered twice, and gates converge.
+func TestControllerRestartMidRollout(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	arn, addr := groupWithNLB(t, uniqueName(ns, "restart"))
+	create(t, service(ns, "restart", byName(`{"arn": "`+arn+`"}`)))
+	create(t, gatedDeployment(ns, "restart", 6, true))
+	e2eutil.Eventually(t, 90*time.Second, "6 pods healthy", func() error { return converged(t, ns, "restart", arn, 6, "healthy", true) })
+
+	load := e2eutil.StartLoad(addr, 4, 25*time.Millisecond)
+	restart(t, ns, "restart")
+	e2eutil.Eventually(t, 60*time.Second, "rollout under way", func() error {
+		d, err := kube.Client.AppsV1().Deployments(ns).Get(ctx, "restart", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.UpdatedReplicas < 3 {
+			return fmt.Errorf("%d updated", d.Status.UpdatedReplicas)
+		}
+		return nil
+	})
+	if err := stopController(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if err := startController(); err != nil {
+		t.Fatal(err)
+	}
+	waitRollout(t, ns, "restart", 3*time.Minute)
+	e2eutil.Eventually(t, 60*time.Second, "converged after restart", func() error { return converged(t, ns, "restart", arn, 6, "healthy", true) })
+	time.Sleep(2 * time.Second)
+	res := load.Stop()
+	t.Logf("rollout across a restart: %d ok, %d failed", res.OK, res.Failed)
+	if res.Failed != 0 {
+		t.Errorf("%d requests failed: %v", res.Failed, res.Errors)
+	}
+	// Nothing registered twice: the emulator holds each target once.
+	seen := map[string]int{}
+	for _, tg := range sim.Targets(arn) {
+		seen[fmt.Sprintf("%s:%d", tg.ID, tg.Port)]++
+	}
+	for k, n := range seen {
+		if n > 1 {
+			t.Errorf("target %s held %d times", k, n)
+		}
+	}
+}
+
+// Scenario 7: a fifth of all ELBv2 calls answered Throttling; everything
+// converges and no Warning floods the Service.
+func TestThrottlingConvergesQuietly(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	arn, _ := groupWithNLB(t, uniqueName(ns, "throttle"))
+	before := sim.Stats()
+	sim.SetThrottleRate(0.2)
+	defer sim.SetThrottleRate(0)
+	create(t, service(ns, "throttle", byName(`{"arn": "`+arn+`"}`)))
+	create(t, gatedDeployment(ns, "throttle", 10, true))
+	e2eutil.Eventually(t, 2*time.Minute, "10 pods healthy under throttling", func() error {
+		return converged(t, ns, "throttle", arn, 10, "healthy", true)
+	})
+	restart(t, ns, "throttle")
+	waitRollout(t, ns, "throttle", 3*time.Minute)
+	e2eutil.Eventually(t, 2*time.Minute, "rolled out under throttling", func() error {
+		return converged(t, ns, "throttle", arn, 10, "healthy", true)
+	})
+	var throttled int64
+	for op, st := range sim.Stats() {
+		throttled += st.Throttled - before[op].Throttled
+	}
+	if throttled == 0 {
+		t.Fatal("no call was throttled: the test injected nothing")
+	}
+	ws := allWarnings(t, ns, "throttle")
+	t.Logf("%d calls throttled; %d Warning events", throttled, len(ws))
+	for _, w := range ws {
+		t.Errorf("Warning under throttling: %s: %s (x%d)", w.Reason, w.Message, w.Count)
+	}
+}
+
+// Scenario 8: bad input. Each problem gets a Warning naming it, in the
+// status too, without touching a healthy Service beside it.
+func TestBadInputIsNamedAndIsolated(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	c := e2eutil.ELBv2Client(sim)
+	goodArn, _ := groupWithNLB(t, uniqueName(ns, "good"))
+	instanceArn := createGroup(t, uniqueName(ns, "inst"), func(in *elbv2.CreateTargetGroupInput) { in.TargetType = elbtypes.TargetTypeEnumInstance })
+	otherVPCArn := createGroup(t, uniqueName(ns, "vpc"), func(in *elbv2.CreateTargetGroupInput) { in.VpcId = aws.String("vpc-0other000000000") })
+	udpArn := createGroup(t, uniqueName(ns, "udp"), func(in *elbv2.CreateTargetGroupInput) { in.Protocol = elbtypes.ProtocolEnumUdp })
+	fullArn, _ := groupWithNLB(t, uniqueName(ns, "full"))
+	// Fill the group to one below its limit with someone else's targets.
+	var fill []elbtypes.TargetDescription
+	for i := 0; i < 999; i++ {
+		fill = append(fill, elbtypes.TargetDescription{Id: aws.String(fmt.Sprintf("10.6.%d.%d", i/250, i%250+1)), Port: aws.Int32(8080)})
+	}
+	for i := 0; i < len(fill); i += 200 {
+		if _, err := c.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(fullArn), Targets: fill[i:min(i+200, len(fill))]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cases := []struct {
+		name, annotation, want string
+	}{
+		{"json", `{"http": {"arn": `, "malformed JSON"},
+		{"port", `{"8081": {"name": "x"}}`, "no port 8081"},
+		{"portname", `{"https": {"name": "x"}}`, `no port named "https"`},
+		{"arn", `{"http": {"arn": "arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/x"}}`, "not a target group ARN"},
+		{"notfound", `{"http": {"name": "does-not-exist-anywhere"}}`, "not found"},
+		{"instance", `{"http": {"arn": "` + instanceArn + `"}}`, "target type instance"},
+		{"vpc", `{"http": {"arn": "` + otherVPCArn + `"}}`, "is in vpc-0other000000000"},
+		{"udp", `{"http": {"arn": "` + udpArn + `"}}`, "cannot serve Service port 80/TCP"},
+		{"full", `{"http": {"arn": "` + fullArn + `"}}`, "TooManyTargets"},
+	}
+	create(t, service(ns, "good", byName(`{"arn": "`+goodArn+`"}`)))
+	create(t, gatedDeployment(ns, "good", 2, true))
+	for _, tc := range cases {
+		create(t, service(ns, "bad-"+tc.name, map[string]string{"podlb.io/aws-target-groups": tc.annotation}))
+		create(t, gatedDeployment(ns, "bad-"+tc.name, 2, true))
+	}
+	e2eutil.Eventually(t, 90*time.Second, "good Service converges beside the bad ones", func() error {
+		return converged(t, ns, "good", goodArn, 2, "healthy", true)
+	})
+	for _, tc := range cases {
+		svc := "bad-" + tc.name
+		e2eutil.Eventually(t, 60*time.Second, tc.name+": Warning, status and gate name the problem", func() error {
+			if ws := warnings(t, ns, svc, tc.want); len(ws) == 0 {
+				return fmt.Errorf("no Warning containing %q; have %v", tc.want, allWarnings(t, ns, svc))
+			}
+			if s := statusJSON(t, ns, svc); !strings.Contains(s, strings.ReplaceAll(tc.want, `"`, `\"`)) {
+				return fmt.Errorf("status %s does not contain %q", s, tc.want)
+			}
+			for _, p := range livePods(t, ns, svc) {
+				g := e2eutil.GateOf(&p)
+				if g == nil || g.Status != corev1.ConditionFalse {
+					return fmt.Errorf("pod %s gate %+v", p.Name, g)
+				}
+			}
+			return nil
+		})
+	}
+	// No retry storm: a persistent problem is one Warning, not one per
+	// retry, and the full group still holds only its own targets.
+	time.Sleep(5 * time.Second)
+	for _, tc := range cases {
+		for _, w := range allWarnings(t, ns, "bad-"+tc.name) {
+			if w.Count > 2 {
+				t.Errorf("%s: Warning repeated %d times: %s", tc.name, w.Count, w.Message)
+			}
+		}
+	}
+	if a := activeTargets(fullArn); len(a) != 999 {
+		t.Errorf("full group holds %d targets, want the 999 foreign ones", len(a))
+	}
+}
