@@ -287,6 +287,39 @@ func TestRateLimitsAndFaults(t *testing.T) {
 	}
 }
 
+func TestRateLimitRate(t *testing.T) {
+	e := newEnv(t, computesim.Options{RateLimitRate: 1})
+	get := func() error {
+		_, err := e.negs.Get(e.ctx, &computepb.GetNetworkEndpointGroupRequest{Project: project, Zone: zoneA, NetworkEndpointGroup: "neg"})
+		return err
+	}
+	expectErr(t, get(), http.StatusForbidden, "rateLimitExceeded")
+	e.srv.SetRateLimitRate(0)
+	e.createNEG(zoneA, "neg", 80)
+	e.srv.SetRateLimitRate(0.5)
+	limited := 0
+	for range 200 {
+		if err := get(); err != nil {
+			expectErr(t, err, http.StatusForbidden, "rateLimitExceeded")
+			limited++
+		}
+	}
+	// 200 draws at one half: far outside [60, 140] is not chance.
+	if limited < 60 || limited > 140 {
+		t.Errorf("%d of 200 calls rate limited at rate 0.5", limited)
+	}
+	if st := e.srv.Stats().Methods["networkEndpointGroups.get"]; st.RateLimited != int64(limited)+1 || st.Errors != st.RateLimited {
+		t.Errorf("stats %+v, want %d rate limited", st, limited+1)
+	}
+	if f := e.srv.Faults(); f.RateLimitRate != 0.5 {
+		t.Errorf("faults %+v", f)
+	}
+	e.srv.SetRateLimitRate(0)
+	if err := get(); err != nil {
+		t.Errorf("rate 0: %v", err)
+	}
+}
+
 // TestUnknownPath makes sure unemulated methods answer a Compute-shaped 404.
 func TestUnknownPath(t *testing.T) {
 	e := newEnv(t, computesim.Options{})

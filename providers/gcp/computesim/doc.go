@@ -81,7 +81,9 @@
 //     name ("networkEndpointGroups.attachNetworkEndpoints"), per class
 //     ("read": gets, lists, getHealth, listNetworkEndpoints and operation
 //     polls; "write": mutations) and overall ("*"). Rejected calls do not
-//     use quota. The NEG endpoint quota (10,000) answers 403 quotaExceeded.
+//     use quota. Options.RateLimitRate (SetRateLimitRate) answers a random
+//     fraction of all calls the same way, for quota spent by other tools.
+//     The NEG endpoint quota (10,000) answers 403 quotaExceeded.
 //
 // # Health checking and the data path
 //

@@ -19,6 +19,10 @@ type Faults struct {
 	OperationFailureCode int            `json:"operationFailureCode"`
 	RateLimits           map[string]int `json:"rateLimits"`
 	RateWindow           time.Duration  `json:"rateWindow"`
+	// RateLimitRate is the fraction (0..1) of calls answered 403
+	// rateLimitExceeded whatever the quota windows say: a project whose
+	// quota other tools keep spending.
+	RateLimitRate float64 `json:"rateLimitRate"`
 }
 
 // OperationFailure makes a future operation fail; see FailNextOperation.
@@ -50,6 +54,7 @@ func (fs *faultState) init(o Options) {
 		OperationFailureCode: o.OperationFailureCode,
 		RateLimits:           maps.Clone(o.RateLimits),
 		RateWindow:           o.RateWindow,
+		RateLimitRate:        o.RateLimitRate,
 	}
 	fs.window = time.Now()
 	fs.counts = map[string]int{}
@@ -69,6 +74,10 @@ func (fs *faultState) snapshot() Faults {
 func (fs *faultState) admit(method, class string) *apiError {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	if r := fs.f.RateLimitRate; r > 0 && rand.Float64() < r {
+		return &apiError{http.StatusForbidden, "rateLimitExceeded", fmt.Sprintf(
+			"Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'compute.googleapis.com' (%s; injected by computesim).", method)}
+	}
 	if len(fs.f.RateLimits) == 0 {
 		return nil
 	}
@@ -179,6 +188,12 @@ func (s *Server) SetRateLimit(key string, n int) {
 			f.RateLimits[key] = n
 		}
 	})
+}
+
+// SetRateLimitRate sets the fraction (0..1) of calls answered 403
+// rateLimitExceeded regardless of the quota windows.
+func (s *Server) SetRateLimitRate(r float64) {
+	s.updateFaults(func(f *Faults) { f.RateLimitRate = r })
 }
 
 // SetRateWindow sets the quota window length and starts a new window.

@@ -59,6 +59,9 @@ type Options struct {
 	RateLimits map[string]int
 	// RateWindow is the fixed quota window; default 100s like GCE quotas.
 	RateWindow time.Duration
+	// RateLimitRate is the fraction (0..1) of calls answered 403
+	// rateLimitExceeded regardless of RateLimits, before doing anything.
+	RateLimitRate float64
 
 	// ListenHost is where forwarding rules listen when they ask for no
 	// loopback address of their own; default "127.0.0.1".
