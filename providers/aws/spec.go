@@ -4,11 +4,10 @@ package aws
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -102,7 +101,7 @@ func ParseSpec(raw json.RawMessage) (*Spec, error) {
 }
 
 func (c *CreateSpec) validate() error {
-	if c.Protocol != "" && !oneOf(c.Protocol, protocols) {
+	if c.Protocol != "" && !slices.Contains(protocols, c.Protocol) {
 		return providers.Errorf(providers.Invalid, "create.protocol", "%q is not one of %s", c.Protocol, strings.Join(protocols, ", "))
 	}
 	if d := c.DeregistrationDelaySeconds; d != nil && (*d < 0 || *d > 3600) {
@@ -120,7 +119,7 @@ func (c *CreateSpec) validate() error {
 	if hc == nil {
 		return nil
 	}
-	if hc.Protocol != "" && !oneOf(hc.Protocol, hcProtocols) {
+	if hc.Protocol != "" && !slices.Contains(hcProtocols, hc.Protocol) {
 		return providers.Errorf(providers.Invalid, "create.healthCheck.protocol", "%q is not one of %s", hc.Protocol, strings.Join(hcProtocols, ", "))
 	}
 	if hc.Port != "" && hc.Port != "traffic-port" {
@@ -156,42 +155,20 @@ func (c *CreateSpec) validate() error {
 	return nil
 }
 
-func oneOf(v string, set []string) bool {
-	for _, s := range set {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // OwnedName is the deterministic name of the group podlb creates for a
 // binding: readable prefixes of namespace and Service, then a hash of
 // cluster, namespace, Service and port so names never collide, within
 // AWS's 32 characters.
 func OwnedName(cluster string, key providers.BindingKey) string {
-	sum := sha256.Sum256([]byte(strings.Join([]string{cluster, key.Namespace, key.Service, fmt.Sprint(key.Port)}, "/")))
-	hash := hex.EncodeToString(sum[:])[:10]
-	return "pl-" + namePart(key.Namespace, 7) + "-" + namePart(key.Service, 8) + "-" + hash
+	return "pl-" + namePart(key.Namespace, 7) + "-" + namePart(key.Service, 8) + "-" + providers.BindingHash(cluster, key, 10)
 }
 
-// namePart keeps letters, digits and inner hyphens, at most n characters.
+// namePart is providers.NamePart, never empty so the name keeps its shape.
 func namePart(s string, n int) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {
-			b.WriteRune(r)
-		}
+	if out := providers.NamePart(s, n); out != "" {
+		return out
 	}
-	out := b.String()
-	if len(out) > n {
-		out = out[:n]
-	}
-	out = strings.Trim(out, "-")
-	if out == "" {
-		out = "x"
-	}
-	return out
+	return "x"
 }
 
 // protocolServes reports whether a target group protocol can carry a
@@ -201,7 +178,7 @@ func protocolServes(groupProtocol, servicePortProtocol string) bool {
 	case "UDP":
 		return groupProtocol == "UDP" || groupProtocol == "TCP_UDP"
 	case "TCP", "":
-		return oneOf(groupProtocol, []string{"TCP", "TCP_UDP", "TLS", "HTTP", "HTTPS"})
+		return slices.Contains([]string{"TCP", "TCP_UDP", "TLS", "HTTP", "HTTPS"}, groupProtocol)
 	}
 	return false
 }

@@ -6,8 +6,6 @@ package gcp
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -221,13 +219,12 @@ func parseServiceRef(v string) (serviceRef, error) {
 // (and equal names in other clusters) never collide. At most 63
 // characters, RFC 1035.
 func NEGName(cluster string, key providers.BindingKey) string {
-	sum := sha256.Sum256([]byte(strings.Join([]string{cluster, key.Namespace, key.Service, strconv.Itoa(int(key.Port))}, "/")))
-	hash := hex.EncodeToString(sum[:])[:8]
+	hash := providers.BindingHash(cluster, key, 8)
 	port := strconv.Itoa(int(key.Port))
-	c := namePart(cluster, 8)
+	c := providers.NamePart(cluster, 8)
 	// 63 minus "pl-", the hash, the port and the five separators.
 	room := 63 - 3 - len(hash) - len(port) - len(c) - 4
-	ns, svc := namePart(key.Namespace, room), namePart(key.Service, room)
+	ns, svc := providers.NamePart(key.Namespace, room), providers.NamePart(key.Service, room)
 	// Share the room, giving what one side leaves unused to the other.
 	for len(ns)+len(svc) > room {
 		if len(ns) >= len(svc) {
@@ -243,22 +240,6 @@ func NEGName(cluster string, key providers.BindingKey) string {
 		}
 	}
 	return strings.Join(append(parts, port, hash), "-")
-}
-
-// namePart keeps lowercase letters, digits and inner hyphens, at most n
-// characters.
-func namePart(s string, n int) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {
-			b.WriteRune(r)
-		}
-	}
-	out := b.String()
-	if len(out) > n {
-		out = out[:max(n, 0)]
-	}
-	return strings.Trim(out, "-")
 }
 
 // owner is the ownership record podlb writes as the description of every
