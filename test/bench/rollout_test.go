@@ -1,0 +1,227 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// coalesceWindow is the controller's --coalesce-window default: the
+// "change window" of the API lower bound.
+const coalesceWindow = 200 * time.Millisecond
+
+// readyAfter is test/cluster's default time from container start to ready.
+const readyAfter = 200 * time.Millisecond
+
+// runRollout is scenarios 1 and 2: scale 0 -> N, a rolling update of every
+// Deployment, and scale N -> 0, each with per-pod latencies (where pods
+// start) and cloud calls against their lower bound.
+func runRollout(ctx context.Context, e *env) error {
+	cloud := e.cloud.name()
+	per := spread(*flagRolloutPods, len(e.services))
+	zero := make([]int32, len(e.services))
+	sec := "1+2 rollout"
+	results.set(sec, cloud, "size", "%d gated pods, %d Services, %d nodes, %d zones", sum(per), len(e.services), len(e.kube.Nodes), *flagZones)
+	results.set(sec, cloud, "cloud floor (registration + 2 x check interval)", "%s", round(e.cloud.floor()))
+
+	// Scale 0 -> N.
+	e.cloud.resetCalls()
+	start := time.Now()
+	if err := e.scale(ctx, per); err != nil {
+		return err
+	}
+	if err := e.waitDeployments(ctx, 30*time.Minute); err != nil {
+		return err
+	}
+	available := time.Since(start)
+	if err := e.waitCloud(ctx, 5*time.Minute, per); err != nil {
+		return err
+	}
+	e.reportPods(sec+" scale-up", start)
+	results.set(sec+" scale-up", cloud, "0 -> N: all Deployments available", "%s", round(available))
+	e.reportCalls(sec+" scale-up", start, time.Now())
+
+	// Rolling update of every Deployment at once.
+	e.cloud.resetCalls()
+	start = time.Now()
+	if err := e.restart(ctx); err != nil {
+		return err
+	}
+	if err := e.waitDeployments(ctx, 30*time.Minute); err != nil {
+		return err
+	}
+	rollout := time.Since(start)
+	if err := e.waitCloud(ctx, 5*time.Minute, per); err != nil {
+		return err
+	}
+	floor := rolloutFloor(per, e.cloud.floor())
+	e.reportPods(sec+" update", start)
+	results.set(sec+" update", cloud, "rolling update duration (all Deployments)", "%s", round(rollout))
+	results.set(sec+" update", cloud, "rolling update floor (waves x (ready + cloud floor))", "%s", round(floor))
+	results.set(sec+" update", cloud, "rolling update / floor", "%s", pct(rollout.Seconds(), floor.Seconds()))
+	e.reportCalls(sec+" update", start, time.Now())
+
+	// Scale N -> 0.
+	e.cloud.resetCalls()
+	start = time.Now()
+	if err := e.scale(ctx, zero); err != nil {
+		return err
+	}
+	if err := e.waitCloud(ctx, 10*time.Minute, zero); err != nil {
+		return err
+	}
+	results.set(sec+" scale-down", cloud, "N -> 0: every target gone, every pod deleted", "%s", round(time.Since(start)))
+	e.reportCalls(sec+" scale-down", start, time.Now())
+	return nil
+}
+
+// rolloutFloor is the shortest a gated rolling update with maxSurge 25%
+// and maxUnavailable 0 can take: one wave per surge, each a container
+// start plus the cloud's own registration and health checks.
+func rolloutFloor(per []int32, cloudFloor time.Duration) time.Duration {
+	var longest time.Duration
+	for _, r := range per {
+		if r == 0 {
+			continue
+		}
+		surge := int(math.Ceil(float64(r) * 0.25))
+		waves := (int(r) + surge - 1) / surge
+		longest = max(longest, time.Duration(waves)*(readyAfter+cloudFloor))
+	}
+	return longest
+}
+
+// reportPods joins what the bench saw of pods that became ContainersReady
+// since from with the cloud's records of their targets.
+func (e *env) reportPods(sec string, from time.Time) {
+	cloud := e.cloud.name()
+	type key struct {
+		service, ip string
+	}
+	byKey := map[key]cloudTarget{}
+	for _, t := range e.cloud.targets(e.services) {
+		if t.port != 8080 {
+			continue
+		}
+		k := key{t.service, t.ip}
+		if old, ok := byKey[k]; ok && old.active && !t.active {
+			continue
+		}
+		byKey[k] = t
+	}
+	var toRegister, cloudTime, toGate, total, added []time.Duration
+	missing := 0
+	for _, p := range e.watch.snapshot() {
+		if p.containersReady.Before(from) || !p.terminating.IsZero() {
+			continue
+		}
+		t, ok := byKey[key{p.app, p.ip}]
+		if !ok || t.healthy.IsZero() || p.gateTrue.IsZero() {
+			missing++
+			continue
+		}
+		toRegister = append(toRegister, t.registered.Sub(p.containersReady))
+		cloudTime = append(cloudTime, t.healthy.Sub(t.registered))
+		toGate = append(toGate, p.gateTrue.Sub(t.healthy))
+		total = append(total, p.gateTrue.Sub(p.containersReady))
+		added = append(added, t.registered.Sub(p.containersReady)+p.gateTrue.Sub(t.healthy))
+	}
+	results.set(sec, cloud, "ContainersReady -> registration call (p50 / p99 / max)", "%s", dist(toRegister))
+	results.set(sec, cloud, "registration -> cloud healthy (the cloud's own time)", "%s", dist(cloudTime))
+	results.set(sec, cloud, "cloud healthy -> gate True seen", "%s", dist(toGate))
+	results.set(sec, cloud, "ContainersReady -> gate True (total)", "%s", dist(total))
+	results.set(sec, cloud, "podlb added latency (total - cloud's own)", "%s", dist(added))
+	results.set(sec, cloud, "total p50 / cloud floor", "%s", pct(percentile(total, 50).Seconds(), e.cloud.floor().Seconds()))
+	if missing > 0 {
+		results.set(sec, cloud, "pods without a complete record", "%d", missing)
+	}
+}
+
+// writeBound is the least number of target-changing calls for the pod
+// changes the bench saw between from and to: per group and direction,
+// changes are grouped into windows of the controller's coalesce window
+// (a change cannot wait longer for company), each window costing
+// ceil(targets / batch) calls. all is the bound if every change of the
+// period had come at once.
+func (e *env) writeBound(from, to time.Time) (windowed, all int) {
+	type gk struct {
+		group string
+		dereg bool
+	}
+	events := map[gk][]time.Time{}
+	for _, p := range e.watch.snapshot() {
+		zone := e.zoneOf[p.node]
+		g := e.cloud.groupOf(p.app, zone)
+		if !p.containersReady.IsZero() && !p.containersReady.Before(from) && p.containersReady.Before(to) {
+			events[gk{g, false}] = append(events[gk{g, false}], p.containersReady)
+		}
+		if !p.containersReady.IsZero() && !p.terminating.IsZero() && !p.terminating.Before(from) && p.terminating.Before(to) {
+			events[gk{g, true}] = append(events[gk{g, true}], p.terminating)
+		}
+	}
+	batch := e.cloud.batchSize()
+	calls := func(n int) int { return (n + batch - 1) / batch }
+	for _, ts := range events {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		all += calls(len(ts))
+		for i := 0; i < len(ts); {
+			j := i
+			for j < len(ts) && ts[j].Sub(ts[i]) <= coalesceWindow {
+				j++
+			}
+			windowed += calls(j - i)
+			i = j
+		}
+	}
+	return windowed, all
+}
+
+// reportCalls reports every cloud call the emulator counted since its last
+// reset, against the lower bound for the pod changes of the period.
+func (e *env) reportCalls(sec string, from, to time.Time) {
+	cloud := e.cloud.name()
+	calls := e.cloud.calls()
+	var targetWrites, otherWrites, reads, throttled, errs int64
+	var readOps, otherOps, throttledOps []string
+	names := make([]string, 0, len(calls))
+	for op := range calls {
+		names = append(names, op)
+	}
+	sort.Strings(names)
+	for _, op := range names {
+		c := calls[op]
+		switch {
+		case c.changesTargets:
+			targetWrites += c.calls
+		case c.write:
+			otherWrites += c.calls
+			otherOps = append(otherOps, fmt.Sprintf("%s %d", op, c.calls))
+		default:
+			reads += c.calls
+			readOps = append(readOps, fmt.Sprintf("%s %d", op, c.calls))
+		}
+		throttled += c.throttled
+		errs += c.errors
+		if c.throttled > 0 {
+			throttledOps = append(throttledOps, fmt.Sprintf("%s %d", op, c.throttled))
+		}
+	}
+	windowed, all := e.writeBound(from, to)
+	minutes := to.Sub(from).Minutes()
+	results.set(sec, cloud, "target writes (register/deregister, attach/detach calls)", "%d", targetWrites)
+	results.set(sec, cloud, "target-write bound: per change window / all at once", "%d / %d", windowed, all)
+	results.set(sec, cloud, "target writes / window bound", "%s", pct(float64(targetWrites), float64(windowed)))
+	results.set(sec, cloud, "other writes", "%d %s", otherWrites, parenthesized(otherOps))
+	results.set(sec, cloud, "reads", "%d (%.1f per group-minute) %s", reads, float64(reads)/max(minutes, 1.0/60)/float64(len(e.services)), parenthesized(readOps))
+	results.set(sec, cloud, "throttled / errors (incl. throttled)", "%d / %d %s", throttled, errs, parenthesized(throttledOps))
+}
+
+func parenthesized(items []string) string {
+	if len(items) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(items, ", ") + ")"
+}
