@@ -326,7 +326,7 @@ func (r *BindingReconciler) fail(ctx context.Context, key providers.BindingKey, 
 	default:
 		logger.Info("binding reconcile failed; retrying", "error", err.Error(), "after", delay)
 		if n >= 3 {
-			r.warnOnce(key, svcRef, "error", "CloudError", fmt.Sprintf("%s port %d: %v", key.Provider, key.Port, err))
+			r.warnOnce(key, svcRef, "error", "SyncFailed", fmt.Sprintf("%s port %d: %v", key.Provider, key.Port, err))
 		}
 		return reconcile.Result{RequeueAfter: delay}, nil
 	}
