@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -136,6 +137,37 @@ func (c *clients) close() error {
 	return errors.Join(errs...)
 }
 
+// Throttled calls are retried after throttleBackoff, doubling, up to
+// throttleRetries times before the error goes to the core (which backs the
+// whole binding off). A 403 rateLimitExceeded did nothing, so retrying is
+// safe even for mutations; the apiv1 client does not retry it (the AWS
+// SDK's standard retryer does, three attempts). Without this, a reconcile
+// of a dozen calls under partial throttling almost never completes, and a
+// throttled operation poll reports a successful attach as failed.
+const throttleRetries = 2
+
+var throttleBackoff = 200 * time.Millisecond
+
+// call runs one Compute call through its limiter, retrying throttled ones.
+func (p *Provider) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	delay := throttleBackoff
+	for attempt := 0; ; attempt++ {
+		err := p.calls.Call(ctx, op, fn)
+		if attempt == throttleRetries || providers.ClassOf(err) != providers.Throttled {
+			return err
+		}
+		// Jittered, so the bindings throttled together spread out.
+		t := time.NewTimer(delay/2 + rand.N(delay/2))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
+
 // wait awaits an operation. It polls like op.Wait but starts from
 // Options.OperationPoll instead of a fixed second, and each poll goes
 // through the operations bucket. An operation answered DONE costs no poll.
@@ -151,7 +183,7 @@ func (p *Provider) wait(ctx context.Context, op *compute.Operation) error {
 	}
 	delay := p.opts.OperationPoll
 	for {
-		err := p.calls.Call(ctx, opOperationsPoll, func(ctx context.Context) error { return op.Poll(ctx) })
+		err := p.call(ctx, opOperationsPoll, func(ctx context.Context) error { return op.Poll(ctx) })
 		if err != nil || op.Done() {
 			return err
 		}
@@ -182,7 +214,7 @@ func opError(op *computepb.Operation) error {
 // mutate runs one mutating call and awaits its operation.
 func (p *Provider) mutate(ctx context.Context, name string, call func(ctx context.Context) (*compute.Operation, error)) error {
 	var op *compute.Operation
-	err := p.calls.Call(ctx, name, func(ctx context.Context) (err error) {
+	err := p.call(ctx, name, func(ctx context.Context) (err error) {
 		op, err = call(ctx)
 		return err
 	})
@@ -196,7 +228,7 @@ func (p *Provider) mutate(ctx context.Context, name string, call func(ctx contex
 // list (GCE answers per zone; only zones with a match matter).
 func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*computepb.NetworkEndpointGroup, error) {
 	out := map[string]*computepb.NetworkEndpointGroup{}
-	err := p.calls.Call(ctx, opNEGAggregated, func(ctx context.Context) error {
+	err := p.call(ctx, opNEGAggregated, func(ctx context.Context) error {
 		clear(out)
 		it := p.c.negs.AggregatedList(ctx, &computepb.AggregatedListNetworkEndpointGroupsRequest{
 			Project: p.opts.Project,
@@ -227,7 +259,7 @@ func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*compu
 
 func (p *Provider) getNEG(ctx context.Context, zone, name string) (*computepb.NetworkEndpointGroup, error) {
 	var n *computepb.NetworkEndpointGroup
-	err := p.calls.Call(ctx, opNEGGet, func(ctx context.Context) (err error) {
+	err := p.call(ctx, opNEGGet, func(ctx context.Context) (err error) {
 		n, err = p.c.negs.Get(ctx, &computepb.GetNetworkEndpointGroupRequest{Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name})
 		return err
 	})
@@ -248,7 +280,7 @@ func (p *Provider) deleteNEG(ctx context.Context, zone, name string) error {
 // name. One call per 500 endpoints (pages are fetched in one limiter slot).
 func (p *Provider) listEndpoints(ctx context.Context, zone, name string) (map[providers.TargetKey]string, error) {
 	out := map[providers.TargetKey]string{}
-	err := p.calls.Call(ctx, opNEGList, func(ctx context.Context) error {
+	err := p.call(ctx, opNEGList, func(ctx context.Context) error {
 		clear(out)
 		it := p.c.negs.ListNetworkEndpoints(ctx, &computepb.ListNetworkEndpointsNetworkEndpointGroupsRequest{
 			Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name,
@@ -276,13 +308,13 @@ func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*compute
 	var bs *computepb.BackendService
 	project := p.project(ref)
 	if ref.Region == "" {
-		err := p.calls.Call(ctx, opBSGet, func(ctx context.Context) (err error) {
+		err := p.call(ctx, opBSGet, func(ctx context.Context) (err error) {
 			bs, err = p.c.bs.Get(ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: ref.Name})
 			return err
 		})
 		return bs, err
 	}
-	err := p.calls.Call(ctx, opRBSGet, func(ctx context.Context) (err error) {
+	err := p.call(ctx, opRBSGet, func(ctx context.Context) (err error) {
 		bs, err = p.c.rbs.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name})
 		return err
 	})
@@ -324,13 +356,13 @@ func (p *Provider) groupHealth(ctx context.Context, ref serviceRef, negURL strin
 	project := p.project(ref)
 	group := &computepb.ResourceGroupReference{Group: proto.String(negURL)}
 	if ref.Region == "" {
-		err := p.calls.Call(ctx, opBSGetHealth, func(ctx context.Context) (err error) {
+		err := p.call(ctx, opBSGetHealth, func(ctx context.Context) (err error) {
 			out, err = p.c.bs.GetHealth(ctx, &computepb.GetHealthBackendServiceRequest{Project: project, BackendService: ref.Name, ResourceGroupReferenceResource: group})
 			return err
 		})
 		return out.GetHealthStatus(), err
 	}
-	err := p.calls.Call(ctx, opRBSGetHealth, func(ctx context.Context) (err error) {
+	err := p.call(ctx, opRBSGetHealth, func(ctx context.Context) (err error) {
 		out, err = p.c.rbs.GetHealth(ctx, &computepb.GetHealthRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name, ResourceGroupReferenceResource: group})
 		return err
 	})

@@ -811,7 +811,7 @@ func (p *Provider) endpointBatch(ctx context.Context, ns *negState, zone, name s
 	if !attach {
 		method = opNEGDetach
 	}
-	err := p.calls.Call(ctx, method, func(ctx context.Context) (err error) {
+	err := p.call(ctx, method, func(ctx context.Context) (err error) {
 		if attach {
 			op, err = p.c.negs.AttachNetworkEndpoints(ctx, &computepb.AttachNetworkEndpointsNetworkEndpointGroupRequest{
 				Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name,

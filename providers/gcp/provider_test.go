@@ -760,3 +760,45 @@ func TestNEGUsedElsewhereIsReported(t *testing.T) {
 		t.Fatal("NEGs not in use elsewhere should be deleted")
 	}
 }
+
+// A call answered 403 rateLimitExceeded did nothing: the provider retries
+// it a couple of times before giving the binding's pass up, and reports a
+// throttle that outlasts the retries as Throttled.
+func TestThrottledCallsAreRetried(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 0)
+	g := e.ensure(binding(`{"backendService":"web"}`, zones3[0]))
+	port, _ := tcpListener(t, "127.0.0.1")
+	plan := providers.Plan{Register: []providers.Target{target("127.0.0.1", port, zones3[0])}}
+
+	e.srv.SetRateLimitRate(1)
+	err := e.p.Apply(e.ctx, g, plan)
+	if providers.ClassOf(err) != providers.Throttled {
+		t.Fatalf("Apply under a lasting throttle: %v, want Throttled", err)
+	}
+	if st := e.srv.Stats().Methods[opNEGAttach]; st.Calls != 1+throttleRetries || st.RateLimited != st.Calls {
+		t.Fatalf("attach stats %+v, want %d rate-limited calls", st, 1+throttleRetries)
+	}
+
+	// Lift the throttle as soon as the next attach has been turned away:
+	// the retry goes through.
+	e.srv.ResetStats()
+	lifted := make(chan struct{})
+	go func() {
+		defer close(lifted)
+		for e.srv.Stats().Methods[opNEGAttach].RateLimited == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		e.srv.SetRateLimitRate(0)
+	}()
+	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+		t.Fatalf("Apply with one throttled attach: %v", err)
+	}
+	<-lifted
+	if eps := e.srv.Endpoints(zones3[0], g.Status["negs"]); len(eps) != 1 {
+		t.Fatalf("endpoints %+v", eps)
+	}
+	if st := e.srv.Stats().Methods[opNEGAttach]; st.RateLimited != 1 || st.Calls != 2 {
+		t.Fatalf("attach stats %+v, want one throttled call and its retry", st)
+	}
+}
