@@ -1,10 +1,11 @@
-// Command podlb-sandbox starts a local cluster (real control plane, simulated
-// nodes), deploys a small Deployment behind the podlb readiness gate and
-// shows its pods answering on their IPs. With --keep it stays up until
-// Ctrl-C so the cluster can be explored with kubectl.
+// Command podlb-sandbox is what `make demo` runs: a local cluster (real
+// control plane, simulated nodes), the AWS and GCP emulators, and the real
+// podlb-controller binary configured for both clouds. It puts a sample app
+// behind a load balancer on each cloud twice, once with podlb's readiness
+// gate and once without, rolls both out under steady traffic and reports
+// what a client saw and what the clouds were asked.
 //
-// This is the first cut of the sandbox: the emulated clouds and the
-// controller come next.
+// With --keep everything stays up until Ctrl-C, to explore with kubectl.
 package main
 
 import (
@@ -12,221 +13,549 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podlb/podlb/internal/version"
 	"github.com/podlb/podlb/test/cluster"
+	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
 const (
-	gate      = "podlb.io/load-balancer-ready"
-	namespace = "default"
-	appName   = "hello"
-	appPort   = 8080
+	clusterName         = "sandbox"
+	controllerNamespace = "podlb-system"
+	// Traffic per load balancer: each request is a new TCP connection, as
+	// a load balancer sees clients, so a connection that finds no healthy
+	// target shows up as a failure.
+	loadWorkers  = 2
+	loadInterval = 25 * time.Millisecond
+	// settleTime keeps traffic flowing after a rollout has settled, while
+	// the last old pods finish draining.
+	settleTime     = 2 * time.Second
+	rolloutTimeout = 5 * time.Minute
 )
 
-func main() {
-	keep := flag.Bool("keep", false, "keep the cluster running until interrupted")
-	cloud := flag.String("cloud", "aws", `provider ID form of the nodes: "aws" or "gce"`)
-	replicas := flag.Int("replicas", 3, "replicas of the demo Deployment")
-	verbose := flag.Bool("v", false, "log cluster start-up and simulator details")
-	flag.Parse()
+// Exit codes beyond 0 and 1 (the sandbox could not do its job).
+const exitGatedFailures = 2
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *cloud, int32(*replicas), *keep, *verbose); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "podlb-sandbox:", err)
+type config struct {
+	replicas int
+	timing   timing
+	clouds   []string
+	report   string
+	keep     bool
+	verbose  bool
+}
+
+func main() {
+	var cfg config
+	var clouds string
+	flag.IntVar(&cfg.replicas, "replicas", 6, "replicas of each sample Deployment")
+	flag.DurationVar(&cfg.timing.registrationDelay, "registration-delay", 4*time.Second,
+		"emulated time before a new target gets traffic: the NLB's registration on AWS, on GCP the interval of its health checks (2 passes make an endpoint healthy) (real clouds: tens of seconds to minutes)")
+	flag.DurationVar(&cfg.timing.healthCheckInterval, "health-check-interval", 200*time.Millisecond,
+		"emulated NLB health check interval (2 passes make a target healthy)")
+	flag.StringVar(&clouds, "clouds", "aws,gcp", "clouds to emulate and put the apps behind: aws, gcp or both")
+	flag.StringVar(&cfg.report, "report", "", "also write the report as JSON to this file")
+	flag.BoolVar(&cfg.keep, "keep", false, "after the report, keep everything running until Ctrl-C")
+	flag.BoolVar(&cfg.verbose, "v", false, "log cluster and emulator details")
+	flag.Parse()
+	cfg.timing.drain = time.Second
+	for _, c := range strings.Split(clouds, ",") {
+		switch c = strings.TrimSpace(c); c {
+		case "aws", "gcp":
+			cfg.clouds = append(cfg.clouds, c)
+		case "":
+		default:
+			fmt.Fprintf(os.Stderr, "podlb-sandbox: --clouds: unknown cloud %q (want aws, gcp)\n", c)
+			os.Exit(1)
+		}
+	}
+	if len(cfg.clouds) == 0 || cfg.replicas < 1 || cfg.timing.healthCheckInterval <= 0 || cfg.timing.registrationDelay < 0 {
+		fmt.Fprintln(os.Stderr, "podlb-sandbox: need at least one cloud, one replica and a positive health check interval")
 		os.Exit(1)
 	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first Ctrl-C tears down in order; a second one ends the sandbox
+	// at once, and the kernel kills the children with it.
+	go func() { <-ctx.Done(); stop() }()
+	os.Exit(run(ctx, cfg))
 }
 
-func run(ctx context.Context, cloud string, replicas int32, keep, verbose bool) error {
-	fmt.Printf("podlb-sandbox %s: starting a local cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, 3 simulated nodes)\n", version.Version)
-	opts := cluster.Options{Nodes: 3, Cloud: cloud}
-	if verbose {
-		opts.Logf = func(format string, args ...any) { fmt.Printf("  "+format+"\n", args...) }
+// run returns the exit code once everything it started has stopped.
+func run(ctx context.Context, cfg config) int {
+	s := &sandbox{cfg: cfg, enabled: map[string]bool{}, began: time.Now()}
+	for _, c := range cfg.clouds {
+		s.enabled[c] = true
 	}
-	began := time.Now()
-	c, err := cluster.Start(ctx, opts)
+	defer s.teardown()
+	rep, err := s.demo(ctx)
+	if errors.Is(err, context.Canceled) || (err != nil && ctx.Err() != nil) {
+		fmt.Println("\ninterrupted")
+		return 130
+	}
 	if err != nil {
-		return err
+		fmt.Fprintln(os.Stderr, "podlb-sandbox:", err)
+		return 1
 	}
-	defer func() {
-		fmt.Println("stopping the cluster")
-		c.Stop()
-	}()
-	fmt.Printf("cluster up in %v\n\n", time.Since(began).Round(time.Millisecond))
-
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tZONE\tPROVIDER ID\tHOST IP\tPOD CIDR")
-	for _, n := range c.Nodes {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Zone, n.ProviderID, n.HostIP, n.PodCIDR)
+	if cfg.keep {
+		s.printKeep()
+		<-ctx.Done()
+		fmt.Println()
 	}
-	w.Flush()
-
-	d := cluster.NewDeployment(namespace, appName, cluster.DeploymentOptions{Replicas: replicas, Port: appPort, Gates: []string{gate}})
-	if _, err := c.Client.AppsV1().Deployments(namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		return err
+	if !rep.Passed {
+		return exitGatedFailures
 	}
-	fmt.Printf("\ncreated Deployment %s/%s: %d replicas with readiness gate %s\n", namespace, appName, replicas, gate)
-
-	// Until the controller lands, nobody sets the gate: the pods run and
-	// serve but stay unready, which is what a gated rollout looks like
-	// before the load balancer has confirmed the targets.
-	if err := waitPods(ctx, c, replicas, func(p *corev1.Pod) bool { return conditionStatus(p, corev1.ContainersReady) == corev1.ConditionTrue }); err != nil {
-		return err
-	}
-	fmt.Println("\npods running, gate not yet set (the controller would set it once the load balancer sees them healthy):")
-	if err := printPods(ctx, c); err != nil {
-		return err
-	}
-
-	fmt.Printf("\nsetting %s=True on every pod, as the controller will\n", gate)
-	if err := setGates(ctx, c); err != nil {
-		return err
-	}
-	if err := waitPods(ctx, c, replicas, func(p *corev1.Pod) bool { return conditionStatus(p, corev1.PodReady) == corev1.ConditionTrue }); err != nil {
-		return err
-	}
-	if err := printPods(ctx, c); err != nil {
-		return err
-	}
-
-	fmt.Println("\nasking every pod on its IP (10.X.Y.Z is served on loopback 127.X.Y.Z):")
-	if err := probePods(ctx, c); err != nil {
-		return err
-	}
-
-	if !keep {
-		fmt.Printf("\nkubeconfig: %s (removed on exit; run with --keep to explore the cluster)\n", c.Kubeconfig)
-		return nil
-	}
-	fmt.Printf("\nkubeconfig: %s\n", c.Kubeconfig)
-	fmt.Printf("  kubectl --kubeconfig %s get pods -o wide\n", c.Kubeconfig)
-	fmt.Println("cluster running; Ctrl-C to stop")
-	<-ctx.Done()
-	return nil
+	return 0
 }
 
-func listPods(ctx context.Context, c *cluster.Cluster) ([]corev1.Pod, error) {
-	list, err := c.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + appName})
+// sandbox is everything the demo starts, in the order it tears it down.
+type sandbox struct {
+	cfg     config
+	enabled map[string]bool
+	began   time.Time
+
+	cluster    *cluster.Cluster
+	clouds     *clouds
+	controller *child
+	metrics    string
+	apps       []*app
+}
+
+func (s *sandbox) logf(format string, args ...any) {
+	if s.cfg.verbose {
+		fmt.Printf("  "+format+"\n", args...)
+	}
+}
+
+func (s *sandbox) step(format string, args ...any) {
+	fmt.Printf("%6.1fs  %s\n", time.Since(s.began).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (s *sandbox) demo(ctx context.Context) (*report, error) {
+	t := s.cfg.timing
+	fmt.Printf("podlb-sandbox %s: clouds %s, %d replicas; emulated AWS: NLB registration %v, then health checks every %v; emulated GCP: health checks every %v\n",
+		version.Version, strings.Join(s.cfg.clouds, ","), s.cfg.replicas, t.registrationDelay, t.healthCheckInterval, t.gcpCheckInterval())
+	controllerBinary, err := siblingBinaries()
 	if err != nil {
 		return nil, err
 	}
-	return list.Items, nil
+
+	opts := cluster.Options{Nodes: 3, Cloud: "gce"}
+	if s.cfg.verbose {
+		opts.Logf = s.logf
+	}
+	if s.cluster, err = cluster.Start(ctx, opts); err != nil {
+		return nil, err
+	}
+	zones := make([]string, 0, len(s.cluster.Nodes))
+	for _, n := range s.cluster.Nodes {
+		zones = append(zones, n.Zone)
+	}
+	s.step("cluster up: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, %d simulated nodes in %s",
+		len(s.cluster.Nodes), strings.Join(zones, ", "))
+
+	if s.clouds, err = startClouds(ctx, s.cluster, s.enabled, s.cfg.timing); err != nil {
+		return nil, err
+	}
+	for _, c := range s.cfg.clouds {
+		s.step("%s emulator: %s", c, s.clouds.endpoints()[c])
+	}
+
+	if err := s.startController(ctx, controllerBinary); err != nil {
+		return nil, err
+	}
+	s.step("podlb-controller running (pid %d, log %s)", s.controller.pid(), s.controller.logPath)
+
+	s.apps = []*app{{name: "gated", gated: true}, {name: "ungated"}}
+	if err := s.deploy(ctx); err != nil {
+		return nil, err
+	}
+	s.step("waiting for the load balancers to serve every pod")
+	if err := s.waitServed(ctx, 3*time.Minute); err != nil {
+		return nil, err
+	}
+	s.step("all %d load balancers serve their %d pods", len(s.apps)*len(s.cfg.clouds), s.cfg.replicas)
+
+	rep, err := s.rollout(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.print(os.Stdout)
+	if s.cfg.report != "" {
+		if err := rep.write(s.cfg.report); err != nil {
+			return nil, err
+		}
+		fmt.Printf("report written to %s\n", s.cfg.report)
+	}
+	return rep, nil
 }
 
-func waitPods(ctx context.Context, c *cluster.Cluster, want int32, ok func(*corev1.Pod) bool) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+// siblingBinaries finds podlb-controller next to this binary (make build
+// puts them together) and, unless the environment names them, the
+// control-plane binaries in bin/k8s beside it, so the sandbox runs from any
+// working directory.
+func siblingBinaries() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	dir := filepath.Dir(exe)
+	controller := filepath.Join(dir, "podlb-controller")
+	if _, err := os.Stat(controller); err != nil {
+		return "", fmt.Errorf("podlb-controller not found next to %s (run `make build`): %w", exe, err)
+	}
+	if os.Getenv(cluster.BinaryEnv) == "" {
+		if _, err := os.Stat(filepath.Join(dir, "k8s", "kube-apiserver")); err == nil {
+			_ = os.Setenv(cluster.BinaryEnv, filepath.Join(dir, "k8s"))
+		}
+	}
+	return controller, nil
+}
+
+// startController runs podlb-controller as its own process with the flags
+// a real deployment would use, pointed at the emulators.
+func (s *sandbox) startController(ctx context.Context, binary string) error {
+	_, err := s.cluster.Client.CoreV1().Namespaces().Create(ctx,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllerNamespace}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	metricsPort, err := freeLoopbackPort()
+	if err != nil {
+		return err
+	}
+	probePort, err := freeLoopbackPort()
+	if err != nil {
+		return err
+	}
+	s.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	args := []string{
+		"--cluster-name=" + clusterName,
+		"--providers=" + strings.Join(s.cfg.clouds, ","),
+		"--kubeconfig=" + s.cluster.Kubeconfig,
+		"--namespace=" + controllerNamespace,
+		// One replica: nothing to elect, and no lease wait at start-up.
+		"--leader-elect=false",
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
+		// Pending targets are polled this often; with emulated seconds
+		// instead of minutes, the default second would dominate.
+		"--health-poll-interval=500ms",
+		"--coalesce-window=200ms",
+	}
+	var env []string
+	if s.enabled["aws"] {
+		url := s.clouds.aws.URL()
+		args = append(args, "--aws-region="+awsRegion, "--aws-vpc-id="+sandboxVPC,
+			"--aws-endpoint-elbv2="+url, "--aws-endpoint-ec2="+url)
+		// The standard credential chain takes these first; the emulator
+		// accepts any. No instance metadata lookups leave the machine.
+		env = append(env, "AWS_ACCESS_KEY_ID=AKIDPODLBSANDBOX", "AWS_SECRET_ACCESS_KEY=sandbox", "AWS_EC2_METADATA_DISABLED=true")
+	}
+	if s.enabled["gcp"] {
+		args = append(args, "--gcp-project="+s.cluster.GCEProject, "--gcp-endpoint="+s.clouds.gcp.URL())
+	}
+	s.logf("podlb-controller %s", strings.Join(args, " "))
+	if s.controller, err = startChild("podlb-controller", binary, s.cluster.Dir, env, args...); err != nil {
+		return err
+	}
+	return s.waitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", probePort))
+}
+
+func (s *sandbox) waitHealthy(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		pods, err := listPods(ctx, c)
-		if err != nil {
-			return err
-		}
-		n := int32(0)
-		for i := range pods {
-			if ok(&pods[i]) {
-				n++
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
 			}
 		}
-		if n >= want {
-			return nil
+		if !s.controller.running() {
+			return s.controller.failure("did not start")
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for pods: %w", ctx.Err())
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return s.controller.failure("not healthy within a minute")
+			}
+			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-func printPods(ctx context.Context, c *cluster.Cluster) error {
-	pods, err := listPods(ctx, c)
-	if err != nil {
-		return err
+// controllerDown reports a controller that died, so waits end with its log
+// instead of a timeout.
+func (s *sandbox) controllerDown() error {
+	if s.controller.running() {
+		return nil
 	}
-	d, err := c.Client.AppsV1().Deployments(namespace).Get(ctx, appName, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "POD\tNODE\tPOD IP\tCONTAINERS READY\tGATE\tREADY\tREASON")
-	for i := range pods {
-		p := &pods[i]
-		reason := ""
-		if r := condition(p, corev1.PodReady); r != nil {
-			reason = r.Reason
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Spec.NodeName, p.Status.PodIP,
-			conditionStatus(p, corev1.ContainersReady), conditionStatus(p, gate), conditionStatus(p, corev1.PodReady), reason)
-	}
-	w.Flush()
-	fmt.Printf("deployment: %d/%d available\n", d.Status.AvailableReplicas, *d.Spec.Replicas)
-	return nil
+	return s.controller.failure("exited")
 }
 
-func setGates(ctx context.Context, c *cluster.Cluster) error {
-	pods, err := listPods(ctx, c)
+func freeLoopbackPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return 0, err
 	}
-	for _, p := range pods {
-		patch := fmt.Sprintf(`{"status":{"conditions":[{"type":%q,"status":"True","reason":"Sandbox","lastTransitionTime":%q}]}}`,
-			gate, time.Now().UTC().Format(time.RFC3339))
-		if _, err := c.Client.CoreV1().Pods(namespace).Patch(ctx, p.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// deploy creates, per app, the GCP load balancer (podlb adds NEGs to its
+// backend service), the Service and the Deployment, then the AWS load
+// balancer in front of the target group podlb created.
+func (s *sandbox) deploy(ctx context.Context) error {
+	for _, a := range s.apps {
+		a.lbs = map[string]*loadBalancer{}
+		if s.enabled["gcp"] {
+			addr, err := s.clouds.gcpLoadBalancer(ctx, a.lbName(), s.cfg.timing.drain)
+			if err != nil {
+				return fmt.Errorf("gcp load balancer for %s: %w", a.name, err)
+			}
+			a.lbs["gcp"] = &loadBalancer{cloud: "gcp", group: a.lbName(), name: a.lbName(), addr: addr}
+		}
+		svc, err := a.service(s.enabled, s.cfg.timing)
+		if err != nil {
 			return err
 		}
+		if _, err := s.cluster.Client.CoreV1().Services(namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if _, err := s.cluster.Client.AppsV1().Deployments(namespace).Create(ctx, a.deployment(int32(s.cfg.replicas), s.cfg.timing), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		how := "without a readiness gate"
+		if a.gated {
+			how = "with readiness gate " + gate
+		}
+		s.step("Deployment %s: %d replicas, maxSurge 1, maxUnavailable 0, preStop %v, %s", a.name, s.cfg.replicas, s.cfg.timing.preStop(), how)
 	}
-	return nil
-}
-
-func probePods(ctx context.Context, c *cluster.Cluster) error {
-	pods, err := listPods(ctx, c)
-	if err != nil {
-		return err
+	if !s.enabled["aws"] {
+		return nil
 	}
-	httpc := cluster.HTTPClient(5 * time.Second)
-	for _, p := range pods {
-		url := fmt.Sprintf("http://%s:%d/", p.Status.PodIP, appPort)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := httpc.Do(req)
+	for _, a := range s.apps {
+		arn, err := awsTargetGroup(ctx, s.cluster, a.name, s.controllerDown)
 		if err != nil {
-			return fmt.Errorf("GET %s: %w", url, err)
+			return err
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		fmt.Printf("  GET %-24s -> %d %q\n", url, resp.StatusCode, strings.TrimSpace(string(body)))
-		if resp.StatusCode != http.StatusOK || string(body) != p.Name {
-			return fmt.Errorf("pod %s answered %d %q", p.Name, resp.StatusCode, body)
+		_, addr, err := s.clouds.awsLoadBalancer(ctx, a.lbName(), arn)
+		if err != nil {
+			return fmt.Errorf("aws load balancer for %s: %w", a.name, err)
 		}
+		a.lbs["aws"] = &loadBalancer{cloud: "aws", group: arn, name: a.lbName(), addr: addr}
+		s.step("aws: podlb created target group %s; NLB %s listens on %s", shortARN(arn), a.lbName(), addr)
 	}
-	return nil
-}
-
-func condition(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
-	for i := range p.Status.Conditions {
-		if p.Status.Conditions[i].Type == t {
-			return &p.Status.Conditions[i]
+	for _, a := range s.apps {
+		if lb := a.lbs["gcp"]; lb != nil {
+			s.step("gcp: TCP proxy load balancer %s listens on %s (podlb attaches its NEGs to backend service %s)", lb.name, lb.addr, lb.group)
 		}
 	}
 	return nil
 }
 
-func conditionStatus(p *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus {
-	if c := condition(p, t); c != nil {
-		return c.Status
+// shortARN keeps the resource part of an ARN, which is what identifies it
+// to a reader.
+func shortARN(arn string) string {
+	if i := strings.Index(arn, ":targetgroup/"); i >= 0 {
+		return arn[i+1:]
 	}
-	return "-"
+	return arn
+}
+
+// waitServed waits until every load balancer serves all pods of its app.
+func (s *sandbox) waitServed(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		pending := ""
+		for _, a := range s.apps {
+			v, err := a.observe(ctx, s.cluster, s.clouds)
+			if err != nil {
+				return err
+			}
+			if !v.served(a.gated, s.cfg.replicas) {
+				pending = fmt.Sprintf("%s: %d live pods, %d gates True, load balancers %s", a.name, v.Live, v.GateTrue, groupSummary(v))
+				break
+			}
+		}
+		if pending == "" {
+			return nil
+		}
+		if err := s.controllerDown(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the load balancers did not serve every pod within %v: %s (controller log: %s)", timeout, pending, s.controller.logPath)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func groupSummary(v appView) string {
+	var parts []string
+	for _, c := range sortedKeys(v.groups) {
+		g := v.groups[c]
+		parts = append(parts, fmt.Sprintf("%s %d registered/%d healthy", c, g.Registered, g.Healthy))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// rollout drives traffic through every load balancer, restarts both
+// Deployments at once and follows them until each app's load balancers
+// serve only new pods; then it stops that app's traffic.
+func (s *sandbox) rollout(ctx context.Context) (*report, error) {
+	for _, a := range s.apps {
+		for _, c := range sortedKeys(a.lbs) {
+			lb := a.lbs[c]
+			lb.load = e2eutil.StartLoad(lb.addr, loadWorkers, loadInterval)
+		}
+	}
+	defer s.stopLoads()
+	s.step("steady traffic through all %d load balancers: %d requests/s each, one connection per request",
+		len(s.apps)*len(s.cfg.clouds), int(float64(loadWorkers)*float64(time.Second)/float64(loadInterval)))
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Second): // a baseline before the rollouts
+	}
+
+	callsBefore := s.clouds.apiCalls()
+	for _, a := range s.apps {
+		if err := a.trigger(ctx, s.cluster); err != nil {
+			return nil, err
+		}
+	}
+	s.step("rolling update of both Deployments started (kubectl rollout restart)")
+	started := time.Now()
+	live := newDisplay(os.Stdout, s.cfg.clouds)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		views := map[string]appView{}
+		done := true
+		for _, a := range s.apps {
+			v, err := a.observe(ctx, s.cluster, s.clouds)
+			if err != nil {
+				return nil, err
+			}
+			views[a.name] = v
+			now := time.Now()
+			if a.rolledOut.IsZero() && v.Complete && v.Old == 0 {
+				a.rolledOut = now
+			}
+			if a.settled.IsZero() && !a.rolledOut.IsZero() && v.New == s.cfg.replicas && v.served(a.gated, s.cfg.replicas) {
+				a.settled = now
+			}
+			if !a.settled.IsZero() && now.Sub(a.settled) >= settleTime {
+				a.stopLoad()
+			} else {
+				done = false
+			}
+		}
+		live.update(time.Since(started), s.apps, views)
+		if done {
+			live.finish()
+			break
+		}
+		if err := s.controllerDown(); err != nil {
+			return nil, err
+		}
+		if time.Since(started) > rolloutTimeout {
+			live.finish()
+			return nil, fmt.Errorf("the rollouts did not settle within %v (controller log: %s)", rolloutTimeout, s.controller.logPath)
+		}
+		select {
+		case <-ctx.Done():
+			live.finish()
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return s.newReport(callsSince(s.clouds.apiCalls(), callsBefore)), nil
+}
+
+func (a *app) stopLoad() {
+	for _, lb := range a.lbs {
+		if lb.load != nil && lb.final == nil {
+			r := lb.load.Stop()
+			lb.final = &r
+		}
+	}
+}
+
+func (s *sandbox) stopLoads() {
+	for _, a := range s.apps {
+		a.stopLoad()
+	}
+}
+
+// printKeep tells the user how to reach what keeps running.
+func (s *sandbox) printKeep() {
+	k := s.cluster.Kubeconfig
+	fmt.Printf("\nEverything keeps running until Ctrl-C.\n\n")
+	fmt.Printf("kubeconfig:          %s\n", k)
+	fmt.Printf("podlb-controller:    pid %d, log %s, metrics %s\n", s.controller.pid(), s.controller.logPath, s.metrics)
+	for _, c := range s.cfg.clouds {
+		fmt.Printf("%s emulator API:    %s (counters at /_sim/stats)\n", c, s.clouds.endpoints()[c])
+	}
+	for _, a := range s.apps {
+		for _, c := range sortedKeys(a.lbs) {
+			fmt.Printf("load balancer:       %-7s %s  http://%s/\n", a.name, c, a.lbs[c].addr)
+		}
+	}
+	fmt.Printf("\nTry:\n")
+	fmt.Printf("  export KUBECONFIG=%s\n", k)
+	fmt.Printf("  kubectl get pods -o wide\n")
+	fmt.Printf("  kubectl get pods -o custom-columns='POD:.metadata.name,GATE:.status.conditions[?(@.type==\"%s\")].status'\n", gate)
+	fmt.Printf("  kubectl get service gated -o jsonpath='{.metadata.annotations.podlb\\.io/status}'; echo\n")
+	fmt.Printf("  kubectl rollout restart deployment/gated && kubectl rollout status deployment/gated\n")
+	fmt.Printf("  kubectl scale deployment/gated --replicas=%d\n", s.cfg.replicas+2)
+	if lb := s.apps[0].lbs[s.cfg.clouds[0]]; lb != nil {
+		fmt.Printf("  curl http://%s/\n", lb.addr)
+	}
+	for _, c := range s.cfg.clouds {
+		fmt.Printf("  curl %s/_sim/stats\n", s.clouds.endpoints()[c])
+	}
+	if s.enabled["gcp"] {
+		fmt.Printf("  curl %s/_sim/health\n", s.clouds.gcp.URL())
+	}
+	fmt.Printf("  kubectl get events --field-selector involvedObject.kind=Service\n")
+}
+
+// teardown stops everything in reverse order of start; every step is safe
+// when its part never started.
+func (s *sandbox) teardown() {
+	if s.cluster == nil {
+		return
+	}
+	fmt.Println("stopping podlb-controller, the emulators and the cluster")
+	s.stopLoads()
+	s.controller.stop(10 * time.Second)
+	if s.clouds != nil {
+		s.clouds.close()
+	}
+	s.cluster.Stop()
 }

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	compute "cloud.google.com/go/compute/apiv1"
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"google.golang.org/api/option"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/podlb/podlb/providers/aws/elbv2sim"
+	"github.com/podlb/podlb/providers/gcp/computesim"
+	"github.com/podlb/podlb/test/cluster"
+	"github.com/podlb/podlb/test/e2e/e2eutil"
+)
+
+const (
+	awsRegion = "us-east-1"
+	// sandboxVPC holds every pod address of any local cluster (10.X.0.0/16),
+	// so ip targets validate as they would in a VPC-native cluster.
+	sandboxVPC  = "vpc-0sandbox0000001"
+	sandboxCIDR = "10.0.0.0/8"
+)
+
+// timing is the emulated clouds' pace: seconds where the real clouds take
+// minutes, long enough that an ungated rollout outruns them.
+type timing struct {
+	// registrationDelay is how long a new target waits before the load
+	// balancer sends it traffic. On AWS that is the NLB's registration,
+	// after which health checks run every healthCheckInterval. On GCP it
+	// is the health checking itself, two passes in a row (GCP's default
+	// interval is 5 s), so GCP checks every registrationDelay: a new
+	// endpoint turns HEALTHY one to two delays after it is attached.
+	registrationDelay   time.Duration
+	healthCheckInterval time.Duration
+	// drain is the deregistration delay (AWS) and connection draining
+	// timeout (GCP).
+	drain time.Duration
+}
+
+func (t timing) gcpCheckInterval() time.Duration {
+	return max(t.healthCheckInterval, t.registrationDelay)
+}
+
+// checkTimeout leaves a probe most of its interval, as the clouds' defaults
+// do, but never waits long for a pod that does not answer.
+func checkTimeout(interval time.Duration) time.Duration {
+	return min(interval*3/4, time.Second)
+}
+
+// clouds are the running emulators and clients pointed at them.
+type clouds struct {
+	aws *elbv2sim.Server
+	gcp *computesim.Server
+
+	gcpProject      string
+	healthChecks    *compute.HealthChecksClient
+	backendServices *compute.BackendServicesClient
+	tcpProxies      *compute.TargetTcpProxiesClient
+	forwardingRules *compute.GlobalForwardingRulesClient
+}
+
+// startClouds starts the emulators of the enabled clouds. Pod addresses
+// are mapped to the loopback addresses that really serve them.
+func startClouds(ctx context.Context, c *cluster.Cluster, enabled map[string]bool, t timing) (_ *clouds, err error) {
+	cl := &clouds{gcpProject: c.GCEProject}
+	defer func() {
+		if err != nil {
+			cl.close()
+		}
+	}()
+	if enabled["aws"] {
+		cl.aws, err = elbv2sim.Start(elbv2sim.Options{
+			Region:              awsRegion,
+			VPCs:                []elbv2sim.VPC{{ID: sandboxVPC, CIDRs: []string{sandboxCIDR}}},
+			RegistrationDelay:   t.registrationDelay,
+			HealthCheckInterval: t.healthCheckInterval,
+			HealthCheckTimeout:  checkTimeout(t.healthCheckInterval),
+			DeregistrationDelay: t.drain,
+			// AWS's published API rate limits: the demo shows podlb living
+			// within them.
+			Throttle:   elbv2sim.AWSThrottle(),
+			TargetAddr: cluster.LoopbackAddr,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("aws emulator: %w", err)
+		}
+	}
+	if enabled["gcp"] {
+		cl.gcp, err = computesim.Start(computesim.Options{
+			Project:             c.GCEProject,
+			HealthCheckInterval: t.gcpCheckInterval(),
+			HealthCheckTimeout:  checkTimeout(t.gcpCheckInterval()),
+			DrainingTimeout:     t.drain,
+			TargetAddr:          cluster.LoopbackAddr,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gcp emulator: %w", err)
+		}
+		// GCE_VM_IP_PORT endpoints name their VM, which must exist.
+		for _, n := range c.Nodes {
+			if err := cl.gcp.AddInstance(n.Zone, n.VMName, n.HostIP); err != nil {
+				return nil, fmt.Errorf("gcp emulator: instance %s: %w", n.VMName, err)
+			}
+		}
+		opts := []option.ClientOption{option.WithEndpoint(cl.gcp.URL()), option.WithoutAuthentication()}
+		if cl.healthChecks, err = compute.NewHealthChecksRESTClient(ctx, opts...); err != nil {
+			return nil, err
+		}
+		if cl.backendServices, err = compute.NewBackendServicesRESTClient(ctx, opts...); err != nil {
+			return nil, err
+		}
+		if cl.tcpProxies, err = compute.NewTargetTcpProxiesRESTClient(ctx, opts...); err != nil {
+			return nil, err
+		}
+		if cl.forwardingRules, err = compute.NewGlobalForwardingRulesRESTClient(ctx, opts...); err != nil {
+			return nil, err
+		}
+	}
+	return cl, nil
+}
+
+func (cl *clouds) close() {
+	// Only the GCP clients exist when GCP is enabled, and then all of them.
+	if cl.forwardingRules != nil {
+		_, _, _, _ = cl.healthChecks.Close(), cl.backendServices.Close(), cl.tcpProxies.Close(), cl.forwardingRules.Close()
+	}
+	if cl.aws != nil {
+		cl.aws.Close()
+	}
+	if cl.gcp != nil {
+		_ = cl.gcp.Close()
+	}
+}
+
+// awsLoadBalancer puts a network load balancer with a TCP listener in
+// front of a target group and returns the load balancer's ARN and the
+// listener's address.
+func (cl *clouds) awsLoadBalancer(ctx context.Context, name, targetGroupARN string) (string, string, error) {
+	return e2eutil.NLB(ctx, cl.aws, name, targetGroupARN)
+}
+
+// gcpLoadBalancer creates a TCP proxy load balancer without backends: a
+// TCP health check, a backend service with connection draining, a target
+// TCP proxy and a global forwarding rule. podlb adds the NEGs as backends.
+// It returns the forwarding rule's address.
+func (cl *clouds) gcpLoadBalancer(ctx context.Context, name string, drain time.Duration) (string, error) {
+	p := cl.gcpProject
+	hc := name + "-hc"
+	steps := []func() (*compute.Operation, error){
+		func() (*compute.Operation, error) {
+			return cl.healthChecks.Insert(ctx, &computepb.InsertHealthCheckRequest{Project: p, HealthCheckResource: &computepb.HealthCheck{
+				Name: proto.String(hc), Type: proto.String("TCP"),
+				CheckIntervalSec: proto.Int32(5), TimeoutSec: proto.Int32(5),
+				HealthyThreshold: proto.Int32(2), UnhealthyThreshold: proto.Int32(2),
+				TcpHealthCheck: &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")},
+			}})
+		},
+		func() (*compute.Operation, error) {
+			return cl.backendServices.Insert(ctx, &computepb.InsertBackendServiceRequest{Project: p, BackendServiceResource: &computepb.BackendService{
+				Name: proto.String(name), Protocol: proto.String("TCP"), LoadBalancingScheme: proto.String("EXTERNAL_MANAGED"),
+				HealthChecks:       []string{"global/healthChecks/" + hc},
+				ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(int32(max(drain/time.Second, 1)))},
+			}})
+		},
+		func() (*compute.Operation, error) {
+			return cl.tcpProxies.Insert(ctx, &computepb.InsertTargetTcpProxyRequest{Project: p, TargetTcpProxyResource: &computepb.TargetTcpProxy{
+				Name: proto.String(name + "-proxy"), Service: proto.String("global/backendServices/" + name),
+			}})
+		},
+		func() (*compute.Operation, error) {
+			return cl.forwardingRules.Insert(ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: p, ForwardingRuleResource: &computepb.ForwardingRule{
+				Name: proto.String(name), Target: proto.String("global/targetTcpProxies/" + name + "-proxy"),
+				PortRange: proto.String("80"), LoadBalancingScheme: proto.String("EXTERNAL_MANAGED"),
+			}})
+		},
+	}
+	for _, step := range steps {
+		op, err := step()
+		if err == nil {
+			err = op.Wait(ctx)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	addr := cl.gcp.ForwardingRuleAddr(name)
+	if addr == "" {
+		return "", fmt.Errorf("forwarding rule %s has no address", name)
+	}
+	return addr, nil
+}
+
+// groupCounts is what a load balancer knows of an app's pods.
+type groupCounts struct {
+	// Registered targets are in the group and not draining; Healthy ones
+	// receive new connections.
+	Registered, Healthy, Draining int
+	// healthy holds the "ip:port" of healthy targets, as Kubernetes
+	// reports the pod addresses.
+	healthy map[string]bool
+}
+
+// awsGroup reads a target group's state straight from the emulator, which
+// costs no API call and so leaves the call counts to podlb.
+func (cl *clouds) awsGroup(arn string) groupCounts {
+	g := groupCounts{healthy: map[string]bool{}}
+	for _, t := range cl.aws.Targets(arn) {
+		switch t.State {
+		case "draining":
+			g.Draining++
+			continue
+		case "healthy":
+			g.Healthy++
+			g.healthy[fmt.Sprintf("%s:%d", t.ID, t.Port)] = true
+		}
+		g.Registered++
+	}
+	return g
+}
+
+// gcpGroup reads a backend service's endpoint health from the emulator.
+func (cl *clouds) gcpGroup(backendService string) groupCounts {
+	g := groupCounts{healthy: map[string]bool{}}
+	for _, e := range cl.gcp.Health(backendService) {
+		switch e.State {
+		case computesim.StateDraining:
+			g.Draining++
+			continue
+		case computesim.StateHealthy:
+			g.Healthy++
+			g.healthy[fmt.Sprintf("%s:%d", e.IPAddress, e.Port)] = true
+		}
+		g.Registered++
+	}
+	return g
+}
+
+// apiCalls returns the calls per operation each emulator has answered.
+func (cl *clouds) apiCalls() map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	if cl.aws != nil {
+		out["aws"] = map[string]int64{}
+		for op, st := range cl.aws.Stats() {
+			out["aws"][op] = st.Calls
+		}
+	}
+	if cl.gcp != nil {
+		out["gcp"] = map[string]int64{}
+		for m, st := range cl.gcp.Stats().Methods {
+			out["gcp"][m] = st.Calls
+		}
+	}
+	return out
+}
+
+// callsSince subtracts an earlier apiCalls snapshot, dropping zeros.
+func callsSince(now, before map[string]map[string]int64) map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	for cloud, ops := range now {
+		out[cloud] = map[string]int64{}
+		for op, n := range ops {
+			if d := n - before[cloud][op]; d > 0 {
+				out[cloud][op] = d
+			}
+		}
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// endpoints are where a user reaches the emulators' APIs, for --keep.
+func (cl *clouds) endpoints() map[string]string {
+	out := map[string]string{}
+	if cl.aws != nil {
+		out["aws"] = cl.aws.URL()
+	}
+	if cl.gcp != nil {
+		out["gcp"] = cl.gcp.URL()
+	}
+	return out
+}
