@@ -116,6 +116,7 @@ func run(ctx context.Context, cfg config) int {
 		fmt.Println()
 	}
 	if !rep.Passed {
+		fmt.Fprintln(os.Stderr, "podlb-sandbox: the gated app lost requests during its rollout; see the report above and the controller log", s.controller.logPath)
 		return exitGatedFailures
 	}
 	return 0
