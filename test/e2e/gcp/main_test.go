@@ -1,0 +1,170 @@
+// Package gcp_test runs podlb end to end on GCP: a real control plane and
+// node simulator, the Compute emulator driven through the real apiv1
+// clients, and the controller in this process.
+package gcp_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"go.uber.org/zap/zapcore"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/podlb/podlb/internal/controller"
+	"github.com/podlb/podlb/providers"
+	awsprovider "github.com/podlb/podlb/providers/aws"
+	"github.com/podlb/podlb/providers/aws/elbv2sim"
+	"github.com/podlb/podlb/providers/gcp/computesim"
+	"github.com/podlb/podlb/targets"
+	"github.com/podlb/podlb/test/cluster"
+	"github.com/podlb/podlb/test/e2e/e2eutil"
+)
+
+const (
+	clusterName = "e2e-gcp"
+	project     = "podlb-test"
+)
+
+// Three nodes in three zones, plus a fourth node alone in a fourth zone,
+// which a test deletes to see that zone's NEG go.
+var (
+	zones    = []string{"us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"}
+	loneZone = zones[3]
+)
+
+// Emulated timing. Probes run every 300 ms whatever the health checks say;
+// connection draining lasts a second. GCE's programming latency (tens of
+// seconds before a new endpoint gets traffic) is played by the health
+// checks' healthyThreshold: at 10 consecutive passes a new endpoint stays
+// UNKNOWN for about 3 s, which a rollout without the gate outruns.
+const (
+	checkInterval       = 300 * time.Millisecond
+	operationDelay      = 100 * time.Millisecond
+	drainTimeout        = time.Second
+	slowHealthyCount    = 10
+	awsRegistrationWait = 4 * time.Second
+)
+
+var (
+	kube   *cluster.Cluster
+	sim    *computesim.Server
+	gce    *e2eutil.GCPClients
+	awsSim *elbv2sim.Server
+
+	ctrlMu sync.Mutex
+	ctrl   *e2eutil.Controller
+	// withAWS adds the AWS provider to the controller; the suite runs a
+	// GCP-only controller unless a test asks for both clouds.
+	withAWS bool
+)
+
+func TestMain(m *testing.M) {
+	cluster.RunMain(m, cluster.Options{Nodes: len(zones), Zones: zones, Cloud: "gce", GCEProject: project}, func(c *cluster.Cluster) {
+		kube = c
+		if err := setup(c); err != nil {
+			fmt.Fprintln(os.Stderr, "setup:", err)
+			c.Stop()
+			os.Exit(1)
+		}
+	})
+}
+
+func setup(c *cluster.Cluster) error {
+	var err error
+	sim, err = computesim.Start(computesim.Options{
+		Project:             project,
+		OperationDelay:      operationDelay,
+		HealthCheckInterval: checkInterval,
+		HealthCheckTimeout:  200 * time.Millisecond,
+		DrainingTimeout:     drainTimeout,
+		TargetAddr:          cluster.LoopbackAddr,
+	})
+	if err != nil {
+		return fmt.Errorf("computesim: %w", err)
+	}
+	// Every node is a VM the endpoints of its pods name.
+	for _, n := range c.Nodes {
+		if err := sim.AddInstance(n.Zone, n.VMName, n.HostIP); err != nil {
+			return fmt.Errorf("VM %s: %w", n.VMName, err)
+		}
+	}
+	if gce, err = e2eutil.NewGCPClients(context.Background(), sim, project); err != nil {
+		return err
+	}
+	awsSim, err = elbv2sim.Start(elbv2sim.Options{
+		RegistrationDelay:   awsRegistrationWait,
+		HealthCheckInterval: checkInterval,
+		HealthCheckTimeout:  150 * time.Millisecond,
+		DeregistrationDelay: drainTimeout,
+		TargetAddr:          cluster.LoopbackAddr,
+		VPCs:                []elbv2sim.VPC{{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}}},
+	})
+	if err != nil {
+		return fmt.Errorf("elbv2sim: %w", err)
+	}
+	return startController()
+}
+
+// startController runs a fresh controller, as a new process would be.
+func startController() error {
+	ctx := context.Background()
+	p, err := e2eutil.GCPProvider(ctx, sim, clusterName, project, nil)
+	if err != nil {
+		return err
+	}
+	provs := []providers.Provider{p}
+	if withAWS {
+		ap, err := e2eutil.AWSProvider(ctx, awsSim, clusterName, func(o *awsprovider.Options) { o.BatchSize = 200 })
+		if err != nil {
+			return err
+		}
+		provs = append(provs, ap)
+	}
+	ctl, err := e2eutil.StartController(kube.Config, controller.Options{
+		ClusterName:    clusterName,
+		LeaderElection: true,
+		Timing:         targets.Timing{Poll: 250 * time.Millisecond, Resync: time.Minute, Coalesce: 200 * time.Millisecond, MaxBackoff: 5 * time.Second},
+		Providers:      provs,
+		Logger:         debugLogger(),
+	})
+	if err != nil {
+		return err
+	}
+	ctrlMu.Lock()
+	ctrl = ctl
+	ctrlMu.Unlock()
+	return nil
+}
+
+func stopController() error {
+	ctrlMu.Lock()
+	defer ctrlMu.Unlock()
+	return ctrl.Stop()
+}
+
+// restartController stops the controller and starts it again, with or
+// without the AWS provider.
+func restartController(t *testing.T, aws bool) {
+	t.Helper()
+	if err := stopController(); err != nil {
+		t.Fatal(err)
+	}
+	withAWS = aws
+	if err := startController(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// debugLogger shows the controller's log when PODLB_E2E_DEBUG is set, for
+// finding out why a scenario does not converge.
+func debugLogger() logr.Logger {
+	if os.Getenv("PODLB_E2E_DEBUG") == "" {
+		return logr.Discard()
+	}
+	return zap.New(zap.UseDevMode(true), zap.Level(zapcore.Level(-2)))
+}
