@@ -172,6 +172,15 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	if !targets.HasGate(&pod) || pod.DeletionTimestamp != nil || pod.Spec.NodeName == "" {
 		return reconcile.Result{}, nil
 	}
+	cur := targets.PodCondition(&pod, targets.GateConditionType)
+	if cur != nil && cur.Status == corev1.ConditionTrue {
+		// The gate latches: it protects the rollout that created the pod.
+		// Taking a serving pod's readiness away later, because a load
+		// balancer flaps or an annotation is added, would take it out of
+		// every other Service path too, all replicas at once. Later health
+		// shows in status, metrics and Events instead.
+		return reconcile.Result{}, nil
+	}
 	v := Evaluate(&pod, r.Registry)
 	if v.Reason == ReasonNotSelected {
 		pending, err := r.unreconciledSelector(ctx, &pod)
@@ -185,7 +194,6 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	if !v.Known {
 		return reconcile.Result{}, nil
 	}
-	cur := targets.PodCondition(&pod, targets.GateConditionType)
 	if cur != nil && cur.Status == v.Status && cur.Reason == v.Reason && cur.Message == v.Message {
 		return reconcile.Result{}, nil
 	}
@@ -203,7 +211,7 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		return reconcile.Result{}, err
 	}
 	gateWrites.WithLabelValues(string(v.Status)).Inc()
-	if v.Status == corev1.ConditionTrue && (cur == nil || cur.Status != corev1.ConditionTrue) && !v.HealthySince.IsZero() {
+	if v.Status == corev1.ConditionTrue && !v.HealthySince.IsZero() {
 		gateLatency.Observe(time.Since(v.HealthySince).Seconds())
 	}
 	log.FromContext(ctx).V(1).Info("gate written", "status", v.Status, "reason", v.Reason, "message", v.Message)
