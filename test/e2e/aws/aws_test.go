@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podlb/podlb/readiness"
@@ -33,10 +32,10 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	gatedArn, gatedAddr := groupWithNLB(t, uniqueName(ns, "gated"))
 	plainArn, plainAddr := groupWithNLB(t, uniqueName(ns, "plain"))
 
-	create(t, service(ns, "gated", byName(`{"arn": "`+gatedArn+`"}`)))
-	create(t, gatedDeployment(ns, "gated", 10, true))
-	create(t, service(ns, "plain", byName(`{"arn": "`+plainArn+`"}`)))
-	create(t, gatedDeployment(ns, "plain", 10, false))
+	k8s.Create(t, e2eutil.WebService(ns, "gated", byName(`{"arn": "`+gatedArn+`"}`)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "gated", 10, true))
+	k8s.Create(t, e2eutil.WebService(ns, "plain", byName(`{"arn": "`+plainArn+`"}`)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "plain", 10, false))
 
 	e2eutil.Eventually(t, 90*time.Second, "10 gated pods healthy and Ready", func() error {
 		return converged(t, ns, "gated", gatedArn, 10, "healthy", true)
@@ -44,20 +43,20 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	e2eutil.Eventually(t, 90*time.Second, "10 ungated pods healthy", func() error {
 		return converged(t, ns, "plain", plainArn, 10, "healthy", false)
 	})
-	for _, p := range livePods(t, ns, "gated") {
+	for _, p := range k8s.LivePods(t, ns, "gated") {
 		if g := e2eutil.GateOf(&p); g.Reason != readiness.ReasonReady {
 			t.Errorf("pod %s gate reason %q", p.Name, g.Reason)
 		}
 	}
 	// Status and metrics agree with the cloud.
 	e2eutil.Eventually(t, 10*time.Second, "status annotation", func() error {
-		st := status(t, ns, "gated")
+		st := k8s.Status(t, ns, "gated")
 		if st == nil {
 			return fmt.Errorf("no status")
 		}
 		b := st.Bindings["aws"]["80"]
 		if b == nil || b.Desired != 10 || b.Registered != 10 || b.Healthy != 10 || b.Error != "" || b.Details["arn"] != gatedArn {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "gated"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "gated"))
 		}
 		return nil
 	})
@@ -69,13 +68,13 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	plainLoad := e2eutil.StartLoad(plainAddr, 4, 25*time.Millisecond)
 	time.Sleep(time.Second) // a baseline before the rollouts
 	old := map[string]bool{}
-	for _, p := range livePods(t, ns, "gated") {
+	for _, p := range k8s.LivePods(t, ns, "gated") {
 		old[p.Name] = true
 	}
-	restart(t, ns, "plain")
-	restart(t, ns, "gated")
-	waitRollout(t, ns, "plain", 2*time.Minute)
-	waitRollout(t, ns, "gated", 3*time.Minute)
+	k8s.Restart(t, ns, "plain")
+	k8s.Restart(t, ns, "gated")
+	k8s.WaitRollout(t, ns, "plain", 2*time.Minute)
+	k8s.WaitRollout(t, ns, "gated", 3*time.Minute)
 	e2eutil.Eventually(t, 60*time.Second, "new gated pods healthy", func() error {
 		return converged(t, ns, "gated", gatedArn, 10, "healthy", true)
 	})
@@ -92,7 +91,7 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	if plain.Failed == 0 {
 		t.Errorf("the ungated rollout failed no request (%d ok): the test cannot tell the gate's effect", plain.OK)
 	}
-	for _, p := range livePods(t, ns, "gated") {
+	for _, p := range k8s.LivePods(t, ns, "gated") {
 		if old[p.Name] {
 			t.Errorf("old pod %s survived the rollout", p.Name)
 		}
@@ -156,11 +155,11 @@ func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	arn, _ := groupWithNLB(t, uniqueName(ns, "scale"))
-	create(t, service(ns, "scale", map[string]string{
+	k8s.Create(t, e2eutil.WebService(ns, "scale", map[string]string{
 		"podlb.io/aws-target-groups": `{"80": {"arn": "` + arn + `"}}`,
 		targets.AnnotationReadiness:  "registered",
 	}))
-	create(t, gatedDeployment(ns, "scale", 10, true))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "scale", 10, true))
 	e2eutil.Eventually(t, 60*time.Second, "10 registered", func() error { return converged(t, ns, "scale", arn, 10, "healthy", true) })
 
 	phases := []struct {
@@ -171,13 +170,13 @@ func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 	for _, ph := range phases {
 		before := sim.Stats()
 		start := time.Now()
-		scale(t, ns, "scale", ph.replicas)
+		k8s.Scale(t, ns, "scale", ph.replicas)
 		e2eutil.Eventually(t, 3*time.Minute, fmt.Sprintf("%d pods registered", ph.replicas), func() error {
 			if ph.replicas == 0 {
 				if a := activeTargets(arn); len(a) != 0 {
 					return fmt.Errorf("%d targets left", len(a))
 				}
-				if n := len(pods(t, ns, "scale")); n != 0 {
+				if n := len(k8s.Pods(t, ns, "scale")); n != 0 {
 					return fmt.Errorf("%d pods left", n)
 				}
 				return nil
@@ -210,18 +209,18 @@ func TestManagedGroupLifecycle(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	spec := `{"create": {"protocol": "TCP", "healthCheck": {"intervalSeconds": 5, "healthyThreshold": 2}, "deregistrationDelaySeconds": 1, "tags": {"team": "shop"}}}`
-	create(t, service(ns, "managed", byName(spec)))
-	create(t, gatedDeployment(ns, "managed", 3, true))
+	k8s.Create(t, e2eutil.WebService(ns, "managed", byName(spec)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "managed", 3, true))
 
 	var arn string
 	e2eutil.Eventually(t, 30*time.Second, "group created", func() error {
-		st := status(t, ns, "managed")
+		st := k8s.Status(t, ns, "managed")
 		if st == nil || st.Bindings["aws"]["80"] == nil || st.Bindings["aws"]["80"].Details["arn"] == "" {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "managed"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "managed"))
 		}
 		arn = st.Bindings["aws"]["80"].Details["arn"]
 		if !st.Bindings["aws"]["80"].Owned {
-			return fmt.Errorf("not owned: %s", statusJSON(t, ns, "managed"))
+			return fmt.Errorf("not owned: %s", k8s.StatusJSON(t, ns, "managed"))
 		}
 		return nil
 	})
@@ -244,7 +243,7 @@ func TestManagedGroupLifecycle(t *testing.T) {
 	// No load balancer uses the group yet: targets are unused, gates stay
 	// False saying so, and the Service gets a Warning.
 	e2eutil.Eventually(t, 30*time.Second, "gates explain the unused group", func() error {
-		ps := livePods(t, ns, "managed")
+		ps := k8s.LivePods(t, ns, "managed")
 		if len(ps) != 3 {
 			return fmt.Errorf("%d pods", len(ps))
 		}
@@ -254,7 +253,7 @@ func TestManagedGroupLifecycle(t *testing.T) {
 				return fmt.Errorf("pod %s gate %+v", p.Name, g)
 			}
 		}
-		if len(warnings(t, ns, "managed", "used by no load balancer")) == 0 {
+		if len(k8s.Warnings(t, ns, "managed", "used by no load balancer")) == 0 {
 			return fmt.Errorf("no Warning about the unused group")
 		}
 		return nil
@@ -274,9 +273,9 @@ func TestManagedGroupLifecycle(t *testing.T) {
 
 	// The annotation goes: while the listener still uses the group podlb
 	// cannot delete it and says why; once the listener is gone, it does.
-	removeAnnotation(t, ns, "managed", "podlb.io/aws-target-groups")
+	k8s.Annotate(t, ns, "managed", "podlb.io/aws-target-groups", "")
 	e2eutil.Eventually(t, 30*time.Second, "Warning that the group is in use", func() error {
-		if len(warnings(t, ns, "managed", "still used by a load balancer")) == 0 {
+		if len(k8s.Warnings(t, ns, "managed", "still used by a load balancer")) == 0 {
 			return fmt.Errorf("no Warning yet")
 		}
 		return nil
@@ -307,18 +306,10 @@ func TestManagedGroupLifecycle(t *testing.T) {
 		return nil
 	})
 	// The gates, once True, stay True: the pods keep serving.
-	for _, p := range livePods(t, ns, "managed") {
+	for _, p := range k8s.LivePods(t, ns, "managed") {
 		if g := e2eutil.GateOf(&p); g == nil || g.Status != corev1.ConditionTrue || !e2eutil.IsReady(&p) {
 			t.Errorf("pod %s gate %+v after the annotation went", p.Name, g)
 		}
-	}
-}
-
-func removeAnnotation(t *testing.T, ns, name, key string) {
-	t.Helper()
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:null}}}`, key)
-	if _, err := kube.Client.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -336,8 +327,8 @@ func TestSharedGroupKeepsForeignTargets(t *testing.T) {
 	if _, err := c.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: foreign}); err != nil {
 		t.Fatal(err)
 	}
-	create(t, service(ns, "shared", byName(`{"arn": "`+arn+`"}`)))
-	create(t, gatedDeployment(ns, "shared", 3, false))
+	k8s.Create(t, e2eutil.WebService(ns, "shared", byName(`{"arn": "`+arn+`"}`)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "shared", 3, false))
 	foreignPresent := func() error {
 		a := activeTargets(arn)
 		for _, f := range foreign {
@@ -352,7 +343,7 @@ func TestSharedGroupKeepsForeignTargets(t *testing.T) {
 			return err
 		}
 		n := 0
-		for _, p := range livePods(t, ns, "shared") {
+		for _, p := range k8s.LivePods(t, ns, "shared") {
 			if _, ok := activeTargets(arn)[p.Status.PodIP+":8080"]; ok {
 				n++
 			}
@@ -362,7 +353,7 @@ func TestSharedGroupKeepsForeignTargets(t *testing.T) {
 		}
 		return nil
 	})
-	scale(t, ns, "shared", 1)
+	k8s.Scale(t, ns, "shared", 1)
 	e2eutil.Eventually(t, 60*time.Second, "scaled down to 1 + foreign", func() error {
 		if a := activeTargets(arn); len(a) != 3 {
 			return fmt.Errorf("targets %v", a)
@@ -393,12 +384,12 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	arn, addr := groupWithNLB(t, uniqueName(ns, "restart"))
-	create(t, service(ns, "restart", byName(`{"arn": "`+arn+`"}`)))
-	create(t, gatedDeployment(ns, "restart", 6, true))
+	k8s.Create(t, e2eutil.WebService(ns, "restart", byName(`{"arn": "`+arn+`"}`)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "restart", 6, true))
 	e2eutil.Eventually(t, 90*time.Second, "6 pods healthy", func() error { return converged(t, ns, "restart", arn, 6, "healthy", true) })
 
 	load := e2eutil.StartLoad(addr, 4, 25*time.Millisecond)
-	restart(t, ns, "restart")
+	k8s.Restart(t, ns, "restart")
 	e2eutil.Eventually(t, 60*time.Second, "rollout under way", func() error {
 		d, err := kube.Client.AppsV1().Deployments(ns).Get(ctx, "restart", metav1.GetOptions{})
 		if err != nil {
@@ -409,14 +400,14 @@ func TestControllerRestartMidRollout(t *testing.T) {
 		}
 		return nil
 	})
-	if err := stopController(); err != nil {
+	if err := ctrl.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	if err := startController(); err != nil {
+	if err := ctrl.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitRollout(t, ns, "restart", 3*time.Minute)
+	k8s.WaitRollout(t, ns, "restart", 3*time.Minute)
 	e2eutil.Eventually(t, 60*time.Second, "converged after restart", func() error { return converged(t, ns, "restart", arn, 6, "healthy", true) })
 	time.Sleep(2 * time.Second)
 	res := load.Stop()
@@ -445,13 +436,13 @@ func TestThrottlingConvergesQuietly(t *testing.T) {
 	before := sim.Stats()
 	sim.SetThrottleRate(0.2)
 	defer sim.SetThrottleRate(0)
-	create(t, service(ns, "throttle", byName(`{"arn": "`+arn+`"}`)))
-	create(t, gatedDeployment(ns, "throttle", 10, true))
+	k8s.Create(t, e2eutil.WebService(ns, "throttle", byName(`{"arn": "`+arn+`"}`)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "throttle", 10, true))
 	e2eutil.Eventually(t, 2*time.Minute, "10 pods healthy under throttling", func() error {
 		return converged(t, ns, "throttle", arn, 10, "healthy", true)
 	})
-	restart(t, ns, "throttle")
-	waitRollout(t, ns, "throttle", 3*time.Minute)
+	k8s.Restart(t, ns, "throttle")
+	k8s.WaitRollout(t, ns, "throttle", 3*time.Minute)
 	e2eutil.Eventually(t, 2*time.Minute, "rolled out under throttling", func() error {
 		return converged(t, ns, "throttle", arn, 10, "healthy", true)
 	})
@@ -462,7 +453,7 @@ func TestThrottlingConvergesQuietly(t *testing.T) {
 	if throttled == 0 {
 		t.Fatal("no call was throttled: the test injected nothing")
 	}
-	ws := allWarnings(t, ns, "throttle")
+	ws := k8s.AllWarnings(t, ns, "throttle")
 	t.Logf("%d calls throttled; %d Warning events", throttled, len(ws))
 	for _, w := range ws {
 		t.Errorf("Warning under throttling: %s: %s (x%d)", w.Reason, w.Message, w.Count)
@@ -504,43 +495,20 @@ func TestBadInputIsNamedAndIsolated(t *testing.T) {
 		{"udp", `{"http": {"arn": "` + udpArn + `"}}`, "cannot serve Service port 80/TCP"},
 		{"full", `{"http": {"arn": "` + fullArn + `"}}`, "TooManyTargets"},
 	}
-	create(t, service(ns, "good", byName(`{"arn": "`+goodArn+`"}`)))
-	create(t, gatedDeployment(ns, "good", 2, true))
+	k8s.Create(t, e2eutil.WebService(ns, "good", byName(`{"arn": "`+goodArn+`"}`)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "good", 2, true))
 	for _, tc := range cases {
-		create(t, service(ns, "bad-"+tc.name, map[string]string{"podlb.io/aws-target-groups": tc.annotation}))
-		create(t, gatedDeployment(ns, "bad-"+tc.name, 2, true))
+		k8s.Create(t, e2eutil.WebService(ns, "bad-"+tc.name, map[string]string{"podlb.io/aws-target-groups": tc.annotation}))
+		k8s.Create(t, e2eutil.RollingDeployment(ns, "bad-"+tc.name, 2, true))
 	}
 	e2eutil.Eventually(t, 90*time.Second, "good Service converges beside the bad ones", func() error {
 		return converged(t, ns, "good", goodArn, 2, "healthy", true)
 	})
-	for _, tc := range cases {
-		svc := "bad-" + tc.name
-		e2eutil.Eventually(t, 60*time.Second, tc.name+": Warning, status and gate name the problem", func() error {
-			if ws := warnings(t, ns, svc, tc.want); len(ws) == 0 {
-				return fmt.Errorf("no Warning containing %q; have %v", tc.want, allWarnings(t, ns, svc))
-			}
-			if s := statusJSON(t, ns, svc); !strings.Contains(s, strings.ReplaceAll(tc.want, `"`, `\"`)) {
-				return fmt.Errorf("status %s does not contain %q", s, tc.want)
-			}
-			for _, p := range livePods(t, ns, svc) {
-				g := e2eutil.GateOf(&p)
-				if g == nil || g.Status != corev1.ConditionFalse {
-					return fmt.Errorf("pod %s gate %+v", p.Name, g)
-				}
-			}
-			return nil
-		})
+	bad := make([]e2eutil.BadInput, len(cases))
+	for i, tc := range cases {
+		bad[i] = e2eutil.BadInput{Service: "bad-" + tc.name, Want: tc.want}
 	}
-	// No retry storm: a persistent problem is one Warning, not one per
-	// retry, and the full group still holds only its own targets.
-	time.Sleep(5 * time.Second)
-	for _, tc := range cases {
-		for _, w := range allWarnings(t, ns, "bad-"+tc.name) {
-			if w.Count > 2 {
-				t.Errorf("%s: Warning repeated %d times: %s", tc.name, w.Count, w.Message)
-			}
-		}
-	}
+	k8s.ExpectProblemsNamed(t, ns, bad)
 	if a := activeTargets(fullArn); len(a) != 1000 {
 		t.Errorf("full group holds %d targets, want the 1000 foreign ones", len(a))
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/podlb/podlb/providers"
 	awsprovider "github.com/podlb/podlb/providers/aws"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
-	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
@@ -32,15 +30,14 @@ const (
 
 var (
 	kube *cluster.Cluster
+	k8s  e2eutil.Kube
 	sim  *elbv2sim.Server
-
-	ctrlMu sync.Mutex
-	ctrl   *e2eutil.Controller
+	ctrl *e2eutil.Restartable
 )
 
 func TestMain(m *testing.M) {
 	cluster.RunMain(m, cluster.Options{Nodes: 3, Cloud: "aws"}, func(c *cluster.Cluster) {
-		kube = c
+		kube, k8s = c, e2eutil.Kube{Client: c.Client}
 		var err error
 		sim, err = elbv2sim.Start(elbv2sim.Options{
 			RegistrationDelay:   registrationDelay,
@@ -57,37 +54,25 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "elbv2sim:", err)
 			os.Exit(1)
 		}
-		if err := startController(); err != nil {
+		ctrl = e2eutil.NewRestartable(c.Config, controllerOptions)
+		if err := ctrl.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, "controller:", err)
 			os.Exit(1)
 		}
 	})
 }
 
-// startController runs a fresh controller, as a new process would be.
-func startController() error {
-	ctx := context.Background()
-	p, err := e2eutil.AWSProvider(ctx, sim, clusterName, func(o *awsprovider.Options) { o.BatchSize = 200 })
+// controllerOptions configure a fresh controller with a fresh provider,
+// as a new process would have.
+func controllerOptions() (controller.Options, error) {
+	p, err := e2eutil.AWSProvider(context.Background(), sim, clusterName, func(o *awsprovider.Options) { o.BatchSize = 200 })
 	if err != nil {
-		return err
+		return controller.Options{}, err
 	}
-	ctl, err := e2eutil.StartController(kube.Config, controller.Options{
+	return controller.Options{
 		ClusterName:    clusterName,
 		LeaderElection: true,
-		Timing:         targets.Timing{Poll: 250 * time.Millisecond, Resync: time.Minute, Coalesce: 200 * time.Millisecond, MaxBackoff: 5 * time.Second},
+		Timing:         e2eutil.FastTiming,
 		Providers:      []providers.Provider{p},
-	})
-	if err != nil {
-		return err
-	}
-	ctrlMu.Lock()
-	ctrl = ctl
-	ctrlMu.Unlock()
-	return nil
-}
-
-func stopController() error {
-	ctrlMu.Lock()
-	defer ctrlMu.Unlock()
-	return ctrl.Stop()
+	}, nil
 }

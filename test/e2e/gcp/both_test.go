@@ -79,17 +79,17 @@ func TestBothCloudsAtOnce(t *testing.T) {
 	if withAWS {
 		restartController(t, false)
 	}
-	svc := service(ns, "both", inBackendService(bs))
+	svc := e2eutil.WebService(ns, "both", inBackendService(bs))
 	svc.Annotations[awsAnnotation] = `{"http": {"arn": "` + arn + `"}}`
-	create(t, svc)
+	k8s.Create(t, svc)
 
 	// This controller serves GCP only: it binds the NEGs and lists the AWS
 	// annotation as ignored.
 	e2eutil.Eventually(t, 30*time.Second, "AWS annotation listed as ignored", func() error {
-		st := status(t, ns, "both")
+		st := k8s.Status(t, ns, "both")
 		if st == nil || st.Bindings["gcp"]["80"] == nil || len(st.Bindings["aws"]) != 0 ||
 			len(st.Ignored) != 1 || !strings.HasPrefix(st.Ignored[0], awsAnnotation+":") {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "both"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "both"))
 		}
 		return nil
 	})
@@ -108,14 +108,14 @@ func TestBothCloudsAtOnce(t *testing.T) {
 		})
 		restartController(t, false)
 	})
-	create(t, gatedDeployment(ns, "both", 6, true))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "both", 6, true))
 
 	bothConverged := func() error {
 		if err := converged(t, ns, "both", neg, bs, 6, computesim.StateHealthy, true); err != nil {
 			return fmt.Errorf("gcp: %w", err)
 		}
 		healthy := awsHealthy(arn)
-		for _, p := range livePods(t, ns, "both") {
+		for _, p := range k8s.LivePods(t, ns, "both") {
 			if healthy[p.Status.PodIP+":8080"].IsZero() {
 				return fmt.Errorf("aws: pod %s not healthy in %s: %v", p.Name, arn, healthy)
 			}
@@ -130,7 +130,7 @@ func TestBothCloudsAtOnce(t *testing.T) {
 	gatesAfterBothHealthy := func() {
 		t.Helper()
 		gcpAt, awsAt := health(bs), awsHealthy(arn)
-		for _, p := range livePods(t, ns, "both") {
+		for _, p := range k8s.LivePods(t, ns, "both") {
 			g := e2eutil.GateOf(&p)
 			key := p.Status.PodIP + ":8080"
 			for cloud, at := range map[string]time.Time{"gcp": gcpAt[key].FirstHealthyAt, "aws": awsAt[key]} {
@@ -143,18 +143,18 @@ func TestBothCloudsAtOnce(t *testing.T) {
 	e2eutil.Eventually(t, 90*time.Second, "6 pods healthy on both clouds", bothConverged)
 	gatesAfterBothHealthy()
 	e2eutil.Eventually(t, 10*time.Second, "status shows both clouds", func() error {
-		st := status(t, ns, "both")
+		st := k8s.Status(t, ns, "both")
 		if st == nil || len(st.Ignored) != 0 {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "both"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "both"))
 		}
 		for _, cloud := range []string{"aws", "gcp"} {
 			b := st.Bindings[cloud]["80"]
 			if b == nil || b.Desired != 6 || b.Registered != 6 || b.Healthy != 6 || b.Error != "" {
-				return fmt.Errorf("%s: status %s", cloud, statusJSON(t, ns, "both"))
+				return fmt.Errorf("%s: status %s", cloud, k8s.StatusJSON(t, ns, "both"))
 			}
 		}
 		if st.Bindings["aws"]["80"].Details["arn"] != arn || st.Bindings["gcp"]["80"].Details["negs"] != neg {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "both"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "both"))
 		}
 		return nil
 	})
@@ -162,8 +162,8 @@ func TestBothCloudsAtOnce(t *testing.T) {
 	gcpLoad := e2eutil.StartLoad(gcpAddr, 4, 25*time.Millisecond)
 	awsLoad := e2eutil.StartLoad(awsAddr, 4, 25*time.Millisecond)
 	time.Sleep(time.Second)
-	restart(t, ns, "both")
-	waitRollout(t, ns, "both", 3*time.Minute)
+	k8s.Restart(t, ns, "both")
+	k8s.WaitRollout(t, ns, "both", 3*time.Minute)
 	e2eutil.Eventually(t, 60*time.Second, "new pods healthy on both clouds", bothConverged)
 	time.Sleep(2 * time.Second) // old pods finish their preStop while traffic flows
 	g, a := gcpLoad.Stop(), awsLoad.Stop()

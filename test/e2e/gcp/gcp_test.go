@@ -34,10 +34,10 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	plainBS, plainAddr := loadBalancer(t, resourceName(ns, "plain"), slowHealthyCount)
 	gatedNEG, plainNEG := negName(ns, "gated"), negName(ns, "plain")
 
-	create(t, service(ns, "gated", inBackendService(gatedBS)))
-	create(t, gatedDeployment(ns, "gated", 10, true))
-	create(t, service(ns, "plain", inBackendService(plainBS)))
-	create(t, gatedDeployment(ns, "plain", 10, false))
+	k8s.Create(t, e2eutil.WebService(ns, "gated", inBackendService(gatedBS)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "gated", 10, true))
+	k8s.Create(t, e2eutil.WebService(ns, "plain", inBackendService(plainBS)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "plain", 10, false))
 
 	e2eutil.Eventually(t, 90*time.Second, "10 gated pods HEALTHY and Ready", func() error {
 		return converged(t, ns, "gated", gatedNEG, gatedBS, 10, computesim.StateHealthy, true)
@@ -69,7 +69,7 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 			t.Errorf("backend %s: mode %s, maxConnectionsPerEndpoint %d", b.GetGroup(), b.GetBalancingMode(), b.GetMaxConnectionsPerEndpoint())
 		}
 	}
-	for _, p := range livePods(t, ns, "gated") {
+	for _, p := range k8s.LivePods(t, ns, "gated") {
 		if g := e2eutil.GateOf(&p); g.Reason != readiness.ReasonReady {
 			t.Errorf("pod %s gate reason %q", p.Name, g.Reason)
 		}
@@ -80,7 +80,7 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 		if b == nil || b.Desired != 10 || b.Registered != 10 || b.Healthy != 10 || b.Error != "" || !b.Owned ||
 			b.Details["negs"] != gatedNEG || b.Details["zones"] != strings.Join(zs, ",") ||
 			b.Details["backendService"] != "projects/"+project+"/global/backendServices/"+gatedBS {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "gated"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "gated"))
 		}
 		return nil
 	})
@@ -89,13 +89,13 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	plainLoad := e2eutil.StartLoad(plainAddr, 4, 25*time.Millisecond)
 	time.Sleep(time.Second) // a baseline before the rollouts
 	old := map[string]bool{}
-	for _, p := range livePods(t, ns, "gated") {
+	for _, p := range k8s.LivePods(t, ns, "gated") {
 		old[p.Name] = true
 	}
-	restart(t, ns, "plain")
-	restart(t, ns, "gated")
-	waitRollout(t, ns, "plain", 2*time.Minute)
-	waitRollout(t, ns, "gated", 3*time.Minute)
+	k8s.Restart(t, ns, "plain")
+	k8s.Restart(t, ns, "gated")
+	k8s.WaitRollout(t, ns, "plain", 2*time.Minute)
+	k8s.WaitRollout(t, ns, "gated", 3*time.Minute)
 	e2eutil.Eventually(t, 60*time.Second, "new gated pods HEALTHY", func() error {
 		return converged(t, ns, "gated", gatedNEG, gatedBS, 10, computesim.StateHealthy, true)
 	})
@@ -113,7 +113,7 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 		t.Errorf("the ungated rollout failed no request (%d ok): the test cannot tell the gate's effect", plain.OK)
 	}
 	hs := health(gatedBS)
-	for _, p := range livePods(t, ns, "gated") {
+	for _, p := range k8s.LivePods(t, ns, "gated") {
 		if old[p.Name] {
 			t.Errorf("old pod %s survived the rollout", p.Name)
 		}
@@ -135,16 +135,16 @@ func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 	ns := kube.Namespace(t)
 	bs := backendService(t, resourceName(ns, "scale"), 2)
 	neg := negName(ns, "scale")
-	svc := service(ns, "scale", inBackendService(bs))
+	svc := e2eutil.WebService(ns, "scale", inBackendService(bs))
 	// registered mode: the gate follows attachment, so Ready pods are
 	// attached pods and the phases do not wait for health checks.
 	svc.Annotations[targets.AnnotationReadiness] = "registered"
-	create(t, svc)
-	create(t, gatedDeployment(ns, "scale", 10, true))
+	k8s.Create(t, svc)
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "scale", 10, true))
 	e2eutil.Eventually(t, 60*time.Second, "10 attached", func() error {
 		return converged(t, ns, "scale", neg, bs, 10, computesim.StateHealthy, true)
 	})
-	waitOthersGone(t, ns)
+	k8s.WaitOtherNamespacesGone(t, ns)
 
 	const coalesce = 200 * time.Millisecond
 	phases := []struct {
@@ -160,13 +160,13 @@ func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 		zs := len(zonesWithNodes(t))
 		before := sim.Stats()
 		start := time.Now()
-		scale(t, ns, "scale", ph.replicas)
+		k8s.Scale(t, ns, "scale", ph.replicas)
 		e2eutil.Eventually(t, 3*time.Minute, fmt.Sprintf("%d pods attached", ph.replicas), func() error {
 			if ph.replicas == 0 {
 				if eps, _ := negEndpoints(neg); len(eps) != 0 {
 					return fmt.Errorf("%d endpoints left", len(eps))
 				}
-				if n := len(pods(t, ns, "scale")); n != 0 {
+				if n := len(k8s.Pods(t, ns, "scale")); n != 0 {
 					return fmt.Errorf("%d pods left", n)
 				}
 				return nil
@@ -224,7 +224,7 @@ func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 			return fmt.Errorf("NEG %s still exists in %s", neg, loneZone)
 		}
 		if b := gcpStatus(t, ns, "scale"); b == nil || b.Details["zones"] != strings.Join(rest, ",") {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "scale"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "scale"))
 		}
 		return nil
 	})
@@ -232,7 +232,7 @@ func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 	// garbage collector, so the test does its part (force deletion of
 	// pods bound to a node that no longer exists). Their replacements land
 	// in the other zones.
-	for _, p := range pods(t, ns, "scale") {
+	for _, p := range k8s.Pods(t, ns, "scale") {
 		if p.Spec.NodeName == lone.Name {
 			if err := kube.Client.CoreV1().Pods(ns).Delete(ctx, p.Name, *metav1.NewDeleteOptions(0)); err != nil {
 				t.Fatal(err)
@@ -254,8 +254,8 @@ func TestBackendServiceSwitchAndRemoval(t *testing.T) {
 	first := backendService(t, resourceName(ns, "first"), 2)
 	second := backendService(t, resourceName(ns, "second"), 2)
 	neg := negName(ns, "web")
-	create(t, service(ns, "web", inBackendService(first)))
-	create(t, gatedDeployment(ns, "web", 3, true))
+	k8s.Create(t, e2eutil.WebService(ns, "web", inBackendService(first)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "web", 3, true))
 	e2eutil.Eventually(t, 60*time.Second, "HEALTHY in the first backend service", func() error {
 		return converged(t, ns, "web", neg, first, 3, computesim.StateHealthy, true)
 	})
@@ -264,7 +264,7 @@ func TestBackendServiceSwitchAndRemoval(t *testing.T) {
 		t.Fatalf("backends of %s: %v", first, got)
 	}
 
-	annotate(t, ns, "web", gcpprovider.AnnotationKey, `{"http": {"backendService": "`+second+`"}}`)
+	k8s.Annotate(t, ns, "web", gcpprovider.AnnotationKey, `{"http": {"backendService": "`+second+`"}}`)
 	e2eutil.Eventually(t, 60*time.Second, "NEGs moved to the second backend service", func() error {
 		if got := backendNEGs(t, second); !slices.Equal(got, zonal(neg, zs)) {
 			return fmt.Errorf("backends of %s: %v", second, got)
@@ -273,12 +273,12 @@ func TestBackendServiceSwitchAndRemoval(t *testing.T) {
 			return fmt.Errorf("backends of %s: %v", first, got)
 		}
 		if b := gcpStatus(t, ns, "web"); b == nil || !strings.HasSuffix(b.Details["backendService"], "/"+second) || b.Healthy != 3 {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "web"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "web"))
 		}
 		return converged(t, ns, "web", neg, second, 3, computesim.StateHealthy, true)
 	})
 
-	annotate(t, ns, "web", gcpprovider.AnnotationKey, "")
+	k8s.Annotate(t, ns, "web", gcpprovider.AnnotationKey, "")
 	e2eutil.Eventually(t, 60*time.Second, "NEGs detached and deleted, Service released", func() error {
 		if got := backendNEGs(t, second); len(got) != 0 {
 			return fmt.Errorf("backends of %s: %v", second, got)
@@ -316,7 +316,7 @@ func TestBackendServiceSwitchAndRemoval(t *testing.T) {
 		return nil
 	})
 	// The gates, once True, stay True: the pods keep serving.
-	for _, p := range livePods(t, ns, "web") {
+	for _, p := range k8s.LivePods(t, ns, "web") {
 		if g := e2eutil.GateOf(&p); g == nil || g.Status != corev1.ConditionTrue || !e2eutil.IsReady(&p) {
 			t.Errorf("pod %s gate %+v after the annotation went", p.Name, g)
 		}
@@ -399,10 +399,10 @@ func TestForeignNEGsAreNeverTouched(t *testing.T) {
 	if err := e2eutil.WaitOp(ctx, op, err); err != nil {
 		t.Fatal(err)
 	}
-	create(t, service(ns, "squat", inBackendService(squatBS)))
-	create(t, gatedDeployment(ns, "squat", 2, true))
-	create(t, service(ns, "shared", inBackendService(sharedBS)))
-	create(t, gatedDeployment(ns, "shared", 3, true))
+	k8s.Create(t, e2eutil.WebService(ns, "squat", inBackendService(squatBS)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "squat", 2, true))
+	k8s.Create(t, e2eutil.WebService(ns, "shared", inBackendService(sharedBS)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "shared", 3, true))
 
 	untouched := func() error {
 		for _, f := range []struct{ neg, ip string }{{squatNEG, "10.7.7.7"}, {otherNEG, "10.7.7.8"}} {
@@ -435,13 +435,13 @@ func TestForeignNEGsAreNeverTouched(t *testing.T) {
 
 	e2eutil.Eventually(t, 60*time.Second, "squatted binding reported Invalid", func() error {
 		const want = "is not podlb's"
-		if ws := warnings(t, ns, "squat", want); len(ws) == 0 {
-			return fmt.Errorf("no Warning containing %q; have %v", want, allWarnings(t, ns, "squat"))
+		if ws := k8s.Warnings(t, ns, "squat", want); len(ws) == 0 {
+			return fmt.Errorf("no Warning containing %q; have %v", want, k8s.AllWarnings(t, ns, "squat"))
 		}
 		if b := gcpStatus(t, ns, "squat"); b == nil || !strings.Contains(b.Error, want) || !strings.Contains(b.Error, squatNEG) {
-			return fmt.Errorf("status %s", statusJSON(t, ns, "squat"))
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "squat"))
 		}
-		for _, p := range livePods(t, ns, "squat") {
+		for _, p := range k8s.LivePods(t, ns, "squat") {
 			if g := e2eutil.GateOf(&p); g == nil || g.Status != corev1.ConditionFalse || !strings.Contains(g.Message, want) {
 				return fmt.Errorf("pod %s gate %+v", p.Name, g)
 			}
@@ -455,7 +455,7 @@ func TestForeignNEGsAreNeverTouched(t *testing.T) {
 		return untouched()
 	})
 	// The squatted name is one Warning, not one per retry.
-	for _, w := range allWarnings(t, ns, "squat") {
+	for _, w := range k8s.AllWarnings(t, ns, "squat") {
 		if w.Count > 2 {
 			t.Errorf("Warning repeated %d times: %s", w.Count, w.Message)
 		}
@@ -486,14 +486,14 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	ns := kube.Namespace(t)
 	bs, addr := loadBalancer(t, resourceName(ns, "restart"), 2)
 	neg := negName(ns, "restart")
-	create(t, service(ns, "restart", inBackendService(bs)))
-	create(t, gatedDeployment(ns, "restart", 6, true))
+	k8s.Create(t, e2eutil.WebService(ns, "restart", inBackendService(bs)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "restart", 6, true))
 	e2eutil.Eventually(t, 90*time.Second, "6 pods HEALTHY", func() error {
 		return converged(t, ns, "restart", neg, bs, 6, computesim.StateHealthy, true)
 	})
 
 	load := e2eutil.StartLoad(addr, 4, 25*time.Millisecond)
-	restart(t, ns, "restart")
+	k8s.Restart(t, ns, "restart")
 	e2eutil.Eventually(t, 60*time.Second, "rollout under way", func() error {
 		d, err := kube.Client.AppsV1().Deployments(ns).Get(ctx, "restart", metav1.GetOptions{})
 		if err != nil {
@@ -505,7 +505,7 @@ func TestControllerRestartMidRollout(t *testing.T) {
 		return nil
 	})
 	restartController(t, withAWS)
-	waitRollout(t, ns, "restart", 3*time.Minute)
+	k8s.WaitRollout(t, ns, "restart", 3*time.Minute)
 	e2eutil.Eventually(t, 60*time.Second, "converged after restart", func() error {
 		return converged(t, ns, "restart", neg, bs, 6, computesim.StateHealthy, true)
 	})
@@ -543,13 +543,13 @@ func TestRateLimitingConvergesQuietly(t *testing.T) {
 	before := sim.Stats()
 	sim.SetRateLimitRate(0.2)
 	defer sim.SetRateLimitRate(0)
-	create(t, service(ns, "throttle", inBackendService(bs)))
-	create(t, gatedDeployment(ns, "throttle", 10, true))
+	k8s.Create(t, e2eutil.WebService(ns, "throttle", inBackendService(bs)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "throttle", 10, true))
 	e2eutil.Eventually(t, 2*time.Minute, "10 pods HEALTHY under rate limiting", func() error {
 		return converged(t, ns, "throttle", neg, bs, 10, computesim.StateHealthy, true)
 	})
-	restart(t, ns, "throttle")
-	waitRollout(t, ns, "throttle", 3*time.Minute)
+	k8s.Restart(t, ns, "throttle")
+	k8s.WaitRollout(t, ns, "throttle", 3*time.Minute)
 	e2eutil.Eventually(t, 2*time.Minute, "rolled out under rate limiting", func() error {
 		return converged(t, ns, "throttle", neg, bs, 10, computesim.StateHealthy, true)
 	})
@@ -563,7 +563,7 @@ func TestRateLimitingConvergesQuietly(t *testing.T) {
 	if limited == 0 {
 		t.Fatal("no call was rate limited: the test injected nothing")
 	}
-	ws := allWarnings(t, ns, "throttle")
+	ws := k8s.AllWarnings(t, ns, "throttle")
 	t.Logf("%d of %d calls rate limited; %d Warning events", limited, calls, len(ws))
 	for _, w := range ws {
 		t.Errorf("Warning under rate limiting: %s: %s (x%d)", w.Reason, w.Message, w.Count)
@@ -590,48 +590,21 @@ func TestBadInputIsNamedAndIsolated(t *testing.T) {
 		{"notfound", `{"http": {"backendService": "does-not-exist"}}`, "backend service projects/" + project + "/global/backendServices/does-not-exist not found"},
 		{"mode", `{"http": {"backendService": "` + rateBS + `", "balancingMode": "RATE", "maxRatePerEndpoint": 10}}`, "has protocol TCP"},
 	}
-	create(t, service(ns, "good", inBackendService(goodBS)))
-	create(t, gatedDeployment(ns, "good", 2, true))
+	k8s.Create(t, e2eutil.WebService(ns, "good", inBackendService(goodBS)))
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "good", 2, true))
 	for _, tc := range cases {
-		create(t, service(ns, "bad-"+tc.name, map[string]string{gcpprovider.AnnotationKey: tc.annotation}))
-		create(t, gatedDeployment(ns, "bad-"+tc.name, 2, true))
+		k8s.Create(t, e2eutil.WebService(ns, "bad-"+tc.name, map[string]string{gcpprovider.AnnotationKey: tc.annotation}))
+		k8s.Create(t, e2eutil.RollingDeployment(ns, "bad-"+tc.name, 2, true))
 	}
 	e2eutil.Eventually(t, 90*time.Second, "good Service converges beside the bad ones", func() error {
 		return converged(t, ns, "good", negName(ns, "good"), goodBS, 2, computesim.StateHealthy, true)
 	})
-	for _, tc := range cases {
-		svc := "bad-" + tc.name
-		e2eutil.Eventually(t, 60*time.Second, tc.name+": Warning, status and gate name the problem", func() error {
-			if ws := warnings(t, ns, svc, tc.want); len(ws) == 0 {
-				return fmt.Errorf("no Warning containing %q; have %v", tc.want, allWarnings(t, ns, svc))
-			}
-			if s := statusJSON(t, ns, svc); !strings.Contains(s, strings.ReplaceAll(tc.want, `"`, `\"`)) {
-				return fmt.Errorf("status %s does not contain %q", s, tc.want)
-			}
-			for _, p := range livePods(t, ns, svc) {
-				g := e2eutil.GateOf(&p)
-				if g == nil || g.Status != corev1.ConditionFalse {
-					return fmt.Errorf("pod %s gate %+v", p.Name, g)
-				}
-			}
-			return nil
-		})
+	bad := make([]e2eutil.BadInput, len(cases))
+	for i, tc := range cases {
+		bad[i] = e2eutil.BadInput{Service: "bad-" + tc.name, Want: tc.want}
 	}
-	// No retry storm: a persistent problem is one Warning, not one per
-	// retry; the TCP backend service got no RATE backend.
-	time.Sleep(5 * time.Second)
-	for _, tc := range cases {
-		ws := allWarnings(t, ns, "bad-"+tc.name)
-		if len(ws) > 2 {
-			t.Errorf("%s: %d different Warnings for one problem", tc.name, len(ws))
-		}
-		for _, w := range ws {
-			t.Logf("%s: Warning %s (x%d): %s", tc.name, w.Reason, w.Count, w.Message)
-			if w.Count > 2 {
-				t.Errorf("%s: Warning repeated %d times: %s", tc.name, w.Count, w.Message)
-			}
-		}
-	}
+	k8s.ExpectProblemsNamed(t, ns, bad)
+	// The TCP backend service got no RATE backend.
 	if got := backendNEGs(t, rateBS); len(got) != 0 {
 		t.Errorf("backends of %s: %v", rateBS, got)
 	}

@@ -2,26 +2,20 @@ package gcp_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/api/iterator"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/podlb/podlb/providers"
 	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/providers/gcp/computesim"
 	"github.com/podlb/podlb/targets"
-	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
@@ -63,71 +57,10 @@ func loadBalancer(t *testing.T, name string, healthyCount int32) (string, string
 	return bs, addr
 }
 
-// service returns a Service app=<name> with port 80 "http" -> 8080.
-func service(ns, name string, annotations map[string]string) *corev1.Service {
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": name},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(8080)}},
-		},
-	}
-}
-
 // inBackendService is the annotation binding port "http" to NEGs that are
 // backends of bs.
 func inBackendService(bs string) map[string]string {
 	return map[string]string{gcpprovider.AnnotationKey: `{"http": {"backendService": "` + bs + `"}}`}
-}
-
-func create[T interface {
-	*corev1.Service | *appsv1.Deployment
-}](t *testing.T, obj T) {
-	t.Helper()
-	var err error
-	switch o := any(obj).(type) {
-	case *corev1.Service:
-		_, err = kube.Client.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-	case *appsv1.Deployment:
-		_, err = kube.Client.AppsV1().Deployments(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-	}
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
-}
-
-// gatedDeployment rolls two pods at a time and never goes below the
-// replica count; old pods serve 2 s after termination starts.
-func gatedDeployment(ns, name string, replicas int32, gated bool) *appsv1.Deployment {
-	surge, unavailable := intstr.FromInt32(2), intstr.FromInt32(0)
-	o := cluster.DeploymentOptions{
-		Replicas: replicas, PreStopSleep: 2 * time.Second, TerminationGracePeriod: 10 * time.Second,
-		MaxSurge: &surge, MaxUnavailable: &unavailable,
-	}
-	if gated {
-		o.Gates = []string{gate}
-	}
-	return cluster.NewDeployment(ns, name, o)
-}
-
-func pods(t *testing.T, ns, app string) []corev1.Pod {
-	t.Helper()
-	list, err := kube.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return list.Items
-}
-
-// livePods are the pods not being deleted.
-func livePods(t *testing.T, ns, app string) []corev1.Pod {
-	var out []corev1.Pod
-	for _, p := range pods(t, ns, app) {
-		if p.DeletionTimestamp == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // nodeZones maps the names of the nodes that exist now to their zone.
@@ -214,7 +147,7 @@ func health(bs string) map[string]computesim.EndpointHealth {
 // bs, that the backend service judges each of them state; with checkGate,
 // that every pod's gate is True and the pod Ready.
 func converged(t *testing.T, ns, app, neg, bs string, want int, state string, checkGate bool) error {
-	ps := livePods(t, ns, app)
+	ps := k8s.LivePods(t, ns, app)
 	if len(ps) != want {
 		return fmt.Errorf("%d live pods, want %d", len(ps), want)
 	}
@@ -322,102 +255,13 @@ func negsNamed(t *testing.T, name string) map[string]string {
 	return out
 }
 
-func waitRollout(t *testing.T, ns, name string, timeout time.Duration) {
-	t.Helper()
-	e2eutil.Eventually(t, timeout, "rollout of "+name, func() error {
-		d, err := kube.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		want := *d.Spec.Replicas
-		s := d.Status
-		if s.ObservedGeneration < d.Generation || s.UpdatedReplicas != want || s.Replicas != want || s.AvailableReplicas != want {
-			return fmt.Errorf("status %+v", s)
-		}
-		return nil
-	})
-}
-
-// restart triggers a rolling update, as a new image would.
-func restart(t *testing.T, ns, name string) {
-	t.Helper()
-	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"podlb.io/test-restart":"%d"}}}}}`, time.Now().UnixNano())
-	if _, err := kube.Client.AppsV1().Deployments(ns).Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func scale(t *testing.T, ns, name string, replicas int32) {
-	t.Helper()
-	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas)
-	if _, err := kube.Client.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// annotate sets (or, with value "", removes) a Service annotation.
-func annotate(t *testing.T, ns, name, key, value string) {
-	t.Helper()
-	v := "null"
-	if value != "" {
-		b, _ := json.Marshal(value)
-		v = string(b)
-	}
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%s}}}`, key, v)
-	if _, err := kube.Client.CoreV1().Services(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func status(t *testing.T, ns, name string) *targets.Status {
-	t.Helper()
-	svc, err := kube.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := targets.StatusOf(svc)
-	if err != nil {
-		return nil
-	}
-	return st
-}
-
-func statusJSON(t *testing.T, ns, name string) string {
-	b, _ := json.Marshal(status(t, ns, name))
-	return string(b)
-}
-
 // gcpStatus is the status of the Service's GCP binding of port 80.
 func gcpStatus(t *testing.T, ns, name string) *targets.BindingStatus {
-	st := status(t, ns, name)
+	st := k8s.Status(t, ns, name)
 	if st == nil {
 		return nil
 	}
 	return st.Bindings["gcp"]["80"]
-}
-
-func warnings(t *testing.T, ns, svc, substr string) []string {
-	t.Helper()
-	evs, err := e2eutil.Events(ctx, kube.Client, ns, svc, "Service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return e2eutil.WarningsContaining(evs, substr)
-}
-
-func allWarnings(t *testing.T, ns, svc string) []corev1.Event {
-	t.Helper()
-	evs, err := e2eutil.Events(ctx, kube.Client, ns, svc, "Service")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []corev1.Event
-	for _, e := range evs {
-		if e.Type == corev1.EventTypeWarning {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // callDelta is what one method's counters grew by between two snapshots.
@@ -426,23 +270,4 @@ func callDelta(before, after computesim.Stats, method string) computesim.MethodS
 	return computesim.MethodStats{Calls: a.Calls - b.Calls, Errors: a.Errors - b.Errors, RateLimited: a.RateLimited - b.RateLimited,
 		Operations: a.Operations - b.Operations, OperationsFailed: a.OperationsFailed - b.OperationsFailed,
 		Endpoints: a.Endpoints - b.Endpoints, MaxEndpointsCall: a.MaxEndpointsCall}
-}
-
-// waitOthersGone waits until the namespaces of earlier tests are deleted,
-// so that what the emulator counts next is this test's doing: deleting a
-// namespace detaches its pods and deletes its NEGs.
-func waitOthersGone(t *testing.T, ns string) {
-	t.Helper()
-	e2eutil.Eventually(t, 2*time.Minute, "earlier tests' namespaces deleted", func() error {
-		list, err := kube.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		for _, n := range list.Items {
-			if n.Name != ns && n.DeletionTimestamp != nil {
-				return fmt.Errorf("namespace %s is being deleted", n.Name)
-			}
-		}
-		return nil
-	})
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	awsprovider "github.com/podlb/podlb/providers/aws"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/providers/gcp/computesim"
-	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
@@ -56,8 +54,8 @@ var (
 	gce    *e2eutil.GCPClients
 	awsSim *elbv2sim.Server
 
-	ctrlMu sync.Mutex
-	ctrl   *e2eutil.Controller
+	k8s  e2eutil.Kube
+	ctrl *e2eutil.Restartable
 	// withAWS adds the AWS provider to the controller; the suite runs a
 	// GCP-only controller unless a test asks for both clouds.
 	withAWS bool
@@ -65,7 +63,7 @@ var (
 
 func TestMain(m *testing.M) {
 	cluster.RunMain(m, cluster.Options{Nodes: len(zones), Zones: zones, Cloud: "gce", GCEProject: project}, func(c *cluster.Cluster) {
-		kube = c
+		kube, k8s = c, e2eutil.Kube{Client: c.Client}
 		if err := setup(c); err != nil {
 			fmt.Fprintln(os.Stderr, "setup:", err)
 			c.Stop()
@@ -107,55 +105,44 @@ func setup(c *cluster.Cluster) error {
 	if err != nil {
 		return fmt.Errorf("elbv2sim: %w", err)
 	}
-	return startController()
+	ctrl = e2eutil.NewRestartable(c.Config, controllerOptions)
+	return ctrl.Start()
 }
 
-// startController runs a fresh controller, as a new process would be.
-func startController() error {
+// controllerOptions configure a fresh controller with fresh providers, as
+// a new process would have.
+func controllerOptions() (controller.Options, error) {
 	ctx := context.Background()
 	p, err := e2eutil.GCPProvider(ctx, sim, clusterName, project, nil)
 	if err != nil {
-		return err
+		return controller.Options{}, err
 	}
 	provs := []providers.Provider{p}
 	if withAWS {
 		ap, err := e2eutil.AWSProvider(ctx, awsSim, clusterName, func(o *awsprovider.Options) { o.BatchSize = 200 })
 		if err != nil {
-			return err
+			return controller.Options{}, err
 		}
 		provs = append(provs, ap)
 	}
-	ctl, err := e2eutil.StartController(kube.Config, controller.Options{
+	return controller.Options{
 		ClusterName:    clusterName,
 		LeaderElection: true,
-		Timing:         targets.Timing{Poll: 250 * time.Millisecond, Resync: time.Minute, Coalesce: 200 * time.Millisecond, MaxBackoff: 5 * time.Second},
+		Timing:         e2eutil.FastTiming,
 		Providers:      provs,
 		Logger:         debugLogger(),
-	})
-	if err != nil {
-		return err
-	}
-	ctrlMu.Lock()
-	ctrl = ctl
-	ctrlMu.Unlock()
-	return nil
-}
-
-func stopController() error {
-	ctrlMu.Lock()
-	defer ctrlMu.Unlock()
-	return ctrl.Stop()
+	}, nil
 }
 
 // restartController stops the controller and starts it again, with or
 // without the AWS provider.
 func restartController(t *testing.T, aws bool) {
 	t.Helper()
-	if err := stopController(); err != nil {
+	if err := ctrl.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	withAWS = aws
-	if err := startController(); err != nil {
+	if err := ctrl.Start(); err != nil {
 		t.Fatal(err)
 	}
 }
