@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
-	"strings"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/protobuf/proto"
@@ -232,34 +231,12 @@ func (s *Server) bsGet(r *http.Request) (proto.Message, *apiError) {
 
 func (s *Server) bsList(r *http.Request) (proto.Message, *apiError) {
 	coll, _ := bsLocation(r)
-	q := r.URL.Query()
-	cs, e := parseFilter(q.Get("filter"))
+	items, next, e := listPage(s, r, s.backendServices, func(bs *backendService) *computepb.BackendService { return bs.pb }, under[*backendService](coll))
 	if e != nil {
 		return nil, e
 	}
-	s.mu.Lock()
-	var items []*computepb.BackendService
-	for p, bs := range s.backendServices {
-		if strings.HasPrefix(p, coll+"/") && matchFilter(cs, bs.pb) {
-			items = append(items, proto.CloneOf(bs.pb))
-		}
-	}
-	s.mu.Unlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].GetName() < items[j].GetName() })
-	start, end, next, e := pageBounds(len(items), q.Get("maxResults"), q.Get("pageToken"))
-	if e != nil {
-		return nil, e
-	}
-	out := &computepb.BackendServiceList{
-		Kind:     proto.String("compute#backendServiceList"),
-		Id:       proto.String(coll),
-		SelfLink: proto.String(selfLink(coll)),
-		Items:    items[start:end],
-	}
-	if next != "" {
-		out.NextPageToken = proto.String(next)
-	}
-	return out, nil
+	return &computepb.BackendServiceList{Kind: proto.String("compute#backendServiceList"), Id: proto.String(coll),
+		SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
 }
 
 func (s *Server) bsDelete(r *http.Request) (proto.Message, *apiError) {

@@ -124,34 +124,13 @@ func (s *Server) tpGet(r *http.Request) (proto.Message, *apiError) {
 }
 
 func (s *Server) tpList(r *http.Request) (proto.Message, *apiError) {
-	project := r.PathValue("project")
-	coll := fmt.Sprintf("projects/%s/global/targetTcpProxies", project)
-	q := r.URL.Query()
-	cs, e := parseFilter(q.Get("filter"))
+	coll := fmt.Sprintf("projects/%s/global/targetTcpProxies", r.PathValue("project"))
+	items, next, e := listPage(s, r, s.tcpProxies, func(tp *tcpProxy) *computepb.TargetTcpProxy { return tp.pb }, under[*tcpProxy](coll))
 	if e != nil {
 		return nil, e
 	}
-	s.mu.Lock()
-	var items []*computepb.TargetTcpProxy
-	for p, tp := range s.tcpProxies {
-		if strings.HasPrefix(p, coll+"/") && matchFilter(cs, tp.pb) {
-			items = append(items, proto.CloneOf(tp.pb))
-		}
-	}
-	s.mu.Unlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].GetName() < items[j].GetName() })
-	start, end, next, e := pageBounds(len(items), q.Get("maxResults"), q.Get("pageToken"))
-	if e != nil {
-		return nil, e
-	}
-	out := &computepb.TargetTcpProxyList{
-		Kind: proto.String("compute#targetTcpProxyList"), Id: proto.String(coll),
-		SelfLink: proto.String(selfLink(coll)), Items: items[start:end],
-	}
-	if next != "" {
-		out.NextPageToken = proto.String(next)
-	}
-	return out, nil
+	return &computepb.TargetTcpProxyList{Kind: proto.String("compute#targetTcpProxyList"), Id: proto.String(coll),
+		SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
 }
 
 func (s *Server) tpDelete(r *http.Request) (proto.Message, *apiError) {
@@ -297,34 +276,13 @@ func (s *Server) frGet(r *http.Request) (proto.Message, *apiError) {
 }
 
 func (s *Server) frList(r *http.Request) (proto.Message, *apiError) {
-	project := r.PathValue("project")
-	coll := fmt.Sprintf("projects/%s/global/forwardingRules", project)
-	q := r.URL.Query()
-	cs, e := parseFilter(q.Get("filter"))
+	coll := fmt.Sprintf("projects/%s/global/forwardingRules", r.PathValue("project"))
+	items, next, e := listPage(s, r, s.forwardingRules, func(fr *forwardingRule) *computepb.ForwardingRule { return fr.pb }, under[*forwardingRule](coll))
 	if e != nil {
 		return nil, e
 	}
-	s.mu.Lock()
-	var items []*computepb.ForwardingRule
-	for p, fr := range s.forwardingRules {
-		if strings.HasPrefix(p, coll+"/") && matchFilter(cs, fr.pb) {
-			items = append(items, proto.CloneOf(fr.pb))
-		}
-	}
-	s.mu.Unlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].GetName() < items[j].GetName() })
-	start, end, next, e := pageBounds(len(items), q.Get("maxResults"), q.Get("pageToken"))
-	if e != nil {
-		return nil, e
-	}
-	out := &computepb.ForwardingRuleList{
-		Kind: proto.String("compute#forwardingRuleList"), Id: proto.String(coll),
-		SelfLink: proto.String(selfLink(coll)), Items: items[start:end],
-	}
-	if next != "" {
-		out.NextPageToken = proto.String(next)
-	}
-	return out, nil
+	return &computepb.ForwardingRuleList{Kind: proto.String("compute#forwardingRuleList"), Id: proto.String(coll),
+		SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
 }
 
 func (s *Server) frDelete(r *http.Request) (proto.Message, *apiError) {

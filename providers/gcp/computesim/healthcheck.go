@@ -167,34 +167,14 @@ func (s *Server) hcGet(r *http.Request) (proto.Message, *apiError) {
 
 func (s *Server) hcList(r *http.Request) (proto.Message, *apiError) {
 	project := r.PathValue("project")
-	q := r.URL.Query()
-	cs, e := parseFilter(q.Get("filter"))
+	coll := fmt.Sprintf("projects/%s/global/healthChecks", project)
+	inProject := func(_ string, hc *healthCheck) bool { return strings.HasPrefix(hc.path, "projects/"+project+"/") }
+	items, next, e := listPage(s, r, s.healthChecks, func(hc *healthCheck) *computepb.HealthCheck { return hc.pb }, inProject)
 	if e != nil {
 		return nil, e
 	}
-	s.mu.Lock()
-	var items []*computepb.HealthCheck
-	for _, hc := range s.healthChecks {
-		if strings.HasPrefix(hc.path, "projects/"+project+"/") && matchFilter(cs, hc.pb) {
-			items = append(items, proto.CloneOf(hc.pb))
-		}
-	}
-	s.mu.Unlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].GetName() < items[j].GetName() })
-	start, end, next, e := pageBounds(len(items), q.Get("maxResults"), q.Get("pageToken"))
-	if e != nil {
-		return nil, e
-	}
-	out := &computepb.HealthCheckList{
-		Kind:     proto.String("compute#healthCheckList"),
-		Id:       proto.String(fmt.Sprintf("projects/%s/global/healthChecks", project)),
-		SelfLink: proto.String(selfLink(fmt.Sprintf("projects/%s/global/healthChecks", project))),
-		Items:    items[start:end],
-	}
-	if next != "" {
-		out.NextPageToken = proto.String(next)
-	}
-	return out, nil
+	return &computepb.HealthCheckList{Kind: proto.String("compute#healthCheckList"), Id: proto.String(coll),
+		SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
 }
 
 func (s *Server) hcDelete(r *http.Request) (proto.Message, *apiError) {

@@ -626,34 +626,14 @@ func (s *Server) instanceGet(r *http.Request) (proto.Message, *apiError) {
 
 func (s *Server) instanceList(r *http.Request) (proto.Message, *apiError) {
 	project, zone := r.PathValue("project"), r.PathValue("zone")
-	q := r.URL.Query()
-	cs, e := parseFilter(q.Get("filter"))
+	coll := fmt.Sprintf("projects/%s/zones/%s/instances", project, zone)
+	inZone := func(_ string, in *instance) bool { return in.zone == zone }
+	items, next, e := listPage(s, r, s.instances, func(in *instance) *computepb.Instance { return in.pb }, inZone)
 	if e != nil {
 		return nil, e
 	}
-	s.mu.Lock()
-	var items []*computepb.Instance
-	for _, in := range s.instances {
-		if in.zone == zone && matchFilter(cs, in.pb) {
-			items = append(items, proto.CloneOf(in.pb))
-		}
-	}
-	s.mu.Unlock()
-	sort.Slice(items, func(i, j int) bool { return items[i].GetName() < items[j].GetName() })
-	start, end, next, e := pageBounds(len(items), q.Get("maxResults"), q.Get("pageToken"))
-	if e != nil {
-		return nil, e
-	}
-	out := &computepb.InstanceList{
-		Kind:     proto.String("compute#instanceList"),
-		Id:       proto.String(fmt.Sprintf("projects/%s/zones/%s/instances", project, zone)),
-		SelfLink: proto.String(selfLink(fmt.Sprintf("projects/%s/zones/%s/instances", project, zone))),
-		Items:    items[start:end],
-	}
-	if next != "" {
-		out.NextPageToken = proto.String(next)
-	}
-	return out, nil
+	return &computepb.InstanceList{Kind: proto.String("compute#instanceList"), Id: proto.String(coll),
+		SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
 }
 
 func (s *Server) instanceDelete(r *http.Request) (proto.Message, *apiError) {

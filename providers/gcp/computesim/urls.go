@@ -4,10 +4,14 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // CanonicalPrefix is the prefix of every selfLink and URL the emulator
@@ -135,6 +139,46 @@ func normalizeRef(project, ref, collection string, scope string) string {
 }
 
 // ---- pagination ----
+
+// listed is what a list call returns items of.
+type listed interface {
+	proto.Message
+	GetName() string
+}
+
+// listPage answers a list call: the resources in the listed collection
+// that pass the request's filter, copied under s.mu, in name order, one
+// page of them and the token of the next.
+func listPage[R any, T listed](s *Server, r *http.Request, resources map[string]R, message func(R) T, in func(path string, res R) bool) ([]T, *string, *apiError) {
+	q := r.URL.Query()
+	cs, e := parseFilter(q.Get("filter"))
+	if e != nil {
+		return nil, nil, e
+	}
+	var items []T
+	s.mu.Lock()
+	for path, res := range resources {
+		if pb := message(res); in(path, res) && matchFilter(cs, pb) {
+			items = append(items, proto.CloneOf(pb))
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(items, func(i, j int) bool { return items[i].GetName() < items[j].GetName() })
+	start, end, next, e := pageBounds(len(items), q.Get("maxResults"), q.Get("pageToken"))
+	if e != nil {
+		return nil, nil, e
+	}
+	var token *string
+	if next != "" {
+		token = proto.String(next)
+	}
+	return items[start:end], token, nil
+}
+
+// under selects resources whose path lies in a collection.
+func under[R any](collection string) func(string, R) bool {
+	return func(path string, _ R) bool { return strings.HasPrefix(path, collection+"/") }
+}
 
 func pageBounds(n int, maxResults, pageToken string) (start, end int, next string, e *apiError) {
 	size := 500
