@@ -39,7 +39,7 @@ func runRolloutAndChurn(ctx context.Context, cloud string) error {
 		registrationDelay: *flagRegDelay, operationDelay: *flagOpDelay,
 		checkInterval: *flagHCInterval, drain: *flagDrain,
 	}
-	e, err := newEnv(ctx, envOptions{cloud: cloud, nodes: *flagRolloutNodes, services: *flagRolloutServices, timing: timing, cloudLimits: true})
+	e, err := newEnv(ctx, envOptions{cloud: cloud, nodes: *flagRolloutNodes, services: *flagRolloutServices, timing: timing, cloudLimits: true, section: "1+2 rollout"})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // table collects figures by metric and cloud; TestMain prints it once all
@@ -74,6 +77,9 @@ func (t *table) print(w io.Writer) {
 }
 
 func TestMain(m *testing.M) {
+	// The bench links controller-runtime through podlb's packages but runs
+	// no controller itself; without a logger it prints a warning stack.
+	crlog.SetLogger(logr.Discard())
 	code := m.Run()
 	results.print(os.Stdout)
 	os.Exit(code)

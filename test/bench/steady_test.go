@@ -20,7 +20,7 @@ func runSteady(ctx context.Context, cloudName string) error {
 		drain:         *flagDrain,
 	}
 	e, err := newEnv(ctx, envOptions{
-		cloud: cloudName, nodes: *flagSteadyNodes, services: *flagSteadyServices, timing: timing,
+		section: sec, cloud: cloudName, nodes: *flagSteadyNodes, services: *flagSteadyServices, timing: timing,
 		controllerArgs: append([]string{"--resync-period=" + flagSteadyResync.String()}, fillLimits(cloudName)...),
 	})
 	if err != nil {

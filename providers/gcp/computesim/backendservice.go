@@ -219,14 +219,7 @@ func (s *Server) bsInsert(r *http.Request) (proto.Message, *apiError) {
 }
 
 func (s *Server) bsGet(r *http.Request) (proto.Message, *apiError) {
-	path := bsPath(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bs := s.backendServices[path]
-	if bs == nil {
-		return nil, errNotFound(path)
-	}
-	return proto.CloneOf(bs.pb), nil
+	return getResource(s, bsPath(r), s.backendServices, func(bs *backendService) *computepb.BackendService { return bs.pb })
 }
 
 func (s *Server) bsList(r *http.Request) (proto.Message, *apiError) {

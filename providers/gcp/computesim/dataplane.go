@@ -113,14 +113,7 @@ func (s *Server) tpInsert(r *http.Request) (proto.Message, *apiError) {
 }
 
 func (s *Server) tpGet(r *http.Request) (proto.Message, *apiError) {
-	path := tpPath(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	tp := s.tcpProxies[path]
-	if tp == nil {
-		return nil, errNotFound(path)
-	}
-	return proto.CloneOf(tp.pb), nil
+	return getResource(s, tpPath(r), s.tcpProxies, func(tp *tcpProxy) *computepb.TargetTcpProxy { return tp.pb })
 }
 
 func (s *Server) tpList(r *http.Request) (proto.Message, *apiError) {
@@ -265,14 +258,7 @@ func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
 }
 
 func (s *Server) frGet(r *http.Request) (proto.Message, *apiError) {
-	path := frPath(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fr := s.forwardingRules[path]
-	if fr == nil {
-		return nil, errNotFound(path)
-	}
-	return proto.CloneOf(fr.pb), nil
+	return getResource(s, frPath(r), s.forwardingRules, func(fr *forwardingRule) *computepb.ForwardingRule { return fr.pb })
 }
 
 func (s *Server) frList(r *http.Request) (proto.Message, *apiError) {

@@ -155,14 +155,7 @@ func (s *Server) hcInsert(r *http.Request) (proto.Message, *apiError) {
 }
 
 func (s *Server) hcGet(r *http.Request) (proto.Message, *apiError) {
-	path := hcPath(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	hc := s.healthChecks[path]
-	if hc == nil {
-		return nil, errNotFound(path)
-	}
-	return proto.CloneOf(hc.pb), nil
+	return getResource(s, hcPath(r), s.healthChecks, func(hc *healthCheck) *computepb.HealthCheck { return hc.pb })
 }
 
 func (s *Server) hcList(r *http.Request) (proto.Message, *apiError) {

@@ -140,6 +140,17 @@ func normalizeRef(project, ref, collection string, scope string) string {
 
 // ---- pagination ----
 
+// getResource answers a get call with a copy of the resource at path.
+func getResource[R any, T proto.Message](s *Server, path string, resources map[string]R, message func(R) T) (proto.Message, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, ok := resources[path]
+	if !ok {
+		return nil, errNotFound(path)
+	}
+	return proto.CloneOf(message(res)), nil
+}
+
 // listed is what a list call returns items of.
 type listed interface {
 	proto.Message
