@@ -27,6 +27,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/internal/childproc"
 	"github.com/podlb/podlb/internal/version"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
@@ -116,7 +117,7 @@ func run(ctx context.Context, cfg config) int {
 		fmt.Println()
 	}
 	if !rep.Passed {
-		fmt.Fprintln(os.Stderr, "podlb-sandbox: the gated app lost requests during its rollout; see the report above and the controller log", s.controller.logPath)
+		fmt.Fprintln(os.Stderr, "podlb-sandbox: the gated app lost requests during its rollout; see the report above and the controller log", s.controller.LogPath)
 		return exitGatedFailures
 	}
 	return 0
@@ -130,7 +131,7 @@ type sandbox struct {
 
 	cluster    *cluster.Cluster
 	clouds     *clouds
-	controller *child
+	controller *childproc.Process
 	metrics    string
 	apps       []*app
 }
@@ -178,7 +179,7 @@ func (s *sandbox) demo(ctx context.Context) (*report, error) {
 	if err := s.startController(ctx, controllerBinary); err != nil {
 		return nil, err
 	}
-	s.step("podlb-controller running (pid %d, log %s)", s.controller.pid(), s.controller.logPath)
+	s.step("podlb-controller running (pid %d, log %s)", s.controller.Pid(), s.controller.LogPath)
 
 	s.apps = []*app{{name: "gated", gated: true}, {name: "ungated"}}
 	if err := s.deploy(ctx); err != nil {
@@ -273,7 +274,7 @@ func (s *sandbox) startController(ctx context.Context, binary string) error {
 		args = append(args, "--gcp-project="+s.cluster.GCEProject, "--gcp-endpoint="+s.clouds.gcp.URL())
 	}
 	s.logf("podlb-controller %s", strings.Join(args, " "))
-	if s.controller, err = startChild("podlb-controller", binary, s.cluster.Dir, env, args...); err != nil {
+	if s.controller, err = childproc.Start("podlb-controller", binary, s.cluster.Dir, env, args...); err != nil {
 		return err
 	}
 	return s.waitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", probePort))
@@ -290,13 +291,13 @@ func (s *sandbox) waitHealthy(ctx context.Context, url string) error {
 				return nil
 			}
 		}
-		if !s.controller.running() {
-			return s.controller.failure("did not start")
+		if !s.controller.Running() {
+			return s.controller.Failure("did not start")
 		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return s.controller.failure("not healthy within a minute")
+				return s.controller.Failure("not healthy within a minute")
 			}
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -307,10 +308,10 @@ func (s *sandbox) waitHealthy(ctx context.Context, url string) error {
 // controllerDown reports a controller that died, so waits end with its log
 // instead of a timeout.
 func (s *sandbox) controllerDown() error {
-	if s.controller.running() {
+	if s.controller.Running() {
 		return nil
 	}
-	return s.controller.failure("exited")
+	return s.controller.Failure("exited")
 }
 
 func freeLoopbackPort() (int, error) {
@@ -405,7 +406,7 @@ func (s *sandbox) waitServed(ctx context.Context, timeout time.Duration) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the load balancers did not serve every pod within %v: %s (controller log: %s)", timeout, pending, s.controller.logPath)
+			return fmt.Errorf("the load balancers did not serve every pod within %v: %s (controller log: %s)", timeout, pending, s.controller.LogPath)
 		}
 		select {
 		case <-ctx.Done():
@@ -486,7 +487,7 @@ func (s *sandbox) rollout(ctx context.Context) (*report, error) {
 		}
 		if time.Since(started) > rolloutTimeout {
 			live.finish()
-			return nil, fmt.Errorf("the rollouts did not settle within %v (controller log: %s)", rolloutTimeout, s.controller.logPath)
+			return nil, fmt.Errorf("the rollouts did not settle within %v (controller log: %s)", rolloutTimeout, s.controller.LogPath)
 		}
 		select {
 		case <-ctx.Done():
@@ -518,7 +519,7 @@ func (s *sandbox) printKeep() {
 	k := s.cluster.Kubeconfig
 	fmt.Printf("\nEverything keeps running until Ctrl-C.\n\n")
 	fmt.Printf("kubeconfig:          %s\n", k)
-	fmt.Printf("podlb-controller:    pid %d, log %s, metrics %s\n", s.controller.pid(), s.controller.logPath, s.metrics)
+	fmt.Printf("podlb-controller:    pid %d, log %s, metrics %s\n", s.controller.Pid(), s.controller.LogPath, s.metrics)
 	for _, c := range s.cfg.clouds {
 		fmt.Printf("%s emulator API:    %s (counters at /_sim/stats)\n", c, s.clouds.endpoints()[c])
 	}
@@ -554,7 +555,7 @@ func (s *sandbox) teardown() {
 	}
 	fmt.Println("stopping podlb-controller, the emulators and the cluster")
 	s.stopLoads()
-	s.controller.stop(10 * time.Second)
+	s.controller.Stop(10 * time.Second)
 	if s.clouds != nil {
 		s.clouds.close()
 	}

@@ -71,7 +71,7 @@ func (s *sandbox) newReport(rolloutCalls map[string]map[string]int64) *report {
 		ClusterDir:             s.cluster.Dir,
 		Seconds:                time.Since(s.began).Seconds(),
 	}
-	r.Processes["podlb-controller"] = s.controller.pid()
+	r.Processes["podlb-controller"] = s.controller.Pid()
 	for cloud, total := range s.clouds.apiCalls() {
 		r.APICalls[cloud] = apiCalls{Rollout: rolloutCalls[cloud], Total: total}
 	}

@@ -30,6 +30,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podlb/podlb/internal/childproc"
 )
 
 // Options describe the cluster to start. The zero value is a 3-node AWS
@@ -79,7 +81,7 @@ type Cluster struct {
 
 	opts     Options
 	net      *network
-	procs    []*process // start order
+	procs    []*childproc.Process // start order
 	stopOnce sync.Once
 	logf     func(string, ...any)
 }
@@ -200,8 +202,8 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	for _, p := range c.procs {
-		if !p.running() {
-			return nil, p.failure("exited during start-up")
+		if !p.Running() {
+			return nil, p.Failure("exited during start-up")
 		}
 	}
 	c.logf("cluster: up in %v (api %s, %d nodes, pods in 10.%d.0.0/16 served on 127.%d.0.0/16, dir %s)",
@@ -220,7 +222,7 @@ func (c *Cluster) startEtcd(ctx context.Context, binDir, ip string) (string, err
 	}
 	clientURL := fmt.Sprintf("http://%s:%d", ip, clientPort)
 	peerURL := fmt.Sprintf("http://%s:%d", ip, peerPort)
-	p, err := startProcess("etcd", filepath.Join(binDir, "etcd"), c.Dir,
+	p, err := childproc.Start("etcd", filepath.Join(binDir, "etcd"), c.Dir, nil,
 		"--name=default",
 		"--data-dir="+filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls="+clientURL,
@@ -248,7 +250,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir, ip, etcdURL string
 		return err
 	}
 	host := net.JoinHostPort(ip, strconv.Itoa(port))
-	p, err := startProcess("kube-apiserver", filepath.Join(binDir, "kube-apiserver"), c.Dir,
+	p, err := childproc.Start("kube-apiserver", filepath.Join(binDir, "kube-apiserver"), c.Dir, nil,
 		"--etcd-servers="+etcdURL,
 		"--bind-address="+ip,
 		"--advertise-address="+ip,
@@ -312,7 +314,7 @@ func (c *Cluster) writeKubeconfig(certs *pki) error {
 }
 
 func (c *Cluster) startControllers(binDir string) error {
-	kcm, err := startProcess("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), c.Dir,
+	kcm, err := childproc.Start("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"), c.Dir, nil,
 		"--kubeconfig="+c.Kubeconfig,
 		// What rollouts, Services and namespace clean-up need; the node
 		// lifecycle controller's job is done by NodeSim.
@@ -351,7 +353,7 @@ podMaxBackoffSeconds: 2
 `), 0o600); err != nil {
 		return err
 	}
-	sched, err := startProcess("kube-scheduler", filepath.Join(binDir, "kube-scheduler"), c.Dir,
+	sched, err := childproc.Start("kube-scheduler", filepath.Join(binDir, "kube-scheduler"), c.Dir, nil,
 		"--config="+schedConfig,
 		"--secure-port=0",
 		"--profiling=false",
@@ -383,7 +385,7 @@ func (c *Cluster) waitForDefaultNamespace(ctx context.Context) error {
 }
 
 // waitHTTP polls url until it answers 200, the process dies or time runs out.
-func waitHTTP(ctx context.Context, p *process, httpc *http.Client, url string, timeout time.Duration) error {
+func waitHTTP(ctx context.Context, p *childproc.Process, httpc *http.Client, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -396,10 +398,10 @@ func waitHTTP(ctx context.Context, p *process, httpc *http.Client, url string, t
 			}
 		}
 		select {
-		case <-p.exited:
-			return p.failure("not ready")
+		case <-p.Exited():
+			return p.Failure("not ready")
 		case <-ctx.Done():
-			return p.failure(fmt.Sprintf("not ready at %s within %v", url, timeout))
+			return p.Failure(fmt.Sprintf("not ready at %s within %v", url, timeout))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -417,18 +419,18 @@ func (c *Cluster) Stop() {
 		// Controllers first, together: they only talk to the API server.
 		var wg sync.WaitGroup
 		for _, p := range c.procs {
-			if p.name == "kube-controller-manager" || p.name == "kube-scheduler" {
-				wg.Go(func() { p.stop(5 * time.Second) })
+			if p.Name == "kube-controller-manager" || p.Name == "kube-scheduler" {
+				wg.Go(func() { p.Stop(5 * time.Second) })
 			}
 		}
 		wg.Wait()
 		for i := len(c.procs) - 1; i >= 0; i-- {
 			p := c.procs[i]
-			if p.name == "kube-apiserver" || p.name == "etcd" {
+			if p.Name == "kube-apiserver" || p.Name == "etcd" {
 				// The API server drains open watches for a long while on
 				// SIGTERM; nothing it holds outlives the cluster, so a
 				// short grace is enough.
-				p.stop(2 * time.Second)
+				p.Stop(2 * time.Second)
 			}
 		}
 		if c.net != nil {
@@ -472,7 +474,7 @@ func removeAbandonedDirs(octet byte) {
 func (c *Cluster) ProcessIDs() map[string]int {
 	ids := map[string]int{}
 	for _, p := range c.procs {
-		ids[p.name] = p.cmd.Process.Pid
+		ids[p.Name] = p.Pid()
 	}
 	return ids
 }
