@@ -74,6 +74,9 @@ type cloudEnv interface {
 	// groupOf names the cloud group a target in zone lands in.
 	groupOf(service, zone string) string
 	throttleNote() string
+	// targetWriteRate is the target-changing calls per second the cloud
+	// allows an account or project in the long run.
+	targetWriteRate() float64
 	close()
 }
 
@@ -152,6 +155,11 @@ func (a *awsCloud) floor() time.Duration {
 	return a.timing.registrationDelay + healthyThreshold*a.timing.checkInterval
 }
 func (a *awsCloud) groupOf(service, _ string) string { return service }
+
+// targetWriteRate is the refill of AWS's register+deregister bucket.
+func (a *awsCloud) targetWriteRate() float64 {
+	return elbv2sim.AWSThrottle()[elbv2sim.ClassTargets].RefillPerSec
+}
 func (a *awsCloud) throttleNote() string {
 	return "elbv2sim.AWSThrottle(): register+deregister 20 burst/4 per s, Describe* 40/10"
 }
@@ -281,6 +289,9 @@ func (g *gcpCloud) floor() time.Duration {
 	return g.timing.operationDelay + healthyThreshold*g.timing.checkInterval
 }
 func (g *gcpCloud) groupOf(service, zone string) string { return service + "/" + zone }
+
+// targetWriteRate is the emulated write quota; every write counts.
+func (g *gcpCloud) targetWriteRate() float64 { return float64(g.writeQuota) / 100 }
 func (g *gcpCloud) throttleNote() string {
 	return fmt.Sprintf("computesim quota: %d reads and %d writes per 100 s", g.readQuota, g.writeQuota)
 }

@@ -58,10 +58,13 @@ func runRollout(ctx context.Context, e *env) error {
 		return err
 	}
 	floor := rolloutFloor(per, e.cloud.floor())
+	budgetFloor := e.rolloutBudgetFloor(per)
 	e.reportPods(sec+" update", start)
 	results.set(sec+" update", cloud, "rolling update duration (all Deployments)", "%s", round(rollout))
 	results.set(sec+" update", cloud, "rolling update floor (waves x (ready + cloud floor))", "%s", round(floor))
 	results.set(sec+" update", cloud, "rolling update / floor", "%s", pct(rollout.Seconds(), floor.Seconds()))
+	results.set(sec+" update", cloud, "rolling update floor under the cloud's write rate (estimate)", "%s", round(budgetFloor))
+	results.set(sec+" update", cloud, "rolling update / write-rate floor", "%s", pct(rollout.Seconds(), budgetFloor.Seconds()))
 	e.reportCalls(sec+" update", start, time.Now())
 
 	// Scale N -> 0.
@@ -92,6 +95,27 @@ func rolloutFloor(per []int32, cloudFloor time.Duration) time.Duration {
 		longest = max(longest, time.Duration(waves)*(readyAfter+cloudFloor))
 	}
 	return longest
+}
+
+// rolloutBudgetFloor estimates the shortest rolling update the cloud's
+// account-wide write rate allows: every wave of every Deployment needs at
+// least one registration and one deregistration call per group its pods
+// land in (one per zone on GCP), and all Deployments share the rate.
+func (e *env) rolloutBudgetFloor(per []int32) time.Duration {
+	groups := 1
+	if e.cloud.groupOf("s", "a") != e.cloud.groupOf("s", "b") {
+		groups = *flagZones
+	}
+	calls := 0
+	for _, r := range per {
+		if r == 0 {
+			continue
+		}
+		surge := int(math.Ceil(float64(r) * 0.25))
+		waves := (int(r) + surge - 1) / surge
+		calls += waves * min(groups, surge) * 2
+	}
+	return time.Duration(float64(calls) / e.cloud.targetWriteRate() * float64(time.Second))
 }
 
 // reportPods joins what the bench saw of pods that became ContainersReady
