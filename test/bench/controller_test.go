@@ -8,41 +8,22 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/podlb/podlb/internal/childproc"
 )
 
 // The controller runs as its own process, the production binary, so its
 // memory and CPU are its own and nothing of the bench's heap or goroutines
-// leaks into them.
-
-// Linux sends Pdeathsig when the thread that forked the child ends, not the
-// process; Go may retire threads, so every child is forked from one
-// goroutine pinned to a thread that never exits.
-var pinnedForker = sync.OnceValue(func() chan<- func() {
-	jobs := make(chan func())
-	go func() {
-		runtime.LockOSThread() // never unlocked, so the thread lives as long as the bench
-		for job := range jobs {
-			job()
-		}
-	}()
-	return jobs
-})
+// leaks into them. internal/childproc makes it die with the bench.
 
 type controllerProcess struct {
-	cmd        *exec.Cmd
+	*childproc.Process
 	metricsURL string
-	logPath    string
-	exited     chan struct{}
-	waitErr    error
 }
 
 func controllerBinary() (string, error) {
@@ -77,69 +58,33 @@ func startController(logDir string, args, env []string) (*controllerProcess, err
 	}
 	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args = append([]string{"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0"}, args...)
-	logPath := filepath.Join(logDir, "podlb-controller.log")
-	logFile, err := os.Create(logPath)
+	proc, err := childproc.Start("podlb-controller", bin, logDir, env, args...)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), env...)
-	// Dies with the bench however it ends; its own group so a stop reaches
-	// anything it might start.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	started := make(chan error, 1)
-	pinnedForker() <- func() { started <- cmd.Start() }
-	if err := <-started; err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	p := &controllerProcess{cmd: cmd, metricsURL: "http://" + metricsAddr + "/metrics", logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logFile.Close()
-		close(p.exited)
-	}()
+	p := &controllerProcess{Process: proc, metricsURL: "http://" + metricsAddr + "/metrics"}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := p.scrape(); err == nil {
 			return p, nil
 		}
 		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("podlb-controller exited during start-up (%v); log %s", p.waitErr, logPath)
+		case <-p.Exited():
+			return nil, p.Failure("exited during start-up")
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			err := p.Failure("metrics not served within 30s")
 			p.stop()
-			return nil, fmt.Errorf("podlb-controller metrics not served within 30s; log %s", logPath)
+			return nil, err
 		}
 	}
 }
 
-func (p *controllerProcess) pid() int { return p.cmd.Process.Pid }
-
-func (p *controllerProcess) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM to the process group and SIGKILL after 10 s.
+// stop gives the controller 10 s to shut down cleanly.
 func (p *controllerProcess) stop() {
-	if p == nil {
-		return
-	}
-	pgid := p.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.exited
+	if p != nil {
+		p.Stop(10 * time.Second)
 	}
 }
 

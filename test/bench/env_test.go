@@ -132,7 +132,7 @@ func newEnv(ctx context.Context, o envOptions) (_ *env, err error) {
 		return nil, err
 	}
 	results.set(o.section, o.cloud, "controller start: every binding resolved and observed", "%s for %d Services", round(time.Since(began)), len(e.services))
-	logf("%s: controller log %s", o.cloud, e.ctrl.logPath)
+	logf("%s: controller log %s", o.cloud, e.ctrl.LogPath)
 	return e, nil
 }
 
@@ -237,8 +237,8 @@ func poll(ctx context.Context, timeout, interval time.Duration, what string, con
 // reconciled without error.
 func (e *env) waitBindings(ctx context.Context, timeout time.Duration) error {
 	return poll(ctx, timeout, time.Second, "every binding reconciled", func() error {
-		if !e.ctrl.running() {
-			return fmt.Errorf("podlb-controller exited: %v", e.ctrl.waitErr)
+		if !e.ctrl.Running() {
+			return e.ctrl.Failure("exited")
 		}
 		list, err := e.kube.Client.CoreV1().Services(benchNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -271,8 +271,8 @@ func (e *env) waitBindings(ctx context.Context, timeout time.Duration) error {
 // waitDeployments waits until every Deployment has rolled out completely.
 func (e *env) waitDeployments(ctx context.Context, timeout time.Duration) error {
 	return poll(ctx, timeout, 250*time.Millisecond, "Deployments rolled out", func() error {
-		if !e.ctrl.running() {
-			return fmt.Errorf("podlb-controller exited: %v", e.ctrl.waitErr)
+		if !e.ctrl.Running() {
+			return e.ctrl.Failure("exited")
 		}
 		list, err := e.kube.Client.AppsV1().Deployments(benchNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {

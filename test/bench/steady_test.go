@@ -30,7 +30,7 @@ func runSteady(ctx context.Context, cloudName string) error {
 	results.set(sec, cloudName, "size", "%d pods, %d Services, %d nodes (one cluster's limit is 240)", *flagSteadyPods, len(e.services), len(e.kube.Nodes))
 
 	per := spread(*flagSteadyPods, len(e.services))
-	pid := e.ctrl.pid()
+	pid := e.ctrl.Pid()
 	peak := int64(0)
 	stopPeak := make(chan struct{})
 	peakDone := make(chan struct{})
