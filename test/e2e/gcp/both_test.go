@@ -135,7 +135,7 @@ func TestBothCloudsAtOnce(t *testing.T) {
 			key := p.Status.PodIP + ":8080"
 			for cloud, at := range map[string]time.Time{"gcp": gcpAt[key].FirstHealthyAt, "aws": awsAt[key]} {
 				if at.IsZero() || g.LastTransitionTime.Add(time.Second).Before(at) {
-					t.Errorf("pod %s gate True at %v but healthy on %s at %v", p.Name, g.LastTransitionTime, cloud, at)
+					t.Errorf("pod %s gate True at %v (%s: %s) but healthy on %s at %v", p.Name, g.LastTransitionTime, g.Reason, g.Message, cloud, at)
 				}
 			}
 		}
