@@ -42,7 +42,8 @@ const (
 // DefaultLimits keep podlb well inside Compute's per-project quotas (which
 // are counted per minute or per 100 s and shared with every other tool in
 // the project): endpoint changes and health reads get their own buckets,
-// everything else shares a slow one.
+// the look-ups and writes of setting up NEGs theirs (a cold start creates
+// a NEG per zone and binding), anything else shares a slow one.
 func DefaultLimits() map[string]providers.Limit {
 	return map[string]providers.Limit{
 		opNEGAttach:      {QPS: 2, Burst: 10},
@@ -52,6 +53,12 @@ func DefaultLimits() map[string]providers.Limit {
 		opNEGList:        {QPS: 5, Burst: 20},
 		opNEGAggregated:  {QPS: 5, Burst: 20},
 		opOperationsPoll: {QPS: 5, Burst: 20},
+		opNEGGet:         {QPS: 5, Burst: 20},
+		opBSGet:          {QPS: 5, Burst: 20},
+		opRBSGet:         {QPS: 5, Burst: 20},
+		opNEGInsert:      {QPS: 2, Burst: 10},
+		opBSPatch:        {QPS: 1, Burst: 5},
+		opRBSPatch:       {QPS: 1, Burst: 5},
 		"*":              {QPS: 1, Burst: 5},
 	}
 }
