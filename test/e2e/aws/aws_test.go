@@ -29,8 +29,8 @@ import (
 func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
-	gatedArn, gatedAddr := groupWithNLB(t, uniqueName(ns, "gated"))
-	plainArn, plainAddr := groupWithNLB(t, uniqueName(ns, "plain"))
+	gatedArn, gatedAddr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "gated"))
+	plainArn, plainAddr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "plain"))
 
 	k8s.Create(t, e2eutil.WebService(ns, "gated", byName(`{"arn": "`+gatedArn+`"}`)))
 	k8s.Create(t, e2eutil.RollingDeployment(ns, "gated", 10, true))
@@ -154,7 +154,7 @@ func labelsMatch(m *dto.Metric, want map[string]string) bool {
 func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
-	arn, _ := groupWithNLB(t, uniqueName(ns, "scale"))
+	arn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "scale"))
 	k8s.Create(t, e2eutil.WebService(ns, "scale", map[string]string{
 		"podlb.io/aws-target-groups": `{"80": {"arn": "` + arn + `"}}`,
 		targets.AnnotationReadiness:  "registered",
@@ -287,23 +287,7 @@ func TestManagedGroupLifecycle(t *testing.T) {
 		if _, err := c.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{arn}}); err == nil {
 			return fmt.Errorf("group still exists")
 		}
-		svc, err := kube.Client.CoreV1().Services(ns).Get(ctx, "managed", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if len(svc.Finalizers) != 0 || svc.Annotations[targets.AnnotationStatus] != "" {
-			return fmt.Errorf("finalizers %v, status %q", svc.Finalizers, svc.Annotations[targets.AnnotationStatus])
-		}
-		cms, err := kube.Client.CoreV1().ConfigMaps(e2eutil.Namespace).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		for _, cm := range cms.Items {
-			if cm.Annotations["podlb.io/namespace"] == ns {
-				return fmt.Errorf("ledger %s left", cm.Name)
-			}
-		}
-		return nil
+		return k8s.Released(ns, "managed")
 	})
 	// The gates, once True, stay True: the pods keep serving.
 	for _, p := range k8s.LivePods(t, ns, "managed") {
@@ -318,7 +302,7 @@ func TestManagedGroupLifecycle(t *testing.T) {
 func TestSharedGroupKeepsForeignTargets(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
-	arn, _ := groupWithNLB(t, uniqueName(ns, "shared"))
+	arn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "shared"))
 	c := e2eutil.ELBv2Client(sim)
 	foreign := []elbtypes.TargetDescription{
 		{Id: aws.String("10.7.7.7"), Port: aws.Int32(8080)},
@@ -383,7 +367,7 @@ func TestSharedGroupKeepsForeignTargets(t *testing.T) {
 func TestControllerRestartMidRollout(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
-	arn, addr := groupWithNLB(t, uniqueName(ns, "restart"))
+	arn, addr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "restart"))
 	k8s.Create(t, e2eutil.WebService(ns, "restart", byName(`{"arn": "`+arn+`"}`)))
 	k8s.Create(t, e2eutil.RollingDeployment(ns, "restart", 6, true))
 	e2eutil.Eventually(t, 90*time.Second, "6 pods healthy", func() error { return converged(t, ns, "restart", arn, 6, "healthy", true) })
@@ -432,7 +416,7 @@ func TestControllerRestartMidRollout(t *testing.T) {
 func TestThrottlingConvergesQuietly(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
-	arn, _ := groupWithNLB(t, uniqueName(ns, "throttle"))
+	arn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "throttle"))
 	before := sim.Stats()
 	sim.SetThrottleRate(0.2)
 	defer sim.SetThrottleRate(0)
@@ -466,11 +450,11 @@ func TestBadInputIsNamedAndIsolated(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	c := e2eutil.ELBv2Client(sim)
-	goodArn, _ := groupWithNLB(t, uniqueName(ns, "good"))
+	goodArn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "good"))
 	instanceArn := createGroup(t, uniqueName(ns, "inst"), func(in *elbv2.CreateTargetGroupInput) { in.TargetType = elbtypes.TargetTypeEnumInstance })
 	otherVPCArn := createGroup(t, uniqueName(ns, "vpc"), func(in *elbv2.CreateTargetGroupInput) { in.VpcId = aws.String("vpc-0other000000000") })
 	udpArn := createGroup(t, uniqueName(ns, "udp"), func(in *elbv2.CreateTargetGroupInput) { in.Protocol = elbtypes.ProtocolEnumUdp })
-	fullArn, _ := groupWithNLB(t, uniqueName(ns, "full"))
+	fullArn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "full"))
 	// Fill the group to its limit with someone else's targets.
 	var fill []elbtypes.TargetDescription
 	for i := 0; i < 1000; i++ {

@@ -7,9 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
@@ -21,44 +19,14 @@ var ctx = context.Background()
 
 const gate = string(targets.GateConditionType)
 
-// createGroup makes a TCP target group of type ip with fast health checks
-// and a short deregistration delay, as a user would before binding it.
+// createGroup makes a target group as a user would before binding it.
 func createGroup(t *testing.T, name string, mutate func(*elbv2.CreateTargetGroupInput)) string {
 	t.Helper()
-	in := &elbv2.CreateTargetGroupInput{
-		Name: aws.String(name), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(8080),
-		VpcId: aws.String(elbv2sim.DefaultVPCID), TargetType: elbtypes.TargetTypeEnumIp,
-		HealthCheckIntervalSeconds: aws.Int32(5), HealthyThresholdCount: aws.Int32(2), UnhealthyThresholdCount: aws.Int32(2),
-	}
-	if mutate != nil {
-		mutate(in)
-	}
-	c := e2eutil.ELBv2Client(sim)
-	out, err := c.CreateTargetGroup(ctx, in)
+	arn, err := e2eutil.TargetGroup(ctx, sim, name, mutate)
 	if err != nil {
-		t.Fatalf("create target group %s: %v", name, err)
-	}
-	arn := aws.ToString(out.TargetGroups[0].TargetGroupArn)
-	if _, err := c.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{TargetGroupArn: aws.String(arn),
-		Attributes: []elbtypes.TargetGroupAttribute{{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("1")}}}); err != nil {
 		t.Fatal(err)
 	}
 	return arn
-}
-
-// groupWithNLB creates a group behind a network load balancer and returns
-// the group ARN and the listener's address.
-func groupWithNLB(t *testing.T, name string) (string, string) {
-	t.Helper()
-	arn := createGroup(t, name, nil)
-	lbArn, addr, err := e2eutil.NLB(ctx, sim, name, arn)
-	if err != nil {
-		t.Fatalf("NLB: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = e2eutil.ELBv2Client(sim).DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: aws.String(lbArn)})
-	})
-	return arn, addr
 }
 
 func byName(spec string) map[string]string {

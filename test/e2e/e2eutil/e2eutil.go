@@ -108,6 +108,29 @@ func AWSProvider(ctx context.Context, sim *elbv2sim.Server, cluster string, muta
 	return awsprovider.New(ctx, o)
 }
 
+// TargetGroup creates a TCP target group of type ip with fast health
+// checks and a one-second deregistration delay, as a user would before
+// binding it; mutate adjusts the request.
+func TargetGroup(ctx context.Context, sim *elbv2sim.Server, name string, mutate func(*elbv2.CreateTargetGroupInput)) (string, error) {
+	in := &elbv2.CreateTargetGroupInput{
+		Name: aws.String(name), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(8080),
+		VpcId: aws.String(elbv2sim.DefaultVPCID), TargetType: elbtypes.TargetTypeEnumIp,
+		HealthCheckIntervalSeconds: aws.Int32(5), HealthyThresholdCount: aws.Int32(2), UnhealthyThresholdCount: aws.Int32(2),
+	}
+	if mutate != nil {
+		mutate(in)
+	}
+	c := ELBv2Client(sim)
+	out, err := c.CreateTargetGroup(ctx, in)
+	if err != nil {
+		return "", fmt.Errorf("create target group %s: %w", name, err)
+	}
+	arn := aws.ToString(out.TargetGroups[0].TargetGroupArn)
+	_, err = c.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{TargetGroupArn: aws.String(arn),
+		Attributes: []elbtypes.TargetGroupAttribute{{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("1")}}})
+	return arn, err
+}
+
 // NLB creates a network load balancer with a TCP listener on port 80
 // forwarding to the group, and returns the listener's loopback address.
 func NLB(ctx context.Context, sim *elbv2sim.Server, name, tgArn string) (lbArn, addr string, err error) {
@@ -125,6 +148,26 @@ func NLB(ctx context.Context, sim *elbv2sim.Server, name, tgArn string) (lbArn, 
 		return lbArn, "", err
 	}
 	return lbArn, sim.ListenerAddr(aws.ToString(l.Listeners[0].ListenerArn)), nil
+}
+
+// TargetGroupBehindNLB creates a target group (see TargetGroup) behind a
+// network load balancer, deleted when the test ends, and returns the
+// group's ARN and the listener's address.
+func TargetGroupBehindNLB(t testing.TB, sim *elbv2sim.Server, name string) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	arn, err := TargetGroup(ctx, sim, name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbArn, addr, err := NLB(ctx, sim, name, arn)
+	if err != nil {
+		t.Fatalf("NLB: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = ELBv2Client(sim).DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: aws.String(lbArn)})
+	})
+	return arn, addr
 }
 
 // Eventually polls cond until it returns nil or the timeout passes, then

@@ -245,6 +245,29 @@ func (k Kube) AllWarnings(t testing.TB, ns, svc string) []corev1.Event {
 	return out
 }
 
+// Released reports why podlb has not let go of a Service yet: its
+// finalizer, its status annotation, or a ledger ConfigMap for it in
+// podlb's namespace; nil once all are gone.
+func (k Kube) Released(ns, name string) error {
+	svc, err := k.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if len(svc.Finalizers) != 0 || svc.Annotations[targets.AnnotationStatus] != "" {
+		return fmt.Errorf("finalizers %v, status %q", svc.Finalizers, svc.Annotations[targets.AnnotationStatus])
+	}
+	cms, err := k.Client.CoreV1().ConfigMaps(Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, cm := range cms.Items {
+		if cm.Annotations["podlb.io/namespace"] == ns && cm.Annotations["podlb.io/service"] == name {
+			return fmt.Errorf("ledger %s left", cm.Name)
+		}
+	}
+	return nil
+}
+
 // BadInput is a Service whose annotation has a problem, and the text the
 // Warning and status must contain.
 type BadInput struct {

@@ -6,47 +6,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/providers/gcp/computesim"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
 const awsAnnotation = "podlb.io/aws-target-groups"
-
-// targetGroupWithNLB creates a TCP target group of type ip behind a
-// network load balancer and returns its ARN and the listener's address.
-func targetGroupWithNLB(t *testing.T, name string) (string, string) {
-	t.Helper()
-	c := e2eutil.ELBv2Client(awsSim)
-	out, err := c.CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{
-		Name: aws.String(name), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(8080),
-		VpcId: aws.String(elbv2sim.DefaultVPCID), TargetType: elbtypes.TargetTypeEnumIp,
-		HealthCheckIntervalSeconds: aws.Int32(5), HealthyThresholdCount: aws.Int32(2), UnhealthyThresholdCount: aws.Int32(2),
-	})
-	if err != nil {
-		t.Fatalf("create target group %s: %v", name, err)
-	}
-	arn := aws.ToString(out.TargetGroups[0].TargetGroupArn)
-	if _, err := c.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{TargetGroupArn: aws.String(arn),
-		Attributes: []elbtypes.TargetGroupAttribute{{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("1")}}}); err != nil {
-		t.Fatal(err)
-	}
-	lbArn, addr, err := e2eutil.NLB(ctx, awsSim, name, arn)
-	if err != nil {
-		t.Fatalf("NLB: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = c.DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: aws.String(lbArn)})
-	})
-	return arn, addr
-}
 
 // awsHealthy maps "ip:port" of a target group's targets that are not
 // draining to the time each turned healthy (zero while not healthy).
@@ -75,7 +43,7 @@ func TestBothCloudsAtOnce(t *testing.T) {
 	ns := kube.Namespace(t)
 	bs, gcpAddr := loadBalancer(t, resourceName(ns, "both"), 2)
 	neg := negName(ns, "both")
-	arn, awsAddr := targetGroupWithNLB(t, resourceName(ns, "both"))
+	arn, awsAddr := e2eutil.TargetGroupBehindNLB(t, awsSim, resourceName(ns, "both"))
 	if withAWS {
 		restartController(t, false)
 	}

@@ -286,23 +286,7 @@ func TestBackendServiceSwitchAndRemoval(t *testing.T) {
 		if negs := negsNamed(t, neg); len(negs) != 0 {
 			return fmt.Errorf("NEGs %s left in %v", neg, negs)
 		}
-		svc, err := kube.Client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if len(svc.Finalizers) != 0 || svc.Annotations[targets.AnnotationStatus] != "" {
-			return fmt.Errorf("finalizers %v, status %q", svc.Finalizers, svc.Annotations[targets.AnnotationStatus])
-		}
-		cms, err := kube.Client.CoreV1().ConfigMaps(e2eutil.Namespace).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		for _, cm := range cms.Items {
-			if cm.Annotations["podlb.io/namespace"] == ns {
-				return fmt.Errorf("ledger %s left", cm.Name)
-			}
-		}
-		return nil
+		return k8s.Released(ns, "web")
 	})
 	// Nothing of this Service's is left anywhere in the emulator once the
 	// detached endpoints have drained.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -28,7 +27,6 @@ import (
 
 	"github.com/podlb/podlb/internal/controller"
 	"github.com/podlb/podlb/providers"
-	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
@@ -407,22 +405,11 @@ func service(ns, name, spec string) *corev1.Service {
 	}
 }
 
-// createGroup makes an ip target group with fast health checks and a
-// short deregistration delay, as a user would before binding it.
+// createGroup makes a target group as a user would before binding it.
 func createGroup(t *testing.T, name string) string {
 	t.Helper()
-	c := e2eutil.ELBv2Client(sim)
-	out, err := c.CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{
-		Name: aws.String(name), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(8080),
-		VpcId: aws.String(elbv2sim.DefaultVPCID), TargetType: elbtypes.TargetTypeEnumIp,
-		HealthCheckIntervalSeconds: aws.Int32(5), HealthyThresholdCount: aws.Int32(2), UnhealthyThresholdCount: aws.Int32(2),
-	})
+	arn, err := e2eutil.TargetGroup(ctx, sim, name, nil)
 	if err != nil {
-		t.Fatalf("create target group %s: %v", name, err)
-	}
-	arn := aws.ToString(out.TargetGroups[0].TargetGroupArn)
-	if _, err := c.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{TargetGroupArn: aws.String(arn),
-		Attributes: []elbtypes.TargetGroupAttribute{{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("1")}}}); err != nil {
 		t.Fatal(err)
 	}
 	return arn
