@@ -337,80 +337,82 @@ func (s *Server) parseEndpoints(r *http.Request, detach bool) (*neg, *endpointCh
 		ch.eps = append(ch.eps, &endpoint{instance: instName, ip: ip, port: port})
 	}
 	if !detach && len(n.endpoints)+len(ch.eps) > maxEndpointsPerNEG {
-		return nil, nil, &apiError{http.StatusForbidden, "quotaExceeded", fmt.Sprintf(
-			"Quota 'NETWORK_ENDPOINTS_PER_NETWORK_ENDPOINT_GROUP' exceeded. Limit: %d.", maxEndpointsPerNEG)}
+		return nil, nil, errEndpointQuota()
 	}
 	return n, ch, nil
 }
 
-// negAttach attaches endpoints. Validation of the request (sizes, unknown
-// instance, bad IP/port) answers synchronously with 400. An endpoint that is
-// already attached when the operation runs fails the whole operation with
-// 400 (nothing is attached), as does exceeding the per-NEG quota.
-func (s *Server) negAttach(r *http.Request) (proto.Message, *apiError) {
-	n, ch, e := s.parseEndpoints(r, false)
+// changeEndpoints is attach and detach: the request is validated at once
+// (sizes, unknown instance, bad IP or port answer 400 synchronously), and
+// apply changes the NEG, as it is then, when the operation runs.
+func (s *Server) changeEndpoints(r *http.Request, detach bool, method string, apply func(n *neg, eps []*endpoint) *apiError) (proto.Message, *apiError) {
+	n, ch, e := s.parseEndpoints(r, detach)
 	if e != nil {
 		return nil, e
 	}
 	path := n.path
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.startOpLocked(r, opScope{project: r.PathValue("project"), zone: n.zone}, "attachNetworkEndpoints", path, n.pb.GetId(), func() *apiError {
+	return s.startOpLocked(r, opScope{project: r.PathValue("project"), zone: n.zone}, method, path, n.pb.GetId(), func() *apiError {
 		n := s.negs[path]
 		if n == nil {
 			return errNotFound(path)
 		}
-		for _, ep := range ch.eps {
-			if old := n.endpoints[epKey(ep.ip, ep.port)]; old != nil {
-				return &apiError{http.StatusBadRequest, "alreadyExists", fmt.Sprintf(
-					"Network endpoint (instance: %s, ipAddress: %s, port: %d) already exists in network endpoint group '%s'.",
-					old.instance, ep.ip, ep.port, path)}
-			}
-		}
-		if len(n.endpoints)+len(ch.eps) > maxEndpointsPerNEG {
-			return &apiError{http.StatusForbidden, "quotaExceeded", fmt.Sprintf(
-				"Quota 'NETWORK_ENDPOINTS_PER_NETWORK_ENDPOINT_GROUP' exceeded. Limit: %d.", maxEndpointsPerNEG)}
-		}
-		now := time.Now()
-		for _, ep := range ch.eps {
-			e := *ep
-			e.attachedAt = now
-			n.endpoints[epKey(e.ip, e.port)] = &e
+		if e := apply(n, ch.eps); e != nil {
+			return e
 		}
 		s.syncTargetsLocked()
 		return nil
 	}), nil
+}
+
+func errEndpointQuota() *apiError {
+	return &apiError{http.StatusForbidden, "quotaExceeded", fmt.Sprintf(
+		"Quota 'NETWORK_ENDPOINTS_PER_NETWORK_ENDPOINT_GROUP' exceeded. Limit: %d.", maxEndpointsPerNEG)}
+}
+
+// negAttach attaches endpoints. An endpoint that is already attached when
+// the operation runs fails the whole operation with 400 (nothing is
+// attached), as does exceeding the per-NEG quota.
+func (s *Server) negAttach(r *http.Request) (proto.Message, *apiError) {
+	return s.changeEndpoints(r, false, "attachNetworkEndpoints", func(n *neg, eps []*endpoint) *apiError {
+		for _, ep := range eps {
+			if old := n.endpoints[epKey(ep.ip, ep.port)]; old != nil {
+				return &apiError{http.StatusBadRequest, "alreadyExists", fmt.Sprintf(
+					"Network endpoint (instance: %s, ipAddress: %s, port: %d) already exists in network endpoint group '%s'.",
+					old.instance, ep.ip, ep.port, n.path)}
+			}
+		}
+		if len(n.endpoints)+len(eps) > maxEndpointsPerNEG {
+			return errEndpointQuota()
+		}
+		now := time.Now()
+		for _, ep := range eps {
+			e := *ep
+			e.attachedAt = now
+			n.endpoints[epKey(e.ip, e.port)] = &e
+		}
+		return nil
+	})
 }
 
 // negDetach detaches endpoints. An endpoint that is not attached when the
 // operation runs fails the whole operation with 400 (nothing is detached).
 func (s *Server) negDetach(r *http.Request) (proto.Message, *apiError) {
-	n, ch, e := s.parseEndpoints(r, true)
-	if e != nil {
-		return nil, e
-	}
-	path := n.path
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.startOpLocked(r, opScope{project: r.PathValue("project"), zone: n.zone}, "detachNetworkEndpoints", path, n.pb.GetId(), func() *apiError {
-		n := s.negs[path]
-		if n == nil {
-			return errNotFound(path)
-		}
-		for _, ep := range ch.eps {
+	return s.changeEndpoints(r, true, "detachNetworkEndpoints", func(n *neg, eps []*endpoint) *apiError {
+		for _, ep := range eps {
 			old := n.endpoints[epKey(ep.ip, ep.port)]
 			if old == nil || (ep.instance != "" && ep.instance != old.instance) {
 				return &apiError{http.StatusBadRequest, "notFound", fmt.Sprintf(
 					"Network endpoint (instance: %s, ipAddress: %s, port: %d) does not exist in network endpoint group '%s'.",
-					ep.instance, ep.ip, ep.port, path)}
+					ep.instance, ep.ip, ep.port, n.path)}
 			}
 		}
-		for _, ep := range ch.eps {
+		for _, ep := range eps {
 			delete(n.endpoints, epKey(ep.ip, ep.port))
 		}
-		s.syncTargetsLocked()
 		return nil
-	}), nil
+	})
 }
 
 // negListEndpoints lists a NEG's endpoints. The apiv1 client sends the whole
