@@ -8,12 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podlb/podlb/internal/childproc"
 )
 
 // TestSandbox runs the real sandbox binary in a short configuration with
@@ -83,7 +84,7 @@ func TestSandbox(t *testing.T) {
 		t.Fatalf("report: %v\n%s", err, data)
 	}
 	// Everything still runs under --keep: the controller is there.
-	if pid := rep.Processes["podlb-controller"]; pid == 0 || !alive(pid) {
+	if pid := rep.Processes["podlb-controller"]; pid == 0 || !childproc.Alive(pid) {
 		t.Errorf("podlb-controller (pid %d) is not running under --keep", pid)
 	}
 
@@ -100,11 +101,11 @@ func TestSandbox(t *testing.T) {
 
 	checkReport(t, &rep)
 	for name, pid := range rep.Processes {
-		if alive(pid) && strings.Contains(cmdline(pid), rep.ClusterDir) {
+		if childproc.Alive(pid) && strings.Contains(childproc.Cmdline(pid), rep.ClusterDir) {
 			t.Errorf("%s (pid %d) survived the sandbox", name, pid)
 		}
 	}
-	if leftovers := processesMentioning(rep.ClusterDir); len(leftovers) > 0 {
+	if leftovers := describe(childproc.Mentioning(rep.ClusterDir)); len(leftovers) > 0 {
 		t.Errorf("processes still refer to the sandbox's directory %s: %v", rep.ClusterDir, leftovers)
 	}
 	if _, err := os.Stat(rep.ClusterDir); !os.IsNotExist(err) {
@@ -199,36 +200,11 @@ func isFile(path string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-// alive reports whether pid is a process that has not been reaped or is
-// not a zombie.
-func alive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the parenthesised command name.
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
-func cmdline(pid int) string {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.ReplaceAll(string(data), "\x00", " ")
-}
-
-// processesMentioning lists live processes whose command line contains s.
-func processesMentioning(s string) []string {
-	entries, _ := os.ReadDir("/proc")
-	var out []string
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() || !alive(pid) {
-			continue
-		}
-		if c := cmdline(pid); strings.Contains(c, s) {
-			out = append(out, fmt.Sprintf("%d: %s", pid, c))
-		}
+// describe gives each pid with its command line, for messages.
+func describe(pids []int) []string {
+	out := make([]string, len(pids))
+	for i, pid := range pids {
+		out[i] = fmt.Sprintf("%d: %s", pid, childproc.Cmdline(pid))
 	}
 	return out
 }

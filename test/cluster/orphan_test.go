@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/internal/childproc"
 	"github.com/podlb/podlb/test/cluster"
 )
 
@@ -67,7 +68,7 @@ func TestStopLeavesNoProcess(t *testing.T) {
 	dir := c.Dir
 	c.Stop()
 	for name, pid := range pids {
-		if alive(pid) {
+		if childproc.Alive(pid) {
 			t.Errorf("%s (pid %d) still running after Stop", name, pid)
 		}
 	}
@@ -116,7 +117,7 @@ func TestKilledTestBinaryLeavesNoProcess(t *testing.T) {
 		t.Fatalf("helper reported pids %v", pids)
 	}
 	for _, pid := range pids {
-		if !alive(pid) {
+		if !childproc.Alive(pid) {
 			t.Fatalf("pid %d not running before the kill", pid)
 		}
 	}
@@ -124,7 +125,7 @@ func TestKilledTestBinaryLeavesNoProcess(t *testing.T) {
 	_ = cmd.Wait()
 	deadline := time.Now().Add(20 * time.Second)
 	for _, pid := range pids {
-		for alive(pid) {
+		for childproc.Alive(pid) {
 			if time.Now().After(deadline) {
 				t.Fatalf("pid %d survived the test binary being killed", pid)
 			}
@@ -137,33 +138,12 @@ func TestKilledTestBinaryLeavesNoProcess(t *testing.T) {
 	}
 }
 
-// alive reports whether pid runs and is not a zombie.
-func alive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // childrenMentioning lists live children of this process whose command line
 // mentions dir (every component gets paths inside its cluster's directory).
 func childrenMentioning(dir string) []int {
-	entries, _ := os.ReadDir("/proc")
 	var found []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !alive(pid) {
-			continue
-		}
-		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if !strings.Contains(string(status), fmt.Sprintf("\nPPid:\t%d\n", os.Getpid())) {
-			continue
-		}
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.Contains(string(cmdline), dir) {
+	for _, pid := range childproc.Mentioning(dir) {
+		if childproc.Parent(pid) == os.Getpid() {
 			found = append(found, pid)
 		}
 	}
