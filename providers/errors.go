@@ -3,6 +3,8 @@ package providers
 import (
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 )
 
 // Class says how the core should react to a cloud error.
@@ -81,4 +83,36 @@ func WithField(field string, err error) error {
 		return err
 	}
 	return &Error{Class: ClassOf(err), Field: field, Err: err}
+}
+
+// TargetErrors is returned by Provider.Apply when the cloud refused some
+// targets one by one; every other target of the plan was applied.
+type TargetErrors struct {
+	// Failed holds, per refused target, the classified cloud error.
+	Failed map[TargetKey]error
+}
+
+func (e *TargetErrors) Error() string {
+	keys := make([]TargetKey, 0, len(e.Failed))
+	for k := range e.Failed {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	parts := make([]string, 0, min(len(keys), 3))
+	for _, k := range keys[:min(len(keys), 3)] {
+		parts = append(parts, fmt.Sprintf("%s: %v", k, e.Failed[k]))
+	}
+	if len(keys) > 3 {
+		parts = append(parts, fmt.Sprintf("and %d more", len(keys)-3))
+	}
+	return fmt.Sprintf("%d target(s) refused: %s", len(keys), strings.Join(parts, "; "))
+}
+
+// AsTargetErrors finds a *TargetErrors in err's chain.
+func AsTargetErrors(err error) (*TargetErrors, bool) {
+	var te *TargetErrors
+	if errors.As(err, &te) {
+		return te, true
+	}
+	return nil, false
 }

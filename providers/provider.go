@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 )
 
 // Provider is one cloud's load-balancer target API.
@@ -86,6 +87,10 @@ type Binding struct {
 	TargetPort int32
 	Mode       ReadinessMode
 	Spec       Spec
+	// SpecRaw is the annotation value Spec was parsed from, kept so the
+	// binding can be restored while a later edit of the annotation is
+	// broken.
+	SpecRaw string
 	// Zones that have nodes of this cluster, sorted; providers with zonal
 	// groups create one group per zone.
 	Zones []string
@@ -111,6 +116,19 @@ type TargetKey struct {
 func (t Target) Key() TargetKey { return TargetKey{IP: t.IP, Port: t.Port} }
 
 func (k TargetKey) String() string { return netip.AddrPortFrom(k.IP, uint16(k.Port)).String() }
+
+// MarshalText writes "ip:port", so keys read well in JSON.
+func (k TargetKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText reads "ip:port".
+func (k *TargetKey) UnmarshalText(b []byte) error {
+	v, err := ParseTargetKey(string(b))
+	if err != nil {
+		return err
+	}
+	*k = v
+	return nil
+}
 
 // ParseTargetKey reads "ip:port" as written by TargetKey.String.
 func ParseTargetKey(s string) (TargetKey, error) {
@@ -172,6 +190,12 @@ type Group struct {
 	// DrainSeconds is how long the load balancer drains a deregistered
 	// target, to compare with pods' termination grace.
 	DrainSeconds int64
+	// JudgeDelay is how long the load balancer needs to judge a target
+	// that starts answering: healthy threshold x check interval. A target
+	// registered for an earlier pod with the same IP:port counts for a new
+	// pod only once this much time has passed since the new pod's
+	// containers became ready.
+	JudgeDelay time.Duration
 	// Created is true on the reconcile that created the group.
 	Created bool
 	// Provider is the provider's own state, opaque to the core.

@@ -7,7 +7,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,14 +29,16 @@ import (
 
 // Reasons of the gate condition.
 const (
-	ReasonReady         = "LoadBalancerReady"
-	ReasonNotSelected   = "NoLoadBalancer"
-	ReasonNotRegistered = "TargetNotRegistered"
-	ReasonPending       = "TargetPending"
-	ReasonUnhealthy     = "TargetUnhealthy"
-	ReasonUnused        = "TargetGroupUnused"
-	ReasonInvalid       = "BindingInvalid"
-	ReasonError         = "BindingError"
+	ReasonReady          = "LoadBalancerReady"
+	ReasonNotSelected    = "NoLoadBalancer"
+	ReasonNotRegistered  = "TargetNotRegistered"
+	ReasonPending        = "TargetPending"
+	ReasonUnhealthy      = "TargetUnhealthy"
+	ReasonUnused         = "TargetGroupUnused"
+	ReasonInvalid        = "BindingInvalid"
+	ReasonError          = "BindingError"
+	ReasonRejected       = "TargetRejected"
+	ReasonCloudNotServed = "CloudNotServed"
 )
 
 var (
@@ -81,9 +86,14 @@ func Evaluate(pod *corev1.Pod, reg *targets.Registry) Verdict {
 		blocking = append(blocking, msg)
 	}
 	bound := 0
+	kept := ""
 	for _, svc := range services {
 		for _, p := range svc.Problems {
-			if p.Provider != "" {
+			switch {
+			case p.Provider == "":
+			case p.Kept:
+				kept = fmt.Sprintf("; Service %s's annotation has problems, its last good bindings are in force", svc.Name.Name)
+			default:
 				note(ReasonInvalid, fmt.Sprintf("Service %s: %s", svc.Name.Name, p.String()))
 			}
 		}
@@ -109,6 +119,10 @@ func Evaluate(pod *corev1.Pod, reg *targets.Registry) Verdict {
 					why = "registration pending"
 				}
 				note(ReasonNotRegistered, fmt.Sprintf("not registered in %s: %s", h.Group, why))
+				continue
+			}
+			if t.Rejected {
+				note(ReasonRejected, fmt.Sprintf("%s refused the target: %s", t.Group, t.Reason))
 				continue
 			}
 			ready := t.State == providers.Healthy ||
@@ -150,6 +164,7 @@ func Evaluate(pod *corev1.Pod, reg *targets.Registry) Verdict {
 	if bound == 1 {
 		v.Message = "ready in the load balancer group selecting the pod"
 	}
+	v.Message += kept
 	return v
 }
 
@@ -157,23 +172,35 @@ func Evaluate(pod *corev1.Pod, reg *targets.Registry) Verdict {
 type GateReconciler struct {
 	Client   client.Client
 	Registry *targets.Registry
-	// Services reads Services from the cache, to tell "selected by nothing"
-	// from "selected by a Service not yet reconciled".
-	Services    client.Reader
+	// Services reads Services from the cache, to find Services that select
+	// a pod but are not in the registry yet.
+	Services client.Reader
+	// Annotations are the cloud annotation keys this controller serves.
 	Annotations []string
+	// IgnoreUnservedClouds lets pods through that a Service binds only on
+	// clouds this controller does not serve. By default such pods are held
+	// with reason CloudNotServed: nothing would check those load balancers.
+	IgnoreUnservedClouds bool
+
+	// latched remembers pods whose gate this controller turned True, so a
+	// stale cache can never make it write the gate again.
+	latched sync.Map // types.NamespacedName -> types.UID
 }
 
 // Reconcile implements reconcile.Reconciler.
 func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var pod corev1.Pod
 	if err := r.Client.Get(ctx, req.NamespacedName, &pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.latched.Delete(req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !targets.HasGate(&pod) || pod.DeletionTimestamp != nil || pod.Spec.NodeName == "" {
 		return reconcile.Result{}, nil
 	}
 	cur := targets.PodCondition(&pod, targets.GateConditionType)
-	if cur != nil && cur.Status == corev1.ConditionTrue {
+	if uid, ok := r.latched.Load(req.NamespacedName); (ok && uid == pod.UID) || (cur != nil && cur.Status == corev1.ConditionTrue) {
 		// The gate latches: it protects the rollout that created the pod.
 		// Taking a serving pod's readiness away later, because a load
 		// balancer flaps or an annotation is added, would take it out of
@@ -181,18 +208,23 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		// shows in status, metrics and Events instead.
 		return reconcile.Result{}, nil
 	}
-	v := Evaluate(&pod, r.Registry)
-	if v.Reason == ReasonNotSelected {
-		pending, err := r.unreconciledSelector(ctx, &pod)
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		if pending {
-			return reconcile.Result{RequeueAfter: time.Second}, nil
-		}
+	scan, err := r.scanServices(ctx, &pod)
+	if err != nil {
+		return reconcile.Result{}, err
 	}
+	if scan.unknown {
+		// An annotated Service selects the pod but is not reconciled yet
+		// (just created, or podlb just started): whatever the others say,
+		// it may still hold the pod.
+		return reconcile.Result{RequeueAfter: time.Second}, nil
+	}
+	v := Evaluate(&pod, r.Registry)
 	if !v.Known {
 		return reconcile.Result{}, nil
+	}
+	if scan.unserved != "" && !r.IgnoreUnservedClouds {
+		v = Verdict{Status: corev1.ConditionFalse, Reason: ReasonCloudNotServed, Known: true, Message: scan.unserved +
+			": this controller does not serve that cloud, so nothing checks the pod there (run podlb for it, or start this one with --gate-ignores-unserved-clouds)"}
 	}
 	if cur != nil && cur.Status == v.Status && cur.Reason == v.Reason && cur.Message == v.Message {
 		return reconcile.Result{}, nil
@@ -203,12 +235,20 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		cond.LastTransitionTime = cur.LastTransitionTime
 	}
 	if err := patchCondition(ctx, r.Client, &pod, cond); err != nil {
-		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.IsInvalid(err) {
+		if apierrors.IsConflict(err) {
+			// The cached pod is behind: look again once the cache has
+			// caught up, the gate may have been written meanwhile.
+			return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		}
+		if apierrors.IsNotFound(err) || apierrors.IsInvalid(err) {
 			// Gone or replaced under the same name: the UID precondition
 			// did its job.
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
+	}
+	if v.Status == corev1.ConditionTrue {
+		r.latched.Store(req.NamespacedName, pod.UID)
 	}
 	gateWrites.WithLabelValues(string(v.Status)).Inc()
 	if v.Status == corev1.ConditionTrue && !v.HealthySince.IsZero() {
@@ -218,24 +258,45 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	return reconcile.Result{}, nil
 }
 
-// unreconciledSelector reports whether an annotated Service selects the
-// pod but is not in the registry yet (just created, or podlb just
-// started): the pod must wait rather than be let through.
-func (r *GateReconciler) unreconciledSelector(ctx context.Context, pod *corev1.Pod) (bool, error) {
+// serviceScan is what the Services selecting a pod say beyond the
+// registry.
+type serviceScan struct {
+	// unknown: an annotated Service selects the pod but is not in the
+	// registry yet.
+	unknown bool
+	// unserved names a Service that binds the pod only on clouds this
+	// controller does not serve, "" when none does.
+	unserved string
+}
+
+func (r *GateReconciler) scanServices(ctx context.Context, pod *corev1.Pod) (serviceScan, error) {
+	var out serviceScan
 	var list corev1.ServiceList
-	if err := r.Services.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
-		return false, err
+	if err := r.Services.List(ctx, &list, client.InNamespace(pod.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return out, err
 	}
 	for i := range list.Items {
 		svc := &list.Items[i]
-		if !hasAny(svc.Annotations, r.Annotations) || len(svc.Spec.Selector) == 0 || svc.DeletionTimestamp != nil {
+		if len(svc.Spec.Selector) == 0 || svc.DeletionTimestamp != nil || !selects(svc.Spec.Selector, pod.Labels) {
 			continue
 		}
-		if selects(svc.Spec.Selector, pod.Labels) && r.Registry.Service(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}) == nil {
-			return true, nil
+		if hasAny(svc.Annotations, r.Annotations) {
+			if r.Registry.Service(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}) == nil {
+				out.unknown = true
+			}
+			continue
+		}
+		if out.unserved != "" {
+			continue
+		}
+		for _, key := range slices.Sorted(maps.Keys(targets.KnownCloudAnnotations)) {
+			if _, ok := svc.Annotations[key]; ok {
+				out.unserved = fmt.Sprintf("Service %s binds the pod on %s (%s)", svc.Name, targets.KnownCloudAnnotations[key], key)
+				break
+			}
 		}
 	}
-	return false, nil
+	return out, nil
 }
 
 func hasAny(m map[string]string, keys []string) bool {
@@ -262,7 +323,9 @@ func selects(selector, podLabels map[string]string) bool {
 // precondition: a pod recreated under the same name is not written.
 func patchCondition(ctx context.Context, c client.Client, pod *corev1.Pod, cond corev1.PodCondition) error {
 	patch := map[string]any{
-		"metadata": map[string]any{"uid": pod.UID},
+		// The resourceVersion makes the write conditional on the pod as
+		// read: a gate written True meanwhile is never overwritten.
+		"metadata": map[string]any{"uid": pod.UID, "resourceVersion": pod.ResourceVersion},
 		"status":   map[string]any{"conditions": []corev1.PodCondition{cond}},
 	}
 	raw, err := json.Marshal(patch)

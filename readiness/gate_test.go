@@ -37,7 +37,8 @@ func registry(mode providers.ReadinessMode, ports ...int32) *targets.Registry {
 var webPod = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-1", UID: "u1", Labels: map[string]string{"app": "web"}}}
 
 func observe(r *targets.Registry, k providers.BindingKey, serving bool, pods map[types.UID]targets.PodTarget) {
-	r.SetHealth(k, &targets.BindingHealth{Group: "targetgroup/web/1", Serving: serving, Pods: pods})
+	_, gen := r.BindingAt(k)
+	r.SetHealth(k, gen, &targets.BindingHealth{Group: "targetgroup/web/1", Serving: serving, Pods: pods})
 }
 
 func target(state providers.State, cloud, reason string) targets.PodTarget {
@@ -140,5 +141,57 @@ func TestEvaluateHealthySince(t *testing.T) {
 	observe(r, key("web", 443), true, map[types.UID]targets.PodTarget{"u1": t443})
 	if v := Evaluate(webPod, r); !v.HealthySince.Equal(late) {
 		t.Errorf("gate latency counts from the last group to turn healthy: %v", v.HealthySince)
+	}
+}
+
+// A binding's health counts only for the version of the binding it was
+// observed for: an observation that races a change of the binding (another
+// group, another port) is dropped, and a change forgets earlier health.
+func TestHealthOfAnEarlierBindingNeverOpensTheGate(t *testing.T) {
+	r := registry(providers.ReadyWhenHealthy, 80)
+	_, before := r.BindingAt(key("web", 80))
+	observe(r, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	if v := Evaluate(webPod, r); v.Status != corev1.ConditionTrue {
+		t.Fatalf("healthy in the only group: %v", v)
+	}
+	// The annotation now names another group.
+	r.SetService(&targets.ServiceEntry{Name: types.NamespacedName{Namespace: "ns", Name: "web"},
+		Selector: labels.SelectorFromSet(labels.Set{"app": "web"})},
+		[]*providers.Binding{{Key: key("web", 80), Mode: providers.ReadyWhenHealthy, Spec: spec("other")}})
+	if v := Evaluate(webPod, r); v.Known {
+		t.Errorf("health of the previous group still counts: %v", v)
+	}
+	// A reconcile that started before the change reports late.
+	r.SetHealth(key("web", 80), before, &targets.BindingHealth{Group: "targetgroup/web/1", Serving: true,
+		Pods: map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")}})
+	if v := Evaluate(webPod, r); v.Known {
+		t.Errorf("an observation of the earlier binding was stored: %v", v)
+	}
+}
+
+// A problem whose port stays bound (last good binding kept, or a port
+// named twice) does not hold gates; one that leaves a port unbound does.
+func TestEvaluateKeptProblemsDoNotHoldTheGate(t *testing.T) {
+	r := targets.NewRegistry()
+	r.SetService(&targets.ServiceEntry{Name: types.NamespacedName{Namespace: "ns", Name: "web"},
+		Selector: labels.SelectorFromSet(labels.Set{"app": "web"}),
+		Problems: []targets.Problem{{Field: `podlb.io/aws-target-groups`, Message: "malformed JSON", Provider: "aws", Kept: true}}},
+		[]*providers.Binding{{Key: key("web", 80), Mode: providers.ReadyWhenHealthy, Spec: spec("g")}})
+	observe(r, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	v := Evaluate(webPod, r)
+	if v.Status != corev1.ConditionTrue || !strings.Contains(v.Message, "last good bindings are in force") {
+		t.Errorf("kept binding healthy: %v", v)
+	}
+}
+
+// A target the cloud refused holds the pod with the cloud's reason.
+func TestEvaluateRejectedTarget(t *testing.T) {
+	r := registry(providers.ReadyWhenHealthy, 80)
+	rej := target(providers.Pending, "refused", "InvalidTarget: not in the VPC")
+	rej.Rejected = true
+	observe(r, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": rej})
+	v := Evaluate(webPod, r)
+	if v.Status != corev1.ConditionFalse || v.Reason != ReasonRejected || !strings.Contains(v.Message, "not in the VPC") {
+		t.Errorf("got %v", v)
 	}
 }

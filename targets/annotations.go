@@ -38,6 +38,13 @@ type Problem struct {
 	Message string
 	// Provider is the cloud the problem belongs to, empty for shared ones.
 	Provider string
+	// Port is the Service port the problem is about, 0 when the whole
+	// annotation is broken or the port key does not resolve.
+	Port int32
+	// Kept is true when the problem's port stays bound all the same: by
+	// the last good binding while the annotation is broken, or by another
+	// key naming the same port. Such a problem does not hold gates.
+	Kept bool
 }
 
 func (p Problem) String() string { return p.Field + ": " + p.Message }
@@ -130,10 +137,10 @@ func parseProviderAnnotation(svc *corev1.Service, cluster string, p providers.Pr
 			continue
 		}
 		if prev, dup := seen[sp.Port]; dup {
-			problems = append(problems, Problem{Field: field, Message: fmt.Sprintf("port %d is already bound by %q", sp.Port, prev), Provider: p.Name()})
+			problems = append(problems, Problem{Field: field, Message: fmt.Sprintf("port %d is already bound by %q; this entry is ignored", sp.Port, prev),
+				Provider: p.Name(), Port: sp.Port})
 			continue
 		}
-		seen[sp.Port] = pk
 		spec, err := p.ParseSpec(entries[pk])
 		if err != nil {
 			f := field
@@ -142,9 +149,10 @@ func parseProviderAnnotation(svc *corev1.Service, cluster string, p providers.Pr
 				f = field + "." + pe.Field
 				err = pe.Err
 			}
-			problems = append(problems, Problem{Field: f, Message: err.Error(), Provider: p.Name()})
+			problems = append(problems, Problem{Field: f, Message: err.Error(), Provider: p.Name(), Port: sp.Port})
 			continue
 		}
+		seen[sp.Port] = pk
 		b := &providers.Binding{
 			Key:      providers.BindingKey{Namespace: svc.Namespace, Service: svc.Name, Provider: p.Name(), Port: sp.Port},
 			Cluster:  cluster,
@@ -152,6 +160,7 @@ func parseProviderAnnotation(svc *corev1.Service, cluster string, p providers.Pr
 			Protocol: string(sp.Protocol),
 			Mode:     mode,
 			Spec:     spec,
+			SpecRaw:  string(entries[pk]),
 		}
 		if b.Protocol == "" {
 			b.Protocol = string(corev1.ProtocolTCP)
@@ -163,6 +172,13 @@ func parseProviderAnnotation(svc *corev1.Service, cluster string, p providers.Pr
 			b.TargetPort = sp.Port
 		}
 		bindings = append(bindings, b)
+	}
+	// A port named twice, once well and once badly, stays bound by the
+	// good entry: its problem must not hold the pods' gates.
+	for i := range problems {
+		if _, bound := seen[problems[i].Port]; bound && problems[i].Port != 0 {
+			problems[i].Kept = true
+		}
 	}
 	return bindings, problems
 }

@@ -3,7 +3,10 @@ package targets
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,97 +42,290 @@ type BindingReconciler struct {
 	Providers map[string]providers.Provider
 	Recorder  record.EventRecorder
 	Timing    Timing
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
 
 	mu       sync.Mutex
 	failures map[providers.BindingKey]int
 	warned   map[providers.BindingKey]map[string]string // kind -> last message
+	books    map[providers.BindingKey]*registrations
+	rejected map[providers.BindingKey]map[providers.TargetKey]*rejection
+}
+
+// registrations remembers, for the group a binding is in, when this
+// process registered each target and for which pod: the cloud's health of
+// a target counts for a pod only when observed after the target was
+// registered for that pod.
+type registrations struct {
+	ref string
+	at  map[providers.TargetKey]registration
+}
+
+type registration struct {
+	uid types.UID
+	at  time.Time
+}
+
+// rejection is a target the cloud refused: it is left out of plans until
+// retry, so one bad target never holds up the others.
+type rejection struct {
+	err      string
+	retry    time.Time
+	failures int
+}
+
+func (r *BindingReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// pass is what one reconcile of a binding works with.
+type pass struct {
+	key     providers.BindingKey
+	gen     uint64
+	binding *providers.Binding
+	prov    providers.Provider
+	svcRef  *corev1.ObjectReference
+	desired []Desired
+	pods    map[types.UID]*corev1.Pod
+	group   *providers.Group
+	entry   *LedgerEntry
 }
 
 // Reconcile implements reconcile.TypedReconciler.
 func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.BindingKey) (reconcile.Result, error) {
 	logger := log.FromContext(ctx).WithValues("binding", key.String())
 	ctx = log.IntoContext(ctx, logger)
-	b := r.Registry.Binding(key)
+	b, gen := r.Registry.BindingAt(key)
 	if b == nil {
 		// The binding is gone; the Service reconciler releases its group.
 		r.forget(key)
 		return reconcile.Result{}, nil
 	}
-	prov := r.Providers[key.Provider]
-	svcRef := &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: key.Namespace, Name: key.Service}
-
-	desired, pods, err := r.desired(ctx, b)
+	ps := &pass{key: key, gen: gen, binding: b, prov: r.Providers[key.Provider],
+		svcRef: &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: key.Namespace, Name: key.Service}}
+	var err error
+	ps.desired, ps.pods, err = r.desired(ctx, b)
 	if err != nil {
-		return r.fail(ctx, key, svcRef, nil, len(desired), fmt.Errorf("reading cluster state: %w", err))
+		return r.fail(ctx, ps, fmt.Errorf("reading cluster state: %w", err))
 	}
-	group, err := prov.Ensure(ctx, b)
+	ps.group, err = ps.prov.Ensure(ctx, b)
 	if err != nil {
-		return r.fail(ctx, key, svcRef, nil, len(desired), err)
+		return r.fail(ctx, ps, err)
 	}
-	if group.Created {
-		r.event(svcRef, corev1.EventTypeNormal, "GroupCreated", "%s port %d: created %s", key.Provider, key.Port, group.Display)
+	if ps.group.Created {
+		r.event(ps.svcRef, corev1.EventTypeNormal, "GroupCreated", "%s port %d: created %s", key.Provider, key.Port, ps.group.Display)
 	}
-	entry, err := r.Ledger.Get(ctx, key)
-	if err != nil {
-		return r.fail(ctx, key, svcRef, group, len(desired), err)
-	}
-	if entry.Ref != group.Ref {
-		if entry.Ref != "" {
-			// The annotation now names another group: take this cluster's
-			// targets out of the old one first.
-			if err := prov.Release(ctx, key, entry.Ref, keysOf(entry.Targets)); err != nil {
-				return r.fail(ctx, key, svcRef, group, len(desired), fmt.Errorf("releasing previous group %s: %w", entry.Ref, err))
-			}
-			r.event(svcRef, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s", key.Provider, key.Port, entry.Ref)
-		}
-		entry = &LedgerEntry{Ref: group.Ref, Targets: map[providers.TargetKey]bool{}}
-		if err := r.Ledger.Put(ctx, key, entry); err != nil {
-			return r.fail(ctx, key, svcRef, group, len(desired), err)
-		}
+	if err := r.record(ctx, ps); err != nil {
+		return r.fail(ctx, ps, err)
 	}
 
-	observed, err := prov.Observe(ctx, group)
+	observedAt := r.now()
+	observed, err := ps.prov.Observe(ctx, ps.group)
 	if err != nil {
-		return r.fail(ctx, key, svcRef, group, len(desired), err)
+		return r.fail(ctx, ps, err)
 	}
-	plan := ComputePlan(desired, observed, group.Owned, entry.Targets)
-	if !plan.Empty() {
-		if !group.Owned && len(plan.Register) > 0 {
-			for _, t := range plan.Register {
-				entry.Targets[t.Key()] = true
-			}
-			if err := r.Ledger.Put(ctx, key, entry); err != nil {
-				return r.fail(ctx, key, svcRef, group, len(desired), err)
-			}
-		}
-		logger.Info("applying plan", "group", group.Display, "register", len(plan.Register), "deregister", len(plan.Deregister))
-		if err := prov.Apply(ctx, group, plan); err != nil {
-			return r.fail(ctx, key, svcRef, group, len(desired), err)
-		}
-		targetsChanged.WithLabelValues(key.Provider, "register").Add(float64(len(plan.Register)))
-		targetsChanged.WithLabelValues(key.Provider, "deregister").Add(float64(len(plan.Deregister)))
-		r.observeRegistrationLatency(key.Provider, plan.Register, desired, pods)
-		observed = applyPlanToObserved(observed, plan, group.Display)
-	}
-	if !group.Owned {
-		// Forget targets that are neither wanted nor registered any more, so
-		// the ledger only ever holds what might still be in the group.
-		if pruneLedger(entry, desired, observed) {
-			if err := r.Ledger.Put(ctx, key, entry); err != nil {
-				return r.fail(ctx, key, svcRef, group, len(desired), err)
-			}
-		}
+	observed, err = r.apply(ctx, ps, observed)
+	if err != nil {
+		return r.fail(ctx, ps, err)
 	}
 
-	health, status := summarize(desired, observed, group)
-	carryHealthySince(health, r.Registry.Health(key), time.Now())
-	r.Registry.SetHealth(key, health)
+	health, status := r.summarize(ps, observed, observedAt)
+	carryHealthySince(health, r.Registry.Health(key), r.now())
+	r.Registry.SetHealth(key, gen, health)
+	if err := r.handOver(ctx, ps, health); err != nil {
+		return r.fail(ctx, ps, err)
+	}
+	if err := r.Ledger.Put(ctx, key, ps.entry); err != nil {
+		return r.fail(ctx, ps, err)
+	}
 	r.Registry.SetStatus(key, status)
-	r.recordGauges(key, len(desired), observed)
-	r.warnRolloutSafety(key, svcRef, b, group, desired, pods)
+	r.Registry.IfCurrent(key, gen, func() { r.recordGauges(key, len(ps.desired), observed) })
+	r.warnRolloutSafety(key, ps.svcRef, b, ps.group, ps.desired, ps.pods)
+	r.warnRejected(ps)
 	r.resetFailures(key)
 
-	return reconcile.Result{RequeueAfter: r.nextLook(b, desired, health)}, nil
+	return reconcile.Result{RequeueAfter: r.nextLook(ps, health)}, nil
+}
+
+// record brings the ledger entry in line with the binding and its group:
+// the binding itself (to restore it while its annotation is broken), and,
+// when the group changed, the old group kept as previous until the pods
+// are healthy in the new one.
+func (r *BindingReconciler) record(ctx context.Context, ps *pass) error {
+	e, err := r.Ledger.Get(ctx, ps.key)
+	if err != nil {
+		return err
+	}
+	ps.entry = e
+	if e.Ref != ps.group.Ref {
+		if e.Ref != "" {
+			e.Previous = append(e.Previous, PreviousGroup{Ref: e.Ref, Targets: slices.SortedFunc(maps.Keys(e.Targets), compareKeys)})
+			r.event(ps.svcRef, corev1.EventTypeNormal, "GroupChanged", "%s port %d: moving to %s; the previous group keeps its targets until the pods are healthy in the new one",
+				ps.key.Provider, ps.key.Port, ps.group.Display)
+		}
+		e.Ref, e.Targets = ps.group.Ref, map[providers.TargetKey]types.UID{}
+		// Moving back to a group left earlier: it still holds our targets.
+		e.Previous = slices.DeleteFunc(e.Previous, func(p PreviousGroup) bool {
+			if p.Ref != ps.group.Ref {
+				return false
+			}
+			for _, k := range p.Targets {
+				e.Targets[k] = ""
+			}
+			return true
+		})
+	}
+	e.Binding = StoreBinding(ps.binding)
+	return r.Ledger.Put(ctx, ps.key, e)
+}
+
+func compareKeys(a, b providers.TargetKey) int {
+	if c := a.IP.Compare(b.IP); c != 0 {
+		return c
+	}
+	return int(a.Port - b.Port)
+}
+
+// apply plans from desired targets and the observation, records what it
+// registers before registering it, applies the plan, and returns the
+// observation as it stands after the plan. Targets the cloud refuses are
+// set aside and reported; the rest of the plan goes on.
+func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []providers.Observed) ([]providers.Observed, error) {
+	now := r.now()
+	book := r.book(ps.key, ps.group.Ref)
+	want := r.withoutRejected(ps.key, ps.desired, now)
+	plan := ComputePlan(want, observed, ps.group.Owned, ps.entry.Targets)
+	if plan.Empty() {
+		r.pruneLedger(ps, observed)
+		return observed, nil
+	}
+	uidOf := make(map[providers.TargetKey]types.UID, len(ps.desired))
+	for _, d := range ps.desired {
+		uidOf[d.Key()] = d.UID
+	}
+	for _, t := range plan.Register {
+		ps.entry.Targets[t.Key()] = uidOf[t.Key()]
+	}
+	if err := r.Ledger.Put(ctx, ps.key, ps.entry); err != nil {
+		return nil, err
+	}
+	log.FromContext(ctx).Info("applying plan", "group", ps.group.Display, "register", len(plan.Register), "deregister", len(plan.Deregister))
+	err := ps.prov.Apply(ctx, ps.group, plan)
+	refused, isolated := providers.AsTargetErrors(err)
+	if err != nil && !isolated {
+		return nil, err
+	}
+	if isolated {
+		r.reject(ps.key, refused.Failed, now)
+		plan.Register = slices.DeleteFunc(plan.Register, func(t providers.Target) bool { return refused.Failed[t.Key()] != nil })
+	}
+	r.mu.Lock()
+	for _, t := range plan.Register {
+		book.at[t.Key()] = registration{uid: uidOf[t.Key()], at: now}
+	}
+	for _, t := range plan.Deregister {
+		delete(book.at, t.Key())
+	}
+	r.mu.Unlock()
+	targetsChanged.WithLabelValues(ps.key.Provider, "register").Add(float64(len(plan.Register)))
+	targetsChanged.WithLabelValues(ps.key.Provider, "deregister").Add(float64(len(plan.Deregister)))
+	r.observeRegistrationLatency(ps.key.Provider, plan.Register, ps.desired, ps.pods)
+	observed = applyPlanToObserved(observed, plan, ps.group.Display)
+	r.pruneLedger(ps, observed)
+	return observed, nil
+}
+
+// book returns the binding's registrations in group ref, starting afresh
+// when the binding moved to another group.
+func (r *BindingReconciler) book(key providers.BindingKey, ref string) *registrations {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.books == nil {
+		r.books = map[providers.BindingKey]*registrations{}
+	}
+	b := r.books[key]
+	if b == nil || b.ref != ref {
+		b = &registrations{ref: ref, at: map[providers.TargetKey]registration{}}
+		r.books[key] = b
+	}
+	return b
+}
+
+// withoutRejected leaves out targets refused by the cloud whose retry is
+// not due, and forgets refusals of targets no longer wanted.
+func (r *BindingReconciler) withoutRejected(key providers.BindingKey, desired []Desired, now time.Time) []Desired {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rej := r.rejected[key]
+	if len(rej) == 0 {
+		return desired
+	}
+	wanted := map[providers.TargetKey]bool{}
+	out := make([]Desired, 0, len(desired))
+	for _, d := range desired {
+		wanted[d.Key()] = true
+		if x := rej[d.Key()]; x != nil && now.Before(x.retry) {
+			continue
+		}
+		out = append(out, d)
+	}
+	for k := range rej {
+		if !wanted[k] {
+			delete(rej, k)
+		}
+	}
+	return out
+}
+
+// reject sets refused targets aside, retrying each later with its own
+// backoff: a full group or a bad address is not fixed by asking again at
+// once.
+func (r *BindingReconciler) reject(key providers.BindingKey, failed map[providers.TargetKey]error, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rejected == nil {
+		r.rejected = map[providers.BindingKey]map[providers.TargetKey]*rejection{}
+	}
+	if r.rejected[key] == nil {
+		r.rejected[key] = map[providers.TargetKey]*rejection{}
+	}
+	for k, err := range failed {
+		x := r.rejected[key][k]
+		if x == nil {
+			x = &rejection{}
+			r.rejected[key][k] = x
+		}
+		x.failures++
+		x.err = err.Error()
+		x.retry = now.Add(max(5*time.Second, backoff(x.failures+2, r.Timing.MaxBackoff)))
+	}
+}
+
+// rejections returns a copy of the binding's refused targets.
+func (r *BindingReconciler) rejections(key providers.BindingKey) map[providers.TargetKey]rejection {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[providers.TargetKey]rejection, len(r.rejected[key]))
+	for k, x := range r.rejected[key] {
+		out[k] = *x
+	}
+	return out
+}
+
+// pruneLedger forgets targets that are neither wanted nor registered any
+// more, so the ledger only ever holds what might still be in the group.
+func (r *BindingReconciler) pruneLedger(ps *pass, observed []providers.Observed) {
+	keep := map[providers.TargetKey]bool{}
+	for _, d := range ps.desired {
+		keep[d.Key()] = true
+	}
+	for _, o := range observed {
+		keep[o.Key()] = true
+	}
+	maps.DeleteFunc(ps.entry.Targets, func(k providers.TargetKey, _ types.UID) bool { return !keep[k] })
 }
 
 // desired reads the Service's slices and pods from the cache.
@@ -199,26 +395,18 @@ func containsTarget(ts []providers.Target, k providers.TargetKey) bool {
 	return false
 }
 
-func pruneLedger(e *LedgerEntry, desired []Desired, observed []providers.Observed) bool {
-	keep := map[providers.TargetKey]bool{}
-	for _, d := range desired {
-		keep[d.Key()] = true
-	}
-	for _, o := range observed {
-		keep[o.Key()] = true
-	}
-	changed := false
-	for k := range e.Targets {
-		if !keep[k] {
-			delete(e.Targets, k)
-			changed = true
-		}
-	}
-	return changed
-}
+// stateRank orders target states from serving to far from it: a pod with
+// several targets in one binding (dual-stack) is as ready as its least
+// ready target.
+var stateRank = map[providers.State]int{providers.Healthy: 0, providers.Pending: 1, providers.Unhealthy: 2, providers.Unused: 3}
 
-// summarize maps observed targets to the pods that want them.
-func summarize(desired []Desired, observed []providers.Observed, g *providers.Group) (*BindingHealth, *BindingStatus) {
+// summarize maps observed targets to the pods that want them. A pod
+// counts as healthy only when every one of its targets is, each observed
+// healthy after it was registered for this pod: health a target had for
+// an earlier pod with the same IP:port counts only once the group has had
+// its judge delay to check the new pod.
+func (r *BindingReconciler) summarize(ps *pass, observed []providers.Observed, observedAt time.Time) (*BindingHealth, *BindingStatus) {
+	g := ps.group
 	byKey := make(map[providers.TargetKey]providers.Observed, len(observed))
 	for _, o := range observed {
 		if prev, ok := byKey[o.Key()]; ok && prev.State != providers.Draining {
@@ -226,18 +414,43 @@ func summarize(desired []Desired, observed []providers.Observed, g *providers.Gr
 		}
 		byKey[o.Key()] = o
 	}
+	r.mu.Lock()
+	book := maps.Clone(r.books[ps.key].at)
+	r.mu.Unlock()
+	rejected := r.rejections(ps.key)
+
 	h := &BindingHealth{Group: g.Display, Serving: g.Serving, NotServingWhy: g.NotServingWhy, Pods: map[types.UID]PodTarget{}}
-	st := &BindingStatus{Group: g.Display, Owned: g.Owned, Desired: len(desired), Details: g.Status}
-	for _, d := range desired {
+	st := &BindingStatus{Group: g.Display, Owned: g.Owned, Desired: len(ps.desired), Details: g.Status}
+	missing := map[types.UID]bool{}
+	for _, d := range ps.desired {
 		o, ok := byKey[d.Key()]
+		if x, refused := rejected[d.Key()]; refused && (!ok || o.State == providers.Draining) {
+			h.Pods[d.UID] = PodTarget{Pod: d.Pod, State: providers.Pending, CloudState: "refused", Reason: x.err, Group: g.Display, Rejected: true}
+			continue
+		}
 		if !ok || o.State == providers.Draining {
+			missing[d.UID] = true
 			continue
 		}
 		grp := o.Group
 		if grp == "" {
 			grp = g.Display
 		}
-		h.Pods[d.UID] = PodTarget{Pod: d.Pod, State: o.State, CloudState: o.CloudState, Reason: o.Reason, Group: grp}
+		t := PodTarget{Pod: d.Pod, State: o.State, CloudState: o.CloudState, Reason: o.Reason, Group: grp}
+		if t.State == providers.Healthy {
+			if judged, why := r.judged(ps, d, book, observedAt); !judged {
+				t.State, t.Reason = providers.Pending, why
+			}
+		}
+		if prev, ok := h.Pods[d.UID]; ok && (prev.Rejected || stateRank[prev.State] >= stateRank[t.State]) {
+			continue
+		}
+		h.Pods[d.UID] = t
+	}
+	for uid := range missing {
+		if !h.Pods[uid].Rejected {
+			delete(h.Pods, uid)
+		}
 	}
 	for _, o := range observed {
 		if o.State == providers.Draining {
@@ -248,7 +461,70 @@ func summarize(desired []Desired, observed []providers.Observed, g *providers.Gr
 			st.Healthy++
 		}
 	}
+	for k, x := range rejected {
+		if st.Rejected == nil {
+			st.Rejected = map[string]string{}
+		}
+		if len(st.Rejected) < maxListedRejections {
+			st.Rejected[k.String()] = x.err
+		}
+	}
 	return h, st
+}
+
+const maxListedRejections = 10
+
+// judged reports whether a healthy target's health speaks for the pod
+// that wants it now, and why not.
+func (r *BindingReconciler) judged(ps *pass, d Desired, book map[providers.TargetKey]registration, observedAt time.Time) (bool, string) {
+	if reg, ok := book[d.Key()]; ok && reg.uid == d.UID {
+		return observedAt.After(reg.at), "registration in progress"
+	}
+	if uid := ps.entry.Targets[d.Key()]; uid == d.UID && uid != "" {
+		return true, "" // registered for this pod before a restart
+	}
+	// Registered for an earlier pod with this IP:port, or by a version
+	// that did not record pods: give the group time to check this one.
+	pod := ps.pods[d.UID]
+	var ready time.Time
+	if pod != nil {
+		if c := PodCondition(pod, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue {
+			ready = c.LastTransitionTime.Time
+		}
+	}
+	due := ready.Add(ps.group.JudgeDelay)
+	if ready.IsZero() || !observedAt.After(due) {
+		return false, fmt.Sprintf("the target was registered for an earlier pod at this address; waiting until %s for the load balancer to check this one", due.UTC().Format(time.RFC3339))
+	}
+	ps.entry.Targets[d.Key()] = d.UID
+	return true, ""
+}
+
+// handOver releases the groups the binding moved away from once every
+// wanted pod is ready in the new group, so the load balancers still
+// pointing at an old group never lose their targets first.
+func (r *BindingReconciler) handOver(ctx context.Context, ps *pass, h *BindingHealth) error {
+	if len(ps.entry.Previous) == 0 {
+		return nil
+	}
+	for _, d := range ps.desired {
+		t, ok := h.Pods[d.UID]
+		if !ok || !(t.State == providers.Healthy || (ps.binding.Mode == providers.ReadyWhenRegistered && !t.Rejected)) {
+			return nil
+		}
+	}
+	for len(ps.entry.Previous) > 0 {
+		prev := ps.entry.Previous[0]
+		if err := ps.prov.Release(ctx, ps.key, prev.Ref, prev.Targets); err != nil {
+			return fmt.Errorf("releasing previous group %s: %w", prev.Ref, err)
+		}
+		r.event(ps.svcRef, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s now that the pods are ready in %s", ps.key.Provider, ps.key.Port, prev.Ref, ps.group.Display)
+		ps.entry.Previous = ps.entry.Previous[1:]
+		if err := r.Ledger.Put(ctx, ps.key, ps.entry); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // carryHealthySince stamps when each healthy target was first seen
@@ -268,11 +544,40 @@ func carryHealthySince(h, prev *BindingHealth, now time.Time) {
 	}
 }
 
+// warnRejected names the targets the cloud refused, once per distinct set
+// of problems.
+func (r *BindingReconciler) warnRejected(ps *pass) {
+	rej := r.rejections(ps.key)
+	if len(rej) == 0 {
+		r.clearWarning(ps.key, "rejected")
+		return
+	}
+	podOf := map[providers.TargetKey]types.NamespacedName{}
+	for _, d := range ps.desired {
+		podOf[d.Key()] = d.Pod
+	}
+	keys := slices.SortedFunc(maps.Keys(rej), compareKeys)
+	var parts []string
+	for _, k := range keys[:min(len(keys), maxListedRejections)] {
+		parts = append(parts, fmt.Sprintf("%s (pod %s): %s", k, podOf[k].Name, rej[k].err))
+	}
+	if len(keys) > maxListedRejections {
+		parts = append(parts, fmt.Sprintf("and %d more", len(keys)-maxListedRejections))
+	}
+	r.warnOnce(ps.key, ps.svcRef, "rejected", "TargetsRejected", fmt.Sprintf("%s port %d: %s refused %d target(s); the others are served: %s",
+		ps.key.Provider, ps.key.Port, ps.group.Display, len(keys), strings.Join(parts, "; ")))
+}
+
 // nextLook decides when to look at the binding again: poll fast while a
 // wanted target waits for the load balancer, slowly otherwise.
-func (r *BindingReconciler) nextLook(b *providers.Binding, desired []Desired, h *BindingHealth) time.Duration {
+func (r *BindingReconciler) nextLook(ps *pass, h *BindingHealth) time.Duration {
 	pending, unhealthy := false, false
-	for _, d := range desired {
+	b := ps.binding
+	next := r.Timing.Resync
+	for _, x := range r.rejections(ps.key) {
+		next = min(next, max(time.Until(x.retry), r.Timing.Poll))
+	}
+	for _, d := range ps.desired {
 		t, ok := h.Pods[d.UID]
 		switch {
 		case !ok || t.State == providers.Pending:
@@ -284,19 +589,20 @@ func (r *BindingReconciler) nextLook(b *providers.Binding, desired []Desired, h 
 	switch {
 	case !h.Serving:
 		// Nothing will change until a load balancer uses the group.
-		return min(r.Timing.Resync, 30*time.Second)
+		return min(next, 30*time.Second)
 	case pending:
-		return r.Timing.Poll
+		return min(next, r.Timing.Poll)
 	case unhealthy && b.Mode == providers.ReadyWhenHealthy:
-		return 5 * r.Timing.Poll
+		return min(next, 5*r.Timing.Poll)
 	}
-	return r.Timing.Resync
+	return next
 }
 
 // fail classifies an error: user errors warn once per distinct message and
 // retry slowly; throttling backs off quietly; anything else retries with
 // capped exponential backoff and warns once it persists.
-func (r *BindingReconciler) fail(ctx context.Context, key providers.BindingKey, svcRef *corev1.ObjectReference, g *providers.Group, desired int, err error) (reconcile.Result, error) {
+func (r *BindingReconciler) fail(ctx context.Context, ps *pass, err error) (reconcile.Result, error) {
+	key, svcRef, g, desired := ps.key, ps.svcRef, ps.group, len(ps.desired)
 	class := providers.ClassOf(err)
 	reconcileErrors.WithLabelValues(key.Provider, string(class)).Inc()
 	n := r.noteFailure(key)
@@ -363,6 +669,8 @@ func (r *BindingReconciler) forget(key providers.BindingKey) {
 	defer r.mu.Unlock()
 	delete(r.failures, key)
 	delete(r.warned, key)
+	delete(r.books, key)
+	delete(r.rejected, key)
 }
 
 // warnOnce emits a Warning only when the message for this kind of problem
@@ -520,10 +828,6 @@ func DeleteBindingMetrics(key providers.BindingKey) {
 	podsWithoutGate.DeleteLabelValues(key.Namespace, key.Service, port, key.Provider)
 }
 
-func keysOf(m map[providers.TargetKey]bool) []providers.TargetKey {
-	out := make([]providers.TargetKey, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
+func keysOf[V any](m map[providers.TargetKey]V) []providers.TargetKey {
+	return slices.SortedFunc(maps.Keys(m), compareKeys)
 }

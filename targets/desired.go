@@ -21,6 +21,9 @@ type Desired struct {
 type NodeInfo struct {
 	Zone     string
 	Instance string
+	// Deleting is true once the node is being deleted: its pods are about
+	// to go and are no longer targets.
+	Deleting bool
 }
 
 // Lookups gives DesiredTargets read access to the caches.
@@ -30,10 +33,13 @@ type Lookups struct {
 }
 
 // DesiredTargets computes the targets of one binding from the Service's
-// EndpointSlices: ready endpoints, plus not-ready ones whose pod has
-// ContainersReady=True and is held back only by podlb's gate (otherwise the
-// gate could never turn True). Terminating endpoints and pods are left out
-// so they are deregistered as soon as termination starts.
+// EndpointSlices. Whether an endpoint is a target is decided by its pod's
+// own conditions, not the slice's ready flag (which
+// publishNotReadyAddresses sets for every pod): a pod that is Ready, or
+// whose containers are ready and that waits only for podlb's gate
+// (otherwise the gate could never turn True). Terminating endpoints and
+// pods, and pods on nodes that are gone or being deleted, are left out so
+// they are deregistered as soon as termination starts.
 func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, look Lookups) []Desired {
 	seen := map[providers.TargetKey]bool{}
 	var out []Desired
@@ -61,8 +67,7 @@ func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, l
 			if ep.TargetRef.UID != "" && ep.TargetRef.UID != pod.UID {
 				continue
 			}
-			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-			if !ready && !HeldOnlyByGate(pod) {
+			if !conditionTrue(pod, corev1.PodReady) && !HeldOnlyByGate(pod) {
 				continue
 			}
 			ip, err := netip.ParseAddr(ep.Addresses[0])
@@ -79,12 +84,14 @@ func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, l
 				t.Zone = *ep.Zone
 			}
 			if look.Node != nil && t.Node != "" {
-				if ni, ok := look.Node(t.Node); ok {
-					if t.Zone == "" {
-						t.Zone = ni.Zone
-					}
-					t.Instance = ni.Instance
+				ni, ok := look.Node(t.Node)
+				if !ok || ni.Deleting {
+					continue
 				}
+				if t.Zone == "" {
+					t.Zone = ni.Zone
+				}
+				t.Instance = ni.Instance
 			}
 			if seen[t.Key()] {
 				continue

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podlb/podlb/providers"
@@ -46,10 +50,60 @@ type Ledger struct {
 
 // LedgerEntry is what the ledger knows of one binding.
 type LedgerEntry struct {
-	Ref     string
-	Targets map[providers.TargetKey]bool
+	Ref string
+	// Targets this cluster registered in the group, each with the pod it
+	// was registered for ("" when not known): health of a target counts
+	// for a pod only when it was registered for that pod, or when the
+	// cloud has had time to judge the pod since.
+	Targets map[providers.TargetKey]types.UID
+	// Binding is the last good binding, restored while a later edit of the
+	// annotation is broken, also after a restart.
+	Binding *StoredBinding
+	// Previous are groups the binding moved away from: they keep serving
+	// until the pods are healthy in Ref, and are released then.
+	Previous []PreviousGroup
 	// version is the ConfigMap's resourceVersion, "" when not stored.
 	version string
+}
+
+// StoredBinding is what it takes to rebuild a binding without its
+// annotation.
+type StoredBinding struct {
+	PortName   string                  `json:"portName,omitempty"`
+	Protocol   string                  `json:"protocol"`
+	TargetPort int32                   `json:"targetPort,omitempty"`
+	Mode       providers.ReadinessMode `json:"mode"`
+	Spec       string                  `json:"spec"`
+}
+
+// PreviousGroup is a group a binding left, with this cluster's targets in
+// it.
+type PreviousGroup struct {
+	Ref     string                `json:"ref"`
+	Targets []providers.TargetKey `json:"targets,omitempty"`
+}
+
+// StoreBinding records what rebuilds b.
+func StoreBinding(b *providers.Binding) *StoredBinding {
+	return &StoredBinding{PortName: b.PortName, Protocol: b.Protocol, TargetPort: b.TargetPort, Mode: b.Mode, Spec: b.SpecRaw}
+}
+
+// Restore rebuilds the binding of key from what was stored, parsing the
+// spec again with its provider.
+func (s *StoredBinding) Restore(key providers.BindingKey, cluster string, p providers.Provider) (*providers.Binding, error) {
+	spec, err := p.ParseSpec(json.RawMessage(s.Spec))
+	if err != nil {
+		return nil, err
+	}
+	return &providers.Binding{Key: key, Cluster: cluster, PortName: s.PortName, Protocol: s.Protocol, TargetPort: s.TargetPort,
+		Mode: s.Mode, Spec: spec, SpecRaw: s.Spec}, nil
+}
+
+func (s *StoredBinding) equal(o *StoredBinding) bool {
+	if s == nil || o == nil {
+		return s == o
+	}
+	return *s == *o
 }
 
 const (
@@ -89,7 +143,7 @@ func (l *Ledger) Get(ctx context.Context, k providers.BindingKey) (*LedgerEntry,
 	err := l.reader.Get(ctx, client.ObjectKey{Namespace: l.namespace, Name: ledgerName(k)}, &cm)
 	switch {
 	case apierrors.IsNotFound(err):
-		e = &LedgerEntry{Targets: map[providers.TargetKey]bool{}}
+		e = &LedgerEntry{Targets: map[providers.TargetKey]types.UID{}}
 	case err != nil:
 		return nil, fmt.Errorf("reading ledger %s/%s: %w", l.namespace, ledgerName(k), err)
 	default:
@@ -127,6 +181,20 @@ func (l *Ledger) Put(ctx context.Context, k providers.BindingKey, e *LedgerEntry
 			ResourceVersion: cur.version,
 		},
 		Data: map[string]string{"ref": e.Ref, "targets": formatTargets(e.Targets)},
+	}
+	if e.Binding != nil {
+		raw, err := json.Marshal(e.Binding)
+		if err != nil {
+			return err
+		}
+		cm.Data["binding"] = string(raw)
+	}
+	if len(e.Previous) > 0 {
+		raw, err := json.Marshal(e.Previous)
+		if err != nil {
+			return err
+		}
+		cm.Data["previous"] = string(raw)
 	}
 	if cur.version == "" {
 		err = l.client.Create(ctx, cm)
@@ -190,41 +258,55 @@ func (l *Ledger) Bindings(ctx context.Context, namespace, service string) ([]pro
 	return keys, nil
 }
 
+// entryFromConfigMap reads an entry; what cannot be read is left out, so
+// an entry written by an older version still releases its group.
 func entryFromConfigMap(cm *corev1.ConfigMap) *LedgerEntry {
-	e := &LedgerEntry{Ref: cm.Data["ref"], Targets: map[providers.TargetKey]bool{}, version: cm.ResourceVersion}
+	e := &LedgerEntry{Ref: cm.Data["ref"], Targets: map[providers.TargetKey]types.UID{}, version: cm.ResourceVersion}
 	for _, line := range strings.Split(cm.Data["targets"], "\n") {
-		if k, err := providers.ParseTargetKey(strings.TrimSpace(line)); err == nil {
-			e.Targets[k] = true
+		addr, uid, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if k, err := providers.ParseTargetKey(addr); err == nil {
+			e.Targets[k] = types.UID(uid)
 		}
+	}
+	if raw := cm.Data["binding"]; raw != "" {
+		var b StoredBinding
+		if json.Unmarshal([]byte(raw), &b) == nil {
+			e.Binding = &b
+		}
+	}
+	if raw := cm.Data["previous"]; raw != "" {
+		_ = json.Unmarshal([]byte(raw), &e.Previous)
 	}
 	return e
 }
 
-func formatTargets(ts map[providers.TargetKey]bool) string {
+// formatTargets writes one "ip:port uid" line per target, sorted.
+func formatTargets(ts map[providers.TargetKey]types.UID) string {
 	lines := make([]string, 0, len(ts))
-	for k := range ts {
-		lines = append(lines, k.String())
+	for k, uid := range ts {
+		line := k.String()
+		if uid != "" {
+			line += " " + string(uid)
+		}
+		lines = append(lines, line)
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
 
 func (e *LedgerEntry) clone() *LedgerEntry {
-	c := &LedgerEntry{Ref: e.Ref, Targets: make(map[providers.TargetKey]bool, len(e.Targets)), version: e.version}
-	for k := range e.Targets {
-		c.Targets[k] = true
+	c := &LedgerEntry{Ref: e.Ref, Targets: maps.Clone(e.Targets), version: e.version, Previous: slices.Clone(e.Previous)}
+	if c.Targets == nil {
+		c.Targets = map[providers.TargetKey]types.UID{}
+	}
+	if e.Binding != nil {
+		b := *e.Binding
+		c.Binding = &b
 	}
 	return c
 }
 
 func (e *LedgerEntry) equal(o *LedgerEntry) bool {
-	if e.Ref != o.Ref || len(e.Targets) != len(o.Targets) {
-		return false
-	}
-	for k := range e.Targets {
-		if !o.Targets[k] {
-			return false
-		}
-	}
-	return true
+	return e.Ref == o.Ref && maps.Equal(e.Targets, o.Targets) && e.Binding.equal(o.Binding) &&
+		slices.EqualFunc(e.Previous, o.Previous, func(a, b PreviousGroup) bool { return a.Ref == b.Ref && slices.Equal(a.Targets, b.Targets) })
 }

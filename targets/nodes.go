@@ -12,7 +12,7 @@ import (
 // providerID's last segment ("aws:///us-east-1a/i-0abc" -> "i-0abc",
 // "gce://project/us-central1-a/vm-1" -> "vm-1"), or the node name.
 func NodeInfoOf(n *corev1.Node) NodeInfo {
-	ni := NodeInfo{Zone: n.Labels[corev1.LabelTopologyZone], Instance: n.Name}
+	ni := NodeInfo{Zone: n.Labels[corev1.LabelTopologyZone], Instance: n.Name, Deleting: n.DeletionTimestamp != nil}
 	id := n.Spec.ProviderID
 	if _, rest, ok := strings.Cut(id, "://"); ok {
 		parts := strings.Split(strings.Trim(rest, "/"), "/")

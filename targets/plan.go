@@ -1,6 +1,10 @@
 package targets
 
-import "github.com/podlb/podlb/providers"
+import (
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podlb/podlb/providers"
+)
 
 // ComputePlan diffs desired targets against what the cloud reports.
 //
@@ -8,7 +12,7 @@ import "github.com/podlb/podlb/providers"
 // desired one is registered again. Only targets podlb owns are ever
 // deregistered: all of them in a group podlb created, in a shared group
 // only those recorded in ours (the ledger).
-func ComputePlan(desired []Desired, observed []providers.Observed, ownedGroup bool, ours map[providers.TargetKey]bool) providers.Plan {
+func ComputePlan(desired []Desired, observed []providers.Observed, ownedGroup bool, ours map[providers.TargetKey]types.UID) providers.Plan {
 	active := make(map[providers.TargetKey]bool, len(observed))
 	for _, o := range observed {
 		if o.State != providers.Draining {
@@ -27,7 +31,7 @@ func ComputePlan(desired []Desired, observed []providers.Observed, ownedGroup bo
 		if o.State == providers.Draining || want[o.Key()] {
 			continue
 		}
-		if ownedGroup || ours[o.Key()] {
+		if _, recorded := ours[o.Key()]; ownedGroup || recorded {
 			plan.Deregister = append(plan.Deregister, o.Target)
 		}
 	}

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -21,7 +22,12 @@ type Registry struct {
 	bindings map[providers.BindingKey]*providers.Binding
 	health   map[providers.BindingKey]*BindingHealth
 	status   map[providers.BindingKey]*BindingStatus
-	zones    []string
+	// gens counts changes of each binding, so an observation made for an
+	// earlier version of a binding (another group, another port) is never
+	// stored for the current one.
+	gens    map[providers.BindingKey]uint64
+	nextGen uint64
+	zones   []string
 
 	// Hooks wired by the controller: enqueue pods whose gate may change and
 	// Services whose status changed.
@@ -50,6 +56,9 @@ type PodTarget struct {
 	Group      string
 	// HealthySince is when podlb first saw the cloud report it healthy.
 	HealthySince time.Time
+	// Rejected is true when the cloud refused to register the target;
+	// Reason then holds the cloud's error.
+	Rejected bool
 }
 
 // BindingHealth is the last observation of one binding.
@@ -63,13 +72,16 @@ type BindingHealth struct {
 
 // BindingStatus is a binding's status for the Service annotation.
 type BindingStatus struct {
-	Group      string            `json:"group,omitempty"`
-	Owned      bool              `json:"owned,omitempty"`
-	Desired    int               `json:"desired"`
-	Registered int               `json:"registered"`
-	Healthy    int               `json:"healthy"`
-	Error      string            `json:"error,omitempty"`
-	Details    map[string]string `json:"details,omitempty"`
+	Group      string `json:"group,omitempty"`
+	Owned      bool   `json:"owned,omitempty"`
+	Desired    int    `json:"desired"`
+	Registered int    `json:"registered"`
+	Healthy    int    `json:"healthy"`
+	Error      string `json:"error,omitempty"`
+	// Rejected lists targets the cloud refused (at most ten), with the
+	// cloud's error; the other targets are served.
+	Rejected map[string]string `json:"rejected,omitempty"`
+	Details  map[string]string `json:"details,omitempty"`
 }
 
 // NewRegistry returns an empty registry.
@@ -79,6 +91,7 @@ func NewRegistry() *Registry {
 		bindings: map[providers.BindingKey]*providers.Binding{},
 		health:   map[providers.BindingKey]*BindingHealth{},
 		status:   map[providers.BindingKey]*BindingStatus{},
+		gens:     map[providers.BindingKey]uint64{},
 	}
 }
 
@@ -94,6 +107,11 @@ func (r *Registry) SetService(e *ServiceEntry, bindings []*providers.Binding) (c
 		prev, ok := r.bindings[b.Key]
 		if !ok || !sameBinding(prev, b) {
 			changed = append(changed, b.Key)
+			// Health seen for the previous version may be of another
+			// group or port: it must not open gates for this one.
+			r.nextGen++
+			r.gens[b.Key] = r.nextGen
+			delete(r.health, b.Key)
 		}
 		r.bindings[b.Key] = b
 	}
@@ -132,6 +150,7 @@ func (r *Registry) dropBindingLocked(k providers.BindingKey) {
 	delete(r.bindings, k)
 	delete(r.health, k)
 	delete(r.status, k)
+	delete(r.gens, k)
 }
 
 func sameBinding(a, b *providers.Binding) bool {
@@ -141,15 +160,35 @@ func sameBinding(a, b *providers.Binding) bool {
 
 // Binding returns a copy of the binding with the current zones, or nil.
 func (r *Registry) Binding(k providers.BindingKey) *providers.Binding {
+	b, _ := r.BindingAt(k)
+	return b
+}
+
+// BindingAt returns a copy of the binding with the current zones and the
+// binding's generation, to hand back to SetHealth; nil when unknown.
+func (r *Registry) BindingAt(k providers.BindingKey) (*providers.Binding, uint64) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	b, ok := r.bindings[k]
 	if !ok {
-		return nil
+		return nil, 0
 	}
 	c := *b
 	c.Zones = append([]string(nil), r.zones...)
-	return &c
+	return &c, r.gens[k]
+}
+
+// IfCurrent runs fn while generation gen of the binding is current and
+// holds off its removal, so per-binding metric series are never written
+// after the binding is gone. It reports whether fn ran.
+func (r *Registry) IfCurrent(k providers.BindingKey, gen uint64, fn func()) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if _, ok := r.bindings[k]; !ok || r.gens[k] != gen {
+		return false
+	}
+	fn()
+	return true
 }
 
 // Service returns the Service's entry, or nil.
@@ -209,12 +248,13 @@ func (r *Registry) SetZones(zones []string) bool {
 	return true
 }
 
-// SetHealth stores a binding's observation and notifies the pods whose
-// target state changed.
-func (r *Registry) SetHealth(k providers.BindingKey, h *BindingHealth) {
+// SetHealth stores an observation made for generation gen of a binding
+// and notifies the pods whose target state changed. An observation of an
+// earlier generation, or of a removed binding, is dropped.
+func (r *Registry) SetHealth(k providers.BindingKey, gen uint64, h *BindingHealth) {
 	r.mu.Lock()
 	old := r.health[k]
-	if _, ok := r.bindings[k]; !ok {
+	if _, ok := r.bindings[k]; !ok || r.gens[k] != gen {
 		r.mu.Unlock()
 		return
 	}
@@ -285,7 +325,7 @@ func (r *Registry) Status(k providers.BindingKey) *BindingStatus {
 
 func sameStatus(a, b *BindingStatus) bool {
 	if a.Group != b.Group || a.Owned != b.Owned || a.Desired != b.Desired || a.Registered != b.Registered ||
-		a.Healthy != b.Healthy || a.Error != b.Error || len(a.Details) != len(b.Details) {
+		a.Healthy != b.Healthy || a.Error != b.Error || len(a.Details) != len(b.Details) || !maps.Equal(a.Rejected, b.Rejected) {
 		return false
 	}
 	for k, v := range a.Details {

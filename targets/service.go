@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,6 +89,14 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		return r.cleanup(ctx, &svc)
 	}
 
+	bindings, problems, err := r.keepLastGood(ctx, nn, parsed)
+	if err != nil {
+		// Without knowing the last good bindings nothing may be released.
+		log.FromContext(ctx).Info("reading the last good bindings failed; retrying", "error", err.Error())
+		return reconcile.Result{RequeueAfter: r.Timing.MaxBackoff}, nil
+	}
+	parsed.Bindings, parsed.Problems = bindings, problems
+
 	if !controllerutil.ContainsFinalizer(&svc, Finalizer) {
 		patch := client.MergeFromWithOptions(svc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.AddFinalizer(&svc, Finalizer)
@@ -133,6 +143,98 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{}, nil
+}
+
+// keepLastGood keeps a Service's bindings in force while its annotation
+// is broken: a typo must never release a load balancer's targets. For
+// every cloud whose annotation has problems, the bindings the Service had
+// (in memory, or in the ledger after a restart) that the broken value no
+// longer yields are kept, and the problems they cover say so. Only a
+// clear removal releases a binding: the annotation key deleted, or the
+// port's entry deleted from an otherwise valid value.
+func (r *ServiceReconciler) keepLastGood(ctx context.Context, nn types.NamespacedName, parsed ParsedService) ([]*providers.Binding, []Problem, error) {
+	broken := map[string]bool{}
+	for _, p := range parsed.Problems {
+		if p.Provider != "" && !p.Kept {
+			broken[p.Provider] = true
+		}
+	}
+	if len(broken) == 0 {
+		return parsed.Bindings, parsed.Problems, nil
+	}
+	have := map[providers.BindingKey]bool{}
+	for _, b := range parsed.Bindings {
+		have[b.Key] = true
+	}
+	wanted := func(k providers.BindingKey) bool { return broken[k.Provider] && !have[k] }
+	var kept []*providers.Binding
+	if r.Registry.Service(nn) != nil {
+		for _, k := range r.Registry.BindingsOfService(nn) {
+			if b := r.Registry.Binding(k); b != nil && wanted(k) {
+				kept = append(kept, b)
+			}
+		}
+	} else {
+		// Just started: the ledger remembers what the bindings were.
+		keys, err := r.Ledger.Bindings(ctx, nn.Namespace, nn.Name)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, k := range keys {
+			p := r.providerByName(k.Provider)
+			if p == nil || !wanted(k) {
+				continue
+			}
+			e, err := r.Ledger.Get(ctx, k)
+			if err != nil {
+				return nil, nil, err
+			}
+			if e.Binding == nil {
+				continue
+			}
+			b, err := e.Binding.Restore(k, r.Cluster, p)
+			if err != nil {
+				continue // stored by a version that parsed differently; nothing to keep
+			}
+			kept = append(kept, b)
+		}
+	}
+	if len(kept) == 0 {
+		return parsed.Bindings, parsed.Problems, nil
+	}
+	keptPorts := map[string]map[int32]bool{}
+	for _, b := range kept {
+		if keptPorts[b.Key.Provider] == nil {
+			keptPorts[b.Key.Provider] = map[int32]bool{}
+		}
+		keptPorts[b.Key.Provider][b.Key.Port] = true
+	}
+	problems := append([]Problem(nil), parsed.Problems...)
+	for i, p := range problems {
+		ports := keptPorts[p.Provider]
+		if p.Kept || len(ports) == 0 || (p.Port != 0 && !ports[p.Port]) {
+			continue
+		}
+		problems[i].Kept = true
+		problems[i].Message += fmt.Sprintf("; the last good binding of port%s %s stays in force until this is fixed", plural(len(ports)), portList(ports))
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].Key.String() < kept[j].Key.String() })
+	return append(append([]*providers.Binding(nil), parsed.Bindings...), kept...), problems, nil
+}
+
+func portList(ports map[int32]bool) string {
+	var out []string
+	for _, p := range slices.Sorted(maps.Keys(ports)) {
+		out = append(out, strconv.Itoa(int(p)))
+	}
+	return strings.Join(out, ", ")
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // cleanup runs when a Service is deleted or loses its annotations:
@@ -183,6 +285,10 @@ func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.Namespace
 			failed = append(failed, err.Error())
 			continue
 		}
+		if err := releasePrevious(ctx, p, k, entry); err != nil {
+			failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
+			continue
+		}
 		if entry.Ref != "" {
 			if err := p.Release(ctx, k, entry.Ref, keysOf(entry.Targets)); err != nil {
 				failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
@@ -201,6 +307,16 @@ func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.Namespace
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%s", strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// releasePrevious releases the groups a binding was moving away from.
+func releasePrevious(ctx context.Context, p providers.Provider, k providers.BindingKey, e *LedgerEntry) error {
+	for _, prev := range e.Previous {
+		if err := p.Release(ctx, k, prev.Ref, prev.Targets); err != nil {
+			return fmt.Errorf("releasing previous group %s: %w", prev.Ref, err)
+		}
 	}
 	return nil
 }

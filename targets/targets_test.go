@@ -203,7 +203,7 @@ func TestComputePlanRegistersMissingAndDeregistersOnlyOurs(t *testing.T) {
 	observed := []providers.Observed{obs(b, providers.Healthy), obs(c, providers.Healthy), obs(d, providers.Pending)}
 
 	// Shared group: c is ours (ledger), d belongs to someone else.
-	plan := ComputePlan(desired(a, b), observed, false, map[providers.TargetKey]bool{c.Key(): true})
+	plan := ComputePlan(desired(a, b), observed, false, map[providers.TargetKey]types.UID{c.Key(): ""})
 	if len(plan.Register) != 1 || plan.Register[0].Key() != a.Key() {
 		t.Errorf("register %v", plan.Register)
 	}
@@ -275,8 +275,9 @@ func endpoint(podName, uid, addr string, ready, terminating bool) discoveryv1.En
 }
 
 func TestDesiredTargets(t *testing.T) {
+	ready := withCondition(corev1.PodReady, corev1.ConditionTrue)
 	pods := map[string]*corev1.Pod{
-		"ready":       pod("ready", "u1"),
+		"ready":       pod("ready", "u1", ready),
 		"gated":       pod("gated", "u2", withGate, withCondition(corev1.ContainersReady, corev1.ConditionTrue)),
 		"starting":    pod("starting", "u3", withGate, withCondition(corev1.ContainersReady, corev1.ConditionFalse)),
 		"terminating": pod("terminating", "u4"),
@@ -284,8 +285,8 @@ func TestDesiredTargets(t *testing.T) {
 			func(p *corev1.Pod) {
 				p.Spec.ReadinessGates = append(p.Spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: "example.com/other"})
 			}),
-		"deleting": pod("deleting", "u6", func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{} }),
-		"replaced": pod("replaced", "new-uid"),
+		"deleting": pod("deleting", "u6", ready, func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{} }),
+		"replaced": pod("replaced", "new-uid", ready),
 		"nogate":   pod("nogate", "u8", withCondition(corev1.ContainersReady, corev1.ConditionTrue)),
 	}
 	slice := &discoveryv1.EndpointSlice{
@@ -327,6 +328,45 @@ func TestDesiredTargets(t *testing.T) {
 	b.PortName = "absent"
 	if got := DesiredTargets(b, []*discoveryv1.EndpointSlice{slice}, look); len(got) != 0 {
 		t.Errorf("port missing from the slice: %+v", got)
+	}
+}
+
+// Whether a pod is a target follows the pod's own conditions: with
+// publishNotReadyAddresses every endpoint is marked ready, yet a pod whose
+// probes fail must not be registered or kept.
+func TestDesiredTargetsFollowPodConditionsNotSliceReady(t *testing.T) {
+	pods := map[string]*corev1.Pod{
+		"probing":   pod("probing", "u1", withCondition(corev1.ContainersReady, corev1.ConditionFalse), withCondition(corev1.PodReady, corev1.ConditionFalse)),
+		"failing":   pod("failing", "u2", withGate, withCondition(corev1.ContainersReady, corev1.ConditionFalse), withCondition(corev1.PodReady, corev1.ConditionFalse)),
+		"serving":   pod("serving", "u3", withCondition(corev1.ContainersReady, corev1.ConditionTrue), withCondition(corev1.PodReady, corev1.ConditionTrue)),
+		"onleaving": pod("onleaving", "u4", withCondition(corev1.PodReady, corev1.ConditionTrue), func(p *corev1.Pod) { p.Spec.NodeName = "leaving" }),
+		"onmissing": pod("onmissing", "u5", withCondition(corev1.PodReady, corev1.ConditionTrue), func(p *corev1.Pod) { p.Spec.NodeName = "missing" }),
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: "web-1"},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080))}},
+	}
+	for i, name := range []string{"probing", "failing", "serving", "onleaving", "onmissing"} {
+		ep := endpoint(name, string(pods[name].UID), fmt.Sprintf("127.1.0.%d", i+1), true, false) // publishNotReadyAddresses
+		ep.NodeName = ptr(pods[name].Spec.NodeName)
+		slice.Endpoints = append(slice.Endpoints, ep)
+	}
+	look := Lookups{
+		Pod: func(ns, name string) *corev1.Pod { return pods[name] },
+		Node: func(name string) (NodeInfo, bool) {
+			switch name {
+			case "leaving":
+				return NodeInfo{Zone: "zone-a", Instance: "vm", Deleting: true}, true
+			case "missing":
+				return NodeInfo{}, false
+			}
+			return NodeInfo{Zone: "zone-a", Instance: "vm"}, true
+		},
+	}
+	got := DesiredTargets(&providers.Binding{PortName: "http"}, []*discoveryv1.EndpointSlice{slice}, look)
+	if len(got) != 1 || got[0].Pod.Name != "serving" {
+		t.Errorf("desired %+v, want only the serving pod on a live node", got)
 	}
 }
 
@@ -386,5 +426,80 @@ func TestBackoffIsCapped(t *testing.T) {
 	}
 	if prev != time.Minute {
 		t.Errorf("ceiling %v", prev)
+	}
+}
+
+// Health a target had before it was registered for the pod that wants it
+// now (IP:port reuse, an earlier registration lost in a restart) counts
+// only once the group has had its judge delay past the pod's containers
+// turning ready; health of a target podlb registered for this pod counts
+// from the first observation after the registration. A dual-stack pod is
+// healthy only when all of its targets are.
+func TestSummarizeCountsHealthOnlyForThePodThatWantsIt(t *testing.T) {
+	now := time.Unix(10_000, 0)
+	ready := now.Add(-5 * time.Second)
+	newPod := pod("web-new", "new", withCondition(corev1.ContainersReady, corev1.ConditionTrue), func(p *corev1.Pod) {
+		p.Status.Conditions[0].LastTransitionTime = metav1.NewTime(ready)
+	})
+	v4 := providers.Target{IP: netip.MustParseAddr("10.0.0.7"), Port: 8080}
+	v6 := providers.Target{IP: netip.MustParseAddr("fd00::7"), Port: 8080}
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "aws", Port: 80}
+	healthy := func(ts ...providers.Target) []providers.Observed {
+		var out []providers.Observed
+		for _, t := range ts {
+			out = append(out, providers.Observed{Target: t, State: providers.Healthy, CloudState: "healthy"})
+		}
+		return out
+	}
+	mkPass := func(judge time.Duration, ledger map[providers.TargetKey]types.UID, ts ...providers.Target) *pass {
+		ps := &pass{key: key, group: &providers.Group{Ref: "g", Display: "g", Serving: true, JudgeDelay: judge},
+			entry: &LedgerEntry{Ref: "g", Targets: ledger}, pods: map[types.UID]*corev1.Pod{"new": newPod}}
+		for _, t := range ts {
+			ps.desired = append(ps.desired, Desired{Target: t, Pod: types.NamespacedName{Namespace: "shop", Name: "web-new"}, UID: "new"})
+		}
+		return ps
+	}
+	r := &BindingReconciler{Now: func() time.Time { return now }}
+	r.book(key, "g")
+
+	// Registered for an earlier pod: the group judges the new one within
+	// 10 s of its containers turning ready, 5 s ago.
+	ps := mkPass(10*time.Second, map[providers.TargetKey]types.UID{v4.Key(): "old"}, v4)
+	h, _ := r.summarize(ps, healthy(v4), now)
+	if got := h.Pods["new"]; got.State != providers.Pending || !strings.Contains(got.Reason, "earlier pod") {
+		t.Errorf("inherited health counted early: %+v", got)
+	}
+	h, _ = r.summarize(ps, healthy(v4), now.Add(6*time.Second))
+	if got := h.Pods["new"]; got.State != providers.Healthy {
+		t.Errorf("inherited target judged by now: %+v", got)
+	}
+	if ps.entry.Targets[v4.Key()] != "new" {
+		t.Errorf("the ledger should now record the target for the new pod: %v", ps.entry.Targets)
+	}
+
+	// Registered by this process for this pod: observations after the
+	// registration count, the one the registration raced does not.
+	ps = mkPass(time.Hour, map[providers.TargetKey]types.UID{v4.Key(): "new"}, v4)
+	r.books[key].at[v4.Key()] = registration{uid: "new", at: now}
+	if h, _ := r.summarize(ps, healthy(v4), now.Add(-time.Millisecond)); h.Pods["new"].State == providers.Healthy {
+		t.Errorf("an observation from before the registration counted")
+	}
+	if h, _ := r.summarize(ps, healthy(v4), now.Add(time.Millisecond)); h.Pods["new"].State != providers.Healthy {
+		t.Errorf("an observation after the registration did not count")
+	}
+
+	// Dual-stack: one target missing or pending holds the pod.
+	ps = mkPass(time.Hour, map[providers.TargetKey]types.UID{v4.Key(): "new", v6.Key(): "new"}, v4, v6)
+	delete(r.books[key].at, v4.Key())
+	if h, _ := r.summarize(ps, healthy(v4), now); len(h.Pods) != 0 {
+		t.Errorf("a pod with one of two targets registered counted as registered: %+v", h.Pods)
+	}
+	obs := healthy(v4)
+	obs = append(obs, providers.Observed{Target: v6, State: providers.Pending, CloudState: "initial"})
+	if h, _ := r.summarize(ps, obs, now); h.Pods["new"].State != providers.Pending {
+		t.Errorf("a pod with one pending target counted as %s", h.Pods["new"].State)
+	}
+	if h, _ := r.summarize(ps, healthy(v4, v6), now); h.Pods["new"].State != providers.Healthy {
+		t.Errorf("both targets healthy: %s", h.Pods["new"].State)
 	}
 }

@@ -47,6 +47,7 @@ func run(args []string) error {
 		resync      = fs.Duration("resync-period", 10*time.Minute, "how often every binding is compared with the cloud to repair drift")
 		coalesce    = fs.Duration("coalesce-window", 200*time.Millisecond, "how long pod events wait for others before a binding is reconciled")
 		maxBackoff  = fs.Duration("max-backoff", 2*time.Minute, "longest retry delay of a failing binding")
+		ignoreOther = fs.Bool("gate-ignores-unserved-clouds", false, "let pods through that a Service binds only on clouds this controller does not serve (another controller serves them); by default their gate stays False with reason CloudNotServed")
 
 		awsRegion   = fs.String("aws-region", os.Getenv("AWS_REGION"), "AWS region")
 		awsVPC      = fs.String("aws-vpc-id", "", "the cluster's VPC: target groups elsewhere are rejected; needed to create groups")
@@ -146,8 +147,9 @@ func run(args []string) error {
 		RestConfig: cfg, ClusterName: *cluster, Namespace: *namespace,
 		LeaderElection: *leaderElect, LeaderElectionID: *leaderID,
 		MetricsAddr: *metricsAddr, ProbeAddr: *probeAddr, Workers: *workers,
-		Timing:    targetsTiming(*poll, *resync, *coalesce, *maxBackoff),
-		Providers: provs, Logger: logger,
+		Timing:                    targetsTiming(*poll, *resync, *coalesce, *maxBackoff),
+		GateIgnoresUnservedClouds: *ignoreOther,
+		Providers:                 provs, Logger: logger,
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -55,6 +56,10 @@ type Options struct {
 	Timing           targets.Timing
 	Providers        []providers.Provider
 	Logger           logr.Logger
+	// GateIgnoresUnservedClouds lets pods through that a Service binds
+	// only on clouds this controller does not serve (another controller
+	// checks those); by default they are held with reason CloudNotServed.
+	GateIgnoresUnservedClouds bool
 	// SkipNameValidation lets one process start the controller more than
 	// once (tests that restart it).
 	SkipNameValidation bool
@@ -141,30 +146,39 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // queueRef hands a controller's queue to code outside the controller
-// (registry hooks) once the controller has started.
+// (registry hooks). Work handed over before the controller starts is kept
+// and enqueued when it does: the Service controller may well start first
+// and enqueue bindings or gates that no watch event would bring again.
 type queueRef[T comparable] struct {
-	q workqueue.TypedRateLimitingInterface[T]
-	// started closes when q is set.
-	started chan struct{}
+	mu      sync.Mutex
+	q       workqueue.TypedRateLimitingInterface[T]
+	pending map[T]time.Duration
 }
 
-func newQueueRef[T comparable]() *queueRef[T] { return &queueRef[T]{started: make(chan struct{})} }
+func newQueueRef[T comparable]() *queueRef[T] { return &queueRef[T]{pending: map[T]time.Duration{}} }
 
 func (r *queueRef[T]) source() source.TypedSource[T] {
 	return source.TypedFunc[T](func(_ context.Context, q workqueue.TypedRateLimitingInterface[T]) error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
 		r.q = q
-		close(r.started)
+		for item, d := range r.pending {
+			q.AddAfter(item, d)
+		}
+		r.pending = nil
 		return nil
 	})
 }
 
 func (r *queueRef[T]) addAfter(item T, d time.Duration) {
-	select {
-	case <-r.started:
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.q != nil {
 		r.q.AddAfter(item, d)
-	default:
-		// Not started yet: the initial list of every watched object will
-		// enqueue what matters.
+		return
+	}
+	if cur, ok := r.pending[item]; !ok || d < cur {
+		r.pending[item] = d
 	}
 }
 
@@ -242,17 +256,21 @@ func Setup(mgr manager.Manager, o Options) error {
 	if err := bc.Watch(source.TypedKind(mgr.GetCache(), &corev1.Pod{}, handler.TypedEventHandler[*corev1.Pod, providers.BindingKey](podToBindings))); err != nil {
 		return err
 	}
-	nodeZones := func(ctx context.Context) {
+	// nodeZones records the zones with nodes and reports whether it
+	// enqueued every binding because they changed.
+	nodeZones := func(ctx context.Context) bool {
 		var nodes corev1.NodeList
 		if err := c.List(ctx, &nodes); err != nil {
 			logger.Error(err, "listing nodes")
-			return
+			return false
 		}
 		if reg.SetZones(targets.ZonesOf(nodes.Items)) {
 			for _, k := range reg.AllBindings() {
 				enqueueBinding(k)
 			}
+			return true
 		}
+		return false
 	}
 	nodeHandler := handler.TypedFuncs[*corev1.Node, providers.BindingKey]{
 		CreateFunc: func(ctx context.Context, _ event.TypedCreateEvent[*corev1.Node], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
@@ -260,7 +278,14 @@ func Setup(mgr manager.Manager, o Options) error {
 		},
 		UpdateFunc: func(ctx context.Context, e event.TypedUpdateEvent[*corev1.Node], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
 			if targets.NodeInfoOf(e.ObjectOld) != targets.NodeInfoOf(e.ObjectNew) {
-				nodeZones(ctx)
+				// A node that got its zone, or is being deleted, changes
+				// which of its pods are targets even when the set of
+				// zones stays the same.
+				if !nodeZones(ctx) {
+					for _, k := range reg.AllBindings() {
+						enqueueBinding(k)
+					}
+				}
 			}
 		},
 		DeleteFunc: func(ctx context.Context, _ event.TypedDeleteEvent[*corev1.Node], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
@@ -287,7 +312,7 @@ func Setup(mgr manager.Manager, o Options) error {
 	}
 
 	// Gate controller.
-	gr := &readiness.GateReconciler{Client: c, Registry: reg, Services: c, Annotations: annotationKeys}
+	gr := &readiness.GateReconciler{Client: c, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds}
 	err = builder.ControllerManagedBy(mgr).Named("gate").
 		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool {
 			p, ok := obj.(*corev1.Pod)

@@ -213,6 +213,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		Created:      created,
 		Serving:      len(tg.LoadBalancerArns) > 0,
 		DrainSeconds: drain,
+		JudgeDelay:   judgeDelay(tg),
 		Status:       map[string]string{"arn": arn, "vpc": aws.ToString(tg.VpcId), "protocol": string(tg.Protocol)},
 		Provider:     &groupState{arn: arn, vpc: aws.ToString(tg.VpcId)},
 	}
@@ -223,6 +224,20 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	p.groups[b.Key] = &cachedGroup{spec: summary, group: g, fetched: time.Now()}
 	p.mu.Unlock()
 	return g, nil
+}
+
+// judgeDelay is how long the group needs to call a target that starts
+// answering healthy: its healthy threshold times its check interval
+// (ELBv2's defaults, 5 x 30 s, when the group does not say).
+func judgeDelay(tg *types.TargetGroup) time.Duration {
+	interval, healthy := aws.ToInt32(tg.HealthCheckIntervalSeconds), aws.ToInt32(tg.HealthyThresholdCount)
+	if interval <= 0 {
+		interval = 30
+	}
+	if healthy <= 0 {
+		healthy = 5
+	}
+	return time.Duration(interval*healthy) * time.Second
 }
 
 // groupState is what the provider keeps on a Group for its own use.

@@ -289,11 +289,13 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	gs.zones = slices.Sorted(maps.Keys(gs.links))
 
 	g := &providers.Group{
-		Display:  "neg/" + name,
-		Owned:    true,
-		Created:  created,
-		Provider: gs,
-		Status:   map[string]string{"negs": name, "zones": strings.Join(gs.zones, ",")},
+		Display: "neg/" + name,
+		Owned:   true,
+		// Compute's health check defaults: healthy after 2 checks 5 s apart.
+		JudgeDelay: 10 * time.Second,
+		Created:    created,
+		Provider:   gs,
+		Status:     map[string]string{"negs": name, "zones": strings.Join(gs.zones, ",")},
 	}
 	bsPath := ""
 	if ref != nil {
