@@ -1,0 +1,243 @@
+package aws_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+
+	"github.com/podlb/podlb/targets"
+	"github.com/podlb/podlb/test/cluster"
+	"github.com/podlb/podlb/test/e2e/e2eutil"
+)
+
+const awsKey = "podlb.io/aws-target-groups"
+
+// targetWatch samples a group's targets until stopped and remembers the
+// fewest healthy ones and every target that ever left the group.
+type targetWatch struct {
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	fewest  int
+	samples int
+	left    map[string]bool
+}
+
+func watchTargets(arn string) *targetWatch {
+	w := &targetWatch{stop: make(chan struct{}), done: make(chan struct{}), fewest: -1, left: map[string]bool{}}
+	start := activeTargets(arn)
+	go func() {
+		defer close(w.done)
+		for {
+			now := activeTargets(arn)
+			healthy := 0
+			for _, s := range now {
+				if s == "healthy" {
+					healthy++
+				}
+			}
+			w.mu.Lock()
+			if w.fewest < 0 || healthy < w.fewest {
+				w.fewest = healthy
+			}
+			w.samples++
+			for k := range start {
+				if _, ok := now[k]; !ok {
+					w.left[k] = true
+				}
+			}
+			w.mu.Unlock()
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *targetWatch) Stop() (fewestHealthy int, left []string) {
+	close(w.stop)
+	<-w.done
+	for k := range w.left {
+		left = append(left, k)
+	}
+	return w.fewest, left
+}
+
+// Invariant: a broken edit of a bound Service's annotation never releases
+// what the last good annotation bound; only a clear removal does.
+//
+// A live, healthy, gated binding to a shared group behind an NLB, and a
+// group podlb created, get each kind of broken edit (also across a
+// controller restart, and while the Deployment scales): traffic through the
+// load balancer keeps flowing, no target leaves either group, the owned
+// group is not deleted, and Warning, status and gate say that the last good
+// binding is in force. Fixing the edit resumes; deleting the port's entry
+// from a valid value then releases.
+func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	arn, addr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "typo"))
+	good := `{"http": {"arn": "` + arn + `"}}`
+	svc := e2eutil.WebService(ns, "typo", map[string]string{awsKey: good})
+	k8s.Create(t, svc, e2eutil.RollingDeployment(ns, "typo", 4, true))
+	owned := e2eutil.WebService(ns, "owned", map[string]string{awsKey: `{"http": {"create": {}}}`, targets.AnnotationReadiness: "registered"})
+	k8s.Create(t, owned, e2eutil.RollingDeployment(ns, "owned", 2, true))
+	e2eutil.Eventually(t, 90*time.Second, "4 gated pods healthy and Ready", func() error {
+		return converged(t, ns, "typo", arn, 4, "healthy", true)
+	})
+	var ownedArn string
+	e2eutil.Eventually(t, 60*time.Second, "owned group created with 2 targets", func() error {
+		st := k8s.Status(t, ns, "owned")
+		if st == nil || st.Bindings["aws"]["80"] == nil || st.Bindings["aws"]["80"].Details["arn"] == "" {
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "owned"))
+		}
+		ownedArn = st.Bindings["aws"]["80"].Details["arn"]
+		return converged(t, ns, "owned", ownedArn, 2, "", true)
+	})
+
+	load := e2eutil.StartLoad(addr, 4, 25*time.Millisecond)
+	watch, ownedWatch := watchTargets(arn), watchTargets(ownedArn)
+	broken := []struct{ name, value, want string }{
+		{"trailing comma", `{"http": {"arn": "` + arn + `"},}`, "malformed JSON"},
+		{"unknown field", `{"http": {"arn": "` + arn + `", "weight": 3}}`, "unknown field"},
+		{"wrong type", `{"http": {"arn": 42}}`, "cannot unmarshal number"},
+		{"port key no longer resolves", `{"htpp": {"arn": "` + arn + `"}}`, `no port named "htpp"`},
+		{"not an object", `"` + arn + `"`, "malformed JSON"},
+	}
+	for i, b := range broken {
+		k8s.Annotate(t, ns, "typo", awsKey, b.value)
+		k8s.Annotate(t, ns, "owned", awsKey, strings.ReplaceAll(b.value, `"arn": "`+arn+`"`, `"create": {}`))
+		for _, name := range []string{"typo", "owned"} {
+			e2eutil.Eventually(t, 30*time.Second, b.name+": "+name+"'s status and Warning say the last good binding stays", func() error {
+				s := k8s.StatusJSON(t, ns, name)
+				if !strings.Contains(s, "last good binding of port 80 stays in force") || !strings.Contains(s, `"80"`) {
+					return fmt.Errorf("status %s", s)
+				}
+				if ws := k8s.Warnings(t, ns, name, "stays in force"); len(ws) == 0 {
+					return fmt.Errorf("no Warning")
+				}
+				return nil
+			})
+		}
+		if i == 1 {
+			// The last good binding survives a restart: the ledger keeps it.
+			if err := ctrl.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if err := ctrl.Start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i == 3 {
+			// podlb keeps acting on the last good binding: a new pod is
+			// registered and let through.
+			k8s.Scale(t, ns, "typo", 5)
+			e2eutil.Eventually(t, 90*time.Second, "5th pod registered and Ready on the kept binding", func() error {
+				return converged(t, ns, "typo", arn, 5, "healthy", true)
+			})
+			for _, p := range k8s.LivePods(t, ns, "typo") {
+				if g := e2eutil.GateOf(&p); g != nil && g.LastTransitionTime.After(time.Now().Add(-time.Minute)) && !strings.Contains(g.Message, "last good bindings are in force") {
+					t.Errorf("pod %s let through on the kept binding, but its gate does not say so: %q", p.Name, g.Message)
+				}
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	fewest, left := watch.Stop()
+	_, ownedLeft := ownedWatch.Stop()
+	if fewest < 4 || len(left) > 0 {
+		t.Errorf("while the annotation was broken the shared group fell to %d healthy targets; targets that left: %v", fewest, left)
+	}
+	if len(ownedLeft) > 0 {
+		t.Errorf("targets left the owned group while its annotation was broken: %v", ownedLeft)
+	}
+	if _, err := e2eutil.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{ownedArn}}); err != nil {
+		t.Errorf("owned group gone after broken edits: %v", err)
+	}
+
+	// Fixed: the problems go, work resumes.
+	k8s.Annotate(t, ns, "typo", awsKey, good)
+	k8s.Annotate(t, ns, "owned", awsKey, `{"http": {"create": {}}}`)
+	e2eutil.Eventually(t, 30*time.Second, "problems cleared", func() error {
+		if st := k8s.Status(t, ns, "typo"); st == nil || len(st.Problems) != 0 || st.Bindings["aws"]["80"] == nil {
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "typo"))
+		}
+		return nil
+	})
+	k8s.Scale(t, ns, "typo", 4)
+	e2eutil.Eventually(t, 60*time.Second, "back to 4 targets", func() error { return converged(t, ns, "typo", arn, 4, "healthy", true) })
+	time.Sleep(time.Second)
+	res := load.Stop()
+	t.Logf("through broken edits, a restart and a scale-up: %d ok, %d failed", res.OK, res.Failed)
+	if res.Failed != 0 || res.OK < 100 {
+		t.Errorf("%d requests failed (%d ok): %v", res.Failed, res.OK, res.Errors)
+	}
+
+	// A clear removal of the port's entry releases.
+	k8s.Annotate(t, ns, "owned", awsKey, `{}`)
+	e2eutil.Eventually(t, 60*time.Second, "owned group deleted after its entry was removed", func() error {
+		_, err := e2eutil.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{ownedArn}})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+}
+
+// Invariant: when a binding moves to another group, the old group keeps
+// this cluster's targets until the pods are healthy in the new one.
+//
+// The annotation names another target group (behind another NLB) while
+// traffic flows through the first NLB: no request through the first NLB
+// fails before every pod is healthy in the new group, and only then are
+// the first group's targets deregistered.
+func TestSafetyGroupMoveRegistersBeforeReleasing(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	oldArn, oldAddr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "old"))
+	newArn, newAddr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "new"))
+	k8s.Create(t, e2eutil.WebService(ns, "move", byName(`{"arn": "`+oldArn+`"}`)), e2eutil.RollingDeployment(ns, "move", 4, true))
+	e2eutil.Eventually(t, 90*time.Second, "4 pods healthy in the old group", func() error {
+		return converged(t, ns, "move", oldArn, 4, "healthy", true)
+	})
+
+	oldLoad := e2eutil.StartLoad(oldAddr, 4, 25*time.Millisecond)
+	k8s.Annotate(t, ns, "move", awsKey, `{"http": {"arn": "`+newArn+`"}}`)
+	var firstLeft time.Time
+	e2eutil.Eventually(t, 90*time.Second, "a target leaves the old group", func() error {
+		if len(activeTargets(oldArn)) == 4 {
+			return fmt.Errorf("old group still full")
+		}
+		firstLeft = time.Now()
+		return nil
+	})
+	res := oldLoad.Stop()
+	t.Logf("through the old NLB until the old group was released: %d ok, %d failed", res.OK, res.Failed)
+	if res.Failed != 0 {
+		t.Errorf("%d requests through the old load balancer failed before it was released: %v", res.Failed, res.Errors)
+	}
+	for _, p := range k8s.LivePods(t, ns, "move") {
+		at := healthyAt(newArn, p.Status.PodIP)
+		if at.IsZero() || at.After(firstLeft) {
+			t.Errorf("pod %s healthy in the new group at %v, but the old group lost a target at %v", p.Name, at, firstLeft)
+		}
+	}
+	e2eutil.Eventually(t, 30*time.Second, "old group empty, new group serving", func() error {
+		if a := activeTargets(oldArn); len(a) != 0 {
+			return fmt.Errorf("old group still has %v", a)
+		}
+		return converged(t, ns, "move", newArn, 4, "healthy", true)
+	})
+	newLoad := e2eutil.StartLoad(newAddr, 2, 25*time.Millisecond)
+	time.Sleep(time.Second)
+	if r := newLoad.Stop(); r.Failed != 0 || r.OK == 0 {
+		t.Errorf("new load balancer: %d ok, %d failed", r.OK, r.Failed)
+	}
+}
