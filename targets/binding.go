@@ -142,8 +142,9 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.Binding
 		return r.fail(ctx, ps, err)
 	}
 	r.Registry.SetStatus(key, status)
-	r.Registry.IfCurrent(key, gen, func() { r.recordGauges(key, len(ps.desired), observed) })
-	r.warnRolloutSafety(key, ps.svcRef, b, ps.group, ps.desired, ps.pods)
+	noGate := r.warnRolloutSafety(key, ps.svcRef, b, ps.group, ps.desired, ps.pods)
+	// Series of a binding removed meanwhile must not come back.
+	r.Registry.IfCurrent(key, gen, func() { r.recordGauges(key, len(ps.desired), observed, noGate) })
 	r.warnRejected(ps)
 	r.resetFailures(key)
 
@@ -708,8 +709,8 @@ func (r *BindingReconciler) event(ref *corev1.ObjectReference, typ, reason, form
 // warnRolloutSafety tells users when their pods are not protected: no
 // gate, no load balancer using the group, or a termination grace shorter
 // than the group's deregistration delay.
-func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *corev1.ObjectReference, b *providers.Binding, g *providers.Group, desired []Desired, pods map[types.UID]*corev1.Pod) {
-	port := strconv.Itoa(int(key.Port))
+// It returns how many pods lack the gate.
+func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *corev1.ObjectReference, b *providers.Binding, g *providers.Group, desired []Desired, pods map[types.UID]*corev1.Pod) int {
 	if !g.Serving {
 		r.warnOnce(key, ref, "unused", "TargetGroupUnused", fmt.Sprintf("%s port %d: %s is used by no load balancer (%s); gates stay False in %q mode, use podlb.io/readiness: registered to not wait for health checks",
 			key.Provider, key.Port, g.Display, g.NotServingWhy, providers.ReadyWhenHealthy))
@@ -734,7 +735,6 @@ func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *cor
 			}
 		}
 	}
-	podsWithoutGate.WithLabelValues(key.Namespace, key.Service, port, key.Provider).Set(float64(noGate))
 	if noGate > 0 {
 		r.warnOnce(key, ref, "nogate", "PodsWithoutGate", fmt.Sprintf("%s port %d: %d of %d pods lack readinessGates %s: their rollouts do not wait for %s",
 			key.Provider, key.Port, noGate, len(desired), GateConditionType, g.Display))
@@ -747,6 +747,7 @@ func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *cor
 	} else {
 		r.clearWarning(key, "grace")
 	}
+	return noGate
 }
 
 // StopDelaySeconds is how long a pod keeps serving once termination
@@ -789,8 +790,9 @@ func preStopSleep(l *corev1.Lifecycle) int64 {
 	return 0
 }
 
-func (r *BindingReconciler) recordGauges(key providers.BindingKey, desired int, observed []providers.Observed) {
+func (r *BindingReconciler) recordGauges(key providers.BindingKey, desired int, observed []providers.Observed, noGate int) {
 	port := strconv.Itoa(int(key.Port))
+	podsWithoutGate.WithLabelValues(key.Namespace, key.Service, port, key.Provider).Set(float64(noGate))
 	counts := map[providers.State]int{}
 	for _, o := range observed {
 		counts[o.State]++
