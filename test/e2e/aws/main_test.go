@@ -73,6 +73,7 @@ func controllerOptions() (controller.Options, error) {
 		ClusterName:    clusterName,
 		LeaderElection: true,
 		Timing:         e2eutil.FastTiming,
+		Logger:         e2eutil.DebugLogger(),
 		Providers:      []providers.Provider{p},
 	}, nil
 }

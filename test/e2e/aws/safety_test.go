@@ -25,6 +25,13 @@ type targetWatch struct {
 	fewest  int
 	samples int
 	left    map[string]bool
+	first   time.Time // when a target was first seen gone
+}
+
+func (w *targetWatch) firstLeft() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.first
 }
 
 func watchTargets(arn string) *targetWatch {
@@ -46,8 +53,11 @@ func watchTargets(arn string) *targetWatch {
 			}
 			w.samples++
 			for k := range start {
-				if _, ok := now[k]; !ok {
+				if _, ok := now[k]; !ok && !w.left[k] {
 					w.left[k] = true
+					if w.first.IsZero() {
+						w.first = time.Now()
+					}
 				}
 			}
 			w.mu.Unlock()
@@ -138,12 +148,16 @@ func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
 		if i == 3 {
 			// podlb keeps acting on the last good binding: a new pod is
 			// registered and let through.
+			earlier := map[string]bool{}
+			for _, p := range k8s.LivePods(t, ns, "typo") {
+				earlier[p.Name] = true
+			}
 			k8s.Scale(t, ns, "typo", 5)
 			e2eutil.Eventually(t, 90*time.Second, "5th pod registered and Ready on the kept binding", func() error {
 				return converged(t, ns, "typo", arn, 5, "healthy", true)
 			})
 			for _, p := range k8s.LivePods(t, ns, "typo") {
-				if g := e2eutil.GateOf(&p); g != nil && g.LastTransitionTime.After(time.Now().Add(-time.Minute)) && !strings.Contains(g.Message, "last good bindings are in force") {
+				if g := e2eutil.GateOf(&p); !earlier[p.Name] && !strings.Contains(g.Message, "last good bindings are in force") {
 					t.Errorf("pod %s let through on the kept binding, but its gate does not say so: %q", p.Name, g.Message)
 				}
 			}
@@ -195,33 +209,56 @@ func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
 // this cluster's targets until the pods are healthy in the new one.
 //
 // The annotation names another target group (behind another NLB) while
-// traffic flows through the first NLB: no request through the first NLB
-// fails before every pod is healthy in the new group, and only then are
-// the first group's targets deregistered.
+// traffic flows through the first NLB, which also serves a second
+// Service's pod: the first group loses the moved Service's targets only
+// once every one of its pods is healthy in the new group, and no request
+// through the first NLB fails.
 func TestSafetyGroupMoveRegistersBeforeReleasing(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	oldArn, oldAddr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "old"))
 	newArn, newAddr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "new"))
-	k8s.Create(t, e2eutil.WebService(ns, "move", byName(`{"arn": "`+oldArn+`"}`)), e2eutil.RollingDeployment(ns, "move", 4, true))
-	e2eutil.Eventually(t, 90*time.Second, "4 pods healthy in the old group", func() error {
-		return converged(t, ns, "move", oldArn, 4, "healthy", true)
+	k8s.Create(t, e2eutil.WebService(ns, "move", byName(`{"arn": "`+oldArn+`"}`)), e2eutil.RollingDeployment(ns, "move", 4, true),
+		e2eutil.WebService(ns, "stay", byName(`{"arn": "`+oldArn+`"}`)), e2eutil.RollingDeployment(ns, "stay", 1, true))
+	e2eutil.Eventually(t, 90*time.Second, "5 pods healthy in the old group", func() error {
+		if err := converged(t, ns, "stay", oldArn, 1, "healthy", true); err == nil {
+			return fmt.Errorf("the group holds only the staying pod")
+		}
+		active := activeTargets(oldArn)
+		for k, st := range active {
+			if st != "healthy" {
+				return fmt.Errorf("target %s is %s", k, st)
+			}
+		}
+		if len(active) != 5 {
+			return fmt.Errorf("%d targets", len(active))
+		}
+		return nil
 	})
 
 	oldLoad := e2eutil.StartLoad(oldAddr, 4, 25*time.Millisecond)
+	watch := watchTargets(oldArn)
 	k8s.Annotate(t, ns, "move", awsKey, `{"http": {"arn": "`+newArn+`"}}`)
 	var firstLeft time.Time
 	e2eutil.Eventually(t, 90*time.Second, "a target leaves the old group", func() error {
-		if len(activeTargets(oldArn)) == 4 {
+		if len(activeTargets(oldArn)) == 5 {
 			return fmt.Errorf("old group still full")
 		}
 		firstLeft = time.Now()
 		return nil
 	})
+	_, _ = watch.Stop()
+	if at := watch.firstLeft(); !at.IsZero() && at.Before(firstLeft) {
+		firstLeft = at
+	}
+	e2eutil.Eventually(t, 30*time.Second, "old group down to the staying pod", func() error {
+		return converged(t, ns, "stay", oldArn, 1, "healthy", true)
+	})
+	time.Sleep(2 * time.Second) // past the drain of the released targets
 	res := oldLoad.Stop()
-	t.Logf("through the old NLB until the old group was released: %d ok, %d failed", res.OK, res.Failed)
+	t.Logf("through the old NLB across the move: %d ok, %d failed", res.OK, res.Failed)
 	if res.Failed != 0 {
-		t.Errorf("%d requests through the old load balancer failed before it was released: %v", res.Failed, res.Errors)
+		t.Errorf("%d requests through the old load balancer failed: %v", res.Failed, res.Errors)
 	}
 	for _, p := range k8s.LivePods(t, ns, "move") {
 		at := healthyAt(newArn, p.Status.PodIP)
@@ -229,10 +266,7 @@ func TestSafetyGroupMoveRegistersBeforeReleasing(t *testing.T) {
 			t.Errorf("pod %s healthy in the new group at %v, but the old group lost a target at %v", p.Name, at, firstLeft)
 		}
 	}
-	e2eutil.Eventually(t, 30*time.Second, "old group empty, new group serving", func() error {
-		if a := activeTargets(oldArn); len(a) != 0 {
-			return fmt.Errorf("old group still has %v", a)
-		}
+	e2eutil.Eventually(t, 30*time.Second, "new group serving", func() error {
 		return converged(t, ns, "move", newArn, 4, "healthy", true)
 	})
 	newLoad := e2eutil.StartLoad(newAddr, 2, 25*time.Millisecond)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -21,11 +22,13 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/go-logr/logr"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podlb/podlb/internal/controller"
 	"github.com/podlb/podlb/providers"
@@ -311,4 +314,13 @@ func GateOf(p *corev1.Pod) *corev1.PodCondition {
 func IsReady(p *corev1.Pod) bool {
 	c := targets.PodCondition(p, corev1.PodReady)
 	return c != nil && c.Status == corev1.ConditionTrue
+}
+
+// DebugLogger shows the controller's log when PODLB_E2E_DEBUG is set, for
+// finding out why a scenario does not converge.
+func DebugLogger() logr.Logger {
+	if os.Getenv("PODLB_E2E_DEBUG") == "" {
+		return logr.Discard()
+	}
+	return zap.New(zap.UseDevMode(true), zap.Level(zapcore.Level(-2)))
 }

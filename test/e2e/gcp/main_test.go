@@ -10,10 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"go.uber.org/zap/zapcore"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-
 	"github.com/podlb/podlb/internal/controller"
 	"github.com/podlb/podlb/providers"
 	awsprovider "github.com/podlb/podlb/providers/aws"
@@ -130,7 +126,7 @@ func controllerOptions() (controller.Options, error) {
 		LeaderElection: true,
 		Timing:         e2eutil.FastTiming,
 		Providers:      provs,
-		Logger:         debugLogger(),
+		Logger:         e2eutil.DebugLogger(),
 	}, nil
 }
 
@@ -145,13 +141,4 @@ func restartController(t *testing.T, aws bool) {
 	if err := ctrl.Start(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// debugLogger shows the controller's log when PODLB_E2E_DEBUG is set, for
-// finding out why a scenario does not converge.
-func debugLogger() logr.Logger {
-	if os.Getenv("PODLB_E2E_DEBUG") == "" {
-		return logr.Discard()
-	}
-	return zap.New(zap.UseDevMode(true), zap.Level(zapcore.Level(-2)))
 }
