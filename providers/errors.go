@@ -1,9 +1,10 @@
 package providers
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -54,16 +55,89 @@ func Classify(class Class, field string, err error) error {
 	if errors.As(err, &e) {
 		return err
 	}
+	if _, ok := AsTargetErrors(err); ok {
+		return err
+	}
 	return &Error{Class: class, Field: field, Err: err}
 }
 
-// ClassOf reports the class of err; unclassified errors are transient.
+// ClassOf reports the class of err; unclassified errors are transient. A
+// *TargetErrors (not wrapped in an *Error) is Invalid: the rest of the plan
+// was applied, and sending the refused targets again unchanged cannot help;
+// each target's own error in Failed carries its own class.
 func ClassOf(err error) Class {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Class
 	}
+	if _, ok := AsTargetErrors(err); ok {
+		return Invalid
+	}
 	return Transient
+}
+
+// TargetErrors is returned by Provider.Apply when the cloud refused some
+// targets one by one; every other target of the plan was applied.
+type TargetErrors struct {
+	// Failed holds, per refused target, the classified cloud error.
+	Failed map[TargetKey]error
+}
+
+// targetErrorsShown is how many refused targets Error names with their
+// error, and targetNamesShown how many it names at all.
+const (
+	targetErrorsShown = 3
+	targetNamesShown  = 10
+)
+
+// Error names the refused targets in address order, the first few with
+// their error, so the same refusals always read the same.
+func (e *TargetErrors) Error() string {
+	keys := e.Keys()
+	var b strings.Builder
+	if len(keys) == 1 {
+		b.WriteString("1 target refused: ")
+	} else {
+		fmt.Fprintf(&b, "%d targets refused: ", len(keys))
+	}
+	for i, k := range keys {
+		switch {
+		case i == targetNamesShown:
+			fmt.Fprintf(&b, " and %d more", len(keys)-i)
+			return b.String()
+		case i > 0:
+			b.WriteString(", ")
+		}
+		b.WriteString(k.String())
+		if i < targetErrorsShown {
+			fmt.Fprintf(&b, " (%v)", e.Failed[k])
+		}
+	}
+	return b.String()
+}
+
+// Keys lists the refused targets sorted by IP and port.
+func (e *TargetErrors) Keys() []TargetKey {
+	keys := make([]TargetKey, 0, len(e.Failed))
+	for k := range e.Failed {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b TargetKey) int {
+		if c := a.IP.Compare(b.IP); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Port, b.Port)
+	})
+	return keys
+}
+
+// AsTargetErrors finds a *TargetErrors in err's chain.
+func AsTargetErrors(err error) (*TargetErrors, bool) {
+	var te *TargetErrors
+	if errors.As(err, &te) && te != nil {
+		return te, true
+	}
+	return nil, false
 }
 
 // IsUserError reports whether err needs a person to change something,
@@ -83,36 +157,4 @@ func WithField(field string, err error) error {
 		return err
 	}
 	return &Error{Class: ClassOf(err), Field: field, Err: err}
-}
-
-// TargetErrors is returned by Provider.Apply when the cloud refused some
-// targets one by one; every other target of the plan was applied.
-type TargetErrors struct {
-	// Failed holds, per refused target, the classified cloud error.
-	Failed map[TargetKey]error
-}
-
-func (e *TargetErrors) Error() string {
-	keys := make([]TargetKey, 0, len(e.Failed))
-	for k := range e.Failed {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	parts := make([]string, 0, min(len(keys), 3))
-	for _, k := range keys[:min(len(keys), 3)] {
-		parts = append(parts, fmt.Sprintf("%s: %v", k, e.Failed[k]))
-	}
-	if len(keys) > 3 {
-		parts = append(parts, fmt.Sprintf("and %d more", len(keys)-3))
-	}
-	return fmt.Sprintf("%d target(s) refused: %s", len(keys), strings.Join(parts, "; "))
-}
-
-// AsTargetErrors finds a *TargetErrors in err's chain.
-func AsTargetErrors(err error) (*TargetErrors, bool) {
-	var te *TargetErrors
-	if errors.As(err, &te) {
-		return te, true
-	}
-	return nil, false
 }

@@ -33,6 +33,10 @@ type Provider interface {
 	// Observe reports every target registered in the group with its health.
 	Observe(ctx context.Context, g *Group) ([]Observed, error)
 	// Apply registers, then deregisters, the plan's targets, batched.
+	// Targets the cloud refuses individually are isolated and returned as
+	// *TargetErrors while the rest is applied; a failure of a whole call
+	// (throttled, transient, group not found) is returned as is and
+	// deregistration does not happen in that pass.
 	Apply(ctx context.Context, g *Group, p Plan) error
 	// Release undoes Ensure when the binding goes away or names another
 	// group: owned groups are deleted after verifying ownership; from a

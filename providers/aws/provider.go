@@ -19,7 +19,6 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
-	"github.com/hashicorp/go-multierror"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -514,7 +513,11 @@ func mapState(s string) providers.State {
 		return providers.Unhealthy
 	case types.TargetHealthStateEnumUnused:
 		return providers.Unused
-	case types.TargetHealthStateEnumDraining, types.TargetHealthStateEnumUnhealthyDraining:
+	case types.TargetHealthStateEnumUnhealthyDraining:
+		// Unhealthy with connection termination off: still registered,
+		// only its open connections are left to finish.
+		return providers.Unhealthy
+	case types.TargetHealthStateEnumDraining:
 		return providers.Draining
 	}
 	// initial, unavailable and anything new: not serving yet.
@@ -522,57 +525,87 @@ func mapState(s string) providers.State {
 }
 
 // Apply implements providers.Provider: every register batch first; only
-// if all succeeded, the deregister batches.
+// if none failed as a whole, the deregister batches. A batch the group
+// refuses because of some of its targets is split until each refused
+// target stands alone (see refusal); those come back as
+// *providers.TargetErrors once everything else is applied.
 func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers.Plan) error {
 	st := g.Provider.(*groupState)
+	refused := map[providers.TargetKey]error{}
 	if len(plan.Register) > 0 {
 		cidrs, err := p.vpcCIDRs(ctx, st.vpc)
 		if err != nil {
 			return err
 		}
-		var errs *multierror.Error
-		for _, batch := range providers.Batches(plan.Register, p.opts.BatchSize) {
-			in := &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(st.arn), Targets: describe(batch, cidrs)}
-			err := p.calls.Call(ctx, "RegisterTargets", func(ctx context.Context) error {
-				_, err := p.elb.RegisterTargets(ctx, in)
+		errs := p.isolate(plan.Register, refused, func(ts []providers.Target) error {
+			return p.calls.Call(ctx, "RegisterTargets", func(ctx context.Context) error {
+				_, err := p.elb.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(st.arn), Targets: describe(ts, cidrs)})
 				return err
 			})
-			errs = multierror.Append(errs, err)
-		}
-		if err := errs.ErrorOrNil(); err != nil {
+		})
+		if len(errs) > 0 {
 			return firstClassified(errs, g.Display, "registering")
 		}
 	}
-	var errs *multierror.Error
-	for _, batch := range providers.Batches(plan.Deregister, p.opts.BatchSize) {
-		in := &elbv2.DeregisterTargetsInput{TargetGroupArn: aws.String(st.arn), Targets: describe(batch, nil)}
-		err := p.calls.Call(ctx, "DeregisterTargets", func(ctx context.Context) error {
-			_, err := p.elb.DeregisterTargets(ctx, in)
+	errs := p.isolate(plan.Deregister, refused, func(ts []providers.Target) error {
+		return p.calls.Call(ctx, "DeregisterTargets", func(ctx context.Context) error {
+			_, err := p.elb.DeregisterTargets(ctx, &elbv2.DeregisterTargetsInput{TargetGroupArn: aws.String(st.arn), Targets: describe(ts, nil)})
 			return err
 		})
-		errs = multierror.Append(errs, err)
-	}
-	if err := errs.ErrorOrNil(); err != nil {
+	})
+	if len(errs) > 0 {
 		return firstClassified(errs, g.Display, "deregistering")
+	}
+	if len(refused) > 0 {
+		return &providers.TargetErrors{Failed: refused}
 	}
 	return nil
 }
 
+// isolate sends ts in batches through call, isolating refused targets into
+// refused; it returns the errors of calls that failed as a whole. A batch
+// failing that way does not stop the next ones, so a pass under sporadic
+// errors still makes progress.
+func (p *Provider) isolate(ts []providers.Target, refused map[providers.TargetKey]error, call func([]providers.Target) error) []error {
+	iso := &providers.Isolator{Apply: call, Judge: refusal, Refused: refused}
+	var errs []error
+	for _, batch := range providers.Batches(ts, p.opts.BatchSize) {
+		if err := iso.Run(batch, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// refusal reads a RegisterTargets or DeregisterTargets error. ELBv2 fails
+// the whole call for one bad target: InvalidTarget (not a target of this
+// VPC), ValidationError (an IPv6 address in an IPv4 group, an IP outside
+// the VPC without AvailabilityZone all) and TooManyRegistrationsForTargetId
+// (that target is registered too often) are about targets, TooManyTargets
+// about the group's room. Anything else, AccessDenied included, is about
+// the call.
+func refusal(err error) providers.Refusal {
+	var ce *providers.CloudError
+	if !errors.As(err, &ce) {
+		return providers.WholeCall
+	}
+	switch ce.Code {
+	case "InvalidTarget", "ValidationError", "TooManyRegistrationsForTargetId":
+		return providers.SomeTargets
+	case "TooManyTargets":
+		return providers.GroupFull
+	}
+	return providers.WholeCall
+}
+
 // firstClassified keeps the class of the first failed batch and the text
 // of all of them.
-func firstClassified(errs *multierror.Error, group, verb string) error {
-	var class providers.Class = providers.Transient
-	var msgs []string
-	for _, e := range errs.Errors {
-		if e == nil {
-			continue
-		}
-		if len(msgs) == 0 {
-			class = providers.ClassOf(e)
-		}
-		msgs = append(msgs, e.Error())
+func firstClassified(errs []error, group, verb string) error {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
 	}
-	return providers.Errorf(class, "", "%s targets of %s: %s", verb, group, strings.Join(msgs, "; "))
+	return providers.Errorf(providers.ClassOf(errs[0]), "", "%s targets of %s: %s", verb, group, strings.Join(msgs, "; "))
 }
 
 // describe turns targets into ELBv2 target descriptions. An IP outside
@@ -677,7 +710,9 @@ func (p *Provider) Release(ctx context.Context, key providers.BindingKey, ref st
 	providers.SortTargets(targets)
 	g := &providers.Group{Ref: ref, Display: displayName(ref), Provider: &groupState{arn: ref}}
 	err = p.Apply(ctx, g, providers.Plan{Deregister: targets})
-	if providers.ClassOf(err) == providers.NotFound {
+	if _, refused := providers.AsTargetErrors(err); refused || providers.ClassOf(err) == providers.NotFound {
+		// A target ELBv2 refuses to deregister (not an IPv4 address of
+		// this VPC) cannot be in the group either.
 		return nil
 	}
 	return err

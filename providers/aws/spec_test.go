@@ -135,10 +135,12 @@ func TestOwnership(t *testing.T) {
 	}
 }
 
-func TestMapState(t *testing.T) {
+// unhealthy.draining is still registered (only its connections drain), so
+// it must not read as a target on its way out.
+func TestMapStateKeepsUnhealthyDrainingRegistered(t *testing.T) {
 	for s, want := range map[string]providers.State{
 		"healthy": providers.Healthy, "initial": providers.Pending, "unhealthy": providers.Unhealthy,
-		"unused": providers.Unused, "draining": providers.Draining, "unhealthy.draining": providers.Draining,
+		"unused": providers.Unused, "draining": providers.Draining, "unhealthy.draining": providers.Unhealthy,
 		"unavailable": providers.Pending,
 	} {
 		if got := mapState(s); got != want {

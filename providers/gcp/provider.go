@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/netip"
 	"slices"
 	"sort"
@@ -709,26 +710,29 @@ func endpointKey(ip string, port int32) (providers.TargetKey, bool) {
 
 // Apply implements providers.Provider: every zone's attach batches first
 // (zones in parallel, batches within a zone one after the other, each
-// awaited); only when all succeeded, the detach batches the same way.
+// awaited); only when none failed as a whole, the detach batches the same
+// way. Endpoints GCE refuses one by one (see refusal), targets in a zone
+// without a NEG and targets without a VM are set aside and come back as
+// *providers.TargetErrors once everything else is applied.
 func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers.Plan) error {
 	gs, ok := g.Provider.(*groupState)
 	if !ok {
 		return providers.Errorf(providers.Invalid, "", "group %s is not a GCP NEG group", g.Display)
 	}
-	var errs *multierror.Error
+	refused := map[providers.TargetKey]error{}
 	attach := map[string][]providers.Target{}
 	for _, t := range plan.Register {
 		switch {
 		case gs.links[t.Zone] == "":
-			errs = multierror.Append(errs, providers.Errorf(providers.Transient, "", "%s: node %s is in zone %q, which has no NEG %s yet (zones: %s)", t.Key(), t.Node, t.Zone, gs.name, strings.Join(gs.zones, ", ")))
+			// The next Ensure creates the zone's NEG.
+			refused[t.Key()] = providers.Errorf(providers.Transient, "", "node %s is in zone %q, which has no NEG %s yet (zones: %s)", t.Node, t.Zone, gs.name, strings.Join(gs.zones, ", "))
 		case t.Instance == "":
-			errs = multierror.Append(errs, providers.Errorf(providers.Invalid, "", "%s: node %s has no GCE instance (providerID gce://PROJECT/ZONE/NAME), which GCE_VM_IP_PORT endpoints need", t.Key(), t.Node))
+			refused[t.Key()] = providers.Errorf(providers.Invalid, "", "node %s has no GCE instance (providerID gce://PROJECT/ZONE/NAME), which GCE_VM_IP_PORT endpoints need", t.Node)
 		default:
 			attach[t.Zone] = append(attach[t.Zone], t)
 		}
 	}
-	errs = multierror.Append(errs, p.changeZones(ctx, gs, attach, true))
-	if err := errs.ErrorOrNil(); err != nil {
+	if err := p.changeZones(ctx, gs, attach, true, refused); err != nil {
 		return combine(err, "attaching endpoints to "+g.Display)
 	}
 	detach := map[string][]providers.Target{}
@@ -738,16 +742,30 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 			detach[t.Zone] = append(detach[t.Zone], t)
 		}
 	}
-	if err := p.changeZones(ctx, gs, detach, false); err != nil {
+	if err := p.changeZones(ctx, gs, detach, false, refused); err != nil {
 		return combine(err, "detaching endpoints from "+g.Display)
+	}
+	if len(refused) > 0 {
+		return &providers.TargetErrors{Failed: refused}
 	}
 	return nil
 }
 
-func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[string][]providers.Target, attach bool) error {
-	var eg multierror.Group
+// changeZones changes every zone's endpoints in parallel, adding the
+// endpoints GCE refused to refused.
+func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[string][]providers.Target, attach bool, refused map[providers.TargetKey]error) error {
+	var (
+		eg multierror.Group
+		mu sync.Mutex
+	)
 	for zone, ts := range byZone {
-		eg.Go(func() error { return p.changeEndpoints(ctx, zone, gs.name, ts, attach) })
+		eg.Go(func() error {
+			zoneRefused, err := p.changeEndpoints(ctx, zone, gs.name, ts, attach)
+			mu.Lock()
+			maps.Copy(refused, zoneRefused)
+			mu.Unlock()
+			return err
+		})
 	}
 	return eg.Wait().ErrorOrNil()
 }
@@ -756,12 +774,18 @@ func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[s
 // one operation in flight at a time. An operation fails as a whole when
 // one endpoint is already attached (or already gone), so after a failed
 // operation the NEG is listed and the rest of the batch tried once more.
-func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []providers.Target, attach bool) error {
+// When that fails because of some endpoints, the batch is split until each
+// refused endpoint stands alone; those are returned with their errors.
+func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []providers.Target, attach bool) (map[providers.TargetKey]error, error) {
 	ns := p.neg(negPath(p.opts.Project, zone, name))
 	ns.ops.Lock()
 	defer ns.ops.Unlock()
 	ts = slices.Clone(ts)
 	providers.SortTargets(ts)
+	iso := &providers.Isolator{
+		Apply: func(batch []providers.Target) error { return p.endpointBatch(ctx, ns, zone, name, batch, attach) },
+		Judge: refusal,
+	}
 	var errs *multierror.Error
 	for _, batch := range providers.Batches(ts, p.opts.BatchSize) {
 		err := p.endpointBatch(ctx, ns, zone, name, batch, attach)
@@ -775,18 +799,38 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 						rest = append(rest, t)
 					}
 				}
-				err = nil
+				batch, err = rest, nil
 				if len(rest) > 0 {
 					err = p.endpointBatch(ctx, ns, zone, name, rest, attach)
 				}
 			}
 		}
 		if err != nil {
+			err = iso.Run(batch, err)
+		}
+		if err != nil {
 			ns.expire()
 			errs = multierror.Append(errs, fmt.Errorf("zone %s: %w", zone, err))
 		}
 	}
-	return errs.ErrorOrNil()
+	return iso.Refused, errs.ErrorOrNil()
+}
+
+// refusal reads an attach or detach error. GCE refuses a whole call for
+// one bad endpoint with 400 (an IP that is not the VM's or not IPv4, a VM
+// of another zone, a duplicate, and in the operation an endpoint already
+// attached or already gone), and with 403 quotaExceeded when the NEG has
+// no room. Other 403s (permissions), throttling, 404 and 5xx are about the
+// call.
+func refusal(err error) providers.Refusal {
+	code, reason := errorCode(err)
+	switch {
+	case code == http.StatusBadRequest:
+		return providers.SomeTargets
+	case code == http.StatusForbidden && reason == "quotaExceeded":
+		return providers.GroupFull
+	}
+	return providers.WholeCall
 }
 
 // operationError marks a failure reported by a finished operation rather

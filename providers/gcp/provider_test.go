@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,15 +42,22 @@ type env struct {
 	neg *compute.NetworkEndpointGroupsClient
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith lets mutate adjust the emulator's options.
+func newEnvWith(t *testing.T, mutate func(*computesim.Options)) *env {
 	t.Helper()
-	srv, err := computesim.Start(computesim.Options{
+	o := computesim.Options{
 		Project:             project,
 		HealthCheckInterval: 20 * time.Millisecond,
 		HealthCheckTimeout:  100 * time.Millisecond,
 		DrainingTimeout:     300 * time.Millisecond,
 		OperationDelay:      2 * time.Millisecond,
-	})
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	srv, err := computesim.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,9 +475,18 @@ func TestZoneWithoutNodesLosesItsNEG(t *testing.T) {
 	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.30.1", port, zones3[0])}}); err != nil {
 		t.Fatal(err)
 	}
-	// A target in a zone the binding does not know yet waits.
-	err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.30.9", port, "us-central1-f")}})
-	wantClass(t, err, providers.Transient, "")
+	// A target in a zone the binding does not know yet waits; the others
+	// are attached.
+	early := target("127.0.30.9", port, "us-central1-f")
+	err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{early, target("127.0.30.2", port, zones3[0])}})
+	te, ok := providers.AsTargetErrors(err)
+	if !ok || len(te.Failed) != 1 || !strings.Contains(te.Failed[early.Key()].Error(), `zone "us-central1-f"`) {
+		t.Fatalf("got %v, want the target in us-central1-f refused", err)
+	}
+	wantClass(t, te.Failed[early.Key()], providers.Transient, "")
+	if len(e.srv.Endpoints(zones3[0], name)) != 2 {
+		t.Fatal("the target in a zone with a NEG was not attached")
+	}
 
 	g = e.ensure(binding(`{"backendService":"web"}`, zones3[:2]...))
 	if _, ok := e.negExists(zones3[2], name); ok {
@@ -478,7 +496,7 @@ func TestZoneWithoutNodesLosesItsNEG(t *testing.T) {
 	if len(backs) != 2 || backs[zones3[2]+"/"+name] != nil || g.Status["zones"] != "us-central1-a,us-central1-b" {
 		t.Fatalf("backends %v, status %v", backs, g.Status)
 	}
-	if len(e.srv.Endpoints(zones3[0], name)) != 1 {
+	if len(e.srv.Endpoints(zones3[0], name)) != 2 {
 		t.Fatal("a remaining zone lost its endpoints")
 	}
 	// The zone comes back.
@@ -800,5 +818,189 @@ func TestThrottledCallsAreRetried(t *testing.T) {
 	}
 	if st := e.srv.Stats().Methods[opNEGAttach]; st.RateLimited != 1 || st.Calls != 2 {
 		t.Fatalf("attach stats %+v, want one throttled call and its retry", st)
+	}
+}
+
+// refusedWith is the error a refused target should get: its class and
+// words of its text.
+type refusedWith struct {
+	class providers.Class
+	words string
+}
+
+// wantRefused checks that err is a *TargetErrors naming exactly the keys
+// of want, each with the error want describes.
+func wantRefused(t *testing.T, err error, want map[providers.Target]refusedWith) {
+	t.Helper()
+	te, ok := providers.AsTargetErrors(err)
+	if !ok || providers.ClassOf(err) != providers.Invalid {
+		t.Fatalf("got %v (%s), want an invalid *TargetErrors", err, providers.ClassOf(err))
+	}
+	if len(te.Failed) != len(want) {
+		t.Errorf("refused %v, want %d targets", te.Keys(), len(want))
+	}
+	for tg, w := range want {
+		ferr := te.Failed[tg.Key()]
+		if ferr == nil || providers.ClassOf(ferr) != w.class || !strings.Contains(ferr.Error(), w.words) {
+			t.Errorf("%s refused with %v, want a %s error saying %q", tg.Key(), ferr, w.class, w.words)
+		}
+	}
+}
+
+// splitBound is the most calls isolating k refused endpoints in one batch
+// of n may cost.
+func splitBound(n, k int) int64 { return int64(1 + 2*k*bits.Len(uint(n-1))) }
+
+func targets(format string, n int, zone string) []providers.Target {
+	ts := make([]providers.Target, n)
+	for i := range ts {
+		ts[i] = target(fmt.Sprintf(format, i+1), 8080, zone)
+	}
+	return ts
+}
+
+func TestApplyAttachesEveryGoodEndpointAndNamesEachRefusedOne(t *testing.T) {
+	e := newEnv(t)
+	b := binding(`{"name":"mixed"}`, zones3[:2]...)
+	g := e.ensure(b)
+	old := targets("127.0.9.%d", 3, zones3[0])
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: old}); err != nil {
+		t.Fatal(err)
+	}
+	// node-b gets a pod range; an IP outside it is not the VM's.
+	if err := e.srv.SetAliasRanges(zones3[1], vm(zones3[1]), "127.2.0.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	goodA := targets("127.1.0.%d", 100, zones3[0])
+	goodB := targets("127.2.0.%d", 20, zones3[1])
+	ipv6 := target("fd00::1", 8080, zones3[0])
+	foreign := target("10.9.9.9", 8080, zones3[0])
+	notVMs := target("127.3.0.1", 8080, zones3[1])
+	noNEG := target("127.1.1.1", 8080, zones3[2])
+	noVM := target("127.1.1.2", 8080, zones3[0])
+	noVM.Instance = ""
+	// Never attached, so GCE refuses to detach it.
+	gone := target("fd00::9", 8080, zones3[0])
+	plan := providers.Plan{
+		Register:   append(append(append([]providers.Target{}, goodA...), goodB...), ipv6, foreign, notVMs, noNEG, noVM),
+		Deregister: append(append([]providers.Target{}, old...), gone),
+	}
+	e.srv.ResetStats()
+	err := e.p.Apply(e.ctx, g, plan)
+	wantRefused(t, err, map[providers.Target]refusedWith{
+		ipv6:    {providers.Invalid, "Must be a valid IPv4 address"},
+		foreign: {providers.Invalid, "Specified IP address 10.9.9.9 doesn't belong"},
+		notVMs:  {providers.Invalid, "Specified IP address 127.3.0.1 doesn't belong"},
+		noNEG:   {providers.Transient, `zone "us-central1-c", which has no NEG mixed yet`},
+		noVM:    {providers.Invalid, "has no GCE instance"},
+		gone:    {providers.Invalid, "Must be a valid IPv4 address"},
+	})
+	for zone, want := range map[string][]providers.Target{zones3[0]: goodA, zones3[1]: goodB} {
+		eps := e.srv.Endpoints(zone, "mixed")
+		if len(eps) != len(want) {
+			t.Errorf("zone %s has %d endpoints, want %d: deregistration or attach missing", zone, len(eps), len(want))
+		}
+		attached := map[string]bool{}
+		for _, ep := range eps {
+			attached[ep.IPAddress] = true
+		}
+		for _, tg := range want {
+			if !attached[tg.IP.String()] {
+				t.Errorf("%s not attached", tg.Key())
+			}
+		}
+	}
+	// Zone a: one batch of 102 with 2 refused; zone b: 21 with 1.
+	limit := splitBound(102, 2) + splitBound(21, 1)
+	if n := e.calls(opNEGAttach); n > limit {
+		t.Errorf("%d attach calls, want at most %d", n, limit)
+	}
+	if n, limit := e.calls(opNEGDetach), splitBound(4, 1); n > limit {
+		t.Errorf("%d detach calls, want at most %d", n, limit)
+	}
+	// What Observe reports agrees: podlb's record of the NEG was kept.
+	if n := len(e.observe(g)); n != len(goodA)+len(goodB) {
+		t.Errorf("observed %d", n)
+	}
+}
+
+func TestFullNEGAttachesWhatFitsReportsTheRestAndStillDetaches(t *testing.T) {
+	e := newEnvWith(t, func(o *computesim.Options) { o.MaxEndpointsPerNEG = 20 })
+	g := e.ensure(binding(`{"name":"full"}`, zones3[0]))
+	old := targets("127.0.9.%d", 15, zones3[0])
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: old}); err != nil {
+		t.Fatal(err)
+	}
+	// A rollout: ten new pods, five old ones leave.
+	fresh := targets("127.1.0.%d", 10, zones3[0])
+	e.srv.ResetStats()
+	err := e.p.Apply(e.ctx, g, providers.Plan{Register: fresh, Deregister: old[:5]})
+	want := map[providers.Target]refusedWith{}
+	for _, tg := range fresh[5:] {
+		want[tg] = refusedWith{providers.Invalid, "quotaExceeded"}
+	}
+	wantRefused(t, err, want)
+	if n := len(e.srv.Endpoints(zones3[0], "full")); n != 15 {
+		t.Errorf("%d endpoints, want 15 after detaching 5", n)
+	}
+	// Once a single endpoint does not fit, the rest is not sent.
+	if n, limit := e.calls(opNEGAttach), splitBound(len(fresh), 1); n > limit {
+		t.Errorf("%d attach calls, want at most %d", n, limit)
+	}
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: fresh[5:]}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.srv.Endpoints(zones3[0], "full")); n != 20 {
+		t.Errorf("%d endpoints, want 20", n)
+	}
+}
+
+func TestFailuresOfAWholeAttachAreNotSplitAndHoldDetaches(t *testing.T) {
+	e := newEnv(t)
+	g := e.ensure(binding(`{"name":"whole"}`, zones3[0]))
+	old := targets("127.0.9.%d", 2, zones3[0])
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: old}); err != nil {
+		t.Fatal(err)
+	}
+	plan := providers.Plan{Register: append(targets("127.1.0.%d", 50, zones3[0]), target("fd00::1", 8080, zones3[0])), Deregister: old}
+	for _, c := range []struct {
+		name  string
+		fault func(on bool)
+		class providers.Class
+		calls int64
+	}{
+		{"rate limited", func(on bool) {
+			if on {
+				e.srv.SetRateLimit(opNEGAttach, 0)
+			} else {
+				e.srv.SetRateLimit(opNEGAttach, -1)
+			}
+		}, providers.Throttled, 1 + throttleRetries},
+		// The IPv6 endpoint fails the first call at once; the operation of
+		// the first half then fails as a whole, which ends the pass.
+		{"operation failed", func(on bool) {
+			if on {
+				e.srv.SetOperationFailureRate(1)
+			} else {
+				e.srv.SetOperationFailureRate(0)
+			}
+		}, providers.Transient, 2},
+	} {
+		e.srv.ResetStats()
+		c.fault(true)
+		err := e.p.Apply(e.ctx, g, plan)
+		c.fault(false)
+		if _, ok := providers.AsTargetErrors(err); ok || providers.ClassOf(err) != c.class {
+			t.Errorf("%s: got %v (%s), want a %s error", c.name, err, providers.ClassOf(err), c.class)
+		}
+		if n := e.calls(opNEGAttach); n != c.calls {
+			t.Errorf("%s: %d attach calls, want %d", c.name, n, c.calls)
+		}
+		if n := e.calls(opNEGDetach); n != 0 {
+			t.Errorf("%s: %d detach calls after a failed attach", c.name, n)
+		}
+		if n := len(e.srv.Endpoints(zones3[0], "whole")); n != len(old) {
+			t.Errorf("%s: %d endpoints, want the %d old ones", c.name, n, len(old))
+		}
 	}
 }

@@ -357,6 +357,10 @@ func TestRegisterValidation(t *testing.T) {
 		t.Errorf("malformed IP: %v", err)
 	}
 	wantCode(t, reg(td("127.0.0.1", 70000, "")), "ValidationError")
+	// An IPv6 address in an ipv4 group, with or without AvailabilityZone
+	// all, and alongside a good target: nothing is registered.
+	wantCode(t, reg(td("fd00::1", 80, "all")), "ValidationError")
+	wantCode(t, reg(td("127.0.0.1", 80, ""), td("fd00::1", 80, "")), "ValidationError")
 	if len(s.Targets(*arn)) != 0 {
 		t.Fatalf("failed calls registered targets: %+v", s.Targets(*arn))
 	}
@@ -393,6 +397,9 @@ func TestRegisterValidation(t *testing.T) {
 		Targets: []types.TargetDescription{td("bogus", 80, "")}}); !errors.As(err, &it) {
 		t.Errorf("deregister malformed: %v", err)
 	}
+	_, err := c.DeregisterTargets(ctx, &elbv2.DeregisterTargetsInput{TargetGroupArn: arn,
+		Targets: []types.TargetDescription{td("fd00::1", 80, "")}})
+	wantCode(t, err, "ValidationError")
 	// Without a listener there is nothing to drain: the target goes at once.
 	deregister(t, c, *arn, td("10.0.0.1", 80, ""))
 	if n := len(s.Targets(*arn)); n != 2 {
@@ -407,7 +414,7 @@ func TestRegisterValidation(t *testing.T) {
 	if h["10.0.7.7:80"].state != "unused" || h["10.0.7.7:80"].reason != "Target.NotRegistered" {
 		t.Errorf("unregistered target: %+v", h)
 	}
-	_, err := c.DescribeTargetHealth(ctx, &elbv2.DescribeTargetHealthInput{TargetGroupArn: arn,
+	_, err = c.DescribeTargetHealth(ctx, &elbv2.DescribeTargetHealthInput{TargetGroupArn: arn,
 		Targets: []types.TargetDescription{td("nope", 80, "")}})
 	if !errors.As(err, &it) {
 		t.Errorf("describe malformed: %v", err)

@@ -30,6 +30,9 @@
 //   - RegisterTargets is all-or-nothing. Registering a registered target is
 //     a no-op; registering a draining target cancels the deregistration and
 //     starts it again from initial/Elb.RegistrationInProgress.
+//   - Target groups are ipv4 only. In an ip group an IPv6 target answers
+//     ValidationError, as AWS does, and a target Id that is no IP address
+//     InvalidTarget. TooManyRegistrationsForTargetId is never answered.
 //   - Draining targets count against MaxTargetsPerGroup until they are gone.
 //   - In a group no listener uses, a deregistered target goes at once (there
 //     is nothing to drain), and registered targets report unused /

@@ -148,6 +148,24 @@ func readTargets(p params) ([]reqTarget, *apiError) {
 	return out, nil
 }
 
+// ipTarget reads the Id of a target of an ip group. Every group is ipv4
+// (CreateTargetGroup refuses ipv6), and AWS documents that all IP
+// addresses of a group have the group's IP address type; it answers an
+// IPv6 address ValidationError "The IP address '…' is not a valid IPv4
+// address" (as reported in kube-ingress-aws-controller #495 and
+// community.aws #1441). Anything that is no address at all is
+// InvalidTarget.
+func ipTarget(id string) (netip.Addr, *apiError) {
+	addr, err := netip.ParseAddr(id)
+	switch {
+	case err != nil:
+		return netip.Addr{}, newErr("InvalidTarget", "The IP address '%s' is not a valid IPv4 address", id)
+	case !addr.Is4():
+		return netip.Addr{}, validation("The IP address '%s' is not a valid IPv4 address", id)
+	}
+	return addr, nil
+}
+
 // validateTarget checks one target for RegisterTargets. Callers hold s.mu.
 func (s *Server) validateTarget(g *targetGroup, t *reqTarget) *apiError {
 	if t.port == 0 {
@@ -158,9 +176,9 @@ func (s *Server) validateTarget(g *targetGroup, t *reqTarget) *apiError {
 	}
 	switch g.targetType {
 	case "ip":
-		addr, err := netip.ParseAddr(t.id)
-		if err != nil || !addr.Is4() {
-			return newErr("InvalidTarget", "The IP address '%s' is not a valid IPv4 address", t.id)
+		addr, e := ipTarget(t.id)
+		if e != nil {
+			return e
 		}
 		if t.az == "all" {
 			return nil
@@ -263,8 +281,8 @@ func (s *Server) deregisterTargets(p params) (any, *apiError) {
 	now := time.Now()
 	for _, r := range reqs {
 		if g.targetType == "ip" {
-			if a, e := netip.ParseAddr(r.id); e != nil || !a.Is4() {
-				return nil, newErr("InvalidTarget", "The IP address '%s' is not a valid IPv4 address", r.id)
+			if _, e := ipTarget(r.id); e != nil {
+				return nil, e
 			}
 		}
 		port := r.port
@@ -346,8 +364,8 @@ func (s *Server) describeTargetHealth(p params) (any, *apiError) {
 	}
 	for _, r := range reqs {
 		if g.targetType == "ip" {
-			if a, e := netip.ParseAddr(r.id); e != nil || !a.Is4() {
-				return nil, newErr("InvalidTarget", "The IP address '%s' is not a valid IPv4 address", r.id)
+			if _, e := ipTarget(r.id); e != nil {
+				return nil, e
 			}
 		}
 		found := false

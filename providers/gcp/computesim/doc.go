@@ -48,8 +48,10 @@
 //   - Synchronous (HTTP error) versus operation error: request validation —
 //     malformed body, bad names, missing referenced resources (404), more
 //     than 500 endpoints per attach/detach (400 invalid), unknown or
-//     wrong-zone instance (400 invalid), endpoint IP outside 127.0.0.0/8
-//     (400 invalid with GCE's "doesn't belong to the (sub)network" wording),
+//     wrong-zone instance (400 invalid), endpoint IP outside 127.0.0.0/8 or,
+//     for a VM given alias ranges (SetAliasRanges), neither its primary IP
+//     nor in them (400 invalid with GCE's "doesn't belong to the
+//     (sub)network" wording),
 //     resources in use (400 resourceInUseByAnotherResource), stale
 //     fingerprints (412 conditionNotMet), an existing name (409
 //     alreadyExists) — answers at once. Conflicts that depend on the state
@@ -83,7 +85,9 @@
 //     polls; "write": mutations) and overall ("*"). Rejected calls do not
 //     use quota. Options.RateLimitRate (SetRateLimitRate) answers a random
 //     fraction of all calls the same way, for quota spent by other tools.
-//     The NEG endpoint quota (10,000) answers 403 quotaExceeded.
+//     The NEG endpoint quota (10,000, Options.MaxEndpointsPerNEG) answers
+//     403 quotaExceeded, synchronously when the request alone cannot fit
+//     and in the operation when others filled the NEG meanwhile.
 //
 // # Health checking and the data path
 //

@@ -18,8 +18,8 @@ import (
 const (
 	// maxEndpointsPerCall is GCE's limit on one attach or detach call.
 	maxEndpointsPerCall = 500
-	// maxEndpointsPerNEG is GCE's per-NEG endpoint quota.
-	maxEndpointsPerNEG = 10000
+	// DefaultMaxEndpointsPerNEG is GCE's per-NEG endpoint quota.
+	DefaultMaxEndpointsPerNEG = 10000
 )
 
 type neg struct {
@@ -43,6 +43,22 @@ type instance struct {
 	zone string
 	name string
 	ip   string
+	// aliases, once set with SetAliasRanges, are the ranges besides ip
+	// that the VM's endpoints may use; nil accepts any reachable IP.
+	aliases []netip.Prefix
+}
+
+// owns reports whether an endpoint IP may belong to the VM.
+func (in *instance) owns(addr netip.Addr) bool {
+	if in.aliases == nil || addr.String() == in.ip {
+		return true
+	}
+	for _, p := range in.aliases {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 func negPath(r *http.Request) string {
@@ -316,9 +332,10 @@ func (s *Server) parseEndpoints(r *http.Request, detach bool) (*neg, *endpointCh
 		if err != nil || !addr.Is4() {
 			return nil, nil, errInvalidField(field+".ipAddress", ip, "Must be a valid IPv4 address.")
 		}
-		if !detach && !s.reachable(addr) {
-			// The emulator health-checks and proxies to endpoints, so it
-			// only accepts loopback ones; GCE's wording for foreign IPs.
+		// GCE_VM_IP_PORT endpoints must use the VM's primary IP or one of
+		// its alias ranges, else GCE answers this. The emulator also
+		// refuses what it could not health-check: anything not loopback.
+		if !detach && (!s.reachable(addr) || !inst.owns(addr)) {
 			return nil, nil, errInvalidField("resource.ipAddress", ip, fmt.Sprintf(
 				"Specified IP address %s doesn't belong to the (sub)network default or to the instance %s.", ip, instName))
 		}
@@ -336,8 +353,8 @@ func (s *Server) parseEndpoints(r *http.Request, detach bool) (*neg, *endpointCh
 		seen[k] = true
 		ch.eps = append(ch.eps, &endpoint{instance: instName, ip: ip, port: port})
 	}
-	if !detach && len(n.endpoints)+len(ch.eps) > maxEndpointsPerNEG {
-		return nil, nil, errEndpointQuota()
+	if !detach && len(n.endpoints)+len(ch.eps) > s.opts.MaxEndpointsPerNEG {
+		return nil, nil, s.errEndpointQuota()
 	}
 	return n, ch, nil
 }
@@ -366,9 +383,9 @@ func (s *Server) changeEndpoints(r *http.Request, detach bool, method string, ap
 	}), nil
 }
 
-func errEndpointQuota() *apiError {
+func (s *Server) errEndpointQuota() *apiError {
 	return &apiError{http.StatusForbidden, "quotaExceeded", fmt.Sprintf(
-		"Quota 'NETWORK_ENDPOINTS_PER_NETWORK_ENDPOINT_GROUP' exceeded. Limit: %d.", maxEndpointsPerNEG)}
+		"Quota 'NETWORK_ENDPOINTS_PER_NETWORK_ENDPOINT_GROUP' exceeded. Limit: %d.", s.opts.MaxEndpointsPerNEG)}
 }
 
 // negAttach attaches endpoints. An endpoint that is already attached when
@@ -383,8 +400,8 @@ func (s *Server) negAttach(r *http.Request) (proto.Message, *apiError) {
 					old.instance, ep.ip, ep.port, n.path)}
 			}
 		}
-		if len(n.endpoints)+len(eps) > maxEndpointsPerNEG {
-			return errEndpointQuota()
+		if len(n.endpoints)+len(eps) > s.opts.MaxEndpointsPerNEG {
+			return s.errEndpointQuota()
 		}
 		now := time.Now()
 		for _, ep := range eps {
@@ -556,6 +573,32 @@ func (s *Server) addInstanceLocked(project, zone, name, ip, machineType string) 
 	in := &instance{pb: pb, zone: zone, name: name, ip: ip}
 	s.instances[zone+"/"+name] = in
 	return in
+}
+
+// SetAliasRanges gives a VM alias IP ranges (CIDRs, as GKE gives each node
+// its pod range). From then on endpoints of the VM must use its primary IP
+// or an address in these ranges; until then the emulator accepts any
+// loopback address for any VM, so tests need not model pod ranges.
+func (s *Server) SetAliasRanges(zone, name string, cidrs ...string) error {
+	prefixes := make([]netip.Prefix, 0, len(cidrs))
+	ranges := make([]*computepb.AliasIpRange, 0, len(cidrs))
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return fmt.Errorf("computesim: alias range of %s: %w", name, err)
+		}
+		prefixes = append(prefixes, p.Masked())
+		ranges = append(ranges, &computepb.AliasIpRange{IpCidrRange: proto.String(p.Masked().String())})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.instances[zone+"/"+name]
+	if in == nil {
+		return fmt.Errorf("computesim: no instance %s in zone %s", name, zone)
+	}
+	in.aliases = prefixes
+	in.pb.NetworkInterfaces[0].AliasIpRanges = ranges
+	return nil
 }
 
 // RemoveInstance deletes a VM. Like GCE, deleting a VM removes its

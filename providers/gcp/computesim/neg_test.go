@@ -360,6 +360,41 @@ func TestNEGEndpointQuota(t *testing.T) {
 	expectErr(t, err, http.StatusForbidden, "quotaExceeded")
 }
 
+func TestSmallerEndpointQuotaFillsUpTheSameWay(t *testing.T) {
+	e := newEnv(t, computesim.Options{MaxEndpointsPerNEG: 3})
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	e.createNEG(zoneA, "neg", 80)
+	_, err := e.attach(zoneA, "neg", ep("node-1", "127.52.0.1", 80), ep("node-1", "127.52.0.2", 80),
+		ep("node-1", "127.52.0.3", 80), ep("node-1", "127.52.0.4", 80))
+	expectErr(t, err, http.StatusForbidden, "quotaExceeded")
+	e.done(e.attach(zoneA, "neg", ep("node-1", "127.52.0.1", 80), ep("node-1", "127.52.0.2", 80), ep("node-1", "127.52.0.3", 80)))
+	_, err = e.attach(zoneA, "neg", ep("node-1", "127.52.0.4", 80))
+	expectErr(t, err, http.StatusForbidden, "quotaExceeded")
+}
+
+func TestEndpointIPMustBeTheVMsOnceItHasAliasRanges(t *testing.T) {
+	e := newEnv(t, computesim.Options{})
+	_ = e.srv.AddInstance(zoneA, "node-1", "127.53.0.1")
+	e.createNEG(zoneA, "neg", 80)
+	// Without alias ranges any loopback address is accepted.
+	e.done(e.attach(zoneA, "neg", ep("node-1", "127.53.9.9", 80)))
+	if err := e.srv.SetAliasRanges(zoneA, "node-1", "127.53.1.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.attach(zoneA, "neg", ep("node-1", "127.53.2.1", 80))
+	expectErr(t, err, http.StatusBadRequest, "invalid")
+	if !strings.Contains(err.Error(), "doesn't belong to the (sub)network default or to the instance node-1") {
+		t.Fatalf("message: %v", err)
+	}
+	e.done(e.attach(zoneA, "neg", ep("node-1", "127.53.1.7", 80), ep("node-1", "127.53.0.1", 81)))
+	if n := len(e.srv.Endpoints(zoneA, "neg")); n != 3 {
+		t.Fatalf("%d endpoints", n)
+	}
+	if err := e.srv.SetAliasRanges(zoneA, "node-9", "127.53.1.0/24"); err == nil {
+		t.Fatal("alias ranges for a VM that does not exist")
+	}
+}
+
 func TestListMethods(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
 	_ = e.srv.AddInstance(zoneA, "node-b", "10.0.0.2")

@@ -63,6 +63,10 @@ type Options struct {
 	// rateLimitExceeded regardless of RateLimits, before doing anything.
 	RateLimitRate float64
 
+	// MaxEndpointsPerNEG is the NEG endpoint quota, answered 403
+	// quotaExceeded; default DefaultMaxEndpointsPerNEG (GCE's 10,000).
+	MaxEndpointsPerNEG int
+
 	// ListenHost is where forwarding rules listen when they ask for no
 	// loopback address of their own; default "127.0.0.1".
 	ListenHost string
@@ -123,6 +127,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.ProbeWorkers <= 0 {
 		opts.ProbeWorkers = 64
+	}
+	if opts.MaxEndpointsPerNEG <= 0 {
+		opts.MaxEndpointsPerNEG = DefaultMaxEndpointsPerNEG
 	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
