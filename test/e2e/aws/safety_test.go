@@ -7,8 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/readiness"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
@@ -274,4 +279,143 @@ func TestSafetyGroupMoveRegistersBeforeReleasing(t *testing.T) {
 	if r := newLoad.Stop(); r.Failed != 0 || r.OK == 0 {
 		t.Errorf("new load balancer: %d ok, %d failed", r.OK, r.Failed)
 	}
+}
+
+// Invariant: a target the cloud refuses never holds up the binding's other
+// targets: the rest are registered, terminating pods are still
+// deregistered, and the refused one is named in a Warning, the status and
+// its pod's gate.
+//
+// A target group one place short of full serves a two-pod Service. The
+// Deployment grows to three: the third pod's target is refused
+// (TooManyTargets) and named. One of the first pods is deleted while the
+// group is full: its target leaves the group all the same, and the room it
+// frees goes to a waiting pod.
+func TestSafetyRefusedTargetIsIsolated(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	arn, addr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "full"))
+	c := e2eutil.ELBv2Client(sim)
+	var fill []elbtypes.TargetDescription
+	for i := 0; i < 998; i++ {
+		fill = append(fill, elbtypes.TargetDescription{Id: aws.String(fmt.Sprintf("10.7.%d.%d", i/250, i%250+1)), Port: aws.Int32(8080)})
+	}
+	for i := 0; i < len(fill); i += 200 {
+		if _, err := c.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: fill[i:min(i+200, len(fill))]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ours := func() map[string]string {
+		out := map[string]string{}
+		for k, st := range activeTargets(arn) {
+			if !strings.HasPrefix(k, "10.7.") {
+				out[k] = st
+			}
+		}
+		return out
+	}
+	k8s.Create(t, e2eutil.WebService(ns, "full", byName(`{"arn": "`+arn+`"}`)), e2eutil.RollingDeployment(ns, "full", 2, true))
+	e2eutil.Eventually(t, 90*time.Second, "2 pods healthy and Ready", func() error {
+		if err := allGated(ns, "full", 2); err != nil {
+			return err
+		}
+		if n := len(ours()); n != 2 {
+			return fmt.Errorf("%d of our targets", n)
+		}
+		return nil
+	})
+	load := e2eutil.StartLoad(addr, 2, 25*time.Millisecond)
+
+	k8s.Scale(t, ns, "full", 3)
+	var refused corev1.Pod
+	e2eutil.Eventually(t, 60*time.Second, "the third pod's target refused and named", func() error {
+		var n int
+		for _, p := range k8s.LivePods(t, ns, "full") {
+			g := e2eutil.GateOf(&p)
+			if g != nil && g.Reason == readiness.ReasonRejected {
+				if !strings.Contains(g.Message, "TooManyTargets") {
+					return fmt.Errorf("pod %s gate %q", p.Name, g.Message)
+				}
+				refused = p
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("%d pods held with %s", n, readiness.ReasonRejected)
+		}
+		if ws := k8s.Warnings(t, ns, "full", refused.Name); len(ws) == 0 {
+			return fmt.Errorf("no Warning names pod %s: %v", refused.Name, k8s.AllWarnings(t, ns, "full"))
+		}
+		b := k8s.Status(t, ns, "full").Bindings["aws"]["80"]
+		if b == nil || !strings.Contains(b.Rejected[refused.Status.PodIP+":8080"], "TooManyTargets") || b.Error != "" {
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "full"))
+		}
+		return nil
+	})
+	if ws := k8s.Warnings(t, ns, "full", "BindingFailed"); len(ws) != 0 {
+		t.Errorf("one refused target failed the whole binding: %v", ws)
+	}
+
+	// A pod goes while the group is full: its target must leave anyway.
+	var victim corev1.Pod
+	for _, p := range k8s.LivePods(t, ns, "full") {
+		if p.Name != refused.Name {
+			victim = p
+			break
+		}
+	}
+	if err := kube.Client.CoreV1().Pods(ns).Delete(ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e2eutil.Eventually(t, 30*time.Second, "the deleted pod's target leaves the full group", func() error {
+		if st, ok := ours()[victim.Status.PodIP+":8080"]; ok {
+			return fmt.Errorf("still %s", st)
+		}
+		return nil
+	})
+	// Its room goes to a waiting pod once its draining ends; the Deployment
+	// is back at three pods, two served and one refused.
+	e2eutil.Eventually(t, 90*time.Second, "a waiting pod gets the freed place", func() error {
+		if n := len(ours()); n != 2 {
+			return fmt.Errorf("%d of our targets", n)
+		}
+		served := 0
+		for _, p := range k8s.LivePods(t, ns, "full") {
+			if g := e2eutil.GateOf(&p); g != nil && g.Status == corev1.ConditionTrue && e2eutil.IsReady(&p) {
+				served++
+			}
+		}
+		if served != 2 {
+			return fmt.Errorf("%d pods served", served)
+		}
+		return nil
+	})
+	res := load.Stop()
+	t.Logf("through the full group: %d ok, %d failed", res.OK, res.Failed)
+	if res.Failed != 0 {
+		t.Errorf("%d requests failed: %v", res.Failed, res.Errors)
+	}
+}
+
+// allGated checks that want live pods of app have their gate True and are
+// Ready.
+func allGated(ns, app string, want int) error {
+	pods, err := kube.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		if g := e2eutil.GateOf(&p); g == nil || g.Status != corev1.ConditionTrue || !e2eutil.IsReady(&p) {
+			return fmt.Errorf("pod %s not through: %+v", p.Name, g)
+		}
+		n++
+	}
+	if n != want {
+		return fmt.Errorf("%d pods, want %d", n, want)
+	}
+	return nil
 }
