@@ -105,15 +105,20 @@ func TestParseServiceProblemsNameTheField(t *testing.T) {
 		field     string
 		substr    string
 		wantBound int
+		// kept: the port stays bound despite the problem, so it must not
+		// hold gates.
+		kept bool
 	}{
-		{`{"80": `, `podlb.io/aws-target-groups`, "malformed JSON", 0},
-		{`[1,2]`, `podlb.io/aws-target-groups`, "malformed JSON", 0},
-		{`null`, `podlb.io/aws-target-groups`, "got null", 0},
-		{`{"80": {"group": "a"}} {}`, `podlb.io/aws-target-groups`, "not a JSON object", 0},
-		{`{"8080": {"group": "a"}, "80": {"group": "b"}}`, `podlb.io/aws-target-groups["8080"]`, "no port 8080", 1},
-		{`{"https": {"group": "a"}}`, `podlb.io/aws-target-groups["https"]`, `no port named "https"`, 0},
-		{`{"80": {"group": ""}}`, `podlb.io/aws-target-groups["80"].group`, "must be set", 0},
-		{`{"80": {"group": "a"}, "http": {"group": "b"}}`, `podlb.io/aws-target-groups["http"]`, "already bound", 1},
+		{`{"80": `, `podlb.io/aws-target-groups`, "malformed JSON", 0, false},
+		{`[1,2]`, `podlb.io/aws-target-groups`, "malformed JSON", 0, false},
+		{`null`, `podlb.io/aws-target-groups`, "got null", 0, false},
+		{`{"80": {"group": "a"}} {}`, `podlb.io/aws-target-groups`, "not a JSON object", 0, false},
+		{`{"8080": {"group": "a"}, "80": {"group": "b"}}`, `podlb.io/aws-target-groups["8080"]`, "no port 8080", 1, false},
+		{`{"https": {"group": "a"}}`, `podlb.io/aws-target-groups["https"]`, `no port named "https"`, 0, false},
+		{`{"80": {"group": ""}}`, `podlb.io/aws-target-groups["80"].group`, "must be set", 0, false},
+		{`{"80": {"group": "a"}, "http": {"group": "b"}}`, `podlb.io/aws-target-groups["http"]`, "already bound", 1, true},
+		// The first key's value is bad; the port is bound by the second.
+		{`{"80": {"group": ""}, "http": {"group": "b"}}`, `podlb.io/aws-target-groups["80"].group`, "must be set", 1, true},
 	}
 	for _, c := range cases {
 		p := parse(t, map[string]string{"podlb.io/aws-target-groups": c.ann})
@@ -127,6 +132,9 @@ func TestParseServiceProblemsNameTheField(t *testing.T) {
 		}
 		if len(p.Bindings) != c.wantBound {
 			t.Errorf("%s: %d bindings survive, want %d", c.ann, len(p.Bindings), c.wantBound)
+		}
+		if pr.Kept != c.kept {
+			t.Errorf("%s: problem kept %v, want %v", c.ann, pr.Kept, c.kept)
 		}
 		if !p.Annotated {
 			t.Errorf("%s: a broken annotation still makes the Service podlb's", c.ann)

@@ -419,3 +419,37 @@ func allGated(ns, app string, want int) error {
 	}
 	return nil
 }
+
+// Invariant: a gated pod is never let through silently by a controller
+// that cannot check the load balancer it is bound to.
+//
+// This controller serves AWS only; a Service binds its pods on GCP: their
+// gates stay False with reason CloudNotServed, naming the Service and the
+// cloud, while a Service on AWS beside it is served.
+func TestSafetyUnservedCloudHoldsTheGate(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	k8s.Create(t, e2eutil.WebService(ns, "elsewhere", map[string]string{"podlb.io/gcp-negs": `{"http": {}}`}), e2eutil.RollingDeployment(ns, "elsewhere", 2, true))
+	arn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "here"))
+	k8s.Create(t, e2eutil.WebService(ns, "here", byName(`{"arn": "`+arn+`"}`)), e2eutil.RollingDeployment(ns, "here", 2, true))
+	e2eutil.Eventually(t, 90*time.Second, "the AWS Service's pods through, the GCP one's held", func() error {
+		if err := converged(t, ns, "here", arn, 2, "healthy", true); err != nil {
+			return err
+		}
+		pods := k8s.LivePods(t, ns, "elsewhere")
+		if len(pods) != 2 {
+			return fmt.Errorf("%d pods", len(pods))
+		}
+		for _, p := range pods {
+			g := e2eutil.GateOf(&p)
+			if g == nil || g.Status != corev1.ConditionFalse || g.Reason != readiness.ReasonCloudNotServed ||
+				!strings.Contains(g.Message, "Service elsewhere") || !strings.Contains(g.Message, "gcp") {
+				return fmt.Errorf("pod %s gate %+v", p.Name, g)
+			}
+		}
+		return nil
+	})
+	if st := k8s.StatusJSON(t, ns, "elsewhere"); st != "null" {
+		t.Errorf("a Service of a cloud this controller does not serve got a status: %s", st)
+	}
+}
