@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X github.com/podlb/podlb/internal/version.Version=$(VERSION)
 TEST_TIMEOUT ?= 60m
 export PODLB_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build tools test unit lint demo bench clean
+.PHONY: all build tools test unit lint demo bench soak clean
 
 all: build
 
@@ -52,6 +52,15 @@ demo: tools build
 BENCH_TIMEOUT ?= 150m
 bench: tools build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout $(BENCH_TIMEOUT) ./test/bench -args $(BENCH_ARGS)
+
+# Long loops that make test cannot afford: the gate stress test many times
+# in a row with fresh seeds, and the gated rollouts of both clouds. Tune
+# with SOAK_COUNT and PODLB_STRESS_ROUNDS.
+SOAK_COUNT ?= 10
+SOAK_TIMEOUT ?= 180m
+soak: tools build
+	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestSafetyGateStress|TestGatedRolloutLosesNoRequest' ./test/e2e/aws
+	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestGatedRolloutLosesNoRequest' ./test/e2e/gcp
 
 clean:
 	rm -rf $(BIN)
