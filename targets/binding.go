@@ -77,7 +77,11 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.Binding
 		if entry.Ref != "" {
 			// The annotation now names another group: take this cluster's
 			// targets out of the old one first.
-			if err := prov.Release(ctx, key, entry.Ref, keysOf(entry.Targets)); err != nil {
+			ours, err := r.Ledger.OursAlone(ctx, key, entry)
+			if err == nil {
+				err = prov.Release(ctx, key, entry.Ref, ours)
+			}
+			if err != nil {
 				return r.fail(ctx, key, svcRef, group, len(desired), fmt.Errorf("releasing previous group %s: %w", entry.Ref, err))
 			}
 			r.event(svcRef, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s", key.Provider, key.Port, entry.Ref)
@@ -518,12 +522,4 @@ func DeleteBindingMetrics(key providers.BindingKey) {
 	}
 	desiredTargets.DeleteLabelValues(key.Namespace, key.Service, port, key.Provider)
 	podsWithoutGate.DeleteLabelValues(key.Namespace, key.Service, port, key.Provider)
-}
-
-func keysOf(m map[providers.TargetKey]bool) []providers.TargetKey {
-	out := make([]providers.TargetKey, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }

@@ -42,6 +42,8 @@ type Ledger struct {
 
 	mu      sync.Mutex
 	entries map[providers.BindingKey]*LedgerEntry
+	// refLabelled is true once every stored entry carries the ref label.
+	refLabelled bool
 }
 
 // LedgerEntry is what the ledger knows of one binding.
@@ -117,6 +119,7 @@ func (l *Ledger) Put(ctx context.Context, k providers.BindingKey, e *LedgerEntry
 			Labels: map[string]string{
 				ledgerLabelManagedBy: "podlb",
 				ledgerLabelService:   shortHash(k.Namespace, k.Service),
+				ledgerLabelRef:       shortHash(e.Ref),
 			},
 			Annotations: map[string]string{
 				annNamespace: k.Namespace,
@@ -175,19 +178,25 @@ func (l *Ledger) Bindings(ctx context.Context, namespace, service string) ([]pro
 		return nil, fmt.Errorf("listing ledger: %w", err)
 	}
 	var keys []providers.BindingKey
-	for _, cm := range list.Items {
-		a := cm.Annotations
-		if a[annNamespace] != namespace || a[annService] != service {
+	for i := range list.Items {
+		k, ok := ledgerKey(&list.Items[i])
+		if !ok || k.Namespace != namespace || k.Service != service {
 			continue // a hash collision; not this Service's
 		}
-		port, err := strconv.Atoi(a[annPort])
-		if err != nil {
-			continue
-		}
-		keys = append(keys, providers.BindingKey{Namespace: namespace, Service: service, Provider: a[annProvider], Port: int32(port)})
+		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 	return keys, nil
+}
+
+// ledgerKey reads the binding a ledger ConfigMap records.
+func ledgerKey(cm *corev1.ConfigMap) (providers.BindingKey, bool) {
+	a := cm.Annotations
+	port, err := strconv.Atoi(a[annPort])
+	if err != nil || a[annNamespace] == "" || a[annService] == "" || a[annProvider] == "" {
+		return providers.BindingKey{}, false
+	}
+	return providers.BindingKey{Namespace: a[annNamespace], Service: a[annService], Provider: a[annProvider], Port: int32(port)}, true
 }
 
 func entryFromConfigMap(cm *corev1.ConfigMap) *LedgerEntry {

@@ -45,6 +45,8 @@ type ServiceReconciler struct {
 	// when that set changes.
 	checked  map[types.NamespacedName]string
 	problems map[types.NamespacedName]string
+	// releaseWarned keeps a failing release to one Warning per message.
+	releaseWarned distinctWarnings
 }
 
 // Status is the JSON written to the podlb.io/status annotation.
@@ -184,13 +186,18 @@ func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.Namespace
 			continue
 		}
 		if entry.Ref != "" {
-			if err := p.Release(ctx, k, entry.Ref, keysOf(entry.Targets)); err != nil {
+			ours, err := r.Ledger.OursAlone(ctx, k, entry)
+			if err == nil {
+				err = p.Release(ctx, k, entry.Ref, ours)
+			}
+			if err != nil {
 				failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
-				if svc != nil {
-					r.Recorder.Eventf(svc, corev1.EventTypeWarning, "ReleaseFailed", "%s port %d: releasing %s: %v", k.Provider, k.Port, entry.Ref, err)
+				if msg := releaseFailedMessage(k, entry.Ref, err); svc != nil && r.releaseWarned.novel(k, msg) {
+					r.Recorder.Eventf(svc, corev1.EventTypeWarning, "ReleaseFailed", "%s", msg)
 				}
 				continue
 			}
+			r.releaseWarned.forget(k)
 			if svc != nil {
 				r.Recorder.Eventf(svc, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s", k.Provider, k.Port, entry.Ref)
 			}

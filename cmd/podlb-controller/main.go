@@ -47,6 +47,7 @@ func run(args []string) error {
 		resync      = fs.Duration("resync-period", 10*time.Minute, "how often every binding is compared with the cloud to repair drift")
 		coalesce    = fs.Duration("coalesce-window", 200*time.Millisecond, "how long pod events wait for others before a binding is reconciled")
 		maxBackoff  = fs.Duration("max-backoff", 2*time.Minute, "longest retry delay of a failing binding")
+		sweep       = fs.Duration("sweep-interval", 10*time.Minute, "how often groups and ledger entries no Service asks for any more are looked for and released (also at start)")
 
 		awsRegion   = fs.String("aws-region", os.Getenv("AWS_REGION"), "AWS region")
 		awsVPC      = fs.String("aws-vpc-id", "", "the cluster's VPC: target groups elsewhere are rejected; needed to create groups")
@@ -147,7 +148,7 @@ func run(args []string) error {
 		LeaderElection: *leaderElect, LeaderElectionID: *leaderID,
 		MetricsAddr: *metricsAddr, ProbeAddr: *probeAddr, Workers: *workers,
 		Timing:    targetsTiming(*poll, *resync, *coalesce, *maxBackoff),
-		Providers: provs, Logger: logger,
+		Providers: provs, Logger: logger, SweepInterval: *sweep,
 	})
 }
 
