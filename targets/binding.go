@@ -97,15 +97,12 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.Binding
 		return r.fail(ctx, key, svcRef, group, len(desired), err)
 	}
 	plan := ComputePlan(desired, observed, group.Owned, entry.Targets)
-	if !plan.Empty() {
-		if !group.Owned && len(plan.Register) > 0 {
-			for _, t := range plan.Register {
-				entry.Targets[t.Key()] = true
-			}
-			if err := r.Ledger.Put(ctx, key, entry); err != nil {
-				return r.fail(ctx, key, svcRef, group, len(desired), err)
-			}
+	if !group.Owned && recordWanted(entry, desired) {
+		if err := r.Ledger.Put(ctx, key, entry); err != nil {
+			return r.fail(ctx, key, svcRef, group, len(desired), err)
 		}
+	}
+	if !plan.Empty() {
 		logger.Info("applying plan", "group", group.Display, "register", len(plan.Register), "deregister", len(plan.Deregister))
 		if err := prov.Apply(ctx, group, plan); err != nil {
 			return r.fail(ctx, key, svcRef, group, len(desired), err)

@@ -23,10 +23,11 @@ import (
 //
 //   - the group reference, so a group can be released after the annotation
 //     that named it is gone, or after a restart;
-//   - for shared groups (not created by podlb), every target this cluster
-//     registered, so only those are ever deregistered. A shared group may
-//     hold targets of other clusters or of people, and nothing in the cloud
-//     says who registered a target.
+//   - for shared groups (not created by podlb), every target this binding
+//     registered or wants there, so only those are ever deregistered, and
+//     none that another binding of the same group still records. A shared
+//     group may hold targets of other clusters or of people, and nothing in
+//     the cloud says who registered a target.
 //
 // ConfigMaps in podlb's namespace rather than annotations on the Service:
 // they survive edits of the Service by other tools, need write access only

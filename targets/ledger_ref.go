@@ -149,3 +149,19 @@ func exclusiveTargets(self providers.BindingKey, own map[providers.TargetKey]boo
 	})
 	return out
 }
+
+// recordWanted adds every desired target to a shared group's entry,
+// reporting whether any was new. Targets are recorded before they are
+// registered, and also when another binding registered them first: the
+// record is what keeps them in the group while this binding wants them,
+// when that other binding lets go (see OursAlone).
+func recordWanted(e *LedgerEntry, desired []Desired) bool {
+	changed := false
+	for _, d := range desired {
+		if !e.Targets[d.Key()] {
+			e.Targets[d.Key()] = true
+			changed = true
+		}
+	}
+	return changed
+}
