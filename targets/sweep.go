@@ -46,7 +46,11 @@ func (s *Sweeper) NeedLeaderElection() bool { return true }
 func (s *Sweeper) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("sweep")
 	ctx = log.IntoContext(ctx, logger)
-	t := time.NewTicker(s.Interval)
+	interval := s.Interval
+	if interval <= 0 {
+		interval = 10 * time.Minute
+	}
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
