@@ -98,16 +98,15 @@ func (p *Provider) OwnedGroups(ctx context.Context) ([]providers.OwnedGroup, err
 // balancers, listeners and rules forward to it. Finding them is best
 // effort; without them the message still says what to do.
 func (p *Provider) inUseError(ctx context.Context, arn string) error {
-	users := p.forwardersOf(ctx, arn)
-	where := "a load balancer"
-	if len(users) > 0 {
-		where = strings.Join(users, "; ")
+	where := ""
+	if users := p.forwardersOf(ctx, arn); len(users) > 0 {
+		where = " (" + strings.Join(users, "; ") + ")"
 	}
-	return providers.Errorf(providers.Invalid, "", "%s is still used by %s: remove the listener's forward to %s so podlb can delete it", displayName(arn), where, displayName(arn))
+	return providers.Errorf(providers.Invalid, "", "%s is still used by a load balancer%s: remove the listener's forward to %s so podlb can delete it", displayName(arn), where, displayName(arn))
 }
 
 // forwardersOf describes every listener and rule that forwards to arn, as
-// "load balancer net/nlb/0123 listener TCP:80 default action".
+// "net/nlb/0123 listener TCP:80 default action".
 func (p *Provider) forwardersOf(ctx context.Context, arn string) []string {
 	tg, err := p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{arn}}, "")
 	if err != nil {
@@ -122,19 +121,19 @@ func (p *Provider) forwardersOf(ctx context.Context, arn string) []string {
 			return err
 		})
 		if err != nil {
-			out = append(out, "load balancer "+lb)
+			out = append(out, lb)
 			continue
 		}
 		found := false
 		for _, l := range listeners.Listeners {
-			name := fmt.Sprintf("load balancer %s listener %s:%d", lb, l.Protocol, aws.ToInt32(l.Port))
+			name := fmt.Sprintf("%s listener %s:%d", lb, l.Protocol, aws.ToInt32(l.Port))
 			for _, r := range p.rulesForwardingTo(ctx, aws.ToString(l.ListenerArn), l.DefaultActions, arn) {
 				out = append(out, name+" "+r)
 				found = true
 			}
 		}
 		if !found {
-			out = append(out, "load balancer "+lb)
+			out = append(out, lb)
 		}
 	}
 	return out

@@ -260,7 +260,7 @@ func TestSafetyDeletionBlockedByListenerNamesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	group := arn[strings.Index(arn, "targetgroup/"):]
-	wants := []string{"load balancer " + lbID + " listener TCP:80 default action", "remove the listener's forward to " + group, "podlb.io/cleanup"}
+	wants := []string{"still used by a load balancer (" + lbID + " listener TCP:80 default action)", "remove the listener's forward to " + group, "podlb.io/cleanup"}
 	e2eutil.Eventually(t, 30*time.Second, "Warning naming the listener", func() error {
 		ws := k8s.Warnings(t, ns, "held", "still used by")
 		if len(ws) == 0 {
