@@ -261,7 +261,10 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		if err != nil {
 			return nil, err
 		}
-		for zone, n := range found {
+		// In zone order, so a refusal names the same zone on every retry
+		// and stays one Warning.
+		for _, zone := range slices.Sorted(maps.Keys(found)) {
+			n := found[zone]
 			ours := OwnedBy(n.GetDescription(), p.opts.Cluster, b.Key)
 			_, another := p.ownedByAnother(n.GetDescription(), b.Key)
 			switch {
