@@ -199,6 +199,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	book := r.book(ps.key, ps.group.Ref)
 	want := r.withoutRejected(ps.key, ps.desired, now)
 	plan := ComputePlan(want, observed, ps.group.Owned, ps.entry.Targets)
+	recordWanted(ps.entry, ps.desired)
 	if plan.Empty() {
 		r.pruneLedger(ps, observed)
 		return observed, nil
@@ -516,7 +517,11 @@ func (r *BindingReconciler) handOver(ctx context.Context, ps *pass, h *BindingHe
 	}
 	for len(ps.entry.Previous) > 0 {
 		prev := ps.entry.Previous[0]
-		if err := ps.prov.Release(ctx, ps.key, prev.Ref, prev.Targets); err != nil {
+		ours, err := r.Ledger.OursAlone(ctx, ps.key, prev.Ref, prev.Targets)
+		if err == nil {
+			err = ps.prov.Release(ctx, ps.key, prev.Ref, ours)
+		}
+		if err != nil {
 			return fmt.Errorf("releasing previous group %s: %w", prev.Ref, err)
 		}
 		r.event(ps.svcRef, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s now that the pods are ready in %s", ps.key.Provider, ps.key.Port, prev.Ref, ps.group.Display)

@@ -27,10 +27,11 @@ import (
 //
 //   - the group reference, so a group can be released after the annotation
 //     that named it is gone, or after a restart;
-//   - for shared groups (not created by podlb), every target this cluster
-//     registered, so only those are ever deregistered. A shared group may
-//     hold targets of other clusters or of people, and nothing in the cloud
-//     says who registered a target.
+//   - for shared groups (not created by podlb), every target this binding
+//     registered or wants there, so only those are ever deregistered, and
+//     none that another binding of the same group still records. A shared
+//     group may hold targets of other clusters or of people, and nothing in
+//     the cloud says who registered a target.
 //
 // ConfigMaps in podlb's namespace rather than annotations on the Service:
 // they survive edits of the Service by other tools, need write access only
@@ -46,6 +47,8 @@ type Ledger struct {
 
 	mu      sync.Mutex
 	entries map[providers.BindingKey]*LedgerEntry
+	// refLabelled is true once every stored entry carries the ref label.
+	refLabelled bool
 }
 
 // LedgerEntry is what the ledger knows of one binding.
@@ -171,6 +174,7 @@ func (l *Ledger) Put(ctx context.Context, k providers.BindingKey, e *LedgerEntry
 			Labels: map[string]string{
 				ledgerLabelManagedBy: "podlb",
 				ledgerLabelService:   shortHash(k.Namespace, k.Service),
+				ledgerLabelRef:       shortHash(e.Ref),
 			},
 			Annotations: map[string]string{
 				annNamespace: k.Namespace,
@@ -243,23 +247,27 @@ func (l *Ledger) Bindings(ctx context.Context, namespace, service string) ([]pro
 		return nil, fmt.Errorf("listing ledger: %w", err)
 	}
 	var keys []providers.BindingKey
-	for _, cm := range list.Items {
-		a := cm.Annotations
-		if a[annNamespace] != namespace || a[annService] != service {
+	for i := range list.Items {
+		k, ok := ledgerKey(&list.Items[i])
+		if !ok || k.Namespace != namespace || k.Service != service {
 			continue // a hash collision; not this Service's
 		}
-		port, err := strconv.Atoi(a[annPort])
-		if err != nil {
-			continue
-		}
-		keys = append(keys, providers.BindingKey{Namespace: namespace, Service: service, Provider: a[annProvider], Port: int32(port)})
+		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 	return keys, nil
 }
 
-// entryFromConfigMap reads an entry; what cannot be read is left out, so
-// an entry written by an older version still releases its group.
+// ledgerKey reads the binding a ledger ConfigMap records.
+func ledgerKey(cm *corev1.ConfigMap) (providers.BindingKey, bool) {
+	a := cm.Annotations
+	port, err := strconv.Atoi(a[annPort])
+	if err != nil || a[annNamespace] == "" || a[annService] == "" || a[annProvider] == "" {
+		return providers.BindingKey{}, false
+	}
+	return providers.BindingKey{Namespace: a[annNamespace], Service: a[annService], Provider: a[annProvider], Port: int32(port)}, true
+}
+
 func entryFromConfigMap(cm *corev1.ConfigMap) *LedgerEntry {
 	e := &LedgerEntry{Ref: cm.Data["ref"], Targets: map[providers.TargetKey]types.UID{}, version: cm.ResourceVersion}
 	for _, line := range strings.Split(cm.Data["targets"], "\n") {

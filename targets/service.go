@@ -47,6 +47,8 @@ type ServiceReconciler struct {
 	// when that set changes.
 	checked  map[types.NamespacedName]string
 	problems map[types.NamespacedName]string
+	// releaseWarned keeps a failing release to one Warning per message.
+	releaseWarned distinctWarnings
 }
 
 // Status is the JSON written to the podlb.io/status annotation.
@@ -285,18 +287,23 @@ func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.Namespace
 			failed = append(failed, err.Error())
 			continue
 		}
-		if err := releasePrevious(ctx, p, k, entry); err != nil {
+		if err := releasePrevious(ctx, r.Ledger, p, k, entry); err != nil {
 			failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
 			continue
 		}
 		if entry.Ref != "" {
-			if err := p.Release(ctx, k, entry.Ref, keysOf(entry.Targets)); err != nil {
+			ours, err := r.Ledger.OursAlone(ctx, k, entry.Ref, keysOf(entry.Targets))
+			if err == nil {
+				err = p.Release(ctx, k, entry.Ref, ours)
+			}
+			if err != nil {
 				failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
-				if svc != nil {
-					r.Recorder.Eventf(svc, corev1.EventTypeWarning, "ReleaseFailed", "%s port %d: releasing %s: %v", k.Provider, k.Port, entry.Ref, err)
+				if msg := releaseFailedMessage(k, entry.Ref, err); svc != nil && r.releaseWarned.novel(k, msg) {
+					r.Recorder.Eventf(svc, corev1.EventTypeWarning, "ReleaseFailed", "%s", msg)
 				}
 				continue
 			}
+			r.releaseWarned.forget(k)
 			if svc != nil {
 				r.Recorder.Eventf(svc, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s", k.Provider, k.Port, entry.Ref)
 			}
@@ -312,9 +319,13 @@ func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.Namespace
 }
 
 // releasePrevious releases the groups a binding was moving away from.
-func releasePrevious(ctx context.Context, p providers.Provider, k providers.BindingKey, e *LedgerEntry) error {
+func releasePrevious(ctx context.Context, l *Ledger, p providers.Provider, k providers.BindingKey, e *LedgerEntry) error {
 	for _, prev := range e.Previous {
-		if err := p.Release(ctx, k, prev.Ref, prev.Targets); err != nil {
+		ours, err := l.OursAlone(ctx, k, prev.Ref, prev.Targets)
+		if err == nil {
+			err = p.Release(ctx, k, prev.Ref, ours)
+		}
+		if err != nil {
 			return fmt.Errorf("releasing previous group %s: %w", prev.Ref, err)
 		}
 	}

@@ -48,6 +48,7 @@ func run(args []string) error {
 		coalesce    = fs.Duration("coalesce-window", 200*time.Millisecond, "how long pod events wait for others before a binding is reconciled")
 		maxBackoff  = fs.Duration("max-backoff", 2*time.Minute, "longest retry delay of a failing binding")
 		ignoreOther = fs.Bool("gate-ignores-unserved-clouds", false, "let pods through that a Service binds only on clouds this controller does not serve (another controller serves them); by default their gate stays False with reason CloudNotServed")
+		sweep       = fs.Duration("sweep-interval", 10*time.Minute, "how often groups and ledger entries no Service asks for any more are looked for and released (also at start)")
 
 		awsRegion   = fs.String("aws-region", os.Getenv("AWS_REGION"), "AWS region")
 		awsVPC      = fs.String("aws-vpc-id", "", "the cluster's VPC: target groups elsewhere are rejected; needed to create groups")
@@ -149,7 +150,7 @@ func run(args []string) error {
 		MetricsAddr: *metricsAddr, ProbeAddr: *probeAddr, Workers: *workers,
 		Timing:                    targetsTiming(*poll, *resync, *coalesce, *maxBackoff),
 		GateIgnoresUnservedClouds: *ignoreOther,
-		Providers:                 provs, Logger: logger,
+		Providers:                 provs, Logger: logger, SweepInterval: *sweep,
 	})
 }
 

@@ -63,6 +63,9 @@ type Options struct {
 	// SkipNameValidation lets one process start the controller more than
 	// once (tests that restart it).
 	SkipNameValidation bool
+	// SweepInterval is how often what no Service asks for any more is
+	// looked for and released; the first sweep runs at start.
+	SweepInterval time.Duration
 }
 
 // Defaults fills unset options.
@@ -87,6 +90,9 @@ func (o *Options) Defaults() {
 	}
 	if o.Timing.MaxBackoff <= 0 {
 		o.Timing.MaxBackoff = 2 * time.Minute
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = 10 * time.Minute
 	}
 	if o.MetricsAddr == "" {
 		o.MetricsAddr = "0"
@@ -311,6 +317,10 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 
+	if err := setupSweeper(mgr, o, reg, ledger); err != nil {
+		return err
+	}
+
 	// Gate controller.
 	gr := &readiness.GateReconciler{Client: c, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds}
 	err = builder.ControllerManagedBy(mgr).Named("gate").
@@ -325,6 +335,13 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 	return nil
+}
+
+// setupSweeper runs the sweep of what no Service asks for any more, on
+// the leader only.
+func setupSweeper(mgr manager.Manager, o Options, reg *targets.Registry, ledger *targets.Ledger) error {
+	return mgr.Add(&targets.Sweeper{Reader: mgr.GetAPIReader(), Ledger: ledger, Registry: reg,
+		Providers: o.Providers, Cluster: o.ClusterName, Interval: o.SweepInterval})
 }
 
 func enqueueSliceBindings(reg *targets.Registry, s *discoveryv1.EndpointSlice, enqueue func(providers.BindingKey)) {

@@ -188,6 +188,9 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		field = "create"
 		tg, created, err = p.ensureOwned(ctx, b, spec.Create)
 	}
+	if err == nil && spec.Create == nil {
+		err = p.refuseOwnedByAnother(ctx, tg, field, b.Key)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -693,7 +696,7 @@ func (p *Provider) Release(ctx context.Context, key providers.BindingKey, ref st
 		})
 		var inUse *types.ResourceInUseException
 		if errors.As(err, &inUse) {
-			return providers.Errorf(providers.Invalid, "", "%s is still used by a load balancer; remove it from the listener so podlb can delete it", displayName(ref))
+			return p.inUseError(ctx, ref)
 		}
 		if providers.ClassOf(err) == providers.NotFound {
 			return nil

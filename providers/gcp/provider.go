@@ -262,11 +262,16 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		if err != nil {
 			return nil, err
 		}
-		for zone, n := range found {
+		// In zone order, so a refusal names the same zone on every retry
+		// and stays one Warning.
+		for _, zone := range slices.Sorted(maps.Keys(found)) {
+			n := found[zone]
 			ours := OwnedBy(n.GetDescription(), p.opts.Cluster, b.Key)
+			_, another := p.ownedByAnother(n.GetDescription(), b.Key)
 			switch {
-			case slices.Contains(b.Zones, zone) && !ours:
-				return nil, p.foreign(spec, name, zone)
+			case (slices.Contains(b.Zones, zone) && !ours) || another:
+				// Another binding's NEG in any zone: one name, two owners.
+				return nil, p.foreign(spec, name, zone, n.GetDescription())
 			case slices.Contains(b.Zones, zone):
 				gs.links[zone] = n.GetSelfLink()
 			case ours:
@@ -366,14 +371,6 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	return &out, nil
 }
 
-func (p *Provider) foreign(spec *Spec, name, zone string) error {
-	field := ""
-	if spec.Name != "" {
-		field = "name"
-	}
-	return providers.Errorf(providers.Invalid, field, "a NEG named %s exists in zone %s and is not podlb's for this Service port; podlb will not touch it", name, zone)
-}
-
 // createNEG inserts one zone's NEG; an existing one is adopted only when
 // its description says it is this binding's.
 func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.BindingKey, zone, name string) (string, error) {
@@ -401,7 +398,7 @@ func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.Bind
 		return "", err
 	}
 	if !OwnedBy(got.GetDescription(), p.opts.Cluster, key) {
-		return "", p.foreign(spec, name, zone)
+		return "", p.foreign(spec, name, zone, got.GetDescription())
 	}
 	p.forgetNEG(negPath(p.opts.Project, zone, name))
 	return got.GetSelfLink(), nil

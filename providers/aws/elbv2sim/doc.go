@@ -50,4 +50,6 @@
 //     and TLS/HTTPS listeners do not terminate TLS. UDP is not forwarded.
 //   - Each listener has a single default forward action to one target
 //     group, and a target group may be used by one load balancer.
+//     DescribeRules answers that default action as the listener's only
+//     rule (IsDefault, priority "default").
 package elbv2sim

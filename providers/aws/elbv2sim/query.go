@@ -177,6 +177,7 @@ var elbOps = map[string]opFunc{
 	"CreateListener":                (*Server).createListener,
 	"DescribeListeners":             (*Server).describeListeners,
 	"DeleteListener":                (*Server).deleteListener,
+	"DescribeRules":                 (*Server).describeRules,
 }
 
 var ec2Ops = map[string]opFunc{

@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -323,6 +324,26 @@ func (k Kube) WaitOtherNamespacesGone(t testing.TB, ns string) {
 			if n.Name != ns && n.DeletionTimestamp != nil {
 				return fmt.Errorf("namespace %s is being deleted", n.Name)
 			}
+		}
+		return nil
+	})
+}
+
+// DeleteWithoutFinalizer deletes a Service after taking its finalizers off
+// by hand, as someone would whose Service hangs in deletion, and waits
+// until it is gone.
+func (k Kube) DeleteWithoutFinalizer(t testing.TB, ns, name string) {
+	t.Helper()
+	svcs := k.Client.CoreV1().Services(ns)
+	if _, err := svcs.Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svcs.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, name+" gone", func() error {
+		if _, err := svcs.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
 		}
 		return nil
 	})
