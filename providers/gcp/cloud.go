@@ -235,12 +235,25 @@ func (p *Provider) mutate(ctx context.Context, name string, call func(ctx contex
 // list (GCE answers per zone; only zones with a match matter).
 func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*computepb.NetworkEndpointGroup, error) {
 	out := map[string]*computepb.NetworkEndpointGroup{}
-	err := p.call(ctx, opNEGAggregated, func(ctx context.Context) error {
-		clear(out)
-		it := p.c.negs.AggregatedList(ctx, &computepb.AggregatedListNetworkEndpointGroupsRequest{
-			Project: p.opts.Project,
-			Filter:  proto.String(fmt.Sprintf("name = %q", name)),
-		})
+	err := p.eachNEG(ctx, fmt.Sprintf("name = %q", name), func() { clear(out) }, func(zone string, n *computepb.NetworkEndpointGroup) {
+		if n.GetName() == name {
+			out[zone] = n
+		}
+	})
+	return out, err
+}
+
+// eachNEG hands every NEG of the project that matches filter ("" for all)
+// to fn with its zone, through one aggregated list paced like the rest.
+// A retried list starts over: reset is called before each attempt.
+func (p *Provider) eachNEG(ctx context.Context, filter string, reset func(), fn func(zone string, n *computepb.NetworkEndpointGroup)) error {
+	return p.call(ctx, opNEGAggregated, func(ctx context.Context) error {
+		reset()
+		req := &computepb.AggregatedListNetworkEndpointGroupsRequest{Project: p.opts.Project}
+		if filter != "" {
+			req.Filter = proto.String(filter)
+		}
+		it := p.c.negs.AggregatedList(ctx, req)
 		for {
 			pair, err := it.Next()
 			if err == iterator.Done {
@@ -250,18 +263,14 @@ func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*compu
 				return err
 			}
 			for _, n := range pair.Value.GetNetworkEndpointGroups() {
-				if n.GetName() != name {
-					continue
-				}
 				zone := lastSegment(n.GetZone())
 				if zone == "" {
 					zone = strings.TrimPrefix(pair.Key, "zones/")
 				}
-				out[zone] = n
+				fn(zone, n)
 			}
 		}
 	})
-	return out, err
 }
 
 func (p *Provider) getNEG(ctx context.Context, zone, name string) (*computepb.NetworkEndpointGroup, error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/api/iterator"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -57,28 +56,14 @@ func (p *Provider) foreign(spec *Spec, name, zone, description string) error {
 func (p *Provider) OwnedGroups(ctx context.Context) ([]providers.OwnedGroup, error) {
 	seen := map[string]bool{}
 	var out []providers.OwnedGroup
-	err := p.call(ctx, opNEGAggregated, func(ctx context.Context) error {
-		clear(seen)
-		out = out[:0]
-		it := p.c.negs.AggregatedList(ctx, &computepb.AggregatedListNetworkEndpointGroupsRequest{Project: p.opts.Project})
-		for {
-			pair, err := it.Next()
-			if err == iterator.Done {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			for _, n := range pair.Value.GetNetworkEndpointGroups() {
-				o, ok := ownerFrom(n.GetDescription())
-				id := fmt.Sprintf("%s|%v", n.GetName(), o)
-				if !ok || o.Cluster != p.opts.Cluster || seen[id] {
-					continue
-				}
-				seen[id] = true
-				out = append(out, providers.OwnedGroup{Key: o.key(), Ref: Ref(n.GetName(), "")})
-			}
+	err := p.eachNEG(ctx, "", func() { clear(seen); out = out[:0] }, func(_ string, n *computepb.NetworkEndpointGroup) {
+		o, ok := ownerFrom(n.GetDescription())
+		id := fmt.Sprintf("%s|%v", n.GetName(), o)
+		if !ok || o.Cluster != p.opts.Cluster || seen[id] {
+			return
 		}
+		seen[id] = true
+		out = append(out, providers.OwnedGroup{Key: o.key(), Ref: Ref(n.GetName(), "")})
 	})
 	return out, err
 }
