@@ -40,6 +40,16 @@ type Limit struct {
 	Burst int
 }
 
+// Unthrottled gives every operation of defaults a limit that never paces,
+// for tests against an emulator that must not wait on client-side buckets.
+func Unthrottled(defaults map[string]Limit) map[string]Limit {
+	out := make(map[string]Limit, len(defaults))
+	for op := range defaults {
+		out[op] = Limit{QPS: 10000, Burst: 10000}
+	}
+	return out
+}
+
 func (l Limit) String() string {
 	return strconv.FormatFloat(l.QPS, 'g', -1, 64) + ":" + strconv.Itoa(l.Burst)
 }

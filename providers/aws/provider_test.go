@@ -45,11 +45,7 @@ func newEnv(t *testing.T, o elbv2sim.Options) *env {
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	t.Cleanup(cancel)
-	fast := providers.Limit{QPS: 10000, Burst: 10000}
-	limits := map[string]providers.Limit{}
-	for op := range DefaultLimits() {
-		limits[op] = fast
-	}
+	limits := providers.Unthrottled(DefaultLimits())
 	p, err := New(ctx, Options{
 		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
 		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(),

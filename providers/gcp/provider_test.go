@@ -64,11 +64,7 @@ func newEnvWith(t *testing.T, mutate func(*computesim.Options)) *env {
 	t.Cleanup(func() { _ = srv.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	t.Cleanup(cancel)
-	fast := providers.Limit{QPS: 10000, Burst: 10000}
-	limits := map[string]providers.Limit{}
-	for op := range DefaultLimits() {
-		limits[op] = fast
-	}
+	limits := providers.Unthrottled(DefaultLimits())
 	p, err := New(ctx, Options{
 		Cluster: cluster, Project: project, Endpoint: srv.URL(),
 		Limits: limits, OperationPoll: 2 * time.Millisecond,
