@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/lint/support"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/podlb/podlb/test/helm"
@@ -212,4 +214,25 @@ func containerArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 		args = append(args, a.(string))
 	}
 	return args
+}
+
+// TestChartLints runs Helm's chart linter (helm lint --strict) with the
+// AWS overlay's values: warnings fail too.
+func TestChartLints(t *testing.T) {
+	values, err := helm.ReadValues("testdata/overlay-aws.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lint := action.NewLint()
+	lint.Strict = true
+	lint.Namespace = namespace
+	result := lint.Run([]string{chartDir}, values)
+	for _, m := range result.Messages {
+		if m.Severity >= support.WarningSev {
+			t.Errorf("helm lint: %s", m)
+		}
+	}
+	for _, err := range result.Errors {
+		t.Errorf("helm lint: %v", err)
+	}
 }
