@@ -23,12 +23,8 @@ func TestPodSecurityRestricted(t *testing.T) {
 	cluster.Require(t)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			objs := render(t, v.dir(t))
-			for _, o := range objs {
-				if o.GetKind() == "Namespace" {
-					apply(t, o)
-				}
-			}
+			objs := v.render(t)
+			applyNamespace(t, objs)
 			d := typed[appsv1.Deployment](t, objs, "Deployment", "podlb-controller")
 			if err := dryRunPod(d, nil); err != nil {
 				t.Fatalf("the controller's pod is rejected: %v", err)
@@ -36,7 +32,7 @@ func TestPodSecurityRestricted(t *testing.T) {
 		})
 	}
 
-	d := typed[appsv1.Deployment](t, render(t, variants[0].dir(t)), "Deployment", "podlb-controller")
+	d := typed[appsv1.Deployment](t, variants[0].render(t), "Deployment", "podlb-controller")
 	weakened := []struct {
 		name string
 		// want is the field the rejection must name.

@@ -46,7 +46,7 @@ var ctx = context.Background()
 // installation grants.
 func installRBAC(t *testing.T) {
 	t.Helper()
-	for _, o := range render(t, variants[0].dir(t)) {
+	for _, o := range variants[0].render(t) {
 		switch o.GetKind() {
 		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
 			apply(t, o)

@@ -3,11 +3,11 @@ package rbac_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,16 +18,22 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
+	"github.com/podlb/podlb/test/manifest"
 )
 
 // manifestsDir is the repository's manifests directory seen from this
 // package's directory, where `go test` runs.
 const manifestsDir = "../../../manifests"
+
+// chartDir is the Helm chart, and helmModuleDir the Go module that renders
+// it, seen from this package's directory.
+const (
+	chartDir      = "../../../charts/podlb"
+	helmModuleDir = "../../helm"
+)
 
 const (
 	installNamespace = "podlb-system"
@@ -35,80 +41,121 @@ const (
 	fieldOwner       = "podlb-install-test"
 )
 
-// variant is one way to install podlb: a kustomization directory.
+// variant is one way to install podlb: a kustomization directory or the
+// Helm chart with a values file.
 type variant struct {
-	name string
-	dir  func(t testing.TB) string
+	name   string
+	render func(t testing.TB) []*unstructured.Unstructured
 	// args the controller must be started with, besides the common ones.
 	args []string
 	// saAnnotation is the cloud identity annotation the service account
 	// must carry ("" for none).
 	saAnnotation string
-	// monitored variants include the ServiceMonitor component.
-	monitored bool
+	// replicas of the controller; with one there is no leader election
+	// and no PodDisruptionBudget.
+	replicas int32
+	// extraKinds are rendered besides the base's objects.
+	extraKinds []string
+	// chart variants render no Namespace: helm install --create-namespace
+	// makes it, and the tests use the base's labelled one.
+	chart bool
 }
 
-func fixed(rel string) func(testing.TB) string {
-	return func(testing.TB) string { return filepath.Join(manifestsDir, rel) }
+func kustomized(rel string) func(testing.TB) []*unstructured.Unstructured {
+	return func(t testing.TB) []*unstructured.Unstructured { return render(t, filepath.Join(manifestsDir, rel)) }
 }
 
 var variants = []variant{
-	{name: "base", dir: fixed("base")},
-	{name: "aws", dir: fixed("overlays/aws"), args: []string{"--providers=aws", "--aws-region=", "--aws-vpc-id="}, saAnnotation: "eks.amazonaws.com/role-arn"},
-	{name: "gcp", dir: fixed("overlays/gcp"), args: []string{"--providers=gcp", "--gcp-project=", "--gcp-network="}, saAnnotation: "iam.gke.io/gcp-service-account"},
-	{name: "aws-servicemonitor", dir: monitoredOverlay, args: []string{"--providers=aws"}, saAnnotation: "eks.amazonaws.com/role-arn", monitored: true},
+	{name: "base", render: kustomized("base"), replicas: 2},
+	{name: "aws", render: kustomized("overlays/aws"), args: []string{"--providers=aws", "--aws-region=", "--aws-vpc-id="}, saAnnotation: "eks.amazonaws.com/role-arn", replicas: 2},
+	{name: "gcp", render: kustomized("overlays/gcp"), args: []string{"--providers=gcp", "--gcp-project=", "--gcp-network="}, saAnnotation: "iam.gke.io/gcp-service-account", replicas: 2},
+	{name: "aws-servicemonitor", render: monitoredOverlay, args: []string{"--providers=aws"}, saAnnotation: "eks.amazonaws.com/role-arn", replicas: 2, extraKinds: []string{"ServiceMonitor"}},
+	// The chart with the overlays' values renders the overlays' objects
+	// (test/helm proves it), so these cover what only the chart can do.
+	{
+		name: "chart-aws-every-option", render: chartRendered("aws-every-option.yaml"), chart: true, replicas: 2,
+		args:         []string{"--providers=aws", "--aws-region=", "--aws-vpc-id=", "--aws-batch-size=", "--aws-rate-limits=", "--workers=4"},
+		saAnnotation: "eks.amazonaws.com/role-arn", extraKinds: []string{"IngressClass", "ServiceMonitor"},
+	},
+	{
+		name: "chart-both-clouds-one-replica", render: chartRendered("both-clouds-one-replica.yaml"), chart: true, replicas: 1,
+		args:         []string{"--providers=aws,gcp", "--aws-region=", "--gcp-project=", "--gcp-subnetwork=", "--gcp-batch-size=", "--gcp-rate-limits="},
+		saAnnotation: "iam.gke.io/gcp-service-account",
+	},
 }
 
 // monitoredOverlay writes the overlay the guide tells users to write to
 // add the ServiceMonitor component to a cloud overlay.
-func monitoredOverlay(t testing.TB) string {
+func monitoredOverlay(t testing.TB) []*unstructured.Unstructured {
 	t.Helper()
-	abs, err := filepath.Abs(manifestsDir)
+	dir, err := manifest.WriteOverlay(t.TempDir(), manifestsDir, "overlays/aws", "components/servicemonitor")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	// Kustomize wants relative paths to bases and components.
-	rel, err := filepath.Rel(dir, abs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - %s
-components:
-  - %s
-`, filepath.Join(rel, "overlays/aws"), filepath.Join(rel, "components/servicemonitor"))
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return render(t, dir)
 }
 
 // render runs kustomize (the library kubectl -k uses) on a directory.
 func render(t testing.TB, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	rm, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	objs, err := manifest.Kustomize(dir)
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
+		t.Fatal(err)
 	}
-	var out []*unstructured.Unstructured
-	for _, r := range rm.Resources() {
-		// Through JSON, so numbers are int64/float64 as API machinery
-		// expects of unstructured objects.
-		data, err := r.MarshalJSON()
+	return objs
+}
+
+// chartRendered renders charts/podlb with a values file of test/helm's
+// testdata, through test/helm's render-chart: Helm's library lives in
+// that module, not in this one. `go run` fetches the module's
+// dependencies like any other build and cleans up after itself; the
+// output is kept, as it only depends on the files.
+func chartRendered(valuesFile string) func(testing.TB) []*unstructured.Unstructured {
+	return func(t testing.TB) []*unstructured.Unstructured {
+		t.Helper()
+		out, err := renderedCharts.get(valuesFile)
 		if err != nil {
-			t.Fatalf("kustomize build %s: %v", dir, err)
+			t.Fatal(err)
 		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(data); err != nil {
-			t.Fatalf("kustomize build %s: %v", dir, err)
+		objs, err := manifest.Decode(out)
+		if err != nil {
+			t.Fatalf("render-chart %s: %v", valuesFile, err)
 		}
-		out = append(out, u)
+		return objs
 	}
-	return out
+}
+
+// chartOutputs keeps render-chart's output by values file.
+type chartOutputs struct {
+	mu  sync.Mutex
+	out map[string][]byte
+}
+
+var renderedCharts chartOutputs
+
+func (c *chartOutputs) get(valuesFile string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if out, ok := c.out[valuesFile]; ok {
+		return out, nil
+	}
+	chart, err := filepath.Abs(chartDir)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("go", "run", "./cmd/render-chart", "-chart", chart, "-namespace", installNamespace, "-values", filepath.Join("testdata", valuesFile))
+	cmd.Dir = helmModuleDir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("render-chart %s: %v\n%s", valuesFile, err, stderr.String())
+	}
+	if c.out == nil {
+		c.out = map[string][]byte{}
+	}
+	c.out[valuesFile] = out
+	return out, nil
 }
 
 // typed finds the one object of a kind (and name, when not empty) and
@@ -141,16 +188,19 @@ func TestRender(t *testing.T) {
 	bin := controllerBinary(t)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			objs := render(t, v.dir(t))
-			want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
-			if v.monitored {
-				want = append(want, "ServiceMonitor")
-				slices.Sort(want)
+			objs := v.render(t)
+			want := append([]string{"ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"}, v.extraKinds...)
+			if !v.chart {
+				want = append(want, "Namespace")
 			}
+			if v.replicas > 1 {
+				want = append(want, "PodDisruptionBudget")
+			}
+			slices.Sort(want)
 			var kinds []string
 			for _, o := range objs {
 				kinds = append(kinds, o.GetKind())
-				scoped := o.GetKind() != "Namespace" && o.GetKind() != "ClusterRole" && o.GetKind() != "ClusterRoleBinding"
+				scoped := !slices.Contains([]string{"Namespace", "ClusterRole", "ClusterRoleBinding", "IngressClass"}, o.GetKind())
 				if scoped && o.GetNamespace() != installNamespace {
 					t.Errorf("%s %s in namespace %q, want %s", o.GetKind(), o.GetName(), o.GetNamespace(), installNamespace)
 				}
@@ -163,9 +213,11 @@ func TestRender(t *testing.T) {
 				t.Fatalf("rendered %v, want %v", kinds, want)
 			}
 
-			ns := typed[corev1.Namespace](t, objs, "Namespace", installNamespace)
-			if ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
-				t.Errorf("namespace labels %v: want pod-security.kubernetes.io/enforce=restricted", ns.Labels)
+			if !v.chart {
+				ns := typed[corev1.Namespace](t, objs, "Namespace", installNamespace)
+				if ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+					t.Errorf("namespace labels %v: want pod-security.kubernetes.io/enforce=restricted", ns.Labels)
+				}
 			}
 			sa := typed[corev1.ServiceAccount](t, objs, "ServiceAccount", serviceAccount)
 			if v.saAnnotation != "" && sa.Annotations[v.saAnnotation] == "" {
@@ -193,8 +245,8 @@ func TestRender(t *testing.T) {
 
 func checkDeployment(t *testing.T, d *appsv1.Deployment, v variant, bin string) {
 	t.Helper()
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
-		t.Errorf("replicas %v, want 2", d.Spec.Replicas)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != v.replicas {
+		t.Errorf("replicas %v, want %d", d.Spec.Replicas, v.replicas)
 	}
 	spec := d.Spec.Template.Spec
 	if spec.ServiceAccountName != serviceAccount {
@@ -207,7 +259,10 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment, v variant, bin string) 
 	if !strings.HasPrefix(c.Image, "ghcr.io/podlb/podlb-controller:") {
 		t.Errorf("image %q: the images transformer did not apply", c.Image)
 	}
-	for _, want := range append([]string{"--cluster-name=", "--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"}, v.args...) {
+	// A single replica has no standby to hand over to, so it runs without
+	// leader election.
+	leaderElect := fmt.Sprintf("--leader-elect=%t", v.replicas > 1)
+	for _, want := range append([]string{"--cluster-name=", leaderElect, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"}, v.args...) {
 		if !slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, want) }) {
 			t.Errorf("args %v lack %s", c.Args, want)
 		}
@@ -291,14 +346,10 @@ func TestServerSideDryRun(t *testing.T) {
 	installServiceMonitorCRD(t)
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			objs := render(t, v.dir(t))
+			objs := v.render(t)
 			// Namespaced objects can only be dry-run into a namespace that
 			// exists, so the Namespace itself is applied for real first.
-			for _, o := range objs {
-				if o.GetKind() == "Namespace" {
-					apply(t, o)
-				}
-			}
+			applyNamespace(t, objs)
 			for _, o := range objs {
 				err := kube.CRClient.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()),
 					client.FieldOwner(fieldOwner), client.ForceOwnership, client.DryRunAll)
@@ -307,6 +358,22 @@ func TestServerSideDryRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// applyNamespace applies the Namespace a variant renders for real, or the
+// base's for the chart, which leaves it to helm install
+// --create-namespace.
+func applyNamespace(t testing.TB, objs []*unstructured.Unstructured) {
+	t.Helper()
+	isNamespace := func(o *unstructured.Unstructured) bool { return o.GetKind() == "Namespace" }
+	if !slices.ContainsFunc(objs, isNamespace) {
+		objs = variants[0].render(t)
+	}
+	for _, o := range objs {
+		if isNamespace(o) {
+			apply(t, o)
+		}
 	}
 }
 
