@@ -41,6 +41,7 @@ func (fr *forwardingRule) stop() {
 type proxyConn struct {
 	client, backend net.Conn
 	once            sync.Once
+	rec             *ConnRecord // nil without Options.ConnectionHistory
 }
 
 func (pc *proxyConn) close() {
@@ -302,6 +303,7 @@ func (s *Server) closeRuleConnsLocked(t *target, fr *forwardingRule) {
 	laddr := fr.ln.Addr().String()
 	for pc := range t.conns {
 		if pc.client.LocalAddr().String() == laddr {
+			endConnLocked(pc.rec, t, ConnRuleDeleted)
 			pc.close()
 			delete(t.conns, pc)
 		}
@@ -384,14 +386,19 @@ func (s *Server) pickTargetsLocked(fr *forwardingRule) ([]*target, string) {
 func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 	s.stats.proxyAdd(func(p *ProxyStats) { p.Accepted++ })
 	s.mu.Lock()
+	rec := s.newConnRecordLocked(c)
 	cands, header := s.pickTargetsLocked(fr)
 	timeout := 2 * time.Second
 	if s.opts.HealthCheckTimeout > 0 {
 		timeout = max(s.opts.HealthCheckTimeout, 100*time.Millisecond)
 	}
+	if len(cands) == 0 {
+		endConnLocked(rec, nil, ConnNoEndpoint)
+	}
 	s.mu.Unlock()
 	var bc net.Conn
 	var chosen *target
+	var tried []string
 	for i, t := range cands {
 		if i >= 3 {
 			break // like a proxy's retry budget
@@ -399,19 +406,30 @@ func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 		conn, err := net.DialTimeout("tcp", s.dialAddr(epKey(t.ip, t.port)), timeout)
 		if err == nil {
 			bc, chosen = conn, t
+			tried = append(tried, epKey(t.ip, t.port))
 			break
 		}
+		tried = append(tried, epKey(t.ip, t.port)+" ("+err.Error()+")")
+	}
+	if rec != nil {
+		s.mu.Lock()
+		rec.Tried = tried
+		s.mu.Unlock()
 	}
 	if bc == nil {
+		s.mu.Lock()
+		endConnLocked(rec, nil, ConnDialFailed)
+		s.mu.Unlock()
 		s.stats.proxyAdd(func(p *ProxyStats) { p.Rejected++ })
 		_ = c.Close()
 		return
 	}
-	pc := &proxyConn{client: c, backend: bc}
+	pc := &proxyConn{client: c, backend: bc, rec: rec}
 	s.mu.Lock()
 	if chosen.retired || s.closing || s.forwardingRules[fr.path] != fr {
 		// Detached (or shutting down) while we dialled: a detached
 		// endpoint gets no new connections.
+		endConnLocked(rec, chosen, "closed: endpoint detached while connecting")
 		s.mu.Unlock()
 		pc.close()
 		s.stats.proxyAdd(func(p *ProxyStats) { p.Rejected++ })
@@ -428,6 +446,7 @@ func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 		_, _ = fmt.Fprintf(bc, "PROXY TCP4 %s %s %d %d\r\n", src.IP, dst.IP, src.Port, dst.Port)
 	}
 	var wg sync.WaitGroup
+	var backendErr error
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -436,12 +455,16 @@ func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 	}()
 	go func() {
 		defer wg.Done()
-		_, _ = io.Copy(c, bc)
+		_, backendErr = io.Copy(c, bc)
 		closeWrite(c)
 	}()
 	wg.Wait()
 	pc.close()
 	s.mu.Lock()
+	if rec != nil && backendErr != nil && rec.BackendErr == "" {
+		rec.BackendErr = backendErr.Error()
+	}
+	endConnLocked(rec, chosen, ConnCompleted)
 	delete(chosen.conns, pc)
 	s.mu.Unlock()
 }
