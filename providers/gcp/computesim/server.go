@@ -80,6 +80,9 @@ type Options struct {
 	TargetAddr func(addr string) string
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
+	// ConnectionHistory is how many of the latest connections through
+	// forwarding rules Connection can explain; 0 keeps none.
+	ConnectionHistory int
 }
 
 // Server is a running emulator.
@@ -101,6 +104,7 @@ type Server struct {
 	draining        map[*target]struct{}
 	rr              map[string]uint64
 	closing         bool
+	conns           connLog
 
 	faults faultState
 	stats  statsState
@@ -150,6 +154,7 @@ func Start(opts Options) (*Server, error) {
 		draining:        map[*target]struct{}{},
 		rr:              map[string]uint64{},
 		closeCh:         make(chan struct{}),
+		conns:           connLog{max: opts.ConnectionHistory},
 	}
 	s.faults.init(opts)
 	s.stats.init()
@@ -189,10 +194,10 @@ func (s *Server) Close() error {
 		lns = append(lns, fr)
 	}
 	for _, t := range s.targets {
-		t.closeConnsLocked()
+		t.closeConnsLocked(ConnServerClosing)
 	}
 	for t := range s.draining {
-		t.closeConnsLocked()
+		t.closeConnsLocked(ConnServerClosing)
 	}
 	s.mu.Unlock()
 	for _, fr := range lns {

@@ -77,6 +77,8 @@ func setup(c *cluster.Cluster) error {
 		HealthCheckTimeout:  200 * time.Millisecond,
 		DrainingTimeout:     drainTimeout,
 		TargetAddr:          cluster.LoopbackAddr,
+		// Enough to explain any failed request of a rollout.
+		ConnectionHistory: 20000,
 	})
 	if err != nil {
 		return fmt.Errorf("computesim: %w", err)
