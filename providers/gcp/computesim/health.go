@@ -103,10 +103,15 @@ func (s *Server) syncTargetsLocked() {
 			conns: map[*proxyConn]struct{}{},
 		}
 		s.targets[key] = t
-		// First probe at a random point of the first interval, so that a
-		// batch of new endpoints does not probe in lockstep.
+		// First probe once the endpoint is programmed, at a random point
+		// of the first interval, so that a batch of new endpoints does not
+		// probe in lockstep.
 		interval, _ := s.probeTimingLocked(t)
-		s.sched.schedule(t, now.Add(time.Duration(rand.Int64N(int64(interval)/2+1))))
+		first := w.ep.attachedAt.Add(s.opts.ProgrammingDelay)
+		if first.Before(now) {
+			first = now
+		}
+		s.sched.schedule(t, first.Add(time.Duration(rand.Int64N(int64(interval)/2+1))))
 	}
 }
 

@@ -31,6 +31,11 @@ type Options struct {
 	// effect and reports DONE. 0 applies mutations within the call.
 	OperationDelay time.Duration
 
+	// ProgrammingDelay is how long a newly attached endpoint takes to be
+	// programmed into the load balancer: until then it is not health
+	// checked, so it reports no health and gets no traffic. Google does
+	// not document this latency; users see tens of seconds.
+	ProgrammingDelay time.Duration
 	// HealthCheckInterval and HealthCheckTimeout, when non-zero, replace
 	// every health check's checkIntervalSec / timeoutSec for probing (the
 	// API keeps reporting the configured values), so tests run at ms scale.
