@@ -69,13 +69,13 @@ var variants = []variant{
 	{name: "base", render: kustomized("base"), replicas: 2},
 	{name: "aws", render: kustomized("overlays/aws"), args: []string{"--providers=aws", "--aws-region=", "--aws-vpc-id="}, saAnnotation: "eks.amazonaws.com/role-arn", replicas: 2},
 	{name: "gcp", render: kustomized("overlays/gcp"), args: []string{"--providers=gcp", "--gcp-project=", "--gcp-network="}, saAnnotation: "iam.gke.io/gcp-service-account", replicas: 2},
-	{name: "aws-servicemonitor", render: monitoredOverlay, args: []string{"--providers=aws"}, saAnnotation: "eks.amazonaws.com/role-arn", replicas: 2, extraKinds: []string{"ServiceMonitor"}},
+	{name: "aws-monitoring", render: monitoredOverlay, args: []string{"--providers=aws"}, saAnnotation: "eks.amazonaws.com/role-arn", replicas: 2, extraKinds: []string{"ServiceMonitor", "PrometheusRule", "ConfigMap"}},
 	// The chart with the overlays' values renders the overlays' objects
 	// (test/helm proves it), so these cover what only the chart can do.
 	{
 		name: "chart-aws-every-option", render: chartRendered("aws-every-option.yaml"), chart: true, replicas: 2,
 		args:         []string{"--providers=aws", "--aws-region=", "--aws-vpc-id=", "--aws-batch-size=", "--aws-rate-limits=", "--workers=4"},
-		saAnnotation: "eks.amazonaws.com/role-arn", extraKinds: []string{"IngressClass", "ServiceMonitor"},
+		saAnnotation: "eks.amazonaws.com/role-arn", extraKinds: []string{"IngressClass", "ServiceMonitor", "PrometheusRule"},
 	},
 	{
 		name: "chart-both-clouds-one-replica", render: chartRendered("both-clouds-one-replica.yaml"), chart: true, replicas: 1,
@@ -85,10 +85,10 @@ var variants = []variant{
 }
 
 // monitoredOverlay writes the overlay the guide tells users to write to
-// add the ServiceMonitor component to a cloud overlay.
+// add the monitoring components to a cloud overlay.
 func monitoredOverlay(t testing.TB) []*unstructured.Unstructured {
 	t.Helper()
-	dir, err := manifest.WriteOverlay(t.TempDir(), manifestsDir, "overlays/aws", "components/servicemonitor")
+	dir, err := manifest.WriteOverlay(t.TempDir(), manifestsDir, "overlays/aws", "components/servicemonitor", "components/alerts", "components/dashboards")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,8 @@ func controllerBinary(t *testing.T) string {
 func TestServerSideDryRun(t *testing.T) {
 	cluster.Require(t)
 	ctx := context.Background()
-	installServiceMonitorCRD(t)
+	installMonitoringCRD(t, "servicemonitors", "ServiceMonitor")
+	installMonitoringCRD(t, "prometheusrules", "PrometheusRule")
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			objs := v.render(t)
@@ -387,21 +388,22 @@ func apply(t testing.TB, o *unstructured.Unstructured) {
 	}
 }
 
-// installServiceMonitorCRD registers a ServiceMonitor kind, as the
-// Prometheus Operator does, so the component's object can be applied. Its
-// schema accepts any spec: this proves the object is well-formed and
-// namespaced as the operator expects, not the operator's validation.
-func installServiceMonitorCRD(t *testing.T) {
+// installMonitoringCRD registers a Prometheus Operator kind (plural and
+// kind, group monitoring.coreos.com), as the operator does, so the
+// components' objects can be applied. Its schema accepts any spec: this
+// proves the object is well-formed and namespaced as the operator
+// expects, not the operator's validation.
+func installMonitoringCRD(t *testing.T, plural, kind string) {
 	t.Helper()
 	ctx := context.Background()
-	const name = "servicemonitors.monitoring.coreos.com"
+	name := plural + ".monitoring.coreos.com"
 	crd := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1",
 		"kind":       "CustomResourceDefinition",
 		"metadata":   map[string]any{"name": name},
 		"spec": map[string]any{
 			"group": "monitoring.coreos.com",
-			"names": map[string]any{"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor", "listKind": "ServiceMonitorList"},
+			"names": map[string]any{"plural": plural, "singular": strings.ToLower(kind), "kind": kind, "listKind": kind + "List"},
 			"scope": "Namespaced",
 			"versions": []any{map[string]any{
 				"name": "v1", "served": true, "storage": true,
@@ -417,7 +419,7 @@ func installServiceMonitorCRD(t *testing.T) {
 	if err := kube.CRClient.Create(ctx, crd); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("create CRD: %v", err)
 	}
-	e2eutil.Eventually(t, 60*time.Second, "ServiceMonitor CRD established", func() error {
+	e2eutil.Eventually(t, 60*time.Second, kind+" CRD established", func() error {
 		got := &unstructured.Unstructured{}
 		got.SetAPIVersion("apiextensions.k8s.io/v1")
 		got.SetKind("CustomResourceDefinition")
@@ -434,10 +436,10 @@ func installServiceMonitorCRD(t *testing.T) {
 	})
 	// The client's REST mapper learns the new kind lazily; wait until a
 	// list through it works.
-	e2eutil.Eventually(t, 60*time.Second, "ServiceMonitor served", func() error {
+	e2eutil.Eventually(t, 60*time.Second, kind+" served", func() error {
 		l := &unstructured.UnstructuredList{}
 		l.SetAPIVersion("monitoring.coreos.com/v1")
-		l.SetKind("ServiceMonitorList")
+		l.SetKind(kind + "List")
 		return kube.CRClient.List(ctx, l, client.InNamespace(installNamespace))
 	})
 }
