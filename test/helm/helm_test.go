@@ -1,7 +1,9 @@
 package helm_test
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -46,7 +48,9 @@ func TestChartMatchesKustomize(t *testing.T) {
 	}{
 		{"aws", overlay("overlays/aws"), []string{"testdata/overlay-aws.yaml"}},
 		{"gcp", overlay("overlays/gcp"), []string{"testdata/overlay-gcp.yaml"}},
-		{"aws with servicemonitor", monitoredOverlay, []string{"testdata/overlay-aws.yaml", "testdata/servicemonitor.yaml"}},
+		{"aws with servicemonitor", withComponents("overlays/aws", "components/servicemonitor"), []string{"testdata/overlay-aws.yaml", "testdata/servicemonitor.yaml"}},
+		{"aws with servicemonitor and alerts", withComponents("overlays/aws", "components/servicemonitor", "components/alerts"), []string{"testdata/overlay-aws.yaml", "testdata/servicemonitor.yaml", "testdata/alerts.yaml"}},
+		{"gcp with alerts", withComponents("overlays/gcp", "components/alerts"), []string{"testdata/overlay-gcp.yaml", "testdata/alerts.yaml"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -90,15 +94,33 @@ func overlay(rel string) func(*testing.T) string {
 	return func(*testing.T) string { return filepath.Join(manifestsDir, rel) }
 }
 
-// monitoredOverlay is the overlay the guide tells users to write to add
-// the ServiceMonitor component to the AWS overlay.
-func monitoredOverlay(t *testing.T) string {
-	t.Helper()
-	dir, err := manifest.WriteOverlay(t.TempDir(), manifestsDir, "overlays/aws", "components/servicemonitor")
+// withComponents writes the overlay the guide tells users to write to add
+// components to a cloud overlay.
+func withComponents(overlay string, components ...string) func(*testing.T) string {
+	return func(t *testing.T) string {
+		t.Helper()
+		dir, err := manifest.WriteOverlay(t.TempDir(), manifestsDir, overlay, components...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+}
+
+// TestChartCarriesTheAlertsComponent: the chart's copy of the alert rules
+// is the component's file itself, so updating it is a copy.
+func TestChartCarriesTheAlertsComponent(t *testing.T) {
+	component, err := os.ReadFile(filepath.Join(manifestsDir, "components/alerts/prometheusrule.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dir
+	copied, err := os.ReadFile(filepath.Join(chartDir, "files/prometheusrule.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(component, copied) {
+		t.Fatal("charts/podlb/files/prometheusrule.yaml differs from manifests/components/alerts/prometheusrule.yaml: copy the component's file over")
+	}
 }
 
 func key(o *unstructured.Unstructured) string {

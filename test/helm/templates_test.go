@@ -232,16 +232,19 @@ func TestIngressClass(t *testing.T) {
 }
 
 // TestServiceMonitor scrapes the metrics Service in the release's own
-// namespace at the interval given.
+// namespace at the interval given, with the labels given.
 func TestServiceMonitor(t *testing.T) {
 	if o := find(renderWith(t, ""), "ServiceMonitor"); o != nil {
 		t.Fatalf("ServiceMonitor rendered by default")
 	}
-	objs, err := renderErr("lb-system", []string{"testdata/overlay-aws.yaml"}, "serviceMonitor: {enabled: true, interval: 1m}")
+	objs, err := renderErr("lb-system", []string{"testdata/overlay-aws.yaml"}, "serviceMonitor: {enabled: true, interval: 1m, labels: {release: monitoring}}")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sm := find(objs, "ServiceMonitor")
+	if sm.GetLabels()["release"] != "monitoring" {
+		t.Errorf("labels %v lack release=monitoring", sm.GetLabels())
+	}
 	if names := nested[[]any](t, sm, "spec", "namespaceSelector", "matchNames"); len(names) != 1 || names[0] != "lb-system" {
 		t.Errorf("namespaceSelector %v, want lb-system", names)
 	}
@@ -256,21 +259,40 @@ func TestServiceMonitor(t *testing.T) {
 	}
 }
 
-// TestPrometheusRule: no rules ship with the chart, so nothing renders by
-// default and enabling it without groups is an error that says so; given
-// groups are passed through untouched (Prometheus templates included).
+// TestPrometheusRule: none by default; enabled, it carries the alerts of
+// components/alerts with their Prometheus templates untouched (Helm must
+// not execute them), extra labels for the ruleSelector, or the groups
+// given instead.
 func TestPrometheusRule(t *testing.T) {
 	if o := find(renderWith(t, ""), "PrometheusRule"); o != nil {
 		t.Fatalf("PrometheusRule rendered by default")
 	}
-	_, err := renderErr(namespace, []string{"testdata/overlay-aws.yaml"}, "prometheusRule: {enabled: true}")
-	if err == nil || !strings.Contains(err.Error(), "prometheusRule.groups") {
-		t.Fatalf("enabled without groups: want an error naming prometheusRule.groups, got %v", err)
+	rule := find(renderWith(t, "prometheusRule: {enabled: true, labels: {release: monitoring}}"), "PrometheusRule")
+	if rule.GetLabels()["release"] != "monitoring" || rule.GetLabels()["app.kubernetes.io/name"] != "podlb-controller" {
+		t.Errorf("labels %v", rule.GetLabels())
 	}
-	objs := renderWith(t, `prometheusRule: {enabled: true, groups: [{name: podlb, rules: [{alert: PodlbDown, expr: "absent(up{job=\"podlb\"})", annotations: {summary: "{{ $labels.job }} down"}}]}]}`)
-	rule := nested[[]any](t, find(objs, "PrometheusRule"), "spec", "groups")[0].(map[string]any)["rules"].([]any)[0].(map[string]any)
-	if rule["annotations"].(map[string]any)["summary"] != "{{ $labels.job }} down" {
-		t.Errorf("rule %v: the Prometheus template was altered", rule)
+	var templated int
+	for _, g := range nested[[]any](t, rule, "spec", "groups") {
+		for _, r := range g.(map[string]any)["rules"].([]any) {
+			for _, a := range r.(map[string]any)["annotations"].(map[string]any) {
+				if strings.Contains(a.(string), "{{ $labels.") || strings.Contains(a.(string), "{{ $value") {
+					templated++
+				}
+			}
+		}
+	}
+	if templated == 0 {
+		t.Errorf("no alert annotation keeps its Prometheus template")
+	}
+
+	objs := renderWith(t, `prometheusRule: {enabled: true, groups: [{name: mine, rules: [{alert: PodlbDown, expr: "absent(up{job=\"podlb\"})", annotations: {summary: "{{ $labels.job }} down"}}]}]}`)
+	groups := nested[[]any](t, find(objs, "PrometheusRule"), "spec", "groups")
+	if len(groups) != 1 || groups[0].(map[string]any)["name"] != "mine" {
+		t.Fatalf("groups %v, want only the given one", groups)
+	}
+	r := groups[0].(map[string]any)["rules"].([]any)[0].(map[string]any)
+	if r["annotations"].(map[string]any)["summary"] != "{{ $labels.job }} down" {
+		t.Errorf("rule %v: the Prometheus template was altered", r)
 	}
 }
 
@@ -311,7 +333,7 @@ func TestReleaseNamespace(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "IngressClass", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}
+	want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "IngressClass", "PodDisruptionBudget", "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"}
 	if got := kinds(objs); !slices.Equal(got, want) {
 		t.Errorf("kinds %v, want %v", got, want)
 	}
