@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint/support"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -160,28 +161,10 @@ func renderErr(ns string, valuesFiles []string, inline string) ([]*unstructured.
 		if err != nil {
 			return nil, err
 		}
-		values = mergeValues(over, values)
+		// Layered as a later -f file is.
+		values = chartutil.CoalesceTables(over, values)
 	}
 	return helm.Render(chartDir, ns, values)
-}
-
-// mergeValues layers over onto base, maps merged key by key, as a later
-// -f file does.
-func mergeValues(over, base map[string]any) map[string]any {
-	out := map[string]any{}
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range over {
-		om, ok1 := v.(map[string]any)
-		bm, ok2 := out[k].(map[string]any)
-		if ok1 && ok2 {
-			out[k] = mergeValues(om, bm)
-			continue
-		}
-		out[k] = v
-	}
-	return out
 }
 
 // renderWith renders the AWS overlay's values with inline YAML on top.
