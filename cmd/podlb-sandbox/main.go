@@ -28,9 +28,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podlb/podlb/internal/childproc"
+	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/internal/version"
 	"github.com/podlb/podlb/test/cluster"
-	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
 const (
@@ -264,7 +265,7 @@ func (s *sandbox) startController(ctx context.Context, binary string) error {
 	var env []string
 	if s.enabled["aws"] {
 		url := s.clouds.aws.URL()
-		args = append(args, "--aws-region="+awsRegion, "--aws-vpc-id="+sandboxVPC,
+		args = append(args, "--aws-region="+emuclient.AWSRegion, "--aws-vpc-id="+sandboxVPC,
 			"--aws-endpoint-elbv2="+url, "--aws-endpoint-ec2="+url)
 		// The standard credential chain takes these first; the emulator
 		// accepts any. No instance metadata lookups leave the machine.
@@ -432,7 +433,7 @@ func (s *sandbox) rollout(ctx context.Context) (*report, error) {
 	for _, a := range s.apps {
 		for _, c := range sortedKeys(a.lbs) {
 			lb := a.lbs[c]
-			lb.load = e2eutil.StartLoad(lb.addr, loadWorkers, loadInterval)
+			lb.load = loadgen.Start(lb.addr, loadWorkers, loadInterval)
 		}
 	}
 	defer s.stopLoads()

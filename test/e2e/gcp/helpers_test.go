@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers"
 	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/providers/gcp/computesim"
@@ -37,7 +38,7 @@ func resourceName(ns, suffix string) string {
 // connection draining; healthyCount is the health check's healthyThreshold.
 func backendService(t *testing.T, name string, healthyCount int32) string {
 	t.Helper()
-	if err := gce.CreateTCPBackendService(ctx, e2eutil.TCPBackend{Name: name, HealthyThreshold: healthyCount, DrainingTimeoutSec: 1}); err != nil {
+	if err := gce.CreateTCPBackendService(ctx, emuclient.TCPBackend{Name: name, HealthyThreshold: healthyCount, DrainingTimeoutSec: 1}); err != nil {
 		t.Fatal(err)
 	}
 	return name
