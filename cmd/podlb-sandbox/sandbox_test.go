@@ -135,7 +135,7 @@ func checkPlugin(t *testing.T, kubeconfig, sandboxOutput string) {
 		t.Errorf("check of the sandbox: %v, want the ungated app's pods found", err)
 	}
 	squeezed := strings.Join(strings.Fields(out.String()), " ")
-	for _, want := range []string{"ok controller", "service default/ungated", "pods lack readinessGates", "all 3 pods list readinessGates"} {
+	for _, want := range []string{"ok controller", "service default/ungated", "pods lack readinessGates", "3 of 3 pods list readinessGates"} {
 		if !strings.Contains(squeezed, want) {
 			t.Errorf("check output lacks %q", want)
 		}

@@ -348,7 +348,7 @@ func (e *env) checkService(ctx context.Context, svc *corev1.Service, fs *finding
 		fs.add(levelInfo, subject, "pods keep serving at least %ds after termination starts, covering the %ds drain podlb reported earlier", shortest, drain)
 	}
 	if len(ungated) == 0 {
-		fs.add(levelOK, subject, "all %d pods list readinessGates %s", len(pods), targets.GateConditionType)
+		fs.add(levelOK, subject, "%d of %d pods list readinessGates %s", len(pods), len(pods), targets.GateConditionType)
 	}
 	return nil
 }

@@ -167,7 +167,7 @@ func TestPluginOnAConvergedService(t *testing.T) {
 		t.Errorf("check of a converged namespace: %v", err)
 	}
 	requireContains(t, out, "ok controller", "leads (lease podlb-system/podlb-controller-leader",
-		"has all", "all 3 pods list readinessGates", "no problems found")
+		"has all", "3 of 3 pods list readinessGates", "no problems found")
 }
 
 // A gated pod behind a group no load balancer uses waits, and explain says
@@ -211,6 +211,18 @@ func TestPluginExplainsAWaitingGateAndCheckFindsAPodWithoutIt(t *testing.T) {
 	}
 	requireContains(t, out, "condition:   False  reason "+readiness.ReasonUnused,
 		"waiting for: a load balancer to use the group", "idle aws 80")
+
+	// The Warning podlb raised about the unused group shows in status.
+	e2eutil.Eventually(t, 15*time.Second, "status shows the TargetGroupUnused Warning", func() error {
+		out, err := kubectlPodlb(t, "-n", ns, "status", "service/idle")
+		if err != nil {
+			return err
+		}
+		if _, events, ok := strings.Cut(out, "Recent Warning Events:"); !ok || !strings.Contains(events, " TargetGroupUnused ") {
+			return fmt.Errorf("no TargetGroupUnused Warning in the status output")
+		}
+		return nil
+	})
 
 	out, err = kubectlPodlb(t, "-n", ns, "explain", "pod/"+plainPod.Name)
 	if err != nil {
