@@ -236,7 +236,7 @@ func TestPluginExplainsAWaitingGateAndCheckFindsAPodWithoutIt(t *testing.T) {
 		t.Errorf("check with one ungated pod: error %v, want 1 problem", err)
 	}
 	requireContains(t, out, "PROBLEM service "+ns+"/plain  1 of 1 pods lack readinessGates", plainPod.Name, "1 problem found")
-	if strings.Contains(squeeze(out), "service "+ns+"/idle 1 of") {
+	if strings.Contains(squeeze(out), "PROBLEM service "+ns+"/idle ") {
 		t.Errorf("check blames the gated idle pod:\n%s", out)
 	}
 }
