@@ -27,6 +27,7 @@ import (
 	awsprovider "github.com/podlb/podlb/providers/aws"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/targets"
+	"github.com/podlb/podlb/test/cluster"
 )
 
 // Namespace is where the in-process controller keeps its ledger and lease.
@@ -74,6 +75,25 @@ func (c *Controller) Stop() error {
 	case <-time.After(30 * time.Second):
 		return errors.New("controller did not stop within 30s")
 	}
+}
+
+// StartELBv2Sim starts the ELBv2 emulator as the end-to-end suites use it:
+// pods reached on their loopback addresses, health checks every 200 ms,
+// a one-second drain and one VPC holding every pod address; mutate
+// adjusts the options (registration delay, more VPCs).
+func StartELBv2Sim(mutate func(*elbv2sim.Options)) (*elbv2sim.Server, error) {
+	o := elbv2sim.Options{
+		RegistrationDelay:   2 * time.Second,
+		HealthCheckInterval: 200 * time.Millisecond,
+		HealthCheckTimeout:  150 * time.Millisecond,
+		DeregistrationDelay: time.Second,
+		TargetAddr:          cluster.LoopbackAddr,
+		VPCs:                []elbv2sim.VPC{{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}}},
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	return elbv2sim.Start(o)
 }
 
 // AWSProvider builds podlb's AWS provider against the emulator.

@@ -29,16 +29,9 @@ func TestMain(m *testing.M) {
 	cluster.RunMain(m, cluster.Options{Nodes: 2, Cloud: "aws"}, func(c *cluster.Cluster) {
 		kube, k8s = c, e2eutil.Kube{Client: c.Client}
 		var err error
-		// Quick registration and checks: these tests read what podlb says,
-		// they do not race a rollout against the load balancer.
-		sim, err = elbv2sim.Start(elbv2sim.Options{
-			RegistrationDelay:   500 * time.Millisecond,
-			HealthCheckInterval: 200 * time.Millisecond,
-			HealthCheckTimeout:  150 * time.Millisecond,
-			DeregistrationDelay: time.Second,
-			TargetAddr:          cluster.LoopbackAddr,
-			VPCs:                []elbv2sim.VPC{{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}}},
-		})
+		// Quick registration: these tests read what podlb says, they do
+		// not race a rollout against the load balancer.
+		sim, err = e2eutil.StartELBv2Sim(func(o *elbv2sim.Options) { o.RegistrationDelay = 500 * time.Millisecond })
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "elbv2sim:", err)
 			os.Exit(1)
