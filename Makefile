@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X github.com/podlb/podlb/internal/version.Version=$(VERSION)
 TEST_TIMEOUT ?= 60m
 export PODLB_K8S_BIN := $(K8S_BIN)
 
-.PHONY: all build tools test unit lint demo bench soak clean
+.PHONY: all build tools test unit lint docs demo bench soak clean
 
 all: build
 
@@ -34,6 +34,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd test/tools && $(GO) vet ./...
+
+# Rewrites the generated reference sections of docs/guide.md (flags,
+# annotation fields) from the code; a unit test fails until this is run.
+docs:
+	$(GO) run ./cmd/podlb-docs docs/guide.md
 
 # Unit tests only: no control plane needed.
 unit:

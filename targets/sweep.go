@@ -50,11 +50,18 @@ func (s *Sweeper) Start(ctx context.Context) error {
 	if interval <= 0 {
 		interval = 10 * time.Minute
 	}
+	for _, p := range s.Providers {
+		// Present from the start, so the first leak is an increase too.
+		sweptGroups.WithLabelValues(p.Name())
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			sweeps.WithLabelValues("failed").Inc()
 			logger.Info("sweep incomplete; trying again next time", "error", err.Error())
+		} else if err == nil {
+			sweeps.WithLabelValues("ok").Inc()
 		}
 		select {
 		case <-ctx.Done():
@@ -157,6 +164,7 @@ func (s *Sweeper) release(ctx context.Context, o Orphan) error {
 	if err := p.Release(ctx, o.Key, o.Ref, ours); err != nil {
 		return err
 	}
+	sweptGroups.WithLabelValues(o.Key.Provider).Inc()
 	log.FromContext(ctx).Info("released a group no Service asks for", "binding", o.Key.String(), "group", o.Ref, "deregistered", len(ours))
 	if o.Recorded {
 		return s.Ledger.Delete(ctx, o.Key)

@@ -23,20 +23,14 @@ const (
 // minutes, long enough that an ungated rollout outruns them.
 type timing struct {
 	// registrationDelay is how long a new target waits before the load
-	// balancer sends it traffic. On AWS that is the NLB's registration,
-	// after which health checks run every healthCheckInterval. On GCP it
-	// is the health checking itself, two passes in a row (GCP's default
-	// interval is 5 s), so GCP checks every registrationDelay: a new
-	// endpoint turns HEALTHY one to two delays after it is attached.
+	// balancer checks it or sends it traffic: the NLB's registration on
+	// AWS, the NEG's programming on GCP. Health checks then run every
+	// healthCheckInterval.
 	registrationDelay   time.Duration
 	healthCheckInterval time.Duration
 	// drain is the deregistration delay (AWS) and connection draining
 	// timeout (GCP).
 	drain time.Duration
-}
-
-func (t timing) gcpCheckInterval() time.Duration {
-	return max(t.healthCheckInterval, t.registrationDelay)
 }
 
 // checkTimeout leaves a probe most of its interval, as the clouds' defaults
@@ -83,8 +77,9 @@ func startClouds(ctx context.Context, c *cluster.Cluster, enabled map[string]boo
 	if enabled["gcp"] {
 		cl.gcp, err = computesim.Start(computesim.Options{
 			Project:             c.GCEProject,
-			HealthCheckInterval: t.gcpCheckInterval(),
-			HealthCheckTimeout:  checkTimeout(t.gcpCheckInterval()),
+			ProgrammingDelay:    t.registrationDelay,
+			HealthCheckInterval: t.healthCheckInterval,
+			HealthCheckTimeout:  checkTimeout(t.healthCheckInterval),
 			DrainingTimeout:     t.drain,
 			TargetAddr:          cluster.LoopbackAddr,
 		})

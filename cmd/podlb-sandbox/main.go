@@ -65,9 +65,9 @@ func main() {
 	var clouds string
 	flag.IntVar(&cfg.replicas, "replicas", 6, "replicas of each sample Deployment")
 	flag.DurationVar(&cfg.timing.registrationDelay, "registration-delay", 4*time.Second,
-		"emulated time before a new target gets traffic: the NLB's registration on AWS, on GCP the interval of its health checks (2 passes make an endpoint healthy) (real clouds: tens of seconds to minutes)")
+		"emulated time before a new target gets traffic: the NLB's registration on AWS, the NEG's programming on GCP (real clouds: tens of seconds to minutes)")
 	flag.DurationVar(&cfg.timing.healthCheckInterval, "health-check-interval", 200*time.Millisecond,
-		"emulated NLB health check interval (2 passes make a target healthy)")
+		"emulated health check interval of both clouds (2 passes make a target healthy)")
 	flag.StringVar(&clouds, "clouds", "aws,gcp", "clouds to emulate and put the apps behind: aws, gcp or both")
 	flag.StringVar(&cfg.report, "report", "", "also write the report as JSON to this file")
 	flag.BoolVar(&cfg.keep, "keep", false, "after the report, keep everything running until Ctrl-C")
@@ -152,8 +152,8 @@ func (s *sandbox) step(format string, args ...any) {
 
 func (s *sandbox) demo(ctx context.Context) (*report, error) {
 	t := s.cfg.timing
-	fmt.Printf("podlb-sandbox %s: clouds %s, %d replicas; emulated AWS: NLB registration %v, then health checks every %v; emulated GCP: health checks every %v\n",
-		version.Version, strings.Join(s.cfg.clouds, ","), s.cfg.replicas, t.registrationDelay, t.healthCheckInterval, t.gcpCheckInterval())
+	fmt.Printf("podlb-sandbox %s: clouds %s, %d replicas; emulated clouds: NLB registration / NEG programming %v, then health checks every %v\n",
+		version.Version, strings.Join(s.cfg.clouds, ","), s.cfg.replicas, t.registrationDelay, t.healthCheckInterval)
 	var err error
 	if s.binDir, err = siblingBinaries(); err != nil {
 		return nil, err

@@ -19,9 +19,8 @@ type report struct {
 	Replicas int      `json:"replicas"`
 	// The emulated timing: AWS registration and health checks, GCP
 	// health checks.
-	RegistrationDelay      string `json:"registrationDelay"`
-	HealthCheckInterval    string `json:"healthCheckInterval"`
-	GCPHealthCheckInterval string `json:"gcpHealthCheckInterval"`
+	RegistrationDelay   string `json:"registrationDelay"`
+	HealthCheckInterval string `json:"healthCheckInterval"`
 	// Results has one entry per app and cloud.
 	Results []result `json:"results"`
 	// APICalls counts, per cloud and operation, the calls the emulators
@@ -62,14 +61,13 @@ type apiCalls struct {
 func (s *sandbox) newReport(rolloutCalls map[string]map[string]int64) *report {
 	r := &report{
 		Version: version.Version, Clouds: s.cfg.clouds, Replicas: s.cfg.replicas,
-		RegistrationDelay:      s.cfg.timing.registrationDelay.String(),
-		HealthCheckInterval:    s.cfg.timing.healthCheckInterval.String(),
-		GCPHealthCheckInterval: s.cfg.timing.gcpCheckInterval().String(),
-		APICalls:               map[string]apiCalls{},
-		Passed:                 true,
-		Processes:              s.cluster.ProcessIDs(),
-		ClusterDir:             s.cluster.Dir,
-		Seconds:                time.Since(s.began).Seconds(),
+		RegistrationDelay:   s.cfg.timing.registrationDelay.String(),
+		HealthCheckInterval: s.cfg.timing.healthCheckInterval.String(),
+		APICalls:            map[string]apiCalls{},
+		Passed:              true,
+		Processes:           s.cluster.ProcessIDs(),
+		ClusterDir:          s.cluster.Dir,
+		Seconds:             time.Since(s.began).Seconds(),
 	}
 	r.Processes["podlb-controller"] = s.controller.Pid()
 	for cloud, total := range s.clouds.apiCalls() {
@@ -110,8 +108,8 @@ func (r *report) write(path string) error {
 }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "\nRolling update under load: %d replicas, maxSurge 1, maxUnavailable 0; AWS: NLB registration %s, health checks every %s; GCP: health checks every %s\n\n",
-		r.Replicas, r.RegistrationDelay, r.HealthCheckInterval, r.GCPHealthCheckInterval)
+	fmt.Fprintf(w, "\nRolling update under load: %d replicas, maxSurge 1, maxUnavailable 0; NLB registration / NEG programming %s, then health checks every %s\n\n",
+		r.Replicas, r.RegistrationDelay, r.HealthCheckInterval)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "APP\tCLOUD\tROLLOUT\tLB SETTLED\tREQUESTS\tFAILED\t")
 	for _, res := range r.Results {

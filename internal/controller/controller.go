@@ -193,6 +193,8 @@ func Setup(mgr manager.Manager, o Options) error {
 	o.Defaults()
 	logger := o.Logger
 	reg := targets.NewRegistry()
+	targets.ReportBindingErrors(reg)
+	readiness.ReportWaitingGates(mgr.GetCache())
 	ledger := targets.NewLedger(mgr.GetClient(), mgr.GetAPIReader(), o.Namespace)
 	recorder := mgr.GetEventRecorderFor("podlb")
 	provByName := map[string]providers.Provider{}

@@ -6,10 +6,12 @@ package loadgen
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -30,8 +32,20 @@ type Result struct {
 	OK, Failed int
 	// Errors holds the first failures, for messages.
 	Errors []string
+	// Failures holds the same first failures with the client's address,
+	// which the load balancer emulators can explain.
+	Failures []Failure
 	// Backends counts answers per pod name.
 	Backends map[string]int
+}
+
+// Failure is one failed request.
+type Failure struct {
+	At time.Time
+	// Local is the client socket's "ip:port" ("" when it never
+	// connected): what the load balancer saw as the client.
+	Local string
+	Err   string
 }
 
 // maxErrors bounds Result.Errors.
@@ -58,12 +72,14 @@ func (l *Load) worker(interval time.Duration) {
 			return
 		case <-tick.C:
 		}
-		backend, err := l.once()
+		backend, local, err := l.once()
 		l.mu.Lock()
 		if err != nil {
 			l.res.Failed++
 			if len(l.res.Errors) < maxErrors {
-				l.res.Errors = append(l.res.Errors, time.Now().Format("15:04:05.000 ")+err.Error())
+				now := time.Now()
+				l.res.Errors = append(l.res.Errors, now.Format("15:04:05.000 ")+err.Error())
+				l.res.Failures = append(l.res.Failures, Failure{At: now, Local: local, Err: err.Error()})
 			}
 		} else {
 			l.res.OK++
@@ -73,20 +89,27 @@ func (l *Load) worker(interval time.Duration) {
 	}
 }
 
-func (l *Load) once() (string, error) {
-	resp, err := l.client.Get("http://" + l.addr + "/")
+// once sends one request and returns the answering pod's name and the
+// client socket's address.
+func (l *Load) once() (backend, local string, err error) {
+	trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) { local = ci.Conn.LocalAddr().String() }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, "http://"+l.addr+"/", nil)
 	if err != nil {
-		return "", err
+		return "", "", err
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return "", local, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(bufio.NewReader(resp.Body))
 	if err != nil {
-		return "", err
+		return "", local, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("HTTP %d", resp.StatusCode)
+		return "", local, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	return strings.TrimSpace(string(body)), nil
+	return strings.TrimSpace(string(body)), local, nil
 }
 
 // Snapshot returns the counts so far.
@@ -96,6 +119,7 @@ func (l *Load) Snapshot() Result {
 	r := l.res
 	r.Backends = maps.Clone(l.res.Backends)
 	r.Errors = append([]string(nil), l.res.Errors...)
+	r.Failures = append([]Failure(nil), l.res.Failures...)
 	return r
 }
 

@@ -66,6 +66,23 @@ var (
 	hcProtocols    = []string{"TCP", "HTTP", "HTTPS"}
 )
 
+// Limits of the create fields, as ELBv2 accepts them; validation and the
+// guide's reference both read them.
+var (
+	deregistrationDelayRange = intRange{0, 3600}
+	intervalRange            = intRange{5, 300}
+	timeoutRange             = intRange{2, 120}
+	thresholdRange           = intRange{2, 10}
+	// maxTags leaves room for podlb's own tags within ELBv2's 50.
+	maxTags             = 40
+	reservedTagPrefixes = []string{"podlb.io/", "aws:"}
+)
+
+// intRange is an inclusive range of allowed values.
+type intRange struct{ min, max int32 }
+
+func (r intRange) contains(v int32) bool { return v >= r.min && v <= r.max }
+
 // ParseSpec validates one port's annotation value.
 func ParseSpec(raw json.RawMessage) (*Spec, error) {
 	var s Spec
@@ -104,15 +121,17 @@ func (c *CreateSpec) validate() error {
 	if c.Protocol != "" && !slices.Contains(protocols, c.Protocol) {
 		return providers.Errorf(providers.Invalid, "create.protocol", "%q is not one of %s", c.Protocol, strings.Join(protocols, ", "))
 	}
-	if d := c.DeregistrationDelaySeconds; d != nil && (*d < 0 || *d > 3600) {
-		return providers.Errorf(providers.Invalid, "create.deregistrationDelaySeconds", "%d is outside 0-3600", *d)
+	if d := c.DeregistrationDelaySeconds; d != nil && !deregistrationDelayRange.contains(*d) {
+		return providers.Errorf(providers.Invalid, "create.deregistrationDelaySeconds", "%d is outside %d-%d", *d, deregistrationDelayRange.min, deregistrationDelayRange.max)
 	}
-	if len(c.Tags) > 40 {
-		return providers.Errorf(providers.Invalid, "create.tags", "%d tags; at most 40 fit beside podlb's own", len(c.Tags))
+	if len(c.Tags) > maxTags {
+		return providers.Errorf(providers.Invalid, "create.tags", "%d tags; at most %d fit beside podlb's own", len(c.Tags), maxTags)
 	}
 	for k := range c.Tags {
-		if strings.HasPrefix(k, "podlb.io/") || strings.HasPrefix(k, "aws:") {
-			return providers.Errorf(providers.Invalid, "create.tags", "tag key %q is reserved", k)
+		for _, prefix := range reservedTagPrefixes {
+			if strings.HasPrefix(k, prefix) {
+				return providers.Errorf(providers.Invalid, "create.tags", "tag key %q is reserved", k)
+			}
 		}
 	}
 	hc := c.HealthCheck
@@ -132,17 +151,17 @@ func (c *CreateSpec) validate() error {
 		return providers.Errorf(providers.Invalid, "create.healthCheck.path", "%q must start with /", hc.Path)
 	}
 	ranges := []struct {
-		field    string
-		v        *int32
-		min, max int32
+		field string
+		v     *int32
+		intRange
 	}{
-		{"intervalSeconds", hc.IntervalSeconds, 5, 300},
-		{"timeoutSeconds", hc.TimeoutSeconds, 2, 120},
-		{"healthyThreshold", hc.HealthyThreshold, 2, 10},
-		{"unhealthyThreshold", hc.UnhealthyThreshold, 2, 10},
+		{"intervalSeconds", hc.IntervalSeconds, intervalRange},
+		{"timeoutSeconds", hc.TimeoutSeconds, timeoutRange},
+		{"healthyThreshold", hc.HealthyThreshold, thresholdRange},
+		{"unhealthyThreshold", hc.UnhealthyThreshold, thresholdRange},
 	}
 	for _, r := range ranges {
-		if r.v != nil && (*r.v < r.min || *r.v > r.max) {
+		if r.v != nil && !r.contains(*r.v) {
 			return providers.Errorf(providers.Invalid, "create.healthCheck."+r.field, "%d is outside %d-%d", *r.v, r.min, r.max)
 		}
 	}

@@ -80,6 +80,15 @@ var (
 	balancingMode = []string{"RATE", "CONNECTION"}
 )
 
+// Limits of the annotation's fields, as Compute accepts them; validation
+// and the guide's reference both read them.
+const (
+	maxNameLength = 63
+	// A capacity scaler is 0 (no new traffic) or in this range.
+	minCapacityScaler = 0.1
+	maxCapacityScaler = 1.0
+)
+
 // ParseSpec validates one port's annotation value. Errors name the field
 // to fix.
 func ParseSpec(raw json.RawMessage) (*Spec, error) {
@@ -92,8 +101,8 @@ func ParseSpec(raw json.RawMessage) (*Spec, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, providers.Errorf(providers.Invalid, "", "unexpected data after the JSON object")
 	}
-	if s.Name != "" && (len(s.Name) > 63 || !rfc1035.MatchString(s.Name)) {
-		return nil, providers.Errorf(providers.Invalid, "name", "%q is not a NEG name (1-63 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen)", s.Name)
+	if s.Name != "" && (len(s.Name) > maxNameLength || !rfc1035.MatchString(s.Name)) {
+		return nil, providers.Errorf(providers.Invalid, "name", "%q is not a NEG name (1-%d lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen)", s.Name, maxNameLength)
 	}
 	if s.BackendService != "" {
 		ref, err := parseServiceRef(s.BackendService)
@@ -157,8 +166,8 @@ func (s *Spec) validateBalancing() error {
 			return providers.Errorf(providers.Invalid, "maxConnectionsPerEndpoint", "balancing mode CONNECTION needs maxConnectionsPerEndpoint > 0")
 		}
 	}
-	if c := s.CapacityScaler; c != nil && (math.IsNaN(*c) || (*c != 0 && (*c < 0.1 || *c > 1))) {
-		return providers.Errorf(providers.Invalid, "capacityScaler", "%v must be 0 or between 0.1 and 1.0", *c)
+	if c := s.CapacityScaler; c != nil && (math.IsNaN(*c) || (*c != 0 && (*c < minCapacityScaler || *c > maxCapacityScaler))) {
+		return providers.Errorf(providers.Invalid, "capacityScaler", "%v must be 0 or between %.1f and %.1f", *c, minCapacityScaler, maxCapacityScaler)
 	}
 	return nil
 }

@@ -1,12 +1,11 @@
 package cluster
 
 import (
-	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,6 +22,11 @@ type backend struct {
 	requests  atomic.Int64
 	server    *http.Server
 	listeners []net.Listener
+	serving   sync.WaitGroup // the Serve loops
+
+	mu      sync.Mutex
+	conns   map[net.Conn]http.ConnState // open connections
+	stopped time.Time                   // when the listeners stopped
 }
 
 const maxRequestSleep = time.Minute
@@ -30,7 +34,7 @@ const maxRequestSleep = time.Minute
 // listenBackend binds ip on every port; it fails if any port is taken so the
 // caller can try another address.
 func listenBackend(podName, ip string, ports []int32) (*backend, error) {
-	b := &backend{podName: podName}
+	b := &backend{podName: podName, conns: map[net.Conn]http.ConnState{}}
 	for _, port := range ports {
 		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(int(port))))
 		if err != nil {
@@ -46,9 +50,10 @@ func listenBackend(podName, ip string, ports []int32) (*backend, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       90 * time.Second,
 		ErrorLog:          nil,
+		ConnState:         b.track,
 	}
 	for _, l := range b.listeners {
-		go func() { _ = b.server.Serve(l) }()
+		b.serving.Go(func() { _ = b.server.Serve(l) })
 	}
 	return b, nil
 }
@@ -72,17 +77,60 @@ func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, b.podName)
 }
 
-// shutdown stops accepting connections at once, lets requests in flight
-// finish until deadline, then closes whatever is left.
+func (b *backend) track(c net.Conn, st http.ConnState) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st == http.StateClosed || st == http.StateHijacked {
+		delete(b.conns, c)
+	} else {
+		b.conns[c] = st
+	}
+}
+
+// stoppedAt is when the backend stopped listening (zero while it
+// listens). A connection dialled before then may have been completed by
+// the kernel and reset by the stop; one dialled after it is refused.
+func (b *backend) stoppedAt() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stopped
+}
+
+// open counts the connections not closed yet.
+func (b *backend) open() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
+// shutdown stops accepting connections, answers every connection already
+// accepted (by the kernel too) and lets requests in flight finish until
+// deadline, then closes whatever is left.
+//
+// http.Server.Shutdown is not used: it closes without an answer a
+// connection whose request it reads after the shutdown began (the client
+// sees EOF), and it closes listeners with connections still in their
+// accept queue, which resets them. Instead each listener stops when its
+// accept queue is empty, everything accepted is served, and the server
+// closes once no connection is left.
 func (b *backend) shutdown(deadline time.Time) {
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	if err := b.server.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
-		b.server.Close()
-	}
 	for _, l := range b.listeners {
-		l.Close() // in case Serve had not started yet
+		stopListening(l, deadline)
 	}
+	b.mu.Lock()
+	b.stopped = time.Now()
+	b.mu.Unlock()
+	// Answers carry "Connection: close" from now on; idle keep-alive
+	// connections are closed.
+	b.server.SetKeepAlivesEnabled(false)
+	for _, l := range b.listeners {
+		l.Close()
+	}
+	b.serving.Wait() // every accepted connection is tracked now
+	for b.open() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.server.Close()
 }
 
 // close drops everything immediately.

@@ -63,6 +63,7 @@ type NodeSim struct {
 	pods   map[string]*simPod // by namespace/name
 	inUse  map[netip.Addr]string
 	health map[string]bool // SetReady overrides, by namespace/name
+	past   []PodLife       // the latest released pods, oldest first
 }
 
 type simNode struct {
@@ -399,6 +400,10 @@ func (s *NodeSim) release(key string, p *simPod) {
 	if s.pods[key] == p {
 		delete(s.pods, key)
 	}
+	if len(s.past) >= maxPastPods {
+		s.past = s.past[1:]
+	}
+	s.past = append(s.past, p.life(key))
 }
 
 // terminate runs graceful termination as the kubelet does: preStop hook
@@ -622,6 +627,67 @@ func (s *NodeSim) Pods() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.pods)
+}
+
+// PodLife is one pod incarnation's timeline in the simulator, for
+// explaining a failed request after the fact.
+type PodLife struct {
+	Pod     string // namespace/name
+	IP      string
+	Started time.Time
+	ReadyAt time.Time // containers ready (unless the pod was made unready)
+	// DeletionSeen is when the simulator saw the deletion and started the
+	// preStop hook, which ends at PreStopEnd; then the backend stopped
+	// listening at StoppedAccepting (a connection dialled before then may
+	// have been reset by the stop, one dialled after is refused) and the
+	// containers exited at Exited.
+	DeletionSeen     time.Time
+	PreStopEnd       time.Time
+	StoppedAccepting time.Time
+	Exited           time.Time
+}
+
+// maxPastPods bounds the timelines kept of pods that are gone.
+const maxPastPods = 4096
+
+func (p *simPod) life(key string) PodLife {
+	l := PodLife{Pod: key, IP: p.ip.String(), Started: p.started, ReadyAt: p.readyAt, DeletionSeen: p.termAt,
+		PreStopEnd: p.preStop, Exited: p.finished}
+	if p.backend != nil {
+		l.StoppedAccepting = p.backend.stoppedAt()
+	}
+	return l
+}
+
+// String is one line for a test log.
+func (l PodLife) String() string {
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.Format("15:04:05.000")
+	}
+	return fmt.Sprintf("pod %s ip %s started %s ready %s deletion seen %s preStop end %s stopped accepting %s exited %s",
+		l.Pod, l.IP, at(l.Started), at(l.ReadyAt), at(l.DeletionSeen), at(l.PreStopEnd), at(l.StoppedAccepting), at(l.Exited))
+}
+
+// PodLives lists the timelines of the pods that have had the address ip
+// (gone ones first), for explaining a failed request.
+func (s *NodeSim) PodLives(ip string) []PodLife {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []PodLife
+	for _, l := range s.past {
+		if l.IP == ip {
+			out = append(out, l)
+		}
+	}
+	for key, p := range s.pods {
+		if p.ip.String() == ip {
+			out = append(out, p.life(key))
+		}
+	}
+	return out
 }
 
 // Requests returns how many HTTP requests the pod's backend has received.

@@ -353,3 +353,33 @@ func TestTCPHealthCheckScale(t *testing.T) {
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+// A newly attached endpoint is not checked (so never HEALTHY, never
+// served) until its programming delay has passed.
+func TestProgrammingDelayHoldsNewEndpoints(t *testing.T) {
+	const delay = 800 * time.Millisecond
+	e := newEnv(t, computesim.Options{ProgrammingDelay: delay, HealthCheckInterval: 50 * time.Millisecond})
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	e.createNEG(zoneA, "neg", 80)
+	e.createHC("hc", "HTTP", 2, 2)
+	web := startHTTPBackend(t, "127.23.2.1")
+	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: &computepb.BackendService{
+		Name: proto.String("web"), Protocol: proto.String("HTTP"), HealthChecks: []string{hcURL("hc")},
+		Backends: []*computepb.Backend{{Group: proto.String(negURL(zoneA, "neg")), BalancingMode: proto.String("RATE"), MaxRatePerEndpoint: proto.Float32(10)}},
+	}}))
+	e.done(e.attach(zoneA, "neg", ep("node-1", web.ip, web.port)))
+	key := web.ip + ":" + itoa(web.port)
+	attached := time.Now()
+	for time.Since(attached) < delay/2 {
+		if s := e.getHealth("web", negURL(zoneA, "neg"))[key]; s == "HEALTHY" {
+			t.Fatalf("HEALTHY %v after attach, before the programming delay of %v", time.Since(attached), delay)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	eventually(t, "HEALTHY once programmed", 5*time.Second, func() bool { return e.getHealth("web", negURL(zoneA, "neg"))[key] == "HEALTHY" })
+	for _, x := range e.srv.Health("web") {
+		if x.FirstHealthyAt.Sub(x.AttachedAt) < delay {
+			t.Errorf("first HEALTHY %v after attach, want at least %v", x.FirstHealthyAt.Sub(x.AttachedAt), delay)
+		}
+	}
+}

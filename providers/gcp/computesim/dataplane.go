@@ -37,16 +37,25 @@ func (fr *forwardingRule) stop() {
 	fr.wg.Wait()
 }
 
-// proxyConn is one client connection spliced to one endpoint.
+// proxyConn is one client connection spliced to one endpoint. It belongs
+// to the endpoint's target from the moment the endpoint is chosen, before
+// the dial completes, so that detaching the endpoint meanwhile drains it
+// like any other connection. backend (nil while dialling) and closed are
+// guarded by Server.mu until the splice starts.
 type proxyConn struct {
 	client, backend net.Conn
+	closed          bool
 	once            sync.Once
+	rec             *ConnRecord // nil without Options.ConnectionHistory
 }
 
 func (pc *proxyConn) close() {
 	pc.once.Do(func() {
+		pc.closed = true
 		_ = pc.client.Close()
-		_ = pc.backend.Close()
+		if pc.backend != nil {
+			_ = pc.backend.Close()
+		}
 	})
 }
 
@@ -302,6 +311,7 @@ func (s *Server) closeRuleConnsLocked(t *target, fr *forwardingRule) {
 	laddr := fr.ln.Addr().String()
 	for pc := range t.conns {
 		if pc.client.LocalAddr().String() == laddr {
+			endConnLocked(pc.rec, t, ConnRuleDeleted)
 			pc.close()
 			delete(t.conns, pc)
 		}
@@ -384,42 +394,70 @@ func (s *Server) pickTargetsLocked(fr *forwardingRule) ([]*target, string) {
 func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 	s.stats.proxyAdd(func(p *ProxyStats) { p.Accepted++ })
 	s.mu.Lock()
+	rec := s.newConnRecordLocked(c)
 	cands, header := s.pickTargetsLocked(fr)
 	timeout := 2 * time.Second
 	if s.opts.HealthCheckTimeout > 0 {
 		timeout = max(s.opts.HealthCheckTimeout, 100*time.Millisecond)
 	}
+	if len(cands) == 0 {
+		endConnLocked(rec, nil, ConnNoEndpoint)
+	}
 	s.mu.Unlock()
-	var bc net.Conn
+	pc := &proxyConn{client: c, rec: rec}
 	var chosen *target
 	for i, t := range cands {
 		if i >= 3 {
 			break // like a proxy's retry budget
 		}
-		conn, err := net.DialTimeout("tcp", s.dialAddr(epKey(t.ip, t.port)), timeout)
-		if err == nil {
-			bc, chosen = conn, t
-			break
+		s.mu.Lock()
+		if t.retired || s.closing || s.forwardingRules[fr.path] != fr {
+			// Detached before this connection was sent to it: a
+			// detached endpoint gets no new connections.
+			s.mu.Unlock()
+			continue
 		}
+		t.conns[pc] = struct{}{}
+		s.mu.Unlock()
+		bc, err := net.DialTimeout("tcp", s.dialAddr(epKey(t.ip, t.port)), timeout)
+		s.mu.Lock()
+		if rec != nil {
+			if err != nil {
+				rec.Tried = append(rec.Tried, epKey(t.ip, t.port)+" ("+err.Error()+")")
+			} else {
+				rec.Tried = append(rec.Tried, epKey(t.ip, t.port))
+			}
+		}
+		if pc.closed {
+			// Closed while dialling, as a draining connection of the
+			// endpoint (its draining ended, or it was detached without
+			// draining) or because the rule went: it has its outcome.
+			s.mu.Unlock()
+			if bc != nil {
+				_ = bc.Close()
+			}
+			s.stats.proxyAdd(func(p *ProxyStats) { p.Rejected++ })
+			return
+		}
+		if err != nil {
+			delete(t.conns, pc)
+			s.mu.Unlock()
+			continue
+		}
+		pc.backend, chosen = bc, t
+		t.served++
+		s.mu.Unlock()
+		break
 	}
-	if bc == nil {
+	if chosen == nil {
+		s.mu.Lock()
+		endConnLocked(rec, nil, ConnDialFailed)
+		s.mu.Unlock()
 		s.stats.proxyAdd(func(p *ProxyStats) { p.Rejected++ })
 		_ = c.Close()
 		return
 	}
-	pc := &proxyConn{client: c, backend: bc}
-	s.mu.Lock()
-	if chosen.retired || s.closing || s.forwardingRules[fr.path] != fr {
-		// Detached (or shutting down) while we dialled: a detached
-		// endpoint gets no new connections.
-		s.mu.Unlock()
-		pc.close()
-		s.stats.proxyAdd(func(p *ProxyStats) { p.Rejected++ })
-		return
-	}
-	chosen.conns[pc] = struct{}{}
-	chosen.served++
-	s.mu.Unlock()
+	bc := pc.backend
 	s.stats.proxyAdd(func(p *ProxyStats) { p.Forwarded++ })
 
 	if header == "PROXY_V1" {
@@ -428,6 +466,7 @@ func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 		_, _ = fmt.Fprintf(bc, "PROXY TCP4 %s %s %d %d\r\n", src.IP, dst.IP, src.Port, dst.Port)
 	}
 	var wg sync.WaitGroup
+	var backendErr error
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -436,12 +475,16 @@ func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 	}()
 	go func() {
 		defer wg.Done()
-		_, _ = io.Copy(c, bc)
+		_, backendErr = io.Copy(c, bc)
 		closeWrite(c)
 	}()
 	wg.Wait()
 	pc.close()
 	s.mu.Lock()
+	if rec != nil && backendErr != nil && rec.BackendErr == "" {
+		rec.BackendErr = backendErr.Error()
+	}
+	endConnLocked(rec, chosen, ConnCompleted)
 	delete(chosen.conns, pc)
 	s.mu.Unlock()
 }

@@ -2,10 +2,12 @@ package computesim_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -364,5 +366,65 @@ func TestProxyHeader(t *testing.T) {
 	line, err := r.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "PROXY TCP4 127.0.0.1 127.0.0.1 ") {
 		t.Fatalf("proxy header: %q %v", line, err)
+	}
+}
+
+// An endpoint detached while the proxy is connecting a client to it
+// drains that connection like any other: the client is served, not
+// reset. (The proxy had already sent the connection to the endpoint; a
+// reset here failed one request in a gated rollout now and then.)
+func TestDetachWhileConnectingDrains(t *testing.T) {
+	var servingPort atomic.Int32
+	var armed atomic.Bool
+	connecting, release := make(chan struct{}), make(chan struct{})
+	e := newEnv(t, computesim.Options{DrainingTimeout: 5 * time.Second, TargetAddr: func(addr string) string {
+		// Health checks use a fixed port of their own; only traffic to
+		// the serving port waits here, while the test detaches.
+		if _, port, _ := net.SplitHostPort(addr); port == fmt.Sprint(servingPort.Load()) && armed.CompareAndSwap(true, false) {
+			close(connecting)
+			<-release
+		}
+		return addr
+	}})
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	e.createNEG(zoneA, "neg-a", 80)
+	web, health := startTCPBackend(t, "127.27.2.1"), startTCPBackend(t, "127.27.2.1")
+	servingPort.Store(web.port)
+	e.done(e.hcs.Insert(e.ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: &computepb.HealthCheck{
+		Name: proto.String("hc"), Type: proto.String("TCP"), HealthyThreshold: proto.Int32(1), UnhealthyThreshold: proto.Int32(2),
+		TcpHealthCheck: &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_FIXED_PORT"), Port: proto.Int32(health.port)},
+	}}))
+	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project,
+		BackendServiceResource: tcpBackendService("bs", "hc", 60, negURL(zoneA, "neg-a"))}))
+	e.done(e.tps.Insert(e.ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: &computepb.TargetTcpProxy{
+		Name: proto.String("tp"), Service: proto.String("global/backendServices/bs"),
+	}}))
+	e.done(e.frs.Insert(e.ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: project, ForwardingRuleResource: &computepb.ForwardingRule{
+		Name: proto.String("fr"), Target: proto.String("projects/" + project + "/global/targetTcpProxies/tp"),
+	}}))
+	addr := e.srv.ForwardingRuleAddr("fr")
+	e.done(e.attach(zoneA, "neg-a", ep("node-1", web.ip, web.port)))
+	eventually(t, "HEALTHY", 5*time.Second, func() bool {
+		h := e.srv.Health("bs")
+		return len(h) == 1 && h[0].State == computesim.StateHealthy
+	})
+
+	armed.Store(true)
+	got := make(chan string, 1)
+	go func() {
+		who, c, _ := dialLB(t, addr)
+		if c != nil {
+			_ = c.Close()
+		}
+		got <- who
+	}()
+	<-connecting
+	e.done(e.detach(zoneA, "neg-a", ep("node-1", web.ip, web.port)))
+	if h := e.srv.Health("bs"); len(h) != 1 || h[0].State != computesim.StateDraining {
+		t.Fatalf("after detach: %+v, want the endpoint DRAINING", h)
+	}
+	close(release)
+	if who := <-got; who != web.ip {
+		t.Fatalf("a connection being made when its endpoint was detached reached %q, want %s (draining)", who, web.ip)
 	}
 }

@@ -44,14 +44,16 @@ type target struct {
 	firstHealthy time.Time
 	lastChange   time.Time
 	drainUntil   time.Time
+	detachedAt   time.Time
 	retired      bool // detached: no probes, no new connections
 	conns        map[*proxyConn]struct{}
 	served       int64
 }
 
-func (t *target) closeConnsLocked() int {
+func (t *target) closeConnsLocked(reason string) int {
 	n := len(t.conns)
 	for pc := range t.conns {
+		endConnLocked(pc.rec, t, reason)
 		pc.close()
 	}
 	clear(t.conns)
@@ -101,10 +103,15 @@ func (s *Server) syncTargetsLocked() {
 			conns: map[*proxyConn]struct{}{},
 		}
 		s.targets[key] = t
-		// First probe at a random point of the first interval, so that a
-		// batch of new endpoints does not probe in lockstep.
+		// First probe once the endpoint is programmed, at a random point
+		// of the first interval, so that a batch of new endpoints does not
+		// probe in lockstep.
 		interval, _ := s.probeTimingLocked(t)
-		s.sched.schedule(t, now.Add(time.Duration(rand.Int64N(int64(interval)/2+1))))
+		first := w.ep.attachedAt.Add(s.opts.ProgrammingDelay)
+		if first.Before(now) {
+			first = now
+		}
+		s.sched.schedule(t, first.Add(time.Duration(rand.Int64N(int64(interval)/2+1))))
 	}
 }
 
@@ -113,6 +120,7 @@ func (s *Server) syncTargetsLocked() {
 // draining timeout; otherwise it closes them now.
 func (s *Server) retireTargetLocked(t *target) {
 	t.retired = true
+	t.detachedAt = time.Now()
 	var drain time.Duration
 	if bs := s.backendServices[t.bsPath]; bs != nil {
 		if sec := bs.pb.GetConnectionDraining().GetDrainingTimeoutSec(); sec > 0 {
@@ -123,11 +131,11 @@ func (s *Server) retireTargetLocked(t *target) {
 		}
 	}
 	if drain <= 0 || s.closing {
-		t.closeConnsLocked()
+		t.closeConnsLocked(ConnDetached)
 		return
 	}
 	t.state = StateDraining
-	t.lastChange = time.Now()
+	t.lastChange = t.detachedAt
 	t.drainUntil = t.lastChange.Add(drain)
 	s.draining[t] = struct{}{}
 	time.AfterFunc(drain, func() {
@@ -137,7 +145,7 @@ func (s *Server) retireTargetLocked(t *target) {
 			return
 		}
 		delete(s.draining, t)
-		n := t.closeConnsLocked()
+		n := t.closeConnsLocked(ConnDrained)
 		s.stats.proxyAdd(func(p *ProxyStats) { p.Drained += int64(n) })
 	})
 }

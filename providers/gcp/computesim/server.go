@@ -31,6 +31,11 @@ type Options struct {
 	// effect and reports DONE. 0 applies mutations within the call.
 	OperationDelay time.Duration
 
+	// ProgrammingDelay is how long a newly attached endpoint takes to be
+	// programmed into the load balancer: until then it is not health
+	// checked, so it reports no health and gets no traffic. Google does
+	// not document this latency; users see tens of seconds.
+	ProgrammingDelay time.Duration
 	// HealthCheckInterval and HealthCheckTimeout, when non-zero, replace
 	// every health check's checkIntervalSec / timeoutSec for probing (the
 	// API keeps reporting the configured values), so tests run at ms scale.
@@ -80,6 +85,9 @@ type Options struct {
 	TargetAddr func(addr string) string
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
+	// ConnectionHistory is how many of the latest connections through
+	// forwarding rules Connection can explain; 0 keeps none.
+	ConnectionHistory int
 }
 
 // Server is a running emulator.
@@ -101,6 +109,7 @@ type Server struct {
 	draining        map[*target]struct{}
 	rr              map[string]uint64
 	closing         bool
+	conns           connLog
 
 	faults faultState
 	stats  statsState
@@ -150,6 +159,7 @@ func Start(opts Options) (*Server, error) {
 		draining:        map[*target]struct{}{},
 		rr:              map[string]uint64{},
 		closeCh:         make(chan struct{}),
+		conns:           connLog{max: opts.ConnectionHistory},
 	}
 	s.faults.init(opts)
 	s.stats.init()
@@ -189,10 +199,10 @@ func (s *Server) Close() error {
 		lns = append(lns, fr)
 	}
 	for _, t := range s.targets {
-		t.closeConnsLocked()
+		t.closeConnsLocked(ConnServerClosing)
 	}
 	for t := range s.draining {
-		t.closeConnsLocked()
+		t.closeConnsLocked(ConnServerClosing)
 	}
 	s.mu.Unlock()
 	for _, fr := range lns {

@@ -110,6 +110,7 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	}
 	if gated.Failed != 0 {
 		t.Errorf("gated rollout failed %d requests: %v", gated.Failed, gated.Errors)
+		explainFailures(t, gated)
 	}
 	if plain.Failed == 0 {
 		t.Errorf("the ungated rollout failed no request (%d ok): the test cannot tell the gate's effect", plain.OK)

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/providers"
 	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/providers/gcp/computesim"
@@ -271,4 +272,27 @@ func callDelta(before, after computesim.Stats, method string) computesim.MethodS
 	return computesim.MethodStats{Calls: a.Calls - b.Calls, Errors: a.Errors - b.Errors, RateLimited: a.RateLimited - b.RateLimited,
 		Operations: a.Operations - b.Operations, OperationsFailed: a.OperationsFailed - b.OperationsFailed,
 		Endpoints: a.Endpoints - b.Endpoints, MaxEndpointsCall: a.MaxEndpointsCall}
+}
+
+// explainFailures logs, for each failed request kept in r, what the
+// emulator did with its connection and the timelines of the pods behind
+// the endpoints it tried: enough to tell a late detach from a pod that
+// stopped too early or an emulator that dropped the connection.
+func explainFailures(t *testing.T, r loadgen.Result) {
+	t.Helper()
+	for _, f := range r.Failures {
+		t.Logf("failed at %s from %s: %s", f.At.Format("15:04:05.000"), f.Local, f.Err)
+		rec, ok := sim.Connection(f.Local)
+		if !ok {
+			t.Logf("  the emulator has no record of this connection")
+			continue
+		}
+		t.Logf("  emulator: %s", rec)
+		for _, ep := range rec.Tried {
+			ip, _, _ := strings.Cut(ep, ":")
+			for _, l := range kube.Sim.PodLives(ip) {
+				t.Logf("  %s", l)
+			}
+		}
+	}
 }

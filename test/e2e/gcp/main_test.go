@@ -34,10 +34,12 @@ var (
 
 // Emulated timing. Probes run every 300 ms whatever the health checks say;
 // connection draining lasts a second. GCE's programming latency (tens of
-// seconds before a new endpoint gets traffic) is played by the health
-// checks' healthyThreshold: at 10 consecutive passes a new endpoint stays
-// UNKNOWN for about 3 s, which a rollout without the gate outruns.
+// seconds before a new endpoint gets traffic) is played by a programming
+// delay of 3 s before a new endpoint is first checked, plus the health
+// checks' healthyThreshold (at 10 consecutive passes another 3 s): a
+// rollout without the gate outruns that.
 const (
+	programmingDelay    = 3 * time.Second
 	checkInterval       = 300 * time.Millisecond
 	operationDelay      = 100 * time.Millisecond
 	drainTimeout        = time.Second
@@ -74,10 +76,13 @@ func setup(c *cluster.Cluster) error {
 	sim, err = computesim.Start(computesim.Options{
 		Project:             project,
 		OperationDelay:      operationDelay,
+		ProgrammingDelay:    programmingDelay,
 		HealthCheckInterval: checkInterval,
 		HealthCheckTimeout:  200 * time.Millisecond,
 		DrainingTimeout:     drainTimeout,
 		TargetAddr:          cluster.LoopbackAddr,
+		// Enough to explain any failed request of a rollout.
+		ConnectionHistory: 20000,
 	})
 	if err != nil {
 		return fmt.Errorf("computesim: %w", err)

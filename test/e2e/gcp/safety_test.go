@@ -44,7 +44,7 @@ func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
 		k8s.Annotate(t, ns, "typo", gcpKey, b.value)
 		e2eutil.Eventually(t, 30*time.Second, b.name+": status and Warning say the last good binding stays", func() error {
 			s := k8s.StatusJSON(t, ns, "typo")
-			if !strings.Contains(s, b.want) || !strings.Contains(s, "last good binding of port 80 stays in force") {
+			if !strings.Contains(s, strings.ReplaceAll(b.want, `"`, `\"`)) || !strings.Contains(s, "last good binding of port 80 stays in force") {
 				return fmt.Errorf("status %s", s)
 			}
 			if ws := k8s.Warnings(t, ns, "typo", "stays in force"); len(ws) == 0 {

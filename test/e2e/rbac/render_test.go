@@ -44,7 +44,8 @@ type variant struct {
 	// saAnnotation is the cloud identity annotation the service account
 	// must carry ("" for none).
 	saAnnotation string
-	// monitored variants include the ServiceMonitor component.
+	// monitored variants include the ServiceMonitor, alerts and
+	// dashboards components.
 	monitored bool
 }
 
@@ -56,11 +57,11 @@ var variants = []variant{
 	{name: "base", dir: fixed("base")},
 	{name: "aws", dir: fixed("overlays/aws"), args: []string{"--providers=aws", "--aws-region=", "--aws-vpc-id="}, saAnnotation: "eks.amazonaws.com/role-arn"},
 	{name: "gcp", dir: fixed("overlays/gcp"), args: []string{"--providers=gcp", "--gcp-project=", "--gcp-network="}, saAnnotation: "iam.gke.io/gcp-service-account"},
-	{name: "aws-servicemonitor", dir: monitoredOverlay, args: []string{"--providers=aws"}, saAnnotation: "eks.amazonaws.com/role-arn", monitored: true},
+	{name: "aws-monitoring", dir: monitoredOverlay, args: []string{"--providers=aws"}, saAnnotation: "eks.amazonaws.com/role-arn", monitored: true},
 }
 
 // monitoredOverlay writes the overlay the guide tells users to write to
-// add the ServiceMonitor component to a cloud overlay.
+// add the monitoring components to a cloud overlay.
 func monitoredOverlay(t testing.TB) string {
 	t.Helper()
 	abs, err := filepath.Abs(manifestsDir)
@@ -79,7 +80,10 @@ resources:
   - %s
 components:
   - %s
-`, filepath.Join(rel, "overlays/aws"), filepath.Join(rel, "components/servicemonitor"))
+  - %s
+  - %s
+`, filepath.Join(rel, "overlays/aws"), filepath.Join(rel, "components/servicemonitor"),
+		filepath.Join(rel, "components/alerts"), filepath.Join(rel, "components/dashboards"))
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +148,7 @@ func TestRender(t *testing.T) {
 			objs := render(t, v.dir(t))
 			want := []string{"ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
 			if v.monitored {
-				want = append(want, "ServiceMonitor")
+				want = append(want, "ServiceMonitor", "PrometheusRule", "ConfigMap")
 				slices.Sort(want)
 			}
 			var kinds []string
@@ -288,7 +292,8 @@ func controllerBinary(t *testing.T) string {
 func TestServerSideDryRun(t *testing.T) {
 	cluster.Require(t)
 	ctx := context.Background()
-	installServiceMonitorCRD(t)
+	installMonitoringCRD(t, "servicemonitors", "ServiceMonitor")
+	installMonitoringCRD(t, "prometheusrules", "PrometheusRule")
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			objs := render(t, v.dir(t))
@@ -320,21 +325,22 @@ func apply(t testing.TB, o *unstructured.Unstructured) {
 	}
 }
 
-// installServiceMonitorCRD registers a ServiceMonitor kind, as the
-// Prometheus Operator does, so the component's object can be applied. Its
-// schema accepts any spec: this proves the object is well-formed and
-// namespaced as the operator expects, not the operator's validation.
-func installServiceMonitorCRD(t *testing.T) {
+// installMonitoringCRD registers a Prometheus Operator kind (plural and
+// kind, group monitoring.coreos.com), as the operator does, so the
+// components' objects can be applied. Its schema accepts any spec: this
+// proves the object is well-formed and namespaced as the operator
+// expects, not the operator's validation.
+func installMonitoringCRD(t *testing.T, plural, kind string) {
 	t.Helper()
 	ctx := context.Background()
-	const name = "servicemonitors.monitoring.coreos.com"
+	name := plural + ".monitoring.coreos.com"
 	crd := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1",
 		"kind":       "CustomResourceDefinition",
 		"metadata":   map[string]any{"name": name},
 		"spec": map[string]any{
 			"group": "monitoring.coreos.com",
-			"names": map[string]any{"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor", "listKind": "ServiceMonitorList"},
+			"names": map[string]any{"plural": plural, "singular": strings.ToLower(kind), "kind": kind, "listKind": kind + "List"},
 			"scope": "Namespaced",
 			"versions": []any{map[string]any{
 				"name": "v1", "served": true, "storage": true,
@@ -350,7 +356,7 @@ func installServiceMonitorCRD(t *testing.T) {
 	if err := kube.CRClient.Create(ctx, crd); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("create CRD: %v", err)
 	}
-	e2eutil.Eventually(t, 60*time.Second, "ServiceMonitor CRD established", func() error {
+	e2eutil.Eventually(t, 60*time.Second, kind+" CRD established", func() error {
 		got := &unstructured.Unstructured{}
 		got.SetAPIVersion("apiextensions.k8s.io/v1")
 		got.SetKind("CustomResourceDefinition")
@@ -367,10 +373,10 @@ func installServiceMonitorCRD(t *testing.T) {
 	})
 	// The client's REST mapper learns the new kind lazily; wait until a
 	// list through it works.
-	e2eutil.Eventually(t, 60*time.Second, "ServiceMonitor served", func() error {
+	e2eutil.Eventually(t, 60*time.Second, kind+" served", func() error {
 		l := &unstructured.UnstructuredList{}
 		l.SetAPIVersion("monitoring.coreos.com/v1")
-		l.SetKind("ServiceMonitorList")
+		l.SetKind(kind + "List")
 		return kube.CRClient.List(ctx, l, client.InNamespace(installNamespace))
 	})
 }

@@ -1,0 +1,89 @@
+package readiness
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/podlb/podlb/providers"
+	"github.com/podlb/podlb/targets"
+)
+
+func gatedWebPod() *corev1.Pod {
+	p := webPod.DeepCopy()
+	p.Spec.NodeName = "node-1"
+	p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: targets.GateConditionType}}
+	return p
+}
+
+func annotatedService(name string, annotations map[string]string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Annotations: annotations},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}},
+	}
+}
+
+func gateAfter(t *testing.T, r *GateReconciler) (*corev1.PodCondition, reconcile.Result) {
+	t.Helper()
+	res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "web-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p corev1.Pod
+	if err := r.Client.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: "web-1"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	return targets.PodCondition(&p, targets.GateConditionType), res
+}
+
+// While an annotated Service that selects the pod is not yet in the
+// registry (podlb just started, or the Service was just created), the gate
+// is left alone, however healthy the pod is in the Services already known.
+func TestGateWaitsForEveryAnnotatedServiceSelectingThePod(t *testing.T) {
+	reg := registry(providers.ReadyWhenHealthy, 80) // Service "web", known and healthy
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	c := fake.NewClientBuilder().WithObjects(gatedWebPod(),
+		annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"}),
+		annotatedService("other", map[string]string{"podlb.io/aws-target-groups": "{}"})).
+		WithStatusSubresource(&corev1.Pod{}).Build()
+	r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"}}
+	g, res := gateAfter(t, r)
+	if g != nil || res.RequeueAfter == 0 {
+		t.Fatalf("gate written (%+v) or not looked at again (%v) while Service other is unknown", g, res)
+	}
+	// Once the other Service is known and healthy too, the gate opens.
+	reg.SetService(&targets.ServiceEntry{Name: types.NamespacedName{Namespace: "ns", Name: "other"},
+		Selector: labels.SelectorFromSet(labels.Set{"app": "web"})}, []*providers.Binding{{Key: key("other", 80), Mode: providers.ReadyWhenHealthy, Spec: spec("g")}})
+	observe(reg, key("other", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	if g, _ := gateAfter(t, r); g == nil || g.Status != corev1.ConditionTrue {
+		t.Fatalf("gate %+v once every selecting Service is known and healthy", g)
+	}
+}
+
+// A Service that binds the pod only on a cloud this controller does not
+// serve holds the gate, unless the controller is told another one serves
+// it.
+func TestGateHeldForAnUnservedCloud(t *testing.T) {
+	for _, ignore := range []bool{false, true} {
+		reg := targets.NewRegistry()
+		c := fake.NewClientBuilder().WithObjects(gatedWebPod(), annotatedService("elsewhere", map[string]string{"podlb.io/gcp-negs": "{}"})).
+			WithStatusSubresource(&corev1.Pod{}).Build()
+		r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"}, IgnoreUnservedClouds: ignore}
+		g, _ := gateAfter(t, r)
+		switch {
+		case g == nil:
+			t.Errorf("ignore=%v: no gate written", ignore)
+		case !ignore && (g.Status != corev1.ConditionFalse || g.Reason != ReasonCloudNotServed):
+			t.Errorf("gate %s %s %q, want False %s", g.Status, g.Reason, g.Message, ReasonCloudNotServed)
+		case ignore && (g.Status != corev1.ConditionTrue || g.Reason != ReasonNotSelected):
+			t.Errorf("with --gate-ignores-unserved-clouds: gate %s %s, want True %s", g.Status, g.Reason, ReasonNotSelected)
+		}
+	}
+}

@@ -1,0 +1,61 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A client that keeps sending requests while a backend shuts down gets
+// answers and then "connection refused". It never gets EOF (a connection
+// accepted and closed unanswered); a reset is only possible for a dial
+// that began before the backend stopped listening (the kernel completed
+// the handshake, the stop reset it), never for a later one.
+func TestBackendShutdownAnswersThenRefuses(t *testing.T) {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for round := range 40 {
+		b, err := listenBackend("web", "127.0.0.1", []int32{0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.ready.Store(true)
+		url := "http://" + b.listeners[0].Addr().String() + "/"
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for range 2 {
+			wg.Go(func() {
+				for {
+					dialed := time.Now()
+					resp, err := client.Get(url)
+					switch {
+					case errors.Is(err, syscall.ECONNRESET) && dialed.Before(b.stoppedAt()):
+						continue // raced the stop
+					case err != nil:
+						errs <- err
+						return
+					}
+					body, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != http.StatusOK || string(body) != "web" {
+						errs <- fmt.Errorf("%s %q %v", resp.Status, body, err)
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(5 * time.Millisecond)
+		b.shutdown(time.Now().Add(5 * time.Second))
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("round %d: want answers, then connection refused; got %v", round, err)
+			}
+		}
+	}
+}
