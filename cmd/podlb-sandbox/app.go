@@ -12,9 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
-	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
 const (
@@ -45,20 +45,20 @@ type loadBalancer struct {
 	cloud string
 	// group is the target group ARN (aws) or backend service name (gcp).
 	group string
-	// name of the NLB (aws) or forwarding rule (gcp).
+	// name of the NLB (aws) or TCP proxy load balancer (gcp).
 	name string
 	addr string
-	load *e2eutil.Load
+	load *loadgen.Load
 	// final is the traffic result once the load stopped.
-	final *e2eutil.LoadResult
+	final *loadgen.Result
 }
 
-func (lb *loadBalancer) result() e2eutil.LoadResult {
+func (lb *loadBalancer) result() loadgen.Result {
 	if lb.final != nil {
 		return *lb.final
 	}
 	if lb.load == nil {
-		return e2eutil.LoadResult{}
+		return loadgen.Result{}
 	}
 	return lb.load.Snapshot()
 }
@@ -217,7 +217,7 @@ func (a *app) observe(ctx context.Context, c *cluster.Cluster, cl *clouds) (appV
 		} else {
 			v.New++
 		}
-		if g := e2eutil.GateOf(p); g != nil && g.Status == corev1.ConditionTrue {
+		if g := targets.PodCondition(p, targets.GateConditionType); g != nil && g.Status == corev1.ConditionTrue {
 			v.GateTrue++
 		}
 		if p.Status.PodIP != "" {

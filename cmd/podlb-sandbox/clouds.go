@@ -6,19 +6,13 @@ import (
 	"sort"
 	"time"
 
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/api/option"
-	"google.golang.org/protobuf/proto"
-
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/providers/gcp/computesim"
 	"github.com/podlb/podlb/test/cluster"
-	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
 const (
-	awsRegion = "us-east-1"
 	// sandboxVPC holds every pod address of any local cluster (10.X.0.0/16),
 	// so ip targets validate as they would in a VPC-native cluster.
 	sandboxVPC  = "vpc-0sandbox0000001"
@@ -50,17 +44,14 @@ type clouds struct {
 	aws *elbv2sim.Server
 	gcp *computesim.Server
 
-	gcpProject      string
-	healthChecks    *compute.HealthChecksClient
-	backendServices *compute.BackendServicesClient
-	tcpProxies      *compute.TargetTcpProxiesClient
-	forwardingRules *compute.GlobalForwardingRulesClient
+	// gcpClients is set when gcp is enabled.
+	gcpClients *emuclient.GCPClients
 }
 
 // startClouds starts the emulators of the enabled clouds. Pod addresses
 // are mapped to the loopback addresses that really serve them.
 func startClouds(ctx context.Context, c *cluster.Cluster, enabled map[string]bool, t timing) (_ *clouds, err error) {
-	cl := &clouds{gcpProject: c.GCEProject}
+	cl := &clouds{}
 	defer func() {
 		if err != nil {
 			cl.close()
@@ -68,7 +59,7 @@ func startClouds(ctx context.Context, c *cluster.Cluster, enabled map[string]boo
 	}()
 	if enabled["aws"] {
 		cl.aws, err = elbv2sim.Start(elbv2sim.Options{
-			Region:              awsRegion,
+			Region:              emuclient.AWSRegion,
 			VPCs:                []elbv2sim.VPC{{ID: sandboxVPC, CIDRs: []string{sandboxCIDR}}},
 			RegistrationDelay:   t.registrationDelay,
 			HealthCheckInterval: t.healthCheckInterval,
@@ -101,17 +92,7 @@ func startClouds(ctx context.Context, c *cluster.Cluster, enabled map[string]boo
 				return nil, fmt.Errorf("gcp emulator: instance %s: %w", n.VMName, err)
 			}
 		}
-		opts := []option.ClientOption{option.WithEndpoint(cl.gcp.URL()), option.WithoutAuthentication()}
-		if cl.healthChecks, err = compute.NewHealthChecksRESTClient(ctx, opts...); err != nil {
-			return nil, err
-		}
-		if cl.backendServices, err = compute.NewBackendServicesRESTClient(ctx, opts...); err != nil {
-			return nil, err
-		}
-		if cl.tcpProxies, err = compute.NewTargetTcpProxiesRESTClient(ctx, opts...); err != nil {
-			return nil, err
-		}
-		if cl.forwardingRules, err = compute.NewGlobalForwardingRulesRESTClient(ctx, opts...); err != nil {
+		if cl.gcpClients, err = emuclient.NewGCPClients(ctx, cl.gcp, c.GCEProject); err != nil {
 			return nil, err
 		}
 	}
@@ -119,9 +100,8 @@ func startClouds(ctx context.Context, c *cluster.Cluster, enabled map[string]boo
 }
 
 func (cl *clouds) close() {
-	// Only the GCP clients exist when GCP is enabled, and then all of them.
-	if cl.forwardingRules != nil {
-		_, _, _, _ = cl.healthChecks.Close(), cl.backendServices.Close(), cl.tcpProxies.Close(), cl.forwardingRules.Close()
+	if cl.gcpClients != nil {
+		cl.gcpClients.Close()
 	}
 	if cl.aws != nil {
 		cl.aws.Close()
@@ -135,7 +115,7 @@ func (cl *clouds) close() {
 // front of a target group and returns the load balancer's ARN and the
 // listener's address.
 func (cl *clouds) awsLoadBalancer(ctx context.Context, name, targetGroupARN string) (string, string, error) {
-	return e2eutil.NLB(ctx, cl.aws, name, targetGroupARN)
+	return emuclient.NLB(ctx, cl.aws, name, targetGroupARN)
 }
 
 // gcpLoadBalancer creates a TCP proxy load balancer without backends: a
@@ -143,50 +123,11 @@ func (cl *clouds) awsLoadBalancer(ctx context.Context, name, targetGroupARN stri
 // TCP proxy and a global forwarding rule. podlb adds the NEGs as backends.
 // It returns the forwarding rule's address.
 func (cl *clouds) gcpLoadBalancer(ctx context.Context, name string, drain time.Duration) (string, error) {
-	p := cl.gcpProject
-	hc := name + "-hc"
-	steps := []func() (*compute.Operation, error){
-		func() (*compute.Operation, error) {
-			return cl.healthChecks.Insert(ctx, &computepb.InsertHealthCheckRequest{Project: p, HealthCheckResource: &computepb.HealthCheck{
-				Name: proto.String(hc), Type: proto.String("TCP"),
-				CheckIntervalSec: proto.Int32(5), TimeoutSec: proto.Int32(5),
-				HealthyThreshold: proto.Int32(2), UnhealthyThreshold: proto.Int32(2),
-				TcpHealthCheck: &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")},
-			}})
-		},
-		func() (*compute.Operation, error) {
-			return cl.backendServices.Insert(ctx, &computepb.InsertBackendServiceRequest{Project: p, BackendServiceResource: &computepb.BackendService{
-				Name: proto.String(name), Protocol: proto.String("TCP"), LoadBalancingScheme: proto.String("EXTERNAL_MANAGED"),
-				HealthChecks:       []string{"global/healthChecks/" + hc},
-				ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(int32(max(drain/time.Second, 1)))},
-			}})
-		},
-		func() (*compute.Operation, error) {
-			return cl.tcpProxies.Insert(ctx, &computepb.InsertTargetTcpProxyRequest{Project: p, TargetTcpProxyResource: &computepb.TargetTcpProxy{
-				Name: proto.String(name + "-proxy"), Service: proto.String("global/backendServices/" + name),
-			}})
-		},
-		func() (*compute.Operation, error) {
-			return cl.forwardingRules.Insert(ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: p, ForwardingRuleResource: &computepb.ForwardingRule{
-				Name: proto.String(name), Target: proto.String("global/targetTcpProxies/" + name + "-proxy"),
-				PortRange: proto.String("80"), LoadBalancingScheme: proto.String("EXTERNAL_MANAGED"),
-			}})
-		},
+	err := cl.gcpClients.CreateTCPBackendService(ctx, emuclient.TCPBackend{Name: name, DrainingTimeoutSec: int32(max(drain/time.Second, 1))})
+	if err != nil {
+		return "", err
 	}
-	for _, step := range steps {
-		op, err := step()
-		if err == nil {
-			err = op.Wait(ctx)
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	addr := cl.gcp.ForwardingRuleAddr(name)
-	if addr == "" {
-		return "", fmt.Errorf("forwarding rule %s has no address", name)
-	}
-	return addr, nil
+	return cl.gcpClients.CreateTCPProxyFrontend(ctx, cl.gcp, name, name)
 }
 
 // groupCounts is what a load balancer knows of an app's pods.

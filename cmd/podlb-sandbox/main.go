@@ -28,9 +28,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podlb/podlb/internal/childproc"
+	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/internal/version"
 	"github.com/podlb/podlb/test/cluster"
-	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
 const (
@@ -129,6 +130,9 @@ type sandbox struct {
 	enabled map[string]bool
 	began   time.Time
 
+	// binDir holds this binary and its siblings (podlb-controller,
+	// kubectl-podlb).
+	binDir     string
 	cluster    *cluster.Cluster
 	clouds     *clouds
 	controller *childproc.Process
@@ -150,8 +154,8 @@ func (s *sandbox) demo(ctx context.Context) (*report, error) {
 	t := s.cfg.timing
 	fmt.Printf("podlb-sandbox %s: clouds %s, %d replicas; emulated clouds: NLB registration / NEG programming %v, then health checks every %v\n",
 		version.Version, strings.Join(s.cfg.clouds, ","), s.cfg.replicas, t.registrationDelay, t.healthCheckInterval)
-	controllerBinary, err := siblingBinaries()
-	if err != nil {
+	var err error
+	if s.binDir, err = siblingBinaries(); err != nil {
 		return nil, err
 	}
 
@@ -176,7 +180,7 @@ func (s *sandbox) demo(ctx context.Context) (*report, error) {
 		s.step("%s emulator: %s", c, s.clouds.endpoints()[c])
 	}
 
-	if err := s.startController(ctx, controllerBinary); err != nil {
+	if err := s.startController(ctx, filepath.Join(s.binDir, "podlb-controller")); err != nil {
 		return nil, err
 	}
 	s.step("podlb-controller running (pid %d, log %s)", s.controller.Pid(), s.controller.LogPath)
@@ -205,10 +209,10 @@ func (s *sandbox) demo(ctx context.Context) (*report, error) {
 	return rep, nil
 }
 
-// siblingBinaries finds podlb-controller next to this binary (make build
-// puts them together) and, unless the environment names them, the
-// control-plane binaries in bin/k8s beside it, so the sandbox runs from any
-// working directory.
+// siblingBinaries returns the directory of this binary after checking that
+// podlb-controller is in it too (make build puts them together) and,
+// unless the environment names them, points to the control-plane binaries
+// in bin/k8s beside it, so the sandbox runs from any working directory.
 func siblingBinaries() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -227,7 +231,7 @@ func siblingBinaries() (string, error) {
 			_ = os.Setenv(cluster.BinaryEnv, filepath.Join(dir, "k8s"))
 		}
 	}
-	return controller, nil
+	return dir, nil
 }
 
 // startController runs podlb-controller as its own process with the flags
@@ -252,8 +256,9 @@ func (s *sandbox) startController(ctx context.Context, binary string) error {
 		"--providers=" + strings.Join(s.cfg.clouds, ","),
 		"--kubeconfig=" + s.cluster.Kubeconfig,
 		"--namespace=" + controllerNamespace,
-		// One replica: nothing to elect, and no lease wait at start-up.
-		"--leader-elect=false",
+		// Leader election as installed: the only replica takes the fresh
+		// lease at once, and `kubectl podlb check` finds it leading.
+		"--leader-elect=true",
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(metricsPort),
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(probePort),
 		// Pending targets are polled this often; with emulated seconds
@@ -264,7 +269,7 @@ func (s *sandbox) startController(ctx context.Context, binary string) error {
 	var env []string
 	if s.enabled["aws"] {
 		url := s.clouds.aws.URL()
-		args = append(args, "--aws-region="+awsRegion, "--aws-vpc-id="+sandboxVPC,
+		args = append(args, "--aws-region="+emuclient.AWSRegion, "--aws-vpc-id="+sandboxVPC,
 			"--aws-endpoint-elbv2="+url, "--aws-endpoint-ec2="+url)
 		// The standard credential chain takes these first; the emulator
 		// accepts any. No instance metadata lookups leave the machine.
@@ -432,7 +437,7 @@ func (s *sandbox) rollout(ctx context.Context) (*report, error) {
 	for _, a := range s.apps {
 		for _, c := range sortedKeys(a.lbs) {
 			lb := a.lbs[c]
-			lb.load = e2eutil.StartLoad(lb.addr, loadWorkers, loadInterval)
+			lb.load = loadgen.Start(lb.addr, loadWorkers, loadInterval)
 		}
 	}
 	defer s.stopLoads()
@@ -545,6 +550,13 @@ func (s *sandbox) printKeep() {
 		fmt.Printf("  curl %s/_sim/health\n", s.clouds.gcp.URL())
 	}
 	fmt.Printf("  kubectl get events --field-selector involvedObject.kind=Service\n")
+	if _, err := os.Stat(filepath.Join(s.binDir, "kubectl-podlb")); err == nil {
+		fmt.Printf("\nkubectl podlb, the plugin beside this binary:\n")
+		fmt.Printf("  export PATH=%s:$PATH\n", s.binDir)
+		fmt.Printf("  kubectl podlb status svc/gated\n")
+		fmt.Printf("  kubectl podlb explain pod/$(kubectl get pods -l app=gated -o jsonpath='{.items[0].metadata.name}')\n")
+		fmt.Printf("  kubectl podlb check    # names the ungated app's pods: they lack the gate\n")
+	}
 }
 
 // teardown stops everything in reverse order of start; every step is safe

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
 	"github.com/podlb/podlb/internal/childproc"
+	"github.com/podlb/podlb/internal/kubectlplugin"
 )
 
 // TestSandbox runs the real sandbox binary in a short configuration with
@@ -87,6 +92,7 @@ func TestSandbox(t *testing.T) {
 	if pid := rep.Processes["podlb-controller"]; pid == 0 || !childproc.Alive(pid) {
 		t.Errorf("podlb-controller (pid %d) is not running under --keep", pid)
 	}
+	checkPlugin(t, filepath.Join(rep.ClusterDir, "kubeconfig"), output())
 
 	// Ctrl-C: the sandbox tears everything down and exits cleanly.
 	interrupted := time.Now()
@@ -110,6 +116,29 @@ func TestSandbox(t *testing.T) {
 	}
 	if _, err := os.Stat(rep.ClusterDir); !os.IsNotExist(err) {
 		t.Errorf("the cluster directory %s was not removed (%v)", rep.ClusterDir, err)
+	}
+}
+
+// checkPlugin follows the --keep hints: kubectl podlb check finds the
+// controller leading and names the ungated app's pods, which lack the gate.
+func checkPlugin(t *testing.T, kubeconfig, sandboxOutput string) {
+	t.Helper()
+	if !strings.Contains(sandboxOutput, "kubectl podlb check") {
+		t.Errorf("the --keep hints do not mention kubectl podlb")
+	}
+	var out bytes.Buffer
+	err := kubectlplugin.Run(context.Background(), []string{"--kubeconfig", kubeconfig, "-n", namespace, "check"},
+		genericiooptions.IOStreams{Out: &out, ErrOut: &out})
+	t.Logf("kubectl podlb check:\n%s", out.String())
+	var failed kubectlplugin.ChecksFailed
+	if !errors.As(err, &failed) {
+		t.Errorf("check of the sandbox: %v, want the ungated app's pods found", err)
+	}
+	squeezed := strings.Join(strings.Fields(out.String()), " ")
+	for _, want := range []string{"ok controller", "service default/ungated", "pods lack readinessGates", "3 of 3 pods list readinessGates"} {
+		if !strings.Contains(squeezed, want) {
+			t.Errorf("check output lacks %q", want)
+		}
 	}
 }
 
@@ -154,8 +183,8 @@ func checkReport(t *testing.T, rep *report) {
 }
 
 // sandboxBinary returns bin/podlb-sandbox of this repository, which `make
-// test` builds first, or builds it (with the controller beside it) when
-// it is missing.
+// test` builds first, or builds it (with the controller and the plugin
+// beside it) when one of them is missing.
 func sandboxBinary(t *testing.T) string {
 	t.Helper()
 	root, err := repoRoot()
@@ -163,12 +192,12 @@ func sandboxBinary(t *testing.T) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(root, "bin")
-	sandbox, controller := filepath.Join(bin, "podlb-sandbox"), filepath.Join(bin, "podlb-controller")
-	if isFile(sandbox) && isFile(controller) {
+	sandbox, controller, plugin := filepath.Join(bin, "podlb-sandbox"), filepath.Join(bin, "podlb-controller"), filepath.Join(bin, "kubectl-podlb")
+	if isFile(sandbox) && isFile(controller) && isFile(plugin) {
 		return sandbox
 	}
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/podlb-sandbox", "./cmd/podlb-controller")
+	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/podlb-sandbox", "./cmd/podlb-controller", "./cmd/kubectl-podlb")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -7,18 +7,13 @@ import (
 	"sync"
 	"time"
 
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
-	"google.golang.org/api/option"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/providers/gcp/computesim"
 	"github.com/podlb/podlb/test/cluster"
-	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
 // cloudTiming is the emulated cloud's behaviour in one scenario.
@@ -176,21 +171,17 @@ func (a *awsCloud) controllerArgs() ([]string, []string) {
 }
 
 func (a *awsCloud) createGroups(ctx context.Context, services []string) (map[string]map[string]string, error) {
-	client := e2eutil.ELBv2Client(a.sim)
 	out := map[string]map[string]string{}
 	var mu sync.Mutex
 	err := parallel(services, 16, func(svc string) error {
-		tg, err := client.CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{
-			Name: aws.String(svc), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(8080),
-			VpcId: aws.String(elbv2sim.DefaultVPCID), TargetType: elbtypes.TargetTypeEnumIp,
-			HealthCheckIntervalSeconds: aws.Int32(5), HealthyThresholdCount: aws.Int32(healthyThreshold), UnhealthyThresholdCount: aws.Int32(2),
+		arn, err := emuclient.TargetGroup(ctx, a.sim, svc, func(in *elbv2.CreateTargetGroupInput) {
+			in.HealthyThresholdCount = aws.Int32(healthyThreshold)
 		})
 		if err != nil {
-			return fmt.Errorf("target group %s: %w", svc, err)
+			return err
 		}
-		arn := aws.ToString(tg.TargetGroups[0].TargetGroupArn)
 		// A listener makes the group serve, so targets are health checked.
-		if _, _, err := e2eutil.NLB(ctx, a.sim, svc, arn); err != nil {
+		if _, _, err := emuclient.NLB(ctx, a.sim, svc, arn); err != nil {
 			return fmt.Errorf("NLB %s: %w", svc, err)
 		}
 		mu.Lock()
@@ -247,8 +238,7 @@ type gcpCloud struct {
 	timing     cloudTiming
 	readQuota  int
 	writeQuota int
-	hcs        *compute.HealthChecksClient
-	bss        *compute.BackendServicesClient
+	clients    *emuclient.GCPClients
 }
 
 func newGCPCloud(ctx context.Context, c *cluster.Cluster, t cloudTiming, readQuota, writeQuota int) (*gcpCloud, error) {
@@ -271,11 +261,7 @@ func newGCPCloud(ctx context.Context, c *cluster.Cluster, t cloudTiming, readQuo
 			return nil, err
 		}
 	}
-	co := []option.ClientOption{option.WithEndpoint(sim.URL()), option.WithoutAuthentication()}
-	if g.hcs, err = compute.NewHealthChecksRESTClient(ctx, co...); err == nil {
-		g.bss, err = compute.NewBackendServicesRESTClient(ctx, co...)
-	}
-	if err != nil {
+	if g.clients, err = emuclient.NewGCPClients(ctx, sim, c.GCEProject); err != nil {
 		g.close()
 		return nil, err
 	}
@@ -297,11 +283,8 @@ func (g *gcpCloud) throttleNote() string {
 }
 
 func (g *gcpCloud) close() {
-	if g.hcs != nil {
-		_ = g.hcs.Close()
-	}
-	if g.bss != nil {
-		_ = g.bss.Close()
+	if g.clients != nil {
+		g.clients.Close()
 	}
 	_ = g.sim.Close()
 }
@@ -310,33 +293,13 @@ func (g *gcpCloud) controllerArgs() ([]string, []string) {
 	return []string{"--providers=gcp", "--gcp-project=" + g.project, "--gcp-endpoint=" + g.sim.URL()}, nil
 }
 
-// waitOp polls an operation often: op.Wait would back off a whole second.
-func waitOp(ctx context.Context, op *compute.Operation, err error) error {
-	for err == nil && !op.Done() {
-		time.Sleep(50 * time.Millisecond)
-		err = op.Poll(ctx)
-	}
-	return err
-}
-
 func (g *gcpCloud) createGroups(ctx context.Context, services []string) (map[string]map[string]string, error) {
 	out := map[string]map[string]string{}
 	var mu sync.Mutex
 	err := parallel(services, 32, func(svc string) error {
-		hc := &computepb.HealthCheck{Name: proto.String(svc + "-hc"), Type: proto.String("TCP"),
-			CheckIntervalSec: proto.Int32(5), TimeoutSec: proto.Int32(5),
-			HealthyThreshold: proto.Int32(healthyThreshold), UnhealthyThreshold: proto.Int32(2),
-			TcpHealthCheck: &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")}}
-		op, err := g.hcs.Insert(ctx, &computepb.InsertHealthCheckRequest{Project: g.project, HealthCheckResource: hc})
-		if err := waitOp(ctx, op, err); err != nil {
-			return fmt.Errorf("health check %s: %w", svc, err)
-		}
-		bs := &computepb.BackendService{Name: proto.String(svc), Protocol: proto.String("TCP"),
-			HealthChecks:       []string{"global/healthChecks/" + svc + "-hc"},
-			ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(1)}}
-		op, err = g.bss.Insert(ctx, &computepb.InsertBackendServiceRequest{Project: g.project, BackendServiceResource: bs})
-		if err := waitOp(ctx, op, err); err != nil {
-			return fmt.Errorf("backend service %s: %w", svc, err)
+		err := g.clients.CreateTCPBackendService(ctx, emuclient.TCPBackend{Name: svc, HealthyThreshold: healthyThreshold, DrainingTimeoutSec: 1})
+		if err != nil {
+			return err
 		}
 		mu.Lock()
 		out[svc] = map[string]string{"podlb.io/gcp-negs": `{"http": {"backendService": "` + svc + `"}}`}

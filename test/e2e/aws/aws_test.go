@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/readiness"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
@@ -64,8 +66,8 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 		t.Errorf("podlb_targets{state=healthy} = %v, want 10", got)
 	}
 
-	gatedLoad := e2eutil.StartLoad(gatedAddr, 4, 25*time.Millisecond)
-	plainLoad := e2eutil.StartLoad(plainAddr, 4, 25*time.Millisecond)
+	gatedLoad := loadgen.Start(gatedAddr, 4, 25*time.Millisecond)
+	plainLoad := loadgen.Start(plainAddr, 4, 25*time.Millisecond)
 	time.Sleep(time.Second) // a baseline before the rollouts
 	old := map[string]bool{}
 	for _, p := range k8s.LivePods(t, ns, "gated") {
@@ -224,7 +226,7 @@ func TestManagedGroupLifecycle(t *testing.T) {
 		}
 		return nil
 	})
-	c := e2eutil.ELBv2Client(sim)
+	c := emuclient.ELBv2Client(sim)
 	tags, err := c.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: []string{arn}})
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +305,7 @@ func TestSharedGroupKeepsForeignTargets(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	arn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "shared"))
-	c := e2eutil.ELBv2Client(sim)
+	c := emuclient.ELBv2Client(sim)
 	foreign := []elbtypes.TargetDescription{
 		{Id: aws.String("10.7.7.7"), Port: aws.Int32(8080)},
 		{Id: aws.String("10.7.7.8"), Port: aws.Int32(9090)},
@@ -372,7 +374,7 @@ func TestControllerRestartMidRollout(t *testing.T) {
 	k8s.Create(t, e2eutil.RollingDeployment(ns, "restart", 6, true))
 	e2eutil.Eventually(t, 90*time.Second, "6 pods healthy", func() error { return converged(t, ns, "restart", arn, 6, "healthy", true) })
 
-	load := e2eutil.StartLoad(addr, 4, 25*time.Millisecond)
+	load := loadgen.Start(addr, 4, 25*time.Millisecond)
 	k8s.Restart(t, ns, "restart")
 	e2eutil.Eventually(t, 60*time.Second, "rollout under way", func() error {
 		d, err := kube.Client.AppsV1().Deployments(ns).Get(ctx, "restart", metav1.GetOptions{})
@@ -449,7 +451,7 @@ func TestThrottlingConvergesQuietly(t *testing.T) {
 func TestBadInputIsNamedAndIsolated(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
-	c := e2eutil.ELBv2Client(sim)
+	c := emuclient.ELBv2Client(sim)
 	goodArn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "good"))
 	instanceArn := createGroup(t, uniqueName(ns, "inst"), func(in *elbv2.CreateTargetGroupInput) { in.TargetType = elbtypes.TargetTypeEnumInstance })
 	otherVPCArn := createGroup(t, uniqueName(ns, "vpc"), func(in *elbv2.CreateTargetGroupInput) { in.VpcId = aws.String("vpc-0other000000000") })

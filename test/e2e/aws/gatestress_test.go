@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
@@ -108,7 +109,7 @@ func TestSafetyGateStress(t *testing.T) {
 	e2eutil.Eventually(t, 90*time.Second, "6 pods healthy and Ready", func() error {
 		return converged(t, ns, "stress", arnA, 6, "healthy", true)
 	})
-	load := e2eutil.StartLoad(addrA, 4, 25*time.Millisecond)
+	load := loadgen.Start(addrA, 4, 25*time.Millisecond)
 	bArn, cExists := arnB1, false
 	for round := 0; round < rounds; round++ {
 		k8s.Restart(t, ns, "stress")

@@ -10,6 +10,7 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
@@ -22,7 +23,7 @@ const gate = string(targets.GateConditionType)
 // createGroup makes a target group as a user would before binding it.
 func createGroup(t *testing.T, name string, mutate func(*elbv2.CreateTargetGroupInput)) string {
 	t.Helper()
-	arn, err := e2eutil.TargetGroup(ctx, sim, name, mutate)
+	arn, err := emuclient.TargetGroup(ctx, sim, name, mutate)
 	if err != nil {
 		t.Fatal(err)
 	}

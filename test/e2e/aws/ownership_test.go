@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers"
 	awsprovider "github.com/podlb/podlb/providers/aws"
 	"github.com/podlb/podlb/test/cluster"
@@ -37,7 +38,7 @@ func ownedGroupOf(t *testing.T, ns, svc string) string {
 
 func groupExists(t *testing.T, arn string) bool {
 	t.Helper()
-	_, err := e2eutil.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{arn}})
+	_, err := emuclient.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{arn}})
 	var nf *elbtypes.TargetGroupNotFoundException
 	if err != nil && !errors.As(err, &nf) {
 		t.Fatalf("DescribeTargetGroups %s: %v", arn, err)
@@ -81,7 +82,7 @@ func TestSafetySweepReleasesWhatWasLostWhileDown(t *testing.T) {
 	ns := kube.Namespace(t)
 	sharedArn := createGroup(t, uniqueName(ns, "lost"), nil)
 	foreign := elbtypes.TargetDescription{Id: aws.String("10.7.7.9"), Port: aws.Int32(8080)}
-	if _, err := e2eutil.ELBv2Client(sim).RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(sharedArn), Targets: []elbtypes.TargetDescription{foreign}}); err != nil {
+	if _, err := emuclient.ELBv2Client(sim).RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(sharedArn), Targets: []elbtypes.TargetDescription{foreign}}); err != nil {
 		t.Fatal(err)
 	}
 	k8s.Create(t, e2eutil.WebService(ns, "owned", byName(`{"create": {"protocol": "TCP"}}`)))
@@ -136,7 +137,7 @@ func TestSafetySweepFindsUnrecordedOwnedGroup(t *testing.T) {
 	ghostArn := taggedGroup(t, clusterName, ns, "ghost")
 	otherClusterArn := taggedGroup(t, "another-cluster", ns, "ghost")
 	t.Cleanup(func() {
-		_, _ = e2eutil.ELBv2Client(sim).DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: aws.String(otherClusterArn)})
+		_, _ = emuclient.ELBv2Client(sim).DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: aws.String(otherClusterArn)})
 	})
 
 	restartController(t)
@@ -240,7 +241,7 @@ func TestSafetyDeletionBlockedByListenerNamesIt(t *testing.T) {
 	k8s.Create(t, e2eutil.WebService(ns, "held", byName(`{"create": {"protocol": "TCP"}}`)))
 	arn := ownedGroupOf(t, ns, "held")
 	lbName := uniqueName(ns, "held")
-	lbArn, _, err := e2eutil.NLB(ctx, sim, lbName, arn)
+	lbArn, _, err := emuclient.NLB(ctx, sim, lbName, arn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func TestSafetyDeletionBlockedByListenerNamesIt(t *testing.T) {
 		t.Fatal("group deleted while a listener forwards to it")
 	}
 
-	if _, err := e2eutil.ELBv2Client(sim).DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: aws.String(lbArn)}); err != nil {
+	if _, err := emuclient.ELBv2Client(sim).DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: aws.String(lbArn)}); err != nil {
 		t.Fatal(err)
 	}
 	e2eutil.Eventually(t, 60*time.Second, "group deleted and Service gone", func() error {

@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/readiness"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
@@ -117,7 +119,7 @@ func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
 		return converged(t, ns, "owned", ownedArn, 2, "", true)
 	})
 
-	load := e2eutil.StartLoad(addr, 4, 25*time.Millisecond)
+	load := loadgen.Start(addr, 4, 25*time.Millisecond)
 	watch, ownedWatch := watchTargets(arn), watchTargets(ownedArn)
 	broken := []struct{ name, value, want string }{
 		{"trailing comma", `{"http": {"arn": "` + arn + `"},}`, "malformed JSON"},
@@ -177,7 +179,7 @@ func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
 	if len(ownedLeft) > 0 {
 		t.Errorf("targets left the owned group while its annotation was broken: %v", ownedLeft)
 	}
-	if _, err := e2eutil.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{ownedArn}}); err != nil {
+	if _, err := emuclient.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{ownedArn}}); err != nil {
 		t.Errorf("owned group gone after broken edits: %v", err)
 	}
 
@@ -202,7 +204,7 @@ func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
 	// A clear removal of the port's entry releases.
 	k8s.Annotate(t, ns, "owned", awsKey, `{}`)
 	e2eutil.Eventually(t, 60*time.Second, "owned group deleted after its entry was removed", func() error {
-		_, err := e2eutil.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{ownedArn}})
+		_, err := emuclient.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{ownedArn}})
 		if err == nil {
 			return fmt.Errorf("still there")
 		}
@@ -241,7 +243,7 @@ func TestSafetyGroupMoveRegistersBeforeReleasing(t *testing.T) {
 		return nil
 	})
 
-	oldLoad := e2eutil.StartLoad(oldAddr, 4, 25*time.Millisecond)
+	oldLoad := loadgen.Start(oldAddr, 4, 25*time.Millisecond)
 	watch := watchTargets(oldArn)
 	k8s.Annotate(t, ns, "move", awsKey, `{"http": {"arn": "`+newArn+`"}}`)
 	var firstLeft time.Time
@@ -274,7 +276,7 @@ func TestSafetyGroupMoveRegistersBeforeReleasing(t *testing.T) {
 	e2eutil.Eventually(t, 30*time.Second, "new group serving", func() error {
 		return converged(t, ns, "move", newArn, 4, "healthy", true)
 	})
-	newLoad := e2eutil.StartLoad(newAddr, 2, 25*time.Millisecond)
+	newLoad := loadgen.Start(newAddr, 2, 25*time.Millisecond)
 	time.Sleep(time.Second)
 	if r := newLoad.Stop(); r.Failed != 0 || r.OK == 0 {
 		t.Errorf("new load balancer: %d ok, %d failed", r.OK, r.Failed)
@@ -295,7 +297,7 @@ func TestSafetyRefusedTargetIsIsolated(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	arn, addr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "full"))
-	c := e2eutil.ELBv2Client(sim)
+	c := emuclient.ELBv2Client(sim)
 	var fill []elbtypes.TargetDescription
 	for i := 0; i < 998; i++ {
 		fill = append(fill, elbtypes.TargetDescription{Id: aws.String(fmt.Sprintf("10.7.%d.%d", i/250, i%250+1)), Port: aws.Int32(8080)})
@@ -324,7 +326,7 @@ func TestSafetyRefusedTargetIsIsolated(t *testing.T) {
 		}
 		return nil
 	})
-	load := e2eutil.StartLoad(addr, 2, 25*time.Millisecond)
+	load := loadgen.Start(addr, 2, 25*time.Millisecond)
 
 	k8s.Scale(t, ns, "full", 3)
 	var refused corev1.Pod

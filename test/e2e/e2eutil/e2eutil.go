@@ -1,27 +1,17 @@
 // Package e2eutil holds what podlb's end-to-end tests share: the controller
 // run in-process against the local cluster, cloud clients pointed at the
-// emulators, a traffic generator that counts failed requests, and waits.
+// emulators (built with internal/emuclient), and waits that fail the test.
 package e2eutil
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptrace"
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
@@ -32,10 +22,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podlb/podlb/internal/controller"
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers"
 	awsprovider "github.com/podlb/podlb/providers/aws"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/targets"
+	"github.com/podlb/podlb/test/cluster"
 )
 
 // Namespace is where the in-process controller keeps its ledger and lease.
@@ -85,20 +77,30 @@ func (c *Controller) Stop() error {
 	}
 }
 
-// AWSCredentials are the static credentials the emulator accepts.
-var AWSCredentials = credentials.NewStaticCredentialsProvider("AKIDPODLBTEST", "secret", "")
-
-// ELBv2Client is an unmodified SDK client pointed at the emulator, for test
-// setup and checks.
-func ELBv2Client(sim *elbv2sim.Server) *elbv2.Client {
-	return elbv2.New(elbv2.Options{Region: "us-east-1", BaseEndpoint: aws.String(sim.URL()), Credentials: AWSCredentials})
+// StartELBv2Sim starts the ELBv2 emulator as the end-to-end suites use it:
+// pods reached on their loopback addresses, health checks every 200 ms,
+// a one-second drain and one VPC holding every pod address; mutate
+// adjusts the options (registration delay, more VPCs).
+func StartELBv2Sim(mutate func(*elbv2sim.Options)) (*elbv2sim.Server, error) {
+	o := elbv2sim.Options{
+		RegistrationDelay:   2 * time.Second,
+		HealthCheckInterval: 200 * time.Millisecond,
+		HealthCheckTimeout:  150 * time.Millisecond,
+		DeregistrationDelay: time.Second,
+		TargetAddr:          cluster.LoopbackAddr,
+		VPCs:                []elbv2sim.VPC{{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}}},
+	}
+	if mutate != nil {
+		mutate(&o)
+	}
+	return elbv2sim.Start(o)
 }
 
 // AWSProvider builds podlb's AWS provider against the emulator.
 func AWSProvider(ctx context.Context, sim *elbv2sim.Server, cluster string, mutate func(*awsprovider.Options)) (providers.Provider, error) {
 	o := awsprovider.Options{
-		Cluster: cluster, Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
-		ELBv2Endpoint: sim.URL(), EC2Endpoint: sim.URL(), Credentials: AWSCredentials,
+		Cluster: cluster, Region: emuclient.AWSRegion, VPCID: elbv2sim.DefaultVPCID,
+		ELBv2Endpoint: sim.URL(), EC2Endpoint: sim.URL(), Credentials: emuclient.AWSCredentials,
 		// Tests run many bindings at once; AWS-sized client buckets would
 		// make them wait on each other.
 		Limits: map[string]providers.Limit{"*": {QPS: 200, Burst: 200}, "RegisterTargets": {QPS: 50, Burst: 50},
@@ -112,65 +114,21 @@ func AWSProvider(ctx context.Context, sim *elbv2sim.Server, cluster string, muta
 	return awsprovider.New(ctx, o)
 }
 
-// TargetGroup creates a TCP target group of type ip with fast health
-// checks and a one-second deregistration delay, as a user would before
-// binding it; mutate adjusts the request.
-func TargetGroup(ctx context.Context, sim *elbv2sim.Server, name string, mutate func(*elbv2.CreateTargetGroupInput)) (string, error) {
-	in := &elbv2.CreateTargetGroupInput{
-		Name: aws.String(name), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(8080),
-		VpcId: aws.String(elbv2sim.DefaultVPCID), TargetType: elbtypes.TargetTypeEnumIp,
-		HealthCheckIntervalSeconds: aws.Int32(5), HealthyThresholdCount: aws.Int32(2), UnhealthyThresholdCount: aws.Int32(2),
-	}
-	if mutate != nil {
-		mutate(in)
-	}
-	c := ELBv2Client(sim)
-	out, err := c.CreateTargetGroup(ctx, in)
-	if err != nil {
-		return "", fmt.Errorf("create target group %s: %w", name, err)
-	}
-	arn := aws.ToString(out.TargetGroups[0].TargetGroupArn)
-	_, err = c.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{TargetGroupArn: aws.String(arn),
-		Attributes: []elbtypes.TargetGroupAttribute{{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("1")}}})
-	return arn, err
-}
-
-// NLB creates a network load balancer with a TCP listener on port 80
-// forwarding to the group, and returns the listener's loopback address.
-func NLB(ctx context.Context, sim *elbv2sim.Server, name, tgArn string) (lbArn, addr string, err error) {
-	c := ELBv2Client(sim)
-	lb, err := c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String(name), Type: elbtypes.LoadBalancerTypeEnumNetwork})
-	if err != nil {
-		return "", "", err
-	}
-	lbArn = aws.ToString(lb.LoadBalancers[0].LoadBalancerArn)
-	l, err := c.CreateListener(ctx, &elbv2.CreateListenerInput{
-		LoadBalancerArn: aws.String(lbArn), Protocol: elbtypes.ProtocolEnumTcp, Port: aws.Int32(80),
-		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumForward, TargetGroupArn: aws.String(tgArn)}},
-	})
-	if err != nil {
-		return lbArn, "", err
-	}
-	return lbArn, sim.ListenerAddr(aws.ToString(l.Listeners[0].ListenerArn)), nil
-}
-
-// TargetGroupBehindNLB creates a target group (see TargetGroup) behind a
+// TargetGroupBehindNLB creates a target group (see emuclient.TargetGroup) behind a
 // network load balancer, deleted when the test ends, and returns the
 // group's ARN and the listener's address.
 func TargetGroupBehindNLB(t testing.TB, sim *elbv2sim.Server, name string) (string, string) {
 	t.Helper()
 	ctx := context.Background()
-	arn, err := TargetGroup(ctx, sim, name, nil)
+	arn, err := emuclient.TargetGroup(ctx, sim, name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lbArn, addr, err := NLB(ctx, sim, name, arn)
+	lbArn, addr, err := emuclient.NLB(ctx, sim, name, arn)
 	if err != nil {
 		t.Fatalf("NLB: %v", err)
 	}
-	t.Cleanup(func() {
-		_, _ = ELBv2Client(sim).DeleteLoadBalancer(ctx, &elbv2.DeleteLoadBalancerInput{LoadBalancerArn: aws.String(lbArn)})
-	})
+	t.Cleanup(func() { _ = emuclient.DeleteLoadBalancer(ctx, sim, lbArn) })
 	return arn, addr
 }
 
@@ -189,120 +147,6 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// Load sends one HTTP request per new TCP connection to a load balancer
-// address at a steady pace and counts what a client would see.
-type Load struct {
-	addr   string
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	res    LoadResult
-	client *http.Client
-}
-
-// LoadResult is what the client saw.
-type LoadResult struct {
-	OK, Failed int
-	// Errors holds the first failures, for messages.
-	Errors []string
-	// Failures holds the same first failures with the client's address,
-	// which the load balancer emulators can explain.
-	Failures []Failure
-	// Backends counts answers per pod name.
-	Backends map[string]int
-}
-
-// Failure is one failed request.
-type Failure struct {
-	At time.Time
-	// Local is the client socket's "ip:port" ("" when it never
-	// connected): what the load balancer saw as the client.
-	Local string
-	Err   string
-}
-
-// StartLoad starts workers that each send a request every interval.
-func StartLoad(addr string, workers int, interval time.Duration) *Load {
-	l := &Load{addr: addr, stop: make(chan struct{}), res: LoadResult{Backends: map[string]int{}},
-		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
-	for i := 0; i < workers; i++ {
-		l.wg.Add(1)
-		go l.worker(interval)
-	}
-	return l
-}
-
-func (l *Load) worker(interval time.Duration) {
-	defer l.wg.Done()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-tick.C:
-		}
-		backend, local, err := l.once()
-		l.mu.Lock()
-		if err != nil {
-			l.res.Failed++
-			if len(l.res.Errors) < 10 {
-				now := time.Now()
-				l.res.Errors = append(l.res.Errors, now.Format("15:04:05.000 ")+err.Error())
-				l.res.Failures = append(l.res.Failures, Failure{At: now, Local: local, Err: err.Error()})
-			}
-		} else {
-			l.res.OK++
-			l.res.Backends[backend]++
-		}
-		l.mu.Unlock()
-	}
-}
-
-// once sends one request and returns the answering pod's name and the
-// client socket's address.
-func (l *Load) once() (backend, local string, err error) {
-	trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) { local = ci.Conn.LocalAddr().String() }}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, "http://"+l.addr+"/", nil)
-	if err != nil {
-		return "", "", err
-	}
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return "", local, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(bufio.NewReader(resp.Body))
-	if err != nil {
-		return "", local, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", local, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return strings.TrimSpace(string(body)), local, nil
-}
-
-// Snapshot returns the counts so far.
-func (l *Load) Snapshot() LoadResult {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	r := l.res
-	r.Backends = map[string]int{}
-	for k, v := range l.res.Backends {
-		r.Backends[k] = v
-	}
-	r.Errors = append([]string(nil), l.res.Errors...)
-	r.Failures = append([]Failure(nil), l.res.Failures...)
-	return r
-}
-
-// Stop ends the load and returns the result.
-func (l *Load) Stop() LoadResult {
-	close(l.stop)
-	l.wg.Wait()
-	return l.Snapshot()
 }
 
 // Events lists the Events of an object, oldest first.

@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/providers/gcp/computesim"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
@@ -127,8 +128,8 @@ func TestBothCloudsAtOnce(t *testing.T) {
 		return nil
 	})
 
-	gcpLoad := e2eutil.StartLoad(gcpAddr, 4, 25*time.Millisecond)
-	awsLoad := e2eutil.StartLoad(awsAddr, 4, 25*time.Millisecond)
+	gcpLoad := loadgen.Start(gcpAddr, 4, 25*time.Millisecond)
+	awsLoad := loadgen.Start(awsAddr, 4, 25*time.Millisecond)
 	time.Sleep(time.Second)
 	k8s.Restart(t, ns, "both")
 	k8s.WaitRollout(t, ns, "both", 3*time.Minute)
@@ -136,7 +137,7 @@ func TestBothCloudsAtOnce(t *testing.T) {
 	time.Sleep(2 * time.Second) // old pods finish their preStop while traffic flows
 	g, a := gcpLoad.Stop(), awsLoad.Stop()
 	t.Logf("rollout on both clouds: GCP %d ok, %d failed; AWS %d ok, %d failed", g.OK, g.Failed, a.OK, a.Failed)
-	for cloud, r := range map[string]e2eutil.LoadResult{"GCP": g, "AWS": a} {
+	for cloud, r := range map[string]loadgen.Result{"GCP": g, "AWS": a} {
 		if r.Failed != 0 {
 			t.Errorf("%s: %d requests failed: %v", cloud, r.Failed, r.Errors)
 		}

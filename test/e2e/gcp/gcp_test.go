@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/providers"
 	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/providers/gcp/computesim"
@@ -85,8 +87,8 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 		return nil
 	})
 
-	gatedLoad := e2eutil.StartLoad(gatedAddr, 4, 25*time.Millisecond)
-	plainLoad := e2eutil.StartLoad(plainAddr, 4, 25*time.Millisecond)
+	gatedLoad := loadgen.Start(gatedAddr, 4, 25*time.Millisecond)
+	plainLoad := loadgen.Start(plainAddr, 4, 25*time.Millisecond)
 	time.Sleep(time.Second) // a baseline before the rollouts
 	old := map[string]bool{}
 	for _, p := range k8s.LivePods(t, ns, "gated") {
@@ -343,7 +345,7 @@ func foreignNEG(t *testing.T, zone, name, ip string) *computepb.NetworkEndpoint 
 			Name: proto.String(name), NetworkEndpointType: proto.String("GCE_VM_IP_PORT"),
 			Description: proto.String(`{"managedBy":"another-tool"}`),
 		}})
-	if err := e2eutil.WaitOp(ctx, op, err); err != nil {
+	if err := emuclient.WaitOp(ctx, op, err); err != nil {
 		t.Fatal(err)
 	}
 	ep := &computepb.NetworkEndpoint{Instance: proto.String(vm), IpAddress: proto.String(ip), Port: proto.Int32(8080)}
@@ -351,7 +353,7 @@ func foreignNEG(t *testing.T, zone, name, ip string) *computepb.NetworkEndpoint 
 		Project: project, Zone: zone, NetworkEndpointGroup: name,
 		NetworkEndpointGroupsAttachEndpointsRequestResource: &computepb.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: []*computepb.NetworkEndpoint{ep}},
 	})
-	if err := e2eutil.WaitOp(ctx, op, err); err != nil {
+	if err := emuclient.WaitOp(ctx, op, err); err != nil {
 		t.Fatal(err)
 	}
 	return ep
@@ -381,7 +383,7 @@ func TestForeignNEGsAreNeverTouched(t *testing.T) {
 		BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(7), CapacityScaler: proto.Float32(0.5)}
 	op, err := gce.BackendServices.Patch(ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: sharedBS,
 		BackendServiceResource: &computepb.BackendService{Fingerprint: cur.Fingerprint, Backends: []*computepb.Backend{otherBackend}}})
-	if err := e2eutil.WaitOp(ctx, op, err); err != nil {
+	if err := emuclient.WaitOp(ctx, op, err); err != nil {
 		t.Fatal(err)
 	}
 	k8s.Create(t, e2eutil.WebService(ns, "squat", inBackendService(squatBS)))
@@ -477,7 +479,7 @@ func TestControllerRestartMidRollout(t *testing.T) {
 		return converged(t, ns, "restart", neg, bs, 6, computesim.StateHealthy, true)
 	})
 
-	load := e2eutil.StartLoad(addr, 4, 25*time.Millisecond)
+	load := loadgen.Start(addr, 4, 25*time.Millisecond)
 	k8s.Restart(t, ns, "restart")
 	e2eutil.Eventually(t, 60*time.Second, "rollout under way", func() error {
 		d, err := kube.Client.AppsV1().Deployments(ns).Get(ctx, "restart", metav1.GetOptions{})

@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/providers"
 	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/providers/gcp/computesim"
@@ -37,7 +39,7 @@ func resourceName(ns, suffix string) string {
 // connection draining; healthyCount is the health check's healthyThreshold.
 func backendService(t *testing.T, name string, healthyCount int32) string {
 	t.Helper()
-	if err := gce.CreateTCPBackendService(ctx, e2eutil.TCPBackend{Name: name, HealthyThreshold: healthyCount, DrainingTimeoutSec: 1}); err != nil {
+	if err := gce.CreateTCPBackendService(ctx, emuclient.TCPBackend{Name: name, HealthyThreshold: healthyCount, DrainingTimeoutSec: 1}); err != nil {
 		t.Fatal(err)
 	}
 	return name
@@ -276,7 +278,7 @@ func callDelta(before, after computesim.Stats, method string) computesim.MethodS
 // emulator did with its connection and the timelines of the pods behind
 // the endpoints it tried: enough to tell a late detach from a pod that
 // stopped too early or an emulator that dropped the connection.
-func explainFailures(t *testing.T, r e2eutil.LoadResult) {
+func explainFailures(t *testing.T, r loadgen.Result) {
 	t.Helper()
 	for _, f := range r.Failures {
 		t.Logf("failed at %s from %s: %s", f.At.Format("15:04:05.000"), f.Local, f.Err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/podlb/podlb/internal/controller"
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers"
 	awsprovider "github.com/podlb/podlb/providers/aws"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
@@ -49,7 +50,7 @@ const (
 var (
 	kube   *cluster.Cluster
 	sim    *computesim.Server
-	gce    *e2eutil.GCPClients
+	gce    *emuclient.GCPClients
 	awsSim *elbv2sim.Server
 
 	k8s  e2eutil.Kube
@@ -92,7 +93,7 @@ func setup(c *cluster.Cluster) error {
 			return fmt.Errorf("VM %s: %w", n.VMName, err)
 		}
 	}
-	if gce, err = e2eutil.NewGCPClients(context.Background(), sim, project); err != nil {
+	if gce, err = emuclient.NewGCPClients(context.Background(), sim, project); err != nil {
 		return err
 	}
 	awsSim, err = elbv2sim.Start(elbv2sim.Options{

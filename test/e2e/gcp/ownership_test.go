@@ -8,6 +8,7 @@ import (
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers"
 	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/test/cluster"
@@ -24,7 +25,7 @@ func podlbNEG(t *testing.T, zone, name, cluster, ns, svc string) {
 			Name: proto.String(name), NetworkEndpointType: proto.String("GCE_VM_IP_PORT"),
 			Description: proto.String(gcpprovider.Description(cluster, key)),
 		}})
-	if err := e2eutil.WaitOp(ctx, op, err); err != nil {
+	if err := emuclient.WaitOp(ctx, op, err); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -64,7 +65,7 @@ func TestSafetySweepDeletesUnrecordedNEG(t *testing.T) {
 	podlbNEG(t, zones[0], other, "another-cluster", ns, "ghost")
 	t.Cleanup(func() {
 		op, err := gce.NEGs.Delete(ctx, &computepb.DeleteNetworkEndpointGroupRequest{Project: project, Zone: zones[0], NetworkEndpointGroup: other})
-		_ = e2eutil.WaitOp(ctx, op, err)
+		_ = emuclient.WaitOp(ctx, op, err)
 	})
 
 	restartController(t, false)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podlb/podlb/internal/loadgen"
 	"github.com/podlb/podlb/providers/gcp/computesim"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
@@ -33,7 +34,7 @@ func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
 		return converged(t, ns, "typo", neg, bs, 4, computesim.StateHealthy, true)
 	})
 	zs := zonesWithNodes(t)
-	load := e2eutil.StartLoad(addr, 4, 25*time.Millisecond)
+	load := loadgen.Start(addr, 4, 25*time.Millisecond)
 	broken := []struct{ name, value, want string }{
 		{"trailing comma", strings.TrimSuffix(good, "}") + ",}", "malformed JSON"},
 		{"unknown field", strings.Replace(good, `{"backendService"`, `{"weight": 3, "backendService"`, 1), "unknown field"},

@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/test/cluster"
+	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
 var (
@@ -25,16 +25,9 @@ func TestMain(m *testing.M) {
 	cluster.RunMain(m, cluster.Options{Nodes: 3, Cloud: "aws"}, func(c *cluster.Cluster) {
 		kube = c
 		var err error
-		sim, err = elbv2sim.Start(elbv2sim.Options{
-			// Short enough for a test, long enough that the gate has
-			// something to wait for.
-			RegistrationDelay:   2 * time.Second,
-			HealthCheckInterval: 200 * time.Millisecond,
-			HealthCheckTimeout:  150 * time.Millisecond,
-			DeregistrationDelay: time.Second,
-			TargetAddr:          cluster.LoopbackAddr,
-			VPCs:                []elbv2sim.VPC{{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}}},
-		})
+		// The default registration delay: short enough for a test, long
+		// enough that the gate has something to wait for.
+		sim, err = e2eutil.StartELBv2Sim(nil)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "elbv2sim:", err)
 			os.Exit(1)

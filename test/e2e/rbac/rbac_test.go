@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/podlb/podlb/internal/controller"
+	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
@@ -87,11 +88,11 @@ func TestControllerRunsOnGrantedPermissionsOnly(t *testing.T) {
 	})
 	ns := kube.Namespace(t)
 	admin := kube.Client
-	elb := e2eutil.ELBv2Client(sim)
+	elb := emuclient.ELBv2Client(sim)
 
 	// A shared group made by someone else, already behind an NLB.
 	shared := createGroup(t, uniqueName(ns, "shared"))
-	sharedLB, _, err := e2eutil.NLB(ctx, sim, uniqueName(ns, "shared"), shared)
+	sharedLB, _, err := emuclient.NLB(ctx, sim, uniqueName(ns, "shared"), shared)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestControllerRunsOnGrantedPermissionsOnly(t *testing.T) {
 
 	// pods/status patch: with a listener on the managed group, every gate
 	// turns True once both groups report the pod healthy.
-	managedLB, _, err := e2eutil.NLB(ctx, sim, uniqueName(ns, "managed"), managed)
+	managedLB, _, err := emuclient.NLB(ctx, sim, uniqueName(ns, "managed"), managed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +409,7 @@ func service(ns, name, spec string) *corev1.Service {
 // createGroup makes a target group as a user would before binding it.
 func createGroup(t *testing.T, name string) string {
 	t.Helper()
-	arn, err := e2eutil.TargetGroup(ctx, sim, name, nil)
+	arn, err := emuclient.TargetGroup(ctx, sim, name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
