@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -33,6 +35,10 @@ func main() {
 func run(args []string) error {
 	fs, f := controllerflags.New(os.Getenv)
 	if err := fs.Parse(args); err != nil {
+		// The usage is already printed; asking for it is no failure.
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if f.ShowVersion {
