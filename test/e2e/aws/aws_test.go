@@ -214,18 +214,10 @@ func TestManagedGroupLifecycle(t *testing.T) {
 	k8s.Create(t, e2eutil.WebService(ns, "managed", byName(spec)))
 	k8s.Create(t, e2eutil.RollingDeployment(ns, "managed", 3, true))
 
-	var arn string
-	e2eutil.Eventually(t, 30*time.Second, "group created", func() error {
-		st := k8s.Status(t, ns, "managed")
-		if st == nil || st.Bindings["aws"]["80"] == nil || st.Bindings["aws"]["80"].Details["arn"] == "" {
-			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "managed"))
-		}
-		arn = st.Bindings["aws"]["80"].Details["arn"]
-		if !st.Bindings["aws"]["80"].Owned {
-			return fmt.Errorf("not owned: %s", k8s.StatusJSON(t, ns, "managed"))
-		}
-		return nil
-	})
+	arn := ownedGroupOf(t, ns, "managed")
+	if st := k8s.Status(t, ns, "managed"); !st.Bindings["aws"]["80"].Owned {
+		t.Fatalf("not owned: %s", k8s.StatusJSON(t, ns, "managed"))
+	}
 	c := emuclient.ELBv2Client(sim)
 	tags, err := c.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: []string{arn}})
 	if err != nil {

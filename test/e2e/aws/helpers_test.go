@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	corev1 "k8s.io/api/core/v1"
@@ -98,4 +99,20 @@ func callDelta(before, after map[string]elbv2sim.OpStats, op string) elbv2sim.Op
 	a, b := after[op], before[op]
 	return elbv2sim.OpStats{Calls: a.Calls - b.Calls, Errors: a.Errors - b.Errors, Throttled: a.Throttled - b.Throttled,
 		Targets: a.Targets - b.Targets, MaxTargets: a.MaxTargets}
+}
+
+// ownedGroupOf waits for podlb to create the Service's group and returns
+// its ARN.
+func ownedGroupOf(t *testing.T, ns, svc string) string {
+	t.Helper()
+	var arn string
+	e2eutil.Eventually(t, 30*time.Second, svc+": group created", func() error {
+		st := k8s.Status(t, ns, svc)
+		if st == nil || st.Bindings["aws"]["80"] == nil || st.Bindings["aws"]["80"].Details["arn"] == "" {
+			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, svc))
+		}
+		arn = st.Bindings["aws"]["80"].Details["arn"]
+		return nil
+	})
+	return arn
 }

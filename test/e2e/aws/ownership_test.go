@@ -20,22 +20,6 @@ import (
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
 
-// ownedGroupOf waits for podlb to create the Service's group and returns
-// its ARN.
-func ownedGroupOf(t *testing.T, ns, svc string) string {
-	t.Helper()
-	var arn string
-	e2eutil.Eventually(t, 30*time.Second, svc+": group created", func() error {
-		st := k8s.Status(t, ns, svc)
-		if st == nil || st.Bindings["aws"]["80"] == nil || st.Bindings["aws"]["80"].Details["arn"] == "" {
-			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, svc))
-		}
-		arn = st.Bindings["aws"]["80"].Details["arn"]
-		return nil
-	})
-	return arn
-}
-
 func groupExists(t *testing.T, arn string) bool {
 	t.Helper()
 	_, err := emuclient.ELBv2Client(sim).DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{arn}})

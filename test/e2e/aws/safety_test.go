@@ -109,13 +109,8 @@ func TestSafetyBrokenAnnotationKeepsServing(t *testing.T) {
 	e2eutil.Eventually(t, 90*time.Second, "4 gated pods healthy and Ready", func() error {
 		return converged(t, ns, "typo", arn, 4, "healthy", true)
 	})
-	var ownedArn string
-	e2eutil.Eventually(t, 60*time.Second, "owned group created with 2 targets", func() error {
-		st := k8s.Status(t, ns, "owned")
-		if st == nil || st.Bindings["aws"]["80"] == nil || st.Bindings["aws"]["80"].Details["arn"] == "" {
-			return fmt.Errorf("status %s", k8s.StatusJSON(t, ns, "owned"))
-		}
-		ownedArn = st.Bindings["aws"]["80"].Details["arn"]
+	ownedArn := ownedGroupOf(t, ns, "owned")
+	e2eutil.Eventually(t, 60*time.Second, "owned group has 2 targets", func() error {
 		return converged(t, ns, "owned", ownedArn, 2, "", true)
 	})
 
