@@ -47,7 +47,7 @@ type BindingReconciler struct {
 
 	mu       sync.Mutex
 	failures map[providers.BindingKey]int
-	warned   map[providers.BindingKey]map[string]string // kind -> last message
+	warned   distinctWarnings
 	books    map[providers.BindingKey]*registrations
 	rejected map[providers.BindingKey]map[providers.TargetKey]*rejection
 }
@@ -667,14 +667,14 @@ func (r *BindingReconciler) resetFailures(key providers.BindingKey) {
 	defer r.mu.Unlock()
 	delete(r.failures, key)
 	// A later failure with the same message is news again.
-	delete(r.warned[key], "error")
+	r.warned.clear(key, "error")
 }
 
 func (r *BindingReconciler) forget(key providers.BindingKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.failures, key)
-	delete(r.warned, key)
+	r.warned.forget(key)
 	delete(r.books, key)
 	delete(r.rejected, key)
 }
@@ -683,26 +683,13 @@ func (r *BindingReconciler) forget(key providers.BindingKey) {
 // differs from the last one, so a persistent problem is one Event, not a
 // flood.
 func (r *BindingReconciler) warnOnce(key providers.BindingKey, ref *corev1.ObjectReference, kind, reason, msg string) {
-	r.mu.Lock()
-	if r.warned == nil {
-		r.warned = map[providers.BindingKey]map[string]string{}
+	if r.warned.novel(key, kind, msg) {
+		r.event(ref, corev1.EventTypeWarning, reason, "%s", msg)
 	}
-	if r.warned[key] == nil {
-		r.warned[key] = map[string]string{}
-	}
-	if r.warned[key][kind] == msg {
-		r.mu.Unlock()
-		return
-	}
-	r.warned[key][kind] = msg
-	r.mu.Unlock()
-	r.event(ref, corev1.EventTypeWarning, reason, "%s", msg)
 }
 
 func (r *BindingReconciler) clearWarning(key providers.BindingKey, kind string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.warned[key], kind)
+	r.warned.clear(key, kind)
 }
 
 func (r *BindingReconciler) event(ref *corev1.ObjectReference, typ, reason, format string, args ...any) {

@@ -298,12 +298,12 @@ func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.Namespace
 			}
 			if err != nil {
 				failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
-				if msg := releaseFailedMessage(k, entry.Ref, err); svc != nil && r.releaseWarned.novel(k, msg) {
+				if msg := releaseFailedMessage(k, entry.Ref, err); svc != nil && r.releaseWarned.novel(k, "release", msg) {
 					r.Recorder.Eventf(svc, corev1.EventTypeWarning, "ReleaseFailed", "%s", msg)
 				}
 				continue
 			}
-			r.releaseWarned.forget(k)
+			r.releaseWarned.clear(k, "release")
 			if svc != nil {
 				r.Recorder.Eventf(svc, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s", k.Provider, k.Port, entry.Ref)
 			}

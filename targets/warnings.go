@@ -1,0 +1,47 @@
+package targets
+
+import (
+	"sync"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// distinctWarnings remembers the last Warning of each kind per binding, so
+// a problem that persists across retries is one Event, and a new message
+// is news.
+type distinctWarnings struct {
+	mu   sync.Mutex
+	last map[providers.BindingKey]map[string]string // kind -> message
+}
+
+// novel records msg for the binding's kind of problem and reports whether
+// it differs from the last one.
+func (w *distinctWarnings) novel(k providers.BindingKey, kind, msg string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil {
+		w.last = map[providers.BindingKey]map[string]string{}
+	}
+	if w.last[k] == nil {
+		w.last[k] = map[string]string{}
+	}
+	if w.last[k][kind] == msg {
+		return false
+	}
+	w.last[k][kind] = msg
+	return true
+}
+
+// clear makes the next message of this kind news again.
+func (w *distinctWarnings) clear(k providers.BindingKey, kind string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.last[k], kind)
+}
+
+// forget drops everything remembered for the binding.
+func (w *distinctWarnings) forget(k providers.BindingKey) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.last, k)
+}
