@@ -443,22 +443,13 @@ func TestThrottlingConvergesQuietly(t *testing.T) {
 func TestBadInputIsNamedAndIsolated(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
-	c := emuclient.ELBv2Client(sim)
 	goodArn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "good"))
 	instanceArn := createGroup(t, uniqueName(ns, "inst"), func(in *elbv2.CreateTargetGroupInput) { in.TargetType = elbtypes.TargetTypeEnumInstance })
 	otherVPCArn := createGroup(t, uniqueName(ns, "vpc"), func(in *elbv2.CreateTargetGroupInput) { in.VpcId = aws.String("vpc-0other000000000") })
 	udpArn := createGroup(t, uniqueName(ns, "udp"), func(in *elbv2.CreateTargetGroupInput) { in.Protocol = elbtypes.ProtocolEnumUdp })
 	fullArn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "full"))
 	// Fill the group to its limit with someone else's targets.
-	var fill []elbtypes.TargetDescription
-	for i := 0; i < 1000; i++ {
-		fill = append(fill, elbtypes.TargetDescription{Id: aws.String(fmt.Sprintf("10.6.%d.%d", i/250, i%250+1)), Port: aws.Int32(8080)})
-	}
-	for i := 0; i < len(fill); i += 200 {
-		if _, err := c.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(fullArn), Targets: fill[i:min(i+200, len(fill))]}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillGroup(t, fullArn, "10.6", 1000)
 
 	cases := []struct {
 		name, annotation, want string

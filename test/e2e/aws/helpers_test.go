@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podlb/podlb/internal/emuclient"
@@ -115,4 +117,20 @@ func ownedGroupOf(t *testing.T, ns, svc string) string {
 		return nil
 	})
 	return arn
+}
+
+// fillGroup registers n targets of someone else's, prefix.x.y:8080, into
+// a group, as another tool sharing it would.
+func fillGroup(t *testing.T, arn, prefix string, n int) {
+	t.Helper()
+	var fill []elbtypes.TargetDescription
+	for i := 0; i < n; i++ {
+		fill = append(fill, elbtypes.TargetDescription{Id: aws.String(fmt.Sprintf("%s.%d.%d", prefix, i/250, i%250+1)), Port: aws.Int32(8080)})
+	}
+	c := emuclient.ELBv2Client(sim)
+	for i := 0; i < len(fill); i += 200 {
+		if _, err := c.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: fill[i:min(i+200, len(fill))]}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -292,16 +290,7 @@ func TestSafetyRefusedTargetIsIsolated(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	arn, addr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "full"))
-	c := emuclient.ELBv2Client(sim)
-	var fill []elbtypes.TargetDescription
-	for i := 0; i < 998; i++ {
-		fill = append(fill, elbtypes.TargetDescription{Id: aws.String(fmt.Sprintf("10.7.%d.%d", i/250, i%250+1)), Port: aws.Int32(8080)})
-	}
-	for i := 0; i < len(fill); i += 200 {
-		if _, err := c.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(arn), Targets: fill[i:min(i+200, len(fill))]}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillGroup(t, arn, "10.7", 998)
 	ours := func() map[string]string {
 		out := map[string]string{}
 		for k, st := range activeTargets(arn) {
