@@ -500,7 +500,7 @@ func TestLoadBalancersAndListeners(t *testing.T) {
 	http := createTG(t, c, elbv2.CreateTargetGroupInput{Protocol: types.ProtocolEnumHttp})
 
 	nlb, err := c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("nlb"), Type: types.LoadBalancerTypeEnumNetwork,
-		Scheme: types.LoadBalancerSchemeEnumInternal, Subnets: []string{"subnet-1"}})
+		Scheme: types.LoadBalancerSchemeEnumInternal, Subnets: []string{elbv2sim.DefaultSubnetIDs[0]}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func (s *Server) pick(g *targetGroup) *target {
 func (s *Server) forward(l *listener, c net.Conn) {
 	defer s.wg.Done()
 	s.mu.Lock()
-	g := l.tg
+	g := l.defaultGroup()
 	var t *target
 	if !s.closed && s.listeners[l.arn] == l {
 		t = s.pick(g)

@@ -1,37 +1,57 @@
 package elbv2sim
 
 import (
+	"maps"
 	"net"
+	"net/http"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
 
 type loadBalancer struct {
-	arn, name string
-	typ       string // network or application
-	scheme    string
-	dns       string
-	vpcID     string
-	created   time.Time
-	listeners []*listener
+	arn, name      string
+	typ            string // network or application
+	scheme         string
+	dns            string
+	vpcID          string
+	subnets        []Subnet
+	securityGroups []string
+	attrs          map[string]string
+	created        time.Time
+	activeAt       time.Time // provisioning until then
+	listeners      []*listener
 }
 
+func (lb *loadBalancer) active(now time.Time) bool { return !now.Before(lb.activeAt) }
+
 type listener struct {
-	arn      string
-	lbArn    string
-	protocol string
-	port     int32
-	tg       *targetGroup
-	ln       net.Listener
-	conns    map[*proxyConn]struct{}
+	arn       string
+	lbArn     string
+	lbType    string
+	protocol  string
+	port      int32
+	act       *action // the default rule's action
+	rules     []*rule // by priority
+	certs     []string
+	sslPolicy string
+	// groups are the target groups act and rules forward to; each has l
+	// in its listeners.
+	groups map[*targetGroup]bool
+	ln     net.Listener
+	srv    *http.Server // application load balancers' HTTP data path
+	conns  map[*proxyConn]struct{}
 }
 
 // shutdown stops the data path and closes its connections. Callers hold s.mu.
 func (l *listener) shutdown() {
 	_ = l.ln.Close()
+	if l.srv != nil {
+		_ = l.srv.Close()
+	}
 	for pc := range l.conns {
 		pc.close()
 	}
@@ -57,6 +77,7 @@ type xLoadBalancer struct {
 	State                 xState
 	Type                  string
 	AvailabilityZones     list[xAZ]
+	SecurityGroups        *list[string] `xml:",omitempty"`
 	IpAddressType         string
 }
 
@@ -65,20 +86,9 @@ type xLoadBalancers struct {
 	NextMarker    string `xml:",omitempty"`
 }
 
-type xTargetGroupTuple struct {
-	TargetGroupArn string
-	Weight         int32
-}
-
-type xForwardConfig struct {
-	TargetGroups list[xTargetGroupTuple]
-}
-
-type xAction struct {
-	Type           string
-	TargetGroupArn string
-	Order          int32 `xml:",omitempty"`
-	ForwardConfig  *xForwardConfig
+type xCertificate struct {
+	CertificateArn string
+	IsDefault      bool
 }
 
 type xListener struct {
@@ -86,6 +96,8 @@ type xListener struct {
 	LoadBalancerArn string
 	Port            int32
 	Protocol        string
+	Certificates    *list[xCertificate] `xml:",omitempty"`
+	SslPolicy       string              `xml:",omitempty"`
 	DefaultActions  list[xAction]
 }
 
@@ -95,25 +107,44 @@ type xListeners struct {
 }
 
 func (s *Server) lbXML(lb *loadBalancer) xLoadBalancer {
-	return xLoadBalancer{
+	state := "active"
+	if !lb.active(time.Now()) {
+		state = "provisioning"
+	}
+	var azs []xAZ
+	for _, sn := range lb.subnets {
+		azs = append(azs, xAZ{ZoneName: sn.AvailabilityZone, SubnetId: sn.ID})
+	}
+	x := xLoadBalancer{
 		LoadBalancerArn: lb.arn, DNSName: lb.dns, CanonicalHostedZoneId: "Z26RNL4JYFTOTI",
 		CreatedTime:      lb.created.UTC().Format("2006-01-02T15:04:05.000Z"),
 		LoadBalancerName: lb.name, Scheme: lb.scheme, VpcId: lb.vpcID,
-		State: xState{Code: "active"}, Type: lb.typ,
-		AvailabilityZones: listOf([]xAZ{{ZoneName: s.opts.Region + "a", SubnetId: "subnet-0sim0000000000001"}}),
+		State: xState{Code: state}, Type: lb.typ,
+		AvailabilityZones: listOf(azs),
 		IpAddressType:     "ipv4",
 	}
+	if lb.typ == "application" {
+		sgs := listOf(lb.securityGroups)
+		x.SecurityGroups = &sgs
+	}
+	return x
 }
 
 func (l *listener) xml() xListener {
-	return xListener{
+	x := xListener{
 		ListenerArn: l.arn, LoadBalancerArn: l.lbArn, Port: l.port, Protocol: l.protocol,
-		DefaultActions: listOf([]xAction{{
-			Type: "forward", TargetGroupArn: l.tg.arn, Order: 1,
-			ForwardConfig: &xForwardConfig{TargetGroups: listOf([]xTargetGroupTuple{{TargetGroupArn: l.tg.arn, Weight: 1}})},
-		}}),
+		DefaultActions: l.act.xml(), SslPolicy: l.sslPolicy,
 	}
+	if len(l.certs) > 0 {
+		// DescribeListeners shows only the default certificate.
+		cs := listOf([]xCertificate{{CertificateArn: l.certs[0], IsDefault: true}})
+		x.Certificates = &cs
+	}
+	return x
 }
+
+// defaultGroup is the group a network load balancer listener forwards to.
+func (l *listener) defaultGroup() *targetGroup { return l.act.forward[0].g }
 
 var lbNameRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$`)
 
@@ -140,8 +171,21 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
+	sgs := p.strings("SecurityGroups")
+	for _, sg := range sgs {
+		if !strings.HasPrefix(sg, "sg-") {
+			return nil, newErr("InvalidSecurityGroup", "Security group '%s' is not valid", sg)
+		}
+	}
+	if len(sgs) > 0 && typ != "application" {
+		return nil, validation("SecurityGroups are only supported by this emulator for application load balancers")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	vpc, subnets, err := s.lbSubnets(p.strings("Subnets"), typ)
+	if err != nil {
+		return nil, err
+	}
 	for _, lb := range s.lbs {
 		if lb.name == name {
 			if lb.typ == typ && lb.scheme == scheme {
@@ -155,21 +199,75 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 		kind = "net"
 	}
 	id := s.nextID()
+	now := time.Now()
 	lb := &loadBalancer{
 		arn:  s.arn("loadbalancer/" + kind + "/" + name + "/" + id),
 		name: name, typ: typ, scheme: scheme,
 		dns:     name + "-" + id[:10] + ".elb." + s.opts.Region + ".amazonaws.com",
-		vpcID:   s.vpcs[0].id,
-		created: time.Now(),
+		vpcID:   vpc.id,
+		subnets: subnets, securityGroups: sgs,
+		attrs:   defaultLBAttributes(typ),
+		created: now, activeAt: now,
+	}
+	if typ == "application" && s.opts.ProvisioningDelay > 0 {
+		lb.activeAt = now.Add(s.opts.ProvisioningDelay)
 	}
 	s.lbs[lb.arn] = lb
-	if len(tags) > 0 {
-		s.tags[lb.arn] = map[string]string{}
-		for _, t := range tags {
-			s.tags[lb.arn][t.Key] = t.Value
-		}
-	}
+	s.setTags(lb.arn, tags)
 	return xLoadBalancers{LoadBalancers: listOf([]xLoadBalancer{s.lbXML(lb)})}, nil
+}
+
+// lbSubnets finds the VPC of the given subnets. Without subnets the load
+// balancer goes into the first VPC's subnets (or one made-up subnet when
+// that VPC declares none). A VPC that declares subnets accepts only those;
+// an application load balancer needs two zones, as AWS requires. Callers
+// hold s.mu.
+func (s *Server) lbSubnets(ids []string, typ string) (*vpcInfo, []Subnet, *apiError) {
+	if len(ids) == 0 {
+		v := &s.vpcs[0]
+		if len(v.subnets) > 0 {
+			return v, v.subnets, nil
+		}
+		return v, []Subnet{{ID: "subnet-0sim0000000000001", AvailabilityZone: s.opts.Region + "a"}}, nil
+	}
+	var vpc *vpcInfo
+	var out []Subnet
+	zones := map[string]bool{}
+	for _, id := range ids {
+		var in *vpcInfo
+		sn := Subnet{ID: id, AvailabilityZone: s.opts.Region + string(rune('a'+len(out)%6))}
+		for i := range s.vpcs {
+			v := &s.vpcs[i]
+			if j := slices.IndexFunc(v.subnets, func(x Subnet) bool { return x.ID == id }); j >= 0 {
+				in, sn = v, v.subnets[j]
+			}
+		}
+		if in == nil {
+			// Only VPCs that declare no subnets take unknown ones.
+			for i := range s.vpcs {
+				if len(s.vpcs[i].subnets) == 0 {
+					in = &s.vpcs[i]
+					break
+				}
+			}
+		}
+		if in == nil {
+			return nil, nil, newErr("SubnetNotFound", "The subnet ID '%s' is not valid", id)
+		}
+		if vpc != nil && in != vpc {
+			return nil, nil, newErr("InvalidSubnet", "The subnets '%s' and '%s' are in different VPCs", out[0].ID, id)
+		}
+		if zones[sn.AvailabilityZone] {
+			return nil, nil, newErr("InvalidConfigurationRequest", "A load balancer cannot be attached to multiple subnets in the same Availability Zone (%s)", sn.AvailabilityZone)
+		}
+		zones[sn.AvailabilityZone] = true
+		vpc = in
+		out = append(out, sn)
+	}
+	if typ == "application" && len(out) < 2 {
+		return nil, nil, validation("At least two subnets in two different Availability Zones must be specified")
+	}
+	return vpc, out, nil
 }
 
 func (s *Server) describeLoadBalancers(p params) (any, *apiError) {
@@ -231,6 +329,9 @@ func (s *Server) deleteLoadBalancer(p params) (any, *apiError) {
 	if lb == nil {
 		return nil, nil
 	}
+	if lb.attrs["deletion_protection.enabled"] == "true" {
+		return nil, newErr("OperationNotPermitted", "Load balancer '%s' cannot be deleted because deletion protection is enabled", arn)
+	}
 	for _, l := range slices.Clone(lb.listeners) {
 		s.removeListener(l)
 	}
@@ -262,9 +363,9 @@ func compatible(lbType, listenerProto, tgProto string) bool {
 	return false
 }
 
-// createListener accepts one default action, forward to one target group
-// (as TargetGroupArn or a ForwardConfig with a single group). Its data path
-// is plain TCP forwarding for both load balancer types.
+// createListener accepts one default action. Network load balancer
+// listeners forward TCP connections; application load balancer listeners
+// serve HTTP (HTTPS terminates TLS with the listener's certificates).
 func (s *Server) createListener(p params) (any, *apiError) {
 	lbArn, proto := p.get("LoadBalancerArn"), p.get("Protocol")
 	port, ok, err := p.int32("Port")
@@ -273,26 +374,6 @@ func (s *Server) createListener(p params) (any, *apiError) {
 	}
 	if !ok || port < 1 || port > 65535 {
 		return nil, validation("A listener port between 1 and 65535 must be specified")
-	}
-	actions := p.members("DefaultActions")
-	if len(actions) != 1 {
-		return nil, newErr("InvalidLoadBalancerAction", "Exactly one default action is supported by this emulator")
-	}
-	a := actions[0]
-	if p.get(a+".Type") != "forward" {
-		return nil, newErr("InvalidLoadBalancerAction", "Only forward actions are supported by this emulator")
-	}
-	tgArn := p.get(a + ".TargetGroupArn")
-	fwd := p.members(a + ".ForwardConfig.TargetGroups")
-	if len(fwd) > 1 {
-		return nil, newErr("InvalidLoadBalancerAction", "Forwarding to more than one target group is not supported by this emulator")
-	}
-	if len(fwd) == 1 {
-		f := p.get(fwd[0] + ".TargetGroupArn")
-		if tgArn != "" && tgArn != f {
-			return nil, newErr("InvalidLoadBalancerAction", "TargetGroupArn and ForwardConfig name different target groups")
-		}
-		tgArn = f
 	}
 	tags, aerr := readTags(p)
 	if aerr != nil {
@@ -308,17 +389,16 @@ func (s *Server) createListener(p params) (any, *apiError) {
 	if !slices.Contains(listenerProtocols[lb.typ], proto) {
 		return nil, newErr("UnsupportedProtocol", "Protocol '%s' is not supported for %s load balancers", proto, lb.typ)
 	}
-	g, aerr := s.group(tgArn)
+	act, aerr := readActions(p, "DefaultActions", lb.typ)
 	if aerr != nil {
 		return nil, aerr
 	}
-	if !compatible(lb.typ, proto, g.protocol) {
-		return nil, newErr("IncompatibleProtocols", "The listener protocol '%s' is not compatible with the target group protocol '%s'", proto, g.protocol)
+	if aerr := s.resolve(act, lb, proto); aerr != nil {
+		return nil, aerr
 	}
-	for _, other := range g.lbArns() {
-		if other != lbArn {
-			return nil, newErr("TargetGroupAssociationLimit", "The target group '%s' is already associated with a different load balancer", g.arn)
-		}
+	certs, policy, aerr := s.readTLS(p, lb.typ, proto, nil, "")
+	if aerr != nil {
+		return nil, aerr
 	}
 	for _, l := range lb.listeners {
 		if l.port == port {
@@ -327,6 +407,9 @@ func (s *Server) createListener(p params) (any, *apiError) {
 	}
 	if len(lb.listeners) >= 50 {
 		return nil, newErr("TooManyListeners", "You've reached the limit on the number of listeners per load balancer")
+	}
+	if lb.typ == "application" && lb.uniqueGroups(nil, act) > maxUniqueGroupsPerALB {
+		return nil, newErr("TooManyUniqueTargetGroupsPerLoadBalancer", "You've reached the limit of %d target groups per load balancer", maxUniqueGroupsPerALB)
 	}
 	ln, lerr := net.Listen("tcp", net.JoinHostPort(s.opts.ListenHost, "0"))
 	if lerr != nil {
@@ -339,33 +422,115 @@ func (s *Server) createListener(p params) (any, *apiError) {
 	lbID := lb.arn[strings.LastIndexByte(lb.arn, '/')+1:]
 	l := &listener{
 		arn:   s.arn("listener/" + kind + "/" + lb.name + "/" + lbID + "/" + s.nextID()),
-		lbArn: lb.arn, protocol: proto, port: port, tg: g, ln: ln,
-		conns: map[*proxyConn]struct{}{},
+		lbArn: lb.arn, lbType: lb.typ, protocol: proto, port: port, act: act, ln: ln,
+		certs: certs, sslPolicy: policy,
+		groups: map[*targetGroup]bool{},
+		conns:  map[*proxyConn]struct{}{},
 	}
 	s.listeners[l.arn] = l
 	lb.listeners = append(lb.listeners, l)
-	wasUsed := g.inUse()
-	g.listeners[l.arn] = l
-	if !wasUsed {
-		// A group coming into use starts health checking from scratch.
-		now := time.Now()
-		for _, t := range g.order {
-			if t.phase != phaseDraining {
-				t.restart(now)
+	s.relink(l)
+	s.setTags(l.arn, tags)
+	s.wg.Add(1)
+	if lb.typ == "application" {
+		go s.serveHTTP(l)
+	} else {
+		go s.serveListener(l)
+	}
+	s.logf("listener %s serves %s on %s", l.arn, proto, ln.Addr())
+	return xListeners{Listeners: listOf([]xListener{l.xml()})}, nil
+}
+
+// readTLS reads Certificates and SslPolicy for a listener of protocol
+// proto, keeping certs and policy when the request names none. HTTPS
+// needs exactly one (default) certificate; others come from
+// AddListenerCertificates. Callers hold s.mu.
+func (s *Server) readTLS(p params, lbType, proto string, certs []string, policy string) ([]string, string, *apiError) {
+	given, err := s.readCertificates(p)
+	if err != nil {
+		return nil, "", err
+	}
+	if v := p.get("SslPolicy"); v != "" {
+		if _, ok := sslPolicies[v]; !ok {
+			return nil, "", newErr("SSLPolicyNotFound", "SSL policy '%s' not found", v)
+		}
+		policy = v
+	}
+	if lbType != "application" {
+		// Network load balancer TLS listeners do not terminate TLS here.
+		return given, policy, nil
+	}
+	if proto != "HTTPS" {
+		if len(given) > 0 {
+			return nil, "", newErr("InvalidConfigurationRequest", "Certificates can only be specified for HTTPS listeners")
+		}
+		return nil, "", nil
+	}
+	switch {
+	case len(given) > 1:
+		return nil, "", validation("You must provide exactly one certificate if the listener protocol is HTTPS")
+	case len(given) == 1 && len(certs) > 0:
+		certs = append([]string{given[0]}, slices.DeleteFunc(slices.Clone(certs[1:]), func(c string) bool { return c == given[0] })...)
+	case len(given) == 1:
+		certs = given
+	case len(certs) == 0:
+		return nil, "", newErr("CertificateNotFound", "A certificate must be specified for HTTPS listeners")
+	}
+	if policy == "" {
+		policy = defaultSSLPolicy
+	}
+	return certs, policy, nil
+}
+
+// relink brings the listeners map of every target group in line with what
+// l's default action and rules forward to: a group coming into use starts
+// health checking from scratch, one going out of use drops its draining
+// targets. Callers hold s.mu.
+func (s *Server) relink(l *listener) {
+	now := map[*targetGroup]bool{}
+	if _, live := s.listeners[l.arn]; live {
+		for _, f := range l.act.forward {
+			now[f.g] = true
+		}
+		for _, r := range l.rules {
+			for _, f := range r.act.forward {
+				now[f.g] = true
 			}
 		}
-		g.wake()
 	}
-	if len(tags) > 0 {
-		s.tags[l.arn] = map[string]string{}
-		for _, t := range tags {
-			s.tags[l.arn][t.Key] = t.Value
+	for g := range l.groups {
+		if now[g] {
+			continue
+		}
+		delete(g.listeners, l.arn)
+		if !g.inUse() {
+			// Nothing to drain without a listener: draining targets go now.
+			for _, t := range slices.Clone(g.order) {
+				if t.phase == phaseDraining {
+					s.removeTarget(g, t)
+				}
+			}
+			g.wake()
 		}
 	}
-	s.wg.Add(1)
-	go s.serveListener(l)
-	s.logf("listener %s forwards %s to %s", l.arn, ln.Addr(), g.name)
-	return xListeners{Listeners: listOf([]xListener{l.xml()})}, nil
+	at := time.Now()
+	for g := range now {
+		if l.groups[g] {
+			continue
+		}
+		wasUsed := g.inUse()
+		g.listeners[l.arn] = l
+		if !wasUsed {
+			// A group coming into use starts health checking from scratch.
+			for _, t := range g.order {
+				if t.phase != phaseDraining {
+					t.restart(at)
+				}
+			}
+			g.wake()
+		}
+	}
+	l.groups = now
 }
 
 // removeListener stops l and detaches it. Callers hold s.mu.
@@ -377,18 +542,11 @@ func (s *Server) removeListener(l *listener) {
 			lb.listeners = slices.Delete(lb.listeners, i, i+1)
 		}
 	}
-	delete(s.tags, l.arn)
-	g := l.tg
-	delete(g.listeners, l.arn)
-	if !g.inUse() {
-		// Nothing to drain without a listener: draining targets go now.
-		for _, t := range slices.Clone(g.order) {
-			if t.phase == phaseDraining {
-				s.removeTarget(g, t)
-			}
-		}
-		g.wake()
+	for _, ru := range slices.Clone(l.rules) {
+		s.dropRule(ru)
 	}
+	delete(s.tags, l.arn)
+	s.relink(l)
 }
 
 func (s *Server) describeListeners(p params) (any, *apiError) {
@@ -437,4 +595,256 @@ func (s *Server) deleteListener(p params) (any, *apiError) {
 	}
 	s.removeListener(l)
 	return nil, nil
+}
+
+// modifyListener changes the port, protocol, TLS settings and default
+// action of a listener. The data path keeps its address; switching
+// between HTTP and HTTPS takes effect for new connections.
+func (s *Server) modifyListener(p params) (any, *apiError) {
+	port, hasPort, err := p.int32("Port")
+	if err != nil {
+		return nil, err
+	}
+	if hasPort && (port < 1 || port > 65535) {
+		return nil, validation("A listener port between 1 and 65535 must be specified")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.listeners[p.get("ListenerArn")]
+	if l == nil {
+		return nil, newErr("ListenerNotFound", "Listener '%s' not found", p.get("ListenerArn"))
+	}
+	lb := s.lbs[l.lbArn]
+	proto := l.protocol
+	if v := p.get("Protocol"); v != "" {
+		if !slices.Contains(listenerProtocols[lb.typ], v) {
+			return nil, newErr("UnsupportedProtocol", "Protocol '%s' is not supported for %s load balancers", v, lb.typ)
+		}
+		proto = v
+	}
+	act := l.act
+	if len(p.members("DefaultActions")) > 0 {
+		if act, err = readActions(p, "DefaultActions", lb.typ); err != nil {
+			return nil, err
+		}
+	}
+	// Every action must still suit the (possibly new) protocol.
+	actions := []*action{act}
+	for _, r := range l.rules {
+		actions = append(actions, r.act)
+	}
+	for _, a := range actions {
+		if err := s.resolve(a, lb, proto); err != nil {
+			return nil, err
+		}
+	}
+	certs, policy := l.certs, l.sslPolicy
+	if proto != l.protocol && proto != "HTTPS" {
+		certs, policy = nil, ""
+	}
+	if certs, policy, err = s.readTLS(p, lb.typ, proto, certs, policy); err != nil {
+		return nil, err
+	}
+	if hasPort && port != l.port {
+		for _, o := range lb.listeners {
+			if o != l && o.port == port {
+				return nil, newErr("DuplicateListener", "A listener already exists on port %d", port)
+			}
+		}
+		l.port = port
+	}
+	if lb.typ == "application" && lb.uniqueGroups(nil, act) > maxUniqueGroupsPerALB {
+		return nil, newErr("TooManyUniqueTargetGroupsPerLoadBalancer", "You've reached the limit of %d target groups per load balancer", maxUniqueGroupsPerALB)
+	}
+	l.protocol, l.act, l.certs, l.sslPolicy = proto, act, certs, policy
+	s.relink(l)
+	return xListeners{Listeners: listOf([]xListener{l.xml()})}, nil
+}
+
+// maxListenerCertificates is the quota "Certificates per Application Load
+// Balancer (excluding default certificates)", 25, from
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-limits.html
+const maxListenerCertificates = 25
+
+type xCertificates struct {
+	Certificates list[xCertificate]
+	NextMarker   string `xml:",omitempty"`
+}
+
+func certsXML(certs []string) xCertificates {
+	out := []xCertificate{}
+	for i, c := range certs {
+		out = append(out, xCertificate{CertificateArn: c, IsDefault: i == 0})
+	}
+	return xCertificates{Certificates: listOf(out)}
+}
+
+// httpsListener finds an HTTPS listener for the certificate calls.
+// Callers hold s.mu.
+func (s *Server) httpsListener(arn string) (*listener, *apiError) {
+	l := s.listeners[arn]
+	if l == nil {
+		return nil, newErr("ListenerNotFound", "Listener '%s' not found", arn)
+	}
+	if l.protocol != "HTTPS" {
+		return nil, newErr("InvalidConfigurationRequest", "Listener '%s' is not an HTTPS listener", arn)
+	}
+	return l, nil
+}
+
+func (s *Server) addListenerCertificates(p params) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, err := s.httpsListener(p.get("ListenerArn"))
+	if err != nil {
+		return nil, err
+	}
+	given, err := s.readCertificates(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(given) == 0 {
+		return nil, validation("At least one certificate must be specified")
+	}
+	certs := slices.Clone(l.certs)
+	for _, c := range given {
+		if !slices.Contains(certs, c) {
+			certs = append(certs, c)
+		}
+	}
+	extra := 0
+	for _, o := range s.lbs[l.lbArn].listeners {
+		if o != l {
+			extra += max(len(o.certs)-1, 0)
+		}
+	}
+	if extra+len(certs)-1 > maxListenerCertificates {
+		return nil, newErr("TooManyCertificates", "You've reached the limit of %d certificates per load balancer", maxListenerCertificates)
+	}
+	l.certs = certs
+	x := certsXML(l.certs)
+	x.Certificates.Member = x.Certificates.Member[1:]
+	return x, nil
+}
+
+func (s *Server) removeListenerCertificates(p params) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, err := s.httpsListener(p.get("ListenerArn"))
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range p.members("Certificates") {
+		if arn := p.get(m + ".CertificateArn"); arn == l.certs[0] {
+			return nil, newErr("OperationNotPermitted", "The default certificate cannot be removed; use ModifyListener to replace it")
+		}
+	}
+	for _, m := range p.members("Certificates") {
+		arn := p.get(m + ".CertificateArn")
+		l.certs = slices.DeleteFunc(l.certs, func(c string) bool { return c == arn })
+	}
+	return nil, nil
+}
+
+func (s *Server) describeListenerCertificates(p params) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.listeners[p.get("ListenerArn")]
+	if l == nil {
+		return nil, newErr("ListenerNotFound", "Listener '%s' not found", p.get("ListenerArn"))
+	}
+	x := certsXML(l.certs)
+	from, to, next, err := p.page(len(x.Certificates.Member))
+	if err != nil {
+		return nil, err
+	}
+	x.Certificates.Member, x.NextMarker = x.Certificates.Member[from:to], next
+	return x, nil
+}
+
+// defaultLBAttributes are AWS's defaults for the attributes the emulator
+// knows.
+func defaultLBAttributes(typ string) map[string]string {
+	a := map[string]string{
+		"deletion_protection.enabled": "false",
+		"access_logs.s3.enabled":      "false",
+		"access_logs.s3.bucket":       "",
+		"access_logs.s3.prefix":       "",
+	}
+	if typ == "application" {
+		a["idle_timeout.timeout_seconds"] = "60"
+		a["routing.http2.enabled"] = "true"
+		a["routing.http.drop_invalid_header_fields.enabled"] = "false"
+		a["routing.http.xff_header_processing.mode"] = "append"
+	} else {
+		a["load_balancing.cross_zone.enabled"] = "false"
+	}
+	return a
+}
+
+func lbAttributesXML(lb *loadBalancer) xAttributes {
+	keys := slices.Sorted(maps.Keys(lb.attrs))
+	out := []xAttribute{}
+	for _, k := range keys {
+		out = append(out, xAttribute{Key: k, Value: lb.attrs[k]})
+	}
+	return xAttributes{Attributes: listOf(out)}
+}
+
+func (s *Server) lbByArn(arn string) (*loadBalancer, *apiError) {
+	lb := s.lbs[arn]
+	if lb == nil {
+		return nil, newErr("LoadBalancerNotFound", "Load balancer '%s' not found", arn)
+	}
+	return lb, nil
+}
+
+func (s *Server) describeLoadBalancerAttributes(p params) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lb, err := s.lbByArn(p.get("LoadBalancerArn"))
+	if err != nil {
+		return nil, err
+	}
+	return lbAttributesXML(lb), nil
+}
+
+// modifyLoadBalancerAttributes validates every attribute before changing
+// any. idle_timeout.timeout_seconds is stored and reported; the data path
+// does not close idle connections by it.
+func (s *Server) modifyLoadBalancerAttributes(p params) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lb, err := s.lbByArn(p.get("LoadBalancerArn"))
+	if err != nil {
+		return nil, err
+	}
+	members := p.members("Attributes")
+	if len(members) == 0 {
+		return nil, validation("At least one attribute must be specified")
+	}
+	set := map[string]string{}
+	for _, m := range members {
+		k, v := p.get(m+".Key"), p.get(m+".Value")
+		if _, known := lb.attrs[k]; !known {
+			return nil, newErr("InvalidConfigurationRequest", "The attribute key '%s' is not recognized for this load balancer", k)
+		}
+		switch {
+		case k == "idle_timeout.timeout_seconds":
+			if n, e := strconv.Atoi(v); e != nil || n < 1 || n > 4000 {
+				return nil, validation("Attribute '%s' must be between 1 and 4000 seconds, got '%s'", k, v)
+			}
+		case k == "routing.http.xff_header_processing.mode":
+			if v != "append" && v != "preserve" && v != "remove" {
+				return nil, validation("Attribute '%s' must be append, preserve or remove", k)
+			}
+		case strings.HasSuffix(k, ".enabled"):
+			if v != "true" && v != "false" {
+				return nil, validation("Attribute '%s' must be 'true' or 'false'", k)
+			}
+		}
+		set[k] = v
+	}
+	maps.Copy(lb.attrs, set)
+	return lbAttributesXML(lb), nil
 }

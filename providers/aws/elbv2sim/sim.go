@@ -12,15 +12,28 @@ import (
 )
 
 // VPC is an emulated VPC: the CIDRs bound which IP targets may be registered
-// without AvailabilityZone=all.
+// without AvailabilityZone=all. Subnets, when given, are the only subnets
+// CreateLoadBalancer accepts in this VPC; a VPC without them accepts any
+// subnet ID.
 type VPC struct {
-	ID    string
-	CIDRs []string
+	ID      string
+	CIDRs   []string
+	Subnets []Subnet
+}
+
+// Subnet is an emulated subnet of a VPC.
+type Subnet struct {
+	ID               string
+	AvailabilityZone string // e.g. us-east-1a
 }
 
 // DefaultVPCID is the ID of the VPC the emulator creates when Options.VPCs
-// is empty. It holds 127.0.0.0/8 (where test backends live) and 10.0.0.0/16.
+// is empty. It holds 127.0.0.0/8 (where test backends live) and 10.0.0.0/16,
+// and the subnets DefaultSubnetIDs in zones a and b of the region.
 const DefaultVPCID = "vpc-0sim0000000000001"
+
+// DefaultSubnetIDs are the subnets of the default VPC.
+var DefaultSubnetIDs = []string{"subnet-0sim0000000000001", "subnet-0sim0000000000002"}
 
 // Options configure a Server. The zero value gives a usable in-process
 // emulator: no registration delay, group health-check timing, no throttling.
@@ -31,6 +44,12 @@ type Options struct {
 	Region, AccountID string
 	// VPCs known to the emulator; default one VPC, DefaultVPCID.
 	VPCs []VPC
+	// ProvisioningDelay is how long a new application load balancer stays
+	// in state provisioning before it turns active and its listeners
+	// serve requests. AWS takes a few minutes (typically 2 to 5). Zero
+	// means 100 ms; negative means active at once. Network load balancers
+	// are active at once.
+	ProvisioningDelay time.Duration
 	// RegistrationDelay is how long a new target stays in
 	// initial/Elb.RegistrationInProgress before health checks start
 	// (AWS: 30 s to minutes). Zero means health checks start at once.
@@ -92,13 +111,18 @@ type Server struct {
 	tgByName  map[string]*targetGroup
 	lbs       map[string]*loadBalancer // by ARN
 	listeners map[string]*listener     // by ARN
+	rules     map[string]*rule         // non-default rules, by ARN
+	certs     map[string]*certificate  // issued certificates, by ARN
 	tags      map[string]map[string]string
+	// albTransport carries proxied HTTP requests to targets.
+	albTransport *http.Transport
 }
 
 type vpcInfo struct {
 	id       string
 	cidrs    []string
 	prefixes []netip.Prefix
+	subnets  []Subnet
 }
 
 // Start starts an emulator listening on opts.Addr.
@@ -113,7 +137,13 @@ func Start(opts Options) (*Server, error) {
 		opts.AccountID = "123456789012"
 	}
 	if len(opts.VPCs) == 0 {
-		opts.VPCs = []VPC{{ID: DefaultVPCID, CIDRs: []string{"127.0.0.0/8", "10.0.0.0/16"}}}
+		opts.VPCs = []VPC{{ID: DefaultVPCID, CIDRs: []string{"127.0.0.0/8", "10.0.0.0/16"}, Subnets: []Subnet{
+			{ID: DefaultSubnetIDs[0], AvailabilityZone: opts.Region + "a"},
+			{ID: DefaultSubnetIDs[1], AvailabilityZone: opts.Region + "b"},
+		}}}
+	}
+	if opts.ProvisioningDelay == 0 {
+		opts.ProvisioningDelay = 100 * time.Millisecond
 	}
 	if opts.MaxTargetsPerGroup <= 0 {
 		opts.MaxTargetsPerGroup = 1000
@@ -126,7 +156,7 @@ func Start(opts Options) (*Server, error) {
 		if v.ID == "" || len(v.CIDRs) == 0 {
 			return nil, fmt.Errorf("elbv2sim: a VPC needs an ID and at least one CIDR")
 		}
-		vi := vpcInfo{id: v.ID, cidrs: v.CIDRs}
+		vi := vpcInfo{id: v.ID, cidrs: v.CIDRs, subnets: v.Subnets}
 		for _, c := range v.CIDRs {
 			p, err := netip.ParsePrefix(c)
 			if err != nil {
@@ -149,8 +179,11 @@ func Start(opts Options) (*Server, error) {
 		tgByName:  map[string]*targetGroup{},
 		lbs:       map[string]*loadBalancer{},
 		listeners: map[string]*listener{},
+		rules:     map[string]*rule{},
+		certs:     map[string]*certificate{},
 		tags:      map[string]map[string]string{},
 	}
+	s.albTransport = newALBTransport()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.faults.init(opts)
 	s.stats.ops = map[string]*OpStats{}
@@ -191,6 +224,7 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.cancel()
+	s.albTransport.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.http.Shutdown(ctx)
@@ -235,6 +269,7 @@ type Target struct {
 	HealthyAt        time.Time // first time healthy since registration; zero if never
 	DrainUntil       time.Time // zero unless draining
 	Connections      int       // proxied connections currently open
+	InFlight         int       // proxied HTTP requests currently open
 }
 
 // Targets lists the targets of a group in registration order, draining ones
@@ -254,7 +289,7 @@ func (s *Server) Targets(tgArn string) []Target {
 			ID: t.key.id, Port: t.key.port, AvailabilityZone: t.az,
 			State: st, Reason: reason, Description: desc,
 			RegisteredAt: t.registeredAt, HealthyAt: t.healthyAt, DrainUntil: t.drainUntil,
-			Connections: len(t.conns),
+			Connections: len(t.conns), InFlight: t.inflight,
 		})
 	}
 	return out

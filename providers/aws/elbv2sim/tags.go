@@ -43,6 +43,17 @@ func readTags(p params) ([]xTag, *apiError) {
 	return out, nil
 }
 
+// setTags records the tags a resource was created with. Callers hold s.mu.
+func (s *Server) setTags(arn string, tags []xTag) {
+	if len(tags) == 0 {
+		return
+	}
+	s.tags[arn] = map[string]string{}
+	for _, t := range tags {
+		s.tags[arn][t.Key] = t.Value
+	}
+}
+
 // resource checks that an ARN names an existing taggable resource, with the
 // not-found code of its kind. Callers hold s.mu.
 func (s *Server) resource(arn string) *apiError {
@@ -61,6 +72,11 @@ func (s *Server) resource(arn string) *apiError {
 	case strings.Contains(arn, ":listener/"):
 		if s.listeners[arn] == nil {
 			return newErr("ListenerNotFound", "Listeners '%s' not found", arn)
+		}
+		return nil
+	case strings.Contains(arn, ":listener-rule/"):
+		if s.rules[arn] == nil {
+			return newErr("RuleNotFound", "Rules '%s' not found", arn)
 		}
 		return nil
 	}

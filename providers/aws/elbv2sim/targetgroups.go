@@ -39,6 +39,17 @@ type targetGroup struct {
 
 func (g *targetGroup) inUse() bool { return len(g.listeners) > 0 }
 
+// servesHTTP reports whether an application load balancer uses the group
+// (so its traffic is HTTP requests, not TCP connections).
+func (g *targetGroup) servesHTTP() bool {
+	for _, l := range g.listeners {
+		if l.lbType == "application" {
+			return true
+		}
+	}
+	return false
+}
+
 // wake tells every checker of the group to re-read its state.
 func (g *targetGroup) wake() {
 	close(g.changed)
@@ -368,12 +379,7 @@ func (s *Server) createTargetGroup(p params) (any, *apiError) {
 	}
 	s.tgs[g.arn] = g
 	s.tgByName[name] = g
-	if len(tags) > 0 {
-		s.tags[g.arn] = map[string]string{}
-		for _, t := range tags {
-			s.tags[g.arn][t.Key] = t.Value
-		}
-	}
+	s.setTags(g.arn, tags)
 	s.logf("created target group %s", g.arn)
 	return xTargetGroups{TargetGroups: listOf([]xTargetGroup{g.xml()})}, nil
 }

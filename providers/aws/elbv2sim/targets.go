@@ -43,6 +43,7 @@ type target struct {
 	cancel     context.CancelFunc // stops the checker
 	drainTimer *time.Timer
 	conns      map[*proxyConn]struct{}
+	inflight   int // proxied HTTP requests not yet answered
 }
 
 // stop ends the target's checker and drain timer. Callers hold s.mu.
@@ -305,7 +306,9 @@ func (s *Server) drain(g *targetGroup, t *target, now time.Time) {
 	if s.opts.DeregistrationDelay > 0 {
 		delay = s.opts.DeregistrationDelay
 	}
-	if !g.inUse() || delay <= 0 {
+	// An application load balancer completes deregistration at once when
+	// the target has no request in flight.
+	if !g.inUse() || delay <= 0 || (g.servesHTTP() && t.inflight == 0) {
 		s.removeTarget(g, t)
 		return
 	}
