@@ -2,8 +2,12 @@
 // EC2 DescribeVpcs) that a controller registering pod IPs needs, closely
 // enough that the unmodified aws-sdk-go-v2 clients talk to it: the AWS Query
 // wire protocol, target groups, targets with AWS's health state machine
-// driven by real health checks, load balancers whose listeners forward real
-// TCP connections to healthy targets, and API throttling and faults.
+// driven by real health checks, network load balancers whose listeners
+// forward real TCP connections to healthy targets, application load
+// balancers whose HTTP and HTTPS listeners route real HTTP requests by
+// rules (host-header, path-pattern, http-header; forward, fixed-response,
+// redirect) with certificates the emulator issues (IssueCertificate,
+// CertificatePool), and API throttling and faults.
 //
 // Use it like httptest:
 //
@@ -45,11 +49,50 @@
 //     connections go round-robin to every target past registration
 //     (unhealthy or in initial health checks). A group whose targets are all
 //     initial or draining closes new connections at once.
-//   - Listeners of both load balancer types forward TCP connections; an
-//     application load balancer does not proxy individual HTTP requests,
-//     and TLS/HTTPS listeners do not terminate TLS. UDP is not forwarded.
-//   - Each listener has a single default forward action to one target
-//     group, and a target group may be used by one load balancer.
-//     DescribeRules answers that default action as the listener's only
-//     rule (IsDefault, priority "default").
+//   - Network load balancer listeners forward TCP connections (TLS
+//     listeners do not terminate TLS; UDP is not forwarded), and have only
+//     their default rule: one forward action to one target group.
+//   - Application load balancers start in state provisioning and turn
+//     active after Options.ProvisioningDelay (AWS takes minutes); until
+//     then their listeners answer every request 503. Network load
+//     balancers are active at once.
+//   - Without Subnets a load balancer goes into the first VPC's subnets. A
+//     VPC that declares Subnets accepts only those (SubnetNotFound); one
+//     that declares none accepts any subnet ID. SecurityGroups are only
+//     checked to start with "sg-".
+//   - idle_timeout.timeout_seconds is validated (1-4000) and reported but
+//     does not close idle client connections; deletion_protection.enabled
+//     makes DeleteLoadBalancer answer OperationNotPermitted.
+//   - A rule (and a default rule) has exactly one action: forward,
+//     fixed-response or redirect; authenticate actions are not emulated.
+//     Conditions are host-header, path-pattern and http-header only.
+//   - Quotas: 100 rules per application load balancer (TooManyRules), 5
+//     condition values and 5 wildcards per rule (ValidationError), 5
+//     target groups per forward action (TooManyTargetGroups), 100 target
+//     groups per load balancer (TooManyUniqueTargetGroupsPerLoadBalancer).
+//     CreateRule on a network load balancer listener answers
+//     InvalidConfigurationRequest; a redirect that changes nothing
+//     InvalidLoadBalancerAction.
+//   - host-header conditions ignore a port in the Host header; * and ?
+//     match any characters including dots. http-header values compare
+//     case-insensitively, path patterns case-sensitively.
+//   - A forward action with several groups sends requests by weighted
+//     round robin (weights 1 and 3: one request in four to the first), not
+//     at random. Within a group requests go round robin with the
+//     fail-open rule above; no usable target answers 503, a target that
+//     refuses the connection 502, one that times out 504.
+//   - Every proxied request opens its own connection to the target (no
+//     keep-alive), so "in flight" means requests. As AWS documents for
+//     application load balancers, a deregistered target with no request
+//     in flight leaves at once; otherwise it drains until its last request
+//     is answered or the deregistration delay ends, whichever is first.
+//   - HTTPS listeners take exactly one certificate in CreateListener and
+//     ModifyListener (the default); AddListenerCertificates adds more, and
+//     SNI picks the first whose names cover the requested host. SslPolicy
+//     sets only the lowest TLS version. Targets' certificates are never
+//     verified. Listeners speak HTTP/1.1 only.
+//   - A target group may be used by any number of rules and listeners of
+//     one load balancer, never by two load balancers
+//     (TargetGroupAssociationLimit); a group any rule forwards to is in use
+//     and health-checked.
 package elbv2sim

@@ -205,7 +205,8 @@ func (b *backend) target() types.TargetDescription {
 	return types.TargetDescription{Id: aws.String(b.ip), Port: aws.Int32(b.port)}
 }
 
-// httpBackend answers GET with a settable status after a settable delay.
+// httpBackend answers GET with a settable status after a settable delay; the
+// body is its IP, and Seen-* headers echo what the load balancer forwarded.
 type httpBackend struct {
 	ip     string
 	port   int32
@@ -231,7 +232,13 @@ func startHTTPBackend(t *testing.T) *httpBackend {
 				return
 			}
 		}
+		// Tell the client who answered and what the load balancer added.
+		for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port"} {
+			w.Header().Set("Seen-"+k, r.Header.Get(k))
+		}
+		w.Header().Set("Seen-Host", r.Host)
 		w.WriteHeader(int(h.status.Load()))
+		fmt.Fprint(w, h.ip)
 	})}
 	go func() { _ = h.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = h.srv.Close() })

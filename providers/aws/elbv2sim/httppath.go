@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -59,6 +60,7 @@ func (s *Server) serveHTTP(l *listener) {
 	l.srv = &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.route(l, w, r) }),
 		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.New(logWriter{s}, "", 0),
 		// HTTP/1.1 only: http2 would need TLSNextProto.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
@@ -69,6 +71,15 @@ func (s *Server) serveHTTP(l *listener) {
 		return
 	}
 	_ = srv.Serve(&protocolListener{Listener: l.ln, s: s, l: l, cfg: s.tlsConfig(l)})
+}
+
+// logWriter passes the data path's server errors (failed TLS handshakes,
+// for instance) to Options.Logf.
+type logWriter struct{ s *Server }
+
+func (w logWriter) Write(b []byte) (int, error) {
+	w.s.logf("data path: %s", strings.TrimSpace(string(b)))
+	return len(b), nil
 }
 
 // choose evaluates l's rules in priority order, the default rule last.

@@ -307,7 +307,8 @@ func (s *Server) drain(g *targetGroup, t *target, now time.Time) {
 		delay = s.opts.DeregistrationDelay
 	}
 	// An application load balancer completes deregistration at once when
-	// the target has no request in flight.
+	// the target has no request in flight, as documented in
+	// https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-target-groups.html#deregistration-delay
 	if !g.inUse() || delay <= 0 || (g.servesHTTP() && t.inflight == 0) {
 		s.removeTarget(g, t)
 		return
