@@ -659,3 +659,35 @@ func TestALBDrainingEndsWhenNoRequestIsInFlight(t *testing.T) {
 		t.Errorf("draining lasted until the delay")
 	}
 }
+
+func TestModifyListenerIsAllOrNothing(t *testing.T) {
+	s := start(t, albOptions())
+	c := client(s, 1)
+	be := startHTTPBackend(t)
+	tg := httpGroup(t, c, be)
+	lbArn, listenerArn := createALB(t, c, fixed("200", "before"))
+	if _, err := c.CreateListener(ctx, &elbv2.CreateListenerInput{LoadBalancerArn: aws.String(lbArn), Protocol: types.ProtocolEnumHttp,
+		Port: aws.Int32(8080), DefaultActions: []types.Action{fixed("200", "other")}}); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.ListenerAddr(listenerArn)
+
+	_, err := c.ModifyListener(ctx, &elbv2.ModifyListenerInput{ListenerArn: aws.String(listenerArn), Port: aws.Int32(8080),
+		DefaultActions: []types.Action{forwardTo(tg)}})
+	wantCode(t, err, "DuplicateListener")
+	if a := get(t, noRedirects, "http", addr, "x", "/"); a.body != "before" {
+		t.Errorf("a refused ModifyListener changed the default action: %q", a.body)
+	}
+	if h := healthOf(t, c, tg)[key(be.target())]; h.state != "unused" {
+		t.Errorf("a refused ModifyListener put the group in use: %+v", h)
+	}
+
+	if _, err := c.ModifyListener(ctx, &elbv2.ModifyListenerInput{ListenerArn: aws.String(listenerArn),
+		DefaultActions: []types.Action{forwardTo(tg)}}); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, c, tg, be)
+	if a := get(t, noRedirects, "http", addr, "x", "/"); a.status != 200 || a.body != be.ip {
+		t.Errorf("after ModifyListener: %d %q", a.status, a.body)
+	}
+}

@@ -86,6 +86,7 @@
 //     application load balancers, a deregistered target with no request
 //     in flight leaves at once; otherwise it drains until its last request
 //     is answered or the deregistration delay ends, whichever is first.
+//     Requests still in flight when the delay ends are not cut off.
 //   - HTTPS listeners take exactly one certificate in CreateListener and
 //     ModifyListener (the default); AddListenerCertificates adds more, and
 //     SNI picks the first whose names cover the requested host. SslPolicy

@@ -645,18 +645,18 @@ func (s *Server) modifyListener(p params) (any, *apiError) {
 	if certs, policy, err = s.readTLS(p, lb.typ, proto, certs, policy); err != nil {
 		return nil, err
 	}
-	if hasPort && port != l.port {
-		for _, o := range lb.listeners {
-			if o != l && o.port == port {
-				return nil, newErr("DuplicateListener", "A listener already exists on port %d", port)
-			}
+	if !hasPort {
+		port = l.port
+	}
+	for _, o := range lb.listeners {
+		if o != l && o.port == port {
+			return nil, newErr("DuplicateListener", "A listener already exists on port %d", port)
 		}
-		l.port = port
 	}
 	if lb.typ == "application" && lb.uniqueGroups(nil, act) > maxUniqueGroupsPerALB {
 		return nil, newErr("TooManyUniqueTargetGroupsPerLoadBalancer", "You've reached the limit of %d target groups per load balancer", maxUniqueGroupsPerALB)
 	}
-	l.protocol, l.act, l.certs, l.sslPolicy = proto, act, certs, policy
+	l.port, l.protocol, l.act, l.certs, l.sslPolicy = port, proto, act, certs, policy
 	s.relink(l)
 	return xListeners{Listeners: listOf([]xListener{l.xml()})}, nil
 }

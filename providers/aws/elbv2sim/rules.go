@@ -233,8 +233,9 @@ func (lb *loadBalancer) ruleCount() int {
 	return n
 }
 
-// uniqueGroups counts the distinct groups lb forwards to if listener
-// changing's actions were replaced by extra (and kept otherwise).
+// uniqueGroups counts the distinct groups lb would forward to with rule
+// skip left out and action extra added (both may be nil). It errs on the
+// high side when extra replaces an action that is still counted.
 func (lb *loadBalancer) uniqueGroups(skip *rule, extra *action) int {
 	seen := map[string]bool{}
 	add := func(a *action) {
