@@ -235,6 +235,14 @@ func (s *Server) forwardHTTP(fr *forwardingRule, t *target, scheme string, timeo
 
 	resp, err := s.upstream.RoundTrip(out)
 	if err != nil {
+		s.mu.Lock()
+		cut := pc.closed
+		s.mu.Unlock()
+		if cut {
+			// Draining ended, or the endpoint went without draining: the
+			// client's connection is closed, as GCE closes connections.
+			panic(http.ErrAbortHandler)
+		}
 		var oe *net.OpError
 		if errors.As(err, &oe) && oe.Op == "dial" && ctx.Err() == nil {
 			return retry
@@ -256,9 +264,7 @@ func (s *Server) forwardHTTP(fr *forwardingRule, t *target, scheme string, timeo
 	w.Header().Add("Via", "1.1 google")
 	w.WriteHeader(resp.StatusCode)
 	if _, err := io.Copy(w, resp.Body); err != nil && ctx.Err() != nil {
-		// Draining ended, or the endpoint went without draining: the
-		// client's connection is cut mid-answer, as GCE does.
-		panic(http.ErrAbortHandler)
+		panic(http.ErrAbortHandler) // cut mid-answer, as above
 	}
 	return forwarded
 }
