@@ -438,9 +438,9 @@ func (s *Server) closeRuleConnsLocked(t *target, fr *forwardingRule) {
 	}
 }
 
-// ForwardingRuleAddr is the host:port a global forwarding rule listens on,
-// or "" when there is no such rule (yet: it appears when its insert
-// operation completes).
+// ForwardingRuleAddr is the host:port a forwarding rule listens on (a
+// global one when a regional rule has the same name), or "" when there is
+// no such rule (yet: it appears when its insert operation completes).
 func (s *Server) ForwardingRuleAddr(name string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

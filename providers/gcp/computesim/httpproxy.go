@@ -143,7 +143,10 @@ func (s *Server) proxyInsert(https bool) handlerFunc {
 		if s.httpProxies[path] != nil {
 			return nil, errAlreadyExists(path)
 		}
-		in.Kind = proto.String("compute#" + map[bool]string{false: "targetHttpProxy", true: "targetHttpsProxy"}[https])
+		in.Kind = proto.String("compute#targetHttpProxy")
+		if https {
+			in.Kind = proto.String("compute#targetHttpsProxy")
+		}
 		in.Id = proto.Uint64(newID())
 		in.CreationTimestamp = proto.String(nowStamp())
 		in.SelfLink = proto.String(selfLink(path))
