@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -30,7 +31,8 @@ func addressPath(r *http.Request) (string, *apiError) {
 	return coll + "/" + r.PathValue("addr"), nil
 }
 
-// addressUsersLocked lists the forwarding rules that use an address.
+// addressUsersLocked lists the links of the forwarding rules that use an
+// address, sorted.
 func (s *Server) addressUsersLocked(path string) []string {
 	var users []string
 	for p, fr := range s.forwardingRules {
@@ -38,6 +40,7 @@ func (s *Server) addressUsersLocked(path string) []string {
 			users = append(users, selfLink(p))
 		}
 	}
+	slices.Sort(users)
 	return users
 }
 

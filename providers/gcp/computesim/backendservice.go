@@ -144,7 +144,7 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 		switch mode {
 		case "RATE":
 			if !isHTTPFamily(protocol) {
-				return errInvalidField(field+".balancingMode", mode, fmt.Sprintf("Balancing mode RATE is not supported for protocol %s; use CONNECTION.", protocol))
+				return errInvalidField(field, b.GetGroup(), fmt.Sprintf("RATE balancing mode is not supported for protocol %s.", protocol))
 			}
 			if !hasRate {
 				return errInvalid("Invalid value for field '%s': RATE balancing mode requires one of maxRate, maxRatePerInstance or maxRatePerEndpoint.", field)
@@ -154,7 +154,8 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 			}
 		case "CONNECTION":
 			if isHTTPFamily(protocol) {
-				return errInvalidField(field+".balancingMode", mode, fmt.Sprintf("Balancing mode CONNECTION is not supported for protocol %s; use RATE.", protocol))
+				// GCE's wording, field and all.
+				return errInvalidField(field, b.GetGroup(), fmt.Sprintf("CONNECTION balancing mode is not supported for protocol %s.", protocol))
 			}
 			if !hasConn {
 				return errInvalid("Invalid value for field '%s': CONNECTION balancing mode requires one of maxConnections, maxConnectionsPerInstance or maxConnectionsPerEndpoint.", field)
@@ -163,7 +164,7 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 				return errInvalid("Invalid value for field '%s': maxRate* may not be set with balancing mode CONNECTION.", field)
 			}
 		case "UTILIZATION":
-			return errInvalidField(field+".balancingMode", mode, "Balancing mode UTILIZATION is not supported for network endpoint group backends.")
+			return errInvalidField(field+".balancingMode", mode, "UTILIZATION balancing mode is not supported for network endpoint groups.")
 		default:
 			return errInvalidField(field+".balancingMode", mode, "Must be RATE, CONNECTION or UTILIZATION.")
 		}

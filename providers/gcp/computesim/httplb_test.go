@@ -116,13 +116,21 @@ func TestHTTPHealthChecksAndBackendServicesForApplicationLoadBalancers(t *testin
 		mut(b)
 		return e.opErr(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: b}))
 	}
-	expectErr(t, insert(func(b *computepb.BackendService) {
+	err = insert(func(b *computepb.BackendService) {
 		b.Backends[0].BalancingMode, b.Backends[0].MaxRatePerEndpoint = proto.String("CONNECTION"), nil
 		b.Backends[0].MaxConnectionsPerEndpoint = proto.Int32(10)
-	}), 400, "invalid")
-	expectErr(t, insert(func(b *computepb.BackendService) {
+	})
+	expectErr(t, err, 400, "invalid")
+	if !strings.Contains(err.Error(), "CONNECTION balancing mode is not supported for protocol HTTP") {
+		t.Fatalf("CONNECTION for HTTP: %v", err)
+	}
+	err = insert(func(b *computepb.BackendService) {
 		b.Backends[0].BalancingMode, b.Backends[0].MaxRatePerEndpoint = proto.String("UTILIZATION"), nil
-	}), 400, "invalid")
+	})
+	expectErr(t, err, 400, "invalid")
+	if !strings.Contains(err.Error(), "UTILIZATION balancing mode is not supported for network endpoint groups") {
+		t.Fatalf("UTILIZATION for a NEG: %v", err)
+	}
 	expectErr(t, insert(func(b *computepb.BackendService) { b.LoadBalancingScheme = proto.String("EXTERNAL_PASSTHROUGH") }), 400, "invalid")
 	expectErr(t, insert(func(b *computepb.BackendService) { b.Backends[0].MaxRatePerEndpoint = nil }), 400, "invalid")
 	if err := insert(func(*computepb.BackendService) {}); err != nil {
@@ -598,7 +606,7 @@ func TestHTTPDataPathRoutesByHostAndPath(t *testing.T) {
 }
 
 func TestHTTPDataPathDrainsDetachedEndpoints(t *testing.T) {
-	e := newEnv(t, computesim.Options{DrainingTimeout: 500 * time.Millisecond})
+	e := newEnv(t, computesim.Options{DrainingTimeout: 1500 * time.Millisecond})
 	e.lbStack()
 	e.done(e.ums.Insert(e.ctx, &computepb.InsertUrlMapRequest{Project: project, UrlMapResource: &computepb.UrlMap{
 		Name: proto.String("um"), DefaultService: proto.String("global/backendServices/web")}}))
