@@ -792,3 +792,53 @@ func TestRegionalInternalApplicationLoadBalancer(t *testing.T) {
 		t.Fatal("deleted rule still has a URL")
 	}
 }
+
+func TestRegionalHTTPSProxyUsesRegionalCertificates(t *testing.T) {
+	e := newEnv(t, computesim.Options{})
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	e.createNEG(zoneA, "neg-a", 80)
+	b := startHTTPBackend(t, "127.29.4.1")
+	e.done(e.attach(zoneA, "neg-a", ep("node-1", b.ip, b.port)))
+	e.done(e.rhcs.Insert(e.ctx, &computepb.InsertRegionHealthCheckRequest{Project: project, Region: region, HealthCheckResource: httpHealthCheck("hc")}))
+	e.done(e.rbs.Insert(e.ctx, &computepb.InsertRegionBackendServiceRequest{Project: project, Region: region,
+		BackendServiceResource: httpBackendService("web", "hc", "INTERNAL_MANAGED", 0, negURL(zoneA, "neg-a"))}))
+	e.done(e.rums.Insert(e.ctx, &computepb.InsertRegionUrlMapRequest{Project: project, Region: region, UrlMapResource: &computepb.UrlMap{
+		Name: proto.String("um"), DefaultService: proto.String("web")}}))
+	insertCert := func(name, domain string) {
+		certPEM, keyPEM, err := e.srv.CertificatePEM(domain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.done(e.rcerts.Insert(e.ctx, &computepb.InsertRegionSslCertificateRequest{Project: project, Region: region, SslCertificateResource: &computepb.SslCertificate{
+			Name: proto.String(name), SelfManaged: &computepb.SslCertificateSelfManagedSslCertificate{Certificate: proto.String(certPEM), PrivateKey: proto.String(keyPEM)}}}))
+	}
+	insertCert("one", "one.internal")
+	insertCert("two", "two.internal")
+	if err := e.srv.IssueCertificate("global", "one.internal"); err != nil {
+		t.Fatal(err)
+	}
+	proxy := func(certs ...string) *computepb.InsertRegionTargetHttpsProxyRequest {
+		return &computepb.InsertRegionTargetHttpsProxyRequest{Project: project, Region: region, TargetHttpsProxyResource: &computepb.TargetHttpsProxy{
+			Name: proto.String("hsp"), UrlMap: proto.String("regions/" + region + "/urlMaps/um"), SslCertificates: certs}}
+	}
+	expectErr(t, e.opErr(e.rhsps.Insert(e.ctx, proxy("global/sslCertificates/global"))), 400, "invalid")
+	expectErr(t, e.opErr(e.rhsps.Insert(e.ctx, proxy("regions/"+region+"/sslCertificates/three"))), 404, "notFound")
+	e.done(e.rhsps.Insert(e.ctx, proxy("one")))
+	e.done(e.rfrs.Insert(e.ctx, &computepb.InsertForwardingRuleRequest{Project: project, Region: region, ForwardingRuleResource: &computepb.ForwardingRule{
+		Name: proto.String("fr"), Target: proto.String("regions/" + region + "/targetHttpsProxies/hsp"), LoadBalancingScheme: proto.String("INTERNAL_MANAGED")}}))
+	base := e.srv.ForwardingRuleURL("fr")
+	trusting := func(sni string) *tls.Config { return &tls.Config{RootCAs: e.srv.RootCAs(), ServerName: sni} }
+	eventually(t, "HTTPS answer for one.internal", 5*time.Second, func() bool {
+		code, who := lbGet(t, base, "one.internal", "/", trusting("one.internal"))
+		return code == 200 && who == b.ip
+	})
+	if _, _, err := lbDo(base, "two.internal", "/", trusting("two.internal")); err == nil {
+		t.Fatal("two.internal verified before its certificate was attached")
+	}
+	e.done(e.rhsps.SetSslCertificates(e.ctx, &computepb.SetSslCertificatesRegionTargetHttpsProxyRequest{Project: project, Region: region, TargetHttpsProxy: "hsp",
+		RegionTargetHttpsProxiesSetSslCertificatesRequestResource: &computepb.RegionTargetHttpsProxiesSetSslCertificatesRequest{
+			SslCertificates: []string{"one", link + "regions/" + region + "/sslCertificates/two"}}}))
+	if code, who := lbGet(t, base, "two.internal", "/", trusting("two.internal")); code != 200 || who != b.ip {
+		t.Fatalf("two.internal after setSslCertificates: %d %q", code, who)
+	}
+}
