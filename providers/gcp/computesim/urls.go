@@ -196,6 +196,34 @@ func getResource[R any, T proto.Message](s *Server, path string, resources map[s
 	return proto.CloneOf(message(res)), nil
 }
 
+// deleteLocked answers a delete call for a resource that other resources
+// may use: 404 when it is missing, 400 resourceInUseByAnotherResource while
+// user() names a user (checked again when the operation runs). after, if
+// set, runs once the resource is gone. Callers hold s.mu.
+func deleteLocked[R any](s *Server, r *http.Request, path string, resources map[string]R, id func(R) uint64, user func() string, after func(R)) (proto.Message, *apiError) {
+	res, ok := resources[path]
+	if !ok {
+		return nil, errNotFound(path)
+	}
+	if u := user(); u != "" {
+		return nil, errInUse(path, u)
+	}
+	return s.startOpLocked(r, scopeOf(r), "delete", path, id(res), func() *apiError {
+		cur, ok := resources[path]
+		if !ok {
+			return errNotFound(path)
+		}
+		if u := user(); u != "" {
+			return errInUse(path, u)
+		}
+		delete(resources, path)
+		if after != nil {
+			after(cur)
+		}
+		return nil
+	}), nil
+}
+
 // listed is what a list call returns items of.
 type listed interface {
 	proto.Message
