@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"sort"
+	"slices"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/protobuf/proto"
@@ -43,9 +43,11 @@ func bsScope(r *http.Request) opScope {
 
 // fingerprint is a base64 hash of the resource and its generation, so it
 // changes on every mutation, even one that leaves the content equal.
-func fingerprint(pb *computepb.BackendService, gen uint64) string {
-	c := proto.CloneOf(pb)
-	c.Fingerprint = nil
+func fingerprint(pb proto.Message, gen uint64) string {
+	c := proto.Clone(pb)
+	if fd := c.ProtoReflect().Descriptor().Fields().ByName("fingerprint"); fd != nil {
+		c.ProtoReflect().Clear(fd)
+	}
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
 	h := sha256.New()
 	h.Write(b)
@@ -82,6 +84,15 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 		} else {
 			bs.LoadBalancingScheme = proto.String("INTERNAL_MANAGED")
 		}
+	}
+	switch scheme := bs.GetLoadBalancingScheme(); scheme {
+	case "EXTERNAL", "EXTERNAL_MANAGED", "INTERNAL_MANAGED", "INTERNAL_SELF_MANAGED":
+	case "INTERNAL":
+		if isHTTPFamily(protocol) {
+			return errInvalidField("resource.protocol", protocol, "Load balancing scheme INTERNAL supports protocols TCP, UDP and UNSPECIFIED only.")
+		}
+	default:
+		return errInvalidField("resource.loadBalancingScheme", scheme, "Must be EXTERNAL, EXTERNAL_MANAGED, INTERNAL, INTERNAL_MANAGED or INTERNAL_SELF_MANAGED.")
 	}
 	if bs.SessionAffinity == nil {
 		bs.SessionAffinity = proto.String("NONE")
@@ -133,7 +144,7 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 		switch mode {
 		case "RATE":
 			if !isHTTPFamily(protocol) {
-				return errInvalidField(field+".balancingMode", mode, fmt.Sprintf("Balancing mode RATE is not supported for protocol %s; use CONNECTION.", protocol))
+				return errInvalidField(field, b.GetGroup(), fmt.Sprintf("RATE balancing mode is not supported for protocol %s.", protocol))
 			}
 			if !hasRate {
 				return errInvalid("Invalid value for field '%s': RATE balancing mode requires one of maxRate, maxRatePerInstance or maxRatePerEndpoint.", field)
@@ -143,7 +154,8 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 			}
 		case "CONNECTION":
 			if isHTTPFamily(protocol) {
-				return errInvalidField(field+".balancingMode", mode, fmt.Sprintf("Balancing mode CONNECTION is not supported for protocol %s; use RATE.", protocol))
+				// GCE's wording, field and all.
+				return errInvalidField(field, b.GetGroup(), fmt.Sprintf("CONNECTION balancing mode is not supported for protocol %s.", protocol))
 			}
 			if !hasConn {
 				return errInvalid("Invalid value for field '%s': CONNECTION balancing mode requires one of maxConnections, maxConnectionsPerInstance or maxConnectionsPerEndpoint.", field)
@@ -152,7 +164,7 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 				return errInvalid("Invalid value for field '%s': maxRate* may not be set with balancing mode CONNECTION.", field)
 			}
 		case "UTILIZATION":
-			return errInvalidField(field+".balancingMode", mode, "Balancing mode UTILIZATION is not supported for network endpoint group backends.")
+			return errInvalidField(field+".balancingMode", mode, "UTILIZATION balancing mode is not supported for network endpoint groups.")
 		default:
 			return errInvalidField(field+".balancingMode", mode, "Must be RATE, CONNECTION or UTILIZATION.")
 		}
@@ -170,7 +182,7 @@ func (s *Server) normalizeBackendServiceLocked(bs *computepb.BackendService, pro
 		return errInvalid("Invalid value for field 'resource.healthChecks': a health check is required for network endpoint group backends.")
 	}
 	for i, h := range bs.GetHealthChecks() {
-		p := qualify(project, h, "global/healthChecks")
+		p := qualify(project, h, scopePrefix(region)+"/healthChecks")
 		if s.healthChecks[p] == nil {
 			return errNotFound(p)
 		}
@@ -256,6 +268,8 @@ func (s *Server) bsDelete(r *http.Request) (proto.Message, *apiError) {
 	}), nil
 }
 
+// bsUserLocked names one resource that refers to a backend service (a
+// target TCP proxy or a URL map), or "".
 func (s *Server) bsUserLocked(path string) string {
 	var users []string
 	for p, tp := range s.tcpProxies {
@@ -263,11 +277,21 @@ func (s *Server) bsUserLocked(path string) string {
 			users = append(users, p)
 		}
 	}
-	sort.Strings(users)
+	for p, um := range s.urlMaps {
+		if slices.Contains(urlMapServices(um.pb), path) {
+			users = append(users, p)
+		}
+	}
+	return firstUser(users)
+}
+
+// firstUser is the least of the users of a resource, so messages naming
+// one of them are deterministic; "" when there are none.
+func firstUser(users []string) string {
 	if len(users) == 0 {
 		return ""
 	}
-	return users[0]
+	return slices.Min(users)
 }
 
 func (s *Server) bsPatch(r *http.Request) (proto.Message, *apiError) { return s.bsModify(r, true) }

@@ -6,10 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,14 +22,31 @@ type forwardingRule struct {
 	pb   *computepb.ForwardingRule
 	path string
 	ln   net.Listener
-	wg   sync.WaitGroup
+	// httpSrv serves rules to target HTTP(S) proxies; nil for TCP.
+	httpSrv *http.Server
+	wg      sync.WaitGroup
+	// ip is the IP the rule was given (zero when ephemeral) and
+	// addressPath the reserved address it uses, if any; with the ports
+	// they detect rules that would conflict.
+	ip             netip.Addr
+	addressPath    string
+	portLo, portHi int
 }
 
-// stop closes the listener and waits for the accept loop.
-func (fr *forwardingRule) stop() {
+// close stops accepting and, for HTTP rules, closes client connections,
+// without waiting.
+func (fr *forwardingRule) close() {
+	if fr.httpSrv != nil {
+		_ = fr.httpSrv.Close()
+	}
 	if fr.ln != nil {
 		_ = fr.ln.Close()
 	}
+}
+
+// stop closes the rule and waits for its serving goroutines.
+func (fr *forwardingRule) stop() {
+	fr.close()
 	fr.wg.Wait()
 }
 
@@ -42,8 +55,14 @@ func (fr *forwardingRule) stop() {
 // the dial completes, so that detaching the endpoint meanwhile drains it
 // like any other connection. backend (nil while dialling) and closed are
 // guarded by Server.mu until the splice starts.
+//
+// An HTTP request forwarded to an endpoint is a proxyConn too, without
+// connections: closing it cancels the request (cancel), which is how
+// draining and detaching end in-flight requests.
 type proxyConn struct {
+	rule            *forwardingRule
 	client, backend net.Conn
+	cancel          func()
 	closed          bool
 	once            sync.Once
 	rec             *ConnRecord // nil without Options.ConnectionHistory
@@ -52,9 +71,14 @@ type proxyConn struct {
 func (pc *proxyConn) close() {
 	pc.once.Do(func() {
 		pc.closed = true
-		_ = pc.client.Close()
+		if pc.client != nil {
+			_ = pc.client.Close()
+		}
 		if pc.backend != nil {
 			_ = pc.backend.Close()
+		}
+		if pc.cancel != nil {
+			pc.cancel()
 		}
 	})
 }
@@ -139,202 +163,8 @@ func (s *Server) tpDelete(r *http.Request) (proto.Message, *apiError) {
 	path := tpPath(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tp := s.tcpProxies[path]
-	if tp == nil {
-		return nil, errNotFound(path)
-	}
-	user := func() string {
-		var users []string
-		for p, fr := range s.forwardingRules {
-			if ResourcePath(fr.pb.GetTarget()) == path {
-				users = append(users, p)
-			}
-		}
-		sort.Strings(users)
-		if len(users) == 0 {
-			return ""
-		}
-		return users[0]
-	}
-	if u := user(); u != "" {
-		return nil, errInUse(path, u)
-	}
-	return s.startOpLocked(r, opScope{project: r.PathValue("project")}, "delete", path, tp.pb.GetId(), func() *apiError {
-		if s.tcpProxies[path] == nil {
-			return errNotFound(path)
-		}
-		if u := user(); u != "" {
-			return errInUse(path, u)
-		}
-		delete(s.tcpProxies, path)
-		return nil
-	}), nil
-}
-
-// ---- global forwarding rules ----
-
-func frPath(r *http.Request) string {
-	return fmt.Sprintf("projects/%s/global/forwardingRules/%s", r.PathValue("project"), r.PathValue("fr"))
-}
-
-var portRangeRE = regexp.MustCompile(`^(\d+)(?:-(\d+))?$`)
-
-// frInsert creates a forwarding rule to a target TCP proxy. Its listener
-// binds IPAddress:port when IPAddress is a loopback address and portRange a
-// single port; otherwise it binds Options.ListenHost on a free port. The
-// reported IPAddress is the bound one; ForwardingRuleAddr gives host:port.
-func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
-	project := r.PathValue("project")
-	in := &computepb.ForwardingRule{}
-	if _, e := readBody(r, in); e != nil {
-		return nil, e
-	}
-	if e := validateName(in.GetName()); e != nil {
-		return nil, e
-	}
-	if in.GetTarget() == "" {
-		return nil, errInvalid("Required field 'resource.target' not specified")
-	}
-	target := qualify(project, in.GetTarget(), "global/targetTcpProxies")
-	if !strings.Contains(target, "/targetTcpProxies/") {
-		return nil, errInvalidField("resource.target", in.GetTarget(), "Only target TCP proxies are emulated as forwarding rule targets.")
-	}
-	if p := in.GetIPProtocol(); p != "" && p != "TCP" {
-		return nil, errInvalidField("resource.IPProtocol", p, "Must be TCP for a target TCP proxy.")
-	}
-	in.IPProtocol = proto.String("TCP")
-	if in.LoadBalancingScheme == nil {
-		in.LoadBalancingScheme = proto.String("EXTERNAL")
-	}
-	bindPort := 0
-	if pr := in.GetPortRange(); pr != "" {
-		m := portRangeRE.FindStringSubmatch(pr)
-		if m == nil {
-			return nil, errInvalidField("resource.portRange", pr, "Must be a port or a port range like 80-80.")
-		}
-		lo, _ := strconv.Atoi(m[1])
-		hi := lo
-		if m[2] != "" {
-			hi, _ = strconv.Atoi(m[2])
-		}
-		if lo < 1 || hi > 65535 || hi < lo {
-			return nil, errInvalidField("resource.portRange", pr, "Ports must be between 1 and 65535.")
-		}
-		if lo == hi {
-			bindPort = lo
-			in.PortRange = proto.String(fmt.Sprintf("%d-%d", lo, hi))
-		}
-	}
-	bindHost := s.opts.ListenHost
-	if a, err := netip.ParseAddr(in.GetIPAddress()); err == nil && a.IsLoopback() {
-		bindHost = a.String()
-	} else {
-		bindPort = 0
-	}
-	path := fmt.Sprintf("projects/%s/global/forwardingRules/%s", project, in.GetName())
-	in.Target = proto.String(selfLink(target))
-	in.Kind = proto.String("compute#forwardingRule")
-	in.Id = proto.Uint64(newID())
-	in.CreationTimestamp = proto.String(nowStamp())
-	in.SelfLink = proto.String(selfLink(path))
-	in.Fingerprint = proto.String(fmt.Sprintf("%x", newID()))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tcpProxies[target] == nil {
-		return nil, errNotFound(target)
-	}
-	if s.forwardingRules[path] != nil {
-		return nil, errAlreadyExists(path)
-	}
-	return s.startOpLocked(r, opScope{project: project}, "insert", path, in.GetId(), func() *apiError {
-		if s.forwardingRules[path] != nil {
-			return errAlreadyExists(path)
-		}
-		if s.tcpProxies[target] == nil {
-			return errNotFound(target)
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(bindHost, strconv.Itoa(bindPort)))
-		if err != nil {
-			return errInvalidField("resource.IPAddress", in.GetIPAddress(), "The address and port are already in use: "+err.Error())
-		}
-		in.IPAddress = proto.String(ln.Addr().(*net.TCPAddr).IP.String())
-		fr := &forwardingRule{pb: in, path: path, ln: ln}
-		s.forwardingRules[path] = fr
-		fr.wg.Add(1)
-		go s.acceptLoop(fr)
-		return nil
-	}), nil
-}
-
-func (s *Server) frGet(r *http.Request) (proto.Message, *apiError) {
-	return getResource(s, frPath(r), s.forwardingRules, func(fr *forwardingRule) *computepb.ForwardingRule { return fr.pb })
-}
-
-func (s *Server) frList(r *http.Request) (proto.Message, *apiError) {
-	coll := fmt.Sprintf("projects/%s/global/forwardingRules", r.PathValue("project"))
-	items, next, e := listPage(s, r, s.forwardingRules, func(fr *forwardingRule) *computepb.ForwardingRule { return fr.pb }, under[*forwardingRule](coll))
-	if e != nil {
-		return nil, e
-	}
-	return &computepb.ForwardingRuleList{Kind: proto.String("compute#forwardingRuleList"), Id: proto.String(coll),
-		SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
-}
-
-func (s *Server) frDelete(r *http.Request) (proto.Message, *apiError) {
-	path := frPath(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fr := s.forwardingRules[path]
-	if fr == nil {
-		return nil, errNotFound(path)
-	}
-	return s.startOpLocked(r, opScope{project: r.PathValue("project")}, "delete", path, fr.pb.GetId(), func() *apiError {
-		fr := s.forwardingRules[path]
-		if fr == nil {
-			return errNotFound(path)
-		}
-		delete(s.forwardingRules, path)
-		// Closing the listener does not wait here (we hold s.mu); the
-		// accept loop exits on its own. Open connections end with it.
-		_ = fr.ln.Close()
-		for _, t := range s.targets {
-			s.closeRuleConnsLocked(t, fr)
-		}
-		for t := range s.draining {
-			s.closeRuleConnsLocked(t, fr)
-		}
-		return nil
-	}), nil
-}
-
-func (s *Server) closeRuleConnsLocked(t *target, fr *forwardingRule) {
-	laddr := fr.ln.Addr().String()
-	for pc := range t.conns {
-		if pc.client.LocalAddr().String() == laddr {
-			endConnLocked(pc.rec, t, ConnRuleDeleted)
-			pc.close()
-			delete(t.conns, pc)
-		}
-	}
-}
-
-// ForwardingRuleAddr is the host:port a global forwarding rule listens on,
-// or "" when there is no such rule (yet: it appears when its insert
-// operation completes).
-func (s *Server) ForwardingRuleAddr(name string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var paths []string
-	for p, fr := range s.forwardingRules {
-		if fr.pb.GetName() == name {
-			paths = append(paths, p)
-		}
-	}
-	if len(paths) == 0 {
-		return ""
-	}
-	sort.Strings(paths)
-	return s.forwardingRules[paths[0]].ln.Addr().String()
+	return deleteLocked(s, r, path, s.tcpProxies, func(tp *tcpProxy) uint64 { return tp.pb.GetId() },
+		func() string { return s.frUserLocked(path) }, nil)
 }
 
 // ---- proxying ----
@@ -350,9 +180,8 @@ func (s *Server) acceptLoop(fr *forwardingRule) {
 	}
 }
 
-// pickTargetsLocked lists the endpoints a new connection may go to, in the
-// order to try them: HEALTHY, not detached, in a backend whose
-// capacityScaler is not 0, rotated round-robin per backend service.
+// pickTargetsLocked lists the endpoints a new connection to a TCP proxy
+// rule may go to (see healthyTargetsLocked), and the proxy header to send.
 func (s *Server) pickTargetsLocked(fr *forwardingRule) ([]*target, string) {
 	if s.forwardingRules[fr.path] != fr {
 		return nil, ""
@@ -361,10 +190,16 @@ func (s *Server) pickTargetsLocked(fr *forwardingRule) ([]*target, string) {
 	if tp == nil {
 		return nil, ""
 	}
-	bsPath := ResourcePath(tp.pb.GetService())
+	return s.healthyTargetsLocked(ResourcePath(tp.pb.GetService())), tp.pb.GetProxyHeader()
+}
+
+// healthyTargetsLocked lists the endpoints of a backend service that may
+// take new traffic, in the order to try them: HEALTHY, not detached, in a
+// backend whose capacityScaler is not 0, rotated round-robin.
+func (s *Server) healthyTargetsLocked(bsPath string) []*target {
 	bs := s.backendServices[bsPath]
 	if bs == nil {
-		return nil, ""
+		return nil
 	}
 	serving := map[string]bool{}
 	for _, b := range bs.pb.GetBackends() {
@@ -379,13 +214,13 @@ func (s *Server) pickTargetsLocked(fr *forwardingRule) ([]*target, string) {
 		}
 	}
 	if len(cands) == 0 {
-		return nil, tp.pb.GetProxyHeader()
+		return nil
 	}
 	sortTargets(cands)
 	n := s.rr[bsPath]
 	s.rr[bsPath] = n + 1
 	k := int(n % uint64(len(cands)))
-	return append(cands[k:], cands[:k]...), tp.pb.GetProxyHeader()
+	return append(cands[k:], cands[:k]...)
 }
 
 // proxy forwards one client connection to a HEALTHY endpoint. When none is
@@ -404,7 +239,7 @@ func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 		endConnLocked(rec, nil, ConnNoEndpoint)
 	}
 	s.mu.Unlock()
-	pc := &proxyConn{client: c, rec: rec}
+	pc := &proxyConn{rule: fr, client: c, rec: rec}
 	var chosen *target
 	for i, t := range cands {
 		if i >= 3 {

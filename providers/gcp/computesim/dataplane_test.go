@@ -325,7 +325,7 @@ func TestRateLimitRate(t *testing.T) {
 // TestUnknownPath makes sure unemulated methods answer a Compute-shaped 404.
 func TestUnknownPath(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	resp, err := http.Get(e.srv.URL() + "/compute/v1/projects/" + project + "/global/urlMaps")
+	resp, err := http.Get(e.srv.URL() + "/compute/v1/projects/" + project + "/global/backendBuckets")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
 // Package computesim emulates the parts of the Compute Engine v1 REST API
 // that podlb uses: zonal network endpoint groups (GCE_VM_IP_PORT), zonal,
-// regional and global operations, health checks, global and regional backend
-// services, target TCP proxies, global forwarding rules, and enough of
-// instances to validate endpoints.
+// regional and global operations, global and regional health checks,
+// backend services, URL maps, SSL certificates, target HTTP and HTTPS
+// proxies, addresses and forwarding rules, global target TCP proxies, and
+// enough of instances to validate endpoints.
 //
 // The unmodified cloud.google.com/go/compute/apiv1 REST clients talk to it
 // over plain HTTP, in process like httptest or standalone (cmd/cloudsim):
@@ -14,7 +15,9 @@
 //
 // It is not a mock: backend services health-check the real endpoints over
 // TCP or HTTP, and every forwarding rule listens on its own loopback port and
-// proxies TCP connections to HEALTHY endpoints, draining detached ones.
+// proxies TCP connections (target TCP proxies) or HTTP/1.1 requests routed
+// by a URL map (target HTTP(S) proxies) to HEALTHY endpoints, draining
+// detached ones.
 //
 // # Wire conventions
 //
@@ -34,7 +37,7 @@
 //     conditionNotMet, rateLimitExceeded, quotaExceeded, backendError) is in
 //     the wrapped *googleapi.Error's Errors[0].Reason.
 //   - Mutations answer an Operation (zonal for NEGs and instances, regional
-//     for regional backend services, global otherwise) and take effect when
+//     for regional resources, global otherwise) and take effect when
 //     it completes, Options.OperationDelay after the call; with 0 they take
 //     effect within the call and the Operation is already DONE. A failed
 //     operation has status DONE, httpErrorStatusCode, httpErrorMessage (like
@@ -69,14 +72,57 @@
 //   - Backend service patch/update with a fingerprint that is not current
 //     answer 412 conditionNotMet; without a fingerprint they are accepted
 //     (last writer wins). The fingerprint changes on every mutation.
-//   - A backend service with NEG backends needs exactly one health check;
-//     the default balancing mode is UTILIZATION, which NEG backends reject.
+//   - A backend service with NEG backends needs exactly one health check
+//     (of its scope, when named without a path); the default balancing
+//     mode is UTILIZATION, which NEG backends reject; HTTP, HTTPS and HTTP2
+//     services reject CONNECTION, TCP and SSL ones RATE. The scheme (default
+//     EXTERNAL globally, INTERNAL_MANAGED in a region) is one of EXTERNAL,
+//     EXTERNAL_MANAGED, INTERNAL (not for HTTP-family protocols),
+//     INTERNAL_MANAGED and INTERNAL_SELF_MANAGED.
 //   - getHealth for a group that is not a backend of the service answers 400
 //     invalid. Detached endpoints appear as DRAINING while their connections
 //     drain, then disappear.
 //   - listNetworkEndpoints reads healthStatus both from the documented body
 //     and from the whole-request body the apiv1 client sends; with SHOW each
 //     endpoint lists one health per backend service using its NEG.
+//   - URL maps: patch and update need the current fingerprint; a missing or
+//     stale one answers 412 conditionNotMet (GCE documents that an
+//     up-to-date fingerprint must be provided). A URL map may have neither
+//     defaultService nor defaultUrlRedirect: requests no host rule matches
+//     then get 404. Path matchers need exactly one of defaultService and
+//     defaultUrlRedirect, path rules one of service and urlRedirect. Route
+//     rules, route actions, header actions, custom error policies and
+//     prefixRedirect answer 400 (not emulated) instead of being ignored.
+//     All services of a URL map must be HTTP-family backend services of its
+//     scope with one load balancing scheme. A host may appear in one host
+//     rule only. Tests run on insert, update and patch (a failing test
+//     answers 400 invalid) and in validate, which loads the given resource
+//     whether or not the URL map in the path exists.
+//   - SSL certificates are SELF_MANAGED only (MANAGED answers 400); the
+//     chain and key must parse and match (400 invalid). Reads never return
+//     the private key. IssueCertificate and CertificatePEM make
+//     certificates signed by a per-emulator CA that RootCAs trusts.
+//   - Target HTTPS proxies need 1 to 15 certificates of their scope;
+//     unknown certificates and URL maps answer 404 notFound, ones of the
+//     other scope 400 invalid. Certificate maps, SSL policies and TLS or
+//     authorization policies answer 400 (not emulated).
+//   - Addresses (addresses and globalAddresses) each get their own IPv4 in
+//     Options.AddressRange (default 127.254.0.0/16), or the loopback
+//     address asked for; others answer 400. Status is IN_USE with users
+//     while a forwarding rule uses the address, RESERVED otherwise.
+//     Deleting an address in use answers 400 resourceInUseByAnotherResource.
+//   - Forwarding rules take IPAddress as a literal, an address URL or path,
+//     or a bare address name of their scope. A rule on an IP that another
+//     rule uses on an overlapping port answers 400 invalid "Specified IP
+//     address is in-use and would result in a conflict"; other ports of the
+//     same address are fine (80 and 443 of one address, as usual). A rule's
+//     scheme must equal that of every backend service its target reaches
+//     (400 invalid). Rules to HTTP(S) proxies take one port, by default 80
+//     (HTTP) or 443 (HTTPS). The rule listens on its address's IP at its
+//     port when that port is free, else (for reserved addresses) at a free
+//     port of that IP; ephemeral rules listen on Options.ListenHost at a
+//     free port and report that IP. ForwardingRuleAddr and
+//     ForwardingRuleURL tell where to connect.
 //   - aggregatedList only lists zones that have NEGs (GCE also lists empty
 //     zones with a warning).
 //   - Quotas: Options.RateLimits counts calls per fixed window per method
@@ -111,14 +157,38 @@
 // kept for the draining timeout and then closed; without draining they are
 // closed at once.
 //
+// A forwarding rule to a target HTTP or HTTPS proxy serves HTTP/1.1 (TLS
+// 1.2+ for HTTPS, presenting the first of the proxy's certificates valid for
+// the SNI name, else its first certificate). Each request is routed by the
+// proxy's URL map: the host rule of the Host header's exact host, else of
+// the longest matching "*.suffix" wildcard (which needs at least one more
+// label), else of "*", picks a path matcher; without one the URL map's
+// default applies. In the matcher the longest matching path rule wins:
+// "/x" matches only "/x", "/x/*" matches "/x/" and everything below but not
+// "/x"; an exact path wins a tie with a prefix of the same length; the
+// query string is ignored; no rule means the matcher's default. Redirects
+// answer with their code (301 by default). The request then goes to a
+// HEALTHY endpoint of the chosen service, round-robin as for TCP, with
+// X-Forwarded-For, X-Forwarded-Proto and Via: 1.1 google; the service's
+// timeoutSec bounds it. With no HEALTHY endpoint the answer is 503 "no
+// healthy upstream"; when the endpoints tried all refuse connections, 502.
+// Backends of HTTPS services are reached over TLS without verification, as
+// GCE does; HTTP2 services are reached over HTTP/1.1. A request in flight
+// to a detached endpoint may finish while the service drains connections;
+// when draining ends (or at once without draining) it is cut off and the
+// client's connection closed. ConnRecord covers TCP proxies only.
+//
 // Time scales: HealthCheckInterval, HealthCheckTimeout and DrainingTimeout
 // override the configured seconds for the emulator's clocks while the API
 // keeps reporting the configured values, so tests run at millisecond scale.
 //
 // # Not emulated
 //
-// URL maps and target HTTP(S) proxies (HTTP backend services are health
-// checked but have no data path), regional forwarding rules, NEG types other
-// than GCE_VM_IP_PORT, health check types other than TCP and HTTP, IAM, and
-// labels.
+// Backend buckets, advanced routing (route rules and actions, header
+// actions, weighted services), managed certificates, certificate maps, SSL
+// policies, HTTP/2 and QUIC on the front end, regional target TCP proxies,
+// forwarding rules to backend services (passthrough) or other targets, NEG
+// types other than GCE_VM_IP_PORT, health check types other than TCP and
+// HTTP, the RATE capacity limits (maxRatePerEndpoint is validated but not
+// enforced), IAM, and labels.
 package computesim

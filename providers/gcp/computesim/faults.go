@@ -235,6 +235,10 @@ type MethodStats struct {
 }
 
 // ProxyStats counts connections through forwarding rules.
+//
+// For rules to target HTTP(S) proxies the counts are of requests: accepted,
+// forwarded to an endpoint, answered 502/503 for want of a reachable
+// HEALTHY endpoint, and cut off when draining ended.
 type ProxyStats struct {
 	Accepted  int64 `json:"accepted"`  // connections accepted by a forwarding rule
 	Forwarded int64 `json:"forwarded"` // connected to an endpoint

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/protobuf/proto"
@@ -17,8 +16,13 @@ type healthCheck struct {
 	path string
 }
 
-func hcPath(r *http.Request) string {
-	return fmt.Sprintf("projects/%s/global/healthChecks/%s", r.PathValue("project"), r.PathValue("hc"))
+// hcPath is the health check a request addresses, global or regional.
+func hcPath(r *http.Request) (string, *apiError) {
+	coll, _, e := scopedCollection(r, "healthChecks")
+	if e != nil {
+		return "", e
+	}
+	return coll + "/" + r.PathValue("hc"), nil
 }
 
 // normalizeHealthCheck fills GCE's defaults and validates. Only TCP and HTTP
@@ -127,7 +131,10 @@ func derefString(p *string) string {
 }
 
 func (s *Server) hcInsert(r *http.Request) (proto.Message, *apiError) {
-	project := r.PathValue("project")
+	coll, region, e := scopedCollection(r, "healthChecks")
+	if e != nil {
+		return nil, e
+	}
 	in := &computepb.HealthCheck{}
 	if _, e := readBody(r, in); e != nil {
 		return nil, e
@@ -135,17 +142,20 @@ func (s *Server) hcInsert(r *http.Request) (proto.Message, *apiError) {
 	if e := normalizeHealthCheck(in); e != nil {
 		return nil, e
 	}
-	path := fmt.Sprintf("projects/%s/global/healthChecks/%s", project, in.GetName())
+	path := coll + "/" + in.GetName()
 	in.Kind = proto.String("compute#healthCheck")
 	in.Id = proto.Uint64(newID())
 	in.CreationTimestamp = proto.String(nowStamp())
 	in.SelfLink = proto.String(selfLink(path))
+	if region != "" {
+		in.Region = proto.String(selfLink(fmt.Sprintf("projects/%s/regions/%s", r.PathValue("project"), region)))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.healthChecks[path] != nil {
 		return nil, errAlreadyExists(path)
 	}
-	return s.startOpLocked(r, opScope{project: project}, "insert", path, in.GetId(), func() *apiError {
+	return s.startOpLocked(r, scopeOf(r), "insert", path, in.GetId(), func() *apiError {
 		if s.healthChecks[path] != nil {
 			return errAlreadyExists(path)
 		}
@@ -155,14 +165,19 @@ func (s *Server) hcInsert(r *http.Request) (proto.Message, *apiError) {
 }
 
 func (s *Server) hcGet(r *http.Request) (proto.Message, *apiError) {
-	return getResource(s, hcPath(r), s.healthChecks, func(hc *healthCheck) *computepb.HealthCheck { return hc.pb })
+	path, e := hcPath(r)
+	if e != nil {
+		return nil, e
+	}
+	return getResource(s, path, s.healthChecks, func(hc *healthCheck) *computepb.HealthCheck { return hc.pb })
 }
 
 func (s *Server) hcList(r *http.Request) (proto.Message, *apiError) {
-	project := r.PathValue("project")
-	coll := fmt.Sprintf("projects/%s/global/healthChecks", project)
-	inProject := func(_ string, hc *healthCheck) bool { return strings.HasPrefix(hc.path, "projects/"+project+"/") }
-	items, next, e := listPage(s, r, s.healthChecks, func(hc *healthCheck) *computepb.HealthCheck { return hc.pb }, inProject)
+	coll, _, e := scopedCollection(r, "healthChecks")
+	if e != nil {
+		return nil, e
+	}
+	items, next, e := listPage(s, r, s.healthChecks, func(hc *healthCheck) *computepb.HealthCheck { return hc.pb }, under[*healthCheck](coll))
 	if e != nil {
 		return nil, e
 	}
@@ -171,7 +186,10 @@ func (s *Server) hcList(r *http.Request) (proto.Message, *apiError) {
 }
 
 func (s *Server) hcDelete(r *http.Request) (proto.Message, *apiError) {
-	path := hcPath(r)
+	path, e := hcPath(r)
+	if e != nil {
+		return nil, e
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	hc := s.healthChecks[path]
@@ -181,7 +199,7 @@ func (s *Server) hcDelete(r *http.Request) (proto.Message, *apiError) {
 	if user := s.hcUserLocked(path); user != "" {
 		return nil, errInUse(path, user)
 	}
-	return s.startOpLocked(r, opScope{project: r.PathValue("project")}, "delete", path, hc.pb.GetId(), func() *apiError {
+	return s.startOpLocked(r, scopeOf(r), "delete", path, hc.pb.GetId(), func() *apiError {
 		if s.healthChecks[path] == nil {
 			return errNotFound(path)
 		}
@@ -215,7 +233,10 @@ func (s *Server) hcUpdate(r *http.Request) (proto.Message, *apiError) { return s
 
 // hcModify implements patch (JSON merge semantics) and update (replace).
 func (s *Server) hcModify(r *http.Request, patch bool) (proto.Message, *apiError) {
-	path := hcPath(r)
+	path, e := hcPath(r)
+	if e != nil {
+		return nil, e
+	}
 	in := &computepb.HealthCheck{}
 	raw, e := readBody(r, in)
 	if e != nil {
@@ -249,7 +270,7 @@ func (s *Server) hcModify(r *http.Request, patch bool) (proto.Message, *apiError
 		next = in
 		next.Name = hc.pb.Name
 	}
-	next.Kind, next.Id, next.CreationTimestamp, next.SelfLink = hc.pb.Kind, hc.pb.Id, hc.pb.CreationTimestamp, hc.pb.SelfLink
+	next.Kind, next.Id, next.CreationTimestamp, next.SelfLink, next.Region = hc.pb.Kind, hc.pb.Id, hc.pb.CreationTimestamp, hc.pb.SelfLink, hc.pb.Region
 	if e := normalizeHealthCheck(next); e != nil {
 		return nil, e
 	}
@@ -257,7 +278,7 @@ func (s *Server) hcModify(r *http.Request, patch bool) (proto.Message, *apiError
 	if patch {
 		opType = "patch"
 	}
-	return s.startOpLocked(r, opScope{project: r.PathValue("project")}, opType, path, hc.pb.GetId(), func() *apiError {
+	return s.startOpLocked(r, scopeOf(r), opType, path, hc.pb.GetId(), func() *apiError {
 		cur := s.healthChecks[path]
 		if cur == nil {
 			return errNotFound(path)

@@ -44,6 +44,19 @@ type env struct {
 	frs  *compute.GlobalForwardingRulesClient
 	inst *compute.InstancesClient
 	zops *compute.ZoneOperationsClient
+
+	rhcs   *compute.RegionHealthChecksClient
+	ums    *compute.UrlMapsClient
+	rums   *compute.RegionUrlMapsClient
+	certs  *compute.SslCertificatesClient
+	rcerts *compute.RegionSslCertificatesClient
+	hps    *compute.TargetHttpProxiesClient
+	rhps   *compute.RegionTargetHttpProxiesClient
+	hsps   *compute.TargetHttpsProxiesClient
+	rhsps  *compute.RegionTargetHttpsProxiesClient
+	gaddrs *compute.GlobalAddressesClient
+	addrs  *compute.AddressesClient
+	rfrs   *compute.ForwardingRulesClient
 }
 
 func newEnv(t testing.TB, opts computesim.Options) *env {
@@ -87,8 +100,33 @@ func newEnv(t testing.TB, opts computesim.Options) *env {
 	must(err)
 	e.zops, err = compute.NewZoneOperationsRESTClient(ctx, co...)
 	must(err)
+	e.rhcs, err = compute.NewRegionHealthChecksRESTClient(ctx, co...)
+	must(err)
+	e.ums, err = compute.NewUrlMapsRESTClient(ctx, co...)
+	must(err)
+	e.rums, err = compute.NewRegionUrlMapsRESTClient(ctx, co...)
+	must(err)
+	e.certs, err = compute.NewSslCertificatesRESTClient(ctx, co...)
+	must(err)
+	e.rcerts, err = compute.NewRegionSslCertificatesRESTClient(ctx, co...)
+	must(err)
+	e.hps, err = compute.NewTargetHttpProxiesRESTClient(ctx, co...)
+	must(err)
+	e.rhps, err = compute.NewRegionTargetHttpProxiesRESTClient(ctx, co...)
+	must(err)
+	e.hsps, err = compute.NewTargetHttpsProxiesRESTClient(ctx, co...)
+	must(err)
+	e.rhsps, err = compute.NewRegionTargetHttpsProxiesRESTClient(ctx, co...)
+	must(err)
+	e.gaddrs, err = compute.NewGlobalAddressesRESTClient(ctx, co...)
+	must(err)
+	e.addrs, err = compute.NewAddressesRESTClient(ctx, co...)
+	must(err)
+	e.rfrs, err = compute.NewForwardingRulesRESTClient(ctx, co...)
+	must(err)
 	t.Cleanup(func() {
-		for _, c := range []io.Closer{e.negs, e.bs, e.rbs, e.hcs, e.tps, e.frs, e.inst, e.zops} {
+		for _, c := range []io.Closer{e.negs, e.bs, e.rbs, e.hcs, e.tps, e.frs, e.inst, e.zops,
+			e.rhcs, e.ums, e.rums, e.certs, e.rcerts, e.hps, e.rhps, e.hsps, e.rhsps, e.gaddrs, e.addrs, e.rfrs} {
 			_ = c.Close()
 		}
 	})

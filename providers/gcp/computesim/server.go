@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -75,6 +76,10 @@ type Options struct {
 	// ListenHost is where forwarding rules listen when they ask for no
 	// loopback address of their own; default "127.0.0.1".
 	ListenHost string
+	// AddressRange is where reserved addresses (addresses and
+	// globalAddresses) get their IPs, one each; it must lie in 127.0.0.0/8.
+	// Default DefaultAddressRange.
+	AddressRange netip.Prefix
 	// ProbeWorkers bounds concurrent health probes; default 64.
 	ProbeWorkers int
 	// TargetAddr maps an endpoint's "ip:port" to the address the emulator
@@ -103,6 +108,13 @@ type Server struct {
 	healthChecks    map[string]*healthCheck
 	backendServices map[string]*backendService
 	tcpProxies      map[string]*tcpProxy
+	urlMaps         map[string]*urlMap
+	sslCerts        map[string]*sslCert
+	httpProxies     map[string]*httpProxy // target HTTP and HTTPS proxies
+	addresses       map[string]*address
+	nextAddress     netip.Addr
+	ca              certAuthority
+	upstream        *http.Transport // HTTP data path to endpoints
 	forwardingRules map[string]*forwardingRule
 	ops             map[string]*operation
 	targets         map[string]*target // active health targets by key
@@ -140,6 +152,13 @@ func Start(opts Options) (*Server, error) {
 	if opts.MaxEndpointsPerNEG <= 0 {
 		opts.MaxEndpointsPerNEG = DefaultMaxEndpointsPerNEG
 	}
+	if !opts.AddressRange.IsValid() {
+		opts.AddressRange = DefaultAddressRange
+	}
+	if !opts.AddressRange.Addr().Is4() || !opts.AddressRange.Addr().IsLoopback() || opts.AddressRange.Bits() < 8 {
+		return nil, fmt.Errorf("computesim: AddressRange %s is not within 127.0.0.0/8", opts.AddressRange)
+	}
+	opts.AddressRange = opts.AddressRange.Masked()
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, err
@@ -153,6 +172,10 @@ func Start(opts Options) (*Server, error) {
 		healthChecks:    map[string]*healthCheck{},
 		backendServices: map[string]*backendService{},
 		tcpProxies:      map[string]*tcpProxy{},
+		urlMaps:         map[string]*urlMap{},
+		sslCerts:        map[string]*sslCert{},
+		httpProxies:     map[string]*httpProxy{},
+		addresses:       map[string]*address{},
 		forwardingRules: map[string]*forwardingRule{},
 		ops:             map[string]*operation{},
 		targets:         map[string]*target{},
@@ -161,6 +184,11 @@ func Start(opts Options) (*Server, error) {
 		closeCh:         make(chan struct{}),
 		conns:           connLog{max: opts.ConnectionHistory},
 	}
+	dialTimeout := 2 * time.Second
+	if opts.HealthCheckTimeout > 0 {
+		dialTimeout = max(opts.HealthCheckTimeout, 100*time.Millisecond)
+	}
+	s.upstream = newUpstreamTransport(dialTimeout)
 	s.faults.init(opts)
 	s.stats.init()
 	s.sched = newScheduler(s, opts.ProbeWorkers)
@@ -214,6 +242,7 @@ func (s *Server) Close() error {
 	if err != nil {
 		_ = s.httpSrv.Close()
 	}
+	s.upstream.CloseIdleConnections()
 	s.sched.stop()
 	s.opq.stop()
 	s.wg.Wait()
@@ -446,14 +475,19 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.route(mux, "GET "+prefix+"/global/operations/{op}", "globalOperations.get", false, s.opGet)
 	s.route(mux, "POST "+prefix+"/global/operations/{op}/wait", "globalOperations.wait", false, s.opWait)
 
-	// Health checks (global).
-	hcs := prefix + "/global/healthChecks"
-	s.route(mux, "POST "+hcs, "healthChecks.insert", true, s.hcInsert)
-	s.route(mux, "GET "+hcs, "healthChecks.list", false, s.hcList)
-	s.route(mux, "GET "+hcs+"/{hc}", "healthChecks.get", false, s.hcGet)
-	s.route(mux, "DELETE "+hcs+"/{hc}", "healthChecks.delete", true, s.hcDelete)
-	s.route(mux, "PATCH "+hcs+"/{hc}", "healthChecks.patch", true, s.hcPatch)
-	s.route(mux, "PUT "+hcs+"/{hc}", "healthChecks.update", true, s.hcUpdate)
+	// Health checks, global and regional.
+	for _, scope := range []struct{ path, coll string }{
+		{prefix + "/global/healthChecks", "healthChecks"},
+		{prefix + "/regions/{region}/healthChecks", "regionHealthChecks"},
+	} {
+		p, c := scope.path, scope.coll
+		s.route(mux, "POST "+p, c+".insert", true, s.hcInsert)
+		s.route(mux, "GET "+p, c+".list", false, s.hcList)
+		s.route(mux, "GET "+p+"/{hc}", c+".get", false, s.hcGet)
+		s.route(mux, "DELETE "+p+"/{hc}", c+".delete", true, s.hcDelete)
+		s.route(mux, "PATCH "+p+"/{hc}", c+".patch", true, s.hcPatch)
+		s.route(mux, "PUT "+p+"/{hc}", c+".update", true, s.hcUpdate)
+	}
 
 	// Backend services, global and regional.
 	for _, scope := range []struct{ path, coll string }{
@@ -470,17 +504,74 @@ func (s *Server) routes(mux *http.ServeMux) {
 		s.route(mux, "POST "+p+"/{bs}/getHealth", c+".getHealth", false, s.bsGetHealth)
 	}
 
-	// Data path: target TCP proxies and global forwarding rules.
+	// Data path: target TCP proxies (global), URL maps, SSL certificates,
+	// target HTTP(S) proxies, addresses and forwarding rules (global and
+	// regional).
 	tps := prefix + "/global/targetTcpProxies"
 	s.route(mux, "POST "+tps, "targetTcpProxies.insert", true, s.tpInsert)
 	s.route(mux, "GET "+tps, "targetTcpProxies.list", false, s.tpList)
 	s.route(mux, "GET "+tps+"/{tp}", "targetTcpProxies.get", false, s.tpGet)
 	s.route(mux, "DELETE "+tps+"/{tp}", "targetTcpProxies.delete", true, s.tpDelete)
-	frs := prefix + "/global/forwardingRules"
-	s.route(mux, "POST "+frs, "globalForwardingRules.insert", true, s.frInsert)
-	s.route(mux, "GET "+frs, "globalForwardingRules.list", false, s.frList)
-	s.route(mux, "GET "+frs+"/{fr}", "globalForwardingRules.get", false, s.frGet)
-	s.route(mux, "DELETE "+frs+"/{fr}", "globalForwardingRules.delete", true, s.frDelete)
+	for _, scope := range []struct{ path, prefix string }{
+		{prefix + "/global/", ""},
+		{prefix + "/regions/{region}/", "region"},
+	} {
+		p := scope.path
+		// coll names a collection as GCE's method names do: urlMaps or
+		// regionUrlMaps, targetHttpProxies or regionTargetHttpProxies...
+		coll := func(c string) string {
+			if scope.prefix == "" {
+				return c
+			}
+			return scope.prefix + strings.ToUpper(c[:1]) + c[1:]
+		}
+		ums, c := p+"urlMaps", coll("urlMaps")
+		s.route(mux, "POST "+ums, c+".insert", true, s.umInsert)
+		s.route(mux, "GET "+ums, c+".list", false, s.umList)
+		s.route(mux, "GET "+ums+"/{um}", c+".get", false, s.umGet)
+		s.route(mux, "DELETE "+ums+"/{um}", c+".delete", true, s.umDelete)
+		s.route(mux, "PATCH "+ums+"/{um}", c+".patch", true, s.umPatch)
+		s.route(mux, "PUT "+ums+"/{um}", c+".update", true, s.umUpdate)
+		s.route(mux, "POST "+ums+"/{um}/validate", c+".validate", false, s.umValidate)
+
+		certs, c := p+"sslCertificates", coll("sslCertificates")
+		s.route(mux, "POST "+certs, c+".insert", true, s.certInsert)
+		s.route(mux, "GET "+certs, c+".list", false, s.certList)
+		s.route(mux, "GET "+certs+"/{cert}", c+".get", false, s.certGet)
+		s.route(mux, "DELETE "+certs+"/{cert}", c+".delete", true, s.certDelete)
+
+		for _, https := range []bool{false, true} {
+			px, c := p+proxyCollection(https), coll(proxyCollection(https))
+			s.route(mux, "POST "+px, c+".insert", true, s.proxyInsert(https))
+			s.route(mux, "GET "+px, c+".list", false, s.proxyList(https))
+			s.route(mux, "GET "+px+"/{tp}", c+".get", false, s.proxyGet(https))
+			s.route(mux, "DELETE "+px+"/{tp}", c+".delete", true, s.proxyDelete(https))
+			// The global set* methods live outside /global/, as on GCE.
+			set := px
+			if scope.prefix == "" {
+				set = prefix + "/" + proxyCollection(https)
+			}
+			s.route(mux, "POST "+set+"/{tp}/setUrlMap", c+".setUrlMap", true, s.proxySetURLMap(https))
+			if https {
+				s.route(mux, "POST "+set+"/{tp}/setSslCertificates", c+".setSslCertificates", true, s.proxySetCertificates)
+			}
+		}
+
+		addrs, c := p+"addresses", "addresses"
+		frs := p + "forwardingRules"
+		fc := "forwardingRules"
+		if scope.prefix == "" {
+			c, fc = "globalAddresses", "globalForwardingRules"
+		}
+		s.route(mux, "POST "+addrs, c+".insert", true, s.addressInsert)
+		s.route(mux, "GET "+addrs, c+".list", false, s.addressList)
+		s.route(mux, "GET "+addrs+"/{addr}", c+".get", false, s.addressGet)
+		s.route(mux, "DELETE "+addrs+"/{addr}", c+".delete", true, s.addressDelete)
+		s.route(mux, "POST "+frs, fc+".insert", true, s.frInsert)
+		s.route(mux, "GET "+frs, fc+".list", false, s.frList)
+		s.route(mux, "GET "+frs+"/{fr}", fc+".get", false, s.frGet)
+		s.route(mux, "DELETE "+frs+"/{fr}", fc+".delete", true, s.frDelete)
+	}
 
 	// Emulator-only endpoints.
 	mux.HandleFunc("GET /_sim/stats", s.serveStats)

@@ -71,8 +71,53 @@ func resourceKind(path string) string {
 		return "forwarding_rule"
 	case "instances":
 		return "instance"
+	case "urlMaps":
+		return "url_map"
+	case "sslCertificates":
+		return "ssl_certificate"
+	case "targetHttpProxies":
+		return "target_http_proxy"
+	case "targetHttpsProxies":
+		return "target_https_proxy"
+	case "addresses":
+		return "address"
 	}
 	return "resource"
+}
+
+// scopedCollection is the collection a request addresses: global, or
+// regional when the request path has a region (which must look valid).
+func scopedCollection(r *http.Request, collection string) (coll, region string, e *apiError) {
+	project, region := r.PathValue("project"), r.PathValue("region")
+	if region == "" {
+		return fmt.Sprintf("projects/%s/global/%s", project, collection), "", nil
+	}
+	if e := validateRegion(region); e != nil {
+		return "", "", e
+	}
+	return fmt.Sprintf("projects/%s/regions/%s/%s", project, region, collection), region, nil
+}
+
+// scopeOf is the operation scope of a global or regional request.
+func scopeOf(r *http.Request) opScope {
+	return opScope{project: r.PathValue("project"), region: r.PathValue("region")}
+}
+
+// scopePrefix is "global" or "regions/r", for qualifying bare names.
+func scopePrefix(region string) string {
+	if region == "" {
+		return "global"
+	}
+	return "regions/" + region
+}
+
+// sameScope reports whether a resource path lies in the given scope: global
+// when region is empty, else that region.
+func sameScope(path, region string) bool {
+	if region == "" {
+		return strings.Contains(path, "/global/")
+	}
+	return strings.Contains(path, "/regions/"+region+"/")
 }
 
 // lastSegment is the resource name at the end of a path.
@@ -149,6 +194,34 @@ func getResource[R any, T proto.Message](s *Server, path string, resources map[s
 		return nil, errNotFound(path)
 	}
 	return proto.CloneOf(message(res)), nil
+}
+
+// deleteLocked answers a delete call for a resource that other resources
+// may use: 404 when it is missing, 400 resourceInUseByAnotherResource while
+// user() names a user (checked again when the operation runs). after, if
+// set, runs once the resource is gone. Callers hold s.mu.
+func deleteLocked[R any](s *Server, r *http.Request, path string, resources map[string]R, id func(R) uint64, user func() string, after func(R)) (proto.Message, *apiError) {
+	res, ok := resources[path]
+	if !ok {
+		return nil, errNotFound(path)
+	}
+	if u := user(); u != "" {
+		return nil, errInUse(path, u)
+	}
+	return s.startOpLocked(r, scopeOf(r), "delete", path, id(res), func() *apiError {
+		cur, ok := resources[path]
+		if !ok {
+			return errNotFound(path)
+		}
+		if u := user(); u != "" {
+			return errInUse(path, u)
+		}
+		delete(resources, path)
+		if after != nil {
+			after(cur)
+		}
+		return nil
+	}), nil
 }
 
 // listed is what a list call returns items of.
