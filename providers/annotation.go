@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -56,13 +57,49 @@ func ParseServicePortKey(key string) (service, port string, err error) {
 	return service, port, nil
 }
 
-// DecodeErrorField names the field a DecodeStrict error is about when the
+// DecodeAnnotation is DecodeStrict for an annotation whose fields are
+// all optional, with a classified error to show the user: a value of the
+// wrong type names its field; anything else lists the fields v has.
+func DecodeAnnotation(raw []byte, v any) error {
+	err := DecodeStrict(raw, v)
+	if err == nil {
+		return nil
+	}
+	if f := decodeErrorField(err); f != "" {
+		return Errorf(Invalid, f, "wrong type: %v", err)
+	}
+	return Errorf(Invalid, "", "want a JSON object of optional fields (%s): %v", strings.Join(JSONFields(reflect.TypeOf(v)), ", "), err)
+}
+
+// decodeErrorField names the field a DecodeStrict error is about when the
 // JSON holds a value of the wrong type there (e.g. "subnets" for a string
 // where a list belongs); "" for other errors.
-func DecodeErrorField(err error) string {
+func decodeErrorField(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		return te.Field
 	}
 	return ""
+}
+
+// CheckList validates a list field of an annotation: every value passes
+// valid (what says what it must be, e.g. "a subnet ID"), none repeats, and
+// there are at most max (0: no limit). Errors name the entry, as
+// field[i], or the field for the count.
+func CheckList(field string, values []string, valid func(string) bool, what string, max int) error {
+	seen := map[string]bool{}
+	for i, v := range values {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if !valid(v) {
+			return Errorf(Invalid, f, "%q is not %s", v, what)
+		}
+		if seen[v] {
+			return Errorf(Invalid, f, "%q is listed twice", v)
+		}
+		seen[v] = true
+	}
+	if max > 0 && len(values) > max {
+		return Errorf(Invalid, field, "%d listed; at most %d", len(values), max)
+	}
+	return nil
 }

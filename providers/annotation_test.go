@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -50,8 +51,27 @@ func TestDecodeStrict(t *testing.T) {
 		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("%s: %v, want %q", c.raw, err, c.err)
 		}
-		if got := DecodeErrorField(err); got != c.field {
+		if got := decodeErrorField(err); got != c.field {
 			t.Errorf("%s: field %q, want %q", c.raw, got, c.field)
+		}
+	}
+}
+
+func TestDecodeAnnotationNamesTheFieldOfAWrongType(t *testing.T) {
+	type v struct {
+		Scheme  string   `json:"scheme"`
+		Subnets []string `json:"subnets"`
+	}
+	for _, c := range []struct{ raw, field, message string }{
+		{`{"subnets": "subnet-1"}`, "subnets", "subnets: wrong type: "},
+		{`{"scheme": 1}`, "scheme", "scheme: wrong type: "},
+		{`{"sheme": "x"}`, "", `want a JSON object of optional fields (scheme, subnets): json: unknown field "sheme"`},
+		{`[]`, "", "want a JSON object of optional fields (scheme, subnets)"},
+	} {
+		err := DecodeAnnotation([]byte(c.raw), &v{})
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Class != Invalid || pe.Field != c.field || !strings.HasPrefix(err.Error(), c.message) {
+			t.Errorf("%s: got %v, want Invalid field %q starting %q", c.raw, err, c.field, c.message)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package aws
 
 import (
 	"fmt"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -79,9 +78,8 @@ var (
 func ParseLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
 	var s LoadBalancerSpec
 	if strings.TrimSpace(raw) != "" {
-		if err := providers.DecodeStrict([]byte(raw), &s); err != nil {
-			return nil, annotationError(providers.Errorf(providers.Invalid, providers.DecodeErrorField(err), "want a JSON object of optional fields (%s): %v",
-				strings.Join(providers.JSONFields(reflect.TypeFor[LoadBalancerSpec]()), ", "), err))
+		if err := providers.DecodeAnnotation([]byte(raw), &s); err != nil {
+			return nil, annotationError(err)
 		}
 	}
 	if err := s.validate(); err != nil {
@@ -110,7 +108,7 @@ func (s *LoadBalancerSpec) validate() error {
 		{"certificateArns", s.CertificateARNs, acmARNPattern, "an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/UUID)", maxCertificates},
 	}
 	for _, l := range lists {
-		if err := checkIDList(l.field, l.values, l.pattern, l.what, l.max); err != nil {
+		if err := providers.CheckList(l.field, l.values, l.pattern.MatchString, l.what, l.max); err != nil {
 			return err
 		}
 	}
@@ -154,26 +152,6 @@ func (b BackendSpec) validate(field string) error {
 	}
 	if hc.Protocol != "" && !slices.Contains(albHealthCheckProtos, hc.Protocol) {
 		return providers.Errorf(providers.Invalid, field+".healthCheck.protocol", "%q does not apply to an ALB's target groups; use %s", hc.Protocol, strings.Join(albHealthCheckProtos, " or "))
-	}
-	return nil
-}
-
-// checkIDList checks every value against pattern, refuses duplicates and
-// enforces max (when max > 0).
-func checkIDList(field string, values []string, pattern *regexp.Regexp, what string, max int) error {
-	seen := map[string]bool{}
-	for i, v := range values {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		if !pattern.MatchString(v) {
-			return providers.Errorf(providers.Invalid, f, "%q is not %s", v, what)
-		}
-		if seen[v] {
-			return providers.Errorf(providers.Invalid, f, "%q is listed twice", v)
-		}
-		seen[v] = true
-	}
-	if max > 0 && len(values) > max {
-		return providers.Errorf(providers.Invalid, field, "%d listed; at most %d", len(values), max)
 	}
 	return nil
 }
