@@ -54,11 +54,10 @@ func sortRoutes(routes []Route, ownerRank map[types.NamespacedName]int) {
 // rules, where a lower number is evaluated first).
 //
 // The numbering is dense and does not try to keep numbers stable: adding
-// a route renumbers every route after it, and removing one renumbers
-// every route after it. A cloud side applies the new numbers of existing
-// rules in one call (ELBv2 SetRulePriorities) before or after creating the
-// new rule; what keeps the change small is that only the routes after
-// the change move, each by one.
+// or removing a route moves every route after it by one, and leaves the
+// routes before it as they were. ELBv2 refuses two rules with the same
+// priority, so a cloud side renumbers the existing rules
+// (SetRulePriorities) before it creates a new one.
 func (lb *HTTPLoadBalancer) Priorities() map[RouteKey]int {
 	out := make(map[RouteKey]int, len(lb.Routes))
 	for i, r := range lb.Routes {
