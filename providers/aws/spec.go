@@ -121,34 +121,55 @@ func (c *CreateSpec) validate() error {
 	if c.Protocol != "" && !slices.Contains(protocols, c.Protocol) {
 		return providers.Errorf(providers.Invalid, "create.protocol", "%q is not one of %s", c.Protocol, strings.Join(protocols, ", "))
 	}
-	if d := c.DeregistrationDelaySeconds; d != nil && !deregistrationDelayRange.contains(*d) {
-		return providers.Errorf(providers.Invalid, "create.deregistrationDelaySeconds", "%d is outside %d-%d", *d, deregistrationDelayRange.min, deregistrationDelayRange.max)
+	if err := deregistrationDelayRange.check("create.deregistrationDelaySeconds", c.DeregistrationDelaySeconds); err != nil {
+		return err
 	}
-	if len(c.Tags) > maxTags {
-		return providers.Errorf(providers.Invalid, "create.tags", "%d tags; at most %d fit beside podlb's own", len(c.Tags), maxTags)
+	if err := validateTags("create.tags", c.Tags); err != nil {
+		return err
 	}
-	for k := range c.Tags {
+	if c.HealthCheck == nil {
+		return nil
+	}
+	return c.HealthCheck.validate("create.healthCheck")
+}
+
+// check returns an error naming field when v is set and out of range.
+func (r intRange) check(field string, v *int32) error {
+	if v != nil && !r.contains(*v) {
+		return providers.Errorf(providers.Invalid, field, "%d is outside %d-%d", *v, r.min, r.max)
+	}
+	return nil
+}
+
+// validateTags checks user tags against ELBv2's room and podlb's own keys.
+func validateTags(field string, tags map[string]string) error {
+	if len(tags) > maxTags {
+		return providers.Errorf(providers.Invalid, field, "%d tags; at most %d fit beside podlb's own", len(tags), maxTags)
+	}
+	for _, k := range sortedKeys(tags) {
 		for _, prefix := range reservedTagPrefixes {
 			if strings.HasPrefix(k, prefix) {
-				return providers.Errorf(providers.Invalid, "create.tags", "tag key %q is reserved", k)
+				return providers.Errorf(providers.Invalid, field, "tag key %q is reserved", k)
 			}
 		}
 	}
-	hc := c.HealthCheck
-	if hc == nil {
-		return nil
-	}
+	return nil
+}
+
+// validate checks a health check; field is its path, e.g.
+// create.healthCheck.
+func (hc *HealthCheckSpec) validate(field string) error {
 	if hc.Protocol != "" && !slices.Contains(hcProtocols, hc.Protocol) {
-		return providers.Errorf(providers.Invalid, "create.healthCheck.protocol", "%q is not one of %s", hc.Protocol, strings.Join(hcProtocols, ", "))
+		return providers.Errorf(providers.Invalid, field+".protocol", "%q is not one of %s", hc.Protocol, strings.Join(hcProtocols, ", "))
 	}
 	if hc.Port != "" && hc.Port != "traffic-port" {
 		var n int
 		if _, err := fmt.Sscanf(hc.Port, "%d", &n); err != nil || n < 1 || n > 65535 || fmt.Sprint(n) != hc.Port {
-			return providers.Errorf(providers.Invalid, "create.healthCheck.port", `%q is neither "traffic-port" nor a port number`, hc.Port)
+			return providers.Errorf(providers.Invalid, field+".port", `%q is neither "traffic-port" nor a port number`, hc.Port)
 		}
 	}
 	if hc.Path != "" && !strings.HasPrefix(hc.Path, "/") {
-		return providers.Errorf(providers.Invalid, "create.healthCheck.path", "%q must start with /", hc.Path)
+		return providers.Errorf(providers.Invalid, field+".path", "%q must start with /", hc.Path)
 	}
 	ranges := []struct {
 		field string
@@ -161,15 +182,15 @@ func (c *CreateSpec) validate() error {
 		{"unhealthyThreshold", hc.UnhealthyThreshold, thresholdRange},
 	}
 	for _, r := range ranges {
-		if r.v != nil && !r.contains(*r.v) {
-			return providers.Errorf(providers.Invalid, "create.healthCheck."+r.field, "%d is outside %d-%d", *r.v, r.min, r.max)
+		if err := r.check(field+"."+r.field, r.v); err != nil {
+			return err
 		}
 	}
 	if hc.IntervalSeconds != nil && hc.TimeoutSeconds != nil && *hc.TimeoutSeconds >= *hc.IntervalSeconds {
-		return providers.Errorf(providers.Invalid, "create.healthCheck.timeoutSeconds", "%d must be less than intervalSeconds (%d)", *hc.TimeoutSeconds, *hc.IntervalSeconds)
+		return providers.Errorf(providers.Invalid, field+".timeoutSeconds", "%d must be less than intervalSeconds (%d)", *hc.TimeoutSeconds, *hc.IntervalSeconds)
 	}
 	if hc.Matcher != "" && !matcherPattern.MatchString(hc.Matcher) {
-		return providers.Errorf(providers.Invalid, "create.healthCheck.matcher", `%q is not an HTTP code list like "200" or "200-399"`, hc.Matcher)
+		return providers.Errorf(providers.Invalid, field+".matcher", `%q is not an HTTP code list like "200" or "200-399"`, hc.Matcher)
 	}
 	return nil
 }
@@ -231,7 +252,7 @@ func ownedBy(tags map[string]string, cluster string, key providers.BindingKey) b
 	return true
 }
 
-func sortedKeys(m map[string]string) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

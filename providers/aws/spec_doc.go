@@ -9,10 +9,21 @@ import (
 // CreateFieldDocs documents every field of CreateSpec (the value of
 // "create") for the guide, with the limits validation enforces.
 func CreateFieldDocs() []providers.FieldDoc {
-	const awsDefault = "AWS's default"
+	docs := []providers.FieldDoc{{Field: "protocol", Default: "`TCP` (`UDP` for UDP ports)", Notes: providers.CodeList(", ", protocols...)}}
+	docs = append(docs, healthCheckFieldDocs("AWS's default for the group protocol", hcProtocols)...)
+	return append(docs,
+		deregistrationDelayFieldDoc(),
+		tagsFieldDoc(),
+	)
+}
+
+// awsDefault is what an unset field means for most settings.
+const awsDefault = "AWS's default"
+
+// healthCheckFieldDocs documents HealthCheckSpec as "healthCheck.*".
+func healthCheckFieldDocs(protocolDefault string, protocols []string) []providers.FieldDoc {
 	return []providers.FieldDoc{
-		{Field: "protocol", Default: "`TCP` (`UDP` for UDP ports)", Notes: providers.CodeList(", ", protocols...)},
-		{Field: "healthCheck.protocol", Default: "AWS's default for the group protocol", Notes: providers.CodeList(", ", hcProtocols...)},
+		{Field: "healthCheck.protocol", Default: protocolDefault, Notes: providers.CodeList(", ", protocols...)},
 		{Field: "healthCheck.port", Default: "`traffic-port`", Notes: "or a port number"},
 		{Field: "healthCheck.path", Default: awsDefault, Notes: "must start with `/`"},
 		{Field: "healthCheck.intervalSeconds", Default: awsDefault, Notes: intervalRange.String()},
@@ -20,9 +31,39 @@ func CreateFieldDocs() []providers.FieldDoc {
 		{Field: "healthCheck.healthyThreshold", Default: awsDefault, Notes: thresholdRange.String()},
 		{Field: "healthCheck.unhealthyThreshold", Default: awsDefault, Notes: thresholdRange.String()},
 		{Field: "healthCheck.matcher", Default: awsDefault, Notes: "HTTP codes, e.g. `200` or `200-399`"},
-		{Field: "deregistrationDelaySeconds", Default: awsDefault + " (300)", Notes: deregistrationDelayRange.String()},
-		{Field: "tags", Default: "none", Notes: fmt.Sprintf("at most %d; keys under %s are reserved", maxTags, providers.CodeList(" and ", reservedTagPrefixes...))},
 	}
+}
+
+func deregistrationDelayFieldDoc() providers.FieldDoc {
+	return providers.FieldDoc{Field: "deregistrationDelaySeconds", Default: awsDefault + " (300)", Notes: deregistrationDelayRange.String()}
+}
+
+func tagsFieldDoc() providers.FieldDoc {
+	return providers.FieldDoc{Field: "tags", Default: "none", Notes: fmt.Sprintf("at most %d; keys under %s are reserved", maxTags, providers.CodeList(" and ", reservedTagPrefixes...))}
+}
+
+// LoadBalancerFieldDocs documents every field of LoadBalancerSpec (the
+// value of podlb.io/aws-load-balancer) for the guide, with the limits
+// validation enforces.
+func LoadBalancerFieldDocs() []providers.FieldDoc {
+	return []providers.FieldDoc{
+		{Field: "scheme", Default: "`internet-facing`", Notes: providers.CodeList(" or ", loadBalancerSchemes...)},
+		{Field: "subnets", Default: "discovered by podlb", Notes: fmt.Sprintf("subnet IDs (`subnet-` and 8 or 17 hex digits), at least %d, in different Availability Zones", minSubnets)},
+		{Field: "securityGroups", Default: "discovered by podlb", Notes: fmt.Sprintf("security group IDs (`sg-` and 8 or 17 hex digits), at most %d", maxSecurityGroups)},
+		{Field: "certificateArns", Default: "none: no HTTPS listener", Notes: fmt.Sprintf("ACM certificate ARNs, at most %d; the first is the listener's default", maxCertificates)},
+		{Field: "sslPolicy", Default: "AWS's default policy", Notes: "a predefined policy name, `ELBSecurityPolicy-...`"},
+		{Field: "redirectToHTTPS", Default: "`false`", Notes: "the HTTP listener answers with a redirect to HTTPS"},
+		{Field: "idleTimeoutSeconds", Default: awsDefault + " (60)", Notes: idleTimeoutRange.String()},
+		tagsFieldDoc(),
+		{Field: "group", Default: "none: the Ingress gets its own load balancer", Notes: "Ingresses with the same group share one; 1–63 lowercase letters, digits and hyphens"},
+		{Field: "backends", Default: "none", Notes: "per backend, keyed by `service:port` (port number or name): the fields below"},
+	}
+}
+
+// LoadBalancerBackendFieldDocs documents BackendSpec, the value of each
+// entry of "backends".
+func LoadBalancerBackendFieldDocs() []providers.FieldDoc {
+	return append(healthCheckFieldDocs("`HTTP`", albHealthCheckProtos), deregistrationDelayFieldDoc())
 }
 
 func (r intRange) String() string { return fmt.Sprintf("%d–%d", r.min, r.max) }

@@ -5,10 +5,8 @@
 package gcp
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"regexp"
 	"strconv"
@@ -93,15 +91,10 @@ const (
 // to fix.
 func ParseSpec(raw json.RawMessage) (*Spec, error) {
 	var s Spec
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := providers.DecodeStrict(raw, &s); err != nil {
 		return nil, providers.Errorf(providers.Invalid, "", `want {"name", "backendService", "balancingMode", "maxRatePerEndpoint", "maxConnectionsPerEndpoint", "capacityScaler"} (all optional): %v`, err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, providers.Errorf(providers.Invalid, "", "unexpected data after the JSON object")
-	}
-	if s.Name != "" && (len(s.Name) > maxNameLength || !rfc1035.MatchString(s.Name)) {
+	if s.Name != "" && !isName(s.Name) {
 		return nil, providers.Errorf(providers.Invalid, "name", "%q is not a NEG name (1-%d lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen)", s.Name, maxNameLength)
 	}
 	if s.BackendService != "" {
@@ -141,7 +134,7 @@ func (s *Spec) validateBalancing() error {
 	default:
 		return providers.Errorf(providers.Invalid, "balancingMode", "%q is not one of %s", s.BalancingMode, strings.Join(balancingMode, ", "))
 	}
-	if r := s.MaxRatePerEndpoint; r != nil && (math.IsNaN(*r) || math.IsInf(*r, 0) || *r <= 0 || *r > math.MaxFloat32) {
+	if r := s.MaxRatePerEndpoint; r != nil && !validRate(*r) {
 		return providers.Errorf(providers.Invalid, "maxRatePerEndpoint", "%v must be a positive number of requests per second", *r)
 	}
 	if c := s.MaxConnectionsPerEndpoint; c != nil && *c <= 0 {
@@ -170,6 +163,17 @@ func (s *Spec) validateBalancing() error {
 		return providers.Errorf(providers.Invalid, "capacityScaler", "%v must be 0 or between %.1f and %.1f", *c, minCapacityScaler, maxCapacityScaler)
 	}
 	return nil
+}
+
+// validRate reports whether r is a usable requests-per-second capacity.
+func validRate(r float64) bool {
+	return !math.IsNaN(r) && !math.IsInf(r, 0) && r > 0 && r <= math.MaxFloat32
+}
+
+// isName reports whether s is a Compute resource name: RFC 1035, at most
+// 63 characters.
+func isName(s string) bool {
+	return len(s) <= maxNameLength && rfc1035.MatchString(s)
 }
 
 // mode is the balancing mode the user asked for, explicitly or through
@@ -216,7 +220,7 @@ func parseServiceRef(v string) (serviceRef, error) {
 	default:
 		return serviceRef{}, fmt.Errorf("%q is neither a backend service name nor a path like projects/P/global/backendServices/NAME or regions/R/backendServices/NAME", v)
 	}
-	if len(ref.Name) > 63 || !rfc1035.MatchString(ref.Name) {
+	if !isName(ref.Name) {
 		return serviceRef{}, fmt.Errorf("%q is not a valid backend service name", ref.Name)
 	}
 	return ref, nil

@@ -21,3 +21,34 @@ func FieldDocs() []providers.FieldDoc {
 		{Field: "capacityScaler", Default: "left as is", Notes: fmt.Sprintf("0 (no new traffic) or %.1f–%.1f", minCapacityScaler, maxCapacityScaler)},
 	}
 }
+
+// LoadBalancerFieldDocs documents every field of LoadBalancerSpec (the
+// value of podlb.io/gcp-load-balancer) for the guide, with the limits
+// validation enforces.
+func LoadBalancerFieldDocs() []providers.FieldDoc {
+	name := fmt.Sprintf("a name: RFC 1035, at most %d characters", maxNameLength)
+	return []providers.FieldDoc{
+		{Field: "scheme", Default: "`external`", Notes: providers.CodeList(" or ", loadBalancerSchemes...) + "; `internal` needs `region` and `proxySubnet`"},
+		{Field: "region", Default: "none: global", Notes: "makes the load balancer regional"},
+		{Field: "proxySubnet", Default: "none", Notes: name + "; the region's proxy-only subnet, for regional load balancers"},
+		{Field: "address", Default: "an ephemeral address", Notes: "a reserved static address's name, or an IP address"},
+		{Field: "sslCertificates", Default: "none: no HTTPS proxy", Notes: fmt.Sprintf("certificate names, at most %d", maxSSLCertificates)},
+		{Field: "sslPolicy", Default: "Compute's default policy", Notes: name},
+		{Field: "redirectToHTTPS", Default: "`false`", Notes: "the HTTP side answers with a redirect to HTTPS"},
+		{Field: "timeoutSec", Default: "Compute's default (30)", Notes: "at least 1; the backend services' request timeout"},
+		{Field: "group", Default: "none: the Ingress gets its own load balancer", Notes: "Ingresses with the same group share one; " + name},
+		{Field: "backends", Default: "none", Notes: "per backend, keyed by `service:port` (port number or name): the fields below"},
+	}
+}
+
+// LoadBalancerBackendFieldDocs documents BackendSpec, the value of each
+// entry of "backends".
+func LoadBalancerBackendFieldDocs() []providers.FieldDoc {
+	return []providers.FieldDoc{
+		{Field: "healthCheck.path", Default: "the readiness probe's path when every pod agrees, else `/`", Notes: "must start with `/`"},
+		{Field: "healthCheck.port", Default: "the serving port", Notes: "1–65535"},
+		{Field: "healthCheck.checkIntervalSec", Default: "Compute's default (5)", Notes: fmt.Sprintf("%d–%d", minCheckIntervalSec, maxCheckIntervalSec)},
+		{Field: "maxRatePerEndpoint", Default: fmt.Sprintf("%d", DefaultMaxRatePerEndpoint), Notes: "requests per second, positive"},
+		{Field: "drainingTimeoutSec", Default: "Compute's default (0)", Notes: fmt.Sprintf("%d–%d", minDrainingTimeoutSec, maxDrainingTimeoutSec)},
+	}
+}
