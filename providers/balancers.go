@@ -1,0 +1,99 @@
+package providers
+
+import (
+	"context"
+	"strconv"
+)
+
+// BalancerKey names one load balancer podlb provisions: an Ingress group
+// (Name is the group, Namespace empty when the group spans namespaces) or
+// a lone Ingress (its namespace and name).
+type BalancerKey struct {
+	Namespace string
+	Name      string
+}
+
+func (k BalancerKey) String() string {
+	if k.Namespace == "" {
+		return k.Name
+	}
+	return k.Namespace + "/" + k.Name
+}
+
+// HTTPBalancer is one HTTP(S) load balancer as the core wants it,
+// computed from the Ingresses of one group. A cloud sees routes and
+// backends, never Kubernetes objects.
+type HTTPBalancer struct {
+	Key     BalancerKey
+	Cluster string
+	// Routes in evaluation order: for clouds that evaluate rules by
+	// priority, the first route has the highest.
+	Routes []HTTPRoute
+	// Default is the backend ID serving requests no route matches; empty
+	// means those requests get 404.
+	Default string
+	// Backends are the Service ports the routes and Default point to, by
+	// ID (HTTPBackend.ID).
+	Backends map[string]HTTPBackend
+	// Spec is the cloud's parsed load-balancer annotation, as returned by
+	// its ParseBalancerSpec; nil when the object carries none.
+	Spec any
+}
+
+// HTTPRoute sends requests for Host and Path to a backend.
+type HTTPRoute struct {
+	// Host is exact, a wildcard "*.example.com", or empty for any host.
+	Host string
+	// Path starts with "/". Exact routes match it only; the others match
+	// it and everything below it, element by element (Kubernetes Prefix).
+	Path    string
+	Exact   bool
+	Backend string
+}
+
+// HTTPBackend is one Service port behind the load balancer.
+type HTTPBackend struct {
+	Namespace string
+	Service   string
+	// Port is the Service port.
+	Port int32
+	// HealthCheckPath is the path to check when the annotation does not
+	// set one (from the pods' HTTP readiness probe); empty: the cloud's
+	// default.
+	HealthCheckPath string
+}
+
+// ID is the backend's key in HTTPBalancer.Backends and in the bindings
+// that register its pods: "namespace/service:port".
+func (b HTTPBackend) ID() string {
+	return b.Namespace + "/" + b.Service + ":" + strconv.Itoa(int(b.Port))
+}
+
+// BalancerStatus is what a provisioned load balancer tells users.
+type BalancerStatus struct {
+	// Hostname (AWS) or IP (GCP) clients reach it at.
+	Hostname string
+	IP       string
+	// Details are the cloud resources, for the status annotation.
+	Details map[string]string
+}
+
+// HTTPBalancers provisions HTTP(S) load balancers on one cloud.
+type HTTPBalancers interface {
+	// ParseBalancerSpec validates the cloud's load-balancer annotation
+	// value; an error names the field and what is wrong.
+	ParseBalancerSpec(raw string) (any, error)
+	// EnsureHTTP brings everything of lb but the targets in line with it
+	// by minimal changes: the load balancer, its listeners or proxies,
+	// its rules or URL map, and one target group or backend service per
+	// backend, each recorded as podlb's for this cluster and key. A change
+	// never disturbs the routes it does not touch. Resources podlb did not
+	// create are never modified or removed. It returns the status and,
+	// per backend ID, the Spec of the target binding that registers the
+	// backend's pods (Provider.Ensure understands it).
+	EnsureHTTP(ctx context.Context, lb *HTTPBalancer) (*BalancerStatus, map[string]Spec, error)
+	// DeleteHTTP removes what EnsureHTTP created for key, in dependency
+	// order, verifying each resource is podlb's for this cluster and key
+	// first. What is already gone counts as deleted.
+	DeleteHTTP(ctx context.Context, cluster string, key BalancerKey) error
+}
