@@ -15,7 +15,7 @@ import (
 const (
 	// sandboxVPC holds every pod address of any local cluster (10.X.0.0/16),
 	// so ip targets validate as they would in a VPC-native cluster.
-	sandboxVPC  = "vpc-0sandbox0000001"
+	sandboxVPC  = "vpc-05a0d0b0c00000001"
 	sandboxCIDR = "10.0.0.0/8"
 )
 

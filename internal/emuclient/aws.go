@@ -3,6 +3,7 @@ package emuclient
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -51,7 +52,8 @@ func TargetGroup(ctx context.Context, sim *elbv2sim.Server, name string, mutate 
 }
 
 // NLB creates a network load balancer with a TCP listener on port 80
-// forwarding to the group, and returns the load balancer's ARN and the
+// forwarding to the group, waits until it is active (it serves nothing
+// while provisioning), and returns the load balancer's ARN and the
 // loopback address its listener serves on.
 func NLB(ctx context.Context, sim *elbv2sim.Server, name, targetGroupARN string) (lbArn, addr string, err error) {
 	c := ELBv2Client(sim)
@@ -66,6 +68,20 @@ func NLB(ctx context.Context, sim *elbv2sim.Server, name, targetGroupARN string)
 	})
 	if err != nil {
 		return lbArn, "", err
+	}
+	for {
+		d, err := c.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{LoadBalancerArns: []string{lbArn}})
+		if err != nil {
+			return lbArn, "", err
+		}
+		if d.LoadBalancers[0].State != nil && d.LoadBalancers[0].State.Code == elbtypes.LoadBalancerStateEnumActive {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return lbArn, "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	return lbArn, sim.ListenerAddr(aws.ToString(l.Listeners[0].ListenerArn)), nil
 }

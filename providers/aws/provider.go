@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
@@ -79,7 +80,7 @@ type Provider struct {
 
 	mu     sync.Mutex
 	groups map[providers.BindingKey]*cachedGroup
-	vpcs   map[string][]netip.Prefix
+	vpcs   map[string]*vpcNetworks
 }
 
 type cachedGroup struct {
@@ -129,7 +130,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		opts:   o,
 		calls:  providers.NewCaller("aws", limits, limits["*"], classify),
 		groups: map[providers.BindingKey]*cachedGroup{},
-		vpcs:   map[string][]netip.Prefix{},
+		vpcs:   map[string]*vpcNetworks{},
 	}
 	p.elb = elbv2.NewFromConfig(cfg, func(eo *elbv2.Options) {
 		if o.ELBv2Endpoint != "" {
@@ -536,13 +537,13 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 	st := g.Provider.(*groupState)
 	refused := map[providers.TargetKey]error{}
 	if len(plan.Register) > 0 {
-		cidrs, err := p.vpcCIDRs(ctx, st.vpc)
+		nets, err := p.networks(ctx, st.vpc, plan.Register)
 		if err != nil {
 			return err
 		}
 		errs := p.isolate(plan.Register, refused, func(ts []providers.Target) error {
 			return p.calls.Call(ctx, "RegisterTargets", func(ctx context.Context) error {
-				_, err := p.elb.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(st.arn), Targets: describe(ts, cidrs)})
+				_, err := p.elb.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: aws.String(st.arn), Targets: describe(ts, nets)})
 				return err
 			})
 		})
@@ -582,8 +583,9 @@ func (p *Provider) isolate(ts []providers.Target, refused map[providers.TargetKe
 
 // refusal reads a RegisterTargets or DeregisterTargets error. ELBv2 fails
 // the whole call for one bad target: InvalidTarget (not a target of this
-// VPC), ValidationError (an IPv6 address in an IPv4 group, an IP outside
-// the VPC without AvailabilityZone all) and TooManyRegistrationsForTargetId
+// VPC, a publicly routable IP), ValidationError (an IPv6 address in an
+// IPv4 group, an IP outside the VPC without AvailabilityZone all, an IP of
+// the VPC in no subnet without a zone) and TooManyRegistrationsForTargetId
 // (that target is registered too often) are about targets, TooManyTargets
 // about the group's room. Anything else, AccessDenied included, is about
 // the call.
@@ -611,16 +613,26 @@ func firstClassified(errs []error, group, verb string) error {
 	return providers.Errorf(providers.ClassOf(errs[0]), "", "%s targets of %s: %s", verb, group, strings.Join(msgs, "; "))
 }
 
-// describe turns targets into ELBv2 target descriptions. An IP outside
-// the VPC's CIDRs (a peered network, or loopback in the sandbox) needs
-// AvailabilityZone "all".
-func describe(ts []providers.Target, cidrs []netip.Prefix) []types.TargetDescription {
+// describe turns targets into ELBv2 target descriptions, with the
+// AvailabilityZone ELBv2 documents for ip targets
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetDescription.html):
+// none for an IP in a subnet of the group's VPC (its zone is detected),
+// the pod's node zone for an IP inside the VPC's CIDRs but in no subnet,
+// and "all" for an IP outside the VPC (a peered network, or loopback in
+// the sandbox). nets is nil for deregistration, which needs no zone.
+func describe(ts []providers.Target, nets *vpcNetworks) []types.TargetDescription {
 	out := make([]types.TargetDescription, len(ts))
 	for i, t := range ts {
 		out[i] = types.TargetDescription{Id: aws.String(t.IP.String()), Port: aws.Int32(t.Port)}
-		if cidrs != nil && !inAny(t.IP, cidrs) {
+		switch {
+		case nets == nil || inAny(t.IP, nets.subnets):
+		case !inAny(t.IP, nets.cidrs):
 			out[i].AvailabilityZone = aws.String("all")
+		case t.Zone != "":
+			out[i].AvailabilityZone = aws.String(t.Zone)
 		}
+		// An IP inside the VPC but in no subnet, on a node of unknown
+		// zone, goes without one; ELBv2 refuses that target alone.
 	}
 	return out
 }
@@ -634,15 +646,53 @@ func inAny(ip netip.Addr, cidrs []netip.Prefix) bool {
 	return false
 }
 
-// vpcCIDRs reads the VPC's CIDR blocks once; they change rarely and a
-// stale answer only costs a rejected registration, which is retried.
-func (p *Provider) vpcCIDRs(ctx context.Context, vpc string) ([]netip.Prefix, error) {
+// vpcNetworks are a VPC's CIDR blocks and subnet CIDRs.
+type vpcNetworks struct {
+	cidrs, subnets []netip.Prefix
+	fetched        time.Time
+}
+
+// subnetRefreshAfter is how old the cached subnets must be before an IP
+// inside the VPC but in none of them makes podlb read them again.
+const subnetRefreshAfter = time.Minute
+
+// networks reads the VPC's CIDRs and subnets once and keeps them: they
+// change rarely. When one of ts is inside the VPC but in no known subnet
+// (a subnet added since), the subnets are read again, at most once a
+// minute; a stale answer only costs a refused registration, which is
+// retried.
+func (p *Provider) networks(ctx context.Context, vpc string, ts []providers.Target) (*vpcNetworks, error) {
 	p.mu.Lock()
-	c, ok := p.vpcs[vpc]
+	n := p.vpcs[vpc]
 	p.mu.Unlock()
-	if ok {
-		return c, nil
+	if n != nil && time.Since(n.fetched) >= subnetRefreshAfter {
+		for _, t := range ts {
+			if inAny(t.IP, n.cidrs) && !inAny(t.IP, n.subnets) {
+				n = nil
+				break
+			}
+		}
 	}
+	if n != nil {
+		return n, nil
+	}
+	cidrs, err := p.vpcCIDRs(ctx, vpc)
+	if err != nil {
+		return nil, err
+	}
+	subnets, err := p.vpcSubnets(ctx, vpc)
+	if err != nil {
+		return nil, err
+	}
+	n = &vpcNetworks{cidrs: cidrs, subnets: subnets, fetched: time.Now()}
+	p.mu.Lock()
+	p.vpcs[vpc] = n
+	p.mu.Unlock()
+	return n, nil
+}
+
+// vpcCIDRs reads the VPC's associated CIDR blocks.
+func (p *Provider) vpcCIDRs(ctx context.Context, vpc string) ([]netip.Prefix, error) {
 	var out *ec2.DescribeVpcsOutput
 	err := p.calls.Call(ctx, "DescribeVpcs", func(ctx context.Context) (err error) {
 		out, err = p.ec2.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpc}})
@@ -667,10 +717,30 @@ func (p *Provider) vpcCIDRs(ctx context.Context, vpc string) ([]netip.Prefix, er
 			}
 		}
 	}
-	p.mu.Lock()
-	p.vpcs[vpc] = cidrs
-	p.mu.Unlock()
 	return cidrs, nil
+}
+
+// vpcSubnets reads the IPv4 CIDRs of every subnet of the VPC.
+func (p *Provider) vpcSubnets(ctx context.Context, vpc string) ([]netip.Prefix, error) {
+	var subnets []netip.Prefix
+	err := p.calls.Call(ctx, "DescribeSubnets", func(ctx context.Context) error {
+		subnets = subnets[:0]
+		pages := ec2.NewDescribeSubnetsPaginator(p.ec2, &ec2.DescribeSubnetsInput{
+			Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpc}}}})
+		for pages.HasMorePages() {
+			out, err := pages.NextPage(ctx)
+			if err != nil {
+				return err
+			}
+			for _, sn := range out.Subnets {
+				if pfx, err := netip.ParsePrefix(aws.ToString(sn.CidrBlock)); err == nil {
+					subnets = append(subnets, pfx)
+				}
+			}
+		}
+		return nil
+	})
+	return subnets, err
 }
 
 // Release implements providers.Provider.
@@ -741,11 +811,12 @@ func classify(op string, err error) error {
 	switch ae.ErrorCode() {
 	case "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "PriorRequestNotComplete":
 		return providers.Classify(providers.Throttled, "", err)
-	case "TargetGroupNotFound", "LoadBalancerNotFound", "InvalidVpcID.NotFound":
+	case "TargetGroupNotFound", "LoadBalancerNotFound", "InvalidVpcID.NotFound", "InvalidSubnetID.NotFound":
 		return providers.Classify(providers.NotFound, "", err)
 	case "InvalidTarget", "TooManyTargets", "TooManyRegistrationsForTargetId", "ValidationError",
 		"InvalidConfigurationRequest", "DuplicateTargetGroupName", "TooManyTags", "TooManyTargetGroups",
-		"ResourceInUse", "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "DuplicateTagKeys":
+		"ResourceInUse", "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "DuplicateTagKeys",
+		"InvalidVpcID.Malformed", "InvalidSubnetID.Malformed":
 		return providers.Classify(providers.Invalid, "", err)
 	}
 	return providers.Classify(providers.Transient, "", err)

@@ -271,3 +271,43 @@ func TestReleaseFromASharedGroupIsNotHeldByATargetTheCloudRefuses(t *testing.T) 
 		t.Fatalf("left in the shared group: %+v", left)
 	}
 }
+
+// The default VPC is 127.0.0.0/8 and 10.0.0.0/16; its subnets are
+// 127.0.0.0/8 (zone a) and 10.0.0.0/17 (zone b).
+func TestApplyDecidesAvailabilityZoneFromSubnets(t *testing.T) {
+	e := newEnv(t, elbv2sim.Options{})
+	target := func(ip, zone string) providers.Target {
+		return providers.Target{IP: netip.MustParseAddr(ip), Port: 8080, Zone: zone}
+	}
+	inSubnet := target("10.0.1.1", "us-east-1a") // the node's zone is not sent: ELBv2 detects it
+	noSubnet := target("10.0.200.1", "us-east-1b")
+	outside := target("192.168.3.3", "us-east-1a")
+	noZone := target("10.0.200.2", "")
+	err := e.p.Apply(e.ctx, e.g, providers.Plan{Register: []providers.Target{inSubnet, noSubnet, outside, noZone}})
+	// An IP in the VPC, in no subnet, on a node of unknown zone is
+	// refused alone.
+	wantRefused(t, err, "ValidationError", noZone)
+	zones := map[string]string{}
+	for _, tg := range e.srv.Targets(e.g.Ref) {
+		zones[tg.ID] = tg.AvailabilityZone
+	}
+	want := map[string]string{"10.0.1.1": "", "10.0.200.1": "us-east-1b", "192.168.3.3": "all"}
+	if len(zones) != len(want) {
+		t.Errorf("registered %v, want %v", zones, want)
+	}
+	for ip, z := range want {
+		if got, ok := zones[ip]; !ok || got != z {
+			t.Errorf("%s registered with zone %q, want %q", ip, got, z)
+		}
+	}
+	if n := e.calls("DescribeSubnets"); n != 1 {
+		t.Errorf("%d DescribeSubnets calls, want 1", n)
+	}
+	// The subnets are cached: the next registration reads them not again.
+	if err := e.p.Apply(e.ctx, e.g, providers.Plan{Register: ipTargets("10.0.2.%d", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.calls("DescribeSubnets"); n != 1 {
+		t.Errorf("%d DescribeSubnets calls after a second registration, want 1", n)
+	}
+}

@@ -135,6 +135,9 @@ func newAWSCloud(t cloudTiming) (*awsCloud, error) {
 		DeregistrationDelay: t.drain,
 		TargetAddr:          cluster.LoopbackAddr,
 		VPCs:                []elbv2sim.VPC{{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}}},
+		// Every pod is in the VPC's one zone and rollouts keep draining
+		// targets: model a raised (adjustable) per-zone quota.
+		MaxTargetsPerZone: 3000,
 	})
 	if err != nil {
 		return nil, err

@@ -134,15 +134,19 @@ func TestApplicationLoadBalancerProvisionsThenTurnsActive(t *testing.T) {
 	s := start(t, o)
 	c := client(s, 1)
 
-	_, err := c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("nosubnet"), Subnets: []string{"subnet-nope", elbv2sim.DefaultSubnetIDs[0]}})
+	_, err := c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("nosubnet"), Subnets: []string{"subnet-0123456789abcdef0", elbv2sim.DefaultSubnetIDs[0]}})
 	wantCode(t, err, "SubnetNotFound")
+	_, err = c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("badsubnet"), Subnets: []string{"subnet-nope", elbv2sim.DefaultSubnetIDs[0]}})
+	wantCode(t, err, "ValidationError")
 	_, err = c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("onezone"), Subnets: elbv2sim.DefaultSubnetIDs[:1]})
 	wantCode(t, err, "ValidationError")
 	_, err = c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("badsg"), SecurityGroups: []string{"default"}})
 	wantCode(t, err, "InvalidSecurityGroup")
+	_, err = c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("othersg"), SecurityGroups: []string{"sg-0123456789abcdef0"}})
+	wantCode(t, err, "InvalidSecurityGroup") // well formed, but not a group of the VPC
 
 	out, err := c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("web"), Type: types.LoadBalancerTypeEnumApplication,
-		Subnets: elbv2sim.DefaultSubnetIDs, SecurityGroups: []string{"sg-0123456789abcdef0"}})
+		Subnets: elbv2sim.DefaultSubnetIDs, SecurityGroups: []string{elbv2sim.DefaultSecurityGroupID}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +154,7 @@ func TestApplicationLoadBalancerProvisionsThenTurnsActive(t *testing.T) {
 	if lb.State.Code != types.LoadBalancerStateEnumProvisioning {
 		t.Errorf("new ALB state %s, want provisioning", lb.State.Code)
 	}
-	if len(lb.SecurityGroups) != 1 || lb.SecurityGroups[0] != "sg-0123456789abcdef0" {
+	if len(lb.SecurityGroups) != 1 || lb.SecurityGroups[0] != elbv2sim.DefaultSecurityGroupID {
 		t.Errorf("security groups %v", lb.SecurityGroups)
 	}
 	if len(lb.AvailabilityZones) != 2 || *lb.AvailabilityZones[0].SubnetId != elbv2sim.DefaultSubnetIDs[0] ||

@@ -369,11 +369,13 @@ func TestRegisterValidation(t *testing.T) {
 	if err := reg(td("192.168.1.1", 0, "all")); err != nil {
 		t.Fatal(err)
 	}
-	if err := reg(td("10.0.3.4", 8080, "us-east-1a")); err != nil {
+	// An IP in a subnet may name its subnet's zone.
+	if err := reg(td("10.0.3.4", 8080, "us-east-1b")); err != nil {
 		t.Fatal(err)
 	}
 	// Registering again is a no-op, not an error, and keeps the count.
-	if err := reg(td("10.0.3.4", 8080, "us-east-1a")); err != nil {
+	// An IP in a subnet may name its subnet's zone.
+	if err := reg(td("10.0.3.4", 8080, "us-east-1b")); err != nil {
 		t.Fatal(err)
 	}
 	ts := s.Targets(*arn)
@@ -506,10 +508,11 @@ func TestLoadBalancersAndListeners(t *testing.T) {
 	}
 	lb := nlb.LoadBalancers[0]
 	if !strings.Contains(*lb.LoadBalancerArn, ":loadbalancer/net/nlb/") || lb.Type != types.LoadBalancerTypeEnumNetwork ||
-		lb.State.Code != types.LoadBalancerStateEnumActive || lb.Scheme != types.LoadBalancerSchemeEnumInternal ||
+		lb.State.Code != types.LoadBalancerStateEnumProvisioning || lb.Scheme != types.LoadBalancerSchemeEnumInternal ||
 		lb.CreatedTime == nil || lb.DNSName == nil || *lb.VpcId != elbv2sim.DefaultVPCID {
 		t.Errorf("NLB: %+v", lb)
 	}
+	waitActive(t, c, *lb.LoadBalancerArn)
 	alb, err := c.CreateLoadBalancer(ctx, &elbv2.CreateLoadBalancerInput{Name: aws.String("alb")})
 	if err != nil || alb.LoadBalancers[0].Type != types.LoadBalancerTypeEnumApplication {
 		t.Fatalf("ALB: %+v %v", alb, err)
@@ -641,9 +644,10 @@ func TestLoadBalancersAndListeners(t *testing.T) {
 }
 
 func TestDescribeVpcs(t *testing.T) {
+	const vpcA, vpcB = "vpc-0a000000000000001", "vpc-0b000000000000002"
 	s := start(t, elbv2sim.Options{VPCs: []elbv2sim.VPC{
-		{ID: "vpc-a", CIDRs: []string{"127.0.0.0/8", "10.1.0.0/16"}},
-		{ID: "vpc-b", CIDRs: []string{"10.2.0.0/16"}},
+		{ID: vpcA, CIDRs: []string{"127.0.0.0/8", "10.1.0.0/16"}},
+		{ID: vpcB, CIDRs: []string{"10.2.0.0/16"}},
 	}})
 	c := ec2Client(s)
 	out, err := c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
@@ -654,26 +658,28 @@ func TestDescribeVpcs(t *testing.T) {
 		t.Fatalf("vpcs: %+v", out.Vpcs)
 	}
 	a := out.Vpcs[0]
-	if *a.VpcId != "vpc-a" || *a.CidrBlock != "127.0.0.0/8" || len(a.CidrBlockAssociationSet) != 2 ||
+	if *a.VpcId != vpcA || *a.CidrBlock != "127.0.0.0/8" || len(a.CidrBlockAssociationSet) != 2 ||
 		*a.CidrBlockAssociationSet[1].CidrBlock != "10.1.0.0/16" ||
 		a.CidrBlockAssociationSet[1].CidrBlockState.State != ec2types.VpcCidrBlockStateCodeAssociated ||
 		!*a.IsDefault || a.State != ec2types.VpcStateAvailable {
 		t.Errorf("vpc-a: %+v", a)
 	}
-	out, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{"vpc-b"}})
-	if err != nil || len(out.Vpcs) != 1 || *out.Vpcs[0].VpcId != "vpc-b" {
+	out, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpcB}})
+	if err != nil || len(out.Vpcs) != 1 || *out.Vpcs[0].VpcId != vpcB {
 		t.Fatalf("by id: %+v %v", out, err)
 	}
-	out, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{"vpc-a"}}}})
-	if err != nil || len(out.Vpcs) != 1 || *out.Vpcs[0].VpcId != "vpc-a" {
+	out, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpcA}}}})
+	if err != nil || len(out.Vpcs) != 1 || *out.Vpcs[0].VpcId != vpcA {
 		t.Fatalf("by filter: %+v %v", out, err)
 	}
-	_, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{"vpc-nope"}})
+	_, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{"vpc-0ffffffffffffffff"}})
 	wantCode(t, err, "InvalidVpcID.NotFound")
+	_, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{"vpc-nope"}})
+	wantCode(t, err, "InvalidVpcID.Malformed")
 
 	// Targets of a group in vpc-b must be inside 10.2.0.0/16.
 	ec := client(s, 1)
-	g := createTG(t, ec, elbv2.CreateTargetGroupInput{VpcId: aws.String("vpc-b")})
+	g := createTG(t, ec, elbv2.CreateTargetGroupInput{VpcId: aws.String(vpcB)})
 	_, err = ec.RegisterTargets(ctx, &elbv2.RegisterTargetsInput{TargetGroupArn: g.TargetGroupArn,
 		Targets: []types.TargetDescription{{Id: aws.String("10.1.0.5")}}})
 	wantCode(t, err, "ValidationError")

@@ -143,7 +143,7 @@ func (s *Server) serverCertificate(l *listener, hello *tls.ClientHelloInfo) (*tl
 	return def, nil
 }
 
-// tlsConfig is the server side of an HTTPS listener: the certificate by
+// tlsConfig is the server side of an HTTPS or TLS listener: the certificate by
 // SNI and the lowest TLS version of the listener's current policy.
 func (s *Server) tlsConfig(l *listener) *tls.Config {
 	getCert := func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -155,7 +155,11 @@ func (s *Server) tlsConfig(l *listener) *tls.Config {
 			s.mu.Lock()
 			minVersion := sslPolicies[l.sslPolicy]
 			s.mu.Unlock()
-			return &tls.Config{MinVersion: minVersion, GetCertificate: getCert, NextProtos: []string{"http/1.1"}}, nil
+			cfg := &tls.Config{MinVersion: minVersion, GetCertificate: getCert}
+			if l.lbType == "application" {
+				cfg.NextProtos = []string{"http/1.1"}
+			}
+			return cfg, nil
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package elbv2sim
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"strconv"
@@ -42,6 +43,13 @@ func (pc *proxyConn) setBackend(b net.Conn) bool {
 	return true
 }
 
+// serving reports whether l may take new traffic: the emulator is open, l
+// still exists and its load balancer is active. Callers hold s.mu.
+func (s *Server) serving(l *listener) bool {
+	lb := s.lbs[l.lbArn]
+	return !s.closed && s.listeners[l.arn] == l && lb != nil && lb.active(time.Now())
+}
+
 func (s *Server) serveListener(l *listener) {
 	defer s.wg.Done()
 	for {
@@ -62,13 +70,19 @@ func (s *Server) serveListener(l *listener) {
 func (s *Server) pick(g *targetGroup) *target {
 	var healthy, open []*target
 	unhealthy := false
+	now := time.Now()
 	for _, t := range g.order {
+		if !s.served(g, t) {
+			continue
+		}
 		switch t.phase {
 		case phaseHealthy:
 			healthy = append(healthy, t)
 		case phaseUnhealthy:
 			unhealthy = true
-			open = append(open, t)
+			if !now.Before(t.unhealthyUntil) { // unhealthy.draining takes no new connections
+				open = append(open, t)
+			}
 		case phaseInitial:
 			open = append(open, t)
 		}
@@ -84,13 +98,20 @@ func (s *Server) pick(g *targetGroup) *target {
 	return cands[g.rr%uint64(len(cands))]
 }
 
+// forward proxies one TCP connection of a network listener. A TLS
+// listener terminates TLS with its certificates and forwards plain TCP; a
+// UDP listener takes no TCP connections; a provisioning load balancer
+// none at all.
 func (s *Server) forward(l *listener, c net.Conn) {
 	defer s.wg.Done()
 	s.mu.Lock()
 	g := l.defaultGroup()
 	var t *target
-	if !s.closed && s.listeners[l.arn] == l {
+	if s.serving(l) && l.protocol != "UDP" {
 		t = s.pick(g)
+	}
+	if t != nil && l.protocol == "TLS" {
+		c = tls.Server(c, s.tlsConfig(l))
 	}
 	if t == nil {
 		s.mu.Unlock()
@@ -123,8 +144,8 @@ func (s *Server) forward(l *listener, c net.Conn) {
 	pipe := func(dst, src net.Conn) {
 		_, _ = io.Copy(dst, src)
 		// Pass the half-close on so request/response protocols finish.
-		if tc, ok := dst.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
 		}
 		done <- struct{}{}
 	}

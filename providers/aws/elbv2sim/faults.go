@@ -45,7 +45,7 @@ func opClass(op string) string {
 		return ClassTargets
 	case op == "CreateLoadBalancer" || op == "DeleteLoadBalancer":
 		return ClassLoadBalancer
-	case op == "DescribeVpcs":
+	case ec2Ops[op] != nil:
 		return ClassEC2
 	case strings.HasPrefix(op, "Describe"):
 		return ClassDescribe
@@ -169,7 +169,7 @@ func (s *Server) admit(r *http.Request, op string) *apiError {
 	}
 	if (b != nil && !b.Allow()) || (f.throttleRate > 0 && rand.Float64() < f.throttleRate) {
 		s.stats.count(op, func(st *OpStats) { st.Throttled++ })
-		return errThrottled()
+		return errThrottled(op)
 	}
 	if f.errorRate > 0 && rand.Float64() < f.errorRate {
 		s.stats.count(op, func(st *OpStats) { st.Injected++ })
@@ -192,6 +192,9 @@ type OpStats struct {
 	Errors    int64 `json:"errors"`    // every error answer, throttled and injected included
 	Throttled int64 `json:"throttled"` // answered Throttling by a bucket
 	Injected  int64 `json:"injected"`  // failed by ErrorRate or InjectError
+	// Unimplemented counts calls of an action the emulator does not
+	// implement (answered InvalidAction), so a gap cannot hide.
+	Unimplemented int64 `json:"unimplemented,omitempty"`
 	// Targets is the number of targets named in successful calls
 	// (RegisterTargets, DeregisterTargets); MaxTargets the largest call.
 	Targets    int64 `json:"targets,omitempty"`

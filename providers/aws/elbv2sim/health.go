@@ -65,8 +65,8 @@ type probeResult struct {
 // step decides the checker's next move: a probe to run now, or how long to
 // wait (negative: until woken). Callers hold s.mu.
 func (s *Server) step(g *targetGroup, t *target, now time.Time) (*probeSpec, time.Duration) {
-	if !g.inUse() {
-		return nil, -1 // unused groups are not checked
+	if !s.served(g, t) {
+		return nil, -1 // unused targets are not checked
 	}
 	if t.phase == phaseRegistering {
 		end := t.regStart.Add(s.opts.RegistrationDelay)
@@ -106,7 +106,7 @@ func (s *Server) check(ctx context.Context, g *targetGroup, t *target) {
 		if spec != nil {
 			res := probe(ctx, spec)
 			s.mu.Lock()
-			if ctx.Err() == nil && t.epoch == spec.epoch && g.inUse() {
+			if ctx.Err() == nil && t.epoch == spec.epoch && s.served(g, t) {
 				s.record(g, t, res, time.Now())
 			}
 			s.mu.Unlock()
@@ -139,6 +139,7 @@ func (s *Server) record(g *targetGroup, t *target, r probeResult, now time.Time)
 		t.failRun = 0
 		if t.phase != phaseHealthy && t.okRun >= int(g.hc.healthy) {
 			t.phase = phaseHealthy
+			t.stopUnhealthyDraining()
 			if t.healthyAt.IsZero() {
 				t.healthyAt = now
 			}
@@ -149,12 +150,50 @@ func (s *Server) record(g *targetGroup, t *target, r probeResult, now time.Time)
 	t.failRun++
 	t.okRun = 0
 	if t.phase == phaseUnhealthy || t.failRun >= int(g.hc.unhealthy) {
+		t.failReason, t.failDesc = r.reason, r.desc
 		if t.phase != phaseUnhealthy {
 			s.logf("target %s:%d unhealthy in %s: %s", t.key.id, t.key.port, g.name, r.reason)
+			t.phase = phaseUnhealthy
+			s.turnedUnhealthy(g, t, now)
 		}
-		t.phase = phaseUnhealthy
-		t.failReason, t.failDesc = r.reason, r.desc
 	}
+}
+
+// turnedUnhealthy applies a network group's
+// target_health_state.unhealthy.* attributes, as documented in
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-health-checks.html#unhealthy-target-connection-termination
+// With connection termination on (the default) the target's connections
+// are reset at once. With it off and a draining interval, the target is
+// unhealthy.draining for the interval, keeps its connections and gets no
+// new ones, then its connections are reset; without an interval its
+// connections stay. Application load balancer groups keep their requests.
+// Callers hold s.mu.
+func (s *Server) turnedUnhealthy(g *targetGroup, t *target, now time.Time) {
+	if g.servesHTTP() {
+		return
+	}
+	if g.attrs["target_health_state.unhealthy.connection_termination.enabled"] != "false" {
+		t.closeConns()
+		return
+	}
+	n, _ := strconv.Atoi(g.attrs["target_health_state.unhealthy.draining_interval_seconds"])
+	d := time.Duration(n) * time.Second
+	if d > 0 && s.opts.UnhealthyDrainingInterval > 0 {
+		d = s.opts.UnhealthyDrainingInterval
+	}
+	if d <= 0 {
+		return
+	}
+	t.unhealthyUntil = now.Add(d)
+	epoch := t.epoch
+	t.unhealthyTimer = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.closed && t.epoch == epoch && t.phase == phaseUnhealthy && !t.unhealthyUntil.IsZero() {
+			t.unhealthyTimer = nil
+			t.closeConns()
+		}
+	})
 }
 
 // dialAddr is where the emulator connects to reach a target address.

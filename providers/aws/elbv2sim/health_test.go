@@ -303,6 +303,9 @@ func TestManyTargetsConcurrently(t *testing.T) {
 	// Long enough that no check runs: this exercises the API, not probes.
 	o.RegistrationDelay = time.Minute
 	o.DeregistrationDelay = 50 * time.Millisecond
+	// All targets are in one zone: lift the load balancer's quota so the
+	// group's own limit is what is reached.
+	o.MaxTargetsPerZone = 2000
 	s := start(t, o)
 	c := client(s, 3)
 	g := createTG(t, c, elbv2.CreateTargetGroupInput{})

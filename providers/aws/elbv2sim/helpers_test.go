@@ -120,6 +120,7 @@ func createLB(t *testing.T, c *elbv2.Client, typ types.LoadBalancerTypeEnum, pro
 		t.Fatalf("CreateLoadBalancer: %v", err)
 	}
 	lbArn = *lb.LoadBalancers[0].LoadBalancerArn
+	waitActive(t, c, lbArn)
 	l, err := c.CreateListener(ctx, &elbv2.CreateListenerInput{
 		LoadBalancerArn: aws.String(lbArn), Protocol: proto, Port: aws.Int32(80),
 		DefaultActions: []types.Action{{Type: types.ActionTypeEnumForward, TargetGroupArn: aws.String(tgArn)}},
@@ -128,6 +129,15 @@ func createLB(t *testing.T, c *elbv2.Client, typ types.LoadBalancerTypeEnum, pro
 		t.Fatalf("CreateListener: %v", err)
 	}
 	return lbArn, *l.Listeners[0].ListenerArn
+}
+
+// waitActive waits until the load balancer leaves state provisioning.
+func waitActive(t *testing.T, c *elbv2.Client, lbArn string) {
+	t.Helper()
+	waitFor(t, "the load balancer to turn active", func() bool {
+		d, err := c.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{LoadBalancerArns: []string{lbArn}})
+		return err == nil && d.LoadBalancers[0].State.Code == types.LoadBalancerStateEnumActive
+	})
 }
 
 // loopbackIP returns a fresh address in 127.0.0.0/8 for a backend.

@@ -28,6 +28,16 @@ type loadBalancer struct {
 
 func (lb *loadBalancer) active(now time.Time) bool { return !now.Before(lb.activeAt) }
 
+// groups are the target groups the load balancer's listeners and rules
+// forward to.
+func (lb *loadBalancer) groups() map[*targetGroup]bool {
+	out := map[*targetGroup]bool{}
+	for _, l := range lb.listeners {
+		maps.Copy(out, l.groups)
+	}
+	return out
+}
+
 type listener struct {
 	arn       string
 	lbArn     string
@@ -44,6 +54,10 @@ type listener struct {
 	ln     net.Listener
 	srv    *http.Server // application load balancers' HTTP data path
 	conns  map[*proxyConn]struct{}
+	// udp is a network listener's datagram socket, on ln's port; flows
+	// are its client addresses' sessions.
+	udp   *net.UDPConn
+	flows map[string]*udpFlow
 }
 
 // shutdown stops the data path and closes its connections. Callers hold s.mu.
@@ -54,6 +68,12 @@ func (l *listener) shutdown() {
 	}
 	for pc := range l.conns {
 		pc.close()
+	}
+	if l.udp != nil {
+		_ = l.udp.Close()
+	}
+	for _, f := range l.flows {
+		f.close()
 	}
 }
 
@@ -172,11 +192,6 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 		return nil, err
 	}
 	sgs := p.strings("SecurityGroups")
-	for _, sg := range sgs {
-		if !strings.HasPrefix(sg, "sg-") {
-			return nil, newErr("InvalidSecurityGroup", "Security group '%s' is not valid", sg)
-		}
-	}
 	if len(sgs) > 0 && typ != "application" {
 		return nil, validation("SecurityGroups are only supported by this emulator for application load balancers")
 	}
@@ -185,6 +200,11 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 	vpc, subnets, err := s.lbSubnets(p.strings("Subnets"), typ)
 	if err != nil {
 		return nil, err
+	}
+	for _, sg := range sgs {
+		if !vpc.hasSecurityGroup(sg) {
+			return nil, newErr("InvalidSecurityGroup", "The security group '%s' does not exist in VPC '%s'", sg, vpc.id)
+		}
 	}
 	for _, lb := range s.lbs {
 		if lb.name == name {
@@ -209,7 +229,7 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 		attrs:   defaultLBAttributes(typ),
 		created: now, activeAt: now,
 	}
-	if typ == "application" && s.opts.ProvisioningDelay > 0 {
+	if s.opts.ProvisioningDelay > 0 {
 		lb.activeAt = now.Add(s.opts.ProvisioningDelay)
 	}
 	s.lbs[lb.arn] = lb
@@ -218,37 +238,34 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 }
 
 // lbSubnets finds the VPC of the given subnets. Without subnets the load
-// balancer goes into the first VPC's subnets (or one made-up subnet when
-// that VPC declares none). A VPC that declares subnets accepts only those;
-// an application load balancer needs two zones, as AWS requires. Callers
-// hold s.mu.
+// balancer goes into every subnet of the first VPC. An application load
+// balancer needs two zones, as AWS requires. Callers hold s.mu.
 func (s *Server) lbSubnets(ids []string, typ string) (*vpcInfo, []Subnet, *apiError) {
 	if len(ids) == 0 {
 		v := &s.vpcs[0]
-		if len(v.subnets) > 0 {
-			return v, v.subnets, nil
+		var out []Subnet
+		zones := map[string]bool{}
+		for _, sn := range v.subnets {
+			if !zones[sn.AvailabilityZone] {
+				zones[sn.AvailabilityZone] = true
+				out = append(out, sn.Subnet)
+			}
 		}
-		return v, []Subnet{{ID: "subnet-0sim0000000000001", AvailabilityZone: s.opts.Region + "a"}}, nil
+		return v, out, nil
 	}
 	var vpc *vpcInfo
 	var out []Subnet
 	zones := map[string]bool{}
 	for _, id := range ids {
+		if !wellFormed("subnet", id) {
+			return nil, nil, validation("The subnet ID '%s' is malformed", id)
+		}
 		var in *vpcInfo
-		sn := Subnet{ID: id, AvailabilityZone: s.opts.Region + string(rune('a'+len(out)%6))}
+		var sn Subnet
 		for i := range s.vpcs {
 			v := &s.vpcs[i]
-			if j := slices.IndexFunc(v.subnets, func(x Subnet) bool { return x.ID == id }); j >= 0 {
-				in, sn = v, v.subnets[j]
-			}
-		}
-		if in == nil {
-			// Only VPCs that declare no subnets take unknown ones.
-			for i := range s.vpcs {
-				if len(s.vpcs[i].subnets) == 0 {
-					in = &s.vpcs[i]
-					break
-				}
+			if j := slices.IndexFunc(v.subnets, func(x subnetInfo) bool { return x.ID == id }); j >= 0 {
+				in, sn = v, v.subnets[j].Subnet
 			}
 		}
 		if in == nil {
@@ -411,7 +428,16 @@ func (s *Server) createListener(p params) (any, *apiError) {
 	if lb.typ == "application" && lb.uniqueGroups(nil, act) > maxUniqueGroupsPerALB {
 		return nil, newErr("TooManyUniqueTargetGroupsPerLoadBalancer", "You've reached the limit of %d target groups per load balancer", maxUniqueGroupsPerALB)
 	}
-	ln, lerr := net.Listen("tcp", net.JoinHostPort(s.opts.ListenHost, "0"))
+	var ln net.Listener
+	var udp *net.UDPConn
+	var lerr error
+	if lb.typ == "network" {
+		// Network listeners take TCP and UDP on one port whatever their
+		// protocol, so ModifyListener can switch between them.
+		ln, udp, lerr = listenTCPAndUDP(s.opts.ListenHost)
+	} else {
+		ln, lerr = net.Listen("tcp", net.JoinHostPort(s.opts.ListenHost, "0"))
+	}
 	if lerr != nil {
 		return nil, newErr("InternalFailure", "cannot open the data path: %v", lerr)
 	}
@@ -422,7 +448,7 @@ func (s *Server) createListener(p params) (any, *apiError) {
 	lbID := lb.arn[strings.LastIndexByte(lb.arn, '/')+1:]
 	l := &listener{
 		arn:   s.arn("listener/" + kind + "/" + lb.name + "/" + lbID + "/" + s.nextID()),
-		lbArn: lb.arn, lbType: lb.typ, protocol: proto, port: port, act: act, ln: ln,
+		lbArn: lb.arn, lbType: lb.typ, protocol: proto, port: port, act: act, ln: ln, udp: udp,
 		certs: certs, sslPolicy: policy,
 		groups: map[*targetGroup]bool{},
 		conns:  map[*proxyConn]struct{}{},
@@ -436,14 +462,22 @@ func (s *Server) createListener(p params) (any, *apiError) {
 		go s.serveHTTP(l)
 	} else {
 		go s.serveListener(l)
+		s.wg.Add(1)
+		go s.serveUDP(l)
 	}
 	s.logf("listener %s serves %s on %s", l.arn, proto, ln.Addr())
 	return xListeners{Listeners: listOf([]xListener{l.xml()})}, nil
 }
 
+// secureProtocol reports whether listeners of proto terminate TLS: HTTPS on
+// application load balancers, TLS on network load balancers.
+func secureProtocol(lbType, proto string) bool {
+	return (lbType == "application" && proto == "HTTPS") || (lbType == "network" && proto == "TLS")
+}
+
 // readTLS reads Certificates and SslPolicy for a listener of protocol
-// proto, keeping certs and policy when the request names none. HTTPS
-// needs exactly one (default) certificate; others come from
+// proto, keeping certs and policy when the request names none. HTTPS and
+// TLS need exactly one (default) certificate; others come from
 // AddListenerCertificates. Callers hold s.mu.
 func (s *Server) readTLS(p params, lbType, proto string, certs []string, policy string) ([]string, string, *apiError) {
 	given, err := s.readCertificates(p)
@@ -456,25 +490,21 @@ func (s *Server) readTLS(p params, lbType, proto string, certs []string, policy 
 		}
 		policy = v
 	}
-	if lbType != "application" {
-		// Network load balancer TLS listeners do not terminate TLS here.
-		return given, policy, nil
-	}
-	if proto != "HTTPS" {
+	if !secureProtocol(lbType, proto) {
 		if len(given) > 0 {
-			return nil, "", newErr("InvalidConfigurationRequest", "Certificates can only be specified for HTTPS listeners")
+			return nil, "", newErr("InvalidConfigurationRequest", "Certificates can only be specified for HTTPS and TLS listeners")
 		}
 		return nil, "", nil
 	}
 	switch {
 	case len(given) > 1:
-		return nil, "", validation("You must provide exactly one certificate if the listener protocol is HTTPS")
+		return nil, "", validation("You must provide exactly one certificate if the listener protocol is %s", proto)
 	case len(given) == 1 && len(certs) > 0:
 		certs = append([]string{given[0]}, slices.DeleteFunc(slices.Clone(certs[1:]), func(c string) bool { return c == given[0] })...)
 	case len(given) == 1:
 		certs = given
 	case len(certs) == 0:
-		return nil, "", newErr("CertificateNotFound", "A certificate must be specified for HTTPS listeners")
+		return nil, "", newErr("CertificateNotFound", "A certificate must be specified for %s listeners", proto)
 	}
 	if policy == "" {
 		policy = defaultSSLPolicy
@@ -639,7 +669,7 @@ func (s *Server) modifyListener(p params) (any, *apiError) {
 		}
 	}
 	certs, policy := l.certs, l.sslPolicy
-	if proto != l.protocol && proto != "HTTPS" {
+	if proto != l.protocol && !secureProtocol(lb.typ, proto) {
 		certs, policy = nil, ""
 	}
 	if certs, policy, err = s.readTLS(p, lb.typ, proto, certs, policy); err != nil {
@@ -679,15 +709,15 @@ func certsXML(certs []string) xCertificates {
 	return xCertificates{Certificates: listOf(out)}
 }
 
-// httpsListener finds an HTTPS listener for the certificate calls.
-// Callers hold s.mu.
-func (s *Server) httpsListener(arn string) (*listener, *apiError) {
+// secureListener finds an HTTPS or TLS listener for the certificate
+// calls. Callers hold s.mu.
+func (s *Server) secureListener(arn string) (*listener, *apiError) {
 	l := s.listeners[arn]
 	if l == nil {
 		return nil, newErr("ListenerNotFound", "Listener '%s' not found", arn)
 	}
-	if l.protocol != "HTTPS" {
-		return nil, newErr("InvalidConfigurationRequest", "Listener '%s' is not an HTTPS listener", arn)
+	if !secureProtocol(l.lbType, l.protocol) {
+		return nil, newErr("InvalidConfigurationRequest", "Listener '%s' is not an HTTPS or TLS listener", arn)
 	}
 	return l, nil
 }
@@ -695,7 +725,7 @@ func (s *Server) httpsListener(arn string) (*listener, *apiError) {
 func (s *Server) addListenerCertificates(p params) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, err := s.httpsListener(p.get("ListenerArn"))
+	l, err := s.secureListener(p.get("ListenerArn"))
 	if err != nil {
 		return nil, err
 	}
@@ -730,7 +760,7 @@ func (s *Server) addListenerCertificates(p params) (any, *apiError) {
 func (s *Server) removeListenerCertificates(p params) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, err := s.httpsListener(p.get("ListenerArn"))
+	l, err := s.secureListener(p.get("ListenerArn"))
 	if err != nil {
 		return nil, err
 	}

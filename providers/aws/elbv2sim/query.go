@@ -45,7 +45,19 @@ func validation(format string, args ...any) *apiError {
 	return newErr("ValidationError", format, args...)
 }
 
-func errThrottled() *apiError { return newErr("Throttling", "Rate exceeded") }
+// errThrottled is the throttling answer of op's service. ELBv2 answers
+// "Throttling: Rate exceeded" with HTTP 400 (its common errors page names
+// ThrottlingException, but the service sends Throttling, as in
+// kubernetes-sigs/aws-load-balancer-controller#1871); EC2 answers
+// RequestLimitExceeded, as listed in
+// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
+// The SDK's retryer treats both as throttling.
+func errThrottled(op string) *apiError {
+	if ec2Ops[op] != nil {
+		return newErr("RequestLimitExceeded", "Request limit exceeded.")
+	}
+	return newErr("Throttling", "Rate exceeded")
+}
 
 // params reads an AWS Query request: scalars by name, lists as
 // Name.member.N (ELBv2) or Name.N (EC2).
@@ -191,7 +203,9 @@ var elbOps = map[string]opFunc{
 }
 
 var ec2Ops = map[string]opFunc{
-	"DescribeVpcs": (*Server).describeVpcs,
+	"DescribeVpcs":           (*Server).describeVpcs,
+	"DescribeSubnets":        (*Server).describeSubnets,
+	"DescribeSecurityGroups": (*Server).describeSecurityGroups,
 }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
@@ -210,6 +224,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		fn = elbOps[action]
 	}
 	if fn == nil {
+		s.stats.count(action, func(st *OpStats) { st.Calls++; st.Errors++; st.Unimplemented++ })
 		e := newErr("InvalidAction", "Could not find operation %s for version %s", action, version)
 		if isEC2 {
 			writeEC2Error(w, e, reqID)

@@ -6,34 +6,44 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
 
-// VPC is an emulated VPC: the CIDRs bound which IP targets may be registered
-// without AvailabilityZone=all. Subnets, when given, are the only subnets
-// CreateLoadBalancer accepts in this VPC; a VPC without them accepts any
-// subnet ID.
+// VPC is an emulated VPC. RegisterTargets decides by its CIDRs and
+// subnets whether an IP target needs an AvailabilityZone (see doc.go).
+// Subnets are the only subnets CreateLoadBalancer accepts in this VPC; a
+// VPC without them gets one subnet per CIDR, covering it, in zones a, b, ...
+// of the region. Every VPC has a default security group; SecurityGroups
+// adds more. IDs must have AWS's shape (vpc-, subnet-, sg- and 8 or 17
+// lowercase hex digits).
 type VPC struct {
-	ID      string
-	CIDRs   []string
-	Subnets []Subnet
+	ID             string
+	CIDRs          []string
+	Subnets        []Subnet
+	SecurityGroups []string
 }
 
 // Subnet is an emulated subnet of a VPC.
 type Subnet struct {
 	ID               string
 	AvailabilityZone string // e.g. us-east-1a
+	CIDR             string // inside one of the VPC's CIDRs
 }
 
 // DefaultVPCID is the ID of the VPC the emulator creates when Options.VPCs
-// is empty. It holds 127.0.0.0/8 (where test backends live) and 10.0.0.0/16,
-// and the subnets DefaultSubnetIDs in zones a and b of the region.
-const DefaultVPCID = "vpc-0sim0000000000001"
+// is empty. It holds 127.0.0.0/8 (where test backends live) and
+// 10.0.0.0/16. Its subnets DefaultSubnetIDs are 127.0.0.0/8 in zone a and
+// 10.0.0.0/17 in zone b of the region, so 10.0.128.0/17 is inside the VPC
+// but in no subnet.
+const DefaultVPCID = "vpc-0e1b2000000000001"
 
 // DefaultSubnetIDs are the subnets of the default VPC.
-var DefaultSubnetIDs = []string{"subnet-0sim0000000000001", "subnet-0sim0000000000002"}
+var DefaultSubnetIDs = []string{"subnet-0e1b2000000000001", "subnet-0e1b2000000000002"}
+
+// DefaultSecurityGroupID is the default security group of the default VPC.
+var DefaultSecurityGroupID = derivedID("sg", DefaultVPCID)
 
 // Options configure a Server. The zero value gives a usable in-process
 // emulator: no registration delay, group health-check timing, no throttling.
@@ -44,11 +54,10 @@ type Options struct {
 	Region, AccountID string
 	// VPCs known to the emulator; default one VPC, DefaultVPCID.
 	VPCs []VPC
-	// ProvisioningDelay is how long a new application load balancer stays
-	// in state provisioning before it turns active and its listeners
-	// serve requests. AWS takes a few minutes (typically 2 to 5). Zero
-	// means 100 ms; negative means active at once. Network load balancers
-	// are active at once.
+	// ProvisioningDelay is how long a new load balancer stays in state
+	// provisioning before it turns active and its listeners serve
+	// traffic. AWS takes a few minutes (typically 2 to 5). Zero means
+	// 100 ms; negative means active at once.
 	ProvisioningDelay time.Duration
 	// RegistrationDelay is how long a new target stays in
 	// initial/Elb.RegistrationInProgress before health checks start
@@ -64,6 +73,16 @@ type Options struct {
 	DeregistrationDelay time.Duration
 	// MaxTargetsPerGroup is the TooManyTargets limit; default 1000.
 	MaxTargetsPerGroup int
+	// MaxTargetsPerZone and MaxTargetsPerNetworkLB are the network load
+	// balancer quotas "Targets per Availability Zone per Network Load
+	// Balancer" (default 500) and "Targets per Network Load Balancer"
+	// (default 3000); MaxRegistrationsPerTarget is how often one IP may be
+	// registered across the groups of one load balancer (default 100).
+	MaxTargetsPerZone, MaxTargetsPerNetworkLB, MaxRegistrationsPerTarget int
+	// UnhealthyDrainingInterval, when non-zero, replaces every group's
+	// target_health_state.unhealthy.draining_interval_seconds (when that
+	// is set) for how long unhealthy.draining lasts.
+	UnhealthyDrainingInterval time.Duration
 	// Latency is added to every API answer, plus a uniform random part in
 	// [0, LatencyJitter).
 	Latency, LatencyJitter time.Duration
@@ -118,13 +137,6 @@ type Server struct {
 	albTransport *http.Transport
 }
 
-type vpcInfo struct {
-	id       string
-	cidrs    []string
-	prefixes []netip.Prefix
-	subnets  []Subnet
-}
-
 // Start starts an emulator listening on opts.Addr.
 func Start(opts Options) (*Server, error) {
 	if opts.Addr == "" {
@@ -138,8 +150,8 @@ func Start(opts Options) (*Server, error) {
 	}
 	if len(opts.VPCs) == 0 {
 		opts.VPCs = []VPC{{ID: DefaultVPCID, CIDRs: []string{"127.0.0.0/8", "10.0.0.0/16"}, Subnets: []Subnet{
-			{ID: DefaultSubnetIDs[0], AvailabilityZone: opts.Region + "a"},
-			{ID: DefaultSubnetIDs[1], AvailabilityZone: opts.Region + "b"},
+			{ID: DefaultSubnetIDs[0], AvailabilityZone: opts.Region + "a", CIDR: "127.0.0.0/8"},
+			{ID: DefaultSubnetIDs[1], AvailabilityZone: opts.Region + "b", CIDR: "10.0.0.0/17"},
 		}}}
 	}
 	if opts.ProvisioningDelay == 0 {
@@ -148,21 +160,26 @@ func Start(opts Options) (*Server, error) {
 	if opts.MaxTargetsPerGroup <= 0 {
 		opts.MaxTargetsPerGroup = 1000
 	}
+	if opts.MaxTargetsPerZone <= 0 {
+		opts.MaxTargetsPerZone = 500
+	}
+	if opts.MaxTargetsPerNetworkLB <= 0 {
+		opts.MaxTargetsPerNetworkLB = 3000
+	}
+	if opts.MaxRegistrationsPerTarget <= 0 {
+		opts.MaxRegistrationsPerTarget = 100
+	}
 	if opts.ListenHost == "" {
 		opts.ListenHost = "127.0.0.1"
 	}
 	var vpcs []vpcInfo
 	for _, v := range opts.VPCs {
-		if v.ID == "" || len(v.CIDRs) == 0 {
-			return nil, fmt.Errorf("elbv2sim: a VPC needs an ID and at least one CIDR")
+		vi, err := newVPC(v, opts.Region)
+		if err != nil {
+			return nil, err
 		}
-		vi := vpcInfo{id: v.ID, cidrs: v.CIDRs, subnets: v.Subnets}
-		for _, c := range v.CIDRs {
-			p, err := netip.ParsePrefix(c)
-			if err != nil {
-				return nil, fmt.Errorf("elbv2sim: VPC %s: %w", v.ID, err)
-			}
-			vi.prefixes = append(vi.prefixes, p.Masked())
+		if slices.ContainsFunc(vpcs, func(o vpcInfo) bool { return o.id == vi.id }) {
+			return nil, fmt.Errorf("elbv2sim: VPC %s is given twice", vi.id)
 		}
 		vpcs = append(vpcs, vi)
 	}
@@ -217,9 +234,7 @@ func (s *Server) Close() {
 	for _, g := range s.tgs {
 		for _, t := range g.order {
 			t.stop()
-			for pc := range t.conns {
-				pc.close()
-			}
+			t.closeConns()
 		}
 	}
 	s.mu.Unlock()

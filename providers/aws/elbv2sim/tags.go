@@ -213,39 +213,15 @@ type xVpcSet struct {
 
 // describeVpcs filters by VpcId.N and by the vpc-id / cidr / cidr-block-association.cidr-block filters.
 func (s *Server) describeVpcs(p params) (any, *apiError) {
-	var ids []string
-	for _, n := range p.indices("VpcId") {
-		ids = append(ids, p.get("VpcId."+itoa(n)))
+	ids, err := ec2IDs(p, "VpcId", "vpc", "InvalidVpcID.Malformed")
+	if err != nil {
+		return nil, err
 	}
-	filters := map[string][]string{}
-	for _, n := range p.indices("Filter") {
-		f := "Filter." + itoa(n)
-		name := p.get(f + ".Name")
-		for _, m := range p.indices(f + ".Value") {
-			filters[name] = append(filters[name], p.get(f+".Value."+itoa(m)))
-		}
+	filters, err := ec2Filters(p, "vpc-id", "cidr", "cidr-block-association.cidr-block", "is-default", "state")
+	if err != nil {
+		return nil, err
 	}
-	for name := range filters {
-		switch name {
-		case "vpc-id", "cidr", "cidr-block-association.cidr-block", "is-default", "state":
-		default:
-			return nil, newErr("InvalidParameterValue", "The filter '%s' is not supported by this emulator", name)
-		}
-	}
-	match := func(name string, vals ...string) bool {
-		want, ok := filters[name]
-		if !ok {
-			return true
-		}
-		for _, w := range want {
-			for _, v := range vals {
-				if w == v {
-					return true
-				}
-			}
-		}
-		return false
-	}
+	match := func(name string, vals ...string) bool { return matches(filters, name, vals...) }
 	byID := map[string]*vpcInfo{}
 	for i := range s.vpcs {
 		byID[s.vpcs[i].id] = &s.vpcs[i]

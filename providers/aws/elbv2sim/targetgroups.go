@@ -300,6 +300,7 @@ func defaultAttributes(protocol, targetType string) map[string]string {
 		udp := protocol == "UDP" || protocol == "TCP_UDP"
 		a["deregistration_delay.connection_termination.enabled"] = strconv.FormatBool(udp)
 		a["target_health_state.unhealthy.connection_termination.enabled"] = "true"
+		a["target_health_state.unhealthy.draining_interval_seconds"] = "0"
 	}
 	return a
 }
@@ -333,6 +334,9 @@ func (s *Server) createTargetGroup(p params) (any, *apiError) {
 	vpcID := p.get("VpcId")
 	if vpcID == "" {
 		return nil, validation("A VPC ID must be specified for target type '%s'", targetType)
+	}
+	if !wellFormed("vpc", vpcID) {
+		return nil, validation("The VPC ID '%s' is malformed", vpcID)
 	}
 	ipType := p.get("IpAddressType")
 	if ipType == "" {
@@ -421,9 +425,7 @@ func (s *Server) deleteTargetGroup(p params) (any, *apiError) {
 	}
 	for _, t := range g.order {
 		t.stop()
-		for pc := range t.conns {
-			pc.close()
-		}
+		t.closeConns()
 	}
 	g.targets, g.order = nil, nil
 	delete(s.tgs, arn)
@@ -550,6 +552,10 @@ func (s *Server) modifyTargetGroupAttributes(p params) (any, *apiError) {
 			return nil, newErr("InvalidConfigurationRequest", "The attribute key '%s' is not recognized for this target group", k)
 		}
 		switch {
+		case k == "target_health_state.unhealthy.draining_interval_seconds":
+			if n, e := strconv.Atoi(v); e != nil || n < 0 || n > 360000 {
+				return nil, validation("Attribute '%s' must be between 0 and 360000, got '%s'", k, v)
+			}
 		case k == "deregistration_delay.timeout_seconds" || k == "slow_start.duration_seconds":
 			n, e := strconv.Atoi(v)
 			if e != nil || n < 0 || n > 3600 || (k == "slow_start.duration_seconds" && n != 0 && n < 30) {

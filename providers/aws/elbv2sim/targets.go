@@ -26,24 +26,29 @@ const (
 
 type target struct {
 	key          targetKey
-	az           string
+	az           string // AvailabilityZone as registered (reported back)
+	zone         string // effective zone, or "all"
 	phase        phase
 	regStart     time.Time // the registration delay runs from here
 	registeredAt time.Time
 	healthyAt    time.Time
 	drainUntil   time.Time
-	okRun        int // consecutive passed checks
-	failRun      int // consecutive failed checks
-	failReason   string
-	failDesc     string
-	nextProbe    time.Time
+	// unhealthyUntil is when unhealthy.draining ends (zero: not draining).
+	unhealthyUntil time.Time
+	okRun          int // consecutive passed checks
+	failRun        int // consecutive failed checks
+	failReason     string
+	failDesc       string
+	nextProbe      time.Time
 	// epoch changes whenever the target's health restarts, so a probe
 	// result that was in flight across the change is dropped.
 	epoch      uint64
 	cancel     context.CancelFunc // stops the checker
 	drainTimer *time.Timer
-	conns      map[*proxyConn]struct{}
-	inflight   int // proxied HTTP requests not yet answered
+	// unhealthyTimer closes the connections when unhealthy.draining ends.
+	unhealthyTimer *time.Timer
+	conns          map[*proxyConn]struct{}
+	inflight       int // proxied HTTP requests not yet answered
 }
 
 // stop ends the target's checker and drain timer. Callers hold s.mu.
@@ -56,6 +61,41 @@ func (t *target) stop() {
 		t.drainTimer.Stop()
 		t.drainTimer = nil
 	}
+	t.stopUnhealthyDraining()
+}
+
+// closeConns resets every proxied connection of t. Callers hold s.mu.
+func (t *target) closeConns() {
+	for pc := range t.conns {
+		pc.close()
+	}
+}
+
+// stopUnhealthyDraining ends unhealthy.draining without closing anything.
+// Callers hold s.mu.
+func (t *target) stopUnhealthyDraining() {
+	if t.unhealthyTimer != nil {
+		t.unhealthyTimer.Stop()
+		t.unhealthyTimer = nil
+	}
+	t.unhealthyUntil = time.Time{}
+}
+
+// served reports whether a load balancer using g has t's zone enabled;
+// a target in a zone none of them has is unused, with reason
+// Target.NotInUse, as documented in
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetHealth.html
+// Callers hold s.mu.
+func (s *Server) served(g *targetGroup, t *target) bool {
+	if t.zone == "all" || t.zone == "" {
+		return g.inUse()
+	}
+	for _, l := range g.listeners {
+		if lb := s.lbs[l.lbArn]; lb != nil && slices.ContainsFunc(lb.subnets, func(sn Subnet) bool { return sn.AvailabilityZone == t.zone }) {
+			return true
+		}
+	}
+	return false
 }
 
 // restart puts the target back at the start of registration. Callers hold s.mu.
@@ -66,6 +106,7 @@ func (t *target) restart(now time.Time) {
 	t.failReason, t.failDesc = "", ""
 	t.healthyAt = time.Time{}
 	t.drainUntil = time.Time{}
+	t.stopUnhealthyDraining()
 	t.epoch++
 }
 
@@ -76,6 +117,9 @@ func (s *Server) health(g *targetGroup, t *target, now time.Time) (state, reason
 	}
 	if !g.inUse() {
 		return "unused", "Target.NotInUse", "Target group is not configured to receive traffic from the load balancer"
+	}
+	if !s.served(g, t) {
+		return "unused", "Target.NotInUse", "Target is in an Availability Zone that is not enabled for the load balancer"
 	}
 	switch t.phase {
 	case phaseRegistering:
@@ -88,6 +132,9 @@ func (s *Server) health(g *targetGroup, t *target, now time.Time) (state, reason
 	case phaseHealthy:
 		return "healthy", "", ""
 	default:
+		if now.Before(t.unhealthyUntil) {
+			return "unhealthy.draining", t.failReason, t.failDesc
+		}
 		return "unhealthy", t.failReason, t.failDesc
 	}
 }
@@ -125,8 +172,9 @@ type xTargetHealthDescriptions struct {
 
 type reqTarget struct {
 	id   string
-	port int32 // 0: not given
-	az   string
+	port int32  // 0: not given
+	az   string // as given
+	zone string // effective: detected from the subnet, or az
 }
 
 func readTargets(p params) ([]reqTarget, *apiError) {
@@ -167,7 +215,67 @@ func ipTarget(id string) (netip.Addr, *apiError) {
 	return addr, nil
 }
 
-// validateTarget checks one target for RegisterTargets. Callers hold s.mu.
+// The IP ranges AWS accepts for ip targets outside the group's VPC: RFC
+// 1918 and RFC 6598 (publicly routable addresses are refused), from
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/network/target-group-register-targets.html
+// The emulator adds 127.0.0.0/8, where test backends live.
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+}
+
+// ipTargetZone decides the zone of an ip target, following the
+// AvailabilityZone rules of
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_TargetDescription.html
+// An IP in a subnet of the group's VPC has its zone detected: the request
+// may leave AvailabilityZone out or name that zone. An IP outside the VPC
+// needs one: "all" or a zone of the VPC. An IP inside the VPC's CIDRs but
+// in no subnet needs a zone of the VPC. "all" is only for IPs outside the
+// VPC. Callers hold s.mu.
+func (s *Server) ipTargetZone(g *targetGroup, t *reqTarget) (string, *apiError) {
+	addr, e := ipTarget(t.id)
+	if e != nil {
+		return "", e
+	}
+	v := s.vpc(g.vpcID)
+	if v == nil {
+		return "", newErr("InvalidTarget", "The VPC '%s' of the target group no longer exists", g.vpcID)
+	}
+	if !v.contains(addr) {
+		if !slices.ContainsFunc(privateRanges, func(p netip.Prefix) bool { return p.Contains(addr) }) {
+			return "", newErr("InvalidTarget", "The IP address '%s' is publicly routable; only addresses of VPC '%s', RFC 1918 and RFC 6598 can be registered", t.id, g.vpcID)
+		}
+		switch {
+		case t.az == "":
+			return "", validation("The IP address '%s' is not within the CIDR blocks of VPC '%s'; AvailabilityZone must be specified ('all' or a zone of the VPC)", t.id, g.vpcID)
+		case t.az != "all" && !v.hasZone(t.az):
+			return "", validation("AvailabilityZone '%s' of target '%s' is not a zone of VPC '%s'", t.az, t.id, g.vpcID)
+		}
+		return t.az, nil
+	}
+	if t.az == "all" {
+		return "", validation("AvailabilityZone 'all' is only valid for IP addresses outside VPC '%s'; '%s' is inside it", g.vpcID, t.id)
+	}
+	if sn := v.subnetOf(addr); sn != nil {
+		if t.az != "" && t.az != sn.AvailabilityZone {
+			return "", validation("The IP address '%s' is in subnet '%s' of zone '%s', not in '%s'", t.id, sn.ID, sn.AvailabilityZone, t.az)
+		}
+		return sn.AvailabilityZone, nil
+	}
+	switch {
+	case t.az == "":
+		return "", validation("The IP address '%s' is in VPC '%s' but in none of its subnets; AvailabilityZone must be specified", t.id, g.vpcID)
+	case !v.hasZone(t.az):
+		return "", validation("AvailabilityZone '%s' of target '%s' is not a zone of VPC '%s'", t.az, t.id, g.vpcID)
+	}
+	return t.az, nil
+}
+
+// validateTarget checks one target for RegisterTargets and sets its
+// port and effective zone. Callers hold s.mu.
 func (s *Server) validateTarget(g *targetGroup, t *reqTarget) *apiError {
 	if t.port == 0 {
 		if g.port == 0 {
@@ -177,30 +285,21 @@ func (s *Server) validateTarget(g *targetGroup, t *reqTarget) *apiError {
 	}
 	switch g.targetType {
 	case "ip":
-		addr, e := ipTarget(t.id)
-		if e != nil {
-			return e
+		zone, err := s.ipTargetZone(g, t)
+		if err != nil {
+			return err
 		}
-		if t.az == "all" {
-			return nil
-		}
-		inVPC := false
-		if v := s.vpc(g.vpcID); v != nil {
-			for _, pfx := range v.prefixes {
-				if pfx.Contains(addr) {
-					inVPC = true
-				}
-			}
-		}
-		if !inVPC {
-			return validation("The IP address '%s' is not within the CIDR blocks of VPC '%s'; use AvailabilityZone 'all' for IP addresses outside the VPC", t.id, g.vpcID)
-		}
+		t.zone = zone
 	case "instance":
 		if !strings.HasPrefix(t.id, "i-") {
 			return newErr("InvalidTarget", "The following targets are not valid instances: '%s'", t.id)
 		}
-		if t.az == "all" {
-			return validation("AvailabilityZone 'all' is only valid for IP targets")
+		if t.az != "" {
+			return validation("AvailabilityZone is not supported for instance targets")
+		}
+		// Instances are not modelled: every instance is in the first zone.
+		if v := s.vpc(g.vpcID); v != nil && len(v.subnets) > 0 {
+			t.zone = v.subnets[0].AvailabilityZone
 		}
 	}
 	return nil
@@ -236,9 +335,12 @@ func (s *Server) registerTargets(p params) (any, *apiError) {
 		}
 		seen[k] = true
 	}
-	// Draining targets still count against the limit until they are gone.
+	// Draining targets still count against the limits until they are gone.
 	if len(g.targets)+added > s.opts.MaxTargetsPerGroup {
 		return nil, newErr("TooManyTargets", "You've reached the limit on the number of targets per target group (%d)", s.opts.MaxTargetsPerGroup)
+	}
+	if err := s.checkLBQuotas(g, reqs); err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	for _, r := range reqs {
@@ -246,7 +348,7 @@ func (s *Server) registerTargets(p params) (any, *apiError) {
 		t := g.targets[k]
 		switch {
 		case t == nil:
-			t = &target{key: k, az: r.az, registeredAt: now, conns: map[*proxyConn]struct{}{}}
+			t = &target{key: k, az: r.az, zone: r.zone, registeredAt: now, conns: map[*proxyConn]struct{}{}}
 			t.restart(now)
 			g.targets[k] = t
 			g.order = append(g.order, t)
@@ -259,6 +361,73 @@ func (s *Server) registerTargets(p params) (any, *apiError) {
 		}
 	}
 	return nil, nil
+}
+
+// checkLBQuotas applies the per-load-balancer quotas of
+// https://docs.aws.amazon.com/elasticloadbalancing/latest/network/load-balancer-limits.html
+// to the load balancers using g, counting a target once per group it is
+// registered in: targets per zone and per network load balancer (with
+// cross-zone load balancing on, the per-zone number bounds the whole load
+// balancer) answer TooManyTargets; an IP registered too often across the
+// groups of one load balancer answers TooManyRegistrationsForTargetId
+// (the application load balancer quota, 100, applied to both types). A
+// target registered with zone "all" counts in every enabled zone. Callers
+// hold s.mu.
+func (s *Server) checkLBQuotas(g *targetGroup, reqs []reqTarget) *apiError {
+	for _, arn := range g.lbArns() {
+		lb := s.lbs[arn]
+		if lb == nil {
+			continue
+		}
+		total := 0
+		perZone := map[string]int{}
+		perID := map[string]int{}
+		count := func(id, zone string) {
+			total++
+			perID[id]++
+			if zone != "all" {
+				perZone[zone]++
+				return
+			}
+			for _, sn := range lb.subnets {
+				perZone[sn.AvailabilityZone]++
+			}
+		}
+		for og := range lb.groups() {
+			for _, t := range og.order {
+				count(t.key.id, t.zone)
+			}
+		}
+		seen := map[targetKey]bool{}
+		for _, r := range reqs {
+			k := targetKey{r.id, r.port}
+			if g.targets[k] == nil && !seen[k] {
+				seen[k] = true
+				count(r.id, r.zone)
+			}
+		}
+		for _, r := range reqs {
+			if perID[r.id] > s.opts.MaxRegistrationsPerTarget {
+				return newErr("TooManyRegistrationsForTargetId", "You've reached the limit on the number of times target '%s' can be registered with load balancer '%s' (%d)", r.id, lb.name, s.opts.MaxRegistrationsPerTarget)
+			}
+		}
+		if lb.typ != "network" {
+			continue
+		}
+		limit := s.opts.MaxTargetsPerNetworkLB
+		if lb.attrs["load_balancing.cross_zone.enabled"] == "true" {
+			limit = s.opts.MaxTargetsPerZone
+		}
+		if total > limit {
+			return newErr("TooManyTargets", "You've reached the limit on the number of targets per network load balancer '%s' (%d)", lb.name, limit)
+		}
+		for zone, n := range perZone {
+			if n > s.opts.MaxTargetsPerZone {
+				return newErr("TooManyTargets", "You've reached the limit on the number of targets in Availability Zone %s of network load balancer '%s' (%d)", zone, lb.name, s.opts.MaxTargetsPerZone)
+			}
+		}
+	}
+	return nil
 }
 
 // deregisterTargets drains each named target for the group's
@@ -333,9 +502,7 @@ func (s *Server) removeTarget(g *targetGroup, t *target) {
 	if i := slices.Index(g.order, t); i >= 0 {
 		g.order = slices.Delete(g.order, i, i+1)
 	}
-	for pc := range t.conns {
-		pc.close()
-	}
+	t.closeConns()
 	s.logf("target %s:%d left %s", t.key.id, t.key.port, g.name)
 }
 

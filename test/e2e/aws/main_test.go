@@ -45,9 +45,12 @@ func TestMain(m *testing.M) {
 			HealthCheckTimeout:  150 * time.Millisecond,
 			DeregistrationDelay: drainDelay,
 			TargetAddr:          cluster.LoopbackAddr,
+			// Scenarios fill groups behind one NLB up to the group limit,
+			// all in one zone: model a raised (adjustable) per-zone quota.
+			MaxTargetsPerZone: 3000,
 			VPCs: []elbv2sim.VPC{
 				{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}},
-				{ID: "vpc-0other000000000", CIDRs: []string{"172.16.0.0/16"}},
+				{ID: "vpc-0f0000000000000f1", CIDRs: []string{"172.16.0.0/16"}},
 			},
 		})
 		if err != nil {
