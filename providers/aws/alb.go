@@ -153,12 +153,12 @@ func (p *Provider) EnsureHTTP(ctx context.Context, lb *providers.HTTPBalancer) (
 		return nil, nil, err
 	}
 	// Only now does no rule of ours forward to a removed backend's group.
+	// One still in use (by a rule of someone else's) is tried again on the
+	// next pass.
 	for _, arn := range stale {
 		if err := p.deleteBalancerGroup(ctx, arn); err != nil && providers.ClassOf(err) != providers.Transient {
 			return nil, nil, err
 		}
-		// A group still in use (a rule of someone else's) is tried again
-		// on the next pass.
 	}
 	specs := make(map[string]providers.Spec, len(groups))
 	for id, arn := range groups {

@@ -641,3 +641,40 @@ func TestBackendSettingsPreferTheAnnotationOverTheProbe(t *testing.T) {
 		t.Errorf("db: %+v", c)
 	}
 }
+
+func TestALBNeverTakesOverAUsersListener(t *testing.T) {
+	e := newALBEnv(t, elbv2sim.Options{ProvisioningDelay: -1})
+	lb := shopBalancer(nil)
+	e.ensure(lb)
+	albArn := e.albArn(shopKey)
+	cert := e.srv.IssueCertificate("shop.example.com")
+	out, err := e.c.CreateListener(e.ctx, &elbv2.CreateListenerInput{LoadBalancerArn: aws.String(albArn), Port: aws.Int32(443),
+		Protocol: types.ProtocolEnumHttps, Certificates: []types.Certificate{{CertificateArn: aws.String(cert)}},
+		DefaultActions: []types.Action{fixed404()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := aws.ToString(out.Listeners[0].ListenerArn)
+
+	// Without certificates podlb wants no HTTPS listener, yet leaves the
+	// user's alone.
+	e.ensure(lb)
+	if e.listener(albArn, 443) != users {
+		t.Fatal("the user's HTTPS listener was removed")
+	}
+	// With certificates podlb wants port 443, which is taken.
+	lb.Spec = &LoadBalancerSpec{CertificateARNs: []string{cert}}
+	e.srv.ResetStats()
+	_, _, err = e.p.EnsureHTTP(e.ctx, lb)
+	if !providers.IsUserError(err) || !strings.Contains(err.Error(), "port 443") {
+		t.Fatalf("EnsureHTTP on a taken port: %v", err)
+	}
+	for op := range e.mutations() {
+		if strings.Contains(op, "Listener") || strings.Contains(op, "Rule") {
+			t.Errorf("%s called while the port was taken", op)
+		}
+	}
+	if n := len(e.rules(users)); n != 0 {
+		t.Errorf("%d rules added to the user's listener", n)
+	}
+}
