@@ -200,6 +200,9 @@ func (p *Provider) ensureALB(ctx context.Context, plan *albPlan) (*types.LoadBal
 		if alb.Scheme != scheme {
 			return nil, providers.Errorf(providers.Invalid, "scheme", "load balancer %s is %s; AWS cannot change the scheme of a load balancer, so delete the Ingress and create it again to get a %s one", plan.name, alb.Scheme, scheme)
 		}
+		if err := p.addTags(ctx, aws.ToString(alb.LoadBalancerArn), tags, plan.spec.Tags); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.checkALBVPC(alb); err != nil {
 		return nil, err
@@ -321,11 +324,15 @@ func (p *Provider) ensureBalancerGroups(ctx context.Context, plan *albPlan, alb 
 		be := lb.Backends[id]
 		field, c := backendSettings(plan.spec, be)
 		c.Tags = plan.spec.Tags
-		tg := attached[id]
-		if tg == nil {
-			if tg, err = p.findOrCreateBalancerGroup(ctx, lb, id, vpc, be, c, field); err != nil {
+		g := attached[id]
+		if g == nil {
+			if g, err = p.findOrCreateBalancerGroup(ctx, lb, id, vpc, be, c, field); err != nil {
 				return nil, nil, err
 			}
+		}
+		tg := g.tg
+		if err := p.addTags(ctx, aws.ToString(tg.TargetGroupArn), g.tags, plan.spec.Tags); err != nil {
+			return nil, nil, err
 		}
 		if err := p.alignSettings(ctx, tg, c, field); err != nil {
 			return nil, nil, err
@@ -335,7 +342,7 @@ func (p *Provider) ensureBalancerGroups(ctx context.Context, plan *albPlan, alb 
 	var stale []string
 	for _, id := range sortedKeys(attached) {
 		if _, ok := groups[id]; !ok {
-			stale = append(stale, aws.ToString(attached[id].TargetGroupArn))
+			stale = append(stale, aws.ToString(attached[id].tg.TargetGroupArn))
 		}
 	}
 	return groups, stale, nil
@@ -373,7 +380,7 @@ func backendSettings(spec *LoadBalancerSpec, be providers.HTTPBackend) (string, 
 
 // attachedGroups are the target groups the load balancer's listeners and
 // rules use that are tagged as this balancer's, by backend ID.
-func (p *Provider) attachedGroups(ctx context.Context, albArn, cluster string, key providers.BalancerKey) (map[string]*types.TargetGroup, error) {
+func (p *Provider) attachedGroups(ctx context.Context, albArn, cluster string, key providers.BalancerKey) (map[string]*taggedGroup, error) {
 	var out *elbv2.DescribeTargetGroupsOutput
 	err := p.calls.Call(ctx, "DescribeTargetGroups", func(ctx context.Context) (err error) {
 		out, err = p.elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{LoadBalancerArn: aws.String(albArn)})
@@ -390,18 +397,24 @@ func (p *Provider) attachedGroups(ctx context.Context, albArn, cluster string, k
 	if err != nil {
 		return nil, err
 	}
-	groups := map[string]*types.TargetGroup{}
+	groups := map[string]*taggedGroup{}
 	for arn, tg := range byArn {
 		if t := tags[arn]; ownedByBalancer(t, cluster, key) && t[TagBackend] != "" {
-			groups[t[TagBackend]] = tg
+			groups[t[TagBackend]] = &taggedGroup{tg: tg, tags: t}
 		}
 	}
 	return groups, nil
 }
 
+// taggedGroup is a target group with its tags.
+type taggedGroup struct {
+	tg   *types.TargetGroup
+	tags map[string]string
+}
+
 // findOrCreateBalancerGroup finds a backend's group by its name (one no
 // rule uses yet, say after a failed pass) or creates it.
-func (p *Provider) findOrCreateBalancerGroup(ctx context.Context, lb *providers.HTTPBalancer, id, vpc string, be providers.HTTPBackend, c *CreateSpec, field string) (*types.TargetGroup, error) {
+func (p *Provider) findOrCreateBalancerGroup(ctx context.Context, lb *providers.HTTPBalancer, id, vpc string, be providers.HTTPBackend, c *CreateSpec, field string) (*taggedGroup, error) {
 	name := BalancerGroupName(lb.Cluster, lb.Key, id)
 	tg, err := p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{Names: []string{name}}, "")
 	switch {
@@ -413,7 +426,7 @@ func (p *Provider) findOrCreateBalancerGroup(ctx context.Context, lb *providers.
 		if !ownedByBalancer(tags, lb.Cluster, lb.Key) || tags[TagBackend] != id {
 			return nil, providers.Errorf(providers.Invalid, "", "a target group named %s exists but is not tagged as podlb's for backend %s of %s; podlb will not adopt it", name, id, lb.Key)
 		}
-		return tg, nil
+		return &taggedGroup{tg: tg, tags: tags}, nil
 	case providers.ClassOf(err) != providers.NotFound:
 		return nil, err
 	}
@@ -431,7 +444,7 @@ func (p *Provider) findOrCreateBalancerGroup(ctx context.Context, lb *providers.
 	if len(out.TargetGroups) == 0 {
 		return nil, providers.Errorf(providers.Transient, "", "CreateTargetGroup returned no group")
 	}
-	return &out.TargetGroups[0], nil
+	return &taggedGroup{tg: &out.TargetGroups[0], tags: tagMap(in.Tags)}, nil
 }
 
 // listenerWant is a listener as EnsureHTTP wants it.
@@ -1172,6 +1185,34 @@ func (p *Provider) tagsOf(ctx context.Context, arns []string) (map[string]map[st
 		}
 	}
 	return out, nil
+}
+
+// addTags adds the annotation's tags a resource lacks or has with another
+// value. A tag the annotation no longer names stays: nothing records
+// whether it came from the annotation or from someone else.
+func (p *Provider) addTags(ctx context.Context, arn string, have, want map[string]string) error {
+	add := map[string]string{}
+	for k, v := range want {
+		if cur, ok := have[k]; !ok || cur != v {
+			add[k] = v
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	err := p.calls.Call(ctx, "AddTags", func(ctx context.Context) error {
+		_, err := p.elb.AddTags(ctx, &elbv2.AddTagsInput{ResourceArns: []string{arn}, Tags: tagList(add)})
+		return err
+	})
+	return providers.WithField("tags", err)
+}
+
+func tagMap(tags []types.Tag) map[string]string {
+	out := make(map[string]string, len(tags))
+	for _, t := range tags {
+		out[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return out
 }
 
 func tagList(tags map[string]string) []types.Tag {

@@ -439,6 +439,17 @@ func TestDeleteHTTPRemovesWhatPodlbMadeAndKeepsAUsersRule(t *testing.T) {
 	if err != nil || tags["team"] != "shop" || tags[TagCluster] != "test-cluster" || tags[TagBalancer] != "shop/front" {
 		t.Errorf("load balancer tags %v %v", tags, err)
 	}
+	// A tag added to the annotation reaches the load balancer and both
+	// groups, and nothing else changes.
+	lb.Spec.(*LoadBalancerSpec).Tags["cost-center"] = "42"
+	e.srv.ResetStats()
+	e.ensure(lb)
+	e.wantMutations("tag added", map[string]int64{"AddTags": 3})
+	for _, arn := range []string{albArn, groups[apiID].Ref, groups[webID].Ref} {
+		if tags, err := e.p.tags(e.ctx, arn); err != nil || tags["cost-center"] != "42" || tags["team"] != "shop" {
+			t.Errorf("%s tags %v %v", arn, tags, err)
+		}
+	}
 	http80 := e.listener(albArn, 80)
 	out, err := e.c.CreateRule(e.ctx, &elbv2.CreateRuleInput{ListenerArn: aws.String(http80), Priority: aws.Int32(50),
 		Conditions: []types.RuleCondition{{Field: aws.String("path-pattern"), PathPatternConfig: &types.PathPatternConditionConfig{Values: []string{"/teapot"}}}},
