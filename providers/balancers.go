@@ -55,8 +55,10 @@ type HTTPRoute struct {
 type HTTPBackend struct {
 	Namespace string
 	Service   string
-	// Port is the Service port.
-	Port int32
+	// Port is the Service port; PortName its name, empty if it has none
+	// (annotations may key backend settings by either).
+	Port     int32
+	PortName string
 	// HealthCheckPath is the path to check when the annotation does not
 	// set one (from the pods' HTTP readiness probe); empty: the cloud's
 	// default.

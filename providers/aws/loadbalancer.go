@@ -15,8 +15,9 @@ import (
 const LoadBalancerAnnotationKey = "podlb.io/aws-load-balancer"
 
 // LoadBalancerSpec is the value of podlb.io/aws-load-balancer. Every field
-// is optional: {} (or an empty value) gives an internet-facing ALB in the
-// subnets and security groups podlb discovers.
+// is optional for parsing: {} (or an empty value) gives an internet-facing
+// ALB with the VPC's default security group. podlb does not discover
+// subnets yet, so on AWS Subnets must be listed.
 type LoadBalancerSpec struct {
 	// Scheme is internet-facing (default) or internal.
 	Scheme string `json:"scheme,omitempty"`

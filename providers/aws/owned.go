@@ -44,9 +44,22 @@ func (p *Provider) refuseOwnedByAnother(ctx context.Context, tg *types.TargetGro
 }
 
 // OwnedGroups implements providers.OwnedLister: every target group tagged
-// as podlb's for this cluster, found with paginated DescribeTargetGroups
-// and DescribeTags in chunks of 20 ARNs (the API's limit).
+// as podlb's for this cluster.
 func (p *Provider) OwnedGroups(ctx context.Context) ([]providers.OwnedGroup, error) {
+	var owned []providers.OwnedGroup
+	err := p.eachGroupTags(ctx, func(arn string, tags map[string]string) error {
+		if cluster, key, ok := tagOwner(tags); ok && cluster == p.opts.Cluster {
+			owned = append(owned, providers.OwnedGroup{Key: key, Ref: arn})
+		}
+		return nil
+	})
+	return owned, err
+}
+
+// eachGroupTags calls fn with every target group of the account and its
+// tags, found with paginated DescribeTargetGroups and DescribeTags in
+// chunks of 20 ARNs (the API's limit). It stops at fn's first error.
+func (p *Provider) eachGroupTags(ctx context.Context, fn func(arn string, tags map[string]string) error) error {
 	var arns []string
 	var marker *string
 	for {
@@ -56,7 +69,7 @@ func (p *Provider) OwnedGroups(ctx context.Context) ([]providers.OwnedGroup, err
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, tg := range out.TargetGroups {
 			arns = append(arns, aws.ToString(tg.TargetGroupArn))
@@ -66,32 +79,25 @@ func (p *Provider) OwnedGroups(ctx context.Context) ([]providers.OwnedGroup, err
 		}
 		marker = out.NextMarker
 	}
-	var owned []providers.OwnedGroup
 	for _, chunk := range providers.Batches(arns, 20) {
-		var out *elbv2.DescribeTagsOutput
-		err := p.calls.Call(ctx, "DescribeTags", func(ctx context.Context) (err error) {
-			out, err = p.elb.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: chunk})
-			return err
-		})
+		tags, err := p.tagsOf(ctx, chunk)
 		if providers.ClassOf(err) == providers.NotFound {
 			// A group of the chunk went in between; its neighbours are
 			// looked at next time.
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for _, d := range out.TagDescriptions {
-			tags := map[string]string{}
-			for _, t := range d.Tags {
-				tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
-			}
-			if cluster, key, ok := tagOwner(tags); ok && cluster == p.opts.Cluster {
-				owned = append(owned, providers.OwnedGroup{Key: key, Ref: aws.ToString(d.ResourceArn)})
+		for _, arn := range chunk {
+			if t, ok := tags[arn]; ok {
+				if err := fn(arn, t); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	return owned, nil
+	return nil
 }
 
 // inUseError explains why an owned group cannot be deleted: which load

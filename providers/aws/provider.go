@@ -56,6 +56,30 @@ type Options struct {
 // for other tools in the same account.
 func DefaultLimits() map[string]providers.Limit {
 	return map[string]providers.Limit{
+		// Load balancers: CreateLoadBalancer and DeleteLoadBalancer share
+		// a bucket of 10 refilled at 0.2 per second.
+		"CreateLoadBalancer": {QPS: 0.1, Burst: 3},
+		"DeleteLoadBalancer": {QPS: 0.1, Burst: 3},
+		// Describe* of load balancers, listeners, rules and certificates
+		// share the 40 / 10 describe bucket with the target calls above.
+		"DescribeLoadBalancers":          {QPS: 2, Burst: 10},
+		"DescribeLoadBalancerAttributes": {QPS: 1, Burst: 5},
+		"DescribeListeners":              {QPS: 2, Burst: 10},
+		"DescribeRules":                  {QPS: 2, Burst: 10},
+		"DescribeListenerCertificates":   {QPS: 1, Burst: 5},
+		// Every other mutation shares a bucket of 20 refilled at 3 per
+		// second; rules change most (a route edit), listeners rarely.
+		"CreateRule":                   {QPS: 1, Burst: 10},
+		"ModifyRule":                   {QPS: 1, Burst: 10},
+		"DeleteRule":                   {QPS: 1, Burst: 10},
+		"SetRulePriorities":            {QPS: 0.5, Burst: 5},
+		"CreateListener":               {QPS: 0.5, Burst: 5},
+		"ModifyListener":               {QPS: 0.5, Burst: 5},
+		"DeleteListener":               {QPS: 0.5, Burst: 5},
+		"AddListenerCertificates":      {QPS: 0.5, Burst: 5},
+		"RemoveListenerCertificates":   {QPS: 0.5, Burst: 5},
+		"ModifyLoadBalancerAttributes": {QPS: 0.5, Burst: 5},
+		// Target groups and targets.
 		"RegisterTargets":               {QPS: 2, Burst: 10},
 		"DeregisterTargets":             {QPS: 2, Burst: 10},
 		"DescribeTargetHealth":          {QPS: 5, Burst: 20},
@@ -179,6 +203,9 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		field   string
 	)
 	switch {
+	case spec.Balancer != nil:
+		field = "balancer"
+		tg, err = p.balancerGroup(ctx, spec.Balancer)
 	case spec.ARN != "":
 		field = "arn"
 		tg, err = p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{spec.ARN}}, field)
@@ -189,7 +216,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		field = "create"
 		tg, created, err = p.ensureOwned(ctx, b, spec.Create)
 	}
-	if err == nil && spec.Create == nil {
+	if err == nil && spec.Create == nil && spec.Balancer == nil {
 		err = p.refuseOwnedByAnother(ctx, tg, field, b.Key)
 	}
 	if err != nil {
@@ -212,7 +239,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	g := &providers.Group{
 		Ref:          arn,
 		Display:      displayName(arn),
-		Owned:        spec.Create != nil,
+		Owned:        spec.Create != nil || spec.Balancer != nil,
 		Created:      created,
 		Serving:      len(tg.LoadBalancerArns) > 0,
 		DrainSeconds: drain,
@@ -288,7 +315,7 @@ func (p *Provider) ensureOwned(ctx context.Context, b *providers.Binding, c *Cre
 		if !ownedBy(tags, p.opts.Cluster, b.Key) {
 			return nil, false, providers.Errorf(providers.Invalid, "create", "a target group named %s exists but is not tagged as podlb's for this Service port; podlb will not adopt it", name)
 		}
-		if err := p.alignSettings(ctx, tg, b, c); err != nil {
+		if err := p.alignSettings(ctx, tg, c, "create"); err != nil {
 			return nil, false, err
 		}
 		return tg, false, nil
@@ -296,7 +323,7 @@ func (p *Provider) ensureOwned(ctx context.Context, b *providers.Binding, c *Cre
 		return nil, false, err
 	}
 
-	in := createInput(name, p.opts.VPCID, b, c)
+	in := createInput(name, p.opts.VPCID, bindingPort(b), c, ownerTags(b.Cluster, b.Key))
 	var out *elbv2.CreateTargetGroupOutput
 	err = p.calls.Call(ctx, "CreateTargetGroup", func(ctx context.Context) (err error) {
 		out, err = p.elb.CreateTargetGroup(ctx, in)
@@ -310,35 +337,51 @@ func (p *Provider) ensureOwned(ctx context.Context, b *providers.Binding, c *Cre
 	}
 	tg = &out.TargetGroups[0]
 	if c.DeregistrationDelaySeconds != nil {
-		if err := p.setDrain(ctx, aws.ToString(tg.TargetGroupArn), *c.DeregistrationDelaySeconds); err != nil {
+		if err := p.setDrain(ctx, aws.ToString(tg.TargetGroupArn), *c.DeregistrationDelaySeconds, "create"); err != nil {
 			return nil, true, err
 		}
 	}
 	return tg, true, nil
 }
 
-func createInput(name, vpc string, b *providers.Binding, c *CreateSpec) *elbv2.CreateTargetGroupInput {
-	proto := c.Protocol
-	if proto == "" {
-		proto = "TCP"
-		if b.Protocol == "UDP" {
-			proto = "UDP"
-		}
-	}
+// bindingPort is the port and protocol of the group created for a
+// binding.
+func bindingPort(b *providers.Binding) groupPort {
 	port := b.TargetPort
 	if port == 0 {
 		// A named target port resolves per pod; every target carries its
 		// own port, so the group's is only a default.
 		port = b.Key.Port
 	}
+	proto := "TCP"
+	if b.Protocol == "UDP" {
+		proto = "UDP"
+	}
+	return groupPort{port: port, protocol: proto}
+}
+
+// groupPort is a created group's port and the protocol it gets when the
+// annotation names none.
+type groupPort struct {
+	port     int32
+	protocol string
+}
+
+// createInput describes a group podlb creates, tagged with owner and the
+// annotation's tags.
+func createInput(name, vpc string, gp groupPort, c *CreateSpec, owner map[string]string) *elbv2.CreateTargetGroupInput {
+	proto := c.Protocol
+	if proto == "" {
+		proto = gp.protocol
+	}
 	in := &elbv2.CreateTargetGroupInput{
 		Name:       aws.String(name),
 		Protocol:   types.ProtocolEnum(proto),
-		Port:       aws.Int32(port),
+		Port:       aws.Int32(gp.port),
 		VpcId:      aws.String(vpc),
 		TargetType: types.TargetTypeEnumIp,
 	}
-	tags := ownerTags(b.Cluster, b.Key)
+	tags := owner
 	for k, v := range c.Tags {
 		tags[k] = v
 	}
@@ -367,9 +410,9 @@ func createInput(name, vpc string, b *providers.Binding, c *CreateSpec) *elbv2.C
 }
 
 // alignSettings updates an owned group whose health check differs from
-// the annotation. It writes nothing when they agree, so steady state costs
-// no mutations.
-func (p *Provider) alignSettings(ctx context.Context, tg *types.TargetGroup, b *providers.Binding, c *CreateSpec) error {
+// the annotation, whose field c is (errors name field's children). It
+// writes nothing when they agree, so steady state costs no mutations.
+func (p *Provider) alignSettings(ctx context.Context, tg *types.TargetGroup, c *CreateSpec, field string) error {
 	arn := aws.ToString(tg.TargetGroupArn)
 	if hc := c.HealthCheck; hc != nil {
 		in := &elbv2.ModifyTargetGroupInput{TargetGroupArn: aws.String(arn)}
@@ -406,7 +449,7 @@ func (p *Provider) alignSettings(ctx context.Context, tg *types.TargetGroup, b *
 				return err
 			})
 			if err != nil {
-				return providers.WithField("create.healthCheck", err)
+				return providers.WithField(field+".healthCheck", err)
 			}
 		}
 	}
@@ -416,7 +459,7 @@ func (p *Provider) alignSettings(ctx context.Context, tg *types.TargetGroup, b *
 			return err
 		}
 		if cur != int64(*c.DeregistrationDelaySeconds) {
-			return p.setDrain(ctx, arn, *c.DeregistrationDelaySeconds)
+			return p.setDrain(ctx, arn, *c.DeregistrationDelaySeconds, field)
 		}
 	}
 	return nil
@@ -442,7 +485,7 @@ func (p *Provider) drainSeconds(ctx context.Context, arn string) (int64, error) 
 	return 300, nil
 }
 
-func (p *Provider) setDrain(ctx context.Context, arn string, seconds int32) error {
+func (p *Provider) setDrain(ctx context.Context, arn string, seconds int32, field string) error {
 	err := p.calls.Call(ctx, "ModifyTargetGroupAttributes", func(ctx context.Context) error {
 		_, err := p.elb.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{
 			TargetGroupArn: aws.String(arn),
@@ -450,7 +493,7 @@ func (p *Provider) setDrain(ctx context.Context, arn string, seconds int32) erro
 		})
 		return err
 	})
-	return providers.WithField("create.deregistrationDelaySeconds", err)
+	return providers.WithField(field+".deregistrationDelaySeconds", err)
 }
 
 func (p *Provider) tags(ctx context.Context, arn string) (map[string]string, error) {
@@ -759,7 +802,9 @@ func (p *Provider) Release(ctx context.Context, key providers.BindingKey, ref st
 			return nil
 		}
 	}
-	if ownedBy(tags, p.opts.Cluster, key) {
+	// A load balancer's group goes with the load balancer (DeleteHTTP or
+	// a removed backend); its binding only takes its targets out.
+	if ownedBy(tags, p.opts.Cluster, key) && tags[TagBalancer] == "" {
 		err := p.calls.Call(ctx, "DeleteTargetGroup", func(ctx context.Context) error {
 			_, err := p.elb.DeleteTargetGroup(ctx, &elbv2.DeleteTargetGroupInput{TargetGroupArn: aws.String(ref)})
 			return err
@@ -811,12 +856,19 @@ func classify(op string, err error) error {
 	switch ae.ErrorCode() {
 	case "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "PriorRequestNotComplete":
 		return providers.Classify(providers.Throttled, "", err)
-	case "TargetGroupNotFound", "LoadBalancerNotFound", "InvalidVpcID.NotFound", "InvalidSubnetID.NotFound":
+	case "TargetGroupNotFound", "LoadBalancerNotFound", "InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "ListenerNotFound", "RuleNotFound":
 		return providers.Classify(providers.NotFound, "", err)
 	case "InvalidTarget", "TooManyTargets", "TooManyRegistrationsForTargetId", "ValidationError",
 		"InvalidConfigurationRequest", "DuplicateTargetGroupName", "TooManyTags", "TooManyTargetGroups",
 		"ResourceInUse", "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "DuplicateTagKeys",
 		"InvalidVpcID.Malformed", "InvalidSubnetID.Malformed":
+		return providers.Classify(providers.Invalid, "", err)
+	case "CertificateNotFound", "SSLPolicyNotFound", "SubnetNotFound", "InvalidSubnet", "InvalidSecurityGroup",
+		"InvalidScheme", "DuplicateLoadBalancerName", "DuplicateListener", "UnsupportedProtocol", "IncompatibleProtocols",
+		"InvalidLoadBalancerAction", "TargetGroupAssociationLimit", "OperationNotPermitted", "TooManyLoadBalancers",
+		"TooManyListeners", "TooManyRules", "TooManyActions", "TooManyCertificates", "TooManyUniqueTargetGroupsPerLoadBalancer":
+		// Load balancer settings the cloud refuses until someone changes
+		// them. PriorityInUse is a race with another writer: transient.
 		return providers.Classify(providers.Invalid, "", err)
 	}
 	return providers.Classify(providers.Transient, "", err)

@@ -19,11 +19,24 @@ const AnnotationKey = "podlb.io/aws-target-groups"
 
 // Spec is one port's value of podlb.io/aws-target-groups: exactly one of
 // ARN, Name (an existing group podlb only registers into) or Create (a
-// group podlb creates, owns and deletes).
+// group podlb creates, owns and deletes). Balancer is never written by
+// users: EnsureHTTP returns it for the backends of the load balancers
+// podlb provisions.
 type Spec struct {
-	ARN    string      `json:"arn,omitempty"`
-	Name   string      `json:"name,omitempty"`
-	Create *CreateSpec `json:"create,omitempty"`
+	ARN      string         `json:"arn,omitempty"`
+	Name     string         `json:"name,omitempty"`
+	Create   *CreateSpec    `json:"create,omitempty"`
+	Balancer *BalancerGroup `json:"balancer,omitempty"`
+}
+
+// BalancerGroup is a target group podlb created for one backend of a load
+// balancer it provisions. Every target in it is podlb's; the balancer, not
+// the binding, creates and deletes it.
+type BalancerGroup struct {
+	ARN string `json:"arn"`
+	// Balancer is the providers.BalancerKey, as its String gives it, that
+	// the group's tags must name.
+	Balancer string `json:"balancer"`
 }
 
 // CreateSpec describes a target group podlb creates.
@@ -90,6 +103,9 @@ func ParseSpec(raw json.RawMessage) (*Spec, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
 		return nil, providers.Errorf(providers.Invalid, "", `want {"arn": ...}, {"name": ...} or {"create": {...}}: %v`, err)
+	}
+	if s.Balancer != nil {
+		return nil, providers.Errorf(providers.Invalid, "balancer", `is set by podlb for the backends of the load balancers it provisions; use "arn", "name" or "create"`)
 	}
 	set := 0
 	for _, v := range []bool{s.ARN != "", s.Name != "", s.Create != nil} {

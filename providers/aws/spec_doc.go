@@ -48,8 +48,8 @@ func tagsFieldDoc() providers.FieldDoc {
 func LoadBalancerFieldDocs() []providers.FieldDoc {
 	return []providers.FieldDoc{
 		{Field: "scheme", Default: "`internet-facing`", Notes: providers.CodeList(" or ", loadBalancerSchemes...)},
-		{Field: "subnets", Default: "discovered by podlb", Notes: fmt.Sprintf("subnet IDs (`subnet-` and 8 or 17 hex digits), at least %d, in different Availability Zones", minSubnets)},
-		{Field: "securityGroups", Default: "discovered by podlb", Notes: fmt.Sprintf("security group IDs (`sg-` and 8 or 17 hex digits), at most %d", maxSecurityGroups)},
+		{Field: "subnets", Default: "none: podlb does not discover subnets yet, and AWS requires them", Notes: fmt.Sprintf("subnet IDs (`subnet-` and 8 or 17 hex digits), at least %d, in different Availability Zones", minSubnets)},
+		{Field: "securityGroups", Default: awsDefault + " (the VPC's default security group)", Notes: fmt.Sprintf("security group IDs (`sg-` and 8 or 17 hex digits), at most %d", maxSecurityGroups)},
 		{Field: "certificateArns", Default: "none: no HTTPS listener", Notes: fmt.Sprintf("ACM certificate ARNs, at most %d; the first is the listener's default", maxCertificates)},
 		{Field: "sslPolicy", Default: "AWS's default policy", Notes: "a predefined policy name, `ELBSecurityPolicy-...`"},
 		{Field: "redirectToHTTPS", Default: "`false`", Notes: "the HTTP listener answers with a redirect to HTTPS"},
