@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/podlb/podlb/providers"
@@ -45,7 +47,7 @@ const (
 // the look-ups and writes of setting up NEGs theirs (a cold start creates
 // a NEG per zone and binding), anything else shares a slow one.
 func DefaultLimits() map[string]providers.Limit {
-	return map[string]providers.Limit{
+	limits := map[string]providers.Limit{
 		opNEGAttach:      {QPS: 2, Burst: 10},
 		opNEGDetach:      {QPS: 2, Burst: 10},
 		opBSGetHealth:    {QPS: 5, Burst: 20},
@@ -61,6 +63,39 @@ func DefaultLimits() map[string]providers.Limit {
 		opRBSPatch:       {QPS: 1, Burst: 5},
 		"*":              {QPS: 1, Burst: 5},
 	}
+	// The load balancers podlb provisions. Reads (gets and the lists of a
+	// deletion) count against Compute's "Read requests per minute" quota
+	// (1,500 a minute by default): every EnsureHTTP reads each of its
+	// resources, so they get the pace of the NEG look-ups. Writes count
+	// against "Write requests per minute" (1,500) and each starts an
+	// operation, counted by the per-project "operations" quota: a new
+	// load balancer inserts a health check and a backend service per
+	// backend and half a dozen more, an edit one URL map update, so a
+	// small burst suffices and a steady pace protects the NEG writes.
+	for _, c := range lbCollections {
+		for _, verb := range []string{"get", "list"} {
+			limits[c+"."+verb] = providers.Limit{QPS: 5, Burst: 20}
+		}
+		for _, verb := range []string{"insert", "delete", "update", "patch"} {
+			if _, set := limits[c+"."+verb]; !set {
+				limits[c+"."+verb] = providers.Limit{QPS: 1, Burst: 10}
+			}
+		}
+	}
+	for _, m := range []string{"targetHttpProxies.setUrlMap", "regionTargetHttpProxies.setUrlMap", "targetHttpsProxies.setUrlMap",
+		"regionTargetHttpsProxies.setUrlMap", "targetHttpsProxies.setSslCertificates", "regionTargetHttpsProxies.setSslCertificates"} {
+		limits[m] = providers.Limit{QPS: 1, Burst: 10}
+	}
+	return limits
+}
+
+// lbCollections are the Compute collections of the load balancers podlb
+// provisions, by the prefix of their method ids.
+var lbCollections = []string{
+	"healthChecks", "regionHealthChecks", "backendServices", "regionBackendServices",
+	"urlMaps", "regionUrlMaps", "targetHttpProxies", "regionTargetHttpProxies",
+	"targetHttpsProxies", "regionTargetHttpsProxies", "globalForwardingRules", "forwardingRules",
+	"globalAddresses", "addresses",
 }
 
 // classify maps Compute errors to podlb's classes. The legacy reason sits
@@ -127,17 +162,62 @@ func isCode(err error, code int) bool {
 	return c == code
 }
 
-// clients are the REST clients the provider uses.
+// clients are the REST clients the provider uses: NEGs and backend
+// services for bindings, and the global and regional pieces of the
+// Application Load Balancers it provisions.
 type clients struct {
 	negs *compute.NetworkEndpointGroupsClient
 	bs   *compute.BackendServicesClient
 	rbs  *compute.RegionBackendServicesClient
+
+	hcs   *compute.HealthChecksClient
+	rhcs  *compute.RegionHealthChecksClient
+	ums   *compute.UrlMapsClient
+	rums  *compute.RegionUrlMapsClient
+	thps  *compute.TargetHttpProxiesClient
+	rthps *compute.RegionTargetHttpProxiesClient
+	tsps  *compute.TargetHttpsProxiesClient
+	rtsps *compute.RegionTargetHttpsProxiesClient
+	gfrs  *compute.GlobalForwardingRulesClient
+	frs   *compute.ForwardingRulesClient
+	gaddr *compute.GlobalAddressesClient
+	addr  *compute.AddressesClient
+}
+
+// newClients makes every REST client, closing the made ones on failure.
+func newClients(ctx context.Context, co []option.ClientOption) (*clients, error) {
+	c := &clients{}
+	var err error
+	for _, mk := range []func(){
+		func() { c.negs, err = compute.NewNetworkEndpointGroupsRESTClient(ctx, co...) },
+		func() { c.bs, err = compute.NewBackendServicesRESTClient(ctx, co...) },
+		func() { c.rbs, err = compute.NewRegionBackendServicesRESTClient(ctx, co...) },
+		func() { c.hcs, err = compute.NewHealthChecksRESTClient(ctx, co...) },
+		func() { c.rhcs, err = compute.NewRegionHealthChecksRESTClient(ctx, co...) },
+		func() { c.ums, err = compute.NewUrlMapsRESTClient(ctx, co...) },
+		func() { c.rums, err = compute.NewRegionUrlMapsRESTClient(ctx, co...) },
+		func() { c.thps, err = compute.NewTargetHttpProxiesRESTClient(ctx, co...) },
+		func() { c.rthps, err = compute.NewRegionTargetHttpProxiesRESTClient(ctx, co...) },
+		func() { c.tsps, err = compute.NewTargetHttpsProxiesRESTClient(ctx, co...) },
+		func() { c.rtsps, err = compute.NewRegionTargetHttpsProxiesRESTClient(ctx, co...) },
+		func() { c.gfrs, err = compute.NewGlobalForwardingRulesRESTClient(ctx, co...) },
+		func() { c.frs, err = compute.NewForwardingRulesRESTClient(ctx, co...) },
+		func() { c.gaddr, err = compute.NewGlobalAddressesRESTClient(ctx, co...) },
+		func() { c.addr, err = compute.NewAddressesRESTClient(ctx, co...) },
+	} {
+		if mk(); err != nil {
+			_ = c.close()
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 func (c *clients) close() error {
 	var errs []error
-	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs} {
-		if cl != nil {
+	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs, c.hcs, c.rhcs, c.ums, c.rums,
+		c.thps, c.rthps, c.tsps, c.rtsps, c.gfrs, c.frs, c.gaddr, c.addr} {
+		if cl != nil && !reflect.ValueOf(cl).IsNil() {
 			errs = append(errs, cl.Close())
 		}
 	}
