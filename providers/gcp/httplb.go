@@ -133,6 +133,9 @@ type balancer struct {
 }
 
 func (p *Provider) balancer(cluster string, key providers.BalancerKey, sc scope, scheme string) *balancer {
+	if cluster == "" {
+		cluster = p.opts.Cluster
+	}
 	return &balancer{p: p, cluster: cluster, key: key, sc: sc, scheme: scheme}
 }
 
@@ -278,14 +281,16 @@ func (p *Provider) EnsureHTTP(ctx context.Context, lb *providers.HTTPBalancer) (
 	}
 	fallback := services[lb.Default]
 	if lb.Default == "" {
-		// Requests no route matches: Compute's URL maps and path matchers
-		// must send them somewhere. A redirect would be wrong, and the
-		// 404 GCE can answer itself (a route action's fault injection
-		// abort with httpStatus 404) is not something every tool reading
-		// the map, the emulator included, understands. podlb uses a
-		// backend service of its own without backends: such requests are
-		// refused with 503 ("no healthy upstream") instead of 404, but
-		// never reach a backend they were not routed to.
+		// Requests no route matches must go somewhere: Compute wants a
+		// default service or redirect on the URL map and on every path
+		// matcher, and a redirect would be wrong. GCE could answer 404
+		// itself through a default route action whose fault injection
+		// aborts every request with 404, but route actions are not
+		// emulated by computesim, so nothing could test it. podlb points
+		// these requests at a backend service of its own that never gets
+		// backends: clients get 503 ("no healthy upstream") where
+		// Kubernetes would say 404, and no backend sees a request that
+		// was not routed to it.
 		name := b.name(kindNoMatch)
 		if err := b.ensureBackendService(ctx, name, "", spec, BackendSpec{}); err != nil {
 			return nil, nil, err

@@ -317,6 +317,36 @@ func TestHTTPBalancerEditsAreMinimalAndRespectTheFingerprint(t *testing.T) {
 	r.ensureHTTP(r.lb)
 	wantMutations(t, r.mutations(), map[string]int64{"urlMaps.update": 1, "backendServices.delete": 1})
 	r.expectRoutes(base, nil, request{"other.example.com", "/", "web"}, request{"api.example.com", "/v3", "web"})
+
+	// The api routes move to a new backend: its health check and backend
+	// service appear; the old backend service keeps its NEG until the
+	// target binding releases it, and only then goes.
+	api2 := providers.HTTPBackend{Namespace: "shop", Service: "api2", Port: 8080}
+	for i := range r.lb.Routes {
+		if r.lb.Routes[i].Backend == apiBE.ID() {
+			r.lb.Routes[i].Backend = api2.ID()
+		}
+	}
+	delete(r.lb.Backends, apiBE.ID())
+	r.lb.Backends[api2.ID()] = api2
+	r.srv.ResetStats()
+	_, specs := r.ensureHTTP(r.lb)
+	wantMutations(t, r.mutations(), map[string]int64{"healthChecks.insert": 1, "backendServices.insert": 1, "urlMaps.update": 1})
+	r.attach(api2, specs[api2.ID()], target("127.0.0.13", httpServer(t, "127.0.0.13", "api2"), zoneLB))
+	r.expectRoutes(base, nil, request{"api.example.com", "/v1/x", "api2"}, request{"other.example.com", "/shared", "api2"})
+	oldBS := BackendResourceName(cluster, lbKey, apiBE, kindBackend)
+	if _, found, err := backendServices.read(r.ctx, r.p, r.sc, oldBS); err != nil || !found {
+		t.Fatalf("backend service %s with a NEG went: %v", oldBS, err)
+	}
+	if err := r.p.Release(r.ctx, providers.BindingKey{Namespace: "shop", Service: "api", Provider: "gcp", Port: 8080}, r.groups[apiBE.ID()].Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.srv.ResetStats()
+	r.ensureHTTP(r.lb)
+	wantMutations(t, r.mutations(), map[string]int64{"backendServices.delete": 1, "healthChecks.delete": 1})
+	if _, found, err := backendServices.read(r.ctx, r.p, r.sc, oldBS); err != nil || found {
+		t.Fatalf("backend service %s stayed: %v", oldBS, err)
+	}
 }
 
 func TestHTTPBalancerServesHTTPSWithARedirectOnTheReservedAddress(t *testing.T) {
@@ -411,7 +441,9 @@ func (e *env) ours() []string {
 
 func TestDeleteHTTPWaitsForTheBindingsThenLeavesNothing(t *testing.T) {
 	for _, annotation := range []string{
-		`{"sslCertificates":["shop-cert"]}`,
+		// A reserved address: an ephemeral HTTPS rule would bind the
+		// emulator's shared listen IP at port 443.
+		`{"sslCertificates":["shop-cert"],"address":"shop-ip"}`,
 		`{"scheme":"internal","region":"` + lbRegion + `","proxySubnet":"proxy-only"}`,
 	} {
 		t.Run(annotation, func(t *testing.T) {
@@ -420,6 +452,7 @@ func TestDeleteHTTPWaitsForTheBindingsThenLeavesNothing(t *testing.T) {
 			if err := e.srv.IssueCertificate("shop-cert", "www.example.com"); err != nil {
 				t.Fatal(err)
 			}
+			e.done(e.p.c.gaddr.Insert(e.ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String("shop-ip")}}))
 			r := &lbRig{env: e, lb: lb, groups: map[string]*providers.Group{}}
 			r.status, r.specs = r.ensureHTTP(lb)
 			for id, be := range lb.Backends {

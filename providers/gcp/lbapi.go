@@ -6,6 +6,7 @@ import (
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/api/iterator"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -42,7 +43,7 @@ type kind[T lbResource] struct {
 	remove         func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error)
 	// list is set for the kinds podlb creates per backend, which a
 	// deletion has to find without knowing the backends.
-	list func(ctx context.Context, c *clients, project string, sc scope, each func(T)) error
+	list func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(T)) error
 }
 
 func (k kind[T]) op(sc scope, verb string) string {
@@ -83,12 +84,17 @@ func (k kind[T]) del(ctx context.Context, p *Provider, sc scope, name string) er
 	return err
 }
 
-// all lists the kind in a scope, starting over when the call is retried.
+// generatedNames is a list filter (RE2, full match) for the names podlb
+// generates, so a list skips the project's other resources.
+var generatedNames = proto.String("name eq " + generatedPrefix + "-.*")
+
+// all lists the kind's resources with generated names in a scope,
+// starting over when the call is retried.
 func (k kind[T]) all(ctx context.Context, p *Provider, sc scope) ([]T, error) {
 	var out []T
 	err := p.call(ctx, k.op(sc, "list"), func(ctx context.Context) error {
 		out = out[:0]
-		return k.list(ctx, &p.c, p.opts.Project, sc, func(r T) { out = append(out, r) })
+		return k.list(ctx, &p.c, p.opts.Project, sc, generatedNames, func(r T) { out = append(out, r) })
 	})
 	return out, err
 }
@@ -127,11 +133,11 @@ var healthChecks = kind[*computepb.HealthCheck]{
 		}
 		return c.rhcs.Delete(ctx, &computepb.DeleteRegionHealthCheckRequest{Project: project, Region: sc.region, HealthCheck: name})
 	},
-	list: func(ctx context.Context, c *clients, project string, sc scope, each func(*computepb.HealthCheck)) error {
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.HealthCheck)) error {
 		if sc.region == "" {
-			return drain(c.hcs.List(ctx, &computepb.ListHealthChecksRequest{Project: project}), each)
+			return drain(c.hcs.List(ctx, &computepb.ListHealthChecksRequest{Project: project, Filter: filter}), each)
 		}
-		return drain(c.rhcs.List(ctx, &computepb.ListRegionHealthChecksRequest{Project: project, Region: sc.region}), each)
+		return drain(c.rhcs.List(ctx, &computepb.ListRegionHealthChecksRequest{Project: project, Region: sc.region, Filter: filter}), each)
 	},
 }
 
@@ -165,11 +171,11 @@ var backendServices = kind[*computepb.BackendService]{
 		}
 		return c.rbs.Delete(ctx, &computepb.DeleteRegionBackendServiceRequest{Project: project, Region: sc.region, BackendService: name})
 	},
-	list: func(ctx context.Context, c *clients, project string, sc scope, each func(*computepb.BackendService)) error {
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.BackendService)) error {
 		if sc.region == "" {
-			return drain(c.bs.List(ctx, &computepb.ListBackendServicesRequest{Project: project}), each)
+			return drain(c.bs.List(ctx, &computepb.ListBackendServicesRequest{Project: project, Filter: filter}), each)
 		}
-		return drain(c.rbs.List(ctx, &computepb.ListRegionBackendServicesRequest{Project: project, Region: sc.region}), each)
+		return drain(c.rbs.List(ctx, &computepb.ListRegionBackendServicesRequest{Project: project, Region: sc.region, Filter: filter}), each)
 	},
 }
 
