@@ -63,39 +63,40 @@ func DefaultLimits() map[string]providers.Limit {
 		opRBSPatch:       {QPS: 1, Burst: 5},
 		"*":              {QPS: 1, Burst: 5},
 	}
-	// The load balancers podlb provisions. Reads (gets and the lists of a
-	// deletion) count against Compute's "Read requests per minute" quota
-	// (1,500 a minute by default): every EnsureHTTP reads each of its
-	// resources, so they get the pace of the NEG look-ups. Writes count
-	// against "Write requests per minute" (1,500) and each starts an
-	// operation, counted by the per-project "operations" quota: a new
-	// load balancer inserts a health check and a backend service per
-	// backend and half a dozen more, an edit one URL map update, so a
-	// small burst suffices and a steady pace protects the NEG writes.
-	for _, c := range lbCollections {
-		for _, verb := range []string{"get", "list"} {
-			limits[c+"."+verb] = providers.Limit{QPS: 5, Burst: 20}
-		}
-		for _, verb := range []string{"insert", "delete", "update", "patch"} {
-			if _, set := limits[c+"."+verb]; !set {
-				limits[c+"."+verb] = providers.Limit{QPS: 1, Burst: 10}
+	// The load balancers podlb provisions. Reads (gets, and the lists
+	// that find a load balancer's backend services and health checks)
+	// count against Compute's per-project "Read requests per minute"
+	// quota: every EnsureHTTP reads each of its resources, so they get
+	// the pace of the NEG look-ups. Writes count against "Write requests
+	// per minute" and each starts an operation (the per-project
+	// operations quota): a new load balancer inserts a health check and a
+	// backend service per backend and half a dozen more, an edit one URL
+	// map update, so a small burst and a slow pace leave room for the NEG
+	// writes.
+	for collections, verbs := range lbMethods {
+		for _, c := range collections {
+			for _, verb := range verbs {
+				l := providers.Limit{QPS: 1, Burst: 10}
+				if verb == "get" || verb == "list" {
+					l = providers.Limit{QPS: 5, Burst: 20}
+				}
+				limits[c+"."+verb] = l
 			}
 		}
-	}
-	for _, m := range []string{"targetHttpProxies.setUrlMap", "regionTargetHttpProxies.setUrlMap", "targetHttpsProxies.setUrlMap",
-		"regionTargetHttpsProxies.setUrlMap", "targetHttpsProxies.setSslCertificates", "regionTargetHttpsProxies.setSslCertificates"} {
-		limits[m] = providers.Limit{QPS: 1, Burst: 10}
 	}
 	return limits
 }
 
-// lbCollections are the Compute collections of the load balancers podlb
-// provisions, by the prefix of their method ids.
-var lbCollections = []string{
-	"healthChecks", "regionHealthChecks", "backendServices", "regionBackendServices",
-	"urlMaps", "regionUrlMaps", "targetHttpProxies", "regionTargetHttpProxies",
-	"targetHttpsProxies", "regionTargetHttpsProxies", "globalForwardingRules", "forwardingRules",
-	"globalAddresses", "addresses",
+// lbMethods are the Compute methods the load balancers podlb provisions
+// use, global and regional collection, by method id.
+var lbMethods = map[[2]string][]string{
+	{"healthChecks", "regionHealthChecks"}:             {"get", "list", "insert", "update", "delete"},
+	{"backendServices", "regionBackendServices"}:       {"list", "insert", "delete"},
+	{"urlMaps", "regionUrlMaps"}:                       {"get", "insert", "update", "delete"},
+	{"targetHttpProxies", "regionTargetHttpProxies"}:   {"get", "insert", "delete", "setUrlMap"},
+	{"targetHttpsProxies", "regionTargetHttpsProxies"}: {"get", "insert", "delete", "setUrlMap", "setSslCertificates"},
+	{"globalForwardingRules", "forwardingRules"}:       {"get", "insert", "delete"},
+	{"globalAddresses", "addresses"}:                   {"get"},
 }
 
 // classify maps Compute errors to podlb's classes. The legacy reason sits

@@ -575,3 +575,54 @@ func TestBalancerNamesAreValidAndDistinct(t *testing.T) {
 		}
 	}
 }
+
+// Every Compute method a load balancer's life uses has a client bucket of
+// its own under GCE's method id (operation polls share operations.get),
+// and moving a load balancer to another scope leaves nothing behind.
+func TestLoadBalancerMethodsHaveBucketsAndAMoveCleansUp(t *testing.T) {
+	e := newEnv(t)
+	for _, cert := range []string{"shop-cert", "shop-cert-2"} {
+		if err := e.srv.IssueCertificate(cert, "www.example.com"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.done(e.p.c.gaddr.Insert(e.ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String("shop-ip")}}))
+	e.srv.ResetStats()
+	lb := shopBalancer(t, `{"address":"shop-ip","sslCertificates":["shop-cert"],"redirectToHTTPS":true}`)
+	e.ensureHTTP(lb)
+	lb.Spec, _ = ParseLoadBalancerSpec(`{"address":"shop-ip","sslCertificates":["shop-cert","shop-cert-2"]}`)
+	e.ensureHTTP(lb)
+	lb.Spec, _ = ParseLoadBalancerSpec(`{"scheme":"internal","region":"` + lbRegion + `","proxySubnet":"proxy-only"}`)
+	e.ensureHTTP(lb)
+	// Nothing global stays: found by name, and by listing.
+	if _, found, err := urlMaps.read(e.ctx, e.p, scope{}, BalancerResourceName(cluster, lbKey, kindURLMap)); err != nil || found {
+		t.Fatalf("the global URL map stayed after the move: %v", err)
+	}
+	if _, found, err := forwardingRules.read(e.ctx, e.p, scope{}, BalancerResourceName(cluster, lbKey, kindHTTPSRule)); err != nil || found {
+		t.Fatalf("the global HTTPS rule stayed after the move: %v", err)
+	}
+	if bss, err := backendServices.all(e.ctx, e.p, scope{}); err != nil || len(bss) > 0 {
+		t.Fatalf("global backend services after the move: %v %v", bss, err)
+	}
+	if ip := e.srv.ForwardingRuleURL(BalancerResourceName(cluster, lbKey, kindHTTPRule)); ip == "" {
+		t.Fatal("the regional HTTP rule is missing")
+	}
+	if err := e.p.DeleteHTTP(e.ctx, cluster, lbKey); err != nil {
+		t.Fatal(err)
+	}
+	used := e.srv.Stats().Methods
+	if left := e.ours(); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	for _, m := range []string{"targetHttpsProxies.setSslCertificates", "targetHttpProxies.setUrlMap", "regionUrlMaps.insert", "globalForwardingRules.delete", "healthChecks.list"} {
+		if used[m].Calls == 0 {
+			t.Errorf("%s was not called", m)
+		}
+	}
+	limits := DefaultLimits()
+	for m := range used {
+		if _, ok := limits[m]; !ok && !strings.HasSuffix(m, "perations.get") {
+			t.Errorf("%s has no bucket of its own", m)
+		}
+	}
+}
