@@ -774,10 +774,9 @@ func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) ([]s
 
 // deleteIn removes everything of the load balancer in one scope, front
 // to back: forwarding rules, proxies, URL maps, backend services and
-// health checks. Backend services that still have backends stay, and a
-// Transient error says so: the caller retries once the target bindings
-// have released their NEGs.
-func (b *balancer) deleteIn(ctx context.Context) error {
+// health checks. Backend services that still have backends (the target
+// bindings' NEGs) stay, with their health checks; it answers their names.
+func (b *balancer) deleteIn(ctx context.Context) ([]string, error) {
 	steps := []func() error{
 		func() error { return remove(ctx, b, forwardingRules, b.name(kindHTTPSRule)) },
 		func() error { return remove(ctx, b, forwardingRules, b.name(kindHTTPRule)) },
@@ -788,26 +787,25 @@ func (b *balancer) deleteIn(ctx context.Context) error {
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	busy, err := b.sweepBackends(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if len(busy) > 0 {
-		return providers.Errorf(providers.Transient, "", "backend services %s still have backends; they are deleted once the target bindings release their NEGs", strings.Join(busy, ", "))
-	}
-	return nil
+	return b.sweepBackends(ctx, nil)
 }
 
 // DeleteHTTP implements providers.HTTPBalancers. Global resources are
 // found by their names; regional ones in the regions this process has
 // ensured the load balancer in (the key alone does not tell the region).
+// While backend services still hold the target bindings' NEGs, it fails
+// Transient: the caller retries once the bindings have let go.
 func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers.BalancerKey) error {
 	for _, sc := range p.balancerScopesOf(key, scope{}) {
-		if err := p.balancer(cluster, key, sc, "").deleteIn(ctx); err != nil {
+		busy, err := p.balancer(cluster, key, sc, "").deleteIn(ctx)
+		if err != nil {
 			return err
+		}
+		if len(busy) > 0 {
+			return providers.Errorf(providers.Transient, "", "backend services %s still have backends; they are deleted once the target bindings release their NEGs", strings.Join(busy, ", "))
 		}
 		p.forgetBalancerScope(key, sc)
 	}
@@ -838,7 +836,7 @@ func (p *Provider) forgetBalancerScope(key providers.BalancerKey, sc scope) {
 
 // moveBalancer records where the load balancer now lives and deletes it
 // from the scopes it lived in before (a new scheme or region). A scope
-// that could not be emptied stays recorded, to be tried again.
+// that could not be emptied yet stays recorded, to be tried again.
 func (p *Provider) moveBalancer(ctx context.Context, b *balancer) error {
 	p.mu.Lock()
 	if p.balancerScopes[b.key] == nil {
@@ -850,10 +848,16 @@ func (p *Provider) moveBalancer(ctx context.Context, b *balancer) error {
 		if sc == b.sc {
 			continue
 		}
-		if err := p.balancer(b.cluster, b.key, sc, "").deleteIn(ctx); err != nil {
+		busy, err := p.balancer(b.cluster, b.key, sc, "").deleteIn(ctx)
+		if err != nil {
 			return fmt.Errorf("removing the load balancer from its previous place: %w", err)
 		}
-		p.forgetBalancerScope(b.key, sc)
+		// Backend services there keep the bindings' NEGs until the
+		// bindings follow the Specs returned now: not an error, and the
+		// next EnsureHTTP tries again.
+		if len(busy) == 0 {
+			p.forgetBalancerScope(b.key, sc)
+		}
 	}
 	return nil
 }

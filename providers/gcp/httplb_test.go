@@ -626,3 +626,38 @@ func TestLoadBalancerMethodsHaveBucketsAndAMoveCleansUp(t *testing.T) {
 		}
 	}
 }
+
+// A load balancer that becomes internal moves to its region while the
+// target bindings still hold NEGs in the global backend services: the
+// move succeeds, the bindings follow the new Specs, and the next
+// EnsureHTTP removes the global backend services they left.
+func TestHTTPBalancerMovesToItsRegionWithBindingsAttached(t *testing.T) {
+	r := newRig(t, shopBalancer(t, ""))
+	r.expectRoutes(r.srv.ForwardingRuleURL(r.name(kindHTTPRule)), nil, shopRoutes[:3]...)
+	r.lb.Spec, _ = ParseLoadBalancerSpec(`{"scheme":"internal","region":"` + lbRegion + `","proxySubnet":"proxy-only"}`)
+	_, specs := r.ensureHTTP(r.lb)
+	if global, err := backendServices.all(r.ctx, r.p, scope{}); err != nil || len(global) != 2 {
+		t.Fatalf("global backend services holding NEGs: %d %v", len(global), err)
+	}
+	for id, be := range r.lb.Backends {
+		key := providers.BindingKey{Namespace: be.Namespace, Service: be.Service, Provider: "gcp", Port: be.Port}
+		g, err := r.p.Ensure(r.ctx, &providers.Binding{Key: key, Cluster: cluster, Protocol: "TCP", Mode: providers.ReadyWhenHealthy, Spec: specs[id], Zones: []string{zoneLB}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Ref == r.groups[id].Ref || !strings.Contains(g.Ref, "/regions/"+lbRegion+"/") {
+			t.Fatalf("binding of %s: Ref %s", id, g.Ref)
+		}
+		if err := r.p.Release(r.ctx, key, r.groups[id].Ref, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.ensureHTTP(r.lb)
+	if global, err := backendServices.all(r.ctx, r.p, scope{}); err != nil || len(global) != 0 {
+		t.Fatalf("global backend services after the bindings moved: %d %v", len(global), err)
+	}
+	if global, err := healthChecks.all(r.ctx, r.p, scope{}); err != nil || len(global) != 0 {
+		t.Fatalf("global health checks after the bindings moved: %d %v", len(global), err)
+	}
+	r.expectRoutes(r.srv.ForwardingRuleURL(r.name(kindHTTPRule)), nil, shopRoutes...)
+}
