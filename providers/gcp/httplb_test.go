@@ -347,6 +347,19 @@ func TestHTTPBalancerEditsAreMinimalAndRespectTheFingerprint(t *testing.T) {
 	if _, found, err := backendServices.read(r.ctx, r.p, r.sc, oldBS); err != nil || found {
 		t.Fatalf("backend service %s stayed: %v", oldBS, err)
 	}
+
+	// New backend settings: the health check is replaced, the backend
+	// services patched (their NEG backends untouched), the URL map kept.
+	r.lb.Spec, _ = ParseLoadBalancerSpec(`{"timeoutSec":40,"backends":{"web:80":{"healthCheck":{"path":"/healthz","port":8081}}}}`)
+	r.srv.ResetStats()
+	r.ensureHTTP(r.lb)
+	wantMutations(t, r.mutations(), map[string]int64{"healthChecks.update": 1, "backendServices.patch": 2})
+	hc, _, _ := healthChecks.read(r.ctx, r.p, r.sc, BackendResourceName(cluster, lbKey, webBE, kindHealthCheck))
+	web, _, _ := backendServices.read(r.ctx, r.p, r.sc, BackendResourceName(cluster, lbKey, webBE, kindBackend))
+	if hc.GetHttpHealthCheck().GetRequestPath() != "/healthz" || hc.GetHttpHealthCheck().GetPortSpecification() != "USE_FIXED_PORT" ||
+		hc.GetHttpHealthCheck().GetPort() != 8081 || web.GetTimeoutSec() != 40 || len(web.GetBackends()) != 1 {
+		t.Fatalf("health check %v, backend service %v", hc, web)
+	}
 }
 
 func TestHTTPBalancerServesHTTPSWithARedirectOnTheReservedAddress(t *testing.T) {
