@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/podlb/podlb/providers"
@@ -45,7 +47,7 @@ const (
 // the look-ups and writes of setting up NEGs theirs (a cold start creates
 // a NEG per zone and binding), anything else shares a slow one.
 func DefaultLimits() map[string]providers.Limit {
-	return map[string]providers.Limit{
+	limits := map[string]providers.Limit{
 		opNEGAttach:      {QPS: 2, Burst: 10},
 		opNEGDetach:      {QPS: 2, Burst: 10},
 		opBSGetHealth:    {QPS: 5, Burst: 20},
@@ -61,6 +63,40 @@ func DefaultLimits() map[string]providers.Limit {
 		opRBSPatch:       {QPS: 1, Burst: 5},
 		"*":              {QPS: 1, Burst: 5},
 	}
+	// The load balancers podlb provisions. Reads (gets, and the lists
+	// that find a load balancer's backend services and health checks)
+	// count against Compute's per-project "Read requests per minute"
+	// quota: every EnsureHTTP reads each of its resources, so they get
+	// the pace of the NEG look-ups. Writes count against "Write requests
+	// per minute" and each starts an operation (the per-project
+	// operations quota): a new load balancer inserts a health check and a
+	// backend service per backend and half a dozen more, an edit one URL
+	// map update, so a small burst and a slow pace leave room for the NEG
+	// writes.
+	for collections, verbs := range lbMethods {
+		for _, c := range collections {
+			for _, verb := range verbs {
+				l := providers.Limit{QPS: 1, Burst: 10}
+				if verb == "get" || verb == "list" {
+					l = providers.Limit{QPS: 5, Burst: 20}
+				}
+				limits[c+"."+verb] = l
+			}
+		}
+	}
+	return limits
+}
+
+// lbMethods are the Compute methods the load balancers podlb provisions
+// use, global and regional collection, by method id.
+var lbMethods = map[[2]string][]string{
+	{"healthChecks", "regionHealthChecks"}:             {"get", "list", "insert", "update", "delete"},
+	{"backendServices", "regionBackendServices"}:       {"list", "insert", "delete"},
+	{"urlMaps", "regionUrlMaps"}:                       {"get", "insert", "update", "delete"},
+	{"targetHttpProxies", "regionTargetHttpProxies"}:   {"get", "insert", "delete", "setUrlMap"},
+	{"targetHttpsProxies", "regionTargetHttpsProxies"}: {"get", "insert", "delete", "setUrlMap", "setSslCertificates"},
+	{"globalForwardingRules", "forwardingRules"}:       {"get", "insert", "delete"},
+	{"globalAddresses", "addresses"}:                   {"get"},
 }
 
 // classify maps Compute errors to podlb's classes. The legacy reason sits
@@ -127,17 +163,62 @@ func isCode(err error, code int) bool {
 	return c == code
 }
 
-// clients are the REST clients the provider uses.
+// clients are the REST clients the provider uses: NEGs and backend
+// services for bindings, and the global and regional pieces of the
+// Application Load Balancers it provisions.
 type clients struct {
 	negs *compute.NetworkEndpointGroupsClient
 	bs   *compute.BackendServicesClient
 	rbs  *compute.RegionBackendServicesClient
+
+	hcs   *compute.HealthChecksClient
+	rhcs  *compute.RegionHealthChecksClient
+	ums   *compute.UrlMapsClient
+	rums  *compute.RegionUrlMapsClient
+	thps  *compute.TargetHttpProxiesClient
+	rthps *compute.RegionTargetHttpProxiesClient
+	tsps  *compute.TargetHttpsProxiesClient
+	rtsps *compute.RegionTargetHttpsProxiesClient
+	gfrs  *compute.GlobalForwardingRulesClient
+	frs   *compute.ForwardingRulesClient
+	gaddr *compute.GlobalAddressesClient
+	addr  *compute.AddressesClient
+}
+
+// newClients makes every REST client, closing the made ones on failure.
+func newClients(ctx context.Context, co []option.ClientOption) (*clients, error) {
+	c := &clients{}
+	var err error
+	for _, mk := range []func(){
+		func() { c.negs, err = compute.NewNetworkEndpointGroupsRESTClient(ctx, co...) },
+		func() { c.bs, err = compute.NewBackendServicesRESTClient(ctx, co...) },
+		func() { c.rbs, err = compute.NewRegionBackendServicesRESTClient(ctx, co...) },
+		func() { c.hcs, err = compute.NewHealthChecksRESTClient(ctx, co...) },
+		func() { c.rhcs, err = compute.NewRegionHealthChecksRESTClient(ctx, co...) },
+		func() { c.ums, err = compute.NewUrlMapsRESTClient(ctx, co...) },
+		func() { c.rums, err = compute.NewRegionUrlMapsRESTClient(ctx, co...) },
+		func() { c.thps, err = compute.NewTargetHttpProxiesRESTClient(ctx, co...) },
+		func() { c.rthps, err = compute.NewRegionTargetHttpProxiesRESTClient(ctx, co...) },
+		func() { c.tsps, err = compute.NewTargetHttpsProxiesRESTClient(ctx, co...) },
+		func() { c.rtsps, err = compute.NewRegionTargetHttpsProxiesRESTClient(ctx, co...) },
+		func() { c.gfrs, err = compute.NewGlobalForwardingRulesRESTClient(ctx, co...) },
+		func() { c.frs, err = compute.NewForwardingRulesRESTClient(ctx, co...) },
+		func() { c.gaddr, err = compute.NewGlobalAddressesRESTClient(ctx, co...) },
+		func() { c.addr, err = compute.NewAddressesRESTClient(ctx, co...) },
+	} {
+		if mk(); err != nil {
+			_ = c.close()
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 func (c *clients) close() error {
 	var errs []error
-	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs} {
-		if cl != nil {
+	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs, c.hcs, c.rhcs, c.ums, c.rums,
+		c.thps, c.rthps, c.tsps, c.rtsps, c.gfrs, c.frs, c.gaddr, c.addr} {
+		if cl != nil && !reflect.ValueOf(cl).IsNil() {
 			errs = append(errs, cl.Close())
 		}
 	}

@@ -68,10 +68,16 @@ type Provider struct {
 	mu       sync.Mutex
 	bindings map[providers.BindingKey]*bindingState
 	negs     map[string]*negState // by NEG resource path
+	// balancerScopes are where EnsureHTTP put each load balancer, for
+	// DeleteHTTP and for moving one to another scope.
+	balancerScopes map[providers.BalancerKey]map[scope]bool
 
 	// beforeBackendWrite, when set, runs between reading a backend service
 	// and writing its backends (tests race it with other writers).
 	beforeBackendWrite func()
+	// beforeURLMapWrite, when set, runs between reading a URL map and
+	// replacing it (tests race it with other writers).
+	beforeURLMapWrite func()
 }
 
 // bindingState is what Ensure resolved for one binding.
@@ -145,19 +151,14 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		calls:    providers.NewCaller("gcp", limits, limits["*"], classify),
 		bindings: map[providers.BindingKey]*bindingState{},
 		negs:     map[string]*negState{},
+
+		balancerScopes: map[providers.BalancerKey]map[scope]bool{},
 	}
-	var err error
-	if p.c.negs, err = compute.NewNetworkEndpointGroupsRESTClient(ctx, co...); err != nil {
+	c, err := newClients(ctx, co)
+	if err != nil {
 		return nil, fmt.Errorf("gcp: %w", err)
 	}
-	if p.c.bs, err = compute.NewBackendServicesRESTClient(ctx, co...); err != nil {
-		_ = p.c.close()
-		return nil, fmt.Errorf("gcp: %w", err)
-	}
-	if p.c.rbs, err = compute.NewRegionBackendServicesRESTClient(ctx, co...); err != nil {
-		_ = p.c.close()
-		return nil, fmt.Errorf("gcp: %w", err)
-	}
+	p.c = *c
 	return p, nil
 }
 
