@@ -44,12 +44,19 @@ type BindingReconciler struct {
 	Timing    Timing
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Writes hands out each cloud's write budget, by provider name; a
+	// cloud without one writes as soon as a pass plans.
+	Writes map[string]*Dispatcher
+	// ScheduleRead asks the health reader to read a binding's group after
+	// a delay, at a priority (ReadPriority, BackgroundPriority).
+	ScheduleRead func(key providers.BindingKey, after time.Duration, priority int)
 
 	mu       sync.Mutex
 	failures map[providers.BindingKey]int
 	warned   distinctWarnings
 	books    map[providers.BindingKey]*registrations
 	rejected map[providers.BindingKey]map[providers.TargetKey]*rejection
+	views    map[providers.BindingKey]*view
 }
 
 // registrations remembers, for the group a binding is in, when this
@@ -59,11 +66,15 @@ type BindingReconciler struct {
 type registrations struct {
 	ref string
 	at  map[providers.TargetKey]registration
+	// deregistered is when this process asked to deregister each target,
+	// so a read that began earlier does not bring it back.
+	deregistered map[providers.TargetKey]time.Time
 }
 
 type registration struct {
-	uid types.UID
-	at  time.Time
+	uid    types.UID
+	at     time.Time
+	target providers.Target
 }
 
 // rejection is a target the cloud refused: it is left out of plans until
@@ -94,7 +105,11 @@ type pass struct {
 	entry   *LedgerEntry
 }
 
-// Reconcile implements reconcile.TypedReconciler.
+// Reconcile implements reconcile.TypedReconciler: the write path. It
+// plans from the desired targets, podlb's own record of what it wrote and
+// the last health read, never waiting for a read of its own; reads run in
+// the health reader (see HealthReader) on the cloud's timeline, and each
+// completed read brings the binding back here to feed the gate.
 func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.BindingKey) (reconcile.Result, error) {
 	logger := log.FromContext(ctx).WithValues("binding", key.String())
 	ctx = log.IntoContext(ctx, logger)
@@ -121,20 +136,17 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.Binding
 	if err := r.record(ctx, ps); err != nil {
 		return r.fail(ctx, ps, err)
 	}
-
-	observedAt := r.now()
-	observed, err := ps.prov.Observe(ctx, ps.group)
+	obs := r.observation(ps)
+	if obs.fresh {
+		// A read just came in: let the gate see it before this pass
+		// possibly waits for the write budget.
+		r.publish(ps, obs.targets, obs.at)
+	}
+	observed, gather, err := r.apply(ctx, ps, obs.targets)
 	if err != nil {
 		return r.fail(ctx, ps, err)
 	}
-	observed, err = r.apply(ctx, ps, observed)
-	if err != nil {
-		return r.fail(ctx, ps, err)
-	}
-
-	health, status := r.summarize(ps, observed, observedAt)
-	carryHealthySince(health, r.Registry.Health(key), r.now())
-	r.Registry.SetHealth(key, gen, health)
+	health, status := r.publish(ps, observed, obs.at)
 	if err := r.handOver(ctx, ps, health); err != nil {
 		return r.fail(ctx, ps, err)
 	}
@@ -146,9 +158,26 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.Binding
 	// Series of a binding removed meanwhile must not come back.
 	r.Registry.IfCurrent(key, gen, func() { r.recordGauges(key, len(ps.desired), observed, noGate) })
 	r.warnRejected(ps)
-	r.resetFailures(key)
+	next := r.nextLook(ps, gather)
+	if obs.err != nil {
+		res, _ := r.fail(ctx, ps, obs.err)
+		r.scheduleRead(ps, health, obs, res.RequeueAfter)
+		return reconcile.Result{RequeueAfter: min(next, res.RequeueAfter)}, nil
+	}
+	if !obs.failed {
+		r.resetFailures(key)
+	}
+	r.scheduleRead(ps, health, obs, 0)
+	return reconcile.Result{RequeueAfter: next}, nil
+}
 
-	return reconcile.Result{RequeueAfter: r.nextLook(ps, health)}, nil
+// publish summarizes the observation for the gate and returns the health
+// and status it stored.
+func (r *BindingReconciler) publish(ps *pass, observed []providers.Observed, observedAt time.Time) (*BindingHealth, *BindingStatus) {
+	health, status := r.summarize(ps, observed, observedAt)
+	carryHealthySince(health, r.Registry.Health(ps.key), r.now())
+	r.Registry.SetHealth(ps.key, ps.gen, health)
+	return health, status
 }
 
 // record brings the ledger entry in line with the binding and its group:
@@ -194,16 +223,40 @@ func compareKeys(a, b providers.TargetKey) int {
 // registers before registering it, applies the plan, and returns the
 // observation as it stands after the plan. Targets the cloud refuses are
 // set aside and reported; the rest of the plan goes on.
-func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []providers.Observed) ([]providers.Observed, error) {
-	now := r.now()
-	book := r.book(ps.key, ps.group.Ref)
-	want := r.withoutRejected(ps.key, ps.desired, now)
-	plan := ComputePlan(want, observed, ps.group.Owned, ps.entry.Targets)
-	recordWanted(ps.entry, ps.desired)
+//
+// A lone change goes out at once; changes arriving within the coalesce
+// window after a write of this binding wait for the window's end and go
+// out together (gather says how long). Writes then wait for a slot of the
+// cloud's write budget, most waited-for first, and plan again once they
+// hold one, so what arrived meanwhile rides in the same call.
+func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []providers.Observed) (out []providers.Observed, gather time.Duration, err error) {
+	plan := r.plan(ps, observed)
 	if plan.Empty() {
 		r.pruneLedger(ps, observed)
-		return observed, nil
+		return observed, 0, nil
 	}
+	if gather = r.window(ps.key); gather > 0 {
+		return observed, gather, nil
+	}
+	if d := r.Writes[ps.key.Provider]; d != nil {
+		release, err := d.Acquire(ctx, r.waitingSince(ps, plan))
+		if err != nil {
+			return nil, 0, err
+		}
+		defer release()
+		if ps.desired, ps.pods, err = r.desired(ctx, ps.binding); err != nil {
+			return nil, 0, fmt.Errorf("reading cluster state: %w", err)
+		}
+		// The observation may have been replaced by a read meanwhile.
+		observed = r.observation(ps).targets
+		if plan = r.plan(ps, observed); plan.Empty() {
+			r.pruneLedger(ps, observed)
+			return observed, 0, nil
+		}
+	}
+	now := r.now()
+	r.noteWrite(ps.key, now)
+	book := r.book(ps.key, ps.group.Ref)
 	uidOf := make(map[providers.TargetKey]types.UID, len(ps.desired))
 	for _, d := range ps.desired {
 		uidOf[d.Key()] = d.UID
@@ -212,13 +265,13 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		ps.entry.Targets[t.Key()] = uidOf[t.Key()]
 	}
 	if err := r.Ledger.Put(ctx, ps.key, ps.entry); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	log.FromContext(ctx).Info("applying plan", "group", ps.group.Display, "register", len(plan.Register), "deregister", len(plan.Deregister))
-	err := ps.prov.Apply(ctx, ps.group, plan)
+	err = ps.prov.Apply(ctx, ps.group, plan)
 	refused, isolated := providers.AsTargetErrors(err)
 	if err != nil && !isolated {
-		return nil, err
+		return nil, 0, err
 	}
 	if isolated {
 		r.reject(ps.key, refused.Failed, now)
@@ -226,18 +279,49 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	}
 	r.mu.Lock()
 	for _, t := range plan.Register {
-		book.at[t.Key()] = registration{uid: uidOf[t.Key()], at: now}
+		book.at[t.Key()] = registration{uid: uidOf[t.Key()], at: now, target: t}
+		delete(book.deregistered, t.Key())
 	}
 	for _, t := range plan.Deregister {
 		delete(book.at, t.Key())
+		book.deregistered[t.Key()] = now
 	}
 	r.mu.Unlock()
 	targetsChanged.WithLabelValues(ps.key.Provider, "register").Add(float64(len(plan.Register)))
 	targetsChanged.WithLabelValues(ps.key.Provider, "deregister").Add(float64(len(plan.Deregister)))
 	r.observeRegistrationLatency(ps.key.Provider, plan.Register, ps.desired, ps.pods)
 	observed = applyPlanToObserved(observed, plan, ps.group.Display)
+	r.keepObservation(ps.key, ps.group.Ref, observed)
 	r.pruneLedger(ps, observed)
-	return observed, nil
+	return observed, 0, nil
+}
+
+// plan diffs the desired targets, less those refused and not yet due for
+// a retry, against the observation and the ledger, and records every
+// desired target in the ledger.
+func (r *BindingReconciler) plan(ps *pass, observed []providers.Observed) providers.Plan {
+	want := r.withoutRejected(ps.key, ps.desired, r.now())
+	plan := ComputePlan(want, observed, ps.group.Owned, ps.entry.Targets)
+	recordWanted(ps.entry, ps.desired)
+	return plan
+}
+
+// waitingSince is how long the plan's oldest change has waited: the
+// earliest ContainersReady of the pods it registers, or now.
+func (r *BindingReconciler) waitingSince(ps *pass, plan providers.Plan) time.Time {
+	since := r.now()
+	uidOf := make(map[providers.TargetKey]types.UID, len(ps.desired))
+	for _, d := range ps.desired {
+		uidOf[d.Key()] = d.UID
+	}
+	for _, t := range plan.Register {
+		if p := ps.pods[uidOf[t.Key()]]; p != nil {
+			if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue && c.LastTransitionTime.Time.Before(since) {
+				since = c.LastTransitionTime.Time
+			}
+		}
+	}
+	return since
 }
 
 // book returns the binding's registrations in group ref, starting afresh
@@ -250,7 +334,7 @@ func (r *BindingReconciler) book(key providers.BindingKey, ref string) *registra
 	}
 	b := r.books[key]
 	if b == nil || b.ref != ref {
-		b = &registrations{ref: ref, at: map[providers.TargetKey]registration{}}
+		b = &registrations{ref: ref, at: map[providers.TargetKey]registration{}, deregistered: map[providers.TargetKey]time.Time{}}
 		r.books[key] = b
 	}
 	return b
@@ -416,8 +500,9 @@ func (r *BindingReconciler) summarize(ps *pass, observed []providers.Observed, o
 		}
 		byKey[o.Key()] = o
 	}
+	registered := r.book(ps.key, g.Ref)
 	r.mu.Lock()
-	book := maps.Clone(r.books[ps.key].at)
+	book := maps.Clone(registered.at)
 	r.mu.Unlock()
 	rejected := r.rejections(ps.key)
 
@@ -574,32 +659,16 @@ func (r *BindingReconciler) warnRejected(ps *pass) {
 		ps.key.Provider, ps.key.Port, ps.group.Display, len(keys), strings.Join(parts, "; ")))
 }
 
-// nextLook decides when to look at the binding again: poll fast while a
-// wanted target waits for the load balancer, slowly otherwise.
-func (r *BindingReconciler) nextLook(ps *pass, h *BindingHealth) time.Duration {
-	pending, unhealthy := false, false
-	b := ps.binding
+// nextLook decides when the write path looks at the binding again: at
+// the end of a gathering window, when a refused target is due for a
+// retry, and at the slow resync otherwise. Health reads bring it back too.
+func (r *BindingReconciler) nextLook(ps *pass, gather time.Duration) time.Duration {
 	next := r.Timing.Resync
+	if gather > 0 {
+		next = gather
+	}
 	for _, x := range r.rejections(ps.key) {
-		next = min(next, max(time.Until(x.retry), r.Timing.Poll))
-	}
-	for _, d := range ps.desired {
-		t, ok := h.Pods[d.UID]
-		switch {
-		case !ok || t.State == providers.Pending:
-			pending = true
-		case t.State == providers.Unhealthy:
-			unhealthy = true
-		}
-	}
-	switch {
-	case !h.Serving:
-		// Nothing will change until a load balancer uses the group.
-		return min(next, 30*time.Second)
-	case pending:
-		return min(next, r.Timing.Poll)
-	case unhealthy && b.Mode == providers.ReadyWhenHealthy:
-		return min(next, 5*r.Timing.Poll)
+		next = min(next, max(x.retry.Sub(r.now()), r.Timing.Poll))
 	}
 	return next
 }
@@ -677,6 +746,7 @@ func (r *BindingReconciler) forget(key providers.BindingKey) {
 	r.warned.forget(key)
 	delete(r.books, key)
 	delete(r.rejected, key)
+	delete(r.views, key)
 }
 
 // warnOnce emits a Warning only when the message for this kind of problem
@@ -787,6 +857,9 @@ func (r *BindingReconciler) recordGauges(key providers.BindingKey, desired int, 
 	podsWithoutGate.WithLabelValues(key.Namespace, key.Service, port, key.Provider).Set(float64(noGate))
 	counts := map[providers.State]int{}
 	for _, o := range observed {
+		if o.CloudState == unread {
+			continue
+		}
 		counts[o.State]++
 	}
 	for _, s := range []providers.State{providers.Healthy, providers.Pending, providers.Unhealthy, providers.Unused, providers.Draining} {

@@ -119,6 +119,7 @@ func run(args []string) error {
 		RestConfig: cfg, ClusterName: f.Cluster, Namespace: f.Namespace,
 		LeaderElection: f.LeaderElect, LeaderElectionID: f.LeaderElectionID,
 		MetricsAddr: f.MetricsAddr, ProbeAddr: f.ProbeAddr, Workers: f.Workers,
+		WriteSlots: f.WriteSlots, HealthReaders: f.HealthReaders,
 		Timing:                    targetsTiming(f.Poll, f.Resync, f.Coalesce, f.MaxBackoff),
 		GateIgnoresUnservedClouds: f.GateIgnoresUnservedClouds,
 		Providers:                 provs, Logger: logger, SweepInterval: f.SweepInterval,

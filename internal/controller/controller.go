@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -53,9 +54,13 @@ type Options struct {
 	MetricsAddr      string
 	ProbeAddr        string
 	Workers          int
-	Timing           targets.Timing
-	Providers        []providers.Provider
-	Logger           logr.Logger
+	// WriteSlots is how many target-write passes run at once per cloud.
+	WriteSlots int
+	// HealthReaders is how many health reads run at once.
+	HealthReaders int
+	Timing        targets.Timing
+	Providers     []providers.Provider
+	Logger        logr.Logger
 	// GateIgnoresUnservedClouds lets pods through that a Service binds
 	// only on clouds this controller does not serve (another controller
 	// checks those); by default they are held with reason CloudNotServed.
@@ -77,7 +82,13 @@ func (o *Options) Defaults() {
 		o.LeaderElectionID = "podlb-controller-leader"
 	}
 	if o.Workers <= 0 {
-		o.Workers = 8
+		o.Workers = 32
+	}
+	if o.WriteSlots <= 0 {
+		o.WriteSlots = 4
+	}
+	if o.HealthReaders <= 0 {
+		o.HealthReaders = 4
 	}
 	if o.Timing.Poll <= 0 {
 		o.Timing.Poll = time.Second
@@ -113,11 +124,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// controller-runtime logs through a process-wide logger.
 	ctrl.SetLogger(o.Logger)
+	// Protobuf is smaller to receive and cheaper to decode than JSON, for
+	// the initial lists of pods and slices above all.
+	cfg := rest.CopyConfig(o.RestConfig)
+	cfg.ContentType = runtime.ContentTypeProtobuf
+	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(o.RestConfig, manager.Options{
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                        scheme,
 		Logger:                        o.Logger,
 		LeaderElection:                o.LeaderElection,
@@ -177,8 +193,18 @@ func (r *queueRef[T]) source() source.TypedSource[T] {
 }
 
 func (r *queueRef[T]) addAfter(item T, d time.Duration) {
+	r.add(item, d, nil)
+}
+
+// add enqueues item after d, at priority when the queue has priorities
+// (higher first); nil keeps the item's priority.
+func (r *queueRef[T]) add(item T, d time.Duration, priority *int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if pq, ok := r.q.(priorityqueue.PriorityQueue[T]); ok {
+		pq.AddWithOpts(priorityqueue.AddOpts{After: d, Priority: priority}, item)
+		return
+	}
 	if r.q != nil {
 		r.q.AddAfter(item, d)
 		return
@@ -187,6 +213,10 @@ func (r *queueRef[T]) addAfter(item T, d time.Duration) {
 		r.pending[item] = d
 	}
 }
+
+// readPriority puts bindings with a fresh health read ahead of other
+// binding work: it is the gate path.
+const readPriority = 10
 
 // Setup adds podlb's controllers to a manager.
 func Setup(mgr manager.Manager, o Options) error {
@@ -209,7 +239,11 @@ func Setup(mgr manager.Manager, o Options) error {
 	serviceQ := newQueueRef[reconcile.Request]()
 	gateQ := newQueueRef[reconcile.Request]()
 
-	enqueueBinding := func(k providers.BindingKey) { bindingQ.addAfter(k, o.Timing.Coalesce) }
+	healthQ := newQueueRef[providers.BindingKey]()
+
+	// Changes go to the binding at once: it gathers what arrives within
+	// the coalesce window after its last write itself.
+	enqueueBinding := func(k providers.BindingKey) { bindingQ.addAfter(k, 0) }
 	enqueuePods := func(pods []types.NamespacedName) {
 		for _, p := range pods {
 			gateQ.addAfter(reconcile.Request{NamespacedName: p}, 0)
@@ -225,7 +259,15 @@ func Setup(mgr manager.Manager, o Options) error {
 	}
 
 	// Binding controller.
-	br := &targets.BindingReconciler{Client: c, Registry: reg, Ledger: ledger, Providers: provByName, Recorder: recorder, Timing: o.Timing}
+	writes := map[string]*targets.Dispatcher{}
+	for name := range provByName {
+		writes[name] = targets.NewDispatcher(o.WriteSlots)
+	}
+	br := &targets.BindingReconciler{Client: c, Registry: reg, Ledger: ledger, Providers: provByName, Recorder: recorder, Timing: o.Timing,
+		Writes: writes,
+		ScheduleRead: func(k providers.BindingKey, after time.Duration, priority int) {
+			healthQ.add(k, after, &priority)
+		}}
 	bc, err := controller.NewTyped[providers.BindingKey]("binding", mgr, controller.TypedOptions[providers.BindingKey]{
 		Reconciler:              br,
 		MaxConcurrentReconciles: o.Workers,
@@ -235,6 +277,22 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 	if err := bc.Watch(bindingQ.source()); err != nil {
+		return err
+	}
+
+	// Health reader: reads groups when the binding reconciler scheduled
+	// them and hands each read back to it ahead of other work, so the gate
+	// hears of it at once.
+	readDone := readPriority
+	hr := &targets.HealthReader{Bindings: br, Done: func(k providers.BindingKey) { bindingQ.add(k, 0, &readDone) }}
+	hc, err := controller.NewTyped[providers.BindingKey]("health", mgr, controller.TypedOptions[providers.BindingKey]{
+		Reconciler:              hr,
+		MaxConcurrentReconciles: o.HealthReaders,
+	})
+	if err != nil {
+		return err
+	}
+	if err := hc.Watch(healthQ.source()); err != nil {
 		return err
 	}
 	sliceToBindings := handler.TypedFuncs[*discoveryv1.EndpointSlice, providers.BindingKey]{
@@ -323,8 +381,13 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 
-	// Gate controller.
-	gr := &readiness.GateReconciler{Client: c, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds}
+	// Gate controller. Its pod writes have a Kubernetes client budget of
+	// their own, so status annotations and Events never delay a gate.
+	gateClient, err := ownBudgetClient(mgr)
+	if err != nil {
+		return err
+	}
+	gr := &readiness.GateReconciler{Client: gateClient, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds}
 	err = builder.ControllerManagedBy(mgr).Named("gate").
 		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool {
 			p, ok := obj.(*corev1.Pod)
@@ -337,6 +400,16 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 	return nil
+}
+
+// ownBudgetClient is a client reading from the manager's cache whose
+// writes go through a rate limiter of their own, as large as the
+// manager's.
+func ownBudgetClient(mgr manager.Manager) (client.Client, error) {
+	cfg := rest.CopyConfig(mgr.GetConfig())
+	cfg.RateLimiter = nil
+	return client.New(cfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		Cache: &client.CacheOptions{Reader: mgr.GetCache()}})
 }
 
 // setupSweeper runs the sweep of what no Service asks for any more, on

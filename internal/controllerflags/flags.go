@@ -19,7 +19,7 @@ type Values struct {
 	ShowVersion, LeaderElect, GateIgnoresUnservedClouds                bool
 	Kubeconfig, Cluster, Providers, Namespace, LeaderElectionID        string
 	MetricsAddr, ProbeAddr                                             string
-	Workers                                                            int
+	Workers, WriteSlots, HealthReaders                                 int
 	Poll, Resync, Coalesce, MaxBackoff, SweepInterval                  time.Duration
 	AWSRegion, AWSVPC, AWSEndpointELBv2, AWSEndpointEC2, AWSRateLimits string
 	AWSBatchSize, AWSMaxAttempts                                       int
@@ -43,10 +43,12 @@ func New(getenv func(string) string) (*flag.FlagSet, *Values) {
 	fs.StringVar(&v.LeaderElectionID, "leader-election-id", "podlb-controller-leader", "name of the leader lease")
 	fs.StringVar(&v.MetricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint ("0" disables)`)
 	fs.StringVar(&v.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
-	fs.IntVar(&v.Workers, "workers", 8, "bindings reconciled in parallel")
+	fs.IntVar(&v.Workers, "workers", 32, "bindings reconciled in parallel; those with writes wait, most waited-for first, for one of the cloud's write slots")
+	fs.IntVar(&v.WriteSlots, "write-slots", 4, "target-write passes in flight per cloud; under load, bindings queue for them by how long their pods have waited")
+	fs.IntVar(&v.HealthReaders, "health-readers", 4, "health reads in flight; due reads go out by how long their pods have waited, background reads last")
 	fs.DurationVar(&v.Poll, "health-poll-interval", time.Second, "health polling interval while a target waits for the load balancer")
 	fs.DurationVar(&v.Resync, "resync-period", 10*time.Minute, "how often every binding is compared with the cloud to repair drift")
-	fs.DurationVar(&v.Coalesce, "coalesce-window", 200*time.Millisecond, "how long pod events wait for others before a binding is reconciled")
+	fs.DurationVar(&v.Coalesce, "coalesce-window", 200*time.Millisecond, "after a binding's write, how long further changes gather before its next write (a lone change goes out at once)")
 	fs.DurationVar(&v.MaxBackoff, "max-backoff", 2*time.Minute, "longest retry delay of a failing binding")
 	fs.BoolVar(&v.GateIgnoresUnservedClouds, "gate-ignores-unserved-clouds", false, "let pods through that a Service binds only on clouds this controller does not serve (another controller serves them); by default their gate stays False with reason CloudNotServed")
 	fs.DurationVar(&v.SweepInterval, "sweep-interval", 10*time.Minute, "how often groups and ledger entries no Service asks for any more are looked for and released (also at start)")

@@ -22,7 +22,7 @@ func TestEnvironmentSetsDefaultsAndFlagsOverrideThem(t *testing.T) {
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	if v.Namespace != "podlb-system" || v.AWSRegion != "" || !v.LeaderElect || v.Workers != 8 {
+	if v.Namespace != "podlb-system" || v.AWSRegion != "" || !v.LeaderElect || v.Workers != 32 {
 		t.Errorf("built-in defaults wrong: %+v", v)
 	}
 }

@@ -445,7 +445,7 @@ func TestBadInputIsNamedAndIsolated(t *testing.T) {
 	ns := kube.Namespace(t)
 	goodArn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "good"))
 	instanceArn := createGroup(t, uniqueName(ns, "inst"), func(in *elbv2.CreateTargetGroupInput) { in.TargetType = elbtypes.TargetTypeEnumInstance })
-	otherVPCArn := createGroup(t, uniqueName(ns, "vpc"), func(in *elbv2.CreateTargetGroupInput) { in.VpcId = aws.String("vpc-0f0000000000000f1") })
+	otherVPCArn := createGroup(t, uniqueName(ns, "vpc"), func(in *elbv2.CreateTargetGroupInput) { in.VpcId = aws.String(otherVPC) })
 	udpArn := createGroup(t, uniqueName(ns, "udp"), func(in *elbv2.CreateTargetGroupInput) { in.Protocol = elbtypes.ProtocolEnumUdp })
 	fullArn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "full"))
 	// Fill the group to its limit with someone else's targets.
@@ -460,7 +460,7 @@ func TestBadInputIsNamedAndIsolated(t *testing.T) {
 		{"arn", `{"http": {"arn": "arn:aws:elasticloadbalancing:us-east-1:123:targetgroup/x"}}`, "not a target group ARN"},
 		{"notfound", `{"http": {"name": "does-not-exist-anywhere"}}`, "not found"},
 		{"instance", `{"http": {"arn": "` + instanceArn + `"}}`, "target type instance"},
-		{"vpc", `{"http": {"arn": "` + otherVPCArn + `"}}`, "is in vpc-0other000000000"},
+		{"vpc", `{"http": {"arn": "` + otherVPCArn + `"}}`, "is in " + otherVPC},
 		{"udp", `{"http": {"arn": "` + udpArn + `"}}`, "cannot serve Service port 80/TCP"},
 		{"full", `{"http": {"arn": "` + fullArn + `"}}`, "TooManyTargets"},
 	}

@@ -20,6 +20,10 @@ import (
 
 const clusterName = "e2e-aws"
 
+// otherVPC is a second VPC of the emulated account, for groups the
+// cluster's controller must refuse.
+const otherVPC = "vpc-0f0000000000000f1"
+
 // Emulated timing: long enough registration that a rollout without the
 // gate outruns it (as real NLBs do, at minutes), short enough for tests.
 const (
@@ -50,7 +54,7 @@ func TestMain(m *testing.M) {
 			MaxTargetsPerZone: 3000,
 			VPCs: []elbv2sim.VPC{
 				{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}},
-				{ID: "vpc-0f0000000000000f1", CIDRs: []string{"172.16.0.0/16"}},
+				{ID: otherVPC, CIDRs: []string{"172.16.0.0/16"}},
 			},
 		})
 		if err != nil {

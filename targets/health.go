@@ -1,0 +1,258 @@
+package targets
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// BackgroundPriority is the read priority of bindings with nothing
+// pending: start-up reads and the slow resync go after every read a pod
+// waits for.
+const BackgroundPriority = 0
+
+// ReadPriority is the read priority of a binding whose oldest pending
+// pod has waited since since: the longer, the higher, and always above
+// BackgroundPriority.
+func ReadPriority(since time.Time) int {
+	return int(int64(1)<<42 - since.UnixMilli())
+}
+
+// unread is the cloud state of targets known only from the ledger: what
+// podlb wrote before it started, not read since.
+const unread = "not read yet"
+
+// view is what the write path and the health reader share of a binding.
+type view struct {
+	group *providers.Group
+	obs   observation
+	// lastWrite is when the binding's last write began.
+	lastWrite time.Time
+}
+
+// observation is the last health read of a binding's group with podlb's
+// own writes since folded in.
+type observation struct {
+	ref string
+	// at is when the read began; zero when the group was not read since
+	// start and targets come from the ledger.
+	at      time.Time
+	targets []providers.Observed
+	// fresh is true until the write path has published the read.
+	fresh bool
+	// err is a read failure the write path has not reported yet; failed
+	// stays true until a read succeeds.
+	err    error
+	failed bool
+}
+
+func (r *BindingReconciler) viewLocked(key providers.BindingKey) *view {
+	if r.views == nil {
+		r.views = map[providers.BindingKey]*view{}
+	}
+	v := r.views[key]
+	if v == nil {
+		v = &view{}
+		r.views[key] = v
+	}
+	return v
+}
+
+// observation hands the write path the binding's observation, taking
+// its news (a fresh read, a failure) so it is reported once. Before the
+// group's first read it is what the ledger says podlb registered, as not
+// read yet: enough to plan, never enough to open a gate.
+func (r *BindingReconciler) observation(ps *pass) observation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.viewLocked(ps.key)
+	v.group = ps.group
+	if v.obs.ref != ps.group.Ref {
+		v.obs = observation{ref: ps.group.Ref}
+		for _, k := range keysOf(ps.entry.Targets) {
+			v.obs.targets = append(v.obs.targets, providers.Observed{Target: providers.Target{IP: k.IP, Port: k.Port},
+				State: providers.Pending, CloudState: unread, Reason: "not read since podlb started", Group: ps.group.Display})
+		}
+	}
+	out := v.obs
+	out.targets = slices.Clone(v.obs.targets)
+	v.obs.fresh, v.obs.err = false, nil
+	return out
+}
+
+// keepObservation stores the observation as a plan left it.
+func (r *BindingReconciler) keepObservation(key providers.BindingKey, ref string, observed []providers.Observed) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v := r.viewLocked(key); v.obs.ref == ref {
+		v.obs.targets = slices.Clone(observed)
+	}
+}
+
+// window is how long a change must wait to ride with others: until the
+// coalesce window after the binding's last write has passed.
+func (r *BindingReconciler) window(key providers.BindingKey) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.viewLocked(key)
+	if v.lastWrite.IsZero() {
+		return 0
+	}
+	return max(v.lastWrite.Add(r.Timing.Coalesce).Sub(r.now()), 0)
+}
+
+func (r *BindingReconciler) noteWrite(key providers.BindingKey, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.viewLocked(key).lastWrite = at
+}
+
+// scheduleRead asks for the binding's next health read: when the cloud
+// can first have changed its mind about a pending pod (its registration
+// plus the group's judge delay, and at most every poll interval after the
+// last read), ranked by how long that pod has waited; with nothing
+// pending, in the background at the resync, jittered so groups do not
+// expire together. retry, when set, is the delay after a failed read.
+func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observation, retry time.Duration) {
+	if r.ScheduleRead == nil {
+		return
+	}
+	now := r.now()
+	r.mu.Lock()
+	book := r.books[ps.key]
+	r.mu.Unlock()
+	var due, since time.Time
+	for _, d := range ps.desired {
+		t, ok := h.Pods[d.UID]
+		if !ok || t.Rejected || t.State == providers.Healthy {
+			// Not registered yet (the write path's turn) or settled.
+			continue
+		}
+		at := obs.at.Add(r.Timing.Poll)
+		switch {
+		case t.State == providers.Unused:
+			at = obs.at.Add(30 * time.Second)
+		case t.State == providers.Unhealthy && ps.binding.Mode == providers.ReadyWhenHealthy:
+			at = obs.at.Add(5 * r.Timing.Poll)
+		case t.State == providers.Unhealthy:
+			continue
+		}
+		if book != nil && book.ref == ps.group.Ref {
+			if reg, ok := book.at[d.Key()]; ok && reg.uid == d.UID {
+				at = later(at, reg.at.Add(ps.group.JudgeDelay))
+			}
+		}
+		if due.IsZero() || at.Before(due) {
+			due = at
+		}
+		waited := now
+		if p := ps.pods[d.UID]; p != nil {
+			if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue {
+				waited = c.LastTransitionTime.Time
+			}
+		}
+		if since.IsZero() || waited.Before(since) {
+			since = waited
+		}
+	}
+	priority := BackgroundPriority
+	switch {
+	case retry > 0:
+		due = now.Add(retry)
+	case !due.IsZero():
+		priority = ReadPriority(since)
+	case obs.at.IsZero():
+		due = now
+	default:
+		due = obs.at.Add(r.Timing.Resync + time.Duration(rand.Int64N(int64(r.Timing.Resync/10)+1)))
+	}
+	r.ScheduleRead(ps.key, max(due.Sub(now), 0), priority)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// HealthReader is the read path: it reads a binding's group when the
+// write path scheduled it, stores the result for the write path and hands
+// the binding back to it (Done), which feeds the gate at once.
+type HealthReader struct {
+	Bindings *BindingReconciler
+	// Done is told when a read of a binding completed or failed.
+	Done func(providers.BindingKey)
+}
+
+// Reconcile implements reconcile.TypedReconciler.
+func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) (reconcile.Result, error) {
+	r := h.Bindings
+	r.mu.Lock()
+	v := r.views[key]
+	var g *providers.Group
+	if v != nil {
+		g = v.group
+	}
+	r.mu.Unlock()
+	prov := r.Providers[key.Provider]
+	if g == nil || prov == nil {
+		// Not ensured yet: the write path schedules the first read.
+		return reconcile.Result{}, nil
+	}
+	start := r.now()
+	observed, err := prov.Observe(ctx, g)
+	if err != nil {
+		log.FromContext(ctx).V(1).Info("reading health failed", "binding", key.String(), "error", err.Error())
+	}
+	r.storeRead(key, g.Ref, start, observed, err)
+	if h.Done != nil {
+		h.Done(key)
+	}
+	return reconcile.Result{}, nil
+}
+
+// storeRead keeps a read of group ref begun at start, unless the binding
+// moved to another group meanwhile. Writes this process made after the
+// read began are folded in: the read cannot have seen them.
+func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, start time.Time, observed []providers.Observed, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.viewLocked(key)
+	if v.group == nil || v.group.Ref != ref {
+		return
+	}
+	if err != nil {
+		if v.obs.ref == ref {
+			v.obs.err, v.obs.failed = err, true
+		}
+		return
+	}
+	if book := r.books[key]; book != nil && book.ref == ref {
+		var plan providers.Plan
+		for _, reg := range book.at {
+			if reg.at.After(start) {
+				plan.Register = append(plan.Register, reg.target)
+			}
+		}
+		for k, at := range book.deregistered {
+			switch {
+			case at.After(start):
+				plan.Deregister = append(plan.Deregister, providers.Target{IP: k.IP, Port: k.Port})
+			case start.Sub(at) > time.Minute:
+				delete(book.deregistered, k)
+			}
+		}
+		if !plan.Empty() {
+			observed = applyPlanToObserved(observed, plan, v.group.Display)
+		}
+	}
+	v.obs = observation{ref: ref, at: start, targets: observed, fresh: true}
+}

@@ -1,0 +1,154 @@
+package targets
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/podlb/podlb/providers"
+)
+
+type scheduledRead struct {
+	after    time.Duration
+	priority int
+}
+
+// readScheduler builds a reconciler whose read requests are recorded, and
+// a pass over pods a (ready 30 s ago) and b (ready 10 s ago).
+func readScheduler(now time.Time) (*BindingReconciler, *pass, *[]scheduledRead) {
+	var got []scheduledRead
+	r := &BindingReconciler{Now: func() time.Time { return now },
+		Timing: Timing{Poll: time.Second, Resync: 10 * time.Minute},
+		ScheduleRead: func(_ providers.BindingKey, after time.Duration, priority int) {
+			got = append(got, scheduledRead{after, priority})
+		}}
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "aws", Port: 80}
+	ps := &pass{key: key, binding: &providers.Binding{Key: key, Mode: providers.ReadyWhenHealthy},
+		group: &providers.Group{Ref: "g", Display: "g", Serving: true, JudgeDelay: 10 * time.Second},
+		entry: &LedgerEntry{Ref: "g", Targets: map[providers.TargetKey]types.UID{}}, pods: map[types.UID]*corev1.Pod{}}
+	for i, name := range []string{"a", "b"} {
+		ready := now.Add(-30 * time.Second)
+		if name == "b" {
+			ready = now.Add(-10 * time.Second)
+		}
+		p := pod(name, name, withCondition(corev1.ContainersReady, corev1.ConditionTrue), func(p *corev1.Pod) {
+			p.Status.Conditions[0].LastTransitionTime = metav1.NewTime(ready)
+		})
+		ps.pods[p.UID] = p
+		ps.desired = append(ps.desired, Desired{Target: providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), Port: 8080},
+			Pod: types.NamespacedName{Namespace: "shop", Name: name}, UID: p.UID})
+	}
+	r.book(key, "g")
+	return r, ps, &got
+}
+
+func healthOf(states map[types.UID]providers.State) *BindingHealth {
+	h := &BindingHealth{Serving: true, Pods: map[types.UID]PodTarget{}}
+	for uid, s := range states {
+		h.Pods[uid] = PodTarget{State: s}
+	}
+	return h
+}
+
+// Reads follow the cloud's timeline: none before a registration can have
+// been judged (registration + the group's judge delay), then at most one
+// per poll interval while a pod is pending; ranked by the longest wait.
+func TestScheduleReadWaitsForTheCloudThenPolls(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, got := readScheduler(now)
+	lastRead := now.Add(-500 * time.Millisecond)
+	// Pod a registered just now, b registered 20 s ago.
+	r.books[ps.key].at[ps.desired[0].Key()] = registration{uid: "a", at: now}
+	r.books[ps.key].at[ps.desired[1].Key()] = registration{uid: "b", at: now.Add(-20 * time.Second)}
+	h := healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Pending})
+	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
+	// b can be judged already: the next read is a poll interval after the
+	// last one. Its priority is that of a, who waited longest (30 s).
+	want := scheduledRead{after: 500 * time.Millisecond, priority: ReadPriority(now.Add(-30 * time.Second))}
+	if len(*got) != 1 || (*got)[0] != want {
+		t.Fatalf("scheduled %+v, want %+v", *got, want)
+	}
+
+	// Only a is pending: nothing to read until its judge delay has passed.
+	*got = nil
+	h = healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Healthy})
+	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
+	if (*got)[0].after != 10*time.Second {
+		t.Errorf("read due after %v, want the judge delay after a's registration (10s)", (*got)[0].after)
+	}
+	if (*got)[0].priority <= BackgroundPriority {
+		t.Errorf("a pending pod's read has background priority")
+	}
+}
+
+func TestScheduleReadInTheBackgroundWhenSettled(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, got := readScheduler(now)
+	settled := healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Healthy})
+
+	// Never read since start: at once, but behind every pending read.
+	r.scheduleRead(ps, settled, observation{ref: "g"}, 0)
+	if s := (*got)[0]; s.after != 0 || s.priority != BackgroundPriority {
+		t.Errorf("first read of a settled binding: %+v", s)
+	}
+	// Read before: at the resync, jittered by at most a tenth of it.
+	*got = nil
+	r.scheduleRead(ps, settled, observation{ref: "g", at: now}, 0)
+	if s := (*got)[0]; s.after < 10*time.Minute || s.after > 11*time.Minute || s.priority != BackgroundPriority {
+		t.Errorf("resync read: %+v", s)
+	}
+	// A failed read is retried after the given delay.
+	*got = nil
+	r.scheduleRead(ps, settled, observation{ref: "g", at: now}, 7*time.Second)
+	if s := (*got)[0]; s.after != 7*time.Second {
+		t.Errorf("retry: %+v", s)
+	}
+	// Unhealthy pods in healthy mode are looked at less often; pods in a
+	// group nobody uses rarely.
+	*got = nil
+	r.scheduleRead(ps, healthOf(map[types.UID]providers.State{"a": providers.Unhealthy, "b": providers.Healthy}), observation{ref: "g", at: now}, 0)
+	if s := (*got)[0]; s.after != 5*time.Second {
+		t.Errorf("unhealthy: %+v", s)
+	}
+	*got = nil
+	r.scheduleRead(ps, healthOf(map[types.UID]providers.State{"a": providers.Unused, "b": providers.Unused}), observation{ref: "g", at: now}, 0)
+	if s := (*got)[0]; s.after != 30*time.Second {
+		t.Errorf("unused: %+v", s)
+	}
+}
+
+// A read that began before a write cannot have seen it: storing it must
+// not bring back a target just deregistered nor lose one just registered,
+// or the next plan would undo or repeat the write.
+func TestStoreReadKeepsWritesMadeDuringTheRead(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, _ := readScheduler(now)
+	a, b := ps.desired[0].Target, ps.desired[1].Target
+	r.observation(ps) // the group the reader reads
+	start := now.Add(-time.Second)
+	book := r.books[ps.key]
+	book.at[a.Key()] = registration{uid: "a", at: now, target: a}
+	book.deregistered[b.Key()] = now
+	read := []providers.Observed{{Target: b, State: providers.Healthy, CloudState: "healthy"}}
+	r.storeRead(ps.key, "g", start, read, nil)
+	obs := r.observation(ps)
+	if !obs.fresh || !obs.at.Equal(start) {
+		t.Fatalf("stored read: %+v", obs)
+	}
+	states := map[providers.TargetKey]providers.State{}
+	for _, o := range obs.targets {
+		states[o.Key()] = o.State
+	}
+	if states[a.Key()] != providers.Pending || states[b.Key()] != providers.Draining {
+		t.Errorf("writes during the read lost: %v", states)
+	}
+	// A read of a group the binding left meanwhile is dropped.
+	r.storeRead(ps.key, "other", now, nil, nil)
+	if got := r.observation(ps); got.ref != "g" || len(got.targets) != 2 {
+		t.Errorf("a read of another group replaced the observation: %+v", got)
+	}
+}
