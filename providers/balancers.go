@@ -99,3 +99,68 @@ type HTTPBalancers interface {
 	// first. What is already gone counts as deleted.
 	DeleteHTTP(ctx context.Context, cluster string, key BalancerKey) error
 }
+
+// L4Balancer is one TCP/UDP load balancer for Services of type
+// LoadBalancer: one Service, or a group of Services sharing it. Each
+// listener forwards to the pods of one Service port.
+type L4Balancer struct {
+	Key     BalancerKey
+	Cluster string
+	// Listeners in a stable order; no two share a port and protocol
+	// family (the core refuses such conflicts within a group first).
+	Listeners []L4Listener
+	// Spec is the cloud's parsed load-balancer annotation (the first
+	// member's, for a group), as returned by ParseBalancerSpec.
+	Spec any
+}
+
+// L4Listener is one port of the load balancer.
+type L4Listener struct {
+	Port int32
+	// Protocol is the Service port's: TCP or UDP.
+	Protocol string
+	Backend  L4Backend
+}
+
+// L4Backend is the Service port a listener forwards to.
+type L4Backend struct {
+	Namespace string
+	Service   string
+	Port      int32
+	PortName  string
+}
+
+// ID is the backend's key in EnsureL4's result and in the bindings that
+// register its pods: "namespace/service:port".
+func (b L4Backend) ID() string {
+	return b.Namespace + "/" + b.Service + ":" + strconv.Itoa(int(b.Port))
+}
+
+// L4Balancers provisions TCP/UDP load balancers on one cloud.
+type L4Balancers interface {
+	// ParseBalancerSpec validates the cloud's load-balancer annotation
+	// value for a Service of type LoadBalancer; fields that only apply to
+	// HTTP are refused, naming the field.
+	ParseL4Spec(raw string) (any, error)
+	// EnsureL4 brings the load balancer, its listeners and one group per
+	// listener in line with lb by minimal changes; a listener's traffic is
+	// never disturbed by changes to others. A listener the cloud cannot
+	// serve (UDP where only VM-level backends can take it) or whose port
+	// is held by a listener podlb did not create is left out and named in
+	// the result's Refused, with the reason naming the holder; such a
+	// listener is never modified or removed. It returns, per backend ID,
+	// the Spec of the target binding that registers the backend's pods.
+	EnsureL4(ctx context.Context, lb *L4Balancer) (*L4Result, error)
+	// DeleteL4 removes what EnsureL4 created for key, in dependency
+	// order, verifying each resource is podlb's first. What is already
+	// gone counts as deleted.
+	DeleteL4(ctx context.Context, cluster string, key BalancerKey) error
+}
+
+// L4Result is what EnsureL4 reports.
+type L4Result struct {
+	Status BalancerStatus
+	Specs  map[string]Spec
+	// Refused maps a listener ("80/TCP") to why it is not served.
+	Refused map[string]string
+}
