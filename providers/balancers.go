@@ -110,7 +110,7 @@ type L4Balancer struct {
 	// family (the core refuses such conflicts within a group first).
 	Listeners []L4Listener
 	// Spec is the cloud's parsed load-balancer annotation (the first
-	// member's, for a group), as returned by ParseBalancerSpec.
+	// member's, for a group), as returned by ParseL4Spec.
 	Spec any
 }
 
@@ -138,8 +138,8 @@ func (b L4Backend) ID() string {
 
 // L4Balancers provisions TCP/UDP load balancers on one cloud.
 type L4Balancers interface {
-	// ParseBalancerSpec validates the cloud's load-balancer annotation
-	// value for a Service of type LoadBalancer; fields that only apply to
+	// ParseL4Spec validates the cloud's load-balancer annotation value
+	// for a Service of type LoadBalancer; fields that only apply to
 	// HTTP are refused, naming the field.
 	ParseL4Spec(raw string) (any, error)
 	// EnsureL4 brings the load balancer, its listeners and one group per
