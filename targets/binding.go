@@ -226,9 +226,11 @@ func compareKeys(a, b providers.TargetKey) int {
 //
 // A lone change goes out at once; changes arriving within the coalesce
 // window after a write of this binding wait for the window's end and go
-// out together (gather says how long). Writes then wait for a slot of the
-// cloud's write budget, most waited-for first, and plan again once they
-// hold one, so what arrived meanwhile rides in the same call.
+// out together (gather says how long). Writes then need a slot of the
+// cloud's write budget (a Dispatcher, most waited-for first); without one
+// the binding waits in line (gather is then a safety-net delay) and plans
+// again once it holds one, so what arrived meanwhile rides in the same
+// call.
 func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []providers.Observed) (out []providers.Observed, gather time.Duration, err error) {
 	plan := r.plan(ps, observed)
 	if plan.Empty() {
@@ -239,11 +241,15 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		return observed, gather, nil
 	}
 	if d := r.Writes[ps.key.Provider]; d != nil {
-		release, err := d.Acquire(ctx, r.waitingSince(ps, plan))
-		if err != nil {
-			return nil, 0, err
+		release, ok := d.TryAcquire(ps.key, r.waitingSince(ps, plan))
+		if !ok {
+			// In line for a write slot; the dispatcher wakes the binding
+			// when one is reserved for it. Looking again later is only a
+			// safety net.
+			return observed, queuedLook, nil
 		}
 		defer release()
+		var err error
 		if ps.desired, ps.pods, err = r.desired(ctx, ps.binding); err != nil {
 			return nil, 0, fmt.Errorf("reading cluster state: %w", err)
 		}
@@ -295,6 +301,10 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	r.pruneLedger(ps, observed)
 	return observed, 0, nil
 }
+
+// queuedLook is when a binding waiting for a write slot looks again
+// should its wake-up be lost.
+const queuedLook = 30 * time.Second
 
 // plan diffs the desired targets, less those refused and not yet due for
 // a retry, against the observation and the ledger, and records every

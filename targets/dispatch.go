@@ -2,76 +2,141 @@ package targets
 
 import (
 	"container/heap"
-	"context"
 	"sync"
 	"time"
+
+	"github.com/podlb/podlb/providers"
 )
 
-// Dispatcher hands out a cloud's write budget: at most Slots target-write
-// passes run at once, and when bindings wait for one, the binding whose
-// oldest waiting pod has waited longest goes first. A binding holds its
+// Dispatcher hands out a cloud's write budget: at most slots bindings
+// write at once, and when bindings wait for a slot, the binding whose
+// oldest waiting pod has waited longest goes next. A binding holds its
 // slot while its calls wait on the provider's client-side buckets, so
 // under saturation bindings queue here, in the order of their pods'
-// waits, instead of in the order their events arrived; and since a
-// binding plans again once it holds a slot, what arrived meanwhile rides
-// in the same call.
+// waits, not in the order their events arrived.
+//
+// Waiting costs no worker: a binding that finds no slot is queued and its
+// reconcile ends; when a slot frees up it is reserved for the most urgent
+// binding, which Wake brings back. Since a binding plans when it holds
+// the slot, whatever arrived meanwhile rides in the same call.
 type Dispatcher struct {
-	mu      sync.Mutex
-	slots   int
-	busy    int
-	waiting waiters
-	seq     uint64
+	// Wake brings a binding back for the slot reserved for it.
+	Wake func(providers.BindingKey)
+	// Hold is how long a reserved slot waits for its binding before it
+	// goes to the next (the binding may have gone).
+	Hold time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+
+	mu       sync.Mutex
+	slots    int
+	busy     int
+	waiting  waiters
+	byKey    map[providers.BindingKey]*waiter
+	reserved map[providers.BindingKey]time.Time
+	seq      uint64
 }
 
 // NewDispatcher returns a dispatcher with slots concurrent writers.
-func NewDispatcher(slots int) *Dispatcher {
-	return &Dispatcher{slots: max(slots, 1)}
+func NewDispatcher(slots int, wake func(providers.BindingKey)) *Dispatcher {
+	return &Dispatcher{slots: max(slots, 1), Wake: wake, Hold: 10 * time.Second,
+		byKey: map[providers.BindingKey]*waiter{}, reserved: map[providers.BindingKey]time.Time{}}
 }
 
-// Acquire waits for a slot. since is how long the work has waited (the
-// oldest pod's ContainersReady time); earlier goes first, equal times in
-// arrival order. The returned release must be called once.
-func (d *Dispatcher) Acquire(ctx context.Context, since time.Time) (release func(), err error) {
-	d.mu.Lock()
-	if d.busy < d.slots && len(d.waiting) == 0 {
-		d.busy++
-		d.mu.Unlock()
-		return d.release, nil
+func (d *Dispatcher) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
 	}
-	w := &waiter{since: since, seq: d.seq, ready: make(chan struct{})}
-	d.seq++
-	heap.Push(&d.waiting, w)
-	d.mu.Unlock()
-	select {
-	case <-w.ready:
-		return d.release, nil
-	case <-ctx.Done():
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if w.index < 0 {
-			// Granted while giving up: pass the slot on.
-			d.releaseLocked()
-		} else {
-			heap.Remove(&d.waiting, w.index)
-		}
-		return nil, ctx.Err()
+	return time.Now()
+}
+
+// TryAcquire takes a slot for key: the one reserved for it, or a free one
+// when no more urgent binding waits. Otherwise key waits in line, ranked
+// by since (how long its oldest change has waited; ties in arrival order),
+// and Wake(key) is called when a slot is reserved for it. The returned
+// release must be called once when ok.
+func (d *Dispatcher) TryAcquire(key providers.BindingKey, since time.Time) (release func(), ok bool) {
+	d.mu.Lock()
+	woken := d.expireLocked()
+	defer func() {
+		d.mu.Unlock()
+		d.wake(woken)
+	}()
+	if _, ok := d.reserved[key]; ok {
+		delete(d.reserved, key)
+		d.busy++
+		d.dropWaiterLocked(key)
+		return d.release, true
+	}
+	w := d.byKey[key]
+	if d.busy+len(d.reserved) < d.slots && (len(d.waiting) == 0 || d.waiting[0] == w) {
+		d.busy++
+		d.dropWaiterLocked(key)
+		return d.release, true
+	}
+	switch {
+	case w == nil:
+		w = &waiter{key: key, since: since, seq: d.seq}
+		d.seq++
+		heap.Push(&d.waiting, w)
+		d.byKey[key] = w
+	case since.Before(w.since):
+		w.since = since
+		heap.Fix(&d.waiting, w.index)
+	}
+	return nil, false
+}
+
+func (d *Dispatcher) dropWaiterLocked(key providers.BindingKey) {
+	if w := d.byKey[key]; w != nil {
+		heap.Remove(&d.waiting, w.index)
+		delete(d.byKey, key)
 	}
 }
 
 func (d *Dispatcher) release() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.releaseLocked()
+	d.busy--
+	woken := d.grantLocked()
+	d.mu.Unlock()
+	d.wake(woken)
 }
 
-func (d *Dispatcher) releaseLocked() {
-	if len(d.waiting) > 0 {
-		// The slot goes straight to the most urgent waiter.
+// grantLocked reserves free slots for the most urgent waiters.
+func (d *Dispatcher) grantLocked() []providers.BindingKey {
+	var woken []providers.BindingKey
+	for d.busy+len(d.reserved) < d.slots && len(d.waiting) > 0 {
 		w := heap.Pop(&d.waiting).(*waiter)
-		close(w.ready)
+		delete(d.byKey, w.key)
+		d.reserved[w.key] = d.now().Add(d.Hold)
+		woken = append(woken, w.key)
+	}
+	return woken
+}
+
+// expireLocked frees reservations nobody came for and passes them on.
+func (d *Dispatcher) expireLocked() []providers.BindingKey {
+	now := d.now()
+	expired := false
+	for k, until := range d.reserved {
+		if now.After(until) {
+			delete(d.reserved, k)
+			expired = true
+		}
+	}
+	if !expired {
+		return nil
+	}
+	return d.grantLocked()
+}
+
+func (d *Dispatcher) wake(keys []providers.BindingKey) {
+	if d.Wake == nil {
 		return
 	}
-	d.busy--
+	for _, k := range keys {
+		d.Wake(k)
+	}
 }
 
 // Waiting reports how many bindings wait for a slot.
@@ -82,10 +147,10 @@ func (d *Dispatcher) Waiting() int {
 }
 
 type waiter struct {
+	key   providers.BindingKey
 	since time.Time
 	seq   uint64
 	index int
-	ready chan struct{}
 }
 
 type waiters []*waiter

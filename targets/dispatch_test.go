@@ -1,121 +1,119 @@
 package targets
 
 import (
-	"context"
-	"sync"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/podlb/podlb/providers"
 )
+
+func bkey(n int) providers.BindingKey {
+	return providers.BindingKey{Namespace: "ns", Service: fmt.Sprintf("svc-%d", n), Provider: "aws", Port: 80}
+}
 
 // The write budget goes to the binding whose pods waited longest, not to
 // whoever asked first: a burst of new work never starves older work.
-func TestDispatcherGrantsOldestWaitFirst(t *testing.T) {
-	d := NewDispatcher(1)
-	hold, err := d.Acquire(context.Background(), time.Now())
-	if err != nil {
-		t.Fatal(err)
+// Waiting bindings are woken one per freed slot, in that order.
+func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
+	var woken []providers.BindingKey
+	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
+	release, ok := d.TryAcquire(bkey(0), time.Now())
+	if !ok {
+		t.Fatal("a free slot was refused")
 	}
 	base := time.Unix(1000, 0)
-	var (
-		mu    sync.Mutex
-		order []int
-		wg    sync.WaitGroup
-	)
-	// Arrival order 3, 1, 2; waits since base+3s, base+1s, base+2s; plus
-	// a tie with 1 that arrives last.
-	for i, n := range []int{3, 1, 2, 4} {
+	// Arrival order 3, 1, 2, 4; 4 ties with 1 and arrives later.
+	for _, n := range []int{3, 1, 2, 4} {
 		since := base.Add(time.Duration(n) * time.Second)
 		if n == 4 {
 			since = base.Add(time.Second)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			release, err := d.Acquire(context.Background(), since)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			order = append(order, n)
-			mu.Unlock()
-			release()
-		}()
-		waitFor(t, func() bool { return d.Waiting() == i+1 })
-	}
-	hold()
-	wg.Wait()
-	want := []int{1, 4, 2, 3}
-	for i := range want {
-		if order[i] != want[i] {
-			t.Fatalf("grant order %v, want %v (oldest wait first, ties in arrival order)", order, want)
+		if _, ok := d.TryAcquire(bkey(n), since); ok {
+			t.Fatalf("binding %d got a taken slot", n)
 		}
+	}
+	// Asking again while waiting keeps the place in line.
+	if _, ok := d.TryAcquire(bkey(3), base.Add(time.Hour)); ok {
+		t.Fatal("a waiting binding took a taken slot")
+	}
+	var order []int
+	for i := range 5 {
+		release()
+		if len(woken) != 1 {
+			t.Fatalf("woken %v after one release, want one binding", woken)
+		}
+		k := woken[0]
+		woken = nil
+		if i == 0 {
+			// Another binding cannot take the slot reserved for the
+			// woken one; it joins the line, last.
+			if _, ok := d.TryAcquire(bkey(99), base.Add(10*time.Second)); ok {
+				t.Fatal("a reserved slot went to another binding")
+			}
+		}
+		if release, ok = d.TryAcquire(k, time.Now()); !ok {
+			t.Fatalf("the woken binding %v found no slot", k)
+		}
+		var n int
+		fmt.Sscanf(k.Service, "svc-%d", &n)
+		order = append(order, n)
+	}
+	if want := []int{1, 4, 2, 3, 99}; !slices.Equal(order, want) {
+		t.Fatalf("grant order %v, want %v (oldest wait first, ties in arrival order)", order, want)
+	}
+	release()
+	if len(woken) != 0 || d.busy != 0 {
+		t.Fatalf("after the last release: woken %v, busy %d", woken, d.busy)
 	}
 }
 
 func TestDispatcherRunsSlotsConcurrently(t *testing.T) {
-	d := NewDispatcher(2)
-	r1, _ := d.Acquire(context.Background(), time.Now())
-	r2, _ := d.Acquire(context.Background(), time.Now())
-	got := make(chan struct{})
-	go func() {
-		r, _ := d.Acquire(context.Background(), time.Now())
-		close(got)
-		r()
-	}()
-	waitFor(t, func() bool { return d.Waiting() == 1 })
-	select {
-	case <-got:
+	d := NewDispatcher(2, nil)
+	r1, ok1 := d.TryAcquire(bkey(1), time.Now())
+	r2, ok2 := d.TryAcquire(bkey(2), time.Now())
+	if !ok1 || !ok2 {
+		t.Fatal("two slots, two writers: refused")
+	}
+	if _, ok := d.TryAcquire(bkey(3), time.Now()); ok {
 		t.Fatal("a third writer got a slot while both were taken")
-	case <-time.After(20 * time.Millisecond):
 	}
 	r1()
-	<-got
+	r3, ok := d.TryAcquire(bkey(3), time.Now())
+	if !ok {
+		t.Fatal("the slot freed for the waiting writer was not given to it")
+	}
 	r2()
-	// Every slot is free again: two more acquire without waiting.
-	a, _ := d.Acquire(context.Background(), time.Now())
-	b, _ := d.Acquire(context.Background(), time.Now())
-	if d.Waiting() != 0 {
-		t.Fatal("slots leaked")
+	r3()
+	if d.Waiting() != 0 || d.busy != 0 || len(d.reserved) != 0 {
+		t.Fatalf("slots leaked: busy %d reserved %d waiting %d", d.busy, len(d.reserved), d.Waiting())
 	}
-	a()
-	b()
 }
 
-// A waiter that gives up leaves the queue, and a slot granted to it as it
-// gives up is passed on rather than lost.
-func TestDispatcherCancelledWaiterPassesItsSlotOn(t *testing.T) {
-	d := NewDispatcher(1)
-	hold, _ := d.Acquire(context.Background(), time.Now())
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error)
-	go func() {
-		_, err := d.Acquire(ctx, time.Unix(1, 0))
-		errc <- err
-	}()
-	waitFor(t, func() bool { return d.Waiting() == 1 })
-	cancel()
-	if err := <-errc; err == nil {
-		t.Fatal("a cancelled waiter got a slot")
+// A slot reserved for a binding that never comes back (deleted meanwhile)
+// goes to the next one after the hold time instead of being lost.
+func TestDispatcherPassesOnAnUnclaimedReservation(t *testing.T) {
+	now := time.Unix(5000, 0)
+	var woken []providers.BindingKey
+	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
+	d.Now = func() time.Time { return now }
+	release, _ := d.TryAcquire(bkey(0), now)
+	d.TryAcquire(bkey(1), now.Add(-2*time.Second))
+	d.TryAcquire(bkey(2), now.Add(-time.Second))
+	release()
+	if len(woken) != 1 || woken[0] != bkey(1) {
+		t.Fatalf("woken %v, want svc-1", woken)
 	}
-	if d.Waiting() != 0 {
-		t.Fatal("the cancelled waiter is still queued")
+	now = now.Add(d.Hold + time.Second)
+	// Any call notices the stale reservation and passes the slot on.
+	if _, ok := d.TryAcquire(bkey(3), now); ok {
+		t.Fatal("svc-3 jumped the line")
 	}
-	hold()
-	r, err := d.Acquire(context.Background(), time.Now())
-	if err != nil {
-		t.Fatal(err)
+	if len(woken) != 2 || woken[1] != bkey(2) {
+		t.Fatalf("woken %v, want svc-2 next", woken)
 	}
-	r()
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
+	if _, ok := d.TryAcquire(bkey(2), now); !ok {
+		t.Fatal("svc-2 found no slot")
 	}
 }

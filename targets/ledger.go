@@ -45,8 +45,13 @@ type Ledger struct {
 	reader    client.Reader // uncached: the ledger is read rarely, written often
 	namespace string
 
+	// loading serialises the one list that fills entries at start.
+	loading sync.Mutex
 	mu      sync.Mutex
 	entries map[providers.BindingKey]*LedgerEntry
+	// loaded is true once every stored entry has been read: a binding
+	// missing from entries then has none.
+	loaded bool
 	// refLabelled is true once every stored entry carries the ref label.
 	refLabelled bool
 }
@@ -136,13 +141,22 @@ func ledgerName(k providers.BindingKey) string {
 // The leader is the only writer, so after the first read memory is
 // authoritative.
 func (l *Ledger) Get(ctx context.Context, k providers.BindingKey) (*LedgerEntry, error) {
-	l.mu.Lock()
-	e, ok := l.entries[k]
-	l.mu.Unlock()
-	if ok {
+	if e, ok, loaded := l.cached(k); ok {
 		return e.clone(), nil
+	} else if !loaded {
+		// At start every binding asks at once: one list of all entries
+		// costs less than one read each.
+		if err := l.load(ctx); err == nil {
+			if e, ok, _ := l.cached(k); ok {
+				return e.clone(), nil
+			}
+			return l.keep(k, &LedgerEntry{Targets: map[providers.TargetKey]types.UID{}}), nil
+		}
 	}
-	var cm corev1.ConfigMap
+	var (
+		cm corev1.ConfigMap
+		e  *LedgerEntry
+	)
 	err := l.reader.Get(ctx, client.ObjectKey{Namespace: l.namespace, Name: ledgerName(k)}, &cm)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -152,10 +166,55 @@ func (l *Ledger) Get(ctx context.Context, k providers.BindingKey) (*LedgerEntry,
 	default:
 		e = entryFromConfigMap(&cm)
 	}
+	return l.keep(k, e), nil
+}
+
+func (l *Ledger) cached(k providers.BindingKey) (e *LedgerEntry, ok, loaded bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok = l.entries[k]
+	return e, ok, l.loaded
+}
+
+// keep caches e for k unless an entry got there first, and returns a
+// copy of the cached one.
+func (l *Ledger) keep(k providers.BindingKey, e *LedgerEntry) *LedgerEntry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur, ok := l.entries[k]; ok {
+		return cur.clone()
+	}
 	l.entries[k] = e
+	return e.clone()
+}
+
+// load reads every stored entry once, in pages.
+func (l *Ledger) load(ctx context.Context) error {
+	l.loading.Lock()
+	defer l.loading.Unlock()
+	if _, _, loaded := l.cached(providers.BindingKey{}); loaded {
+		return nil
+	}
+	opts := []client.ListOption{client.InNamespace(l.namespace), client.MatchingLabels{ledgerLabelManagedBy: "podlb"}, client.Limit(500)}
+	for {
+		var list corev1.ConfigMapList
+		if err := l.reader.List(ctx, &list, opts...); err != nil {
+			return fmt.Errorf("listing ledger: %w", err)
+		}
+		for i := range list.Items {
+			if k, ok := ledgerKey(&list.Items[i]); ok && ledgerName(k) == list.Items[i].Name {
+				l.keep(k, entryFromConfigMap(&list.Items[i]))
+			}
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts = append(opts, client.Continue(list.Continue))
+	}
+	l.mu.Lock()
+	l.loaded = true
 	l.mu.Unlock()
-	return e.clone(), nil
+	return nil
 }
 
 // Put stores the entry when it differs from what is stored.

@@ -49,6 +49,9 @@ func run(args []string) error {
 		return fmt.Errorf("--cluster-name is required")
 	}
 	logger := zap.New(zap.UseFlagOptions(&f.Zap))
+	if soft := setMemoryLimit("/sys/fs/cgroup/memory.max"); soft > 0 {
+		logger.Info("memory limit from the container", "soft limit bytes", soft)
+	}
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
 	if err != nil {

@@ -214,9 +214,13 @@ func (r *queueRef[T]) add(item T, d time.Duration, priority *int) {
 	}
 }
 
-// readPriority puts bindings with a fresh health read ahead of other
-// binding work: it is the gate path.
-const readPriority = 10
+// Binding queue priorities: a binding a write slot is reserved for goes
+// first (the slot waits for it), then bindings with a fresh health read
+// (the gate path), then everything else.
+const (
+	wokenPriority = 20
+	readPriority  = 10
+)
 
 // Setup adds podlb's controllers to a manager.
 func Setup(mgr manager.Manager, o Options) error {
@@ -260,8 +264,9 @@ func Setup(mgr manager.Manager, o Options) error {
 
 	// Binding controller.
 	writes := map[string]*targets.Dispatcher{}
+	slotReserved := wokenPriority
 	for name := range provByName {
-		writes[name] = targets.NewDispatcher(o.WriteSlots)
+		writes[name] = targets.NewDispatcher(o.WriteSlots, func(k providers.BindingKey) { bindingQ.add(k, 0, &slotReserved) })
 	}
 	br := &targets.BindingReconciler{Client: c, Registry: reg, Ledger: ledger, Providers: provByName, Recorder: recorder, Timing: o.Timing,
 		Writes: writes,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -102,15 +103,23 @@ type Provider struct {
 	ec2   *ec2.Client
 	calls *providers.Caller
 
+	// Look-ups batched across bindings: many per call at start-up.
+	groupsByARN, groupsByName *providers.Batcher[string, types.TargetGroup]
+	tagsByARN                 *providers.Batcher[string, map[string]string]
+
 	mu     sync.Mutex
 	groups map[providers.BindingKey]*cachedGroup
 	vpcs   map[string]*vpcNetworks
+	// drains caches each group's deregistration delay, read off the
+	// binding's first pass (see drain).
+	drains   map[string]int64
+	fetching map[string]bool
 }
 
 type cachedGroup struct {
 	spec    string
 	group   *providers.Group
-	fetched time.Time
+	expires time.Time
 }
 
 // New builds the provider. Without explicit credentials it uses the
@@ -155,7 +164,13 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		calls:  providers.NewCaller("aws", limits, limits["*"], classify),
 		groups: map[providers.BindingKey]*cachedGroup{},
 		vpcs:   map[string]*vpcNetworks{},
+		drains: map[string]int64{},
 	}
+	p.groupsByARN = &providers.Batcher[string, types.TargetGroup]{Max: lookupMax, Call: p.groupLookup(false)}
+	p.groupsByName = &providers.Batcher[string, types.TargetGroup]{Max: lookupMax, Call: p.groupLookup(true)}
+	p.tagsByARN = &providers.Batcher[string, map[string]string]{Max: lookupMax, Call: func(ctx context.Context, arns []string) (map[string]map[string]string, error) {
+		return oneByOneOnNotFound(ctx, arns, p.describeTags)
+	}}
 	p.elb = elbv2.NewFromConfig(cfg, func(eo *elbv2.Options) {
 		if o.ELBv2Endpoint != "" {
 			eo.BaseEndpoint = aws.String(o.ELBv2Endpoint)
@@ -193,7 +208,17 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	p.mu.Unlock()
 	// A group no load balancer uses is described again on every look, so
 	// the gate notices a new listener promptly.
-	if c != nil && c.spec == summary && c.group.Serving && time.Since(c.fetched) < p.opts.GroupCacheTTL {
+	if c != nil && c.spec == summary && c.group.Serving && time.Now().Before(c.expires) {
+		if c.group.DrainSeconds == 0 {
+			if d := p.drain(c.group.Ref); d != 0 {
+				g := *c.group
+				g.DrainSeconds = d
+				c = &cachedGroup{spec: c.spec, group: &g, expires: c.expires}
+				p.mu.Lock()
+				p.groups[b.Key] = c
+				p.mu.Unlock()
+			}
+		}
 		return c.group, nil
 	}
 	var (
@@ -231,10 +256,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	if !protocolServes(string(tg.Protocol), b.Protocol) {
 		return nil, providers.Errorf(providers.Invalid, field, "target group %s uses protocol %s, which cannot serve Service port %d/%s", aws.ToString(tg.TargetGroupName), tg.Protocol, b.Key.Port, b.Protocol)
 	}
-	drain, err := p.drainSeconds(ctx, aws.ToString(tg.TargetGroupArn))
-	if err != nil {
-		return nil, err
-	}
+	drain := p.drain(aws.ToString(tg.TargetGroupArn))
 	arn := aws.ToString(tg.TargetGroupArn)
 	g := &providers.Group{
 		Ref:          arn,
@@ -251,7 +273,10 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		g.NotServingWhy = "no load balancer listener or rule forwards to it"
 	}
 	p.mu.Lock()
-	p.groups[b.Key] = &cachedGroup{spec: summary, group: g, fetched: time.Now()}
+	// Expiry is spread over a fifth of the TTL so groups resolved together
+	// at start-up are not described again all at once.
+	ttl := p.opts.GroupCacheTTL + time.Duration(rand.Int64N(int64(p.opts.GroupCacheTTL/5)+1))
+	p.groups[b.Key] = &cachedGroup{spec: summary, group: g, expires: time.Now().Add(ttl)}
 	p.mu.Unlock()
 	return g, nil
 }
@@ -283,19 +308,95 @@ func displayName(arn string) string {
 	return arn
 }
 
+// describeGroup describes one target group. Look-ups of one ARN or one
+// name are batched with concurrent ones (see providers.Batcher).
 func (p *Provider) describeGroup(ctx context.Context, in *elbv2.DescribeTargetGroupsInput, field string) (*types.TargetGroup, error) {
-	var out *elbv2.DescribeTargetGroupsOutput
-	err := p.calls.Call(ctx, "DescribeTargetGroups", func(ctx context.Context) (err error) {
-		out, err = p.elb.DescribeTargetGroups(ctx, in)
-		return err
-	})
+	var (
+		tg    types.TargetGroup
+		found bool
+		err   error
+	)
+	switch {
+	case len(in.TargetGroupArns) == 1 && len(in.Names) == 0:
+		tg, found, err = p.groupsByARN.Get(ctx, in.TargetGroupArns[0])
+	case len(in.Names) == 1 && len(in.TargetGroupArns) == 0:
+		tg, found, err = p.groupsByName.Get(ctx, in.Names[0])
+	default:
+		var out *elbv2.DescribeTargetGroupsOutput
+		if out, err = p.describeTargetGroups(ctx, in); err == nil && len(out.TargetGroups) > 0 {
+			tg, found = out.TargetGroups[0], true
+		}
+	}
 	if err != nil {
 		return nil, providers.WithField(field, err)
 	}
-	if len(out.TargetGroups) == 0 {
+	if !found {
 		return nil, providers.Errorf(providers.NotFound, field, "target group not found")
 	}
-	return &out.TargetGroups[0], nil
+	return &tg, nil
+}
+
+func (p *Provider) describeTargetGroups(ctx context.Context, in *elbv2.DescribeTargetGroupsInput) (out *elbv2.DescribeTargetGroupsOutput, err error) {
+	err = p.calls.Call(ctx, "DescribeTargetGroups", func(ctx context.Context) (err error) {
+		out, err = p.elb.DescribeTargetGroups(ctx, in)
+		return err
+	})
+	return out, err
+}
+
+// lookupMax is the most ARNs or names per DescribeTargetGroups and
+// DescribeTags call.
+const lookupMax = 20
+
+// groupLookup describes target groups by ARN or by name, many per call.
+// ELBv2 fails the whole call when one of them does not exist, so such a
+// batch is asked again one by one.
+func (p *Provider) groupLookup(byName bool) func(ctx context.Context, keys []string) (map[string]types.TargetGroup, error) {
+	one := func(ctx context.Context, keys []string) (map[string]types.TargetGroup, error) {
+		in := &elbv2.DescribeTargetGroupsInput{TargetGroupArns: keys}
+		if byName {
+			in = &elbv2.DescribeTargetGroupsInput{Names: keys}
+		}
+		out, err := p.describeTargetGroups(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		res := make(map[string]types.TargetGroup, len(out.TargetGroups))
+		for _, tg := range out.TargetGroups {
+			k := aws.ToString(tg.TargetGroupArn)
+			if byName {
+				k = aws.ToString(tg.TargetGroupName)
+			}
+			res[k] = tg
+		}
+		return res, nil
+	}
+	return func(ctx context.Context, keys []string) (map[string]types.TargetGroup, error) {
+		return oneByOneOnNotFound(ctx, keys, one)
+	}
+}
+
+// oneByOneOnNotFound calls call with all keys, and when that fails
+// because some key does not exist, with each key alone.
+func oneByOneOnNotFound[V any](ctx context.Context, keys []string, call func(context.Context, []string) (map[string]V, error)) (map[string]V, error) {
+	res, err := call(ctx, keys)
+	if err == nil || len(keys) == 1 || providers.ClassOf(err) != providers.NotFound {
+		return res, err
+	}
+	res = map[string]V{}
+	for _, k := range keys {
+		got, err := call(ctx, []string{k})
+		switch {
+		case providers.ClassOf(err) == providers.NotFound:
+		case err != nil:
+			return nil, err
+		default:
+			for kk, v := range got {
+				res[kk] = v
+			}
+		}
+	}
+	return res, nil
 }
 
 // ensureOwned finds or creates the group podlb owns for a binding and
@@ -467,7 +568,43 @@ func (p *Provider) alignSettings(ctx context.Context, tg *types.TargetGroup, c *
 
 const drainAttribute = "deregistration_delay.timeout_seconds"
 
+// drain returns the group's deregistration delay when known, and 0 while
+// it is read in the background: it only serves the termination-grace
+// warning, and reading it on the binding's first pass would cost one
+// call per group before any target is registered.
+func (p *Provider) drain(arn string) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d, ok := p.drains[arn]; ok {
+		return d
+	}
+	if p.fetching == nil {
+		p.fetching = map[string]bool{}
+	}
+	if !p.fetching[arn] {
+		p.fetching[arn] = true
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			d, err := p.drainSeconds(ctx, arn)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			delete(p.fetching, arn)
+			if err == nil {
+				p.drains[arn] = d
+			}
+		}()
+	}
+	return 0
+}
+
 func (p *Provider) drainSeconds(ctx context.Context, arn string) (int64, error) {
+	p.mu.Lock()
+	d, ok := p.drains[arn]
+	p.mu.Unlock()
+	if ok {
+		return d, nil
+	}
 	var out *elbv2.DescribeTargetGroupAttributesOutput
 	err := p.calls.Call(ctx, "DescribeTargetGroupAttributes", func(ctx context.Context) (err error) {
 		out, err = p.elb.DescribeTargetGroupAttributes(ctx, &elbv2.DescribeTargetGroupAttributesInput{TargetGroupArn: aws.String(arn)})
@@ -476,13 +613,16 @@ func (p *Provider) drainSeconds(ctx context.Context, arn string) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
+	d = 300
 	for _, a := range out.Attributes {
 		if aws.ToString(a.Key) == drainAttribute {
-			n, _ := strconv.ParseInt(aws.ToString(a.Value), 10, 64)
-			return n, nil
+			d, _ = strconv.ParseInt(aws.ToString(a.Value), 10, 64)
 		}
 	}
-	return 300, nil
+	p.mu.Lock()
+	p.drains[arn] = d
+	p.mu.Unlock()
+	return d, nil
 }
 
 func (p *Provider) setDrain(ctx context.Context, arn string, seconds int32, field string) error {
@@ -493,25 +633,44 @@ func (p *Provider) setDrain(ctx context.Context, arn string, seconds int32, fiel
 		})
 		return err
 	})
+	if err == nil {
+		p.mu.Lock()
+		p.drains[arn] = int64(seconds)
+		p.mu.Unlock()
+	}
 	return providers.WithField(field+".deregistrationDelaySeconds", err)
 }
 
 func (p *Provider) tags(ctx context.Context, arn string) (map[string]string, error) {
+	tags, found, err := p.tagsByARN.Get(ctx, arn)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return map[string]string{}, nil
+	}
+	return tags, nil
+}
+
+// describeTags reads the tags of up to 20 resources in one call.
+func (p *Provider) describeTags(ctx context.Context, arns []string) (map[string]map[string]string, error) {
 	var out *elbv2.DescribeTagsOutput
 	err := p.calls.Call(ctx, "DescribeTags", func(ctx context.Context) (err error) {
-		out, err = p.elb.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: []string{arn}})
+		out, err = p.elb.DescribeTags(ctx, &elbv2.DescribeTagsInput{ResourceArns: arns})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	tags := map[string]string{}
+	res := make(map[string]map[string]string, len(out.TagDescriptions))
 	for _, d := range out.TagDescriptions {
+		tags := map[string]string{}
 		for _, t := range d.Tags {
 			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 		}
+		res[aws.ToString(d.ResourceArn)] = tags
 	}
-	return tags, nil
+	return res, nil
 }
 
 // Observe implements providers.Provider with one DescribeTargetHealth
@@ -844,6 +1003,7 @@ func (p *Provider) invalidate(arn string) {
 			delete(p.groups, k)
 		}
 	}
+	delete(p.drains, arn)
 }
 
 // classify maps ELBv2 and EC2 error codes to podlb's classes.

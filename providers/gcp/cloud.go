@@ -35,6 +35,8 @@ const (
 	opBSUpdate       = "backendServices.update"
 	opBSGetHealth    = "backendServices.getHealth"
 	opRBSGet         = "regionBackendServices.get"
+	opBSList         = "backendServices.list"
+	opRBSList        = "regionBackendServices.list"
 	opRBSPatch       = "regionBackendServices.patch"
 	opRBSUpdate      = "regionBackendServices.update"
 	opRBSGetHealth   = "regionBackendServices.getHealth"
@@ -58,6 +60,8 @@ func DefaultLimits() map[string]providers.Limit {
 		opNEGGet:         {QPS: 5, Burst: 20},
 		opBSGet:          {QPS: 5, Burst: 20},
 		opRBSGet:         {QPS: 5, Burst: 20},
+		opBSList:         {QPS: 5, Burst: 20},
+		opRBSList:        {QPS: 5, Burst: 20},
 		opNEGInsert:      {QPS: 2, Burst: 10},
 		opBSPatch:        {QPS: 1, Burst: 5},
 		opRBSPatch:       {QPS: 1, Burst: 5},
@@ -312,14 +316,36 @@ func (p *Provider) mutate(ctx context.Context, name string, call func(ctx contex
 	return p.wait(ctx, op)
 }
 
-// findNEGs lists the NEGs of one name in every zone with one aggregated
-// list (GCE answers per zone; only zones with a match matter).
+// findNEGs finds the NEGs of one name in every zone. Look-ups made at
+// once share one aggregated list (see lookupNEGs).
 func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*computepb.NetworkEndpointGroup, error) {
-	out := map[string]*computepb.NetworkEndpointGroup{}
-	err := p.eachNEG(ctx, fmt.Sprintf("name = %q", name), func() { clear(out) }, func(zone string, n *computepb.NetworkEndpointGroup) {
-		if n.GetName() == name {
-			out[zone] = n
+	found, _, err := p.negsByName.Get(ctx, name)
+	if found == nil {
+		found = map[string]*computepb.NetworkEndpointGroup{}
+	}
+	return found, err
+}
+
+// lookupNEGs lists the NEGs of names, by name and zone: one name with a
+// filtered aggregated list, several with one list of every NEG.
+func (p *Provider) lookupNEGs(ctx context.Context, names []string) (map[string]map[string]*computepb.NetworkEndpointGroup, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	filter := ""
+	if len(names) == 1 {
+		filter = fmt.Sprintf("name = %q", names[0])
+	}
+	out := map[string]map[string]*computepb.NetworkEndpointGroup{}
+	err := p.eachNEG(ctx, filter, func() { clear(out) }, func(zone string, n *computepb.NetworkEndpointGroup) {
+		if !want[n.GetName()] {
+			return
 		}
+		if out[n.GetName()] == nil {
+			out[n.GetName()] = map[string]*computepb.NetworkEndpointGroup{}
+		}
+		out[n.GetName()][zone] = n
 	})
 	return out, err
 }
@@ -401,21 +427,97 @@ func (p *Provider) listEndpoints(ctx context.Context, zone, name string) (map[pr
 }
 
 // backendService reads a backend service, global or regional.
+// backendService reads one backend service. Reads made at once share
+// list calls (see lookupBackendServices).
 func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*computepb.BackendService, error) {
+	ref.Project = p.project(ref)
+	bs, found, err := p.services.Get(ctx, ref)
+	if err == nil && !found {
+		err = providers.Errorf(providers.NotFound, "", "backend service %s not found", ref.path(p.opts.Project))
+	}
+	return bs, err
+}
+
+// lookupBackendServices reads backend services: one with a get, several
+// with one list per project and region.
+func (p *Provider) lookupBackendServices(ctx context.Context, refs []serviceRef) (map[serviceRef]*computepb.BackendService, error) {
+	out := map[serviceRef]*computepb.BackendService{}
+	if len(refs) == 1 {
+		bs, err := p.getBackendService(ctx, refs[0])
+		if err != nil {
+			if providers.ClassOf(err) == providers.NotFound {
+				return out, nil
+			}
+			return nil, err
+		}
+		out[refs[0]] = bs
+		return out, nil
+	}
+	type scope struct{ project, region string }
+	want := map[scope]map[string]bool{}
+	for _, r := range refs {
+		sc := scope{r.Project, r.Region}
+		if want[sc] == nil {
+			want[sc] = map[string]bool{}
+		}
+		want[sc][r.Name] = true
+	}
+	for sc, names := range want {
+		err := p.listBackendServices(ctx, sc.project, sc.region, func(bs *computepb.BackendService) {
+			if names[bs.GetName()] {
+				out[serviceRef{Project: sc.project, Region: sc.region, Name: bs.GetName()}] = bs
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (p *Provider) getBackendService(ctx context.Context, ref serviceRef) (*computepb.BackendService, error) {
 	var bs *computepb.BackendService
-	project := p.project(ref)
 	if ref.Region == "" {
 		err := p.call(ctx, opBSGet, func(ctx context.Context) (err error) {
-			bs, err = p.c.bs.Get(ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: ref.Name})
+			bs, err = p.c.bs.Get(ctx, &computepb.GetBackendServiceRequest{Project: ref.Project, BackendService: ref.Name})
 			return err
 		})
 		return bs, err
 	}
 	err := p.call(ctx, opRBSGet, func(ctx context.Context) (err error) {
-		bs, err = p.c.rbs.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name})
+		bs, err = p.c.rbs.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: ref.Project, Region: ref.Region, BackendService: ref.Name})
 		return err
 	})
 	return bs, err
+}
+
+// listBackendServices hands every backend service of a project (in a
+// region, or global) to fn. A retried list starts over, so fn may see a
+// service twice; callers keep the last.
+func (p *Provider) listBackendServices(ctx context.Context, project, region string, fn func(*computepb.BackendService)) error {
+	if region == "" {
+		return p.call(ctx, opBSList, func(ctx context.Context) error {
+			it := p.c.bs.List(ctx, &computepb.ListBackendServicesRequest{Project: project})
+			return eachOf(it.Next, fn)
+		})
+	}
+	return p.call(ctx, opRBSList, func(ctx context.Context) error {
+		it := p.c.rbs.List(ctx, &computepb.ListRegionBackendServicesRequest{Project: project, Region: region})
+		return eachOf(it.Next, fn)
+	})
+}
+
+func eachOf[T any](next func() (T, error), fn func(T)) error {
+	for {
+		v, err := next()
+		if err == iterator.Done {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(v)
+	}
 }
 
 // writeBackends stores a backend service's backend list, guarded by the

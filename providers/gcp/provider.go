@@ -65,6 +65,11 @@ type Provider struct {
 	c     clients
 	calls *providers.Caller
 
+	// Look-ups batched across bindings: at start-up every binding looks
+	// for its NEGs and reads its backend service at once.
+	negsByName *providers.Batcher[string, map[string]*computepb.NetworkEndpointGroup]
+	services   *providers.Batcher[serviceRef, *computepb.BackendService]
+
 	mu       sync.Mutex
 	bindings map[providers.BindingKey]*bindingState
 	negs     map[string]*negState // by NEG resource path
@@ -154,6 +159,8 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 
 		balancerScopes: map[providers.BalancerKey]map[scope]bool{},
 	}
+	p.negsByName = &providers.Batcher[string, map[string]*computepb.NetworkEndpointGroup]{Max: 1000, Call: p.lookupNEGs}
+	p.services = &providers.Batcher[serviceRef, *computepb.BackendService]{Max: 1000, Call: p.lookupBackendServices}
 	c, err := newClients(ctx, co)
 	if err != nil {
 		return nil, fmt.Errorf("gcp: %w", err)
