@@ -119,6 +119,21 @@ func NewCaller(provider string, limits map[string]Limit, fallback Limit, classif
 	return c
 }
 
+// Share makes ops draw from the first one's bucket, for operations the
+// cloud counts against one bucket of its own.
+func (c *Caller) Share(ops ...string) {
+	if len(ops) == 0 {
+		return
+	}
+	lim, ok := c.limiters[ops[0]]
+	if !ok {
+		lim = c.limiters["*"]
+	}
+	for _, op := range ops[1:] {
+		c.limiters[op] = lim
+	}
+}
+
 // Call waits for op's token, runs fn and classifies its error.
 func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	lim, ok := c.limiters[op]

@@ -2,6 +2,8 @@ package targets
 
 import (
 	"context"
+	"maps"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -18,12 +20,24 @@ import (
 // waits for.
 const BackgroundPriority = 0
 
-// ReadPriority is the read priority of a binding whose oldest pending
-// pod has waited since since: the longer, the higher, and always above
-// BackgroundPriority.
-func ReadPriority(since time.Time) int {
-	return int(int64(1)<<42 - since.UnixMilli())
+// ReadPriority ranks the read of a binding whose oldest pending pod has
+// waited for waited: the longer, the higher (in doubling steps, so the
+// queue keeps few priority levels, each a metrics series), always above
+// BackgroundPriority. Reads made before the group's own settings say the
+// cloud can have judged the pod (early) rank below every read that is due:
+// they only use budget nothing due needs, and catch clouds that judge
+// faster than they declare.
+func ReadPriority(waited time.Duration, early bool) int {
+	step := min(bits.Len64(uint64(max(waited/time.Second, 0))), readSteps-1)
+	if early {
+		return 1 + step
+	}
+	return 1 + readSteps + step
 }
+
+// readSteps is how many doubling steps of waiting ReadPriority tells
+// apart: up to about nine hours.
+const readSteps = 16
 
 // unread is the cloud state of targets known only from the ledger: what
 // podlb wrote before it started, not read since.
@@ -114,21 +128,25 @@ func (r *BindingReconciler) noteWrite(key providers.BindingKey, at time.Time) {
 	r.viewLocked(key).lastWrite = at
 }
 
-// scheduleRead asks for the binding's next health read: when the cloud
-// can first have changed its mind about a pending pod (its registration
-// plus the group's judge delay, and at most every poll interval after the
-// last read), ranked by how long that pod has waited; with nothing
-// pending, in the background at the resync, jittered so groups do not
-// expire together. retry, when set, is the delay after a failed read.
+// scheduleRead asks for the binding's next health read: a poll interval
+// after the last read while a pod is pending, ranked by how long the
+// longest-waiting pod has waited, and below every due read while all
+// pending pods were registered less than the group's judge delay ago
+// (healthy threshold x interval: the cloud cannot have judged them by its
+// own settings); with nothing pending, in the background at the resync,
+// jittered so groups do not expire together. retry, when set, is the
+// delay after a failed read.
 func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observation, retry time.Duration) {
 	if r.ScheduleRead == nil {
 		return
 	}
 	now := r.now()
+	registered := r.book(ps.key, ps.group.Ref)
 	r.mu.Lock()
-	book := r.books[ps.key]
+	book := maps.Clone(registered.at)
 	r.mu.Unlock()
 	var due, since time.Time
+	early := true
 	for _, d := range ps.desired {
 		t, ok := h.Pods[d.UID]
 		if !ok || t.Rejected || t.State == providers.Healthy {
@@ -144,10 +162,8 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		case t.State == providers.Unhealthy:
 			continue
 		}
-		if book != nil && book.ref == ps.group.Ref {
-			if reg, ok := book.at[d.Key()]; ok && reg.uid == d.UID {
-				at = later(at, reg.at.Add(ps.group.JudgeDelay))
-			}
+		if reg, ok := book[d.Key()]; !ok || reg.uid != d.UID || !now.Before(reg.at.Add(ps.group.JudgeDelay)) {
+			early = false
 		}
 		if due.IsZero() || at.Before(due) {
 			due = at
@@ -167,7 +183,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 	case retry > 0:
 		due = now.Add(retry)
 	case !due.IsZero():
-		priority = ReadPriority(since)
+		priority = ReadPriority(now.Sub(since), early)
 	case obs.at.IsZero():
 		due = now
 	default:

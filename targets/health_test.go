@@ -54,10 +54,11 @@ func healthOf(states map[types.UID]providers.State) *BindingHealth {
 	return h
 }
 
-// Reads follow the cloud's timeline: none before a registration can have
-// been judged (registration + the group's judge delay), then at most one
-// per poll interval while a pod is pending; ranked by the longest wait.
-func TestScheduleReadWaitsForTheCloudThenPolls(t *testing.T) {
+// Reads follow the cloud's timeline: at most one per poll interval while
+// a pod is pending, ranked by the longest wait; while every pending pod
+// was registered less than the group's judge delay ago (the cloud cannot
+// have judged it by its own settings), below every read that is due.
+func TestScheduleReadRanksByWaitAndTheCloudsTimeline(t *testing.T) {
 	now := time.Unix(100_000, 0)
 	r, ps, got := readScheduler(now)
 	lastRead := now.Add(-500 * time.Millisecond)
@@ -66,22 +67,28 @@ func TestScheduleReadWaitsForTheCloudThenPolls(t *testing.T) {
 	r.books[ps.key].at[ps.desired[1].Key()] = registration{uid: "b", at: now.Add(-20 * time.Second)}
 	h := healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Pending})
 	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
-	// b can be judged already: the next read is a poll interval after the
-	// last one. Its priority is that of a, who waited longest (30 s).
-	want := scheduledRead{after: 500 * time.Millisecond, priority: ReadPriority(now.Add(-30 * time.Second))}
-	if len(*got) != 1 || (*got)[0] != want {
-		t.Fatalf("scheduled %+v, want %+v", *got, want)
+	// b can be judged already: due, a poll interval after the last read,
+	// ranked by a, who waited longest (30 s).
+	due := scheduledRead{after: 500 * time.Millisecond, priority: ReadPriority(30*time.Second, false)}
+	if len(*got) != 1 || (*got)[0] != due {
+		t.Fatalf("scheduled %+v, want %+v", *got, due)
 	}
 
-	// Only a is pending: nothing to read until its judge delay has passed.
+	// Only a is pending, registered within the judge delay: an early read.
 	*got = nil
 	h = healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Healthy})
 	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
-	if (*got)[0].after != 10*time.Second {
-		t.Errorf("read due after %v, want the judge delay after a's registration (10s)", (*got)[0].after)
+	early := (*got)[0]
+	if early.after != 500*time.Millisecond || early.priority != ReadPriority(30*time.Second, true) {
+		t.Errorf("early read %+v", early)
 	}
-	if (*got)[0].priority <= BackgroundPriority {
-		t.Errorf("a pending pod's read has background priority")
+	// Every due read outranks every early one, however long its pods
+	// waited; every early one outranks the background.
+	if ReadPriority(0, false) <= ReadPriority(100*time.Hour, true) || ReadPriority(0, true) <= BackgroundPriority {
+		t.Errorf("read tiers out of order")
+	}
+	if ReadPriority(time.Minute, false) <= ReadPriority(10*time.Second, false) || ReadPriority(-time.Second, false) != ReadPriority(0, false) {
+		t.Errorf("a longer wait does not rank higher")
 	}
 }
 

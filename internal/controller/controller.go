@@ -214,6 +214,10 @@ func (r *queueRef[T]) add(item T, d time.Duration, priority *int) {
 	}
 }
 
+// statusCoalesce is how long a Service's status annotation gathers
+// changes before it is written.
+const statusCoalesce = 5 * time.Second
+
 // Binding queue priorities: a binding a write slot is reserved for goes
 // first (the slot waits for it), then bindings with a fresh health read
 // (the gate path), then everything else.
@@ -229,7 +233,14 @@ func Setup(mgr manager.Manager, o Options) error {
 	reg := targets.NewRegistry()
 	targets.ReportBindingErrors(reg)
 	readiness.ReportWaitingGates(mgr.GetCache())
-	ledger := targets.NewLedger(mgr.GetClient(), mgr.GetAPIReader(), o.Namespace)
+	// The ledger is written before every registration: its writes get a
+	// Kubernetes client budget of their own, so status annotations and
+	// Events never delay a registration.
+	ledgerClient, err := ownBudgetClient(mgr)
+	if err != nil {
+		return err
+	}
+	ledger := targets.NewLedger(ledgerClient, mgr.GetAPIReader(), o.Namespace)
 	recorder := mgr.GetEventRecorderFor("podlb")
 	provByName := map[string]providers.Provider{}
 	var annotationKeys []string
@@ -258,8 +269,10 @@ func Setup(mgr manager.Manager, o Options) error {
 		enqueueSelectedPods(context.Background(), c, e.Name.Namespace, []labels.Selector{e.Selector}, gateQ)
 	}
 	reg.ServiceChanged = func(nn types.NamespacedName) {
-		// Status writes are coalesced: counts change often during rollouts.
-		serviceQ.addAfter(reconcile.Request{NamespacedName: nn}, time.Second)
+		// Status writes are coalesced: counts change often during
+		// rollouts, and one write a second per Service would take the
+		// whole client budget of a controller with fifty rolling.
+		serviceQ.addAfter(reconcile.Request{NamespacedName: nn}, statusCoalesce)
 	}
 
 	// Binding controller.

@@ -81,8 +81,14 @@ func DefaultLimits() map[string]providers.Limit {
 		"RemoveListenerCertificates":   {QPS: 0.5, Burst: 5},
 		"ModifyLoadBalancerAttributes": {QPS: 0.5, Burst: 5},
 		// Target groups and targets.
-		"RegisterTargets":               {QPS: 2, Burst: 10},
-		"DeregisterTargets":             {QPS: 2, Burst: 10},
+		// One bucket for RegisterTargets and DeregisterTargets, as ELBv2
+		// counts them (see New), as large as the account's (4/s, burst
+		// 20): a rollout is bound by it, and two separate buckets of
+		// 2/s each would allow as much in a rolling update while halving
+		// a scale-up. Tools sharing the account then see throttling,
+		// which podlb backs off from quietly; lower it with
+		// --aws-rate-limits to leave them room.
+		"RegisterTargets":               {QPS: 4, Burst: 20},
 		"DescribeTargetHealth":          {QPS: 5, Burst: 20},
 		"DescribeTargetGroups":          {QPS: 2, Burst: 10},
 		"DescribeTargetGroupAttributes": {QPS: 2, Burst: 10},
@@ -165,6 +171,12 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		groups: map[providers.BindingKey]*cachedGroup{},
 		vpcs:   map[string]*vpcNetworks{},
 		drains: map[string]int64{},
+	}
+	// ELBv2 throttles RegisterTargets and DeregisterTargets from one
+	// bucket per account; a rollout that only registers (a scale-up) can
+	// then use all of podlb's share.
+	if _, own := o.Limits["DeregisterTargets"]; !own {
+		p.calls.Share("RegisterTargets", "DeregisterTargets")
 	}
 	p.groupsByARN = &providers.Batcher[string, types.TargetGroup]{Max: lookupMax, Call: p.groupLookup(false)}
 	p.groupsByName = &providers.Batcher[string, types.TargetGroup]{Max: lookupMax, Call: p.groupLookup(true)}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 const (
@@ -250,6 +251,13 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	call := Call{Op: action, TargetGroupArn: p.get("TargetGroupArn"), At: time.Now()}
+	if action == "RegisterTargets" || action == "DeregisterTargets" {
+		for _, m := range p.members("Targets") {
+			call.Targets = append(call.Targets, p.get(m+".Id"))
+		}
+	}
+	s.journal.add(call)
 	if action == "RegisterTargets" || action == "DeregisterTargets" {
 		n := len(p.members("Targets"))
 		s.stats.count(action, func(st *OpStats) {

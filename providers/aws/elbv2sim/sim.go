@@ -118,6 +118,8 @@ type Server struct {
 	url    string
 	faults faults
 	stats  statsBook
+	// journal keeps the calls answered, in order (Calls).
+	journal journal
 
 	ctx    context.Context
 	cancel context.CancelFunc
