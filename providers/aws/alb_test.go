@@ -545,10 +545,10 @@ func TestDeleteHTTPReportsAGroupInUseAsTransient(t *testing.T) {
 }
 
 func TestALBBadInputNamesTheField(t *testing.T) {
-	other := elbv2sim.VPC{ID: "vpc-0other", CIDRs: []string{"10.9.0.0/16"}, Subnets: []elbv2sim.Subnet{
-		{ID: "subnet-0000000000000000a", AvailabilityZone: "us-east-1a"}, {ID: "subnet-0000000000000000b", AvailabilityZone: "us-east-1b"}}}
+	other := elbv2sim.VPC{ID: "vpc-0000000000000000e", CIDRs: []string{"10.9.0.0/16"}, Subnets: []elbv2sim.Subnet{
+		{ID: "subnet-0000000000000000a", AvailabilityZone: "us-east-1a", CIDR: "10.9.0.0/24"}, {ID: "subnet-0000000000000000b", AvailabilityZone: "us-east-1b", CIDR: "10.9.1.0/24"}}}
 	def := elbv2sim.VPC{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"127.0.0.0/8"}, Subnets: []elbv2sim.Subnet{
-		{ID: "subnet-0000000000000000c", AvailabilityZone: "us-east-1a"}, {ID: "subnet-0000000000000000d", AvailabilityZone: "us-east-1b"}}}
+		{ID: "subnet-0000000000000000c", AvailabilityZone: "us-east-1a", CIDR: "127.0.0.0/9"}, {ID: "subnet-0000000000000000d", AvailabilityZone: "us-east-1b", CIDR: "127.128.0.0/9"}}}
 	e := newALBEnv(t, elbv2sim.Options{ProvisioningDelay: -1, VPCs: []elbv2sim.VPC{def, other}})
 	unknownCert := "arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-4000-8000-000000000000"
 	for _, c := range []struct {
