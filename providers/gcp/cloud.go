@@ -95,7 +95,8 @@ var lbMethods = map[[2]string][]string{
 	{"urlMaps", "regionUrlMaps"}:                       {"get", "insert", "update", "delete"},
 	{"targetHttpProxies", "regionTargetHttpProxies"}:   {"get", "insert", "delete", "setUrlMap"},
 	{"targetHttpsProxies", "regionTargetHttpsProxies"}: {"get", "insert", "delete", "setUrlMap", "setSslCertificates"},
-	{"globalForwardingRules", "forwardingRules"}:       {"get", "insert", "delete"},
+	{"targetTcpProxies", "regionTargetTcpProxies"}:     {"get", "list", "insert", "delete"},
+	{"globalForwardingRules", "forwardingRules"}:       {"get", "list", "insert", "delete"},
 	{"globalAddresses", "addresses"}:                   {"get"},
 }
 
@@ -179,6 +180,7 @@ type clients struct {
 	rthps *compute.RegionTargetHttpProxiesClient
 	tsps  *compute.TargetHttpsProxiesClient
 	rtsps *compute.RegionTargetHttpsProxiesClient
+	ttps  *compute.TargetTcpProxiesClient
 	gfrs  *compute.GlobalForwardingRulesClient
 	frs   *compute.ForwardingRulesClient
 	gaddr *compute.GlobalAddressesClient
@@ -201,6 +203,7 @@ func newClients(ctx context.Context, co []option.ClientOption) (*clients, error)
 		func() { c.rthps, err = compute.NewRegionTargetHttpProxiesRESTClient(ctx, co...) },
 		func() { c.tsps, err = compute.NewTargetHttpsProxiesRESTClient(ctx, co...) },
 		func() { c.rtsps, err = compute.NewRegionTargetHttpsProxiesRESTClient(ctx, co...) },
+		func() { c.ttps, err = compute.NewTargetTcpProxiesRESTClient(ctx, co...) },
 		func() { c.gfrs, err = compute.NewGlobalForwardingRulesRESTClient(ctx, co...) },
 		func() { c.frs, err = compute.NewForwardingRulesRESTClient(ctx, co...) },
 		func() { c.gaddr, err = compute.NewGlobalAddressesRESTClient(ctx, co...) },
@@ -217,7 +220,7 @@ func newClients(ctx context.Context, co []option.ClientOption) (*clients, error)
 func (c *clients) close() error {
 	var errs []error
 	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs, c.hcs, c.rhcs, c.ums, c.rums,
-		c.thps, c.rthps, c.tsps, c.rtsps, c.gfrs, c.frs, c.gaddr, c.addr} {
+		c.thps, c.rthps, c.tsps, c.rtsps, c.ttps, c.gfrs, c.frs, c.gaddr, c.addr} {
 		if cl != nil && !reflect.ValueOf(cl).IsNil() {
 			errs = append(errs, cl.Close())
 		}

@@ -88,13 +88,18 @@ func (k kind[T]) del(ctx context.Context, p *Provider, sc scope, name string) er
 // generates, so a list skips the project's other resources.
 var generatedNames = proto.String("name eq " + generatedPrefix + "-.*")
 
-// all lists the kind's resources with generated names in a scope,
-// starting over when the call is retried.
+// all lists the kind's resources with generated names in a scope.
 func (k kind[T]) all(ctx context.Context, p *Provider, sc scope) ([]T, error) {
+	return k.matching(ctx, p, sc, generatedNames)
+}
+
+// matching lists the kind's resources in a scope that filter (nil: all)
+// matches, starting over when the call is retried.
+func (k kind[T]) matching(ctx context.Context, p *Provider, sc scope, filter *string) ([]T, error) {
 	var out []T
 	err := p.call(ctx, k.op(sc, "list"), func(ctx context.Context) error {
 		out = out[:0]
-		return k.list(ctx, &p.c, p.opts.Project, sc, generatedNames, func(r T) { out = append(out, r) })
+		return k.list(ctx, &p.c, p.opts.Project, sc, filter, func(r T) { out = append(out, r) })
 	})
 	return out, err
 }
@@ -322,6 +327,30 @@ var forwardingRules = kind[*computepb.ForwardingRule]{
 			return c.gfrs.Delete(ctx, &computepb.DeleteGlobalForwardingRuleRequest{Project: project, ForwardingRule: name})
 		}
 		return c.frs.Delete(ctx, &computepb.DeleteForwardingRuleRequest{Project: project, Region: sc.region, ForwardingRule: name})
+	},
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.ForwardingRule)) error {
+		if sc.region == "" {
+			return drain(c.gfrs.List(ctx, &computepb.ListGlobalForwardingRulesRequest{Project: project, Filter: filter}), each)
+		}
+		return drain(c.frs.List(ctx, &computepb.ListForwardingRulesRequest{Project: project, Region: sc.region, Filter: filter}), each)
+	},
+}
+
+// tcpProxies are global only: computesim emulates no regional target TCP
+// proxies, so podlb provisions none.
+var tcpProxies = kind[*computepb.TargetTcpProxy]{
+	what: "target TCP proxy", global: "targetTcpProxies", region: "regionTargetTcpProxies",
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.TargetTcpProxy, error) {
+		return c.ttps.Get(ctx, &computepb.GetTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+	},
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.TargetTcpProxy) (*compute.Operation, error) {
+		return c.ttps.Insert(ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: r})
+	},
+	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
+		return c.ttps.Delete(ctx, &computepb.DeleteTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+	},
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.TargetTcpProxy)) error {
+		return drain(c.ttps.List(ctx, &computepb.ListTargetTcpProxiesRequest{Project: project, Filter: filter}), each)
 	},
 }
 
