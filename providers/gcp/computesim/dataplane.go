@@ -38,10 +38,17 @@ func (tp *tcpProxy) message() proto.Message {
 	if tp.ssl {
 		return proto.CloneOf(tp.pb)
 	}
+	return tp.tcpMessage()
+}
+
+// tcpMessage is the proxy as a TargetTcpProxy. Lists call it for every
+// proxy before selecting those of their collection, so it must not fail
+// for SSL proxies.
+func (tp *tcpProxy) tcpMessage() *computepb.TargetTcpProxy {
 	out := &computepb.TargetTcpProxy{}
 	b, _ := protojson.Marshal(tp.pb)
 	_ = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, out)
-	if tp.region != "" {
+	if tp.region != "" && !tp.ssl {
 		out.Region = proto.String(tp.regionLink())
 	}
 	return out
@@ -247,7 +254,7 @@ func (s *Server) tpList(ssl bool) handlerFunc {
 			return &computepb.TargetSslProxyList{Kind: proto.String("compute#targetSslProxyList"), Id: proto.String(coll),
 				SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
 		}
-		items, next, e := listPage(s, r, s.tcpProxies, func(tp *tcpProxy) *computepb.TargetTcpProxy { return tp.message().(*computepb.TargetTcpProxy) }, under[*tcpProxy](coll))
+		items, next, e := listPage(s, r, s.tcpProxies, func(tp *tcpProxy) *computepb.TargetTcpProxy { return tp.tcpMessage() }, under[*tcpProxy](coll))
 		if e != nil {
 			return nil, e
 		}

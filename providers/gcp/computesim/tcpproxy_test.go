@@ -3,6 +3,7 @@ package computesim_test
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -62,10 +63,25 @@ func TestTargetSSLProxyTerminatesTLS(t *testing.T) {
 		len(got.GetSslCertificates()) != 1 || !strings.HasSuffix(got.GetSslCertificates()[0], "/global/sslCertificates/www") {
 		t.Fatalf("target SSL proxy: %v %v", got, err)
 	}
-	// A target TCP proxy of the same name is another resource.
+	// Target TCP proxies are another collection, listed apart.
+	e.done(e.tps.Insert(e.ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: &computepb.TargetTcpProxy{
+		Name: proto.String("tp"), Service: proto.String("global/backendServices/bs")}}))
 	if _, err := e.tps.Get(e.ctx, &computepb.GetTargetTcpProxyRequest{Project: project, TargetTcpProxy: "sp"}); err == nil {
-		t.Fatal("the SSL proxy is listed as a TCP proxy")
+		t.Fatal("the SSL proxy is found as a TCP proxy")
 	}
+	var tcp, ssl []string
+	tcpIt := e.tps.List(e.ctx, &computepb.ListTargetTcpProxiesRequest{Project: project})
+	for tp, err := tcpIt.Next(); err == nil; tp, err = tcpIt.Next() {
+		tcp = append(tcp, tp.GetName())
+	}
+	sslIt := e.sps.List(e.ctx, &computepb.ListTargetSslProxiesRequest{Project: project})
+	for sp, err := sslIt.Next(); err == nil; sp, err = sslIt.Next() {
+		ssl = append(ssl, sp.GetName())
+	}
+	if fmt.Sprint(tcp, ssl) != "[tp] [sp]" {
+		t.Fatalf("TCP proxies %v, SSL proxies %v", tcp, ssl)
+	}
+	e.done(e.tps.Delete(e.ctx, &computepb.DeleteTargetTcpProxyRequest{Project: project, TargetTcpProxy: "tp"}))
 	e.done(e.frs.Insert(e.ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: project, ForwardingRuleResource: &computepb.ForwardingRule{
 		Name: proto.String("fr"), Target: proto.String("global/targetSslProxies/sp"), PortRange: proto.String("443"),
 	}}))
