@@ -167,6 +167,22 @@ func (p *Provider) balancer(cluster string, key providers.BalancerKey, sc scope,
 
 func (b *balancer) name(suffix string) string { return BalancerResourceName(b.cluster, b.key, suffix) }
 
+// balancerRef tells a load balancer apart from one of another kind with
+// the same key.
+type balancerRef struct {
+	key  providers.BalancerKey
+	kind string
+}
+
+func (b *balancer) ref() balancerRef { return balancerRef{key: b.key, kind: b.kind} }
+
+// in is the same load balancer in another scope, for deleting it there.
+func (b *balancer) in(sc scope) *balancer {
+	c := *b
+	c.sc, c.scheme = sc, ""
+	return &c
+}
+
 func (b *balancer) owns(description string) bool {
 	return ownedAs(description, b.cluster, b.key, b.kind)
 }
@@ -825,6 +841,9 @@ func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) ([]s
 // health checks. Backend services that still have backends (the target
 // bindings' NEGs) stay, with their health checks; it answers their names.
 func (b *balancer) deleteIn(ctx context.Context) ([]string, error) {
+	if b.kind == tcpKind {
+		return b.deleteTCPIn(ctx)
+	}
 	steps := []func() error{
 		func() error { return remove(ctx, b, forwardingRules, b.name(kindHTTPSRule)) },
 		func() error { return remove(ctx, b, forwardingRules, b.name(kindHTTPRule)) },
@@ -847,25 +866,31 @@ func (b *balancer) deleteIn(ctx context.Context) ([]string, error) {
 // While backend services still hold the target bindings' NEGs, it fails
 // Transient: the caller retries once the bindings have let go.
 func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers.BalancerKey) error {
-	for _, sc := range p.balancerScopesOf(key, scope{}) {
-		busy, err := p.balancer(cluster, key, sc, "").deleteIn(ctx)
+	return p.deleteEverywhere(ctx, p.balancer(cluster, key, scope{}, ""))
+}
+
+// deleteEverywhere deletes the load balancer b names from the global scope
+// and every scope it was ensured in, as DeleteHTTP says.
+func (p *Provider) deleteEverywhere(ctx context.Context, b *balancer) error {
+	for _, sc := range p.balancerScopesOf(b.ref(), scope{}) {
+		busy, err := b.in(sc).deleteIn(ctx)
 		if err != nil {
 			return err
 		}
 		if len(busy) > 0 {
 			return providers.Errorf(providers.Transient, "", "backend services %s still have backends; they are deleted once the target bindings release their NEGs", strings.Join(busy, ", "))
 		}
-		p.forgetBalancerScope(key, sc)
+		p.forgetBalancerScope(b.ref(), sc)
 	}
 	return nil
 }
 
 // balancerScopesOf lists the scopes the load balancer may have resources
 // in, always including also, in a stable order.
-func (p *Provider) balancerScopesOf(key providers.BalancerKey, also scope) []scope {
+func (p *Provider) balancerScopesOf(ref balancerRef, also scope) []scope {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	set := maps.Clone(p.balancerScopes[key])
+	set := maps.Clone(p.balancerScopes[ref])
 	if set == nil {
 		set = map[scope]bool{}
 	}
@@ -873,12 +898,12 @@ func (p *Provider) balancerScopesOf(key providers.BalancerKey, also scope) []sco
 	return slices.SortedFunc(maps.Keys(set), func(a, b scope) int { return strings.Compare(a.region, b.region) })
 }
 
-func (p *Provider) forgetBalancerScope(key providers.BalancerKey, sc scope) {
+func (p *Provider) forgetBalancerScope(ref balancerRef, sc scope) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.balancerScopes[key], sc)
-	if len(p.balancerScopes[key]) == 0 {
-		delete(p.balancerScopes, key)
+	delete(p.balancerScopes[ref], sc)
+	if len(p.balancerScopes[ref]) == 0 {
+		delete(p.balancerScopes, ref)
 	}
 }
 
@@ -886,25 +911,26 @@ func (p *Provider) forgetBalancerScope(key providers.BalancerKey, sc scope) {
 // from the scopes it lived in before (a new scheme or region). A scope
 // that could not be emptied yet stays recorded, to be tried again.
 func (p *Provider) moveBalancer(ctx context.Context, b *balancer) error {
+	ref := b.ref()
 	p.mu.Lock()
-	if p.balancerScopes[b.key] == nil {
-		p.balancerScopes[b.key] = map[scope]bool{}
+	if p.balancerScopes[ref] == nil {
+		p.balancerScopes[ref] = map[scope]bool{}
 	}
-	p.balancerScopes[b.key][b.sc] = true
+	p.balancerScopes[ref][b.sc] = true
 	p.mu.Unlock()
-	for _, sc := range p.balancerScopesOf(b.key, b.sc) {
+	for _, sc := range p.balancerScopesOf(ref, b.sc) {
 		if sc == b.sc {
 			continue
 		}
-		busy, err := p.balancer(b.cluster, b.key, sc, "").deleteIn(ctx)
+		busy, err := b.in(sc).deleteIn(ctx)
 		if err != nil {
 			return fmt.Errorf("removing the load balancer from its previous place: %w", err)
 		}
 		// Backend services there keep the bindings' NEGs until the
 		// bindings follow the Specs returned now: not an error, and the
-		// next EnsureHTTP tries again.
+		// next Ensure tries again.
 		if len(busy) == 0 {
-			p.forgetBalancerScope(b.key, sc)
+			p.forgetBalancerScope(ref, sc)
 		}
 	}
 	return nil

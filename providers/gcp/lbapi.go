@@ -336,22 +336,58 @@ var forwardingRules = kind[*computepb.ForwardingRule]{
 	},
 }
 
-// tcpProxies are global only: computesim emulates no regional target TCP
-// proxies, so podlb provisions none.
 var tcpProxies = kind[*computepb.TargetTcpProxy]{
 	what: "target TCP proxy", global: "targetTcpProxies", region: "regionTargetTcpProxies",
 	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.TargetTcpProxy, error) {
-		return c.ttps.Get(ctx, &computepb.GetTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+		if sc.region == "" {
+			return c.ttps.Get(ctx, &computepb.GetTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+		}
+		return c.rttps.Get(ctx, &computepb.GetRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxy: name})
 	},
 	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.TargetTcpProxy) (*compute.Operation, error) {
-		return c.ttps.Insert(ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: r})
+		if sc.region == "" {
+			return c.ttps.Insert(ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: r})
+		}
+		return c.rttps.Insert(ctx, &computepb.InsertRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxyResource: r})
 	},
 	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
-		return c.ttps.Delete(ctx, &computepb.DeleteTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+		if sc.region == "" {
+			return c.ttps.Delete(ctx, &computepb.DeleteTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+		}
+		return c.rttps.Delete(ctx, &computepb.DeleteRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxy: name})
 	},
 	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.TargetTcpProxy)) error {
-		return drain(c.ttps.List(ctx, &computepb.ListTargetTcpProxiesRequest{Project: project, Filter: filter}), each)
+		if sc.region == "" {
+			return drain(c.ttps.List(ctx, &computepb.ListTargetTcpProxiesRequest{Project: project, Filter: filter}), each)
+		}
+		return drain(c.rttps.List(ctx, &computepb.ListRegionTargetTcpProxiesRequest{Project: project, Region: sc.region, Filter: filter}), each)
 	},
+}
+
+// sslProxies are global only, as on GCE: a regional proxy Network Load
+// Balancer terminates no TLS.
+var sslProxies = kind[*computepb.TargetSslProxy]{
+	what: "target SSL proxy", global: "targetSslProxies", region: "regionTargetSslProxies",
+	get: func(ctx context.Context, c *clients, project string, _ scope, name string) (*computepb.TargetSslProxy, error) {
+		return c.tslps.Get(ctx, &computepb.GetTargetSslProxyRequest{Project: project, TargetSslProxy: name})
+	},
+	insert: func(ctx context.Context, c *clients, project string, _ scope, r *computepb.TargetSslProxy) (*compute.Operation, error) {
+		return c.tslps.Insert(ctx, &computepb.InsertTargetSslProxyRequest{Project: project, TargetSslProxyResource: r})
+	},
+	remove: func(ctx context.Context, c *clients, project string, _ scope, name string) (*compute.Operation, error) {
+		return c.tslps.Delete(ctx, &computepb.DeleteTargetSslProxyRequest{Project: project, TargetSslProxy: name})
+	},
+	list: func(ctx context.Context, c *clients, project string, _ scope, filter *string, each func(*computepb.TargetSslProxy)) error {
+		return drain(c.tslps.List(ctx, &computepb.ListTargetSslProxiesRequest{Project: project, Filter: filter}), each)
+	},
+}
+
+// setSSLProxyCertificates replaces a target SSL proxy's certificates.
+func (p *Provider) setSSLProxyCertificates(ctx context.Context, proxy string, certs []string) error {
+	return p.mutate(ctx, sslProxies.op(scope{}, "setSslCertificates"), func(ctx context.Context) (*compute.Operation, error) {
+		return p.c.tslps.SetSslCertificates(ctx, &computepb.SetSslCertificatesTargetSslProxyRequest{Project: p.opts.Project, TargetSslProxy: proxy,
+			TargetSslProxiesSetSslCertificatesRequestResource: &computepb.TargetSslProxiesSetSslCertificatesRequest{SslCertificates: certs}})
+	})
 }
 
 // addressIP resolves a reserved address of the scope by name.

@@ -28,12 +28,13 @@ func FieldDocs() []providers.FieldDoc {
 func LoadBalancerFieldDocs() []providers.FieldDoc {
 	name := fmt.Sprintf("a name: RFC 1035, at most %d characters", maxNameLength)
 	return []providers.FieldDoc{
-		{Field: "scheme", Default: "`external`", Notes: providers.CodeList(" or ", loadBalancerSchemes...) + "; `internal` needs `region` and `proxySubnet`, and is for Ingresses only"},
-		{Field: "region", Default: "none: global", Notes: "makes the load balancer regional; Ingresses only"},
+		{Field: "scheme", Default: "`external`", Notes: providers.CodeList(" or ", loadBalancerSchemes...) + "; `internal` needs `region` and `proxySubnet`"},
+		{Field: "region", Default: "none: global", Notes: "makes the load balancer regional"},
 		{Field: "proxySubnet", Default: "none", Notes: name + "; the region's proxy-only subnet, for regional load balancers"},
 		{Field: "address", Default: "an ephemeral address", Notes: "a reserved static address's name, or an IP address; a Service's ports all listen on it"},
-		{Field: "sslCertificates", Default: "none: no HTTPS proxy", Notes: fmt.Sprintf("certificate names, at most %d; Ingresses only", maxSSLCertificates)},
-		{Field: "sslPolicy", Default: "Compute's default policy", Notes: name + "; Ingresses only"},
+		{Field: "sslCertificates", Default: "none: no HTTPS proxy", Notes: fmt.Sprintf("certificate names, at most %d; for a Service, of the SSL proxies of `tlsPorts`", maxSSLCertificates)},
+		{Field: "tlsPorts", Default: "none: every TCP port is plain TCP", Notes: "Services only, global ones: TCP ports served by a target SSL proxy with `sslCertificates`"},
+		{Field: "sslPolicy", Default: "Compute's default policy", Notes: name + "; for a Service, needs `tlsPorts`"},
 		{Field: "redirectToHTTPS", Default: "`false`", Notes: "Ingresses only: the HTTP side answers with a redirect to HTTPS"},
 		{Field: "timeoutSec", Default: "Compute's default (30)", Notes: "at least 1; the backend services' request timeout (a Service's: its idle timeout)"},
 		{Field: "group", Default: "none: the Ingress or Service gets its own load balancer", Notes: "Ingresses (or Services) with the same group share one; " + name},

@@ -16,8 +16,9 @@ import (
 
 // Proxy Network Load Balancers for Services of type LoadBalancer: per TCP
 // port a health check and backend service (protocol TCP) for the Service
-// port's NEGs, a global target TCP proxy and a global forwarding rule,
-// every port on one IP address.
+// port's NEGs, a target TCP proxy (or, for a port in tlsPorts, a target SSL
+// proxy) and a forwarding rule, every port on one IP address. External
+// ones are global, or regional with a region; internal ones regional.
 
 var _ providers.L4Balancers = (*Provider)(nil)
 
@@ -28,12 +29,9 @@ const (
 	kindTCPHealthCheck = "tc"
 	kindTCPNEG         = "tn"
 	kindTCPProxy       = "tp"
+	kindSSLProxy       = "ts"
 	kindTCPRule        = "ft"
 )
-
-// tcpScheme is the scheme of the global external proxy Network Load
-// Balancer, the one kind podlb provisions for Services.
-const tcpScheme = "EXTERNAL_MANAGED"
 
 // udpRefusal is why a UDP port gets no load balancer on GCP.
 const udpRefusal = "GCP serves UDP only through passthrough Network Load Balancers, whose backends are VMs (instance groups or GCE_VM_IP NEGs), not pods; podlb's proxy load balancer carries TCP only"
@@ -52,28 +50,34 @@ func (p *Provider) ParseL4Spec(raw string) (any, error) {
 // by name the fields only an Application Load Balancer has and the
 // settings podlb cannot provision for a Service yet.
 func ParseNetworkLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
-	s, err := ParseLoadBalancerSpec(raw)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.validateL4(); err != nil {
-		return nil, annotationError(err)
-	}
-	return s, nil
+	return parseLoadBalancerSpec(raw, (*LoadBalancerSpec).validateL4)
 }
 
+// validateL4 refuses what only an Ingress's load balancer has, and TLS
+// settings that do not fit together.
 func (s *LoadBalancerSpec) validateL4() error {
 	switch {
 	case s.RedirectToHTTPS:
 		return providers.Errorf(providers.Invalid, "redirectToHTTPS", "applies to Ingresses only: a Service's load balancer forwards TCP and sees no HTTP")
-	case s.Scheme == "internal":
-		return providers.Errorf(providers.Invalid, "scheme", "podlb provisions external proxy Network Load Balancers for Services; internal (regional) ones are not supported yet")
-	case s.Region != "":
-		return providers.Errorf(providers.Invalid, "region", "podlb provisions global proxy Network Load Balancers for Services; regional ones are not supported yet")
-	case len(s.SSLCertificates) > 0:
-		return providers.Errorf(providers.Invalid, "sslCertificates", "podlb's load balancers for Services forward plain TCP; TLS termination (target SSL proxies) is not supported yet")
-	case s.SSLPolicy != "":
-		return providers.Errorf(providers.Invalid, "sslPolicy", "applies to TLS termination, which podlb's load balancers for Services do not do yet")
+	case len(s.SSLCertificates) > 0 && len(s.TLSPorts) == 0:
+		return providers.Errorf(providers.Invalid, "sslCertificates", "a Service's load balancer terminates TLS only on the ports listed in tlsPorts; list them")
+	case len(s.TLSPorts) > 0 && len(s.SSLCertificates) == 0:
+		return providers.Errorf(providers.Invalid, "tlsPorts", "target SSL proxies need certificates: list them in sslCertificates")
+	case s.SSLPolicy != "" && len(s.TLSPorts) == 0:
+		return providers.Errorf(providers.Invalid, "sslPolicy", "applies to TLS ports only: list them in tlsPorts")
+	case len(s.TLSPorts) > 0 && s.Region != "":
+		return providers.Errorf(providers.Invalid, "tlsPorts", "target SSL proxies are global; a regional proxy Network Load Balancer forwards plain TCP only")
+	}
+	seen := map[int32]bool{}
+	for i, port := range s.TLSPorts {
+		field := fmt.Sprintf("tlsPorts[%d]", i)
+		if port < 1 || port > 65535 {
+			return providers.Errorf(providers.Invalid, field, "%d is not a port (1-65535)", port)
+		}
+		if seen[port] {
+			return providers.Errorf(providers.Invalid, field, "port %d is listed twice", port)
+		}
+		seen[port] = true
 	}
 	for _, key := range slices.Sorted(maps.Keys(s.Backends)) {
 		if s.Backends[key].MaxRatePerEndpoint != nil {
@@ -84,8 +88,8 @@ func (s *LoadBalancerSpec) validateL4() error {
 }
 
 // tcpBalancer is the balancer of a Service's load balancer of key.
-func (p *Provider) tcpBalancer(cluster string, key providers.BalancerKey) *balancer {
-	b := p.balancer(cluster, key, scope{}, tcpScheme)
+func (p *Provider) tcpBalancer(cluster string, key providers.BalancerKey, sc scope, scheme string) *balancer {
+	b := p.balancer(cluster, key, sc, scheme)
 	b.kind, b.protocol = tcpKind, "TCP"
 	return b
 }
@@ -117,7 +121,12 @@ func (p *Provider) EnsureL4(ctx context.Context, lb *providers.L4Balancer) (*pro
 	if err := spec.validateL4(); err != nil {
 		return nil, err
 	}
-	b := p.tcpBalancer(lb.Cluster, lb.Key)
+	tls, err := tlsPortsOf(lb, spec)
+	if err != nil {
+		return nil, err
+	}
+	sc, scheme := scopeOf(spec)
+	b := p.tcpBalancer(lb.Cluster, lb.Key, sc, scheme)
 	res := &providers.L4Result{Specs: map[string]providers.Spec{}, Refused: map[string]string{}}
 	ip, err := b.wantedIP(ctx, spec)
 	if err != nil {
@@ -170,11 +179,20 @@ func (p *Provider) EnsureL4(ctx context.Context, lb *providers.L4Balancer) (*pro
 			return nil, fmt.Errorf("backend %s: %w", id, err)
 		}
 		keep[hcName], keep[bsName] = true, true
-		proxy, rule := b.portName(kindTCPProxy, l.Port), b.portName(kindTCPRule, l.Port)
-		if err := b.ensureTCPProxy(ctx, proxy, rule, b.link("backendServices", bsName)); err != nil {
+		service, rule := b.link("backendServices", bsName), b.portName(kindTCPRule, l.Port)
+		proxy, target := b.portName(kindTCPProxy, l.Port), ""
+		if tls[l.Port] {
+			proxy = b.portName(kindSSLProxy, l.Port)
+			target = b.link("targetSslProxies", proxy)
+			err = b.ensureSSLProxy(ctx, proxy, rule, service, spec)
+		} else {
+			target = b.link("targetTcpProxies", proxy)
+			err = b.ensureTCPProxy(ctx, proxy, rule, service)
+		}
+		if err != nil {
 			return nil, err
 		}
-		got, err := b.ensureRule(ctx, kindTCPRule+strconv.Itoa(int(l.Port)), ip, int(l.Port), b.link("targetTcpProxies", proxy))
+		got, err := b.ensureRule(ctx, kindTCPRule+strconv.Itoa(int(l.Port)), ip, int(l.Port), target)
 		if err != nil {
 			return nil, err
 		}
@@ -194,11 +212,32 @@ func (p *Provider) EnsureL4(ctx context.Context, lb *providers.L4Balancer) (*pro
 	if _, err := b.sweepBackends(ctx, keep); err != nil {
 		return nil, err
 	}
-	res.Status = providers.BalancerStatus{IP: ip, Details: map[string]string{"scheme": tcpScheme}}
+	if err := p.moveBalancer(ctx, b); err != nil {
+		return nil, err
+	}
+	res.Status = providers.BalancerStatus{IP: ip, Details: map[string]string{"scheme": scheme}}
 	for _, l := range served {
 		res.Status.Details["forwardingRule/"+strconv.Itoa(int(l.Port))] = b.sc.path(p.opts.Project, "forwardingRules", b.portName(kindTCPRule, l.Port))
 	}
 	return res, nil
+}
+
+// tlsPortsOf checks that the spec's TLS ports are TCP ports of lb.
+func tlsPortsOf(lb *providers.L4Balancer, spec *LoadBalancerSpec) (map[int32]bool, error) {
+	tcp := map[int32]bool{}
+	for _, l := range lb.Listeners {
+		if l.Protocol == "TCP" {
+			tcp[l.Port] = true
+		}
+	}
+	tls := map[int32]bool{}
+	for i, port := range spec.TLSPorts {
+		if !tcp[port] {
+			return nil, providers.Errorf(providers.Invalid, fmt.Sprintf("tlsPorts[%d]", i), "%d is not a TCP port of the load balancer", port)
+		}
+		tls[port] = true
+	}
+	return tls, nil
 }
 
 // foreignHolder names a forwarding rule that is not the load balancer's
@@ -264,9 +303,10 @@ func tcpHealthCheck(b *balancer, name string, bs BackendSpec) *computepb.HealthC
 }
 
 // ensureTCPProxy keeps a port's target TCP proxy on service. A proxy
-// cannot change its service in place: when the port's backend changed, the
-// port's forwarding rule and proxy go and the proxy comes back (the rule
-// follows in ensureRule).
+// cannot change its service in place (podlb does not use
+// setBackendService, which computesim does not serve): when the port's
+// backend changed, the port's forwarding rule and proxy go and the proxy
+// comes back (the rule follows in ensureRule).
 func (b *balancer) ensureTCPProxy(ctx context.Context, name, rule, service string) error {
 	cur, found, err := lookup(ctx, b, tcpProxies, name)
 	switch {
@@ -275,18 +315,64 @@ func (b *balancer) ensureTCPProxy(ctx context.Context, name, rule, service strin
 	case found && resourcePath(cur.GetService()) == resourcePath(service):
 		return nil
 	case found:
-		if err := remove(ctx, b, forwardingRules, rule); err != nil {
-			return err
-		}
-		if err := tcpProxies.del(ctx, b.p, b.sc, name); err != nil {
+		if err := replacing(ctx, b, tcpProxies, name, rule); err != nil {
 			return err
 		}
 	}
 	return create(ctx, b, tcpProxies, name, &computepb.TargetTcpProxy{Name: proto.String(name), Description: b.description(), Service: proto.String(service)})
 }
 
+// ensureSSLProxy keeps a TLS port's target SSL proxy on service with the
+// spec's certificates, replaced in place; a new service or SSL policy
+// replaces the proxy as ensureTCPProxy does. A certificate Compute does
+// not know is the user's to fix: the error names sslCertificates.
+func (b *balancer) ensureSSLProxy(ctx context.Context, name, rule, service string, spec *LoadBalancerSpec) error {
+	certs := make([]string, len(spec.SSLCertificates))
+	for i, c := range spec.SSLCertificates {
+		certs[i] = b.link("sslCertificates", c)
+	}
+	var policy string
+	if spec.SSLPolicy != "" {
+		policy = b.link("sslPolicies", spec.SSLPolicy)
+	}
+	certErr := func(err error) error {
+		if providers.ClassOf(err) == providers.NotFound {
+			return providers.Errorf(providers.Invalid, "sslCertificates", "%s: a certificate is not in %s: %v", strings.Join(spec.SSLCertificates, ", "), scopeName(b.sc), err)
+		}
+		return err
+	}
+	cur, found, err := lookup(ctx, b, sslProxies, name)
+	switch {
+	case err != nil:
+		return err
+	case found && resourcePath(cur.GetService()) == resourcePath(service) && resourcePath(cur.GetSslPolicy()) == resourcePath(policy):
+		if samePaths(cur.GetSslCertificates(), certs) {
+			return nil
+		}
+		return certErr(b.p.setSSLProxyCertificates(ctx, name, certs))
+	case found:
+		if err := replacing(ctx, b, sslProxies, name, rule); err != nil {
+			return err
+		}
+	}
+	want := &computepb.TargetSslProxy{Name: proto.String(name), Description: b.description(), Service: proto.String(service), SslCertificates: certs}
+	if policy != "" {
+		want.SslPolicy = proto.String(policy)
+	}
+	return certErr(create(ctx, b, sslProxies, name, want))
+}
+
+// replacing deletes a port's forwarding rule, then its proxy, so that the
+// proxy can be created anew.
+func replacing[T lbResource](ctx context.Context, b *balancer, k kind[T], proxy, rule string) error {
+	if err := remove(ctx, b, forwardingRules, rule); err != nil {
+		return err
+	}
+	return k.del(ctx, b.p, b.sc, proxy)
+}
+
 // sweepPorts deletes the load balancer's forwarding rules (among ours)
-// and target TCP proxies that wanted does not name, rules first.
+// and target TCP and SSL proxies that wanted does not name, rules first.
 func (b *balancer) sweepPorts(ctx context.Context, ours []*computepb.ForwardingRule, wanted map[string]bool) error {
 	for _, r := range ours {
 		if !wanted[r.GetName()] {
@@ -295,13 +381,25 @@ func (b *balancer) sweepPorts(ctx context.Context, ours []*computepb.ForwardingR
 			}
 		}
 	}
-	proxies, err := tcpProxies.all(ctx, b.p, b.sc)
+	if err := sweepProxies(ctx, b, tcpProxies, wanted); err != nil {
+		return err
+	}
+	if b.sc.region != "" {
+		return nil // target SSL proxies are global
+	}
+	return sweepProxies(ctx, b, sslProxies, wanted)
+}
+
+// sweepProxies deletes the load balancer's proxies of kind k that wanted
+// does not name.
+func sweepProxies[T lbResource](ctx context.Context, b *balancer, k kind[T], wanted map[string]bool) error {
+	proxies, err := k.all(ctx, b.p, b.sc)
 	if err != nil {
 		return err
 	}
 	for _, tp := range proxies {
 		if b.owns(tp.GetDescription()) && !wanted[tp.GetName()] {
-			if err := tcpProxies.del(ctx, b.p, b.sc, tp.GetName()); err != nil {
+			if err := k.del(ctx, b.p, b.sc, tp.GetName()); err != nil {
 				return err
 			}
 		}
@@ -310,15 +408,22 @@ func (b *balancer) sweepPorts(ctx context.Context, ours []*computepb.ForwardingR
 }
 
 // DeleteL4 implements providers.L4Balancers: the forwarding rules, the
-// target TCP proxies, then the backend services and health checks, each
-// only when its description says it is this load balancer's. While
-// backend services still hold the target bindings' NEGs it fails
-// Transient, as DeleteHTTP does.
+// target proxies, then the backend services and health checks, each only
+// when its description says it is this load balancer's, in the global
+// scope and every region this process ensured it in (as DeleteHTTP).
+// While backend services still hold the target bindings' NEGs it fails
+// Transient.
 func (p *Provider) DeleteL4(ctx context.Context, cluster string, key providers.BalancerKey) error {
-	b := p.tcpBalancer(cluster, key)
-	rules, err := forwardingRules.all(ctx, p, b.sc)
+	return p.deleteEverywhere(ctx, p.tcpBalancer(cluster, key, scope{}, ""))
+}
+
+// deleteTCPIn removes everything of a Service's load balancer in its
+// scope; backend services that still have backends stay, with their
+// health checks, and it answers their names.
+func (b *balancer) deleteTCPIn(ctx context.Context) ([]string, error) {
+	rules, err := forwardingRules.all(ctx, b.p, b.sc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var ours []*computepb.ForwardingRule
 	for _, r := range rules {
@@ -327,14 +432,7 @@ func (p *Provider) DeleteL4(ctx context.Context, cluster string, key providers.B
 		}
 	}
 	if err := b.sweepPorts(ctx, ours, nil); err != nil {
-		return err
+		return nil, err
 	}
-	busy, err := b.sweepBackends(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if len(busy) > 0 {
-		return providers.Errorf(providers.Transient, "", "backend services %s still have backends; they are deleted once the target bindings release their NEGs", strings.Join(busy, ", "))
-	}
-	return nil
+	return b.sweepBackends(ctx, nil)
 }

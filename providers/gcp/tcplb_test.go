@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"strings"
@@ -83,8 +84,20 @@ func (e *env) attachL4(l providers.L4Listener, spec providers.Spec, ip string) *
 }
 
 // greeting is what a connection through a forwarding rule reads.
-func (e *env) greeting(rule string) string {
-	c, err := net.DialTimeout("tcp", e.srv.ForwardingRuleAddr(rule), time.Second)
+func (e *env) greeting(rule string) string { return e.greetingTLS(rule, nil) }
+
+// greetingTLS is greeting over TLS when conf is set.
+func (e *env) greetingTLS(rule string, conf *tls.Config) string {
+	d := &net.Dialer{Timeout: time.Second}
+	var (
+		c   net.Conn
+		err error
+	)
+	if conf != nil {
+		c, err = tls.DialWithDialer(d, "tcp", e.srv.ForwardingRuleAddr(rule), conf)
+	} else {
+		c, err = d.Dial("tcp", e.srv.ForwardingRuleAddr(rule))
+	}
 	if err != nil {
 		return ""
 	}
@@ -238,9 +251,15 @@ func TestTCPBalancerRefusesAPortAForeignRuleHolds(t *testing.T) {
 	}
 }
 
-// ownedTCP lists every resource whose description is podlb's for the
-// Service load balancer of key.
+// ownedTCP lists every global resource whose description is podlb's for
+// the Service load balancer of key.
 func (e *env) ownedTCP(key providers.BalancerKey) []string {
+	e.t.Helper()
+	return e.ownedTCPIn(key, scope{})
+}
+
+// ownedTCPIn is ownedTCP in one scope.
+func (e *env) ownedTCPIn(key providers.BalancerKey, sc scope) []string {
 	e.t.Helper()
 	var out []string
 	add := func(kind, name, description string) {
@@ -248,26 +267,43 @@ func (e *env) ownedTCP(key providers.BalancerKey) []string {
 			out = append(out, kind+"/"+name)
 		}
 	}
-	bss, err := backendServices.all(e.ctx, e.p, scope{})
+	bss, err := backendServices.all(e.ctx, e.p, sc)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	for _, bs := range bss {
 		add("backendService", bs.GetName(), bs.GetDescription())
 	}
-	hcs, err := healthChecks.all(e.ctx, e.p, scope{})
+	hcs, err := healthChecks.all(e.ctx, e.p, sc)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	for _, hc := range hcs {
 		add("healthCheck", hc.GetName(), hc.GetDescription())
 	}
-	_ = drain(e.p.c.ttps.List(e.ctx, &computepb.ListTargetTcpProxiesRequest{Project: project}), func(tp *computepb.TargetTcpProxy) {
+	tps, err := tcpProxies.all(e.ctx, e.p, sc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, tp := range tps {
 		add("targetTcpProxy", tp.GetName(), tp.GetDescription())
-	})
-	_ = drain(e.p.c.gfrs.List(e.ctx, &computepb.ListGlobalForwardingRulesRequest{Project: project}), func(fr *computepb.ForwardingRule) {
+	}
+	if sc.region == "" {
+		sps, err := sslProxies.all(e.ctx, e.p, sc)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, sp := range sps {
+			add("targetSslProxy", sp.GetName(), sp.GetDescription())
+		}
+	}
+	frs, err := forwardingRules.all(e.ctx, e.p, sc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, fr := range frs {
 		add("forwardingRule", fr.GetName(), fr.GetDescription())
-	})
+	}
 	return out
 }
 
@@ -346,20 +382,134 @@ func TestDeleteL4LeavesNothingOfItsOwnAndEverythingElse(t *testing.T) {
 func TestTCPBalancerBadInputNamesTheField(t *testing.T) {
 	for _, c := range []struct{ annotation, field string }{
 		{`{"redirectToHTTPS":true}`, "redirectToHTTPS"},
-		{`{"scheme":"internal","region":"us-central1","proxySubnet":"proxy-only"}`, "scheme"},
-		{`{"region":"us-central1"}`, "region"},
+		{`{"scheme":"internal","region":"us-central1"}`, "proxySubnet"},
 		{`{"sslCertificates":["c"]}`, "sslCertificates"},
+		{`{"tlsPorts":[443]}`, "tlsPorts"},
 		{`{"sslPolicy":"modern"}`, "sslPolicy"},
+		{`{"sslCertificates":["c"],"tlsPorts":[443,443]}`, "tlsPorts[1]"},
+		{`{"sslCertificates":["c"],"tlsPorts":[0]}`, "tlsPorts[0]"},
+		{`{"sslCertificates":["c"],"tlsPorts":[443],"region":"us-central1"}`, "tlsPorts"},
 		{`{"backends":{"db:5432":{"maxRatePerEndpoint":10}}}`, `backends["db:5432"].maxRatePerEndpoint`},
 		{`{"address":"not an address"}`, "address"},
 	} {
 		_, err := (&Provider{}).ParseL4Spec(c.annotation)
 		wantClass(t, err, providers.Invalid, c.field)
 	}
+	if _, err := ParseLoadBalancerSpec(`{"sslCertificates":["c"],"tlsPorts":[443]}`); err == nil || !strings.Contains(err.Error(), "tlsPorts") {
+		t.Errorf("tlsPorts on an Ingress: %v", err)
+	}
 	e := newEnv(t)
-	_, err := e.p.EnsureL4(e.ctx, edgeL4(t, `{"address":"missing-ip"}`))
-	wantClass(t, err, providers.Invalid, "address")
-	if n := len(e.mutations()); n != 0 {
-		t.Errorf("%d kinds of writes for a missing address", n)
+	for _, c := range []struct{ annotation, field string }{
+		{`{"address":"missing-ip"}`, "address"},
+		// 53 is UDP only, 443 no port of the load balancer.
+		{`{"sslCertificates":["c"],"tlsPorts":[53]}`, "tlsPorts[0]"},
+		{`{"sslCertificates":["c"],"tlsPorts":[5432,443]}`, "tlsPorts[1]"},
+		{`{"sslCertificates":["missing-cert"],"tlsPorts":[5432],"address":"edge-ip"}`, "sslCertificates"},
+	} {
+		if c.field == "sslCertificates" {
+			e.reserve("edge-ip")
+		}
+		e.srv.ResetStats()
+		_, err := e.p.EnsureL4(e.ctx, edgeL4(t, c.annotation))
+		wantClass(t, err, providers.Invalid, c.field)
+		if c.field != "sslCertificates" && len(e.mutations()) != 0 {
+			t.Errorf("%s: writes %v before the error", c.annotation, e.mutations())
+		}
+	}
+}
+
+func TestTCPBalancerTerminatesTLSOnTheListedPorts(t *testing.T) {
+	e := newEnv(t)
+	e.reserve("edge-ip")
+	for _, c := range [][2]string{{"db-cert", "db.example.com"}, {"db2-cert", "db2.example.com"}} {
+		if err := e.srv.IssueCertificate(c[0], c[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lb := edgeL4(t, `{"address":"edge-ip","sslCertificates":["db-cert"],"tlsPorts":[5432]}`)
+	e.srv.ResetStats()
+	res := e.ensureL4(lb)
+	wantMutations(t, e.mutations(), map[string]int64{
+		"healthChecks.insert": 2, "backendServices.insert": 2, "targetSslProxies.insert": 1, "targetTcpProxies.insert": 1, "globalForwardingRules.insert": 2,
+	})
+	e.attachL4(lb.Listeners[1], res.Specs["shop/db:5432"], "127.0.0.21")
+	e.attachL4(lb.Listeners[2], res.Specs["shop/cache:6379"], "127.0.0.22")
+	conf := func(name string) *tls.Config { return &tls.Config{RootCAs: e.srv.RootCAs(), ServerName: name} }
+	var last string
+	eventually(t, "TLS to 5432", func() bool { last = e.greetingTLS(edgeName("ft5432"), conf("db.example.com")); return last == "db" })
+	e.waitGreeting(edgeName("ft6379"), "cache")
+	if got := e.greeting(edgeName("ft5432")); got != "" {
+		t.Errorf("plain TCP to the TLS port reached %q", got)
+	}
+
+	// A second certificate: set on the proxy in place.
+	lb.Spec, _ = ParseNetworkLoadBalancerSpec(`{"address":"edge-ip","sslCertificates":["db-cert","db2-cert"],"tlsPorts":[5432]}`)
+	e.srv.ResetStats()
+	e.ensureL4(lb)
+	wantMutations(t, e.mutations(), map[string]int64{"targetSslProxies.setSslCertificates": 1})
+	if got := e.greetingTLS(edgeName("ft5432"), conf("db2.example.com")); got != "db" {
+		t.Errorf("TLS by the second certificate: %q", got)
+	}
+
+	// Plain TCP again: the port's rule moves to a new TCP proxy, the SSL
+	// proxy goes, the other port is untouched.
+	lb.Spec, _ = ParseNetworkLoadBalancerSpec(`{"address":"edge-ip"}`)
+	e.srv.ResetStats()
+	e.ensureL4(lb)
+	wantMutations(t, e.mutations(), map[string]int64{
+		"targetTcpProxies.insert": 1, "globalForwardingRules.delete": 1, "globalForwardingRules.insert": 1, "targetSslProxies.delete": 1,
+	})
+	e.waitGreeting(edgeName("ft5432"), "db")
+	if got := e.greeting(edgeName("ft6379")); got != "cache" {
+		t.Errorf("6379 after 5432 changed: %q", got)
+	}
+}
+
+func TestTCPBalancerInternalInItsRegionAndMovingOut(t *testing.T) {
+	e := newEnv(t)
+	e.done(e.p.c.addr.Insert(e.ctx, &computepb.InsertAddressRequest{Project: project, Region: lbRegion, AddressResource: &computepb.Address{Name: proto.String("edge-rip")}}))
+	ip, _, err := e.p.addressIP(e.ctx, scope{region: lbRegion}, "edge-rip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	internal := `{"scheme":"internal","region":"` + lbRegion + `","proxySubnet":"proxy-only","address":"edge-rip"}`
+	lb := edgeL4(t, internal)
+	e.srv.ResetStats()
+	res := e.ensureL4(lb)
+	wantMutations(t, e.mutations(), map[string]int64{
+		"regionHealthChecks.insert": 2, "regionBackendServices.insert": 2, "regionTargetTcpProxies.insert": 2, "forwardingRules.insert": 2,
+	})
+	if res.Status.IP != ip || res.Status.Details["scheme"] != "INTERNAL_MANAGED" || !strings.Contains(res.Specs["shop/db:5432"].(*Spec).BackendService, "/regions/"+lbRegion+"/") {
+		t.Fatalf("status %+v, specs %v", res.Status, res.Specs)
+	}
+	db := e.attachL4(lb.Listeners[1], res.Specs["shop/db:5432"], "127.0.0.21")
+	e.waitGreeting(edgeName("ft5432"), "db")
+	if n := len(e.ownedTCP(edgeKey)); n != 0 {
+		t.Errorf("%d global resources for an internal load balancer", n)
+	}
+
+	// External now: it is built globally and leaves its region, where
+	// only the backend service still holding the binding's NEG (and its
+	// health check) waits for the binding to follow.
+	e.reserve("edge-ip")
+	lb.Spec, _ = ParseNetworkLoadBalancerSpec(`{"address":"edge-ip"}`)
+	res = e.ensureL4(lb)
+	if n := len(e.ownedTCP(edgeKey)); n != 8 {
+		t.Errorf("%d global resources, want 8: %v", n, e.ownedTCP(edgeKey))
+	}
+	if left := e.ownedTCPIn(edgeKey, scope{region: lbRegion}); len(left) != 2 {
+		t.Errorf("left in the region: %v", left)
+	}
+	if err := e.p.Release(e.ctx, providers.BindingKey{Namespace: "shop", Service: "db", Provider: "gcp", Port: 5432}, db.Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.attachL4(lb.Listeners[1], res.Specs["shop/db:5432"], "127.0.0.21")
+	e.waitGreeting(edgeName("ft5432"), "db")
+	e.ensureL4(lb)
+	if left := e.ownedTCPIn(edgeKey, scope{region: lbRegion}); len(left) != 0 {
+		t.Errorf("left in the region after the binding moved: %v", left)
+	}
+	if err := e.p.DeleteL4(e.ctx, cluster, edgeKey); providers.ClassOf(err) != providers.Transient {
+		t.Fatalf("DeleteL4 with the binding attached: %v", err)
 	}
 }
