@@ -109,10 +109,12 @@ func l4BackendSpec(s *LoadBalancerSpec, be providers.L4Backend) BackendSpec {
 }
 
 // EnsureL4 implements providers.L4Balancers. Each TCP port gets its own
-// health check, backend service, target TCP proxy and forwarding rule, so
-// a port's change never touches another's; every resource is read first
-// and written only when it differs. UDP ports and ports another forwarding
-// rule holds on the load balancer's address are refused.
+// health check, backend service, target TCP proxy (SSL proxy for a port in
+// tlsPorts) and forwarding rule, so a port's change never touches
+// another's; every resource is read first and written only when it
+// differs. UDP ports and ports another forwarding rule holds on the load
+// balancer's address are refused. A rule podlb cannot create because the
+// address is in use is an Invalid error naming address (ensureRule).
 func (p *Provider) EnsureL4(ctx context.Context, lb *providers.L4Balancer) (*providers.L4Result, error) {
 	spec, err := loadBalancerSpec(lb.Spec)
 	if err != nil {
