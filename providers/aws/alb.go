@@ -37,7 +37,16 @@ const (
 	// TagRoute identifies the route (and its part, when a route needs
 	// several rules) a listener rule realises.
 	TagRoute = "podlb.io/route"
+	// TagBalancerType is "network" on what podlb creates for a Service's
+	// Network Load Balancer. An Ingress's ALB resources carry none (they
+	// predate it), so a Service and an Ingress of the same key never take
+	// each other's resources for their own.
+	TagBalancerType = "podlb.io/balancer-type"
 )
+
+// networkType is TagBalancerType's value on Network Load Balancer
+// resources.
+const networkType = "network"
 
 // Ports of the listeners podlb creates.
 const (
@@ -48,16 +57,38 @@ const (
 // maxRuleValues is ELBv2's limit of condition values per rule.
 const maxRuleValues = 5
 
-// balancerTags mark a resource as podlb's for one load balancer of one
-// cluster: the ownership record checked before any change.
+// balancerOwner is whose a load balancer's resource is: one cluster's
+// load balancer of one key and type ("" for an ALB, networkType).
+type balancerOwner struct {
+	cluster string
+	key     providers.BalancerKey
+	typ     string
+}
+
+// tags mark a resource as podlb's for the owner: the ownership record
+// checked before any change.
+func (o balancerOwner) tags() map[string]string {
+	tags := map[string]string{TagCluster: o.cluster, TagBalancer: o.key.String()}
+	if o.typ != "" {
+		tags[TagBalancerType] = o.typ
+	}
+	return tags
+}
+
+// owns reports whether tags mark a resource as podlb's for the owner.
+func (o balancerOwner) owns(tags map[string]string) bool {
+	return tags[TagCluster] == o.cluster && tags[TagBalancer] == o.key.String() && tags[TagBalancerType] == o.typ
+}
+
+// balancerTags mark a resource as podlb's for one ALB of one cluster.
 func balancerTags(cluster string, key providers.BalancerKey) map[string]string {
-	return map[string]string{TagCluster: cluster, TagBalancer: key.String()}
+	return balancerOwner{cluster: cluster, key: key}.tags()
 }
 
 // ownedByBalancer reports whether tags mark a resource as podlb's for this
-// cluster and balancer.
+// cluster's ALB of key.
 func ownedByBalancer(tags map[string]string, cluster string, key providers.BalancerKey) bool {
-	return tags[TagCluster] == cluster && tags[TagBalancer] == key.String()
+	return balancerOwner{cluster: cluster, key: key}.owns(tags)
 }
 
 // nameHash is n hex digits of a hash of parts, for generated names.
@@ -70,7 +101,13 @@ func nameHash(n int, parts ...string) string {
 // a balancer key: readable prefixes of namespace and name, then a hash of
 // cluster and key, within AWS's 32 characters.
 func BalancerName(cluster string, key providers.BalancerKey) string {
-	return "pl-" + namePart(key.Namespace, 7) + "-" + namePart(key.Name, 8) + "-" + nameHash(10, cluster, key.Namespace, key.Name)
+	return balancerName("pl-", cluster, key)
+}
+
+// balancerName is prefix, readable parts of the key and a hash of cluster
+// and key, within AWS's 32 characters for a three-character prefix.
+func balancerName(prefix, cluster string, key providers.BalancerKey) string {
+	return prefix + namePart(key.Namespace, 7) + "-" + namePart(key.Name, 8) + "-" + nameHash(10, cluster, key.Namespace, key.Name)
 }
 
 // BalancerGroupName is the deterministic name of the target group of one
@@ -96,26 +133,50 @@ func (p *Provider) ParseBalancerSpec(raw string) (any, error) {
 	return s, nil
 }
 
+// lbPlan is the load balancer an Ensure wants, computed before touching
+// anything.
+type lbPlan struct {
+	balancerOwner
+	spec   *LoadBalancerSpec
+	lbType types.LoadBalancerTypeEnum
+	name   string
+	// tags are the owner's and the annotation's.
+	tags map[string]string
+}
+
+func newLBPlan(owner balancerOwner, typ types.LoadBalancerTypeEnum, name string, spec *LoadBalancerSpec) *lbPlan {
+	tags := owner.tags()
+	maps.Copy(tags, spec.Tags)
+	return &lbPlan{balancerOwner: owner, spec: spec, lbType: typ, name: name, tags: tags}
+}
+
 // albPlan is what EnsureHTTP computed from lb before touching anything.
 type albPlan struct {
-	lb   *providers.HTTPBalancer
-	spec *LoadBalancerSpec
-	name string
-	tags map[string]string
+	*lbPlan
+	lb *providers.HTTPBalancer
+}
+
+// balancerSpec is a balancer's parsed annotation, the defaults when it has
+// none.
+func balancerSpec(v any) (*LoadBalancerSpec, error) {
+	switch s := v.(type) {
+	case nil:
+	case *LoadBalancerSpec:
+		if s != nil {
+			return s, nil
+		}
+	default:
+		return nil, providers.Errorf(providers.Invalid, "", "the load balancer spec is a %T, not the AWS provider's", v)
+	}
+	return &LoadBalancerSpec{}, nil
 }
 
 // planALB checks lb and its annotation for what parsing cannot see, so a
 // broken edit fails before anything changes.
 func planALB(lb *providers.HTTPBalancer) (*albPlan, error) {
-	spec := &LoadBalancerSpec{}
-	switch s := lb.Spec.(type) {
-	case nil:
-	case *LoadBalancerSpec:
-		if s != nil {
-			spec = s
-		}
-	default:
-		return nil, providers.Errorf(providers.Invalid, "", "the load balancer spec is a %T, not the AWS provider's", lb.Spec)
+	spec, err := balancerSpec(lb.Spec)
+	if err != nil {
+		return nil, err
 	}
 	if spec.RedirectToHTTPS && len(spec.CertificateARNs) == 0 {
 		return nil, providers.Errorf(providers.Invalid, "redirectToHTTPS", "needs an HTTPS listener: list its certificates in certificateArns")
@@ -128,9 +189,8 @@ func planALB(lb *providers.HTTPBalancer) (*albPlan, error) {
 	if _, ok := lb.Backends[lb.Default]; lb.Default != "" && !ok {
 		return nil, providers.Errorf(providers.Invalid, "", "the default backend %q is not among the balancer's backends", lb.Default)
 	}
-	tags := balancerTags(lb.Cluster, lb.Key)
-	maps.Copy(tags, spec.Tags)
-	return &albPlan{lb: lb, spec: spec, name: BalancerName(lb.Cluster, lb.Key), tags: tags}, nil
+	owner := balancerOwner{cluster: lb.Cluster, key: lb.Key}
+	return &albPlan{lbPlan: newLBPlan(owner, types.LoadBalancerTypeEnumApplication, BalancerName(lb.Cluster, lb.Key), spec), lb: lb}, nil
 }
 
 // EnsureHTTP implements providers.HTTPBalancers. It waits for nothing: a
@@ -140,7 +200,7 @@ func (p *Provider) EnsureHTTP(ctx context.Context, lb *providers.HTTPBalancer) (
 	if err != nil {
 		return nil, nil, err
 	}
-	alb, err := p.ensureALB(ctx, plan)
+	alb, err := p.ensureLoadBalancer(ctx, plan.lbPlan)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -174,9 +234,9 @@ func (p *Provider) EnsureHTTP(ctx context.Context, lb *providers.HTTPBalancer) (
 	return st, specs, nil
 }
 
-// ensureALB finds the load balancer by its name or creates it, and brings
-// its idle timeout in line.
-func (p *Provider) ensureALB(ctx context.Context, plan *albPlan) (*types.LoadBalancer, error) {
+// ensureLoadBalancer finds the load balancer by its name or creates it,
+// and brings its tags and idle timeout in line.
+func (p *Provider) ensureLoadBalancer(ctx context.Context, plan *lbPlan) (*types.LoadBalancer, error) {
 	alb, err := p.describeALB(ctx, plan.name)
 	if err != nil {
 		return nil, err
@@ -186,7 +246,7 @@ func (p *Provider) ensureALB(ctx context.Context, plan *albPlan) (*types.LoadBal
 		scheme = types.LoadBalancerSchemeEnumInternetFacing
 	}
 	if alb == nil {
-		if alb, err = p.createALB(ctx, plan, scheme); err != nil {
+		if alb, err = p.createLoadBalancer(ctx, plan, scheme); err != nil {
 			return nil, err
 		}
 	} else {
@@ -194,11 +254,11 @@ func (p *Provider) ensureALB(ctx context.Context, plan *albPlan) (*types.LoadBal
 		if err != nil {
 			return nil, err
 		}
-		if !ownedByBalancer(tags, plan.lb.Cluster, plan.lb.Key) {
-			return nil, providers.Errorf(providers.Invalid, "", "a load balancer named %s exists but is not tagged as podlb's for %s; podlb will not adopt it", plan.name, plan.lb.Key)
+		if !plan.owns(tags) {
+			return nil, providers.Errorf(providers.Invalid, "", "a load balancer named %s exists but is not tagged as podlb's for %s; podlb will not adopt it", plan.name, plan.key)
 		}
 		if alb.Scheme != scheme {
-			return nil, providers.Errorf(providers.Invalid, "scheme", "load balancer %s is %s; AWS cannot change the scheme of a load balancer, so delete the Ingress and create it again to get a %s one", plan.name, alb.Scheme, scheme)
+			return nil, providers.Errorf(providers.Invalid, "scheme", "load balancer %s is %s; AWS cannot change the scheme of a load balancer, so delete the Ingress or Service and create it again to get a %s one", plan.name, alb.Scheme, scheme)
 		}
 		if err := p.addTags(ctx, aws.ToString(alb.LoadBalancerArn), tags, plan.spec.Tags); err != nil {
 			return nil, err
@@ -234,14 +294,14 @@ func (p *Provider) describeALB(ctx context.Context, name string) (*types.LoadBal
 	return &out.LoadBalancers[0], nil
 }
 
-// createALB creates the load balancer. The emulator has no EC2
+// createLoadBalancer creates the load balancer. The emulator has no EC2
 // DescribeSubnets, so subnets are not discovered: without spec subnets the
 // request names none, which the emulator answers with its VPC's subnets
 // and AWS refuses (reported as an error naming subnets).
-func (p *Provider) createALB(ctx context.Context, plan *albPlan, scheme types.LoadBalancerSchemeEnum) (*types.LoadBalancer, error) {
+func (p *Provider) createLoadBalancer(ctx context.Context, plan *lbPlan, scheme types.LoadBalancerSchemeEnum) (*types.LoadBalancer, error) {
 	in := &elbv2.CreateLoadBalancerInput{
 		Name:           aws.String(plan.name),
-		Type:           types.LoadBalancerTypeEnumApplication,
+		Type:           plan.lbType,
 		Scheme:         scheme,
 		Subnets:        plan.spec.Subnets,
 		SecurityGroups: plan.spec.SecurityGroups,
@@ -314,7 +374,7 @@ func (p *Provider) alignIdleTimeout(ctx context.Context, arn string, seconds int
 // groups of this balancer no backend wants any more.
 func (p *Provider) ensureBalancerGroups(ctx context.Context, plan *albPlan, alb *types.LoadBalancer) (map[string]string, []string, error) {
 	lb := plan.lb
-	attached, err := p.attachedGroups(ctx, aws.ToString(alb.LoadBalancerArn), lb.Cluster, lb.Key)
+	attached, err := p.attachedGroups(ctx, aws.ToString(alb.LoadBalancerArn), plan.balancerOwner)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -326,7 +386,8 @@ func (p *Provider) ensureBalancerGroups(ctx context.Context, plan *albPlan, alb 
 		c.Tags = plan.spec.Tags
 		g := attached[id]
 		if g == nil {
-			if g, err = p.findOrCreateBalancerGroup(ctx, lb, id, vpc, be, c, field); err != nil {
+			name := BalancerGroupName(lb.Cluster, lb.Key, id)
+			if g, err = p.findOrCreateBalancerGroup(ctx, plan.balancerOwner, name, id, vpc, groupPort{port: be.Port, protocol: "HTTP"}, c, field); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -352,11 +413,26 @@ func (p *Provider) ensureBalancerGroups(ctx context.Context, plan *albPlan, alb 
 // annotation's backends["service:port"] (port by number or name) and the
 // pods' readiness probe, and the field errors about them name.
 func backendSettings(spec *LoadBalancerSpec, be providers.HTTPBackend) (string, *CreateSpec) {
-	keys := []string{be.Service + ":" + strconv.Itoa(int(be.Port))}
-	if be.PortName != "" {
-		keys = append(keys, be.Service+":"+be.PortName)
+	field, c := annotatedBackend(spec, be.Service, be.Port, be.PortName)
+	c.Protocol = "HTTP"
+	if be.HealthCheckPath != "" && (c.HealthCheck == nil || c.HealthCheck.Path == "") {
+		if c.HealthCheck == nil {
+			c.HealthCheck = &HealthCheckSpec{}
+		}
+		c.HealthCheck.Path = be.HealthCheckPath
 	}
-	c := &CreateSpec{Protocol: "HTTP"}
+	return field, c
+}
+
+// annotatedBackend gives the target group settings of a Service port from
+// the annotation's backends["service:port"] (port by number or name), and
+// the field errors about them name.
+func annotatedBackend(spec *LoadBalancerSpec, service string, port int32, portName string) (string, *CreateSpec) {
+	keys := []string{service + ":" + strconv.Itoa(int(port))}
+	if portName != "" {
+		keys = append(keys, service+":"+portName)
+	}
+	c := &CreateSpec{}
 	field := fmt.Sprintf("backends[%q]", keys[0])
 	for _, k := range keys {
 		if bs, ok := spec.Backends[k]; ok {
@@ -369,21 +445,29 @@ func backendSettings(spec *LoadBalancerSpec, be providers.HTTPBackend) (string, 
 			break
 		}
 	}
-	if be.HealthCheckPath != "" && (c.HealthCheck == nil || c.HealthCheck.Path == "") {
-		if c.HealthCheck == nil {
-			c.HealthCheck = &HealthCheckSpec{}
-		}
-		c.HealthCheck.Path = be.HealthCheckPath
-	}
 	return field, c
 }
 
 // attachedGroups are the target groups the load balancer's listeners and
-// rules use that are tagged as this balancer's, by backend ID.
-func (p *Provider) attachedGroups(ctx context.Context, albArn, cluster string, key providers.BalancerKey) (map[string]*taggedGroup, error) {
+// rules use that are tagged as owner's, by backend ID.
+func (p *Provider) attachedGroups(ctx context.Context, lbArn string, owner balancerOwner) (map[string]*taggedGroup, error) {
+	ours, err := p.ownedAttachedGroups(ctx, lbArn, owner)
+	if err != nil {
+		return nil, err
+	}
+	groups := map[string]*taggedGroup{}
+	for _, g := range ours {
+		groups[g.tags[TagBackend]] = g
+	}
+	return groups, nil
+}
+
+// ownedAttachedGroups are the target groups the load balancer uses that
+// are tagged as owner's for a backend, in ARN order.
+func (p *Provider) ownedAttachedGroups(ctx context.Context, lbArn string, owner balancerOwner) ([]*taggedGroup, error) {
 	var out *elbv2.DescribeTargetGroupsOutput
 	err := p.calls.Call(ctx, "DescribeTargetGroups", func(ctx context.Context) (err error) {
-		out, err = p.elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{LoadBalancerArn: aws.String(albArn)})
+		out, err = p.elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{LoadBalancerArn: aws.String(lbArn)})
 		return err
 	})
 	if err != nil {
@@ -393,14 +477,15 @@ func (p *Provider) attachedGroups(ctx context.Context, albArn, cluster string, k
 	for i := range out.TargetGroups {
 		byArn[aws.ToString(out.TargetGroups[i].TargetGroupArn)] = &out.TargetGroups[i]
 	}
-	tags, err := p.tagsOf(ctx, slices.Sorted(maps.Keys(byArn)))
+	arns := slices.Sorted(maps.Keys(byArn))
+	tags, err := p.tagsOf(ctx, arns)
 	if err != nil {
 		return nil, err
 	}
-	groups := map[string]*taggedGroup{}
-	for arn, tg := range byArn {
-		if t := tags[arn]; ownedByBalancer(t, cluster, key) && t[TagBackend] != "" {
-			groups[t[TagBackend]] = &taggedGroup{tg: tg, tags: t}
+	var groups []*taggedGroup
+	for _, arn := range arns {
+		if t := tags[arn]; owner.owns(t) && t[TagBackend] != "" {
+			groups = append(groups, &taggedGroup{tg: byArn[arn], tags: t})
 		}
 	}
 	return groups, nil
@@ -413,9 +498,8 @@ type taggedGroup struct {
 }
 
 // findOrCreateBalancerGroup finds a backend's group by its name (one no
-// rule uses yet, say after a failed pass) or creates it.
-func (p *Provider) findOrCreateBalancerGroup(ctx context.Context, lb *providers.HTTPBalancer, id, vpc string, be providers.HTTPBackend, c *CreateSpec, field string) (*taggedGroup, error) {
-	name := BalancerGroupName(lb.Cluster, lb.Key, id)
+// rule or listener uses yet, say after a failed pass) or creates it.
+func (p *Provider) findOrCreateBalancerGroup(ctx context.Context, owner balancerOwner, name, id, vpc string, gp groupPort, c *CreateSpec, field string) (*taggedGroup, error) {
 	tg, err := p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{Names: []string{name}}, "")
 	switch {
 	case err == nil:
@@ -423,16 +507,16 @@ func (p *Provider) findOrCreateBalancerGroup(ctx context.Context, lb *providers.
 		if err != nil {
 			return nil, err
 		}
-		if !ownedByBalancer(tags, lb.Cluster, lb.Key) || tags[TagBackend] != id {
-			return nil, providers.Errorf(providers.Invalid, "", "a target group named %s exists but is not tagged as podlb's for backend %s of %s; podlb will not adopt it", name, id, lb.Key)
+		if !owner.owns(tags) || tags[TagBackend] != id {
+			return nil, providers.Errorf(providers.Invalid, "", "a target group named %s exists but is not tagged as podlb's for backend %s of %s; podlb will not adopt it", name, id, owner.key)
 		}
 		return &taggedGroup{tg: tg, tags: tags}, nil
 	case providers.ClassOf(err) != providers.NotFound:
 		return nil, err
 	}
-	owner := balancerTags(lb.Cluster, lb.Key)
-	owner[TagBackend] = id
-	in := createInput(name, vpc, groupPort{port: be.Port, protocol: "HTTP"}, c, owner)
+	tags := owner.tags()
+	tags[TagBackend] = id
+	in := createInput(name, vpc, gp, c, tags)
 	var out *elbv2.CreateTargetGroupOutput
 	err = p.calls.Call(ctx, "CreateTargetGroup", func(ctx context.Context) (err error) {
 		out, err = p.elb.CreateTargetGroup(ctx, in)
@@ -487,7 +571,7 @@ func (p *Provider) ensureListeners(ctx context.Context, plan *albPlan, albArn st
 		}
 		have := existing[w.port]
 		if have == nil {
-			arn, err := p.createListener(ctx, plan, albArn, w)
+			arn, err := p.createListener(ctx, plan.balancerOwner, albArn, w)
 			if err != nil {
 				return err
 			}
@@ -568,14 +652,14 @@ func (p *Provider) balancerListeners(ctx context.Context, albArn string) (map[in
 	return out, nil
 }
 
-// createListener creates the listener w, tagged as podlb's.
-func (p *Provider) createListener(ctx context.Context, plan *albPlan, albArn string, w listenerWant) (string, error) {
+// createListener creates the listener w, tagged as owner's.
+func (p *Provider) createListener(ctx context.Context, owner balancerOwner, lbArn string, w listenerWant) (string, error) {
 	in := &elbv2.CreateListenerInput{
-		LoadBalancerArn: aws.String(albArn),
+		LoadBalancerArn: aws.String(lbArn),
 		Port:            aws.Int32(w.port),
 		Protocol:        w.protocol,
 		DefaultActions:  []types.Action{w.action},
-		Tags:            tagList(balancerTags(plan.lb.Cluster, plan.lb.Key)),
+		Tags:            tagList(owner.tags()),
 	}
 	if len(w.certs) > 0 {
 		in.Certificates = []types.Certificate{{CertificateArn: aws.String(w.certs[0])}}
@@ -1065,7 +1149,12 @@ func (p *Provider) deleteALB(ctx context.Context, arn string) error {
 // the groups can go) and so does the load balancer; the error then says
 // what keeps them.
 func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers.BalancerKey) error {
-	name := BalancerName(cluster, key)
+	return p.deleteBalancer(ctx, balancerOwner{cluster: cluster, key: key}, BalancerName(cluster, key))
+}
+
+// deleteBalancer deletes owner's load balancer of that name with its
+// listeners and target groups, as DeleteHTTP says.
+func (p *Provider) deleteBalancer(ctx context.Context, owner balancerOwner, name string) error {
 	alb, err := p.describeALB(ctx, name)
 	if err != nil {
 		return err
@@ -1077,8 +1166,8 @@ func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers
 		if err != nil {
 			return err
 		}
-		if ownedByBalancer(tags, cluster, key) {
-			if kept, err = p.deleteListeners(ctx, cluster, key, albArn); err != nil {
+		if owner.owns(tags) {
+			if kept, err = p.deleteListeners(ctx, owner, albArn); err != nil {
 				return err
 			}
 			if len(kept) == 0 {
@@ -1090,7 +1179,7 @@ func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers
 	}
 	var inUse []string
 	err = p.eachGroupTags(ctx, func(arn string, tags map[string]string) error {
-		if !ownedByBalancer(tags, cluster, key) {
+		if !owner.owns(tags) {
 			return nil
 		}
 		err := p.deleteBalancerGroup(ctx, arn)
@@ -1115,7 +1204,7 @@ func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers
 // deleteListeners deletes podlb's rules and listeners of a load balancer
 // and says what it had to keep: listeners and rules podlb did not create,
 // and podlb's listeners that carry such rules.
-func (p *Provider) deleteListeners(ctx context.Context, cluster string, key providers.BalancerKey, albArn string) ([]string, error) {
+func (p *Provider) deleteListeners(ctx context.Context, owner balancerOwner, albArn string) ([]string, error) {
 	listeners, err := p.balancerListeners(ctx, albArn)
 	if err != nil {
 		return nil, err
@@ -1125,7 +1214,7 @@ func (p *Provider) deleteListeners(ctx context.Context, cluster string, key prov
 		tl := listeners[port]
 		arn := aws.ToString(tl.l.ListenerArn)
 		what := fmt.Sprintf("listener %s:%d", tl.l.Protocol, port)
-		if !ownedByBalancer(tl.tags, cluster, key) {
+		if !owner.owns(tl.tags) {
 			kept = append(kept, what+" was not created by podlb")
 			continue
 		}
@@ -1135,7 +1224,7 @@ func (p *Provider) deleteListeners(ctx context.Context, cluster string, key prov
 		}
 		var foreign []string
 		for _, r := range rules {
-			if !ownedByBalancer(r.tags, cluster, key) {
+			if !owner.owns(r.tags) {
 				foreign = append(foreign, strconv.Itoa(int(r.priority)))
 				continue
 			}

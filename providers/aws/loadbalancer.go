@@ -16,8 +16,9 @@ const LoadBalancerAnnotationKey = "podlb.io/aws-load-balancer"
 
 // LoadBalancerSpec is the value of podlb.io/aws-load-balancer. Every field
 // is optional for parsing: {} (or an empty value) gives an internet-facing
-// ALB with the VPC's default security group. podlb does not discover
-// subnets yet, so on AWS Subnets must be listed.
+// ALB (for an Ingress) or Network Load Balancer (for a Service of type
+// LoadBalancer) with the VPC's default security group. podlb does not
+// discover subnets yet, so on AWS Subnets must be listed.
 type LoadBalancerSpec struct {
 	// Scheme is internet-facing (default) or internal.
 	Scheme string `json:"scheme,omitempty"`
@@ -25,18 +26,23 @@ type LoadBalancerSpec struct {
 	Subnets []string `json:"subnets,omitempty"`
 	// SecurityGroups are security group IDs.
 	SecurityGroups []string `json:"securityGroups,omitempty"`
-	// CertificateARNs are ACM certificates of the HTTPS listener; the
-	// first is its default certificate.
+	// CertificateARNs are ACM certificates of the HTTPS listener (of the
+	// TLS listeners, for a Service); the first is the default certificate.
 	CertificateARNs []string `json:"certificateArns,omitempty"`
-	// SSLPolicy is the HTTPS listener's security policy.
+	// TLSPorts (Services only) are the TCP ports whose listeners terminate
+	// TLS with CertificateARNs and forward plain TCP to the pods.
+	TLSPorts []int32 `json:"tlsPorts,omitempty"`
+	// SSLPolicy is the HTTPS (or TLS) listeners' security policy.
 	SSLPolicy string `json:"sslPolicy,omitempty"`
-	// RedirectToHTTPS makes the HTTP listener redirect to HTTPS.
+	// RedirectToHTTPS (Ingresses only) makes the HTTP listener redirect to
+	// HTTPS.
 	RedirectToHTTPS bool `json:"redirectToHTTPS,omitempty"`
-	// IdleTimeoutSeconds is the ALB's idle_timeout.timeout_seconds.
+	// IdleTimeoutSeconds (Ingresses only) is the ALB's
+	// idle_timeout.timeout_seconds.
 	IdleTimeoutSeconds *int32            `json:"idleTimeoutSeconds,omitempty"`
 	Tags               map[string]string `json:"tags,omitempty"`
-	// Group names the load balancer Ingresses share: Ingresses with the
-	// same group get one ALB. Empty: the Ingress gets its own.
+	// Group names the load balancer Ingresses (or Services) share: those
+	// with the same group get one load balancer. Empty: each gets its own.
 	Group string `json:"group,omitempty"`
 	// Backends holds per-backend settings keyed by "service:port" (port
 	// number or name, as the Ingress names it).
@@ -70,6 +76,9 @@ var (
 	maxSecurityGroups    = 5
 	maxCertificates      = 25
 	albHealthCheckProtos = []string{"HTTP", "HTTPS"}
+	// NLB target groups check by TCP or HTTP(S); a path and a matcher
+	// only mean something to the latter.
+	nlbHealthCheckProtos = []string{"TCP", "HTTP", "HTTPS"}
 )
 
 // ParseLoadBalancerSpec validates the value of podlb.io/aws-load-balancer.
@@ -86,7 +95,91 @@ func ParseLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
 	if err := s.validate(); err != nil {
 		return nil, annotationError(err)
 	}
+	if err := s.validateALB(); err != nil {
+		return nil, annotationError(err)
+	}
 	return &s, nil
+}
+
+// ParseNetworkLoadBalancerSpec validates the value of
+// podlb.io/aws-load-balancer on a Service of type LoadBalancer, refusing
+// the fields only an ALB has, by name.
+func ParseNetworkLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
+	var s LoadBalancerSpec
+	if strings.TrimSpace(raw) != "" {
+		if err := providers.DecodeAnnotation([]byte(raw), &s); err != nil {
+			return nil, annotationError(err)
+		}
+	}
+	if err := s.validate(); err != nil {
+		return nil, annotationError(err)
+	}
+	if err := s.validateNLB(); err != nil {
+		return nil, annotationError(err)
+	}
+	return &s, nil
+}
+
+// validateALB checks what only applies to an Ingress's ALB.
+func (s *LoadBalancerSpec) validateALB() error {
+	if len(s.TLSPorts) > 0 {
+		return providers.Errorf(providers.Invalid, "tlsPorts", "applies to Services of type LoadBalancer only; an Ingress's ALB serves HTTPS on 443 when certificateArns are given")
+	}
+	if n := len(s.Subnets); n > 0 && n < minSubnets {
+		return providers.Errorf(providers.Invalid, "subnets", "an Application Load Balancer needs subnets in at least %d Availability Zones; list at least %d", minSubnets, minSubnets)
+	}
+	for _, key := range sortedKeys(s.Backends) {
+		if hc := s.Backends[key].HealthCheck; hc != nil && hc.Protocol != "" && !slices.Contains(albHealthCheckProtos, hc.Protocol) {
+			return providers.Errorf(providers.Invalid, fmt.Sprintf("backends[%q].healthCheck.protocol", key), "%q does not apply to an ALB's target groups; use %s", hc.Protocol, strings.Join(albHealthCheckProtos, " or "))
+		}
+	}
+	return nil
+}
+
+// validateNLB checks what only applies to a Service's Network Load
+// Balancer, refusing the ALB's fields.
+func (s *LoadBalancerSpec) validateNLB() error {
+	switch {
+	case s.RedirectToHTTPS:
+		return providers.Errorf(providers.Invalid, "redirectToHTTPS", "applies to Ingresses only: a Network Load Balancer forwards TCP and UDP and sees no HTTP")
+	case s.IdleTimeoutSeconds != nil:
+		return providers.Errorf(providers.Invalid, "idleTimeoutSeconds", "applies to Ingresses only: a Network Load Balancer has no idle timeout setting")
+	case len(s.CertificateARNs) > 0 && len(s.TLSPorts) == 0:
+		return providers.Errorf(providers.Invalid, "certificateArns", "a Service's load balancer terminates TLS only on the ports listed in tlsPorts; list them")
+	case len(s.TLSPorts) > 0 && len(s.CertificateARNs) == 0:
+		return providers.Errorf(providers.Invalid, "tlsPorts", "TLS listeners need certificates: list them in certificateArns")
+	case s.SSLPolicy != "" && len(s.TLSPorts) == 0:
+		return providers.Errorf(providers.Invalid, "sslPolicy", "applies to TLS listeners only: list their ports in tlsPorts")
+	}
+	seen := map[int32]bool{}
+	for i, port := range s.TLSPorts {
+		field := fmt.Sprintf("tlsPorts[%d]", i)
+		if port < 1 || port > 65535 {
+			return providers.Errorf(providers.Invalid, field, "%d is not a port (1-65535)", port)
+		}
+		if seen[port] {
+			return providers.Errorf(providers.Invalid, field, "port %d is listed twice", port)
+		}
+		seen[port] = true
+	}
+	for _, key := range sortedKeys(s.Backends) {
+		hc := s.Backends[key].HealthCheck
+		if hc == nil {
+			continue
+		}
+		field := fmt.Sprintf("backends[%q].healthCheck", key)
+		if hc.Protocol != "" && !slices.Contains(nlbHealthCheckProtos, hc.Protocol) {
+			return providers.Errorf(providers.Invalid, field+".protocol", "%q does not apply to a Network Load Balancer's target groups; use %s", hc.Protocol, strings.Join(nlbHealthCheckProtos, ", "))
+		}
+		httpCheck := hc.Protocol == "HTTP" || hc.Protocol == "HTTPS"
+		if hc.Path != "" && !httpCheck {
+			return providers.Errorf(providers.Invalid, field+".path", "needs protocol HTTP or HTTPS: a Network Load Balancer checks by TCP otherwise")
+		}
+		if hc.Matcher != "" && !httpCheck {
+			return providers.Errorf(providers.Invalid, field+".matcher", "needs protocol HTTP or HTTPS: a Network Load Balancer checks by TCP otherwise")
+		}
+	}
+	return nil
 }
 
 func annotationError(err error) error {
@@ -112,9 +205,6 @@ func (s *LoadBalancerSpec) validate() error {
 		if err := providers.CheckList(l.field, l.values, l.pattern.MatchString, l.what, l.max); err != nil {
 			return err
 		}
-	}
-	if n := len(s.Subnets); n > 0 && n < minSubnets {
-		return providers.Errorf(providers.Invalid, "subnets", "an Application Load Balancer needs subnets in at least %d Availability Zones; list at least %d", minSubnets, minSubnets)
 	}
 	if s.SSLPolicy != "" && !sslPolicyPattern.MatchString(s.SSLPolicy) {
 		return providers.Errorf(providers.Invalid, "sslPolicy", "%q is not an ELB security policy name (ELBSecurityPolicy-...)", s.SSLPolicy)
@@ -144,15 +234,8 @@ func (b BackendSpec) validate(field string) error {
 	if err := deregistrationDelayRange.check(field+".deregistrationDelaySeconds", b.DeregistrationDelaySeconds); err != nil {
 		return err
 	}
-	hc := b.HealthCheck
-	if hc == nil {
+	if b.HealthCheck == nil {
 		return nil
 	}
-	if err := hc.validate(field + ".healthCheck"); err != nil {
-		return err
-	}
-	if hc.Protocol != "" && !slices.Contains(albHealthCheckProtos, hc.Protocol) {
-		return providers.Errorf(providers.Invalid, field+".healthCheck.protocol", "%q does not apply to an ALB's target groups; use %s", hc.Protocol, strings.Join(albHealthCheckProtos, " or "))
-	}
-	return nil
+	return b.HealthCheck.validate(field + ".healthCheck")
 }

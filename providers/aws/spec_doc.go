@@ -48,14 +48,15 @@ func tagsFieldDoc() providers.FieldDoc {
 func LoadBalancerFieldDocs() []providers.FieldDoc {
 	return []providers.FieldDoc{
 		{Field: "scheme", Default: "`internet-facing`", Notes: providers.CodeList(" or ", loadBalancerSchemes...)},
-		{Field: "subnets", Default: "none: podlb does not discover subnets yet, and AWS requires them", Notes: fmt.Sprintf("subnet IDs (`subnet-` and 8 or 17 hex digits), at least %d, in different Availability Zones", minSubnets)},
+		{Field: "subnets", Default: "none: podlb does not discover subnets yet, and AWS requires them", Notes: fmt.Sprintf("subnet IDs (`subnet-` and 8 or 17 hex digits); for an Ingress at least %d, in different Availability Zones", minSubnets)},
 		{Field: "securityGroups", Default: awsDefault + " (the VPC's default security group)", Notes: fmt.Sprintf("security group IDs (`sg-` and 8 or 17 hex digits), at most %d", maxSecurityGroups)},
 		{Field: "certificateArns", Default: "none: no HTTPS listener", Notes: fmt.Sprintf("ACM certificate ARNs, at most %d; the first is the listener's default", maxCertificates)},
-		{Field: "sslPolicy", Default: "AWS's default policy", Notes: "a predefined policy name, `ELBSecurityPolicy-...`"},
-		{Field: "redirectToHTTPS", Default: "`false`", Notes: "the HTTP listener answers with a redirect to HTTPS"},
-		{Field: "idleTimeoutSeconds", Default: awsDefault + " (60)", Notes: idleTimeoutRange.String()},
+		{Field: "tlsPorts", Default: "none: every TCP port is plain TCP", Notes: "Services only: TCP ports whose listeners terminate TLS with `certificateArns`"},
+		{Field: "sslPolicy", Default: "AWS's default policy", Notes: "a predefined policy name, `ELBSecurityPolicy-...`; for a Service, needs `tlsPorts`"},
+		{Field: "redirectToHTTPS", Default: "`false`", Notes: "Ingresses only: the HTTP listener answers with a redirect to HTTPS"},
+		{Field: "idleTimeoutSeconds", Default: awsDefault + " (60)", Notes: "Ingresses only: " + idleTimeoutRange.String()},
 		tagsFieldDoc(),
-		{Field: "group", Default: "none: the Ingress gets its own load balancer", Notes: "Ingresses with the same group share one; 1–63 lowercase letters, digits and hyphens"},
+		{Field: "group", Default: "none: the Ingress or Service gets its own load balancer", Notes: "Ingresses (or Services) with the same group share one; 1–63 lowercase letters, digits and hyphens"},
 		{Field: "backends", Default: "none", Notes: "per backend, keyed by `service:port` (port number or name): the fields below"},
 	}
 }
@@ -63,7 +64,7 @@ func LoadBalancerFieldDocs() []providers.FieldDoc {
 // LoadBalancerBackendFieldDocs documents BackendSpec, the value of each
 // entry of "backends".
 func LoadBalancerBackendFieldDocs() []providers.FieldDoc {
-	return append(healthCheckFieldDocs("`HTTP`", albHealthCheckProtos), deregistrationDelayFieldDoc())
+	return append(healthCheckFieldDocs("`HTTP` (`TCP` for a Service; path and matcher need HTTP or HTTPS)", nlbHealthCheckProtos), deregistrationDelayFieldDoc())
 }
 
 func (r intRange) String() string { return fmt.Sprintf("%d–%d", r.min, r.max) }

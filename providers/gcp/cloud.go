@@ -99,8 +99,11 @@ var lbMethods = map[[2]string][]string{
 	{"urlMaps", "regionUrlMaps"}:                       {"get", "insert", "update", "delete"},
 	{"targetHttpProxies", "regionTargetHttpProxies"}:   {"get", "insert", "delete", "setUrlMap"},
 	{"targetHttpsProxies", "regionTargetHttpsProxies"}: {"get", "insert", "delete", "setUrlMap", "setSslCertificates"},
-	{"globalForwardingRules", "forwardingRules"}:       {"get", "insert", "delete"},
-	{"globalAddresses", "addresses"}:                   {"get"},
+	{"targetTcpProxies", "regionTargetTcpProxies"}:     {"get", "list", "insert", "delete"},
+	// Target SSL proxies are global; the regional name is never called.
+	{"targetSslProxies", "regionTargetSslProxies"}: {"get", "list", "insert", "delete", "setSslCertificates"},
+	{"globalForwardingRules", "forwardingRules"}:   {"get", "list", "insert", "delete"},
+	{"globalAddresses", "addresses"}:               {"get"},
 }
 
 // classify maps Compute errors to podlb's classes. The legacy reason sits
@@ -183,6 +186,9 @@ type clients struct {
 	rthps *compute.RegionTargetHttpProxiesClient
 	tsps  *compute.TargetHttpsProxiesClient
 	rtsps *compute.RegionTargetHttpsProxiesClient
+	ttps  *compute.TargetTcpProxiesClient
+	rttps *compute.RegionTargetTcpProxiesClient
+	tslps *compute.TargetSslProxiesClient
 	gfrs  *compute.GlobalForwardingRulesClient
 	frs   *compute.ForwardingRulesClient
 	gaddr *compute.GlobalAddressesClient
@@ -205,6 +211,9 @@ func newClients(ctx context.Context, co []option.ClientOption) (*clients, error)
 		func() { c.rthps, err = compute.NewRegionTargetHttpProxiesRESTClient(ctx, co...) },
 		func() { c.tsps, err = compute.NewTargetHttpsProxiesRESTClient(ctx, co...) },
 		func() { c.rtsps, err = compute.NewRegionTargetHttpsProxiesRESTClient(ctx, co...) },
+		func() { c.ttps, err = compute.NewTargetTcpProxiesRESTClient(ctx, co...) },
+		func() { c.rttps, err = compute.NewRegionTargetTcpProxiesRESTClient(ctx, co...) },
+		func() { c.tslps, err = compute.NewTargetSslProxiesRESTClient(ctx, co...) },
 		func() { c.gfrs, err = compute.NewGlobalForwardingRulesRESTClient(ctx, co...) },
 		func() { c.frs, err = compute.NewForwardingRulesRESTClient(ctx, co...) },
 		func() { c.gaddr, err = compute.NewGlobalAddressesRESTClient(ctx, co...) },
@@ -221,7 +230,7 @@ func newClients(ctx context.Context, co []option.ClientOption) (*clients, error)
 func (c *clients) close() error {
 	var errs []error
 	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs, c.hcs, c.rhcs, c.ums, c.rums,
-		c.thps, c.rthps, c.tsps, c.rtsps, c.gfrs, c.frs, c.gaddr, c.addr} {
+		c.thps, c.rthps, c.tsps, c.rtsps, c.ttps, c.rttps, c.tslps, c.gfrs, c.frs, c.gaddr, c.addr} {
 		if cl != nil && !reflect.ValueOf(cl).IsNil() {
 			errs = append(errs, cl.Close())
 		}

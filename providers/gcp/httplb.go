@@ -73,21 +73,39 @@ type balancerOwner struct {
 	Cluster      string `json:"cluster"`
 	Namespace    string `json:"namespace,omitempty"`
 	LoadBalancer string `json:"loadBalancer"`
+	// Kind is tcpKind for a Service's proxy Network Load Balancer, empty
+	// for an Ingress's Application Load Balancer (whose resources predate
+	// it): a Service and an Ingress of one key never take each other's
+	// resources for their own.
+	Kind string `json:"kind,omitempty"`
 }
 
-// BalancerDescription is the description of the resources of a load
-// balancer podlb created for key in cluster.
+// tcpKind marks the resources of a Service's load balancer.
+const tcpKind = "tcp"
+
+// BalancerDescription is the description of the resources of an
+// Application Load Balancer podlb created for key in cluster.
 func BalancerDescription(cluster string, key providers.BalancerKey) string {
-	b, _ := json.Marshal(balancerOwner{ManagedBy: managedBy, Cluster: cluster, Namespace: key.Namespace, LoadBalancer: key.Name})
+	return balancerDescription(cluster, key, "")
+}
+
+func balancerDescription(cluster string, key providers.BalancerKey, kind string) string {
+	b, _ := json.Marshal(balancerOwner{ManagedBy: managedBy, Cluster: cluster, Namespace: key.Namespace, LoadBalancer: key.Name, Kind: kind})
 	return string(b)
 }
 
 func ownedByBalancer(description, cluster string, key providers.BalancerKey) bool {
+	return ownedAs(description, cluster, key, "")
+}
+
+// ownedAs reports whether description is the record of cluster's load
+// balancer of key and kind.
+func ownedAs(description, cluster string, key providers.BalancerKey, kind string) bool {
 	var o balancerOwner
 	if err := json.Unmarshal([]byte(description), &o); err != nil {
 		return false
 	}
-	return o == balancerOwner{ManagedBy: managedBy, Cluster: cluster, Namespace: key.Namespace, LoadBalancer: key.Name}
+	return o == balancerOwner{ManagedBy: managedBy, Cluster: cluster, Namespace: key.Namespace, LoadBalancer: key.Name, Kind: kind}
 }
 
 // balancerHash keeps generated names unique per cluster, load balancer
@@ -119,7 +137,11 @@ func BalancerResourceName(cluster string, key providers.BalancerKey, suffix stri
 // balancer of key (its backend service, health check or NEGs):
 // pl-<cluster>-<service>-<port>-<hash>-<kind>.
 func BackendResourceName(cluster string, key providers.BalancerKey, b providers.HTTPBackend, suffix string) string {
-	return generatedName(balancerHash(cluster, key, b.ID()), suffix, providers.NamePart(cluster, 8), b.Service, strconv.Itoa(int(b.Port)))
+	return backendResourceName(cluster, key, b.ID(), b.Service, b.Port, suffix)
+}
+
+func backendResourceName(cluster string, key providers.BalancerKey, id, service string, port int32, suffix string) string {
+	return generatedName(balancerHash(cluster, key, id), suffix, providers.NamePart(cluster, 8), service, strconv.Itoa(int(port)))
 }
 
 // balancer is one EnsureHTTP or DeleteHTTP at work: where the load
@@ -130,23 +152,43 @@ type balancer struct {
 	key     providers.BalancerKey
 	sc      scope
 	scheme  string
+	// kind is the ownership record's (balancerOwner.Kind); protocol is
+	// its backend services'.
+	kind     string
+	protocol string
 }
 
 func (p *Provider) balancer(cluster string, key providers.BalancerKey, sc scope, scheme string) *balancer {
 	if cluster == "" {
 		cluster = p.opts.Cluster
 	}
-	return &balancer{p: p, cluster: cluster, key: key, sc: sc, scheme: scheme}
+	return &balancer{p: p, cluster: cluster, key: key, sc: sc, scheme: scheme, protocol: "HTTP"}
 }
 
 func (b *balancer) name(suffix string) string { return BalancerResourceName(b.cluster, b.key, suffix) }
 
+// balancerRef tells a load balancer apart from one of another kind with
+// the same key.
+type balancerRef struct {
+	key  providers.BalancerKey
+	kind string
+}
+
+func (b *balancer) ref() balancerRef { return balancerRef{key: b.key, kind: b.kind} }
+
+// in is the same load balancer in another scope, for deleting it there.
+func (b *balancer) in(sc scope) *balancer {
+	c := *b
+	c.sc, c.scheme = sc, ""
+	return &c
+}
+
 func (b *balancer) owns(description string) bool {
-	return ownedByBalancer(description, b.cluster, b.key)
+	return ownedAs(description, b.cluster, b.key, b.kind)
 }
 
 func (b *balancer) description() *string {
-	return proto.String(BalancerDescription(b.cluster, b.key))
+	return proto.String(balancerDescription(b.cluster, b.key, b.kind))
 }
 
 // link is the canonical URL of a resource of the load balancer's scope.
@@ -160,7 +202,11 @@ func (b *balancer) foreign(what, name, description string) error {
 	owner := "is not podlb's"
 	var o balancerOwner
 	if json.Unmarshal([]byte(description), &o) == nil && o.ManagedBy == managedBy {
-		owner = fmt.Sprintf("belongs to podlb load balancer %s of cluster %s", providers.BalancerKey{Namespace: o.Namespace, Name: o.LoadBalancer}, o.Cluster)
+		what := "load balancer"
+		if o.Kind == tcpKind {
+			what = "Service load balancer"
+		}
+		owner = fmt.Sprintf("belongs to podlb %s %s of cluster %s", what, providers.BalancerKey{Namespace: o.Namespace, Name: o.LoadBalancer}, o.Cluster)
 	}
 	return providers.Errorf(providers.Invalid, "", "%s %s exists and %s, not to load balancer %s of cluster %s; podlb will not modify it: delete or rename it",
 		what, name, owner, b.key, b.cluster)
@@ -403,27 +449,45 @@ func (b *balancer) ensureHealthCheck(ctx context.Context, name string, hb provid
 		path = defaultHealthCheckPath
 	}
 	http.RequestPath = proto.String(path)
-	want := &computepb.HealthCheck{
+	return b.applyHealthCheck(ctx, &computepb.HealthCheck{
 		Name: proto.String(name), Description: b.description(), Type: proto.String("HTTP"),
 		// The timeout may not exceed the interval.
 		CheckIntervalSec: proto.Int32(interval), TimeoutSec: proto.Int32(min(interval, defaultCheckTimeoutSec)),
 		HttpHealthCheck: http,
-	}
+	})
+}
+
+// applyHealthCheck creates the health check want or, when what podlb sets
+// of it differs, replaces it.
+func (b *balancer) applyHealthCheck(ctx context.Context, want *computepb.HealthCheck) error {
+	name := want.GetName()
 	cur, found, err := lookup(ctx, b, healthChecks, name)
 	switch {
 	case err != nil:
 		return err
 	case !found:
 		return create(ctx, b, healthChecks, name, want)
-	}
-	ch := cur.GetHttpHealthCheck()
-	if cur.GetType() == "HTTP" && ch.GetRequestPath() == path && ch.GetPortSpecification() == http.GetPortSpecification() &&
-		ch.GetPort() == http.GetPort() && cur.GetCheckIntervalSec() == want.GetCheckIntervalSec() && cur.GetTimeoutSec() == want.GetTimeoutSec() {
+	case proto.Equal(checkSettings(cur), checkSettings(want)):
 		return nil
 	}
 	// Thresholds and the rest go back to Compute's defaults; the
 	// health check is podlb's alone.
 	return b.p.updateHealthCheck(ctx, b.sc, want)
+}
+
+// checkSettings is the part of a health check podlb writes, for
+// comparing what is with what should be.
+func checkSettings(hc *computepb.HealthCheck) *computepb.HealthCheck {
+	out := &computepb.HealthCheck{Type: proto.String(hc.GetType()), CheckIntervalSec: proto.Int32(hc.GetCheckIntervalSec()), TimeoutSec: proto.Int32(hc.GetTimeoutSec())}
+	switch hc.GetType() {
+	case "HTTP":
+		h := hc.GetHttpHealthCheck()
+		out.HttpHealthCheck = &computepb.HTTPHealthCheck{RequestPath: proto.String(h.GetRequestPath()), PortSpecification: proto.String(h.GetPortSpecification()), Port: proto.Int32(h.GetPort())}
+	case "TCP":
+		h := hc.GetTcpHealthCheck()
+		out.TcpHealthCheck = &computepb.TCPHealthCheck{PortSpecification: proto.String(h.GetPortSpecification()), Port: proto.Int32(h.GetPort())}
+	}
+	return out
 }
 
 // ensureBackendService keeps one backend service as the spec says, hc
@@ -444,7 +508,7 @@ func (b *balancer) ensureBackendService(ctx context.Context, name, hc string, sp
 	}
 	want := &computepb.BackendService{
 		Name: proto.String(name), Description: b.description(),
-		Protocol: proto.String("HTTP"), LoadBalancingScheme: proto.String(b.scheme),
+		Protocol: proto.String(b.protocol), LoadBalancingScheme: proto.String(b.scheme),
 		HealthChecks: checks, TimeoutSec: proto.Int32(timeout),
 		ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(draining)},
 	}
@@ -455,11 +519,11 @@ func (b *balancer) ensureBackendService(ctx context.Context, name, hc string, sp
 			return err
 		case !found:
 			return create(ctx, b, backendServices, name, want)
-		case cur.GetProtocol() != "HTTP" || cur.GetLoadBalancingScheme() != b.scheme:
-			// Neither can change in place; DeleteHTTP and a new
-			// EnsureHTTP rebuild it.
-			return providers.Errorf(providers.Invalid, "", "backend service %s has protocol %s and scheme %s, not HTTP and %s; delete the load balancer to rebuild it",
-				name, cur.GetProtocol(), cur.GetLoadBalancingScheme(), b.scheme)
+		case cur.GetProtocol() != b.protocol || cur.GetLoadBalancingScheme() != b.scheme:
+			// Neither can change in place; a deletion and a new Ensure
+			// rebuild it.
+			return providers.Errorf(providers.Invalid, "", "backend service %s has protocol %s and scheme %s, not %s and %s; delete the load balancer to rebuild it",
+				name, cur.GetProtocol(), cur.GetLoadBalancingScheme(), b.protocol, b.scheme)
 		}
 		if samePaths(cur.GetHealthChecks(), checks) && cur.GetTimeoutSec() == timeout && cur.GetConnectionDraining().GetDrainingTimeoutSec() == draining {
 			return nil
@@ -777,6 +841,9 @@ func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) ([]s
 // health checks. Backend services that still have backends (the target
 // bindings' NEGs) stay, with their health checks; it answers their names.
 func (b *balancer) deleteIn(ctx context.Context) ([]string, error) {
+	if b.kind == tcpKind {
+		return b.deleteTCPIn(ctx)
+	}
 	steps := []func() error{
 		func() error { return remove(ctx, b, forwardingRules, b.name(kindHTTPSRule)) },
 		func() error { return remove(ctx, b, forwardingRules, b.name(kindHTTPRule)) },
@@ -799,25 +866,31 @@ func (b *balancer) deleteIn(ctx context.Context) ([]string, error) {
 // While backend services still hold the target bindings' NEGs, it fails
 // Transient: the caller retries once the bindings have let go.
 func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers.BalancerKey) error {
-	for _, sc := range p.balancerScopesOf(key, scope{}) {
-		busy, err := p.balancer(cluster, key, sc, "").deleteIn(ctx)
+	return p.deleteEverywhere(ctx, p.balancer(cluster, key, scope{}, ""))
+}
+
+// deleteEverywhere deletes the load balancer b names from the global scope
+// and every scope it was ensured in, as DeleteHTTP says.
+func (p *Provider) deleteEverywhere(ctx context.Context, b *balancer) error {
+	for _, sc := range p.balancerScopesOf(b.ref(), scope{}) {
+		busy, err := b.in(sc).deleteIn(ctx)
 		if err != nil {
 			return err
 		}
 		if len(busy) > 0 {
 			return providers.Errorf(providers.Transient, "", "backend services %s still have backends; they are deleted once the target bindings release their NEGs", strings.Join(busy, ", "))
 		}
-		p.forgetBalancerScope(key, sc)
+		p.forgetBalancerScope(b.ref(), sc)
 	}
 	return nil
 }
 
 // balancerScopesOf lists the scopes the load balancer may have resources
 // in, always including also, in a stable order.
-func (p *Provider) balancerScopesOf(key providers.BalancerKey, also scope) []scope {
+func (p *Provider) balancerScopesOf(ref balancerRef, also scope) []scope {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	set := maps.Clone(p.balancerScopes[key])
+	set := maps.Clone(p.balancerScopes[ref])
 	if set == nil {
 		set = map[scope]bool{}
 	}
@@ -825,12 +898,12 @@ func (p *Provider) balancerScopesOf(key providers.BalancerKey, also scope) []sco
 	return slices.SortedFunc(maps.Keys(set), func(a, b scope) int { return strings.Compare(a.region, b.region) })
 }
 
-func (p *Provider) forgetBalancerScope(key providers.BalancerKey, sc scope) {
+func (p *Provider) forgetBalancerScope(ref balancerRef, sc scope) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.balancerScopes[key], sc)
-	if len(p.balancerScopes[key]) == 0 {
-		delete(p.balancerScopes, key)
+	delete(p.balancerScopes[ref], sc)
+	if len(p.balancerScopes[ref]) == 0 {
+		delete(p.balancerScopes, ref)
 	}
 }
 
@@ -838,25 +911,26 @@ func (p *Provider) forgetBalancerScope(key providers.BalancerKey, sc scope) {
 // from the scopes it lived in before (a new scheme or region). A scope
 // that could not be emptied yet stays recorded, to be tried again.
 func (p *Provider) moveBalancer(ctx context.Context, b *balancer) error {
+	ref := b.ref()
 	p.mu.Lock()
-	if p.balancerScopes[b.key] == nil {
-		p.balancerScopes[b.key] = map[scope]bool{}
+	if p.balancerScopes[ref] == nil {
+		p.balancerScopes[ref] = map[scope]bool{}
 	}
-	p.balancerScopes[b.key][b.sc] = true
+	p.balancerScopes[ref][b.sc] = true
 	p.mu.Unlock()
-	for _, sc := range p.balancerScopesOf(b.key, b.sc) {
+	for _, sc := range p.balancerScopesOf(ref, b.sc) {
 		if sc == b.sc {
 			continue
 		}
-		busy, err := p.balancer(b.cluster, b.key, sc, "").deleteIn(ctx)
+		busy, err := b.in(sc).deleteIn(ctx)
 		if err != nil {
 			return fmt.Errorf("removing the load balancer from its previous place: %w", err)
 		}
 		// Backend services there keep the bindings' NEGs until the
 		// bindings follow the Specs returned now: not an error, and the
-		// next EnsureHTTP tries again.
+		// next Ensure tries again.
 		if len(busy) == 0 {
-			p.forgetBalancerScope(b.key, sc)
+			p.forgetBalancerScope(ref, sc)
 		}
 	}
 	return nil

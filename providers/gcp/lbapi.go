@@ -88,13 +88,18 @@ func (k kind[T]) del(ctx context.Context, p *Provider, sc scope, name string) er
 // generates, so a list skips the project's other resources.
 var generatedNames = proto.String("name eq " + generatedPrefix + "-.*")
 
-// all lists the kind's resources with generated names in a scope,
-// starting over when the call is retried.
+// all lists the kind's resources with generated names in a scope.
 func (k kind[T]) all(ctx context.Context, p *Provider, sc scope) ([]T, error) {
+	return k.matching(ctx, p, sc, generatedNames)
+}
+
+// matching lists the kind's resources in a scope that filter (nil: all)
+// matches, starting over when the call is retried.
+func (k kind[T]) matching(ctx context.Context, p *Provider, sc scope, filter *string) ([]T, error) {
 	var out []T
 	err := p.call(ctx, k.op(sc, "list"), func(ctx context.Context) error {
 		out = out[:0]
-		return k.list(ctx, &p.c, p.opts.Project, sc, generatedNames, func(r T) { out = append(out, r) })
+		return k.list(ctx, &p.c, p.opts.Project, sc, filter, func(r T) { out = append(out, r) })
 	})
 	return out, err
 }
@@ -323,6 +328,66 @@ var forwardingRules = kind[*computepb.ForwardingRule]{
 		}
 		return c.frs.Delete(ctx, &computepb.DeleteForwardingRuleRequest{Project: project, Region: sc.region, ForwardingRule: name})
 	},
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.ForwardingRule)) error {
+		if sc.region == "" {
+			return drain(c.gfrs.List(ctx, &computepb.ListGlobalForwardingRulesRequest{Project: project, Filter: filter}), each)
+		}
+		return drain(c.frs.List(ctx, &computepb.ListForwardingRulesRequest{Project: project, Region: sc.region, Filter: filter}), each)
+	},
+}
+
+var tcpProxies = kind[*computepb.TargetTcpProxy]{
+	what: "target TCP proxy", global: "targetTcpProxies", region: "regionTargetTcpProxies",
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.TargetTcpProxy, error) {
+		if sc.region == "" {
+			return c.ttps.Get(ctx, &computepb.GetTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+		}
+		return c.rttps.Get(ctx, &computepb.GetRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxy: name})
+	},
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.TargetTcpProxy) (*compute.Operation, error) {
+		if sc.region == "" {
+			return c.ttps.Insert(ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: r})
+		}
+		return c.rttps.Insert(ctx, &computepb.InsertRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxyResource: r})
+	},
+	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
+		if sc.region == "" {
+			return c.ttps.Delete(ctx, &computepb.DeleteTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+		}
+		return c.rttps.Delete(ctx, &computepb.DeleteRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxy: name})
+	},
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.TargetTcpProxy)) error {
+		if sc.region == "" {
+			return drain(c.ttps.List(ctx, &computepb.ListTargetTcpProxiesRequest{Project: project, Filter: filter}), each)
+		}
+		return drain(c.rttps.List(ctx, &computepb.ListRegionTargetTcpProxiesRequest{Project: project, Region: sc.region, Filter: filter}), each)
+	},
+}
+
+// sslProxies are global only, as on GCE: a regional proxy Network Load
+// Balancer terminates no TLS.
+var sslProxies = kind[*computepb.TargetSslProxy]{
+	what: "target SSL proxy", global: "targetSslProxies", region: "regionTargetSslProxies",
+	get: func(ctx context.Context, c *clients, project string, _ scope, name string) (*computepb.TargetSslProxy, error) {
+		return c.tslps.Get(ctx, &computepb.GetTargetSslProxyRequest{Project: project, TargetSslProxy: name})
+	},
+	insert: func(ctx context.Context, c *clients, project string, _ scope, r *computepb.TargetSslProxy) (*compute.Operation, error) {
+		return c.tslps.Insert(ctx, &computepb.InsertTargetSslProxyRequest{Project: project, TargetSslProxyResource: r})
+	},
+	remove: func(ctx context.Context, c *clients, project string, _ scope, name string) (*compute.Operation, error) {
+		return c.tslps.Delete(ctx, &computepb.DeleteTargetSslProxyRequest{Project: project, TargetSslProxy: name})
+	},
+	list: func(ctx context.Context, c *clients, project string, _ scope, filter *string, each func(*computepb.TargetSslProxy)) error {
+		return drain(c.tslps.List(ctx, &computepb.ListTargetSslProxiesRequest{Project: project, Filter: filter}), each)
+	},
+}
+
+// setSSLProxyCertificates replaces a target SSL proxy's certificates.
+func (p *Provider) setSSLProxyCertificates(ctx context.Context, proxy string, certs []string) error {
+	return p.mutate(ctx, sslProxies.op(scope{}, "setSslCertificates"), func(ctx context.Context) (*compute.Operation, error) {
+		return p.c.tslps.SetSslCertificates(ctx, &computepb.SetSslCertificatesTargetSslProxyRequest{Project: p.opts.Project, TargetSslProxy: proxy,
+			TargetSslProxiesSetSslCertificatesRequestResource: &computepb.TargetSslProxiesSetSslCertificatesRequest{SslCertificates: certs}})
+	})
 }
 
 // addressIP resolves a reserved address of the scope by name.

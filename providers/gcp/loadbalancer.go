@@ -12,6 +12,7 @@ import (
 // LoadBalancerAnnotationKey is the Ingress (and Service) annotation whose
 // value is a LoadBalancerSpec: the settings of the Application Load
 // Balancer (URL map, target proxies, forwarding rules, backend services)
+// or, for a Service of type LoadBalancer, the proxy Network Load Balancer
 // podlb provisions on GCP.
 const LoadBalancerAnnotationKey = "podlb.io/gcp-load-balancer"
 
@@ -28,9 +29,14 @@ type LoadBalancerSpec struct {
 	ProxySubnet string `json:"proxySubnet,omitempty"`
 	// Address is a reserved static address (its name) or an IP address.
 	Address string `json:"address,omitempty"`
-	// SSLCertificates are the names of the HTTPS proxy's certificates.
+	// SSLCertificates are the names of the HTTPS proxy's certificates (the
+	// SSL proxies', for a Service).
 	SSLCertificates []string `json:"sslCertificates,omitempty"`
-	// SSLPolicy is the name of the HTTPS proxy's SSL policy.
+	// TLSPorts (Services only) are the TCP ports served by a target SSL
+	// proxy, which terminates TLS with SSLCertificates and forwards plain
+	// TCP to the pods.
+	TLSPorts []int32 `json:"tlsPorts,omitempty"`
+	// SSLPolicy is the name of the HTTPS (or SSL) proxies' SSL policy.
 	SSLPolicy string `json:"sslPolicy,omitempty"`
 	// RedirectToHTTPS makes the HTTP side redirect to HTTPS.
 	RedirectToHTTPS bool `json:"redirectToHTTPS,omitempty"`
@@ -79,6 +85,12 @@ const (
 // *providers.Error) and read like
 // `podlb.io/gcp-load-balancer: scheme: must be external or internal, got "public"`.
 func ParseLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
+	return parseLoadBalancerSpec(raw, (*LoadBalancerSpec).validateHTTP)
+}
+
+// parseLoadBalancerSpec decodes and validates an annotation value, then
+// checks it with what only applies to its object's kind.
+func parseLoadBalancerSpec(raw string, only func(*LoadBalancerSpec) error) (*LoadBalancerSpec, error) {
 	var s LoadBalancerSpec
 	if strings.TrimSpace(raw) != "" {
 		if err := providers.DecodeAnnotation([]byte(raw), &s); err != nil {
@@ -88,7 +100,18 @@ func ParseLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
 	if err := s.validate(); err != nil {
 		return nil, annotationError(err)
 	}
+	if err := only(&s); err != nil {
+		return nil, annotationError(err)
+	}
 	return &s, nil
+}
+
+// validateHTTP refuses what only a Service's load balancer has.
+func (s *LoadBalancerSpec) validateHTTP() error {
+	if len(s.TLSPorts) > 0 {
+		return providers.Errorf(providers.Invalid, "tlsPorts", "applies to Services of type LoadBalancer only; an Ingress's load balancer serves HTTPS on 443 when sslCertificates are given")
+	}
+	return nil
 }
 
 func annotationError(err error) error {

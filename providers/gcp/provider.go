@@ -73,9 +73,9 @@ type Provider struct {
 	mu       sync.Mutex
 	bindings map[providers.BindingKey]*bindingState
 	negs     map[string]*negState // by NEG resource path
-	// balancerScopes are where EnsureHTTP put each load balancer, for
-	// DeleteHTTP and for moving one to another scope.
-	balancerScopes map[providers.BalancerKey]map[scope]bool
+	// balancerScopes are where EnsureHTTP and EnsureL4 put each load
+	// balancer, for deleting it and for moving it to another scope.
+	balancerScopes map[balancerRef]map[scope]bool
 
 	// beforeBackendWrite, when set, runs between reading a backend service
 	// and writing its backends (tests race it with other writers).
@@ -157,7 +157,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		bindings: map[providers.BindingKey]*bindingState{},
 		negs:     map[string]*negState{},
 
-		balancerScopes: map[providers.BalancerKey]map[scope]bool{},
+		balancerScopes: map[balancerRef]map[scope]bool{},
 	}
 	p.negsByName = &providers.Batcher[string, map[string]*computepb.NetworkEndpointGroup]{Max: 1000, Call: p.lookupNEGs}
 	p.services = &providers.Batcher[serviceRef, *computepb.BackendService]{Max: 1000, Call: p.lookupBackendServices}

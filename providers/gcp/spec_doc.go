@@ -31,12 +31,13 @@ func LoadBalancerFieldDocs() []providers.FieldDoc {
 		{Field: "scheme", Default: "`external`", Notes: providers.CodeList(" or ", loadBalancerSchemes...) + "; `internal` needs `region` and `proxySubnet`"},
 		{Field: "region", Default: "none: global", Notes: "makes the load balancer regional"},
 		{Field: "proxySubnet", Default: "none", Notes: name + "; the region's proxy-only subnet, for regional load balancers"},
-		{Field: "address", Default: "an ephemeral address", Notes: "a reserved static address's name, or an IP address"},
-		{Field: "sslCertificates", Default: "none: no HTTPS proxy", Notes: fmt.Sprintf("certificate names, at most %d", maxSSLCertificates)},
-		{Field: "sslPolicy", Default: "Compute's default policy", Notes: name},
-		{Field: "redirectToHTTPS", Default: "`false`", Notes: "the HTTP side answers with a redirect to HTTPS"},
-		{Field: "timeoutSec", Default: "Compute's default (30)", Notes: "at least 1; the backend services' request timeout"},
-		{Field: "group", Default: "none: the Ingress gets its own load balancer", Notes: "Ingresses with the same group share one; " + name},
+		{Field: "address", Default: "an ephemeral address", Notes: "a reserved static address's name, or an IP address; a Service's ports all listen on it"},
+		{Field: "sslCertificates", Default: "none: no HTTPS proxy", Notes: fmt.Sprintf("certificate names, at most %d; for a Service, of the SSL proxies of `tlsPorts`", maxSSLCertificates)},
+		{Field: "tlsPorts", Default: "none: every TCP port is plain TCP", Notes: "Services only, global ones: TCP ports served by a target SSL proxy with `sslCertificates`"},
+		{Field: "sslPolicy", Default: "Compute's default policy", Notes: name + "; for a Service, needs `tlsPorts`"},
+		{Field: "redirectToHTTPS", Default: "`false`", Notes: "Ingresses only: the HTTP side answers with a redirect to HTTPS"},
+		{Field: "timeoutSec", Default: "Compute's default (30)", Notes: "at least 1; the backend services' request timeout (a Service's: its idle timeout)"},
+		{Field: "group", Default: "none: the Ingress or Service gets its own load balancer", Notes: "Ingresses (or Services) with the same group share one; " + name},
 		{Field: "backends", Default: "none", Notes: "per backend, keyed by `service:port` (port number or name): the fields below"},
 	}
 }
@@ -45,10 +46,10 @@ func LoadBalancerFieldDocs() []providers.FieldDoc {
 // entry of "backends".
 func LoadBalancerBackendFieldDocs() []providers.FieldDoc {
 	return []providers.FieldDoc{
-		{Field: "healthCheck.path", Default: "the readiness probe's path when every pod agrees, else `/`", Notes: "must start with `/`"},
+		{Field: "healthCheck.path", Default: "the readiness probe's path when every pod agrees, else `/`; for a Service none: a TCP check", Notes: "must start with `/`; for a Service, makes the check HTTP"},
 		{Field: "healthCheck.port", Default: "the serving port", Notes: "1–65535"},
 		{Field: "healthCheck.checkIntervalSec", Default: "Compute's default (5)", Notes: fmt.Sprintf("%d–%d", minCheckIntervalSec, maxCheckIntervalSec)},
-		{Field: "maxRatePerEndpoint", Default: fmt.Sprintf("%d", DefaultMaxRatePerEndpoint), Notes: "requests per second, positive"},
+		{Field: "maxRatePerEndpoint", Default: fmt.Sprintf("%d", DefaultMaxRatePerEndpoint), Notes: "requests per second, positive; Ingresses only (a Service's backends balance by CONNECTION)"},
 		{Field: "drainingTimeoutSec", Default: "Compute's default (0)", Notes: fmt.Sprintf("%d–%d", minDrainingTimeoutSec, maxDrainingTimeoutSec)},
 	}
 }

@@ -6,16 +6,59 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
+// tcpProxy is a target TCP proxy (global or regional) or a target SSL
+// proxy (global), which terminates TLS and forwards plain TCP. Both are
+// kept as a TargetSslProxy (a superset of TargetTcpProxy's fields) so that
+// one code path serves the three collections.
 type tcpProxy struct {
-	pb   *computepb.TargetTcpProxy
-	path string
+	pb     *computepb.TargetSslProxy
+	path   string
+	region string
+	ssl    bool
+}
+
+// regionLink is the URL of a regional proxy's region, which only
+// TargetTcpProxy has a field for.
+func (tp *tcpProxy) regionLink() string {
+	i := strings.Index(tp.path, "/targetTcpProxies/")
+	return selfLink(tp.path[:i])
+}
+
+// message is the proxy as its own collection reports it.
+func (tp *tcpProxy) message() proto.Message {
+	if tp.ssl {
+		return proto.CloneOf(tp.pb)
+	}
+	return tp.tcpMessage()
+}
+
+// tcpMessage is the proxy as a TargetTcpProxy. Lists call it for every
+// proxy before selecting those of their collection, so it must not fail
+// for SSL proxies.
+func (tp *tcpProxy) tcpMessage() *computepb.TargetTcpProxy {
+	out := &computepb.TargetTcpProxy{}
+	b, _ := protojson.Marshal(tp.pb)
+	_ = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, out)
+	if tp.region != "" && !tp.ssl {
+		out.Region = proto.String(tp.regionLink())
+	}
+	return out
+}
+
+func tcpProxyCollection(ssl bool) string {
+	if ssl {
+		return "targetSslProxies"
+	}
+	return "targetTcpProxies"
 }
 
 type forwardingRule struct {
@@ -83,96 +126,202 @@ func (pc *proxyConn) close() {
 	})
 }
 
-// ---- target TCP proxies ----
+// ---- target TCP and SSL proxies ----
 
-func tpPath(r *http.Request) string {
-	return fmt.Sprintf("projects/%s/global/targetTcpProxies/%s", r.PathValue("project"), r.PathValue("tp"))
+func tpPath(r *http.Request, ssl bool) (string, *apiError) {
+	coll, _, e := scopedCollection(r, tcpProxyCollection(ssl))
+	if e != nil {
+		return "", e
+	}
+	return coll + "/" + r.PathValue("tp"), nil
 }
 
-func (s *Server) tpInsert(r *http.Request) (proto.Message, *apiError) {
-	project := r.PathValue("project")
+// readTCPProxy decodes an insert body of either kind into a
+// TargetSslProxy.
+func readTCPProxy(r *http.Request, ssl bool) (*computepb.TargetSslProxy, *apiError) {
+	out := &computepb.TargetSslProxy{}
+	if ssl {
+		_, e := readBody(r, out)
+		return out, e
+	}
 	in := &computepb.TargetTcpProxy{}
 	if _, e := readBody(r, in); e != nil {
 		return nil, e
 	}
-	if e := validateName(in.GetName()); e != nil {
-		return nil, e
-	}
-	if in.GetService() == "" {
-		return nil, errInvalid("Required field 'resource.service' not specified")
-	}
-	switch in.GetProxyHeader() {
-	case "":
-		in.ProxyHeader = proto.String("NONE")
-	case "NONE", "PROXY_V1":
-	default:
-		return nil, errInvalidField("resource.proxyHeader", in.GetProxyHeader(), "Must be NONE or PROXY_V1.")
-	}
-	svc := qualify(project, in.GetService(), "global/backendServices")
-	path := fmt.Sprintf("projects/%s/global/targetTcpProxies/%s", project, in.GetName())
-	in.Service = proto.String(selfLink(svc))
-	in.Kind = proto.String("compute#targetTcpProxy")
-	in.Id = proto.Uint64(newID())
-	in.CreationTimestamp = proto.String(nowStamp())
-	in.SelfLink = proto.String(selfLink(path))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	check := func() *apiError {
-		bs := s.backendServices[svc]
-		if bs == nil || bs.region != "" {
-			return errNotFound(svc)
+	// region and proxyBind have no place in a TargetSslProxy: the region
+	// comes from the path, and proxyBind is not emulated.
+	b, _ := protojson.Marshal(in)
+	_ = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, out)
+	return out, nil
+}
+
+func (s *Server) tpInsert(ssl bool) handlerFunc {
+	return func(r *http.Request) (proto.Message, *apiError) {
+		project := r.PathValue("project")
+		coll, region, e := scopedCollection(r, tcpProxyCollection(ssl))
+		if e != nil {
+			return nil, e
 		}
-		if p := bs.pb.GetProtocol(); p != "TCP" && p != "SSL" {
-			return errInvalidField("resource.service", in.GetService(), "A target TCP proxy needs a backend service with protocol TCP.")
+		in, e := readTCPProxy(r, ssl)
+		if e != nil {
+			return nil, e
 		}
-		return nil
-	}
-	if e := check(); e != nil {
-		return nil, e
-	}
-	if s.tcpProxies[path] != nil {
-		return nil, errAlreadyExists(path)
-	}
-	return s.startOpLocked(r, opScope{project: project}, "insert", path, in.GetId(), func() *apiError {
-		if s.tcpProxies[path] != nil {
-			return errAlreadyExists(path)
+		if e := validateName(in.GetName()); e != nil {
+			return nil, e
+		}
+		if in.GetService() == "" {
+			return nil, errInvalid("Required field 'resource.service' not specified")
+		}
+		if in.CertificateMap != nil || in.SslPolicy != nil {
+			return nil, errInvalid("Invalid value for field 'resource': certificate maps and SSL policies are not emulated.")
+		}
+		switch in.GetProxyHeader() {
+		case "":
+			in.ProxyHeader = proto.String("NONE")
+		case "NONE", "PROXY_V1":
+		default:
+			return nil, errInvalidField("resource.proxyHeader", in.GetProxyHeader(), "Must be NONE or PROXY_V1.")
+		}
+		svc := qualify(project, in.GetService(), scopePrefix(region)+"/backendServices")
+		path := coll + "/" + in.GetName()
+		in.Service = proto.String(selfLink(svc))
+		in.Kind = proto.String("compute#" + strings.TrimSuffix(tcpProxyCollection(ssl), "ies") + "y")
+		in.Id = proto.Uint64(newID())
+		in.CreationTimestamp = proto.String(nowStamp())
+		in.SelfLink = proto.String(selfLink(path))
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		check := func() *apiError {
+			bs := s.backendServices[svc]
+			if bs == nil {
+				return errNotFound(svc)
+			}
+			if bs.region != region {
+				return errInvalidField("resource.service", in.GetService(), "The backend service must be in the same scope (global or region) as the target proxy.")
+			}
+			if p := bs.pb.GetProtocol(); p != "TCP" && p != "SSL" {
+				return errInvalidField("resource.service", in.GetService(), "A target TCP or SSL proxy needs a backend service with protocol TCP or SSL.")
+			}
+			if ssl {
+				certs, e := s.resolveCertsLocked(project, region, "resource.sslCertificates", in.GetSslCertificates())
+				if e != nil {
+					return e
+				}
+				in.SslCertificates = certs
+			}
+			return nil
 		}
 		if e := check(); e != nil {
-			return e
+			return nil, e
 		}
-		s.tcpProxies[path] = &tcpProxy{pb: in, path: path}
-		return nil
-	}), nil
+		if s.tcpProxies[path] != nil {
+			return nil, errAlreadyExists(path)
+		}
+		return s.startOpLocked(r, scopeOf(r), "insert", path, in.GetId(), func() *apiError {
+			if s.tcpProxies[path] != nil {
+				return errAlreadyExists(path)
+			}
+			if e := check(); e != nil {
+				return e
+			}
+			s.tcpProxies[path] = &tcpProxy{pb: in, path: path, region: region, ssl: ssl}
+			return nil
+		}), nil
+	}
 }
 
-func (s *Server) tpGet(r *http.Request) (proto.Message, *apiError) {
-	return getResource(s, tpPath(r), s.tcpProxies, func(tp *tcpProxy) *computepb.TargetTcpProxy { return tp.pb })
+func (s *Server) tpGet(ssl bool) handlerFunc {
+	return func(r *http.Request) (proto.Message, *apiError) {
+		path, e := tpPath(r, ssl)
+		if e != nil {
+			return nil, e
+		}
+		return getResource(s, path, s.tcpProxies, func(tp *tcpProxy) proto.Message { return tp.message() })
+	}
 }
 
-func (s *Server) tpList(r *http.Request) (proto.Message, *apiError) {
-	coll := fmt.Sprintf("projects/%s/global/targetTcpProxies", r.PathValue("project"))
-	items, next, e := listPage(s, r, s.tcpProxies, func(tp *tcpProxy) *computepb.TargetTcpProxy { return tp.pb }, under[*tcpProxy](coll))
+func (s *Server) tpList(ssl bool) handlerFunc {
+	return func(r *http.Request) (proto.Message, *apiError) {
+		coll, _, e := scopedCollection(r, tcpProxyCollection(ssl))
+		if e != nil {
+			return nil, e
+		}
+		if ssl {
+			items, next, e := listPage(s, r, s.tcpProxies, func(tp *tcpProxy) *computepb.TargetSslProxy { return tp.pb }, under[*tcpProxy](coll))
+			if e != nil {
+				return nil, e
+			}
+			return &computepb.TargetSslProxyList{Kind: proto.String("compute#targetSslProxyList"), Id: proto.String(coll),
+				SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
+		}
+		items, next, e := listPage(s, r, s.tcpProxies, func(tp *tcpProxy) *computepb.TargetTcpProxy { return tp.tcpMessage() }, under[*tcpProxy](coll))
+		if e != nil {
+			return nil, e
+		}
+		return &computepb.TargetTcpProxyList{Kind: proto.String("compute#targetTcpProxyList"), Id: proto.String(coll),
+			SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
+	}
+}
+
+func (s *Server) tpDelete(ssl bool) handlerFunc {
+	return func(r *http.Request) (proto.Message, *apiError) {
+		path, e := tpPath(r, ssl)
+		if e != nil {
+			return nil, e
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return deleteLocked(s, r, path, s.tcpProxies, func(tp *tcpProxy) uint64 { return tp.pb.GetId() },
+			func() string { return s.frUserLocked(path) }, nil)
+	}
+}
+
+// tpSetCertificates replaces a target SSL proxy's certificates; new
+// connections present the new ones.
+func (s *Server) tpSetCertificates(r *http.Request) (proto.Message, *apiError) {
+	in := &computepb.TargetSslProxiesSetSslCertificatesRequest{}
+	if _, e := readBody(r, in); e != nil {
+		return nil, e
+	}
+	path, e := tpPath(r, true)
 	if e != nil {
 		return nil, e
 	}
-	return &computepb.TargetTcpProxyList{Kind: proto.String("compute#targetTcpProxyList"), Id: proto.String(coll),
-		SelfLink: proto.String(selfLink(coll)), Items: items, NextPageToken: next}, nil
-}
-
-func (s *Server) tpDelete(r *http.Request) (proto.Message, *apiError) {
-	path := tpPath(r)
+	project := r.PathValue("project")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return deleteLocked(s, r, path, s.tcpProxies, func(tp *tcpProxy) uint64 { return tp.pb.GetId() },
-		func() string { return s.frUserLocked(path) }, nil)
+	set := func() *apiError {
+		tp := s.tcpProxies[path]
+		if tp == nil {
+			return errNotFound(path)
+		}
+		certs, e := s.resolveCertsLocked(project, "", "sslCertificates", in.GetSslCertificates())
+		if e != nil {
+			return e
+		}
+		next := proto.CloneOf(tp.pb)
+		next.SslCertificates = certs
+		tp.pb = next
+		return nil
+	}
+	tp := s.tcpProxies[path]
+	if tp == nil {
+		return nil, errNotFound(path)
+	}
+	if _, e := s.resolveCertsLocked(project, "", "sslCertificates", in.GetSslCertificates()); e != nil {
+		return nil, e
+	}
+	return s.startOpLocked(r, scopeOf(r), "setSslCertificates", path, tp.pb.GetId(), set), nil
 }
 
 // ---- proxying ----
 
-func (s *Server) acceptLoop(fr *forwardingRule) {
+// acceptLoop proxies the connections ln (the rule's listener, or a TLS
+// listener over it for target SSL proxies) accepts.
+func (s *Server) acceptLoop(fr *forwardingRule, ln net.Listener) {
 	defer fr.wg.Done()
 	for {
-		c, err := fr.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}

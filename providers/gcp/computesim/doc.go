@@ -2,8 +2,9 @@
 // that podlb uses: zonal network endpoint groups (GCE_VM_IP_PORT), zonal,
 // regional and global operations, global and regional health checks,
 // backend services, URL maps, SSL certificates, target HTTP and HTTPS
-// proxies, addresses and forwarding rules, global target TCP proxies, and
-// enough of instances to validate endpoints.
+// proxies, addresses and forwarding rules, global and regional target TCP
+// proxies, global target SSL proxies, and enough of instances to validate
+// endpoints.
 //
 // The unmodified cloud.google.com/go/compute/apiv1 REST clients talk to it
 // over plain HTTP, in process like httptest or standalone (cmd/cloudsim):
@@ -15,9 +16,9 @@
 //
 // It is not a mock: backend services health-check the real endpoints over
 // TCP or HTTP, and every forwarding rule listens on its own loopback port and
-// proxies TCP connections (target TCP proxies) or HTTP/1.1 requests routed
-// by a URL map (target HTTP(S) proxies) to HEALTHY endpoints, draining
-// detached ones.
+// proxies TCP connections (target TCP proxies; target SSL proxies after
+// terminating TLS) or HTTP/1.1 requests routed by a URL map (target
+// HTTP(S) proxies) to HEALTHY endpoints, draining detached ones.
 //
 // # Wire conventions
 //
@@ -102,6 +103,11 @@
 //     chain and key must parse and match (400 invalid). Reads never return
 //     the private key. IssueCertificate and CertificatePEM make
 //     certificates signed by a per-emulator CA that RootCAs trusts.
+//   - Target TCP proxies take a TCP or SSL backend service of their own
+//     scope (a regional proxy one of its region, else 400 invalid). Target
+//     SSL proxies are global, take the same services and need 1 to 15
+//     global certificates (setSslCertificates replaces them); SSL policies
+//     and certificate maps answer 400 (not emulated).
 //   - Target HTTPS proxies need 1 to 15 certificates of their scope;
 //     unknown certificates and URL maps answer 404 notFound, ones of the
 //     other scope 400 invalid. Certificate maps, SSL policies and TLS or
@@ -152,7 +158,9 @@
 // each to a HEALTHY endpoint of the proxy's backend service, round-robin
 // across all its NEG backends whose capacityScaler is not 0, trying up to
 // three endpoints. With none healthy the client connection is closed (GCE
-// proxies fail the connection; there is no fail-open). PROXY_V1 headers are
+// proxies fail the connection; there is no fail-open). A rule to a target
+// SSL proxy does the same after a TLS 1.2+ handshake, presenting its
+// certificates as HTTPS rules do (below). PROXY_V1 headers are
 // sent when the proxy asks for them. Connections to a detached endpoint are
 // kept for the draining timeout and then closed; without draining they are
 // closed at once.
@@ -176,7 +184,7 @@
 // GCE does; HTTP2 services are reached over HTTP/1.1. A request in flight
 // to a detached endpoint may finish while the service drains connections;
 // when draining ends (or at once without draining) it is cut off and the
-// client's connection closed. ConnRecord covers TCP proxies only.
+// client's connection closed. ConnRecord covers TCP and SSL proxies only.
 //
 // Time scales: HealthCheckInterval, HealthCheckTimeout and DrainingTimeout
 // override the configured seconds for the emulator's clocks while the API
@@ -186,8 +194,8 @@
 //
 // Backend buckets, advanced routing (route rules and actions, header
 // actions, weighted services), managed certificates, certificate maps, SSL
-// policies, HTTP/2 and QUIC on the front end, regional target TCP proxies,
-// forwarding rules to backend services (passthrough) or other targets, NEG
+// policies, HTTP/2 and QUIC on the front end, setBackendService and
+// setProxyHeader of target TCP and SSL proxies, forwarding rules to backend services (passthrough) or other targets, NEG
 // types other than GCE_VM_IP_PORT, health check types other than TCP and
 // HTTP, the RATE capacity limits (maxRatePerEndpoint is validated but not
 // enforced), IAM, and labels.

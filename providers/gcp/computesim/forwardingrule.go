@@ -25,14 +25,15 @@ func frPath(r *http.Request) (string, *apiError) {
 var portRangeRE = regexp.MustCompile(`^(\d+)(?:-(\d+))?$`)
 
 // targetKind is the collection of a forwarding rule target the emulator
-// serves: targetTcpProxies, targetHttpProxies or targetHttpsProxies.
+// serves: targetTcpProxies, targetSslProxies, targetHttpProxies or
+// targetHttpsProxies.
 func targetKind(path string) string {
 	parts := strings.Split(path, "/")
 	if len(parts) < 2 {
 		return ""
 	}
 	switch k := parts[len(parts)-2]; k {
-	case "targetTcpProxies", "targetHttpProxies", "targetHttpsProxies":
+	case "targetTcpProxies", "targetSslProxies", "targetHttpProxies", "targetHttpsProxies":
 		return k
 	}
 	return ""
@@ -101,7 +102,7 @@ func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
 	target := qualify(project, in.GetTarget(), defaultTarget)
 	kind := targetKind(target)
 	if kind == "" {
-		return nil, errInvalidField("resource.target", in.GetTarget(), "Only target TCP, HTTP and HTTPS proxies are emulated as forwarding rule targets.")
+		return nil, errInvalidField("resource.target", in.GetTarget(), "Only target TCP, SSL, HTTP and HTTPS proxies are emulated as forwarding rule targets.")
 	}
 	if !sameScope(target, region) {
 		return nil, errInvalidField("resource.target", in.GetTarget(), "The target must be in the same scope (global or region) as the forwarding rule.")
@@ -131,7 +132,7 @@ func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
 		return nil, e
 	}
 	if lo != 0 {
-		if kind != "targetTcpProxies" && lo != hi {
+		if (kind == "targetHttpProxies" || kind == "targetHttpsProxies") && lo != hi {
 			return nil, errInvalidField("resource.portRange", in.GetPortRange(), "A forwarding rule to a target HTTP(S) proxy takes a single port.")
 		}
 		in.PortRange = proto.String(fmt.Sprintf("%d-%d", lo, hi))
@@ -200,7 +201,10 @@ func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
 		switch kind {
 		case "targetTcpProxies":
 			fr.wg.Add(1)
-			go s.acceptLoop(fr)
+			go s.acceptLoop(fr, fr.ln)
+		case "targetSslProxies":
+			fr.wg.Add(1)
+			go s.acceptLoop(fr, s.tlsListener(fr, nil))
 		default:
 			s.serveHTTPRule(fr, kind == "targetHttpsProxies")
 		}

@@ -41,6 +41,8 @@ type env struct {
 	rbs  *compute.RegionBackendServicesClient
 	hcs  *compute.HealthChecksClient
 	tps  *compute.TargetTcpProxiesClient
+	rtps *compute.RegionTargetTcpProxiesClient
+	sps  *compute.TargetSslProxiesClient
 	frs  *compute.GlobalForwardingRulesClient
 	inst *compute.InstancesClient
 	zops *compute.ZoneOperationsClient
@@ -94,6 +96,10 @@ func newEnv(t testing.TB, opts computesim.Options) *env {
 	must(err)
 	e.tps, err = compute.NewTargetTcpProxiesRESTClient(ctx, co...)
 	must(err)
+	e.rtps, err = compute.NewRegionTargetTcpProxiesRESTClient(ctx, co...)
+	must(err)
+	e.sps, err = compute.NewTargetSslProxiesRESTClient(ctx, co...)
+	must(err)
 	e.frs, err = compute.NewGlobalForwardingRulesRESTClient(ctx, co...)
 	must(err)
 	e.inst, err = compute.NewInstancesRESTClient(ctx, co...)
@@ -125,7 +131,7 @@ func newEnv(t testing.TB, opts computesim.Options) *env {
 	e.rfrs, err = compute.NewForwardingRulesRESTClient(ctx, co...)
 	must(err)
 	t.Cleanup(func() {
-		for _, c := range []io.Closer{e.negs, e.bs, e.rbs, e.hcs, e.tps, e.frs, e.inst, e.zops,
+		for _, c := range []io.Closer{e.negs, e.bs, e.rbs, e.hcs, e.tps, e.rtps, e.sps, e.frs, e.inst, e.zops,
 			e.rhcs, e.ums, e.rums, e.certs, e.rcerts, e.hps, e.rhps, e.hsps, e.rhsps, e.gaddrs, e.addrs, e.rfrs} {
 			_ = c.Close()
 		}

@@ -52,13 +52,7 @@ func (s *Server) serveHTTPRule(fr *forwardingRule, https bool) {
 	}
 	ln := fr.ln
 	if https {
-		ln = tls.NewListener(ln, &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			NextProtos: []string{"http/1.1"},
-			GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return s.certificateFor(fr, hello.ServerName)
-			},
-		})
+		ln = s.tlsListener(fr, []string{"http/1.1"})
 	}
 	srv := fr.httpSrv
 	fr.wg.Add(1)
@@ -68,18 +62,36 @@ func (s *Server) serveHTTPRule(fr *forwardingRule, https bool) {
 	}()
 }
 
-// certificateFor picks the certificate an HTTPS rule presents: the first
-// of its proxy's certificates valid for the SNI name, else the first one
-// (the primary, as GCE serves to clients without a matching SNI).
+// tlsListener terminates TLS 1.2+ on a rule's listener with its proxy's
+// certificates.
+func (s *Server) tlsListener(fr *forwardingRule, protos []string) net.Listener {
+	return tls.NewListener(fr.ln, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: protos,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.certificateFor(fr, hello.ServerName)
+		},
+	})
+}
+
+// certificateFor picks the certificate an HTTPS or SSL proxy rule
+// presents: the first of its proxy's certificates valid for the SNI name,
+// else the first one (the primary, as GCE serves to clients without a
+// matching SNI).
 func (s *Server) certificateFor(fr *forwardingRule, sni string) (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	hp := s.httpProxies[ResourcePath(fr.pb.GetTarget())]
-	if hp == nil {
-		return nil, errors.New("target HTTPS proxy is gone")
+	var refs []string
+	target := ResourcePath(fr.pb.GetTarget())
+	if hp := s.httpProxies[target]; hp != nil {
+		refs = hp.pb.GetSslCertificates()
+	} else if tp := s.tcpProxies[target]; tp != nil {
+		refs = tp.pb.GetSslCertificates()
+	} else {
+		return nil, errors.New("the target proxy is gone")
 	}
 	var first *tls.Certificate
-	for _, ref := range hp.pb.GetSslCertificates() {
+	for _, ref := range refs {
 		c := s.sslCerts[ResourcePath(ref)]
 		if c == nil {
 			continue
@@ -92,7 +104,7 @@ func (s *Server) certificateFor(fr *forwardingRule, sni string) (*tls.Certificat
 		}
 	}
 	if first == nil {
-		return nil, errors.New("target HTTPS proxy has no certificate")
+		return nil, errors.New("the target proxy has no certificate")
 	}
 	return first, nil
 }

@@ -504,14 +504,15 @@ func (s *Server) routes(mux *http.ServeMux) {
 		s.route(mux, "POST "+p+"/{bs}/getHealth", c+".getHealth", false, s.bsGetHealth)
 	}
 
-	// Data path: target TCP proxies (global), URL maps, SSL certificates,
-	// target HTTP(S) proxies, addresses and forwarding rules (global and
-	// regional).
-	tps := prefix + "/global/targetTcpProxies"
-	s.route(mux, "POST "+tps, "targetTcpProxies.insert", true, s.tpInsert)
-	s.route(mux, "GET "+tps, "targetTcpProxies.list", false, s.tpList)
-	s.route(mux, "GET "+tps+"/{tp}", "targetTcpProxies.get", false, s.tpGet)
-	s.route(mux, "DELETE "+tps+"/{tp}", "targetTcpProxies.delete", true, s.tpDelete)
+	// Data path: target SSL proxies (global), target TCP proxies, URL
+	// maps, SSL certificates, target HTTP(S) proxies, addresses and
+	// forwarding rules (global and regional).
+	sps := prefix + "/global/targetSslProxies"
+	s.route(mux, "POST "+sps, "targetSslProxies.insert", true, s.tpInsert(true))
+	s.route(mux, "GET "+sps, "targetSslProxies.list", false, s.tpList(true))
+	s.route(mux, "GET "+sps+"/{tp}", "targetSslProxies.get", false, s.tpGet(true))
+	s.route(mux, "DELETE "+sps+"/{tp}", "targetSslProxies.delete", true, s.tpDelete(true))
+	s.route(mux, "POST "+sps+"/{tp}/setSslCertificates", "targetSslProxies.setSslCertificates", true, s.tpSetCertificates)
 	for _, scope := range []struct{ path, prefix string }{
 		{prefix + "/global/", ""},
 		{prefix + "/regions/{region}/", "region"},
@@ -533,6 +534,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 		s.route(mux, "PATCH "+ums+"/{um}", c+".patch", true, s.umPatch)
 		s.route(mux, "PUT "+ums+"/{um}", c+".update", true, s.umUpdate)
 		s.route(mux, "POST "+ums+"/{um}/validate", c+".validate", false, s.umValidate)
+
+		tps, c := p+"targetTcpProxies", coll("targetTcpProxies")
+		s.route(mux, "POST "+tps, c+".insert", true, s.tpInsert(false))
+		s.route(mux, "GET "+tps, c+".list", false, s.tpList(false))
+		s.route(mux, "GET "+tps+"/{tp}", c+".get", false, s.tpGet(false))
+		s.route(mux, "DELETE "+tps+"/{tp}", c+".delete", true, s.tpDelete(false))
 
 		certs, c := p+"sslCertificates", coll("sslCertificates")
 		s.route(mux, "POST "+certs, c+".insert", true, s.certInsert)

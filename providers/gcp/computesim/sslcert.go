@@ -175,6 +175,13 @@ func (s *Server) certDelete(r *http.Request) (proto.Message, *apiError) {
 				}
 			}
 		}
+		for p, tp := range s.tcpProxies {
+			for _, c := range tp.pb.GetSslCertificates() {
+				if ResourcePath(c) == path {
+					users = append(users, p)
+				}
+			}
+		}
 		return firstUser(users)
 	}
 	s.mu.Lock()
