@@ -130,7 +130,7 @@ func (r *BindingReconciler) noteWrite(key providers.BindingKey, at time.Time) {
 
 // scheduleRead asks for the binding's next health read: a poll interval
 // after the last read while a pod is pending, ranked by how long the
-// longest-waiting pod has waited, and below every due read while all
+// longest-waiting pod has waited unread, and below every due read while all
 // pending pods were registered less than the group's judge delay ago
 // (healthy threshold x interval: the cloud cannot have judged them by its
 // own settings); with nothing pending, in the background at the resync,
@@ -168,10 +168,14 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		if due.IsZero() || at.Before(due) {
 			due = at
 		}
+		// A pod's wait counts from its containers turning ready, or from
+		// the group's last read when that came later: a group just read
+		// goes behind groups whose pods waited unread, so a group that
+		// stays pending for long cannot take the whole budget.
 		waited := now
 		if p := ps.pods[d.UID]; p != nil {
 			if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue {
-				waited = c.LastTransitionTime.Time
+				waited = later(c.LastTransitionTime.Time, obs.at)
 			}
 		}
 		if since.IsZero() || waited.Before(since) {

@@ -68,8 +68,9 @@ func TestScheduleReadRanksByWaitAndTheCloudsTimeline(t *testing.T) {
 	h := healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Pending})
 	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
 	// b can be judged already: due, a poll interval after the last read,
-	// ranked by a, who waited longest (30 s).
-	due := scheduledRead{after: 500 * time.Millisecond, priority: ReadPriority(30*time.Second, false)}
+	// ranked by the wait since that read (a and b waited longer, but were
+	// looked at 500 ms ago).
+	due := scheduledRead{after: 500 * time.Millisecond, priority: ReadPriority(500*time.Millisecond, false)}
 	if len(*got) != 1 || (*got)[0] != due {
 		t.Fatalf("scheduled %+v, want %+v", *got, due)
 	}
@@ -79,7 +80,7 @@ func TestScheduleReadRanksByWaitAndTheCloudsTimeline(t *testing.T) {
 	h = healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Healthy})
 	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
 	early := (*got)[0]
-	if early.after != 500*time.Millisecond || early.priority != ReadPriority(30*time.Second, true) {
+	if early.after != 500*time.Millisecond || early.priority != ReadPriority(500*time.Millisecond, true) {
 		t.Errorf("early read %+v", early)
 	}
 	// Every due read outranks every early one, however long its pods
