@@ -57,6 +57,7 @@ type BindingReconciler struct {
 	books    map[providers.BindingKey]*registrations
 	rejected map[providers.BindingKey]map[providers.TargetKey]*rejection
 	views    map[providers.BindingKey]*view
+	learned  map[string]*healthyTimes
 }
 
 // registrations remembers, for the group a binding is in, when this
@@ -75,6 +76,8 @@ type registration struct {
 	uid    types.UID
 	at     time.Time
 	target providers.Target
+	// timed is set once the registration's time to healthy was learned.
+	timed bool
 }
 
 // rejection is a target the cloud refused: it is left out of plans until
@@ -537,6 +540,8 @@ func (r *BindingReconciler) summarize(ps *pass, observed []providers.Observed, o
 		if t.State == providers.Healthy {
 			if judged, why := r.judged(ps, d, book, observedAt); !judged {
 				t.State, t.Reason = providers.Pending, why
+			} else if reg, ok := book[d.Key()]; ok && reg.uid == d.UID {
+				r.learnHealthyAfter(ps.key, d.Key(), reg, observedAt)
 			}
 		}
 		if prev, ok := h.Pods[d.UID]; ok && (prev.Rejected || stateRank[prev.State] >= stateRank[t.State]) {

@@ -162,8 +162,14 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		case t.State == providers.Unhealthy:
 			continue
 		}
-		if reg, ok := book[d.Key()]; !ok || reg.uid != d.UID || !now.Before(reg.at.Add(ps.group.JudgeDelay)) {
+		reg, registered := book[d.Key()]
+		registered = registered && reg.uid == d.UID
+		if !registered || !now.Before(reg.at.Add(ps.group.JudgeDelay)) {
 			early = false
+		}
+		if est, ok := r.healthyAfter(ps.key.Provider); ok && registered {
+			// Not before this cloud has been seen to judge a target.
+			at = later(at, reg.at.Add(est))
 		}
 		if due.IsZero() || at.Before(due) {
 			due = at
@@ -194,6 +200,67 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		due = obs.at.Add(r.Timing.Resync + time.Duration(rand.Int64N(int64(r.Timing.Resync/10)+1)))
 	}
 	r.ScheduleRead(ps.key, max(due.Sub(now), 0), priority)
+}
+
+// healthyTimes keeps how long recent registrations took to be seen
+// healthy on one cloud.
+type healthyTimes struct {
+	samples [32]time.Duration
+	n, next int
+}
+
+func (h *healthyTimes) add(d time.Duration) {
+	h.samples[h.next] = d
+	h.next = (h.next + 1) % len(h.samples)
+	h.n = min(h.n+1, len(h.samples))
+}
+
+// learnHealthyAfter records, once per registration, how long the cloud
+// took from the registration to the read that saw the target healthy.
+func (r *BindingReconciler) learnHealthyAfter(key providers.BindingKey, k providers.TargetKey, reg registration, seen time.Time) {
+	if reg.timed {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.books[key]
+	if b == nil {
+		return
+	}
+	cur, ok := b.at[k]
+	if !ok || cur.timed || cur.uid != reg.uid || !cur.at.Equal(reg.at) {
+		return
+	}
+	cur.timed = true
+	b.at[k] = cur
+	if r.learned == nil {
+		r.learned = map[string]*healthyTimes{}
+	}
+	h := r.learned[key.Provider]
+	if h == nil {
+		h = &healthyTimes{}
+		r.learned[key.Provider] = h
+	}
+	h.add(seen.Sub(reg.at))
+}
+
+// healthyAfter is the earliest a read can expect a new registration on
+// the cloud to be healthy: four fifths of the fastest of its recent
+// registrations, as seen by reads. Reading earlier spends budget on
+// targets the cloud cannot have judged; the fifth off keeps looking for
+// a faster cloud.
+func (r *BindingReconciler) healthyAfter(provider string) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.learned[provider]
+	if h == nil || h.n == 0 {
+		return 0, false
+	}
+	fastest := h.samples[0]
+	for _, d := range h.samples[1:h.n] {
+		fastest = min(fastest, d)
+	}
+	return fastest * 4 / 5, true
 }
 
 func later(a, b time.Time) time.Time {

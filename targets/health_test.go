@@ -160,3 +160,28 @@ func TestStoreReadKeepsWritesMadeDuringTheRead(t *testing.T) {
 		t.Errorf("a read of another group replaced the observation: %+v", got)
 	}
 }
+
+// Once the cloud has been seen to judge registrations, reads of a newer
+// one wait until it can have been judged: four fifths of the fastest
+// recent time from registration to a healthy read.
+func TestScheduleReadLearnsTheCloudsPace(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, got := readScheduler(now)
+	a, b := ps.desired[0], ps.desired[1]
+	r.books[ps.key].at[a.Key()] = registration{uid: "a", at: now.Add(-5 * time.Second), target: a.Target}
+	r.summarize(ps, []providers.Observed{{Target: a.Target, State: providers.Healthy, CloudState: "healthy"}}, now)
+	if est, ok := r.healthyAfter("aws"); !ok || est != 4*time.Second {
+		t.Fatalf("learned %v %v, want 4s (4/5 of 5s)", est, ok)
+	}
+	// The same registration seen healthy again teaches nothing more.
+	r.summarize(ps, []providers.Observed{{Target: a.Target, State: providers.Healthy, CloudState: "healthy"}}, now.Add(time.Minute))
+	if est, _ := r.healthyAfter("aws"); est != 4*time.Second {
+		t.Fatalf("a repeated sighting changed the estimate to %v", est)
+	}
+	r.books[ps.key].at[b.Key()] = registration{uid: "b", at: now, target: b.Target}
+	h := healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Pending})
+	r.scheduleRead(ps, h, observation{ref: "g", at: now.Add(-time.Second)}, 0)
+	if s := (*got)[0]; s.after != 4*time.Second {
+		t.Errorf("read of a fresh registration due after %v, want 4s", s.after)
+	}
+}
