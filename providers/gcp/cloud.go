@@ -50,8 +50,9 @@ const (
 // a NEG per zone and binding), anything else shares a slow one.
 func DefaultLimits() map[string]providers.Limit {
 	limits := map[string]providers.Limit{
-		opNEGAttach:      {QPS: 2, Burst: 10},
-		opNEGDetach:      {QPS: 2, Burst: 10},
+		// Attach and detach draw from one bucket (see New): a scale-up
+		// only attaches and may then use the whole share.
+		opNEGAttach:      {QPS: 4, Burst: 20},
 		opBSGetHealth:    {QPS: 5, Burst: 20},
 		opRBSGetHealth:   {QPS: 5, Burst: 20},
 		opNEGList:        {QPS: 5, Burst: 20},

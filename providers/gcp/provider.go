@@ -159,6 +159,11 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 
 		balancerScopes: map[balancerRef]map[scope]bool{},
 	}
+	// Endpoint changes count against the project's write quota whichever
+	// way they go; 4/s of it leaves room for NEG inserts and other tools.
+	if _, own := o.Limits[opNEGDetach]; !own {
+		p.calls.Share(opNEGAttach, opNEGDetach)
+	}
 	p.negsByName = &providers.Batcher[string, map[string]*computepb.NetworkEndpointGroup]{Max: 1000, Call: p.lookupNEGs}
 	p.services = &providers.Batcher[serviceRef, *computepb.BackendService]{Max: 1000, Call: p.lookupBackendServices}
 	c, err := newClients(ctx, co)
