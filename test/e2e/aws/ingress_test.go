@@ -36,8 +36,10 @@ func TestIngressAWSRoutesRollsAndDeletes(t *testing.T) {
 		Address: func(cs *loadbalancers.CloudStatus) networkingv1.IngressLoadBalancerIngress {
 			return networkingv1.IngressLoadBalancerIngress{Hostname: cs.Hostname}
 		},
-		DataPath: func(cs *loadbalancers.CloudStatus) string { return sim.LoadBalancerAddr(cs.Details["loadBalancer"], 80) },
-		NoRoute:  http.StatusNotFound,
+		DataPath: func(cs *loadbalancers.CloudStatus) string {
+			return sim.LoadBalancerAddr(cs.Details["loadBalancer"], 80)
+		},
+		NoRoute: http.StatusNotFound,
 		Leftovers: func(t *testing.T, cs *loadbalancers.CloudStatus) []string {
 			c := emuclient.ELBv2Client(sim)
 			var left []string
