@@ -143,6 +143,7 @@ func (r *IngressReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	}
 	res := reconcile.Result{RequeueAfter: r.Timing.Resync}
 	settled := true
+	deleted := false
 	for _, key := range slices.SortedFunc(maps.Keys(groups), func(a, b providers.BalancerKey) int { return strings.Compare(a.String(), b.String()) }) {
 		var members []*networkingv1.Ingress
 		for i := range all.Items {
@@ -154,6 +155,7 @@ func (r *IngressReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		var err error
 		if len(members) == 0 {
 			after, err = r.teardown(ctx, key)
+			deleted = err == nil && after == 0
 		} else {
 			after, err = r.reconcileGroup(ctx, key, members)
 		}
@@ -169,7 +171,7 @@ func (r *IngressReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		if !settled {
 			return res, nil
 		}
-		return reconcile.Result{}, r.letGo(ctx, ing)
+		return reconcile.Result{}, r.letGo(ctx, ing, deleted)
 	}
 	return res, nil
 }
@@ -507,8 +509,9 @@ func (r *IngressReconciler) teardown(ctx context.Context, key providers.Balancer
 }
 
 // letGo releases an Ingress podlb no longer serves, once its group has
-// let go of it: finalizer, address and status annotation.
-func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress) error {
+// let go of it (deleted: the group's load balancer is gone with it):
+// finalizer, address and status annotation.
+func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress, deleted bool) error {
 	nn := nameOf(ing)
 	r.Registry.ForgetIngress(nn)
 	r.mu.Lock()
@@ -519,8 +522,12 @@ func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress
 	if !controllerutil.ContainsFinalizer(ing, IngressFinalizer) && ing.Annotations[targets.AnnotationStatus] == "" {
 		return nil
 	}
-	if wasMember || ing.Annotations[targets.AnnotationStatus] != "" {
-		r.Recorder.Eventf(ing, corev1.EventTypeNormal, "LoadBalancerReleased", "left load balancer %s; its targets for this Ingress are deregistered", key)
+	switch {
+	case !wasMember && ing.Annotations[targets.AnnotationStatus] == "":
+	case deleted:
+		r.Recorder.Eventf(ing, corev1.EventTypeNormal, "LoadBalancerDeleted", "deleted load balancer %s after deregistering its targets", key)
+	default:
+		r.Recorder.Eventf(ing, corev1.EventTypeNormal, "LoadBalancerReleased", "left load balancer %s, which other Ingresses keep", key)
 	}
 	if ing.DeletionTimestamp == nil && len(ing.Status.LoadBalancer.Ingress) > 0 {
 		patch := client.MergeFrom(ing.DeepCopy())

@@ -296,6 +296,9 @@ func TestDeletedIngressDeregistersThenDeletesTheLoadBalancer(t *testing.T) {
 	if err := f.c.Get(context.Background(), client.ObjectKey{Namespace: "shop", Name: "front"}, &ing); err == nil {
 		t.Errorf("the Ingress is still there with finalizers %v", ing.Finalizers)
 	}
+	if evs := f.events(); !slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, "Normal LoadBalancerDeleted") }) {
+		t.Errorf("events %v, want LoadBalancerDeleted", evs)
+	}
 }
 
 func TestGroupOfReadsTheGroupField(t *testing.T) {
@@ -322,5 +325,54 @@ func TestGroupOfReadsTheGroupField(t *testing.T) {
 				t.Errorf("%v does not read back: %v", got, back)
 			}
 		}
+	}
+}
+
+func TestGroupSharesOneLoadBalancerAndRefusesATakenRoute(t *testing.T) {
+	group := annotation(AWSAnnotation, `{"group": "public"}`)
+	first := ingress("shop", "first", className("podlb"), group, createdAt(0),
+		rule("shop.example.com", path("/", prefix, "web", 80)))
+	second := ingress("shop", "second", className("podlb"), group, createdAt(1),
+		rule("shop.example.com", path("/", prefix, "api", 80), path("/api", prefix, "api", 80)))
+	f := newIngressFixture(t, first, second)
+	f.reconcile(t, "second")
+	if len(f.cloud.ensured) != 1 || f.cloud.ensured[0].Key != (providers.BalancerKey{Name: "public"}) {
+		t.Fatalf("ensured %+v, want one load balancer for group public", f.cloud.ensured)
+	}
+	var routes []string
+	for _, r := range f.cloud.ensured[0].Routes {
+		routes = append(routes, r.Path+">"+r.Backend)
+	}
+	if want := []string{"/api>shop/api:80", "/>shop/web:80"}; !slices.Equal(routes, want) {
+		t.Errorf("routes %v, want %v: the earlier member keeps /", routes, want)
+	}
+	evs := f.events()
+	if !slices.ContainsFunc(evs, func(e string) bool {
+		return strings.Contains(e, "Warning InvalidIngress spec.rules[0].http.paths[0]: Prefix / on host shop.example.com already goes to shop/web:80, routed by Ingress shop/first")
+	}) {
+		t.Errorf("events %v, want the refusal naming the holder", evs)
+	}
+	for _, name := range []string{"first", "second"} {
+		if got := f.ingress(t, name).Status.LoadBalancer.Ingress; len(got) != 1 || got[0].Hostname != "lb-public.elb.example" {
+			t.Errorf("%s: address %+v", name, got)
+		}
+	}
+	// The second leaves: the first keeps the load balancer.
+	if err := f.c.Delete(context.Background(), f.ingress(t, "second")); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile(t, "second")
+	if len(f.cloud.deleted) != 0 {
+		t.Errorf("deleted %v while the first Ingress still uses it", f.cloud.deleted)
+	}
+	last := f.cloud.ensured[len(f.cloud.ensured)-1]
+	if len(last.Routes) != 1 || last.Routes[0].Backend != "shop/web:80" {
+		t.Errorf("routes after the second left: %+v", last.Routes)
+	}
+	if evs := f.events(); !slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, "Normal LoadBalancerReleased") }) {
+		t.Errorf("events %v, want LoadBalancerReleased", evs)
+	}
+	if via := (providers.BindingKey{Namespace: "shop", Service: "api", Provider: "aws", Port: 80, Balancer: "public"}); f.reg.Binding(via) != nil {
+		t.Error("api is no backend any more but still bound")
 	}
 }
