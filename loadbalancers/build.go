@@ -2,6 +2,7 @@ package loadbalancers
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -339,4 +340,27 @@ func distinctBackends(lb *HTTPLoadBalancer) []Backend {
 		}
 	}
 	return out
+}
+
+// BackendServices lists, sorted and once each, the names of the Services
+// an Ingress's default backend and paths name (in the Ingress's
+// namespace), whether or not they resolve.
+func BackendServices(ing *networkingv1.Ingress) []string {
+	var out []string
+	add := func(ib *networkingv1.IngressBackend) {
+		if ib != nil && ib.Service != nil && ib.Service.Name != "" {
+			out = append(out, ib.Service.Name)
+		}
+	}
+	add(ing.Spec.DefaultBackend)
+	for _, rule := range ing.Spec.Rules {
+		if rule.HTTP == nil {
+			continue
+		}
+		for i := range rule.HTTP.Paths {
+			add(&rule.HTTP.Paths[i].Backend)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
 }

@@ -4,7 +4,9 @@
 // Balancer, the routes, default backend, TLS hosts and backends the
 // clouds realise. Everything here is pure and deterministic: the same
 // objects in any order give the same model, so a reconciler can diff it
-// against the cloud without spurious changes.
+// against the cloud without spurious changes. IngressReconciler realises
+// the model: it is the one part that writes (to the clouds through
+// providers.HTTPBalancers, to the registry as bindings, and to Ingresses).
 //
 //	classes := []networkingv1.IngressClass{...}
 //	if !loadbalancers.ServesIngress(ing, classes) { return }
@@ -22,7 +24,12 @@
 //	order.go        route evaluation order and rule priorities
 //	paths.go        Kubernetes path semantics and their AWS and GCP path forms
 //	healthcheck.go  health check paths from readiness probes
+//	realise.go      pure steps of realising the model: group keys, what a
+//	                cloud is asked for, backend bindings, the last good model
+//	ingress.go      IngressReconciler: per group, ensure on each cloud, bind
+//	                the backends, tear down in order
+//	ingress_status.go  the Ingress's address and podlb.io/status annotation
 //
-// Backends of the model later become ordinary target bindings (package
-// targets); this package knows no cloud SDK and writes nothing.
+// Backends of the model become ordinary target bindings (package
+// targets), keyed by their balancer; this package knows no cloud SDK.
 package loadbalancers

@@ -1,6 +1,11 @@
 package manifests
 
-import "testing"
+import (
+	"slices"
+	"testing"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+)
 
 // The ServiceAccount the bindings name is the one the base creates, and
 // both roles grant something: a check against these rules checks podlb.
@@ -25,4 +30,35 @@ func TestControllerRBACParsesAndIsConsistent(t *testing.T) {
 		t.Errorf("bindings refer to %q and %q, roles are %q and %q",
 			r.ClusterRoleBinding.RoleRef.Name, r.RoleBinding.RoleRef.Name, r.ClusterRole.Name, r.Role.Name)
 	}
+}
+
+// The Ingress controller reads Ingresses and IngressClasses through the
+// cache, patches Ingresses (finalizer, status annotation) and writes
+// their address through the status subresource.
+func TestControllerRBACCoversIngresses(t *testing.T) {
+	r, err := ControllerRBAC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ resource, verb string }{
+		{"ingresses", "get"}, {"ingresses", "list"}, {"ingresses", "watch"}, {"ingresses", "patch"},
+		{"ingresses/status", "patch"},
+		{"ingressclasses", "get"}, {"ingressclasses", "list"}, {"ingressclasses", "watch"},
+	} {
+		if !allows(r.ClusterRole.Rules, "networking.k8s.io", want.resource, want.verb) {
+			t.Errorf("the ClusterRole does not allow %s %s", want.verb, want.resource)
+		}
+	}
+	if allows(r.ClusterRole.Rules, "networking.k8s.io", "ingresses", "update") {
+		t.Error("podlb only patches Ingresses; update is more than it needs")
+	}
+}
+
+func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
+	for _, rule := range rules {
+		if slices.Contains(rule.APIGroups, group) && slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) {
+			return true
+		}
+	}
+	return false
 }

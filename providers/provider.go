@@ -53,16 +53,29 @@ type Spec interface {
 	Summary() string
 }
 
-// BindingKey names one Service port bound on one cloud.
+// BindingKey names one Service port bound on one cloud, either by the
+// Service's own annotation or as a backend of a load balancer podlb
+// provisions: the same port may be bound both ways, and behind several
+// load balancers, each with a group of its own.
 type BindingKey struct {
 	Namespace string
 	Service   string
 	Provider  string
 	Port      int32
+	// Balancer is the BalancerKey, as its String gives it, of the load
+	// balancer whose backend this binding registers; empty for a binding
+	// of the Service's own annotation.
+	Balancer string
 }
 
+// String reads "namespace/service:port@provider", followed by
+// " via balancer" for a load balancer's backend.
 func (k BindingKey) String() string {
-	return fmt.Sprintf("%s/%s:%d@%s", k.Namespace, k.Service, k.Port, k.Provider)
+	s := fmt.Sprintf("%s/%s:%d@%s", k.Namespace, k.Service, k.Port, k.Provider)
+	if k.Balancer != "" {
+		s += " via " + k.Balancer
+	}
+	return s
 }
 
 // ReadinessMode says when the gate of a pod may turn True.

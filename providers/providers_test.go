@@ -76,3 +76,18 @@ func TestErrorClasses(t *testing.T) {
 		t.Error("a field already named is kept")
 	}
 }
+
+func TestBindingKeyStringNamesTheBalancerOnlyWhenThereIsOne(t *testing.T) {
+	own := BindingKey{Namespace: "shop", Service: "web", Provider: "aws", Port: 80}
+	if got := own.String(); got != "shop/web:80@aws" {
+		t.Errorf("a Service's own binding reads %q, want the unchanged shop/web:80@aws", got)
+	}
+	backend := own
+	backend.Balancer = "shop/front"
+	if got := backend.String(); got != "shop/web:80@aws via shop/front" {
+		t.Errorf("a balancer's backend reads %q", got)
+	}
+	if backend == own || backend.String() == own.String() {
+		t.Error("a balancer's backend must not collide with the Service's own binding of the same port")
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/targets"
 )
@@ -181,6 +183,11 @@ type GateReconciler struct {
 	// clouds this controller does not serve. By default such pods are held
 	// with reason CloudNotServed: nothing would check those load balancers.
 	IgnoreUnservedClouds bool
+	// Ingresses reads Ingresses and IngressClasses from the cache, to find
+	// Services selecting a pod that an Ingress podlb serves sends traffic
+	// to before their load balancer's bindings are in the registry; nil
+	// when this controller provisions no HTTP load balancers.
+	Ingresses client.Reader
 
 	// latched remembers pods whose gate this controller turned True, so a
 	// stale cache can never make it write the gate again.
@@ -213,9 +220,9 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		return reconcile.Result{}, err
 	}
 	if scan.unknown {
-		// An annotated Service selects the pod but is not reconciled yet
-		// (just created, or podlb just started): whatever the others say,
-		// it may still hold the pod.
+		// An annotated Service, or an Ingress's backend, selects the pod
+		// but is not reconciled yet (just created or edited, or podlb just
+		// started): whatever the others say, it may still hold the pod.
 		return reconcile.Result{RequeueAfter: time.Second}, nil
 	}
 	v := Evaluate(&pod, r.Registry)
@@ -262,7 +269,8 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 // registry.
 type serviceScan struct {
 	// unknown: an annotated Service selects the pod but is not in the
-	// registry yet.
+	// registry yet, or a Service selecting it is a backend of an Ingress
+	// whose current generation its balancer has not settled.
 	unknown bool
 	// unserved names a Service that binds the pod only on clouds this
 	// controller does not serve, "" when none does.
@@ -275,11 +283,13 @@ func (r *GateReconciler) scanServices(ctx context.Context, pod *corev1.Pod) (ser
 	if err := r.Services.List(ctx, &list, client.InNamespace(pod.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return out, err
 	}
+	selecting := map[string]bool{}
 	for i := range list.Items {
 		svc := &list.Items[i]
 		if len(svc.Spec.Selector) == 0 || svc.DeletionTimestamp != nil || !selects(svc.Spec.Selector, pod.Labels) {
 			continue
 		}
+		selecting[svc.Name] = true
 		if hasAny(svc.Annotations, r.Annotations) {
 			if r.Registry.Service(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}) == nil {
 				out.unknown = true
@@ -296,7 +306,45 @@ func (r *GateReconciler) scanServices(ctx context.Context, pod *corev1.Pod) (ser
 			}
 		}
 	}
+	if !out.unknown && r.Ingresses != nil && len(selecting) > 0 {
+		unsettled, err := r.unsettledIngressBackend(ctx, pod.Namespace, selecting)
+		if err != nil {
+			return out, err
+		}
+		out.unknown = unsettled
+	}
 	return out, nil
+}
+
+// unsettledIngressBackend reports whether one of the selecting Services
+// is a backend of an Ingress podlb serves whose current generation the
+// Ingress's balancer has not yet settled in the registry.
+func (r *GateReconciler) unsettledIngressBackend(ctx context.Context, namespace string, selecting map[string]bool) (bool, error) {
+	var ings networkingv1.IngressList
+	if err := r.Ingresses.List(ctx, &ings, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return false, err
+	}
+	if len(ings.Items) == 0 {
+		return false, nil
+	}
+	var classes networkingv1.IngressClassList
+	if err := r.Ingresses.List(ctx, &classes, client.UnsafeDisableDeepCopy); err != nil {
+		return false, err
+	}
+	for i := range ings.Items {
+		ing := &ings.Items[i]
+		// An Ingress being deleted takes its bindings away; nothing to wait for.
+		if ing.DeletionTimestamp != nil || !loadbalancers.ServesIngress(ing, classes.Items) {
+			continue
+		}
+		nn := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
+		for _, svc := range loadbalancers.BackendServices(ing) {
+			if selecting[svc] && !r.Registry.IngressSettledFor(nn, ing.Generation, svc) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 func hasAny(m map[string]string, keys []string) bool {

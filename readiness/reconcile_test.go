@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/targets"
 )
@@ -85,5 +87,43 @@ func TestGateHeldForAnUnservedCloud(t *testing.T) {
 		case ignore && (g.Status != corev1.ConditionTrue || g.Reason != ReasonNotSelected):
 			t.Errorf("with --gate-ignores-unserved-clouds: gate %s %s, want True %s", g.Status, g.Reason, ReasonNotSelected)
 		}
+	}
+}
+
+// A Service without podlb annotations of its own that an Ingress podlb
+// serves routes to: until the Ingress's balancer has settled the
+// Ingress's current generation, its pods' gates are left alone; then
+// they follow the balancer's bindings.
+func TestGateWaitsForTheBalancerOfAnIngressBackend(t *testing.T) {
+	reg := targets.NewRegistry()
+	class := &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "podlb"}, Spec: networkingv1.IngressClassSpec{Controller: loadbalancers.IngressController}}
+	className := "podlb"
+	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "front", Generation: 3},
+		Spec: networkingv1.IngressSpec{IngressClassName: &className, DefaultBackend: &networkingv1.IngressBackend{
+			Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}
+	c := fake.NewClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", nil), class, ing).
+		WithStatusSubresource(&corev1.Pod{}).Build()
+	r := &GateReconciler{Client: c, Registry: reg, Services: c, Ingresses: c, Annotations: []string{"podlb.io/aws-target-groups"}}
+	if g, res := gateAfter(t, r); g != nil || res.RequeueAfter == 0 {
+		t.Fatalf("gate written (%+v) or not looked at again (%v) before the Ingress's balancer settled", g, res)
+	}
+	via := key("web", 80)
+	via.Balancer = "ns/front"
+	web := types.NamespacedName{Namespace: "ns", Name: "web"}
+	reg.SetBalancerBindings("ns/front", map[types.NamespacedName][]*providers.Binding{web: {{Key: via, Mode: providers.ReadyWhenHealthy, Spec: spec("alb")}}},
+		map[types.NamespacedName]labels.Selector{web: labels.SelectorFromSet(labels.Set{"app": "web"})})
+	observe(reg, via, true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	reg.SetIngressSettled(types.NamespacedName{Namespace: "ns", Name: "front"}, targets.IngressSettled{Generation: 2, Services: []string{"web"}})
+	if g, res := gateAfter(t, r); g != nil || res.RequeueAfter == 0 {
+		t.Fatalf("gate written (%+v) for an earlier generation of the Ingress (%v)", g, res)
+	}
+	reg.SetIngressSettled(types.NamespacedName{Namespace: "ns", Name: "front"}, targets.IngressSettled{Generation: 3, Services: []string{"web"}})
+	observe(reg, via, true, map[types.UID]targets.PodTarget{"u1": target(providers.Pending, "initial", "Elb.InitialHealthChecking")})
+	if g, _ := gateAfter(t, r); g == nil || g.Status != corev1.ConditionFalse || g.Reason != ReasonPending {
+		t.Fatalf("gate %+v while the pod is pending behind the balancer", g)
+	}
+	observe(reg, via, true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	if g, _ := gateAfter(t, r); g == nil || g.Status != corev1.ConditionTrue {
+		t.Fatalf("gate %+v once healthy behind the balancer", g)
 	}
 }

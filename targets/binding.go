@@ -868,7 +868,7 @@ func preStopSleep(l *corev1.Lifecycle) int64 {
 }
 
 func (r *BindingReconciler) recordGauges(key providers.BindingKey, desired int, observed []providers.Observed, noGate int) {
-	port := strconv.Itoa(int(key.Port))
+	port := portLabel(key)
 	podsWithoutGate.WithLabelValues(key.Namespace, key.Service, port, key.Provider).Set(float64(noGate))
 	counts := map[providers.State]int{}
 	for _, o := range observed {
@@ -902,7 +902,7 @@ func (r *BindingReconciler) observeRegistrationLatency(provider string, register
 
 // DeleteBindingMetrics drops a removed binding's series.
 func DeleteBindingMetrics(key providers.BindingKey) {
-	port := strconv.Itoa(int(key.Port))
+	port := portLabel(key)
 	for _, s := range []providers.State{providers.Healthy, providers.Pending, providers.Unhealthy, providers.Unused, providers.Draining} {
 		targetsByState.DeleteLabelValues(key.Namespace, key.Service, port, key.Provider, string(s))
 	}

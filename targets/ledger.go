@@ -121,6 +121,10 @@ const (
 	annService           = "podlb.io/service"
 	annPort              = "podlb.io/port"
 	annProvider          = "podlb.io/provider"
+	// The balancer of a load balancer's backend binding, on its entry
+	// only: entries of Services' own bindings are as they always were.
+	annBalancer         = "podlb.io/balancer"
+	ledgerLabelBalancer = "podlb.io/balancer-hash"
 )
 
 // NewLedger returns a ledger kept in namespace.
@@ -134,7 +138,11 @@ func shortHash(parts ...string) string {
 }
 
 func ledgerName(k providers.BindingKey) string {
-	return "podlb-" + k.Provider + "-" + shortHash(k.Namespace, k.Service, k.Provider, strconv.Itoa(int(k.Port)))
+	parts := []string{k.Namespace, k.Service, k.Provider, strconv.Itoa(int(k.Port))}
+	if k.Balancer != "" {
+		parts = append(parts, k.Balancer)
+	}
+	return "podlb-" + k.Provider + "-" + shortHash(parts...)
 }
 
 // Get returns the binding's entry, loading it once from the API server.
@@ -245,6 +253,10 @@ func (l *Ledger) Put(ctx context.Context, k providers.BindingKey, e *LedgerEntry
 		},
 		Data: map[string]string{"ref": e.Ref, "targets": formatTargets(e.Targets)},
 	}
+	if k.Balancer != "" {
+		cm.Annotations[annBalancer] = k.Balancer
+		cm.Labels[ledgerLabelBalancer] = shortHash(k.Balancer)
+	}
 	if e.Binding != nil {
 		raw, err := json.Marshal(e.Binding)
 		if err != nil {
@@ -324,7 +336,23 @@ func ledgerKey(cm *corev1.ConfigMap) (providers.BindingKey, bool) {
 	if err != nil || a[annNamespace] == "" || a[annService] == "" || a[annProvider] == "" {
 		return providers.BindingKey{}, false
 	}
-	return providers.BindingKey{Namespace: a[annNamespace], Service: a[annService], Provider: a[annProvider], Port: int32(port)}, true
+	return providers.BindingKey{Namespace: a[annNamespace], Service: a[annService], Provider: a[annProvider], Port: int32(port), Balancer: a[annBalancer]}, true
+}
+
+// BalancerBindings lists the bindings the ledger holds for the backends
+// of a load balancer (BindingKey.Balancer), also those it no longer has.
+func (l *Ledger) BalancerBindings(ctx context.Context, balancer string) ([]providers.BindingKey, error) {
+	recs, _, err := l.list(ctx, client.MatchingLabels{ledgerLabelManagedBy: "podlb", ledgerLabelBalancer: shortHash(balancer)})
+	if err != nil {
+		return nil, err
+	}
+	var keys []providers.BindingKey
+	for _, r := range recs {
+		if r.Key.Balancer == balancer {
+			keys = append(keys, r.Key)
+		}
+	}
+	return keys, nil
 }
 
 func entryFromConfigMap(cm *corev1.ConfigMap) *LedgerEntry {

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -28,23 +29,63 @@ type Registry struct {
 	gens    map[providers.BindingKey]uint64
 	nextGen uint64
 	zones   []string
+	// balancers holds, per load balancer (BindingKey.Balancer), the
+	// bindings it contributes to each Service.
+	balancers map[string]map[types.NamespacedName][]providers.BindingKey
+	// ingresses records, per Ingress, what its balancer last settled.
+	ingresses map[types.NamespacedName]IngressSettled
 
 	// Hooks wired by the controller: enqueue pods whose gate may change and
 	// Services whose status changed.
 	PodsChanged    func([]types.NamespacedName)
 	ServiceChanged func(types.NamespacedName)
+	// BalancerChanged is told, instead of ServiceChanged, when the status
+	// of a load balancer's backend binding changed (by BindingKey.Balancer).
+	BalancerChanged func(string)
 	// BindingErrorChanged is told when a binding starts or stops failing:
 	// gates of pods never observed in it show that error.
 	BindingErrorChanged func(*ServiceEntry)
 }
 
-// ServiceEntry is what one annotated Service asks for.
+// ServiceEntry is what podlb binds for one Service: the bindings of its
+// own annotation and those load balancers it is a backend of contribute.
+// The registry never changes an entry it handed out; it stores a new one.
 type ServiceEntry struct {
 	Name     types.NamespacedName
 	Selector labels.Selector // nil when the Service has no selector
+	// Bindings are all the Service's bindings: its own annotation's, then
+	// the load balancers', each part sorted by key.
 	Bindings []providers.BindingKey
+	// Problems and Ignored are those of the Service's own annotation.
 	Problems []Problem
 	Ignored  []string
+	// Annotated is true while the Service's own annotation is in force
+	// (SetService); an entry with only load balancers' bindings has none.
+	Annotated bool
+
+	own       []providers.BindingKey
+	balancers map[string][]providers.BindingKey
+}
+
+// merge sets Bindings from the entry's parts.
+func (e *ServiceEntry) merge() {
+	e.Bindings = append([]providers.BindingKey(nil), e.own...)
+	for _, owner := range slices.Sorted(maps.Keys(e.balancers)) {
+		e.Bindings = append(e.Bindings, e.balancers[owner]...)
+	}
+}
+
+// empty reports whether nothing binds the Service any more.
+func (e *ServiceEntry) empty() bool { return !e.Annotated && len(e.balancers) == 0 }
+
+// IngressSettled is what the balancer of an Ingress last put in the
+// registry for it.
+type IngressSettled struct {
+	// Generation of the Ingress the balancer settled.
+	Generation int64
+	// Services are the backend Services it found: their bindings from
+	// this Ingress, if any, are in the registry.
+	Services []string
 }
 
 // PodTarget is one pod's target in one binding as last observed.
@@ -95,8 +136,9 @@ func NewRegistry() *Registry {
 	}
 }
 
-// SetService records a Service's bindings and returns the keys of bindings
-// that were added, changed or removed.
+// SetService records the bindings of a Service's own annotation and
+// returns the keys of bindings that were added, changed or removed.
+// Bindings load balancers contribute to the Service stay as they are.
 func (r *Registry) SetService(e *ServiceEntry, bindings []*providers.Binding) (changed []providers.BindingKey, removed []providers.BindingKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -104,34 +146,48 @@ func (r *Registry) SetService(e *ServiceEntry, bindings []*providers.Binding) (c
 	want := map[providers.BindingKey]bool{}
 	for _, b := range bindings {
 		want[b.Key] = true
-		prev, ok := r.bindings[b.Key]
-		if !ok || !sameBinding(prev, b) {
+		if r.putBindingLocked(b) {
 			changed = append(changed, b.Key)
-			// Health seen for the previous version may be of another
-			// group or port: it must not open gates for this one.
-			r.nextGen++
-			r.gens[b.Key] = r.nextGen
-			delete(r.health, b.Key)
 		}
-		r.bindings[b.Key] = b
 	}
 	if old != nil {
-		for _, k := range old.Bindings {
+		for _, k := range old.own {
 			if !want[k] {
 				removed = append(removed, k)
 				r.dropBindingLocked(k)
 			}
 		}
+		e.balancers = old.balancers
 	}
-	e.Bindings = e.Bindings[:0]
+	e.own = make([]providers.BindingKey, 0, len(bindings))
 	for _, b := range bindings {
-		e.Bindings = append(e.Bindings, b.Key)
+		e.own = append(e.own, b.Key)
 	}
+	e.Annotated = true
+	e.merge()
 	r.services[e.Name] = e
 	return changed, removed
 }
 
-// RemoveService forgets a Service and returns its binding keys.
+// putBindingLocked stores a binding and reports whether it is new or
+// changed.
+func (r *Registry) putBindingLocked(b *providers.Binding) bool {
+	prev, ok := r.bindings[b.Key]
+	r.bindings[b.Key] = b
+	if ok && sameBinding(prev, b) {
+		return false
+	}
+	// Health seen for the previous version may be of another group or
+	// port: it must not open gates for this one.
+	r.nextGen++
+	r.gens[b.Key] = r.nextGen
+	delete(r.health, b.Key)
+	return true
+}
+
+// RemoveService forgets the bindings of a Service's own annotation and
+// returns their keys. The entry stays while load balancers bind the
+// Service.
 func (r *Registry) RemoveService(nn types.NamespacedName) []providers.BindingKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -139,11 +195,137 @@ func (r *Registry) RemoveService(nn types.NamespacedName) []providers.BindingKey
 	if e == nil {
 		return nil
 	}
-	delete(r.services, nn)
-	for _, k := range e.Bindings {
+	for _, k := range e.own {
 		r.dropBindingLocked(k)
 	}
-	return e.Bindings
+	rest := &ServiceEntry{Name: nn, Selector: e.Selector, balancers: e.balancers}
+	r.storeLocked(rest)
+	return e.own
+}
+
+// storeLocked stores an entry with its bindings merged, or drops it when
+// nothing binds the Service any more.
+func (r *Registry) storeLocked(e *ServiceEntry) {
+	if e.empty() {
+		delete(r.services, e.Name)
+		return
+	}
+	e.merge()
+	r.services[e.Name] = e
+}
+
+// SetBalancerBindings records the bindings one load balancer (owner, the
+// BindingKey.Balancer of its bindings) contributes to each backend
+// Service, replacing what it contributed before, and returns the keys
+// of bindings that were added, changed or removed. selectors are the
+// backend Services' selectors, used for entries the Service's own
+// annotation does not make. Releasing removed bindings in the cloud is
+// the caller's.
+func (r *Registry) SetBalancerBindings(owner string, bindings map[types.NamespacedName][]*providers.Binding, selectors map[types.NamespacedName]labels.Selector) (changed, removed []providers.BindingKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.balancers == nil {
+		r.balancers = map[string]map[types.NamespacedName][]providers.BindingKey{}
+	}
+	prev := r.balancers[owner]
+	now := map[types.NamespacedName][]providers.BindingKey{}
+	want := map[providers.BindingKey]bool{}
+	for nn, bs := range bindings {
+		for _, b := range bs {
+			if b.Key.Balancer != owner || b.Key.Namespace != nn.Namespace || b.Key.Service != nn.Name {
+				continue // not this owner's binding of this Service: never stored
+			}
+			want[b.Key] = true
+			now[nn] = append(now[nn], b.Key)
+			if r.putBindingLocked(b) {
+				changed = append(changed, b.Key)
+			}
+		}
+		sortKeys(now[nn])
+	}
+	for _, keys := range prev {
+		for _, k := range keys {
+			if !want[k] {
+				removed = append(removed, k)
+				r.dropBindingLocked(k)
+			}
+		}
+	}
+	touched := map[types.NamespacedName]bool{}
+	for nn := range prev {
+		touched[nn] = true
+	}
+	for nn := range now {
+		touched[nn] = true
+	}
+	for nn := range touched {
+		e := &ServiceEntry{Name: nn, Selector: selectors[nn]}
+		if old := r.services[nn]; old != nil {
+			c := *old
+			e = &c
+			if !e.Annotated && selectors[nn] != nil {
+				e.Selector = selectors[nn]
+			}
+		}
+		e.balancers = maps.Clone(e.balancers)
+		if e.balancers == nil {
+			e.balancers = map[string][]providers.BindingKey{}
+		}
+		if keys := now[nn]; len(keys) > 0 {
+			e.balancers[owner] = keys
+		} else {
+			delete(e.balancers, owner)
+		}
+		r.storeLocked(e)
+	}
+	if len(now) == 0 {
+		delete(r.balancers, owner)
+	} else {
+		r.balancers[owner] = now
+	}
+	sortKeys(changed)
+	sortKeys(removed)
+	return changed, removed
+}
+
+// RemoveBalancer forgets every binding a load balancer contributes and
+// returns their keys.
+func (r *Registry) RemoveBalancer(owner string) []providers.BindingKey {
+	_, removed := r.SetBalancerBindings(owner, nil, nil)
+	return removed
+}
+
+// SetIngressSettled records what the balancer of an Ingress put in the
+// registry for the Ingress's generation; the gate trusts the registry for
+// the Ingress's backends only then.
+func (r *Registry) SetIngressSettled(ing types.NamespacedName, s IngressSettled) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ingresses == nil {
+		r.ingresses = map[types.NamespacedName]IngressSettled{}
+	}
+	s.Services = slices.Clone(s.Services)
+	r.ingresses[ing] = s
+}
+
+// ForgetIngress drops what SetIngressSettled recorded.
+func (r *Registry) ForgetIngress(ing types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.ingresses, ing)
+}
+
+// IngressSettledFor reports whether the balancer of an Ingress settled
+// its generation and found Service service among its backends.
+func (r *Registry) IngressSettledFor(ing types.NamespacedName, generation int64, service string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s, ok := r.ingresses[ing]
+	return ok && s.Generation == generation && slices.Contains(s.Services, service)
+}
+
+func sortKeys(keys []providers.BindingKey) {
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 }
 
 func (r *Registry) dropBindingLocked(k providers.BindingKey) {
@@ -304,7 +486,13 @@ func (r *Registry) SetStatus(k providers.BindingKey, s *BindingStatus) {
 	if !ok {
 		return
 	}
-	if (old == nil || !sameStatus(old, s)) && r.ServiceChanged != nil {
+	switch changed := old == nil || !sameStatus(old, s); {
+	case !changed:
+	case k.Balancer != "":
+		if r.BalancerChanged != nil {
+			r.BalancerChanged(k.Balancer)
+		}
+	case r.ServiceChanged != nil:
 		r.ServiceChanged(nn)
 	}
 	if (old == nil && s.Error != "" || old != nil && old.Error != s.Error) && svc != nil && r.BindingErrorChanged != nil {

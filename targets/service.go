@@ -172,7 +172,7 @@ func (r *ServiceReconciler) keepLastGood(ctx context.Context, nn types.Namespace
 	var kept []*providers.Binding
 	if r.Registry.Service(nn) != nil {
 		for _, k := range r.Registry.BindingsOfService(nn) {
-			if b := r.Registry.Binding(k); b != nil && wanted(k) {
+			if b := r.Registry.Binding(k); b != nil && k.Balancer == "" && wanted(k) {
 				kept = append(kept, b)
 			}
 		}
@@ -184,7 +184,7 @@ func (r *ServiceReconciler) keepLastGood(ctx context.Context, nn types.Namespace
 		}
 		for _, k := range keys {
 			p := r.providerByName(k.Provider)
-			if p == nil || !wanted(k) {
+			if p == nil || k.Balancer != "" || !wanted(k) {
 				continue
 			}
 			e, err := r.Ledger.Get(ctx, k)
@@ -243,7 +243,7 @@ func plural(n int) string {
 // deregister this cluster's targets, delete owned groups, then let go.
 func (r *ServiceReconciler) cleanup(ctx context.Context, svc *corev1.Service) (reconcile.Result, error) {
 	nn := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
-	if old := r.Registry.Service(nn); old != nil {
+	if old := r.Registry.Service(nn); old != nil && old.Annotated {
 		for _, k := range r.Registry.RemoveService(nn) {
 			DeleteBindingMetrics(k)
 		}
@@ -269,8 +269,10 @@ func (r *ServiceReconciler) cleanup(ctx context.Context, svc *corev1.Service) (r
 	return reconcile.Result{}, nil
 }
 
-// releaseStale releases every ledger binding of the Service that is not in
-// keep, for the providers this controller serves.
+// releaseStale releases every ledger binding of the Service's own
+// annotation that is not in keep, for the providers this controller
+// serves. Bindings of load balancers' backends are their balancer's to
+// release.
 func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.NamespacedName, svc *corev1.Service, keep map[providers.BindingKey]bool) error {
 	keys, err := r.Ledger.Bindings(ctx, nn.Namespace, nn.Name)
 	if err != nil {
@@ -279,43 +281,58 @@ func (r *ServiceReconciler) releaseStale(ctx context.Context, nn types.Namespace
 	var failed []string
 	for _, k := range keys {
 		p := r.providerByName(k.Provider)
-		if keep[k] || p == nil {
+		if keep[k] || p == nil || k.Balancer != "" {
 			continue
 		}
-		entry, err := r.Ledger.Get(ctx, k)
+		ref, err := ReleaseBinding(ctx, r.Ledger, p, k)
 		if err != nil {
-			failed = append(failed, err.Error())
-			continue
-		}
-		if err := releasePrevious(ctx, r.Ledger, p, k, entry); err != nil {
 			failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
-			continue
-		}
-		if entry.Ref != "" {
-			ours, err := r.Ledger.OursAlone(ctx, k, entry.Ref, keysOf(entry.Targets))
-			if err == nil {
-				err = p.Release(ctx, k, entry.Ref, ours)
-			}
-			if err != nil {
-				failed = append(failed, fmt.Sprintf("%s port %d: %v", k.Provider, k.Port, err))
-				if msg := releaseFailedMessage(k, entry.Ref, err); svc != nil && r.releaseWarned.novel(k, "release", msg) {
-					r.Recorder.Eventf(svc, corev1.EventTypeWarning, "ReleaseFailed", "%s", msg)
-				}
+			if ref == "" {
 				continue
 			}
-			r.releaseWarned.clear(k, "release")
-			if svc != nil {
-				r.Recorder.Eventf(svc, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s", k.Provider, k.Port, entry.Ref)
+			if msg := releaseFailedMessage(k, ref, err); svc != nil && r.releaseWarned.novel(k, "release", msg) {
+				r.Recorder.Eventf(svc, corev1.EventTypeWarning, "ReleaseFailed", "%s", msg)
 			}
+			continue
 		}
-		if err := r.Ledger.Delete(ctx, k); err != nil {
-			failed = append(failed, err.Error())
+		r.releaseWarned.clear(k, "release")
+		if ref != "" && svc != nil {
+			r.Recorder.Eventf(svc, corev1.EventTypeNormal, "GroupReleased", "%s port %d: released %s", k.Provider, k.Port, ref)
 		}
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%s", strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// ReleaseBinding releases what the ledger records for a binding that
+// went away: the groups it was moving away from, then its group
+// (Provider.Release, with the targets no other binding of the group
+// records), then the entry. It returns the group's reference, "" when
+// none was recorded; on failure the reference is returned only when
+// releasing the group itself failed (the failure users can act on).
+func ReleaseBinding(ctx context.Context, l *Ledger, p providers.Provider, k providers.BindingKey) (string, error) {
+	entry, err := l.Get(ctx, k)
+	if err != nil {
+		return "", err
+	}
+	if err := releasePrevious(ctx, l, p, k, entry); err != nil {
+		return "", err
+	}
+	if entry.Ref != "" {
+		ours, err := l.OursAlone(ctx, k, entry.Ref, keysOf(entry.Targets))
+		if err == nil {
+			err = p.Release(ctx, k, entry.Ref, ours)
+		}
+		if err != nil {
+			return entry.Ref, err
+		}
+	}
+	if err := l.Delete(ctx, k); err != nil {
+		return "", err
+	}
+	return entry.Ref, nil
 }
 
 // releasePrevious releases the groups a binding was moving away from.
@@ -381,6 +398,9 @@ func (r *ServiceReconciler) warnProblems(svc *corev1.Service, problems []Problem
 func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service, e *ServiceEntry) error {
 	st := Status{Bindings: map[string]map[string]*BindingStatus{}}
 	for _, k := range e.Bindings {
+		if k.Balancer != "" {
+			continue // shown on the load balancer's object
+		}
 		bs := r.Registry.Status(k)
 		if bs == nil {
 			bs = &BindingStatus{}

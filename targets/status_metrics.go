@@ -58,8 +58,20 @@ func (b *bindingErrors) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(bindingErrorsDesc, prometheus.GaugeValue, 1,
-			k.Namespace, k.Service, strconv.Itoa(int(k.Port)), k.Provider, string(statusErrorClass(st.Error)))
+			k.Namespace, k.Service, portLabel(k), k.Provider, string(statusErrorClass(st.Error)))
 	}
+}
+
+// portLabel is a binding's port label: the port, followed by
+// " via balancer" for a load balancer's backend, so its series never
+// merge with those of the Service's own binding of the port while the
+// label set stays the same for every binding.
+func portLabel(k providers.BindingKey) string {
+	port := strconv.Itoa(int(k.Port))
+	if k.Balancer != "" {
+		port += " via " + k.Balancer
+	}
+	return port
 }
 
 // statusErrorClass reads the class back from a status error, which the

@@ -213,7 +213,9 @@ func (w Wants) Keeps(k providers.BindingKey) bool {
 }
 
 // FindOrphans lists what may be released: ledger entries and owned
-// groups of served providers whose binding no Service keeps. An owned
+// groups of served providers whose binding no Service keeps. Bindings of
+// load balancers' backends are never listed: no Service annotation names
+// them, and their balancer releases them. An owned
 // group of a binding that still has a ledger entry is left to that
 // entry's release (which knows the group's full reference); a later sweep
 // finds it if it is still there.
@@ -222,7 +224,7 @@ func FindOrphans(w Wants, records []LedgerRecord, owned []providers.OwnedGroup, 
 	recorded := map[providers.BindingKey]bool{}
 	for _, r := range records {
 		recorded[r.Key] = true
-		if !served[r.Key.Provider] || w.Keeps(r.Key) || r.Entry.Ref == "" {
+		if !served[r.Key.Provider] || w.Keeps(r.Key) || r.Entry.Ref == "" || r.Key.Balancer != "" {
 			continue
 		}
 		out = append(out, Orphan{Key: r.Key, Ref: r.Entry.Ref, Recorded: true})
@@ -230,7 +232,7 @@ func FindOrphans(w Wants, records []LedgerRecord, owned []providers.OwnedGroup, 
 	seen := map[Orphan]bool{}
 	for _, g := range owned {
 		o := Orphan{Key: g.Key, Ref: g.Ref}
-		if !served[g.Key.Provider] || w.Keeps(g.Key) || recorded[g.Key] || seen[o] {
+		if !served[g.Key.Provider] || w.Keeps(g.Key) || recorded[g.Key] || seen[o] || g.Key.Balancer != "" {
 			continue
 		}
 		seen[o] = true

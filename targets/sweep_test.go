@@ -118,3 +118,16 @@ func TestExclusiveTargetsLeavesWhatOtherBindingsRecorded(t *testing.T) {
 		t.Errorf("alone in the group, %d of 3 targets deregistered", len(got))
 	}
 }
+
+// No Service annotation names a load balancer's backend binding: the
+// sweep must leave it, and its NEGs or groups, to the balancer.
+func TestFindOrphansLeavesBalancerBindingsToTheirBalancer(t *testing.T) {
+	aws := stubProvider{fakeProvider{"aws", "podlb.io/aws-target-groups"}}
+	via := awsKey("web", 80)
+	via.Balancer = "shop/front"
+	records := []LedgerRecord{ledgerRecord(via, "arn-alb-web")}
+	owned := []providers.OwnedGroup{{Key: via, Ref: "neg-alb-web|"}}
+	if got := FindOrphans(WantsOf([]corev1.Service{named("web", nil)}, "c1", []providers.Provider{aws}), records, owned, map[string]bool{"aws": true}); len(got) != 0 {
+		t.Errorf("would release %+v", got)
+	}
+}

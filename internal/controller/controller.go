@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -36,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/readiness"
 	"github.com/podlb/podlb/targets"
@@ -406,6 +409,17 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 	gr := &readiness.GateReconciler{Client: gateClient, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds}
+	if clouds := loadbalancers.HTTPClouds(o.Providers); len(clouds) > 0 {
+		gr.Ingresses = c
+		ir := &loadbalancers.IngressReconciler{Client: c, Reader: mgr.GetAPIReader(), Registry: reg, Ledger: ledger, Clouds: clouds,
+			Cluster: o.ClusterName, Recorder: recorder, Timing: o.Timing, EnqueueBinding: enqueueBinding,
+			SelectionChanged: func(namespace string, selectors ...labels.Selector) {
+				enqueueSelectedPods(context.Background(), c, namespace, selectors, gateQ)
+			}}
+		if err := setupIngresses(mgr, reg, ir); err != nil {
+			return err
+		}
+	}
 	err = builder.ControllerManagedBy(mgr).Named("gate").
 		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool {
 			p, ok := obj.(*corev1.Pod)
@@ -418,6 +432,73 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 	return nil
+}
+
+// setupIngresses runs the Ingress controller, on the leader only like
+// the others: Ingresses, the IngressClasses that decide which are
+// podlb's, and the Services their backends name. Status changes of a
+// balancer's backend bindings come back coalesced, to be written on its
+// Ingresses.
+func setupIngresses(mgr manager.Manager, reg *targets.Registry, ir *loadbalancers.IngressReconciler) error {
+	c := mgr.GetClient()
+	statusQ := newQueueRef[reconcile.Request]()
+	reg.BalancerChanged = func(balancer string) {
+		for _, nn := range ir.MembersOf(balancer) {
+			statusQ.addAfter(reconcile.Request{NamespacedName: nn}, time.Second)
+		}
+	}
+	allIngresses := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		return ingressRequests(ctx, c, "", nil)
+	})
+	backendOf := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
+		return ingressRequests(ctx, c, obj.GetNamespace(), func(ing *networkingv1.Ingress) bool {
+			return slices.Contains(loadbalancers.BackendServices(ing), obj.GetName())
+		})
+	})
+	return builder.ControllerManagedBy(mgr).Named("ingress").
+		For(&networkingv1.Ingress{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: ingressChangeMatters})).
+		Watches(&networkingv1.IngressClass{}, allIngresses).
+		Watches(&corev1.Service{}, backendOf, builder.WithPredicates(predicate.Funcs{UpdateFunc: serviceChangeMatters})).
+		WatchesRawSource(statusQ.source()).
+		// One at a time: groups share state, and provisioning is rare.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Complete(ir)
+}
+
+// ingressRequests lists the Ingresses of a namespace ("" for all) that
+// match, as requests.
+func ingressRequests(ctx context.Context, c client.Reader, namespace string, match func(*networkingv1.Ingress) bool) []reconcile.Request {
+	var list networkingv1.IngressList
+	if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		if match == nil || match(&list.Items[i]) {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
+		}
+	}
+	return out
+}
+
+// ingressChangeMatters ignores podlb's own writes on an Ingress: its
+// address and its status annotation.
+func ingressChangeMatters(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*networkingv1.Ingress)
+	n, ok2 := e.ObjectNew.(*networkingv1.Ingress)
+	if !ok1 || !ok2 {
+		return true
+	}
+	if o.Generation != n.Generation || (o.DeletionTimestamp == nil) != (n.DeletionTimestamp == nil) ||
+		!slices.Equal(o.Finalizers, n.Finalizers) || len(o.Annotations) != len(n.Annotations) {
+		return true
+	}
+	for k, v := range n.Annotations {
+		if k != targets.AnnotationStatus && o.Annotations[k] != v {
+			return true
+		}
+	}
+	return false
 }
 
 // ownBudgetClient is a client reading from the manager's cache whose

@@ -37,6 +37,12 @@ var sections = map[string]func() (string, error){
 	"gcp-fields": func() (string, error) {
 		return FieldTable(reflect.TypeFor[gcpprovider.Spec](), gcpprovider.FieldDocs(), "providers/gcp/spec_doc.go")
 	},
+	"aws-load-balancer-fields": func() (string, error) {
+		return FieldTable(reflect.TypeFor[awsprovider.LoadBalancerSpec](), awsprovider.LoadBalancerFieldDocs(), "providers/aws/spec_doc.go")
+	},
+	"gcp-load-balancer-fields": func() (string, error) {
+		return FieldTable(reflect.TypeFor[gcpprovider.LoadBalancerSpec](), gcpprovider.LoadBalancerFieldDocs(), "providers/gcp/spec_doc.go")
+	},
 }
 
 var beginRE = regexp.MustCompile(`^<!-- BEGIN GENERATED (\S+) -->$`)

@@ -36,7 +36,7 @@ func TestCommittedGuideMatchesTheCode(t *testing.T) {
 func regions(content string) string {
 	var b strings.Builder
 	b.WriteString("# Guide\n\n")
-	for _, name := range []string{"flags", "aws-create-fields", "gcp-fields"} {
+	for _, name := range []string{"flags", "aws-create-fields", "gcp-fields", "aws-load-balancer-fields", "gcp-load-balancer-fields"} {
 		b.WriteString("Before " + name + ".\n<!-- BEGIN GENERATED " + name + " -->\n" + content + "<!-- END GENERATED " + name + " -->\nAfter.\n")
 	}
 	return b.String()

@@ -19,7 +19,10 @@ import (
 
 // Load is traffic to one load balancer address.
 type Load struct {
-	addr   string
+	addr string
+	// host is the Host header, for load balancers that route by host;
+	// empty sends addr.
+	host   string
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -53,7 +56,13 @@ const maxErrors = 10
 
 // Start starts workers that each send a request every interval until Stop.
 func Start(addr string, workers int, interval time.Duration) *Load {
-	l := &Load{addr: addr, stop: make(chan struct{}), res: Result{Backends: map[string]int{}},
+	return StartHost(addr, "", workers, interval)
+}
+
+// StartHost is Start with requests for host (the Host header), through a
+// load balancer that routes by host at addr.
+func StartHost(addr, host string, workers int, interval time.Duration) *Load {
+	l := &Load{addr: addr, host: host, stop: make(chan struct{}), res: Result{Backends: map[string]int{}},
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 	for range workers {
 		l.wg.Add(1)
@@ -97,6 +106,7 @@ func (l *Load) once() (backend, local string, err error) {
 	if err != nil {
 		return "", "", err
 	}
+	req.Host = l.host
 	resp, err := l.client.Do(req)
 	if err != nil {
 		return "", local, err

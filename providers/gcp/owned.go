@@ -23,7 +23,7 @@ func ownerFrom(description string) (owner, bool) {
 }
 
 func (o owner) key() providers.BindingKey {
-	return providers.BindingKey{Namespace: o.Namespace, Service: o.Service, Provider: "gcp", Port: o.Port}
+	return providers.BindingKey{Namespace: o.Namespace, Service: o.Service, Provider: "gcp", Port: o.Port, Balancer: o.Balancer}
 }
 
 // ownedByAnother reports the binding, other than key in this cluster,

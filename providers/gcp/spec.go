@@ -264,12 +264,15 @@ type owner struct {
 	Namespace string `json:"namespace"`
 	Service   string `json:"service"`
 	Port      int32  `json:"port"`
+	// Balancer is set for the NEGs of a load balancer's backend, so they
+	// are never taken for those of the Service's own annotation.
+	Balancer string `json:"balancer,omitempty"`
 }
 
 const managedBy = "podlb.io"
 
 func ownerOf(cluster string, key providers.BindingKey) owner {
-	return owner{ManagedBy: managedBy, Cluster: cluster, Namespace: key.Namespace, Service: key.Service, Port: key.Port}
+	return owner{ManagedBy: managedBy, Cluster: cluster, Namespace: key.Namespace, Service: key.Service, Port: key.Port, Balancer: key.Balancer}
 }
 
 // Description is the NEG description recording podlb's ownership.

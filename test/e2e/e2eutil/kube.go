@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -107,7 +108,7 @@ func RollingDeployment(ns, name string, replicas int32, gated bool) *appsv1.Depl
 	return cluster.NewDeployment(ns, name, o)
 }
 
-// Create creates Services and Deployments.
+// Create creates Services, Deployments, Ingresses and IngressClasses.
 func (k Kube) Create(t testing.TB, objs ...any) {
 	t.Helper()
 	for _, obj := range objs {
@@ -117,6 +118,10 @@ func (k Kube) Create(t testing.TB, objs ...any) {
 			_, err = k.Client.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 		case *appsv1.Deployment:
 			_, err = k.Client.AppsV1().Deployments(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *networkingv1.Ingress:
+			_, err = k.Client.NetworkingV1().Ingresses(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *networkingv1.IngressClass:
+			_, err = k.Client.NetworkingV1().IngressClasses().Create(ctx, o, metav1.CreateOptions{})
 		default:
 			err = fmt.Errorf("cannot create %T", obj)
 		}
@@ -233,7 +238,13 @@ func (k Kube) Warnings(t testing.TB, ns, svc, substr string) []string {
 // AllWarnings lists a Service's Warning Events.
 func (k Kube) AllWarnings(t testing.TB, ns, svc string) []corev1.Event {
 	t.Helper()
-	evs, err := Events(ctx, k.Client, ns, svc, "Service")
+	return k.AllWarningsOf(t, ns, svc, "Service")
+}
+
+// AllWarningsOf lists the Warning Events of an object of kind.
+func (k Kube) AllWarningsOf(t testing.TB, ns, name, kind string) []corev1.Event {
+	t.Helper()
+	evs, err := Events(ctx, k.Client, ns, name, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
