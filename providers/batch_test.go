@@ -50,7 +50,16 @@ func TestBatcherGathersWhileACallIsInFlight(t *testing.T) {
 		wg.Add(1)
 		go get(k)
 	}
-	waitUntil(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiting) == 5 })
+	// Every look-up is waiting (six, "a" twice) before the first call ends.
+	waitUntil(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		n := 0
+		for _, chans := range b.waiting {
+			n += len(chans)
+		}
+		return n == len(keys)
+	})
 	close(release)
 	wg.Wait()
 	if len(calls) != 3 || len(calls[1]) != 3 || len(calls[2]) != 2 {
