@@ -278,6 +278,10 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	}
 	log.FromContext(ctx).Info("applying plan", "group", ps.group.Display, "register", len(plan.Register), "deregister", len(plan.Deregister))
 	err = ps.prov.Apply(ctx, ps.group, plan)
+	// Writes are stamped when the calls returned: a read that began before
+	// then may not have seen them, so its health counts for no pod
+	// registered here (judged) and it cannot undo them (storeRead).
+	done := r.now()
 	refused, isolated := providers.AsTargetErrors(err)
 	if err != nil && !isolated {
 		return nil, 0, err
@@ -288,12 +292,12 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	}
 	r.mu.Lock()
 	for _, t := range plan.Register {
-		book.at[t.Key()] = registration{uid: uidOf[t.Key()], at: now, target: t}
+		book.at[t.Key()] = registration{uid: uidOf[t.Key()], at: done, target: t}
 		delete(book.deregistered, t.Key())
 	}
 	for _, t := range plan.Deregister {
 		delete(book.at, t.Key())
-		book.deregistered[t.Key()] = now
+		book.deregistered[t.Key()] = done
 	}
 	r.mu.Unlock()
 	targetsChanged.WithLabelValues(ps.key.Provider, "register").Add(float64(len(plan.Register)))
