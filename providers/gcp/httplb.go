@@ -24,11 +24,16 @@ var _ providers.HTTPBalancers = (*Provider)(nil)
 // Defaults of the load-balancer resources, Compute's own, stated so that
 // a resource can be compared with what podlb wants.
 const (
-	defaultCheckIntervalSec   = 5
-	defaultCheckTimeoutSec    = 5
-	defaultBackendTimeoutSec  = 30
-	defaultDrainingTimeoutSec = 0
-	defaultHealthCheckPath    = "/"
+	defaultCheckIntervalSec  = 5
+	defaultCheckTimeoutSec   = 5
+	defaultBackendTimeoutSec = 30
+	defaultHealthCheckPath   = "/"
+	// defaultDrainingTimeoutSec is podlb's, not Compute's: Compute's 0
+	// cuts requests in flight to an endpoint the moment it is detached,
+	// which a rolling update does to every old pod. Ten seconds lets them
+	// finish; pods need a preStop at least that long (podlb warns when
+	// they have less).
+	defaultDrainingTimeoutSec = 10
 )
 
 // Suffixes of the resources of one load balancer, after its base name.

@@ -50,6 +50,6 @@ func LoadBalancerBackendFieldDocs() []providers.FieldDoc {
 		{Field: "healthCheck.port", Default: "the serving port", Notes: "1–65535"},
 		{Field: "healthCheck.checkIntervalSec", Default: "Compute's default (5)", Notes: fmt.Sprintf("%d–%d", minCheckIntervalSec, maxCheckIntervalSec)},
 		{Field: "maxRatePerEndpoint", Default: fmt.Sprintf("%d", DefaultMaxRatePerEndpoint), Notes: "requests per second, positive; Ingresses only (a Service's backends balance by CONNECTION)"},
-		{Field: "drainingTimeoutSec", Default: "Compute's default (0)", Notes: fmt.Sprintf("%d–%d", minDrainingTimeoutSec, maxDrainingTimeoutSec)},
+		{Field: "drainingTimeoutSec", Default: "10 (podlb's: Compute's 0 cuts requests in flight when an endpoint is detached)", Notes: fmt.Sprintf("%d–%d", minDrainingTimeoutSec, maxDrainingTimeoutSec)},
 	}
 }
