@@ -256,8 +256,9 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		if ps.desired, ps.pods, err = r.desired(ctx, ps.binding); err != nil {
 			return nil, 0, fmt.Errorf("reading cluster state: %w", err)
 		}
-		// The observation may have been replaced by a read meanwhile.
-		observed = r.observation(ps).targets
+		// The observation may have been replaced by a read meanwhile; its
+		// news (fresh, a failure) stays for the pass that reports it.
+		observed = r.currentTargets(ps)
 		if plan = r.plan(ps, observed); plan.Empty() {
 			r.pruneLedger(ps, observed)
 			return observed, 0, nil
@@ -266,10 +267,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	now := r.now()
 	r.noteWrite(ps.key, now)
 	book := r.book(ps.key, ps.group.Ref)
-	uidOf := make(map[providers.TargetKey]types.UID, len(ps.desired))
-	for _, d := range ps.desired {
-		uidOf[d.Key()] = d.UID
-	}
+	uidOf := uidsOf(ps.desired)
 	for _, t := range plan.Register {
 		ps.entry.Targets[t.Key()] = uidOf[t.Key()]
 	}
@@ -309,6 +307,15 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	return observed, 0, nil
 }
 
+// uidsOf maps each desired target to the pod that wants it.
+func uidsOf(desired []Desired) map[providers.TargetKey]types.UID {
+	out := make(map[providers.TargetKey]types.UID, len(desired))
+	for _, d := range desired {
+		out[d.Key()] = d.UID
+	}
+	return out
+}
+
 // queuedLook is when a binding waiting for a write slot looks again
 // should its wake-up be lost.
 const queuedLook = 30 * time.Second
@@ -327,10 +334,7 @@ func (r *BindingReconciler) plan(ps *pass, observed []providers.Observed) provid
 // earliest ContainersReady of the pods it registers, or now.
 func (r *BindingReconciler) waitingSince(ps *pass, plan providers.Plan) time.Time {
 	since := r.now()
-	uidOf := make(map[providers.TargetKey]types.UID, len(ps.desired))
-	for _, d := range ps.desired {
-		uidOf[d.Key()] = d.UID
-	}
+	uidOf := uidsOf(ps.desired)
 	for _, t := range plan.Register {
 		if p := ps.pods[uidOf[t.Key()]]; p != nil {
 			if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue && c.LastTransitionTime.Time.Before(since) {

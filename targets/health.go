@@ -101,6 +101,17 @@ func (r *BindingReconciler) observation(ps *pass) observation {
 	return out
 }
 
+// currentTargets is the binding's observation as it stands, leaving its
+// news for the pass that takes it (observation).
+func (r *BindingReconciler) currentTargets(ps *pass) []providers.Observed {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v := r.viewLocked(ps.key); v.obs.ref == ps.group.Ref {
+		return slices.Clone(v.obs.targets)
+	}
+	return nil
+}
+
 // keepObservation stores the observation as a plan left it.
 func (r *BindingReconciler) keepObservation(key providers.BindingKey, ref string, observed []providers.Observed) {
 	r.mu.Lock()
