@@ -317,11 +317,16 @@ func secretText(s types.NamespacedName) string {
 // once each, sorted.
 func distinctBackends(lb *HTTPLoadBalancer) []Backend {
 	var all []Backend
-	if lb.DefaultBackend != nil {
-		all = append(all, *lb.DefaultBackend)
+	for _, be := range []*Backend{lb.DefaultBackend, lb.DefaultWarming} {
+		if be != nil {
+			all = append(all, *be)
+		}
 	}
 	for _, r := range lb.Routes {
 		all = append(all, r.Backend)
+		if r.Warming != nil {
+			all = append(all, *r.Warming)
+		}
 	}
 	sort.SliceStable(all, func(i, j int) bool {
 		a, c := all[i], all[j]

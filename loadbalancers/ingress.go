@@ -80,6 +80,10 @@ type IngressReconciler struct {
 // groupState is what the reconciler keeps of one group between passes.
 type groupState struct {
 	lastGood *HTTPLoadBalancer
+	// routed is the model last put in the clouds, switches held (see
+	// HoldSwitches); held says what is held.
+	routed   *HTTPLoadBalancer
+	held     []string
 	specs    map[string]any       // last good load-balancer spec per cloud
 	ensured  map[string]*ensured  // per cloud
 	bindings map[string]cloudPart // per cloud, as last put in force
@@ -254,6 +258,7 @@ func (r *IngressReconciler) reconcileGroup(ctx context.Context, key providers.Ba
 	model = KeepLastGood(model, st.lastGood, broken)
 	st.lastGood = model
 	r.warnProblems(members, problems, "")
+	model, st.held = HoldSwitches(model, st.routed, r.servingOn(key, clouds))
 
 	var retry time.Duration
 	bound := map[string]cloudPart{}
@@ -283,6 +288,7 @@ func (r *IngressReconciler) reconcileGroup(ctx context.Context, key providers.Ba
 		delete(st.failed, cloud)
 		bound[cloud] = BackendBindings(cloud, r.Cluster, key, model, e.specs)
 	}
+	st.routed = model
 	// Clouds the group no longer asks for: their bindings go now, the
 	// load balancer once they are gone.
 	var dropped []string

@@ -25,6 +25,9 @@ type IngressStatus struct {
 	Clouds   map[string]*CloudStatus `json:"clouds,omitempty"`
 	// Problems are this Ingress's, each naming its field.
 	Problems []string `json:"problems,omitempty"`
+	// Switching lists the group's routes that keep their backend until
+	// the one they move to serves.
+	Switching []string `json:"switching,omitempty"`
 }
 
 // CloudStatus is the load balancer of the group on one cloud.
@@ -94,7 +97,7 @@ func (r *IngressReconciler) writeStatuses(ctx context.Context, key providers.Bal
 	clouds, addrs := r.groupStatus(key, st)
 	for _, ing := range members {
 		nn := nameOf(ing)
-		status := IngressStatus{Balancer: key.String(), Clouds: clouds}
+		status := IngressStatus{Balancer: key.String(), Clouds: clouds, Switching: st.held}
 		for _, p := range problems {
 			if p.Object == nn {
 				msg := p.Message

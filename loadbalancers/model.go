@@ -51,6 +51,9 @@ type Route struct {
 	Path     string
 	PathType PathType
 	Backend  Backend
+	// Warming is the backend the route is switching to while Backend
+	// still takes its traffic (see HoldSwitches); nil for none.
+	Warming *Backend
 	// Owner is the Ingress that contributed the route.
 	Owner types.NamespacedName
 }
@@ -101,6 +104,9 @@ type HTTPLoadBalancer struct {
 	// DefaultBackend serves requests no route matches; nil leaves it to
 	// the cloud (a fixed 404).
 	DefaultBackend *Backend
+	// DefaultWarming is the backend the default is switching to (see
+	// HoldSwitches); nil for none.
+	DefaultWarming *Backend
 	// TLSHosts maps each host listed under spec.tls (empty: hosts not
 	// listed) to its certificate.
 	TLSHosts map[string]TLSHost

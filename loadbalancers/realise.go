@@ -73,12 +73,18 @@ func HTTPBalancerOf(key providers.BalancerKey, cluster string, lb *HTTPLoadBalan
 		out.Backends[hb.ID()] = hb
 	}
 	for _, r := range lb.Routes {
-		out.Routes = append(out.Routes, providers.HTTPRoute{Host: r.Host, Path: r.Path, Exact: r.PathType == Exact, Backend: httpBackend(r.Backend).ID()})
+		out.Routes = append(out.Routes, providers.HTTPRoute{Host: r.Host, Path: r.Path, Exact: r.PathType == Exact, Backend: httpBackend(r.Backend).ID(), Warming: backendID(r.Warming)})
 	}
-	if lb.DefaultBackend != nil {
-		out.Default = httpBackend(*lb.DefaultBackend).ID()
-	}
+	out.Default, out.DefaultWarming = backendID(lb.DefaultBackend), backendID(lb.DefaultWarming)
 	return out
+}
+
+// backendID is the provider's ID of be, "" for nil.
+func backendID(be *Backend) string {
+	if be == nil {
+		return ""
+	}
+	return httpBackend(*be).ID()
 }
 
 func httpBackend(b Backend) providers.HTTPBackend {

@@ -32,6 +32,9 @@ type HTTPBalancer struct {
 	// Default is the backend ID serving requests no route matches; empty
 	// means those requests get 404.
 	Default string
+	// DefaultWarming is a backend the default is about to switch to (see
+	// HTTPRoute.Warming); empty for none.
+	DefaultWarming string
 	// Backends are the Service ports the routes and Default point to, by
 	// ID (HTTPBackend.ID).
 	Backends map[string]HTTPBackend
@@ -49,6 +52,12 @@ type HTTPRoute struct {
 	Path    string
 	Exact   bool
 	Backend string
+	// Warming is a backend the route is about to switch to, "" for none.
+	// It gets none of the route's traffic, but a cloud that judges the
+	// health only of targets its load balancer uses must count it as used
+	// (AWS: a forward weight of 0), so its pods turn healthy before the
+	// switch.
+	Warming string
 }
 
 // HTTPBackend is one Service port behind the load balancer.

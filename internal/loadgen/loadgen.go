@@ -22,7 +22,9 @@ type Load struct {
 	addr string
 	// host is the Host header, for load balancers that route by host;
 	// empty sends addr.
-	host   string
+	host string
+	// path is the request path, "/" unless set.
+	path   string
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -62,7 +64,12 @@ func Start(addr string, workers int, interval time.Duration) *Load {
 // StartHost is Start with requests for host (the Host header), through a
 // load balancer that routes by host at addr.
 func StartHost(addr, host string, workers int, interval time.Duration) *Load {
-	l := &Load{addr: addr, host: host, stop: make(chan struct{}), res: Result{Backends: map[string]int{}},
+	return StartPath(addr, host, "/", workers, interval)
+}
+
+// StartPath is StartHost with requests for path.
+func StartPath(addr, host, path string, workers int, interval time.Duration) *Load {
+	l := &Load{addr: addr, host: host, path: path, stop: make(chan struct{}), res: Result{Backends: map[string]int{}},
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
 	for range workers {
 		l.wg.Add(1)
@@ -102,7 +109,7 @@ func (l *Load) worker(interval time.Duration) {
 // client socket's address.
 func (l *Load) once() (backend, local string, err error) {
 	trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) { local = ci.Conn.LocalAddr().String() }}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, "http://"+l.addr+"/", nil)
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, "http://"+l.addr+l.path, nil)
 	if err != nil {
 		return "", "", err
 	}

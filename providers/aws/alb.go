@@ -549,7 +549,7 @@ func (p *Provider) ensureListeners(ctx context.Context, plan *albPlan, albArn st
 	spec := plan.spec
 	def := fixed404()
 	if plan.lb.Default != "" {
-		def = forwardAction(groups[plan.lb.Default])
+		def = forwardWarming(groups[plan.lb.Default], groups[plan.lb.DefaultWarming])
 	}
 	wants := []listenerWant{{port: httpPort, protocol: types.ProtocolEnumHttp, action: def, forwards: true}}
 	if len(spec.CertificateARNs) > 0 {
@@ -793,6 +793,20 @@ func forwardAction(tgArn string) types.Action {
 	return types.Action{Type: types.ActionTypeEnumForward, TargetGroupArn: aws.String(tgArn)}
 }
 
+// forwardWarming forwards to tgArn and, when warming is not empty, names
+// warming with weight 0: it gets no request, but the load balancer uses
+// it, so its targets are health-checked before a route switches to it (a
+// group no listener uses reports unused / Target.NotInUse).
+func forwardWarming(tgArn, warming string) types.Action {
+	if warming == "" || warming == tgArn {
+		return forwardAction(tgArn)
+	}
+	return types.Action{Type: types.ActionTypeEnumForward, ForwardConfig: &types.ForwardActionConfig{TargetGroups: []types.TargetGroupTuple{
+		{TargetGroupArn: aws.String(tgArn), Weight: aws.Int32(1)},
+		{TargetGroupArn: aws.String(warming), Weight: aws.Int32(0)},
+	}}}
+}
+
 // fixed404 answers requests no route matches when there is no default
 // backend.
 func fixed404() types.Action {
@@ -805,19 +819,23 @@ func redirectToHTTPS() types.Action {
 		Protocol: aws.String("HTTPS"), Port: aws.String(strconv.Itoa(httpsPort)), StatusCode: types.RedirectActionStatusCodeEnumHttp301}}
 }
 
-// forwardTarget is the one group a forward action sends to, "" for any
-// other action or a weighted forward to several.
-func forwardTarget(a types.Action) string {
+// forwardWeights are the groups a forward action names with their
+// weights (1 when unset, as AWS defaults it); nil for any other action.
+func forwardWeights(a types.Action) map[string]int32 {
 	if a.Type != types.ActionTypeEnumForward {
-		return ""
+		return nil
 	}
 	if a.ForwardConfig != nil && len(a.ForwardConfig.TargetGroups) > 0 {
-		if len(a.ForwardConfig.TargetGroups) != 1 {
-			return ""
+		out := map[string]int32{}
+		for _, g := range a.ForwardConfig.TargetGroups {
+			out[aws.ToString(g.TargetGroupArn)] = aws.ToInt32(g.Weight)
+			if g.Weight == nil {
+				out[aws.ToString(g.TargetGroupArn)] = 1
+			}
 		}
-		return aws.ToString(a.ForwardConfig.TargetGroups[0].TargetGroupArn)
+		return out
 	}
-	return aws.ToString(a.TargetGroupArn)
+	return map[string]int32{aws.ToString(a.TargetGroupArn): 1}
 }
 
 // sameAction compares an action as described with one podlb writes.
@@ -827,7 +845,7 @@ func sameAction(have, want types.Action) bool {
 	}
 	switch want.Type {
 	case types.ActionTypeEnumForward:
-		return forwardTarget(have) == forwardTarget(want)
+		return maps.Equal(forwardWeights(have), forwardWeights(want))
 	case types.ActionTypeEnumFixedResponse:
 		h, w := have.FixedResponseConfig, want.FixedResponseConfig
 		return h != nil && aws.ToString(h.StatusCode) == aws.ToString(w.StatusCode) &&
@@ -846,6 +864,7 @@ type ruleWant struct {
 	hosts    []string
 	paths    []string
 	target   string // target group ARN
+	warming  string // target group ARN the route is about to switch to
 	priority int32
 }
 
@@ -867,12 +886,14 @@ func desiredRules(lb *providers.HTTPBalancer, groups map[string]string) []ruleWa
 		for part, paths := range providers.Batches(patterns, maxRuleValues-len(hosts)) {
 			out = append(out, ruleWant{
 				id:    nameHash(16, r.Host, r.Path, strconv.FormatBool(r.Exact), strconv.Itoa(part)),
-				hosts: hosts, paths: paths, target: groups[r.Backend],
+				hosts: hosts, paths: paths, target: groups[r.Backend], warming: groups[r.Warming],
 			})
 		}
 	}
 	return out
 }
+
+func (w ruleWant) action() types.Action { return forwardWarming(w.target, w.warming) }
 
 func (w ruleWant) conditions() []types.RuleCondition {
 	var cs []types.RuleCondition
@@ -885,7 +906,7 @@ func (w ruleWant) conditions() []types.RuleCondition {
 // matches reports whether an existing rule already has w's conditions and
 // action.
 func (w ruleWant) matches(r types.Rule) bool {
-	if len(r.Actions) != 1 || !sameAction(r.Actions[0], forwardAction(w.target)) {
+	if len(r.Actions) != 1 || !sameAction(r.Actions[0], w.action()) {
 		return false
 	}
 	var hosts, paths []string
@@ -1076,7 +1097,7 @@ func (p *Provider) createRule(ctx context.Context, lb *providers.HTTPBalancer, l
 			ListenerArn: aws.String(listenerArn),
 			Priority:    aws.Int32(prio),
 			Conditions:  w.conditions(),
-			Actions:     []types.Action{forwardAction(w.target)},
+			Actions:     []types.Action{w.action()},
 			Tags:        tagList(tags),
 		})
 		return err
@@ -1095,7 +1116,7 @@ func (p *Provider) modifyRule(ctx context.Context, arn string, w ruleWant) error
 		_, err := p.elb.ModifyRule(ctx, &elbv2.ModifyRuleInput{
 			RuleArn:    aws.String(arn),
 			Conditions: w.conditions(),
-			Actions:    []types.Action{forwardAction(w.target)},
+			Actions:    []types.Action{w.action()},
 		})
 		return err
 	})

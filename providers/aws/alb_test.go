@@ -689,3 +689,52 @@ func TestALBNeverTakesOverAUsersListener(t *testing.T) {
 		t.Errorf("%d rules added to the user's listener", n)
 	}
 }
+
+// A backend a route is about to switch to is health-checked while the
+// route's traffic all stays on the old backend; the switch then changes
+// one rule.
+func TestALBWarmingBackendIsJudgedButTakesNoTraffic(t *testing.T) {
+	e := newALBEnv(t, elbv2sim.Options{})
+	const newID = "shop/next:80"
+	lb := shopBalancer(nil)
+	lb.Backends[newID] = backend("next")
+	lb.Routes[0].Warming = newID
+	lb.Default, lb.DefaultWarming = webID, newID
+	_, specs := e.ensure(lb)
+	servers := map[string]*namedBackend{apiID: startNamedBackend(t, "api"), webID: startNamedBackend(t, "web"), newID: startNamedBackend(t, "next")}
+	groups := e.register(lb, specs, servers)
+	albArn := e.albArn(shopKey)
+	base := "http://" + e.srv.LoadBalancerAddr(albArn, 80)
+	answers(t, plainClient, base, map[string]string{"shop.example.com/api": "api", "other.example.com/": "web"})
+
+	var state string
+	eventually(t, func() string { return "the warming group's target healthy, last " + state }, func() bool {
+		out, err := e.c.DescribeTargetHealth(e.ctx, &elbv2.DescribeTargetHealthInput{TargetGroupArn: aws.String(groups[newID].Ref)})
+		if err != nil || len(out.TargetHealthDescriptions) != 1 {
+			t.Fatalf("DescribeTargetHealth: %v %v", out, err)
+		}
+		state = string(out.TargetHealthDescriptions[0].TargetHealth.State)
+		return state == string(types.TargetHealthStateEnumHealthy)
+	})
+	for range 20 {
+		for host, want := range map[string]string{"shop.example.com": "api", "other.example.com": "web"} {
+			path := "/"
+			if want == "api" {
+				path = "/api"
+			}
+			if r := send(t, plainClient, base+path, host); r.status != http.StatusOK || r.body != want {
+				t.Fatalf("%s%s answered %v while next was only warming, want %s", host, path, r, want)
+			}
+		}
+	}
+
+	e.srv.ResetStats()
+	lb.Routes[0].Backend, lb.Routes[0].Warming = newID, ""
+	e.ensure(lb)
+	e.wantMutations("switched", map[string]int64{"ModifyRule": 1})
+	answers(t, plainClient, base, map[string]string{"shop.example.com/api": "next", "other.example.com/": "web"})
+	lb.Default, lb.DefaultWarming = newID, ""
+	e.ensure(lb)
+	e.wantMutations("default switched", map[string]int64{"ModifyListener": 1})
+	answers(t, plainClient, base, map[string]string{"other.example.com/": "next"})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"strings"
@@ -315,7 +316,7 @@ func TestNLBRefusesAPortAUsersListenerHolds(t *testing.T) {
 	}
 	e.wantMutations("port held", nil)
 	l := e.listenersByPort(nlbArn)[9000]
-	if aws.ToString(l.ListenerArn) != usersListener || forwardTarget(l.DefaultActions[0]) != usersGroup || l.Protocol != types.ProtocolEnumTcp {
+	if aws.ToString(l.ListenerArn) != usersListener || !maps.Equal(forwardWeights(l.DefaultActions[0]), map[string]int32{usersGroup: 1}) || l.Protocol != types.ProtocolEnumTcp {
 		t.Errorf("the user's listener changed: %+v", l)
 	}
 

@@ -24,13 +24,19 @@ func TestIngressAWSRoutesRollsAndDeletes(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	class := e2eutil.IngressClass(t, k8s, "podlb-"+ns)
+	e2eutil.IngressScenario(t, k8s, ns, class, awsIngressCloud())
+}
+
+// awsIngressCloud is what the Ingress scenarios need of AWS: Application
+// Load Balancers in every zone of the VPC.
+func awsIngressCloud() e2eutil.IngressCloud {
 	// The load balancer spans every zone of the VPC: an ALB sends
 	// nothing to targets in zones it is not enabled in.
 	var ids []string
 	for _, s := range ingressSubnets {
 		ids = append(ids, `"`+s.ID+`"`)
 	}
-	e2eutil.IngressScenario(t, k8s, ns, class, e2eutil.IngressCloud{
+	return e2eutil.IngressCloud{
 		Name:        "aws",
 		Annotations: map[string]string{loadbalancers.AWSAnnotation: `{"subnets": [` + strings.Join(ids, ", ") + `]}`},
 		Address: func(cs *loadbalancers.CloudStatus) networkingv1.IngressLoadBalancerIngress {
@@ -55,10 +61,19 @@ func TestIngressAWSRoutesRollsAndDeletes(t *testing.T) {
 			}
 			return left
 		},
-	})
+	}
 }
 
 func isAWSNotFound[E error](err error) bool {
 	var target E
 	return err != nil && errors.As(err, &target)
+}
+
+// Edits under load: a path added, a path switched to a new backend and a
+// path removed never fail a request to "/" nor to the switched path
+// (e2eutil.IngressEditsScenario).
+func TestIngressAWSEditsUnderLoad(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	e2eutil.IngressEditsScenario(t, k8s, ns, e2eutil.IngressClass(t, k8s, "podlb-"+ns), awsIngressCloud())
 }

@@ -54,40 +54,9 @@ func IngressScenario(t *testing.T, k Kube, ns, class string, cloud IngressCloud)
 		HostRule("shop.example.com", PrefixPath("/api", "api", 80), PrefixPath("/", "web", 80)),
 		HostRule("admin.example.com", PrefixPath("/", "api", 80))))
 
-	backends := []string{ns + "/web:80", ns + "/api:80"}
 	var last *loadbalancers.CloudStatus
 	var addr string
-	ready := func() error {
-		ing, st := k.GetIngress(t, ns, "front"), k.IngressStatus(t, ns, "front")
-		if ing == nil || st == nil || st.Clouds[cloud.Name] == nil {
-			return fmt.Errorf("no status yet")
-		}
-		cs := st.Clouds[cloud.Name]
-		if cs.Error != "" {
-			return fmt.Errorf("%s: %s", cloud.Name, cs.Error)
-		}
-		want := cloud.Address(cs)
-		if got := ing.Status.LoadBalancer.Ingress; len(got) != 1 || (want.Hostname == "" && want.IP == "") || got[0].Hostname != want.Hostname || got[0].IP != want.IP {
-			return fmt.Errorf("status.loadBalancer.ingress %+v, want %+v", got, want)
-		}
-		for _, id := range backends {
-			if b := cs.Backends[id]; b == nil || b.Desired != 4 || b.Healthy != 4 || b.Error != "" {
-				return fmt.Errorf("backend %s: %+v", id, b)
-			}
-		}
-		for _, app := range []string{"web", "api"} {
-			for _, p := range k.LivePods(t, ns, app) {
-				if g := GateOf(&p); g == nil || g.Status != corev1.ConditionTrue || !IsReady(&p) {
-					return fmt.Errorf("pod %s gate %+v", p.Name, g)
-				}
-			}
-		}
-		if addr = cloud.DataPath(cs); addr == "" {
-			return fmt.Errorf("the load balancer serves nothing yet: %+v", cs.Details)
-		}
-		last = cs
-		return nil
-	}
+	ready := ingressServing(t, k, ns, "front", cloud, map[string]int{ns + "/web:80": 4, ns + "/api:80": 4}, []string{"web", "api"}, &addr, &last)
 	Eventually(t, 2*time.Minute, "load balancer provisioned, every backend healthy and every gate True", ready)
 
 	t.Run("routes", func(t *testing.T) {
@@ -168,6 +137,45 @@ func IngressScenario(t *testing.T, k Kube, ns, class string, cloud IngressCloud)
 			}
 		}
 	})
+}
+
+// ingressServing returns a check that passes once the Ingress's load
+// balancer on cloud serves: its address in status.loadBalancer, each of
+// backends (by ID) with that many targets wanted and healthy, every pod of
+// apps gated True and Ready, and a data path. It leaves the data path's
+// address in addr and the cloud's status in last.
+func ingressServing(t *testing.T, k Kube, ns, name string, cloud IngressCloud, backends map[string]int, apps []string, addr *string, last **loadbalancers.CloudStatus) func() error {
+	return func() error {
+		ing, st := k.GetIngress(t, ns, name), k.IngressStatus(t, ns, name)
+		if ing == nil || st == nil || st.Clouds[cloud.Name] == nil {
+			return fmt.Errorf("no status yet")
+		}
+		cs := st.Clouds[cloud.Name]
+		if cs.Error != "" {
+			return fmt.Errorf("%s: %s", cloud.Name, cs.Error)
+		}
+		want := cloud.Address(cs)
+		if got := ing.Status.LoadBalancer.Ingress; len(got) != 1 || (want.Hostname == "" && want.IP == "") || got[0].Hostname != want.Hostname || got[0].IP != want.IP {
+			return fmt.Errorf("status.loadBalancer.ingress %+v, want %+v", got, want)
+		}
+		for id, n := range backends {
+			if b := cs.Backends[id]; b == nil || b.Desired != n || b.Healthy != n || b.Error != "" {
+				return fmt.Errorf("backend %s: %+v", id, b)
+			}
+		}
+		for _, app := range apps {
+			for _, p := range k.LivePods(t, ns, app) {
+				if g := GateOf(&p); g == nil || g.Status != corev1.ConditionTrue || !IsReady(&p) {
+					return fmt.Errorf("pod %s gate %+v", p.Name, g)
+				}
+			}
+		}
+		if *addr = cloud.DataPath(cs); *addr == "" {
+			return fmt.Errorf("the load balancer serves nothing yet: %+v", cs.Details)
+		}
+		*last = cs
+		return nil
+	}
 }
 
 // GetThrough sends one request for host and path to a load balancer at

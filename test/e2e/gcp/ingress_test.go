@@ -25,8 +25,22 @@ func TestIngressGCPRoutesRollsAndDeletes(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	class := e2eutil.IngressClass(t, k8s, "podlb-"+ns)
-	key := providers.BalancerKey{Namespace: ns, Name: "front"}
-	e2eutil.IngressScenario(t, k8s, ns, class, e2eutil.IngressCloud{
+	e2eutil.IngressScenario(t, k8s, ns, class, gcpIngressCloud(providers.BalancerKey{Namespace: ns, Name: "front"}))
+}
+
+// Edits under load: a path added, a path switched to a new backend and a
+// path removed never fail a request to "/" nor to the switched path
+// (e2eutil.IngressEditsScenario).
+func TestIngressGCPEditsUnderLoad(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	e2eutil.IngressEditsScenario(t, k8s, ns, e2eutil.IngressClass(t, k8s, "podlb-"+ns), gcpIngressCloud(providers.BalancerKey{Namespace: ns, Name: "edits"}))
+}
+
+// gcpIngressCloud is what the Ingress scenarios need of GCP for the load
+// balancer of key: a global external Application Load Balancer.
+func gcpIngressCloud(key providers.BalancerKey) e2eutil.IngressCloud {
+	return e2eutil.IngressCloud{
 		Name:        "gcp",
 		Annotations: map[string]string{loadbalancers.GCPAnnotation: `{}`},
 		Address: func(cs *loadbalancers.CloudStatus) networkingv1.IngressLoadBalancerIngress {
@@ -41,7 +55,7 @@ func TestIngressGCPRoutesRollsAndDeletes(t *testing.T) {
 		Leftovers: func(t *testing.T, cs *loadbalancers.CloudStatus) []string {
 			return balancerLeftovers(t, gcpprovider.BalancerDescription(clusterName, key), cs)
 		},
-	})
+	}
 }
 
 // balancerLeftovers lists the global resources described as the load
