@@ -24,16 +24,9 @@ const clusterName = "e2e-aws"
 // cluster's controller must refuse.
 const otherVPC = "vpc-0f0000000000000f1"
 
-// ingressSubnets are the default VPC's subnets, where the Application
-// Load Balancers of Ingresses are placed (podlb does not discover
-// subnets; an ALB needs two zones). The first holds all of 10.0.0.0/8 in
-// zone a, as the emulator's own subnet did before any were listed, so
-// targets keep their zone; the others are small ones of a second CIDR.
-var ingressSubnets = []elbv2sim.Subnet{
-	{ID: "subnet-0e2e00000000000a1", AvailabilityZone: "us-east-1a", CIDR: "10.0.0.0/8"},
-	{ID: "subnet-0e2e00000000000b1", AvailabilityZone: "us-east-1b", CIDR: "100.64.0.0/24"},
-	{ID: "subnet-0e2e00000000000c1", AvailabilityZone: "us-east-1c", CIDR: "100.64.1.0/24"},
-}
+// ingressSubnets are the default VPC's subnets, where Application Load
+// Balancers are placed.
+var ingressSubnets = e2eutil.ALBSubnets
 
 // Emulated timing: long enough registration that a rollout without the
 // gate outruns it (as real NLBs do, at minutes), short enough for tests.
@@ -64,7 +57,7 @@ func TestMain(m *testing.M) {
 			// all in one zone: model a raised (adjustable) per-zone quota.
 			MaxTargetsPerZone: 3000,
 			VPCs: []elbv2sim.VPC{
-				{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8", "100.64.0.0/16"}, Subnets: ingressSubnets},
+				e2eutil.ALBVPC(),
 				{ID: otherVPC, CIDRs: []string{"172.16.0.0/16"}},
 			},
 		})

@@ -40,7 +40,7 @@ func IngressEditsScenario(t *testing.T, k Kube, ns, class string, cloud IngressC
 	var addr string
 	var last *loadbalancers.CloudStatus
 	Eventually(t, 2*time.Minute, "load balancer serving web and api",
-		ingressServing(t, k, ns, "edits", cloud, map[string]int{ns + "/web:80": 3, ns + "/api:80": 3}, []string{"web", "api"}, &addr, &last))
+		IngressServing(t, k, ns, "edits", cloud, map[string]int{ns + "/web:80": 3, ns + "/api:80": 3}, []string{"web", "api"}, &addr, &last))
 
 	root := loadgen.StartPath(addr, host, "/", 3, 25*time.Millisecond)
 	switched := loadgen.StartPath(addr, host, "/api/orders", 3, 25*time.Millisecond)

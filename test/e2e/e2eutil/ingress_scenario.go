@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func IngressScenario(t *testing.T, k Kube, ns, class string, cloud IngressCloud)
 
 	var last *loadbalancers.CloudStatus
 	var addr string
-	ready := ingressServing(t, k, ns, "front", cloud, map[string]int{ns + "/web:80": 4, ns + "/api:80": 4}, []string{"web", "api"}, &addr, &last)
+	ready := IngressServing(t, k, ns, "front", cloud, map[string]int{ns + "/web:80": 4, ns + "/api:80": 4}, []string{"web", "api"}, &addr, &last)
 	Eventually(t, 2*time.Minute, "load balancer provisioned, every backend healthy and every gate True", ready)
 
 	t.Run("routes", func(t *testing.T) {
@@ -139,12 +140,12 @@ func IngressScenario(t *testing.T, k Kube, ns, class string, cloud IngressCloud)
 	})
 }
 
-// ingressServing returns a check that passes once the Ingress's load
+// IngressServing returns a check that passes once the Ingress's load
 // balancer on cloud serves: its address in status.loadBalancer, each of
 // backends (by ID) with that many targets wanted and healthy, every pod of
 // apps gated True and Ready, and a data path. It leaves the data path's
 // address in addr and the cloud's status in last.
-func ingressServing(t *testing.T, k Kube, ns, name string, cloud IngressCloud, backends map[string]int, apps []string, addr *string, last **loadbalancers.CloudStatus) func() error {
+func IngressServing(t *testing.T, k Kube, ns, name string, cloud IngressCloud, backends map[string]int, apps []string, addr *string, last **loadbalancers.CloudStatus) func() error {
 	return func() error {
 		ing, st := k.GetIngress(t, ns, name), k.IngressStatus(t, ns, name)
 		if ing == nil || st == nil || st.Clouds[cloud.Name] == nil {
@@ -155,8 +156,10 @@ func ingressServing(t *testing.T, k Kube, ns, name string, cloud IngressCloud, b
 			return fmt.Errorf("%s: %s", cloud.Name, cs.Error)
 		}
 		want := cloud.Address(cs)
-		if got := ing.Status.LoadBalancer.Ingress; len(got) != 1 || (want.Hostname == "" && want.IP == "") || got[0].Hostname != want.Hostname || got[0].IP != want.IP {
-			return fmt.Errorf("status.loadBalancer.ingress %+v, want %+v", got, want)
+		if got := ing.Status.LoadBalancer.Ingress; (want.Hostname == "" && want.IP == "") || !slices.ContainsFunc(got, func(a networkingv1.IngressLoadBalancerIngress) bool {
+			return a.Hostname == want.Hostname && a.IP == want.IP
+		}) {
+			return fmt.Errorf("status.loadBalancer.ingress %+v, want it to hold %+v", got, want)
 		}
 		for id, n := range backends {
 			if b := cs.Backends[id]; b == nil || b.Desired != n || b.Healthy != n || b.Error != "" {

@@ -102,7 +102,7 @@ func setup(c *cluster.Cluster) error {
 		HealthCheckTimeout:  150 * time.Millisecond,
 		DeregistrationDelay: drainTimeout,
 		TargetAddr:          cluster.LoopbackAddr,
-		VPCs:                []elbv2sim.VPC{{ID: elbv2sim.DefaultVPCID, CIDRs: []string{"10.0.0.0/8"}}},
+		VPCs:                []elbv2sim.VPC{e2eutil.ALBVPC()},
 	})
 	if err != nil {
 		return fmt.Errorf("elbv2sim: %w", err)
