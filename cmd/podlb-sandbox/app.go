@@ -28,6 +28,9 @@ const (
 type app struct {
 	name  string
 	gated bool
+	// ingress puts the app behind an Ingress whose load balancers podlb
+	// provisions, instead of load balancers made for it.
+	ingress bool
 	// lbs by cloud name.
 	lbs map[string]*loadBalancer
 
@@ -68,7 +71,7 @@ func (lb *loadBalancer) result() loadgen.Result {
 // existing backend service on GCP.
 func (a *app) service(enabled map[string]bool, t timing) (*corev1.Service, error) {
 	annotations := map[string]string{}
-	if enabled["aws"] {
+	if enabled["aws"] && !a.ingress {
 		spec := map[string]any{"http": map[string]any{"create": map[string]any{
 			// The emulator runs checks every --health-check-interval but
 			// keeps AWS's rules: the group records AWS-valid settings.
@@ -81,7 +84,7 @@ func (a *app) service(enabled map[string]bool, t timing) (*corev1.Service, error
 		}
 		annotations["podlb.io/aws-target-groups"] = string(b)
 	}
-	if enabled["gcp"] {
+	if enabled["gcp"] && !a.ingress {
 		annotations["podlb.io/gcp-negs"] = fmt.Sprintf(`{"http": {"backendService": %q}}`, a.lbName())
 	}
 	return &corev1.Service{

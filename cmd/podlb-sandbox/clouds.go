@@ -60,7 +60,7 @@ func startClouds(ctx context.Context, c *cluster.Cluster, enabled map[string]boo
 	if enabled["aws"] {
 		cl.aws, err = elbv2sim.Start(elbv2sim.Options{
 			Region:              emuclient.AWSRegion,
-			VPCs:                []elbv2sim.VPC{{ID: sandboxVPC, CIDRs: []string{sandboxCIDR}}},
+			VPCs:                []elbv2sim.VPC{{ID: sandboxVPC, CIDRs: []string{sandboxCIDR, "100.64.0.0/16"}, Subnets: sandboxSubnets}},
 			RegistrationDelay:   t.registrationDelay,
 			HealthCheckInterval: t.healthCheckInterval,
 			HealthCheckTimeout:  checkTimeout(t.healthCheckInterval),

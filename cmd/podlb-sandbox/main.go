@@ -2,8 +2,10 @@
 // control plane, simulated nodes), the AWS and GCP emulators, and the real
 // podlb-controller binary configured for both clouds. It puts a sample app
 // behind a load balancer on each cloud twice, once with podlb's readiness
-// gate and once without, rolls both out under steady traffic and reports
-// what a client saw and what the clouds were asked.
+// gate and once without, and a third, gated, behind an Ingress whose
+// Application Load Balancers podlb provisions itself; it rolls them out
+// under steady traffic and reports what a client saw and what the clouds
+// were asked.
 //
 // With --keep everything stays up until Ctrl-C, to explore with kubectl.
 package main
@@ -58,6 +60,7 @@ type config struct {
 	report   string
 	keep     bool
 	verbose  bool
+	ingress  bool
 }
 
 func main() {
@@ -72,6 +75,7 @@ func main() {
 	flag.StringVar(&cfg.report, "report", "", "also write the report as JSON to this file")
 	flag.BoolVar(&cfg.keep, "keep", false, "after the report, keep everything running until Ctrl-C")
 	flag.BoolVar(&cfg.verbose, "v", false, "log cluster and emulator details")
+	flag.BoolVar(&cfg.ingress, "ingress", true, "also roll out a gated app behind an Ingress whose load balancers podlb provisions")
 	flag.Parse()
 	cfg.timing.drain = time.Second
 	for _, c := range strings.Split(clouds, ",") {
@@ -186,6 +190,9 @@ func (s *sandbox) demo(ctx context.Context) (*report, error) {
 	s.step("podlb-controller running (pid %d, log %s)", s.controller.Pid(), s.controller.LogPath)
 
 	s.apps = []*app{{name: "gated", gated: true}, {name: "ungated"}}
+	if s.cfg.ingress {
+		s.apps = append(s.apps, &app{name: "shop", gated: true, ingress: true})
+	}
 	if err := s.deploy(ctx); err != nil {
 		return nil, err
 	}
@@ -334,7 +341,7 @@ func freeLoopbackPort() (int, error) {
 func (s *sandbox) deploy(ctx context.Context) error {
 	for _, a := range s.apps {
 		a.lbs = map[string]*loadBalancer{}
-		if s.enabled["gcp"] {
+		if s.enabled["gcp"] && !a.ingress {
 			addr, err := s.clouds.gcpLoadBalancer(ctx, a.lbName(), s.cfg.timing.drain)
 			if err != nil {
 				return fmt.Errorf("gcp load balancer for %s: %w", a.name, err)
@@ -357,10 +364,26 @@ func (s *sandbox) deploy(ctx context.Context) error {
 		}
 		s.step("Deployment %s: %d replicas, maxSurge 1, maxUnavailable 0, preStop %v, %s", a.name, s.cfg.replicas, s.cfg.timing.preStop(), how)
 	}
-	if !s.enabled["aws"] {
-		return nil
+	for _, a := range s.apps {
+		if !a.ingress {
+			continue
+		}
+		if err := s.createIngress(ctx, a); err != nil {
+			return fmt.Errorf("Ingress for %s: %w", a.name, err)
+		}
+		lbs, err := s.ingressLoadBalancers(ctx, a)
+		if err != nil {
+			return err
+		}
+		a.lbs = lbs
+		for _, c := range sortedKeys(lbs) {
+			s.step("%s: podlb provisioned Application Load Balancer %s for Ingress %s, listening on %s", c, lbs[c].name, a.lbName(), lbs[c].addr)
+		}
 	}
 	for _, a := range s.apps {
+		if !s.enabled["aws"] || a.ingress {
+			continue
+		}
 		arn, err := awsTargetGroup(ctx, s.cluster, a.name, s.controllerDown)
 		if err != nil {
 			return err
@@ -373,7 +396,7 @@ func (s *sandbox) deploy(ctx context.Context) error {
 		s.step("aws: podlb created target group %s; NLB %s listens on %s", shortARN(arn), a.lbName(), addr)
 	}
 	for _, a := range s.apps {
-		if lb := a.lbs["gcp"]; lb != nil {
+		if lb := a.lbs["gcp"]; lb != nil && !a.ingress {
 			s.step("gcp: TCP proxy load balancer %s listens on %s (podlb attaches its NEGs to backend service %s)", lb.name, lb.addr, lb.group)
 		}
 	}

@@ -160,7 +160,7 @@ func checkReport(t *testing.T, rep *report) {
 			t.Errorf("%s/%s: rollout %.1fs, settled %.1fs: the rollout did not happen as reported", r.App, r.Cloud, r.RolloutSeconds, r.SettledSeconds)
 		}
 	}
-	for _, want := range []string{"gated/aws", "gated/gcp", "ungated/aws", "ungated/gcp"} {
+	for _, want := range []string{"gated/aws", "gated/gcp", "ungated/aws", "ungated/gcp", "shop/aws", "shop/gcp"} {
 		if !seen[want] {
 			t.Errorf("no result for %s in %+v", want, rep.Results)
 		}
