@@ -421,8 +421,18 @@ func backendSettings(spec *LoadBalancerSpec, be providers.HTTPBackend) (string, 
 		}
 		c.HealthCheck.Path = be.HealthCheckPath
 	}
+	// AWS refuses a timeout that is not below the interval, and an HTTP
+	// group's default timeout (5 s) is not below the shortest interval the
+	// annotation may set: a short interval alone gets a timeout that fits.
+	if hc := c.HealthCheck; hc != nil && hc.IntervalSeconds != nil && hc.TimeoutSeconds == nil && *hc.IntervalSeconds <= albDefaultTimeout {
+		hc.TimeoutSeconds = aws.Int32(max(*hc.IntervalSeconds-1, timeoutRange.min))
+	}
 	return field, c
 }
+
+// albDefaultTimeout is AWS's health check timeout of an HTTP target group
+// for target type ip.
+const albDefaultTimeout = 5
 
 // annotatedBackend gives the target group settings of a Service port from
 // the annotation's backends["service:port"] (port by number or name), and

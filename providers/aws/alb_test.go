@@ -738,3 +738,25 @@ func TestALBWarmingBackendIsJudgedButTakesNoTraffic(t *testing.T) {
 	e.wantMutations("default switched", map[string]int64{"ModifyListener": 1})
 	answers(t, plainClient, base, map[string]string{"other.example.com/": "next"})
 }
+
+// A short health check interval alone is accepted: AWS refuses an HTTP
+// group whose default 5 s timeout is not below the interval.
+func TestALBShortIntervalGetsATimeoutThatFits(t *testing.T) {
+	e := newALBEnv(t, elbv2sim.Options{})
+	lb := shopBalancer(&LoadBalancerSpec{Backends: map[string]BackendSpec{"web:80": {HealthCheck: &HealthCheckSpec{IntervalSeconds: aws.Int32(5)}}}})
+	_, specs := e.ensure(lb)
+	out, err := e.c.DescribeTargetGroups(e.ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{specs[webID].(*Spec).Balancer.ARN}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg := out.TargetGroups[0]; aws.ToInt32(tg.HealthCheckIntervalSeconds) != 5 || aws.ToInt32(tg.HealthCheckTimeoutSeconds) != 4 {
+		t.Errorf("interval %d timeout %d, want 5 and 4", aws.ToInt32(tg.HealthCheckIntervalSeconds), aws.ToInt32(tg.HealthCheckTimeoutSeconds))
+	}
+	// A timeout the user sets is theirs to get right.
+	lb.Spec = &LoadBalancerSpec{Backends: map[string]BackendSpec{"web:80": {HealthCheck: &HealthCheckSpec{IntervalSeconds: aws.Int32(5), TimeoutSeconds: aws.Int32(3)}}}}
+	e.ensure(lb)
+	out, _ = e.c.DescribeTargetGroups(e.ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{specs[webID].(*Spec).Balancer.ARN}})
+	if tg := out.TargetGroups[0]; aws.ToInt32(tg.HealthCheckTimeoutSeconds) != 3 {
+		t.Errorf("timeout %d, want the annotation's 3", aws.ToInt32(tg.HealthCheckTimeoutSeconds))
+	}
+}
