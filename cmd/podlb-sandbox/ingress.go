@@ -22,8 +22,8 @@ const ingressClass = "podlb"
 // sandboxSubnets place Application Load Balancers in two zones, as AWS
 // requires: the first holds every pod address.
 var sandboxSubnets = []elbv2sim.Subnet{
-	{ID: "subnet-05a0d0b0c000000a1", AvailabilityZone: "us-east-1a", CIDR: sandboxCIDR},
-	{ID: "subnet-05a0d0b0c000000b1", AvailabilityZone: "us-east-1b", CIDR: "100.64.0.0/24"},
+	{ID: "subnet-05a0d0b0c000000a1", AvailabilityZone: "us-east-1a", CIDR: sandboxCIDR, Tags: elbv2sim.LoadBalancerRoleTags()},
+	{ID: "subnet-05a0d0b0c000000b1", AvailabilityZone: "us-east-1b", CIDR: "100.64.0.0/24", Tags: elbv2sim.LoadBalancerRoleTags()},
 }
 
 // ingressAnnotations are the Ingress's load-balancer annotations for

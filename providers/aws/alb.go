@@ -294,16 +294,25 @@ func (p *Provider) describeALB(ctx context.Context, name string) (*types.LoadBal
 	return &out.LoadBalancers[0], nil
 }
 
-// createLoadBalancer creates the load balancer. The emulator has no EC2
-// DescribeSubnets, so subnets are not discovered: without spec subnets the
-// request names none, which the emulator answers with its VPC's subnets
-// and AWS refuses (reported as an error naming subnets).
+// createLoadBalancer creates the load balancer, in the annotation's
+// subnets or, without them, in those discovered by their role tags.
 func (p *Provider) createLoadBalancer(ctx context.Context, plan *lbPlan, scheme types.LoadBalancerSchemeEnum) (*types.LoadBalancer, error) {
+	subnets := plan.spec.Subnets
+	if len(subnets) == 0 {
+		need := 1
+		if plan.lbType == types.LoadBalancerTypeEnumApplication {
+			need = minSubnets
+		}
+		var err error
+		if subnets, err = p.discoverSubnets(ctx, scheme, need); err != nil {
+			return nil, err
+		}
+	}
 	in := &elbv2.CreateLoadBalancerInput{
 		Name:           aws.String(plan.name),
 		Type:           plan.lbType,
 		Scheme:         scheme,
-		Subnets:        plan.spec.Subnets,
+		Subnets:        subnets,
 		SecurityGroups: plan.spec.SecurityGroups,
 		Tags:           tagList(plan.tags),
 	}
@@ -313,9 +322,6 @@ func (p *Provider) createLoadBalancer(ctx context.Context, plan *lbPlan, scheme 
 		return err
 	})
 	if err != nil {
-		if len(plan.spec.Subnets) == 0 && codeOf(err) == "ValidationError" {
-			return nil, providers.Errorf(providers.Invalid, "subnets", "podlb does not discover subnets; list at least %d, in different Availability Zones: %v", minSubnets, err)
-		}
 		return nil, fieldOfCode(err)
 	}
 	if len(out.LoadBalancers) == 0 {

@@ -558,7 +558,9 @@ func TestALBBadInputNamesTheField(t *testing.T) {
 		{"redirect without certificates", `{"redirectToHTTPS": true}`, "redirectToHTTPS", true},
 		{"unknown subnet", `{"subnets": ["subnet-0000000000000000e", "subnet-0000000000000000f"]}`, "subnets", true},
 		{"subnets of another VPC", `{"subnets": ["subnet-0000000000000000a", "subnet-0000000000000000b"]}`, "subnets", false},
-		{"unknown certificate", `{"certificateArns": ["` + unknownCert + `"]}`, "certificateArns", false},
+		{"unknown certificate", `{"subnets": ["subnet-0000000000000000c", "subnet-0000000000000000d"], "certificateArns": ["` + unknownCert + `"]}`, "certificateArns", false},
+		// The default VPC's subnets here carry no role tag.
+		{"no subnets listed and none tagged", `{}`, "subnets", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			spec, err := e.p.ParseBalancerSpec(c.spec)
@@ -589,9 +591,10 @@ func TestALBBadInputNamesTheField(t *testing.T) {
 	}
 
 	// The scheme of an existing load balancer cannot change.
-	lb := shopBalancer(nil)
+	subnets := []string{"subnet-0000000000000000c", "subnet-0000000000000000d"}
+	lb := shopBalancer(&LoadBalancerSpec{Subnets: subnets})
 	e.ensure(lb)
-	lb.Spec = &LoadBalancerSpec{Scheme: "internal"}
+	lb.Spec = &LoadBalancerSpec{Scheme: "internal", Subnets: subnets}
 	_, _, err := e.p.EnsureHTTP(e.ctx, lb)
 	var pe *providers.Error
 	if !errors.As(err, &pe) || pe.Field != "scheme" {

@@ -48,7 +48,7 @@ func tagsFieldDoc() providers.FieldDoc {
 func LoadBalancerFieldDocs() []providers.FieldDoc {
 	return []providers.FieldDoc{
 		{Field: "scheme", Default: "`internet-facing`", Notes: providers.CodeList(" or ", loadBalancerSchemes...)},
-		{Field: "subnets", Default: "none: podlb does not discover subnets yet, and AWS requires them", Notes: fmt.Sprintf("subnet IDs (`subnet-` and 8 or 17 hex digits); for an Ingress at least %d, in different Availability Zones", minSubnets)},
+		{Field: "subnets", Default: "one per Availability Zone of the cluster's VPC among those tagged `kubernetes.io/role/elb` (internet-facing) or `kubernetes.io/role/internal-elb` (internal), preferring those tagged `kubernetes.io/cluster/<cluster-name>` and skipping those tagged for other clusters only", Notes: fmt.Sprintf("subnet IDs (`subnet-` and 8 or 17 hex digits); for an Ingress at least %d, in different Availability Zones", minSubnets)},
 		{Field: "securityGroups", Default: awsDefault + " (the VPC's default security group)", Notes: fmt.Sprintf("security group IDs (`sg-` and 8 or 17 hex digits), at most %d", maxSecurityGroups)},
 		{Field: "certificateArns", Default: "none: no HTTPS listener", Notes: fmt.Sprintf("ACM certificate ARNs, at most %d; the first is the listener's default", maxCertificates)},
 		{Field: "tlsPorts", Default: "none: every TCP port is plain TCP", Notes: "Services only: TCP ports whose listeners terminate TLS with `certificateArns`"},

@@ -30,6 +30,9 @@ type Subnet struct {
 	ID               string
 	AvailabilityZone string // e.g. us-east-1a
 	CIDR             string // inside one of the VPC's CIDRs
+	// Tags, e.g. kubernetes.io/role/elb, for controllers that discover
+	// subnets by tag.
+	Tags map[string]string
 }
 
 // DefaultVPCID is the ID of the VPC the emulator creates when Options.VPCs
@@ -38,6 +41,14 @@ type Subnet struct {
 // 10.0.0.0/17 in zone b of the region, so 10.0.128.0/17 is inside the VPC
 // but in no subnet.
 const DefaultVPCID = "vpc-0e1b2000000000001"
+
+// LoadBalancerRoleTags mark a subnet for internet-facing and internal load
+// balancers, as controllers that discover subnets look for them. The
+// emulator's own subnets (the default VPC's, and those it makes for a VPC
+// listed without subnets) carry them.
+func LoadBalancerRoleTags() map[string]string {
+	return map[string]string{"kubernetes.io/role/elb": "1", "kubernetes.io/role/internal-elb": "1"}
+}
 
 // DefaultSubnetIDs are the subnets of the default VPC.
 var DefaultSubnetIDs = []string{"subnet-0e1b2000000000001", "subnet-0e1b2000000000002"}
@@ -152,8 +163,8 @@ func Start(opts Options) (*Server, error) {
 	}
 	if len(opts.VPCs) == 0 {
 		opts.VPCs = []VPC{{ID: DefaultVPCID, CIDRs: []string{"127.0.0.0/8", "10.0.0.0/16"}, Subnets: []Subnet{
-			{ID: DefaultSubnetIDs[0], AvailabilityZone: opts.Region + "a", CIDR: "127.0.0.0/8"},
-			{ID: DefaultSubnetIDs[1], AvailabilityZone: opts.Region + "b", CIDR: "10.0.0.0/17"},
+			{ID: DefaultSubnetIDs[0], AvailabilityZone: opts.Region + "a", CIDR: "127.0.0.0/8", Tags: LoadBalancerRoleTags()},
+			{ID: DefaultSubnetIDs[1], AvailabilityZone: opts.Region + "b", CIDR: "10.0.0.0/17", Tags: LoadBalancerRoleTags()},
 		}}}
 	}
 	if opts.ProvisioningDelay == 0 {

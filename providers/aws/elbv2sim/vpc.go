@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // The VPC model: VPCs with CIDRs, subnets with a CIDR inside the VPC and an
@@ -49,7 +51,8 @@ type subnetInfo struct {
 
 // newVPC checks one VPC of the options and fills in what it leaves out: a
 // VPC without Subnets gets one subnet per CIDR, covering it, in zones a, b,
-// ... of the region; every VPC has its default security group.
+// ... of the region, tagged for load balancers (LoadBalancerRoleTags); every
+// VPC has its default security group.
 func newVPC(v VPC, region string) (vpcInfo, error) {
 	if !wellFormed("vpc", v.ID) {
 		return vpcInfo{}, fmt.Errorf("elbv2sim: VPC ID %q is not of the form vpc- and 8 or 17 lowercase hex digits", v.ID)
@@ -72,6 +75,7 @@ func newVPC(v VPC, region string) (vpcInfo, error) {
 				ID:               derivedID("subnet", fmt.Sprintf("%s/%d", v.ID, i)),
 				AvailabilityZone: region + string(rune('a'+i%6)),
 				CIDR:             p.String(),
+				Tags:             LoadBalancerRoleTags(),
 			})
 		}
 	}
@@ -133,7 +137,7 @@ func ec2Filters(p params, supported ...string) (map[string][]string, *apiError) 
 	for _, n := range p.indices("Filter") {
 		f := "Filter." + itoa(n)
 		name := p.get(f + ".Name")
-		if !slices.Contains(supported, name) {
+		if !slices.Contains(supported, name) && !(strings.HasPrefix(name, "tag:") && slices.Contains(supported, "tag:")) {
 			return nil, newErr("InvalidParameterValue", "The filter '%s' is not supported by this emulator", name)
 		}
 		for _, m := range p.indices(f + ".Value") {
@@ -158,6 +162,25 @@ func matches(filters map[string][]string, name string, vals ...string) bool {
 	return false
 }
 
+// matchesTags applies the tag-key and tag:<key> filters: every one given
+// must match one of the tags.
+func matchesTags(filters map[string][]string, tags map[string]string) bool {
+	for name, want := range filters {
+		switch {
+		case name == "tag-key":
+			if !slices.ContainsFunc(want, func(k string) bool { _, ok := tags[k]; return ok }) {
+				return false
+			}
+		case strings.HasPrefix(name, "tag:"):
+			v, ok := tags[strings.TrimPrefix(name, "tag:")]
+			if !ok || !slices.Contains(want, v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // ec2IDs reads Prefix.N and checks each ID's shape; a malformed one answers
 // the kind's .Malformed code, as listed in
 // https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
@@ -174,16 +197,22 @@ func ec2IDs(p params, prefix, kind, code string) ([]string, *apiError) {
 }
 
 type xSubnet struct {
-	SubnetID                string `xml:"subnetId"`
-	SubnetArn               string `xml:"subnetArn"`
-	State                   string `xml:"state"`
-	VpcID                   string `xml:"vpcId"`
-	OwnerID                 string `xml:"ownerId"`
-	CidrBlock               string `xml:"cidrBlock"`
-	AvailabilityZone        string `xml:"availabilityZone"`
-	AvailableIPAddressCount int    `xml:"availableIpAddressCount"`
-	DefaultForAz            bool   `xml:"defaultForAz"`
-	MapPublicIPOnLaunch     bool   `xml:"mapPublicIpOnLaunch"`
+	SubnetID                string    `xml:"subnetId"`
+	SubnetArn               string    `xml:"subnetArn"`
+	State                   string    `xml:"state"`
+	VpcID                   string    `xml:"vpcId"`
+	OwnerID                 string    `xml:"ownerId"`
+	CidrBlock               string    `xml:"cidrBlock"`
+	AvailabilityZone        string    `xml:"availabilityZone"`
+	AvailableIPAddressCount int       `xml:"availableIpAddressCount"`
+	DefaultForAz            bool      `xml:"defaultForAz"`
+	MapPublicIPOnLaunch     bool      `xml:"mapPublicIpOnLaunch"`
+	Tags                    []xEC2Tag `xml:"tagSet>item"`
+}
+
+type xEC2Tag struct {
+	Key   string `xml:"key"`
+	Value string `xml:"value"`
 }
 
 type xSubnetSet struct {
@@ -198,7 +227,9 @@ func (s *Server) describeSubnets(p params) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	filters, err := ec2Filters(p, "vpc-id", "subnet-id", "availability-zone", "state")
+	// Filters as documented in
+	// https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeSubnets.html
+	filters, err := ec2Filters(p, "vpc-id", "subnet-id", "availability-zone", "state", "tag-key", "tag:")
 	if err != nil {
 		return nil, err
 	}
@@ -216,8 +247,13 @@ func (s *Server) describeSubnets(p params) (any, *apiError) {
 			}
 			found[sn.ID] = true
 			if !matches(filters, "vpc-id", v.id) || !matches(filters, "subnet-id", sn.ID) ||
-				!matches(filters, "availability-zone", sn.AvailabilityZone) || !matches(filters, "state", "available") {
+				!matches(filters, "availability-zone", sn.AvailabilityZone) || !matches(filters, "state", "available") ||
+				!matchesTags(filters, sn.Tags) {
 				continue
+			}
+			var tags []xEC2Tag
+			for _, k := range slices.Sorted(maps.Keys(sn.Tags)) {
+				tags = append(tags, xEC2Tag{Key: k, Value: sn.Tags[k]})
 			}
 			out.Items = append(out.Items, xSubnet{
 				SubnetID:  sn.ID,
@@ -226,6 +262,7 @@ func (s *Server) describeSubnets(p params) (any, *apiError) {
 				CidrBlock: sn.prefix.String(), AvailabilityZone: sn.AvailabilityZone,
 				// AWS reserves five addresses in every subnet.
 				AvailableIPAddressCount: max(1<<(32-sn.prefix.Bits())-5, 0),
+				Tags:                    tags,
 			})
 		}
 	}

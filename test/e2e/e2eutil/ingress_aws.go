@@ -21,9 +21,9 @@ import (
 // own subnet did before any were listed, so targets keep their zone; the
 // others are small ones of a second CIDR.
 var ALBSubnets = []elbv2sim.Subnet{
-	{ID: "subnet-0e2e00000000000a1", AvailabilityZone: "us-east-1a", CIDR: "10.0.0.0/8"},
-	{ID: "subnet-0e2e00000000000b1", AvailabilityZone: "us-east-1b", CIDR: "100.64.0.0/24"},
-	{ID: "subnet-0e2e00000000000c1", AvailabilityZone: "us-east-1c", CIDR: "100.64.1.0/24"},
+	{ID: "subnet-0e2e00000000000a1", AvailabilityZone: "us-east-1a", CIDR: "10.0.0.0/8", Tags: elbv2sim.LoadBalancerRoleTags()},
+	{ID: "subnet-0e2e00000000000b1", AvailabilityZone: "us-east-1b", CIDR: "100.64.0.0/24", Tags: elbv2sim.LoadBalancerRoleTags()},
+	{ID: "subnet-0e2e00000000000c1", AvailabilityZone: "us-east-1c", CIDR: "100.64.1.0/24", Tags: elbv2sim.LoadBalancerRoleTags()},
 }
 
 // ALBVPC is the emulated default VPC with ALBSubnets.
