@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"path"
 	"reflect"
 	"strings"
 	"time"
@@ -23,24 +24,27 @@ import (
 
 // Operation names, as the Compute API's method ids, for limits and metrics.
 const (
-	opNEGInsert      = "networkEndpointGroups.insert"
-	opNEGGet         = "networkEndpointGroups.get"
-	opNEGDelete      = "networkEndpointGroups.delete"
-	opNEGAggregated  = "networkEndpointGroups.aggregatedList"
-	opNEGAttach      = "networkEndpointGroups.attachNetworkEndpoints"
-	opNEGDetach      = "networkEndpointGroups.detachNetworkEndpoints"
-	opNEGList        = "networkEndpointGroups.listNetworkEndpoints"
-	opBSGet          = "backendServices.get"
-	opBSPatch        = "backendServices.patch"
-	opBSUpdate       = "backendServices.update"
-	opBSGetHealth    = "backendServices.getHealth"
-	opRBSGet         = "regionBackendServices.get"
-	opBSList         = "backendServices.list"
-	opRBSList        = "regionBackendServices.list"
-	opRBSPatch       = "regionBackendServices.patch"
-	opRBSUpdate      = "regionBackendServices.update"
-	opRBSGetHealth   = "regionBackendServices.getHealth"
-	opOperationsPoll = "operations.get"
+	opNEGInsert     = "networkEndpointGroups.insert"
+	opNEGGet        = "networkEndpointGroups.get"
+	opNEGDelete     = "networkEndpointGroups.delete"
+	opNEGAggregated = "networkEndpointGroups.aggregatedList"
+	opNEGAttach     = "networkEndpointGroups.attachNetworkEndpoints"
+	opNEGDetach     = "networkEndpointGroups.detachNetworkEndpoints"
+	opNEGList       = "networkEndpointGroups.listNetworkEndpoints"
+	opBSGet         = "backendServices.get"
+	opBSPatch       = "backendServices.patch"
+	opBSUpdate      = "backendServices.update"
+	opBSGetHealth   = "backendServices.getHealth"
+	opRBSGet        = "regionBackendServices.get"
+	opBSList        = "backendServices.list"
+	opRBSList       = "regionBackendServices.list"
+	opRBSPatch      = "regionBackendServices.patch"
+	opRBSUpdate     = "regionBackendServices.update"
+	opRBSGetHealth  = "regionBackendServices.getHealth"
+	// opOperationsWait is zoneOperations.wait and its regional and global
+	// kin: one call returns when the operation is done (or after about
+	// two minutes), where polling get cost a call per poll.
+	opOperationsWait = "operations.wait"
 )
 
 // DefaultLimits keep podlb well inside Compute's per-project quotas (which
@@ -57,7 +61,7 @@ func DefaultLimits() map[string]providers.Limit {
 		opRBSGetHealth:   {QPS: 5, Burst: 20},
 		opNEGList:        {QPS: 5, Burst: 20},
 		opNEGAggregated:  {QPS: 5, Burst: 20},
-		opOperationsPoll: {QPS: 5, Burst: 20},
+		opOperationsWait: {QPS: 5, Burst: 20},
 		opNEGGet:         {QPS: 5, Burst: 20},
 		opBSGet:          {QPS: 5, Burst: 20},
 		opRBSGet:         {QPS: 5, Burst: 20},
@@ -194,6 +198,9 @@ type clients struct {
 	frs   *compute.ForwardingRulesClient
 	gaddr *compute.GlobalAddressesClient
 	addr  *compute.AddressesClient
+	zops  *compute.ZoneOperationsClient
+	rops  *compute.RegionOperationsClient
+	gops  *compute.GlobalOperationsClient
 }
 
 // newClients makes every REST client, closing the made ones on failure.
@@ -219,6 +226,9 @@ func newClients(ctx context.Context, co []option.ClientOption) (*clients, error)
 		func() { c.frs, err = compute.NewForwardingRulesRESTClient(ctx, co...) },
 		func() { c.gaddr, err = compute.NewGlobalAddressesRESTClient(ctx, co...) },
 		func() { c.addr, err = compute.NewAddressesRESTClient(ctx, co...) },
+		func() { c.zops, err = compute.NewZoneOperationsRESTClient(ctx, co...) },
+		func() { c.rops, err = compute.NewRegionOperationsRESTClient(ctx, co...) },
+		func() { c.gops, err = compute.NewGlobalOperationsRESTClient(ctx, co...) },
 	} {
 		if mk(); err != nil {
 			_ = c.close()
@@ -231,7 +241,7 @@ func newClients(ctx context.Context, co []option.ClientOption) (*clients, error)
 func (c *clients) close() error {
 	var errs []error
 	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs, c.hcs, c.rhcs, c.ums, c.rums,
-		c.thps, c.rthps, c.tsps, c.rtsps, c.ttps, c.rttps, c.tslps, c.gfrs, c.frs, c.gaddr, c.addr} {
+		c.thps, c.rthps, c.tsps, c.rtsps, c.ttps, c.rttps, c.tslps, c.gfrs, c.frs, c.gaddr, c.addr, c.zops, c.rops, c.gops} {
 		if cl != nil && !reflect.ValueOf(cl).IsNil() {
 			errs = append(errs, cl.Close())
 		}
@@ -270,33 +280,39 @@ func (p *Provider) call(ctx context.Context, op string, fn func(ctx context.Cont
 	}
 }
 
-// wait awaits an operation. It polls like op.Wait but starts from
-// Options.OperationPoll instead of a fixed second, and each poll goes
-// through the operations bucket. An operation answered DONE costs no poll.
+// wait awaits an operation with the operations' wait methods, each call
+// through the operations bucket. An operation answered DONE costs no call.
 func (p *Provider) wait(ctx context.Context, op *compute.Operation) error {
 	if op == nil {
 		return nil
 	}
-	if op.Done() {
-		if err := opError(op.Proto()); err != nil {
-			return classify(op.Proto().GetOperationType(), err)
-		}
-		return nil
-	}
-	delay := p.opts.OperationPoll
-	for {
-		err := p.call(ctx, opOperationsPoll, func(ctx context.Context) error { return op.Poll(ctx) })
-		if err != nil || op.Done() {
+	pb := op.Proto()
+	for pb.GetStatus() != computepb.Operation_DONE {
+		var next *computepb.Operation
+		err := p.call(ctx, opOperationsWait, func(ctx context.Context) (err error) {
+			next, err = p.waitOnce(ctx, pb)
+			return err
+		})
+		if err != nil {
 			return err
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return providers.Classify(providers.Transient, "", ctx.Err())
-		case <-t.C:
-		}
-		delay = min(delay*2, 10*time.Second)
+		pb = next
+	}
+	if err := opError(pb); err != nil {
+		return classify(pb.GetOperationType(), err)
+	}
+	return nil
+}
+
+// waitOnce calls the wait method of the operation's scope.
+func (p *Provider) waitOnce(ctx context.Context, op *computepb.Operation) (*computepb.Operation, error) {
+	switch {
+	case op.GetZone() != "":
+		return p.c.zops.Wait(ctx, &computepb.WaitZoneOperationRequest{Project: p.opts.Project, Zone: path.Base(op.GetZone()), Operation: op.GetName()})
+	case op.GetRegion() != "":
+		return p.c.rops.Wait(ctx, &computepb.WaitRegionOperationRequest{Project: p.opts.Project, Region: path.Base(op.GetRegion()), Operation: op.GetName()})
+	default:
+		return p.c.gops.Wait(ctx, &computepb.WaitGlobalOperationRequest{Project: p.opts.Project, Operation: op.GetName()})
 	}
 }
 

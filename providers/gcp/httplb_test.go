@@ -590,7 +590,7 @@ func TestBalancerNamesAreValidAndDistinct(t *testing.T) {
 }
 
 // Every Compute method a load balancer's life uses has a client bucket of
-// its own under GCE's method id (operation polls share operations.get),
+// its own under GCE's method id (operation waits share operations.wait),
 // and moving a load balancer to another scope leaves nothing behind.
 func TestLoadBalancerMethodsHaveBucketsAndAMoveCleansUp(t *testing.T) {
 	e := newEnv(t)
@@ -634,7 +634,7 @@ func TestLoadBalancerMethodsHaveBucketsAndAMoveCleansUp(t *testing.T) {
 	}
 	limits := DefaultLimits()
 	for m := range used {
-		if _, ok := limits[m]; !ok && !strings.HasSuffix(m, "perations.get") {
+		if _, ok := limits[m]; !ok && !strings.HasSuffix(m, "perations.wait") {
 			t.Errorf("%s has no bucket of its own", m)
 		}
 	}

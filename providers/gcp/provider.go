@@ -54,9 +54,6 @@ type Options struct {
 	// listNetworkEndpoints and podlb's own operations is trusted before it
 	// is listed again, to notice changes made by others.
 	EndpointResync time.Duration
-	// OperationPoll is the first delay between polls of a running
-	// operation; it doubles up to 10 s.
-	OperationPoll time.Duration
 }
 
 // Provider implements providers.Provider for zonal NEGs.
@@ -139,9 +136,6 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	}
 	if o.EndpointResync <= 0 {
 		o.EndpointResync = 5 * time.Minute
-	}
-	if o.OperationPoll <= 0 {
-		o.OperationPoll = 500 * time.Millisecond
 	}
 	limits := DefaultLimits()
 	for op, l := range o.Limits {

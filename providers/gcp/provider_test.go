@@ -67,7 +67,7 @@ func newEnvWith(t *testing.T, mutate func(*computesim.Options)) *env {
 	limits := providers.Unthrottled(DefaultLimits())
 	p, err := New(ctx, Options{
 		Cluster: cluster, Project: project, Endpoint: srv.URL(),
-		Limits: limits, OperationPoll: 2 * time.Millisecond,
+		Limits: limits,
 	})
 	if err != nil {
 		t.Fatal(err)

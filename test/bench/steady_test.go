@@ -123,5 +123,5 @@ func fillLimits(cloud string) []string {
 	if cloud == "aws" {
 		return []string{"--aws-rate-limits=*=50:100,DescribeTargetGroups=50:100,DescribeTargetGroupAttributes=50:100,DescribeTargetHealth=50:100,RegisterTargets=50:100,DeregisterTargets=50:100"}
 	}
-	return []string{"--gcp-rate-limits=*=50:100,networkEndpointGroups.insert=50:100,networkEndpointGroups.aggregatedList=50:100,backendServices.get=50:100,backendServices.patch=50:100,backendServices.getHealth=50:100,networkEndpointGroups.attachNetworkEndpoints=50:100,networkEndpointGroups.listNetworkEndpoints=50:100,operations.get=50:100"}
+	return []string{"--gcp-rate-limits=*=50:100,networkEndpointGroups.insert=50:100,networkEndpointGroups.aggregatedList=50:100,backendServices.get=50:100,backendServices.patch=50:100,backendServices.getHealth=50:100,networkEndpointGroups.attachNetworkEndpoints=50:100,networkEndpointGroups.listNetworkEndpoints=50:100,operations.wait=50:100"}
 }

@@ -2,7 +2,6 @@ package e2eutil
 
 import (
 	"context"
-	"time"
 
 	"github.com/podlb/podlb/providers"
 	gcpprovider "github.com/podlb/podlb/providers/gcp"
@@ -20,7 +19,7 @@ func GCPProvider(ctx context.Context, sim *computesim.Server, cluster, project s
 	}
 	o := gcpprovider.Options{
 		Cluster: cluster, Project: project, Endpoint: sim.URL(),
-		Limits: limits, OperationPoll: 50 * time.Millisecond,
+		Limits: limits,
 	}
 	if mutate != nil {
 		mutate(&o)
