@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -134,7 +135,8 @@ func (s *sandbox) ingressLoadBalancer(cloud string, cs *loadbalancers.CloudStatu
 	lb := &loadBalancer{cloud: cloud}
 	switch cloud {
 	case "aws":
-		lb.name, lb.group = path.Base(cs.Details["loadBalancer"]), b.Details["arn"]
+		_, name, _ := strings.Cut(cs.Details["loadBalancer"], ":loadbalancer/")
+		lb.name, lb.group = name, b.Details["arn"]
 		lb.addr = s.clouds.aws.LoadBalancerAddr(cs.Details["loadBalancer"], 80)
 	case "gcp":
 		lb.name, lb.group = path.Base(cs.Details["urlMap"]), path.Base(b.Details["backendService"])

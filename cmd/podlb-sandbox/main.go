@@ -478,7 +478,7 @@ func (s *sandbox) rollout(ctx context.Context) (*report, error) {
 			return nil, err
 		}
 	}
-	s.step("rolling update of both Deployments started (kubectl rollout restart)")
+	s.step("rolling update of all %d Deployments started (kubectl rollout restart)", len(s.apps))
 	started := time.Now()
 	live := newDisplay(os.Stdout, s.cfg.clouds)
 	tick := time.NewTicker(250 * time.Millisecond)
