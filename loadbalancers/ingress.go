@@ -520,8 +520,8 @@ func (r *IngressReconciler) teardown(ctx context.Context, key providers.Balancer
 func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress, deleted bool) error {
 	nn := nameOf(ing)
 	r.Registry.ForgetIngress(nn)
+	key, wasMember := r.previousGroup(nn, ing)
 	r.mu.Lock()
-	key, wasMember := r.memberOf[nn]
 	delete(r.memberOf, nn)
 	delete(r.warned, nn)
 	r.mu.Unlock()
