@@ -58,6 +58,13 @@ const (
 	// Path matcher names: the routes for any host, and h<hash of host>.
 	anyHostMatcher    = "any"
 	hostMatcherPrefix = "h"
+	// Backends a route is about to switch to (HTTPRoute.Warming) sit
+	// behind a host of the reserved .invalid domain, which no client can
+	// resolve: the URL map then uses their backend services, so their
+	// endpoints are health-checked before the switch, and no request
+	// reaches them early.
+	warmingMatcher = "warming"
+	warmingHost    = "warming.podlb.invalid"
 )
 
 // ParseBalancerSpec implements providers.HTTPBalancers.
@@ -604,6 +611,25 @@ func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallba
 			pm.DefaultService = proto.String(fallback)
 		}
 		um.HostRules = append(um.HostRules, &computepb.HostRule{Hosts: []string{pattern}, PathMatcher: proto.String(matcher)})
+		um.PathMatchers = append(um.PathMatchers, pm)
+	}
+	warming := map[string]bool{}
+	for _, r := range lb.Routes {
+		warming[r.Warming] = r.Warming != ""
+	}
+	warming[lb.DefaultWarming] = lb.DefaultWarming != ""
+	var ids []string
+	for _, id := range slices.Sorted(maps.Keys(warming)) {
+		if warming[id] {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		pm := &computepb.PathMatcher{Name: proto.String(warmingMatcher), DefaultService: proto.String(services[ids[0]])}
+		for i, id := range ids[1:] {
+			pm.PathRules = append(pm.PathRules, &computepb.PathRule{Paths: []string{"/" + strconv.Itoa(i+1)}, Service: proto.String(services[id])})
+		}
+		um.HostRules = append(um.HostRules, &computepb.HostRule{Hosts: []string{warmingHost}, PathMatcher: proto.String(warmingMatcher)})
 		um.PathMatchers = append(um.PathMatchers, pm)
 	}
 	return um

@@ -22,6 +22,7 @@ const lbRegion = "us-central1"
 var (
 	lbKey  = providers.BalancerKey{Namespace: "shop", Name: "front"}
 	webBE  = providers.HTTPBackend{Namespace: "shop", Service: "web", Port: 80}
+	nextBE = providers.HTTPBackend{Namespace: "shop", Service: "next", Port: 80}
 	apiBE  = providers.HTTPBackend{Namespace: "shop", Service: "api", Port: 8080, HealthCheckPath: "/ready"}
 	zoneLB = zones3[0]
 )
@@ -87,13 +88,13 @@ func (e *env) ensureHTTP(lb *providers.HTTPBalancer) (*providers.BalancerStatus,
 }
 
 // newRig ensures lb and attaches one pod per backend: web on 127.0.0.11,
-// api on 127.0.0.12.
+// api on 127.0.0.12, next on 127.0.0.13.
 func newRig(t *testing.T, lb *providers.HTTPBalancer) *lbRig {
 	r := &lbRig{env: newEnv(t), lb: lb, groups: map[string]*providers.Group{}}
 	spec, _ := loadBalancerSpec(lb.Spec)
 	r.sc, _ = scopeOf(spec)
 	r.status, r.specs = r.ensureHTTP(lb)
-	pods := map[string]string{webBE.ID(): "127.0.0.11", apiBE.ID(): "127.0.0.12"}
+	pods := map[string]string{webBE.ID(): "127.0.0.11", apiBE.ID(): "127.0.0.12", nextBE.ID(): "127.0.0.13"}
 	for id, be := range lb.Backends {
 		ip := pods[id]
 		port := httpServer(t, ip, be.Service)
@@ -673,4 +674,28 @@ func TestHTTPBalancerMovesToItsRegionWithBindingsAttached(t *testing.T) {
 		t.Fatalf("global health checks after the bindings moved: %d %v", len(global), err)
 	}
 	r.expectRoutes(r.srv.ForwardingRuleURL(r.name(kindHTTPRule)), nil, shopRoutes...)
+}
+
+// A backend a route is about to switch to is in the URL map behind the
+// reserved warming host, so its endpoints are judged while the route still
+// sends everything to the old backend; the switch then takes it out.
+func TestHTTPBalancerWarmingBackendIsUsedButTakesNoTraffic(t *testing.T) {
+	lb := shopBalancer(t, `{}`)
+	lb.Backends[nextBE.ID()] = nextBE
+	lb.Routes[2].Warming = nextBE.ID() // www.example.com/api
+	r := newRig(t, lb)
+	base := r.srv.ForwardingRuleURL(r.name(kindHTTPRule))
+	r.expectRoutes(base, nil, shopRoutes...)
+	r.expectRoutes(base, nil, request{warmingHost, "/", "next"})
+	for range 20 {
+		if code, body := get(t, base, "www.example.com", "/api/x", nil); code != http.StatusOK || body != "api" {
+			t.Fatalf("/api answered %d %q while next was only warming", code, body)
+		}
+	}
+
+	r.srv.ResetStats()
+	lb.Routes[2].Backend, lb.Routes[2].Warming = nextBE.ID(), ""
+	r.ensureHTTP(lb)
+	wantMutations(t, r.mutations(), map[string]int64{"urlMaps.update": 1})
+	r.expectRoutes(base, nil, request{"www.example.com", "/api/x", "next"}, request{warmingHost, "/", "503"})
 }
