@@ -83,6 +83,9 @@ func (s *LoadBalancerSpec) validateL4() error {
 		if s.Backends[key].MaxRatePerEndpoint != nil {
 			return providers.Errorf(providers.Invalid, fmt.Sprintf("backends[%q].maxRatePerEndpoint", key), "RATE balancing is for HTTP backends; a Service's TCP backends balance by CONNECTION")
 		}
+		if s.Backends[key].BalancingMode == "RATE" {
+			return providers.Errorf(providers.Invalid, fmt.Sprintf("backends[%q].balancingMode", key), "RATE balancing is for HTTP backends; a Service's TCP backends balance by CONNECTION")
+		}
 	}
 	return nil
 }
