@@ -808,11 +808,12 @@ type leftovers struct {
 	busy, kept []string
 }
 
-// inUse tells whether err is Compute refusing to delete a resource that
-// another one uses; kept then says which, in Compute's words.
-func inUse(err error) (kept string, ok bool) {
+// inUse tells whether err is Compute refusing to delete what (kind and
+// name) because another resource uses it; kept then says which, in
+// Compute's words.
+func inUse(err error, what string) (kept string, ok bool) {
 	if _, reason := errorCode(err); reason == "resourceInUseByAnotherResource" {
-		return errorMessage(err), true
+		return what + " stays, used by a resource podlb did not create: " + errorMessage(err), true
 	}
 	return "", false
 }
@@ -821,7 +822,7 @@ func inUse(err error) (kept string, ok bool) {
 // uses is kept rather than failing the deletion.
 func removeUnlessUsed[T lbResource](ctx context.Context, b *balancer, k kind[T], name string, left *leftovers) error {
 	err := remove(ctx, b, k, name)
-	if kept, ok := inUse(err); ok {
+	if kept, ok := inUse(err, k.what+" "+name); ok {
 		left.kept = append(left.kept, kept)
 		return nil
 	}
@@ -848,7 +849,7 @@ func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) (lef
 			left.busy = append(left.busy, bs.GetName())
 		} else {
 			err := backendServices.del(ctx, b.p, b.sc, bs.GetName())
-			kept, used := inUse(err)
+			kept, used := inUse(err, "backend service "+bs.GetName())
 			if err != nil && !used {
 				return left, err
 			}
