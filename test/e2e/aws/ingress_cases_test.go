@@ -127,7 +127,7 @@ func usersListenerRule(t *testing.T, cs *loadbalancers.CloudStatus) e2eutil.User
 
 // awsBadAnnotations: certificates that are malformed or that ACM does not
 // hold, and subnets of two VPCs.
-func awsBadAnnotations(t *testing.T, _ *loadbalancers.CloudStatus) []e2eutil.BadIngress {
+func awsBadAnnotations(t *testing.T, _ map[string]string, _ *loadbalancers.CloudStatus) []e2eutil.BadIngress {
 	t.Helper()
 	cloud := awsIngressCloud()
 	field := "metadata.annotations[" + loadbalancers.AWSAnnotation + "]"

@@ -25,9 +25,13 @@ type IngressCases struct {
 	// the user's that sits on or uses the load balancer cs describes
 	// (whose backend "web" serves host shop.example.com).
 	UserResource func(t *testing.T, cs *loadbalancers.CloudStatus) UserResource
+	// GoodAnnotations are the annotations of the Ingress that serves
+	// beside the bad ones; nil: Annotations.
+	GoodAnnotations func(t *testing.T) map[string]string
 	// BadAnnotations are the cloud's bad load-balancer annotations, given
-	// the status of a serving Ingress whose backend is Service "web".
-	BadAnnotations func(t *testing.T, good *loadbalancers.CloudStatus) []BadIngress
+	// the good Ingress's annotations and status (its backend is Service
+	// "web").
+	BadAnnotations func(t *testing.T, good map[string]string, cs *loadbalancers.CloudStatus) []BadIngress
 }
 
 // UserResource is a resource of the user's own on podlb's load balancer.
@@ -315,12 +319,16 @@ func expectNoLedger(t *testing.T, k Kube, balancer string) {
 // come and go: the cloud-agnostic ones (unknown Service, unknown port, a
 // resource backend) and the cloud's BadAnnotations. Each gets a Warning
 // naming its field, "good" fails no request and gets no Warning, and
-// every bad Ingress can be deleted. An unknown pathType never reaches
+// every bad Ingress, then the good one, can be deleted. An unknown pathType never reaches
 // podlb: the API server refuses it.
 func IngressBadInputCase(t *testing.T, k Kube, ns, class string, cloud IngressCases) {
 	t.Helper()
 	k.Create(t, WebService(ns, "web", nil), RollingDeployment(ns, "web", 2, true))
-	k.Create(t, Ingress(ns, "good", class, cloud.Annotations, HostRule("shop.example.com", PrefixPath("/", "web", 80))))
+	goodAnnotations := cloud.Annotations
+	if cloud.GoodAnnotations != nil {
+		goodAnnotations = cloud.GoodAnnotations(t)
+	}
+	k.Create(t, Ingress(ns, "good", class, goodAnnotations, HostRule("shop.example.com", PrefixPath("/", "web", 80))))
 	good, addr := ServingIngress(t, k, ns, "good", cloud.IngressCloud, 2, "web")
 	load := startLoad(addr, "shop.example.com")
 	defer load()
@@ -336,7 +344,7 @@ func IngressBadInputCase(t *testing.T, k Kube, ns, class string, cloud IngressCa
 		{Name: "resource", Rules: []networkingv1.IngressRule{HostRule("c.example.com", resource)},
 			Want: []string{"spec.rules[0].http.paths[0].backend.resource", "podlb routes only to Services"}},
 	}
-	bad = append(bad, cloud.BadAnnotations(t, good)...)
+	bad = append(bad, cloud.BadAnnotations(t, goodAnnotations, good)...)
 	for _, b := range bad {
 		annotations, rules := b.Annotations, b.Rules
 		if annotations == nil {
@@ -369,4 +377,5 @@ func IngressBadInputCase(t *testing.T, k Kube, ns, class string, cloud IngressCa
 	}
 	time.Sleep(time.Second) // traffic after the bad Ingresses went
 	expectNoFailures(t, "good Ingress beside the bad ones", "web", load)
+	k.DeleteIngress(t, ns, "good")
 }

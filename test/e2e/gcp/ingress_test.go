@@ -1,17 +1,13 @@
 package gcp_test
 
 import (
-	"net/http"
-	"path"
 	"testing"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/api/iterator"
-	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/providers"
-	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
@@ -25,23 +21,7 @@ func TestIngressGCPRoutesRollsAndDeletes(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	class := e2eutil.IngressClass(t, k8s, "podlb-"+ns)
-	key := providers.BalancerKey{Namespace: ns, Name: "front"}
-	e2eutil.IngressScenario(t, k8s, ns, class, e2eutil.IngressCloud{
-		Name:        "gcp",
-		Annotations: map[string]string{loadbalancers.GCPAnnotation: `{}`},
-		Address: func(cs *loadbalancers.CloudStatus) networkingv1.IngressLoadBalancerIngress {
-			return networkingv1.IngressLoadBalancerIngress{IP: cs.IP}
-		},
-		DataPath: func(cs *loadbalancers.CloudStatus) string {
-			return sim.ForwardingRuleAddr(path.Base(cs.Details["httpRule"]))
-		},
-		// Requests no route matches go to a backend service without
-		// backends (see providers/gcp EnsureHTTP).
-		NoRoute: http.StatusServiceUnavailable,
-		Leftovers: func(t *testing.T, cs *loadbalancers.CloudStatus) []string {
-			return balancerLeftovers(t, gcpprovider.BalancerDescription(clusterName, key), cs)
-		},
-	})
+	e2eutil.IngressScenario(t, k8s, ns, class, gcpIngressCloud(providers.BalancerKey{Namespace: ns, Name: "front"}))
 }
 
 // balancerLeftovers lists the global resources described as the load
