@@ -155,8 +155,10 @@ func (r *IngressReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		var after time.Duration
 		var err error
 		if len(members) == 0 {
-			after, kept, err = r.teardown(ctx, key)
+			var groupKept []string
+			after, groupKept, err = r.teardown(ctx, key)
 			deleted = err == nil && after == 0
+			kept = append(kept, groupKept...)
 		} else {
 			after, err = r.reconcileGroup(ctx, key, members)
 		}
@@ -543,7 +545,7 @@ func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress
 	switch {
 	case !wasMember && ing.Annotations[targets.AnnotationStatus] == "":
 	case deleted && len(kept) > 0:
-		r.Recorder.Eventf(ing, corev1.EventTypeWarning, "LoadBalancerKept", "deleted what podlb created for load balancer %s except what resources podlb did not create depend on, which stays until they are removed (then delete it by hand): %s",
+		r.Recorder.Eventf(ing, corev1.EventTypeWarning, "LoadBalancerKept", "deleted what podlb created for load balancer %s, except what resources podlb did not create still depend on; that stays, for you to delete once they are gone: %s",
 			key, strings.Join(kept, "; "))
 	case deleted:
 		r.Recorder.Eventf(ing, corev1.EventTypeNormal, "LoadBalancerDeleted", "deleted load balancer %s after deregistering its targets", key)
