@@ -48,7 +48,9 @@ type UserResource struct {
 // BadIngress is an Ingress with one problem, and the texts podlb's
 // Warning about it must contain (the field first).
 type BadIngress struct {
-	Name        string
+	Name string
+	// Annotations nil: the cloud's. Rules nil: <Name>.example.com / to
+	// Service web port 80.
 	Annotations map[string]string
 	Rules       []networkingv1.IngressRule
 	Want        []string
