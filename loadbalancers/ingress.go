@@ -148,6 +148,7 @@ func (r *IngressReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	res := reconcile.Result{RequeueAfter: r.Timing.Resync}
 	settled := true
 	deleted := false
+	var kept []string
 	for _, key := range slices.SortedFunc(maps.Keys(groups), func(a, b providers.BalancerKey) int { return strings.Compare(a.String(), b.String()) }) {
 		var members []*networkingv1.Ingress
 		for i := range all.Items {
@@ -158,8 +159,10 @@ func (r *IngressReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		var after time.Duration
 		var err error
 		if len(members) == 0 {
-			after, err = r.teardown(ctx, key)
+			var groupKept []string
+			after, groupKept, err = r.teardown(ctx, key)
 			deleted = err == nil && after == 0
+			kept = append(kept, groupKept...)
 		} else {
 			after, err = r.reconcileGroup(ctx, key, members)
 		}
@@ -175,7 +178,7 @@ func (r *IngressReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		if !settled {
 			return res, nil
 		}
-		return reconcile.Result{}, r.letGo(ctx, ing, deleted)
+		return reconcile.Result{}, r.letGo(ctx, ing, deleted, kept)
 	}
 	return res, nil
 }
@@ -484,22 +487,34 @@ func (r *IngressReconciler) release(ctx context.Context, key providers.BalancerK
 
 // teardown runs when a group has no member left: its bindings go first
 // (targets deregistered), then each cloud deletes the load balancer,
-// tried again while a cloud answers that it is still busy.
-func (r *IngressReconciler) teardown(ctx context.Context, key providers.BalancerKey) (time.Duration, error) {
+// tried again while a cloud answers that it is still busy. What a cloud
+// keeps because resources podlb did not create depend on it (a user's
+// rule on podlb's listener) is not retried: podlb never deletes those, and
+// waiting for someone to would hold the Ingress forever. It is answered,
+// "cloud: what", for the Warning that lets the Ingress go.
+func (r *IngressReconciler) teardown(ctx context.Context, key providers.BalancerKey) (time.Duration, []string, error) {
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("balancer", key.String()))
 	removed := r.Registry.RemoveBalancer(key.String())
 	if after, err := r.release(ctx, key, removed); err != nil || after > 0 {
-		return after, err
+		return after, nil, err
 	}
 	var retry time.Duration
+	var kept []string
 	for _, cloud := range r.servedClouds() {
-		if err := r.Clouds[cloud].Balancers.DeleteHTTP(ctx, r.Cluster, key); err != nil {
+		err := r.Clouds[cloud].Balancers.DeleteHTTP(ctx, r.Cluster, key)
+		if k, ok := providers.AsKept(err); ok {
+			for _, what := range k.Kept {
+				kept = append(kept, cloud+": "+what)
+			}
+			continue
+		}
+		if err != nil {
 			log.FromContext(ctx).Info("deleting the load balancer", "cloud", cloud, "error", err.Error())
 			retry = max(retry, r.backoff(err))
 		}
 	}
 	if retry > 0 {
-		return retry, nil
+		return retry, nil, nil
 	}
 	r.mu.Lock()
 	if st := r.groups[key]; st != nil {
@@ -511,15 +526,17 @@ func (r *IngressReconciler) teardown(ctx context.Context, key providers.Balancer
 	}
 	delete(r.groups, key)
 	r.mu.Unlock()
-	return 0, nil
+	return 0, kept, nil
 }
 
 // letGo releases an Ingress podlb no longer serves, once its group has
-// let go of it (deleted: the group's load balancer is gone with it):
-// finalizer, address and status annotation.
-func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress, deleted bool) error {
+// let go of it (deleted: the group's load balancer is gone with it, but
+// for what kept names): finalizer, address and status annotation.
+func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress, deleted bool, kept []string) error {
 	nn := nameOf(ing)
 	r.Registry.ForgetIngress(nn)
+	// A teardown forgets its members first: the status annotation still
+	// names the group, for the Events.
 	key, wasMember := r.previousGroup(nn, ing)
 	r.mu.Lock()
 	delete(r.memberOf, nn)
@@ -530,6 +547,9 @@ func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress
 	}
 	switch {
 	case !wasMember && ing.Annotations[targets.AnnotationStatus] == "":
+	case deleted && len(kept) > 0:
+		r.Recorder.Eventf(ing, corev1.EventTypeWarning, "LoadBalancerKept", "deleted what podlb created for load balancer %s, except what resources podlb did not create still depend on; that stays, for you to delete once they are gone: %s",
+			key, strings.Join(kept, "; "))
 	case deleted:
 		r.Recorder.Eventf(ing, corev1.EventTypeNormal, "LoadBalancerDeleted", "deleted load balancer %s after deregistering its targets", key)
 	default:

@@ -30,6 +30,9 @@ type fakeCloud struct {
 	released []providers.BindingKey
 	// deleteBusy makes DeleteHTTP answer Transient this many times.
 	deleteBusy int
+	// deleteKept is what DeleteHTTP keeps for resources podlb did not
+	// create, every time.
+	deleteKept []string
 }
 
 type fakeBackendSpec string
@@ -86,7 +89,7 @@ func (c *fakeCloud) DeleteHTTP(_ context.Context, _ string, key providers.Balanc
 		return providers.Errorf(providers.Transient, "", "target groups still in use")
 	}
 	c.deleted = append(c.deleted, key)
-	return nil
+	return providers.Kept(c.deleteKept)
 }
 
 func backendService(name string, selector map[string]string) *corev1.Service {
@@ -298,6 +301,32 @@ func TestDeletedIngressDeregistersThenDeletesTheLoadBalancer(t *testing.T) {
 	}
 	if evs := f.events(); !slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, "Normal LoadBalancerDeleted") }) {
 		t.Errorf("events %v, want LoadBalancerDeleted", evs)
+	}
+}
+
+func TestDeletedIngressGoesWithAWarningWhenAUsersResourceKeepsTheLoadBalancer(t *testing.T) {
+	f := newIngressFixture(t, shopFront())
+	f.reconcile(t, "front")
+	f.events()
+	f.cloud.deleteKept = []string{"load balancer x: listener HTTP:80 carries rules podlb did not create (priority 7: arn:rule/7)"}
+	if err := f.c.Delete(context.Background(), f.ingress(t, "front")); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.reconcile(t, "front"); len(f.cloud.deleted) != 1 {
+		t.Fatalf("deleted %v (requeue %v), want one deletion", f.cloud.deleted, res.RequeueAfter)
+	}
+	var ing networkingv1.Ingress
+	if err := f.c.Get(context.Background(), client.ObjectKey{Namespace: "shop", Name: "front"}, &ing); err == nil {
+		t.Errorf("the Ingress is held by what podlb may not delete: finalizers %v", ing.Finalizers)
+	}
+	evs := f.events()
+	if !slices.ContainsFunc(evs, func(e string) bool {
+		return strings.HasPrefix(e, "Warning LoadBalancerKept") && strings.Contains(e, "shop/front") && strings.Contains(e, "aws: load balancer x: listener HTTP:80 carries rules podlb did not create (priority 7: arn:rule/7)")
+	}) {
+		t.Errorf("events %v, want a LoadBalancerKept Warning naming the balancer and the user's rule", evs)
+	}
+	if slices.ContainsFunc(evs, func(e string) bool { return strings.Contains(e, "LoadBalancerDeleted") }) {
+		t.Errorf("events %v: the load balancer is not deleted", evs)
 	}
 }
 

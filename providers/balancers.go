@@ -105,7 +105,10 @@ type HTTPBalancers interface {
 	EnsureHTTP(ctx context.Context, lb *HTTPBalancer) (*BalancerStatus, map[string]Spec, error)
 	// DeleteHTTP removes what EnsureHTTP created for key, in dependency
 	// order, verifying each resource is podlb's for this cluster and key
-	// first. What is already gone counts as deleted.
+	// first. What is already gone counts as deleted. When resources podlb
+	// did not create still carry or use some of podlb's (a user's rule on
+	// podlb's listener, a user's URL map using podlb's backend service),
+	// it deletes everything else and answers a *KeptError naming them.
 	DeleteHTTP(ctx context.Context, cluster string, key BalancerKey) error
 }
 

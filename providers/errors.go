@@ -158,3 +158,33 @@ func WithField(field string, err error) error {
 	}
 	return &Error{Class: ClassOf(err), Field: field, Err: err}
 }
+
+// KeptError says that a deletion removed everything of podlb's it could,
+// but that resources podlb did not create depend on the rest (Kept, each
+// naming podlb's resource and what holds it), so it stays. Trying again
+// cannot help until a person removes those; the caller reports Kept and
+// moves on rather than retrying forever. Kept errors are Invalid.
+type KeptError struct {
+	Kept []string
+}
+
+func (e *KeptError) Error() string {
+	return "kept because resources podlb did not create depend on them: " + strings.Join(e.Kept, "; ")
+}
+
+// Kept returns an Invalid *KeptError, or nil when nothing is kept.
+func Kept(kept []string) error {
+	if len(kept) == 0 {
+		return nil
+	}
+	return &Error{Class: Invalid, Err: &KeptError{Kept: kept}}
+}
+
+// AsKept finds a *KeptError in err's chain.
+func AsKept(err error) (*KeptError, bool) {
+	var ke *KeptError
+	if errors.As(err, &ke) && ke != nil {
+		return ke, true
+	}
+	return nil, false
+}

@@ -1183,8 +1183,9 @@ func (p *Provider) deleteALB(ctx context.Context, arn string) error {
 // listeners, the load balancer, then its target groups, each only after
 // its tags say it is podlb's for this cluster and key. A listener that
 // carries rules podlb did not create stays (with a fixed 404 default, so
-// the groups can go) and so does the load balancer; the error then says
-// what keeps them.
+// the groups can go) and so does the load balancer, with any group such
+// a rule or listener still uses; the *providers.KeptError then names the
+// rules and listeners that keep them.
 func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers.BalancerKey) error {
 	return p.deleteBalancer(ctx, balancerOwner{cluster: cluster, key: key}, BalancerName(cluster, key))
 }
@@ -1230,7 +1231,13 @@ func (p *Provider) deleteBalancer(ctx context.Context, owner balancerOwner, name
 		return err
 	}
 	if len(kept) > 0 {
-		return providers.Errorf(providers.Invalid, "", "load balancer %s stays: %s; remove them so podlb can delete it", name, strings.Join(kept, "; "))
+		// podlb's own rules and listeners are gone, so only what someone
+		// else created can still use these groups: they stay too.
+		out := []string{fmt.Sprintf("load balancer %s: %s", name, strings.Join(kept, "; "))}
+		for _, g := range inUse {
+			out = append(out, "target group "+g+", in use by a listener or rule podlb did not create")
+		}
+		return providers.Kept(out)
 	}
 	if len(inUse) > 0 {
 		return providers.Errorf(providers.Transient, "", "target groups still in use, deleting them again later: %s", strings.Join(inUse, ", "))
@@ -1262,7 +1269,7 @@ func (p *Provider) deleteListeners(ctx context.Context, owner balancerOwner, alb
 		var foreign []string
 		for _, r := range rules {
 			if !owner.owns(r.tags) {
-				foreign = append(foreign, strconv.Itoa(int(r.priority)))
+				foreign = append(foreign, fmt.Sprintf("priority %d: %s", r.priority, aws.ToString(r.r.RuleArn)))
 				continue
 			}
 			if err := p.deleteRule(ctx, aws.ToString(r.r.RuleArn)); err != nil {
@@ -1275,7 +1282,7 @@ func (p *Provider) deleteListeners(ctx context.Context, owner balancerOwner, alb
 			}
 			continue
 		}
-		kept = append(kept, fmt.Sprintf("%s carries rules podlb did not create (priority %s)", what, strings.Join(foreign, ", ")))
+		kept = append(kept, fmt.Sprintf("%s carries rules podlb did not create (%s)", what, strings.Join(foreign, ", ")))
 		if len(tl.l.DefaultActions) != 1 || !sameAction(tl.l.DefaultActions[0], fixed404()) {
 			err := p.calls.Call(ctx, "ModifyListener", func(ctx context.Context) error {
 				_, err := p.elb.ModifyListener(ctx, &elbv2.ModifyListenerInput{ListenerArn: aws.String(arn), DefaultActions: []types.Action{fixed404()}})

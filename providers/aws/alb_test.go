@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -466,8 +467,11 @@ func TestDeleteHTTPRemovesWhatPodlbMadeAndKeepsAUsersRule(t *testing.T) {
 
 	err = e.p.DeleteHTTP(e.ctx, "test-cluster", shopKey)
 	var pe *providers.Error
-	if !errors.As(err, &pe) || pe.Class != providers.Invalid || !strings.Contains(err.Error(), "priority 50") {
+	if !errors.As(err, &pe) || pe.Class != providers.Invalid || !strings.Contains(err.Error(), "priority 50: "+userArn) {
 		t.Fatalf("DeleteHTTP with a user's rule: %v, want an invalid error naming it", err)
+	}
+	if _, ok := providers.AsKept(err); !ok {
+		t.Errorf("DeleteHTTP with a user's rule: %#v, want a KeptError", err)
 	}
 	rules := e.rules(http80)
 	if len(rules) != 1 || aws.ToString(rules[50].RuleArn) != userArn {
@@ -502,7 +506,7 @@ func TestDeleteHTTPRemovesWhatPodlbMadeAndKeepsAUsersRule(t *testing.T) {
 	e.albArn(other.Key)
 }
 
-func TestDeleteHTTPWaitsForGroupsStillInUse(t *testing.T) {
+func TestDeleteHTTPKeepsTheGroupAUsersListenerUses(t *testing.T) {
 	e := newALBEnv(t, elbv2sim.Options{ProvisioningDelay: -1})
 	lb := shopBalancer(nil)
 	_, specs := e.ensure(lb)
@@ -515,8 +519,10 @@ func TestDeleteHTTPWaitsForGroupsStillInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := e.p.DeleteHTTP(e.ctx, "test-cluster", shopKey)
-	if !providers.IsUserError(err) || !strings.Contains(err.Error(), "HTTP:8080") {
-		t.Errorf("DeleteHTTP with a user's listener: %v", err)
+	apiGroup := displayName(specs[apiID].(*Spec).Balancer.ARN)
+	if kept, ok := providers.AsKept(err); !ok || !providers.IsUserError(err) || !strings.Contains(err.Error(), "HTTP:8080") ||
+		!slices.ContainsFunc(kept.Kept, func(k string) bool { return strings.Contains(k, "target group "+apiGroup) }) {
+		t.Errorf("DeleteHTTP with a user's listener: %v, want it and the group it uses (%s) kept", err, apiGroup)
 	}
 	if e.srv.Targets(specs[apiID].(*Spec).Balancer.ARN) == nil || e.srv.Targets(specs[webID].(*Spec).Balancer.ARN) != nil {
 		t.Error("want the group the user's listener uses kept, the other deleted")

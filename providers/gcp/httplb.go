@@ -826,69 +826,110 @@ func orEphemeral(ip string) string {
 	return ip
 }
 
+// leftovers are what a sweep or deletion could not delete yet: busy
+// backend services still hold the target bindings' NEGs (they go once the
+// bindings release them); kept ones are used by resources podlb did not
+// create, each named with what uses it, and stay.
+type leftovers struct {
+	busy, kept []string
+}
+
+// inUse tells whether err is Compute refusing to delete what (kind and
+// name) because another resource uses it; kept then says which, in
+// Compute's words.
+func inUse(err error, what string) (kept string, ok bool) {
+	if _, reason := errorCode(err); reason == "resourceInUseByAnotherResource" {
+		return what + " stays, used by a resource podlb did not create: " + errorMessage(err), true
+	}
+	return "", false
+}
+
+// removeUnlessUsed is remove, except that a resource something else still
+// uses is kept rather than failing the deletion.
+func removeUnlessUsed[T lbResource](ctx context.Context, b *balancer, k kind[T], name string, left *leftovers) error {
+	err := remove(ctx, b, k, name)
+	if kept, ok := inUse(err, k.what+" "+name); ok {
+		left.kept = append(left.kept, kept)
+		return nil
+	}
+	return err
+}
+
 // sweepBackends deletes the backend services and health checks of the
 // load balancer that keep does not name. A backend service that still
-// has backends waits: its target binding has yet to release the NEGs.
-// It answers the names of those still waiting.
-func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) ([]string, error) {
+// has backends waits: its target binding has yet to release the NEGs. One
+// that a resource podlb did not create uses (a user's URL map) stays, and
+// so does its health check.
+func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) (leftovers, error) {
+	var left leftovers
 	services, err := backendServices.all(ctx, b.p, b.sc)
 	if err != nil {
-		return nil, err
+		return left, err
 	}
-	var busy []string
 	checksInUse := map[string]bool{}
 	for _, bs := range services {
 		if !b.owns(bs.GetDescription()) || keep[bs.GetName()] {
 			continue
 		}
 		if len(bs.GetBackends()) > 0 {
-			busy = append(busy, bs.GetName())
-			for _, hc := range bs.GetHealthChecks() {
-				checksInUse[lastSegment(hc)] = true
+			left.busy = append(left.busy, bs.GetName())
+		} else {
+			err := backendServices.del(ctx, b.p, b.sc, bs.GetName())
+			kept, used := inUse(err, "backend service "+bs.GetName())
+			if err != nil && !used {
+				return left, err
 			}
-			continue
+			if !used {
+				continue
+			}
+			left.kept = append(left.kept, kept)
 		}
-		if err := backendServices.del(ctx, b.p, b.sc, bs.GetName()); err != nil {
-			return nil, err
+		for _, hc := range bs.GetHealthChecks() {
+			checksInUse[lastSegment(hc)] = true
 		}
 	}
 	checks, err := healthChecks.all(ctx, b.p, b.sc)
 	if err != nil {
-		return nil, err
+		return left, err
 	}
 	for _, hc := range checks {
 		if !b.owns(hc.GetDescription()) || keep[hc.GetName()] || checksInUse[hc.GetName()] {
 			continue
 		}
-		if err := healthChecks.del(ctx, b.p, b.sc, hc.GetName()); err != nil {
-			return nil, err
+		if err := removeUnlessUsed(ctx, b, healthChecks, hc.GetName(), &left); err != nil {
+			return left, err
 		}
 	}
-	return busy, nil
+	return left, nil
 }
 
 // deleteIn removes everything of the load balancer in one scope, front
 // to back: forwarding rules, proxies, URL maps, backend services and
 // health checks. Backend services that still have backends (the target
-// bindings' NEGs) stay, with their health checks; it answers their names.
-func (b *balancer) deleteIn(ctx context.Context) ([]string, error) {
+// bindings' NEGs) stay, with their health checks, and so does whatever a
+// resource podlb did not create uses (with what it uses in turn).
+func (b *balancer) deleteIn(ctx context.Context) (leftovers, error) {
 	if b.kind == tcpKind {
 		return b.deleteTCPIn(ctx)
 	}
+	var left leftovers
 	steps := []func() error{
-		func() error { return remove(ctx, b, forwardingRules, b.name(kindHTTPSRule)) },
-		func() error { return remove(ctx, b, forwardingRules, b.name(kindHTTPRule)) },
-		func() error { return remove(ctx, b, httpsProxies, b.name(kindHTTPSProxy)) },
-		func() error { return remove(ctx, b, httpProxies, b.name(kindHTTPProxy)) },
-		func() error { return remove(ctx, b, urlMaps, b.name(kindRedirectMap)) },
-		func() error { return remove(ctx, b, urlMaps, b.name(kindURLMap)) },
+		func() error { return removeUnlessUsed(ctx, b, forwardingRules, b.name(kindHTTPSRule), &left) },
+		func() error { return removeUnlessUsed(ctx, b, forwardingRules, b.name(kindHTTPRule), &left) },
+		func() error { return removeUnlessUsed(ctx, b, httpsProxies, b.name(kindHTTPSProxy), &left) },
+		func() error { return removeUnlessUsed(ctx, b, httpProxies, b.name(kindHTTPProxy), &left) },
+		func() error { return removeUnlessUsed(ctx, b, urlMaps, b.name(kindRedirectMap), &left) },
+		func() error { return removeUnlessUsed(ctx, b, urlMaps, b.name(kindURLMap), &left) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
-			return nil, err
+			return left, err
 		}
 	}
-	return b.sweepBackends(ctx, nil)
+	backends, err := b.sweepBackends(ctx, nil)
+	left.busy = backends.busy
+	left.kept = append(left.kept, backends.kept...)
+	return left, err
 }
 
 // DeleteHTTP implements providers.HTTPBalancers. Global resources are
@@ -903,17 +944,23 @@ func (p *Provider) DeleteHTTP(ctx context.Context, cluster string, key providers
 // deleteEverywhere deletes the load balancer b names from the global scope
 // and every scope it was ensured in, as DeleteHTTP says.
 func (p *Provider) deleteEverywhere(ctx context.Context, b *balancer) error {
+	var kept []string
 	for _, sc := range p.balancerScopesOf(b.ref(), scope{}) {
-		busy, err := b.in(sc).deleteIn(ctx)
+		left, err := b.in(sc).deleteIn(ctx)
 		if err != nil {
 			return err
 		}
-		if len(busy) > 0 {
-			return providers.Errorf(providers.Transient, "", "backend services %s still have backends; they are deleted once the target bindings release their NEGs", strings.Join(busy, ", "))
+		if len(left.busy) > 0 {
+			return providers.Errorf(providers.Transient, "", "backend services %s still have backends; they are deleted once the target bindings release their NEGs", strings.Join(left.busy, ", "))
+		}
+		if len(left.kept) > 0 {
+			// Remembered, so that a later deletion looks here again.
+			kept = append(kept, left.kept...)
+			continue
 		}
 		p.forgetBalancerScope(b.ref(), sc)
 	}
-	return nil
+	return providers.Kept(kept)
 }
 
 // balancerScopesOf lists the scopes the load balancer may have resources
@@ -953,14 +1000,14 @@ func (p *Provider) moveBalancer(ctx context.Context, b *balancer) error {
 		if sc == b.sc {
 			continue
 		}
-		busy, err := b.in(sc).deleteIn(ctx)
+		left, err := b.in(sc).deleteIn(ctx)
 		if err != nil {
 			return fmt.Errorf("removing the load balancer from its previous place: %w", err)
 		}
 		// Backend services there keep the bindings' NEGs until the
 		// bindings follow the Specs returned now: not an error, and the
 		// next Ensure tries again.
-		if len(busy) == 0 {
+		if len(left.busy) == 0 && len(left.kept) == 0 {
 			p.forgetBalancerScope(ref, sc)
 		}
 	}

@@ -699,3 +699,44 @@ func TestHTTPBalancerWarmingBackendIsUsedButTakesNoTraffic(t *testing.T) {
 	wantMutations(t, r.mutations(), map[string]int64{"urlMaps.update": 1})
 	r.expectRoutes(base, nil, request{"www.example.com", "/api/x", "next"}, request{warmingHost, "/", "503"})
 }
+
+func TestDeleteHTTPKeepsABackendServiceAUsersURLMapUses(t *testing.T) {
+	lb := shopBalancer(t, "")
+	e := newEnv(t)
+	r := &lbRig{env: e, lb: lb, groups: map[string]*providers.Group{}}
+	r.status, r.specs = r.ensureHTTP(lb)
+	for id, be := range lb.Backends {
+		r.groups[id] = r.attach(be, r.specs[id], target("127.0.0.11", 8000, zoneLB))
+		if err := e.p.Release(e.ctx, providers.BindingKey{Namespace: "shop", Service: be.Service, Provider: "gcp", Port: be.Port}, r.groups[id].Ref, nil); err != nil {
+			t.Fatalf("Release %s: %v", id, err)
+		}
+	}
+	webService := BackendResourceName(cluster, lbKey, webBE, kindBackend)
+	webCheck := BackendResourceName(cluster, lbKey, webBE, kindHealthCheck)
+	e.done(e.p.c.ums.Insert(e.ctx, &computepb.InsertUrlMapRequest{Project: project, UrlMapResource: &computepb.UrlMap{
+		Name: proto.String("users-map"), DefaultService: proto.String("global/backendServices/" + webService)}}))
+
+	err := e.p.DeleteHTTP(e.ctx, cluster, lbKey)
+	kept, ok := providers.AsKept(err)
+	if !ok || providers.ClassOf(err) != providers.Invalid || !strings.Contains(err.Error(), "users-map") {
+		t.Fatalf("DeleteHTTP with a user's URL map on podlb's backend service: %v, want a KeptError naming it", err)
+	}
+	if len(kept.Kept) != 1 || !strings.Contains(kept.Kept[0], webService) {
+		t.Errorf("kept %q, want the web backend service alone", kept.Kept)
+	}
+	want := []string{"backendService/" + webService, "healthCheck/" + webCheck}
+	if left := e.ours(); !slices.Equal(left, want) {
+		t.Errorf("left %v, want only %v", left, want)
+	}
+	if _, err := e.p.c.ums.Get(e.ctx, &computepb.GetUrlMapRequest{Project: project, UrlMap: "users-map"}); err != nil {
+		t.Errorf("the user's URL map: %v", err)
+	}
+
+	e.done(e.p.c.ums.Delete(e.ctx, &computepb.DeleteUrlMapRequest{Project: project, UrlMap: "users-map"}))
+	if err := e.p.DeleteHTTP(e.ctx, cluster, lbKey); err != nil {
+		t.Fatalf("DeleteHTTP once the user's URL map is gone: %v", err)
+	}
+	if left := e.ours(); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}

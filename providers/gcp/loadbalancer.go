@@ -2,7 +2,9 @@ package gcp
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -54,6 +56,10 @@ type LoadBalancerSpec struct {
 // one backend of a load balancer.
 type BackendSpec struct {
 	HealthCheck *HealthCheckSpec `json:"healthCheck,omitempty"`
+	// BalancingMode is the only mode the load balancer's kind allows,
+	// RATE for an Ingress and CONNECTION for a Service; it may be given
+	// to say so, and anything else is refused naming the field.
+	BalancingMode string `json:"balancingMode,omitempty"`
 	// MaxRatePerEndpoint is the RATE balancing capacity of each endpoint.
 	MaxRatePerEndpoint *float64 `json:"maxRatePerEndpoint,omitempty"`
 	// DrainingTimeoutSec is connectionDraining.drainingTimeoutSec.
@@ -110,6 +116,11 @@ func parseLoadBalancerSpec(raw string, only func(*LoadBalancerSpec) error) (*Loa
 func (s *LoadBalancerSpec) validateHTTP() error {
 	if len(s.TLSPorts) > 0 {
 		return providers.Errorf(providers.Invalid, "tlsPorts", "applies to Services of type LoadBalancer only; an Ingress's load balancer serves HTTPS on 443 when sslCertificates are given")
+	}
+	for _, key := range slices.Sorted(maps.Keys(s.Backends)) {
+		if s.Backends[key].BalancingMode == "CONNECTION" {
+			return providers.Errorf(providers.Invalid, fmt.Sprintf("backends[%q].balancingMode", key), "an Application Load Balancer balances HTTP requests: its backends use RATE (with maxRatePerEndpoint); CONNECTION is for a Service's TCP and SSL proxy load balancers")
+		}
 	}
 	return nil
 }
@@ -177,6 +188,13 @@ func (s *LoadBalancerSpec) validate() error {
 }
 
 func (b BackendSpec) validate(field string) error {
+	switch b.BalancingMode {
+	case "", "RATE", "CONNECTION":
+	case "UTILIZATION":
+		return providers.Errorf(providers.Invalid, field+".balancingMode", "UTILIZATION is for instance group backends only; podlb's NEG backends use RATE (Ingresses) or CONNECTION (Services)")
+	default:
+		return providers.Errorf(providers.Invalid, field+".balancingMode", "%q is not one of %s", b.BalancingMode, strings.Join(balancingMode, ", "))
+	}
 	if r := b.MaxRatePerEndpoint; r != nil && !validRate(*r) {
 		return providers.Errorf(providers.Invalid, field+".maxRatePerEndpoint", "%v must be a positive number of requests per second", *r)
 	}

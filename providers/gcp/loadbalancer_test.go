@@ -15,7 +15,7 @@ func TestParseLoadBalancerSpecAccepts(t *testing.T) {
 		"sslCertificates": ["shop-cert", "blog-cert"], "sslPolicy": "modern", "redirectToHTTPS": true, "timeoutSec": 600,
 		"group": "internal-apps",
 		"backends": {"web:http": {"healthCheck": {"path": "/ready", "port": 8080, "checkIntervalSec": 10},
-			"maxRatePerEndpoint": 50.5, "drainingTimeoutSec": 30}, "api:8000": {}}}`
+			"maxRatePerEndpoint": 50.5, "drainingTimeoutSec": 30}, "api:8000": {"balancingMode": "RATE"}}}`
 	for _, raw := range []string{"", "{}", "null", `{"scheme": "external"}`, `{"region": "us-central1", "proxySubnet": "p"}`,
 		`{"address": "shop-ip"}`, `{"address": "2001:db8::1"}`, full} {
 		if _, err := ParseLoadBalancerSpec(raw); err != nil {
@@ -63,6 +63,9 @@ func TestParseLoadBalancerSpecRejectsNamingTheField(t *testing.T) {
 		{`{"backends": {"web:80": {"healthCheck": {"port": 0}}}}`, `backends["web:80"].healthCheck.port`, "outside 1-65535"},
 		{`{"backends": {"web:80": {"healthCheck": {"checkIntervalSec": 301}}}}`, `backends["web:80"].healthCheck.checkIntervalSec`, "outside 1-300"},
 		{`{"backends": {"web:80": {"healthCheck": {"timeoutSec": 5}}}}`, "", `unknown field "timeoutSec"`},
+		{`{"backends": {"web:80": {"balancingMode": "CONNECTION"}}}`, `backends["web:80"].balancingMode`, "its backends use RATE"},
+		{`{"backends": {"web:80": {"balancingMode": "UTILIZATION"}}}`, `backends["web:80"].balancingMode`, "instance group backends only"},
+		{`{"backends": {"web:80": {"balancingMode": "rate"}}}`, `backends["web:80"].balancingMode`, `"rate" is not one of RATE, CONNECTION`},
 	}
 	for _, c := range cases {
 		_, err := ParseLoadBalancerSpec(c.raw)

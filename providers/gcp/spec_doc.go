@@ -49,6 +49,7 @@ func LoadBalancerBackendFieldDocs() []providers.FieldDoc {
 		{Field: "healthCheck.path", Default: "the readiness probe's path when every pod agrees, else `/`; for a Service none: a TCP check", Notes: "must start with `/`; for a Service, makes the check HTTP"},
 		{Field: "healthCheck.port", Default: "the serving port", Notes: "1–65535"},
 		{Field: "healthCheck.checkIntervalSec", Default: "Compute's default (5)", Notes: fmt.Sprintf("%d–%d", minCheckIntervalSec, maxCheckIntervalSec)},
+		{Field: "balancingMode", Default: "`RATE` for an Ingress, `CONNECTION` for a Service", Notes: "only the default is allowed: an Application Load Balancer balances requests, a Service's proxy load balancer connections (`UTILIZATION` is for instance groups)"},
 		{Field: "maxRatePerEndpoint", Default: fmt.Sprintf("%d", DefaultMaxRatePerEndpoint), Notes: "requests per second, positive; Ingresses only (a Service's backends balance by CONNECTION)"},
 		{Field: "drainingTimeoutSec", Default: "10 (podlb's: Compute's 0 cuts requests in flight when an endpoint is detached)", Notes: fmt.Sprintf("%d–%d", minDrainingTimeoutSec, maxDrainingTimeoutSec)},
 	}

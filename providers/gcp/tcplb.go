@@ -83,6 +83,9 @@ func (s *LoadBalancerSpec) validateL4() error {
 		if s.Backends[key].MaxRatePerEndpoint != nil {
 			return providers.Errorf(providers.Invalid, fmt.Sprintf("backends[%q].maxRatePerEndpoint", key), "RATE balancing is for HTTP backends; a Service's TCP backends balance by CONNECTION")
 		}
+		if s.Backends[key].BalancingMode == "RATE" {
+			return providers.Errorf(providers.Invalid, fmt.Sprintf("backends[%q].balancingMode", key), "RATE balancing is for HTTP backends; a Service's TCP backends balance by CONNECTION")
+		}
 	}
 	return nil
 }
@@ -421,11 +424,11 @@ func (p *Provider) DeleteL4(ctx context.Context, cluster string, key providers.B
 
 // deleteTCPIn removes everything of a Service's load balancer in its
 // scope; backend services that still have backends stay, with their
-// health checks, and it answers their names.
-func (b *balancer) deleteTCPIn(ctx context.Context) ([]string, error) {
+// health checks, as does what a resource podlb did not create uses.
+func (b *balancer) deleteTCPIn(ctx context.Context) (leftovers, error) {
 	rules, err := forwardingRules.all(ctx, b.p, b.sc)
 	if err != nil {
-		return nil, err
+		return leftovers{}, err
 	}
 	var ours []*computepb.ForwardingRule
 	for _, r := range rules {
@@ -434,7 +437,7 @@ func (b *balancer) deleteTCPIn(ctx context.Context) ([]string, error) {
 		}
 	}
 	if err := b.sweepPorts(ctx, ours, nil); err != nil {
-		return nil, err
+		return leftovers{}, err
 	}
 	return b.sweepBackends(ctx, nil)
 }

@@ -390,6 +390,7 @@ func TestTCPBalancerBadInputNamesTheField(t *testing.T) {
 		{`{"sslCertificates":["c"],"tlsPorts":[0]}`, "tlsPorts[0]"},
 		{`{"sslCertificates":["c"],"tlsPorts":[443],"region":"us-central1"}`, "tlsPorts"},
 		{`{"backends":{"db:5432":{"maxRatePerEndpoint":10}}}`, `backends["db:5432"].maxRatePerEndpoint`},
+		{`{"backends":{"db:5432":{"balancingMode":"RATE"}}}`, `backends["db:5432"].balancingMode`},
 		{`{"address":"not an address"}`, "address"},
 	} {
 		_, err := (&Provider{}).ParseL4Spec(c.annotation)

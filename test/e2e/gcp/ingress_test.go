@@ -3,21 +3,18 @@ package gcp_test
 import (
 	"fmt"
 	"maps"
-	"net/http"
 	"path"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/api/iterator"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podlb/podlb/internal/loadgen"
 
 	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/providers"
-	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/test/cluster"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
@@ -41,27 +38,6 @@ func TestIngressGCPEditsUnderLoad(t *testing.T) {
 	cluster.Require(t)
 	ns := kube.Namespace(t)
 	e2eutil.IngressEditsScenario(t, k8s, ns, e2eutil.IngressClass(t, k8s, "podlb-"+ns), gcpIngressCloud(providers.BalancerKey{Namespace: ns, Name: "edits"}))
-}
-
-// gcpIngressCloud is what the Ingress scenarios need of GCP for the load
-// balancer of key: a global external Application Load Balancer.
-func gcpIngressCloud(key providers.BalancerKey) e2eutil.IngressCloud {
-	return e2eutil.IngressCloud{
-		Name:        "gcp",
-		Annotations: map[string]string{loadbalancers.GCPAnnotation: `{}`},
-		Address: func(cs *loadbalancers.CloudStatus) networkingv1.IngressLoadBalancerIngress {
-			return networkingv1.IngressLoadBalancerIngress{IP: cs.IP}
-		},
-		DataPath: func(cs *loadbalancers.CloudStatus) string {
-			return sim.ForwardingRuleAddr(path.Base(cs.Details["httpRule"]))
-		},
-		// Requests no route matches go to a backend service without
-		// backends (see providers/gcp EnsureHTTP).
-		NoRoute: http.StatusServiceUnavailable,
-		Leftovers: func(t *testing.T, cs *loadbalancers.CloudStatus) []string {
-			return balancerLeftovers(t, gcpprovider.BalancerDescription(clusterName, key), cs)
-		},
-	}
 }
 
 // balancerLeftovers lists the global resources described as the load
