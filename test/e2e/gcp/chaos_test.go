@@ -1,0 +1,141 @@
+package gcp_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/podlb/podlb/providers/gcp/computesim"
+	"github.com/podlb/podlb/test/cluster"
+	"github.com/podlb/podlb/test/e2e/e2eutil"
+)
+
+// chaosScenario is a gated Deployment of replicas whose NEGs podlb adds
+// to a backend service of its own behind a TCP proxy, read from the
+// emulator. The emulator keeps no call journal: detaches are seen by
+// sampling the NEGs.
+func chaosScenario(t *testing.T, app string, replicas int32) *e2eutil.ChaosScenario {
+	t.Helper()
+	ns := kube.Namespace(t)
+	bs, addr := loadBalancer(t, resourceName(ns, app), slowHealthyCount)
+	neg := negName(ns, app)
+	return &e2eutil.ChaosScenario{
+		T: t, Kube: k8s, Cluster: kube, ClusterName: clusterName, NS: ns, App: app, Replicas: replicas,
+		Cloud: e2eutil.ChaosCloud{
+			Service: e2eutil.WebService(ns, app, inBackendService(bs)),
+			Addr:    addr,
+			Converged: func(want int) error {
+				return converged(t, ns, app, neg, bs, want, computesim.StateHealthy, true)
+			},
+			HealthyAt: func(ip string) time.Time { return health(bs)[ip+":8080"].FirstHealthyAt },
+			Targets: func() []string {
+				eps, dups := negEndpoints(neg)
+				out := dups
+				for k := range eps {
+					out = append(out, k)
+				}
+				return out
+			},
+			Gone: func() error {
+				if negs := negsNamed(t, neg); len(negs) != 0 {
+					return fmt.Errorf("NEGs left: %v", negs)
+				}
+				if b := backendNEGs(t, bs); len(b) != 0 {
+					return fmt.Errorf("backends left in %s: %v", bs, b)
+				}
+				return nil
+			},
+			ControllerArgs: []string{"--providers=gcp", "--gcp-project=" + project, "--gcp-endpoint=" + sim.URL()},
+		},
+	}
+}
+
+// The controller, a process of its own, is killed with SIGKILL at random
+// moments of one rolling update, each time once its successor leads and
+// works: no request fails, no gate opens early, no endpoint still wanted
+// is detached or attached twice, and the Service leaves nothing behind.
+// PODLB_CHAOS_SEED repeats a run, PODLB_CHAOS_KILLS sets the kills.
+func TestChaosControllerKilledMidRollout(t *testing.T) {
+	cluster.Require(t)
+	rng := e2eutil.ChaosSeed(t)
+	kills := e2eutil.ChaosKills(t, 2)
+	s := chaosScenario(t, "killed", 6)
+	ctrl.HandOver(t)
+	s.Create()
+	c := s.Controller("podlb-0")
+	s.Start()
+	s.Roll(time.Duration(kills+2)*time.Minute, func() {
+		for i := 1; i <= kills; i++ {
+			c = e2eutil.KillWhenLeading(t, rng, c, func() *e2eutil.ControllerProcess { return s.Controller(fmt.Sprintf("podlb-%d", i)) })
+		}
+	})
+	s.Check()
+	s.CheckNoLeak()
+}
+
+// Two controller processes share the leader lease; the leader is killed
+// with SIGKILL mid-rollout and the other takes over. Same promises as
+// above; the time without a leader is logged.
+func TestChaosLeaderKilledMidRollout(t *testing.T) {
+	cluster.Require(t)
+	rng := e2eutil.ChaosSeed(t)
+	s := chaosScenario(t, "leader", 6)
+	ctrl.HandOver(t)
+	s.Create()
+	procs := []*e2eutil.ControllerProcess{s.Controller("podlb-a"), s.Controller("podlb-b")}
+	s.Start()
+	s.Roll(4*time.Minute, func() {
+		s.UpdatedReplicas(2)
+		time.Sleep(time.Duration(rng.Intn(4000)) * time.Millisecond)
+		e2eutil.KillLeader(t, kube.Client, procs)
+	})
+	s.Check()
+	s.CheckNoLeak()
+}
+
+// Compute misbehaves during three rolling updates of one Deployment:
+// every call answered 503 for a stretch mid-rollout (PODLB_CHAOS_OUTAGE),
+// half of all calls answered rateLimitExceeded for a whole rollout, then
+// 2 s of latency on every call. The rollouts take longer but fail no
+// request, detach nothing still wanted, and the Service collects few
+// Warnings.
+func TestChaosCloudFaultsMidRollout(t *testing.T) {
+	cluster.Require(t)
+	outage := e2eutil.ChaosOutage(t)
+	s := chaosScenario(t, "faults", 4)
+	t.Cleanup(func() { sim.SetErrorRate(0); sim.SetRateLimitRate(0); sim.SetLatency(0) })
+	s.Create()
+	s.Start()
+	before := sim.Stats()
+
+	s.Roll(4*time.Minute, func() {
+		s.UpdatedReplicas(2)
+		sim.SetErrorRate(1)
+		t.Logf("every Compute call answered 503 for %v", outage)
+		time.Sleep(outage)
+		sim.SetErrorRate(0)
+	})
+	sim.SetRateLimitRate(0.5)
+	t.Log("half of all Compute calls rate limited for a whole rollout")
+	s.Roll(4*time.Minute, nil)
+	sim.SetRateLimitRate(0)
+	sim.SetLatency(2 * time.Second)
+	t.Log("every Compute call takes 2 s for a whole rollout")
+	s.Roll(4*time.Minute, nil)
+	sim.SetLatency(0)
+
+	var failed, limited int64
+	after := sim.Stats()
+	for _, m := range after.MethodNames() {
+		d := callDelta(before, after, m)
+		failed += d.Errors - d.RateLimited
+		limited += d.RateLimited
+	}
+	t.Logf("%d calls answered 5xx, %d rate limited", failed, limited)
+	if failed == 0 || limited == 0 {
+		t.Fatal("the faults reached no call: the test injected nothing")
+	}
+	s.Check()
+	k8s.WarningsFew(t, s.NS, s.App, 2)
+	s.CheckNoLeak()
+}
