@@ -18,7 +18,7 @@ func chaosScenario(t *testing.T, app string, replicas int32) *e2eutil.ChaosScena
 	ns := kube.Namespace(t)
 	arn, addr := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, app))
 	return &e2eutil.ChaosScenario{
-		T: t, Kube: k8s, Cluster: kube, ClusterName: clusterName, NS: ns, App: app, Replicas: replicas,
+		T: t, Kube: k8s, Cluster: kube, Suite: ctrl, ClusterName: clusterName, NS: ns, App: app, Replicas: replicas,
 		Cloud: e2eutil.ChaosCloud{
 			Service:   e2eutil.WebService(ns, app, byName(`{"arn": "`+arn+`"}`)),
 			Addr:      addr,
@@ -67,39 +67,18 @@ func chaosScenario(t *testing.T, app string, replicas int32) *e2eutil.ChaosScena
 func TestChaosControllerKilledMidRollout(t *testing.T) {
 	cluster.Require(t)
 	rng := e2eutil.ChaosSeed(t)
-	kills := e2eutil.ChaosKills(t, 2)
-	s := chaosScenario(t, "killed", 6)
-	ctrl.HandOver(t)
-	s.Create()
-	c := s.Controller("podlb-0")
-	s.Start()
-	s.Roll(time.Duration(kills+2)*time.Minute, func() {
-		for i := 1; i <= kills; i++ {
-			c = e2eutil.KillWhenLeading(t, rng, c, func() *e2eutil.ControllerProcess { return s.Controller(fmt.Sprintf("podlb-%d", i)) })
-		}
-	})
-	s.Check()
-	s.CheckNoLeak()
+	chaosScenario(t, "killed", 6).KilledMidRollout(rng, e2eutil.ChaosKills(t, 2))
 }
 
 // Two controller processes share the leader lease; the leader is killed
 // with SIGKILL mid-rollout and the other takes over. Same promises as
-// above; the time without a leader is logged.
+// above; the time without a leader is logged. Under PODLB_CHAOS_LONG
+// (make soak).
 func TestChaosLeaderKilledMidRollout(t *testing.T) {
 	cluster.Require(t)
+	e2eutil.RequireChaosLong(t)
 	rng := e2eutil.ChaosSeed(t)
-	s := chaosScenario(t, "leader", 6)
-	ctrl.HandOver(t)
-	s.Create()
-	procs := []*e2eutil.ControllerProcess{s.Controller("podlb-a"), s.Controller("podlb-b")}
-	s.Start()
-	s.Roll(4*time.Minute, func() {
-		s.UpdatedReplicas(2)
-		time.Sleep(time.Duration(rng.Intn(4000)) * time.Millisecond)
-		e2eutil.KillLeader(t, kube.Client, procs)
-	})
-	s.Check()
-	s.CheckNoLeak()
+	chaosScenario(t, "leader", 6).LeaderKilledMidRollout(rng)
 }
 
 // ELBv2 misbehaves during three rolling updates of one Deployment: every
@@ -111,6 +90,9 @@ func TestChaosCloudFaultsMidRollout(t *testing.T) {
 	cluster.Require(t)
 	outage := e2eutil.ChaosOutage(t)
 	s := chaosScenario(t, "faults", 4)
+	// Old pods must outlive the outage: nothing can be deregistered
+	// while it lasts.
+	s.PreStop = max(e2eutil.ChaosPreStop, outage+10*time.Second)
 	t.Cleanup(func() { sim.SetErrorRate(0); sim.SetThrottleRate(0); sim.SetLatency(0, 0) })
 	s.Create()
 	s.Start()
@@ -144,4 +126,13 @@ func TestChaosCloudFaultsMidRollout(t *testing.T) {
 	s.Check()
 	k8s.WarningsFew(t, s.NS, s.App, 2)
 	s.CheckNoLeak()
+}
+
+// kube-apiserver is killed mid-rollout and back after 3 s: the controller
+// process recovers without a restart of its own, with the same promises.
+// Under PODLB_CHAOS_LONG (make soak).
+func TestChaosAPIServerRestartedMidRollout(t *testing.T) {
+	cluster.Require(t)
+	e2eutil.RequireChaosLong(t)
+	chaosScenario(t, "apiserver", 6).APIServerRestartedMidRollout(3 * time.Second)
 }

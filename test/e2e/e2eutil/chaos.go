@@ -70,12 +70,12 @@ func ChaosKills(t testing.TB, def int) int {
 const ChaosPreStop = 25 * time.Second
 
 // ChaosDeployment is a gated Deployment rolling two pods at a time without
-// going below its replicas, whose old pods keep serving ChaosPreStop
-// after termination starts.
-func ChaosDeployment(ns, name string, replicas int32) *appsv1.Deployment {
+// going below its replicas, whose old pods keep serving preStop after
+// termination starts.
+func ChaosDeployment(ns, name string, replicas int32, preStop time.Duration) *appsv1.Deployment {
 	surge, unavailable := intstr.FromInt32(2), intstr.FromInt32(0)
 	return cluster.NewDeployment(ns, name, cluster.DeploymentOptions{
-		Replicas: replicas, PreStopSleep: ChaosPreStop, TerminationGracePeriod: ChaosPreStop + 10*time.Second,
+		Replicas: replicas, PreStopSleep: preStop, TerminationGracePeriod: preStop + 10*time.Second,
 		MaxSurge: &surge, MaxUnavailable: &unavailable, Gates: []string{string(targets.GateConditionType)},
 	})
 }
@@ -446,8 +446,7 @@ func KillWhenLeading(t testing.TB, rng *rand.Rand, c *ControllerProcess, next fu
 
 // ChaosOutage is how long a chaos test's cloud answers only 5xx:
 // PODLB_CHAOS_OUTAGE (a duration, e.g. 60s as in issue 17; make soak sets
-// it), else 20 s, which keeps make test quick and stays within
-// ChaosPreStop, so old pods outlive it.
+// it), else 20 s, which keeps make test quick.
 func ChaosOutage(t testing.TB) time.Duration {
 	t.Helper()
 	s := os.Getenv("PODLB_CHAOS_OUTAGE")
@@ -459,4 +458,13 @@ func ChaosOutage(t testing.TB) time.Duration {
 		t.Fatalf("PODLB_CHAOS_OUTAGE=%q: want a positive duration", s)
 	}
 	return d
+}
+
+// RequireChaosLong skips a chaos test that make test cannot afford unless
+// PODLB_CHAOS_LONG is set (make soak sets it).
+func RequireChaosLong(t testing.TB) {
+	t.Helper()
+	if os.Getenv("PODLB_CHAOS_LONG") == "" {
+		t.Skip("a long chaos test: set PODLB_CHAOS_LONG=1 (make soak does)")
+	}
 }

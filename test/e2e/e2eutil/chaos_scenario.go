@@ -2,6 +2,7 @@ package e2eutil
 
 import (
 	"fmt"
+	"math/rand"
 	"os"
 	"testing"
 	"time"
@@ -50,6 +51,13 @@ type ChaosScenario struct {
 	NS, App     string
 	Replicas    int32
 	Cloud       ChaosCloud
+	// Suite is the suite's in-process controller, stopped while a
+	// scenario runs controller processes.
+	Suite *Restartable
+	// PreStop is the pods' preStop sleep, ChaosPreStop by default; a
+	// cloud outage longer than that needs more, as podlb cannot
+	// deregister anything while it lasts.
+	PreStop time.Duration
 
 	logDir  string
 	history *PodHistory
@@ -62,7 +70,10 @@ type ChaosScenario struct {
 // pods; it does not wait.
 func (s *ChaosScenario) Create() {
 	s.T.Helper()
-	s.Kube.Create(s.T, s.Cloud.Service, ChaosDeployment(s.NS, s.App, s.Replicas))
+	if s.PreStop == 0 {
+		s.PreStop = ChaosPreStop
+	}
+	s.Kube.Create(s.T, s.Cloud.Service, ChaosDeployment(s.NS, s.App, s.Replicas, s.PreStop))
 	s.history = WatchPods(s.T, s.Kube.Client, s.NS, s.App, s.Cloud.HealthyAt)
 }
 
@@ -150,7 +161,7 @@ func (s *ChaosScenario) Check() {
 	s.T.Helper()
 	// Old pods finish their preStop while traffic flows: a target left
 	// registered for a terminated pod would fail requests now.
-	time.Sleep(ChaosPreStop + 2*time.Second)
+	time.Sleep(s.PreStop + 2*time.Second)
 	res := s.load.Stop()
 	s.history.Stop()
 	s.T.Logf("traffic: %d ok, %d failed", res.OK, res.Failed)
@@ -212,4 +223,65 @@ func (s *ChaosScenario) CheckNoLeak() {
 		}
 		return s.Cloud.Gone()
 	})
+}
+
+// KilledMidRollout runs the controller as a process and kills it with
+// SIGKILL kills times in one rollout, at random moments (rng), each time
+// once its successor leads.
+func (s *ChaosScenario) KilledMidRollout(rng *rand.Rand, kills int) {
+	s.T.Helper()
+	s.Suite.HandOver(s.T)
+	s.Create()
+	c := s.Controller("podlb-0")
+	s.Start()
+	s.Roll(time.Duration(kills+2)*time.Minute, func() {
+		for i := 1; i <= kills; i++ {
+			c = KillWhenLeading(s.T, rng, c, func() *ControllerProcess { return s.Controller(fmt.Sprintf("podlb-%d", i)) })
+		}
+	})
+	s.Check()
+	s.CheckNoLeak()
+}
+
+// LeaderKilledMidRollout runs two controller processes sharing the lease
+// and kills the leader with SIGKILL at a random moment (rng) once two pods
+// of the new revision exist.
+func (s *ChaosScenario) LeaderKilledMidRollout(rng *rand.Rand) {
+	s.T.Helper()
+	s.Suite.HandOver(s.T)
+	s.Create()
+	procs := []*ControllerProcess{s.Controller("podlb-a"), s.Controller("podlb-b")}
+	s.Start()
+	s.Roll(4*time.Minute, func() {
+		s.UpdatedReplicas(2)
+		time.Sleep(time.Duration(rng.Intn(4000)) * time.Millisecond)
+		KillLeader(s.T, s.Kube.Client, procs)
+	})
+	s.Check()
+	s.CheckNoLeak()
+}
+
+// APIServerRestartedMidRollout runs the controller as a process and, once
+// two pods of the new revision exist, kills kube-apiserver and starts it
+// again after down. The controller must ride it out without a restart of
+// its own.
+func (s *ChaosScenario) APIServerRestartedMidRollout(down time.Duration) {
+	s.T.Helper()
+	s.Suite.HandOver(s.T)
+	s.Create()
+	c := s.Controller("podlb")
+	s.Start()
+	s.Roll(4*time.Minute, func() {
+		s.UpdatedReplicas(2)
+		began := time.Now()
+		if err := s.Cluster.RestartAPIServer(ctx, down); err != nil {
+			s.T.Fatal(err)
+		}
+		s.T.Logf("kube-apiserver killed and serving again after %v", time.Since(began).Round(10*time.Millisecond))
+	})
+	s.Check()
+	if !c.Running() {
+		s.T.Error(c.Failure("exited during the rollout"))
+	}
+	s.CheckNoLeak()
 }
