@@ -235,6 +235,20 @@ func (h *PodHistory) observe(obj any) {
 	}
 }
 
+// MarkLost records pods as leaving now, for pods whose node vanishes:
+// the cloud, not podlb, takes their targets away.
+func (h *PodHistory) MarkLost(names ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.pods {
+		for _, n := range names {
+			if r.Name == n && r.Terminating.IsZero() {
+				r.Terminating = time.Now()
+			}
+		}
+	}
+}
+
 // Stop ends the recording; safe to call more than once.
 func (h *PodHistory) Stop() {
 	h.mu.Lock()

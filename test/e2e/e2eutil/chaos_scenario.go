@@ -285,3 +285,6 @@ func (s *ChaosScenario) APIServerRestartedMidRollout(down time.Duration) {
 	}
 	s.CheckNoLeak()
 }
+
+// History is the record of the scenario's pods.
+func (s *ChaosScenario) History() *PodHistory { return s.history }

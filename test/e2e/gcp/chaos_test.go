@@ -2,8 +2,12 @@ package gcp_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podlb/podlb/providers/gcp/computesim"
 	"github.com/podlb/podlb/test/cluster"
@@ -129,4 +133,69 @@ func TestChaosAPIServerRestartedMidRollout(t *testing.T) {
 	cluster.Require(t)
 	e2eutil.RequireChaosLong(t)
 	chaosScenario(t, "apiserver", 6).APIServerRestartedMidRollout(3 * time.Second)
+}
+
+// The lone zone's node, its zone's last, vanishes mid-rollout: its VM
+// goes, taking its endpoints with it, then Kubernetes deletes the Node and
+// its pods. The rollout completes in the other zones; the zone's NEG
+// leaves the backend service and is deleted; no request fails, since the
+// cloud stopped sending to the lost endpoints before their pods died.
+// Under PODLB_CHAOS_LONG (make soak); the node comes back afterwards.
+func TestChaosNodeLostMidRollout(t *testing.T) {
+	cluster.Require(t)
+	e2eutil.RequireChaosLong(t)
+	var lone cluster.Node
+	for _, n := range kube.Nodes {
+		if n.Zone == loneZone {
+			lone = n
+		}
+	}
+	if _, ok := nodeZones(t)[lone.Name]; !ok {
+		t.Fatalf("node %s in %s is already gone", lone.Name, loneZone)
+	}
+	t.Cleanup(func() {
+		if err := sim.AddInstance(lone.Zone, lone.VMName, lone.HostIP); err != nil {
+			t.Errorf("VM %s back: %v", lone.VMName, err)
+		}
+		if err := kube.RestoreNode(ctx, lone.Name); err != nil {
+			t.Errorf("node %s back: %v", lone.Name, err)
+		}
+	})
+	s := chaosScenario(t, "nodelost", 8)
+	neg := negName(s.NS, s.App)
+	s.Create()
+	s.Start()
+	s.Roll(4*time.Minute, func() {
+		s.UpdatedReplicas(2)
+		// Cordoned first, so that the pods excused below are all the
+		// node will ever run.
+		if _, err := kube.Client.CoreV1().Nodes().Patch(ctx, lone.Name, types.MergePatchType, []byte(`{"spec":{"unschedulable":true}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var lost []string
+		for _, p := range k8s.LivePods(t, s.NS, s.App) {
+			if p.Spec.NodeName == lone.Name {
+				lost = append(lost, p.Name)
+			}
+		}
+		s.History().MarkLost(lost...)
+		sim.RemoveInstance(lone.Zone, lone.VMName)
+		t.Logf("VM %s gone with pods %v", lone.VMName, lost)
+		time.Sleep(2 * time.Second) // Kubernetes notices later than the cloud
+		if err := kube.LoseNode(ctx, lone.Name); err != nil {
+			t.Fatal(err)
+		}
+	})
+	bs, rest := resourceName(s.NS, s.App), zonesWithNodes(t)
+	e2eutil.Eventually(t, 60*time.Second, "the lost zone's NEG detached and deleted", func() error {
+		if got := backendNEGs(t, bs); !slices.Equal(got, zonal(neg, rest)) {
+			return fmt.Errorf("backends %v, want %v", got, zonal(neg, rest))
+		}
+		if _, ok := negsNamed(t, neg)[loneZone]; ok {
+			return fmt.Errorf("NEG %s still exists in %s", neg, loneZone)
+		}
+		return nil
+	})
+	s.Check()
+	s.CheckNoLeak()
 }
