@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -383,14 +384,18 @@ func (s *TargetSampler) Stop() ([]Removal, []string) {
 	return s.removals, dups
 }
 
-// WarningsFew fails the test when the Service collected more than max
-// Warning events (counting repeats), and logs them all.
-func (k Kube) WarningsFew(t testing.TB, ns, svc string, most int32) {
+// WarningsFew fails the test when the Service collected more than most
+// Warning events (counting repeats), or any whose reason is not among
+// reasons, and logs them all.
+func (k Kube) WarningsFew(t testing.TB, ns, svc string, most int32, reasons ...string) {
 	t.Helper()
 	var n int32
 	for _, w := range k.AllWarnings(t, ns, svc) {
 		t.Logf("Warning on %s: %s: %s (x%d)", svc, w.Reason, w.Message, w.Count)
 		n += max(w.Count, 1)
+		if !slices.Contains(reasons, w.Reason) {
+			t.Errorf("Warning %s on %s, want only %v", w.Reason, svc, reasons)
+		}
 	}
 	if n > most {
 		t.Errorf("%d Warnings on %s, want at most %d", n, svc, most)
