@@ -82,20 +82,26 @@ func ChaosDeployment(ns, name string, replicas int32, preStop time.Duration) *ap
 }
 
 // controllerBinary builds podlb-controller from this tree once per test
-// binary, so a kill hits the code under test and never a stale bin/.
-var controllerBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "podlb-chaos-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "podlb-controller")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/podlb/podlb/cmd/podlb-controller")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building podlb-controller: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+// binary into dir (the cluster's directory, removed with it), so a kill
+// hits the code under test and never a stale bin/.
+var controllerBinary = struct {
+	once sync.Once
+	path string
+	err  error
+}{}
+
+func buildController(dir string) (string, error) {
+	b := &controllerBinary
+	b.once.Do(func() {
+		b.path = filepath.Join(dir, "podlb-controller")
+		cmd := exec.Command("go", "build", "-o", b.path, "github.com/podlb/podlb/cmd/podlb-controller")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("building podlb-controller: %v\n%s", err, out)
+		}
+	})
+	return b.path, b.err
+}
 
 // ControllerProcess is podlb-controller running as a process of its own,
 // so that a test can SIGKILL it.
@@ -115,12 +121,12 @@ func ChaosControllerArgs(kubeconfig, clusterName string, cloud ...string) []stri
 	}, cloud...)
 }
 
-// StartControllerProcess runs podlb-controller with args; its log is
-// name.log in logDir. The process is stopped when the test ends, if it
-// still runs.
-func StartControllerProcess(t testing.TB, logDir, name string, args, env []string) *ControllerProcess {
+// StartControllerProcess runs podlb-controller, built into buildDir, with
+// args; its log is name.log in logDir. The process is stopped when the
+// test ends, if it still runs.
+func StartControllerProcess(t testing.TB, buildDir, logDir, name string, args, env []string) *ControllerProcess {
 	t.Helper()
-	bin, err := controllerBinary()
+	bin, err := buildController(buildDir)
 	if err != nil {
 		t.Fatal(err)
 	}

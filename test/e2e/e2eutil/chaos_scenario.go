@@ -96,7 +96,7 @@ func (s *ChaosScenario) Controller(name string) *ControllerProcess {
 		})
 	}
 	args := ChaosControllerArgs(s.Cluster.Kubeconfig, s.ClusterName, s.Cloud.ControllerArgs...)
-	return StartControllerProcess(s.T, s.logDir, name, args, s.Cloud.ControllerEnv)
+	return StartControllerProcess(s.T, s.Cluster.Dir, s.logDir, name, args, s.Cloud.ControllerEnv)
 }
 
 // Start waits until the pods serve through the load balancer, then starts
