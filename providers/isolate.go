@@ -14,6 +14,11 @@ const (
 	// GroupFull: the group has no room for the batch. Part of it may fit;
 	// once a single target does not, no other one will in this pass.
 	GroupFull
+	// AlreadyApplied: the cloud refuses the batch because some of its
+	// targets already are as wanted (attached, or gone), as a retry of a
+	// call whose result was lost meets; it applies none of the others.
+	// Such a target alone counts as applied.
+	AlreadyApplied
 )
 
 // Isolator applies batches of targets with an all-or-nothing cloud call
@@ -64,6 +69,8 @@ func (s *Isolator) Run(ts []Target, failed error) error {
 	switch {
 	case refusal == WholeCall:
 		return err
+	case len(ts) == 1 && refusal == AlreadyApplied:
+		return nil
 	case len(ts) == 1:
 		s.Refused[ts[0].Key()] = err
 		if refusal == GroupFull {
@@ -77,9 +84,10 @@ func (s *Isolator) Run(ts []Target, failed error) error {
 		return err
 	}
 	// The first half went through whole, so the second holds what the
-	// cloud refused: its call would fail as the whole batch's did.
+	// cloud refused: its call would fail as the whole batch's did. Not so
+	// when the cause was targets already applied: they go through too.
 	var known error
-	if len(s.Refused) == before {
+	if len(s.Refused) == before && refusal != AlreadyApplied {
 		known = err
 	}
 	return s.Run(ts[half:], known)

@@ -110,6 +110,51 @@ func TestIsolatorFillsAFullGroupAndStopsAtTheFirstTargetThatDoesNotFit(t *testin
 	}
 }
 
+// A retry whose first attempt went through unseen meets targets already
+// applied: the cloud refuses the batch for them. Each such target counts
+// as applied, and the rest of the batch is still sent, not taken for the
+// culprit.
+func TestIsolatorAppliesTheRestBesideTargetsAlreadyApplied(t *testing.T) {
+	ts := targetsN(4)
+	applied := map[TargetKey]bool{ts[0].Key(): true}
+	errApplied := errors.New("already attached")
+	calls := 0
+	iso := &Isolator{
+		Apply: func(batch []Target) error {
+			calls++
+			for _, t := range batch {
+				if applied[t.Key()] {
+					return errApplied
+				}
+			}
+			for _, t := range batch {
+				applied[t.Key()] = true
+			}
+			return nil
+		},
+		Judge: func(err error) Refusal {
+			if errors.Is(err, errApplied) {
+				return AlreadyApplied
+			}
+			return WholeCall
+		},
+	}
+	if err := iso.Run(ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(iso.Refused) != 0 {
+		t.Errorf("refused %v, want none", iso.Refused)
+	}
+	for _, tg := range ts {
+		if !applied[tg.Key()] {
+			t.Errorf("%s not applied", tg.Key())
+		}
+	}
+	if calls > callBound(len(ts), 1) {
+		t.Errorf("%d calls, bound %d", calls, callBound(len(ts), 1))
+	}
+}
+
 func TestIsolatorDoesNotSplitAWholeCallFailure(t *testing.T) {
 	calls := 0
 	iso := &Isolator{Apply: func([]Target) error { calls++; return errCall }, Judge: badClass}

@@ -729,8 +729,11 @@ func (r *BindingReconciler) fail(ctx context.Context, ps *pass, err error) (reco
 		return reconcile.Result{RequeueAfter: max(delay, r.Timing.MaxBackoff)}, nil
 	default:
 		logger.Info("binding reconcile failed; retrying", "error", err.Error(), "after", delay)
-		if n >= 3 {
-			r.warnOnce(key, svcRef, "error", "SyncFailed", fmt.Sprintf("%s port %d: %v", key.Provider, key.Port, err))
+		// One Warning per streak of failures, however the message varies
+		// from retry to retry (zones answer in any order, the cloud's
+		// reason changes): an outage is one problem, not one per retry.
+		if n >= 3 && r.warned.novel(key, "error", "SyncFailed") {
+			r.event(svcRef, corev1.EventTypeWarning, "SyncFailed", "%s port %d: %v", key.Provider, key.Port, err)
 		}
 		return reconcile.Result{RequeueAfter: delay}, nil
 	}

@@ -828,7 +828,10 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 // call.
 func refusal(err error) providers.Refusal {
 	code, reason := errorCode(err)
+	var done *alreadyWanted
 	switch {
+	case errors.As(err, &done):
+		return providers.AlreadyApplied
 	case code == http.StatusBadRequest:
 		return providers.SomeTargets
 	case code == http.StatusForbidden && reason == "quotaExceeded":
@@ -879,10 +882,41 @@ func (p *Provider) endpointBatch(ctx context.Context, ns *negState, zone, name s
 		return err
 	}
 	if err := p.wait(ctx, op); err != nil {
+		if alreadyDone(op, attach) {
+			if len(batch) == 1 {
+				ns.record(batch, attach) // it is as wanted: the Isolator counts it applied
+			}
+			err = &alreadyWanted{err}
+		}
 		return &operationError{err}
 	}
 	ns.record(batch, attach)
 	return nil
+}
+
+// alreadyWanted marks an operation that failed only because endpoints
+// already are as wanted.
+type alreadyWanted struct{ err error }
+
+func (e *alreadyWanted) Error() string { return e.err.Error() }
+func (e *alreadyWanted) Unwrap() error { return e.err }
+
+// alreadyDone reports whether a failed operation failed only because
+// endpoints already are as wanted: attached, or gone. A retry after an
+// attach or detach whose operation podlb could not follow to its end (its
+// poll was throttled) meets this; such endpoints are applied, not refused.
+func alreadyDone(op *compute.Operation, attach bool) bool {
+	want := "RESOURCE_ALREADY_EXISTS"
+	if !attach {
+		want = "RESOURCE_NOT_FOUND"
+	}
+	errs := op.Proto().GetError().GetErrors()
+	for _, e := range errs {
+		if e.GetCode() != want {
+			return false
+		}
+	}
+	return op.Done() && len(errs) > 0
 }
 
 // Release implements providers.Provider. ref names the NEGs and the

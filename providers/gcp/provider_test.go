@@ -681,6 +681,48 @@ func TestAttachHealsAfterOthersAttachedTheSameEndpoint(t *testing.T) {
 	}
 }
 
+// An attach or detach podlb could not follow to its end (its operation's
+// poll was throttled) is sent again and meets its own result: the
+// endpoint already attached, or already gone. With the listing that
+// would tell throttled too, each such endpoint is still applied, not
+// refused.
+func TestRetryMeetingItsOwnResultIsNoRefusal(t *testing.T) {
+	e := newEnv(t)
+	b := binding(`{"name":"again"}`, zones3[:1]...)
+	g := e.ensure(b)
+	e.observe(g) // learn the (empty) NEG
+	change := func(attach bool, ip string) {
+		eps := []*computepb.NetworkEndpoint{{IpAddress: proto.String(ip), Port: proto.Int32(80), Instance: proto.String(vm(zones3[0]))}}
+		if attach {
+			e.done(e.neg.AttachNetworkEndpoints(e.ctx, &computepb.AttachNetworkEndpointsNetworkEndpointGroupRequest{
+				Project: project, Zone: zones3[0], NetworkEndpointGroup: "again",
+				NetworkEndpointGroupsAttachEndpointsRequestResource: &computepb.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: eps},
+			}))
+			return
+		}
+		e.done(e.neg.DetachNetworkEndpoints(e.ctx, &computepb.DetachNetworkEndpointsNetworkEndpointGroupRequest{
+			Project: project, Zone: zones3[0], NetworkEndpointGroup: "again",
+			NetworkEndpointGroupsDetachEndpointsRequestResource: &computepb.NetworkEndpointGroupsDetachEndpointsRequest{NetworkEndpoints: eps},
+		}))
+	}
+	change(true, "127.0.71.1")
+	e.srv.SetRateLimit("networkEndpointGroups.listNetworkEndpoints", 0)
+	plan := providers.Plan{Register: []providers.Target{target("127.0.71.1", 80, zones3[0]), target("127.0.71.2", 80, zones3[0])}}
+	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+		t.Fatalf("attach meeting an attached endpoint: %v", err)
+	}
+	if n := len(e.srv.Endpoints(zones3[0], "again")); n != 2 {
+		t.Fatalf("%d endpoints, want 2", n)
+	}
+	change(false, "127.0.71.1")
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Deregister: plan.Register}); err != nil {
+		t.Fatalf("detach meeting a detached endpoint: %v", err)
+	}
+	if n := len(e.srv.Endpoints(zones3[0], "again")); n != 0 {
+		t.Fatalf("%d endpoints left", n)
+	}
+}
+
 func TestRegionalBackendService(t *testing.T) {
 	e := newEnv(t)
 	e.done(e.hcs.Insert(e.ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: &computepb.HealthCheck{

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -79,11 +80,18 @@ type Cluster struct {
 	// Cloud, Region and GCEProject are the effective options.
 	Cloud, Region, GCEProject string
 
-	opts     Options
-	net      *network
-	procs    []*childproc.Process // start order
-	stopOnce sync.Once
-	logf     func(string, ...any)
+	opts Options
+	net  *network
+	// mu guards procs, which RestartAPIServer changes while tests run.
+	mu    sync.Mutex
+	procs []*childproc.Process // start order
+	// How to start kube-apiserver again (RestartAPIServer).
+	apiBinary string
+	apiArgs   []string
+	apiReadyz string
+	apiTLS    *tls.Config
+	stopOnce  sync.Once
+	logf      func(string, ...any)
 }
 
 // Node is a simulated node as the cloud would know it.
@@ -250,19 +258,20 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir, ip, etcdURL string
 		return err
 	}
 	host := net.JoinHostPort(ip, strconv.Itoa(port))
-	p, err := childproc.Start("kube-apiserver", filepath.Join(binDir, "kube-apiserver"), c.Dir, nil,
-		"--etcd-servers="+etcdURL,
-		"--bind-address="+ip,
-		"--advertise-address="+ip,
-		"--secure-port="+strconv.Itoa(port),
-		"--cert-dir="+c.Dir,
-		"--tls-cert-file="+certs.serverCertFile,
-		"--tls-private-key-file="+certs.serverKeyFile,
-		"--client-ca-file="+certs.caFile,
-		"--service-account-issuer=https://"+host,
-		"--service-account-key-file="+certs.saKeyFile,
-		"--service-account-signing-key-file="+certs.saKeyFile,
-		"--service-cluster-ip-range="+serviceIPRange,
+	c.apiBinary = filepath.Join(binDir, "kube-apiserver")
+	c.apiArgs = []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=" + ip,
+		"--advertise-address=" + ip,
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + c.Dir,
+		"--tls-cert-file=" + certs.serverCertFile,
+		"--tls-private-key-file=" + certs.serverKeyFile,
+		"--client-ca-file=" + certs.caFile,
+		"--service-account-issuer=https://" + host,
+		"--service-account-key-file=" + certs.saKeyFile,
+		"--service-account-signing-key-file=" + certs.saKeyFile,
+		"--service-cluster-ip-range=" + serviceIPRange,
 		"--authorization-mode=RBAC",
 		// No token controller runs, so pods must not need a service account token.
 		"--disable-admission-plugins=ServiceAccount",
@@ -270,21 +279,16 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir, ip, etcdURL string
 		// The advertise address is loopback, which Endpoints reject.
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
-	)
-	if err != nil {
-		return err
 	}
-	c.procs = append(c.procs, p)
-
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certs.caPEM)
 	pair, err := tls.X509KeyPair(certs.adminCertPEM, certs.adminKeyPEM)
 	if err != nil {
 		return err
 	}
-	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
-	defer httpc.CloseIdleConnections()
-	if err := waitHTTP(ctx, p, httpc, "https://"+host+"/readyz", 60*time.Second); err != nil {
+	c.apiReadyz = "https://" + host + "/readyz"
+	c.apiTLS = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}
+	if err := c.runAPIServer(ctx); err != nil {
 		return err
 	}
 
@@ -301,6 +305,44 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir, ip, etcdURL string
 		Burst: 2000,
 	}
 	return nil
+}
+
+// runAPIServer starts kube-apiserver with the flags startAPIServer chose
+// and waits until it is ready.
+func (c *Cluster) runAPIServer(ctx context.Context) error {
+	p, err := childproc.Start("kube-apiserver", c.apiBinary, c.Dir, nil, c.apiArgs...)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.apiTLS}}
+	defer httpc.CloseIdleConnections()
+	return waitHTTP(ctx, p, httpc, c.apiReadyz, 60*time.Second)
+}
+
+// RestartAPIServer kills kube-apiserver (SIGKILL: no draining of watches,
+// as in a crash) and starts it again on the same address with the same
+// flags, after down; etcd keeps the state. It returns once the API serves
+// again. Clients see their connections reset and their watches end.
+func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) error {
+	c.mu.Lock()
+	var old *childproc.Process
+	for i, p := range c.procs {
+		if p.Name == "kube-apiserver" {
+			old = p
+			c.procs = append(c.procs[:i:i], c.procs[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	if old == nil {
+		return fmt.Errorf("no kube-apiserver to restart")
+	}
+	old.Stop(0)
+	time.Sleep(down)
+	return c.runAPIServer(ctx)
 }
 
 func (c *Cluster) writeKubeconfig(certs *pki) error {
@@ -416,16 +458,19 @@ func (c *Cluster) Stop() {
 		if c.Sim != nil {
 			c.Sim.stop()
 		}
+		c.mu.Lock()
+		procs := slices.Clone(c.procs)
+		c.mu.Unlock()
 		// Controllers first, together: they only talk to the API server.
 		var wg sync.WaitGroup
-		for _, p := range c.procs {
+		for _, p := range procs {
 			if p.Name == "kube-controller-manager" || p.Name == "kube-scheduler" {
 				wg.Go(func() { p.Stop(5 * time.Second) })
 			}
 		}
 		wg.Wait()
-		for i := len(c.procs) - 1; i >= 0; i-- {
-			p := c.procs[i]
+		for i := len(procs) - 1; i >= 0; i-- {
+			p := procs[i]
 			if p.Name == "kube-apiserver" || p.Name == "etcd" {
 				// The API server drains open watches for a long while on
 				// SIGTERM; nothing it holds outlives the cluster, so a
@@ -473,6 +518,8 @@ func removeAbandonedDirs(octet byte) {
 // check clean-up.
 func (c *Cluster) ProcessIDs() map[string]int {
 	ids := map[string]int{}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, p := range c.procs {
 		ids[p.Name] = p.Pid()
 	}
