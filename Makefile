@@ -84,13 +84,15 @@ bench: tools build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout $(BENCH_TIMEOUT) ./test/bench -args $(BENCH_ARGS)
 
 # Long loops that make test cannot afford: the gate stress test many times
-# in a row with fresh seeds, and the gated rollouts of both clouds. Tune
+# in a row with fresh seeds, the gated rollouts of both clouds, and two
+# clusters sharing one load balancer on each cloud. Tune
 # with SOAK_COUNT and PODLB_STRESS_ROUNDS.
 SOAK_COUNT ?= 10
 SOAK_TIMEOUT ?= 180m
 soak: tools build
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestSafetyGateStress|TestGatedRolloutLosesNoRequest' ./test/e2e/aws
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestGatedRolloutLosesNoRequest' ./test/e2e/gcp
+	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestTwoClusters' ./test/e2e/twoclusters
 
 clean:
 	rm -rf $(BIN)

@@ -78,6 +78,10 @@ func TestMain(m *testing.M) {
 }
 
 func setup(cs []*cluster.Cluster) error {
+	// The ownership checks tell the clusters' pods apart by address.
+	if cs[0].PodNetwork() == cs[1].PodNetwork() {
+		return fmt.Errorf("both clusters have pods in %s", cs[0].PodNetwork())
+	}
 	var err error
 	awsSim, err = elbv2sim.Start(elbv2sim.Options{
 		RegistrationDelay:   registrationDelay,
