@@ -84,10 +84,11 @@ bench: tools build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout $(BENCH_TIMEOUT) ./test/bench -args $(BENCH_ARGS)
 
 # Long loops that make test cannot afford: the gate stress test many times
-# in a row with fresh seeds, the gated rollouts of both clouds, and every
-# TestChaos… scenario (leader failover and API server restart included)
-# with more kills per rollout and issue 17's 60 s cloud outage. Tune with
-# SOAK_COUNT, PODLB_STRESS_ROUNDS, SOAK_CHAOS_COUNT and SOAK_CHAOS_KILLS.
+# in a row with fresh seeds, the gated rollouts of both clouds, two
+# clusters sharing one load balancer on each cloud, and every TestChaos…
+# scenario (leader failover and API server restart included) with more
+# kills per rollout and a 60 s cloud outage. Tune with SOAK_COUNT,
+# PODLB_STRESS_ROUNDS, SOAK_CHAOS_COUNT and SOAK_CHAOS_KILLS.
 SOAK_COUNT ?= 10
 SOAK_CHAOS_COUNT ?= 3
 SOAK_CHAOS_KILLS ?= 6
@@ -95,6 +96,7 @@ SOAK_TIMEOUT ?= 180m
 soak: tools build
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestSafetyGateStress|TestGatedRolloutLosesNoRequest' ./test/e2e/aws
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestGatedRolloutLosesNoRequest' ./test/e2e/gcp
+	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestTwoClusters' ./test/e2e/twoclusters
 	PODLB_CHAOS_LONG=1 PODLB_CHAOS_KILLS=$(SOAK_CHAOS_KILLS) PODLB_CHAOS_OUTAGE=60s \
 		$(GO) test -count=$(SOAK_CHAOS_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestChaos' ./test/e2e/aws ./test/e2e/gcp
 

@@ -542,7 +542,9 @@ func (c *Cluster) planNodes() []Node {
 			n.Name = fmt.Sprintf("ip-%d-%d-%d-%d.%s.compute.internal", b[0], b[1], b[2], b[3], c.opts.Region)
 			n.ProviderID = fmt.Sprintf("aws:///%s/%s", zone, n.VMName)
 		case "gce":
-			n.Name = fmt.Sprintf("podlb-node-%d", i)
+			// GCE instance names are unique per project and zone; the octet
+			// keeps the nodes of clusters sharing one emulated project apart.
+			n.Name = fmt.Sprintf("podlb-%d-node-%d", c.net.octet, i)
 			n.VMName = n.Name
 			n.ProviderID = fmt.Sprintf("gce://%s/%s/%s", c.opts.GCEProject, zone, n.Name)
 		}

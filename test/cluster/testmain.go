@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -22,7 +24,8 @@ import (
 // StartTimeout bounds cluster start-up in RunMain.
 const StartTimeout = 2 * time.Minute
 
-var shared atomic.Pointer[Cluster]
+// shared holds the clusters RunMain or RunMainClusters started.
+var shared atomic.Pointer[[]*Cluster]
 
 // RunMain is a TestMain body: it starts one cluster for the package, runs
 // setup (if not nil) and the tests, stops the cluster and exits. Under
@@ -31,6 +34,19 @@ var shared atomic.Pointer[Cluster]
 // before exiting. If tests fail, the cluster's logs are kept and their
 // directory printed.
 func RunMain(m *testing.M, opts Options, setup func(*Cluster)) {
+	RunMainClusters(m, []Options{opts}, func(cs []*Cluster) {
+		if setup != nil {
+			setup(cs[0])
+		}
+	})
+}
+
+// RunMainClusters is RunMain for a package whose tests need several
+// clusters at once (for instance two clusters sharing one load balancer).
+// The clusters start in parallel; each has its own address block, so pod
+// IPs, node addresses and node names never collide. setup gets them in
+// the order of opts; RequireClusters returns them to tests.
+func RunMainClusters(m *testing.M, opts []Options, setup func([]*Cluster)) {
 	if !flag.Parsed() {
 		flag.Parse()
 	}
@@ -38,54 +54,97 @@ func RunMain(m *testing.M, opts Options, setup func(*Cluster)) {
 		fmt.Fprintln(os.Stderr, "test/cluster: -short: not starting the local control plane; its tests skip")
 		os.Exit(m.Run())
 	}
-	if opts.Logf == nil && testing.Verbose() {
-		opts.Logf = func(format string, args ...any) {
-			fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
-	c, err := Start(ctx, opts)
-	cancel()
+	cs, err := startAll(opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "test/cluster: cannot start the local cluster: %v\n", err)
 		os.Exit(1)
 	}
-	shared.Store(c)
+	shared.Store(&cs)
+	stopAll := func() {
+		var wg sync.WaitGroup
+		for _, c := range cs {
+			wg.Go(c.Stop)
+		}
+		wg.Wait()
+	}
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		sig := <-signals
 		fmt.Fprintf(os.Stderr, "test/cluster: %v: stopping the local cluster\n", sig)
-		c.Stop()
+		stopAll()
 		os.Exit(130)
 	}()
 
 	if setup != nil {
-		setup(c)
+		setup(cs)
 	}
 	code := m.Run()
 	signal.Stop(signals)
 	if code != 0 {
-		c.opts.KeepDir = true
-		fmt.Fprintf(os.Stderr, "test/cluster: tests failed; component logs kept in %s\n", c.Dir)
+		for _, c := range cs {
+			c.opts.KeepDir = true
+			fmt.Fprintf(os.Stderr, "test/cluster: tests failed; component logs kept in %s\n", c.Dir)
+		}
 	}
-	c.Stop()
+	stopAll()
 	if code != 0 {
-		_ = os.RemoveAll(filepath.Join(c.Dir, "etcd")) // logs are what matters; etcd data is large
+		for _, c := range cs {
+			_ = os.RemoveAll(filepath.Join(c.Dir, "etcd")) // logs are what matters; etcd data is large
+		}
 	}
 	os.Exit(code)
+}
+
+// startAll starts a cluster for each of opts in parallel; on error it stops
+// those that started.
+func startAll(opts []Options) ([]*Cluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	cs := make([]*Cluster, len(opts))
+	errs := make([]error, len(opts))
+	var wg sync.WaitGroup
+	for i, o := range opts {
+		if o.Logf == nil && testing.Verbose() {
+			prefix := ""
+			if len(opts) > 1 {
+				prefix = fmt.Sprintf("[%d] ", i)
+			}
+			o.Logf = func(format string, args ...any) {
+				fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000 ")+prefix+format+"\n", args...)
+			}
+		}
+		wg.Go(func() { cs[i], errs[i] = Start(ctx, o) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, c := range cs {
+			if c != nil {
+				c.Stop()
+			}
+		}
+		return nil, err
+	}
+	return cs, nil
 }
 
 // Require returns the cluster RunMain started, or skips the test when there
 // is none (under -short).
 func Require(t testing.TB) *Cluster {
 	t.Helper()
-	c := shared.Load()
-	if c == nil {
+	return RequireClusters(t)[0]
+}
+
+// RequireClusters returns the clusters RunMainClusters started, or skips
+// the test when there are none (under -short).
+func RequireClusters(t testing.TB) []*Cluster {
+	t.Helper()
+	cs := shared.Load()
+	if cs == nil {
 		t.Skip("needs the local control plane (not started under -short; use RunMain in TestMain)")
 	}
-	return c
+	return *cs
 }
 
 // Namespace creates a fresh namespace for t and deletes it (and with it

@@ -1,6 +1,8 @@
 package elbv2sim
 
 import (
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -13,7 +15,10 @@ type Call struct {
 	TargetGroupArn string
 	// Targets are the target Ids of RegisterTargets and DeregisterTargets.
 	Targets []string
-	At      time.Time
+	// AccessKeyID is the key the request was signed with (the SigV4
+	// Credential), which tells apart clients sharing the emulator.
+	AccessKeyID string
+	At          time.Time
 }
 
 // journalSize bounds the journal; older calls are dropped.
@@ -45,4 +50,15 @@ func (s *Server) Calls(since time.Time) []Call {
 		}
 	}
 	return out
+}
+
+// accessKeyID reads the access key from a SigV4 Authorization header:
+// "AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, ...".
+func accessKeyID(r *http.Request) string {
+	_, cred, ok := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+	if !ok {
+		return ""
+	}
+	key, _, _ := strings.Cut(cred, "/")
+	return key
 }

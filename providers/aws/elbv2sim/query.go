@@ -251,7 +251,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	call := Call{Op: action, TargetGroupArn: p.get("TargetGroupArn"), At: time.Now()}
+	call := Call{Op: action, TargetGroupArn: p.get("TargetGroupArn"), AccessKeyID: accessKeyID(r), At: time.Now()}
 	if action == "RegisterTargets" || action == "DeregisterTargets" {
 		for _, m := range p.members("Targets") {
 			call.Targets = append(call.Targets, p.get(m+".Id"))
