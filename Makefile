@@ -84,13 +84,17 @@ bench: tools build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout $(BENCH_TIMEOUT) ./test/bench -args $(BENCH_ARGS)
 
 # Long loops that make test cannot afford: the gate stress test many times
-# in a row with fresh seeds, and the gated rollouts of both clouds. Tune
-# with SOAK_COUNT and PODLB_STRESS_ROUNDS.
+# in a row with fresh seeds, the gated rollouts of both clouds, and the
+# annotation fuzzers with many rounds each. Tune with SOAK_COUNT,
+# PODLB_STRESS_ROUNDS and SOAK_FUZZ_ROUNDS (replay one fuzz run with
+# PODLB_FUZZ_SEED, which the test logs).
 SOAK_COUNT ?= 10
+SOAK_FUZZ_ROUNDS ?= 60
 SOAK_TIMEOUT ?= 180m
 soak: tools build
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestSafetyGateStress|TestGatedRolloutLosesNoRequest' ./test/e2e/aws
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestGatedRolloutLosesNoRequest' ./test/e2e/gcp
+	PODLB_FUZZ_ROUNDS=$(SOAK_FUZZ_ROUNDS) $(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestFuzz' ./test/e2e/aws ./test/e2e/gcp
 
 clean:
 	rm -rf $(BIN)
