@@ -164,7 +164,7 @@ func FuzzAnnotations(t *testing.T, k Kube, fts []FuzzTarget, o FuzzOptions) {
 	// A burst of distinct large values, faster than podlb reconciles:
 	// what it keeps of each must not pile up.
 	pushed := 0
-	for i := range 12 {
+	for i := range 24 {
 		for _, ft := range fts {
 			v := atTheLimit.gen(rng, ft.Good, k.annotationRoom(t, ft))
 			pushed += len(v)
