@@ -165,12 +165,18 @@ func TestBackendServiceValidationAndFingerprint(t *testing.T) {
 		t.Fatalf("after patch: %v", got)
 	}
 	fp2 := got.GetFingerprint()
-	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: &computepb.BackendService{
-		ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(30)},
-	}}))
+	// Without a fingerprint, patch and update fail as with a stale one.
+	draining := &computepb.BackendService{ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(30)}}
+	_, err = e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: draining})
+	expectErr(t, err, http.StatusPreconditionFailed, "conditionNotMet")
+	noFingerprint := svc("HTTP", backend(negURL(zoneB, "neg-b"), "RATE"))
+	_, err = e.bs.Update(e.ctx, &computepb.UpdateBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: noFingerprint})
+	expectErr(t, err, http.StatusPreconditionFailed, "conditionNotMet")
+	draining.Fingerprint = proto.String(fp2)
+	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: draining}))
 	got, _ = e.bs.Get(e.ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: "web"})
 	if got.GetFingerprint() == fp2 || got.GetConnectionDraining().GetDrainingTimeoutSec() != 30 || len(got.GetBackends()) != 2 {
-		t.Fatalf("after fingerprint-less patch: %v", got)
+		t.Fatalf("after the patch: %v", got)
 	}
 	// Update replaces the whole resource, with the same fingerprint rule.
 	upd := svc("HTTP", backend(negURL(zoneB, "neg-b"), "RATE"))

@@ -93,8 +93,11 @@ func TestDataPath(t *testing.T) {
 	a3 := startTCPBackend(t, "127.27.0.3")
 	e.done(e.attach(zoneA, "neg-a", ep("node-1", a3.ip, a3.port)))
 	seen := count(10)
-	if st := e.getHealth("bs", negURL(zoneA, "neg-a"))[a3.ip+":"+itoa(a3.port)]; st != "UNKNOWN" {
+	if st := e.simState("bs", a3.ip+":"+itoa(a3.port)); st != "UNKNOWN" {
 		t.Fatalf("new endpoint is %s already; the test needs it UNKNOWN", st)
+	}
+	if st, listed := e.getHealth("bs", negURL(zoneA, "neg-a"))[a3.ip+":"+itoa(a3.port)]; listed {
+		t.Fatalf("getHealth lists an endpoint not judged yet as %q", st)
 	}
 	if seen[a3.ip] != 0 {
 		t.Fatalf("UNKNOWN endpoint got traffic: %v", seen)
@@ -125,8 +128,13 @@ func TestDataPath(t *testing.T) {
 	}
 	defer held.Close()
 	e.done(e.detach(zoneA, "neg-a", ep("node-1", a1.ip, a1.port)))
-	if st := e.getHealth("bs", negURL(zoneA, "neg-a"))[a1.ip+":"+itoa(a1.port)]; st != "DRAINING" {
+	if st := e.simState("bs", a1.ip+":"+itoa(a1.port)); st != "DRAINING" {
 		t.Fatalf("detached endpoint is %q, want DRAINING", st)
+	}
+	// getHealth answers only HEALTHY and UNHEALTHY: a draining endpoint
+	// is not in its answer.
+	if st, listed := e.getHealth("bs", negURL(zoneA, "neg-a"))[a1.ip+":"+itoa(a1.port)]; listed {
+		t.Fatalf("getHealth lists the detached endpoint as %q", st)
 	}
 	if seen := count(8); seen[a1.ip] != 0 {
 		t.Fatalf("draining endpoint got new connections: %v", seen)

@@ -70,9 +70,9 @@
 //     ipAddress it takes the VM's primary IP. Endpoint identity is ip:port.
 //   - Deleting a VM (RemoveInstance, instances.delete) removes its endpoints
 //     from every NEG, as GCE does.
-//   - Backend service patch/update with a fingerprint that is not current
-//     answer 412 conditionNotMet; without a fingerprint they are accepted
-//     (last writer wins). The fingerprint changes on every mutation.
+//   - Backend service patch/update without the current fingerprint (stale
+//     or missing) answer 412 conditionNotMet, as the BackendService
+//     reference documents. The fingerprint changes on every mutation.
 //   - A backend service with NEG backends needs exactly one health check
 //     (of its scope, when named without a path); the default balancing
 //     mode is UTILIZATION, which NEG backends reject; HTTP, HTTPS and HTTP2
@@ -81,8 +81,10 @@
 //     EXTERNAL_MANAGED, INTERNAL (not for HTTP-family protocols),
 //     INTERNAL_MANAGED and INTERNAL_SELF_MANAGED.
 //   - getHealth for a group that is not a backend of the service answers 400
-//     invalid. Detached endpoints appear as DRAINING while their connections
-//     drain, then disappear.
+//     invalid. It answers the documented states only, HEALTHY and
+//     UNHEALTHY: endpoints not judged yet (UNKNOWN) and detached ones
+//     draining their connections (DRAINING) are absent from it; Health
+//     shows them.
 //   - listNetworkEndpoints reads healthStatus both from the documented body
 //     and from the whole-request body the apiv1 client sends; with SHOW each
 //     endpoint lists one health per backend service using its NEG.

@@ -285,6 +285,18 @@ func (e *env) getHealth(bs, group string) map[string]string {
 	return out
 }
 
+// simState is the emulator's own state of endpoint ip:port in a backend
+// service, the states getHealth leaves out (UNKNOWN, DRAINING) included;
+// "" when it has none.
+func (e *env) simState(bs, key string) string {
+	for _, h := range e.srv.Health(bs) {
+		if fmt.Sprintf("%s:%d", h.IPAddress, h.Port) == key {
+			return h.State
+		}
+	}
+	return ""
+}
+
 // ---- real backends on loopback addresses ----
 
 // httpBackend is an HTTP server on a 127.x address whose health answer can

@@ -666,7 +666,7 @@ func TestHTTPDataPathDrainsDetachedEndpoints(t *testing.T) {
 		return false
 	})
 	e.done(e.detach(zoneA, "neg-a", ep("node-1", "127.29.2.1", port)))
-	if st := e.getHealth("web", negURL(zoneA, "neg-a"))[fmt.Sprintf("127.29.2.1:%d", port)]; st != "DRAINING" {
+	if st := e.simState("web", fmt.Sprintf("127.29.2.1:%d", port)); st != "DRAINING" {
 		t.Fatalf("detached endpoint is %q, want DRAINING", st)
 	}
 	// New requests do not go to the draining endpoint...
