@@ -86,7 +86,7 @@ func newEnvWith(t *testing.T, mutate func(*computesim.Options)) *env {
 	}
 	t.Cleanup(func() { _, _, _ = e.bs.Close(), e.hcs.Close(), e.neg.Close() })
 	for _, z := range zones3 {
-		if err := srv.AddInstance(z, vm(z), "127.0.0.1"); err != nil {
+		if err := srv.AddInstance(z, vm(z), "127.0.0.1", "127.0.0.0/8"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -255,7 +255,7 @@ func TestBackendServiceValidationAndFingerprint(t *testing.T) {
 
 func TestHealthTransitions(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "HTTP", 2, 2)
 	web := startHTTPBackend(t, "127.23.1.1")
@@ -326,7 +326,7 @@ func TestHealthTransitions(t *testing.T) {
 
 func TestTCPHealthCheckScale(t *testing.T) {
 	e := newEnv(t, computesim.Options{HealthCheckInterval: 200 * time.Millisecond, HealthCheckTimeout: 100 * time.Millisecond})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "TCP", 2, 2)
 	up := startTCPBackend(t, "127.25.0.1")
@@ -365,7 +365,7 @@ func itoa(n int32) string { return strconv.Itoa(int(n)) }
 func TestProgrammingDelayHoldsNewEndpoints(t *testing.T) {
 	const delay = 800 * time.Millisecond
 	e := newEnv(t, computesim.Options{ProgrammingDelay: delay, HealthCheckInterval: 50 * time.Millisecond})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "HTTP", 2, 2)
 	web := startHTTPBackend(t, "127.23.2.1")

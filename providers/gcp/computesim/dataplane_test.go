@@ -19,8 +19,8 @@ import (
 
 func TestDataPath(t *testing.T) {
 	e := newEnv(t, computesim.Options{DrainingTimeout: 400 * time.Millisecond})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
-	_ = e.srv.AddInstance(zoneB, "node-2", "10.0.0.2")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
+	_ = e.srv.AddInstance(zoneB, "node-2", "10.0.0.2", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	e.createNEG(zoneB, "neg-b", 80)
 	e.createHC("hc", "TCP", 2, 2)
@@ -351,7 +351,7 @@ func TestUnknownPath(t *testing.T) {
 
 func TestProxyHeader(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "TCP", 1, 1)
 	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: tcpBackendService("bs", "hc", 0, negURL(zoneA, "neg"))}))
@@ -394,7 +394,7 @@ func TestDetachWhileConnectingDrains(t *testing.T) {
 		}
 		return addr
 	}})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	web, health := startTCPBackend(t, "127.27.2.1"), startTCPBackend(t, "127.27.2.1")
 	servingPort.Store(web.port)

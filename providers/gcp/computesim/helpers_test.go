@@ -299,6 +299,11 @@ func (e *env) simState(bs, key string) string {
 
 // ---- real backends on loopback addresses ----
 
+// loopbackPods is the alias range the tests give their VMs: endpoints
+// are real backends on loopback addresses, which stand for pod IPs from
+// the VM's alias range (the primary IPs are never contacted).
+const loopbackPods = "127.0.0.0/8"
+
 // httpBackend is an HTTP server on a 127.x address whose health answer can
 // be switched, and which can be stopped and restarted on the same address.
 type httpBackend struct {
