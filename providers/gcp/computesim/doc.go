@@ -137,7 +137,12 @@
 //     name ("networkEndpointGroups.attachNetworkEndpoints"), per class
 //     ("read": gets, lists, getHealth, listNetworkEndpoints and operation
 //     polls; "write": mutations) and overall ("*"). Rejected calls do not
-//     use quota. Options.RateLimitRate (SetRateLimitRate) answers a random
+//     use quota. With Options.SynchronizedWindows the windows start on
+//     multiples of RateWindow of the clock, as GCE's per-minute quotas
+//     refill at the start of each minute. Options.MaxConcurrentOperations
+//     caps operations in flight: further mutations answer 403
+//     rateLimitExceeded until some finish, as GCE's concurrent operation
+//     limits do. Options.RateLimitRate (SetRateLimitRate) answers a random
 //     fraction of all calls the same way, for quota spent by other tools.
 //     The NEG endpoint quota (10,000, Options.MaxEndpointsPerNEG) answers
 //     403 quotaExceeded, synchronously when the request alone cannot fit
