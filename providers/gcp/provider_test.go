@@ -627,6 +627,26 @@ func TestRateLimitedIsThrottled(t *testing.T) {
 	}
 }
 
+// A project at its concurrent operation limit refuses mutations with 403
+// rateLimitExceeded: podlb backs off as for a spent rate quota, and the
+// endpoints are attached once operations finish.
+func TestConcurrentOperationLimitIsThrottled(t *testing.T) {
+	e := newEnvWith(t, func(o *computesim.Options) { o.OperationDelay = 300 * time.Millisecond })
+	g := e.ensure(binding(`{}`, zones3...))
+	f := e.srv.Faults()
+	f.MaxConcurrentOperations = 1
+	e.srv.SetFaults(f)
+	plan := providers.Plan{Register: []providers.Target{target("127.0.61.1", 80, zones3[0]), target("127.0.61.2", 80, zones3[1]), target("127.0.61.3", 80, zones3[2])}}
+	err := e.p.Apply(e.ctx, g, plan)
+	if providers.ClassOf(err) != providers.Throttled {
+		t.Fatalf("three zones' attaches at a limit of one operation: got %v (%s), want throttled", err, providers.ClassOf(err))
+	}
+	eventually(t, "every endpoint attached once operations finish", func() bool {
+		_ = e.p.Apply(e.ctx, g, plan)
+		return len(e.observe(g)) == 3
+	})
+}
+
 func TestStaleFingerprintIsRetried(t *testing.T) {
 	e := newEnv(t)
 	e.backendService("web", "TCP", 0)

@@ -193,6 +193,12 @@
 // when draining ends (or at once without draining) it is cut off and the
 // client's connection closed. ConnRecord covers TCP and SSL proxies only.
 //
+// Programming takes time both ways: a new endpoint is neither probed nor
+// served before Options.ProgrammingDelay, and with
+// Options.DetachProgrammingDelay a detached endpoint that was HEALTHY
+// keeps getting new connections and requests for that long before it
+// drains, as load balancers that learn of a detach late do.
+//
 // Time scales: HealthCheckInterval, HealthCheckTimeout and DrainingTimeout
 // override the configured seconds for the emulator's clocks while the API
 // keeps reporting the configured values, so tests run at millisecond scale.

@@ -37,6 +37,14 @@ type Options struct {
 	// checked, so it reports no health and gets no traffic. Google does
 	// not document this latency; users see tens of seconds.
 	ProgrammingDelay time.Duration
+	// DetachProgrammingDelay is how long a detach takes to reach the load
+	// balancer: a detached endpoint that was HEALTHY keeps getting new
+	// connections and requests for this long, and only then starts
+	// draining (its connections close after the draining timeout, or at
+	// once without draining). This is the tail a rollout must cover with
+	// a preStop delay. Not documented either; 0 (the default) takes
+	// detaches in at once.
+	DetachProgrammingDelay time.Duration
 	// HealthCheckInterval and HealthCheckTimeout, when non-zero, replace
 	// every health check's checkIntervalSec / timeoutSec for probing (the
 	// API keeps reporting the configured values), so tests run at ms scale.
