@@ -42,12 +42,10 @@ func (f FuzzTarget) String() string { return f.Kind + " " + f.Namespace + "/" + 
 
 // FuzzOptions tune FuzzAnnotations.
 type FuzzOptions struct {
-	// Steady checks, after every round, that what the good values bound
-	// still serves (targets registered and healthy).
+	// Steady checks, after every round and once the good values are
+	// back, that what the good values bound still serves (targets
+	// registered and healthy, load balancers provisioned).
 	Steady func() error
-	// Settled checks, once the good values are back, that the targets
-	// are fully reconciled again (no problems, load balancer ready).
-	Settled func(FuzzTarget) error
 }
 
 // fuzzSeed is PODLB_FUZZ_SEED when set, else the clock; the test logs it
@@ -86,7 +84,7 @@ func fuzzRounds(t testing.TB) int {
 //
 //   - keeps reconciling: no reconciler panics, every round's problem
 //     reaches the status, naming the annotation, and the good values,
-//     once restored, clear every problem (Settled);
+//     once restored, clear every problem;
 //   - keeps serving: Steady holds after every round;
 //   - warns once per distinct problem: no round adds more Warnings (by
 //     count) than the object has problems, a new problem is a new
@@ -121,7 +119,7 @@ func FuzzAnnotations(t *testing.T, k Kube, fts []FuzzTarget, o FuzzOptions) {
 			start := time.Now()
 			Eventually(t, 30*time.Second, what+": status names the annotation", func() error {
 				var err error
-				problems, err = k.expectKept(t, ft)
+				problems, err = k.problemsNaming(t, ft)
 				// Two values may well have the same problem; until then,
 				// the problems of the last round are no answer.
 				if err == nil && strings.Join(problems, "\n") == lastProblems[ft.String()] && time.Since(start) < 5*time.Second {
@@ -137,7 +135,7 @@ func FuzzAnnotations(t *testing.T, k Kube, fts []FuzzTarget, o FuzzOptions) {
 			what := fmt.Sprintf("round %d (%s), %s", round, kind.name, ft)
 			evs := k.AllWarningsOf(t, ft.Namespace, ft.Name, ft.Kind)
 			n := warningCount(evs)
-			problems, _ := k.expectKept(t, ft)
+			problems, _ := k.problemsNaming(t, ft)
 			added := n - warned[ft.String()]
 			if int(added) > len(problems) {
 				t.Errorf("%s: %d Warnings for %d problems: %v", what, added, len(problems), messages(evs))
@@ -176,7 +174,7 @@ func FuzzAnnotations(t *testing.T, k Kube, fts []FuzzTarget, o FuzzOptions) {
 	}
 	for _, ft := range fts {
 		Eventually(t, 30*time.Second, "after the burst, "+ft.String()+": status names the annotation", func() error {
-			_, err := k.expectKept(t, ft)
+			_, err := k.problemsNaming(t, ft)
 			return err
 		})
 	}
@@ -188,9 +186,6 @@ func FuzzAnnotations(t *testing.T, k Kube, fts []FuzzTarget, o FuzzOptions) {
 		Eventually(t, 60*time.Second, ft.String()+": good value back, every problem cleared", func() error {
 			if ps := k.problemsOf(t, ft); len(ps) != 0 {
 				return fmt.Errorf("problems %v", ps)
-			}
-			if o.Settled != nil {
-				return o.Settled(ft)
 			}
 			return nil
 		})
@@ -275,11 +270,12 @@ func (k Kube) problemsOf(t testing.TB, ft FuzzTarget) []string {
 	return nil
 }
 
-// expectKept returns the object's problems once one names the fuzzed
-// annotation. (Whether it also says that the last good value stays in
-// force depends on the value: an unknown key next to the good entries
-// leaves them in force as they are; Steady checks that they serve.)
-func (k Kube) expectKept(t testing.TB, ft FuzzTarget) ([]string, error) {
+// problemsNaming returns the object's problems, and an error unless one
+// names the fuzzed annotation. (Whether it also says that the last good
+// value stays in force depends on the value: an unknown key next to the
+// good entries leaves them in force as they are; Steady checks that
+// they serve.)
+func (k Kube) problemsNaming(t testing.TB, ft FuzzTarget) ([]string, error) {
 	ps := k.problemsOf(t, ft)
 	for _, p := range ps {
 		if strings.Contains(p, ft.Key) {
