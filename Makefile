@@ -94,7 +94,8 @@ SOAK_TIMEOUT ?= 180m
 soak: tools build
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestSafetyGateStress|TestGatedRolloutLosesNoRequest' ./test/e2e/aws
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestGatedRolloutLosesNoRequest' ./test/e2e/gcp
-	PODLB_FUZZ_ROUNDS=$(SOAK_FUZZ_ROUNDS) $(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestFuzz' ./test/e2e/aws ./test/e2e/gcp
+	PODLB_FUZZ_ROUNDS=$(SOAK_FUZZ_ROUNDS) $(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestFuzz' ./test/e2e/aws
+	PODLB_FUZZ_ROUNDS=$(SOAK_FUZZ_ROUNDS) $(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestFuzz' ./test/e2e/gcp
 
 clean:
 	rm -rf $(BIN)
