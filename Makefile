@@ -85,13 +85,16 @@ bench: tools build
 
 # Long loops that make test cannot afford: the gate stress test many times
 # in a row with fresh seeds, the gated rollouts of both clouds, two
-# clusters sharing one load balancer on each cloud, and every TestChaos…
+# clusters sharing one load balancer on each cloud, every TestChaos…
 # scenario (leader failover and API server restart included) with more
-# kills per rollout and a 60 s cloud outage. Tune with SOAK_COUNT,
-# PODLB_STRESS_ROUNDS, SOAK_CHAOS_COUNT and SOAK_CHAOS_KILLS.
+# kills per rollout and a 60 s cloud outage, and the annotation fuzzers
+# with many rounds each. Tune with SOAK_COUNT, PODLB_STRESS_ROUNDS,
+# SOAK_CHAOS_COUNT, SOAK_CHAOS_KILLS and SOAK_FUZZ_ROUNDS (replay one fuzz
+# run with PODLB_FUZZ_SEED, which the test logs).
 SOAK_COUNT ?= 10
 SOAK_CHAOS_COUNT ?= 3
 SOAK_CHAOS_KILLS ?= 6
+SOAK_FUZZ_ROUNDS ?= 60
 SOAK_TIMEOUT ?= 180m
 soak: tools build
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestSafetyGateStress|TestGatedRolloutLosesNoRequest' ./test/e2e/aws
@@ -99,6 +102,8 @@ soak: tools build
 	$(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestTwoClusters' ./test/e2e/twoclusters
 	PODLB_CHAOS_LONG=1 PODLB_CHAOS_KILLS=$(SOAK_CHAOS_KILLS) PODLB_CHAOS_OUTAGE=60s \
 		$(GO) test -count=$(SOAK_CHAOS_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestChaos' ./test/e2e/aws ./test/e2e/gcp
+	PODLB_FUZZ_ROUNDS=$(SOAK_FUZZ_ROUNDS) $(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestFuzz' ./test/e2e/aws
+	PODLB_FUZZ_ROUNDS=$(SOAK_FUZZ_ROUNDS) $(GO) test -count=$(SOAK_COUNT) -timeout $(SOAK_TIMEOUT) -run 'TestFuzz' ./test/e2e/gcp
 
 clean:
 	rm -rf $(BIN)

@@ -368,7 +368,7 @@ func (r *IngressReconciler) cloudSpecs(model *HTTPLoadBalancer, members []*netwo
 		}
 		spec, err := r.Clouds[cloud].Balancers.ParseBalancerSpec(raw)
 		if err != nil {
-			msg := strings.TrimPrefix(err.Error(), annotation+": ")
+			msg := providers.Bounded(strings.TrimPrefix(err.Error(), annotation+": "), providers.MaxMessage)
 			if last, ok := st.specs[cloud]; ok {
 				specs[cloud] = last
 				msg += "; the last good value stays in force until this is fixed"

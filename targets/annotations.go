@@ -103,8 +103,15 @@ func ParseService(svc *corev1.Service, cluster string, provs []providers.Provide
 		}
 	}
 	sort.Strings(out.Ignored)
+	for i, p := range out.Problems {
+		out.Problems[i].Field = providers.Bounded(p.Field, maxField)
+		out.Problems[i].Message = providers.Bounded(p.Message, providers.MaxMessage)
+	}
 	return out
 }
+
+// maxField bounds a problem's field name, which quotes the port key.
+const maxField = 256
 
 func parseProviderAnnotation(svc *corev1.Service, cluster string, p providers.Provider, raw string, mode providers.ReadinessMode) ([]*providers.Binding, []Problem) {
 	key := p.AnnotationKey()
@@ -180,7 +187,31 @@ func parseProviderAnnotation(svc *corev1.Service, cluster string, p providers.Pr
 			problems[i].Kept = true
 		}
 	}
-	return bindings, problems
+	return bindings, unresolvedSummarised(key, p.Name(), problems)
+}
+
+// maxUnresolved is how many keys naming no port are reported one by one.
+const maxUnresolved = 3
+
+// unresolvedSummarised keeps the first maxUnresolved problems of keys that
+// name no port and sums up the rest in one, so that an annotation with
+// thousands of keys is a few Warnings rather than thousands.
+func unresolvedSummarised(key, provider string, problems []Problem) []Problem {
+	var out []Problem
+	more := 0
+	for _, pr := range problems {
+		if pr.Port == 0 {
+			if more++; more > maxUnresolved {
+				continue
+			}
+		}
+		out = append(out, pr)
+	}
+	if more > maxUnresolved {
+		out = append(out, Problem{Field: key, Provider: provider,
+			Message: fmt.Sprintf("%d more keys name no port of the Service", more-maxUnresolved)})
+	}
+	return out
 }
 
 // resolvePort finds the Service port a key names: a number matches

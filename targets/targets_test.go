@@ -180,12 +180,57 @@ func FuzzParseService(f *testing.F) {
 			}
 			seen[b.Key.Port] = true
 		}
-		for _, pr := range p.Problems {
-			if pr.Field == "" || pr.Message == "" {
-				t.Fatalf("problem without field or message: %+v", pr)
-			}
-		}
+		checkProblemsBounded(t, p.Problems)
 	})
+}
+
+// checkProblemsBounded fails for problems that grow with the input: each
+// names its field, both stay short, and keys naming no port are summed
+// up past a few.
+func checkProblemsBounded(t *testing.T, problems []Problem) {
+	t.Helper()
+	unresolved := 0
+	for _, pr := range problems {
+		if pr.Field == "" || pr.Message == "" {
+			t.Fatalf("problem without field or message: %+v", pr)
+		}
+		if len(pr.Field) > maxField || len(pr.Message) > providers.MaxMessage {
+			t.Fatalf("problem of %d + %d bytes: %.200s", len(pr.Field), len(pr.Message), pr.String())
+		}
+		if pr.Port == 0 {
+			unresolved++
+		}
+	}
+	if unresolved > maxUnresolved+2 {
+		t.Fatalf("%d problems without a port: %v", unresolved, problems)
+	}
+}
+
+func TestHugeAndManyKeyedAnnotationsGiveFewSmallProblems(t *testing.T) {
+	huge := strings.Repeat("ж", 100000)
+	var many strings.Builder
+	for i := range 5000 {
+		fmt.Fprintf(&many, `"p%d~": {}, `, i)
+	}
+	for name, ann := range map[string]string{
+		"huge value":         `{"http": {"group": "` + huge + `"}}`,
+		"huge key":           `{"` + huge + `": {"group": "a"}}`,
+		"thousands of keys":  `{` + many.String() + `"http": {"group": "a"}}`,
+		"huge readiness too": `{"http": {"group": 1}}`,
+	} {
+		p := parse(t, map[string]string{"podlb.io/aws-target-groups": ann, AnnotationReadiness: huge})
+		if len(p.Problems) == 0 {
+			t.Errorf("%s: no problem", name)
+		}
+		checkProblemsBounded(t, p.Problems)
+	}
+	p := parse(t, map[string]string{"podlb.io/aws-target-groups": `{` + many.String() + `"http": {"group": "a"}}`})
+	if last := p.Problems[len(p.Problems)-1]; len(p.Problems) != maxUnresolved+1 || last.Message != "4997 more keys name no port of the Service" {
+		t.Errorf("thousands of keys: %d problems, the last %q", len(p.Problems), last)
+	}
+	if len(p.Bindings) != 1 {
+		t.Errorf("the valid entry among thousands of keys: %d bindings", len(p.Bindings))
+	}
 }
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }

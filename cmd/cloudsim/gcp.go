@@ -29,7 +29,7 @@ func gcpFlags(fs *flag.FlagSet) func(ctx context.Context) (string, func(), error
 	drain := fs.Duration("gcp-draining-timeout", 0, "override every non-zero connection draining timeout")
 	rateLimits := fs.String("gcp-rate-limits", "", "per-window call limits, e.g. 'write=200,read=1000,networkEndpointGroups.attachNetworkEndpoints=50'")
 	rateWindow := fs.Duration("gcp-rate-window", 100*time.Second, "GCP quota window")
-	instances := fs.String("gcp-instances", "", "VMs to pre-register, e.g. 'us-central1-a/node-1=10.0.0.1,us-central1-b/node-2=10.0.0.2'")
+	instances := fs.String("gcp-instances", "", "VMs to pre-register, each zone/name=ip with its alias ranges after '+' (endpoints must use the primary ip or an alias range), e.g. 'us-central1-a/node-1=10.0.0.1+10.4.0.0/24,us-central1-b/node-2=10.0.0.2+10.4.1.0/24'")
 	listenHost := fs.String("gcp-listen-host", "127.0.0.1", "loopback host forwarding rules listen on")
 
 	return func(ctx context.Context) (string, func(), error) {
@@ -56,13 +56,18 @@ func gcpFlags(fs *flag.FlagSet) func(ctx context.Context) (string, func(), error
 			return "", nil, err
 		}
 		for _, spec := range splitList(*instances) {
-			zoneName, ip, _ := strings.Cut(spec, "=")
+			zoneName, addrs, _ := strings.Cut(spec, "=")
 			zone, name, ok := strings.Cut(zoneName, "/")
 			if !ok {
 				_ = srv.Close()
-				return "", nil, fmt.Errorf("-gcp-instances: %q is not zone/name=ip", spec)
+				return "", nil, fmt.Errorf("-gcp-instances: %q is not zone/name=ip[+alias range...]", spec)
 			}
-			if err := srv.AddInstance(zone, name, ip); err != nil {
+			ip, aliases, _ := strings.Cut(addrs, "+")
+			var ranges []string
+			if aliases != "" {
+				ranges = strings.Split(aliases, "+")
+			}
+			if err := srv.AddInstance(zone, name, ip, ranges...); err != nil {
 				_ = srv.Close()
 				return "", nil, fmt.Errorf("-gcp-instances: %q: %w", spec, err)
 			}

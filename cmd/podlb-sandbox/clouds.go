@@ -88,7 +88,7 @@ func startClouds(ctx context.Context, c *cluster.Cluster, enabled map[string]boo
 		}
 		// GCE_VM_IP_PORT endpoints name their VM, which must exist.
 		for _, n := range c.Nodes {
-			if err := cl.gcp.AddInstance(n.Zone, n.VMName, n.HostIP); err != nil {
+			if err := cl.gcp.AddInstance(n.Zone, n.VMName, n.HostIP, n.PodCIDR); err != nil {
 				return nil, fmt.Errorf("gcp emulator: instance %s: %w", n.VMName, err)
 			}
 		}

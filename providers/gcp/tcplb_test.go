@@ -211,8 +211,12 @@ func TestTCPBalancerRefusesAPortAForeignRuleHolds(t *testing.T) {
 	ip := e.reserve("edge-ip")
 	// A user's own proxy load balancer on port 5432 of the address.
 	e.backendService("users-db", "TCP", 0)
+	usersDB, err := e.bs.Get(e.ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: "users-db"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "users-db",
-		BackendServiceResource: &computepb.BackendService{LoadBalancingScheme: proto.String("EXTERNAL_MANAGED")}}))
+		BackendServiceResource: &computepb.BackendService{LoadBalancingScheme: proto.String("EXTERNAL_MANAGED"), Fingerprint: usersDB.Fingerprint}}))
 	e.done(e.p.c.ttps.Insert(e.ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: &computepb.TargetTcpProxy{
 		Name: proto.String("users-proxy"), Service: proto.String("global/backendServices/users-db")}}))
 	e.done(e.p.c.gfrs.Insert(e.ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: project, ForwardingRuleResource: &computepb.ForwardingRule{

@@ -259,7 +259,7 @@ func newGCPCloud(ctx context.Context, c *cluster.Cluster, t cloudTiming, readQuo
 	}
 	g := &gcpCloud{sim: sim, project: c.GCEProject, timing: t, readQuota: readQuota, writeQuota: writeQuota}
 	for _, n := range c.Nodes {
-		if err := sim.AddInstance(n.Zone, n.VMName, n.HostIP); err != nil {
+		if err := sim.AddInstance(n.Zone, n.VMName, n.HostIP, n.PodCIDR); err != nil {
 			_ = sim.Close()
 			return nil, err
 		}

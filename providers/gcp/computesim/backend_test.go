@@ -165,12 +165,18 @@ func TestBackendServiceValidationAndFingerprint(t *testing.T) {
 		t.Fatalf("after patch: %v", got)
 	}
 	fp2 := got.GetFingerprint()
-	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: &computepb.BackendService{
-		ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(30)},
-	}}))
+	// Without a fingerprint, patch and update fail as with a stale one.
+	draining := &computepb.BackendService{ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(30)}}
+	_, err = e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: draining})
+	expectErr(t, err, http.StatusPreconditionFailed, "conditionNotMet")
+	noFingerprint := svc("HTTP", backend(negURL(zoneB, "neg-b"), "RATE"))
+	_, err = e.bs.Update(e.ctx, &computepb.UpdateBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: noFingerprint})
+	expectErr(t, err, http.StatusPreconditionFailed, "conditionNotMet")
+	draining.Fingerprint = proto.String(fp2)
+	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: draining}))
 	got, _ = e.bs.Get(e.ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: "web"})
 	if got.GetFingerprint() == fp2 || got.GetConnectionDraining().GetDrainingTimeoutSec() != 30 || len(got.GetBackends()) != 2 {
-		t.Fatalf("after fingerprint-less patch: %v", got)
+		t.Fatalf("after the patch: %v", got)
 	}
 	// Update replaces the whole resource, with the same fingerprint rule.
 	upd := svc("HTTP", backend(negURL(zoneB, "neg-b"), "RATE"))
@@ -249,7 +255,7 @@ func TestBackendServiceValidationAndFingerprint(t *testing.T) {
 
 func TestHealthTransitions(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "HTTP", 2, 2)
 	web := startHTTPBackend(t, "127.23.1.1")
@@ -320,7 +326,7 @@ func TestHealthTransitions(t *testing.T) {
 
 func TestTCPHealthCheckScale(t *testing.T) {
 	e := newEnv(t, computesim.Options{HealthCheckInterval: 200 * time.Millisecond, HealthCheckTimeout: 100 * time.Millisecond})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "TCP", 2, 2)
 	up := startTCPBackend(t, "127.25.0.1")
@@ -359,7 +365,7 @@ func itoa(n int32) string { return strconv.Itoa(int(n)) }
 func TestProgrammingDelayHoldsNewEndpoints(t *testing.T) {
 	const delay = 800 * time.Millisecond
 	e := newEnv(t, computesim.Options{ProgrammingDelay: delay, HealthCheckInterval: 50 * time.Millisecond})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "HTTP", 2, 2)
 	web := startHTTPBackend(t, "127.23.2.1")

@@ -298,10 +298,14 @@ func (s *Server) bsPatch(r *http.Request) (proto.Message, *apiError) { return s.
 
 func (s *Server) bsUpdate(r *http.Request) (proto.Message, *apiError) { return s.bsModify(r, false) }
 
-// bsModify implements patch (merge) and update (replace). A fingerprint in
-// the body must match the current one or the call answers 412
-// conditionNotMet; an omitted fingerprint is accepted (last writer wins),
-// which is how GCE treats requests without one.
+// bsModify implements patch (merge) and update (replace). The body must
+// carry the current fingerprint, else the call answers 412
+// conditionNotMet: the BackendService reference documents that "an
+// up-to-date fingerprint must be provided in order to update the
+// BackendService, otherwise the request will fail with error 412
+// conditionNotMet"
+// (https://cloud.google.com/compute/docs/reference/rest/v1/backendServices,
+// field fingerprint). A missing fingerprint is not up to date.
 func (s *Server) bsModify(r *http.Request, patch bool) (proto.Message, *apiError) {
 	project := r.PathValue("project")
 	_, region := bsLocation(r)
@@ -317,7 +321,7 @@ func (s *Server) bsModify(r *http.Request, patch bool) (proto.Message, *apiError
 	if bs == nil {
 		return nil, errNotFound(path)
 	}
-	if in.Fingerprint != nil && in.GetFingerprint() != bs.pb.GetFingerprint() {
+	if in.GetFingerprint() != bs.pb.GetFingerprint() {
 		return nil, errConditionNotMet("backend service " + path)
 	}
 	if in.Name != nil && in.GetName() != bs.pb.GetName() {
@@ -389,6 +393,14 @@ func (s *Server) bsGetHealth(r *http.Request) (proto.Message, *apiError) {
 	out := &computepb.BackendServiceGroupHealth{Kind: proto.String("compute#backendServiceGroupHealth")}
 	project := r.PathValue("project")
 	for _, t := range s.groupTargetsLocked(path, group) {
+		// HealthStatus.healthState has two documented values, HEALTHY and
+		// UNHEALTHY (https://cloud.google.com/compute/docs/reference/rest/v1/backendServices/getHealth,
+		// response body BackendServiceGroupHealth): endpoints not judged
+		// yet and detached ones that drain are left out here; only
+		// listNetworkEndpoints documents UNKNOWN and DRAINING.
+		if t.state != StateHealthy && t.state != StateUnhealthy {
+			continue
+		}
 		out.HealthStatus = append(out.HealthStatus, &computepb.HealthStatus{
 			IpAddress:   proto.String(t.ip),
 			Port:        proto.Int32(t.port),

@@ -13,7 +13,7 @@ import (
 // client while the emulator health-checks the endpoints of a backend service.
 func BenchmarkAttachDetach500(b *testing.B) {
 	e := newEnv(b, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "TCP", 2, 2)
 	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: tcpBackendService("bs", "hc", 0, negURL(zoneA, "neg"))}))

@@ -362,6 +362,14 @@ func (s *Server) healthyTargetsLocked(bsPath string) []*target {
 			cands = append(cands, t)
 		}
 	}
+	// Detached endpoints whose detach the load balancer has not learnt
+	// yet (Options.DetachProgrammingDelay).
+	now := time.Now()
+	for t := range s.draining {
+		if t.bsPath == bsPath && now.Before(t.servingUntil) && serving[t.negPath] {
+			cands = append(cands, t)
+		}
+	}
 	if len(cands) == 0 {
 		return nil
 	}
@@ -395,7 +403,7 @@ func (s *Server) proxy(fr *forwardingRule, c net.Conn) {
 			break // like a proxy's retry budget
 		}
 		s.mu.Lock()
-		if t.retired || s.closing || s.forwardingRules[fr.path] != fr {
+		if !t.takesNewTraffic(time.Now()) || s.closing || s.forwardingRules[fr.path] != fr {
 			// Detached before this connection was sent to it: a
 			// detached endpoint gets no new connections.
 			s.mu.Unlock()

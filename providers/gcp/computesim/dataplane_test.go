@@ -19,8 +19,8 @@ import (
 
 func TestDataPath(t *testing.T) {
 	e := newEnv(t, computesim.Options{DrainingTimeout: 400 * time.Millisecond})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
-	_ = e.srv.AddInstance(zoneB, "node-2", "10.0.0.2")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
+	_ = e.srv.AddInstance(zoneB, "node-2", "10.0.0.2", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	e.createNEG(zoneB, "neg-b", 80)
 	e.createHC("hc", "TCP", 2, 2)
@@ -93,8 +93,11 @@ func TestDataPath(t *testing.T) {
 	a3 := startTCPBackend(t, "127.27.0.3")
 	e.done(e.attach(zoneA, "neg-a", ep("node-1", a3.ip, a3.port)))
 	seen := count(10)
-	if st := e.getHealth("bs", negURL(zoneA, "neg-a"))[a3.ip+":"+itoa(a3.port)]; st != "UNKNOWN" {
+	if st := e.simState("bs", a3.ip+":"+itoa(a3.port)); st != "UNKNOWN" {
 		t.Fatalf("new endpoint is %s already; the test needs it UNKNOWN", st)
+	}
+	if st, listed := e.getHealth("bs", negURL(zoneA, "neg-a"))[a3.ip+":"+itoa(a3.port)]; listed {
+		t.Fatalf("getHealth lists an endpoint not judged yet as %q", st)
 	}
 	if seen[a3.ip] != 0 {
 		t.Fatalf("UNKNOWN endpoint got traffic: %v", seen)
@@ -125,8 +128,13 @@ func TestDataPath(t *testing.T) {
 	}
 	defer held.Close()
 	e.done(e.detach(zoneA, "neg-a", ep("node-1", a1.ip, a1.port)))
-	if st := e.getHealth("bs", negURL(zoneA, "neg-a"))[a1.ip+":"+itoa(a1.port)]; st != "DRAINING" {
+	if st := e.simState("bs", a1.ip+":"+itoa(a1.port)); st != "DRAINING" {
 		t.Fatalf("detached endpoint is %q, want DRAINING", st)
+	}
+	// getHealth answers only HEALTHY and UNHEALTHY: a draining endpoint
+	// is not in its answer.
+	if st, listed := e.getHealth("bs", negURL(zoneA, "neg-a"))[a1.ip+":"+itoa(a1.port)]; listed {
+		t.Fatalf("getHealth lists the detached endpoint as %q", st)
 	}
 	if seen := count(8); seen[a1.ip] != 0 {
 		t.Fatalf("draining endpoint got new connections: %v", seen)
@@ -343,7 +351,7 @@ func TestUnknownPath(t *testing.T) {
 
 func TestProxyHeader(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	e.createHC("hc", "TCP", 1, 1)
 	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: tcpBackendService("bs", "hc", 0, negURL(zoneA, "neg"))}))
@@ -386,7 +394,7 @@ func TestDetachWhileConnectingDrains(t *testing.T) {
 		}
 		return addr
 	}})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	web, health := startTCPBackend(t, "127.27.2.1"), startTCPBackend(t, "127.27.2.1")
 	servingPort.Store(web.port)

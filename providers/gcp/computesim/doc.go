@@ -70,9 +70,9 @@
 //     ipAddress it takes the VM's primary IP. Endpoint identity is ip:port.
 //   - Deleting a VM (RemoveInstance, instances.delete) removes its endpoints
 //     from every NEG, as GCE does.
-//   - Backend service patch/update with a fingerprint that is not current
-//     answer 412 conditionNotMet; without a fingerprint they are accepted
-//     (last writer wins). The fingerprint changes on every mutation.
+//   - Backend service patch/update without the current fingerprint (stale
+//     or missing) answer 412 conditionNotMet, as the BackendService
+//     reference documents. The fingerprint changes on every mutation.
 //   - A backend service with NEG backends needs exactly one health check
 //     (of its scope, when named without a path); the default balancing
 //     mode is UTILIZATION, which NEG backends reject; HTTP, HTTPS and HTTP2
@@ -81,8 +81,10 @@
 //     EXTERNAL_MANAGED, INTERNAL (not for HTTP-family protocols),
 //     INTERNAL_MANAGED and INTERNAL_SELF_MANAGED.
 //   - getHealth for a group that is not a backend of the service answers 400
-//     invalid. Detached endpoints appear as DRAINING while their connections
-//     drain, then disappear.
+//     invalid. It answers the documented states only, HEALTHY and
+//     UNHEALTHY: endpoints not judged yet (UNKNOWN) and detached ones
+//     draining their connections (DRAINING) are absent from it; Health
+//     shows them.
 //   - listNetworkEndpoints reads healthStatus both from the documented body
 //     and from the whole-request body the apiv1 client sends; with SHOW each
 //     endpoint lists one health per backend service using its NEG.
@@ -135,7 +137,12 @@
 //     name ("networkEndpointGroups.attachNetworkEndpoints"), per class
 //     ("read": gets, lists, getHealth, listNetworkEndpoints and operation
 //     polls; "write": mutations) and overall ("*"). Rejected calls do not
-//     use quota. Options.RateLimitRate (SetRateLimitRate) answers a random
+//     use quota. With Options.SynchronizedWindows the windows start on
+//     multiples of RateWindow of the clock, as GCE's per-minute quotas
+//     refill at the start of each minute. Options.MaxConcurrentOperations
+//     caps operations in flight: further mutations answer 403
+//     rateLimitExceeded until some finish, as GCE's concurrent operation
+//     limits do. Options.RateLimitRate (SetRateLimitRate) answers a random
 //     fraction of all calls the same way, for quota spent by other tools.
 //     The NEG endpoint quota (10,000, Options.MaxEndpointsPerNEG) answers
 //     403 quotaExceeded, synchronously when the request alone cannot fit
@@ -185,6 +192,12 @@
 // to a detached endpoint may finish while the service drains connections;
 // when draining ends (or at once without draining) it is cut off and the
 // client's connection closed. ConnRecord covers TCP and SSL proxies only.
+//
+// Programming takes time both ways: a new endpoint is neither probed nor
+// served before Options.ProgrammingDelay, and with
+// Options.DetachProgrammingDelay a detached endpoint that was HEALTHY
+// keeps getting new connections and requests for that long before it
+// drains, as load balancers that learn of a detach late do.
 //
 // Time scales: HealthCheckInterval, HealthCheckTimeout and DrainingTimeout
 // override the configured seconds for the emulator's clocks while the API

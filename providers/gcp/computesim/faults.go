@@ -19,6 +19,18 @@ type Faults struct {
 	OperationFailureCode int            `json:"operationFailureCode"`
 	RateLimits           map[string]int `json:"rateLimits"`
 	RateWindow           time.Duration  `json:"rateWindow"`
+	// SynchronizedWindows starts quota windows on multiples of RateWindow
+	// of the clock rather than at the first call. GCE enforces its
+	// per-minute rate quotas on synchronized intervals: a quota spent at
+	// 10:00:15 refills at 10:01:00
+	// (https://cloud.google.com/compute/docs/api-rate-limits).
+	SynchronizedWindows bool `json:"synchronizedWindows"`
+	// MaxConcurrentOperations caps operations in flight (RUNNING, see
+	// Options.OperationDelay); a mutation arriving at the cap answers 403
+	// rateLimitExceeded, GCE's answer when a project's concurrent
+	// operation limit is reached
+	// (https://cloud.google.com/compute/operations-quota). 0: no cap.
+	MaxConcurrentOperations int `json:"maxConcurrentOperations"`
 	// RateLimitRate is the fraction (0..1) of calls answered 403
 	// rateLimitExceeded whatever the quota windows say: a project whose
 	// quota other tools keep spending.
@@ -55,6 +67,9 @@ func (fs *faultState) init(o Options) {
 		RateLimits:           maps.Clone(o.RateLimits),
 		RateWindow:           o.RateWindow,
 		RateLimitRate:        o.RateLimitRate,
+
+		SynchronizedWindows:     o.SynchronizedWindows,
+		MaxConcurrentOperations: o.MaxConcurrentOperations,
 	}
 	fs.window = time.Now()
 	fs.counts = map[string]int{}
@@ -82,8 +97,13 @@ func (fs *faultState) admit(method, class string) *apiError {
 		return nil
 	}
 	now := time.Now()
-	if w := fs.f.RateWindow; w > 0 && now.Sub(fs.window) >= w {
-		// Fixed windows aligned to the first one, like per-100s quotas.
+	if w := fs.f.RateWindow; w > 0 && fs.f.SynchronizedWindows {
+		if start := now.Truncate(w); !start.Equal(fs.window) {
+			fs.window = start
+			clear(fs.counts)
+		}
+	} else if w > 0 && now.Sub(fs.window) >= w {
+		// Fixed windows aligned to the first one.
 		fs.window = fs.window.Add(now.Sub(fs.window) / w * w)
 		clear(fs.counts)
 	}

@@ -45,6 +45,10 @@ type target struct {
 	lastChange   time.Time
 	drainUntil   time.Time
 	detachedAt   time.Time
+	// servingUntil is when a detached HEALTHY endpoint stops getting new
+	// traffic (Options.DetachProgrammingDelay); zero when it stopped at
+	// its detach.
+	servingUntil time.Time
 	retired      bool // detached: no probes, no new connections
 	conns        map[*proxyConn]struct{}
 	served       int64
@@ -115,6 +119,13 @@ func (s *Server) syncTargetsLocked() {
 	}
 }
 
+// takesNewTraffic reports whether new connections and requests may go to
+// the target: it is attached, or detached so recently that the load
+// balancer does not know yet (Options.DetachProgrammingDelay).
+func (t *target) takesNewTraffic(now time.Time) bool {
+	return !t.retired || now.Before(t.servingUntil)
+}
+
 // retireTargetLocked stops probing a target and, when its backend service
 // drains connections, keeps its connections (reported DRAINING) until the
 // draining timeout; otherwise it closes them now.
@@ -130,15 +141,22 @@ func (s *Server) retireTargetLocked(t *target) {
 			}
 		}
 	}
-	if drain <= 0 || s.closing {
+	tail := s.opts.DetachProgrammingDelay
+	if t.state != StateHealthy || s.closing {
+		tail = 0
+	}
+	if (drain <= 0 && tail <= 0) || s.closing {
 		t.closeConnsLocked(ConnDetached)
 		return
 	}
+	if tail > 0 {
+		t.servingUntil = t.detachedAt.Add(tail)
+	}
 	t.state = StateDraining
 	t.lastChange = t.detachedAt
-	t.drainUntil = t.lastChange.Add(drain)
+	t.drainUntil = t.lastChange.Add(tail + drain)
 	s.draining[t] = struct{}{}
-	time.AfterFunc(drain, func() {
+	time.AfterFunc(tail+drain, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if _, ok := s.draining[t]; !ok {

@@ -285,7 +285,24 @@ func (e *env) getHealth(bs, group string) map[string]string {
 	return out
 }
 
+// simState is the emulator's own state of endpoint ip:port in a backend
+// service, the states getHealth leaves out (UNKNOWN, DRAINING) included;
+// "" when it has none.
+func (e *env) simState(bs, key string) string {
+	for _, h := range e.srv.Health(bs) {
+		if fmt.Sprintf("%s:%d", h.IPAddress, h.Port) == key {
+			return h.State
+		}
+	}
+	return ""
+}
+
 // ---- real backends on loopback addresses ----
+
+// loopbackPods is the alias range the tests give their VMs: endpoints
+// are real backends on loopback addresses, which stand for pod IPs from
+// the VM's alias range (the primary IPs are never contacted).
+const loopbackPods = "127.0.0.0/8"
 
 // httpBackend is an HTTP server on a 127.x address whose health answer can
 // be switched, and which can be stopped and restarted on the same address.

@@ -208,7 +208,7 @@ func (s *Server) forwardHTTP(fr *forwardingRule, t *target, scheme string, timeo
 	}
 	pc := &proxyConn{rule: fr, cancel: cancel}
 	s.mu.Lock()
-	if t.retired || s.closing || s.forwardingRules[fr.path] != fr {
+	if !t.takesNewTraffic(time.Now()) || s.closing || s.forwardingRules[fr.path] != fr {
 		s.mu.Unlock()
 		return retry
 	}

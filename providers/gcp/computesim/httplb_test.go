@@ -143,8 +143,8 @@ func TestHTTPHealthChecksAndBackendServicesForApplicationLoadBalancers(t *testin
 // (neg-a) and api (neg-b).
 func (e *env) lbStack() {
 	e.t.Helper()
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
-	_ = e.srv.AddInstance(zoneB, "node-2", "10.0.0.2")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
+	_ = e.srv.AddInstance(zoneB, "node-2", "10.0.0.2", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	e.createNEG(zoneB, "neg-b", 80)
 	e.done(e.hcs.Insert(e.ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: httpHealthCheck("hc")}))
@@ -666,7 +666,7 @@ func TestHTTPDataPathDrainsDetachedEndpoints(t *testing.T) {
 		return false
 	})
 	e.done(e.detach(zoneA, "neg-a", ep("node-1", "127.29.2.1", port)))
-	if st := e.getHealth("web", negURL(zoneA, "neg-a"))[fmt.Sprintf("127.29.2.1:%d", port)]; st != "DRAINING" {
+	if st := e.simState("web", fmt.Sprintf("127.29.2.1:%d", port)); st != "DRAINING" {
 		t.Fatalf("detached endpoint is %q, want DRAINING", st)
 	}
 	// New requests do not go to the draining endpoint...
@@ -756,7 +756,7 @@ func TestHTTPSDataPathServesCertificatesBySNI(t *testing.T) {
 
 func TestRegionalInternalApplicationLoadBalancer(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	b := startHTTPBackend(t, "127.29.3.1")
 	e.done(e.attach(zoneA, "neg-a", ep("node-1", b.ip, b.port)))
@@ -795,7 +795,7 @@ func TestRegionalInternalApplicationLoadBalancer(t *testing.T) {
 
 func TestRegionalHTTPSProxyUsesRegionalCertificates(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	b := startHTTPBackend(t, "127.29.4.1")
 	e.done(e.attach(zoneA, "neg-a", ep("node-1", b.ip, b.port)))

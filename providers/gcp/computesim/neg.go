@@ -43,14 +43,18 @@ type instance struct {
 	zone string
 	name string
 	ip   string
-	// aliases, once set with SetAliasRanges, are the ranges besides ip
-	// that the VM's endpoints may use; nil accepts any reachable IP.
+	// aliases are the VM's alias IP ranges (AddInstance, SetAliasRanges),
+	// the only addresses besides ip its endpoints may use.
 	aliases []netip.Prefix
 }
 
-// owns reports whether an endpoint IP may belong to the VM.
+// owns reports whether an endpoint IP may belong to the VM: a
+// GCE_VM_IP_PORT endpoint is the VM's primary internal IP or an address
+// of one of its alias IP ranges
+// (https://cloud.google.com/load-balancing/docs/negs/zonal-neg-concepts,
+// "NEGs with GCE_VM_IP_PORT endpoints").
 func (in *instance) owns(addr netip.Addr) bool {
-	if in.aliases == nil || addr.String() == in.ip {
+	if addr.String() == in.ip {
 		return true
 	}
 	for _, p := range in.aliases {
@@ -532,8 +536,10 @@ func sortEndpoints(eps []*endpoint) {
 // ---- instances ----
 
 // AddInstance registers a VM so endpoints can name it. ip is its primary
-// internal IP (used when an attached endpoint omits ipAddress).
-func (s *Server) AddInstance(zone, name, ip string) error {
+// internal IP (used when an attached endpoint omits ipAddress);
+// aliasRanges are its alias IP ranges (CIDRs), where its other endpoints'
+// addresses must lie.
+func (s *Server) AddInstance(zone, name, ip string, aliasRanges ...string) error {
 	if e := validateZone(zone); e != nil {
 		return e
 	}
@@ -545,9 +551,9 @@ func (s *Server) AddInstance(zone, name, ip string) error {
 		project = "computesim"
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.addInstanceLocked(project, zone, name, ip, "")
-	return nil
+	s.mu.Unlock()
+	return s.SetAliasRanges(zone, name, aliasRanges...)
 }
 
 func (s *Server) addInstanceLocked(project, zone, name, ip, machineType string) *instance {
@@ -575,10 +581,9 @@ func (s *Server) addInstanceLocked(project, zone, name, ip, machineType string) 
 	return in
 }
 
-// SetAliasRanges gives a VM alias IP ranges (CIDRs, as GKE gives each node
-// its pod range). From then on endpoints of the VM must use its primary IP
-// or an address in these ranges; until then the emulator accepts any
-// loopback address for any VM, so tests need not model pod ranges.
+// SetAliasRanges replaces a VM's alias IP ranges (CIDRs, as GKE gives each
+// node its pod range). Endpoints of the VM must use its primary IP or an
+// address in these ranges.
 func (s *Server) SetAliasRanges(zone, name string, cidrs ...string) error {
 	prefixes := make([]netip.Prefix, 0, len(cidrs))
 	ranges := make([]*computepb.AliasIpRange, 0, len(cidrs))

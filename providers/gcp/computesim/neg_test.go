@@ -127,10 +127,10 @@ func TestNEGCRUD(t *testing.T) {
 
 func TestAttachDetach(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	if err := e.srv.AddInstance(zoneA, "node-1", "10.0.0.1"); err != nil {
+	if err := e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.srv.AddInstance(zoneB, "node-2", "10.0.0.2"); err != nil {
+	if err := e.srv.AddInstance(zoneB, "node-2", "10.0.0.2", loopbackPods); err != nil {
 		t.Fatal(err)
 	}
 	e.createNEG(zoneA, "neg", 8080)
@@ -287,7 +287,7 @@ func TestOperationsDelayed(t *testing.T) {
 
 func TestOperationFailures(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 
 	e.srv.FailNextOperation(computesim.OperationFailure{Method: "networkEndpointGroups.attachNetworkEndpoints", Code: 500})
@@ -318,7 +318,7 @@ func TestOperationFailures(t *testing.T) {
 
 func TestConcurrentAttach(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	errs := make(chan error, 10)
 	for g := range 10 {
@@ -347,7 +347,7 @@ func TestConcurrentAttach(t *testing.T) {
 
 func TestNEGEndpointQuota(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	for b := range 20 {
 		var eps []*computepb.NetworkEndpoint
@@ -362,7 +362,7 @@ func TestNEGEndpointQuota(t *testing.T) {
 
 func TestSmallerEndpointQuotaFillsUpTheSameWay(t *testing.T) {
 	e := newEnv(t, computesim.Options{MaxEndpointsPerNEG: 3})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg", 80)
 	_, err := e.attach(zoneA, "neg", ep("node-1", "127.52.0.1", 80), ep("node-1", "127.52.0.2", 80),
 		ep("node-1", "127.52.0.3", 80), ep("node-1", "127.52.0.4", 80))
@@ -372,22 +372,32 @@ func TestSmallerEndpointQuotaFillsUpTheSameWay(t *testing.T) {
 	expectErr(t, err, http.StatusForbidden, "quotaExceeded")
 }
 
-func TestEndpointIPMustBeTheVMsOnceItHasAliasRanges(t *testing.T) {
+func TestEndpointIPMustBeTheVMsPrimaryOrInItsAliasRanges(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
 	_ = e.srv.AddInstance(zoneA, "node-1", "127.53.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-2", "127.54.0.1", "127.54.1.0/24")
 	e.createNEG(zoneA, "neg", 80)
-	// Without alias ranges any loopback address is accepted.
-	e.done(e.attach(zoneA, "neg", ep("node-1", "127.53.9.9", 80)))
+	refused := func(instance, ip string) {
+		t.Helper()
+		_, err := e.attach(zoneA, "neg", ep(instance, ip, 80))
+		expectErr(t, err, http.StatusBadRequest, "invalid")
+		if !strings.Contains(err.Error(), "doesn't belong to the (sub)network default or to the instance "+instance) {
+			t.Fatalf("message: %v", err)
+		}
+	}
+	// Without alias ranges only the primary IP is the VM's.
+	refused("node-1", "127.53.9.9")
+	// Another VM's primary IP or alias range is not this one's.
+	refused("node-1", "127.54.0.1")
+	refused("node-1", "127.54.1.7")
+	refused("node-2", "127.54.2.1")
 	if err := e.srv.SetAliasRanges(zoneA, "node-1", "127.53.1.0/24"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.attach(zoneA, "neg", ep("node-1", "127.53.2.1", 80))
-	expectErr(t, err, http.StatusBadRequest, "invalid")
-	if !strings.Contains(err.Error(), "doesn't belong to the (sub)network default or to the instance node-1") {
-		t.Fatalf("message: %v", err)
-	}
-	e.done(e.attach(zoneA, "neg", ep("node-1", "127.53.1.7", 80), ep("node-1", "127.53.0.1", 81)))
-	if n := len(e.srv.Endpoints(zoneA, "neg")); n != 3 {
+	refused("node-1", "127.53.2.1")
+	e.done(e.attach(zoneA, "neg", ep("node-1", "127.53.1.7", 80), ep("node-1", "127.53.0.1", 81),
+		ep("node-2", "127.54.1.7", 80), ep("node-2", "127.54.0.1", 80)))
+	if n := len(e.srv.Endpoints(zoneA, "neg")); n != 4 {
 		t.Fatalf("%d endpoints", n)
 	}
 	if err := e.srv.SetAliasRanges(zoneA, "node-9", "127.53.1.0/24"); err == nil {
@@ -397,8 +407,8 @@ func TestEndpointIPMustBeTheVMsOnceItHasAliasRanges(t *testing.T) {
 
 func TestListMethods(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-b", "10.0.0.2")
-	_ = e.srv.AddInstance(zoneA, "node-a", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-b", "10.0.0.2", loopbackPods)
+	_ = e.srv.AddInstance(zoneA, "node-a", "10.0.0.1", loopbackPods)
 	e.createHC("hc-1", "TCP", 2, 2)
 	e.createHC("hc-2", "HTTP", 2, 2)
 	e.createNEG(zoneA, "neg", 80)

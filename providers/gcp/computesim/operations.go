@@ -90,9 +90,26 @@ func (s *Server) startOpLocked(r *http.Request, sc opScope, opType, targetPath s
 		s.completeOpLocked(op)
 	} else {
 		op.due = time.Now().Add(s.opts.OperationDelay)
+		s.running++
 		s.opq.push(op)
 	}
 	return proto.CloneOf(pb)
+}
+
+// admitOperation answers a mutation 403 rateLimitExceeded while max
+// operations are in flight, with the message GCE gives for its concurrent
+// operation limits (https://cloud.google.com/compute/operations-quota).
+func (s *Server) admitOperation(r *http.Request, class string, max int) *apiError {
+	if class != "write" || max <= 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running < max {
+		return nil
+	}
+	return &apiError{http.StatusForbidden, "rateLimitExceeded",
+		fmt.Sprintf("Quota on concurrent operations exceeded for project %s.", r.PathValue("project"))}
 }
 
 // pruneOpsLocked forgets operations that finished long ago, so long runs
@@ -122,6 +139,9 @@ func (s *Server) completeOpLocked(op *operation) {
 	err := op.fail
 	if err == nil {
 		err = op.apply()
+	}
+	if !op.due.IsZero() {
+		s.running--
 	}
 	pb := op.pb
 	pb.Status = computepb.Operation_DONE.Enum()

@@ -37,6 +37,14 @@ type Options struct {
 	// checked, so it reports no health and gets no traffic. Google does
 	// not document this latency; users see tens of seconds.
 	ProgrammingDelay time.Duration
+	// DetachProgrammingDelay is how long a detach takes to reach the load
+	// balancer: a detached endpoint that was HEALTHY keeps getting new
+	// connections and requests for this long, and only then starts
+	// draining (its connections close after the draining timeout, or at
+	// once without draining). This is the tail a rollout must cover with
+	// a preStop delay. Not documented either; 0 (the default) takes
+	// detaches in at once.
+	DetachProgrammingDelay time.Duration
 	// HealthCheckInterval and HealthCheckTimeout, when non-zero, replace
 	// every health check's checkIntervalSec / timeoutSec for probing (the
 	// API keeps reporting the configured values), so tests run at ms scale.
@@ -63,8 +71,17 @@ type Options struct {
 	// and "write", or "*" for all calls. Over the limit the API answers
 	// 403 rateLimitExceeded until the window ends.
 	RateLimits map[string]int
-	// RateWindow is the fixed quota window; default 100s like GCE quotas.
+	// RateWindow is the fixed quota window; default 100s, as GCE's quotas
+	// were (they are per minute now).
 	RateWindow time.Duration
+	// SynchronizedWindows starts each quota window on a multiple of
+	// RateWindow of the clock, as GCE's per-minute quotas do; otherwise
+	// windows follow from the first call.
+	SynchronizedWindows bool
+	// MaxConcurrentOperations caps operations in flight (with an
+	// OperationDelay): mutations beyond it answer 403 rateLimitExceeded
+	// ("Quota on concurrent operations exceeded"). 0 sets no cap.
+	MaxConcurrentOperations int
 	// RateLimitRate is the fraction (0..1) of calls answered 403
 	// rateLimitExceeded regardless of RateLimits, before doing anything.
 	RateLimitRate float64
@@ -126,8 +143,10 @@ type Server struct {
 	faults faultState
 	stats  statsState
 
-	sched   *scheduler
-	opq     *opQueue
+	sched *scheduler
+	opq   *opQueue
+	// running counts delayed operations not DONE yet (under mu).
+	running int
 	closeCh chan struct{}
 	wg      sync.WaitGroup
 }
@@ -412,6 +431,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, method, class 
 		return
 	}
 	if e := s.faults.admit(method, class); e != nil {
+		s.stats.rateLimited(method)
+		writeAPIError(w, e)
+		return
+	}
+	if e := s.admitOperation(r, class, f.MaxConcurrentOperations); e != nil {
 		s.stats.rateLimited(method)
 		writeAPIError(w, e)
 		return

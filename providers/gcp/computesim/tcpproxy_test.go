@@ -40,7 +40,7 @@ func greeting(t *testing.T, addr string, conf *tls.Config) string {
 
 func TestTargetSSLProxyTerminatesTLS(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	e.createHC("hc", "TCP", 1, 2)
 	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project,
@@ -117,7 +117,7 @@ func TestTargetSSLProxyTerminatesTLS(t *testing.T) {
 
 func TestRegionalTargetTCPProxy(t *testing.T) {
 	e := newEnv(t, computesim.Options{})
-	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1")
+	_ = e.srv.AddInstance(zoneA, "node-1", "10.0.0.1", loopbackPods)
 	e.createNEG(zoneA, "neg-a", 80)
 	e.createHC("hc", "TCP", 1, 2)
 	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project,

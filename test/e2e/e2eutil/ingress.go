@@ -1,6 +1,7 @@
 package e2eutil
 
 import (
+	"fmt"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -64,4 +65,25 @@ func (k Kube) IngressStatus(t testing.TB, ns, name string) *loadbalancers.Ingres
 		return nil
 	}
 	return st
+}
+
+// IngressServing checks that the Ingress's load balancer on cloud is
+// provisioned without error and that each of backends (namespace/service:port)
+// has want healthy targets.
+func (k Kube) IngressServing(t testing.TB, ns, name, cloud string, want int32, backends ...string) error {
+	t.Helper()
+	st := k.IngressStatus(t, ns, name)
+	if st == nil || st.Clouds[cloud] == nil {
+		return fmt.Errorf("no %s status yet", cloud)
+	}
+	cs := st.Clouds[cloud]
+	if cs.Error != "" {
+		return fmt.Errorf("%s: %s", cloud, cs.Error)
+	}
+	for _, id := range backends {
+		if b := cs.Backends[id]; b == nil || b.Desired != int(want) || b.Healthy != int(want) || b.Error != "" {
+			return fmt.Errorf("backend %s: %+v", id, b)
+		}
+	}
+	return nil
 }

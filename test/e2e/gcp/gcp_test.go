@@ -1,7 +1,9 @@
 package gcp_test
 
 import (
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -330,6 +332,23 @@ func negsDescribing(t *testing.T, ns string) []string {
 	return out
 }
 
+// foreignPodIP is the k-th address from the top of the pod range of the
+// zone's node, an address of that VM's alias range that the node
+// simulator, counting up from the bottom, is not about to give a pod: as
+// another tool's workload on the node would have.
+func foreignPodIP(t *testing.T, zone string, k int) string {
+	t.Helper()
+	for _, n := range kube.Nodes {
+		if n.Zone == zone {
+			block := netip.MustParsePrefix(n.PodCIDR)
+			top := binary.BigEndian.Uint32(block.Addr().AsSlice()) + 1<<(32-block.Bits()) - 2 // below the broadcast address
+			return netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, top-uint32(k)))).String()
+		}
+	}
+	t.Fatalf("no node in zone %s", zone)
+	return ""
+}
+
 // foreignNEG creates a NEG that is not podlb's, with one endpoint on the
 // zone's node, as another tool would.
 func foreignNEG(t *testing.T, zone, name, ip string) *computepb.NetworkEndpoint {
@@ -370,11 +389,12 @@ func TestForeignNEGsAreNeverTouched(t *testing.T) {
 	// A foreign NEG squats on the name of Service "squat"'s NEGs.
 	squatBS := backendService(t, resourceName(ns, "squat"), 2)
 	squatNEG := negName(ns, "squat")
-	foreignNEG(t, zone, squatNEG, "10.7.7.7")
+	squatIP, otherIP := foreignPodIP(t, zone, 0), foreignPodIP(t, zone, 1)
+	foreignNEG(t, zone, squatNEG, squatIP)
 	// Another tool's NEG already serves the backend service "shared" uses.
 	sharedBS := backendService(t, resourceName(ns, "shared"), 2)
 	otherNEG := resourceName(ns, "other-tool")
-	foreignNEG(t, zone, otherNEG, "10.7.7.8")
+	foreignNEG(t, zone, otherNEG, otherIP)
 	cur, err := gce.BackendServices.Get(ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: sharedBS})
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +412,7 @@ func TestForeignNEGsAreNeverTouched(t *testing.T) {
 	k8s.Create(t, e2eutil.RollingDeployment(ns, "shared", 3, true))
 
 	untouched := func() error {
-		for _, f := range []struct{ neg, ip string }{{squatNEG, "10.7.7.7"}, {otherNEG, "10.7.7.8"}} {
+		for _, f := range []struct{ neg, ip string }{{squatNEG, squatIP}, {otherNEG, otherIP}} {
 			negs := negsNamed(t, f.neg)
 			if negs[zone] != `{"managedBy":"another-tool"}` {
 				return fmt.Errorf("foreign NEG %s: %v", f.neg, negs)

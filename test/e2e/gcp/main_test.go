@@ -89,7 +89,7 @@ func setup(c *cluster.Cluster) error {
 	}
 	// Every node is a VM the endpoints of its pods name.
 	for _, n := range c.Nodes {
-		if err := sim.AddInstance(n.Zone, n.VMName, n.HostIP); err != nil {
+		if err := sim.AddInstance(n.Zone, n.VMName, n.HostIP, n.PodCIDR); err != nil {
 			return fmt.Errorf("VM %s: %w", n.VMName, err)
 		}
 	}
