@@ -283,8 +283,15 @@ func (p *Provider) call(ctx context.Context, op string, fn func(ctx context.Cont
 // wait awaits an operation with the operations' wait methods, each call
 // through the operations bucket. An operation answered DONE costs no call.
 func (p *Provider) wait(ctx context.Context, op *compute.Operation) error {
+	_, err := p.waitDone(ctx, op)
+	return err
+}
+
+// waitDone is wait that also returns the finished operation (nil for a
+// nil op).
+func (p *Provider) waitDone(ctx context.Context, op *compute.Operation) (*computepb.Operation, error) {
 	if op == nil {
-		return nil
+		return nil, nil
 	}
 	pb := op.Proto()
 	for pb.GetStatus() != computepb.Operation_DONE {
@@ -294,14 +301,14 @@ func (p *Provider) wait(ctx context.Context, op *compute.Operation) error {
 			return err
 		})
 		if err != nil {
-			return err
+			return pb, err
 		}
 		pb = next
 	}
 	if err := opError(pb); err != nil {
-		return classify(pb.GetOperationType(), err)
+		return pb, classify(pb.GetOperationType(), err)
 	}
-	return nil
+	return pb, nil
 }
 
 // waitOnce calls the wait method of the operation's scope.

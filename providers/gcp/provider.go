@@ -881,8 +881,8 @@ func (p *Provider) endpointBatch(ctx context.Context, ns *negState, zone, name s
 	if err != nil {
 		return err
 	}
-	if err := p.wait(ctx, op); err != nil {
-		if alreadyDone(op, attach) {
+	if done, err := p.waitDone(ctx, op); err != nil {
+		if alreadyDone(done, attach) {
 			if len(batch) == 1 {
 				ns.record(batch, attach) // it is as wanted: the Isolator counts it applied
 			}
@@ -905,18 +905,18 @@ func (e *alreadyWanted) Unwrap() error { return e.err }
 // endpoints already are as wanted: attached, or gone. A retry after an
 // attach or detach whose operation podlb could not follow to its end (its
 // poll was throttled) meets this; such endpoints are applied, not refused.
-func alreadyDone(op *compute.Operation, attach bool) bool {
+func alreadyDone(op *computepb.Operation, attach bool) bool {
 	want := "RESOURCE_ALREADY_EXISTS"
 	if !attach {
 		want = "RESOURCE_NOT_FOUND"
 	}
-	errs := op.Proto().GetError().GetErrors()
+	errs := op.GetError().GetErrors()
 	for _, e := range errs {
 		if e.GetCode() != want {
 			return false
 		}
 	}
-	return op.Done() && len(errs) > 0
+	return op.GetStatus() == computepb.Operation_DONE && len(errs) > 0
 }
 
 // Release implements providers.Provider. ref names the NEGs and the
