@@ -199,7 +199,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		if !settled {
 			return res, nil
 		}
-		return reconcile.Result{}, r.letGo(ctx, svc, deleted)
+		return reconcile.Result{}, r.letGo(ctx, svc, prev, wasMember, deleted)
 	}
 	return res, nil
 }
@@ -492,15 +492,11 @@ func (r *ServiceReconciler) forgetSettled(members []types.NamespacedName) {
 }
 
 // letGo releases a Service podlb no longer serves (deleted, or no longer
-// of type LoadBalancer with podlb's class), once its group has let go of
-// it (deleted: the group's load balancer is gone with it): finalizer,
-// address and status annotation.
-func (r *ServiceReconciler) letGo(ctx context.Context, svc *corev1.Service, deleted bool) error {
-	nn := serviceName(svc)
-	r.mu.Lock()
-	key, wasMember := r.memberOf[nn]
-	r.mu.Unlock()
-	r.forget(nn)
+// of type LoadBalancer with podlb's class), once its group (key, when it
+// was a member) has let go of it (deleted: the group's load balancer is
+// gone with it): finalizer, address and status annotation.
+func (r *ServiceReconciler) letGo(ctx context.Context, svc *corev1.Service, key providers.BalancerKey, wasMember, deleted bool) error {
+	r.forget(serviceName(svc))
 	if !controllerutil.ContainsFinalizer(svc, ServiceFinalizer) {
 		return nil
 	}
