@@ -341,8 +341,7 @@ func (r *IngressReconciler) cloudSpecs(model *HTTPLoadBalancer, members []*netwo
 			set[c] = true
 		}
 		for _, c := range UnservedClouds(ing.Annotations, served) {
-			problems = append(problems, Problem{Object: m.Ingress, Field: "metadata.annotations[podlb.io/" + c + "-load-balancer]",
-				Message: fmt.Sprintf("this controller does not provision load balancers on %s (it serves %s)", c, strings.Join(served, ", "))})
+			problems = append(problems, unservedCloud(m.Ingress, c, served))
 		}
 	}
 	clouds := slices.Sorted(maps.Keys(set))
