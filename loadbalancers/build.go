@@ -74,42 +74,16 @@ func (b *groupBuilder) problem(owner types.NamespacedName, field, format string,
 // orderMembers sorts the Ingresses into group order and records the
 // members.
 func (b *groupBuilder) orderMembers(ings []*networkingv1.Ingress) []*networkingv1.Ingress {
-	type entry struct {
-		ing *networkingv1.Ingress
-		m   Member
-	}
-	var entries []entry
+	present := make([]*networkingv1.Ingress, 0, len(ings))
 	for _, ing := range ings {
-		if ing == nil {
-			continue
+		if ing != nil {
+			present = append(present, ing)
 		}
-		m := Member{Ingress: nameOf(ing), Created: ing.CreationTimestamp.Time}
-		if raw, ok := ing.Annotations[GroupOrderAnnotation]; ok {
-			n, err := strconv.Atoi(strings.TrimSpace(raw))
-			if err != nil {
-				b.problem(m.Ingress, "metadata.annotations["+GroupOrderAnnotation+"]", "%q is not an integer; the Ingress is ordered as 0", raw)
-			}
-			m.Order = n
-		}
-		entries = append(entries, entry{ing, m})
 	}
-	sort.SliceStable(entries, func(i, j int) bool {
-		a, c := entries[i].m, entries[j].m
-		if a.Order != c.Order {
-			return a.Order < c.Order
-		}
-		if !a.Created.Equal(c.Created) {
-			return a.Created.Before(c.Created)
-		}
-		if a.Ingress.Namespace != c.Ingress.Namespace {
-			return a.Ingress.Namespace < c.Ingress.Namespace
-		}
-		return a.Ingress.Name < c.Ingress.Name
-	})
-	out := make([]*networkingv1.Ingress, len(entries))
-	for i, e := range entries {
-		out[i] = e.ing
-		b.lb.Members = append(b.lb.Members, e.m)
+	out, orders, problems := groupOrder(present, "Ingress")
+	b.problems = append(b.problems, problems...)
+	for i, ing := range out {
+		b.lb.Members = append(b.lb.Members, Member{Ingress: nameOf(ing), Order: orders[i], Created: ing.CreationTimestamp.Time})
 	}
 	// Problems so far were found in input order; report them in group order.
 	sortProblemsByMember(b.problems, b.lb.Members)

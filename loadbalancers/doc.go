@@ -2,11 +2,14 @@
 // podlb provisions: which Ingresses podlb serves, which clouds each one
 // asks for, and, for a group of Ingresses sharing one Application Load
 // Balancer, the routes, default backend, TLS hosts and backends the
-// clouds realise. Everything here is pure and deterministic: the same
-// objects in any order give the same model, so a reconciler can diff it
-// against the cloud without spurious changes. IngressReconciler realises
-// the model: it is the one part that writes (to the clouds through
-// providers.HTTPBalancers, to the registry as bindings, and to Ingresses).
+// clouds realise; and, for Services of type LoadBalancer of class
+// LoadBalancerClass (alone or in a group sharing one TCP/UDP load
+// balancer), the listeners. Everything here is pure and deterministic: the
+// same objects in any order give the same model, so a reconciler can diff
+// it against the cloud without spurious changes. IngressReconciler and
+// ServiceReconciler realise the models: they are the parts that write (to
+// the clouds through providers.HTTPBalancers and providers.L4Balancers, to
+// the registry as bindings, and to Ingresses and Services).
 //
 //	classes := []networkingv1.IngressClass{...}
 //	if !loadbalancers.ServesIngress(ing, classes) { return }
@@ -21,7 +24,7 @@
 //	clouds.go       the per-cloud load-balancer annotations and which clouds an object asks for
 //	model.go        HTTPLoadBalancer, Route, Backend, Member, Problem
 //	build.go        BuildIngressGroup: Ingresses of one group -> one HTTPLoadBalancer
-//	order.go        route evaluation order and rule priorities
+//	order.go        route evaluation order, rule priorities and group order
 //	paths.go        Kubernetes path semantics and their AWS and GCP path forms
 //	healthcheck.go  health check paths from readiness probes
 //	realise.go      pure steps of realising the model: group keys, what a
@@ -29,6 +32,13 @@
 //	ingress.go      IngressReconciler: per group, ensure on each cloud, bind
 //	                the backends, tear down in order
 //	ingress_status.go  the Ingress's address and podlb.io/status annotation
+//	bind.go         what both reconcilers share: a balancer's backend
+//	                bindings put in force and released
+//	service_build.go  which Services are ours, their group, and
+//	                BuildServiceGroup: Services of one group -> listeners
+//	service.go      ServiceReconciler: per group, ensure on each cloud,
+//	                bind the listeners, tear down in order
+//	service_status.go  the Service's address and podlb.io/status annotation
 //
 // Backends of the model become ordinary target bindings (package
 // targets), keyed by their balancer; this package knows no cloud SDK.

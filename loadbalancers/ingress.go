@@ -350,8 +350,7 @@ func (r *IngressReconciler) cloudSpecs(model *HTTPLoadBalancer, members []*netwo
 			set[c] = true
 		}
 		for _, c := range UnservedClouds(ing.Annotations, served) {
-			problems = append(problems, Problem{Object: m.Ingress, Field: "metadata.annotations[podlb.io/" + c + "-load-balancer]",
-				Message: fmt.Sprintf("this controller does not provision load balancers on %s (it serves %s)", c, strings.Join(served, ", "))})
+			problems = append(problems, unservedCloud(m.Ingress, c, served))
 		}
 	}
 	clouds := slices.Sorted(maps.Keys(set))
@@ -408,81 +407,31 @@ func (r *IngressReconciler) ensure(ctx context.Context, c Cloud, st *groupState,
 }
 
 func (r *IngressReconciler) backoff(err error) time.Duration {
-	switch providers.ClassOf(err) {
-	case providers.Throttled, providers.Transient, providers.NotFound:
-		return max(r.Timing.Poll, time.Second)
+	return retryAfter(r.Timing, err)
+}
+
+// binder hands the group's backends to the target machinery.
+func (r *IngressReconciler) binder() backendBinder {
+	provs := map[string]providers.Provider{}
+	for name, c := range r.Clouds {
+		provs[name] = c.Provider
 	}
-	return r.Timing.MaxBackoff
+	return backendBinder{Client: r.Client, Registry: r.Registry, Ledger: r.Ledger, Providers: provs, Timing: r.Timing,
+		EnqueueBinding: r.EnqueueBinding, SelectionChanged: r.SelectionChanged}
 }
 
 // putBindings puts the group's backend bindings in force and releases
 // those it no longer has; it returns when to try again when a release
 // failed.
 func (r *IngressReconciler) putBindings(ctx context.Context, key providers.BalancerKey, st *groupState, bound map[string]cloudPart) (time.Duration, error) {
-	byService := map[types.NamespacedName][]*providers.Binding{}
-	for _, cloud := range slices.Sorted(maps.Keys(bound)) {
-		for nn, bs := range bound[cloud] {
-			byService[nn] = append(byService[nn], bs...)
-		}
-	}
-	selectors := map[types.NamespacedName]labels.Selector{}
-	for nn := range byService {
-		var svc corev1.Service
-		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: nn.Namespace, Name: nn.Name}, &svc); err == nil && len(svc.Spec.Selector) > 0 {
-			selectors[nn] = labels.SelectorFromSet(svc.Spec.Selector)
-		}
-	}
-	changed, removed := r.Registry.SetBalancerBindings(key.String(), byService, selectors)
 	st.bindings = bound
-	for _, k := range changed {
-		r.EnqueueBinding(k)
-	}
-	touched := map[string][]labels.Selector{}
-	for _, k := range append(slices.Clone(changed), removed...) {
-		if sel := selectors[types.NamespacedName{Namespace: k.Namespace, Name: k.Service}]; sel != nil {
-			touched[k.Namespace] = append(touched[k.Namespace], sel)
-		}
-	}
-	if r.SelectionChanged != nil {
-		for ns, sels := range touched {
-			r.SelectionChanged(ns, sels...)
-		}
-	}
-	return r.release(ctx, key, removed)
+	return r.binder().put(ctx, key, bound)
 }
 
 // release deregisters the targets of bindings the balancer dropped, and
 // of any its ledger still holds that it no longer has.
 func (r *IngressReconciler) release(ctx context.Context, key providers.BalancerKey, removed []providers.BindingKey) (time.Duration, error) {
-	held, err := r.Ledger.BalancerBindings(ctx, key.String())
-	if err != nil {
-		return 0, err
-	}
-	drop := map[providers.BindingKey]bool{}
-	for _, k := range removed {
-		drop[k] = true
-	}
-	for _, k := range held {
-		if r.Registry.Binding(k) == nil {
-			drop[k] = true
-		}
-	}
-	var failed []string
-	for _, k := range slices.SortedFunc(maps.Keys(drop), func(a, b providers.BindingKey) int { return strings.Compare(a.String(), b.String()) }) {
-		targets.DeleteBindingMetrics(k)
-		c, ok := r.Clouds[k.Provider]
-		if !ok {
-			continue
-		}
-		if _, err := targets.ReleaseBinding(ctx, r.Ledger, c.Provider, k); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", k, err))
-		}
-	}
-	if len(failed) > 0 {
-		log.FromContext(ctx).Info("releasing backend bindings failed; retrying", "errors", failed)
-		return max(r.Timing.Poll, time.Second), nil
-	}
-	return 0, nil
+	return r.binder().release(ctx, key, removed)
 }
 
 // teardown runs when a group has no member left: its bindings go first

@@ -1,9 +1,12 @@
 package loadbalancers
 
 import (
+	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -64,4 +67,50 @@ func (lb *HTTPLoadBalancer) Priorities() map[RouteKey]int {
 		out[r.Key()] = i + 1
 	}
 	return out
+}
+
+// groupOrder sorts the members of a group into group order:
+// GroupOrderAnnotation (lower first, 0 when unset), creation time, then
+// namespace/name. It returns each sorted object's order value and a
+// Problem for every value that is not an integer (ordered as 0); kind
+// names the objects in those problems.
+func groupOrder[T metav1.Object](objs []T, kind string) ([]T, []int, []Problem) {
+	type entry struct {
+		obj   T
+		order int
+	}
+	var entries []entry
+	var problems []Problem
+	for _, o := range objs {
+		e := entry{obj: o}
+		if raw, ok := o.GetAnnotations()[GroupOrderAnnotation]; ok {
+			n, err := strconv.Atoi(strings.TrimSpace(raw))
+			if err != nil {
+				problems = append(problems, Problem{Object: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()},
+					Field:   "metadata.annotations[" + GroupOrderAnnotation + "]",
+					Message: fmt.Sprintf("%q is not an integer; the %s is ordered as 0", raw, kind)})
+			}
+			e.order = n
+		}
+		entries = append(entries, e)
+	}
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, c := entries[i], entries[j]
+		if a.order != c.order {
+			return a.order < c.order
+		}
+		if ta, tc := a.obj.GetCreationTimestamp().Time, c.obj.GetCreationTimestamp().Time; !ta.Equal(tc) {
+			return ta.Before(tc)
+		}
+		if a.obj.GetNamespace() != c.obj.GetNamespace() {
+			return a.obj.GetNamespace() < c.obj.GetNamespace()
+		}
+		return a.obj.GetName() < c.obj.GetName()
+	})
+	out := make([]T, len(entries))
+	orders := make([]int, len(entries))
+	for i, e := range entries {
+		out[i], orders[i] = e.obj, e.order
+	}
+	return out, orders, problems
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -25,9 +26,14 @@ import (
 // two annotations name different groups; the caller then keeps the
 // Ingress where it was.
 func GroupOf(ing *networkingv1.Ingress) (key providers.BalancerKey, ok bool) {
+	return groupOf(ing)
+}
+
+// groupOf is GroupOf for any annotated object (Ingress or Service).
+func groupOf(obj metav1.Object) (key providers.BalancerKey, ok bool) {
 	group := ""
 	for _, cloud := range slices.Sorted(maps.Keys(CloudAnnotations)) {
-		raw, present := ing.Annotations[CloudAnnotations[cloud]]
+		raw, present := obj.GetAnnotations()[CloudAnnotations[cloud]]
 		if !present || strings.TrimSpace(raw) == "" {
 			continue
 		}
@@ -47,7 +53,7 @@ func GroupOf(ing *networkingv1.Ingress) (key providers.BalancerKey, ok bool) {
 	if group != "" {
 		return providers.BalancerKey{Name: group}, true
 	}
-	return providers.BalancerKey{Namespace: ing.Namespace, Name: ing.Name}, true
+	return providers.BalancerKey{Namespace: obj.GetNamespace(), Name: obj.GetName()}, true
 }
 
 // ParseBalancerKey reads what BalancerKey.String wrote.

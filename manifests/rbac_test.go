@@ -54,6 +54,29 @@ func TestControllerRBACCoversIngresses(t *testing.T) {
 	}
 }
 
+// The Service load balancer controller patches Services (finalizer,
+// status annotation) and writes their address through the status
+// subresource.
+func TestControllerRBACCoversLoadBalancerServices(t *testing.T) {
+	r, err := ControllerRBAC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ resource, verb string }{
+		{"services", "get"}, {"services", "list"}, {"services", "watch"}, {"services", "patch"},
+		{"services/status", "patch"},
+	} {
+		if !allows(r.ClusterRole.Rules, "", want.resource, want.verb) {
+			t.Errorf("the ClusterRole does not allow %s %s", want.verb, want.resource)
+		}
+	}
+	for _, more := range []string{"update", "create", "delete"} {
+		if allows(r.ClusterRole.Rules, "", "services", more) || allows(r.ClusterRole.Rules, "", "services/status", more) {
+			t.Errorf("podlb only patches Services; %s is more than it needs", more)
+		}
+	}
+}
+
 func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 	for _, rule := range rules {
 		if slices.Contains(rule.APIGroups, group) && slices.Contains(rule.Resources, resource) && slices.Contains(rule.Verbs, verb) {

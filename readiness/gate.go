@@ -188,6 +188,11 @@ type GateReconciler struct {
 	// to before their load balancer's bindings are in the registry; nil
 	// when this controller provisions no HTTP load balancers.
 	Ingresses client.Reader
+	// LoadBalancerServices holds pods selected by a Service of type
+	// LoadBalancer podlb serves until that Service's balancer has put the
+	// bindings of its current version in the registry; false when this
+	// controller provisions no TCP/UDP load balancers.
+	LoadBalancerServices bool
 
 	// latched remembers pods whose gate this controller turned True, so a
 	// stale cache can never make it write the gate again.
@@ -269,8 +274,10 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 // registry.
 type serviceScan struct {
 	// unknown: an annotated Service selects the pod but is not in the
-	// registry yet, or a Service selecting it is a backend of an Ingress
-	// whose current generation its balancer has not settled.
+	// registry yet, a Service selecting it is a backend of an Ingress
+	// whose current generation its balancer has not settled, or a Service
+	// of type LoadBalancer podlb serves selects it and its balancer has
+	// not settled its current version.
 	unknown bool
 	// unserved names a Service that binds the pod only on clouds this
 	// controller does not serve, "" when none does.
@@ -290,6 +297,14 @@ func (r *GateReconciler) scanServices(ctx context.Context, pod *corev1.Pod) (ser
 			continue
 		}
 		selecting[svc.Name] = true
+		if r.LoadBalancerServices && loadbalancers.ServesService(svc) {
+			// Its own target annotations are not read (the targets
+			// ServiceReconciler leaves such Services to their balancer).
+			if !r.Registry.LoadBalancerServiceSettled(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, loadbalancers.ServiceVersion(svc)) {
+				out.unknown = true
+			}
+			continue
+		}
 		if hasAny(svc.Annotations, r.Annotations) {
 			if r.Registry.Service(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}) == nil {
 				out.unknown = true

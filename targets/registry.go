@@ -34,6 +34,9 @@ type Registry struct {
 	balancers map[string]map[types.NamespacedName][]providers.BindingKey
 	// ingresses records, per Ingress, what its balancer last settled.
 	ingresses map[types.NamespacedName]IngressSettled
+	// lbServices records, per Service of type LoadBalancer, the version
+	// of it whose listeners' bindings its balancer last settled.
+	lbServices map[types.NamespacedName]string
 
 	// Hooks wired by the controller: enqueue pods whose gate may change and
 	// Services whose status changed.
@@ -322,6 +325,43 @@ func (r *Registry) IngressSettledFor(ing types.NamespacedName, generation int64,
 	defer r.mu.RUnlock()
 	s, ok := r.ingresses[ing]
 	return ok && s.Generation == generation && slices.Contains(s.Services, service)
+}
+
+// SetLoadBalancerServiceSettled records that the balancer of a Service of
+// type LoadBalancer put in the registry the bindings of its listeners for
+// the Service's version (an opaque summary of what decides them); the
+// gate trusts the registry for that Service only then. It reports
+// whether that changed what was recorded.
+func (r *Registry) SetLoadBalancerServiceSettled(svc types.NamespacedName, version string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lbServices == nil {
+		r.lbServices = map[types.NamespacedName]string{}
+	}
+	if v, ok := r.lbServices[svc]; ok && v == version {
+		return false
+	}
+	r.lbServices[svc] = version
+	return true
+}
+
+// ForgetLoadBalancerService drops what SetLoadBalancerServiceSettled
+// recorded, and reports whether there was anything.
+func (r *Registry) ForgetLoadBalancerService(svc types.NamespacedName) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.lbServices[svc]
+	delete(r.lbServices, svc)
+	return ok
+}
+
+// LoadBalancerServiceSettled reports whether the balancer of a Service of
+// type LoadBalancer settled this version of it.
+func (r *Registry) LoadBalancerServiceSettled(svc types.NamespacedName, version string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	v, ok := r.lbServices[svc]
+	return ok && v == version
 }
 
 func sortKeys(keys []providers.BindingKey) {

@@ -144,6 +144,26 @@ func TestIngressSettledForNamesGenerationAndService(t *testing.T) {
 	}
 }
 
+func TestLoadBalancerServiceSettledNamesTheVersion(t *testing.T) {
+	r := NewRegistry()
+	svc := types.NamespacedName{Namespace: "shop", Name: "edge"}
+	if r.LoadBalancerServiceSettled(svc, "v1") {
+		t.Fatal("settled before anything was recorded")
+	}
+	if !r.SetLoadBalancerServiceSettled(svc, "v1") || r.SetLoadBalancerServiceSettled(svc, "v1") {
+		t.Error("the first record is a change, the same again is not")
+	}
+	switch {
+	case !r.LoadBalancerServiceSettled(svc, "v1"):
+		t.Error("v1 was settled")
+	case r.LoadBalancerServiceSettled(svc, "v2"):
+		t.Error("an edit (v2) is not settled yet")
+	}
+	if !r.ForgetLoadBalancerService(svc) || r.LoadBalancerServiceSettled(svc, "v1") || r.ForgetLoadBalancerService(svc) {
+		t.Error("a forgotten Service is not settled, and forgetting twice changes nothing")
+	}
+}
+
 func TestBalancerStatusChangesGoToTheBalancerNotTheService(t *testing.T) {
 	r := NewRegistry()
 	var services []types.NamespacedName

@@ -40,6 +40,11 @@ type ServiceReconciler struct {
 	// SelectionChanged is told which pods may be selected by other
 	// bindings now, so their gates are looked at again.
 	SelectionChanged func(namespace string, selectors ...labels.Selector)
+	// ProvisionedLoadBalancer reports Services of type LoadBalancer whose
+	// load balancer podlb provisions: that balancer binds their ports and
+	// owns their status annotation, so their own target annotations are
+	// not read here. nil: none.
+	ProvisionedLoadBalancer func(*corev1.Service) bool
 
 	mu sync.Mutex
 	// checked remembers, per Service, the binding set for which stale
@@ -87,7 +92,7 @@ func (r *ServiceReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	}
 
 	parsed := ParseService(&svc, r.Cluster, r.Providers)
-	if svc.DeletionTimestamp != nil || !parsed.Annotated {
+	if svc.DeletionTimestamp != nil || !parsed.Annotated || r.provisioned(&svc) {
 		return r.cleanup(ctx, &svc)
 	}
 
@@ -239,8 +244,14 @@ func plural(n int) string {
 	return "s"
 }
 
-// cleanup runs when a Service is deleted or loses its annotations:
-// deregister this cluster's targets, delete owned groups, then let go.
+func (r *ServiceReconciler) provisioned(svc *corev1.Service) bool {
+	return r.ProvisionedLoadBalancer != nil && r.ProvisionedLoadBalancer(svc)
+}
+
+// cleanup runs when a Service is deleted or loses its annotations (or
+// becomes a load balancer podlb provisions, whose status annotation is
+// then its balancer's): deregister this cluster's targets, delete owned
+// groups, then let go.
 func (r *ServiceReconciler) cleanup(ctx context.Context, svc *corev1.Service) (reconcile.Result, error) {
 	nn := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
 	if old := r.Registry.Service(nn); old != nil && old.Annotated {
@@ -256,10 +267,11 @@ func (r *ServiceReconciler) cleanup(ctx context.Context, svc *corev1.Service) (r
 		return reconcile.Result{RequeueAfter: r.Timing.MaxBackoff}, nil
 	}
 	r.forgetService(nn)
-	if controllerutil.ContainsFinalizer(svc, Finalizer) || svc.Annotations[AnnotationStatus] != "" {
+	ownStatus := !r.provisioned(svc)
+	if controllerutil.ContainsFinalizer(svc, Finalizer) || (ownStatus && svc.Annotations[AnnotationStatus] != "") {
 		patch := client.MergeFromWithOptions(svc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		controllerutil.RemoveFinalizer(svc, Finalizer)
-		if svc.DeletionTimestamp == nil {
+		if svc.DeletionTimestamp == nil && ownStatus {
 			delete(svc.Annotations, AnnotationStatus)
 		}
 		if err := r.Client.Patch(ctx, svc, patch); err != nil && !apierrors.IsNotFound(err) {

@@ -384,11 +384,15 @@ func Setup(mgr manager.Manager, o Options) error {
 	}
 
 	// Service controller.
+	l4Clouds := loadbalancers.L4Clouds(o.Providers)
 	sr := &targets.ServiceReconciler{Client: c, Registry: reg, Ledger: ledger, Providers: o.Providers, Cluster: o.ClusterName,
 		Recorder: recorder, Timing: o.Timing, EnqueueBinding: enqueueBinding,
 		SelectionChanged: func(namespace string, selectors ...labels.Selector) {
 			enqueueSelectedPods(context.Background(), c, namespace, selectors, gateQ)
 		}}
+	if len(l4Clouds) > 0 {
+		sr.ProvisionedLoadBalancer = loadbalancers.ServesService
+	}
 	err = builder.ControllerManagedBy(mgr).Named("service").
 		For(&corev1.Service{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: serviceChangeMatters})).
 		WatchesRawSource(serviceQ.source()).
@@ -420,6 +424,17 @@ func Setup(mgr manager.Manager, o Options) error {
 			return err
 		}
 	}
+	if len(l4Clouds) > 0 {
+		gr.LoadBalancerServices = true
+		lr := &loadbalancers.ServiceReconciler{Client: c, Registry: reg, Ledger: ledger, Clouds: l4Clouds,
+			Cluster: o.ClusterName, Recorder: recorder, Timing: o.Timing, EnqueueBinding: enqueueBinding,
+			SelectionChanged: func(namespace string, selectors ...labels.Selector) {
+				enqueueSelectedPods(context.Background(), c, namespace, selectors, gateQ)
+			}}
+		if err := setupLoadBalancerServices(mgr, reg, lr); err != nil {
+			return err
+		}
+	}
 	err = builder.ControllerManagedBy(mgr).Named("gate").
 		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool {
 			p, ok := obj.(*corev1.Pod)
@@ -442,11 +457,11 @@ func Setup(mgr manager.Manager, o Options) error {
 func setupIngresses(mgr manager.Manager, reg *targets.Registry, ir *loadbalancers.IngressReconciler) error {
 	c := mgr.GetClient()
 	statusQ := newQueueRef[reconcile.Request]()
-	reg.BalancerChanged = func(balancer string) {
+	addBalancerChanged(reg, func(balancer string) {
 		for _, nn := range ir.MembersOf(balancer) {
 			statusQ.addAfter(reconcile.Request{NamespacedName: nn}, time.Second)
 		}
-	}
+	})
 	allIngresses := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		return ingressRequests(ctx, c, "", nil)
 	})
@@ -463,6 +478,49 @@ func setupIngresses(mgr manager.Manager, reg *targets.Registry, ir *loadbalancer
 		// One at a time: groups share state, and provisioning is rare.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
 		Complete(ir)
+}
+
+// setupLoadBalancerServices runs the controller of Services of type
+// LoadBalancer, on the leader only like the others. Status changes of a
+// balancer's listener bindings come back coalesced, to be written on its
+// Services.
+func setupLoadBalancerServices(mgr manager.Manager, reg *targets.Registry, lr *loadbalancers.ServiceReconciler) error {
+	statusQ := newQueueRef[reconcile.Request]()
+	addBalancerChanged(reg, func(balancer string) {
+		for _, nn := range lr.MembersOf(balancer) {
+			statusQ.addAfter(reconcile.Request{NamespacedName: nn}, time.Second)
+		}
+	})
+	return builder.ControllerManagedBy(mgr).Named("loadbalancer-service").
+		For(&corev1.Service{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: loadBalancerServiceChangeMatters})).
+		WatchesRawSource(statusQ.source()).
+		// One at a time: groups share state, and provisioning is rare.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Complete(lr)
+}
+
+// addBalancerChanged adds a listener to the registry's BalancerChanged
+// hook: the Ingress and the Service load balancers each pick their own
+// balancers' members.
+func addBalancerChanged(reg *targets.Registry, f func(string)) {
+	prev := reg.BalancerChanged
+	reg.BalancerChanged = func(balancer string) {
+		if prev != nil {
+			prev(balancer)
+		}
+		f(balancer)
+	}
+}
+
+// loadBalancerServiceChangeMatters is serviceChangeMatters, plus the type
+// and class that make a Service podlb's load balancer.
+func loadBalancerServiceChangeMatters(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*corev1.Service)
+	n, ok2 := e.ObjectNew.(*corev1.Service)
+	if ok1 && ok2 && (o.Spec.Type != n.Spec.Type || !reflect.DeepEqual(o.Spec.LoadBalancerClass, n.Spec.LoadBalancerClass)) {
+		return true
+	}
+	return serviceChangeMatters(e)
 }
 
 // ingressRequests lists the Ingresses of a namespace ("" for all) that

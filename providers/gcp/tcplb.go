@@ -90,6 +90,13 @@ func (s *LoadBalancerSpec) validateL4() error {
 	return nil
 }
 
+// NetworkBalancerDescription is the description podlb writes on every
+// resource of a Service's load balancer of key (as BalancerDescription is
+// an Ingress's), by which it recognises them as its own.
+func NetworkBalancerDescription(cluster string, key providers.BalancerKey) string {
+	return balancerDescription(cluster, key, tcpKind)
+}
+
 // tcpBalancer is the balancer of a Service's load balancer of key.
 func (p *Provider) tcpBalancer(cluster string, key providers.BalancerKey, sc scope, scheme string) *balancer {
 	b := p.balancer(cluster, key, sc, scheme)

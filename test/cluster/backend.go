@@ -15,13 +15,15 @@ import (
 // pod's name, 200 while the pod's containers are ready and 503 otherwise,
 // so that both plain TCP clients and HTTP health checks see it. A request
 // with ?sleep=<duration> (at most a minute) waits that long first, to model
-// a request in flight during shutdown.
+// a request in flight during shutdown. On every UDP port it answers each
+// datagram with the pod's name, until it shuts down.
 type backend struct {
 	podName   string
 	ready     atomic.Bool
 	requests  atomic.Int64
 	server    *http.Server
 	listeners []net.Listener
+	udp       []net.PacketConn
 	serving   sync.WaitGroup // the Serve loops
 
 	mu      sync.Mutex
@@ -33,17 +35,23 @@ const maxRequestSleep = time.Minute
 
 // listenBackend binds ip on every port; it fails if any port is taken so the
 // caller can try another address.
-func listenBackend(podName, ip string, ports []int32) (*backend, error) {
+func listenBackend(podName, ip string, ports backendPorts) (*backend, error) {
 	b := &backend{podName: podName, conns: map[net.Conn]http.ConnState{}}
-	for _, port := range ports {
+	for _, port := range ports.tcp {
 		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(int(port))))
 		if err != nil {
-			for _, open := range b.listeners {
-				open.Close()
-			}
+			b.close()
 			return nil, err
 		}
 		b.listeners = append(b.listeners, l)
+	}
+	for _, port := range ports.udp {
+		c, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(int(port))))
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		b.udp = append(b.udp, c)
 	}
 	b.server = &http.Server{
 		Handler:           b,
@@ -55,7 +63,24 @@ func listenBackend(podName, ip string, ports []int32) (*backend, error) {
 	for _, l := range b.listeners {
 		b.serving.Go(func() { _ = b.server.Serve(l) })
 	}
+	for _, c := range b.udp {
+		go b.answerDatagrams(c)
+	}
 	return b, nil
+}
+
+// answerDatagrams replies to every datagram with the pod's name until the
+// socket is closed.
+func (b *backend) answerDatagrams(c net.PacketConn) {
+	buf := make([]byte, 2048)
+	for {
+		_, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		b.requests.Add(1)
+		_, _ = c.WriteTo([]byte(b.podName), from)
+	}
 }
 
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -114,6 +139,9 @@ func (b *backend) open() int {
 // accept queue is empty, everything accepted is served, and the server
 // closes once no connection is left.
 func (b *backend) shutdown(deadline time.Time) {
+	for _, c := range b.udp {
+		c.Close()
+	}
 	for _, l := range b.listeners {
 		stopListening(l, deadline)
 	}
@@ -135,8 +163,13 @@ func (b *backend) shutdown(deadline time.Time) {
 
 // close drops everything immediately.
 func (b *backend) close() {
-	b.server.Close()
+	if b.server != nil {
+		b.server.Close()
+	}
 	for _, l := range b.listeners {
 		l.Close()
+	}
+	for _, c := range b.udp {
+		c.Close()
 	}
 }

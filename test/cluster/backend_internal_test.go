@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"syscall"
@@ -19,7 +20,7 @@ import (
 func TestBackendShutdownAnswersThenRefuses(t *testing.T) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for round := range 40 {
-		b, err := listenBackend("web", "127.0.0.1", []int32{0})
+		b, err := listenBackend("web", "127.0.0.1", backendPorts{tcp: []int32{0}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -57,5 +58,35 @@ func TestBackendShutdownAnswersThenRefuses(t *testing.T) {
 				t.Fatalf("round %d: want answers, then connection refused; got %v", round, err)
 			}
 		}
+	}
+}
+
+// A UDP port of the pod answers each datagram with the pod's name, and
+// stops answering once the backend shuts down.
+func TestBackendAnswersDatagramsUntilShutdown(t *testing.T) {
+	b, err := listenBackend("dns", "127.0.0.1", backendPorts{tcp: []int32{0}, udp: []int32{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("udp", b.udp[0].LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ask := func() (string, error) {
+		if _, err := c.Write([]byte("who")); err != nil {
+			return "", err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		return string(buf[:n]), err
+	}
+	if got, err := ask(); err != nil || got != "dns" {
+		t.Fatalf("answer %q, %v; want the pod's name", got, err)
+	}
+	b.shutdown(time.Now().Add(time.Second))
+	if got, err := ask(); err == nil {
+		t.Errorf("answered %q after shutdown", got)
 	}
 }

@@ -327,10 +327,10 @@ func (s *NodeSim) sync(key string) error {
 // admit starts a newly bound pod: address, backend, start time.
 func (s *NodeSim) admit(key string, pod *corev1.Pod, node *simNode, now time.Time) (*simPod, error) {
 	p := &simPod{uid: pod.UID, name: pod.Name, node: node, started: now, readyAt: now.Add(s.readyAfterFor(pod))}
-	ports := tcpPorts(pod)
+	ports := backendPortsOf(pod)
 	if pod.Spec.HostNetwork {
 		p.ip = netip.MustParseAddr(node.HostIP)
-		if len(ports) > 0 {
+		if ports.any() {
 			b, err := listenBackend(pod.Name, LoopbackAddr(node.HostIP), ports)
 			if err != nil {
 				return nil, fmt.Errorf("host-network backend: %w", err)
@@ -348,7 +348,7 @@ func (s *NodeSim) admit(key string, pod *corev1.Pod, node *simNode, now time.Tim
 
 // allocate gives p the next free address of its node's block whose loopback
 // mirror can bind all of the pod's ports.
-func (s *NodeSim) allocate(key string, p *simPod, ports []int32) error {
+func (s *NodeSim) allocate(key string, p *simPod, ports backendPorts) error {
 	node := p.node
 	size := 1 << (32 - node.block.Bits())
 	s.mu.Lock()
@@ -362,7 +362,7 @@ func (s *NodeSim) allocate(key string, p *simPod, ports []int32) error {
 		if _, taken := s.inUse[ip]; taken {
 			continue
 		}
-		if len(ports) > 0 {
+		if ports.any() {
 			b, err := listenBackend(p.name, LoopbackAddr(ip.String()), ports)
 			if err != nil {
 				continue // held by something outside the simulator
@@ -528,16 +528,33 @@ func (s *NodeSim) readyAfterFor(pod *corev1.Pod) time.Duration {
 	return s.readyAfter
 }
 
-// tcpPorts lists the distinct TCP ports of the pod's containers and sidecars.
-func tcpPorts(pod *corev1.Pod) []int32 {
-	seen := map[int32]bool{}
-	var ports []int32
+// backendPorts are the distinct ports of a pod's containers and sidecars
+// its backend serves, by protocol.
+type backendPorts struct {
+	tcp, udp []int32
+}
+
+func (p backendPorts) any() bool { return len(p.tcp)+len(p.udp) > 0 }
+
+// backendPortsOf lists the TCP and UDP ports of the pod's containers and
+// sidecars.
+func backendPortsOf(pod *corev1.Pod) backendPorts {
+	var out backendPorts
+	seen := map[corev1.Protocol]map[int32]bool{corev1.ProtocolTCP: {}, corev1.ProtocolUDP: {}}
 	add := func(cs []corev1.Container) {
 		for _, c := range cs {
 			for _, p := range c.Ports {
-				if (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && !seen[p.ContainerPort] {
-					seen[p.ContainerPort] = true
-					ports = append(ports, p.ContainerPort)
+				proto := p.Protocol
+				if proto == "" {
+					proto = corev1.ProtocolTCP
+				}
+				if ports, ok := seen[proto]; ok && !ports[p.ContainerPort] {
+					ports[p.ContainerPort] = true
+					if proto == corev1.ProtocolTCP {
+						out.tcp = append(out.tcp, p.ContainerPort)
+					} else {
+						out.udp = append(out.udp, p.ContainerPort)
+					}
 				}
 			}
 		}
@@ -548,7 +565,7 @@ func tcpPorts(pod *corev1.Pod) []int32 {
 			add([]corev1.Container{c})
 		}
 	}
-	return ports
+	return out
 }
 
 var sleepCommand = regexp.MustCompile(`^\s*(?:exec\s+)?(?:/bin/|/usr/bin/)?sleep\s+([0-9.]+)s?\s*$`)

@@ -371,9 +371,11 @@ func TestProxyHeader(t *testing.T) {
 	}
 	defer c.Close()
 	// The backend echoes what it got: first the PROXY line.
+	// From the client to the rule's own ephemeral IP.
 	line, err := r.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "PROXY TCP4 127.0.0.1 127.0.0.1 ") {
-		t.Fatalf("proxy header: %q %v", line, err)
+	ruleIP, _, _ := net.SplitHostPort(e.srv.ForwardingRuleAddr("fr"))
+	if err != nil || !strings.HasPrefix(line, "PROXY TCP4 127.0.0.1 "+ruleIP+" ") || ruleIP == "127.0.0.1" {
+		t.Fatalf("proxy header: %q %v (rule on %s)", line, err, ruleIP)
 	}
 }
 

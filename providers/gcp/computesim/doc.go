@@ -128,8 +128,9 @@
 //     (400 invalid). Rules to HTTP(S) proxies take one port, by default 80
 //     (HTTP) or 443 (HTTPS). The rule listens on its address's IP at its
 //     port when that port is free, else (for reserved addresses) at a free
-//     port of that IP; ephemeral rules listen on Options.ListenHost at a
-//     free port and report that IP. ForwardingRuleAddr and
+//     port of that IP; an ephemeral rule gets an IP of its own from
+//     Options.AddressRange (as GCE gives each rule a distinct ephemeral
+//     IP), listened on the same way. ForwardingRuleAddr and
 //     ForwardingRuleURL tell where to connect.
 //   - aggregatedList only lists zones that have NEGs (GCE also lists empty
 //     zones with a warning).

@@ -76,7 +76,8 @@ func (s *Server) targetServicesLocked(target string) []string {
 // frInsert creates a forwarding rule to a target TCP, HTTP or HTTPS proxy.
 // Its listener binds the rule's IP (a reserved address's own loopback IP,
 // or a loopback literal) at its port when that port is free, else at a
-// free port of the same IP for reserved addresses; ephemeral rules and
+// free port of the same IP for reserved addresses; an ephemeral rule gets
+// an IP of its own from Options.AddressRange, bound the same way;
 // non-loopback literals bind Options.ListenHost at a free port. The
 // reported IPAddress is the bound IP; ForwardingRuleAddr gives host:port.
 func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
@@ -190,6 +191,13 @@ func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
 		if e != nil {
 			return e
 		}
+		if !ip.IsValid() {
+			// An ephemeral IP of its own, as GCE gives every rule without
+			// one: rules of different load balancers never share an IP.
+			if ip, e = s.allocateIPLocked(); e != nil {
+				return e
+			}
+		}
 		ln, err := s.listenRule(ip, addrPath != "", lo, hi)
 		if err != nil {
 			return errInvalidField("resource.IPAddress", in.GetIPAddress(), "The address and port are already in use: "+err.Error())
@@ -222,7 +230,7 @@ func (s *Server) listenRule(ip netip.Addr, reserved bool, lo, hi int) (net.Liste
 		port = lo
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
-	if err != nil && reserved && port != 0 {
+	if err != nil && (reserved || s.opts.AddressRange.Contains(ip)) && port != 0 {
 		// The emulator already keeps rules on one address from sharing a
 		// port; the port is held outside it (or privileged), so serve on
 		// another port of the address's own IP.
