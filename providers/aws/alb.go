@@ -351,6 +351,12 @@ func (p *Provider) checkALBVPC(alb *types.LoadBalancer) error {
 const idleTimeoutAttribute = "idle_timeout.timeout_seconds"
 
 func (p *Provider) alignIdleTimeout(ctx context.Context, arn string, seconds int32) error {
+	return p.alignLBAttribute(ctx, arn, idleTimeoutAttribute, strconv.Itoa(int(seconds)), "idleTimeoutSeconds")
+}
+
+// alignLBAttribute sets one load balancer attribute unless it already has
+// the value; an error names field.
+func (p *Provider) alignLBAttribute(ctx context.Context, arn, key, want, field string) error {
 	var out *elbv2.DescribeLoadBalancerAttributesOutput
 	err := p.calls.Call(ctx, "DescribeLoadBalancerAttributes", func(ctx context.Context) (err error) {
 		out, err = p.elb.DescribeLoadBalancerAttributes(ctx, &elbv2.DescribeLoadBalancerAttributesInput{LoadBalancerArn: aws.String(arn)})
@@ -359,20 +365,19 @@ func (p *Provider) alignIdleTimeout(ctx context.Context, arn string, seconds int
 	if err != nil {
 		return err
 	}
-	want := strconv.Itoa(int(seconds))
 	for _, a := range out.Attributes {
-		if aws.ToString(a.Key) == idleTimeoutAttribute && aws.ToString(a.Value) == want {
+		if aws.ToString(a.Key) == key && aws.ToString(a.Value) == want {
 			return nil
 		}
 	}
 	err = p.calls.Call(ctx, "ModifyLoadBalancerAttributes", func(ctx context.Context) error {
 		_, err := p.elb.ModifyLoadBalancerAttributes(ctx, &elbv2.ModifyLoadBalancerAttributesInput{
 			LoadBalancerArn: aws.String(arn),
-			Attributes:      []types.LoadBalancerAttribute{{Key: aws.String(idleTimeoutAttribute), Value: aws.String(want)}},
+			Attributes:      []types.LoadBalancerAttribute{{Key: aws.String(key), Value: aws.String(want)}},
 		})
 		return err
 	})
-	return providers.WithField("idleTimeoutSeconds", err)
+	return providers.WithField(field, err)
 }
 
 // ensureBalancerGroups finds or creates the target group of every backend

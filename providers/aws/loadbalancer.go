@@ -17,8 +17,8 @@ const LoadBalancerAnnotationKey = "podlb.io/aws-load-balancer"
 // LoadBalancerSpec is the value of podlb.io/aws-load-balancer. Every field
 // is optional for parsing: {} (or an empty value) gives an internet-facing
 // ALB (for an Ingress) or Network Load Balancer (for a Service of type
-// LoadBalancer) with the VPC's default security group. podlb does not
-// discover subnets yet, so on AWS Subnets must be listed.
+// LoadBalancer) with the VPC's default security group, in the subnets
+// tagged for load balancers.
 type LoadBalancerSpec struct {
 	// Scheme is internet-facing (default) or internal.
 	Scheme string `json:"scheme,omitempty"`
@@ -39,8 +39,15 @@ type LoadBalancerSpec struct {
 	RedirectToHTTPS bool `json:"redirectToHTTPS,omitempty"`
 	// IdleTimeoutSeconds (Ingresses only) is the ALB's
 	// idle_timeout.timeout_seconds.
-	IdleTimeoutSeconds *int32            `json:"idleTimeoutSeconds,omitempty"`
-	Tags               map[string]string `json:"tags,omitempty"`
+	IdleTimeoutSeconds *int32 `json:"idleTimeoutSeconds,omitempty"`
+	// CrossZone (Services only) sets the Network Load Balancer's
+	// load_balancing.cross_zone.enabled; unset keeps AWS's default (off).
+	CrossZone *bool `json:"crossZone,omitempty"`
+	// ProxyProtocol (Services only) turns on proxy_protocol_v2.enabled on
+	// every listener's target group: the pods get the client's address in
+	// a PROXY v2 header.
+	ProxyProtocol bool              `json:"proxyProtocol,omitempty"`
+	Tags          map[string]string `json:"tags,omitempty"`
 	// Group names the load balancer Ingresses (or Services) share: those
 	// with the same group get one load balancer. Empty: each gets its own.
 	Group string `json:"group,omitempty"`
@@ -122,6 +129,12 @@ func ParseNetworkLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
 
 // validateALB checks what only applies to an Ingress's ALB.
 func (s *LoadBalancerSpec) validateALB() error {
+	switch {
+	case s.CrossZone != nil:
+		return providers.Errorf(providers.Invalid, "crossZone", "applies to Services of type LoadBalancer only: an Application Load Balancer always balances across zones")
+	case s.ProxyProtocol:
+		return providers.Errorf(providers.Invalid, "proxyProtocol", "applies to Services of type LoadBalancer only: an Application Load Balancer passes the client's address in X-Forwarded-For")
+	}
 	if len(s.TLSPorts) > 0 {
 		return providers.Errorf(providers.Invalid, "tlsPorts", "applies to Services of type LoadBalancer only; an Ingress's ALB serves HTTPS on 443 when certificateArns are given")
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/podlb/podlb/providers"
@@ -138,6 +139,11 @@ func (p *Provider) EnsureL4(ctx context.Context, lb *providers.L4Balancer) (*pro
 		return nil, err
 	}
 	nlbArn := aws.ToString(nlb.LoadBalancerArn)
+	if cz := plan.spec.CrossZone; cz != nil {
+		if err := p.alignLBAttribute(ctx, nlbArn, crossZoneAttribute, strconv.FormatBool(*cz), "crossZone"); err != nil {
+			return nil, err
+		}
+	}
 	existing, err := p.balancerListeners(ctx, nlbArn)
 	if err != nil {
 		return nil, err
@@ -228,7 +234,45 @@ func (p *Provider) ensureNetworkGroup(ctx context.Context, plan *nlbPlan, l nlbL
 	if err := p.addTags(ctx, arn, g.tags, plan.spec.Tags); err != nil {
 		return "", err
 	}
-	return arn, p.alignSettings(ctx, g.tg, c, field)
+	if err := p.alignSettings(ctx, g.tg, c, field); err != nil {
+		return "", err
+	}
+	return arn, p.alignProxyProtocol(ctx, arn, plan.spec.ProxyProtocol)
+}
+
+const (
+	crossZoneAttribute     = "load_balancing.cross_zone.enabled"
+	proxyProtocolAttribute = "proxy_protocol_v2.enabled"
+)
+
+// alignProxyProtocol turns the group's PROXY v2 header on or off unless
+// it already is.
+func (p *Provider) alignProxyProtocol(ctx context.Context, arn string, on bool) error {
+	var out *elbv2.DescribeTargetGroupAttributesOutput
+	err := p.calls.Call(ctx, "DescribeTargetGroupAttributes", func(ctx context.Context) (err error) {
+		out, err = p.elb.DescribeTargetGroupAttributes(ctx, &elbv2.DescribeTargetGroupAttributesInput{TargetGroupArn: aws.String(arn)})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	want := strconv.FormatBool(on)
+	for _, a := range out.Attributes {
+		if aws.ToString(a.Key) == proxyProtocolAttribute && aws.ToString(a.Value) == want {
+			return nil
+		}
+	}
+	if !on && !slices.ContainsFunc(out.Attributes, func(a types.TargetGroupAttribute) bool { return aws.ToString(a.Key) == proxyProtocolAttribute }) {
+		return nil
+	}
+	err = p.calls.Call(ctx, "ModifyTargetGroupAttributes", func(ctx context.Context) error {
+		_, err := p.elb.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{
+			TargetGroupArn: aws.String(arn),
+			Attributes:     []types.TargetGroupAttribute{{Key: aws.String(proxyProtocolAttribute), Value: aws.String(want)}},
+		})
+		return err
+	})
+	return providers.WithField("proxyProtocol", err)
 }
 
 // DeleteL4 implements providers.L4Balancers: podlb's listeners, then the

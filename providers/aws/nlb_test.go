@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -471,5 +472,65 @@ func TestNLBNamesAreShortDistinctAndApartFromALBs(t *testing.T) {
 			t.Errorf("name %q: too long, malformed or repeated", n)
 		}
 		names[n] = true
+	}
+}
+
+// crossZone and proxyProtocol reach the load balancer's and the groups'
+// attributes, are changed back when unset, and an ALB refuses both.
+func TestNLBCrossZoneAndProxyProtocol(t *testing.T) {
+	e := newALBEnv(t, elbv2sim.Options{ProvisioningDelay: -1})
+	lbAttr := func(key string) string {
+		out, err := e.c.DescribeLoadBalancerAttributes(e.ctx, &elbv2.DescribeLoadBalancerAttributesInput{LoadBalancerArn: aws.String(e.nlbArn(edgeKey))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range out.Attributes {
+			if aws.ToString(a.Key) == key {
+				return aws.ToString(a.Value)
+			}
+		}
+		return ""
+	}
+	groupAttrs := func(res *providers.L4Result) []string {
+		var vals []string
+		for _, id := range sortedKeys(res.Specs) {
+			out, err := e.c.DescribeTargetGroupAttributes(e.ctx, &elbv2.DescribeTargetGroupAttributesInput{TargetGroupArn: aws.String(res.Specs[id].(*Spec).Balancer.ARN)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range out.Attributes {
+				if aws.ToString(a.Key) == proxyProtocolAttribute {
+					vals = append(vals, aws.ToString(a.Value))
+				}
+			}
+		}
+		return vals
+	}
+	res := e.ensureL4(edgeBalancer(&LoadBalancerSpec{CrossZone: aws.Bool(true), ProxyProtocol: true}))
+	if got := lbAttr(crossZoneAttribute); got != "true" {
+		t.Errorf("cross-zone %q, want true", got)
+	}
+	if got := groupAttrs(res); len(got) == 0 || slices.Contains(got, "false") {
+		t.Errorf("proxy protocol of the groups %v, want true on each", got)
+	}
+	e.srv.ResetStats()
+	e.ensureL4(edgeBalancer(&LoadBalancerSpec{CrossZone: aws.Bool(true), ProxyProtocol: true}))
+	e.wantMutations("unchanged", nil)
+
+	res = e.ensureL4(edgeBalancer(&LoadBalancerSpec{CrossZone: aws.Bool(false)}))
+	if got := lbAttr(crossZoneAttribute); got != "false" {
+		t.Errorf("cross-zone %q, want false", got)
+	}
+	if got := groupAttrs(res); slices.Contains(got, "true") {
+		t.Errorf("proxy protocol of the groups %v after it was turned off", got)
+	}
+	for _, c := range []struct{ spec, field string }{
+		{`{"crossZone": true}`, "crossZone"},
+		{`{"proxyProtocol": true}`, "proxyProtocol"},
+	} {
+		var pe *providers.Error
+		if _, err := e.p.ParseBalancerSpec(c.spec); !errors.As(err, &pe) || pe.Field != c.field {
+			t.Errorf("%s on an Ingress: %v, want an error naming %s", c.spec, err, c.field)
+		}
 	}
 }

@@ -55,6 +55,8 @@ func LoadBalancerFieldDocs() []providers.FieldDoc {
 		{Field: "sslPolicy", Default: "AWS's default policy", Notes: "a predefined policy name, `ELBSecurityPolicy-...`; for a Service, needs `tlsPorts`"},
 		{Field: "redirectToHTTPS", Default: "`false`", Notes: "Ingresses only: the HTTP listener answers with a redirect to HTTPS"},
 		{Field: "idleTimeoutSeconds", Default: awsDefault + " (60)", Notes: "Ingresses only: " + idleTimeoutRange.String()},
+		{Field: "crossZone", Default: awsDefault + " (off)", Notes: "Services only: the Network Load Balancer's cross-zone load balancing"},
+		{Field: "proxyProtocol", Default: "false", Notes: "Services only: every listener's target group sends a PROXY v2 header with the client's address"},
 		tagsFieldDoc(),
 		{Field: "group", Default: "none: the Ingress or Service gets its own load balancer", Notes: "Ingresses (or Services) with the same group share one; 1–63 lowercase letters, digits and hyphens"},
 		{Field: "backends", Default: "none", Notes: "per backend, keyed by `service:port` (port number or name): the fields below"},

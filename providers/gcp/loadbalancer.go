@@ -44,6 +44,9 @@ type LoadBalancerSpec struct {
 	RedirectToHTTPS bool `json:"redirectToHTTPS,omitempty"`
 	// TimeoutSec is the backend services' request timeout.
 	TimeoutSec *int32 `json:"timeoutSec,omitempty"`
+	// ProxyProtocol (Services only) makes the TCP and SSL proxies send a
+	// PROXY v1 header, so the pods get the client's address.
+	ProxyProtocol bool `json:"proxyProtocol,omitempty"`
 	// Group names the load balancer Ingresses share: Ingresses with the
 	// same group get one. Empty: the Ingress gets its own.
 	Group string `json:"group,omitempty"`
@@ -114,6 +117,9 @@ func parseLoadBalancerSpec(raw string, only func(*LoadBalancerSpec) error) (*Loa
 
 // validateHTTP refuses what only a Service's load balancer has.
 func (s *LoadBalancerSpec) validateHTTP() error {
+	if s.ProxyProtocol {
+		return providers.Errorf(providers.Invalid, "proxyProtocol", "applies to Services of type LoadBalancer only: an Application Load Balancer passes the client's address in X-Forwarded-For")
+	}
 	if len(s.TLSPorts) > 0 {
 		return providers.Errorf(providers.Invalid, "tlsPorts", "applies to Services of type LoadBalancer only; an Ingress's load balancer serves HTTPS on 443 when sslCertificates are given")
 	}

@@ -37,6 +37,7 @@ func LoadBalancerFieldDocs() []providers.FieldDoc {
 		{Field: "sslPolicy", Default: "Compute's default policy", Notes: name + "; for a Service, needs `tlsPorts`"},
 		{Field: "redirectToHTTPS", Default: "`false`", Notes: "Ingresses only: the HTTP side answers with a redirect to HTTPS"},
 		{Field: "timeoutSec", Default: "Compute's default (30)", Notes: "at least 1; the backend services' request timeout (a Service's: its idle timeout)"},
+		{Field: "proxyProtocol", Default: "false", Notes: "Services only: the TCP and SSL proxies send a PROXY v1 header with the client's address"},
 		{Field: "group", Default: "none: the Ingress or Service gets its own load balancer", Notes: "Ingresses (or Services) with the same group share one; " + name},
 		{Field: "backends", Default: "none", Notes: "per backend, keyed by `service:port` (port number or name): the fields below"},
 	}

@@ -199,7 +199,7 @@ func (p *Provider) EnsureL4(ctx context.Context, lb *providers.L4Balancer) (*pro
 			err = b.ensureSSLProxy(ctx, proxy, rule, service, spec)
 		} else {
 			target = b.link("targetTcpProxies", proxy)
-			err = b.ensureTCPProxy(ctx, proxy, rule, service)
+			err = b.ensureTCPProxy(ctx, proxy, rule, service, spec)
 		}
 		if err != nil {
 			return nil, err
@@ -314,24 +314,41 @@ func tcpHealthCheck(b *balancer, name string, bs BackendSpec) *computepb.HealthC
 	return want
 }
 
-// ensureTCPProxy keeps a port's target TCP proxy on service. A proxy
-// cannot change its service in place (podlb does not use
-// setBackendService, which computesim does not serve): when the port's
-// backend changed, the port's forwarding rule and proxy go and the proxy
-// comes back (the rule follows in ensureRule).
-func (b *balancer) ensureTCPProxy(ctx context.Context, name, rule, service string) error {
+// ensureTCPProxy keeps a port's target TCP proxy on service with the
+// spec's proxy header. A proxy cannot change its service in place (podlb
+// does not use setBackendService, which computesim does not serve): when
+// the port's backend or header changed, the port's forwarding rule and
+// proxy go and the proxy comes back (the rule follows in ensureRule).
+func (b *balancer) ensureTCPProxy(ctx context.Context, name, rule, service string, spec *LoadBalancerSpec) error {
 	cur, found, err := lookup(ctx, b, tcpProxies, name)
 	switch {
 	case err != nil:
 		return err
-	case found && resourcePath(cur.GetService()) == resourcePath(service):
+	case found && resourcePath(cur.GetService()) == resourcePath(service) && proxyHeader(cur.GetProxyHeader()) == proxyHeaderOf(spec):
 		return nil
 	case found:
 		if err := replacing(ctx, b, tcpProxies, name, rule); err != nil {
 			return err
 		}
 	}
-	return create(ctx, b, tcpProxies, name, &computepb.TargetTcpProxy{Name: proto.String(name), Description: b.description(), Service: proto.String(service)})
+	return create(ctx, b, tcpProxies, name, &computepb.TargetTcpProxy{Name: proto.String(name), Description: b.description(), Service: proto.String(service),
+		ProxyHeader: proto.String(proxyHeaderOf(spec))})
+}
+
+// proxyHeaderOf is the proxies' proxyHeader for the spec.
+func proxyHeaderOf(spec *LoadBalancerSpec) string {
+	if spec.ProxyProtocol {
+		return "PROXY_V1"
+	}
+	return "NONE"
+}
+
+// proxyHeader reads a proxy's header, NONE when unset.
+func proxyHeader(h string) string {
+	if h == "" {
+		return "NONE"
+	}
+	return h
 }
 
 // ensureSSLProxy keeps a TLS port's target SSL proxy on service with the
@@ -357,7 +374,8 @@ func (b *balancer) ensureSSLProxy(ctx context.Context, name, rule, service strin
 	switch {
 	case err != nil:
 		return err
-	case found && resourcePath(cur.GetService()) == resourcePath(service) && resourcePath(cur.GetSslPolicy()) == resourcePath(policy):
+	case found && resourcePath(cur.GetService()) == resourcePath(service) && resourcePath(cur.GetSslPolicy()) == resourcePath(policy) &&
+		proxyHeader(cur.GetProxyHeader()) == proxyHeaderOf(spec):
 		if samePaths(cur.GetSslCertificates(), certs) {
 			return nil
 		}
@@ -367,7 +385,8 @@ func (b *balancer) ensureSSLProxy(ctx context.Context, name, rule, service strin
 			return err
 		}
 	}
-	want := &computepb.TargetSslProxy{Name: proto.String(name), Description: b.description(), Service: proto.String(service), SslCertificates: certs}
+	want := &computepb.TargetSslProxy{Name: proto.String(name), Description: b.description(), Service: proto.String(service), SslCertificates: certs,
+		ProxyHeader: proto.String(proxyHeaderOf(spec))}
 	if policy != "" {
 		want.SslPolicy = proto.String(policy)
 	}

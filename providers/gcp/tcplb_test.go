@@ -2,8 +2,10 @@ package gcp
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -516,5 +518,34 @@ func TestTCPBalancerInternalInItsRegionAndMovingOut(t *testing.T) {
 	}
 	if err := e.p.DeleteL4(e.ctx, cluster, edgeKey); providers.ClassOf(err) != providers.Transient {
 		t.Fatalf("DeleteL4 with the binding attached: %v", err)
+	}
+}
+
+// proxyProtocol gives the TCP proxies a PROXY v1 header, and turning it
+// off takes it away; an Ingress refuses the field.
+func TestTCPBalancerProxyProtocol(t *testing.T) {
+	e := newEnv(t)
+	header := func() string {
+		var out []string
+		for _, port := range []int32{5432, 6379} {
+			p, err := e.p.c.ttps.Get(e.ctx, &computepb.GetTargetTcpProxyRequest{Project: project, TargetTcpProxy: BalancerResourceName(cluster, edgeKey, kindTCPProxy+strconv.Itoa(int(port)))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p.GetProxyHeader())
+		}
+		return strings.Join(out, " ")
+	}
+	e.ensureL4(edgeL4(t, `{"proxyProtocol": true}`))
+	if got := header(); got != "PROXY_V1 PROXY_V1" {
+		t.Errorf("proxy headers %q, want PROXY_V1 on both", got)
+	}
+	e.ensureL4(edgeL4(t, `{}`))
+	if got := header(); got != "NONE NONE" {
+		t.Errorf("proxy headers %q after turning it off, want NONE", got)
+	}
+	var pe *providers.Error
+	if _, err := ParseLoadBalancerSpec(`{"proxyProtocol": true}`); !errors.As(err, &pe) || pe.Field != "proxyProtocol" {
+		t.Errorf("proxyProtocol on an Ingress: %v", err)
 	}
 }
