@@ -139,8 +139,14 @@ func (s *sandbox) ingressLoadBalancer(cloud string, cs *loadbalancers.CloudStatu
 		lb.name, lb.group = name, b.Details["arn"]
 		lb.addr = s.clouds.aws.LoadBalancerAddr(cs.Details["loadBalancer"], 80)
 	case "gcp":
-		lb.name, lb.group = path.Base(cs.Details["urlMap"]), path.Base(b.Details["backendService"])
-		lb.addr = s.clouds.gcp.ForwardingRuleAddr(path.Base(cs.Details["httpRule"]))
+		// path.Base of "" is ".": a status still without the names would
+		// pass for one.
+		bs, rule := b.Details["backendService"], cs.Details["httpRule"]
+		if bs == "" || rule == "" {
+			return nil, "load balancer not serving yet"
+		}
+		lb.name, lb.group = path.Base(cs.Details["urlMap"]), path.Base(bs)
+		lb.addr = s.clouds.gcp.ForwardingRuleAddr(path.Base(rule))
 	}
 	if lb.group == "" || lb.addr == "" {
 		return nil, "load balancer not serving yet"

@@ -235,13 +235,19 @@ func (k Kube) Warnings(t testing.TB, ns, svc, substr string) []string {
 	return WarningsContaining(evs, substr)
 }
 
-// AllWarnings lists a Service's Warning Events.
+// podlbComponent is the source of podlb's Events.
+const podlbComponent = "podlb"
+
+// AllWarnings lists podlb's Warning Events of a Service.
 func (k Kube) AllWarnings(t testing.TB, ns, svc string) []corev1.Event {
 	t.Helper()
 	return k.AllWarningsOf(t, ns, svc, "Service")
 }
 
-// AllWarningsOf lists the Warning Events of an object of kind.
+// AllWarningsOf lists podlb's Warning Events of an object of kind. The
+// control plane's own (the Service IP allocator's repair loop warns of a
+// ClusterIP it has not recorded yet when it races a Service's creation)
+// say nothing about podlb.
 func (k Kube) AllWarningsOf(t testing.TB, ns, name, kind string) []corev1.Event {
 	t.Helper()
 	evs, err := Events(ctx, k.Client, ns, name, kind)
@@ -250,7 +256,7 @@ func (k Kube) AllWarningsOf(t testing.TB, ns, name, kind string) []corev1.Event 
 	}
 	var out []corev1.Event
 	for _, e := range evs {
-		if e.Type == corev1.EventTypeWarning {
+		if e.Type == corev1.EventTypeWarning && (e.Source.Component == podlbComponent || e.ReportingController == podlbComponent) {
 			out = append(out, e)
 		}
 	}
