@@ -33,11 +33,11 @@ type target struct {
 	registeredAt time.Time
 	healthyAt    time.Time
 	drainUntil   time.Time
-	okRun          int // consecutive passed checks
-	failRun        int // consecutive failed checks
-	failReason     string
-	failDesc       string
-	nextProbe      time.Time
+	okRun        int // consecutive passed checks
+	failRun      int // consecutive failed checks
+	failReason   string
+	failDesc     string
+	nextProbe    time.Time
 	// epoch changes whenever the target's health restarts, so a probe
 	// result that was in flight across the change is dropped.
 	epoch      uint64
