@@ -260,6 +260,9 @@ func (p *Provider) ensureLoadBalancer(ctx context.Context, plan *lbPlan) (*types
 		if alb.Scheme != scheme {
 			return nil, providers.Errorf(providers.Invalid, "scheme", "load balancer %s is %s; AWS cannot change the scheme of a load balancer, so delete the Ingress or Service and create it again to get a %s one", plan.name, alb.Scheme, scheme)
 		}
+		if have := elasticIPs(alb); len(plan.spec.ElasticIPs) > 0 && !sameSet(have, plan.spec.ElasticIPs) {
+			return nil, providers.Errorf(providers.Invalid, "elasticIps", "load balancer %s has Elastic IPs %v; AWS fixes them when it is created, so delete the Service (or set its type to ClusterIP) and create it again to get %v", plan.name, have, plan.spec.ElasticIPs)
+		}
 		if err := p.addTags(ctx, aws.ToString(alb.LoadBalancerArn), tags, plan.spec.Tags); err != nil {
 			return nil, err
 		}
@@ -273,6 +276,19 @@ func (p *Provider) ensureLoadBalancer(ctx context.Context, plan *lbPlan) (*types
 		}
 	}
 	return alb, nil
+}
+
+// elasticIPs are the allocation IDs of a load balancer's addresses.
+func elasticIPs(lb *types.LoadBalancer) []string {
+	var out []string
+	for _, az := range lb.AvailabilityZones {
+		for _, a := range az.LoadBalancerAddresses {
+			if id := aws.ToString(a.AllocationId); id != "" {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
 }
 
 // describeALB finds a load balancer by name; nil when there is none.
@@ -316,12 +332,23 @@ func (p *Provider) createLoadBalancer(ctx context.Context, plan *lbPlan, scheme 
 		SecurityGroups: plan.spec.SecurityGroups,
 		Tags:           tagList(plan.tags),
 	}
+	if eips := plan.spec.ElasticIPs; len(eips) > 0 {
+		in.Subnets = nil
+		for i, sn := range subnets {
+			in.SubnetMappings = append(in.SubnetMappings, types.SubnetMapping{SubnetId: aws.String(sn), AllocationId: aws.String(eips[i])})
+		}
+	}
 	var out *elbv2.CreateLoadBalancerOutput
 	err := p.calls.Call(ctx, "CreateLoadBalancer", func(ctx context.Context) (err error) {
 		out, err = p.elb.CreateLoadBalancer(ctx, in)
 		return err
 	})
 	if err != nil {
+		// An Elastic IP another load balancer holds is refused with a
+		// generic code; the message names the allocation.
+		if slices.ContainsFunc(plan.spec.ElasticIPs, func(id string) bool { return strings.Contains(err.Error(), id) }) {
+			return nil, &providers.Error{Class: providers.Invalid, Field: "elasticIps", Err: err}
+		}
 		return nil, fieldOfCode(err)
 	}
 	if len(out.LoadBalancers) == 0 {
@@ -1373,6 +1400,7 @@ func codeOf(err error) string {
 // codeFields name the annotation field behind a cloud refusal of the
 // load balancer's settings.
 var codeFields = map[string]string{
+	"AllocationIdNotFound": "elasticIps",
 	"CertificateNotFound":  "certificateArns",
 	"TooManyCertificates":  "certificateArns",
 	"SSLPolicyNotFound":    "sslPolicy",

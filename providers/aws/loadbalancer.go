@@ -40,6 +40,11 @@ type LoadBalancerSpec struct {
 	// IdleTimeoutSeconds (Ingresses only) is the ALB's
 	// idle_timeout.timeout_seconds.
 	IdleTimeoutSeconds *int32 `json:"idleTimeoutSeconds,omitempty"`
+	// ElasticIPs (internet-facing Services only) are Elastic IP
+	// allocation IDs, one per subnet in the order of Subnets, which then
+	// must be listed: the Network Load Balancer's addresses. They are fixed
+	// when it is created.
+	ElasticIPs []string `json:"elasticIps,omitempty"`
 	// CrossZone (Services only) sets the Network Load Balancer's
 	// load_balancing.cross_zone.enabled; unset keeps AWS's default (off).
 	CrossZone *bool `json:"crossZone,omitempty"`
@@ -69,6 +74,7 @@ var loadBalancerSchemes = []string{"internet-facing", "internal"}
 
 var (
 	subnetIDPattern        = regexp.MustCompile(`^subnet-([0-9a-f]{8}|[0-9a-f]{17})$`)
+	allocationIDPattern    = regexp.MustCompile(`^eipalloc-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	securityGroupIDPattern = regexp.MustCompile(`^sg-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	acmARNPattern          = regexp.MustCompile(`^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	sslPolicyPattern       = regexp.MustCompile(`^ELBSecurityPolicy-[A-Za-z0-9-]+$`)
@@ -130,6 +136,8 @@ func ParseNetworkLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
 // validateALB checks what only applies to an Ingress's ALB.
 func (s *LoadBalancerSpec) validateALB() error {
 	switch {
+	case len(s.ElasticIPs) > 0:
+		return providers.Errorf(providers.Invalid, "elasticIps", "applies to Services of type LoadBalancer only: an Application Load Balancer's addresses are AWS's")
 	case s.CrossZone != nil:
 		return providers.Errorf(providers.Invalid, "crossZone", "applies to Services of type LoadBalancer only: an Application Load Balancer always balances across zones")
 	case s.ProxyProtocol:
@@ -153,6 +161,10 @@ func (s *LoadBalancerSpec) validateALB() error {
 // Balancer, refusing the ALB's fields.
 func (s *LoadBalancerSpec) validateNLB() error {
 	switch {
+	case len(s.ElasticIPs) > 0 && s.Scheme == "internal":
+		return providers.Errorf(providers.Invalid, "elasticIps", "an internal load balancer has no public addresses; leave elasticIps out or make it internet-facing")
+	case len(s.ElasticIPs) > 0 && len(s.ElasticIPs) != len(s.Subnets):
+		return providers.Errorf(providers.Invalid, "elasticIps", "%d allocation IDs for %d subnets: list the subnets, and one allocation ID per subnet in the same order", len(s.ElasticIPs), len(s.Subnets))
 	case s.RedirectToHTTPS:
 		return providers.Errorf(providers.Invalid, "redirectToHTTPS", "applies to Ingresses only: a Network Load Balancer forwards TCP and UDP and sees no HTTP")
 	case s.IdleTimeoutSeconds != nil:
@@ -213,6 +225,7 @@ func (s *LoadBalancerSpec) validate() error {
 		{"subnets", s.Subnets, subnetIDPattern, "a subnet ID (subnet- and 8 or 17 hex digits)", 0},
 		{"securityGroups", s.SecurityGroups, securityGroupIDPattern, "a security group ID (sg- and 8 or 17 hex digits)", maxSecurityGroups},
 		{"certificateArns", s.CertificateARNs, acmARNPattern, "an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/UUID)", maxCertificates},
+		{"elasticIps", s.ElasticIPs, allocationIDPattern, "an Elastic IP allocation ID (eipalloc- and 8 or 17 hex digits)", 0},
 	}
 	for _, l := range lists {
 		if err := providers.CheckList(l.field, l.values, l.pattern.MatchString, l.what, l.max); err != nil {

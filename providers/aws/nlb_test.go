@@ -534,3 +534,61 @@ func TestNLBCrossZoneAndProxyProtocol(t *testing.T) {
 		}
 	}
 }
+
+// Elastic IPs become the NLB's addresses; one another load balancer holds,
+// one the account does not have, and a change after creation are refused
+// naming elasticIps.
+func TestNLBElasticIPs(t *testing.T) {
+	eips := []elbv2sim.ElasticIP{{AllocationID: "eipalloc-0000000000000000a", PublicIP: "203.0.113.10"}, {AllocationID: "eipalloc-0000000000000000b", PublicIP: "203.0.113.11"}}
+	e := newALBEnv(t, elbv2sim.Options{ProvisioningDelay: -1, ElasticIPs: eips})
+	subnets := elbv2sim.DefaultSubnetIDs
+	spec := func(allocs ...string) *LoadBalancerSpec {
+		return &LoadBalancerSpec{Subnets: subnets, ElasticIPs: allocs}
+	}
+	e.ensureL4(edgeBalancer(spec("eipalloc-0000000000000000a", "eipalloc-0000000000000000b")))
+	out, err := e.c.DescribeLoadBalancers(e.ctx, &elbv2.DescribeLoadBalancersInput{LoadBalancerArns: []string{e.nlbArn(edgeKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, az := range out.LoadBalancers[0].AvailabilityZones {
+		for _, a := range az.LoadBalancerAddresses {
+			addrs = append(addrs, aws.ToString(a.IpAddress))
+		}
+	}
+	if slices.Sort(addrs); !slices.Equal(addrs, []string{"203.0.113.10", "203.0.113.11"}) {
+		t.Errorf("addresses %v, want the two Elastic IPs", addrs)
+	}
+	e.ensureL4(edgeBalancer(spec("eipalloc-0000000000000000a", "eipalloc-0000000000000000b")))
+
+	other := edgeBalancer(spec("eipalloc-0000000000000000c", "eipalloc-0000000000000000d"))
+	other.Key = providers.BalancerKey{Namespace: "shop", Name: "other"}
+	for name, c := range map[string]struct {
+		lb   *providers.L4Balancer
+		want string
+	}{
+		"held by another load balancer": {func() *providers.L4Balancer {
+			lb := edgeBalancer(spec("eipalloc-0000000000000000b", "eipalloc-0000000000000000a"))
+			lb.Key = other.Key
+			return lb
+		}(), "already associated"},
+		"unknown allocation":   {other, "does not exist"},
+		"changed after create": {edgeBalancer(spec("eipalloc-0000000000000000b", "eipalloc-0000000000000000d")), "fixes them when it is created"},
+	} {
+		_, err := e.p.EnsureL4(e.ctx, c.lb)
+		var pe *providers.Error
+		if !errors.As(err, &pe) || pe.Class != providers.Invalid || pe.Field != "elasticIps" || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an invalid error naming elasticIps (%q)", name, err, c.want)
+		}
+	}
+	for _, c := range []string{
+		`{"elasticIps": ["eipalloc-0000000000000000a"]}`,
+		`{"scheme": "internal", "subnets": ["subnet-00000000000000001"], "elasticIps": ["eipalloc-0000000000000000a"]}`,
+		`{"subnets": ["subnet-00000000000000001"], "elasticIps": ["eip-1"]}`,
+	} {
+		var pe *providers.Error
+		if _, err := e.p.ParseL4Spec(c); !errors.As(err, &pe) || !strings.HasPrefix(pe.Field, "elasticIps") {
+			t.Errorf("ParseL4Spec(%s): %v, want an error naming elasticIps", c, err)
+		}
+	}
+}

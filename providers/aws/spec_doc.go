@@ -55,6 +55,7 @@ func LoadBalancerFieldDocs() []providers.FieldDoc {
 		{Field: "sslPolicy", Default: "AWS's default policy", Notes: "a predefined policy name, `ELBSecurityPolicy-...`; for a Service, needs `tlsPorts`"},
 		{Field: "redirectToHTTPS", Default: "`false`", Notes: "Ingresses only: the HTTP listener answers with a redirect to HTTPS"},
 		{Field: "idleTimeoutSeconds", Default: awsDefault + " (60)", Notes: "Ingresses only: " + idleTimeoutRange.String()},
+		{Field: "elasticIps", Default: "none: AWS assigns the addresses", Notes: "internet-facing Services only: Elastic IP allocation IDs, one per listed subnet in the same order; fixed when the load balancer is created"},
 		{Field: "crossZone", Default: awsDefault + " (off)", Notes: "Services only: the Network Load Balancer's cross-zone load balancing"},
 		{Field: "proxyProtocol", Default: "false", Notes: "Services only: every listener's target group sends a PROXY v2 header with the client's address"},
 		tagsFieldDoc(),

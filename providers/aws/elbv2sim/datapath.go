@@ -70,7 +70,6 @@ func (s *Server) serveListener(l *listener) {
 func (s *Server) pick(g *targetGroup) *target {
 	var healthy, open []*target
 	unhealthy := false
-	now := time.Now()
 	for _, t := range g.order {
 		if !s.served(g, t) {
 			continue
@@ -80,7 +79,7 @@ func (s *Server) pick(g *targetGroup) *target {
 			healthy = append(healthy, t)
 		case phaseUnhealthy:
 			unhealthy = true
-			if !now.Before(t.unhealthyUntil) { // unhealthy.draining takes no new connections
+			if !t.unhealthyDraining() { // unhealthy.draining takes no new connections
 				open = append(open, t)
 			}
 		case phaseInitial:

@@ -184,14 +184,13 @@ func (s *Server) turnedUnhealthy(g *targetGroup, t *target, now time.Time) {
 	if d <= 0 {
 		return
 	}
-	t.unhealthyUntil = now.Add(d)
 	epoch := t.epoch
 	t.unhealthyTimer = time.AfterFunc(d, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if !s.closed && t.epoch == epoch && t.phase == phaseUnhealthy && !t.unhealthyUntil.IsZero() {
-			t.unhealthyTimer = nil
+		if !s.closed && t.epoch == epoch && t.phase == phaseUnhealthy && t.unhealthyDraining() {
 			t.closeConns()
+			t.unhealthyTimer = nil
 		}
 	})
 }

@@ -13,12 +13,15 @@ import (
 )
 
 type loadBalancer struct {
-	arn, name      string
-	typ            string // network or application
-	scheme         string
-	dns            string
-	vpcID          string
-	subnets        []Subnet
+	arn, name string
+	typ       string // network or application
+	scheme    string
+	dns       string
+	vpcID     string
+	subnets   []Subnet
+	// eips maps a subnet ID to the Elastic IP allocation of the load
+	// balancer's node in it.
+	eips           map[string]string
 	securityGroups []string
 	attrs          map[string]string
 	created        time.Time
@@ -82,8 +85,14 @@ type xState struct {
 }
 
 type xAZ struct {
-	ZoneName string
-	SubnetId string
+	ZoneName              string
+	SubnetId              string
+	LoadBalancerAddresses *list[xLBAddress] `xml:",omitempty"`
+}
+
+type xLBAddress struct {
+	IpAddress    string
+	AllocationId string
 }
 
 type xLoadBalancer struct {
@@ -133,7 +142,12 @@ func (s *Server) lbXML(lb *loadBalancer) xLoadBalancer {
 	}
 	var azs []xAZ
 	for _, sn := range lb.subnets {
-		azs = append(azs, xAZ{ZoneName: sn.AvailabilityZone, SubnetId: sn.ID})
+		az := xAZ{ZoneName: sn.AvailabilityZone, SubnetId: sn.ID}
+		if alloc := lb.eips[sn.ID]; alloc != "" {
+			addrs := listOf([]xLBAddress{{IpAddress: s.eipAddress(alloc), AllocationId: alloc}})
+			az.LoadBalancerAddresses = &addrs
+		}
+		azs = append(azs, az)
 	}
 	x := xLoadBalancer{
 		LoadBalancerArn: lb.arn, DNSName: lb.dns, CanonicalHostedZoneId: "Z26RNL4JYFTOTI",
@@ -195,10 +209,17 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 	if len(sgs) > 0 && typ != "application" {
 		return nil, validation("SecurityGroups are only supported by this emulator for application load balancers")
 	}
+	subnetIDs, eips, err := subnetMappings(p, typ, scheme)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	vpc, subnets, err := s.lbSubnets(p.strings("Subnets"), typ)
+	vpc, subnets, err := s.lbSubnets(subnetIDs, typ)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkEIPs(eips, name); err != nil {
 		return nil, err
 	}
 	for _, sg := range sgs {
@@ -225,7 +246,7 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 		name: name, typ: typ, scheme: scheme,
 		dns:     name + "-" + id[:10] + ".elb." + s.opts.Region + ".amazonaws.com",
 		vpcID:   vpc.id,
-		subnets: subnets, securityGroups: sgs,
+		subnets: subnets, eips: eips, securityGroups: sgs,
 		attrs:   defaultLBAttributes(typ),
 		created: now, activeAt: now,
 	}
@@ -235,6 +256,69 @@ func (s *Server) createLoadBalancer(p params) (any, *apiError) {
 	s.lbs[lb.arn] = lb
 	s.setTags(lb.arn, tags)
 	return xLoadBalancers{LoadBalancers: listOf([]xLoadBalancer{s.lbXML(lb)})}, nil
+}
+
+// subnetMappings reads Subnets, or SubnetMappings with their Elastic IP
+// allocations, which only internet-facing network load balancers take
+// (https://docs.aws.amazon.com/elasticloadbalancing/latest/APIReference/API_SubnetMapping.html).
+func subnetMappings(p params, typ, scheme string) ([]string, map[string]string, *apiError) {
+	ids := p.strings("Subnets")
+	maps := p.members("SubnetMappings")
+	if len(maps) == 0 {
+		return ids, nil, nil
+	}
+	if len(ids) > 0 {
+		return nil, nil, validation("You can specify subnets or subnet mappings, not both")
+	}
+	eips := map[string]string{}
+	for _, m := range maps {
+		id, alloc := p.get(m+".SubnetId"), p.get(m+".AllocationId")
+		ids = append(ids, id)
+		if alloc == "" {
+			continue
+		}
+		if typ != "network" || scheme != "internet-facing" {
+			return nil, nil, newErr("InvalidConfigurationRequest", "Elastic IP addresses can only be used with internet-facing network load balancers")
+		}
+		if !wellFormed("eipalloc", alloc) {
+			return nil, nil, validation("The allocation ID '%s' is malformed", alloc)
+		}
+		eips[id] = alloc
+	}
+	return ids, eips, nil
+}
+
+// checkEIPs refuses an allocation the account does not have, or one
+// another load balancer uses. AWS answers AllocationIdNotFound for the
+// first; for the second this emulator answers InvalidConfigurationRequest.
+// Callers hold s.mu.
+func (s *Server) checkEIPs(eips map[string]string, name string) *apiError {
+	for _, alloc := range eips {
+		if !slices.ContainsFunc(s.opts.ElasticIPs, func(e ElasticIP) bool { return e.AllocationID == alloc }) {
+			return newErr("AllocationIdNotFound", "The allocation ID '%s' does not exist", alloc)
+		}
+		for _, lb := range s.lbs {
+			if lb.name == name {
+				continue
+			}
+			for _, used := range lb.eips {
+				if used == alloc {
+					return newErr("InvalidConfigurationRequest", "The allocation ID '%s' is already associated with load balancer %s", alloc, lb.name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// eipAddress is the public IP of an allocation. Callers hold s.mu.
+func (s *Server) eipAddress(alloc string) string {
+	for _, e := range s.opts.ElasticIPs {
+		if e.AllocationID == alloc {
+			return e.PublicIP
+		}
+	}
+	return ""
 }
 
 // lbSubnets finds the VPC of the given subnets. Without subnets the load

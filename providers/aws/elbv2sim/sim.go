@@ -42,6 +42,12 @@ type Subnet struct {
 // but in no subnet.
 const DefaultVPCID = "vpc-0e1b2000000000001"
 
+// ElasticIP is one Elastic IP allocation of the account.
+type ElasticIP struct {
+	AllocationID string // eipalloc- and 8 or 17 hex digits
+	PublicIP     string
+}
+
 // LoadBalancerRoleTags mark a subnet for internet-facing and internal load
 // balancers, as controllers that discover subnets look for them. The
 // emulator's own subnets (the default VPC's, and those it makes for a VPC
@@ -65,6 +71,10 @@ type Options struct {
 	Region, AccountID string
 	// VPCs known to the emulator; default one VPC, DefaultVPCID.
 	VPCs []VPC
+	// ElasticIPs are the account's Elastic IP allocations, which an
+	// internet-facing network load balancer may name in its
+	// SubnetMappings.
+	ElasticIPs []ElasticIP
 	// ProvisioningDelay is how long a new load balancer stays in state
 	// provisioning before it turns active and its listeners serve
 	// traffic. AWS takes a few minutes (typically 2 to 5). Zero means

@@ -33,13 +33,11 @@ type target struct {
 	registeredAt time.Time
 	healthyAt    time.Time
 	drainUntil   time.Time
-	// unhealthyUntil is when unhealthy.draining ends (zero: not draining).
-	unhealthyUntil time.Time
-	okRun          int // consecutive passed checks
-	failRun        int // consecutive failed checks
-	failReason     string
-	failDesc       string
-	nextProbe      time.Time
+	okRun        int // consecutive passed checks
+	failRun      int // consecutive failed checks
+	failReason   string
+	failDesc     string
+	nextProbe    time.Time
 	// epoch changes whenever the target's health restarts, so a probe
 	// result that was in flight across the change is dropped.
 	epoch      uint64
@@ -71,6 +69,11 @@ func (t *target) closeConns() {
 	}
 }
 
+// unhealthyDraining reports whether t is unhealthy.draining: until its
+// timer has closed the connections, so no caller ever sees the state
+// "unhealthy" while they are still open. Callers hold s.mu.
+func (t *target) unhealthyDraining() bool { return t.unhealthyTimer != nil }
+
 // stopUnhealthyDraining ends unhealthy.draining without closing anything.
 // Callers hold s.mu.
 func (t *target) stopUnhealthyDraining() {
@@ -78,7 +81,6 @@ func (t *target) stopUnhealthyDraining() {
 		t.unhealthyTimer.Stop()
 		t.unhealthyTimer = nil
 	}
-	t.unhealthyUntil = time.Time{}
 }
 
 // served reports whether a load balancer using g has t's zone enabled;
@@ -132,7 +134,7 @@ func (s *Server) health(g *targetGroup, t *target, now time.Time) (state, reason
 	case phaseHealthy:
 		return "healthy", "", ""
 	default:
-		if now.Before(t.unhealthyUntil) {
+		if t.unhealthyDraining() {
 			return "unhealthy.draining", t.failReason, t.failDesc
 		}
 		return "unhealthy", t.failReason, t.failDesc

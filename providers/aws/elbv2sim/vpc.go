@@ -20,7 +20,7 @@ import (
 // idShape is AWS's resource ID format: a prefix and 8 (older resources) or
 // 17 lowercase hex digits, as described in
 // https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/resource-ids.html
-var idShape = regexp.MustCompile(`^(vpc|subnet|sg)-([0-9a-f]{8}|[0-9a-f]{17})$`)
+var idShape = regexp.MustCompile(`^(vpc|subnet|sg|eipalloc)-([0-9a-f]{8}|[0-9a-f]{17})$`)
 
 // wellFormed reports whether id is a resource ID of the given kind
 // ("vpc", "subnet", "sg").
