@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -231,7 +230,7 @@ func (r *IngressReconciler) previousGroup(nn types.NamespacedName, ing *networki
 func (r *IngressReconciler) reconcileGroup(ctx context.Context, key providers.BalancerKey, members []*networkingv1.Ingress) (time.Duration, error) {
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("balancer", key.String()))
 	for _, m := range members {
-		if err := r.addFinalizer(ctx, m); err != nil {
+		if err := addFinalizer(ctx, r.Client, "Ingress", m); err != nil {
 			return 0, err
 		}
 	}
@@ -504,31 +503,11 @@ func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress
 	default:
 		r.Recorder.Eventf(ing, corev1.EventTypeNormal, "LoadBalancerReleased", "left load balancer %s, which other Ingresses keep", key)
 	}
-	if ing.DeletionTimestamp == nil && len(ing.Status.LoadBalancer.Ingress) > 0 {
-		patch := client.MergeFrom(ing.DeepCopy())
+	return dropFinalizer(ctx, r.Client, ing, func() bool {
+		had := len(ing.Status.LoadBalancer.Ingress) > 0
 		ing.Status.LoadBalancer.Ingress = nil
-		if err := r.Client.Status().Patch(ctx, ing, patch); client.IgnoreNotFound(err) != nil {
-			return err
-		}
-	}
-	patch := client.MergeFromWithOptions(ing.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(ing, IngressFinalizer)
-	if ing.DeletionTimestamp == nil {
-		delete(ing.Annotations, targets.AnnotationStatus)
-	}
-	return client.IgnoreNotFound(r.Client.Patch(ctx, ing, patch))
-}
-
-func (r *IngressReconciler) addFinalizer(ctx context.Context, ing *networkingv1.Ingress) error {
-	if controllerutil.ContainsFinalizer(ing, IngressFinalizer) {
-		return nil
-	}
-	patch := client.MergeFromWithOptions(ing.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.AddFinalizer(ing, IngressFinalizer)
-	if err := r.Client.Patch(ctx, ing, patch); err != nil {
-		return fmt.Errorf("adding finalizer to Ingress %s/%s: %w", ing.Namespace, ing.Name, err)
-	}
-	return nil
+		return had
+	})
 }
 
 // serviceLookup reads Services from the cache.

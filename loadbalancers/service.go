@@ -252,7 +252,7 @@ func (r *ServiceReconciler) previousGroup(nn types.NamespacedName, svc *corev1.S
 func (r *ServiceReconciler) reconcileGroup(ctx context.Context, key providers.BalancerKey, members []*corev1.Service) (time.Duration, error) {
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("balancer", ServiceBalancer(key)))
 	for _, m := range members {
-		if err := r.addFinalizer(ctx, m); err != nil {
+		if err := addFinalizer(ctx, r.Client, "Service", m); err != nil {
 			return 0, err
 		}
 	}
@@ -507,31 +507,11 @@ func (r *ServiceReconciler) letGo(ctx context.Context, svc *corev1.Service, key 
 	default:
 		r.Recorder.Eventf(svc, corev1.EventTypeNormal, "LoadBalancerReleased", "left load balancer %s, which other Services keep", key)
 	}
-	if svc.DeletionTimestamp == nil && len(svc.Status.LoadBalancer.Ingress) > 0 {
-		patch := client.MergeFrom(svc.DeepCopy())
+	return dropFinalizer(ctx, r.Client, svc, func() bool {
+		had := len(svc.Status.LoadBalancer.Ingress) > 0
 		svc.Status.LoadBalancer.Ingress = nil
-		if err := r.Client.Status().Patch(ctx, svc, patch); client.IgnoreNotFound(err) != nil {
-			return err
-		}
-	}
-	patch := client.MergeFromWithOptions(svc.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(svc, ServiceFinalizer)
-	if svc.DeletionTimestamp == nil {
-		delete(svc.Annotations, targets.AnnotationStatus)
-	}
-	return client.IgnoreNotFound(r.Client.Patch(ctx, svc, patch))
-}
-
-func (r *ServiceReconciler) addFinalizer(ctx context.Context, svc *corev1.Service) error {
-	if controllerutil.ContainsFinalizer(svc, ServiceFinalizer) {
-		return nil
-	}
-	patch := client.MergeFromWithOptions(svc.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.AddFinalizer(svc, ServiceFinalizer)
-	if err := r.Client.Patch(ctx, svc, patch); err != nil {
-		return fmt.Errorf("adding finalizer to Service %s/%s: %w", svc.Namespace, svc.Name, err)
-	}
-	return nil
+		return had
+	})
 }
 
 // warnProblems emits one Warning per problem on the Service it names,
