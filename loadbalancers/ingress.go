@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -259,6 +260,8 @@ func (r *IngressReconciler) reconcileGroup(ctx context.Context, key providers.Ba
 	}
 	model = KeepLastGood(model, st.lastGood, broken)
 	st.lastGood = model
+	// Said like problems, but they break nothing: the routes stand.
+	problems = append(problems, unusedTLSSecrets(members)...)
 	r.warnProblems(members, problems, "")
 	model, st.held = HoldSwitches(model, st.routed, r.servingOn(key, clouds))
 
@@ -508,6 +511,22 @@ func (r *IngressReconciler) letGo(ctx context.Context, ing *networkingv1.Ingress
 		ing.Status.LoadBalancer.Ingress = nil
 		return had
 	})
+}
+
+// unusedTLSSecrets names every spec.tls entry with a secretName: podlb
+// does not upload Secrets to the clouds, so such a host is served with the
+// certificates the cloud annotations name, if any.
+func unusedTLSSecrets(members []*networkingv1.Ingress) []Problem {
+	var out []Problem
+	for _, m := range members {
+		for i, t := range m.Spec.TLS {
+			if t.SecretName != "" {
+				out = append(out, Problem{Object: nameOf(m), Field: fmt.Sprintf("spec.tls[%d].secretName", i),
+					Message: fmt.Sprintf("podlb does not upload Secret %s to the clouds; HTTPS is served with the certificates of the load-balancer annotations (certificateArns, sslCertificates)", t.SecretName)})
+			}
+		}
+	}
+	return out
 }
 
 // serviceLookup reads Services from the cache.

@@ -405,3 +405,11 @@ func TestGroupSharesOneLoadBalancerAndRefusesATakenRoute(t *testing.T) {
 		t.Error("api is no backend any more but still bound")
 	}
 }
+
+func TestUnusedTLSSecretsAreNamedByField(t *testing.T) {
+	ing := ingress("shop", "front", tls("shop-cert", "shop.example.com"), tls("", "api.example.com"))
+	got := unusedTLSSecrets([]*networkingv1.Ingress{ing})
+	if len(got) != 1 || got[0].Field != "spec.tls[0].secretName" || !strings.Contains(got[0].Message, "shop-cert") {
+		t.Errorf("problems %v, want one naming spec.tls[0].secretName and the Secret", got)
+	}
+}
