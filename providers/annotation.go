@@ -82,6 +82,23 @@ func decodeErrorField(err error) string {
 	return ""
 }
 
+// CheckPorts checks a list of ports: each 1-65535, none listed twice.
+// Errors name the entry, as field[i].
+func CheckPorts(field string, ports []int32) error {
+	seen := map[int32]bool{}
+	for i, port := range ports {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if port < 1 || port > 65535 {
+			return Errorf(Invalid, f, "%d is not a port (1-65535)", port)
+		}
+		if seen[port] {
+			return Errorf(Invalid, f, "port %d is listed twice", port)
+		}
+		seen[port] = true
+	}
+	return nil
+}
+
 // CheckList validates a list field of an annotation: every value passes
 // valid (what says what it must be, e.g. "a subnet ID"), none repeats, and
 // there are at most max (0: no limit). Errors name the entry, as

@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -876,10 +877,7 @@ func forwardWeights(a types.Action) map[string]int32 {
 	if a.ForwardConfig != nil && len(a.ForwardConfig.TargetGroups) > 0 {
 		out := map[string]int32{}
 		for _, g := range a.ForwardConfig.TargetGroups {
-			out[aws.ToString(g.TargetGroupArn)] = aws.ToInt32(g.Weight)
-			if g.Weight == nil {
-				out[aws.ToString(g.TargetGroupArn)] = 1
-			}
+			out[aws.ToString(g.TargetGroupArn)] = aws.ToInt32(cmp.Or(g.Weight, aws.Int32(1)))
 		}
 		return out
 	}

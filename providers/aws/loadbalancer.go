@@ -176,16 +176,8 @@ func (s *LoadBalancerSpec) validateNLB() error {
 	case s.SSLPolicy != "" && len(s.TLSPorts) == 0:
 		return providers.Errorf(providers.Invalid, "sslPolicy", "applies to TLS listeners only: list their ports in tlsPorts")
 	}
-	seen := map[int32]bool{}
-	for i, port := range s.TLSPorts {
-		field := fmt.Sprintf("tlsPorts[%d]", i)
-		if port < 1 || port > 65535 {
-			return providers.Errorf(providers.Invalid, field, "%d is not a port (1-65535)", port)
-		}
-		if seen[port] {
-			return providers.Errorf(providers.Invalid, field, "port %d is listed twice", port)
-		}
-		seen[port] = true
+	if err := providers.CheckPorts("tlsPorts", s.TLSPorts); err != nil {
+		return err
 	}
 	for _, key := range sortedKeys(s.Backends) {
 		hc := s.Backends[key].HealthCheck

@@ -68,16 +68,8 @@ func (s *LoadBalancerSpec) validateL4() error {
 	case len(s.TLSPorts) > 0 && s.Region != "":
 		return providers.Errorf(providers.Invalid, "tlsPorts", "target SSL proxies are global; a regional proxy Network Load Balancer forwards plain TCP only")
 	}
-	seen := map[int32]bool{}
-	for i, port := range s.TLSPorts {
-		field := fmt.Sprintf("tlsPorts[%d]", i)
-		if port < 1 || port > 65535 {
-			return providers.Errorf(providers.Invalid, field, "%d is not a port (1-65535)", port)
-		}
-		if seen[port] {
-			return providers.Errorf(providers.Invalid, field, "port %d is listed twice", port)
-		}
-		seen[port] = true
+	if err := providers.CheckPorts("tlsPorts", s.TLSPorts); err != nil {
+		return err
 	}
 	for _, key := range slices.Sorted(maps.Keys(s.Backends)) {
 		if s.Backends[key].MaxRatePerEndpoint != nil {
