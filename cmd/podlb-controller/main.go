@@ -121,7 +121,7 @@ func run(args []string) error {
 	return controller.Run(ctx, controller.Options{
 		RestConfig: cfg, ClusterName: f.Cluster, Namespace: f.Namespace,
 		LeaderElection: f.LeaderElect, LeaderElectionID: f.LeaderElectionID,
-		MetricsAddr: f.MetricsAddr, ProbeAddr: f.ProbeAddr, Workers: f.Workers,
+		MetricsAddr: f.MetricsAddr, ProbeAddr: f.ProbeAddr, Profiling: f.Profiling, Workers: f.Workers,
 		WriteSlots: f.WriteSlots, HealthReaders: f.HealthReaders,
 		Timing:                    targetsTiming(f.Poll, f.Resync, f.Coalesce, f.MaxBackoff),
 		GateIgnoresUnservedClouds: f.GateIgnoresUnservedClouds,

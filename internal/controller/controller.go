@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/pprof"
 	"reflect"
 	"slices"
 	"sync"
@@ -56,7 +58,10 @@ type Options struct {
 	LeaderElectionID string
 	MetricsAddr      string
 	ProbeAddr        string
-	Workers          int
+	// Profiling serves net/http/pprof beside the metrics, for heap and
+	// CPU profiles of a live controller.
+	Profiling bool
+	Workers   int
 	// WriteSlots is how many target-write passes run at once per cloud.
 	WriteSlots int
 	// HealthReaders is how many health reads run at once.
@@ -143,7 +148,7 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElectionID:              o.LeaderElectionID,
 		LeaderElectionNamespace:       o.Namespace,
 		LeaderElectionReleaseOnCancel: true,
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr, ExtraHandlers: profilingHandlers(o.Profiling)},
 		HealthProbeBindAddress:        o.ProbeAddr,
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
@@ -168,6 +173,22 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// profilingHandlers are the runtime profiles of net/http/pprof, when asked
+// for: pprof.Index serves every named profile (heap, goroutine, ...) below
+// its path, the others need handlers of their own.
+func profilingHandlers(on bool) map[string]http.Handler {
+	if !on {
+		return nil
+	}
+	return map[string]http.Handler{
+		"/debug/pprof/":        http.HandlerFunc(pprof.Index),
+		"/debug/pprof/cmdline": http.HandlerFunc(pprof.Cmdline),
+		"/debug/pprof/profile": http.HandlerFunc(pprof.Profile),
+		"/debug/pprof/symbol":  http.HandlerFunc(pprof.Symbol),
+		"/debug/pprof/trace":   http.HandlerFunc(pprof.Trace),
+	}
 }
 
 // queueRef hands a controller's queue to code outside the controller

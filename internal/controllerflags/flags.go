@@ -16,7 +16,7 @@ import (
 
 // Values receive the parsed flags.
 type Values struct {
-	ShowVersion, LeaderElect, GateIgnoresUnservedClouds                bool
+	ShowVersion, LeaderElect, GateIgnoresUnservedClouds, Profiling     bool
 	Kubeconfig, Cluster, Providers, Namespace, LeaderElectionID        string
 	MetricsAddr, ProbeAddr                                             string
 	Workers, WriteSlots, HealthReaders                                 int
@@ -43,6 +43,7 @@ func New(getenv func(string) string) (*flag.FlagSet, *Values) {
 	fs.StringVar(&v.LeaderElectionID, "leader-election-id", "podlb-controller-leader", "name of the leader lease")
 	fs.StringVar(&v.MetricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint ("0" disables)`)
 	fs.StringVar(&v.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.BoolVar(&v.Profiling, "profiling", false, "serve Go's runtime profiles (heap, CPU, goroutines) under /debug/pprof/ on the metrics address")
 	fs.IntVar(&v.Workers, "workers", 32, "bindings reconciled in parallel; those with writes wait, most waited-for first, for one of the cloud's write slots")
 	fs.IntVar(&v.WriteSlots, "write-slots", 4, "target-write passes in flight per cloud; under load, bindings queue for them by how long their pods have waited")
 	fs.IntVar(&v.HealthReaders, "health-readers", 4, "health reads in flight; due reads go out by how long their pods have waited, background reads last")
