@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -880,7 +881,18 @@ func preStopSleep(l *corev1.Lifecycle) int64 {
 
 func (r *BindingReconciler) recordGauges(key providers.BindingKey, desired int, observed []providers.Observed, noGate int) {
 	port := portLabel(key)
-	podsWithoutGate.WithLabelValues(key.Namespace, key.Service, port, key.Provider).Set(float64(noGate))
+	// Series that are zero in a settled fleet are reported only while
+	// they are not: a thousand bindings would otherwise hold five
+	// thousand series of zeros. Healthy and desired stay, so their
+	// difference can be alerted on.
+	setSparse := func(g *prometheus.GaugeVec, v int, labels ...string) {
+		if v == 0 {
+			g.DeleteLabelValues(labels...)
+			return
+		}
+		g.WithLabelValues(labels...).Set(float64(v))
+	}
+	setSparse(podsWithoutGate, noGate, key.Namespace, key.Service, port, key.Provider)
 	counts := map[providers.State]int{}
 	for _, o := range observed {
 		if o.CloudState == unread {
@@ -888,8 +900,9 @@ func (r *BindingReconciler) recordGauges(key providers.BindingKey, desired int, 
 		}
 		counts[o.State]++
 	}
-	for _, s := range []providers.State{providers.Healthy, providers.Pending, providers.Unhealthy, providers.Unused, providers.Draining} {
-		targetsByState.WithLabelValues(key.Namespace, key.Service, port, key.Provider, string(s)).Set(float64(counts[s]))
+	targetsByState.WithLabelValues(key.Namespace, key.Service, port, key.Provider, string(providers.Healthy)).Set(float64(counts[providers.Healthy]))
+	for _, s := range []providers.State{providers.Pending, providers.Unhealthy, providers.Unused, providers.Draining} {
+		setSparse(targetsByState, counts[s], key.Namespace, key.Service, port, key.Provider, string(s))
 	}
 	desiredTargets.WithLabelValues(key.Namespace, key.Service, port, key.Provider).Set(float64(desired))
 }

@@ -49,8 +49,10 @@ func run(args []string) error {
 		return fmt.Errorf("--cluster-name is required")
 	}
 	logger := zap.New(zap.UseFlagOptions(&f.Zap))
-	if soft := setMemoryLimit("/sys/fs/cgroup/memory.max"); soft > 0 {
-		logger.Info("memory limit from the container", "soft limit bytes", soft)
+	memCtx, stopMemory := context.WithCancel(context.Background())
+	defer stopMemory()
+	if p, ok := readMemoryPolicy("/sys/fs/cgroup/memory.max"); ok {
+		logger.Info("Go memory limit from the container", "request bytes", p.request, "ceiling bytes", p.ceiling, "soft limit bytes", p.apply(memCtx))
 	}
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)

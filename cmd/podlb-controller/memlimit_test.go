@@ -1,33 +1,82 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"testing"
 )
 
-func TestSetMemoryLimitFollowsTheContainer(t *testing.T) {
-	t.Setenv("GOMEMLIMIT", "")
+const mib = 1 << 20
+
+func TestMemoryPolicyReadsRequestAndContainerLimit(t *testing.T) {
 	os.Unsetenv("GOMEMLIMIT")
-	prev := debug.SetMemoryLimit(-1)
-	defer debug.SetMemoryLimit(prev)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "memory.max")
-	os.WriteFile(file, []byte("268435456\n"), 0o644)
-	if got := setMemoryLimit(file); got != 268435456/10*9 {
-		t.Fatalf("soft limit %d", got)
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if got := debug.SetMemoryLimit(-1); got != 268435456/10*9 {
-		t.Fatalf("runtime limit %d", got)
+	cases := []struct {
+		name, max, request string
+		want               memoryPolicy
+		ok                 bool
+	}{
+		{"container limit only", "536870912\n", "", memoryPolicy{ceiling: 512 * mib / 10 * 9}, true},
+		{"request and limit", "536870912\n", "134217728", memoryPolicy{request: 128 * mib, ceiling: 512 * mib / 10 * 9}, true},
+		{"request without a container limit", "max\n", "134217728", memoryPolicy{request: 128 * mib}, true},
+		{"request of none (0) is ignored", "536870912\n", "0", memoryPolicy{ceiling: 512 * mib / 10 * 9}, true},
+		{"request at the limit is no request", "134217728\n", "134217728", memoryPolicy{ceiling: 128 * mib / 10 * 9}, true},
+		{"nothing known", "max\n", "", memoryPolicy{}, false},
 	}
-	os.WriteFile(file, []byte("max\n"), 0o644)
-	if got := setMemoryLimit(file); got != 0 {
-		t.Fatalf("no container limit, but set %d", got)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			write(tc.max)
+			t.Setenv("PODLB_MEMORY_REQUEST", tc.request)
+			got, ok := readMemoryPolicy(file)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("got %+v %v, want %+v %v", got, ok, tc.want, tc.ok)
+			}
+		})
 	}
-	t.Setenv("GOMEMLIMIT", "100MiB")
-	os.WriteFile(file, []byte("268435456\n"), 0o644)
-	if got := setMemoryLimit(file); got != 0 {
-		t.Fatalf("GOMEMLIMIT given, but set %d", got)
+	t.Run("GOMEMLIMIT given", func(t *testing.T) {
+		write("536870912\n")
+		t.Setenv("PODLB_MEMORY_REQUEST", "134217728")
+		t.Setenv("GOMEMLIMIT", "100MiB")
+		if p, ok := readMemoryPolicy(file); ok {
+			t.Errorf("GOMEMLIMIT given, but a policy was read: %+v", p)
+		}
+	})
+}
+
+func TestMemoryPolicyFollowsTheLiveHeap(t *testing.T) {
+	p := memoryPolicy{request: 128 * mib, ceiling: 460 * mib}
+	for _, tc := range []struct{ live, want int64 }{
+		{40 * mib, 128 * mib},  // small heap: the request bounds it
+		{100 * mib, 150 * mib}, // near the request: 1.5x live, the collector is not driven to run all the time
+		{400 * mib, 460 * mib}, // never past 90% of the container's limit
+	} {
+		if got := p.limitFor(tc.live); got != tc.want {
+			t.Errorf("live %d MiB: limit %d MiB, want %d MiB", tc.live/mib, got/mib, tc.want/mib)
+		}
+	}
+	if got := (memoryPolicy{ceiling: 460 * mib}).limitFor(10 * mib); got != 460*mib {
+		t.Errorf("without a request the limit is the ceiling, got %d MiB", got/mib)
+	}
+	if got := (memoryPolicy{request: 128 * mib}).limitFor(300 * mib); got != 450*mib {
+		t.Errorf("without a ceiling the limit follows the heap, got %d MiB", got/mib)
+	}
+}
+
+func TestMemoryPolicyAppliesTheLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prev)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := memoryPolicy{request: 1 << 40}
+	if got := p.apply(ctx); got != 1<<40 || debug.SetMemoryLimit(-1) != 1<<40 {
+		t.Fatalf("applied %d, runtime has %d", got, debug.SetMemoryLimit(-1))
 	}
 }

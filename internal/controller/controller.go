@@ -153,8 +153,9 @@ func Run(ctx context.Context, o Options) error {
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Pod{}:  {Transform: SlimPod},
-				&corev1.Node{}: {Transform: SlimNode},
+				&corev1.Pod{}:                {Transform: SlimPod},
+				&corev1.Node{}:               {Transform: SlimNode},
+				&discoveryv1.EndpointSlice{}: {Transform: SlimEndpointSlice},
 			},
 		},
 		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.ConfigMap{}}}},

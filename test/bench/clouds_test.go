@@ -72,6 +72,9 @@ type cloudEnv interface {
 	// targetWriteRate is the target-changing calls per second the cloud
 	// allows an account or project in the long run.
 	targetWriteRate() float64
+	// healthReadRate is the reads per second the account or project
+	// allows in the long run for the calls that report target health.
+	healthReadRate() float64
 	close()
 }
 
@@ -157,6 +160,10 @@ func (a *awsCloud) groupOf(service, _ string) string { return service }
 // targetWriteRate is the refill of AWS's register+deregister bucket.
 func (a *awsCloud) targetWriteRate() float64 {
 	return elbv2sim.AWSThrottle()[elbv2sim.ClassTargets].RefillPerSec
+}
+// healthReadRate is the refill of AWS's bucket of every ELBv2 Describe*.
+func (a *awsCloud) healthReadRate() float64 {
+	return elbv2sim.AWSThrottle()[elbv2sim.ClassDescribe].RefillPerSec
 }
 func (a *awsCloud) throttleNote() string {
 	return "elbv2sim.AWSThrottle(): register+deregister 20 burst/4 per s, Describe* 40/10"
@@ -281,6 +288,8 @@ func (g *gcpCloud) groupOf(service, zone string) string { return service + "/" +
 
 // targetWriteRate is the emulated write quota; every write counts.
 func (g *gcpCloud) targetWriteRate() float64 { return float64(g.writeQuota) / 100 }
+// healthReadRate is the emulated read quota; every read counts.
+func (g *gcpCloud) healthReadRate() float64 { return float64(g.readQuota) / 100 }
 func (g *gcpCloud) throttleNote() string {
 	return fmt.Sprintf("computesim quota: %d reads and %d writes per 100 s", g.readQuota, g.writeQuota)
 }

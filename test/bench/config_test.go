@@ -70,6 +70,7 @@ var (
 	flagSteadyNodes    = intFlag("steady.nodes", 240, "nodes of the steady-state cluster (at most 240, one cluster's address plan)")
 	flagSteadyWindow   = durationFlag("steady.window", 3*time.Minute, "idle measurement window")
 	flagSteadySettle   = durationFlag("steady.settle", 30*time.Second, "wait after convergence before measuring")
+	flagMemoryRequest  = intFlag("steady.memory-request", 128<<20, "memory request in bytes passed to the controller as the manifests do (PODLB_MEMORY_REQUEST); 0 passes none")
 	flagSteadyResync   = durationFlag("steady.resync", time.Minute, "controller --resync-period in the steady state, so a window sees whole resync cycles")
 )
 

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -79,6 +81,38 @@ func startController(logDir string, args, env []string) (*controllerProcess, err
 			return nil, err
 		}
 	}
+}
+
+// saveProfile writes one of the controller's runtime profiles (it runs
+// with --profiling), e.g. "heap?gc=1" or "profile?seconds=60", to path
+// and returns pprof's top entries by sampleIndex.
+func (p *controllerProcess) saveProfile(ctx context.Context, query, sampleIndex, path string) (string, error) {
+	url := strings.TrimSuffix(p.metricsURL, "/metrics") + "/debug/pprof/" + query
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("profile %s: HTTP %d", query, resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", "-sample_index="+sampleIndex, path).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go tool pprof: %v: %s", err, out)
+	}
+	return string(out), nil
 }
 
 // stop gives the controller 10 s to shut down cleanly.

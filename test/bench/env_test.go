@@ -43,6 +43,7 @@ type envOptions struct {
 	services       int
 	timing         cloudTiming
 	controllerArgs []string
+	controllerEnv  []string
 	// section names the scenario in the results table.
 	section string
 	// cloudLimits applies the cloud's published rate limits to the
@@ -124,6 +125,7 @@ func newEnv(ctx context.Context, o envOptions) (_ *env, err error) {
 	args, cenv := e.cloud.controllerArgs()
 	args = append(args, "--cluster-name=bench", "--kubeconfig="+e.kube.Kubeconfig, "--namespace="+podlbNamespace, "--leader-elect=false")
 	args = append(args, o.controllerArgs...)
+	cenv = append(cenv, o.controllerEnv...)
 	if e.ctrl, err = startController(e.logDir, args, cenv); err != nil {
 		return nil, err
 	}

@@ -65,6 +65,8 @@ func runRollout(ctx context.Context, e *env) error {
 	results.set(sec+" update", cloud, "rolling update / floor", "%s", pct(rollout.Seconds(), floor.Seconds()))
 	results.set(sec+" update", cloud, "rolling update floor under the cloud's write rate (estimate)", "%s", round(budgetFloor))
 	results.set(sec+" update", cloud, "rolling update / write-rate floor", "%s", pct(rollout.Seconds(), budgetFloor.Seconds()))
+	writeCycle, readCycle := e.budgetCycles(per)
+	results.set(sec+" update", cloud, "budget cycles at this load: one wave's writes of every group / one health read of every group", "%s / %s (a pod waits about half of each on average)", round(writeCycle), round(readCycle))
 	e.reportCalls(sec+" update", start, time.Now())
 
 	// Scale N -> 0.
@@ -116,6 +118,32 @@ func (e *env) rolloutBudgetFloor(per []int32) time.Duration {
 		calls += waves * min(groups, surge) * 2
 	}
 	return time.Duration(float64(calls) / e.cloud.targetWriteRate() * float64(time.Second))
+}
+
+// budgetCycles are how long the account's long-run rates take to serve
+// one wave of writes (a registration and a deregistration per group its
+// pods land in) and one health read of every group, when every Service
+// rolls at once. Under saturation a pod's registration waits on average
+// about half a write cycle and its gate half a read cycle: the per-pod
+// latency podlb cannot beat at this load, whatever it does.
+func (e *env) budgetCycles(per []int32) (writes, reads time.Duration) {
+	groups := 1
+	if e.cloud.groupOf("s", "a") != e.cloud.groupOf("s", "b") {
+		groups = *flagZones
+	}
+	writeCalls, readCalls := 0, 0
+	for _, r := range per {
+		if r == 0 {
+			continue
+		}
+		surge := int(math.Ceil(float64(r) * 0.25))
+		writeCalls += min(groups, surge) * 2
+		readCalls += groups
+	}
+	sec := func(calls int, rate float64) time.Duration {
+		return time.Duration(float64(calls) / rate * float64(time.Second))
+	}
+	return sec(writeCalls, e.cloud.targetWriteRate()), sec(readCalls, e.cloud.healthReadRate())
 }
 
 // reportPods joins what the bench saw of pods that became ContainersReady

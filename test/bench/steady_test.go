@@ -4,8 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // runSteady is scenario 3: many pods and Services, converged, then nothing
@@ -23,7 +28,8 @@ func runSteady(ctx context.Context, cloudName string) error {
 	}
 	e, err := newEnv(ctx, envOptions{
 		section: sec, cloud: cloudName, nodes: *flagSteadyNodes, services: *flagSteadyServices, timing: timing,
-		controllerArgs: append([]string{"--resync-period=" + flagSteadyResync.String()}, fillLimits(cloudName)...),
+		controllerArgs: append([]string{"--resync-period=" + flagSteadyResync.String(), "--profiling"}, fillLimits(cloudName)...),
+		controllerEnv:  memoryRequestEnv(),
 	})
 	if err != nil {
 		return err
@@ -74,6 +80,15 @@ func runSteady(ctx context.Context, cloudName string) error {
 		return err
 	}
 	t0 := time.Now()
+	// A CPU profile of the first minute says where idle CPU goes.
+	cpuTop := make(chan string, 1)
+	go func() {
+		top, err := e.ctrl.saveProfile(ctx, "profile?seconds=60", "cpu", filepath.Join(e.logDir, "cpu-idle.pprof"))
+		if err != nil {
+			top = err.Error()
+		}
+		cpuTop <- top
+	}()
 	var rssSum, rssMax int64
 	samples := 0
 	for time.Since(t0) < *flagSteadyWindow {
@@ -112,7 +127,122 @@ func runSteady(ctx context.Context, cloudName string) error {
 	// providers' 5-minute cache, not the resync.
 	results.set(sec, cloudName, "idle: cloud reads per minute", "%.0f at --resync-period %v %s", perMin, *flagSteadyResync, parenthesized(readOps))
 	results.set(sec, cloudName, "idle: cloud writes (must be 0)", "%d %s", writes, parenthesized(writeOps))
+
+	logf("%s: CPU profile of the idle window's first minute, top entries:\n%s", cloudName, <-cpuTop)
+	heapPath := filepath.Join(e.logDir, "heap-idle.pprof")
+	if top, err := e.ctrl.saveProfile(ctx, "heap?gc=1", "inuse_space", heapPath); err != nil {
+		logf("%s: heap profile: %v", cloudName, err)
+	} else {
+		results.set(sec, cloudName, "idle: heap profile (go tool pprof)", "%s", heapPath)
+		logf("%s: in-use heap after the idle window, top entries:\n%s", cloudName, top)
+	}
+	return restartSteady(ctx, e, sec, cloudName, per)
+}
+
+// restartSteady measures a controller start on a cluster that already
+// holds every pod, with the production client-side limits: how long until
+// every binding is resolved and observed, the memory the initial lists
+// take, and how soon a pod that turns ready meanwhile gets its gate: what
+// a new leader goes through after a failover.
+func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int32) error {
+	e.ctrl.stop()
+	args, cenv := e.cloud.controllerArgs()
+	args = append(args, "--cluster-name=bench", "--kubeconfig="+e.kube.Kubeconfig, "--namespace="+podlbNamespace, "--leader-elect=false", "--profiling")
+	// Its log goes beside the first controller's, not over it.
+	logDir := filepath.Join(e.logDir, "restart")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	ctrl, err := startController(logDir, args, append(cenv, memoryRequestEnv()...))
+	if err != nil {
+		return err
+	}
+	e.ctrl = ctrl
+	pid := ctrl.Pid()
+	var peak int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if rss, err := rssBytes(pid); err == nil {
+				peak = max(peak, rss)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	began := time.Now()
+	// One Service scales up by a pod as the controller starts; its gate
+	// must not wait behind the background reads of every settled group.
+	last := len(e.services) - 1
+	svc := e.services[last]
+	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, per[last]+1)
+	if _, err := e.kube.Client.AppsV1().Deployments(benchNamespace).Patch(ctx, svc, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	resolved, err := e.waitObserved(ctx, 30*time.Minute, *flagSteadyPods+1)
+	took := time.Since(began)
+	close(stop)
+	<-done
+	if err != nil {
+		return err
+	}
+	for _, p := range e.watch.snapshot() {
+		if p.app == svc && p.seen.After(began) && !p.gateTrue.IsZero() {
+			results.set(sec, cloudName, "restart: a pod scaled up meanwhile, ContainersReady -> gate True / controller start -> gate True", "%s / %s", round(p.gateTrue.Sub(p.containersReady)), round(p.gateTrue.Sub(began)))
+		}
+	}
+	results.set(sec, cloudName, "restart, production limits: every binding resolved / every target seen healthy", "%s / %s for %d Services", round(resolved.Sub(began)), round(took), len(e.services))
+	results.set(sec, cloudName, "restart: peak RSS until then", "%s", mib(peak))
+	if rss, err := rssBytes(pid); err == nil {
+		results.set(sec, cloudName, "restart: RSS once resolved", "%s", mib(rss))
+	}
 	return nil
+}
+
+// memoryRequestEnv passes the controller the memory request of the
+// manifests (128Mi), as their downward API does in a cluster.
+func memoryRequestEnv() []string {
+	if *flagMemoryRequest <= 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("PODLB_MEMORY_REQUEST=%d", *flagMemoryRequest)}
+}
+
+// waitObserved waits until the controller's own metrics show every
+// Service's binding observed in the cloud with all pods healthy, and
+// returns when every binding was resolved (its gauges exist: the group is
+// known and the desired targets planned). The Services' status
+// annotations cannot tell: a previous controller wrote them.
+func (e *env) waitObserved(ctx context.Context, timeout time.Duration, pods int) (resolved time.Time, err error) {
+	err = poll(ctx, timeout, 250*time.Millisecond, "every binding observed", func() error {
+		if !e.ctrl.Running() {
+			return e.ctrl.Failure("exited")
+		}
+		m, err := e.ctrl.scrape()
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, s := range m["podlb_targets"] {
+			seen[s.labels["service"]] = true
+		}
+		if len(seen) < len(e.services) {
+			return fmt.Errorf("%d of %d Services resolved", len(seen), len(e.services))
+		}
+		if resolved.IsZero() {
+			resolved = time.Now()
+		}
+		if healthy := int(m.sum("podlb_targets", map[string]string{"state": "healthy"})); healthy < pods {
+			return fmt.Errorf("%d of %d targets seen healthy", healthy, pods)
+		}
+		return nil
+	})
+	return resolved, err
 }
 
 // fillLimits raise the controller's client-side limits for the

@@ -1,0 +1,183 @@
+package controller
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/podlb/podlb/targets"
+)
+
+// fullPod is a pod as the API server sends it for a gated web Deployment:
+// what SlimPod must shrink.
+func fullPod(i int) *corev1.Pod {
+	now := metav1.Now()
+	cond := func(t corev1.PodConditionType, reason, msg string) corev1.PodCondition {
+		return corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now, Reason: reason, Message: msg}
+	}
+	ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("web-%04d-7d9f8b6c5d-%05d", i/10, i), Namespace: "shop", UID: types.UID(fmt.Sprintf("6f1c2a4e-0000-4000-8000-%012d", i)),
+			ResourceVersion: fmt.Sprint(100000 + i), GenerateName: fmt.Sprintf("web-%04d-7d9f8b6c5d-", i/10),
+			Labels:          map[string]string{"app": fmt.Sprintf("web-%04d", i/10), "pod-template-hash": "7d9f8b6c5d", "tier": "frontend"},
+			Annotations:     map[string]string{"kubectl.kubernetes.io/restartedAt": "2026-12-01T10:00:00Z"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: fmt.Sprintf("web-%04d-7d9f8b6c5d", i/10), UID: "1b2c", Controller: ptr.To(true)}},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:                      fmt.Sprintf("node-%03d", i%240),
+			ReadinessGates:                []corev1.PodReadinessGate{{ConditionType: targets.GateConditionType}},
+			TerminationGracePeriodSeconds: ptr.To[int64](30),
+			Containers: []corev1.Container{{
+				Name: "web", Image: "registry.example.com/shop/web:1.42.0",
+				Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
+				Env:            []corev1.EnvVar{{Name: "LOG_LEVEL", Value: "info"}, {Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}},
+				Resources:      corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstrPort(8080)}}, PeriodSeconds: 2},
+				Lifecycle:      &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}},
+				VolumeMounts:   []corev1.VolumeMount{{Name: "kube-api-access-abcde", MountPath: "/var/run/secrets/kubernetes.io/serviceaccount", ReadOnly: true}},
+			}},
+			Volumes: []corev1.Volume{{Name: "kube-api-access-abcde", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}}}}}}},
+		},
+		Status: corev1.PodStatus{
+			Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}}, HostIP: "192.168.1.1", StartTime: &now, QOSClass: corev1.PodQOSBurstable,
+			Conditions: []corev1.PodCondition{
+				cond(corev1.PodReadyToStartContainers, "", ""), cond(corev1.PodInitialized, "", ""),
+				cond(corev1.PodReady, "", ""), cond(corev1.ContainersReady, "", ""), cond(corev1.PodScheduled, "", ""),
+				cond(targets.GateConditionType, "Healthy", "healthy in every load balancer: aws target group k8s-shop-web-80 (3 of 3 healthy)"),
+			},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "web", Ready: true, Image: "registry.example.com/shop/web:1.42.0", ImageID: "registry.example.com/shop/web@sha256:0123456789abcdef", ContainerID: "containerd://0123456789abcdef"}},
+		},
+	}
+}
+
+func TestSlimPodKeepsWhatPodlbReads(t *testing.T) {
+	full := fullPod(7)
+	full.Spec.ReadinessGates = append(full.Spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: "example.com/warm"})
+	full.Status.Conditions = append(full.Status.Conditions, corev1.PodCondition{Type: "example.com/warm", Status: corev1.ConditionFalse})
+	got, err := SlimPod(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slim := got.(*corev1.Pod)
+	var types []corev1.PodConditionType
+	for _, c := range slim.Status.Conditions {
+		types = append(types, c.Type)
+	}
+	want := []corev1.PodConditionType{corev1.PodReady, corev1.ContainersReady, targets.GateConditionType, "example.com/warm"}
+	if fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Errorf("conditions kept: %v, want %v", types, want)
+	}
+	gate := targets.PodCondition(slim, targets.GateConditionType)
+	if gate.Reason != "Healthy" || gate.Message == "" {
+		t.Errorf("the gate's reason and message must stay (the gate compares them): %+v", gate)
+	}
+	if c := targets.PodCondition(slim, corev1.ContainersReady); c.LastTransitionTime.IsZero() || c.Status != corev1.ConditionTrue {
+		t.Errorf("ContainersReady lost its status or transition time: %+v", c)
+	}
+	if targets.HeldOnlyByGate(slim) {
+		t.Error("a pod whose other readiness gate is False must not count as held only by podlb's gate")
+	}
+	if slim.Spec.NodeName != full.Spec.NodeName || slim.Status.PodIP != full.Status.PodIP || slim.Labels["app"] != full.Labels["app"] ||
+		slim.UID != full.UID || *slim.Spec.TerminationGracePeriodSeconds != 30 || slim.Spec.Containers[0].Lifecycle.PreStop.Sleep.Seconds != 5 {
+		t.Errorf("slim pod lost a field podlb reads: %+v", slim)
+	}
+	if slim.Status.PodIPs != nil || slim.OwnerReferences != nil || slim.Spec.Volumes != nil || slim.Status.ContainerStatuses != nil {
+		t.Errorf("slim pod kept what podlb never reads: %+v", slim)
+	}
+	noHook := fullPod(9)
+	noHook.Spec.Containers = append(noHook.Spec.Containers, corev1.Container{Name: "sidecar"})
+	got, _ = SlimPod(noHook)
+	if cs := got.(*corev1.Pod).Spec.Containers; len(cs) != 1 || cs[0].Name != "web" {
+		t.Errorf("containers kept: %+v, want only the one with a preStop hook", cs)
+	}
+	dual := fullPod(8)
+	dual.Status.PodIPs = append(dual.Status.PodIPs, corev1.PodIP{IP: "fd00::8"})
+	got, _ = SlimPod(dual)
+	if len(got.(*corev1.Pod).Status.PodIPs) != 2 {
+		t.Error("a dual-stack pod's PodIPs must stay")
+	}
+}
+
+func TestSlimEndpointSliceKeepsWhatDesiredTargetsRead(t *testing.T) {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "web-abcde", Namespace: "shop", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses: []string{"10.0.0.7"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true)},
+			NodeName: ptr.To("node-1"), Zone: ptr.To("us-east-1a"), Hostname: ptr.To("web-7"),
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "web-7", UID: "u7", ResourceVersion: "42"},
+			Hints:     &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "us-east-1a"}}},
+		}},
+	}
+	got, err := SlimEndpointSlice(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slim := got.(*discoveryv1.EndpointSlice)
+	ep := slim.Endpoints[0]
+	if slim.Labels[discoveryv1.LabelServiceName] != "web" || *slim.Ports[0].Port != 8080 || ep.Addresses[0] != "10.0.0.7" || *ep.NodeName != "node-1" ||
+		*ep.Zone != "us-east-1a" || *ep.Conditions.Serving != true || ep.TargetRef.Name != "web-7" || ep.TargetRef.UID != "u7" {
+		t.Errorf("slim slice lost a field desired targets read: %+v", slim)
+	}
+	if ep.Hints != nil || ep.Hostname != nil || ep.TargetRef.ResourceVersion != "" {
+		t.Errorf("slim slice kept what podlb never reads: %+v", ep)
+	}
+}
+
+// BenchmarkCachedPodBytes reports the heap a cached pod holds, decoded
+// from protobuf as the informer receives it, with and without SlimPod.
+// The steady-state benchmark's 10,000 pods multiply it.
+func BenchmarkCachedPodBytes(b *testing.B) {
+	const pods = 5000
+	wire := make([][]byte, pods)
+	for i := range wire {
+		data, err := fullPod(i).Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		wire[i] = data
+	}
+	for _, tc := range []struct {
+		name      string
+		transform func(any) (any, error)
+	}{{"full", func(o any) (any, error) { return o, nil }}, {"slim", SlimPod}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var perPod float64
+			for range b.N {
+				held := make([]any, 0, pods)
+				runtime.GC()
+				var before runtime.MemStats
+				runtime.ReadMemStats(&before)
+				for _, data := range wire {
+					p := &corev1.Pod{}
+					if err := p.Unmarshal(data); err != nil {
+						b.Fatal(err)
+					}
+					o, err := tc.transform(p)
+					if err != nil {
+						b.Fatal(err)
+					}
+					held = append(held, o)
+				}
+				runtime.GC()
+				var after runtime.MemStats
+				runtime.ReadMemStats(&after)
+				perPod = float64(after.HeapAlloc-before.HeapAlloc) / pods
+				runtime.KeepAlive(held)
+			}
+			b.ReportMetric(perPod, "B/pod")
+		})
+	}
+}
+
+func intstrPort(p int32) intstr.IntOrString { return intstr.FromInt32(p) }
