@@ -235,8 +235,8 @@ func (g *groupReconciler[T, X]) reconcile(ctx context.Context, nn types.Namespac
 	}
 	switch {
 	case !exists:
-		// Gone without being let go (its finalizer removed by hand): its
-		// group is retried until torn down before it is forgotten.
+		// Forgotten once its group settled: a busy teardown (of an
+		// object whose finalizer was removed by hand) is retried first.
 		if settled {
 			g.forget(nn)
 		}
