@@ -9,11 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podlb/podlb/providers"
@@ -73,31 +70,17 @@ func loadBalancerClass(class *string) svcMod {
 }
 
 type serviceFixture struct {
-	c     client.Client
+	reconcilerFixture
 	cloud *fakeL4Cloud
-	reg   *targets.Registry
-	r     *ServiceReconciler
-	rec   *record.FakeRecorder
 }
 
 func newServiceFixture(t *testing.T, cloud *fakeL4Cloud, objs ...client.Object) *serviceFixture {
 	t.Helper()
-	c := fake.NewClientBuilder().WithObjects(objs...).WithStatusSubresource(&corev1.Service{}).Build()
-	f := &serviceFixture{c: c, cloud: cloud, reg: targets.NewRegistry(), rec: record.NewFakeRecorder(100)}
-	f.r = &ServiceReconciler{Client: c, Registry: f.reg, Ledger: targets.NewLedger(c, c, "podlb-system"),
-		Clouds: L4Clouds([]providers.Provider{cloud}), Cluster: "c1", Recorder: f.rec,
-		Timing:         targets.Timing{Resync: 600e9, MaxBackoff: 60e9, Poll: 1e9},
+	f := &serviceFixture{reconcilerFixture: newReconcilerFixture(&corev1.Service{}, objs...), cloud: cloud}
+	f.reconciler = &ServiceReconciler{Client: f.c, Registry: f.reg, Ledger: f.ledger,
+		Clouds: L4Clouds([]providers.Provider{cloud}), Cluster: "c1", Recorder: f.rec, Timing: testTiming,
 		EnqueueBinding: func(providers.BindingKey) {}}
 	return f
-}
-
-func (f *serviceFixture) reconcile(t *testing.T, name string) reconcile.Result {
-	t.Helper()
-	res, err := f.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "shop", Name: name}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
 }
 
 // service reads a Service back; nil once it is gone.
@@ -122,18 +105,6 @@ func (f *serviceFixture) update(t *testing.T, name string, mods ...svcMod) {
 	}
 	if err := f.c.Update(context.Background(), svc); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func (f *serviceFixture) events() []string {
-	var out []string
-	for {
-		select {
-		case e := <-f.rec.Events:
-			out = append(out, e)
-		default:
-			return out
-		}
 	}
 }
 
