@@ -98,10 +98,6 @@ func sortProblemsByMember(ps []Problem, members []Member) {
 	sort.SliceStable(ps, func(i, j int) bool { return rank[ps[i].Object] < rank[ps[j].Object] })
 }
 
-func nameOf(ing *networkingv1.Ingress) types.NamespacedName {
-	return types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
-}
-
 func (b *groupBuilder) addIngress(ing *networkingv1.Ingress) {
 	owner := nameOf(ing)
 	if ib := ing.Spec.DefaultBackend; ib != nil {

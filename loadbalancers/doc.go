@@ -29,15 +29,21 @@
 //	healthcheck.go  health check paths from readiness probes
 //	realise.go      pure steps of realising the model: group keys, what a
 //	                cloud is asked for, backend bindings, the last good model
-//	ingress.go      IngressReconciler: per group, ensure on each cloud, bind
-//	                the backends, tear down in order
+//	group.go        the lifecycle both reconcilers share: the request's
+//	                group and the one it left, cloud specs with the last
+//	                good kept, ensure on each cloud, bind, tear down in
+//	                order, let go
+//	group_status.go what both write: deduplicated Warnings, addresses and
+//	                podlb.io/status annotations
+//	ingress.go      IngressReconciler: an Ingress group's model, kept
+//	                routes, switches held and gate
 //	ingress_status.go  the Ingress's address and podlb.io/status annotation
 //	bind.go         what both reconcilers share: a balancer's backend
 //	                bindings put in force and released
 //	service_build.go  which Services are ours, their group, and
 //	                BuildServiceGroup: Services of one group -> listeners
-//	service.go      ServiceReconciler: per group, ensure on each cloud,
-//	                bind the listeners, tear down in order
+//	service.go      ServiceReconciler: a Service group's listeners, the
+//	                ports a cloud refuses, and gate
 //	service_status.go  the Service's address and podlb.io/status annotation
 //
 // Backends of the model become ordinary target bindings (package

@@ -4,13 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"reflect"
-	"slices"
 
-	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/targets"
@@ -55,18 +51,12 @@ func IngressStatusOf(ing *networkingv1.Ingress) (*IngressStatus, error) {
 }
 
 // groupStatus is what every member of the group shows, problems aside.
-func (r *IngressReconciler) groupStatus(key providers.BalancerKey, st *groupState) (map[string]*CloudStatus, []networkingv1.IngressLoadBalancerIngress) {
+func (r *IngressReconciler) groupStatus(g *ingressGroups, st *groupState[ingressGroup]) (map[string]*CloudStatus, []networkingv1.IngressLoadBalancerIngress) {
 	clouds := map[string]*CloudStatus{}
 	var addrs []networkingv1.IngressLoadBalancerIngress
-	for _, cloud := range slices.Sorted(maps.Keys(r.Clouds)) {
-		e, ensured := st.ensured[cloud]
-		part, bound := st.bindings[cloud]
-		msg, failed := st.failed[cloud]
-		if !ensured && !bound && !failed {
-			continue
-		}
-		cs := &CloudStatus{Error: msg, Backends: map[string]*targets.BindingStatus{}}
-		if ensured {
+	g.cloudStatuses(st, func(cloud string, e *ensured, part cloudPart, failure string) {
+		cs := &CloudStatus{Error: failure, Backends: map[string]*targets.BindingStatus{}}
+		if e != nil {
 			cs.Hostname, cs.IP, cs.Details = e.status.Hostname, e.status.IP, e.status.Details
 			switch {
 			case e.status.Hostname != "":
@@ -77,61 +67,31 @@ func (r *IngressReconciler) groupStatus(key providers.BalancerKey, st *groupStat
 		}
 		for _, bs := range part {
 			for _, b := range bs {
-				bst := r.Registry.Status(b.Key)
-				if bst == nil {
-					bst = &targets.BindingStatus{}
-				}
 				id := providers.HTTPBackend{Namespace: b.Key.Namespace, Service: b.Key.Service, Port: b.Key.Port}.ID()
-				cs.Backends[id] = bst
+				cs.Backends[id] = g.bindingStatus(b.Key)
 			}
 		}
 		clouds[cloud] = cs
-	}
+	})
 	return clouds, addrs
 }
 
 // writeStatuses writes every member's address (status.loadBalancer) and
 // podlb.io/status annotation where they changed, with a Normal Event when
 // an Ingress first gets its address.
-func (r *IngressReconciler) writeStatuses(ctx context.Context, key providers.BalancerKey, members []*networkingv1.Ingress, st *groupState, problems []Problem) error {
-	clouds, addrs := r.groupStatus(key, st)
+func (r *IngressReconciler) writeStatuses(ctx context.Context, g *ingressGroups, key providers.BalancerKey, members []*networkingv1.Ingress, st *groupState[ingressGroup], problems []Problem) error {
+	clouds, addrs := r.groupStatus(g, st)
+	provisioned := fmt.Sprintf("load balancer %s: %s", key, addressText(addrs))
 	for _, ing := range members {
-		nn := nameOf(ing)
-		status := IngressStatus{Balancer: key.String(), Clouds: clouds, Switching: st.held}
-		for _, p := range problems {
-			if p.Object == nn {
-				msg := p.Message
-				if p.Field != "" {
-					msg = p.Field + ": " + msg
-				}
-				status.Problems = append(status.Problems, msg)
-			}
-		}
-		raw, err := json.Marshal(status)
+		raw, err := json.Marshal(IngressStatus{Balancer: key.String(), Clouds: clouds, Switching: st.own.held, Problems: problemTexts(nameOf(ing), problems, "")})
 		if err != nil {
 			return err
 		}
-		if len(addrs) > 0 && !reflect.DeepEqual(ing.Status.LoadBalancer.Ingress, addrs) {
-			first := len(ing.Status.LoadBalancer.Ingress) == 0
-			patch := client.MergeFrom(ing.DeepCopy())
-			ing.Status.LoadBalancer.Ingress = addrs
-			if err := r.Client.Status().Patch(ctx, ing, patch); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("writing the address of Ingress %s: %w", nn, err)
-			}
-			if first {
-				r.Recorder.Eventf(ing, corev1.EventTypeNormal, "LoadBalancerProvisioned", "load balancer %s: %s", key, addressText(addrs))
-			}
+		setAddress := func() (bool, bool) {
+			return replaceAddresses(&ing.Status.LoadBalancer.Ingress, addrs, func(a, b []networkingv1.IngressLoadBalancerIngress) bool { return reflect.DeepEqual(a, b) })
 		}
-		if ing.Annotations[targets.AnnotationStatus] == string(raw) {
-			continue
-		}
-		patch := client.MergeFrom(ing.DeepCopy())
-		if ing.Annotations == nil {
-			ing.Annotations = map[string]string{}
-		}
-		ing.Annotations[targets.AnnotationStatus] = string(raw)
-		if err := r.Client.Patch(ctx, ing, patch); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("writing the status of Ingress %s: %w", nn, err)
+		if err := g.writeMemberStatus(ctx, ing, setAddress, provisioned, string(raw)); err != nil {
+			return err
 		}
 	}
 	return nil

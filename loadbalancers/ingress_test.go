@@ -103,47 +103,39 @@ func probedPod(name, app, path string) *corev1.Pod {
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(8080)}}}}}}}
 }
 
-type ingressFixture struct {
-	c     client.Client
-	cloud *fakeCloud
-	reg   *targets.Registry
-	r     *IngressReconciler
-	rec   *record.FakeRecorder
+// reconcilerFixture is what the reconciler tests share: a fake API
+// server, the registry, the Events, and the reconciler under test.
+type reconcilerFixture struct {
+	c          client.Client
+	reg        *targets.Registry
+	rec        *record.FakeRecorder
+	ledger     *targets.Ledger
+	reconciler reconcile.Reconciler
 }
 
-func newIngressFixture(t *testing.T, objs ...client.Object) *ingressFixture {
-	t.Helper()
-	class := &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "podlb"}, Spec: networkingv1.IngressClassSpec{Controller: IngressController}}
-	objs = append(objs, class, backendService("web", map[string]string{"app": "web"}), backendService("api", map[string]string{"app": "api"}),
-		probedPod("web-1", "web", "/healthz"), probedPod("api-1", "api", "/ready"))
-	c := fake.NewClientBuilder().WithObjects(objs...).WithStatusSubresource(&networkingv1.Ingress{}).Build()
-	f := &ingressFixture{c: c, cloud: &fakeCloud{}, reg: targets.NewRegistry(), rec: record.NewFakeRecorder(100)}
-	f.r = &IngressReconciler{Client: c, Reader: c, Registry: f.reg, Ledger: targets.NewLedger(c, c, "podlb-system"),
-		Clouds: HTTPClouds([]providers.Provider{f.cloud}), Cluster: "c1", Recorder: f.rec,
-		Timing:         targets.Timing{Resync: 600e9, MaxBackoff: 60e9, Poll: 1e9},
-		EnqueueBinding: func(providers.BindingKey) {}}
-	return f
+// testTiming resyncs later than any test runs: every cloud call is one a
+// change asked for.
+var testTiming = targets.Timing{Resync: 600e9, MaxBackoff: 60e9, Poll: 1e9}
+
+// newReconcilerFixture serves objs; status is the kind whose status is a
+// subresource.
+func newReconcilerFixture(status client.Object, objs ...client.Object) reconcilerFixture {
+	c := fake.NewClientBuilder().WithObjects(objs...).WithStatusSubresource(status).Build()
+	return reconcilerFixture{c: c, reg: targets.NewRegistry(), rec: record.NewFakeRecorder(100), ledger: targets.NewLedger(c, c, "podlb-system")}
 }
 
-func (f *ingressFixture) reconcile(t *testing.T, name string) reconcile.Result {
+// reconcile asks for the object shop/name.
+func (f *reconcilerFixture) reconcile(t *testing.T, name string) reconcile.Result {
 	t.Helper()
-	res, err := f.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "shop", Name: name}})
+	res, err := f.reconciler.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "shop", Name: name}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return res
 }
 
-func (f *ingressFixture) ingress(t *testing.T, name string) *networkingv1.Ingress {
-	t.Helper()
-	var ing networkingv1.Ingress
-	if err := f.c.Get(context.Background(), client.ObjectKey{Namespace: "shop", Name: name}, &ing); err != nil {
-		t.Fatal(err)
-	}
-	return &ing
-}
-
-func (f *ingressFixture) events() []string {
+// events takes the Events recorded since the last call.
+func (f *reconcilerFixture) events() []string {
 	var out []string
 	for {
 		select {
@@ -153,6 +145,34 @@ func (f *ingressFixture) events() []string {
 			return out
 		}
 	}
+}
+
+type ingressFixture struct {
+	reconcilerFixture
+	cloud *fakeCloud
+	r     *IngressReconciler
+}
+
+func newIngressFixture(t *testing.T, objs ...client.Object) *ingressFixture {
+	t.Helper()
+	class := &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "podlb"}, Spec: networkingv1.IngressClassSpec{Controller: IngressController}}
+	objs = append(objs, class, backendService("web", map[string]string{"app": "web"}), backendService("api", map[string]string{"app": "api"}),
+		probedPod("web-1", "web", "/healthz"), probedPod("api-1", "api", "/ready"))
+	f := &ingressFixture{reconcilerFixture: newReconcilerFixture(&networkingv1.Ingress{}, objs...), cloud: &fakeCloud{}}
+	f.r = &IngressReconciler{Client: f.c, Reader: f.c, Registry: f.reg, Ledger: f.ledger,
+		Clouds: HTTPClouds([]providers.Provider{f.cloud}), Cluster: "c1", Recorder: f.rec, Timing: testTiming,
+		EnqueueBinding: func(providers.BindingKey) {}}
+	f.reconciler = f.r
+	return f
+}
+
+func (f *ingressFixture) ingress(t *testing.T, name string) *networkingv1.Ingress {
+	t.Helper()
+	var ing networkingv1.Ingress
+	if err := f.c.Get(context.Background(), client.ObjectKey{Namespace: "shop", Name: name}, &ing); err != nil {
+		t.Fatal(err)
+	}
+	return &ing
 }
 
 func shopFront(mods ...ingressMod) *networkingv1.Ingress {

@@ -109,22 +109,29 @@ func BackendBindings(cloud, cluster string, key providers.BalancerKey, lb *HTTPL
 		if !ok {
 			continue
 		}
-		b := &providers.Binding{
-			Key:      providers.BindingKey{Namespace: be.Namespace, Service: be.Service, Provider: cloud, Port: be.Port, Balancer: key.String()},
-			Cluster:  cluster,
-			PortName: be.PortName,
-			Protocol: "TCP",
-			Mode:     providers.ReadyWhenHealthy,
-			Spec:     spec,
-			SpecRaw:  spec.Summary(),
-		}
-		if be.TargetPort.Type == intstr.Int {
-			b.TargetPort = be.TargetPort.IntVal
-		}
 		nn := types.NamespacedName{Namespace: be.Namespace, Name: be.Service}
-		out[nn] = append(out[nn], b)
+		out[nn] = append(out[nn], balancerBinding(cloud, cluster, key, be, "TCP", spec))
 	}
 	return out
+}
+
+// balancerBinding is the binding that registers the pods behind one
+// backend of a load balancer (key) on a cloud: it waits for health, as
+// the gate protects rollouts through the load balancer.
+func balancerBinding(cloud, cluster string, key providers.BalancerKey, be Backend, protocol string, spec providers.Spec) *providers.Binding {
+	b := &providers.Binding{
+		Key:      providers.BindingKey{Namespace: be.Namespace, Service: be.Service, Provider: cloud, Port: be.Port, Balancer: key.String()},
+		Cluster:  cluster,
+		PortName: be.PortName,
+		Protocol: protocol,
+		Mode:     providers.ReadyWhenHealthy,
+		Spec:     spec,
+		SpecRaw:  spec.Summary(),
+	}
+	if be.TargetPort.Type == intstr.Int {
+		b.TargetPort = be.TargetPort.IntVal
+	}
+	return b
 }
 
 // KeepLastGood returns the model to put in force while the Ingresses in

@@ -154,20 +154,8 @@ func ListenerBindings(cloud, cluster string, key providers.BalancerKey, lb *Serv
 			continue
 		}
 		seen[id] = true
-		b := &providers.Binding{
-			Key:      providers.BindingKey{Namespace: be.Namespace, Service: be.Service, Provider: cloud, Port: be.Port, Balancer: key.String()},
-			Cluster:  cluster,
-			PortName: be.PortName,
-			Protocol: l.Protocol,
-			Mode:     providers.ReadyWhenHealthy,
-			Spec:     spec,
-			SpecRaw:  spec.Summary(),
-		}
-		if be.TargetPort.Type == intstr.Int {
-			b.TargetPort = be.TargetPort.IntVal
-		}
 		nn := types.NamespacedName{Namespace: be.Namespace, Name: be.Service}
-		out[nn] = append(out[nn], b)
+		out[nn] = append(out[nn], balancerBinding(cloud, cluster, key, be, l.Protocol, spec))
 	}
 	return out
 }

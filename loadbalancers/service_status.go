@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/targets"
@@ -60,29 +59,19 @@ func ServiceStatusOf(svc *corev1.Service) (*ServiceStatus, error) {
 // serviceStatus is what one member of the group shows, problems aside,
 // and its addresses: a cloud's address only once one of the Service's
 // ports has a listener there.
-func (r *ServiceReconciler) serviceStatus(nn types.NamespacedName, st *serviceGroup) (map[string]*ServiceCloudStatus, []corev1.LoadBalancerIngress) {
+func (r *ServiceReconciler) serviceStatus(g *serviceGroups, nn types.NamespacedName, st *groupState[serviceGroup]) (map[string]*ServiceCloudStatus, []corev1.LoadBalancerIngress) {
 	clouds := map[string]*ServiceCloudStatus{}
 	var addrs []corev1.LoadBalancerIngress
-	for _, cloud := range r.servedClouds() {
-		e, ensured := st.ensured[cloud]
-		part, bound := st.bindings[cloud]
-		msg, failed := st.failed[cloud]
-		if !ensured && !bound && !failed {
-			continue
-		}
-		cs := &ServiceCloudStatus{Error: msg, Ports: map[string]*targets.BindingStatus{}}
-		if ensured {
-			cs.Hostname, cs.IP, cs.Details = e.res.Status.Hostname, e.res.Status.IP, e.res.Status.Details
-			cs.Refused = refusedOf(nn, st.model, e.res.Refused)
+	g.cloudStatuses(st, func(cloud string, e *ensured, part cloudPart, failure string) {
+		cs := &ServiceCloudStatus{Error: failure, Ports: map[string]*targets.BindingStatus{}}
+		if e != nil {
+			cs.Hostname, cs.IP, cs.Details = e.status.Hostname, e.status.IP, e.status.Details
+			cs.Refused = refusedOf(nn, st.own.model, e.refused)
 		}
 		for _, b := range part[nn] {
-			bst := r.Registry.Status(b.Key)
-			if bst == nil {
-				bst = &targets.BindingStatus{}
-			}
-			cs.Ports[strconv.Itoa(int(b.Key.Port))] = bst
+			cs.Ports[strconv.Itoa(int(b.Key.Port))] = g.bindingStatus(b.Key)
 		}
-		if ensured && len(part[nn]) > 0 {
+		if e != nil && len(part[nn]) > 0 {
 			switch {
 			case cs.Hostname != "":
 				addrs = append(addrs, corev1.LoadBalancerIngress{Hostname: cs.Hostname})
@@ -91,7 +80,7 @@ func (r *ServiceReconciler) serviceStatus(nn types.NamespacedName, st *serviceGr
 			}
 		}
 		clouds[cloud] = cs
-	}
+	})
 	return clouds, addrs
 }
 
@@ -116,41 +105,18 @@ func refusedOf(nn types.NamespacedName, lb *ServiceLoadBalancer, refused map[str
 // writeStatuses writes every member's address (status.loadBalancer) and
 // podlb.io/status annotation where they changed, with a Normal Event when
 // a Service first gets its address.
-func (r *ServiceReconciler) writeStatuses(ctx context.Context, key providers.BalancerKey, members []*corev1.Service, st *serviceGroup, problems []Problem) error {
+func (r *ServiceReconciler) writeStatuses(ctx context.Context, g *serviceGroups, key providers.BalancerKey, members []*corev1.Service, st *groupState[serviceGroup], problems []Problem) error {
 	for _, svc := range members {
-		nn := serviceName(svc)
-		clouds, addrs := r.serviceStatus(nn, st)
-		status := ServiceStatus{Balancer: key.String(), Clouds: clouds}
-		for _, p := range problems {
-			if p.Object == nn {
-				status.Problems = append(status.Problems, problemText(p))
-			}
-		}
-		raw, err := json.Marshal(status)
+		nn := nameOf(svc)
+		clouds, addrs := r.serviceStatus(g, nn, st)
+		raw, err := json.Marshal(ServiceStatus{Balancer: key.String(), Clouds: clouds, Problems: problemTexts(nn, problems, "")})
 		if err != nil {
 			return err
 		}
-		if len(addrs) > 0 && !sameAddresses(svc.Status.LoadBalancer.Ingress, addrs) {
-			first := len(svc.Status.LoadBalancer.Ingress) == 0
-			patch := client.MergeFrom(svc.DeepCopy())
-			svc.Status.LoadBalancer.Ingress = addrs
-			if err := r.Client.Status().Patch(ctx, svc, patch); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("writing the address of Service %s: %w", nn, err)
-			}
-			if first {
-				r.Recorder.Eventf(svc, corev1.EventTypeNormal, "LoadBalancerProvisioned", "load balancer %s: %s%s", key, serviceAddressText(addrs), portsText(clouds))
-			}
-		}
-		if svc.Annotations[targets.AnnotationStatus] == string(raw) {
-			continue
-		}
-		patch := client.MergeFrom(svc.DeepCopy())
-		if svc.Annotations == nil {
-			svc.Annotations = map[string]string{}
-		}
-		svc.Annotations[targets.AnnotationStatus] = string(raw)
-		if err := r.Client.Patch(ctx, svc, patch); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("writing the status of Service %s: %w", nn, err)
+		setAddress := func() (bool, bool) { return replaceAddresses(&svc.Status.LoadBalancer.Ingress, addrs, sameAddresses) }
+		provisioned := fmt.Sprintf("load balancer %s: %s%s", key, serviceAddressText(addrs), portsText(clouds))
+		if err := g.writeMemberStatus(ctx, svc, setAddress, provisioned, string(raw)); err != nil {
+			return err
 		}
 	}
 	return nil
