@@ -66,6 +66,8 @@ type Verdict struct {
 	// observed since start: podlb then leaves the condition alone rather
 	// than flip a Ready pod after a restart.
 	Known bool
+	// Unobserved are the bindings that make Known false.
+	Unobserved []providers.BindingKey
 	// HealthySince is the latest time a selecting group first reported the
 	// pod healthy, for the gate latency metric.
 	HealthySince time.Time
@@ -108,6 +110,7 @@ func Evaluate(pod *corev1.Pod, reg *targets.Registry) Verdict {
 					continue
 				}
 				v.Known = false
+				v.Unobserved = append(v.Unobserved, key)
 				continue
 			}
 			mode := providers.ReadyWhenHealthy
@@ -193,6 +196,11 @@ type GateReconciler struct {
 	// bindings of its current version in the registry; false when this
 	// controller provisions no TCP/UDP load balancers.
 	LoadBalancerServices bool
+	// Hurry asks for bindings a waiting pod needs observed to be
+	// reconciled before others: after a start or a failover every binding
+	// is queued at once, and a pod turning ready meanwhile should not wait
+	// behind a thousand settled ones. Nil: no hurry.
+	Hurry func([]providers.BindingKey)
 
 	// latched remembers pods whose gate this controller turned True, so a
 	// stale cache can never make it write the gate again.
@@ -232,6 +240,9 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	}
 	v := Evaluate(&pod, r.Registry)
 	if !v.Known {
+		if r.Hurry != nil && targets.HeldOnlyByGate(&pod) {
+			r.Hurry(v.Unobserved)
+		}
 		return reconcile.Result{}, nil
 	}
 	if scan.unserved != "" && !r.IgnoreUnservedClouds {

@@ -127,3 +127,30 @@ func TestGateWaitsForTheBalancerOfAnIngressBackend(t *testing.T) {
 		t.Fatalf("gate %+v once healthy behind the balancer", g)
 	}
 }
+
+// After a start every binding is queued at once; a pod held only by the
+// gate asks for the bindings it waits on, not yet observed, to go first.
+// A pod whose containers are not ready yet asks for nothing.
+func TestGateHurriesTheUnobservedBindingsAWaitingPodNeeds(t *testing.T) {
+	reg := registry(providers.ReadyWhenHealthy, 80)
+	for _, ready := range []bool{true, false} {
+		pod := gatedWebPod()
+		if ready {
+			pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.ContainersReady, Status: corev1.ConditionTrue}}
+		}
+		c := fake.NewClientBuilder().WithObjects(pod, annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
+			WithStatusSubresource(&corev1.Pod{}).Build()
+		var hurried []providers.BindingKey
+		r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"},
+			Hurry: func(keys []providers.BindingKey) { hurried = append(hurried, keys...) }}
+		if g, _ := gateAfter(t, r); g != nil {
+			t.Fatalf("gate written (%+v) while a binding is unobserved", g)
+		}
+		switch {
+		case ready && (len(hurried) != 1 || hurried[0] != key("web", 80)):
+			t.Errorf("a pod held only by the gate hurried %v, want the unobserved %v", hurried, key("web", 80))
+		case !ready && len(hurried) != 0:
+			t.Errorf("a pod whose containers are not ready hurried %v", hurried)
+		}
+	}
+}

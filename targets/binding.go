@@ -436,11 +436,25 @@ func (r *BindingReconciler) pruneLedger(ps *pass, observed []providers.Observed)
 	maps.DeleteFunc(ps.entry.Targets, func(k providers.TargetKey, _ types.UID) bool { return !keep[k] })
 }
 
+// SliceServiceIndex indexes the cached EndpointSlices by their Service:
+// a label selector would test every slice of the namespace, on every
+// binding reconcile, a thousand times over in a namespace of a thousand
+// Services.
+const SliceServiceIndex = "podlb.io/endpointslice-service"
+
+// SliceService is SliceServiceIndex's index function.
+func SliceService(o client.Object) []string {
+	if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
+		return []string{name}
+	}
+	return nil
+}
+
 // desired reads the Service's slices and pods from the cache.
 func (r *BindingReconciler) desired(ctx context.Context, b *providers.Binding) ([]Desired, map[types.UID]*corev1.Pod, error) {
 	var slices discoveryv1.EndpointSliceList
 	if err := r.Client.List(ctx, &slices, client.InNamespace(b.Key.Namespace),
-		client.MatchingLabels{discoveryv1.LabelServiceName: b.Key.Service}); err != nil {
+		client.MatchingFields{SliceServiceIndex: b.Key.Service}); err != nil {
 		return nil, nil, err
 	}
 	ptrs := make([]*discoveryv1.EndpointSlice, len(slices.Items))

@@ -244,17 +244,22 @@ func (r *queueRef[T]) add(item T, d time.Duration, priority *int) {
 const statusCoalesce = 5 * time.Second
 
 // Binding queue priorities: a binding a write slot is reserved for goes
-// first (the slot waits for it), then bindings with a fresh health read
-// (the gate path), then everything else.
+// first (the slot waits for it), then bindings a pod waits on that were
+// not observed since start, then bindings with a fresh health read (the
+// gate path), then everything else.
 const (
-	wokenPriority = 20
-	readPriority  = 10
+	wokenPriority      = 20
+	waitingPodPriority = 15
+	readPriority       = 10
 )
 
 // Setup adds podlb's controllers to a manager.
 func Setup(mgr manager.Manager, o Options) error {
 	o.Defaults()
 	logger := o.Logger
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &discoveryv1.EndpointSlice{}, targets.SliceServiceIndex, targets.SliceService); err != nil {
+		return err
+	}
 	reg := targets.NewRegistry()
 	targets.ReportBindingErrors(reg)
 	readiness.ReportWaitingGates(mgr.GetCache())
@@ -434,7 +439,13 @@ func Setup(mgr manager.Manager, o Options) error {
 	if err != nil {
 		return err
 	}
-	gr := &readiness.GateReconciler{Client: gateClient, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds}
+	hurried := waitingPodPriority
+	gr := &readiness.GateReconciler{Client: gateClient, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds,
+		Hurry: func(keys []providers.BindingKey) {
+			for _, k := range keys {
+				bindingQ.add(k, 0, &hurried)
+			}
+		}}
 	if clouds := loadbalancers.HTTPClouds(o.Providers); len(clouds) > 0 {
 		gr.Ingresses = c
 		ir := &loadbalancers.IngressReconciler{Client: c, Reader: mgr.GetAPIReader(), Registry: reg, Ledger: ledger, Clouds: clouds,
