@@ -54,6 +54,9 @@ type Ledger struct {
 	loaded bool
 	// refLabelled is true once every stored entry carries the ref label.
 	refLabelled bool
+	// raced is true once a write met an entry another writer changed:
+	// memory may then miss stored entries, and lists go to the API server.
+	raced bool
 }
 
 // LedgerEntry is what the ledger knows of one binding.
@@ -274,12 +277,12 @@ func (l *Ledger) Put(ctx context.Context, k providers.BindingKey, e *LedgerEntry
 	if cur.version == "" {
 		err = l.client.Create(ctx, cm)
 		if apierrors.IsAlreadyExists(err) {
-			l.forget(k)
+			l.forgetRaced(k)
 		}
 	} else {
 		err = l.client.Update(ctx, cm)
 		if apierrors.IsConflict(err) {
-			l.forget(k)
+			l.forgetRaced(k)
 		}
 	}
 	if err != nil {
@@ -309,9 +312,42 @@ func (l *Ledger) forget(k providers.BindingKey) {
 	l.mu.Unlock()
 }
 
+func (l *Ledger) forgetRaced(k providers.BindingKey) {
+	l.mu.Lock()
+	delete(l.entries, k)
+	l.raced = true
+	l.mu.Unlock()
+}
+
+// storedBindings answers Bindings from memory once every stored entry
+// was loaded and no write raced another writer: the leader is then the
+// only writer and memory holds every stored entry. At start a thousand
+// Services each ask once; one list answers them all.
+func (l *Ledger) storedBindings(ctx context.Context, namespace, service string) ([]providers.BindingKey, bool) {
+	if err := l.load(ctx); err != nil {
+		return nil, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.raced {
+		return nil, false
+	}
+	var keys []providers.BindingKey
+	for k, e := range l.entries {
+		if e.version != "" && k.Namespace == namespace && k.Service == service {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	return keys, true
+}
+
 // Bindings lists the bindings the ledger holds for a Service, also those
 // no longer in its annotations.
 func (l *Ledger) Bindings(ctx context.Context, namespace, service string) ([]providers.BindingKey, error) {
+	if keys, ok := l.storedBindings(ctx, namespace, service); ok {
+		return keys, nil
+	}
 	var list corev1.ConfigMapList
 	if err := l.reader.List(ctx, &list, client.InNamespace(l.namespace),
 		client.MatchingLabels{ledgerLabelManagedBy: "podlb", ledgerLabelService: shortHash(namespace, service)}); err != nil {
