@@ -118,15 +118,16 @@ func run(ctx context.Context, cfg config) int {
 	for _, c := range cfg.clouds {
 		s.enabled[c] = true
 	}
+	// Whatever happens, everything stops; a demo that completed tears
+	// down with the cleanup check first, below.
+	defer s.teardown(false)
 	rep, err := s.demo(ctx)
 	if errors.Is(err, context.Canceled) || (err != nil && ctx.Err() != nil) {
 		fmt.Println("\ninterrupted")
-		s.teardown(false)
 		return 130
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "podlb-sandbox:", err)
-		s.teardown(false)
 		return 1
 	}
 	if cfg.keep {
@@ -624,8 +625,8 @@ func (s *sandbox) printKeep() {
 	}
 }
 
-// teardown stops everything in reverse order of start; every step is safe
-// when its part never started. With cleanup, and a demo that got as far
+// teardown stops everything in reverse order of start, once; every step
+// is safe when its part never started. With cleanup, and a demo that got as far
 // as its load balancers, podlb first deletes those it provisioned, and
 // teardown reports false when podlb did not or left some behind.
 func (s *sandbox) teardown(cleanup bool) bool {
@@ -651,5 +652,6 @@ func (s *sandbox) teardown(cleanup bool) bool {
 		s.clouds.close()
 	}
 	s.cluster.Stop()
+	s.cluster = nil
 	return clean
 }
