@@ -70,6 +70,9 @@ type loadBalancer struct {
 	// name of the NLB (aws) or TCP proxy load balancer (gcp).
 	name string
 	addr string
+	// published is the address podlb wrote to status.loadBalancer.ingress
+	// (a Service of type LoadBalancer), which the emulator serves on addr.
+	published string
 	// provisioned identifies a load balancer podlb provisioned, to check
 	// that it is gone after teardown: its ARN (aws) or forwarding rule
 	// name (gcp); "" for the sandbox's own.

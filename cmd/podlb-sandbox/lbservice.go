@@ -90,7 +90,7 @@ func (s *sandbox) serviceLoadBalancer(ctx context.Context, cloud string, svc *co
 		if len(out.LoadBalancers) != 1 || aws.ToString(out.LoadBalancers[0].DNSName) != hostname {
 			return nil, fmt.Sprintf("status.loadBalancer.ingress hostname %s is not the DNS name of %s", hostname, arn), nil
 		}
-		lb.name, lb.group, lb.provisioned = aws.ToString(out.LoadBalancers[0].LoadBalancerName), b.Details["arn"], arn
+		lb.name, lb.group, lb.provisioned, lb.published = aws.ToString(out.LoadBalancers[0].LoadBalancerName), b.Details["arn"], arn, hostname
 		lb.addr = s.clouds.aws.LoadBalancerAddr(arn, servicePort)
 	case "gcp":
 		ip := ingressAddress(svc, func(i corev1.LoadBalancerIngress) string { return i.IP })
@@ -104,7 +104,7 @@ func (s *sandbox) serviceLoadBalancer(ctx context.Context, cloud string, svc *co
 		if got := s.clouds.gcp.ForwardingRuleAddr(rule); got != addr {
 			return nil, fmt.Sprintf("forwarding rule %s listens on %q, not on %s", rule, got, addr), nil
 		}
-		lb.name, lb.group, lb.provisioned, lb.addr = rule, path.Base(b.Details["backendService"]), rule, addr
+		lb.name, lb.group, lb.provisioned, lb.published, lb.addr = rule, path.Base(b.Details["backendService"]), rule, ip, addr
 	}
 	if lb.addr == "" {
 		return nil, "load balancer not serving yet", nil

@@ -415,8 +415,8 @@ func (s *sandbox) deploy(ctx context.Context) error {
 			}
 			a.lbs = lbs
 			for _, c := range sortedKeys(lbs) {
-				s.step("%s: podlb provisioned %s %s for Service %s of type LoadBalancer; status.loadBalancer.ingress serves on %s",
-					c, map[string]string{"aws": "Network Load Balancer", "gcp": "TCP proxy load balancer"}[c], lbs[c].name, a.name, lbs[c].addr)
+				s.step("%s: podlb provisioned %s %s for Service %s of type LoadBalancer at %s, served on %s",
+					c, map[string]string{"aws": "Network Load Balancer", "gcp": "TCP proxy load balancer"}[c], lbs[c].name, a.name, lbs[c].published, lbs[c].addr)
 			}
 		}
 	}
