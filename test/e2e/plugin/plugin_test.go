@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -258,10 +259,11 @@ func TestPluginOnLoadBalancerServices(t *testing.T) {
 	annotation := map[string]string{loadbalancers.AWSAnnotation: `{"subnets": [` + strings.Join(subnets, ", ") + `], "group": "` + groupName(ns, "nlb") + `"}`}
 	k8s.Create(t, e2eutil.RollingDeployment(ns, "web", 2, true))
 	k8s.Create(t, e2eutil.LoadBalancerService(ns, "web", "web", annotation, e2eutil.ServicePort("tcp", 80, corev1.ProtocolTCP)))
-	// Created after web: the group orders its members by creation time.
-	time.Sleep(1100 * time.Millisecond)
-	k8s.Create(t, e2eutil.LoadBalancerService(ns, "late", "web", annotation,
-		e2eutil.ServicePort("taken", 80, corev1.ProtocolTCP), e2eutil.ServicePort("admin", 8081, corev1.ProtocolTCP)))
+	// After web in the group's order, whenever podlb sees them.
+	late := e2eutil.LoadBalancerService(ns, "late", "web", maps.Clone(annotation),
+		e2eutil.ServicePort("taken", 80, corev1.ProtocolTCP), e2eutil.ServicePort("admin", 8081, corev1.ProtocolTCP))
+	late.Annotations[loadbalancers.GroupOrderAnnotation] = "1"
+	k8s.Create(t, late)
 
 	var hostname, webGroup, lateGroup string
 	e2eutil.Eventually(t, 90*time.Second, "web served on 80, late on 8081 with 80 refused, gates True", func() error {
