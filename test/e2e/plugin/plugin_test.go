@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -256,14 +255,20 @@ func TestPluginOnLoadBalancerServices(t *testing.T) {
 	for _, s := range e2eutil.ALBSubnets {
 		subnets = append(subnets, `"`+s.ID+`"`)
 	}
-	annotation := map[string]string{loadbalancers.AWSAnnotation: `{"subnets": [` + strings.Join(subnets, ", ") + `], "group": "` + groupName(ns, "nlb") + `"}`}
-	k8s.Create(t, e2eutil.RollingDeployment(ns, "web", 2, true))
-	k8s.Create(t, e2eutil.LoadBalancerService(ns, "web", "web", annotation, e2eutil.ServicePort("tcp", 80, corev1.ProtocolTCP)))
+	// Each Service names its own port's drain time, which the pods'
+	// preStop covers.
+	annotation := func(backend string) map[string]string {
+		return map[string]string{loadbalancers.AWSAnnotation: `{"subnets": [` + strings.Join(subnets, ", ") + `], "group": "` + groupName(ns, "nlb") +
+			`", "backends": {"` + backend + `": {"deregistrationDelaySeconds": 1}}}`}
+	}
+	// The Services first: the pods' gates then wait for their groups.
+	k8s.Create(t, e2eutil.LoadBalancerService(ns, "web", "web", annotation("web:80"), e2eutil.ServicePort("tcp", 80, corev1.ProtocolTCP)))
 	// After web in the group's order, whenever podlb sees them.
-	late := e2eutil.LoadBalancerService(ns, "late", "web", maps.Clone(annotation),
+	late := e2eutil.LoadBalancerService(ns, "late", "web", annotation("late:8081"),
 		e2eutil.ServicePort("taken", 80, corev1.ProtocolTCP), e2eutil.ServicePort("admin", 8081, corev1.ProtocolTCP))
 	late.Annotations[loadbalancers.GroupOrderAnnotation] = "1"
 	k8s.Create(t, late)
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "web", 2, true))
 
 	var hostname, webGroup, lateGroup string
 	e2eutil.Eventually(t, 90*time.Second, "web served on 80, late on 8081 with 80 refused, gates True", func() error {
