@@ -255,16 +255,17 @@ func TestPluginOnLoadBalancerServices(t *testing.T) {
 	for _, s := range e2eutil.ALBSubnets {
 		subnets = append(subnets, `"`+s.ID+`"`)
 	}
-	// Each Service names its own port's drain time, which the pods'
-	// preStop covers.
-	annotation := func(backend string) map[string]string {
+	// The group's settings come from its first member's annotation: it
+	// names both Services' ports with a drain time the pods' preStop
+	// covers; both carry it.
+	annotation := func() map[string]string {
 		return map[string]string{loadbalancers.AWSAnnotation: `{"subnets": [` + strings.Join(subnets, ", ") + `], "group": "` + groupName(ns, "nlb") +
-			`", "backends": {"` + backend + `": {"deregistrationDelaySeconds": 1}}}`}
+			`", "backends": {"web:80": {"deregistrationDelaySeconds": 1}, "late:8081": {"deregistrationDelaySeconds": 1}}}`}
 	}
 	// The Services first: the pods' gates then wait for their groups.
-	k8s.Create(t, e2eutil.LoadBalancerService(ns, "web", "web", annotation("web:80"), e2eutil.ServicePort("tcp", 80, corev1.ProtocolTCP)))
+	k8s.Create(t, e2eutil.LoadBalancerService(ns, "web", "web", annotation(), e2eutil.ServicePort("tcp", 80, corev1.ProtocolTCP)))
 	// After web in the group's order, whenever podlb sees them.
-	late := e2eutil.LoadBalancerService(ns, "late", "web", annotation("late:8081"),
+	late := e2eutil.LoadBalancerService(ns, "late", "web", annotation(),
 		e2eutil.ServicePort("taken", 80, corev1.ProtocolTCP), e2eutil.ServicePort("admin", 8081, corev1.ProtocolTCP))
 	late.Annotations[loadbalancers.GroupOrderAnnotation] = "1"
 	k8s.Create(t, late)
