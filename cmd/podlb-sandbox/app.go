@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/podlb/podlb/internal/loadgen"
+	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
 )
@@ -24,13 +25,31 @@ const (
 	gate        = string(targets.GateConditionType)
 )
 
+// frontend is how an app's load balancers come to be.
+type frontend int
+
+const (
+	// frontService: the app's Service is of type LoadBalancer with
+	// podlb's class, and podlb provisions a Network Load Balancer (AWS)
+	// and a TCP proxy load balancer (GCP) for it.
+	frontService frontend = iota
+	// frontAnnotations: the sandbox creates the load balancers and binds
+	// the Service to them with podlb's target-group / NEG annotations.
+	frontAnnotations
+	// frontIngress: an Ingress whose Application Load Balancers podlb
+	// provisions.
+	frontIngress
+)
+
+func (f frontend) String() string {
+	return [...]string{frontService: "service", frontAnnotations: "annotations", frontIngress: "ingress"}[f]
+}
+
 // app is one Deployment behind one Service, with a load balancer per cloud.
 type app struct {
-	name  string
-	gated bool
-	// ingress puts the app behind an Ingress whose load balancers podlb
-	// provisions, instead of load balancers made for it.
-	ingress bool
+	name     string
+	gated    bool
+	frontend frontend
 	// lbs by cloud name.
 	lbs map[string]*loadBalancer
 
@@ -51,7 +70,14 @@ type loadBalancer struct {
 	// name of the NLB (aws) or TCP proxy load balancer (gcp).
 	name string
 	addr string
-	load *loadgen.Load
+	// published is the address podlb wrote to status.loadBalancer.ingress
+	// (a Service of type LoadBalancer), which the emulator serves on addr.
+	published string
+	// provisioned identifies a load balancer podlb provisioned, to check
+	// that it is gone after teardown: its ARN (aws) or forwarding rule
+	// name (gcp); "" for the sandbox's own.
+	provisioned string
+	load        *loadgen.Load
 	// final is the traffic result once the load stopped.
 	final *loadgen.Result
 }
@@ -66,35 +92,88 @@ func (lb *loadBalancer) result() loadgen.Result {
 	return lb.load.Snapshot()
 }
 
-// service is the app's Service with podlb's annotations for every enabled
-// cloud: a target group podlb creates on AWS, NEGs that podlb adds to an
-// existing backend service on GCP.
+// service is the app's Service: of type LoadBalancer with podlb's class
+// and load-balancer annotations (frontService); with podlb's annotations
+// for every enabled cloud, a target group podlb creates on AWS and NEGs
+// podlb adds to the sandbox's backend service on GCP (frontAnnotations);
+// or plain, for the Ingress to name (frontIngress).
 func (a *app) service(enabled map[string]bool, t timing) (*corev1.Service, error) {
-	annotations := map[string]string{}
-	if enabled["aws"] && !a.ingress {
-		spec := map[string]any{"http": map[string]any{"create": map[string]any{
-			// The emulator runs checks every --health-check-interval but
-			// keeps AWS's rules: the group records AWS-valid settings.
-			"healthCheck":                map[string]any{"intervalSeconds": 5, "healthyThreshold": 2, "unhealthyThreshold": 2},
-			"deregistrationDelaySeconds": max(int(t.drain/time.Second), 1),
-		}}}
-		b, err := json.Marshal(spec)
-		if err != nil {
-			return nil, err
-		}
-		annotations["podlb.io/aws-target-groups"] = string(b)
-	}
-	if enabled["gcp"] && !a.ingress {
-		annotations["podlb.io/gcp-negs"] = fmt.Sprintf(`{"http": {"backendService": %q}}`, a.lbName())
-	}
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: a.name, Annotations: annotations},
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: a.name, Annotations: map[string]string{}},
 		Spec: corev1.ServiceSpec{
 			Selector: map[string]string{"app": a.name},
 			Ports: []corev1.ServicePort{{Name: "http", Port: servicePort, Protocol: corev1.ProtocolTCP,
 				TargetPort: intstr.FromInt32(appPort)}},
 		},
-	}, nil
+	}
+	switch a.frontend {
+	case frontService:
+		class := loadbalancers.LoadBalancerClass
+		svc.Spec.Type, svc.Spec.LoadBalancerClass = corev1.ServiceTypeLoadBalancer, &class
+		annotations, err := a.loadBalancerAnnotations(enabled, t)
+		if err != nil {
+			return nil, err
+		}
+		svc.Annotations = annotations
+	case frontAnnotations:
+		if enabled["aws"] {
+			spec := map[string]any{"http": map[string]any{"create": map[string]any{
+				"healthCheck":                awsHealthCheck,
+				"deregistrationDelaySeconds": drainSeconds(t),
+			}}}
+			b, err := json.Marshal(spec)
+			if err != nil {
+				return nil, err
+			}
+			svc.Annotations["podlb.io/aws-target-groups"] = string(b)
+		}
+		if enabled["gcp"] {
+			svc.Annotations["podlb.io/gcp-negs"] = fmt.Sprintf(`{"http": {"backendService": %q}}`, a.lbName())
+		}
+	}
+	return svc, nil
+}
+
+// awsHealthCheck is the target groups' health check: the emulator runs
+// checks every --health-check-interval but keeps AWS's rules, so the
+// group records AWS-valid settings.
+var awsHealthCheck = map[string]any{"intervalSeconds": 5, "healthyThreshold": 2, "unhealthyThreshold": 2}
+
+// drainSeconds is the deregistration delay (AWS) and draining timeout
+// (GCP) in the whole seconds the clouds take, at least one.
+func drainSeconds(t timing) int32 {
+	return int32(max(t.drain/time.Second, 1))
+}
+
+// loadBalancerAnnotations are the podlb.io/aws-load-balancer and
+// podlb.io/gcp-load-balancer annotations of the load balancers podlb
+// provisions for the app (its Service of type LoadBalancer or its
+// Ingress): the sandbox's subnets on AWS, and for the app's port the
+// health check and the sandbox's drain time.
+func (a *app) loadBalancerAnnotations(enabled map[string]bool, t timing) (map[string]string, error) {
+	out := map[string]string{}
+	backend := a.name + ":http"
+	specs := map[string]any{}
+	if enabled["aws"] {
+		var subnets []string
+		for _, s := range sandboxSubnets {
+			subnets = append(subnets, s.ID)
+		}
+		specs[loadbalancers.AWSAnnotation] = map[string]any{"subnets": subnets, "backends": map[string]any{backend: map[string]any{
+			"healthCheck": awsHealthCheck, "deregistrationDelaySeconds": drainSeconds(t),
+		}}}
+	}
+	if enabled["gcp"] {
+		specs[loadbalancers.GCPAnnotation] = map[string]any{"backends": map[string]any{backend: map[string]any{"drainingTimeoutSec": drainSeconds(t)}}}
+	}
+	for k, v := range specs {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = string(b)
+	}
+	return out, nil
 }
 
 // lbName names the app's cloud resources.

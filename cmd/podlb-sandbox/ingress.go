@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path"
 	"strings"
@@ -27,38 +26,6 @@ var sandboxSubnets = []elbv2sim.Subnet{
 	{ID: "subnet-05a0d0b0c000000b1", AvailabilityZone: "us-east-1b", CIDR: "100.64.0.0/24", Tags: elbv2sim.LoadBalancerRoleTags()},
 }
 
-// ingressAnnotations are the Ingress's load-balancer annotations for
-// every enabled cloud, with AWS-valid health check settings (the
-// emulator checks every --health-check-interval) and the sandbox's drain
-// time.
-func (a *app) ingressAnnotations(enabled map[string]bool, t timing) (map[string]string, error) {
-	out := map[string]string{}
-	backend := a.name + ":http"
-	drain := int32(max(t.drain/time.Second, 1))
-	specs := map[string]any{}
-	if enabled["aws"] {
-		var subnets []string
-		for _, s := range sandboxSubnets {
-			subnets = append(subnets, s.ID)
-		}
-		specs[loadbalancers.AWSAnnotation] = map[string]any{"subnets": subnets, "backends": map[string]any{backend: map[string]any{
-			"healthCheck":                map[string]any{"intervalSeconds": 5, "healthyThreshold": 2, "unhealthyThreshold": 2},
-			"deregistrationDelaySeconds": drain,
-		}}}
-	}
-	if enabled["gcp"] {
-		specs[loadbalancers.GCPAnnotation] = map[string]any{"backends": map[string]any{backend: map[string]any{"drainingTimeoutSec": drain}}}
-	}
-	for k, v := range specs {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		out[k] = string(b)
-	}
-	return out, nil
-}
-
 // createIngress creates the IngressClass and the app's Ingress: every
 // host and path to the app's Service.
 func (s *sandbox) createIngress(ctx context.Context, a *app) error {
@@ -66,7 +33,7 @@ func (s *sandbox) createIngress(ctx context.Context, a *app) error {
 	if _, err := s.cluster.Client.NetworkingV1().IngressClasses().Create(ctx, class, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	annotations, err := a.ingressAnnotations(s.enabled, s.cfg.timing)
+	annotations, err := a.loadBalancerAnnotations(s.enabled, s.cfg.timing)
 	if err != nil {
 		return err
 	}
@@ -87,24 +54,36 @@ func (s *sandbox) createIngress(ctx context.Context, a *app) error {
 // balancer on every enabled cloud and register its backend, and returns
 // them from the Ingress's status annotation.
 func (s *sandbox) ingressLoadBalancers(ctx context.Context, a *app) (map[string]*loadBalancer, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
 	backend := fmt.Sprintf("%s/%s:%d", namespace, a.name, servicePort)
-	last := "no status yet"
-	for {
-		lbs := map[string]*loadBalancer{}
+	return s.waitLoadBalancers(ctx, "Ingress "+a.lbName(), func(ctx context.Context) (map[string]*loadBalancer, string) {
 		ing, err := s.cluster.Client.NetworkingV1().Ingresses(namespace).Get(ctx, a.lbName(), metav1.GetOptions{})
-		if err == nil {
-			if st, err := loadbalancers.IngressStatusOf(ing); err == nil {
-				for _, c := range s.cfg.clouds {
-					if lb, why := s.ingressLoadBalancer(c, st.Clouds[c], backend); lb != nil {
-						lbs[c] = lb
-					} else {
-						last = c + ": " + why
-					}
-				}
+		if err != nil {
+			return nil, err.Error()
+		}
+		st, err := loadbalancers.IngressStatusOf(ing)
+		if err != nil {
+			return nil, "no status yet"
+		}
+		lbs, last := map[string]*loadBalancer{}, ""
+		for _, c := range s.cfg.clouds {
+			if lb, why := s.ingressLoadBalancer(c, st.Clouds[c], backend); lb != nil {
+				lbs[c] = lb
+			} else {
+				last = c + ": " + why
 			}
 		}
+		return lbs, last
+	})
+}
+
+// waitLoadBalancers polls find until it returns a load balancer for every
+// enabled cloud; find says why while it does not.
+func (s *sandbox) waitLoadBalancers(ctx context.Context, what string, find func(context.Context) (map[string]*loadBalancer, string)) (map[string]*loadBalancer, error) {
+	const timeout = 2 * time.Minute
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		lbs, why := find(ctx)
 		if len(lbs) == len(s.cfg.clouds) {
 			return lbs, nil
 		}
@@ -113,7 +92,7 @@ func (s *sandbox) ingressLoadBalancers(ctx context.Context, a *app) (map[string]
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("podlb provisioned no load balancer for Ingress %s within 2 minutes (%s)", a.lbName(), last)
+			return nil, fmt.Errorf("podlb provisioned no load balancer for %s within %v (%s)", what, timeout, why)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -136,7 +115,7 @@ func (s *sandbox) ingressLoadBalancer(cloud string, cs *loadbalancers.CloudStatu
 	switch cloud {
 	case "aws":
 		_, name, _ := strings.Cut(cs.Details["loadBalancer"], ":loadbalancer/")
-		lb.name, lb.group = name, b.Details["arn"]
+		lb.name, lb.group, lb.provisioned = name, b.Details["arn"], cs.Details["loadBalancer"]
 		lb.addr = s.clouds.aws.LoadBalancerAddr(cs.Details["loadBalancer"], 80)
 	case "gcp":
 		// path.Base of "" is ".": a status still without the names would
@@ -145,7 +124,7 @@ func (s *sandbox) ingressLoadBalancer(cloud string, cs *loadbalancers.CloudStatu
 		if bs == "" || rule == "" {
 			return nil, "load balancer not serving yet"
 		}
-		lb.name, lb.group = path.Base(cs.Details["urlMap"]), path.Base(bs)
+		lb.name, lb.group, lb.provisioned = path.Base(cs.Details["urlMap"]), path.Base(bs), path.Base(rule)
 		lb.addr = s.clouds.gcp.ForwardingRuleAddr(path.Base(rule))
 	}
 	if lb.group == "" || lb.addr == "" {

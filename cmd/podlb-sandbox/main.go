@@ -1,11 +1,14 @@
 // Command podlb-sandbox is what `make demo` runs: a local cluster (real
 // control plane, simulated nodes), the AWS and GCP emulators, and the real
 // podlb-controller binary configured for both clouds. It puts a sample app
-// behind a load balancer on each cloud twice, once with podlb's readiness
-// gate and once without, and a third, gated, behind an Ingress whose
-// Application Load Balancers podlb provisions itself; it rolls them out
-// under steady traffic and reports what a client saw and what the clouds
-// were asked.
+// behind a Service of type LoadBalancer twice, once with podlb's readiness
+// gate and once without, for which podlb provisions a Network Load
+// Balancer and a TCP proxy load balancer (or, with --annotations-only, the
+// sandbox creates them and podlb only fills them), and a third, gated,
+// behind an Ingress whose Application Load Balancers podlb provisions; it
+// rolls them out under steady traffic and reports what a client saw and
+// what the clouds were asked. At the end it deletes what podlb provisioned
+// and checks that podlb left nothing of it in the clouds.
 //
 // With --keep everything stays up until Ctrl-C, to explore with kubectl.
 package main
@@ -51,7 +54,11 @@ const (
 )
 
 // Exit codes beyond 0 and 1 (the sandbox could not do its job).
-const exitGatedFailures = 2
+const (
+	exitGatedFailures = 2
+	// exitLeftovers: podlb left something it provisioned in a cloud.
+	exitLeftovers = 3
+)
 
 type config struct {
 	replicas int
@@ -61,6 +68,9 @@ type config struct {
 	keep     bool
 	verbose  bool
 	ingress  bool
+	// annotationsOnly: the sandbox makes the Service apps' load balancers
+	// and binds them by annotation, instead of podlb provisioning them.
+	annotationsOnly bool
 }
 
 func main() {
@@ -76,6 +86,8 @@ func main() {
 	flag.BoolVar(&cfg.keep, "keep", false, "after the report, keep everything running until Ctrl-C")
 	flag.BoolVar(&cfg.verbose, "v", false, "log cluster and emulator details")
 	flag.BoolVar(&cfg.ingress, "ingress", true, "also roll out a gated app behind an Ingress whose load balancers podlb provisions")
+	flag.BoolVar(&cfg.annotationsOnly, "annotations-only", false,
+		"create the gated and ungated apps' load balancers in the sandbox and bind their Services with podlb's target-group / NEG annotations, instead of Services of type LoadBalancer that podlb provisions")
 	flag.Parse()
 	cfg.timing.drain = time.Second
 	for _, c := range strings.Split(clouds, ",") {
@@ -106,7 +118,9 @@ func run(ctx context.Context, cfg config) int {
 	for _, c := range cfg.clouds {
 		s.enabled[c] = true
 	}
-	defer s.teardown()
+	// Whatever happens, everything stops; a demo that completed tears
+	// down with the cleanup check first, below.
+	defer s.teardown(false)
 	rep, err := s.demo(ctx)
 	if errors.Is(err, context.Canceled) || (err != nil && ctx.Err() != nil) {
 		fmt.Println("\ninterrupted")
@@ -120,6 +134,9 @@ func run(ctx context.Context, cfg config) int {
 		s.printKeep()
 		<-ctx.Done()
 		fmt.Println()
+	}
+	if !s.teardown(true) {
+		return exitLeftovers
 	}
 	if !rep.Passed {
 		fmt.Fprintln(os.Stderr, "podlb-sandbox: the gated app lost requests during its rollout; see the report above and the controller log", s.controller.LogPath)
@@ -189,9 +206,13 @@ func (s *sandbox) demo(ctx context.Context) (*report, error) {
 	}
 	s.step("podlb-controller running (pid %d, log %s)", s.controller.Pid(), s.controller.LogPath)
 
-	s.apps = []*app{{name: "gated", gated: true}, {name: "ungated"}}
+	front := frontService
+	if s.cfg.annotationsOnly {
+		front = frontAnnotations
+	}
+	s.apps = []*app{{name: "gated", gated: true, frontend: front}, {name: "ungated", frontend: front}}
 	if s.cfg.ingress {
-		s.apps = append(s.apps, &app{name: "shop", gated: true, ingress: true})
+		s.apps = append(s.apps, &app{name: "shop", gated: true, frontend: frontIngress})
 	}
 	if err := s.deploy(ctx); err != nil {
 		return nil, err
@@ -335,13 +356,15 @@ func freeLoopbackPort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// deploy creates, per app, the GCP load balancer (podlb adds NEGs to its
-// backend service), the Service and the Deployment, then the AWS load
-// balancer in front of the target group podlb created.
+// deploy creates, per app, the Service and the Deployment, and waits
+// for their load balancers: podlb's for a Service of type LoadBalancer
+// and an Ingress; with annotations only, the sandbox's own, the GCP one
+// before the Service (podlb adds NEGs to its backend service), the AWS one
+// after it, in front of the target group podlb created.
 func (s *sandbox) deploy(ctx context.Context) error {
 	for _, a := range s.apps {
 		a.lbs = map[string]*loadBalancer{}
-		if s.enabled["gcp"] && !a.ingress {
+		if s.enabled["gcp"] && a.frontend == frontAnnotations {
 			addr, err := s.clouds.gcpLoadBalancer(ctx, a.lbName(), s.cfg.timing.drain)
 			if err != nil {
 				return fmt.Errorf("gcp load balancer for %s: %w", a.name, err)
@@ -365,23 +388,40 @@ func (s *sandbox) deploy(ctx context.Context) error {
 		s.step("Deployment %s: %d replicas, maxSurge 1, maxUnavailable 0, preStop %v, %s", a.name, s.cfg.replicas, s.cfg.timing.preStop(), how)
 	}
 	for _, a := range s.apps {
-		if !a.ingress {
+		if a.frontend != frontIngress {
 			continue
 		}
 		if err := s.createIngress(ctx, a); err != nil {
 			return fmt.Errorf("Ingress for %s: %w", a.name, err)
 		}
-		lbs, err := s.ingressLoadBalancers(ctx, a)
-		if err != nil {
-			return err
-		}
-		a.lbs = lbs
-		for _, c := range sortedKeys(lbs) {
-			s.step("%s: podlb provisioned Application Load Balancer %s for Ingress %s, listening on %s", c, lbs[c].name, a.lbName(), lbs[c].addr)
+	}
+	// podlb provisions the load balancers of every app at once; they are
+	// collected in order.
+	for _, a := range s.apps {
+		switch a.frontend {
+		case frontIngress:
+			lbs, err := s.ingressLoadBalancers(ctx, a)
+			if err != nil {
+				return err
+			}
+			a.lbs = lbs
+			for _, c := range sortedKeys(lbs) {
+				s.step("%s: podlb provisioned Application Load Balancer %s for Ingress %s, listening on %s", c, lbs[c].name, a.lbName(), lbs[c].addr)
+			}
+		case frontService:
+			lbs, err := s.serviceLoadBalancers(ctx, a)
+			if err != nil {
+				return err
+			}
+			a.lbs = lbs
+			for _, c := range sortedKeys(lbs) {
+				s.step("%s: podlb provisioned %s %s for Service %s of type LoadBalancer at %s, served on %s",
+					c, map[string]string{"aws": "Network Load Balancer", "gcp": "TCP proxy load balancer"}[c], lbs[c].name, a.name, lbs[c].published, lbs[c].addr)
+			}
 		}
 	}
 	for _, a := range s.apps {
-		if !s.enabled["aws"] || a.ingress {
+		if !s.enabled["aws"] || a.frontend != frontAnnotations {
 			continue
 		}
 		arn, err := awsTargetGroup(ctx, s.cluster, a.name, s.controllerDown)
@@ -393,11 +433,11 @@ func (s *sandbox) deploy(ctx context.Context) error {
 			return fmt.Errorf("aws load balancer for %s: %w", a.name, err)
 		}
 		a.lbs["aws"] = &loadBalancer{cloud: "aws", group: arn, name: a.lbName(), addr: addr}
-		s.step("aws: podlb created target group %s; NLB %s listens on %s", shortARN(arn), a.lbName(), addr)
+		s.step("aws: podlb created target group %s; the sandbox's NLB %s listens on %s", shortARN(arn), a.lbName(), addr)
 	}
 	for _, a := range s.apps {
-		if lb := a.lbs["gcp"]; lb != nil && !a.ingress {
-			s.step("gcp: TCP proxy load balancer %s listens on %s (podlb attaches its NEGs to backend service %s)", lb.name, lb.addr, lb.group)
+		if lb := a.lbs["gcp"]; lb != nil && a.frontend == frontAnnotations {
+			s.step("gcp: the sandbox's TCP proxy load balancer %s listens on %s (podlb attaches its NEGs to backend service %s)", lb.name, lb.addr, lb.group)
 		}
 	}
 	return nil
@@ -559,6 +599,9 @@ func (s *sandbox) printKeep() {
 	fmt.Printf("\nTry:\n")
 	fmt.Printf("  export KUBECONFIG=%s\n", k)
 	fmt.Printf("  kubectl get pods -o wide\n")
+	if s.apps[0].frontend == frontService {
+		fmt.Printf("  kubectl get services    # EXTERNAL-IP: the addresses podlb wrote to status.loadBalancer.ingress\n")
+	}
 	fmt.Printf("  kubectl get pods -o custom-columns='POD:.metadata.name,GATE:.status.conditions[?(@.type==\"%s\")].status'\n", gate)
 	fmt.Printf("  kubectl get service gated -o jsonpath='{.metadata.annotations.podlb\\.io/status}'; echo\n")
 	fmt.Printf("  kubectl rollout restart deployment/gated && kubectl rollout status deployment/gated\n")
@@ -582,17 +625,33 @@ func (s *sandbox) printKeep() {
 	}
 }
 
-// teardown stops everything in reverse order of start; every step is safe
-// when its part never started.
-func (s *sandbox) teardown() {
+// teardown stops everything in reverse order of start, once; every step
+// is safe when its part never started. With cleanup, and a demo that got as far
+// as its load balancers, podlb first deletes those it provisioned, and
+// teardown reports false when podlb did not or left some behind.
+func (s *sandbox) teardown(cleanup bool) bool {
 	if s.cluster == nil {
-		return
+		return true
+	}
+	s.stopLoads()
+	clean := true
+	if cleanup && s.controller != nil && s.controller.Running() {
+		deleted, left, err := s.release(context.Background())
+		switch {
+		case err != nil:
+			fmt.Fprintln(os.Stderr, "podlb-sandbox: cleaning up:", err)
+			clean = false
+		case len(left) > 0:
+			clean = false
+		}
+		printRelease(deleted, left)
 	}
 	fmt.Println("stopping podlb-controller, the emulators and the cluster")
-	s.stopLoads()
 	s.controller.Stop(10 * time.Second)
 	if s.clouds != nil {
 		s.clouds.close()
 	}
 	s.cluster.Stop()
+	s.cluster = nil
+	return clean
 }

@@ -42,6 +42,10 @@ type result struct {
 	Cloud string `json:"cloud"`
 	// LoadBalancer is the address the traffic went to.
 	LoadBalancer string `json:"loadBalancer"`
+	// Frontend says who made the load balancer: "service" (podlb, for a
+	// Service of type LoadBalancer), "annotations" (the sandbox; podlb
+	// fills it) or "ingress" (podlb, for an Ingress).
+	Frontend string `json:"frontend"`
 	// RolloutSeconds runs from the restart to the Deployment's rollout
 	// being complete; SettledSeconds until the load balancer served only
 	// the new pods.
@@ -78,7 +82,7 @@ func (s *sandbox) newReport(rolloutCalls map[string]map[string]int64) *report {
 			lb := a.lbs[c]
 			res := lb.result()
 			r.Results = append(r.Results, result{
-				App: a.name, Gated: a.gated, Cloud: c, LoadBalancer: lb.addr,
+				App: a.name, Gated: a.gated, Cloud: c, LoadBalancer: lb.addr, Frontend: a.frontend.String(),
 				RolloutSeconds: a.rolledOut.Sub(a.triggered).Seconds(),
 				SettledSeconds: a.settled.Sub(a.triggered).Seconds(),
 				Requests:       res.OK + res.Failed, Failed: res.Failed,

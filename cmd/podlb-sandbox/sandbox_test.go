@@ -92,7 +92,7 @@ func TestSandbox(t *testing.T) {
 	if pid := rep.Processes["podlb-controller"]; pid == 0 || !childproc.Alive(pid) {
 		t.Errorf("podlb-controller (pid %d) is not running under --keep", pid)
 	}
-	checkPlugin(t, filepath.Join(rep.ClusterDir, "kubeconfig"), output())
+	checkPlugin(t, filepath.Join(rep.ClusterDir, "kubeconfig"), output(), &rep)
 
 	// Ctrl-C: the sandbox tears everything down and exits cleanly.
 	interrupted := time.Now()
@@ -104,6 +104,11 @@ func TestSandbox(t *testing.T) {
 		t.Errorf("sandbox after Ctrl-C: %v", err)
 	}
 	t.Logf("teardown took %v; sandbox output:\n%s", time.Since(interrupted).Round(time.Millisecond), output())
+	// podlb deleted the load balancers it provisioned, and the sandbox
+	// asked the emulators whether anything of them is left.
+	if !strings.Contains(output(), "deleted Service gated, Service ungated, Ingress sandbox-shop: podlb removed the load balancers it provisioned, nothing of theirs is left") {
+		t.Errorf("the teardown did not report podlb's load balancers deleted and nothing left")
+	}
 
 	checkReport(t, &rep)
 	for name, pid := range rep.Processes {
@@ -120,8 +125,10 @@ func TestSandbox(t *testing.T) {
 }
 
 // checkPlugin follows the --keep hints: kubectl podlb check finds the
-// controller leading and names the ungated app's pods, which lack the gate.
-func checkPlugin(t *testing.T, kubeconfig, sandboxOutput string) {
+// controller leading and names the ungated app's pods, which lack the gate;
+// kubectl podlb status shows the gated app's load balancer at the address
+// the sandbox sent its traffic to.
+func checkPlugin(t *testing.T, kubeconfig, sandboxOutput string, rep *report) {
 	t.Helper()
 	if !strings.Contains(sandboxOutput, "kubectl podlb check") {
 		t.Errorf("the --keep hints do not mention kubectl podlb")
@@ -135,9 +142,30 @@ func checkPlugin(t *testing.T, kubeconfig, sandboxOutput string) {
 		t.Errorf("check of the sandbox: %v, want the ungated app's pods found", err)
 	}
 	squeezed := strings.Join(strings.Fields(out.String()), " ")
-	for _, want := range []string{"ok controller", "service default/ungated", "pods lack readinessGates", "3 of 3 pods list readinessGates"} {
+	for _, want := range []string{"ok controller", "service default/ungated", "pods lack readinessGates", "3 of 3 pods list readinessGates",
+		"ok service default/gated load balancer default/gated at "} {
 		if !strings.Contains(squeezed, want) {
 			t.Errorf("check output lacks %q", want)
+		}
+	}
+
+	out.Reset()
+	if err := kubectlplugin.Run(context.Background(), []string{"--kubeconfig", kubeconfig, "-n", namespace, "status", "svc/gated"},
+		genericiooptions.IOStreams{Out: &out, ErrOut: &out}); err != nil {
+		t.Errorf("status svc/gated: %v", err)
+	}
+	t.Logf("kubectl podlb status svc/gated:\n%s", out.String())
+	squeezed = strings.Join(strings.Fields(out.String()), " ")
+	for _, r := range rep.Results {
+		if r.App != "gated" || r.Cloud != "gcp" {
+			continue
+		}
+		// GCP's address is the IP the emulator's forwarding rule listens on.
+		ip, _, _ := strings.Cut(r.LoadBalancer, ":")
+		for _, want := range []string{"type LoadBalancer, class podlb.io/load-balancer", "gcp " + ip + " 80/TCP 0 ok"} {
+			if !strings.Contains(squeezed, want) {
+				t.Errorf("status svc/gated lacks %q", want)
+			}
 		}
 	}
 }
@@ -155,6 +183,13 @@ func checkReport(t *testing.T, rep *report) {
 		}
 		if r.Gated && r.Failed != 0 {
 			t.Errorf("%s/%s: the gated app failed %d requests: %v", r.App, r.Cloud, r.Failed, r.FirstErrors)
+		}
+		want := "service"
+		if r.App == "shop" {
+			want = "ingress"
+		}
+		if r.Frontend != want {
+			t.Errorf("%s/%s: load balancer made by %q, want %q (podlb provisions it)", r.App, r.Cloud, r.Frontend, want)
 		}
 		if r.RolloutSeconds <= 0 || r.SettledSeconds < r.RolloutSeconds {
 			t.Errorf("%s/%s: rollout %.1fs, settled %.1fs: the rollout did not happen as reported", r.App, r.Cloud, r.RolloutSeconds, r.SettledSeconds)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/manifests"
 	"github.com/podlb/podlb/targets"
 )
@@ -259,7 +261,7 @@ func (e *env) checkServices(ctx context.Context, o checkOptions, fs *findings) e
 	annotated := 0
 	for i := range list.Items {
 		svc := &list.Items[i]
-		if len(cloudAnnotations(svc)) == 0 && !slices.Contains(svc.Finalizers, targets.Finalizer) {
+		if !podlbService(svc) && !slices.Contains(svc.Finalizers, targets.Finalizer) && !slices.Contains(svc.Finalizers, loadbalancers.ServiceFinalizer) {
 			continue
 		}
 		annotated++
@@ -272,7 +274,7 @@ func (e *env) checkServices(ctx context.Context, o checkOptions, fs *findings) e
 		where = "any namespace"
 	}
 	if annotated == 0 {
-		fs.add(levelInfo, "services", "no Service in %s has podlb annotations", where)
+		fs.add(levelInfo, "services", "no Service in %s has podlb annotations or is of type LoadBalancer with class %s", where, loadbalancers.LoadBalancerClass)
 	}
 	return nil
 }
@@ -280,17 +282,21 @@ func (e *env) checkServices(ctx context.Context, o checkOptions, fs *findings) e
 func (e *env) checkService(ctx context.Context, svc *corev1.Service, fs *findings) error {
 	subject := "service " + svc.Namespace + "/" + svc.Name
 	if svc.DeletionTimestamp != nil {
-		if slices.Contains(svc.Finalizers, targets.Finalizer) {
+		for _, f := range []string{targets.Finalizer, loadbalancers.ServiceFinalizer} {
+			if !slices.Contains(svc.Finalizers, f) {
+				continue
+			}
 			deleting := e.now.Sub(svc.DeletionTimestamp.Time)
 			level := levelInfo
 			if deleting > stuckAfter {
 				level = levelProblem
 			}
-			fs.add(level, subject, "deleted %s ago, held by finalizer %s until podlb releases its groups (see its ReleaseFailed Warning: kubectl podlb status svc/%s)",
-				age(deleting), targets.Finalizer, svc.Name)
+			fs.add(level, subject, "deleted %s ago, held by finalizer %s until podlb releases its groups and load balancer (see its Warnings: kubectl podlb status svc/%s)",
+				age(deleting), f, svc.Name)
 		}
 		return nil
 	}
+	checkLoadBalancer(svc, fs)
 	if len(svc.Spec.Selector) == 0 {
 		fs.add(levelInfo, subject, "no selector: podlb binds no pods")
 		return nil
@@ -381,4 +387,45 @@ func named(items []string) string {
 		return strings.Join(items, ", ")
 	}
 	return strings.Join(items[:maxNamed], ", ") + fmt.Sprintf(" and %d more", len(items)-maxNamed)
+}
+
+// checkLoadBalancer reports on the load balancer podlb provisions for a
+// Service of type LoadBalancer of its class: a refused port or a cloud's
+// error is a problem; one still being provisioned is not yet.
+func checkLoadBalancer(svc *corev1.Service, fs *findings) {
+	if !loadbalancers.ServesService(svc) {
+		return
+	}
+	subject := "service " + svc.Namespace + "/" + svc.Name
+	st, err := loadbalancers.ServiceStatusOf(svc)
+	if err != nil {
+		fs.add(levelInfo, subject, "type LoadBalancer of class %s, no readable %s yet (%v)", loadbalancers.LoadBalancerClass, targets.AnnotationStatus, err)
+		return
+	}
+	problems := 0
+	for _, cloud := range slices.Sorted(maps.Keys(st.Clouds)) {
+		cs := st.Clouds[cloud]
+		if cs == nil {
+			continue
+		}
+		if cs.Error != "" {
+			fs.add(levelProblem, subject, "%s load balancer: %s", cloud, cs.Error)
+			problems++
+		}
+		for _, port := range slices.Sorted(maps.Keys(cs.Refused)) {
+			fs.add(levelProblem, subject, "%s refused port %s: %s", cloud, port, cs.Refused[port])
+			problems++
+		}
+	}
+	for _, p := range st.Problems {
+		fs.add(levelProblem, subject, "%s", p)
+		problems++
+	}
+	switch addr := serviceAddresses(svc); {
+	case problems > 0:
+	case addr == "":
+		fs.add(levelInfo, subject, "podlb is provisioning its load balancer: no address in status.loadBalancer.ingress yet")
+	default:
+		fs.add(levelOK, subject, "load balancer %s at %s", st.Balancer, addr)
+	}
 }

@@ -36,8 +36,8 @@ func (e *env) explain(ctx context.Context, arg string) error {
 	return writeExplanation(e.out, pod, svcs, e.now)
 }
 
-// selectingServices lists the Services with podlb annotations whose
-// selector matches the pod.
+// selectingServices lists the Services podlb acts on (annotated, or of
+// type LoadBalancer with its class) whose selector matches the pod.
 func selectingServices(ctx context.Context, e *env, pod *corev1.Pod) ([]corev1.Service, error) {
 	list, err := e.client.CoreV1().Services(pod.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -45,7 +45,7 @@ func selectingServices(ctx context.Context, e *env, pod *corev1.Pod) ([]corev1.S
 	}
 	var out []corev1.Service
 	for _, svc := range list.Items {
-		if len(cloudAnnotations(&svc)) > 0 && selects(&svc, pod) {
+		if podlbService(&svc) && selects(&svc, pod) {
 			out = append(out, svc)
 		}
 	}
@@ -84,15 +84,15 @@ func writeExplanation(w io.Writer, pod *corev1.Pod, svcs []corev1.Service, now t
 	fmt.Fprintf(w, "waiting for: %s\n", waitingFor(cond, gated))
 
 	if len(svcs) == 0 {
-		fmt.Fprintln(w, "\nNo Service with podlb annotations selects this pod: no load balancer group holds it, and a gate opens at once (NoLoadBalancer).")
+		fmt.Fprintln(w, "\nNo Service podlb acts on (podlb annotations, or type LoadBalancer of podlb's class) selects this pod: no load balancer group holds it, and a gate opens at once (NoLoadBalancer).")
 		return nil
 	}
-	fmt.Fprintln(w, "\nServices with podlb annotations selecting the pod:")
+	fmt.Fprintln(w, "\nServices podlb acts on selecting the pod:")
 	t := table{header: []string{"SERVICE", "CLOUD", "PORT", "GROUP", "TARGET", "REJECTED"}}
 	var notes []string
 	for i := range svcs {
 		svc := &svcs[i]
-		st, err := targets.StatusOf(svc)
+		st, err := bindingsOf(svc)
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("%s: no readable %s (%v)", svc.Name, targets.AnnotationStatus, err))
 			continue

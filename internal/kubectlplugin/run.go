@@ -20,7 +20,9 @@ import (
 const usage = `kubectl podlb shows what podlb does with your Services and pods, and why.
 
 Usage:
-  kubectl podlb status [svc|service]/NAME    groups, targets, errors and Warnings of an annotated Service
+  kubectl podlb status [svc|service]/NAME    groups, targets, errors and Warnings of an annotated Service;
+                                             for a Service of type LoadBalancer of class podlb.io/load-balancer
+                                             also its address, listeners, refused ports and problems
   kubectl podlb explain pod/NAME             why a pod's readiness gate is what it is
   kubectl podlb check [-n NS | -A]           preflight: gates, termination vs drain, stuck finalizers,
                                              the controller's permissions and leader

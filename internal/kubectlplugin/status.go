@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 
+	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/targets"
 )
 
@@ -34,9 +35,14 @@ type statusReport struct {
 	object string // e.g. "service shop/web"
 	// status is podlb's status of the object, nil when there is none;
 	// note then says why.
-	status   *targets.Status
-	note     string
-	warnings []corev1.Event // newest first
+	status *targets.Status
+	// loadBalancer is the status of a Service of type LoadBalancer whose
+	// load balancer podlb provisions (service is then set too), instead
+	// of status.
+	loadBalancer *loadbalancers.ServiceStatus
+	service      *corev1.Service
+	note         string
+	warnings     []corev1.Event // newest first
 }
 
 func (e *env) status(ctx context.Context, arg string) error {
@@ -70,8 +76,17 @@ func serviceStatus(ctx context.Context, e *env, name string) (*statusReport, err
 	}
 	rep := &statusReport{object: fmt.Sprintf("service %s/%s", svc.Namespace, svc.Name)}
 	switch {
+	case loadbalancers.ServesService(svc) && svc.Annotations[targets.AnnotationStatus] == "":
+		rep.note = fmt.Sprintf("type LoadBalancer, class %s, but no %s yet: podlb has not reconciled this Service (is the controller running and leading? try kubectl podlb check)",
+			loadbalancers.LoadBalancerClass, targets.AnnotationStatus)
+	case loadbalancers.ServesService(svc):
+		rep.service = svc
+		if rep.loadBalancer, err = loadbalancers.ServiceStatusOf(svc); err != nil {
+			return nil, fmt.Errorf("%s on service %s: %w", targets.AnnotationStatus, name, err)
+		}
 	case len(cloudAnnotations(svc)) == 0:
-		rep.note = fmt.Sprintf("not annotated for podlb (%s): podlb leaves it alone", strings.Join(slices.Sorted(maps.Keys(targets.KnownCloudAnnotations)), ", "))
+		rep.note = fmt.Sprintf("not annotated for podlb (%s) nor of type LoadBalancer with class %s: podlb leaves it alone",
+			strings.Join(slices.Sorted(maps.Keys(targets.KnownCloudAnnotations)), ", "), loadbalancers.LoadBalancerClass)
 	case svc.Annotations[targets.AnnotationStatus] == "":
 		rep.note = fmt.Sprintf("no %s yet: podlb has not reconciled this Service (is the controller running and leading? try kubectl podlb check)", targets.AnnotationStatus)
 	default:
@@ -133,11 +148,7 @@ func bindings(st *targets.Status) []bindingRef {
 	var out []bindingRef
 	for _, cloud := range slices.Sorted(maps.Keys(st.Bindings)) {
 		ports := slices.Collect(maps.Keys(st.Bindings[cloud]))
-		sort.Slice(ports, func(i, j int) bool {
-			a, _ := strconv.Atoi(ports[i])
-			b, _ := strconv.Atoi(ports[j])
-			return a < b
-		})
+		sortPorts(ports)
 		for _, port := range ports {
 			out = append(out, bindingRef{cloud: cloud, port: port, status: st.Bindings[cloud][port]})
 		}
@@ -147,12 +158,17 @@ func bindings(st *targets.Status) []bindingRef {
 
 func (r *statusReport) write(w io.Writer, now time.Time) error {
 	fmt.Fprintln(w, r.object)
-	if r.status == nil {
-		fmt.Fprintf(w, "  %s\n", r.note)
-	} else {
+	switch {
+	case r.loadBalancer != nil:
+		if err := writeLoadBalancer(w, r.service, r.loadBalancer); err != nil {
+			return err
+		}
+	case r.status != nil:
 		if err := writeStatus(w, r.status); err != nil {
 			return err
 		}
+	default:
+		fmt.Fprintf(w, "  %s\n", r.note)
 	}
 	if len(r.warnings) == 0 {
 		return nil

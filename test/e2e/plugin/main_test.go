@@ -1,5 +1,6 @@
 // Package plugin_test runs `kubectl podlb` against a real control plane
-// with podlb converged on the ELBv2 emulator: the controller runs in this
+// with podlb converged on the ELBv2 emulator (target groups it binds by
+// annotation, Network Load Balancers it provisions): the controller runs in this
 // process, the plugin's commands as a user would type them.
 package plugin_test
 
@@ -31,7 +32,12 @@ func TestMain(m *testing.M) {
 		var err error
 		// Quick registration: these tests read what podlb says, they do
 		// not race a rollout against the load balancer.
-		sim, err = e2eutil.StartELBv2Sim(func(o *elbv2sim.Options) { o.RegistrationDelay = 500 * time.Millisecond })
+		// The VPC has subnets: podlb provisions Network Load Balancers in
+		// them for Services of type LoadBalancer.
+		sim, err = e2eutil.StartELBv2Sim(func(o *elbv2sim.Options) {
+			o.RegistrationDelay = 500 * time.Millisecond
+			o.VPCs = []elbv2sim.VPC{e2eutil.ALBVPC()}
+		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "elbv2sim:", err)
 			os.Exit(1)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/internal/kubectlplugin"
+	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/manifests"
 	"github.com/podlb/podlb/readiness"
 	"github.com/podlb/podlb/test/cluster"
@@ -239,4 +241,110 @@ func TestPluginExplainsAWaitingGateAndCheckFindsAPodWithoutIt(t *testing.T) {
 	if strings.Contains(squeeze(out), "PROBLEM service "+ns+"/idle ") {
 		t.Errorf("check blames the gated idle pod:\n%s", out)
 	}
+}
+
+// Two Services of type LoadBalancer share one Network Load Balancer that
+// podlb provisions; the later one asks for a port the first holds. status
+// shows each one's address, listeners, the taken port and bindings,
+// explain finds both behind the pod, and check names the taken port.
+func TestPluginOnLoadBalancerServices(t *testing.T) {
+	cluster.Require(t)
+	installRBAC(t)
+	ns := kube.Namespace(t)
+	var subnets []string
+	for _, s := range e2eutil.ALBSubnets {
+		subnets = append(subnets, `"`+s.ID+`"`)
+	}
+	// The group's settings come from its first member's annotation: it
+	// names both Services' ports with a drain time the pods' preStop
+	// covers; both carry it.
+	annotation := func() map[string]string {
+		return map[string]string{loadbalancers.AWSAnnotation: `{"subnets": [` + strings.Join(subnets, ", ") + `], "group": "` + groupName(ns, "nlb") +
+			`", "backends": {"web:80": {"deregistrationDelaySeconds": 1}, "late:8081": {"deregistrationDelaySeconds": 1}}}`}
+	}
+	// The Services first: the pods' gates then wait for their groups.
+	k8s.Create(t, e2eutil.LoadBalancerService(ns, "web", "web", annotation(), e2eutil.ServicePort("tcp", 80, corev1.ProtocolTCP)))
+	// After web in the group's order, whenever podlb sees them.
+	late := e2eutil.LoadBalancerService(ns, "late", "web", annotation(),
+		e2eutil.ServicePort("taken", 80, corev1.ProtocolTCP), e2eutil.ServicePort("admin", 8081, corev1.ProtocolTCP))
+	late.Annotations[loadbalancers.GroupOrderAnnotation] = "1"
+	k8s.Create(t, late)
+	k8s.Create(t, e2eutil.RollingDeployment(ns, "web", 2, true))
+
+	var hostname, webGroup, lateGroup string
+	e2eutil.Eventually(t, 90*time.Second, "web served on 80, late on 8081 with 80 refused, gates True", func() error {
+		web, late := k8s.ServiceLoadBalancerStatus(t, ns, "web"), k8s.ServiceLoadBalancerStatus(t, ns, "late")
+		if web == nil || late == nil || web.Clouds["aws"] == nil || late.Clouds["aws"] == nil {
+			return fmt.Errorf("status web %+v, late %+v", web, late)
+		}
+		w, l := web.Clouds["aws"], late.Clouds["aws"]
+		if b := w.Ports["80"]; b == nil || b.Healthy != 2 {
+			return fmt.Errorf("web port 80: %+v", b)
+		}
+		if b := l.Ports["8081"]; b == nil || b.Healthy != 2 {
+			return fmt.Errorf("late port 8081: %+v", b)
+		}
+		if !slices.ContainsFunc(late.Problems, func(p string) bool { return strings.Contains(p, "port 80 is taken") }) {
+			return fmt.Errorf("late's port 80 not refused: %v", late.Problems)
+		}
+		svc := k8s.GetService(t, ns, "web")
+		if ing := svc.Status.LoadBalancer.Ingress; len(ing) != 1 || ing[0].Hostname == "" || ing[0].Hostname != w.Hostname {
+			return fmt.Errorf("web status.loadBalancer.ingress %+v, status hostname %q", ing, w.Hostname)
+		}
+		for _, p := range k8s.LivePods(t, ns, "web") {
+			if !e2eutil.IsReady(&p) {
+				return fmt.Errorf("pod %s not Ready", p.Name)
+			}
+		}
+		hostname, webGroup, lateGroup = w.Hostname, w.Ports["80"].Group, l.Ports["8081"].Group
+		return nil
+	})
+
+	out, err := kubectlPodlb(t, "-n", ns, "status", "svc/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireContains(t, out, "service "+ns+"/web\n", "type LoadBalancer, class "+loadbalancers.LoadBalancerClass,
+		"balancer: "+groupName(ns, "nlb")+"\n", "address: "+hostname+" (status.loadBalancer.ingress)")
+	if got, want := strings.Join(fields(out, "aws    "+hostname), " "), "aws "+hostname+" 80/TCP 0 ok"; got != want {
+		t.Errorf("load balancer row %q, want %q", got, want)
+	}
+	if got, want := strings.Join(fields(out, "aws    80 "), " "), "aws 80 "+webGroup+" yes 2 2 2 0 -"; got != want {
+		t.Errorf("binding row %q, want %q", got, want)
+	}
+
+	out, err = kubectlPodlb(t, "-n", ns, "status", "service/late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(fields(out, "aws    "+hostname), " "), "aws "+hostname+" 8081/TCP 0 ok"; got != want {
+		t.Errorf("load balancer row %q, want %q", got, want)
+	}
+	requireContains(t, out, "Problems:\n  spec.ports[0]: port 80 is taken on load balancer "+groupName(ns, "nlb")+" by Service "+ns+"/web")
+	if strings.Contains(squeeze(out), "aws 80 ") {
+		t.Errorf("late shows a binding for the refused port 80:\n%s", out)
+	}
+
+	pod := k8s.LivePods(t, ns, "web")[0]
+	out, err = kubectlPodlb(t, "-n", ns, "explain", "pod/"+pod.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireContains(t, out, "condition:   True  reason "+readiness.ReasonReady, "Services podlb acts on selecting the pod:")
+	for svc, row := range map[string]string{
+		"late ": "late aws 8081 " + lateGroup + " " + pod.Status.PodIP + ":8080 no",
+		"web ":  "web aws 80 " + webGroup + " " + pod.Status.PodIP + ":8080 no",
+	} {
+		if got := strings.Join(fields(out, svc), " "); got != row {
+			t.Errorf("explain row %q, want %q", got, row)
+		}
+	}
+
+	out, err = kubectlPodlb(t, "-n", ns, "check")
+	var failed kubectlplugin.ChecksFailed
+	if !errors.As(err, &failed) || failed.Problems != 1 {
+		t.Errorf("check with one port taken: error %v, want 1 problem", err)
+	}
+	requireContains(t, out, "PROBLEM service "+ns+"/late  spec.ports[0]: port 80 is taken",
+		"ok service "+ns+"/web  load balancer "+groupName(ns, "nlb")+" at "+hostname, "1 problem found")
 }

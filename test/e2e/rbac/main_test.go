@@ -27,7 +27,9 @@ func TestMain(m *testing.M) {
 		var err error
 		// The default registration delay: short enough for a test, long
 		// enough that the gate has something to wait for.
-		sim, err = e2eutil.StartELBv2Sim(nil)
+		// The VPC has subnets for the Network Load Balancer podlb
+		// provisions for a Service of type LoadBalancer.
+		sim, err = e2eutil.StartELBv2Sim(func(o *elbv2sim.Options) { o.VPCs = []elbv2sim.VPC{e2eutil.ALBVPC()} })
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "elbv2sim:", err)
 			os.Exit(1)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/podlb/podlb/internal/controller"
 	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/cluster"
@@ -67,9 +68,11 @@ func impersonated() *rest.Config {
 // TestControllerRunsOnGrantedPermissionsOnly runs podlb as its service
 // account through a whole lifecycle: a managed target group created,
 // registered and gated; a shared group registered into with its ledger
-// updated; a rolling update; both Services deleted and cleaned up through
-// the finalizer, including the wait while a listener still uses the
-// managed group. Any request the roles do not allow makes the API server
+// updated; a rolling update; a Service of type LoadBalancer whose Network
+// Load Balancer podlb provisions, writes the address of and deletes; both
+// annotated Services deleted and cleaned up through the finalizer,
+// including the wait while a listener still uses the managed group. Any
+// request the roles do not allow makes the API server
 // answer Forbidden, which shows up here as a stuck step or a logged
 // denial, and fails the test.
 func TestControllerRunsOnGrantedPermissionsOnly(t *testing.T) {
@@ -178,6 +181,12 @@ func TestControllerRunsOnGrantedPermissionsOnly(t *testing.T) {
 		return converged(t, ns, "web", 3, managed, shared)
 	})
 
+	// A Service of type LoadBalancer of podlb's class: services patch (its
+	// finalizer, podlb.io/status), services/status (the address), events
+	// create (LoadBalancerProvisioned), and on deletion the finalizer
+	// released after podlb deleted the NLB and its target group.
+	provisionLoadBalancer(t, ctl, ns)
+
 	// Deleting the Services: the shared group gets this cluster's targets
 	// deregistered; the managed group cannot go while the NLB forwards to
 	// it, and podlb holds the finalizer and says so.
@@ -231,6 +240,80 @@ func TestControllerRunsOnGrantedPermissionsOnly(t *testing.T) {
 	}
 	if d := denials.matching("forbidden"); len(d) > 0 {
 		t.Errorf("the controller was denied %d requests, first:\n%s", len(d), strings.Join(d[:min(len(d), 5)], "\n"))
+	}
+}
+
+// provisionLoadBalancer runs a Service of type LoadBalancer selecting the
+// web pods through podlb's whole lifecycle: provisioned, the pods healthy
+// behind it, deleted with nothing left.
+func provisionLoadBalancer(t *testing.T, ctl *runningController, ns string) {
+	t.Helper()
+	admin := kube.Client
+	var subnets []string
+	for _, s := range e2eutil.ALBSubnets {
+		subnets = append(subnets, `"`+s.ID+`"`)
+	}
+	svc := e2eutil.LoadBalancerService(ns, "edge", "web", map[string]string{loadbalancers.AWSAnnotation: `{"subnets": [` + strings.Join(subnets, ", ") + `]}`},
+		e2eutil.ServicePort("tcp", 80, corev1.ProtocolTCP))
+	if _, err := admin.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var lbARN, groupARN string
+	ctl.eventually(t, 90*time.Second, "edge's NLB provisioned, its address and status written, an Event recorded", func() error {
+		svc, err := admin.CoreV1().Services(ns).Get(ctx, "edge", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(svc.Finalizers, loadbalancers.ServiceFinalizer) {
+			return fmt.Errorf("edge finalizers %v", svc.Finalizers)
+		}
+		st, err := loadbalancers.ServiceStatusOf(svc)
+		if err != nil || st.Clouds["aws"] == nil {
+			return fmt.Errorf("edge status %+v (%v)", st, err)
+		}
+		cs := st.Clouds["aws"]
+		if b := cs.Ports["80"]; b == nil || b.Healthy != 3 || b.Details["arn"] == "" {
+			return fmt.Errorf("edge port 80: %+v, error %q", b, cs.Error)
+		}
+		if ing := svc.Status.LoadBalancer.Ingress; len(ing) != 1 || ing[0].Hostname == "" || ing[0].Hostname != cs.Hostname {
+			return fmt.Errorf("edge status.loadBalancer.ingress %+v, want hostname %q", ing, cs.Hostname)
+		}
+		evs, err := e2eutil.Events(ctx, admin, ns, "edge", "Service")
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(evs, func(e corev1.Event) bool { return e.Reason == "LoadBalancerProvisioned" }) {
+			return fmt.Errorf("no LoadBalancerProvisioned Event yet")
+		}
+		lbARN, groupARN = cs.Details["loadBalancer"], cs.Ports["80"].Details["arn"]
+		return nil
+	})
+	if addr := sim.LoadBalancerAddr(lbARN, 80); addr == "" {
+		t.Errorf("the NLB %s serves nothing on port 80", lbARN)
+	}
+
+	if err := admin.CoreV1().Services(ns).Delete(ctx, "edge", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	elb := emuclient.ELBv2Client(sim)
+	ctl.eventually(t, 60*time.Second, "edge released, its NLB and target group deleted", func() error {
+		if _, err := admin.CoreV1().Services(ns).Get(ctx, "edge", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("edge still there: %v", err)
+		}
+		if _, err := elb.DescribeLoadBalancers(ctx, &elbv2.DescribeLoadBalancersInput{LoadBalancerArns: []string{lbARN}}); err == nil {
+			return fmt.Errorf("NLB %s still exists", lbARN)
+		}
+		if _, err := elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{groupARN}}); err == nil {
+			return fmt.Errorf("target group %s still exists", groupARN)
+		}
+		return nil
+	})
+	evs, err := e2eutil.Events(ctx, admin, ns, "edge", "Service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(evs, func(e corev1.Event) bool { return e.Reason == "LoadBalancerDeleted" }) {
+		t.Errorf("no LoadBalancerDeleted Event on edge: %v", evs)
 	}
 }
 
