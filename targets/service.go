@@ -409,6 +409,7 @@ func (r *ServiceReconciler) warnProblems(svc *corev1.Service, problems []Problem
 
 func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service, e *ServiceEntry) error {
 	st := Status{Bindings: map[string]map[string]*BindingStatus{}}
+	reported, unreported := 0, 0
 	for _, k := range e.Bindings {
 		if k.Balancer != "" {
 			continue // shown on the load balancer's object
@@ -416,6 +417,9 @@ func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 		bs := r.Registry.Status(k)
 		if bs == nil {
 			bs = &BindingStatus{}
+			unreported++
+		} else {
+			reported++
 		}
 		if st.Bindings[k.Provider] == nil {
 			st.Bindings[k.Provider] = map[string]*BindingStatus{}
@@ -427,6 +431,12 @@ func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 	}
 	for _, key := range e.Ignored {
 		st.Ignored = append(st.Ignored, fmt.Sprintf("%s: this controller does not serve %s", key, KnownCloudAnnotations[key]))
+	}
+	if reported == 0 && unreported > 0 && sameProblems(svc, &st) {
+		// Just started: no binding has reported yet, and writing now would
+		// only blank what the last controller wrote, a thousand Services
+		// over, before the bindings write it again.
+		return nil
 	}
 	raw, err := json.Marshal(st)
 	if err != nil {
@@ -444,6 +454,13 @@ func (r *ServiceReconciler) writeStatus(ctx context.Context, svc *corev1.Service
 		return fmt.Errorf("writing status: %w", err)
 	}
 	return nil
+}
+
+// sameProblems reports whether the status svc carries says the same
+// problems and ignored annotations as st.
+func sameProblems(svc *corev1.Service, st *Status) bool {
+	cur, err := StatusOf(svc)
+	return err == nil && slices.Equal(cur.Problems, st.Problems) && slices.Equal(cur.Ignored, st.Ignored)
 }
 
 func selectorString(s labels.Selector) string {
