@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/podlb/podlb/manifests"
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
 )
@@ -25,15 +25,10 @@ import (
 // anything.
 const podlbKey = "AKIDPODLB"
 
-// shippedPolicy is manifests/aws/iam-policy.json for cluster, its
-// placeholder replaced as the guide tells users to.
+// shippedPolicy is manifests/aws/iam-policy.json for cluster.
 func shippedPolicy(t *testing.T, cluster string) *elbv2sim.Policy {
 	t.Helper()
-	raw, err := os.ReadFile("../../manifests/aws/iam-policy.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := elbv2sim.ParsePolicy([]byte(strings.ReplaceAll(string(raw), `"my-cluster"`, `"`+cluster+`"`)))
+	pol, err := elbv2sim.ParsePolicy(manifests.AWSIAMPolicy(cluster))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -72,10 +73,46 @@ func (s *Server) authorize(r *http.Request, method string) *apiError {
 	if err != nil {
 		return err
 	}
+	needed = append(needed, s.addressGrants(r, method)...)
 	for _, g := range needed {
 		if !slices.Contains(granted, g.permission) {
 			return &apiError{http.StatusForbidden, "forbidden",
 				fmt.Sprintf("Required '%s' permission for '%s'", g.permission, g.resource)}
+		}
+	}
+	return nil
+}
+
+// addressGrants: a forwarding rule whose IPAddress is the literal IP of a
+// reserved address uses that address (compute.addresses.use or
+// compute.globalAddresses.use), as the static address page describes
+// (https://cloud.google.com/compute/docs/ip-addresses/reserve-static-external-ip-address).
+// A reference to the address by path is covered by requiredGrants.
+func (s *Server) addressGrants(r *http.Request, method string) []grant {
+	if method != "forwardingRules.insert" && method != "globalForwardingRules.insert" {
+		return nil
+	}
+	b, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	var rule struct {
+		IPAddress string
+	}
+	if err != nil || json.Unmarshal(b, &rule) != nil {
+		return nil
+	}
+	ip, err := netip.ParseAddr(rule.IPAddress)
+	if err != nil {
+		return nil
+	}
+	perm, scope := "compute.globalAddresses.use", "/global/addresses/"
+	if method == "forwardingRules.insert" {
+		perm, scope = "compute.addresses.use", "/regions/"+r.PathValue("region")+"/addresses/"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for path, a := range s.addresses {
+		if a.ip == ip && strings.Contains(path, scope) {
+			return []grant{{permission: perm, resource: path}}
 		}
 	}
 	return nil

@@ -64,7 +64,7 @@ func TestPermissionsEachMethodNeedsItsOwnAndUseOfWhatItNames(t *testing.T) {
 	_, err = it.Next()
 	wantForbidden(t, err, "compute.networkEndpointGroups.list", "projects/"+project+"/zones/"+zoneA+"/networkEndpointGroups")
 	// A 403 is final: the client does not retry it.
-	if st := e.srv.Stats().Methods["networkEndpointGroups.delete"]; st.Calls != 1 || st.Errors != 1 {
+	if st := e.srv.Stats().Methods["networkEndpointGroups.delete"]; st.Calls != 1 || st.Forbidden != 1 {
 		t.Errorf("networkEndpointGroups.delete stats %+v: want one refused call", st)
 	}
 

@@ -447,7 +447,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, method, class 
 		return
 	}
 	if e := s.authorize(r, method); e != nil {
-		s.stats.fail(method)
+		s.stats.forbidden(method)
 		writeAPIError(w, e)
 		return
 	}
