@@ -34,7 +34,7 @@ func startWithPolicy(t *testing.T, doc string) (*elbv2sim.Server, *elbv2.Client,
 	o.Policies = map[string]*elbv2sim.Policy{restrictedKey: pol}
 	s := start(t, o)
 	restricted := elbv2.New(elbv2.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(s.URL()), Retryer: retryer(1)(),
+		Region: "us-east-1", BaseEndpoint: aws.String(s.URL()), Retryer: retryer(3)(),
 		Credentials: credentials.NewStaticCredentialsProvider(restrictedKey, "secret", ""),
 	})
 	return s, client(s, 1), restricted
@@ -73,8 +73,10 @@ func TestPolicyAllowsWhatAStatementAllowsAndDeniesTheRestByDefault(t *testing.T)
 		Port: aws.Int32(80), VpcId: aws.String(elbv2sim.DefaultVPCID), TargetType: types.TargetTypeEnumIp})
 	wantDenied(t, err, "AccessDenied", "elasticloadbalancing:CreateTargetGroup",
 		"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/denied/*", noPolicyAllows+" the elasticloadbalancing:CreateTargetGroup action")
-	if st := s.Stats()["CreateTargetGroup"]; st.Denied != 1 {
-		t.Errorf("CreateTargetGroup stats %+v: want 1 denied", st)
+	// A refusal is final: the SDK's retryer, allowed 3 attempts, sends
+	// the call once.
+	if st := s.Stats()["CreateTargetGroup"]; st.Calls != 1 || st.Denied != 1 {
+		t.Errorf("CreateTargetGroup stats %+v: want 1 call, denied", st)
 	}
 	// EC2 has its own code for the same refusal.
 	e := ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.URL()),
