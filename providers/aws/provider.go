@@ -820,11 +820,12 @@ func refusal(err error) providers.Refusal {
 // firstClassified keeps the class of the first failed batch and the text
 // of all of them.
 func firstClassified(errs []error, group, verb string) error {
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
+	rest := ""
+	for _, e := range errs[1:] {
+		rest += "; " + e.Error()
 	}
-	return providers.Errorf(providers.ClassOf(errs[0]), "", "%s targets of %s: %s", verb, group, strings.Join(msgs, "; "))
+	// The first error stays in the chain, so its cloud code can be read.
+	return providers.Errorf(providers.ClassOf(errs[0]), "", "%s targets of %s: %w%s", verb, group, errs[0], rest)
 }
 
 // describe turns targets into ELBv2 target descriptions, with the

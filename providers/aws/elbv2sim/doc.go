@@ -156,4 +156,12 @@
 //     one load balancer, never by two load balancers
 //     (TargetGroupAssociationLimit); a group any rule forwards to is in use
 //     and health-checked.
+//   - With Options.Policies, a caller's calls are evaluated against its
+//     IAM policy (authorize.go, policy.go): Allow and Deny statements,
+//     Action/NotAction and Resource/NotResource with wildcards, the ARNs
+//     each action is authorised on, string and Null conditions on
+//     aws:ResourceTag, aws:RequestTag, aws:TagKeys and
+//     elasticloadbalancing:CreateAction (a create with Tags is an AddTags
+//     too). A refusal answers 403 AccessDenied (EC2:
+//     UnauthorizedOperation) naming the action and resource.
 package elbv2sim

@@ -192,6 +192,8 @@ type OpStats struct {
 	Errors    int64 `json:"errors"`    // every error answer, throttled and injected included
 	Throttled int64 `json:"throttled"` // answered Throttling by a bucket
 	Injected  int64 `json:"injected"`  // failed by ErrorRate or InjectError
+	// Denied counts calls Options.Policies refused.
+	Denied int64 `json:"denied,omitempty"`
 	// Unimplemented counts calls of an action the emulator does not
 	// implement (answered InvalidAction), so a gap cannot hide.
 	Unimplemented int64 `json:"unimplemented,omitempty"`

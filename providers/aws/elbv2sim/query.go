@@ -239,6 +239,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		if e := s.admit(r, action); e != nil {
 			return nil, e
 		}
+		if e := s.authorize(r, action, isEC2, p); e != nil {
+			s.stats.count(action, func(st *OpStats) { st.Denied++ })
+			return nil, e
+		}
 		return fn(s, p)
 	}()
 	if aerr != nil {

@@ -126,6 +126,12 @@ type Options struct {
 	// 127.0.0.0/8 address; nil connects to the target address itself. The
 	// result must still be a loopback address.
 	TargetAddr func(addr string) string
+	// Policies maps an access key ID (the SigV4 Credential a request is
+	// signed with) to the IAM policy its calls are evaluated against (see
+	// authorize.go): denied calls answer 403 AccessDenied (EC2:
+	// UnauthorizedOperation). Callers signing with a key not in the map
+	// are allowed everything, as an account's administrator is.
+	Policies map[string]*Policy
 	// Logf, if set, receives a line per notable event.
 	Logf func(format string, args ...any)
 }

@@ -148,6 +148,15 @@
 //     The NEG endpoint quota (10,000, Options.MaxEndpointsPerNEG) answers
 //     403 quotaExceeded, synchronously when the request alone cannot fit
 //     and in the operation when others filled the NEG meanwhile.
+//   - IAM: Options.Permissions (SetPermissions) holds a caller, known by
+//     its Bearer token (AuthTransport), to a list of permissions. Each
+//     call needs its method's permission (insert is create, patch is
+//     update, getHealth, listNetworkEndpoints and operation waits are get)
+//     and use of every resource its body names (useReadOnly for health
+//     checks, get for SSL certificates, use of the VM of each attached
+//     endpoint and of a reserved address named by its IP); a missing one
+//     answers 403 forbidden "Required 'compute.X' permission for
+//     'projects/...'" before anything else (permissions.go).
 //
 // # Health checking and the data path
 //
@@ -212,5 +221,5 @@
 // setProxyHeader of target TCP and SSL proxies, forwarding rules to backend services (passthrough) or other targets, NEG
 // types other than GCE_VM_IP_PORT, health check types other than TCP and
 // HTTP, the RATE capacity limits (maxRatePerEndpoint is validated but not
-// enforced), IAM, and labels.
+// enforced), IAM conditions and deny policies, and labels.
 package computesim

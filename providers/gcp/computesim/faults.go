@@ -246,6 +246,9 @@ type MethodStats struct {
 	Calls       int64 `json:"calls"`
 	Errors      int64 `json:"errors"`      // answered with an HTTP error (rate limited included)
 	RateLimited int64 `json:"rateLimited"` // answered 403 rateLimitExceeded
+	// Forbidden counts calls refused for a permission Options.Permissions
+	// does not grant (403 forbidden).
+	Forbidden int64 `json:"forbidden,omitempty"`
 	// Operations completed, and of those failed (mutations only).
 	Operations       int64 `json:"operations,omitempty"`
 	OperationsFailed int64 `json:"operationsFailed,omitempty"`
@@ -316,6 +319,14 @@ func (ss *statsState) rateLimited(m string) {
 	st := ss.get(m)
 	st.Errors++
 	st.RateLimited++
+	ss.mu.Unlock()
+}
+
+func (ss *statsState) forbidden(m string) {
+	ss.mu.Lock()
+	st := ss.get(m)
+	st.Errors++
+	st.Forbidden++
 	ss.mu.Unlock()
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -110,6 +111,14 @@ type Options struct {
 	// ConnectionHistory is how many of the latest connections through
 	// forwarding rules Connection can explain; 0 keeps none.
 	ConnectionHistory int
+
+	// Permissions maps a caller's OAuth access token (the Bearer token of
+	// its Authorization header) to the IAM permissions it holds, such as
+	// a custom role's includedPermissions. A call lacking one answers 403
+	// forbidden "Required 'compute.X' permission for 'projects/...'" (see
+	// permissions.go). Callers with another token, or none, hold every
+	// permission, as a project owner does.
+	Permissions map[string][]string
 }
 
 // Server is a running emulator.
@@ -142,6 +151,9 @@ type Server struct {
 
 	faults faultState
 	stats  statsState
+
+	permMu sync.Mutex
+	perms  map[string][]string // Options.Permissions, by token
 
 	sched *scheduler
 	opq   *opQueue
@@ -202,6 +214,10 @@ func Start(opts Options) (*Server, error) {
 		rr:              map[string]uint64{},
 		closeCh:         make(chan struct{}),
 		conns:           connLog{max: opts.ConnectionHistory},
+		perms:           map[string][]string{},
+	}
+	for token, granted := range opts.Permissions {
+		s.perms[token] = slices.Clone(granted)
 	}
 	dialTimeout := 2 * time.Second
 	if opts.HealthCheckTimeout > 0 {
@@ -428,6 +444,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, method, class 
 	if s.opts.Project != "" && r.PathValue("project") != s.opts.Project {
 		s.stats.fail(method)
 		writeAPIError(w, errNotFound("projects/"+r.PathValue("project")))
+		return
+	}
+	if e := s.authorize(r, method); e != nil {
+		s.stats.forbidden(method)
+		writeAPIError(w, e)
 		return
 	}
 	if e := s.faults.admit(method, class); e != nil {

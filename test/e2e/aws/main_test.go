@@ -46,8 +46,14 @@ var (
 func TestMain(m *testing.M) {
 	cluster.RunMain(m, cluster.Options{Nodes: 3, Cloud: "aws"}, func(c *cluster.Cluster) {
 		kube, k8s = c, e2eutil.Kube{Client: c.Client}
-		var err error
+		// podlb runs under the IAM policy users give it.
+		policies, err := e2eutil.AWSPolicies(map[string]string{e2eutil.PodlbAWSKey: clusterName})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		sim, err = elbv2sim.Start(elbv2sim.Options{
+			Policies:            policies,
 			RegistrationDelay:   registrationDelay,
 			HealthCheckInterval: checkInterval,
 			HealthCheckTimeout:  150 * time.Millisecond,

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
@@ -96,11 +97,13 @@ func StartELBv2Sim(mutate func(*elbv2sim.Options)) (*elbv2sim.Server, error) {
 	return elbv2sim.Start(o)
 }
 
-// AWSProvider builds podlb's AWS provider against the emulator.
+// AWSProvider builds podlb's AWS provider against the emulator, signing
+// with PodlbAWSKey.
 func AWSProvider(ctx context.Context, sim *elbv2sim.Server, cluster string, mutate func(*awsprovider.Options)) (providers.Provider, error) {
 	o := awsprovider.Options{
 		Cluster: cluster, Region: emuclient.AWSRegion, VPCID: elbv2sim.DefaultVPCID,
-		ELBv2Endpoint: sim.URL(), EC2Endpoint: sim.URL(), Credentials: emuclient.AWSCredentials,
+		ELBv2Endpoint: sim.URL(), EC2Endpoint: sim.URL(),
+		Credentials: credentials.NewStaticCredentialsProvider(PodlbAWSKey, "secret", ""),
 		// Tests run many bindings at once; AWS-sized client buckets would
 		// make them wait on each other.
 		Limits: map[string]providers.Limit{"*": {QPS: 200, Burst: 200}, "RegisterTargets": {QPS: 50, Burst: 50},

@@ -72,8 +72,17 @@ func TestMain(m *testing.M) {
 }
 
 func setup(c *cluster.Cluster) error {
-	var err error
+	// podlb runs under the custom role and IAM policy users give it.
+	permissions, err := e2eutil.GCPPermissions()
+	if err != nil {
+		return err
+	}
+	policies, err := e2eutil.AWSPolicies(map[string]string{e2eutil.PodlbAWSKey: clusterName})
+	if err != nil {
+		return err
+	}
 	sim, err = computesim.Start(computesim.Options{
+		Permissions:         permissions,
 		Project:             project,
 		OperationDelay:      operationDelay,
 		ProgrammingDelay:    programmingDelay,
@@ -97,6 +106,7 @@ func setup(c *cluster.Cluster) error {
 		return err
 	}
 	awsSim, err = elbv2sim.Start(elbv2sim.Options{
+		Policies:            policies,
 		RegistrationDelay:   awsRegistrationWait,
 		HealthCheckInterval: checkInterval,
 		HealthCheckTimeout:  150 * time.Millisecond,

@@ -82,8 +82,18 @@ func setup(cs []*cluster.Cluster) error {
 	if cs[0].PodNetwork() == cs[1].PodNetwork() {
 		return fmt.Errorf("both clusters have pods in %s", cs[0].PodNetwork())
 	}
-	var err error
+	// Each cluster's podlb runs under the IAM policy for its cluster
+	// name and the custom role.
+	policies, err := e2eutil.AWSPolicies(map[string]string{awsKeyOf("blue"): "blue", awsKeyOf("green"): "green"})
+	if err != nil {
+		return err
+	}
+	permissions, err := e2eutil.GCPPermissions()
+	if err != nil {
+		return err
+	}
 	awsSim, err = elbv2sim.Start(elbv2sim.Options{
+		Policies:            policies,
 		RegistrationDelay:   registrationDelay,
 		HealthCheckInterval: checkInterval,
 		HealthCheckTimeout:  150 * time.Millisecond,
@@ -95,6 +105,7 @@ func setup(cs []*cluster.Cluster) error {
 		return fmt.Errorf("elbv2sim: %w", err)
 	}
 	gcpSim, err = computesim.Start(computesim.Options{
+		Permissions:         permissions,
 		Project:             project,
 		OperationDelay:      100 * time.Millisecond,
 		ProgrammingDelay:    programmingDelay,
@@ -124,7 +135,7 @@ func setup(cs []*cluster.Cluster) error {
 		}
 		name := []string{"blue", "green"}[i]
 		mb := &member{name: name, kube: c, k8s: e2eutil.Kube{Client: c.Client},
-			awsKey: "AKID" + strings.ToUpper(name), gcpCalls: &callLog{}}
+			awsKey: awsKeyOf(name), gcpCalls: &callLog{}}
 		mb.ctrl = e2eutil.NewRestartable(c.Config, mb.controllerOptions)
 		if err := mb.ctrl.Start(); err != nil {
 			return fmt.Errorf("controller %s: %w", name, err)
@@ -133,6 +144,9 @@ func setup(cs []*cluster.Cluster) error {
 	}
 	return nil
 }
+
+// awsKeyOf is the access key the member's AWS provider signs with.
+func awsKeyOf(member string) string { return "AKID" + strings.ToUpper(member) }
 
 // controllerOptions configure a fresh controller for the member, serving
 // both clouds.
@@ -145,7 +159,8 @@ func (mb *member) controllerOptions() (controller.Options, error) {
 		return controller.Options{}, err
 	}
 	gp, err := e2eutil.GCPProvider(ctx, gcpSim, mb.name, project, func(o *gcpprovider.Options) {
-		o.ClientOptions = append(o.ClientOptions, option.WithHTTPClient(&http.Client{Transport: mb.gcpCalls.transport(http.DefaultTransport)}))
+		o.ClientOptions = append(o.ClientOptions, option.WithHTTPClient(&http.Client{
+			Transport: computesim.AuthTransport(e2eutil.PodlbGCPToken, mb.gcpCalls.transport(http.DefaultTransport))}))
 	})
 	if err != nil {
 		return controller.Options{}, err
