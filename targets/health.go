@@ -164,6 +164,13 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 			// Not registered yet (the write path's turn) or settled.
 			continue
 		}
+		if p := ps.pods[d.UID]; t.CloudState == unread && p != nil && gateOpen(p) {
+			// Known only from the ledger after a start, its gate long
+			// open: reading it waits in the background, behind the pods
+			// whose gates wait (a thousand settled groups would otherwise
+			// rank by how long ago their pods turned ready, before them).
+			continue
+		}
 		at := obs.at.Add(r.Timing.Poll)
 		switch {
 		case t.State == providers.Unused:
@@ -211,6 +218,12 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		due = obs.at.Add(r.Timing.Resync + time.Duration(rand.Int64N(int64(r.Timing.Resync/10)+1)))
 	}
 	r.ScheduleRead(ps.key, max(due.Sub(now), 0), priority)
+}
+
+// gateOpen reports whether the pod's podlb gate is True.
+func gateOpen(p *corev1.Pod) bool {
+	c := PodCondition(p, GateConditionType)
+	return c != nil && c.Status == corev1.ConditionTrue
 }
 
 // healthyTimes keeps how long recent registrations took to be seen

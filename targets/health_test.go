@@ -185,3 +185,32 @@ func TestScheduleReadLearnsTheCloudsPace(t *testing.T) {
 		t.Errorf("read of a fresh registration due after %v, want 4s", s.after)
 	}
 }
+
+// After a start every group's targets are known only from the ledger, not
+// read yet. Pods whose gates opened long ago wait for that first read in
+// the background; a pod whose gate still waits ranks its group above them.
+func TestScheduleReadAfterStartPutsOpenGatesBehindWaitingOnes(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	unreadHealth := func() *BindingHealth {
+		h := &BindingHealth{Serving: true, Pods: map[types.UID]PodTarget{}}
+		for _, uid := range []types.UID{"a", "b"} {
+			h.Pods[uid] = PodTarget{State: providers.Pending, CloudState: unread}
+		}
+		return h
+	}
+	r, ps, got := readScheduler(now)
+	for _, p := range ps.pods {
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: GateConditionType, Status: corev1.ConditionTrue})
+	}
+	r.scheduleRead(ps, unreadHealth(), observation{ref: "g"}, 0)
+	if s := (*got)[0]; s.after != 0 || s.priority != BackgroundPriority {
+		t.Errorf("first read of a group whose gates are all open: %+v, want at once in the background", s)
+	}
+	*got = nil
+	r, ps, got = readScheduler(now)
+	ps.pods["a"].Status.Conditions = append(ps.pods["a"].Status.Conditions, corev1.PodCondition{Type: GateConditionType, Status: corev1.ConditionTrue})
+	r.scheduleRead(ps, unreadHealth(), observation{ref: "g"}, 0)
+	if s := (*got)[0]; s.priority <= BackgroundPriority {
+		t.Errorf("first read of a group with a waiting gate: %+v, want above the background", s)
+	}
+}
