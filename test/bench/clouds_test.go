@@ -161,6 +161,7 @@ func (a *awsCloud) groupOf(service, _ string) string { return service }
 func (a *awsCloud) targetWriteRate() float64 {
 	return elbv2sim.AWSThrottle()[elbv2sim.ClassTargets].RefillPerSec
 }
+
 // healthReadRate is the refill of AWS's bucket of every ELBv2 Describe*.
 func (a *awsCloud) healthReadRate() float64 {
 	return elbv2sim.AWSThrottle()[elbv2sim.ClassDescribe].RefillPerSec
@@ -288,6 +289,7 @@ func (g *gcpCloud) groupOf(service, zone string) string { return service + "/" +
 
 // targetWriteRate is the emulated write quota; every write counts.
 func (g *gcpCloud) targetWriteRate() float64 { return float64(g.writeQuota) / 100 }
+
 // healthReadRate is the emulated read quota; every read counts.
 func (g *gcpCloud) healthReadRate() float64 { return float64(g.readQuota) / 100 }
 func (g *gcpCloud) throttleNote() string {

@@ -39,22 +39,7 @@ func runSteady(ctx context.Context, cloudName string) error {
 
 	per := spread(*flagSteadyPods, len(e.services))
 	pid := e.ctrl.Pid()
-	peak := int64(0)
-	stopPeak := make(chan struct{})
-	peakDone := make(chan struct{})
-	go func() {
-		defer close(peakDone)
-		for {
-			if rss, err := rssBytes(pid); err == nil {
-				peak = max(peak, rss)
-			}
-			select {
-			case <-stopPeak:
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	}()
+	fillPeak := samplePeakRSS(pid, time.Second)
 	cpuStart, _ := cpuTime(pid)
 	start := time.Now()
 	if err := e.scale(ctx, per); err != nil {
@@ -68,8 +53,7 @@ func runSteady(ctx context.Context, cloudName string) error {
 		return err
 	}
 	cpuFill, _ := cpuTime(pid)
-	close(stopPeak)
-	<-peakDone
+	peak := fillPeak()
 	results.set(sec, cloudName, "fill 0 -> N: all Deployments available", "%s", round(converged))
 	results.set(sec, cloudName, "fill: controller CPU / peak RSS", "%s CPU / %s", round(cpuFill-cpuStart), mib(peak))
 
@@ -159,22 +143,7 @@ func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int
 	}
 	e.ctrl = ctrl
 	pid := ctrl.Pid()
-	var peak int64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			if rss, err := rssBytes(pid); err == nil {
-				peak = max(peak, rss)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(250 * time.Millisecond):
-			}
-		}
-	}()
+	startPeak := samplePeakRSS(pid, 250*time.Millisecond)
 	began := time.Now()
 	// One Service scales up by a pod as the controller starts; its gate
 	// must not wait behind the background reads of every settled group.
@@ -186,8 +155,7 @@ func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int
 	}
 	resolved, err := e.waitObserved(ctx, 30*time.Minute, *flagSteadyPods+1)
 	took := time.Since(began)
-	close(stop)
-	<-done
+	peak := startPeak()
 	if err != nil {
 		return err
 	}
@@ -202,6 +170,32 @@ func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int
 		results.set(sec, cloudName, "restart: RSS once resolved", "%s", mib(rss))
 	}
 	return nil
+}
+
+// samplePeakRSS samples the process's RSS every interval until the
+// returned function is called, which returns the highest sample.
+func samplePeakRSS(pid int, every time.Duration) func() int64 {
+	var peak int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if rss, err := rssBytes(pid); err == nil {
+				peak = max(peak, rss)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(every):
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return peak
+	}
 }
 
 // memoryRequestEnv passes the controller the memory request of the
