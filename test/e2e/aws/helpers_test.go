@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podlb/podlb/internal/emuclient"
-	"github.com/podlb/podlb/providers/aws/elbv2sim"
 	"github.com/podlb/podlb/targets"
 	"github.com/podlb/podlb/test/e2e/e2eutil"
 )
@@ -97,10 +96,17 @@ func uniqueName(ns, suffix string) string {
 	return strings.Trim(n, "-") + "-" + suffix
 }
 
-func callDelta(before, after map[string]elbv2sim.OpStats, op string) elbv2sim.OpStats {
-	a, b := after[op], before[op]
-	return elbv2sim.OpStats{Calls: a.Calls - b.Calls, Errors: a.Errors - b.Errors, Throttled: a.Throttled - b.Throttled,
-		Targets: a.Targets - b.Targets, MaxTargets: a.MaxTargets}
+// groupCalls counts the op calls into one target group since a time, and
+// the targets they carried. Only that group's: other tests' Services,
+// torn down in the background, deregister from their own groups meanwhile.
+func groupCalls(arn, op string, since time.Time) (calls, targets int64) {
+	for _, c := range sim.Calls(since) {
+		if c.Op == op && c.TargetGroupArn == arn {
+			calls++
+			targets += int64(len(c.Targets))
+		}
+	}
+	return calls, targets
 }
 
 // ownedGroupOf waits for podlb to create the Service's group and returns
