@@ -585,8 +585,7 @@ func (s *sandbox) stopLoads() {
 // printKeep tells the user how to reach what keeps running.
 func (s *sandbox) printKeep() {
 	k := s.cluster.Kubeconfig
-	fmt.Printf("\nEverything keeps running until Ctrl-C.\n\n")
-	fmt.Printf("kubeconfig:          %s\n", k)
+	fmt.Printf("\nkubeconfig:          %s\n", k)
 	fmt.Printf("podlb-controller:    pid %d, log %s, metrics %s\n", s.controller.Pid(), s.controller.LogPath, s.metrics)
 	for _, c := range s.cfg.clouds {
 		fmt.Printf("%s emulator API:    %s (counters at /_sim/stats)\n", c, s.clouds.endpoints()[c])
@@ -623,6 +622,8 @@ func (s *sandbox) printKeep() {
 		fmt.Printf("  kubectl podlb explain pod/$(kubectl get pods -l app=gated -o jsonpath='{.items[0].metadata.name}')\n")
 		fmt.Printf("  kubectl podlb check    # names the ungated app's pods: they lack the gate\n")
 	}
+	// Last, so whoever waits for this line has every hint above it.
+	fmt.Printf("\nEverything keeps running until Ctrl-C.\n")
 }
 
 // teardown stops everything in reverse order of start, once; every step
