@@ -164,7 +164,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 			// Not registered yet (the write path's turn) or settled.
 			continue
 		}
-		if p := ps.pods[d.UID]; t.CloudState == unread && p != nil && gateOpen(p) {
+		if p := ps.pods[d.UID]; t.CloudState == unread && p != nil && conditionTrue(p, GateConditionType) {
 			// Known only from the ledger after a start, its gate long
 			// open: reading it waits in the background, behind the pods
 			// whose gates wait (a thousand settled groups would otherwise
@@ -218,12 +218,6 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		due = obs.at.Add(r.Timing.Resync + time.Duration(rand.Int64N(int64(r.Timing.Resync/10)+1)))
 	}
 	r.ScheduleRead(ps.key, max(due.Sub(now), 0), priority)
-}
-
-// gateOpen reports whether the pod's podlb gate is True.
-func gateOpen(p *corev1.Pod) bool {
-	c := PodCondition(p, GateConditionType)
-	return c != nil && c.Status == corev1.ConditionTrue
 }
 
 // healthyTimes keeps how long recent registrations took to be seen

@@ -122,8 +122,7 @@ func newEnv(ctx context.Context, o envOptions) (_ *env, err error) {
 	// From here on the cloud answers with latency and throttles, as a real
 	// one would; the fixtures above were built without.
 	e.cloud.realistic(true, o.cloudLimits)
-	args, cenv := e.cloud.controllerArgs()
-	args = append(args, "--cluster-name=bench", "--kubeconfig="+e.kube.Kubeconfig, "--namespace="+podlbNamespace, "--leader-elect=false")
+	args, cenv := e.controllerArgs()
 	args = append(args, o.controllerArgs...)
 	cenv = append(cenv, o.controllerEnv...)
 	if e.ctrl, err = startController(e.logDir, args, cenv); err != nil {
@@ -136,6 +135,13 @@ func newEnv(ctx context.Context, o envOptions) (_ *env, err error) {
 	results.set(o.section, o.cloud, "controller start: every binding resolved and observed", "%s for %d Services", round(time.Since(began)), len(e.services))
 	logf("%s: controller log %s", o.cloud, e.ctrl.LogPath)
 	return e, nil
+}
+
+// controllerArgs are the flags and environment that point the controller
+// at this cluster and cloud.
+func (e *env) controllerArgs() ([]string, []string) {
+	args, cenv := e.cloud.controllerArgs()
+	return append(args, "--cluster-name=bench", "--kubeconfig="+e.kube.Kubeconfig, "--namespace="+podlbNamespace, "--leader-elect=false"), cenv
 }
 
 func (e *env) close() {

@@ -130,8 +130,8 @@ func runSteady(ctx context.Context, cloudName string) error {
 // a new leader goes through after a failover.
 func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int32) error {
 	e.ctrl.stop()
-	args, cenv := e.cloud.controllerArgs()
-	args = append(args, "--cluster-name=bench", "--kubeconfig="+e.kube.Kubeconfig, "--namespace="+podlbNamespace, "--leader-elect=false", "--profiling")
+	args, cenv := e.controllerArgs()
+	args = append(args, "--profiling")
 	// Its log goes beside the first controller's, not over it.
 	logDir := filepath.Join(e.logDir, "restart")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
