@@ -16,6 +16,11 @@ type Batcher[K comparable, V any] struct {
 	// Call looks up keys; keys missing from the result are not found. An
 	// error fails every key of the call.
 	Call func(ctx context.Context, keys []K) (map[K]V, error)
+	// Hold, when set, waits for the call's budget before the batch is
+	// filled, and returns the context the call spends it with (see
+	// Caller.Hold): look-ups arriving while a call waits for its token
+	// ride in it rather than in the next one.
+	Hold func(ctx context.Context) (context.Context, error)
 
 	mu      sync.Mutex
 	waiting map[K][]chan batchResult[V]
@@ -63,6 +68,15 @@ func (b *Batcher[K, V]) run(ctx context.Context) {
 			b.mu.Unlock()
 			return
 		}
+		b.mu.Unlock()
+		// Only this loop takes keys out, so some are still waiting after
+		// the budget's wait.
+		callCtx := ctx
+		if b.Hold != nil {
+			// An error leaves the call to wait for its budget itself.
+			callCtx, _ = b.Hold(ctx)
+		}
+		b.mu.Lock()
 		n := min(max(b.Max, 1), len(b.order))
 		keys := b.order[:n:n]
 		b.order = b.order[n:]
@@ -73,7 +87,7 @@ func (b *Batcher[K, V]) run(ctx context.Context) {
 		}
 		b.mu.Unlock()
 
-		got, err := b.Call(ctx, keys)
+		got, err := b.Call(callCtx, keys)
 		for k, chans := range waiters {
 			v, found := got[k]
 			for _, ch := range chans {

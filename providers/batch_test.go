@@ -84,6 +84,60 @@ func TestBatcherFailsEveryKeyOfAFailedCall(t *testing.T) {
 	wg.Wait()
 }
 
+// Look-ups arriving while a batch waits for its budget ride in it: the
+// batch is filled when its token is in hand, not before. With a Caller
+// behind it, the held token is the call's: it does not wait twice.
+func TestBatcherFillsABatchWhenItsBudgetComes(t *testing.T) {
+	// One token and no refill to speak of: a second wait for it fails at
+	// once against the call's deadline.
+	caller := NewCaller("test", map[string]Limit{"Describe": {QPS: 0.001, Burst: 1}}, Limit{QPS: 1, Burst: 1}, nil)
+	budget := make(chan struct{})
+	var (
+		mu    sync.Mutex
+		calls [][]string
+	)
+	b := &Batcher[string, int]{Max: 10,
+		Hold: func(ctx context.Context) (context.Context, error) {
+			<-budget
+			return caller.Hold(ctx, "Describe")
+		},
+		Call: func(ctx context.Context, keys []string) (map[string]int, error) {
+			out := map[string]int{}
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			err := caller.Call(ctx, "Describe", func(context.Context) error {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, slices.Clone(keys))
+				for _, k := range keys {
+					out[k] = len(k)
+				}
+				return nil
+			})
+			return out, err
+		}}
+	var wg sync.WaitGroup
+	for _, k := range []string{"a", "bb", "ccc"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, found, err := b.Get(context.Background(), k); err != nil || !found || v != len(k) {
+				t.Errorf("%s: %d %v %v", k, v, found, err)
+			}
+		}()
+	}
+	waitUntil(t, func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.waiting) == 3
+	})
+	close(budget)
+	wg.Wait()
+	if len(calls) != 1 || len(calls[0]) != 3 {
+		t.Fatalf("calls %v: want the three look-ups that came while the budget was awaited in one call", calls)
+	}
+}
+
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
 	for range 5000 {

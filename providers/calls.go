@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -125,27 +126,50 @@ func (c *Caller) Share(ops ...string) {
 	if len(ops) == 0 {
 		return
 	}
-	lim, ok := c.limiters[ops[0]]
-	if !ok {
-		lim = c.limiters["*"]
-	}
+	lim := c.limiter(ops[0])
 	for _, op := range ops[1:] {
 		c.limiters[op] = lim
 	}
 }
 
-// Call waits for op's token, runs fn and classifies its error.
-func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	lim, ok := c.limiters[op]
-	if !ok {
-		lim = c.limiters["*"]
+func (c *Caller) limiter(op string) *rate.Limiter {
+	if lim, ok := c.limiters[op]; ok {
+		return lim
 	}
+	return c.limiters["*"]
+}
+
+func (c *Caller) wait(ctx context.Context, op string) error {
 	start := time.Now()
-	if err := lim.Wait(ctx); err != nil {
+	if err := c.limiter(op).Wait(ctx); err != nil {
 		return Classify(Transient, "", err)
 	}
 	apiWait.WithLabelValues(c.provider, op).Observe(time.Since(start).Seconds())
-	start = time.Now()
+	return nil
+}
+
+// heldToken marks a context whose next Call of op has its token already.
+type heldToken struct{ op string }
+
+// Hold waits for op's token and returns a context whose first Call of op
+// spends it instead of waiting again. A batch waits for its token before
+// it is filled, so what arrives meanwhile rides in it (see Batcher.Hold).
+func (c *Caller) Hold(ctx context.Context, op string) (context.Context, error) {
+	if err := c.wait(ctx, op); err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, heldToken{op}, new(atomic.Bool)), nil
+}
+
+// Call waits for op's token (unless ctx holds one, see Hold), runs fn and
+// classifies its error.
+func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	if held, ok := ctx.Value(heldToken{op}).(*atomic.Bool); !ok || !held.CompareAndSwap(false, true) {
+		if err := c.wait(ctx, op); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
 	err := fn(ctx)
 	apiLatency.WithLabelValues(c.provider, op).Observe(time.Since(start).Seconds())
 	if err != nil && c.classify != nil {

@@ -35,12 +35,19 @@ func (p *Provider) refuseOwnedByAnother(ctx context.Context, tg *types.TargetGro
 	if err != nil {
 		return providers.WithField(field, err)
 	}
-	cluster, owner, ok := tagOwner(tags)
-	if !ok || (cluster == p.opts.Cluster && owner == key) {
+	if p.notOwnedByAnother(tags, key) {
 		return nil
 	}
+	cluster, owner, _ := tagOwner(tags)
 	return providers.Errorf(providers.Invalid, field, "target group %s was created by podlb for cluster %s, Service %s/%s port %d; podlb will not register into a group another Service owns: bind that group only there, or use create for a group of this Service's own",
 		aws.ToString(tg.TargetGroupName), cluster, owner.Namespace, owner.Service, owner.Port)
+}
+
+// notOwnedByAnother reports whether tags leave a group free for key to
+// bind: not podlb's, or podlb's for this very binding.
+func (p *Provider) notOwnedByAnother(tags map[string]string, key providers.BindingKey) bool {
+	cluster, owner, ok := tagOwner(tags)
+	return !ok || (cluster == p.opts.Cluster && owner == key)
 }
 
 // OwnedGroups implements providers.OwnedLister: every target group tagged

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,9 +115,10 @@ type Provider struct {
 	groupsByARN, groupsByName *providers.Batcher[string, types.TargetGroup]
 	tagsByARN                 *providers.Batcher[string, map[string]string]
 
-	mu     sync.Mutex
-	groups map[providers.BindingKey]*cachedGroup
-	vpcs   map[string]*vpcNetworks
+	mu         sync.Mutex
+	refreshing sync.Mutex
+	groups     map[providers.BindingKey]*cachedGroup
+	vpcs       map[string]*vpcNetworks
 	// drains caches each group's deregistration delay, read off the
 	// binding's first pass (see drain).
 	drains   map[string]int64
@@ -126,6 +129,12 @@ type cachedGroup struct {
 	spec    string
 	group   *providers.Group
 	expires time.Time
+	// kind is how the spec names the group (arn, name, create or
+	// balancer); seen is a digest of the description it was resolved
+	// from, 0 when unknown. Together they let refreshDue renew the entry
+	// from a batched description (see there).
+	kind string
+	seen uint64
 }
 
 // New builds the provider. Without explicit credentials it uses the
@@ -178,11 +187,14 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	if _, own := o.Limits["DeregisterTargets"]; !own {
 		p.calls.Share("RegisterTargets", "DeregisterTargets")
 	}
-	p.groupsByARN = &providers.Batcher[string, types.TargetGroup]{Max: lookupMax, Call: p.groupLookup(false)}
-	p.groupsByName = &providers.Batcher[string, types.TargetGroup]{Max: lookupMax, Call: p.groupLookup(true)}
+	hold := func(op string) func(context.Context) (context.Context, error) {
+		return func(ctx context.Context) (context.Context, error) { return p.calls.Hold(ctx, op) }
+	}
+	p.groupsByARN = &providers.Batcher[string, types.TargetGroup]{Max: lookupMax, Call: p.groupLookup(false), Hold: hold("DescribeTargetGroups")}
+	p.groupsByName = &providers.Batcher[string, types.TargetGroup]{Max: lookupMax, Call: p.groupLookup(true), Hold: hold("DescribeTargetGroups")}
 	p.tagsByARN = &providers.Batcher[string, map[string]string]{Max: lookupMax, Call: func(ctx context.Context, arns []string) (map[string]map[string]string, error) {
 		return oneByOneOnNotFound(ctx, arns, p.describeTags)
-	}}
+	}, Hold: hold("DescribeTags")}
 	p.elb = elbv2.NewFromConfig(cfg, func(eo *elbv2.Options) {
 		if o.ELBv2Endpoint != "" {
 			eo.BaseEndpoint = aws.String(o.ELBv2Endpoint)
@@ -218,6 +230,12 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	p.mu.Lock()
 	c := p.groups[b.Key]
 	p.mu.Unlock()
+	if c != nil && c.spec == summary && c.group.Serving && c.seen != 0 && !time.Now().Before(c.expires) {
+		p.refreshDue(ctx, b.Key)
+		p.mu.Lock()
+		c = p.groups[b.Key]
+		p.mu.Unlock()
+	}
 	// A group no load balancer uses is described again on every look, so
 	// the gate notices a new listener promptly.
 	if c != nil && c.spec == summary && c.group.Serving && time.Now().Before(c.expires) {
@@ -225,7 +243,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 			if d := p.drain(c.group.Ref); d != 0 {
 				g := *c.group
 				g.DrainSeconds = d
-				c = &cachedGroup{spec: c.spec, group: &g, expires: c.expires}
+				c = &cachedGroup{spec: c.spec, group: &g, expires: c.expires, kind: c.kind, seen: c.seen}
 				p.mu.Lock()
 				p.groups[b.Key] = c
 				p.mu.Unlock()
@@ -284,13 +302,119 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	if !g.Serving {
 		g.NotServingWhy = "no load balancer listener or rule forwards to it"
 	}
+	var seen uint64
+	if field != "balancer" && !created {
+		seen = groupDigest(tg)
+	}
 	p.mu.Lock()
-	// Expiry is spread over a fifth of the TTL so groups resolved together
-	// at start-up are not described again all at once.
-	ttl := p.opts.GroupCacheTTL + time.Duration(rand.Int64N(int64(p.opts.GroupCacheTTL/5)+1))
-	p.groups[b.Key] = &cachedGroup{spec: summary, group: g, expires: time.Now().Add(ttl)}
+	p.groups[b.Key] = &cachedGroup{spec: summary, group: g, expires: time.Now().Add(p.cacheTTL()), kind: field, seen: seen}
 	p.mu.Unlock()
 	return g, nil
+}
+
+// cacheTTL is a group's time in the cache, spread over a fifth of the TTL
+// so groups resolved together at start-up do not expire together.
+func (p *Provider) cacheTTL() time.Duration {
+	return p.opts.GroupCacheTTL + time.Duration(rand.Int64N(int64(p.opts.GroupCacheTTL/5)+1))
+}
+
+// groupDigest sums up everything Ensure decides from a description.
+func groupDigest(tg *types.TargetGroup) uint64 {
+	raw, err := json.Marshal(tg)
+	if err != nil {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write(raw)
+	return max(h.Sum64(), 1)
+}
+
+// refreshDue renews, with one DescribeTargetGroups and one DescribeTags
+// call, the cache entries of up to 20 groups that are due (expired, or
+// expiring within the spread of the TTL), key's first: each binding
+// would otherwise describe its own group when its entry expires, a call
+// per binding every TTL. An entry is renewed only when its group's
+// description is unchanged and its tags still let the binding use it,
+// which is all Ensure would decide from them; any other entry stays
+// expired and its binding resolves its group in full. Only one refresh
+// runs at a time; those that wait find their entry renewed or due.
+func (p *Provider) refreshDue(ctx context.Context, key providers.BindingKey) {
+	p.refreshing.Lock()
+	defer p.refreshing.Unlock()
+	now := time.Now()
+	due := map[string][]providers.BindingKey{}
+	var arns []string
+	p.mu.Lock()
+	if c := p.groups[key]; c == nil || now.Before(c.expires) {
+		p.mu.Unlock()
+		return // renewed by the refresh this one waited for
+	}
+	type candidate struct {
+		key     providers.BindingKey
+		arn     string
+		expires time.Time
+	}
+	var cands []candidate
+	soon := now.Add(p.opts.GroupCacheTTL / 5)
+	for k, c := range p.groups {
+		if k != key && c.seen != 0 && c.group.Serving && c.expires.Before(soon) {
+			cands = append(cands, candidate{k, c.group.Ref, c.expires})
+		}
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return a.expires.Compare(b.expires) })
+	cands = append([]candidate{{key, p.groups[key].group.Ref, now}}, cands...)
+	for _, c := range cands {
+		if due[c.arn] == nil {
+			if len(arns) == lookupMax {
+				continue
+			}
+			arns = append(arns, c.arn)
+		}
+		due[c.arn] = append(due[c.arn], c.key)
+	}
+	p.mu.Unlock()
+
+	groups, err := p.groupLookup(false)(ctx, arns)
+	if err != nil {
+		return
+	}
+	var found []string
+	for _, arn := range arns {
+		if _, ok := groups[arn]; ok {
+			found = append(found, arn)
+		}
+	}
+	tags := map[string]map[string]string{}
+	if len(found) > 0 {
+		if tags, err = oneByOneOnNotFound(ctx, found, p.describeTags); err != nil {
+			return
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for arn, keys := range due {
+		tg, ok := groups[arn]
+		digest := groupDigest(&tg)
+		for _, k := range keys {
+			c := p.groups[k]
+			if c == nil || c.group.Ref != arn || !c.expires.Before(soon) {
+				continue // resolved in full meanwhile
+			}
+			renewed := *c
+			keep := ok && c.seen == digest && p.notOwnedByAnother(tags[arn], k)
+			if c.kind == "create" {
+				keep = keep && ownedBy(tags[arn], p.opts.Cluster, k)
+			}
+			if keep {
+				renewed.expires = time.Now().Add(p.cacheTTL())
+			} else {
+				// Something changed: its binding resolves it in full,
+				// without another refresh first.
+				renewed.seen = 0
+			}
+			p.groups[k] = &renewed
+		}
+	}
 }
 
 // judgeDelay is how long the group needs to call a target that starts

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -153,7 +154,7 @@ func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int
 	if _, err := e.kube.Client.AppsV1().Deployments(benchNamespace).Patch(ctx, svc, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		return err
 	}
-	resolved, err := e.waitObserved(ctx, 30*time.Minute, *flagSteadyPods+1)
+	resolved, atResolved, err := e.waitObserved(ctx, 30*time.Minute, *flagSteadyPods+1)
 	took := time.Since(began)
 	peak := startPeak()
 	if err != nil {
@@ -165,6 +166,7 @@ func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int
 		}
 	}
 	results.set(sec, cloudName, "restart, production limits: every binding resolved / every target seen healthy", "%s / %s for %d Services", round(resolved.Sub(began)), round(took), len(e.services))
+	results.set(sec, cloudName, "restart: until every binding resolved", "%s", startupBreakdown(atResolved))
 	results.set(sec, cloudName, "restart: peak RSS until then", "%s", mib(peak))
 	if rss, err := rssBytes(pid); err == nil {
 		results.set(sec, cloudName, "restart: RSS once resolved", "%s", mib(rss))
@@ -212,7 +214,7 @@ func memoryRequestEnv() []string {
 // returns when every binding was resolved (its gauges exist: the group is
 // known and the desired targets planned). The Services' status
 // annotations cannot tell: a previous controller wrote them.
-func (e *env) waitObserved(ctx context.Context, timeout time.Duration, pods int) (resolved time.Time, err error) {
+func (e *env) waitObserved(ctx context.Context, timeout time.Duration, pods int) (resolved time.Time, atResolved metricSet, err error) {
 	err = poll(ctx, timeout, 250*time.Millisecond, "every binding observed", func() error {
 		if !e.ctrl.Running() {
 			return e.ctrl.Failure("exited")
@@ -229,14 +231,36 @@ func (e *env) waitObserved(ctx context.Context, timeout time.Duration, pods int)
 			return fmt.Errorf("%d of %d Services resolved", len(seen), len(e.services))
 		}
 		if resolved.IsZero() {
-			resolved = time.Now()
+			resolved, atResolved = time.Now(), m
 		}
 		if healthy := int(m.sum("podlb_targets", map[string]string{"state": "healthy"})); healthy < pods {
 			return fmt.Errorf("%d of %d targets seen healthy", healthy, pods)
 		}
 		return nil
 	})
-	return resolved, err
+	return resolved, atResolved, err
+}
+
+// startupBreakdown says where a start's time until every binding was
+// resolved went: reconciles per controller and their total time, cloud
+// calls and client-side limiter waits per operation.
+func startupBreakdown(m metricSet) string {
+	var parts []string
+	for _, c := range []string{"service", "binding", "health", "gate"} {
+		want := map[string]string{"controller": c}
+		parts = append(parts, fmt.Sprintf("%s %d reconciles (%.1fs)", c,
+			int(m.sum("controller_runtime_reconcile_total", want)), m.sum("controller_runtime_reconcile_time_seconds_sum", want)))
+	}
+	ops := map[string]bool{}
+	for _, s := range m["podlb_cloud_api_calls_total"] {
+		ops[s.labels["operation"]] = true
+	}
+	for _, op := range slices.Sorted(maps.Keys(ops)) {
+		want := map[string]string{"operation": op}
+		parts = append(parts, fmt.Sprintf("%s %d calls, %.1fs limiter wait", op,
+			int(m.sum("podlb_cloud_api_calls_total", want)), m.sum("podlb_cloud_api_limiter_wait_seconds_sum", want)))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // fillLimits raise the controller's client-side limits for the

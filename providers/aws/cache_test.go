@@ -1,0 +1,113 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+
+	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/providers"
+	"github.com/podlb/podlb/providers/aws/elbv2sim"
+)
+
+// Expired groups are renewed twenty per DescribeTargetGroups and
+// DescribeTags call, not one call each, and a group that changed meanwhile
+// is resolved in full: its new health check settings are seen, and tags
+// that now give it to another Service refuse it.
+func TestExpiredGroupsAreRenewedInBatchedCalls(t *testing.T) {
+	const n = 25
+	srv, err := elbv2sim.Start(elbv2sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	const ttl = 3 * time.Second
+	p, err := New(ctx, Options{
+		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
+		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(), Credentials: simCredentials,
+		Limits: providers.Unthrottled(DefaultLimits()), MaxAttempts: maxAttempts, GroupCacheTTL: ttl,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bindings := make([]*providers.Binding, n)
+	for i := range bindings {
+		name := fmt.Sprintf("web-%02d", i)
+		arn, err := emuclient.TargetGroup(ctx, srv, name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A listener makes the group serve: only such groups are cached.
+		if _, _, err := emuclient.NLB(ctx, srv, name, arn); err != nil {
+			t.Fatal(err)
+		}
+		spec, err := ParseSpec([]byte(`{"arn": "` + arn + `"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bindings[i] = &providers.Binding{
+			Key:     providers.BindingKey{Namespace: "shop", Service: name, Provider: "aws", Port: 80},
+			Cluster: "test-cluster", Protocol: "TCP", TargetPort: 8080, Mode: providers.ReadyWhenHealthy, Spec: spec,
+		}
+	}
+	groups := map[providers.BindingKey]*providers.Group{}
+	for _, b := range bindings {
+		g, err := p.Ensure(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups[b.Key] = g
+	}
+
+	// While cached, two groups change: one's health check runs slower,
+	// the other is tagged as another Service's.
+	elb := emuclient.ELBv2Client(srv)
+	slower, taken := bindings[7], bindings[19]
+	if _, err := elb.ModifyTargetGroup(ctx, &elbv2.ModifyTargetGroupInput{TargetGroupArn: aws.String(groups[slower.Key].Ref), HealthCheckIntervalSeconds: aws.Int32(10)}); err != nil {
+		t.Fatal(err)
+	}
+	other := providers.BindingKey{Namespace: "shop", Service: "checkout", Provider: "aws", Port: 80}
+	var tags []types.Tag
+	for k, v := range ownerTags("test-cluster", other) {
+		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if _, err := elb.AddTags(ctx, &elbv2.AddTagsInput{ResourceArns: []string{groups[taken.Key].Ref}, Tags: tags}); err != nil {
+		t.Fatal(err)
+	}
+
+	time.Sleep(ttl + ttl/5 + 200*time.Millisecond) // every entry has expired
+	before := srv.Stats()
+	for _, b := range bindings {
+		g, err := p.Ensure(ctx, b)
+		switch b {
+		case taken:
+			if providers.ClassOf(err) != providers.Invalid || !strings.Contains(fmt.Sprint(err), "shop/checkout") {
+				t.Errorf("%s: got %v, want it refused as shop/checkout's", b.Key.Service, err)
+			}
+		case slower:
+			if err != nil || g.JudgeDelay != 20*time.Second {
+				t.Errorf("%s: got %v, judge delay %v; want the new 10 s interval seen (2 x 10 s)", b.Key.Service, err, g)
+			}
+		default:
+			if err != nil || g.Ref != groups[b.Key].Ref {
+				t.Errorf("%s: got %v, %v", b.Key.Service, g, err)
+			}
+		}
+	}
+	after := srv.Stats()
+	// Two renewals (20 groups, then the other 5), and the two changed
+	// groups resolved in full, one call of each kind apiece.
+	for _, op := range []string{"DescribeTargetGroups", "DescribeTags"} {
+		if got := after[op].Calls - before[op].Calls; got != 4 {
+			t.Errorf("%s: %d calls for %d expired groups, want 4 (2 renewals + 2 changed groups)", op, got, n)
+		}
+	}
+}
