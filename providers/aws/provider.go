@@ -92,9 +92,15 @@ func DefaultLimits() map[string]providers.Limit {
 		// --aws-rate-limits to leave them room.
 		"RegisterTargets":               {QPS: 4, Burst: 20},
 		"DescribeTargetHealth":          {QPS: 5, Burst: 20},
-		"DescribeTargetGroups":          {QPS: 2, Burst: 10},
+		// Group and tag look-ups carry 20 groups a call and are renewed
+		// twenty at a time, so they are few in steady state (about ten
+		// a minute at 1,000 groups); at start-up a thousand groups take
+		// 50 of each, which 3/s after a burst of 20 gets through in about
+		// ten seconds. With health reads that stays near the account's
+		// 10/s for those seconds only.
+		"DescribeTargetGroups":          {QPS: 3, Burst: 20},
 		"DescribeTargetGroupAttributes": {QPS: 2, Burst: 10},
-		"DescribeTags":                  {QPS: 2, Burst: 10},
+		"DescribeTags":                  {QPS: 3, Burst: 20},
 		"DescribeVpcs":                  {QPS: 1, Burst: 5},
 		"CreateTargetGroup":             {QPS: 1, Burst: 5},
 		"DeleteTargetGroup":             {QPS: 1, Burst: 5},
