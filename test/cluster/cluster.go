@@ -82,15 +82,12 @@ type Cluster struct {
 
 	opts Options
 	net  *network
-	// mu guards procs, which RestartAPIServer changes while tests run.
+	// mu guards procs, which Restart changes while tests run.
 	mu    sync.Mutex
 	procs []*childproc.Process // start order
-	// How to start kube-apiserver again (RestartAPIServer).
-	apiBinary string
-	apiArgs   []string
-	apiReadyz string
-	apiTLS    *tls.Config
-	stopOnce  sync.Once
+	// How to start etcd and kube-apiserver again (Restart).
+	restartable map[string]component
+	stopOnce    sync.Once
 	logf      func(string, ...any)
 }
 
@@ -230,7 +227,7 @@ func (c *Cluster) startEtcd(ctx context.Context, binDir, ip string) (string, err
 	}
 	clientURL := fmt.Sprintf("http://%s:%d", ip, clientPort)
 	peerURL := fmt.Sprintf("http://%s:%d", ip, peerPort)
-	p, err := childproc.Start("etcd", filepath.Join(binDir, "etcd"), c.Dir, nil,
+	err = c.run(ctx, "etcd", component{binary: filepath.Join(binDir, "etcd"), ready: clientURL + "/health", client: http.DefaultClient, timeout: 30 * time.Second, args: []string{
 		"--name=default",
 		"--data-dir="+filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls="+clientURL,
@@ -241,15 +238,34 @@ func (c *Cluster) startEtcd(ctx context.Context, binDir, ip string) (string, err
 		// Test data is disposable; fsync dominates etcd latency on small disks.
 		"--unsafe-no-fsync=true",
 		"--log-level=warn",
-	)
+	}})
+	return clientURL, err
+}
+
+// component is how to start a control-plane process and know it serves.
+type component struct {
+	binary  string
+	args    []string
+	ready   string // a URL that answers 200 once it serves
+	client  *http.Client
+	timeout time.Duration
+}
+
+// run starts a component, remembers how for Restart, and waits until it
+// serves.
+func (c *Cluster) run(ctx context.Context, name string, comp component) error {
+	p, err := childproc.Start(name, comp.binary, c.Dir, nil, comp.args...)
 	if err != nil {
-		return "", err
+		return err
 	}
+	c.mu.Lock()
 	c.procs = append(c.procs, p)
-	if err := waitHTTP(ctx, p, http.DefaultClient, clientURL+"/health", 30*time.Second); err != nil {
-		return "", err
+	if c.restartable == nil {
+		c.restartable = map[string]component{}
 	}
-	return clientURL, nil
+	c.restartable[name] = comp
+	c.mu.Unlock()
+	return waitHTTP(ctx, p, comp.client, comp.ready, comp.timeout)
 }
 
 func (c *Cluster) startAPIServer(ctx context.Context, binDir, ip, etcdURL string, certs *pki) error {
@@ -258,8 +274,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir, ip, etcdURL string
 		return err
 	}
 	host := net.JoinHostPort(ip, strconv.Itoa(port))
-	c.apiBinary = filepath.Join(binDir, "kube-apiserver")
-	c.apiArgs = []string{
+	args := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=" + ip,
 		"--advertise-address=" + ip,
@@ -286,9 +301,11 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir, ip, etcdURL string
 	if err != nil {
 		return err
 	}
-	c.apiReadyz = "https://" + host + "/readyz"
-	c.apiTLS = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}
-	if err := c.runAPIServer(ctx); err != nil {
+	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	err = c.run(ctx, "kube-apiserver", component{binary: filepath.Join(binDir, "kube-apiserver"), args: args,
+		ready: "https://" + host + "/readyz", client: httpc, timeout: 60 * time.Second})
+	httpc.CloseIdleConnections()
+	if err != nil {
 		return err
 	}
 
@@ -307,42 +324,30 @@ func (c *Cluster) startAPIServer(ctx context.Context, binDir, ip, etcdURL string
 	return nil
 }
 
-// runAPIServer starts kube-apiserver with the flags startAPIServer chose
-// and waits until it is ready.
-func (c *Cluster) runAPIServer(ctx context.Context) error {
-	p, err := childproc.Start("kube-apiserver", c.apiBinary, c.Dir, nil, c.apiArgs...)
-	if err != nil {
-		return err
-	}
+// Restart kills a control-plane component, "etcd" or "kube-apiserver"
+// (SIGKILL: no draining of watches, as in a crash), and starts it again
+// on the same address with the same flags and data after down. It returns
+// once the component serves again. Without kube-apiserver, clients see
+// their connections reset and their watches end; without etcd, the API
+// answers errors and its watches stall until etcd is back.
+func (c *Cluster) Restart(ctx context.Context, name string, down time.Duration) error {
 	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.mu.Unlock()
-	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.apiTLS}}
-	defer httpc.CloseIdleConnections()
-	return waitHTTP(ctx, p, httpc, c.apiReadyz, 60*time.Second)
-}
-
-// RestartAPIServer kills kube-apiserver (SIGKILL: no draining of watches,
-// as in a crash) and starts it again on the same address with the same
-// flags, after down; etcd keeps the state. It returns once the API serves
-// again. Clients see their connections reset and their watches end.
-func (c *Cluster) RestartAPIServer(ctx context.Context, down time.Duration) error {
-	c.mu.Lock()
+	comp, ok := c.restartable[name]
 	var old *childproc.Process
 	for i, p := range c.procs {
-		if p.Name == "kube-apiserver" {
+		if p.Name == name {
 			old = p
 			c.procs = append(c.procs[:i:i], c.procs[i+1:]...)
 			break
 		}
 	}
 	c.mu.Unlock()
-	if old == nil {
-		return fmt.Errorf("no kube-apiserver to restart")
+	if !ok || old == nil {
+		return fmt.Errorf("no %s to restart", name)
 	}
 	old.Stop(0)
 	time.Sleep(down)
-	return c.runAPIServer(ctx)
+	return c.run(ctx, name, comp)
 }
 
 func (c *Cluster) writeKubeconfig(certs *pki) error {

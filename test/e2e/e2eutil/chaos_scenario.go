@@ -261,11 +261,11 @@ func (s *ChaosScenario) LeaderKilledMidRollout(rng *rand.Rand) {
 	s.CheckNoLeak()
 }
 
-// APIServerRestartedMidRollout runs the controller as a process and, once
-// two pods of the new revision exist, kills kube-apiserver and starts it
-// again after down. The controller must ride it out without a restart of
-// its own.
-func (s *ChaosScenario) APIServerRestartedMidRollout(down time.Duration) {
+// ControlPlaneRestartedMidRollout runs the controller as a process and,
+// once two pods of the new revision exist, kills a control-plane component
+// ("kube-apiserver" or "etcd") and starts it again after down. The
+// controller must ride it out without a restart of its own.
+func (s *ChaosScenario) ControlPlaneRestartedMidRollout(component string, down time.Duration) {
 	s.T.Helper()
 	s.Suite.HandOver(s.T)
 	s.Create()
@@ -274,10 +274,10 @@ func (s *ChaosScenario) APIServerRestartedMidRollout(down time.Duration) {
 	s.Roll(4*time.Minute, func() {
 		s.UpdatedReplicas(2)
 		began := time.Now()
-		if err := s.Cluster.RestartAPIServer(ctx, down); err != nil {
+		if err := s.Cluster.Restart(ctx, component, down); err != nil {
 			s.T.Fatal(err)
 		}
-		s.T.Logf("kube-apiserver killed and serving again after %v", time.Since(began).Round(10*time.Millisecond))
+		s.T.Logf("%s killed and serving again after %v", component, time.Since(began).Round(10*time.Millisecond))
 	})
 	s.Check()
 	if !c.Running() {
