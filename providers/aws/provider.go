@@ -110,11 +110,21 @@ func DefaultLimits() map[string]providers.Limit {
 	}
 }
 
+// ec2Calls are the EC2 operations podlb makes. Holding them rather than
+// the client keeps the client's type out of Provider's: a type reachable
+// from one used as an interface keeps every exported method in a binary
+// that uses reflection, and EC2's hundreds of operations are about 19 MB
+// of code, resident in every controller.
+type ec2Calls struct {
+	DescribeVpcs    func(context.Context, *ec2.DescribeVpcsInput, ...func(*ec2.Options)) (*ec2.DescribeVpcsOutput, error)
+	DescribeSubnets func(context.Context, *ec2.DescribeSubnetsInput, ...func(*ec2.Options)) (*ec2.DescribeSubnetsOutput, error)
+}
+
 // Provider implements providers.Provider for ELBv2.
 type Provider struct {
 	opts  Options
 	elb   *elbv2.Client
-	ec2   *ec2.Client
+	ec2   ec2Calls
 	calls *providers.Caller
 
 	// Look-ups batched across bindings: many per call at start-up.
@@ -206,11 +216,12 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 			eo.BaseEndpoint = aws.String(o.ELBv2Endpoint)
 		}
 	})
-	p.ec2 = ec2.NewFromConfig(cfg, func(eo *ec2.Options) {
+	ec2Client := ec2.NewFromConfig(cfg, func(eo *ec2.Options) {
 		if o.EC2Endpoint != "" {
 			eo.BaseEndpoint = aws.String(o.EC2Endpoint)
 		}
 	})
+	p.ec2 = ec2Calls{DescribeVpcs: ec2Client.DescribeVpcs, DescribeSubnets: ec2Client.DescribeSubnets}
 	return p, nil
 }
 
@@ -1067,25 +1078,39 @@ func (p *Provider) vpcCIDRs(ctx context.Context, vpc string) ([]netip.Prefix, er
 
 // vpcSubnets reads the IPv4 CIDRs of every subnet of the VPC.
 func (p *Provider) vpcSubnets(ctx context.Context, vpc string) ([]netip.Prefix, error) {
+	found, err := p.describeSubnets(ctx, ec2types.Filter{Name: aws.String("vpc-id"), Values: []string{vpc}})
 	var subnets []netip.Prefix
+	for _, sn := range found {
+		if pfx, err := netip.ParsePrefix(aws.ToString(sn.CidrBlock)); err == nil {
+			subnets = append(subnets, pfx)
+		}
+	}
+	return subnets, err
+}
+
+// describeSubnets reads every subnet matching filters, page by page in
+// one limiter slot. The pages are followed by hand: the SDK's paginator
+// takes the client as an interface, which makes the linker keep every
+// one of EC2's hundreds of operations (about 19 MB of code, resident in
+// every controller).
+func (p *Provider) describeSubnets(ctx context.Context, filters ...ec2types.Filter) ([]ec2types.Subnet, error) {
+	var found []ec2types.Subnet
 	err := p.calls.Call(ctx, "DescribeSubnets", func(ctx context.Context) error {
-		subnets = subnets[:0]
-		pages := ec2.NewDescribeSubnetsPaginator(p.ec2, &ec2.DescribeSubnetsInput{
-			Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpc}}}})
-		for pages.HasMorePages() {
-			out, err := pages.NextPage(ctx)
+		found = found[:0]
+		in := &ec2.DescribeSubnetsInput{Filters: filters}
+		for {
+			out, err := p.ec2.DescribeSubnets(ctx, in)
 			if err != nil {
 				return err
 			}
-			for _, sn := range out.Subnets {
-				if pfx, err := netip.ParsePrefix(aws.ToString(sn.CidrBlock)); err == nil {
-					subnets = append(subnets, pfx)
-				}
+			found = append(found, out.Subnets...)
+			if aws.ToString(out.NextToken) == "" {
+				return nil
 			}
+			in.NextToken = out.NextToken
 		}
-		return nil
 	})
-	return subnets, err
+	return found, err
 }
 
 // Release implements providers.Provider.

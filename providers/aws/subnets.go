@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
@@ -37,22 +36,9 @@ func (p *Provider) discoverSubnets(ctx context.Context, scheme types.LoadBalance
 	if p.opts.VPCID == "" {
 		return nil, providers.Errorf(providers.Invalid, "subnets", "list the load balancer's subnets: without the cluster's VPC (--aws-vpc-id) podlb cannot discover subnets tagged %s", role)
 	}
-	var found []ec2types.Subnet
-	err := p.calls.Call(ctx, "DescribeSubnets", func(ctx context.Context) error {
-		found = found[:0]
-		pages := ec2.NewDescribeSubnetsPaginator(p.ec2, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{
-			{Name: aws.String("vpc-id"), Values: []string{p.opts.VPCID}},
-			{Name: aws.String("tag:" + role), Values: []string{"1", ""}},
-		}})
-		for pages.HasMorePages() {
-			out, err := pages.NextPage(ctx)
-			if err != nil {
-				return err
-			}
-			found = append(found, out.Subnets...)
-		}
-		return nil
-	})
+	found, err := p.describeSubnets(ctx,
+		ec2types.Filter{Name: aws.String("vpc-id"), Values: []string{p.opts.VPCID}},
+		ec2types.Filter{Name: aws.String("tag:" + role), Values: []string{"1", ""}})
 	if err != nil {
 		return nil, err
 	}
