@@ -90,8 +90,8 @@ func DefaultLimits() map[string]providers.Limit {
 		// a scale-up. Tools sharing the account then see throttling,
 		// which podlb backs off from quietly; lower it with
 		// --aws-rate-limits to leave them room.
-		"RegisterTargets":               {QPS: 4, Burst: 20},
-		"DescribeTargetHealth":          {QPS: 5, Burst: 20},
+		"RegisterTargets":      {QPS: 4, Burst: 20},
+		"DescribeTargetHealth": {QPS: 5, Burst: 20},
 		// Group and tag look-ups carry 20 groups a call and are renewed
 		// twenty at a time, so they are few in steady state (about ten
 		// a minute at 1,000 groups); at start-up a thousand groups take
