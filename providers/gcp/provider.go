@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -68,6 +69,7 @@ type Provider struct {
 	services   *providers.Batcher[serviceRef, *computepb.BackendService]
 
 	mu       sync.Mutex
+	renewing sync.Mutex
 	bindings map[providers.BindingKey]*bindingState
 	negs     map[string]*negState // by NEG resource path
 	// balancerScopes are where EnsureHTTP and EnsureL4 put each load
@@ -93,6 +95,13 @@ type bindingState struct {
 	cleanupFailed string
 	group         *providers.Group
 	fetched       time.Time
+	// expires is when the group is resolved again, spread over a fifth
+	// of the TTL. bsFingerprint is the backend service's fingerprint it
+	// was resolved from ("" when there is none or the entry must be
+	// resolved in full), which renewDue compares; bs names it.
+	expires       time.Time
+	bsFingerprint string
+	bs            serviceRef
 }
 
 // groupState is Group.Provider: everything Observe and Apply need.
@@ -108,6 +117,56 @@ type groupState struct {
 	checked       bool
 	bsDisplay     string
 	notServingWhy string
+}
+
+// cacheTTL is a group's time in the cache, spread over a fifth of the TTL
+// so groups resolved together at start-up do not expire together.
+func (p *Provider) cacheTTL() time.Duration {
+	return p.opts.GroupCacheTTL + time.Duration(rand.Int64N(int64(p.opts.GroupCacheTTL/5)+1))
+}
+
+// renewDue renews, with one list of key's backend service scope, the
+// cache entries in that scope that are due (expired, or expiring within
+// the spread of the TTL): each binding would otherwise read its backend
+// service when its entry expires, a call per binding every TTL. An entry
+// is renewed only when its backend service's fingerprint, which changes
+// with every update of it, is the one it was resolved from; any other
+// entry stays expired and its binding resolves its group in full. Only
+// one renewal runs at a time; those that wait find their entry renewed
+// or due.
+func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
+	p.renewing.Lock()
+	defer p.renewing.Unlock()
+	now := time.Now()
+	soon := now.Add(p.opts.GroupCacheTTL / 5)
+	p.mu.Lock()
+	st := p.bindings[key]
+	if st == nil || now.Before(st.expires) {
+		p.mu.Unlock()
+		return // renewed by the renewal this one waited for
+	}
+	scope := st.bs
+	p.mu.Unlock()
+	current := map[string]string{}
+	err := p.listBackendServices(ctx, scope.Project, scope.Region, func(bs *computepb.BackendService) {
+		current[bs.GetName()] = bs.GetFingerprint()
+	})
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, st := range p.bindings {
+		if st.group == nil || st.bsFingerprint == "" || !st.expires.Before(soon) ||
+			st.bs.Project != scope.Project || st.bs.Region != scope.Region {
+			continue
+		}
+		if current[st.bs.Name] == st.bsFingerprint {
+			st.expires = time.Now().Add(p.cacheTTL())
+		} else {
+			st.bsFingerprint = "" // changed or gone: resolve in full
+		}
+	}
 }
 
 // negState is podlb's knowledge of one NEG's endpoints, and the lock that
@@ -245,7 +304,12 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		p.bindings[b.Key] = st
 	}
 	cached := st.group != nil && st.spec == summary && st.zones == zones
-	if cached && st.group.Serving && time.Since(st.fetched) < p.opts.GroupCacheTTL {
+	if cached && st.group.Serving && st.bsFingerprint != "" && !time.Now().Before(st.expires) {
+		p.mu.Unlock()
+		p.renewDue(ctx, b.Key)
+		p.mu.Lock()
+	}
+	if cached && st.group.Serving && time.Now().Before(st.expires) {
 		g := *st.group
 		p.mu.Unlock()
 		g.Created = false
@@ -310,7 +374,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		Provider:   gs,
 		Status:     map[string]string{"negs": name, "zones": strings.Join(gs.zones, ",")},
 	}
-	bsPath := ""
+	bsPath, bsFingerprint := "", ""
 	if ref != nil {
 		bsPath = ref.path(p.opts.Project)
 		gs.bsDisplay = displayPath(bsPath, p.opts.Project)
@@ -336,6 +400,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 			}
 		}
 		g.DrainSeconds = int64(bs.GetConnectionDraining().GetDrainingTimeoutSec())
+		bsFingerprint = bs.GetFingerprint()
 	}
 	g.Ref = Ref(name, bsPath)
 	switch {
@@ -369,8 +434,17 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		g.Status["cleanup"] = cleanupFailed
 	}
 
+	if cleanupFailed != "" {
+		bsFingerprint = "" // the clean-up is retried by resolving in full
+	}
 	p.mu.Lock()
 	st.spec, st.zones, st.group, st.fetched = summary, zones, g, time.Now()
+	st.expires = st.fetched.Add(p.cacheTTL())
+	st.bsFingerprint = bsFingerprint
+	if ref != nil {
+		st.bs = *ref
+		st.bs.Project = p.project(*ref)
+	}
 	st.swept = name + "|" + zones
 	st.cleanupFailed = cleanupFailed
 	p.mu.Unlock()
@@ -460,6 +534,8 @@ func (p *Provider) alignBackends(ctx context.Context, ref serviceRef, bs *comput
 		if err == nil {
 			next := proto.CloneOf(bs)
 			next.Backends = backends
+			// The write gave the service a fingerprint not known here.
+			next.Fingerprint = nil
 			return next, nil
 		}
 		if !isCode(err, 412) || attempt == attempts {

@@ -1,0 +1,79 @@
+package gcp
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/podlb/podlb/providers"
+)
+
+// Expired groups are renewed with one list of backend services, not a
+// read each, and a group whose backend service changed meanwhile is
+// resolved in full: its new draining timeout is seen.
+func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
+	const n = 12
+	e := newEnv(t)
+	const ttl = 2 * time.Second
+	p, err := New(e.ctx, Options{Cluster: cluster, Project: project, Endpoint: e.srv.URL(),
+		Limits: providers.Unthrottled(DefaultLimits()), GroupCacheTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	e.p = p
+	bindings := make([]*providers.Binding, n)
+	for i := range bindings {
+		name := fmt.Sprintf("web-%02d", i)
+		e.backendService(name, "TCP", 30)
+		b := binding(`{"backendService":"`+name+`"}`, zones3[:1]...)
+		b.Key.Service = name
+		bindings[i] = b
+		if g := e.ensure(b); !g.Serving {
+			t.Fatalf("%s: not serving: %s", name, g.NotServingWhy)
+		}
+	}
+
+	// Adding the NEGs as backends changed every backend service, so the
+	// first expiry reads each again; from then on they are renewed.
+	time.Sleep(ttl + ttl/5 + 200*time.Millisecond)
+	for _, b := range bindings {
+		e.ensure(b)
+	}
+
+	// While cached, one backend service changes its draining timeout.
+	changed := bindings[5]
+	bs := e.getBS(changed.Key.Service)
+	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: changed.Key.Service,
+		BackendServiceResource: &computepb.BackendService{Fingerprint: bs.Fingerprint,
+			ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(60)}}}))
+
+	time.Sleep(ttl + ttl/5 + 200*time.Millisecond) // every entry has expired
+	before := e.srv.Stats()
+	for _, b := range bindings {
+		g := e.ensure(b)
+		want := int64(30)
+		if b == changed {
+			want = 60
+		}
+		if g.DrainSeconds != want || !strings.Contains(g.Ref, b.Key.Service) {
+			t.Errorf("%s: group %s drains %d s, want %d", b.Key.Service, g.Ref, g.DrainSeconds, want)
+		}
+	}
+	after := e.srv.Stats()
+	calls := map[string]int64{}
+	for m, s := range after.Methods {
+		if d := s.Calls - before.Methods[m].Calls; d > 0 {
+			calls[m] = d
+		}
+	}
+	// One list renews the eleven unchanged groups; the changed one is
+	// read again in full.
+	if calls[opBSList] != 1 || calls[opBSGet] != 1 || len(calls) != 2 {
+		t.Errorf("calls for %d expired groups: %v; want one %s and one %s", n, calls, opBSList, opBSGet)
+	}
+}
