@@ -30,8 +30,8 @@ func tagOwner(tags map[string]string) (cluster string, key providers.BindingKey,
 // created for another Service port (or another cluster): registering into
 // it would make two bindings fight over one group, and its owner deletes
 // it when that Service goes. The error names the owner.
-func (p *Provider) refuseOwnedByAnother(ctx context.Context, tg *types.TargetGroup, field string, key providers.BindingKey) error {
-	tags, err := p.tags(ctx, aws.ToString(tg.TargetGroupArn))
+func (p *Provider) refuseOwnedByAnother(readTags func() (map[string]string, error), tg *types.TargetGroup, field string, key providers.BindingKey) error {
+	tags, err := readTags()
 	if err != nil {
 		return providers.WithField(field, err)
 	}

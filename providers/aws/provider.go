@@ -273,6 +273,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		err     error
 		created bool
 		field   string
+		tags    func() (map[string]string, error)
 	)
 	switch {
 	case spec.Balancer != nil:
@@ -280,6 +281,9 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		tg, err = p.balancerGroup(ctx, spec.Balancer)
 	case spec.ARN != "":
 		field = "arn"
+		// The tags are read beside the description, not after it: a
+		// binding holds a worker while it waits for both.
+		tags = p.tagsAsync(ctx, spec.ARN)
 		tg, err = p.describeGroup(ctx, &elbv2.DescribeTargetGroupsInput{TargetGroupArns: []string{spec.ARN}}, field)
 	case spec.Name != "":
 		field = "name"
@@ -289,7 +293,10 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		tg, created, err = p.ensureOwned(ctx, b, spec.Create)
 	}
 	if err == nil && spec.Create == nil && spec.Balancer == nil {
-		err = p.refuseOwnedByAnother(ctx, tg, field, b.Key)
+		if tags == nil {
+			tags = p.tagsAsync(ctx, aws.ToString(tg.TargetGroupArn))
+		}
+		err = p.refuseOwnedByAnother(tags, tg, field, b.Key)
 	}
 	if err != nil {
 		return nil, err
@@ -792,6 +799,24 @@ func (p *Provider) setDrain(ctx context.Context, arn string, seconds int32, fiel
 		p.mu.Unlock()
 	}
 	return providers.WithField(field+".deregistrationDelaySeconds", err)
+}
+
+// tagsAsync starts reading arn's tags and returns the function that waits
+// for them.
+func (p *Provider) tagsAsync(ctx context.Context, arn string) func() (map[string]string, error) {
+	type result struct {
+		tags map[string]string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		tags, err := p.tags(ctx, arn)
+		ch <- result{tags, err}
+	}()
+	return func() (map[string]string, error) {
+		r := <-ch
+		return r.tags, r.err
+	}
 }
 
 func (p *Provider) tags(ctx context.Context, arn string) (map[string]string, error) {

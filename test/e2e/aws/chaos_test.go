@@ -53,8 +53,10 @@ func chaosScenario(t *testing.T, app string, replicas int32) *e2eutil.ChaosScena
 			},
 			ControllerArgs: []string{"--providers=aws", "--aws-region=" + emuclient.AWSRegion, "--aws-vpc-id=" + elbv2sim.DefaultVPCID,
 				"--aws-endpoint-elbv2=" + sim.URL(), "--aws-endpoint-ec2=" + sim.URL()},
-			// Nothing may leave loopback: no instance metadata look-ups.
-			ControllerEnv: []string{"AWS_ACCESS_KEY_ID=AKIDPODLBTEST", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true"},
+			// The process signs with the key held to the shipped IAM
+			// policy, as the suite's controller does. Nothing may leave
+			// loopback: no instance metadata look-ups.
+			ControllerEnv: []string{"AWS_ACCESS_KEY_ID=" + e2eutil.PodlbAWSKey, "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true"},
 		},
 	}
 }
