@@ -49,6 +49,8 @@ type Ledger struct {
 	loading sync.Mutex
 	mu      sync.Mutex
 	entries map[providers.BindingKey]*LedgerEntry
+	// byService indexes entries by Service, for Bindings.
+	byService map[types.NamespacedName]map[providers.BindingKey]bool
 	// loaded is true once every stored entry has been read: a binding
 	// missing from entries then has none.
 	loaded bool
@@ -195,8 +197,30 @@ func (l *Ledger) keep(k providers.BindingKey, e *LedgerEntry) *LedgerEntry {
 	if cur, ok := l.entries[k]; ok {
 		return cur.clone()
 	}
-	l.entries[k] = e
+	l.set(k, e)
 	return e.clone()
+}
+
+// set and remove change entries and their index; l.mu is held.
+func (l *Ledger) set(k providers.BindingKey, e *LedgerEntry) {
+	l.entries[k] = e
+	svc := types.NamespacedName{Namespace: k.Namespace, Name: k.Service}
+	if l.byService == nil {
+		l.byService = map[types.NamespacedName]map[providers.BindingKey]bool{}
+	}
+	if l.byService[svc] == nil {
+		l.byService[svc] = map[providers.BindingKey]bool{}
+	}
+	l.byService[svc][k] = true
+}
+
+func (l *Ledger) remove(k providers.BindingKey) {
+	delete(l.entries, k)
+	svc := types.NamespacedName{Namespace: k.Namespace, Name: k.Service}
+	delete(l.byService[svc], k)
+	if len(l.byService[svc]) == 0 {
+		delete(l.byService, svc)
+	}
 }
 
 // load reads every stored entry once, in pages.
@@ -291,7 +315,7 @@ func (l *Ledger) Put(ctx context.Context, k providers.BindingKey, e *LedgerEntry
 	stored := e.clone()
 	stored.version = cm.ResourceVersion
 	l.mu.Lock()
-	l.entries[k] = stored
+	l.set(k, stored)
 	l.mu.Unlock()
 	return nil
 }
@@ -308,13 +332,13 @@ func (l *Ledger) Delete(ctx context.Context, k providers.BindingKey) error {
 
 func (l *Ledger) forget(k providers.BindingKey) {
 	l.mu.Lock()
-	delete(l.entries, k)
+	l.remove(k)
 	l.mu.Unlock()
 }
 
 func (l *Ledger) forgetRaced(k providers.BindingKey) {
 	l.mu.Lock()
-	delete(l.entries, k)
+	l.remove(k)
 	l.raced = true
 	l.mu.Unlock()
 }
@@ -333,8 +357,8 @@ func (l *Ledger) storedBindings(ctx context.Context, namespace, service string) 
 		return nil, false
 	}
 	var keys []providers.BindingKey
-	for k, e := range l.entries {
-		if e.version != "" && k.Namespace == namespace && k.Service == service {
+	for k := range l.byService[types.NamespacedName{Namespace: namespace, Name: service}] {
+		if l.entries[k].version != "" {
 			keys = append(keys, k)
 		}
 	}
