@@ -540,6 +540,20 @@ func (r *Registry) SetStatus(k providers.BindingKey, s *BindingStatus) {
 	}
 }
 
+// Unreported counts the bindings that have no status yet: not reconciled
+// once since they were registered.
+func (r *Registry) Unreported() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for k := range r.bindings {
+		if r.status[k] == nil {
+			n++
+		}
+	}
+	return n
+}
+
 // Status returns a copy of a binding's status, nil before the first one.
 func (r *Registry) Status(k providers.BindingKey) *BindingStatus {
 	r.mu.RLock()

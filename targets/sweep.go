@@ -34,15 +34,49 @@ type Sweeper struct {
 	Registry  *Registry
 	Providers []providers.Provider
 	Cluster   string
-	// Interval is the time between sweeps; the first runs at start.
+	// Interval is the time between sweeps; the first runs once the start
+	// has settled (see settle).
 	Interval time.Duration
+	// FirstAfter and FirstBy bound when the first sweep runs: not before
+	// FirstAfter (the Service pass registers the bindings meanwhile), and
+	// once every registered binding has reported, or at FirstBy. Zero
+	// means 5 s and 2 minutes.
+	FirstAfter, FirstBy time.Duration
+}
+
+// settle waits for the first sweep's moment. A sweep reads every group of
+// the account and its tags from the same describe budget as the bindings'
+// look-ups: at a thousand Services, sweeping at once halved the pace of a
+// start, and nothing it finds is urgent.
+func (s *Sweeper) settle(ctx context.Context) {
+	after, by := s.FirstAfter, s.FirstBy
+	if after <= 0 {
+		after = 5 * time.Second
+	}
+	if by <= 0 {
+		by = 2 * time.Minute
+	}
+	deadline := time.Now().Add(by)
+	wait := after
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if s.Registry == nil || s.Registry.Unreported() == 0 || !time.Now().Before(deadline) {
+			return
+		}
+		wait = time.Second
+	}
 }
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable: only the
 // leader writes to the cloud.
 func (s *Sweeper) NeedLeaderElection() bool { return true }
 
-// Start implements manager.Runnable: sweep now, then every Interval.
+// Start implements manager.Runnable: sweep once the start has settled,
+// then every Interval.
 func (s *Sweeper) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("sweep")
 	ctx = log.IntoContext(ctx, logger)
@@ -54,6 +88,7 @@ func (s *Sweeper) Start(ctx context.Context) error {
 		// Present from the start, so the first leak is an increase too.
 		sweptGroups.WithLabelValues(p.Name())
 	}
+	s.settle(ctx)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"context"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -129,5 +130,43 @@ func TestFindOrphansLeavesBalancerBindingsToTheirBalancer(t *testing.T) {
 	owned := []providers.OwnedGroup{{Key: via, Ref: "neg-alb-web|"}}
 	if got := FindOrphans(WantsOf([]corev1.Service{named("web", nil)}, "c1", []providers.Provider{aws}), records, owned, map[string]bool{"aws": true}); len(got) != 0 {
 		t.Errorf("would release %+v", got)
+	}
+}
+
+// The first sweep waits until every registered binding has reported once,
+// so its reads of every group do not slow the start's look-ups, and no
+// longer than its bound.
+func TestFirstSweepWaitsForTheStartToSettle(t *testing.T) {
+	r := NewRegistry()
+	r.SetService(&ServiceEntry{Name: webName, Selector: webSelector}, []*providers.Binding{binding(awsKey("web", 80), "own"), binding(awsKey("web", 443), "own")})
+	s := &Sweeper{Registry: r, FirstAfter: 10 * time.Millisecond, FirstBy: time.Minute}
+	settled := make(chan struct{})
+	go func() {
+		s.settle(context.Background())
+		close(settled)
+	}()
+	report := func(k providers.BindingKey) {
+		r.SetStatus(k, &BindingStatus{Group: "own"})
+	}
+	report(awsKey("web", 80))
+	select {
+	case <-settled:
+		t.Fatal("the first sweep ran while a binding had not reported")
+	case <-time.After(1500 * time.Millisecond):
+	}
+	report(awsKey("web", 443))
+	select {
+	case <-settled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first sweep still waits after every binding reported")
+	}
+
+	// A binding that never reports holds the first sweep only until FirstBy.
+	r.SetService(&ServiceEntry{Name: webName, Selector: webSelector}, []*providers.Binding{binding(awsKey("web", 8080), "own")})
+	s = &Sweeper{Registry: r, FirstAfter: 10 * time.Millisecond, FirstBy: 50 * time.Millisecond}
+	began := time.Now()
+	s.settle(context.Background())
+	if waited := time.Since(began); waited > 5*time.Second {
+		t.Fatalf("waited %v for a binding that never reports, want about FirstBy", waited)
 	}
 }

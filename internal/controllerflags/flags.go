@@ -52,7 +52,7 @@ func New(getenv func(string) string) (*flag.FlagSet, *Values) {
 	fs.DurationVar(&v.Coalesce, "coalesce-window", 200*time.Millisecond, "after a binding's write, how long further changes gather before its next write (a lone change goes out at once)")
 	fs.DurationVar(&v.MaxBackoff, "max-backoff", 2*time.Minute, "longest retry delay of a failing binding")
 	fs.BoolVar(&v.GateIgnoresUnservedClouds, "gate-ignores-unserved-clouds", false, "let pods through that a Service binds only on clouds this controller does not serve (another controller serves them); by default their gate stays False with reason CloudNotServed")
-	fs.DurationVar(&v.SweepInterval, "sweep-interval", 10*time.Minute, "how often groups and ledger entries no Service asks for any more are looked for and released (also at start)")
+	fs.DurationVar(&v.SweepInterval, "sweep-interval", 10*time.Minute, "how often groups and ledger entries no Service asks for any more are looked for and released (the first time once the start has settled)")
 
 	fs.StringVar(&v.AWSRegion, "aws-region", getenv("AWS_REGION"), "AWS region; $AWS_REGION sets the default")
 	fs.StringVar(&v.AWSVPC, "aws-vpc-id", "", "the cluster's VPC: target groups elsewhere are rejected; needed to create groups")

@@ -83,10 +83,9 @@ func startController(logDir string, args, env []string) (*controllerProcess, err
 	}
 }
 
-// saveProfile writes one of the controller's runtime profiles (it runs
-// with --profiling), e.g. "heap?gc=1" or "profile?seconds=60", to path
-// and returns pprof's top entries by sampleIndex.
-func (p *controllerProcess) saveProfile(ctx context.Context, query, sampleIndex, path string) (string, error) {
+// saveRaw writes what the controller's pprof endpoint answers to query
+// to path, as it comes.
+func (p *controllerProcess) saveRaw(ctx context.Context, query, path string) (string, error) {
 	url := strings.TrimSuffix(p.metricsURL, "/metrics") + "/debug/pprof/" + query
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -105,7 +104,14 @@ func (p *controllerProcess) saveProfile(ctx context.Context, query, sampleIndex,
 		f.Close()
 		return "", err
 	}
-	if err := f.Close(); err != nil {
+	return path, f.Close()
+}
+
+// saveProfile writes one of the controller's runtime profiles (it runs
+// with --profiling), e.g. "heap?gc=1" or "profile?seconds=60", to path
+// and returns pprof's top entries by sampleIndex.
+func (p *controllerProcess) saveProfile(ctx context.Context, query, sampleIndex, path string) (string, error) {
+	if _, err := p.saveRaw(ctx, query, path); err != nil {
 		return "", err
 	}
 	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", "-sample_index="+sampleIndex, path).CombinedOutput()

@@ -154,6 +154,14 @@ func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int
 	if _, err := e.kube.Client.AppsV1().Deployments(benchNamespace).Patch(ctx, svc, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		return err
 	}
+	// What the start's goroutines wait on, a third of the way into it.
+	stacks := filepath.Join(logDir, "goroutines-at-start.txt")
+	go func() {
+		time.Sleep(10 * time.Second)
+		if _, err := ctrl.saveRaw(ctx, "goroutine?debug=1", stacks); err != nil {
+			logf("%s: goroutine dump: %v", cloudName, err)
+		}
+	}()
 	resolved, atResolved, err := e.waitObserved(ctx, 30*time.Minute, *flagSteadyPods+1)
 	took := time.Since(began)
 	peak := startPeak()
@@ -167,6 +175,7 @@ func restartSteady(ctx context.Context, e *env, sec, cloudName string, per []int
 	}
 	results.set(sec, cloudName, "restart, production limits: every binding resolved / every target seen healthy", "%s / %s for %d Services", round(resolved.Sub(began)), round(took), len(e.services))
 	results.set(sec, cloudName, "restart: until every binding resolved", "%s", startupBreakdown(atResolved))
+	results.set(sec, cloudName, "restart: goroutines 10 s into the start", "%s", stacks)
 	results.set(sec, cloudName, "restart: peak RSS until then", "%s", mib(peak))
 	if rss, err := rssBytes(pid); err == nil {
 		results.set(sec, cloudName, "restart: RSS once resolved", "%s", mib(rss))
@@ -250,6 +259,13 @@ func startupBreakdown(m metricSet) string {
 		want := map[string]string{"controller": c}
 		parts = append(parts, fmt.Sprintf("%s %d reconciles (%.1fs)", c,
 			int(m.sum("controller_runtime_reconcile_total", want)), m.sum("controller_runtime_reconcile_time_seconds_sum", want)))
+	}
+	verbs := map[string]bool{}
+	for _, s := range m["rest_client_requests_total"] {
+		verbs[s.labels["method"]] = true
+	}
+	for _, v := range slices.Sorted(maps.Keys(verbs)) {
+		parts = append(parts, fmt.Sprintf("Kubernetes %s %d", v, int(m.sum("rest_client_requests_total", map[string]string{"method": v}))))
 	}
 	ops := map[string]bool{}
 	for _, s := range m["podlb_cloud_api_calls_total"] {
