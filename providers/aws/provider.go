@@ -93,7 +93,7 @@ func DefaultLimits() map[string]providers.Limit {
 		"RegisterTargets":      {QPS: 4, Burst: 20},
 		"DescribeTargetHealth": {QPS: 5, Burst: 20},
 		// Group and tag look-ups carry 20 groups a call and are renewed
-		// twenty at a time, so they are few in steady state (about ten
+		// twenty at a time, so they are few in steady state (about 15
 		// a minute at 1,000 groups); at start-up a thousand groups take
 		// 50 of each, which 3/s after a burst of 20 gets through in about
 		// ten seconds. With health reads that stays near the account's
@@ -260,7 +260,9 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 			if d := p.drain(c.group.Ref); d != 0 {
 				g := *c.group
 				g.DrainSeconds = d
-				c = &cachedGroup{spec: c.spec, group: &g, expires: c.expires, kind: c.kind, seen: c.seen}
+				withDrain := *c
+				withDrain.group = &g
+				c = &withDrain
 				p.mu.Lock()
 				p.groups[b.Key] = c
 				p.mu.Unlock()
