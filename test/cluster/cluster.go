@@ -88,7 +88,7 @@ type Cluster struct {
 	// How to start etcd and kube-apiserver again (Restart).
 	restartable map[string]component
 	stopOnce    sync.Once
-	logf      func(string, ...any)
+	logf        func(string, ...any)
 }
 
 // Node is a simulated node as the cloud would know it.
@@ -229,12 +229,12 @@ func (c *Cluster) startEtcd(ctx context.Context, binDir, ip string) (string, err
 	peerURL := fmt.Sprintf("http://%s:%d", ip, peerPort)
 	err = c.run(ctx, "etcd", component{binary: filepath.Join(binDir, "etcd"), ready: clientURL + "/health", client: http.DefaultClient, timeout: 30 * time.Second, args: []string{
 		"--name=default",
-		"--data-dir="+filepath.Join(c.Dir, "etcd"),
-		"--listen-client-urls="+clientURL,
-		"--advertise-client-urls="+clientURL,
-		"--listen-peer-urls="+peerURL,
-		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=default="+peerURL,
+		"--data-dir=" + filepath.Join(c.Dir, "etcd"),
+		"--listen-client-urls=" + clientURL,
+		"--advertise-client-urls=" + clientURL,
+		"--listen-peer-urls=" + peerURL,
+		"--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=default=" + peerURL,
 		// Test data is disposable; fsync dominates etcd latency on small disks.
 		"--unsafe-no-fsync=true",
 		"--log-level=warn",
