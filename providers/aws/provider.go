@@ -1117,9 +1117,8 @@ func (p *Provider) vpcSubnets(ctx context.Context, vpc string) ([]netip.Prefix, 
 
 // describeSubnets reads every subnet matching filters, page by page in
 // one limiter slot. The pages are followed by hand: the SDK's paginator
-// takes the client as an interface, which makes the linker keep every
-// one of EC2's hundreds of operations (about 19 MB of code, resident in
-// every controller).
+// needs the client itself, which the provider does not hold (see
+// ec2Calls).
 func (p *Provider) describeSubnets(ctx context.Context, filters ...ec2types.Filter) ([]ec2types.Subnet, error) {
 	var found []ec2types.Subnet
 	err := p.calls.Call(ctx, "DescribeSubnets", func(ctx context.Context) error {
