@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,77 @@ func TestExpiredGroupsAreRenewedInBatchedCalls(t *testing.T) {
 	for _, op := range []string{"DescribeTargetGroups", "DescribeTags"} {
 		if got := after[op].Calls - before[op].Calls; got != 4 {
 			t.Errorf("%s: %d calls for %d expired groups, want 4 (2 renewals + 2 changed groups)", op, got, n)
+		}
+	}
+}
+
+// The VPC's networks, which a registration needs to choose each target's
+// AvailabilityZone, are read when a group in the VPC is resolved, once for
+// all its groups: a rollout starting in many groups at once neither waits
+// for them nor queues on DescribeVpcs' small budget.
+func TestGroupsOfOneVPCShareOneNetworkRead(t *testing.T) {
+	const n = 8
+	srv, err := elbv2sim.Start(elbv2sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	p, err := New(ctx, Options{
+		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
+		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(), Credentials: simCredentials,
+		Limits: DefaultLimits(), MaxAttempts: maxAttempts,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups []*providers.Group
+	for i := range n {
+		name := fmt.Sprintf("web-%02d", i)
+		arn, err := emuclient.TargetGroup(ctx, srv, name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := ParseSpec([]byte(`{"arn": "` + arn + `"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := p.Ensure(ctx, &providers.Binding{
+			Key:     providers.BindingKey{Namespace: "shop", Service: name, Provider: "aws", Port: 80},
+			Cluster: "test-cluster", Protocol: "TCP", TargetPort: 8080, Mode: providers.ReadyWhenHealthy, Spec: spec,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups = append(groups, g)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Stats()["DescribeSubnets"].Calls == 0 || srv.Stats()["DescribeVpcs"].Calls == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("resolving the groups did not read the VPC's networks")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	errs := make(chan error, n)
+	for i, g := range groups {
+		go func() {
+			errs <- p.Apply(ctx, g, providers.Plan{Register: []providers.Target{{IP: netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}), Port: 8080}}})
+		}()
+	}
+	for range groups {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	st := srv.Stats()
+	if st["RegisterTargets"].Calls != n {
+		t.Errorf("%d RegisterTargets calls, want %d", st["RegisterTargets"].Calls, n)
+	}
+	for _, op := range []string{"DescribeVpcs", "DescribeSubnets"} {
+		if got := st[op].Calls; got != 1 {
+			t.Errorf("%s: %d calls for %d groups of one VPC, want 1", op, got, n)
 		}
 	}
 }

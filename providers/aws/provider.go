@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -135,6 +136,8 @@ type Provider struct {
 	refreshing sync.Mutex
 	groups     map[providers.BindingKey]*cachedGroup
 	vpcs       map[string]*vpcNetworks
+	vpcFetches map[string]*vpcFetch
+	vpcTried   map[string]time.Time
 	// drains caches each group's deregistration delay, read off the
 	// binding's first pass (see drain).
 	drains   map[string]int64
@@ -196,6 +199,9 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		groups: map[providers.BindingKey]*cachedGroup{},
 		vpcs:   map[string]*vpcNetworks{},
 		drains: map[string]int64{},
+
+		vpcFetches: map[string]*vpcFetch{},
+		vpcTried:   map[string]time.Time{},
 	}
 	// ELBv2 throttles RegisterTargets and DeregisterTargets from one
 	// bucket per account; a rollout that only registers (a scale-up) can
@@ -313,6 +319,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		return nil, providers.Errorf(providers.Invalid, field, "target group %s uses protocol %s, which cannot serve Service port %d/%s", aws.ToString(tg.TargetGroupName), tg.Protocol, b.Key.Port, b.Protocol)
 	}
 	drain := p.drain(aws.ToString(tg.TargetGroupArn))
+	p.prefetchNetworks(aws.ToString(tg.VpcId))
 	arn := aws.ToString(tg.TargetGroupArn)
 	g := &providers.Group{
 		Ref:          arn,
@@ -1039,15 +1046,14 @@ type vpcNetworks struct {
 // inside the VPC but in none of them makes podlb read them again.
 const subnetRefreshAfter = time.Minute
 
-// networks reads the VPC's CIDRs and subnets once and keeps them: they
+// networks returns the VPC's CIDRs and subnets, read once and kept: they
 // change rarely. When one of ts is inside the VPC but in no known subnet
 // (a subnet added since), the subnets are read again, at most once a
 // minute; a stale answer only costs a refused registration, which is
-// retried.
+// retried. Concurrent callers share one read (see fetchNetworks).
 func (p *Provider) networks(ctx context.Context, vpc string, ts []providers.Target) (*vpcNetworks, error) {
 	p.mu.Lock()
 	n := p.vpcs[vpc]
-	p.mu.Unlock()
 	if n != nil && time.Since(n.fetched) >= subnetRefreshAfter {
 		for _, t := range ts {
 			if inAny(t.IP, n.cidrs) && !inAny(t.IP, n.subnets) {
@@ -1057,21 +1063,70 @@ func (p *Provider) networks(ctx context.Context, vpc string, ts []providers.Targ
 		}
 	}
 	if n != nil {
+		p.mu.Unlock()
 		return n, nil
 	}
-	cidrs, err := p.vpcCIDRs(ctx, vpc)
-	if err != nil {
-		return nil, err
-	}
-	subnets, err := p.vpcSubnets(ctx, vpc)
-	if err != nil {
-		return nil, err
-	}
-	n = &vpcNetworks{cidrs: cidrs, subnets: subnets, fetched: time.Now()}
-	p.mu.Lock()
-	p.vpcs[vpc] = n
+	f := p.fetchNetworksLocked(vpc)
 	p.mu.Unlock()
-	return n, nil
+	select {
+	case <-f.done:
+		return f.nets, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// prefetchNetworks starts reading the VPC's networks when a group in it is
+// resolved, so that its first registration does not wait for two EC2
+// reads. A failed read is not retried here for a minute: the registration
+// that needs the networks reads them itself and reports the failure.
+func (p *Provider) prefetchNetworks(vpc string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if vpc == "" || p.vpcs[vpc] != nil || time.Since(p.vpcTried[vpc]) < subnetRefreshAfter {
+		return
+	}
+	p.fetchNetworksLocked(vpc)
+}
+
+// vpcFetch is one read of a VPC's networks, shared by whoever needs them
+// meanwhile: at a rollout's start every group in the VPC registers at
+// once, and DescribeVpcs' small budget would otherwise queue them.
+type vpcFetch struct {
+	done chan struct{}
+	nets *vpcNetworks
+	err  error
+}
+
+// fetchNetworksLocked joins the VPC's read in flight or starts one; the
+// read has its own deadline, so a caller giving up does not fail the
+// others. Callers hold p.mu.
+func (p *Provider) fetchNetworksLocked(vpc string) *vpcFetch {
+	if f := p.vpcFetches[vpc]; f != nil {
+		return f
+	}
+	f := &vpcFetch{done: make(chan struct{})}
+	p.vpcFetches[vpc] = f
+	p.vpcTried[vpc] = time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var cidrs, subnets []netip.Prefix
+		var cidrErr, subnetErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { cidrs, cidrErr = p.vpcCIDRs(ctx, vpc) })
+		subnets, subnetErr = p.vpcSubnets(ctx, vpc)
+		wg.Wait()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if f.err = cmp.Or(cidrErr, subnetErr); f.err == nil {
+			f.nets = &vpcNetworks{cidrs: cidrs, subnets: subnets, fetched: time.Now()}
+			p.vpcs[vpc] = f.nets
+		}
+		delete(p.vpcFetches, vpc)
+		close(f.done)
+	}()
+	return f
 }
 
 // vpcCIDRs reads the VPC's associated CIDR blocks.
