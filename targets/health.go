@@ -186,6 +186,12 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 			early = false
 		}
 		if est, ok := r.healthyAfter(ps.key.Provider); ok && registered {
+			if t.State == providers.Pending && now.Before(reg.at.Add(verdictSpan*est)) {
+				// Around the time this cloud has been seen to judge,
+				// read often enough that the read adds a small fraction
+				// of the cloud's own time.
+				at = obs.at.Add(verdictPoll(est, r.Timing.Poll))
+			}
 			// Not before this cloud has been seen to judge a target.
 			at = later(at, reg.at.Add(est))
 		}
@@ -218,6 +224,20 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		due = obs.at.Add(r.Timing.Resync + time.Duration(rand.Int64N(int64(r.Timing.Resync/10)+1)))
 	}
 	r.ScheduleRead(ps.key, max(due.Sub(now), 0), priority)
+}
+
+// verdictSpan is how many times the earliest expected verdict (see
+// healthyAfter) a registration is read at verdictPoll's pace; later it
+// goes back to the poll interval.
+const verdictSpan = 3
+
+// verdictPoll is the read interval around a registration's expected
+// verdict: a sixteenth of the time the cloud takes, at least 100 ms, at
+// most the poll interval. A cloud that takes a minute is read at the poll
+// interval as before; one that judges in two seconds is read every
+// 125 ms, so the read adds a few percent to its time, not half of it.
+func verdictPoll(healthyAfter, poll time.Duration) time.Duration {
+	return min(max(healthyAfter/16, 100*time.Millisecond), poll)
 }
 
 // healthyTimes keeps how long recent registrations took to be seen

@@ -184,6 +184,31 @@ func TestScheduleReadLearnsTheCloudsPace(t *testing.T) {
 	if s := (*got)[0]; s.after != 4*time.Second {
 		t.Errorf("read of a fresh registration due after %v, want 4s", s.after)
 	}
+
+	// Past the earliest verdict, the registration is read every
+	// sixteenth of the estimate (250 ms here), not every poll interval;
+	// from three estimates on, at the poll interval again.
+	for _, c := range []struct {
+		registered, lastRead, want time.Duration
+	}{
+		{registered: 4 * time.Second, lastRead: 0, want: 250 * time.Millisecond},
+		{registered: 5 * time.Second, lastRead: 100 * time.Millisecond, want: 150 * time.Millisecond},
+		{registered: 11 * time.Second, lastRead: 0, want: 250 * time.Millisecond},
+		{registered: 12 * time.Second, lastRead: 0, want: time.Second},
+	} {
+		*got = nil
+		r.books[ps.key].at[b.Key()] = registration{uid: "b", at: now.Add(-c.registered), target: b.Target}
+		r.scheduleRead(ps, h, observation{ref: "g", at: now.Add(-c.lastRead)}, 0)
+		if s := (*got)[0]; s.after != c.want {
+			t.Errorf("registered %v ago, read %v ago: next read after %v, want %v", c.registered, c.lastRead, s.after, c.want)
+		}
+	}
+	if p := verdictPoll(30*time.Second, time.Second); p != time.Second {
+		t.Errorf("a cloud judging in 30 s is read every %v, want the poll interval", p)
+	}
+	if p := verdictPoll(time.Second, time.Second); p != 100*time.Millisecond {
+		t.Errorf("a cloud judging in 1 s is read every %v, want the 100 ms floor", p)
+	}
 }
 
 // After a start every group's targets are known only from the ledger, not
