@@ -182,7 +182,17 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		}
 		reg, registered := book[d.Key()]
 		registered = registered && reg.uid == d.UID
-		if !registered || !now.Before(reg.at.Add(ps.group.JudgeDelay)) {
+		// When the cloud can first have judged the pod: by the group's
+		// settings, or sooner where this cloud was seen to judge faster.
+		var judgeable time.Time
+		if registered {
+			judge := ps.group.JudgeDelay
+			if fastest, ok := r.fastestHealthy(ps.key.Provider); ok {
+				judge = min(judge, fastest)
+			}
+			judgeable = reg.at.Add(judge)
+		}
+		if !registered || !now.Before(judgeable) {
 			early = false
 		}
 		if est, ok := r.healthyAfter(ps.key.Provider); ok && registered {
@@ -201,11 +211,19 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		// A pod's wait counts from its containers turning ready, or from
 		// the group's last read when that came later: a group just read
 		// goes behind groups whose pods waited unread, so a group that
-		// stays pending for long cannot take the whole budget.
+		// stays pending for long cannot take the whole budget. A
+		// registered pod waits from when the cloud can have judged it: a
+		// read before then could not see it healthy and does not send it
+		// to the back of the line, and under a saturated budget reads go
+		// to the pods the cloud has judged longest ago.
 		waited := now
 		if p := ps.pods[d.UID]; p != nil {
 			if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue {
-				waited = later(c.LastTransitionTime.Time, obs.at)
+				waited = c.LastTransitionTime.Time
+				if registered {
+					waited = later(waited, judgeable)
+				}
+				waited = later(waited, obs.at)
 			}
 		}
 		if since.IsZero() || waited.Before(since) {
@@ -288,17 +306,20 @@ func (r *BindingReconciler) learnHealthyAfter(key providers.BindingKey, k provid
 // targets the cloud cannot have judged; the fifth off keeps looking for
 // a faster cloud.
 func (r *BindingReconciler) healthyAfter(provider string) (time.Duration, bool) {
+	fastest, ok := r.fastestHealthy(provider)
+	return fastest * 4 / 5, ok
+}
+
+// fastestHealthy is the shortest of the cloud's recent registrations,
+// from the registration to the read that saw the target healthy.
+func (r *BindingReconciler) fastestHealthy(provider string) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := r.learned[provider]
 	if h == nil || h.n == 0 {
 		return 0, false
 	}
-	fastest := h.samples[0]
-	for _, d := range h.samples[1:h.n] {
-		fastest = min(fastest, d)
-	}
-	return fastest * 4 / 5, true
+	return slices.Min(h.samples[:h.n]), true
 }
 
 func later(a, b time.Time) time.Time {

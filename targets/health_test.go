@@ -239,3 +239,40 @@ func TestScheduleReadAfterStartPutsOpenGatesBehindWaitingOnes(t *testing.T) {
 		t.Errorf("first read of a group with a waiting gate: %+v, want above the background", s)
 	}
 }
+
+// Under a saturated read budget, reads go to the pods the cloud has been
+// able to judge longest ago: a read made before a pod could be judged
+// does not send its group to the back of the line, and time spent in the
+// write line before the registration does not rank a pod first.
+func TestScheduleReadRanksByTimeSinceTheCloudCouldJudge(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, got := readScheduler(now)
+	r.learned = map[string]*healthyTimes{"aws": {}}
+	r.learned["aws"].add(5 * time.Second)
+	a, b := ps.desired[0], ps.desired[1] // ready 30 s and 10 s ago
+
+	// a: registered 10 s ago, judgeable 5 s ago, read 6 s ago (too soon).
+	r.books[ps.key].at[a.Key()] = registration{uid: "a", at: now.Add(-10 * time.Second), target: a.Target, timed: true}
+	r.scheduleRead(ps, healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Healthy}),
+		observation{ref: "g", at: now.Add(-6 * time.Second)}, 0)
+	// b: registered 6 s ago after a wait for the write budget, judgeable
+	// 1 s ago, its group last read 20 s ago.
+	delete(r.books[ps.key].at, a.Key())
+	r.books[ps.key].at[b.Key()] = registration{uid: "b", at: now.Add(-6 * time.Second), target: b.Target, timed: true}
+	r.scheduleRead(ps, healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Pending}),
+		observation{ref: "g", at: now.Add(-20 * time.Second)}, 0)
+
+	if len(*got) != 2 {
+		t.Fatalf("scheduled %+v", *got)
+	}
+	judgedLong, judgedJustNow := (*got)[0], (*got)[1]
+	if want := ReadPriority(5*time.Second, false); judgedLong.priority != want {
+		t.Errorf("pod judgeable 5 s ago, read before that: priority %d, want %d (5 s waited)", judgedLong.priority, want)
+	}
+	if want := ReadPriority(time.Second, false); judgedJustNow.priority != want {
+		t.Errorf("pod judgeable 1 s ago: priority %d, want %d (1 s waited)", judgedJustNow.priority, want)
+	}
+	if judgedLong.priority <= judgedJustNow.priority {
+		t.Errorf("the pod judgeable longer ago does not rank first: %+v", *got)
+	}
+}
