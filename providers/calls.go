@@ -3,6 +3,7 @@ package providers
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,7 +104,17 @@ type Caller struct {
 	provider string
 	limiters map[string]*rate.Limiter
 	classify func(op string, err error) error
+	// throttleAttempts is how many times in all Call tries an operation
+	// the cloud throttles (see RetryThrottled); 0 or 1: once.
+	throttleAttempts int
 }
+
+// RetryThrottled makes Call try an operation the cloud throttled up to
+// attempts times in all, each retry after a jittered backoff and with a
+// token of its own. A retry the SDK made by itself would bypass the
+// buckets: when podlb's bucket is as large as the account's, those extra
+// calls keep the account's bucket empty and throttling feeds itself.
+func (c *Caller) RetryThrottled(attempts int) { c.throttleAttempts = attempts }
 
 // NewCaller builds a Caller. Operations missing from limits use fallback.
 // classify turns an operation's SDK error into a classified *Error.
@@ -164,23 +175,41 @@ func (c *Caller) Hold(ctx context.Context, op string) (context.Context, error) {
 // Call waits for op's token (unless ctx holds one, see Hold), runs fn and
 // classifies its error.
 func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	if held, ok := ctx.Value(heldToken{op}).(*atomic.Bool); !ok || !held.CompareAndSwap(false, true) {
-		if err := c.wait(ctx, op); err != nil {
+	held, _ := ctx.Value(heldToken{op}).(*atomic.Bool)
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 || held == nil || !held.CompareAndSwap(false, true) {
+			if err := c.wait(ctx, op); err != nil {
+				return err
+			}
+		}
+		start := time.Now()
+		err := fn(ctx)
+		apiLatency.WithLabelValues(c.provider, op).Observe(time.Since(start).Seconds())
+		if err != nil && c.classify != nil {
+			err = c.classify(op, err)
+		}
+		result := "ok"
+		if err != nil {
+			result = string(ClassOf(err))
+		}
+		apiCalls.WithLabelValues(c.provider, op, result).Inc()
+		if ClassOf(err) != Throttled || attempt >= c.throttleAttempts {
 			return err
 		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(throttleBackoff(attempt)):
+		}
 	}
-	start := time.Now()
-	err := fn(ctx)
-	apiLatency.WithLabelValues(c.provider, op).Observe(time.Since(start).Seconds())
-	if err != nil && c.classify != nil {
-		err = c.classify(op, err)
-	}
-	result := "ok"
-	if err != nil {
-		result = string(ClassOf(err))
-	}
-	apiCalls.WithLabelValues(c.provider, op, result).Inc()
-	return err
+}
+
+// throttleBackoff is the pause before retry attempt+1 of a throttled
+// call: 200 ms doubling per attempt up to 5 s, jittered by half either
+// way so that calls throttled together do not come back together.
+func throttleBackoff(attempt int) time.Duration {
+	d := min(200*time.Millisecond<<(attempt-1), 5*time.Second)
+	return d/2 + rand.N(d)
 }
 
 // CloudError is a cloud API error reduced to what a person needs: the

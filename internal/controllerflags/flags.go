@@ -59,7 +59,7 @@ func New(getenv func(string) string) (*flag.FlagSet, *Values) {
 	fs.StringVar(&v.AWSEndpointELBv2, "aws-endpoint-elbv2", "", "ELBv2 endpoint URL override")
 	fs.StringVar(&v.AWSEndpointEC2, "aws-endpoint-ec2", "", "EC2 endpoint URL override")
 	fs.IntVar(&v.AWSBatchSize, "aws-batch-size", 200, "most targets per RegisterTargets/DeregisterTargets call")
-	fs.IntVar(&v.AWSMaxAttempts, "aws-max-attempts", 5, "SDK attempts per call, with backoff, on throttling and 5xx")
+	fs.IntVar(&v.AWSMaxAttempts, "aws-max-attempts", 5, "attempts per call, with backoff, on throttling (each with a token of the operation's client-side bucket) and 5xx")
 	fs.StringVar(&v.AWSRateLimits, "aws-rate-limits", "", "client-side token buckets, Operation=qps:burst,... over the defaults: "+providers.FormatLimits(awsprovider.DefaultLimits()))
 
 	fs.StringVar(&v.GCPProject, "gcp-project", "", "GCP project of the NEGs (and of backend services named without one)")

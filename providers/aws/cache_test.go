@@ -183,3 +183,63 @@ func TestGroupsOfOneVPCShareOneNetworkRead(t *testing.T) {
 		}
 	}
 }
+
+// A throttled call is retried by podlb with a token of its own for each
+// attempt, never by the SDK behind the buckets' back: every call the
+// account sees took a token.
+func TestThrottledCallsRetryWithATokenEach(t *testing.T) {
+	srv, err := elbv2sim.Start(elbv2sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	const tokens = 2
+	p, err := New(ctx, Options{
+		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
+		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(), Credentials: simCredentials,
+		Limits: map[string]providers.Limit{"DescribeTargetGroups": {QPS: 0.001, Burst: tokens}}, MaxAttempts: 5,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetThrottleRate(1)
+	callCtx, stop := context.WithTimeout(ctx, 3*time.Second)
+	defer stop()
+	err = p.calls.Call(callCtx, "DescribeTargetGroups", func(ctx context.Context) error {
+		_, err := p.elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
+		return err
+	})
+	if err == nil {
+		t.Fatal("a call throttled every time succeeded")
+	}
+	// Two attempts spent the two tokens; the third waited for a token
+	// that came too late for the call's deadline.
+	st := srv.Stats()["DescribeTargetGroups"]
+	if st.Calls != tokens || st.Throttled != tokens {
+		t.Errorf("the account saw %d calls (%d throttled) for %d tokens, want %d", st.Calls, st.Throttled, tokens, tokens)
+	}
+
+	// Throttling that passes: the retry succeeds.
+	srv.SetThrottleRate(0)
+	p, err = New(ctx, Options{
+		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
+		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(), Credentials: simCredentials, MaxAttempts: 5,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.InjectError("DescribeTargetGroups", "Throttling", 1)
+	before := srv.Stats()["DescribeTargetGroups"]
+	err = p.calls.Call(ctx, "DescribeTargetGroups", func(ctx context.Context) error {
+		_, err := p.elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{Names: []string{"no-such-group"}})
+		return err
+	})
+	if providers.ClassOf(err) != providers.NotFound {
+		t.Errorf("after one throttled attempt: %v, want the group not found", err)
+	}
+	if got := srv.Stats()["DescribeTargetGroups"].Calls - before.Calls; got != 2 {
+		t.Errorf("%d attempts, want 2 (one throttled, one answered)", got)
+	}
+}

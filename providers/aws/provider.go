@@ -180,9 +180,12 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		config.WithRetryer(func() aws.Retryer {
 			// podlb's own token buckets pace calls; the SDK's retry quota
 			// would only turn sustained throttling into hard failures.
+			// Throttled calls come back to podlb, which retries them with
+			// a token each (Caller.RetryThrottled).
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts
 				so.RateLimiter = ratelimit.None
+				so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(notThrottled)}, so.Retryables...)
 			})
 		}),
 	}
@@ -203,6 +206,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		vpcFetches: map[string]*vpcFetch{},
 		vpcTried:   map[string]time.Time{},
 	}
+	p.calls.RetryThrottled(o.MaxAttempts)
 	// ELBv2 throttles RegisterTargets and DeregisterTargets from one
 	// bucket per account; a rollout that only registers (a scale-up) can
 	// then use all of podlb's share.
@@ -229,6 +233,14 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	})
 	p.ec2 = ec2Calls{DescribeVpcs: ec2Client.DescribeVpcs, DescribeSubnets: ec2Client.DescribeSubnets}
 	return p, nil
+}
+
+// notThrottled keeps the SDK from retrying a throttled call itself.
+func notThrottled(err error) aws.Ternary {
+	if (retry.ThrottleErrorCode{Codes: retry.DefaultThrottleErrorCodes}).IsErrorThrottle(err) == aws.TrueTernary {
+		return aws.FalseTernary
+	}
+	return aws.UnknownTernary
 }
 
 // Name implements providers.Provider.
