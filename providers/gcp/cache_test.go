@@ -77,3 +77,62 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 		t.Errorf("calls for %d expired groups: %v; want one %s and one %s", n, calls, opBSList, opBSGet)
 	}
 }
+
+// After a start, one list of every NEG answers the first Ensure of every
+// binding whose NEGs it holds, not one list per batch of waiting
+// look-ups; a binding that lost a zone's NEG before the start makes it
+// again.
+func TestStartLooksUpNEGsWithOneList(t *testing.T) {
+	const n = 24
+	e := newEnv(t)
+	bindings := make([]*providers.Binding, n)
+	for i := range bindings {
+		b := binding(`{}`, zones3[:2]...)
+		b.Key.Service = fmt.Sprintf("web-%02d", i)
+		bindings[i] = b
+		e.ensure(b)
+	}
+	gone := bindings[n-1]
+	e.done(e.neg.Delete(e.ctx, &computepb.DeleteNetworkEndpointGroupRequest{Project: project, Zone: zones3[1], NetworkEndpointGroup: NEGName(cluster, gone.Key)}))
+
+	// A restart: a new provider, every binding ensured at once, a few at
+	// a time as the controller's workers would.
+	p, err := New(e.ctx, Options{Cluster: cluster, Project: project, Endpoint: e.srv.URL(), Limits: providers.Unthrottled(DefaultLimits())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	before := e.srv.Stats()
+	work := make(chan *providers.Binding)
+	errs := make(chan error, n)
+	for range 4 {
+		go func() {
+			for b := range work {
+				g, err := p.Ensure(e.ctx, b)
+				if err == nil && len(g.Provider.(*groupState).zones) != 2 {
+					err = fmt.Errorf("%s: zones %v", b.Key.Service, g.Provider.(*groupState).zones)
+				}
+				errs <- err
+			}
+		}()
+	}
+	for _, b := range bindings[:n-1] {
+		work <- b
+	}
+	work <- gone
+	close(work)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	after := e.srv.Stats()
+	lists := after.Methods[opNEGAggregated].Calls - before.Methods[opNEGAggregated].Calls
+	inserts := after.Methods[opNEGInsert].Calls - before.Methods[opNEGInsert].Calls
+	if lists != 1 {
+		t.Errorf("%d NEG lists for %d bindings, want 1", lists, n)
+	}
+	if inserts != 1 {
+		t.Errorf("%d NEG inserts, want 1 (the NEG deleted meanwhile)", inserts)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"path"
@@ -360,27 +361,123 @@ func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*compu
 }
 
 // lookupNEGs lists the NEGs of names, by name and zone: one name with a
-// filtered aggregated list, several with one list of every NEG.
+// filtered aggregated list, several with one list of every NEG, which is
+// also kept for the Ensures of a start (see listedNEGs).
 func (p *Provider) lookupNEGs(ctx context.Context, names []string) (map[string]map[string]*computepb.NetworkEndpointGroup, error) {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
 	filter := ""
 	if len(names) == 1 {
 		filter = fmt.Sprintf("name = %q", names[0])
 	}
-	out := map[string]map[string]*computepb.NetworkEndpointGroup{}
-	err := p.eachNEG(ctx, filter, func() { clear(out) }, func(zone string, n *computepb.NetworkEndpointGroup) {
-		if !want[n.GetName()] {
-			return
+	all := map[string]map[string]*computepb.NetworkEndpointGroup{}
+	start := time.Now()
+	err := p.eachNEG(ctx, filter, func() { clear(all) }, func(zone string, n *computepb.NetworkEndpointGroup) {
+		if all[n.GetName()] == nil {
+			all[n.GetName()] = map[string]*computepb.NetworkEndpointGroup{}
 		}
-		if out[n.GetName()] == nil {
-			out[n.GetName()] = map[string]*computepb.NetworkEndpointGroup{}
-		}
-		out[n.GetName()][zone] = n
+		all[n.GetName()][zone] = n
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	if filter == "" {
+		p.keepListed(start, all)
+	}
+	out := make(map[string]map[string]*computepb.NetworkEndpointGroup, len(names))
+	for _, n := range names {
+		if zones := all[n]; zones != nil {
+			out[n] = zones
+		}
+	}
+	return out, nil
+}
+
+// negList is a list of the project's NEGs by name and zone, of the names
+// at least one of whose NEGs this cluster's podlb created.
+type negList struct {
+	at     time.Time
+	byName map[string]map[string]*computepb.NetworkEndpointGroup
+}
+
+// listedFor is how long a list of every NEG answers the first Ensure of
+// a binding after a start. At start every binding looks for its NEGs;
+// batched, each list serves only the look-ups waiting at once (one per
+// worker), and lists every NEG of the project all the same. One list then
+// serves the whole start. Only names found are answered from it: a name
+// it lacks is looked up afresh, and a NEG made since is found by its
+// insert's conflict, whose owner is checked (createNEG).
+const listedFor = time.Minute
+
+// keepListed keeps a list of every NEG begun at start, of the names this
+// cluster owns a NEG of.
+func (p *Provider) keepListed(start time.Time, all map[string]map[string]*computepb.NetworkEndpointGroup) {
+	ours := map[string]map[string]*computepb.NetworkEndpointGroup{}
+	for name, zones := range all {
+		for _, n := range zones {
+			if o, ok := ownerFrom(n.GetDescription()); ok && o.Cluster == p.opts.Cluster {
+				ours[name] = maps.Clone(zones)
+				break
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if start.After(p.listed.at) {
+		p.listed = negList{at: start, byName: ours}
+	}
+}
+
+// findNEGsAfterStart is findNEGs for a binding's first Ensure after a
+// start: answered from a list of every NEG, made once for all bindings
+// that ask at once, when that list holds the name.
+func (p *Provider) findNEGsAfterStart(ctx context.Context, name string) (map[string]*computepb.NetworkEndpointGroup, error) {
+	found, ok, fresh := p.listedNEGs(name)
+	if !fresh {
+		ch := p.listing.DoChan("", func() (any, error) {
+			// Detached from the first caller: the others wait on it.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			_, err := p.lookupNEGs(ctx, nil)
+			return nil, err
+		})
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				return nil, r.Err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		found, ok, _ = p.listedNEGs(name)
+	}
+	if ok {
+		return found, nil
+	}
+	return p.findNEGs(ctx, name)
+}
+
+// listedNEGs answers a look-up of name from the last list of every NEG
+// while it is fresh: found is false when the list does not hold name.
+func (p *Provider) listedNEGs(name string) (zones map[string]*computepb.NetworkEndpointGroup, found, fresh bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.listed.at) > listedFor {
+		p.listed = negList{}
+		return nil, false, false
+	}
+	zones, found = p.listed.byName[name]
+	return maps.Clone(zones), found, true
+}
+
+// unlist drops a NEG podlb deleted from the kept list.
+func (p *Provider) unlist(zone, name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if zones := p.listed.byName[name]; zones != nil {
+		delete(zones, zone)
+		if len(zones) == 0 {
+			delete(p.listed.byName, name)
+		}
+	}
 }
 
 // eachNEG hands every NEG of the project that matches filter ("" for all)
@@ -426,7 +523,8 @@ func (p *Provider) deleteNEG(ctx context.Context, zone, name string) error {
 	err := p.mutate(ctx, opNEGDelete, func(ctx context.Context) (*compute.Operation, error) {
 		return p.c.negs.Delete(ctx, &computepb.DeleteNetworkEndpointGroupRequest{Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name})
 	})
-	if providers.ClassOf(err) == providers.NotFound {
+	if err == nil || providers.ClassOf(err) == providers.NotFound {
+		p.unlist(zone, name)
 		return nil
 	}
 	return err

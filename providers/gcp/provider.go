@@ -18,6 +18,7 @@ import (
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
 
@@ -70,6 +71,10 @@ type Provider struct {
 
 	mu       sync.Mutex
 	renewing sync.Mutex
+	// listed is the last list of every NEG of the project, kept for the
+	// first Ensure of each binding after a start (see listedNEGs).
+	listed   negList
+	listing  singleflight.Group
 	bindings map[providers.BindingKey]*bindingState
 	negs     map[string]*negState // by NEG resource path
 	// balancerScopes are where EnsureHTTP and EnsureL4 put each load
@@ -329,7 +334,11 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	created := false
 	swept := sweep || prev == nil || prev.name != name
 	if swept {
-		found, err := p.findNEGs(ctx, name)
+		find := p.findNEGs
+		if prev == nil {
+			find = p.findNEGsAfterStart
+		}
+		found, err := find(ctx, name)
 		if err != nil {
 			return nil, err
 		}
