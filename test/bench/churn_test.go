@@ -105,15 +105,9 @@ func runChurn(ctx context.Context, e *env) error {
 
 	results.set(sec, cloud, "pods deleted (and replaced)", "%d in %s", deleted, round(churnEnd.Sub(start)))
 	for _, q := range []string{"binding", "gate"} {
-		sel := map[string]string{"name": q}
-		p99, n := histogramQuantile(0.99, before.buckets("workqueue_queue_duration_seconds", sel), after.buckets("workqueue_queue_duration_seconds", sel))
-		p50, _ := histogramQuantile(0.50, before.buckets("workqueue_queue_duration_seconds", sel), after.buckets("workqueue_queue_duration_seconds", sel))
 		results.set(sec, cloud, "queue "+q+": max depth (1 s samples)", "%.0f", maxDepth[q])
-		results.set(sec, cloud, "queue "+q+": time in queue p50 / p99", "%s / %s (n=%.0f)", round(seconds(p50)), round(seconds(p99)), n)
-		csel := map[string]string{"controller": q}
-		r99, rn := histogramQuantile(0.99, before.buckets("controller_runtime_reconcile_time_seconds", csel), after.buckets("controller_runtime_reconcile_time_seconds", csel))
-		results.set(sec, cloud, "queue "+q+": reconcile time p99", "%s (n=%.0f)", round(seconds(r99)), rn)
 	}
+	reportQueues(sec, cloud, before, after, "binding", "gate")
 	var total []time.Duration
 	for _, p := range e.watch.snapshot() {
 		if !p.containersReady.Before(start) && p.containersReady.Before(churnEnd) && !p.gateTrue.IsZero() {

@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -29,6 +31,7 @@ func runRollout(ctx context.Context, e *env) error {
 
 	// Scale 0 -> N.
 	e.cloud.resetCalls()
+	before := e.scrapeOrEmpty()
 	start := time.Now()
 	if err := e.scale(ctx, per); err != nil {
 		return err
@@ -43,9 +46,11 @@ func runRollout(ctx context.Context, e *env) error {
 	e.reportPods(sec+" scale-up", start)
 	results.set(sec+" scale-up", cloud, "0 -> N: all Deployments available", "%s", round(available))
 	e.reportCalls(sec+" scale-up", start, time.Now())
+	e.reportWaits(sec+" scale-up", before)
 
 	// Rolling update of every Deployment at once.
 	e.cloud.resetCalls()
+	before = e.scrapeOrEmpty()
 	start = time.Now()
 	if err := e.restart(ctx); err != nil {
 		return err
@@ -68,6 +73,7 @@ func runRollout(ctx context.Context, e *env) error {
 	writeCycle, readCycle := e.budgetCycles(per)
 	results.set(sec+" update", cloud, "budget cycles at this load: one wave's writes of every group / one health read of every group", "%s / %s (a pod waits about half of each on average)", round(writeCycle), round(readCycle))
 	e.reportCalls(sec+" update", start, time.Now())
+	e.reportWaits(sec+" update", before)
 
 	// Scale N -> 0.
 	e.cloud.resetCalls()
@@ -276,4 +282,57 @@ func parenthesized(items []string) string {
 		return ""
 	}
 	return "(" + strings.Join(items, ", ") + ")"
+}
+
+// scrapeOrEmpty is the controller's metrics now, or none when they cannot
+// be read (the figures that need them are then left out).
+func (e *env) scrapeOrEmpty() metricSet {
+	m, err := e.ctrl.scrape()
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// reportWaits reports where a phase's time went inside the controller:
+// time in each queue and the client-side limiters' waits, since before.
+func (e *env) reportWaits(sec string, before metricSet) {
+	after := e.scrapeOrEmpty()
+	if before == nil || after == nil {
+		return
+	}
+	cloud := e.cloud.name()
+	reportQueues(sec, cloud, before, after, "binding", "health", "gate")
+	var writes []string
+	for _, status := range []string{"True", "False"} {
+		sel := map[string]string{"status": status}
+		writes = append(writes, fmt.Sprintf("%.0f %s", after.sum("podlb_gate_writes_total", sel)-before.sum("podlb_gate_writes_total", sel), status))
+	}
+	results.set(sec, cloud, "gate condition writes", "%s", strings.Join(writes, ", "))
+	ops := map[string]bool{}
+	for _, s := range after["podlb_cloud_api_limiter_wait_seconds_bucket"] {
+		ops[s.labels["operation"]] = true
+	}
+	for _, op := range slices.Sorted(maps.Keys(ops)) {
+		sel := map[string]string{"operation": op}
+		p50, n := histogramQuantile(0.50, before.buckets("podlb_cloud_api_limiter_wait_seconds", sel), after.buckets("podlb_cloud_api_limiter_wait_seconds", sel))
+		p99, _ := histogramQuantile(0.99, before.buckets("podlb_cloud_api_limiter_wait_seconds", sel), after.buckets("podlb_cloud_api_limiter_wait_seconds", sel))
+		if n > 0 {
+			results.set(sec, cloud, "limiter wait "+op+" p50 / p99", "%s / %s (n=%.0f)", round(seconds(p50)), round(seconds(p99)), n)
+		}
+	}
+}
+
+// reportQueues reports each named controller queue's time in queue and
+// reconcile time between two scrapes.
+func reportQueues(sec, cloud string, before, after metricSet, queues ...string) {
+	for _, q := range queues {
+		sel := map[string]string{"name": q}
+		p99, n := histogramQuantile(0.99, before.buckets("workqueue_queue_duration_seconds", sel), after.buckets("workqueue_queue_duration_seconds", sel))
+		p50, _ := histogramQuantile(0.50, before.buckets("workqueue_queue_duration_seconds", sel), after.buckets("workqueue_queue_duration_seconds", sel))
+		results.set(sec, cloud, "queue "+q+": time in queue p50 / p99", "%s / %s (n=%.0f)", round(seconds(p50)), round(seconds(p99)), n)
+		csel := map[string]string{"controller": q}
+		r99, rn := histogramQuantile(0.99, before.buckets("controller_runtime_reconcile_time_seconds", csel), after.buckets("controller_runtime_reconcile_time_seconds", csel))
+		results.set(sec, cloud, "queue "+q+": reconcile time p99", "%s (n=%.0f)", round(seconds(r99)), rn)
+	}
 }
