@@ -253,6 +253,16 @@ const (
 	readPriority       = 10
 )
 
+// gateNewsPriority ranks a pod in the gate queue whose bindings' state
+// changed above the pod's own events.
+const gateNewsPriority = 10
+
+// gateWorkers is how many gate reconciles run at once. A reconcile is
+// mostly the wait for its status patch; in a rollout of a thousand pods
+// four of them could not keep up with the patches the gate client's
+// budget allows.
+const gateWorkers = 16
+
 // Setup adds podlb's controllers to a manager.
 func Setup(mgr manager.Manager, o Options) error {
 	o.Defaults()
@@ -289,9 +299,13 @@ func Setup(mgr manager.Manager, o Options) error {
 	// Changes go to the binding at once: it gathers what arrives within
 	// the coalesce window after its last write itself.
 	enqueueBinding := func(k providers.BindingKey) { bindingQ.addAfter(k, 0) }
+	// What the registry learns (a read saw a pod healthy, a binding
+	// registered it) is what moves gates: it goes ahead of the pod events
+	// a rollout floods the gate queue with, most of which change nothing.
+	gateNews := gateNewsPriority
 	enqueuePods := func(pods []types.NamespacedName) {
 		for _, p := range pods {
-			gateQ.addAfter(reconcile.Request{NamespacedName: p}, 0)
+			gateQ.add(reconcile.Request{NamespacedName: p}, 0, &gateNews)
 		}
 	}
 	reg.PodsChanged = enqueuePods
@@ -474,7 +488,7 @@ func Setup(mgr manager.Manager, o Options) error {
 			return ok && targets.HasGate(p)
 		}))).
 		WatchesRawSource(gateQ.source()).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: gateWorkers}).
 		Complete(gr)
 	if err != nil {
 		return err
