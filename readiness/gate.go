@@ -57,6 +57,10 @@ var (
 
 func init() { metrics.Registry.MustRegister(gateLatency, gateWrites) }
 
+// falseMessageEvery is how often a False gate's message is rewritten
+// while its reason stays the same.
+const falseMessageEvery = 5 * time.Second
+
 // Verdict is the gate condition a pod should carry.
 type Verdict struct {
 	Status  corev1.ConditionStatus
@@ -251,6 +255,15 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	}
 	if cur != nil && cur.Status == v.Status && cur.Reason == v.Reason && cur.Message == v.Message {
 		return reconcile.Result{}, nil
+	}
+	if cur != nil && cur.Status == corev1.ConditionFalse && v.Status == corev1.ConditionFalse && cur.Reason == v.Reason {
+		// Only the message moved on (registering, then the first health
+		// checks): it is refreshed at most every falseMessageEvery, so a
+		// rollout of a thousand pods spends the gate's client budget on
+		// the writes that open gates, not on several per pod that do not.
+		if wait := time.Until(cur.LastProbeTime.Add(falseMessageEvery)); wait > 0 {
+			return reconcile.Result{RequeueAfter: wait}, nil
+		}
 	}
 	cond := corev1.PodCondition{Type: targets.GateConditionType, Status: v.Status, Reason: v.Reason, Message: v.Message,
 		LastProbeTime: metav1.Now(), LastTransitionTime: metav1.Now()}

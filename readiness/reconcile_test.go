@@ -2,6 +2,7 @@ package readiness
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -152,5 +153,36 @@ func TestGateHurriesTheUnobservedBindingsAWaitingPodNeeds(t *testing.T) {
 		case !ready && len(hurried) != 0:
 			t.Errorf("a pod whose containers are not ready hurried %v", hurried)
 		}
+	}
+}
+
+// A False gate whose reason stays the same gets a new message at most
+// every falseMessageEvery (the reconcile comes back for it); a new reason
+// and the gate opening are written at once.
+func TestGateRewritesAFalseMessageOnlyNowAndThen(t *testing.T) {
+	reg := registry(providers.ReadyWhenHealthy, 80)
+	c := fake.NewClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
+		WithStatusSubresource(&corev1.Pod{}).Build()
+	r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"}}
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Pending, "initial", "Elb.RegistrationInProgress")})
+	first, _ := gateAfter(t, r)
+	if first == nil || first.Reason != ReasonPending || !strings.Contains(first.Message, "RegistrationInProgress") {
+		t.Fatalf("gate %+v, want pending while registering", first)
+	}
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Pending, "initial", "Elb.InitialHealthChecking")})
+	g, res := gateAfter(t, r)
+	if g.Message != first.Message {
+		t.Errorf("the message was rewritten at once: %q", g.Message)
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > falseMessageEvery {
+		t.Errorf("not looked at again for the new message: %v", res)
+	}
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Unhealthy, "unhealthy", "Target.FailedHealthChecks")})
+	if g, _ := gateAfter(t, r); g.Reason != ReasonUnhealthy {
+		t.Errorf("a new reason was not written at once: %+v", g)
+	}
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	if g, _ := gateAfter(t, r); g.Status != corev1.ConditionTrue {
+		t.Errorf("the gate did not open at once: %+v", g)
 	}
 }
