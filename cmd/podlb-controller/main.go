@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/oauth2"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -100,9 +101,15 @@ func run(args []string) error {
 		if f.GCPBatchSize < 1 || f.GCPBatchSize > 500 {
 			return fmt.Errorf("--gcp-batch-size must be between 1 and 500")
 		}
+		var tokens oauth2.TokenSource
+		if f.GCPAccessTokenFile != "" {
+			if tokens, err = gcpprovider.FileTokenSource(f.GCPAccessTokenFile); err != nil {
+				return fmt.Errorf("--gcp-access-token-file: %w", err)
+			}
+		}
 		p, err := gcpprovider.New(ctx, gcpprovider.Options{
 			Cluster: f.Cluster, Project: f.GCPProject,
-			Network: f.GCPNetwork, Subnetwork: f.GCPSubnetwork, Endpoint: f.GCPEndpoint,
+			Network: f.GCPNetwork, Subnetwork: f.GCPSubnetwork, Endpoint: f.GCPEndpoint, TokenSource: tokens,
 			BatchSize: f.GCPBatchSize, Limits: limits,
 		})
 		if err != nil {

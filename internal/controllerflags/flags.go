@@ -24,6 +24,7 @@ type Values struct {
 	AWSRegion, AWSVPC, AWSEndpointELBv2, AWSEndpointEC2, AWSRateLimits string
 	AWSBatchSize, AWSMaxAttempts                                       int
 	GCPProject, GCPNetwork, GCPSubnetwork, GCPEndpoint, GCPRateLimits  string
+	GCPAccessTokenFile                                                 string
 	GCPBatchSize                                                       int
 	Zap                                                                zap.Options
 }
@@ -65,7 +66,8 @@ func New(getenv func(string) string) (*flag.FlagSet, *Values) {
 	fs.StringVar(&v.GCPProject, "gcp-project", "", "GCP project of the NEGs (and of backend services named without one)")
 	fs.StringVar(&v.GCPNetwork, "gcp-network", "", "VPC network of the NEGs; empty uses the project's default network")
 	fs.StringVar(&v.GCPSubnetwork, "gcp-subnetwork", "", "subnetwork of the NEGs")
-	fs.StringVar(&v.GCPEndpoint, "gcp-endpoint", "", "Compute API endpoint URL override; sends no credentials (an emulator)")
+	fs.StringVar(&v.GCPEndpoint, "gcp-endpoint", "", "Compute API endpoint URL override: an https:// URL (a Private Service Connect endpoint) uses the usual credentials, an http:// URL (an emulator) sends none unless --gcp-access-token-file is given")
+	fs.StringVar(&v.GCPAccessTokenFile, "gcp-access-token-file", "", "file holding an OAuth2 access token, sent instead of Application Default Credentials; a new token written there is used within seconds, so a sidecar or token broker can rotate it")
 	fs.IntVar(&v.GCPBatchSize, "gcp-batch-size", 500, "most endpoints per attachNetworkEndpoints/detachNetworkEndpoints call (at most 500)")
 	fs.StringVar(&v.GCPRateLimits, "gcp-rate-limits", "", "client-side token buckets, method=qps:burst,... over the defaults: "+providers.FormatLimits(gcpprovider.DefaultLimits()))
 

@@ -18,6 +18,7 @@ import (
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/hashicorp/go-multierror"
+	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/api/option"
 	"google.golang.org/protobuf/proto"
@@ -37,9 +38,13 @@ type Options struct {
 	// lets GCE use the default network.
 	Network    string
 	Subnetwork string
-	// Endpoint overrides the Compute API endpoint (an emulator) and then
-	// sends no credentials; empty uses Application Default Credentials.
+	// Endpoint overrides the Compute API endpoint: an https:// URL (a
+	// Private Service Connect endpoint) with the usual credentials, or an
+	// http:// URL (an emulator) with none unless TokenSource is given.
 	Endpoint string
+	// TokenSource, when set, supplies the access tokens sent instead of
+	// Application Default Credentials (FileTokenSource).
+	TokenSource oauth2.TokenSource
 	// ClientOptions are added to every REST client (credentials, quota
 	// project, user agent).
 	ClientOptions []option.ClientOption
@@ -205,10 +210,11 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	for op, l := range o.Limits {
 		limits[op] = l
 	}
-	co := slices.Clone(o.ClientOptions)
-	if o.Endpoint != "" {
-		co = append(co, option.WithEndpoint(o.Endpoint), option.WithoutAuthentication())
+	auth, err := authOptions(o)
+	if err != nil {
+		return nil, err
 	}
+	co := append(slices.Clone(o.ClientOptions), auth...)
 	p := &Provider{
 		opts:     o,
 		calls:    providers.NewCaller("gcp", limits, limits["*"], classify),

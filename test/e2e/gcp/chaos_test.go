@@ -2,6 +2,8 @@ package gcp_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -49,9 +51,58 @@ func chaosScenario(t *testing.T, app string, replicas int32) *e2eutil.ChaosScena
 				}
 				return nil
 			},
-			ControllerArgs: []string{"--providers=gcp", "--gcp-project=" + project, "--gcp-endpoint=" + sim.URL()},
+			// The process sends the token held to the custom role, as
+			// the suite's controller does.
+			ControllerArgs: []string{"--providers=gcp", "--gcp-project=" + project, "--gcp-endpoint=" + sim.URL(),
+				"--gcp-access-token-file=" + podlbTokenFile(t)},
 		},
 	}
+}
+
+// podlbTokenFile is a file holding e2eutil.PodlbGCPToken, for
+// --gcp-access-token-file.
+func podlbTokenFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte(e2eutil.PodlbGCPToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The controller processes of the chaos tests are held to the custom role
+// as the suite's controller is (TestPodlbIsHeldToTheCustomRole): with NEG
+// creation taken out of the role, the process's inserts are refused; with
+// the whole role back, it binds the Service.
+func TestChaosControllerProcessIsHeldToTheCustomRole(t *testing.T) {
+	cluster.Require(t)
+	s := chaosScenario(t, "role", 1)
+	s.Suite.HandOver(t)
+	perms, err := e2eutil.GCPPermissions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := perms[e2eutil.PodlbGCPToken]
+	const create = "compute.networkEndpointGroups.create"
+	sim.SetPermissions(e2eutil.PodlbGCPToken, slices.DeleteFunc(slices.Clone(role), func(p string) bool { return p == create }))
+	// Registered after HandOver's, so it runs first: the suite's
+	// controller comes back under the whole role.
+	t.Cleanup(func() { sim.SetPermissions(e2eutil.PodlbGCPToken, role) })
+	refused := func() int64 { return sim.Stats().Methods["networkEndpointGroups.insert"].Forbidden }
+	before := refused()
+	s.Create()
+	s.Controller("podlb")
+	e2eutil.Eventually(t, time.Minute, "the process's NEG inserts refused without "+create, func() error {
+		if refused() == before {
+			return fmt.Errorf("no insert refused")
+		}
+		return nil
+	})
+	sim.SetPermissions(e2eutil.PodlbGCPToken, role)
+	e2eutil.Eventually(t, 2*time.Minute, "the Service bound under the whole role", func() error {
+		return s.Cloud.Converged(int(s.Replicas))
+	})
+	s.CheckNoLeak()
 }
 
 // The controller, a process of its own, is killed with SIGKILL at random
