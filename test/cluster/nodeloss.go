@@ -10,8 +10,9 @@ import (
 
 // A node is lost in two steps, as in a real cluster: the machine dies
 // (KillNode), and later Kubernetes notices (LoseNode), after the node
-// lifecycle controller's --node-monitor-grace-period (40 s by default).
-// Load balancers that health-check the pods see the death first.
+// lifecycle controller's --node-monitor-grace-period (50 s by default
+// since Kubernetes 1.32, 40 s before). Load balancers that health-check
+// the pods see the death first.
 
 // KillNode is a node's machine dying before Kubernetes notices: the
 // backends of its pods stop at once, open connections cut and no preStop

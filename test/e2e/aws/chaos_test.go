@@ -193,7 +193,7 @@ func TestChaosNodeLostMidRollout(t *testing.T) {
 	// checks that slip on a busy machine.
 	bound := time.Duration(timing.UnhealthyThreshold+1)*timing.Interval + timing.Timeout + nodeDetectionSlack
 	// Kubernetes notices a dead node after the node lifecycle
-	// controller's --node-monitor-grace-period, 40 s by default, long
+	// controller's --node-monitor-grace-period, 50 s by default, long
 	// after the health checks have. Shortened to keep the test quick, yet
 	// past the bound, so that, as in a real cluster, the health checks
 	// and not podlb stop the traffic to the dead pods.
