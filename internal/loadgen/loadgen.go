@@ -40,6 +40,10 @@ type Result struct {
 	// Failures holds the same first failures with the client's address,
 	// which the load balancer emulators can explain.
 	Failures []Failure
+	// FirstFailure and LastFailure are when the first and the last
+	// request failed (zero if none): the span of all failures, kept or
+	// not.
+	FirstFailure, LastFailure time.Time
 	// Backends counts answers per pod name.
 	Backends map[string]int
 }
@@ -91,9 +95,13 @@ func (l *Load) worker(interval time.Duration) {
 		backend, local, err := l.once()
 		l.mu.Lock()
 		if err != nil {
+			now := time.Now()
 			l.res.Failed++
+			if l.res.FirstFailure.IsZero() {
+				l.res.FirstFailure = now
+			}
+			l.res.LastFailure = now
 			if len(l.res.Errors) < maxErrors {
-				now := time.Now()
 				l.res.Errors = append(l.res.Errors, now.Format("15:04:05.000 ")+err.Error())
 				l.res.Failures = append(l.res.Failures, Failure{At: now, Local: local, Err: err.Error()})
 			}

@@ -146,7 +146,9 @@ func (b *backend) shutdown(deadline time.Time) {
 		stopListening(l, deadline)
 	}
 	b.mu.Lock()
-	b.stopped = time.Now()
+	if b.stopped.IsZero() { // else close got there first
+		b.stopped = time.Now()
+	}
 	b.mu.Unlock()
 	// Answers carry "Connection: close" from now on; idle keep-alive
 	// connections are closed.
@@ -161,8 +163,14 @@ func (b *backend) shutdown(deadline time.Time) {
 	b.server.Close()
 }
 
-// close drops everything immediately.
+// close drops everything immediately, connections in flight included, as
+// a machine that dies does.
 func (b *backend) close() {
+	b.mu.Lock()
+	if b.stopped.IsZero() {
+		b.stopped = time.Now()
+	}
+	b.mu.Unlock()
 	if b.server != nil {
 		b.server.Close()
 	}

@@ -70,6 +70,9 @@ type simNode struct {
 	Node
 	block  netip.Prefix
 	cursor netip.Addr // next pod address to try: round-robin, like host-local IPAM
+	// dead: the machine is gone (KillNode); nothing runs on it until
+	// RestoreNode. Guarded by NodeSim.mu.
+	dead bool
 }
 
 // simPod is the simulator's runtime state of one pod incarnation (UID).
@@ -277,8 +280,11 @@ func (s *NodeSim) sync(key string) error {
 	now := time.Now()
 
 	s.mu.Lock()
-	p := s.pods[key]
+	p, dead := s.pods[key], node.dead
 	s.mu.Unlock()
+	if dead {
+		return nil // no kubelet: the pod keeps its last status until it is deleted
+	}
 	if p != nil && p.uid != pod.UID {
 		s.release(key, p) // same name, new pod (e.g. a StatefulSet replacement)
 		p = nil
@@ -288,7 +294,7 @@ func (s *NodeSim) sync(key string) error {
 			// Deleted before it ever ran here: nothing to drain.
 			return s.deleteNow(pod)
 		}
-		if p, err = s.admit(key, pod, node, now); err != nil {
+		if p, err = s.admit(key, pod, node, now); err != nil || p == nil {
 			return err
 		}
 	}
@@ -324,7 +330,8 @@ func (s *NodeSim) sync(key string) error {
 	return s.writeStatus(pod, p, now)
 }
 
-// admit starts a newly bound pod: address, backend, start time.
+// admit starts a newly bound pod: address, backend, start time. It
+// returns nil if the node died meanwhile.
 func (s *NodeSim) admit(key string, pod *corev1.Pod, node *simNode, now time.Time) (*simPod, error) {
 	p := &simPod{uid: pod.UID, name: pod.Name, node: node, started: now, readyAt: now.Add(s.readyAfterFor(pod))}
 	ports := backendPortsOf(pod)
@@ -341,8 +348,19 @@ func (s *NodeSim) admit(key string, pod *corev1.Pod, node *simNode, now time.Tim
 		return nil, err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if node.dead {
+		// killNode ran while the backend started: it must not outlive
+		// its machine.
+		if p.backend != nil {
+			p.backend.close()
+		}
+		if s.inUse[p.ip] == key {
+			delete(s.inUse, p.ip)
+		}
+		return nil, nil
+	}
 	s.pods[key] = p
-	s.mu.Unlock()
 	return p, nil
 }
 
@@ -632,7 +650,7 @@ func (s *NodeSim) Backends() int {
 	defer s.mu.Unlock()
 	n := 0
 	for _, p := range s.pods {
-		if p.backend != nil && !p.stopping {
+		if p.backend != nil && !p.stopping && !p.node.dead {
 			n++
 		}
 	}

@@ -109,6 +109,7 @@ func (s *Server) forward(l *listener, c net.Conn) {
 	if s.serving(l) && l.protocol != "UDP" {
 		t = s.pick(g)
 	}
+	rec := s.newConnRecordLocked(c, t)
 	if t != nil && l.protocol == "TLS" {
 		c = tls.Server(c, s.tlsConfig(l))
 	}
@@ -133,6 +134,11 @@ func (s *Server) forward(l *listener, c net.Conn) {
 
 	b, err := dialLoopback(s.ctx, addr, 5*time.Second)
 	if err != nil {
+		if rec != nil {
+			s.mu.Lock()
+			rec.DialErr = err.Error()
+			s.mu.Unlock()
+		}
 		return
 	}
 	if !pc.setBackend(b) {

@@ -18,6 +18,13 @@
 //		BaseEndpoint: aws.String(srv.URL()),
 //		Credentials:  credentials.NewStaticCredentialsProvider("a", "b", "")})
 //
+// Tests read the emulator's own view too: Targets (states, when each was
+// registered and first healthy), Calls (the journal of calls answered),
+// CheckTiming (the health checks as the emulator runs them) and, with
+// Options.ConnectionHistory, Connection (which target a client's
+// connection through a TCP or TLS listener went to, and why it got no
+// answer).
+//
 // Counters are also served as JSON at GET /_sim/stats on the API address
 // (DELETE resets them). A call of an action the emulator does not
 // implement answers 400 InvalidAction and is counted under its action name

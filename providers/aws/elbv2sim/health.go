@@ -36,6 +36,27 @@ func (s *Server) timeout(g *targetGroup) time.Duration {
 	return min(time.Duration(g.hc.timeout)*time.Second, s.interval(g))
 }
 
+// CheckTiming is how the emulator health-checks a group's targets: the
+// interval and timeout it runs (Options may replace the group's) and the
+// group's thresholds of consecutive checks.
+type CheckTiming struct {
+	Interval, Timeout                    time.Duration
+	HealthyThreshold, UnhealthyThreshold int
+}
+
+// CheckTiming returns how the group's targets are checked; false if the
+// group does not exist.
+func (s *Server) CheckTiming(tgArn string) (CheckTiming, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.tgs[tgArn]
+	if g == nil {
+		return CheckTiming{}, false
+	}
+	return CheckTiming{Interval: s.interval(g), Timeout: s.timeout(g),
+		HealthyThreshold: int(g.hc.healthy), UnhealthyThreshold: int(g.hc.unhealthy)}, true
+}
+
 // startChecker launches the checker of t. Callers hold s.mu.
 func (s *Server) startChecker(g *targetGroup, t *target) {
 	if s.closed {

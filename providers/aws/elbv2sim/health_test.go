@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+
+	"github.com/podlb/podlb/providers/aws/elbv2sim"
 )
 
 // observe polls the target's health until until() holds and returns the
@@ -359,5 +361,31 @@ func TestNoTrafficDuringInitialHealthChecks(t *testing.T) {
 	waitState(t, c, arn, b.target(), "initial", "Elb.InitialHealthChecking")
 	if got := greet(t, s.ListenerAddr(lArn)); got != "" {
 		t.Errorf("a target in initial health checks got a connection (%q)", got)
+	}
+}
+
+// CheckTiming is the timing the checks run with: Options' interval and
+// timeout when set, else the group's, and the group's thresholds.
+func TestCheckTimingIsWhatTheEmulatorRuns(t *testing.T) {
+	in := elbv2.CreateTargetGroupInput{HealthCheckIntervalSeconds: aws.Int32(7), HealthCheckTimeoutSeconds: aws.Int32(5),
+		HealthyThresholdCount: aws.Int32(3), UnhealthyThresholdCount: aws.Int32(4)}
+	for _, tc := range []struct {
+		name string
+		o    elbv2sim.Options
+		want elbv2sim.CheckTiming
+	}{
+		{"group's", elbv2sim.Options{}, elbv2sim.CheckTiming{Interval: 7 * time.Second, Timeout: 5 * time.Second, HealthyThreshold: 3, UnhealthyThreshold: 4}},
+		{"options'", fast(), elbv2sim.CheckTiming{Interval: fast().HealthCheckInterval, Timeout: fast().HealthCheckTimeout, HealthyThreshold: 3, UnhealthyThreshold: 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, tc.o)
+			arn := *createTG(t, client(s, 1), in).TargetGroupArn
+			if got, ok := s.CheckTiming(arn); !ok || got != tc.want {
+				t.Errorf("CheckTiming = %+v %v, want %+v", got, ok, tc.want)
+			}
+			if got, ok := s.CheckTiming(arn + "x"); ok {
+				t.Errorf("CheckTiming of no group = %+v, want false", got)
+			}
+		})
 	}
 }

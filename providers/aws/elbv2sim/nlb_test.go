@@ -451,3 +451,63 @@ func TestUnhealthyTargetConnections(t *testing.T) {
 		return err
 	}(), "ValidationError")
 }
+
+// Connection tells which target each client connection went to, and why
+// one the client saw closed without an answer failed; it keeps the last
+// Options.ConnectionHistory connections.
+func TestConnectionRecordsWhereEachClientWent(t *testing.T) {
+	o := fast()
+	o.ProvisioningDelay = -1
+	o.ConnectionHistory = 2
+	s := start(t, o)
+	c := client(s, 1)
+	b := startBackend(t, "a")
+	// Health checks go to hc, which stays open: the target stays healthy
+	// after the test stops its traffic port.
+	hc, err := net.Listen("tcp", net.JoinHostPort(b.ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hc.Close() })
+	g := createTG(t, c, elbv2.CreateTargetGroupInput{HealthCheckPort: aws.String(strconv.Itoa(hc.Addr().(*net.TCPAddr).Port))})
+	addr := s.ListenerAddr(mustListen(t, c, nlb(t, c), types.ProtocolEnumTcp, 80, *g.TargetGroupArn))
+	register(t, c, *g.TargetGroupArn, b.target())
+	waitState(t, c, *g.TargetGroupArn, b.target(), "healthy", "")
+	target := net.JoinHostPort(b.ip, strconv.Itoa(int(b.port)))
+
+	conn, _, name := dial(t, addr)
+	if name != "a" {
+		t.Fatalf("greeting %q", name)
+	}
+	first := conn.LocalAddr().String()
+	conn.Close()
+	if r, ok := s.Connection(first); !ok || r.Target != target || r.DialErr != "" || r.Accepted.IsZero() {
+		t.Errorf("answered connection: %+v %v, want forwarded to %s", r, ok, target)
+	}
+
+	// refused dials the listener and returns the client's address once
+	// the emulator has closed the connection.
+	refused := func() string {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, err := conn.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("read %d bytes, %v: want the connection closed", n, err)
+		}
+		return conn.LocalAddr().String()
+	}
+	b.stop()
+	second := refused()
+	if r, ok := s.Connection(second); !ok || r.Target != target || !strings.Contains(r.DialErr, "refused") {
+		t.Errorf("connection to a target that refuses: %+v %v, want its dial error", r, ok)
+	} else {
+		t.Log(r)
+	}
+	refused()
+	if r, ok := s.Connection(first); ok {
+		t.Errorf("three connections later, the first is still kept with a history of two: %+v", r)
+	}
+}

@@ -134,6 +134,9 @@ type Options struct {
 	Policies map[string]*Policy
 	// Logf, if set, receives a line per notable event.
 	Logf func(format string, args ...any)
+	// ConnectionHistory is how many of the latest connections through
+	// network listeners Connection can explain; 0 keeps none.
+	ConnectionHistory int
 }
 
 // Server is a running emulator. All methods are safe for concurrent use.
@@ -164,6 +167,8 @@ type Server struct {
 	tags      map[string]map[string]string
 	// albTransport carries proxied HTTP requests to targets.
 	albTransport *http.Transport
+	// conns remembers where the latest connections went (Connection).
+	conns connLog
 }
 
 // Start starts an emulator listening on opts.Addr.
@@ -228,6 +233,7 @@ func Start(opts Options) (*Server, error) {
 		rules:     map[string]*rule{},
 		certs:     map[string]*certificate{},
 		tags:      map[string]map[string]string{},
+		conns:     connLog{max: opts.ConnectionHistory},
 	}
 	s.albTransport = newALBTransport()
 	s.ctx, s.cancel = context.WithCancel(context.Background())

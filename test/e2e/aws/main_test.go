@@ -62,6 +62,9 @@ func TestMain(m *testing.M) {
 			// Scenarios fill groups behind one NLB up to the group limit,
 			// all in one zone: model a raised (adjustable) per-zone quota.
 			MaxTargetsPerZone: 3000,
+			// Enough to tell where a failed request of a chaos test
+			// went, seconds after it failed.
+			ConnectionHistory: 20000,
 			VPCs: []elbv2sim.VPC{
 				e2eutil.ALBVPC(),
 				{ID: otherVPC, CIDRs: []string{"172.16.0.0/16"}},

@@ -40,9 +40,10 @@ type ChaosCloud struct {
 }
 
 // ChaosScenario is one gated Deployment rolled under steady traffic
-// while a test breaks things; it checks that no request failed, no gate
-// opened before the cloud judged the pod healthy, no target still wanted
-// was removed or held twice, and that the Service leaves nothing behind.
+// while a test breaks things; it checks that no request failed (outside
+// a window the test excused, see ExcuseFailures), no gate opened before
+// the cloud judged the pod healthy, no target still wanted was removed
+// or held twice, and that the Service leaves nothing behind.
 type ChaosScenario struct {
 	T           *testing.T
 	Kube        Kube
@@ -64,6 +65,13 @@ type ChaosScenario struct {
 	sampler *TargetSampler
 	load    *loadgen.Load
 	began   time.Time
+	excused *failureWindow
+}
+
+// failureWindow is a time in which requests may fail, and why.
+type failureWindow struct {
+	from, to time.Time
+	why      string
 }
 
 // Create creates the Service and Deployment and starts recording the
@@ -168,9 +176,7 @@ func (s *ChaosScenario) Check() {
 	if res.OK < 200 {
 		s.T.Errorf("only %d requests got through the load balancer", res.OK)
 	}
-	if res.Failed != 0 {
-		s.T.Errorf("%d requests failed: %v", res.Failed, res.Errors)
-	}
+	s.checkFailures(res)
 	if n := s.history.CheckGates(s.T); n < int(2*s.Replicas) {
 		s.T.Errorf("saw %d gates open, want at least %d: the watch missed some", n, 2*s.Replicas)
 	}
@@ -198,6 +204,45 @@ func (s *ChaosScenario) Check() {
 		s.T.Errorf("after the rollout: %v", err)
 	}
 }
+
+// ExcuseFailures lets requests fail between from and to, for a test whose
+// chaos no controller can hide from clients (a machine that dies with its
+// pods); Check still fails on any failure outside the window. One window
+// per scenario.
+func (s *ChaosScenario) ExcuseFailures(from, to time.Time, why string) {
+	s.T.Helper()
+	if s.excused != nil {
+		s.T.Fatalf("failures already excused (%s); one window per scenario", s.excused.why)
+	}
+	s.excused = &failureWindow{from: from, to: to, why: why}
+}
+
+// checkFailures fails the test for any failed request, unless every one
+// fell within the excused window; those are counted and logged.
+func (s *ChaosScenario) checkFailures(res loadgen.Result) {
+	s.T.Helper()
+	if res.Failed == 0 {
+		return
+	}
+	w := s.excused
+	if w == nil {
+		s.T.Errorf("%d requests failed: %v", res.Failed, res.Errors)
+		return
+	}
+	stamp := func(t time.Time) string { return t.Format("15:04:05.000") }
+	if res.FirstFailure.Before(w.from) || res.LastFailure.After(w.to) {
+		s.T.Errorf("%d requests failed from %s to %s, beyond the window excused from %s to %s (%s): %v",
+			res.Failed, stamp(res.FirstFailure), stamp(res.LastFailure), stamp(w.from), stamp(w.to), w.why, res.Errors)
+		return
+	}
+	s.T.Logf("%d requests failed, all excused (%s): from %v to %v into the window of %v",
+		res.Failed, w.why, res.FirstFailure.Sub(w.from).Round(time.Millisecond),
+		res.LastFailure.Sub(w.from).Round(time.Millisecond), w.to.Sub(w.from).Round(time.Millisecond))
+}
+
+// Traffic is what the scenario's clients have seen so far, all of it once
+// Check has stopped them.
+func (s *ChaosScenario) Traffic() loadgen.Result { return s.load.Snapshot() }
 
 // CheckNoLeak deletes the Service and waits until podlb has released it
 // and nothing of it is left in the cloud.
