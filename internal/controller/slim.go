@@ -80,7 +80,9 @@ func slimConditions(p *corev1.Pod) []corev1.PodCondition {
 		}
 		sc := corev1.PodCondition{Type: internType(c.Type), Status: corev1.ConditionStatus(intern(string(c.Status))), LastTransitionTime: c.LastTransitionTime}
 		if c.Type == targets.GateConditionType {
-			sc.Reason, sc.Message = intern(c.Reason), c.Message
+			// The gate compares its reason and message, and paces
+			// rewrites of the message by when it was last written.
+			sc.Reason, sc.Message, sc.LastProbeTime = intern(c.Reason), c.Message, c.LastProbeTime
 		}
 		out = append(out, sc)
 	}

@@ -77,8 +77,8 @@ func TestSlimPodKeepsWhatPodlbReads(t *testing.T) {
 		t.Errorf("conditions kept: %v, want %v", types, want)
 	}
 	gate := targets.PodCondition(slim, targets.GateConditionType)
-	if gate.Reason != "Healthy" || gate.Message == "" {
-		t.Errorf("the gate's reason and message must stay (the gate compares them): %+v", gate)
+	if gate.Reason != "Healthy" || gate.Message == "" || gate.LastProbeTime.IsZero() {
+		t.Errorf("the gate's reason, message and last write must stay (the gate compares and paces them): %+v", gate)
 	}
 	if c := targets.PodCondition(slim, corev1.ContainersReady); c.LastTransitionTime.IsZero() || c.Status != corev1.ConditionTrue {
 		t.Errorf("ContainersReady lost its status or transition time: %+v", c)
