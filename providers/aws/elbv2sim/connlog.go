@@ -35,38 +35,14 @@ func (r ConnRecord) String() string {
 	return s
 }
 
-// connLog remembers the last Options.ConnectionHistory connections, by
-// client address. Guarded by Server.mu.
-type connLog struct {
-	max   int
-	order []*ConnRecord
-	recs  map[string]*ConnRecord
-}
-
 // newConnRecordLocked records an accepted connection and the target it
 // goes to (nil: none), or returns nil when no history is kept.
 func (s *Server) newConnRecordLocked(c net.Conn, t *target) *ConnRecord {
-	l := &s.conns
-	if l.max <= 0 {
-		return nil
-	}
-	if l.recs == nil {
-		l.recs = map[string]*ConnRecord{}
-	}
 	r := &ConnRecord{Client: c.RemoteAddr().String(), Accepted: time.Now()}
 	if t != nil {
 		r.Target = net.JoinHostPort(t.key.id, fmt.Sprint(t.key.port))
 	}
-	if len(l.order) >= l.max {
-		// A client port in use again replaced the entry already.
-		if old := l.order[0]; l.recs[old.Client] == old {
-			delete(l.recs, old.Client)
-		}
-		l.order = l.order[1:]
-	}
-	l.order = append(l.order, r)
-	l.recs[r.Client] = r
-	return r
+	return s.conns.Add(r.Client, r)
 }
 
 // Connection returns the record of the last connection from client (the
@@ -75,8 +51,8 @@ func (s *Server) newConnRecordLocked(c net.Conn, t *target) *ConnRecord {
 func (s *Server) Connection(client string) (ConnRecord, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.conns.recs[client]
-	if r == nil {
+	r, ok := s.conns.Get(client)
+	if !ok {
 		return ConnRecord{}, false
 	}
 	return *r, true

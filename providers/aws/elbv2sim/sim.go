@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/podlb/podlb/internal/connhistory"
 )
 
 // VPC is an emulated VPC. RegisterTargets decides by its CIDRs and
@@ -168,7 +170,7 @@ type Server struct {
 	// albTransport carries proxied HTTP requests to targets.
 	albTransport *http.Transport
 	// conns remembers where the latest connections went (Connection).
-	conns connLog
+	conns connhistory.Log[ConnRecord]
 }
 
 // Start starts an emulator listening on opts.Addr.
@@ -233,7 +235,7 @@ func Start(opts Options) (*Server, error) {
 		rules:     map[string]*rule{},
 		certs:     map[string]*certificate{},
 		tags:      map[string]map[string]string{},
-		conns:     connLog{max: opts.ConnectionHistory},
+		conns:     connhistory.Log[ConnRecord]{Max: opts.ConnectionHistory},
 	}
 	s.albTransport = newALBTransport()
 	s.ctx, s.cancel = context.WithCancel(context.Background())

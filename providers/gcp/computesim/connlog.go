@@ -72,35 +72,11 @@ func stamp(t time.Time) string {
 	return t.Format("15:04:05.000")
 }
 
-// connLog remembers the last Options.ConnectionHistory connections, by
-// client address. Guarded by Server.mu.
-type connLog struct {
-	max   int
-	order []*ConnRecord
-	recs  map[string]*ConnRecord
-}
-
 // newConnRecordLocked starts the record of an accepted connection, or
 // returns nil when no history is kept.
 func (s *Server) newConnRecordLocked(c net.Conn) *ConnRecord {
-	l := &s.conns
-	if l.max <= 0 {
-		return nil
-	}
-	if l.recs == nil {
-		l.recs = map[string]*ConnRecord{}
-	}
 	r := &ConnRecord{Client: c.RemoteAddr().String(), Accepted: time.Now(), Outcome: ConnOpen}
-	if len(l.order) >= l.max {
-		// A client port in use again replaced the entry already.
-		if old := l.order[0]; l.recs[old.Client] == old {
-			delete(l.recs, old.Client)
-		}
-		l.order = l.order[1:]
-	}
-	l.order = append(l.order, r)
-	l.recs[r.Client] = r
-	return r
+	return s.conns.Add(r.Client, r)
 }
 
 // endConnLocked sets a record's outcome (the first one wins) and the
@@ -122,8 +98,8 @@ func endConnLocked(r *ConnRecord, t *target, outcome string) {
 func (s *Server) Connection(client string) (ConnRecord, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.conns.recs[client]
-	if r == nil {
+	r, ok := s.conns.Get(client)
+	if !ok {
 		return ConnRecord{}, false
 	}
 	out := *r

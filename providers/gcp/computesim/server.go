@@ -17,6 +17,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/podlb/podlb/internal/connhistory"
 )
 
 // Options configures an emulator. The zero value is usable: it listens on
@@ -147,7 +149,7 @@ type Server struct {
 	draining        map[*target]struct{}
 	rr              map[string]uint64
 	closing         bool
-	conns           connLog
+	conns           connhistory.Log[ConnRecord]
 
 	faults faultState
 	stats  statsState
@@ -213,7 +215,7 @@ func Start(opts Options) (*Server, error) {
 		draining:        map[*target]struct{}{},
 		rr:              map[string]uint64{},
 		closeCh:         make(chan struct{}),
-		conns:           connLog{max: opts.ConnectionHistory},
+		conns:           connhistory.Log[ConnRecord]{Max: opts.ConnectionHistory},
 		perms:           map[string][]string{},
 	}
 	for token, granted := range opts.Permissions {
