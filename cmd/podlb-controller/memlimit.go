@@ -19,19 +19,15 @@ import (
 // without pause once the live heap nears it (a cluster grown past what
 // the request was sized for), so it follows the live heap: never below
 // 1.5x of it, and never above 90% of the container's limit, where the
-// kernel would kill the process. The container's memory also counts the
-// executable's resident pages (tens of MiB of code and type tables,
-// outside the Go runtime's accounting), so the limit at the request
-// leaves room for them.
+// kernel would kill the process.
 type memoryPolicy struct {
 	request int64 // 0: none given
 	ceiling int64 // 90% of the container's limit; 0: none
 }
 
-// limitFor is the soft limit for a live heap of live bytes, with file
-// bytes of the executable resident.
-func (p memoryPolicy) limitFor(live, file int64) int64 {
-	limit := max(p.request-file, live/2*3)
+// limitFor is the soft limit for a live heap of live bytes.
+func (p memoryPolicy) limitFor(live int64) int64 {
+	limit := max(p.request, live/2*3)
 	if p.ceiling > 0 && (p.request == 0 || limit > p.ceiling) {
 		limit = p.ceiling
 	}
@@ -72,7 +68,7 @@ func (p memoryPolicy) apply(ctx context.Context) int64 {
 		}
 		return int64(sample[0].Value.Uint64())
 	}
-	first := p.limitFor(live(), residentFileBytes("/proc/self/status"))
+	first := p.limitFor(live())
 	debug.SetMemoryLimit(first)
 	if p.request > 0 {
 		go func() {
@@ -83,30 +79,10 @@ func (p memoryPolicy) apply(ctx context.Context) int64 {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					debug.SetMemoryLimit(p.limitFor(live(), residentFileBytes("/proc/self/status")))
+					debug.SetMemoryLimit(p.limitFor(live()))
 				}
 			}
 		}()
 	}
 	return first
-}
-
-// residentFileBytes reads RssFile, the process's resident file-backed
-// pages (mostly the executable's), from a /proc status file; 0 when
-// unknown.
-func residentFileBytes(status string) int64 {
-	raw, err := os.ReadFile(status)
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(raw)) {
-		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
 }

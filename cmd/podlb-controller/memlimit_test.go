@@ -53,39 +53,20 @@ func TestMemoryPolicyReadsRequestAndContainerLimit(t *testing.T) {
 
 func TestMemoryPolicyFollowsTheLiveHeap(t *testing.T) {
 	p := memoryPolicy{request: 128 * mib, ceiling: 460 * mib}
-	for _, tc := range []struct{ live, file, want int64 }{
-		{40 * mib, 0, 128 * mib},         // small heap: the request bounds it
-		{40 * mib, 48 * mib, 80 * mib},   // less the executable's resident pages
-		{60 * mib, 48 * mib, 90 * mib},   // but never below 1.5x live
-		{100 * mib, 48 * mib, 150 * mib}, // near the request: 1.5x live, the collector is not driven to run all the time
-		{400 * mib, 0, 460 * mib},        // never past 90% of the container's limit
+	for _, tc := range []struct{ live, want int64 }{
+		{40 * mib, 128 * mib},  // small heap: the request bounds it
+		{100 * mib, 150 * mib}, // near the request: 1.5x live, the collector is not driven to run all the time
+		{400 * mib, 460 * mib}, // never past 90% of the container's limit
 	} {
-		if got := p.limitFor(tc.live, tc.file); got != tc.want {
-			t.Errorf("live %d MiB, %d MiB of files: limit %d MiB, want %d MiB", tc.live/mib, tc.file/mib, got/mib, tc.want/mib)
+		if got := p.limitFor(tc.live); got != tc.want {
+			t.Errorf("live %d MiB: limit %d MiB, want %d MiB", tc.live/mib, got/mib, tc.want/mib)
 		}
 	}
-	if got := (memoryPolicy{ceiling: 460 * mib}).limitFor(10*mib, 48*mib); got != 460*mib {
+	if got := (memoryPolicy{ceiling: 460 * mib}).limitFor(10 * mib); got != 460*mib {
 		t.Errorf("without a request the limit is the ceiling, got %d MiB", got/mib)
 	}
-	if got := (memoryPolicy{request: 128 * mib}).limitFor(300*mib, 0); got != 450*mib {
+	if got := (memoryPolicy{request: 128 * mib}).limitFor(300 * mib); got != 450*mib {
 		t.Errorf("without a ceiling the limit follows the heap, got %d MiB", got/mib)
-	}
-}
-
-func TestResidentFileBytesReadsProcStatus(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "status")
-	status := "Name:\tpodlb-controller\nVmRSS:\t  170000 kB\nRssAnon:\t  121000 kB\nRssFile:\t   49152 kB\nRssShmem:\t       0 kB\n"
-	if err := os.WriteFile(file, []byte(status), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got := residentFileBytes(file); got != 48*mib {
-		t.Errorf("RssFile read as %d bytes, want 48 MiB", got)
-	}
-	if got := residentFileBytes(filepath.Join(t.TempDir(), "none")); got != 0 {
-		t.Errorf("a missing file reads as %d, want 0", got)
-	}
-	if got := residentFileBytes("/proc/self/status"); got <= 0 {
-		t.Errorf("this process's own RssFile read as %d", got)
 	}
 }
 
@@ -95,9 +76,7 @@ func TestMemoryPolicyAppliesTheLimit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := memoryPolicy{request: 1 << 40}
-	// The request less this process's resident file pages.
-	got := p.apply(ctx)
-	if got >= 1<<40 || got < 1<<40-1<<30 || debug.SetMemoryLimit(-1) != got {
+	if got := p.apply(ctx); got != 1<<40 || debug.SetMemoryLimit(-1) != 1<<40 {
 		t.Fatalf("applied %d, runtime has %d", got, debug.SetMemoryLimit(-1))
 	}
 }
