@@ -23,22 +23,9 @@ import (
 // that now give it to another Service refuse it.
 func TestExpiredGroupsAreRenewedInBatchedCalls(t *testing.T) {
 	const n = 25
-	srv, err := elbv2sim.Start(elbv2sim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
 	const ttl = 3 * time.Second
-	p, err := New(ctx, Options{
-		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
-		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(), Credentials: simCredentials,
-		Limits: providers.Unthrottled(DefaultLimits()), MaxAttempts: maxAttempts, GroupCacheTTL: ttl,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := simServer(t)
+	p := simProvider(t, ctx, srv, Options{Limits: providers.Unthrottled(DefaultLimits()), MaxAttempts: maxAttempts, GroupCacheTTL: ttl})
 	bindings := make([]*providers.Binding, n)
 	for i := range bindings {
 		name := fmt.Sprintf("web-%02d", i)
@@ -119,21 +106,8 @@ func TestExpiredGroupsAreRenewedInBatchedCalls(t *testing.T) {
 // for them nor queues on DescribeVpcs' small budget.
 func TestGroupsOfOneVPCShareOneNetworkRead(t *testing.T) {
 	const n = 8
-	srv, err := elbv2sim.Start(elbv2sim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	p, err := New(ctx, Options{
-		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
-		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(), Credentials: simCredentials,
-		Limits: DefaultLimits(), MaxAttempts: maxAttempts,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := simServer(t)
+	p := simProvider(t, ctx, srv, Options{Limits: DefaultLimits(), MaxAttempts: maxAttempts})
 	var groups []*providers.Group
 	for i := range n {
 		name := fmt.Sprintf("web-%02d", i)
@@ -188,26 +162,13 @@ func TestGroupsOfOneVPCShareOneNetworkRead(t *testing.T) {
 // attempt, never by the SDK behind the buckets' back: every call the
 // account sees took a token.
 func TestThrottledCallsRetryWithATokenEach(t *testing.T) {
-	srv, err := elbv2sim.Start(elbv2sim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
 	const tokens = 2
-	p, err := New(ctx, Options{
-		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
-		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(), Credentials: simCredentials,
-		Limits: map[string]providers.Limit{"DescribeTargetGroups": {QPS: 0.001, Burst: tokens}}, MaxAttempts: 5,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, ctx := simServer(t)
+	p := simProvider(t, ctx, srv, Options{Limits: map[string]providers.Limit{"DescribeTargetGroups": {QPS: 0.001, Burst: tokens}}, MaxAttempts: 5})
 	srv.SetThrottleRate(1)
 	callCtx, stop := context.WithTimeout(ctx, 3*time.Second)
 	defer stop()
-	err = p.calls.Call(callCtx, "DescribeTargetGroups", func(ctx context.Context) error {
+	err := p.calls.Call(callCtx, "DescribeTargetGroups", func(ctx context.Context) error {
 		_, err := p.elb.DescribeTargetGroups(ctx, &elbv2.DescribeTargetGroupsInput{})
 		return err
 	})
@@ -223,13 +184,7 @@ func TestThrottledCallsRetryWithATokenEach(t *testing.T) {
 
 	// Throttling that passes: the retry succeeds.
 	srv.SetThrottleRate(0)
-	p, err = New(ctx, Options{
-		Cluster: "test-cluster", Region: "us-east-1", VPCID: elbv2sim.DefaultVPCID,
-		ELBv2Endpoint: srv.URL(), EC2Endpoint: srv.URL(), Credentials: simCredentials, MaxAttempts: 5,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p = simProvider(t, ctx, srv, Options{MaxAttempts: 5})
 	srv.InjectError("DescribeTargetGroups", "Throttling", 1)
 	before := srv.Stats()["DescribeTargetGroups"]
 	err = p.calls.Call(ctx, "DescribeTargetGroups", func(ctx context.Context) error {
@@ -242,4 +197,31 @@ func TestThrottledCallsRetryWithATokenEach(t *testing.T) {
 	if got := srv.Stats()["DescribeTargetGroups"].Calls - before.Calls; got != 2 {
 		t.Errorf("%d attempts, want 2 (one throttled, one answered)", got)
 	}
+}
+
+// simServer starts an emulator for one test, with a context that ends
+// with it.
+func simServer(t *testing.T) (*elbv2sim.Server, context.Context) {
+	t.Helper()
+	srv, err := elbv2sim.Start(elbv2sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return srv, ctx
+}
+
+// simProvider is a provider of the emulator's account, with o's limits,
+// attempts and cache settings.
+func simProvider(t *testing.T, ctx context.Context, srv *elbv2sim.Server, o Options) *Provider {
+	t.Helper()
+	o.Cluster, o.Region, o.VPCID = "test-cluster", "us-east-1", elbv2sim.DefaultVPCID
+	o.ELBv2Endpoint, o.EC2Endpoint, o.Credentials = srv.URL(), srv.URL(), simCredentials
+	p, err := New(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
