@@ -631,7 +631,10 @@ func TestRateLimitedIsThrottled(t *testing.T) {
 // rateLimitExceeded: podlb backs off as for a spent rate quota, and the
 // endpoints are attached once operations finish.
 func TestConcurrentOperationLimitIsThrottled(t *testing.T) {
-	e := newEnvWith(t, func(o *computesim.Options) { o.OperationDelay = 300 * time.Millisecond })
+	// Operations last long enough that the three zones' attaches overlap
+	// even on a loaded machine: with 300 ms, a stall between two calls
+	// let the first finish and nothing was throttled.
+	e := newEnvWith(t, func(o *computesim.Options) { o.OperationDelay = 2 * time.Second })
 	g := e.ensure(binding(`{}`, zones3...))
 	f := e.srv.Faults()
 	f.MaxConcurrentOperations = 1
