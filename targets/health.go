@@ -156,6 +156,9 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 	r.mu.Lock()
 	book := maps.Clone(registered.at)
 	r.mu.Unlock()
+	// The cloud's learned pace, looked up once for the whole pass.
+	fastest, learned := r.fastestHealthy(ps.key.Provider)
+	est := healthyAfter(fastest)
 	var due, since time.Time
 	early := true
 	for _, d := range ps.desired {
@@ -187,7 +190,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		var judgeable time.Time
 		if registered {
 			judge := ps.group.JudgeDelay
-			if fastest, ok := r.fastestHealthy(ps.key.Provider); ok {
+			if learned {
 				judge = min(judge, fastest)
 			}
 			judgeable = reg.at.Add(judge)
@@ -195,7 +198,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		if !registered || !now.Before(judgeable) {
 			early = false
 		}
-		if est, ok := r.healthyAfter(ps.key.Provider); ok && registered {
+		if learned && registered {
 			if t.State == providers.Pending && now.Before(reg.at.Add(verdictSpan*est)) {
 				// Around the time this cloud has been seen to judge,
 				// read often enough that the read adds a small fraction
@@ -301,14 +304,11 @@ func (r *BindingReconciler) learnHealthyAfter(key providers.BindingKey, k provid
 }
 
 // healthyAfter is the earliest a read can expect a new registration on
-// the cloud to be healthy: four fifths of the fastest of its recent
-// registrations, as seen by reads. Reading earlier spends budget on
+// the cloud to be healthy, from the fastest of its recent registrations
+// as seen by reads: four fifths of it. Reading earlier spends budget on
 // targets the cloud cannot have judged; the fifth off keeps looking for
 // a faster cloud.
-func (r *BindingReconciler) healthyAfter(provider string) (time.Duration, bool) {
-	fastest, ok := r.fastestHealthy(provider)
-	return fastest * 4 / 5, ok
-}
+func healthyAfter(fastest time.Duration) time.Duration { return fastest * 4 / 5 }
 
 // fastestHealthy is the shortest of the cloud's recent registrations,
 // from the registration to the read that saw the target healthy.

@@ -170,13 +170,13 @@ func TestScheduleReadLearnsTheCloudsPace(t *testing.T) {
 	a, b := ps.desired[0], ps.desired[1]
 	r.books[ps.key].at[a.Key()] = registration{uid: "a", at: now.Add(-5 * time.Second), target: a.Target}
 	r.summarize(ps, []providers.Observed{{Target: a.Target, State: providers.Healthy, CloudState: "healthy"}}, now)
-	if est, ok := r.healthyAfter("aws"); !ok || est != 4*time.Second {
-		t.Fatalf("learned %v %v, want 4s (4/5 of 5s)", est, ok)
+	if fastest, ok := r.fastestHealthy("aws"); !ok || healthyAfter(fastest) != 4*time.Second {
+		t.Fatalf("learned %v %v, want 4s (4/5 of 5s)", healthyAfter(fastest), ok)
 	}
 	// The same registration seen healthy again teaches nothing more.
 	r.summarize(ps, []providers.Observed{{Target: a.Target, State: providers.Healthy, CloudState: "healthy"}}, now.Add(time.Minute))
-	if est, _ := r.healthyAfter("aws"); est != 4*time.Second {
-		t.Fatalf("a repeated sighting changed the estimate to %v", est)
+	if fastest, _ := r.fastestHealthy("aws"); healthyAfter(fastest) != 4*time.Second {
+		t.Fatalf("a repeated sighting changed the estimate to %v", healthyAfter(fastest))
 	}
 	r.books[ps.key].at[b.Key()] = registration{uid: "b", at: now, target: b.Target}
 	h := healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Pending})
