@@ -24,6 +24,7 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -136,7 +137,7 @@ type Provider struct {
 	refreshing sync.Mutex
 	groups     map[providers.BindingKey]*cachedGroup
 	vpcs       map[string]*vpcNetworks
-	vpcFetches map[string]*vpcFetch
+	vpcReads   singleflight.Group
 	vpcTried   map[string]time.Time
 	// drains caches each group's deregistration delay, read off the
 	// binding's first pass (see drain).
@@ -203,8 +204,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		vpcs:   map[string]*vpcNetworks{},
 		drains: map[string]int64{},
 
-		vpcFetches: map[string]*vpcFetch{},
-		vpcTried:   map[string]time.Time{},
+		vpcTried: map[string]time.Time{},
 	}
 	p.calls.RetryThrottled(o.MaxAttempts)
 	// ELBv2 throttles RegisterTargets and DeregisterTargets from one
@@ -1062,7 +1062,7 @@ const subnetRefreshAfter = time.Minute
 // change rarely. When one of ts is inside the VPC but in no known subnet
 // (a subnet added since), the subnets are read again, at most once a
 // minute; a stale answer only costs a refused registration, which is
-// retried. Concurrent callers share one read (see fetchNetworks).
+// retried. Concurrent callers share one read (see readNetworks).
 func (p *Provider) networks(ctx context.Context, vpc string, ts []providers.Target) (*vpcNetworks, error) {
 	p.mu.Lock()
 	n := p.vpcs[vpc]
@@ -1078,11 +1078,13 @@ func (p *Provider) networks(ctx context.Context, vpc string, ts []providers.Targ
 		p.mu.Unlock()
 		return n, nil
 	}
-	f := p.fetchNetworksLocked(vpc)
 	p.mu.Unlock()
 	select {
-	case <-f.done:
-		return f.nets, f.err
+	case r := <-p.readNetworks(vpc):
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*vpcNetworks), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -1094,51 +1096,40 @@ func (p *Provider) networks(ctx context.Context, vpc string, ts []providers.Targ
 // that needs the networks reads them itself and reports the failure.
 func (p *Provider) prefetchNetworks(vpc string) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if vpc == "" || p.vpcs[vpc] != nil || time.Since(p.vpcTried[vpc]) < subnetRefreshAfter {
-		return
+	skip := vpc == "" || p.vpcs[vpc] != nil || time.Since(p.vpcTried[vpc]) < subnetRefreshAfter
+	p.mu.Unlock()
+	if !skip {
+		p.readNetworks(vpc)
 	}
-	p.fetchNetworksLocked(vpc)
 }
 
-// vpcFetch is one read of a VPC's networks, shared by whoever needs them
-// meanwhile: at a rollout's start every group in the VPC registers at
-// once, and DescribeVpcs' small budget would otherwise queue them.
-type vpcFetch struct {
-	done chan struct{}
-	nets *vpcNetworks
-	err  error
-}
-
-// fetchNetworksLocked joins the VPC's read in flight or starts one; the
-// read has its own deadline, so a caller giving up does not fail the
-// others. Callers hold p.mu.
-func (p *Provider) fetchNetworksLocked(vpc string) *vpcFetch {
-	if f := p.vpcFetches[vpc]; f != nil {
-		return f
-	}
-	f := &vpcFetch{done: make(chan struct{})}
-	p.vpcFetches[vpc] = f
-	p.vpcTried[vpc] = time.Now()
-	go func() {
+// readNetworks joins the VPC's read in flight or starts one, shared by
+// whoever needs the networks meanwhile: at a rollout's start every group
+// in the VPC registers at once, and DescribeVpcs' small budget would
+// otherwise queue them. The read has its own deadline, so a caller giving
+// up does not fail the others.
+func (p *Provider) readNetworks(vpc string) <-chan singleflight.Result {
+	return p.vpcReads.DoChan(vpc, func() (any, error) {
+		p.mu.Lock()
+		p.vpcTried[vpc] = time.Now()
+		p.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		var cidrs, subnets []netip.Prefix
-		var cidrErr, subnetErr error
+		var cidrs []netip.Prefix
+		var cidrErr error
 		var wg sync.WaitGroup
 		wg.Go(func() { cidrs, cidrErr = p.vpcCIDRs(ctx, vpc) })
-		subnets, subnetErr = p.vpcSubnets(ctx, vpc)
+		subnets, err := p.vpcSubnets(ctx, vpc)
 		wg.Wait()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if f.err = cmp.Or(cidrErr, subnetErr); f.err == nil {
-			f.nets = &vpcNetworks{cidrs: cidrs, subnets: subnets, fetched: time.Now()}
-			p.vpcs[vpc] = f.nets
+		if err = cmp.Or(cidrErr, err); err != nil {
+			return nil, err
 		}
-		delete(p.vpcFetches, vpc)
-		close(f.done)
-	}()
-	return f
+		n := &vpcNetworks{cidrs: cidrs, subnets: subnets, fetched: time.Now()}
+		p.mu.Lock()
+		p.vpcs[vpc] = n
+		p.mu.Unlock()
+		return n, nil
+	})
 }
 
 // vpcCIDRs reads the VPC's associated CIDR blocks.
