@@ -108,13 +108,7 @@ func runChurn(ctx context.Context, e *env) error {
 		results.set(sec, cloud, "queue "+q+": max depth (1 s samples)", "%.0f", maxDepth[q])
 	}
 	reportQueues(sec, cloud, before, after, "binding", "gate")
-	var total []time.Duration
-	for _, p := range e.watch.snapshot() {
-		if !p.containersReady.Before(start) && p.containersReady.Before(churnEnd) && !p.gateTrue.IsZero() {
-			total = append(total, p.gateTrue.Sub(p.containersReady))
-		}
-	}
-	results.set(sec, cloud, "replacements: ContainersReady -> gate True", "%s", dist(total))
+	e.reportPods(sec+" replacements", start, churnEnd)
 	results.set(sec, cloud, "caught up after churn stopped", "%s", round(caughtUp))
 	e.reportCalls(sec, start, churnEnd)
 	return e.scale(ctx, make([]int32, len(e.services)))

@@ -69,12 +69,12 @@ type cloudEnv interface {
 	// groupOf names the cloud group a target in zone lands in.
 	groupOf(service, zone string) string
 	throttleNote() string
-	// targetWriteRate is the target-changing calls per second the cloud
-	// allows an account or project in the long run.
-	targetWriteRate() float64
-	// healthReadRate is the reads per second the account or project
-	// allows in the long run for the calls that report target health.
-	healthReadRate() float64
+	// targetWrites is what the cloud allows an account or project of the
+	// calls that change targets.
+	targetWrites() budget
+	// healthReads is what the account or project allows of the calls
+	// that report target health.
+	healthReads() budget
 	close()
 }
 
@@ -157,14 +157,16 @@ func (a *awsCloud) floor() time.Duration {
 }
 func (a *awsCloud) groupOf(service, _ string) string { return service }
 
-// targetWriteRate is the refill of AWS's register+deregister bucket.
-func (a *awsCloud) targetWriteRate() float64 {
-	return elbv2sim.AWSThrottle()[elbv2sim.ClassTargets].RefillPerSec
+// targetWrites is AWS's register+deregister bucket.
+func (a *awsCloud) targetWrites() budget {
+	b := elbv2sim.AWSThrottle()[elbv2sim.ClassTargets]
+	return budget{burst: float64(b.Capacity), perSec: b.RefillPerSec}
 }
 
-// healthReadRate is the refill of AWS's bucket of every ELBv2 Describe*.
-func (a *awsCloud) healthReadRate() float64 {
-	return elbv2sim.AWSThrottle()[elbv2sim.ClassDescribe].RefillPerSec
+// healthReads is AWS's bucket of every ELBv2 Describe*.
+func (a *awsCloud) healthReads() budget {
+	b := elbv2sim.AWSThrottle()[elbv2sim.ClassDescribe]
+	return budget{burst: float64(b.Capacity), perSec: b.RefillPerSec}
 }
 func (a *awsCloud) throttleNote() string {
 	return "elbv2sim.AWSThrottle(): register+deregister 20 burst/4 per s, Describe* 40/10"
@@ -287,11 +289,18 @@ func (g *gcpCloud) floor() time.Duration {
 }
 func (g *gcpCloud) groupOf(service, zone string) string { return service + "/" + zone }
 
-// targetWriteRate is the emulated write quota; every write counts.
-func (g *gcpCloud) targetWriteRate() float64 { return float64(g.writeQuota) / 100 }
+// gcpQuotaWindow is the emulated quotas' window.
+const gcpQuotaWindow = 100 * time.Second
 
-// healthReadRate is the emulated read quota; every read counts.
-func (g *gcpCloud) healthReadRate() float64 { return float64(g.readQuota) / 100 }
+// targetWrites is the emulated write quota; every write counts.
+func (g *gcpCloud) targetWrites() budget { return quotaBudget(g.writeQuota) }
+
+// healthReads is the emulated read quota; every read counts.
+func (g *gcpCloud) healthReads() budget { return quotaBudget(g.readQuota) }
+
+func quotaBudget(perWindow int) budget {
+	return budget{burst: float64(perWindow), perSec: float64(perWindow) / gcpQuotaWindow.Seconds(), window: gcpQuotaWindow}
+}
 func (g *gcpCloud) throttleNote() string {
 	return fmt.Sprintf("computesim quota: %d reads and %d writes per 100 s", g.readQuota, g.writeQuota)
 }
@@ -362,6 +371,6 @@ func (g *gcpCloud) realistic(latency, limits bool) {
 	if limits {
 		g.sim.SetRateLimit("read", g.readQuota)
 		g.sim.SetRateLimit("write", g.writeQuota)
-		g.sim.SetRateWindow(100 * time.Second) // a fresh window
+		g.sim.SetRateWindow(gcpQuotaWindow) // a fresh window
 	}
 }

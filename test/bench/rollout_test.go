@@ -43,7 +43,7 @@ func runRollout(ctx context.Context, e *env) error {
 	if err := e.waitCloud(ctx, 5*time.Minute, per); err != nil {
 		return err
 	}
-	e.reportPods(sec+" scale-up", start)
+	e.reportPods(sec+" scale-up", start, time.Now())
 	results.set(sec+" scale-up", cloud, "0 -> N: all Deployments available", "%s", round(available))
 	e.reportCalls(sec+" scale-up", start, time.Now())
 	e.reportWaits(sec+" scale-up", before)
@@ -64,7 +64,7 @@ func runRollout(ctx context.Context, e *env) error {
 	}
 	floor := rolloutFloor(per, e.cloud.floor())
 	budgetFloor := e.rolloutBudgetFloor(per)
-	e.reportPods(sec+" update", start)
+	e.reportPods(sec+" update", start, time.Now())
 	results.set(sec+" update", cloud, "rolling update duration (all Deployments)", "%s", round(rollout))
 	results.set(sec+" update", cloud, "rolling update floor (waves x (ready + cloud floor))", "%s", round(floor))
 	results.set(sec+" update", cloud, "rolling update / floor", "%s", pct(rollout.Seconds(), floor.Seconds()))
@@ -123,7 +123,7 @@ func (e *env) rolloutBudgetFloor(per []int32) time.Duration {
 		waves := (int(r) + surge - 1) / surge
 		calls += waves * min(groups, surge) * 2
 	}
-	return time.Duration(float64(calls) / e.cloud.targetWriteRate() * float64(time.Second))
+	return time.Duration(float64(calls) / e.cloud.targetWrites().perSec * float64(time.Second))
 }
 
 // budgetCycles are how long the account's long-run rates take to serve
@@ -149,12 +149,37 @@ func (e *env) budgetCycles(per []int32) (writes, reads time.Duration) {
 	sec := func(calls int, rate float64) time.Duration {
 		return time.Duration(float64(calls) / rate * float64(time.Second))
 	}
-	return sec(writeCalls, e.cloud.targetWriteRate()), sec(readCalls, e.cloud.healthReadRate())
+	return sec(writeCalls, e.cloud.targetWrites().perSec), sec(readCalls, e.cloud.healthReads().perSec)
+}
+
+// podChange is a target change the bench saw: pod became ContainersReady
+// (a registration) or, registered, began terminating (a deregistration).
+type podChange struct {
+	change
+	pod podTimes
+}
+
+// podChanges are the target changes between from and to.
+func (e *env) podChanges(from, to time.Time) []podChange {
+	within := func(t time.Time) bool { return !t.IsZero() && !t.Before(from) && t.Before(to) }
+	var out []podChange
+	for _, p := range e.watch.snapshot() {
+		g := e.cloud.groupOf(p.app, e.zoneOf[p.node])
+		if within(p.containersReady) {
+			out = append(out, podChange{change{group: g, at: p.containersReady}, p})
+		}
+		if !p.containersReady.IsZero() && within(p.terminating) {
+			out = append(out, podChange{change{group: g, dereg: true, at: p.terminating}, p})
+		}
+	}
+	return out
 }
 
 // reportPods joins what the bench saw of pods that became ContainersReady
-// since from with the cloud's records of their targets.
-func (e *env) reportPods(sec string, from time.Time) {
+// between from and to, and are not terminating, with the cloud's records
+// of their targets, and sets podlb's added latency beside its floor under
+// the account's budgets for every target change of the period.
+func (e *env) reportPods(sec string, from, to time.Time) {
 	cloud := e.cloud.name()
 	type key struct {
 		service, ip string
@@ -170,10 +195,15 @@ func (e *env) reportPods(sec string, from time.Time) {
 		}
 		byKey[k] = t
 	}
+	changes := e.podChanges(from, to)
+	floorChanges := make([]change, len(changes))
+	cloudTimes := make([]time.Duration, len(changes))
 	var toRegister, cloudTime, toGate, total, added []time.Duration
 	missing := 0
-	for _, p := range e.watch.snapshot() {
-		if p.containersReady.Before(from) || !p.terminating.IsZero() {
+	for i, c := range changes {
+		floorChanges[i], cloudTimes[i] = c.change, -1
+		p := c.pod
+		if c.dereg || !p.terminating.IsZero() {
 			continue
 		}
 		t, ok := byKey[key{p.app, p.ip}]
@@ -181,44 +211,38 @@ func (e *env) reportPods(sec string, from time.Time) {
 			missing++
 			continue
 		}
+		cloudTimes[i] = t.healthy.Sub(t.registered)
 		toRegister = append(toRegister, t.registered.Sub(p.containersReady))
 		cloudTime = append(cloudTime, t.healthy.Sub(t.registered))
 		toGate = append(toGate, p.gateTrue.Sub(t.healthy))
 		total = append(total, p.gateTrue.Sub(p.containersReady))
 		added = append(added, t.registered.Sub(p.containersReady)+p.gateTrue.Sub(t.healthy))
 	}
+	floor := addedLatencyFloor(floorChanges, cloudTimes, e.cloud.targetWrites(), e.cloud.healthReads(), e.cloud.batchSize(), from)
 	results.set(sec, cloud, "ContainersReady -> registration call (p50 / p99 / max)", "%s", dist(toRegister))
 	results.set(sec, cloud, "registration -> cloud healthy (the cloud's own time)", "%s", dist(cloudTime))
 	results.set(sec, cloud, "cloud healthy -> gate True seen", "%s", dist(toGate))
 	results.set(sec, cloud, "ContainersReady -> gate True (total)", "%s", dist(total))
 	results.set(sec, cloud, "podlb added latency (total - cloud's own)", "%s", dist(added))
+	results.set(sec, cloud, "added-latency floor at the account's budgets (ideal dispatcher)", "%s", dist(floor))
+	results.set(sec, cloud, "added latency above that floor: p50 / p99", "%s / %s",
+		round(percentile(added, 50)-percentile(floor, 50)), round(percentile(added, 99)-percentile(floor, 99)))
 	results.set(sec, cloud, "total p50 / cloud floor", "%s", pct(percentile(total, 50).Seconds(), e.cloud.floor().Seconds()))
 	if missing > 0 {
 		results.set(sec, cloud, "pods without a complete record", "%d", missing)
 	}
 }
 
-// writeBound is the least number of target-changing calls for the pod
-// changes the bench saw between from and to: per group and direction,
-// changes are grouped into windows of the controller's coalesce window
-// (a change cannot wait longer for company), each window costing
-// ceil(targets / batch) calls. all is the bound if every change of the
-// period had come at once.
-func (e *env) writeBound(from, to time.Time) (windowed, all int) {
-	type gk struct {
-		group string
-		dereg bool
-	}
-	events := map[gk][]time.Time{}
-	for _, p := range e.watch.snapshot() {
-		zone := e.zoneOf[p.node]
-		g := e.cloud.groupOf(p.app, zone)
-		if !p.containersReady.IsZero() && !p.containersReady.Before(from) && p.containersReady.Before(to) {
-			events[gk{g, false}] = append(events[gk{g, false}], p.containersReady)
-		}
-		if !p.containersReady.IsZero() && !p.terminating.IsZero() && !p.terminating.Before(from) && p.terminating.Before(to) {
-			events[gk{g, true}] = append(events[gk{g, true}], p.terminating)
-		}
+// writeBound is the least number of target-changing calls for changes:
+// per group and direction, changes are grouped into windows of the
+// controller's coalesce window (a change cannot wait longer for company),
+// each window costing ceil(targets / batch) calls. all is the bound if
+// every change of the period had come at once.
+func (e *env) writeBound(changes []podChange) (windowed, all int) {
+	events := map[change][]time.Time{}
+	for _, c := range changes {
+		k := change{group: c.group, dereg: c.dereg}
+		events[k] = append(events[k], c.at)
 	}
 	batch := e.cloud.batchSize()
 	calls := func(n int) int { return (n + batch - 1) / batch }
@@ -267,7 +291,7 @@ func (e *env) reportCalls(sec string, from, to time.Time) {
 			throttledOps = append(throttledOps, fmt.Sprintf("%s %d", op, c.throttled))
 		}
 	}
-	windowed, all := e.writeBound(from, to)
+	windowed, all := e.writeBound(e.podChanges(from, to))
 	minutes := to.Sub(from).Minutes()
 	results.set(sec, cloud, "target writes (register/deregister, attach/detach calls)", "%d", targetWrites)
 	results.set(sec, cloud, "target-write bound: per change window / all at once", "%d / %d", windowed, all)

@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+func at(t0 time.Time, ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+func offsets(t0 time.Time, ts []time.Time) []time.Duration {
+	out := make([]time.Duration, len(ts))
+	for i, t := range ts {
+		out[i] = t.Sub(t0)
+	}
+	return out
+}
+
+func sameDurations(a, b []time.Duration) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// The ideal dispatcher sends a call as soon as the budget has one, to the
+// longest-waiting group, carrying all that group has waiting.
+func TestIdealCallsServeTheLongestWaitAndCarryAllItCan(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	oneASecond := budget{burst: 1, perSec: 1}
+	changes := []change{
+		{group: "a", at: at(t0, 0)},
+		{group: "a", at: at(t0, 100)},
+		{group: "b", at: at(t0, 50)},
+		{group: "a", at: at(t0, 200)},
+		{group: "a", dereg: true, at: at(t0, 10)},
+	}
+	got := offsets(t0, idealCalls(changes, oneASecond, 0, t0))
+	// 0: a's first goes alone at once. 1 s: the oldest waiting is a's
+	// deregistration (10 ms). 2 s: b (50 ms) before a's two later ones,
+	// which share the call at 3 s.
+	want := []time.Duration{0, 3 * time.Second, 2 * time.Second, 3 * time.Second, time.Second}
+	if !sameDurations(got, want) {
+		t.Fatalf("call times %v, want %v", got, want)
+	}
+	// A batch limit of one splits a's last two.
+	got = offsets(t0, idealCalls(changes, oneASecond, 1, t0))
+	want = []time.Duration{0, 3 * time.Second, 2 * time.Second, 4 * time.Second, time.Second}
+	if !sameDurations(got, want) {
+		t.Fatalf("with batch 1: call times %v, want %v", got, want)
+	}
+}
+
+func TestIdealCallsSpendABurstThenTheRefillOrTheNextWindow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var changes []change
+	for _, g := range []string{"a", "b", "c", "d"} {
+		changes = append(changes, change{group: g, at: t0})
+	}
+	got := offsets(t0, idealCalls(changes, budget{burst: 2, perSec: 4}, 0, t0))
+	want := []time.Duration{0, 0, 250 * time.Millisecond, 500 * time.Millisecond}
+	if !sameDurations(got, want) {
+		t.Fatalf("bucket: call times %v, want %v", got, want)
+	}
+	got = offsets(t0, idealCalls(changes, budget{burst: 3, perSec: 0.3, window: 10 * time.Second}, 0, t0))
+	want = []time.Duration{0, 0, 0, 10 * time.Second}
+	if !sameDurations(got, want) {
+		t.Fatalf("window: call times %v, want %v", got, want)
+	}
+}
+
+// The floor of a registration is its wait for a write plus its wait, after
+// the cloud's verdict, for a read of its group.
+func TestAddedLatencyFloorAddsTheWriteAndTheReadWaits(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	changes := []change{
+		{group: "a", at: t0},
+		{group: "b", at: t0},
+		{group: "b", dereg: true, at: t0},
+		{group: "c", at: t0},
+	}
+	cloud := []time.Duration{time.Second, time.Second, 0, -1}
+	writes := budget{burst: 1, perSec: 2}
+	// Plenty of reads: only the writes wait. Ties go in order: a at 0,
+	// b at 0.5 s, b's deregistration at 1 s, c (cloud time unknown) last.
+	got := addedLatencyFloor(changes, cloud, writes, budget{burst: 10, perSec: 10}, 0, t0)
+	if want := []time.Duration{0, 500 * time.Millisecond}; !sameDurations(got, want) {
+		t.Fatalf("floors %v, want %v", got, want)
+	}
+	// One read per 10 s: a's verdict (1 s) is read at once, b's (1.5 s)
+	// when the bucket has refilled (11 s).
+	got = addedLatencyFloor(changes, cloud, writes, budget{burst: 1, perSec: 0.1}, 0, t0)
+	if want := []time.Duration{0, 500*time.Millisecond + 9500*time.Millisecond}; !sameDurations(got, want) {
+		t.Fatalf("floors with scarce reads %v, want %v", got, want)
+	}
+}
