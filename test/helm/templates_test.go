@@ -5,6 +5,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podlb/podlb/test/helm"
 )
 
 // TestValuesSchemaRejectsBadValues installs with one bad value at a time
@@ -40,6 +44,11 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"misspelt top-level value", "clustername: typo", "clustername"},
 		{"ingress class name not a DNS name", "ingressClass: {create: true, name: Podlb_Class}", "name"},
 		{"bad scrape interval", "serviceMonitor: {enabled: true, interval: often}", "interval"},
+		{"extra volumes not a list", "extraVolumes: {name: gcp-token, emptyDir: {}}", "extraVolumes"},
+		{"extra volume mount not an object", "extraVolumeMounts: [/var/run/podlb]", "extraVolumeMounts"},
+		{"extra volume mount without a path", "extraVolumeMounts: [{name: gcp-token}]", "mountPath"},
+		{"extra container not an object", "extraContainers: [token-broker]", "extraContainers"},
+		{"extra container without a name", "extraContainers: [{image: busybox}]", "name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -173,6 +182,61 @@ resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 1Gi}}
 	res := c["resources"].(map[string]any)
 	if res["limits"].(map[string]any)["memory"] != "1Gi" || res["requests"].(map[string]any)["cpu"] != "50m" {
 		t.Errorf("resources %v", res)
+	}
+}
+
+// TestDeploymentExtraVolumesAndContainers: extraVolumes reach the pod,
+// extraVolumeMounts the controller container alone and extraContainers
+// follow the controller, each exactly as given; by default the pod has
+// none of them.
+func TestDeploymentExtraVolumesAndContainers(t *testing.T) {
+	const extras = `
+extraVolumes: [{name: gcp-token, emptyDir: {medium: Memory, sizeLimit: 1Mi}}]
+extraVolumeMounts: [{name: gcp-token, mountPath: /var/run/podlb, readOnly: true}]
+extraContainers:
+  - name: token-broker
+    image: registry.example.com/token-broker:v1
+    args: [--out=/var/run/podlb/token]
+    volumeMounts: [{name: gcp-token, mountPath: /var/run/podlb}]
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+`
+	given, err := helm.ParseValues(extras)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, values string
+		// Each is nil when the field must be absent.
+		volumes, mounts, sidecars any
+	}{
+		{"defaults", "", nil, nil, nil},
+		{"set", extras, given["extraVolumes"], given["extraVolumeMounts"], given["extraContainers"]},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			spec := nested[map[string]any](t, find(renderWith(t, c.values), "Deployment"), "spec", "template", "spec")
+			containers := spec["containers"].([]any)
+			controller := containers[0].(map[string]any)
+			if controller["name"] != "controller" {
+				t.Fatalf("first container %v, want the controller", controller["name"])
+			}
+			var sidecars any
+			if len(containers) > 1 {
+				sidecars = containers[1:]
+			}
+			for _, f := range []struct {
+				field     string
+				got, want any
+			}{
+				{"volumes", spec["volumes"], c.volumes},
+				{"controller volumeMounts", controller["volumeMounts"], c.mounts},
+				{"containers after the controller", sidecars, c.sidecars},
+			} {
+				if d := cmp.Diff(f.want, f.got); d != "" {
+					t.Errorf("%s (-want +got):\n%s", f.field, d)
+				}
+			}
+		})
 	}
 }
 
