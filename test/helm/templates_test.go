@@ -37,6 +37,11 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"malformed role ARN", "aws: {roleArn: podlb-role}", "roleArn"},
 		{"malformed rate limit", "aws: {rateLimits: {RegisterTargets: fast}}", "RegisterTargets"},
 		{"gcp batch over 500", "providers: [aws, gcp]\ngcp: {project: my-project, batchSize: 501}", "batchSize"},
+		{"gcp endpoint not a string", "gcp: {endpoint: 443}", "endpoint"},
+		{"gcp endpoint without a scheme", "gcp: {endpoint: compute-myendpoint.p.googleapis.com}", "endpoint"},
+		{"gcp endpoint of another scheme", `gcp: {endpoint: "grpc://compute-myendpoint.p.googleapis.com"}`, "endpoint"},
+		{"gcp token file not a string", "gcp: {accessTokenFile: true}", "accessTokenFile"},
+		{"relative gcp token file", "gcp: {accessTokenFile: token}", "accessTokenFile"},
 		{"no replicas", "replicaCount: 0", "replicaCount"},
 		{"replicas not a number", "replicaCount: two", "replicaCount"},
 		{"extra argument without dashes", "extraArgs: [workers=4]", "extraArgs"},
@@ -108,6 +113,37 @@ func TestDeploymentArgs(t *testing.T) {
 		if strings.HasPrefix(a, "--aws-") {
 			t.Errorf("gcp only, yet %s", a)
 		}
+	}
+}
+
+// TestDeploymentGCPEndpointAndTokenFile: --gcp-endpoint and
+// --gcp-access-token-file follow the other GCP flags when set, and are
+// left out when unset or when GCP is not served.
+func TestDeploymentGCPEndpointAndTokenFile(t *testing.T) {
+	common := []string{"--leader-elect=true", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"}
+	gcp := func(flags ...string) []string {
+		return slices.Concat([]string{"--cluster-name=my-cluster", "--providers=gcp", "--gcp-project=my-project"}, flags, common)
+	}
+	cases := []struct {
+		name, values string
+		want         []string
+	}{
+		{"unset", "providers: [gcp]\ngcp: {project: my-project}", gcp()},
+		{"endpoint", "providers: [gcp]\ngcp: {project: my-project, endpoint: https://compute-myendpoint.p.googleapis.com}",
+			gcp("--gcp-endpoint=https://compute-myendpoint.p.googleapis.com")},
+		{"token file", "providers: [gcp]\ngcp: {project: my-project, accessTokenFile: /var/run/podlb/token}",
+			gcp("--gcp-access-token-file=/var/run/podlb/token")},
+		{"both, among the other gcp flags", "providers: [gcp]\ngcp: {project: my-project, subnetwork: my-subnet, endpoint: \"http://cloudsim:8085/compute/v1/\", accessTokenFile: /var/run/podlb/token, batchSize: 250}",
+			gcp("--gcp-subnetwork=my-subnet", "--gcp-endpoint=http://cloudsim:8085/compute/v1/", "--gcp-access-token-file=/var/run/podlb/token", "--gcp-batch-size=250")},
+		{"gcp not served", "gcp: {endpoint: https://compute-myendpoint.p.googleapis.com, accessTokenFile: /var/run/podlb/token}",
+			slices.Concat([]string{"--cluster-name=my-cluster", "--providers=aws", "--aws-region=us-east-1", "--aws-vpc-id=vpc-0123456789abcdef0"}, common)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := containerArgs(t, renderWith(t, c.values)); !slices.Equal(got, c.want) {
+				t.Errorf("args\n got %q\nwant %q", got, c.want)
+			}
+		})
 	}
 }
 
