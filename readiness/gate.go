@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,9 +54,13 @@ var (
 		Name: "podlb_gate_writes_total",
 		Help: "Gate condition writes by resulting status.",
 	}, []string{"status"})
+	gateNotesDeferred = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "podlb_gate_false_writes_deferred_total",
+		Help: "False gate writes put off because their budget was spent.",
+	})
 )
 
-func init() { metrics.Registry.MustRegister(gateLatency, gateWrites) }
+func init() { metrics.Registry.MustRegister(gateLatency, gateWrites, gateNotesDeferred) }
 
 // falseMessageEvery is how often a False gate's message is rewritten
 // while its reason stays the same.
@@ -200,6 +205,14 @@ type GateReconciler struct {
 	// bindings of its current version in the registry; false when this
 	// controller provisions no TCP/UDP load balancers.
 	LoadBalancerServices bool
+	// Notes writes False gates, what a held pod waits for, each admitted
+	// by NoteBudget without waiting. A missing condition holds a pod as
+	// a False one does, so under load these writes give way to the ones
+	// that open gates (through Client) instead of queueing ahead of them
+	// in one client budget. Nil: Client writes both, and NoteBudget
+	// still admits the False ones when set.
+	Notes      client.Client
+	NoteBudget *rate.Limiter
 	// Hurry asks for bindings a waiting pod needs observed to be
 	// reconciled before others: after a start or a failover every binding
 	// is queued at once, and a pod turning ready meanwhile should not wait
@@ -265,12 +278,24 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 			return reconcile.Result{RequeueAfter: wait}, nil
 		}
 	}
+	writer := r.Client
+	if v.Status == corev1.ConditionFalse {
+		if r.NoteBudget != nil && !r.NoteBudget.Allow() {
+			// Written when the budget has room again, or sooner by the
+			// registry's news of the pod.
+			gateNotesDeferred.Inc()
+			return reconcile.Result{RequeueAfter: falseMessageEvery}, nil
+		}
+		if r.Notes != nil {
+			writer = r.Notes
+		}
+	}
 	cond := corev1.PodCondition{Type: targets.GateConditionType, Status: v.Status, Reason: v.Reason, Message: v.Message,
 		LastProbeTime: metav1.Now(), LastTransitionTime: metav1.Now()}
 	if cur != nil && cur.Status == v.Status {
 		cond.LastTransitionTime = cur.LastTransitionTime
 	}
-	if err := patchCondition(ctx, r.Client, &pod, cond); err != nil {
+	if err := patchCondition(ctx, writer, &pod, cond); err != nil {
 		if apierrors.IsConflict(err) {
 			// The cached pod is behind: look again once the cache has
 			// caught up, the gate may have been written meanwhile.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/podlb/podlb/loadbalancers"
@@ -184,5 +186,39 @@ func TestGateRewritesAFalseMessageOnlyNowAndThen(t *testing.T) {
 	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
 	if g, _ := gateAfter(t, r); g.Status != corev1.ConditionTrue {
 		t.Errorf("the gate did not open at once: %+v", g)
+	}
+}
+
+// False gates go through their own client, admitted by their own budget
+// without waiting: once it is spent they are put off (and looked at
+// again), while the write that opens the gate goes through the gate's
+// client regardless.
+func TestFalseGatesGiveWayWhenTheirBudgetIsSpent(t *testing.T) {
+	reg := registry(providers.ReadyWhenHealthy, 80)
+	c := fake.NewClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
+		WithStatusSubresource(&corev1.Pod{}).Build()
+	noteWrites := 0
+	notes := interceptor.NewClient(c, interceptor.Funcs{SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+		noteWrites++
+		return cl.SubResource(sub).Patch(ctx, obj, patch, opts...)
+	}})
+	r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"},
+		Notes: notes, NoteBudget: rate.NewLimiter(0, 1)}
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Pending, "initial", "Elb.RegistrationInProgress")})
+	if g, _ := gateAfter(t, r); g == nil || g.Reason != ReasonPending || noteWrites != 1 {
+		t.Fatalf("gate %+v after %d writes through the notes client, want pending written through it", g, noteWrites)
+	}
+	// A new reason would be written at once, but the budget is spent.
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Unhealthy, "unhealthy", "Target.FailedHealthChecks")})
+	g, res := gateAfter(t, r)
+	if g.Reason != ReasonPending || noteWrites != 1 {
+		t.Errorf("gate %+v after %d note writes: a False gate was written beyond its budget", g, noteWrites)
+	}
+	if res.RequeueAfter <= 0 {
+		t.Errorf("a put-off False gate is not looked at again: %v", res)
+	}
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	if g, _ := gateAfter(t, r); g.Status != corev1.ConditionTrue || noteWrites != 1 {
+		t.Errorf("gate %+v after %d note writes, want True written through the gate's client", g, noteWrites)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -257,6 +258,16 @@ const (
 // changed above the pod's own events.
 const gateNewsPriority = 10
 
+// gateNoteRate and gateNoteBurst admit False gate writes. The burst
+// writes a small rollout's messages as they come (two or three per pod);
+// under a thousand pods turning ready at once, False writes take at most
+// a fifth of what the gate client's 50/s gives the writes that open
+// gates, and the messages trail.
+const (
+	gateNoteRate  = 10
+	gateNoteBurst = 20
+)
+
 // gateWorkers is how many gate reconciles run at once. A reconcile is
 // mostly the wait for its status patch; in a rollout of a thousand pods
 // four of them could not keep up with the patches the gate client's
@@ -448,13 +459,20 @@ func Setup(mgr manager.Manager, o Options) error {
 	}
 
 	// Gate controller. Its pod writes have a Kubernetes client budget of
-	// their own, so status annotations and Events never delay a gate.
+	// their own, so status annotations and Events never delay a gate;
+	// False gates (what a pod waits for) have one apart again, admitted
+	// without waiting, so they never delay a gate opening either.
 	gateClient, err := ownBudgetClient(mgr)
+	if err != nil {
+		return err
+	}
+	noteClient, err := ownBudgetClient(mgr)
 	if err != nil {
 		return err
 	}
 	hurried := waitingPodPriority
 	gr := &readiness.GateReconciler{Client: gateClient, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds,
+		Notes: noteClient, NoteBudget: rate.NewLimiter(gateNoteRate, gateNoteBurst),
 		Hurry: func(keys []providers.BindingKey) {
 			for _, k := range keys {
 				bindingQ.add(k, 0, &hurried)
