@@ -7,8 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/podlb/podlb/test/helm"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
 // TestValuesSchemaRejectsBadValues installs with one bad value at a time
@@ -54,6 +53,8 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		{"extra volume mount without a path", "extraVolumeMounts: [{name: gcp-token}]", "mountPath"},
 		{"extra container not an object", "extraContainers: [token-broker]", "extraContainers"},
 		{"extra container without a name", "extraContainers: [{image: busybox}]", "name"},
+		{"extra init container not an object", "extraInitContainers: [token-broker]", "extraInitContainers"},
+		{"extra init container without a name", "extraInitContainers: [{image: busybox, restartPolicy: Always}]", "name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -222,9 +223,9 @@ resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 1Gi}}
 }
 
 // TestDeploymentExtraVolumesAndContainers: extraVolumes reach the pod,
-// extraVolumeMounts the controller container alone and extraContainers
-// follow the controller, each exactly as given; by default the pod has
-// none of them.
+// extraVolumeMounts the controller container alone, extraInitContainers
+// are the pod's init containers and extraContainers follow the
+// controller, each exactly as given; by default the pod has none of them.
 func TestDeploymentExtraVolumesAndContainers(t *testing.T) {
 	const extras = `
 extraVolumes: [{name: gcp-token, emptyDir: {medium: Memory, sizeLimit: 1Mi}}]
@@ -235,18 +236,28 @@ extraContainers:
     args: [--out=/var/run/podlb/token]
     volumeMounts: [{name: gcp-token, mountPath: /var/run/podlb}]
     securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+extraInitContainers:
+  - name: broker-sidecar
+    image: registry.example.com/token-broker:v1
+    restartPolicy: Always
+    startupProbe: {exec: {command: [test, -s, /var/run/podlb/token]}, periodSeconds: 1, failureThreshold: 60}
+    volumeMounts: [{name: gcp-token, mountPath: /var/run/podlb}]
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+  - name: wait-for-network
+    image: registry.example.com/wait:v1
 `
-	given, err := helm.ParseValues(extras)
-	if err != nil {
+	// Numbers as int64, as in the rendered objects.
+	var given map[string]any
+	if err := utilyaml.Unmarshal([]byte(extras), &given); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
 		name, values string
 		// Each is nil when the field must be absent.
-		volumes, mounts, sidecars any
+		volumes, mounts, inits, sidecars any
 	}{
-		{"defaults", "", nil, nil, nil},
-		{"set", extras, given["extraVolumes"], given["extraVolumeMounts"], given["extraContainers"]},
+		{"defaults", "", nil, nil, nil, nil},
+		{"set", extras, given["extraVolumes"], given["extraVolumeMounts"], given["extraInitContainers"], given["extraContainers"]},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -266,6 +277,7 @@ extraContainers:
 			}{
 				{"volumes", spec["volumes"], c.volumes},
 				{"controller volumeMounts", controller["volumeMounts"], c.mounts},
+				{"initContainers", spec["initContainers"], c.inits},
 				{"containers after the controller", sidecars, c.sidecars},
 			} {
 				if d := cmp.Diff(f.want, f.got); d != "" {
