@@ -49,6 +49,9 @@ func run(args []string) error {
 	if f.Cluster == "" {
 		return fmt.Errorf("--cluster-name is required")
 	}
+	if f.KubeAPIQPS <= 0 || f.KubeAPIBurst < 1 {
+		return fmt.Errorf("--kube-api-qps must be above 0 and --kube-api-burst at least 1 (got %v and %d)", f.KubeAPIQPS, f.KubeAPIBurst)
+	}
 	logger := zap.New(zap.UseFlagOptions(&f.Zap))
 	memCtx, stopMemory := context.WithCancel(context.Background())
 	defer stopMemory()
@@ -60,7 +63,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes configuration: %w", err)
 	}
-	cfg.QPS, cfg.Burst = 50, 100
+	cfg.QPS, cfg.Burst = float32(f.KubeAPIQPS), f.KubeAPIBurst
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

@@ -33,3 +33,12 @@ current-context: c
 		}
 	}
 }
+
+func TestAKubernetesBudgetOfNothingStopsTheStartNamingTheFlags(t *testing.T) {
+	for _, args := range [][]string{{"--kube-api-qps=0"}, {"--kube-api-qps=-1"}, {"--kube-api-burst=0"}} {
+		err := run(append([]string{"--cluster-name=c"}, args...))
+		if err == nil || !strings.Contains(err.Error(), "--kube-api-qps") || !strings.Contains(err.Error(), "--kube-api-burst") {
+			t.Errorf("%v: %v, want an error naming the flags", args, err)
+		}
+	}
+}

@@ -19,7 +19,8 @@ type Values struct {
 	ShowVersion, LeaderElect, GateIgnoresUnservedClouds, Profiling     bool
 	Kubeconfig, Cluster, Providers, Namespace, LeaderElectionID        string
 	MetricsAddr, ProbeAddr                                             string
-	Workers, WriteSlots, HealthReaders                                 int
+	Workers, WriteSlots, HealthReaders, KubeAPIBurst                   int
+	KubeAPIQPS                                                         float64
 	Poll, Resync, Coalesce, MaxBackoff, SweepInterval                  time.Duration
 	AWSRegion, AWSVPC, AWSEndpointELBv2, AWSEndpointEC2, AWSRateLimits string
 	AWSBatchSize, AWSMaxAttempts                                       int
@@ -45,6 +46,8 @@ func New(getenv func(string) string) (*flag.FlagSet, *Values) {
 	fs.StringVar(&v.MetricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus metrics endpoint ("0" disables)`)
 	fs.StringVar(&v.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&v.Profiling, "profiling", false, "serve Go's runtime profiles (heap, CPU, goroutines) under /debug/pprof/ on the metrics address")
+	fs.Float64Var(&v.KubeAPIQPS, "kube-api-qps", 50, "Kubernetes API requests per second of each of the controller's clients: its cache and Service status, its ownership ledger, and gate writes (False gates have a smaller budget of their own)")
+	fs.IntVar(&v.KubeAPIBurst, "kube-api-burst", 100, "Kubernetes API requests each of those clients may make at once")
 	fs.IntVar(&v.Workers, "workers", 32, "bindings reconciled in parallel; those with writes wait, most waited-for first, for one of the cloud's write slots")
 	fs.IntVar(&v.WriteSlots, "write-slots", 4, "target-write passes in flight per cloud; under load, bindings queue for them by how long their pods have waited")
 	fs.IntVar(&v.HealthReaders, "health-readers", 4, "health reads in flight; due reads go out by how long their pods have waited, background reads last")
