@@ -68,14 +68,13 @@ type change struct {
 	at    time.Time
 }
 
-// idealCalls is when the soonest calls the budget allows could carry each
-// change: an oracle dispatcher that sends a call the moment the budget has
-// one, to the group (and direction) whose change has waited longest,
-// carrying everything that group has waiting (up to batch; 0 is no
-// limit), with calls taking no time. No controller can do better at
-// that budget, so what it yields is a floor. Changes come back in their
-// order; start is when the budget was last full.
-func idealCalls(changes []change, b budget, batch int, start time.Time) []time.Time {
+// idealCalls is when an ideal dispatcher's calls carry each change: it
+// sends a call the moment every budget has one, to the group (and
+// direction) whose change has waited longest, carrying everything that
+// group has waiting (up to batch; 0 is no limit), and calls take no time.
+// Changes come back in their order; start is when the budgets were last
+// full.
+func idealCalls(changes []change, budgets []budget, batch int, start time.Time) []time.Time {
 	type key struct {
 		group string
 		dereg bool
@@ -86,7 +85,10 @@ func idealCalls(changes []change, b budget, batch int, start time.Time) []time.T
 	}
 	sort.SliceStable(order, func(i, j int) bool { return changes[order[i]].at.Before(changes[order[j]].at) })
 	out := make([]time.Time, len(changes))
-	clock := newBudgetClock(b, start)
+	clocks := make([]*budgetClock, len(budgets))
+	for i, b := range budgets {
+		clocks[i] = newBudgetClock(b, start)
+	}
 	pending := map[key][]int{}
 	waiting, next := 0, 0
 	t := start
@@ -94,9 +96,7 @@ func idealCalls(changes []change, b budget, batch int, start time.Time) []time.T
 		if waiting == 0 && changes[order[next]].at.After(t) {
 			t = changes[order[next]].at
 		}
-		if ready := clock.next(t); ready.After(t) {
-			t = ready
-		}
+		t = nextOfAll(clocks, t)
 		for next < len(order) && !changes[order[next]].at.After(t) {
 			c := changes[order[next]]
 			k := key{c.group, c.dereg}
@@ -122,9 +122,25 @@ func idealCalls(changes []change, b budget, batch int, start time.Time) []time.T
 			delete(pending, oldest)
 		}
 		waiting -= n
-		clock.take(t)
+		for _, c := range clocks {
+			c.take(t)
+		}
 	}
 	return out
+}
+
+// nextOfAll is the earliest time at or after t every clock allows a call.
+func nextOfAll(clocks []*budgetClock, t time.Time) time.Time {
+	for {
+		later := t
+		for _, c := range clocks {
+			later = c.next(later)
+		}
+		if later.Equal(t) {
+			return t
+		}
+		t = later
+	}
 }
 
 // earlier orders changes by time, then by their order in changes.
@@ -136,13 +152,13 @@ func earlier(changes []change, i, j int) bool {
 }
 
 // addedLatencyFloor is, for each registration among changes (dereg
-// false) whose cloud time is known (cloudTime[i] >= 0), the least added
-// latency the account's budgets allow: from its change to the ideal
-// registration call, plus from the cloud's verdict (that call plus the
-// cloud's own time) to an ideal health read of its group. Reads here know
+// false) whose cloud time is known (cloudTime[i] >= 0), its added latency
+// under an ideal dispatcher within the write budgets: from its change to
+// the registration call, plus from the cloud's verdict (that call plus
+// the cloud's own time) to an ideal health read of its group. Reads here know
 // when the cloud turns a target healthy, which no controller does, so
 // the read share of the floor is near zero unless reads are scarce.
-func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes, reads budget, batch int, start time.Time) []time.Duration {
+func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, start time.Time) []time.Duration {
 	called := idealCalls(changes, writes, batch, start)
 	var verdicts []change
 	var registered []int
@@ -153,10 +169,37 @@ func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes, read
 		verdicts = append(verdicts, change{group: c.group, at: called[i].Add(cloudTime[i])})
 		registered = append(registered, i)
 	}
-	read := idealCalls(verdicts, reads, 0, start)
+	read := idealCalls(verdicts, []budget{reads}, 0, start)
 	out := make([]time.Duration, len(registered))
 	for j, i := range registered {
 		out[j] = called[i].Sub(changes[i].at) + read[j].Sub(verdicts[j].at)
 	}
 	return out
+}
+
+// bestFloor is the added-latency floor at the account's budgets: the best
+// p50 and the best p99 of ideal dispatchers that differ in how they spend
+// the write budget. Spending a burst at once is not always best: calls
+// sent the moment a change comes carry one target each, and a project's
+// per-window quota spent that way leaves the rest of the window to wait.
+// So each dispatcher also keeps to a bucket of its own at the budget's
+// long-run rate, of every size from one call to the burst. No one
+// dispatcher need reach both figures; each is reached by one of them.
+func bestFloor(changes []change, cloudTime []time.Duration, writes, reads budget, batch int, start time.Time) (p50, p99 time.Duration, n int) {
+	first := true
+	for pace := 1.0; ; pace *= 2 {
+		pace = math.Min(pace, writes.burst)
+		floor := addedLatencyFloor(changes, cloudTime, []budget{writes, {burst: pace, perSec: writes.perSec}}, reads, batch, start)
+		a, b := percentile(floor, 50), percentile(floor, 99)
+		if first || a < p50 {
+			p50 = a
+		}
+		if first || b < p99 {
+			p99 = b
+		}
+		first, n = false, len(floor)
+		if pace >= writes.burst {
+			return p50, p99, n
+		}
+	}
 }

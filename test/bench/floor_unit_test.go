@@ -39,7 +39,7 @@ func TestIdealCallsServeTheLongestWaitAndCarryAllItCan(t *testing.T) {
 		{group: "a", at: at(t0, 200)},
 		{group: "a", dereg: true, at: at(t0, 10)},
 	}
-	got := offsets(t0, idealCalls(changes, oneASecond, 0, t0))
+	got := offsets(t0, idealCalls(changes, []budget{oneASecond}, 0, t0))
 	// 0: a's first goes alone at once. 1 s: the oldest waiting is a's
 	// deregistration (10 ms). 2 s: b (50 ms) before a's two later ones,
 	// which share the call at 3 s.
@@ -48,7 +48,7 @@ func TestIdealCallsServeTheLongestWaitAndCarryAllItCan(t *testing.T) {
 		t.Fatalf("call times %v, want %v", got, want)
 	}
 	// A batch limit of one splits a's last two.
-	got = offsets(t0, idealCalls(changes, oneASecond, 1, t0))
+	got = offsets(t0, idealCalls(changes, []budget{oneASecond}, 1, t0))
 	want = []time.Duration{0, 3 * time.Second, 2 * time.Second, 4 * time.Second, time.Second}
 	if !sameDurations(got, want) {
 		t.Fatalf("with batch 1: call times %v, want %v", got, want)
@@ -61,12 +61,12 @@ func TestIdealCallsSpendABurstThenTheRefillOrTheNextWindow(t *testing.T) {
 	for _, g := range []string{"a", "b", "c", "d"} {
 		changes = append(changes, change{group: g, at: t0})
 	}
-	got := offsets(t0, idealCalls(changes, budget{burst: 2, perSec: 4}, 0, t0))
+	got := offsets(t0, idealCalls(changes, []budget{{burst: 2, perSec: 4}}, 0, t0))
 	want := []time.Duration{0, 0, 250 * time.Millisecond, 500 * time.Millisecond}
 	if !sameDurations(got, want) {
 		t.Fatalf("bucket: call times %v, want %v", got, want)
 	}
-	got = offsets(t0, idealCalls(changes, budget{burst: 3, perSec: 0.3, window: 10 * time.Second}, 0, t0))
+	got = offsets(t0, idealCalls(changes, []budget{{burst: 3, perSec: 0.3, window: 10 * time.Second}}, 0, t0))
 	want = []time.Duration{0, 0, 0, 10 * time.Second}
 	if !sameDurations(got, want) {
 		t.Fatalf("window: call times %v, want %v", got, want)
@@ -84,7 +84,7 @@ func TestAddedLatencyFloorAddsTheWriteAndTheReadWaits(t *testing.T) {
 		{group: "c", at: t0},
 	}
 	cloud := []time.Duration{time.Second, time.Second, 0, -1}
-	writes := budget{burst: 1, perSec: 2}
+	writes := []budget{{burst: 1, perSec: 2}}
 	// Plenty of reads: only the writes wait. Ties go in order: a at 0,
 	// b at 0.5 s, b's deregistration at 1 s, c (cloud time unknown) last.
 	got := addedLatencyFloor(changes, cloud, writes, budget{burst: 10, perSec: 10}, 0, t0)
@@ -96,5 +96,32 @@ func TestAddedLatencyFloorAddsTheWriteAndTheReadWaits(t *testing.T) {
 	got = addedLatencyFloor(changes, cloud, writes, budget{burst: 1, perSec: 0.1}, 0, t0)
 	if want := []time.Duration{0, 500*time.Millisecond + 9500*time.Millisecond}; !sameDurations(got, want) {
 		t.Fatalf("floors with scarce reads %v, want %v", got, want)
+	}
+}
+
+// A project quota spent at once on single-target calls leaves the rest of
+// its window to wait; a dispatcher keeping to the long-run rate carries
+// the later changes together and waits less, and the floor is the better
+// of the two.
+func TestBestFloorPacesAWindowQuota(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var changes []change
+	var cloud []time.Duration
+	// Group a: one change every 100 ms for 1 s; quota: 5 calls per 10 s.
+	for i := range 10 {
+		changes = append(changes, change{group: "a", at: at(t0, 100*i)})
+		cloud = append(cloud, 0)
+	}
+	quota := budget{burst: 5, perSec: 0.5, window: 10 * time.Second}
+	plenty := budget{burst: 100, perSec: 100}
+	greedy := addedLatencyFloor(changes, cloud, []budget{quota}, plenty, 0, t0)
+	// Greedy: the first five go alone at 0-400 ms, the other five wait for
+	// the next window (10 s).
+	if g := percentile(greedy, 99); g < 9*time.Second {
+		t.Fatalf("greedy p99 %v, want the next window's wait", g)
+	}
+	p50, p99, n := bestFloor(changes, cloud, quota, plenty, 0, t0)
+	if n != 10 || p99 >= percentile(greedy, 99) || p50 > percentile(greedy, 50) {
+		t.Fatalf("best floor p50 %v p99 %v of %d, want below greedy's %v / %v", p50, p99, n, percentile(greedy, 50), percentile(greedy, 99))
 	}
 }
