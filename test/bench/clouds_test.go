@@ -11,7 +11,10 @@ import (
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
 	"github.com/podlb/podlb/internal/emuclient"
+	"github.com/podlb/podlb/providers"
+	awsprovider "github.com/podlb/podlb/providers/aws"
 	"github.com/podlb/podlb/providers/aws/elbv2sim"
+	gcpprovider "github.com/podlb/podlb/providers/gcp"
 	"github.com/podlb/podlb/providers/gcp/computesim"
 	"github.com/podlb/podlb/test/cluster"
 )
@@ -75,6 +78,9 @@ type cloudEnv interface {
 	// healthReads is what the account or project allows of the calls
 	// that report target health.
 	healthReads() budget
+	// ownWrites is the controller's default client-side bucket for
+	// target writes: the share of targetWrites it takes.
+	ownWrites() budget
 	close()
 }
 
@@ -161,6 +167,10 @@ func (a *awsCloud) groupOf(service, _ string) string { return service }
 func (a *awsCloud) targetWrites() budget {
 	b := elbv2sim.AWSThrottle()[elbv2sim.ClassTargets]
 	return budget{burst: float64(b.Capacity), perSec: b.RefillPerSec}
+}
+
+func (a *awsCloud) ownWrites() budget {
+	return limitBudget(awsprovider.DefaultLimits()["RegisterTargets"])
 }
 
 // healthReads is AWS's bucket of every ELBv2 Describe*.
@@ -297,6 +307,14 @@ func (g *gcpCloud) targetWrites() budget { return quotaBudget(g.writeQuota) }
 
 // healthReads is the emulated read quota; every read counts.
 func (g *gcpCloud) healthReads() budget { return quotaBudget(g.readQuota) }
+
+func (g *gcpCloud) ownWrites() budget {
+	return limitBudget(gcpprovider.DefaultLimits()["networkEndpointGroups.attachNetworkEndpoints"])
+}
+
+func limitBudget(l providers.Limit) budget {
+	return budget{burst: float64(l.Burst), perSec: l.QPS}
+}
 
 func quotaBudget(perWindow int) budget {
 	return budget{burst: float64(perWindow), perSec: float64(perWindow) / gcpQuotaWindow.Seconds(), window: gcpQuotaWindow}

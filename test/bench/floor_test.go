@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -177,19 +178,24 @@ func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []bud
 	return out
 }
 
-// bestFloor is the added-latency floor at the account's budgets: the best
-// p50 and the best p99 of ideal dispatchers that differ in how they spend
-// the write budget. Spending a burst at once is not always best: calls
-// sent the moment a change comes carry one target each, and a project's
+// bestFloor is the added-latency floor within the write budgets: the
+// best p50 and the best p99 of ideal dispatchers that differ in how they
+// spend them. Spending a burst at once is not always best: calls sent the
+// moment a change comes carry one target each, and a project's
 // per-window quota spent that way leaves the rest of the window to wait.
-// So each dispatcher also keeps to a bucket of its own at the budget's
+// So each dispatcher also keeps to a bucket of its own at the budgets'
 // long-run rate, of every size from one call to the burst. No one
 // dispatcher need reach both figures; each is reached by one of them.
-func bestFloor(changes []change, cloudTime []time.Duration, writes, reads budget, batch int, start time.Time) (p50, p99 time.Duration, n int) {
+func bestFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, start time.Time) (p50, p99 time.Duration, n int) {
+	rate, burst := writes[0].perSec, writes[0].burst
+	for _, w := range writes[1:] {
+		rate, burst = math.Min(rate, w.perSec), math.Min(burst, w.burst)
+	}
 	first := true
 	for pace := 1.0; ; pace *= 2 {
-		pace = math.Min(pace, writes.burst)
-		floor := addedLatencyFloor(changes, cloudTime, []budget{writes, {burst: pace, perSec: writes.perSec}}, reads, batch, start)
+		pace = math.Min(pace, burst)
+		paced := append(slices.Clone(writes), budget{burst: pace, perSec: rate})
+		floor := addedLatencyFloor(changes, cloudTime, paced, reads, batch, start)
 		a, b := percentile(floor, 50), percentile(floor, 99)
 		if first || a < p50 {
 			p50 = a
@@ -198,7 +204,7 @@ func bestFloor(changes []change, cloudTime []time.Duration, writes, reads budget
 			p99 = b
 		}
 		first, n = false, len(floor)
-		if pace >= writes.burst {
+		if pace >= burst {
 			return p50, p99, n
 		}
 	}

@@ -120,7 +120,7 @@ func TestBestFloorPacesAWindowQuota(t *testing.T) {
 	if g := percentile(greedy, 99); g < 9*time.Second {
 		t.Fatalf("greedy p99 %v, want the next window's wait", g)
 	}
-	p50, p99, n := bestFloor(changes, cloud, quota, plenty, 0, t0)
+	p50, p99, n := bestFloor(changes, cloud, []budget{quota}, plenty, 0, t0)
 	if n != 10 || p99 >= percentile(greedy, 99) || p50 > percentile(greedy, 50) {
 		t.Fatalf("best floor p50 %v p99 %v of %d, want below greedy's %v / %v", p50, p99, n, percentile(greedy, 50), percentile(greedy, 99))
 	}

@@ -218,7 +218,8 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 		total = append(total, p.gateTrue.Sub(p.containersReady))
 		added = append(added, t.registered.Sub(p.containersReady)+p.gateTrue.Sub(t.healthy))
 	}
-	floor50, floor99, floorN := bestFloor(floorChanges, cloudTimes, e.cloud.targetWrites(), e.cloud.healthReads(), e.cloud.batchSize(), from)
+	account, own := e.cloud.targetWrites(), e.cloud.ownWrites()
+	floor50, floor99, floorN := bestFloor(floorChanges, cloudTimes, []budget{account}, e.cloud.healthReads(), e.cloud.batchSize(), from)
 	results.set(sec, cloud, "ContainersReady -> registration call (p50 / p99 / max)", "%s", dist(toRegister))
 	results.set(sec, cloud, "registration -> cloud healthy (the cloud's own time)", "%s", dist(cloudTime))
 	results.set(sec, cloud, "cloud healthy -> gate True seen", "%s", dist(toGate))
@@ -227,6 +228,14 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	results.set(sec, cloud, "added-latency floor at the account's budgets (best ideal dispatcher): p50 / p99", "%s / %s (n=%d)", round(floor50), round(floor99), floorN)
 	results.set(sec, cloud, "added latency above that floor: p50 / p99", "%s / %s",
 		round(percentile(added, 50)-floor50), round(percentile(added, 99)-floor99))
+	if own.perSec < account.perSec || own.burst < account.burst {
+		// The controller takes a share of the account's writes, leaving
+		// room for other tools: the floor within that share.
+		own50, own99, _ := bestFloor(floorChanges, cloudTimes, []budget{account, own}, e.cloud.healthReads(), e.cloud.batchSize(), from)
+		results.set(sec, cloud, "added-latency floor within podlb's default write share: p50 / p99", "%s / %s (%.3g/s, burst %.0f)", round(own50), round(own99), own.perSec, own.burst)
+		results.set(sec, cloud, "added latency above the share's floor: p50 / p99", "%s / %s",
+			round(percentile(added, 50)-own50), round(percentile(added, 99)-own99))
+	}
 	results.set(sec, cloud, "total p50 / cloud floor", "%s", pct(percentile(total, 50).Seconds(), e.cloud.floor().Seconds()))
 	if missing > 0 {
 		results.set(sec, cloud, "pods without a complete record", "%d", missing)
