@@ -71,6 +71,9 @@ type registrations struct {
 	// deregistered is when this process asked to deregister each target,
 	// so a read that began earlier does not bring it back.
 	deregistered map[providers.TargetKey]time.Time
+	// leaving is when each target the binding wants deregistered was
+	// first planned to leave: how long it has waited.
+	leaving map[providers.TargetKey]time.Time
 }
 
 type registration struct {
@@ -241,11 +244,13 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		r.pruneLedger(ps, observed)
 		return observed, 0, nil
 	}
+	book := r.book(ps.key, ps.group.Ref)
+	r.noteLeaving(book, plan)
 	if gather = r.window(ps.key); gather > 0 {
 		return observed, gather, nil
 	}
 	if d := r.Writes[ps.key.Provider]; d != nil {
-		release, ok := d.TryAcquire(ps.key, r.waitingSince(ps, plan))
+		release, ok := d.TryAcquire(ps.key, r.waitingSince(ps, book, plan))
 		if !ok {
 			// In line for a write slot; the dispatcher wakes the binding
 			// when one is reserved for it. Looking again later is only a
@@ -264,10 +269,10 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 			r.pruneLedger(ps, observed)
 			return observed, 0, nil
 		}
+		r.noteLeaving(book, plan)
 	}
 	now := r.now()
 	r.noteWrite(ps.key, now)
-	book := r.book(ps.key, ps.group.Ref)
 	uidOf := uidsOf(ps.desired)
 	for _, t := range plan.Register {
 		ps.entry.Targets[t.Key()] = uidOf[t.Key()]
@@ -297,6 +302,10 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	for _, t := range plan.Deregister {
 		delete(book.at, t.Key())
 		book.deregistered[t.Key()] = done
+		if since, ok := book.leaving[t.Key()]; ok {
+			deregistrationLatency.WithLabelValues(ps.key.Provider).Observe(done.Sub(since).Seconds())
+			delete(book.leaving, t.Key())
+		}
 	}
 	r.mu.Unlock()
 	targetsChanged.WithLabelValues(ps.key.Provider, "register").Add(float64(len(plan.Register)))
@@ -331,10 +340,38 @@ func (r *BindingReconciler) plan(ps *pass, observed []providers.Observed) provid
 	return plan
 }
 
+// noteLeaving records when each target the plan deregisters was first
+// planned to leave, and forgets targets no longer leaving.
+func (r *BindingReconciler) noteLeaving(book *registrations, plan providers.Plan) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	leaving := make(map[providers.TargetKey]time.Time, len(plan.Deregister))
+	for _, t := range plan.Deregister {
+		since, ok := book.leaving[t.Key()]
+		if !ok {
+			since = now
+		}
+		leaving[t.Key()] = since
+	}
+	book.leaving = leaving
+}
+
 // waitingSince is how long the plan's oldest change has waited: the
-// earliest ContainersReady of the pods it registers, or now.
-func (r *BindingReconciler) waitingSince(ps *pass, plan providers.Plan) time.Time {
+// earliest ContainersReady of the pods it registers, or the earliest time
+// a target it deregisters was planned to leave, or now. Deregistrations
+// rank by their own wait, not behind every registration: while the write
+// budget is saturated they would otherwise wait for as long as it stays
+// so, and a terminating pod still registered is sent new connections.
+func (r *BindingReconciler) waitingSince(ps *pass, book *registrations, plan providers.Plan) time.Time {
 	since := r.now()
+	r.mu.Lock()
+	for _, t := range plan.Deregister {
+		if at, ok := book.leaving[t.Key()]; ok && at.Before(since) {
+			since = at
+		}
+	}
+	r.mu.Unlock()
 	uidOf := uidsOf(ps.desired)
 	for _, t := range plan.Register {
 		if p := ps.pods[uidOf[t.Key()]]; p != nil {

@@ -2,9 +2,13 @@ package targets
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -115,5 +119,32 @@ func TestDispatcherPassesOnAnUnclaimedReservation(t *testing.T) {
 	}
 	if _, ok := d.TryAcquire(bkey(2), now); !ok {
 		t.Fatal("svc-2 found no slot")
+	}
+}
+
+// A deregistration ranks for the write budget by how long it has waited
+// since it was first planned, as a registration ranks by its pod's
+// ContainersReady, so it does not wait behind every registration while
+// the budget stays saturated. A target no longer leaving is forgotten.
+func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	now := t0
+	r := &BindingReconciler{Now: func() time.Time { return now }}
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "aws", Port: 80}
+	ps := &pass{key: key, pods: map[types.UID]*corev1.Pod{}}
+	book := r.book(key, "g")
+	old := providers.Target{IP: netip.MustParseAddr("10.0.0.9"), Port: 8080}
+	leave := providers.Plan{Deregister: []providers.Target{old}}
+
+	r.noteLeaving(book, leave)
+	now = t0.Add(30 * time.Second)
+	r.noteLeaving(book, leave)
+	if got := r.waitingSince(ps, book, leave); !got.Equal(t0) {
+		t.Fatalf("a deregistration planned 30 s ago waits since %v, want %v", got.Sub(t0), time.Duration(0))
+	}
+	r.noteLeaving(book, providers.Plan{})
+	r.noteLeaving(book, leave)
+	if got := r.waitingSince(ps, book, leave); !got.Equal(now) {
+		t.Fatalf("a target planned to leave again waits since %v, want now (%v)", got.Sub(t0), now.Sub(t0))
 	}
 }

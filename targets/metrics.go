@@ -27,6 +27,11 @@ var (
 		Help:    "From a pod's ContainersReady to podlb's registration call succeeding.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 	}, []string{"provider"})
+	deregistrationLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "podlb_deregistration_latency_seconds",
+		Help:    "From podlb first planning to deregister a target (its pod terminating or gone) to the deregistration call succeeding.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+	}, []string{"provider"})
 	podsWithoutGate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "podlb_pods_without_gate",
 		Help: "Targets of a binding whose pod lacks the podlb.io/load-balancer-ready readiness gate: their rollouts are not protected.",
@@ -34,5 +39,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(targetsByState, desiredTargets, reconcileErrors, targetsChanged, registrationLatency, podsWithoutGate)
+	metrics.Registry.MustRegister(targetsByState, desiredTargets, reconcileErrors, targetsChanged, registrationLatency, deregistrationLatency, podsWithoutGate)
 }

@@ -108,6 +108,7 @@ func runChurn(ctx context.Context, e *env) error {
 		results.set(sec, cloud, "queue "+q+": max depth (1 s samples)", "%.0f", maxDepth[q])
 	}
 	reportQueues(sec, cloud, before, after, "binding", "gate")
+	reportDeregistrations(sec, cloud, before, after)
 	e.reportPods(sec+" replacements", start, churnEnd)
 	results.set(sec, cloud, "caught up after churn stopped", "%s", round(caughtUp))
 	e.reportCalls(sec, start, churnEnd)

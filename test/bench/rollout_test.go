@@ -342,6 +342,7 @@ func (e *env) reportWaits(sec string, before metricSet) {
 		writes = append(writes, fmt.Sprintf("%.0f %s", after.sum("podlb_gate_writes_total", sel)-before.sum("podlb_gate_writes_total", sel), status))
 	}
 	results.set(sec, cloud, "gate condition writes", "%s", strings.Join(writes, ", "))
+	reportDeregistrations(sec, cloud, before, after)
 	ops := map[string]bool{}
 	for _, s := range after["podlb_cloud_api_limiter_wait_seconds_bucket"] {
 		ops[s.labels["operation"]] = true
@@ -353,6 +354,16 @@ func (e *env) reportWaits(sec string, before metricSet) {
 		if n > 0 {
 			results.set(sec, cloud, "limiter wait "+op+" p50 / p99", "%s / %s (n=%.0f)", round(seconds(p50)), round(seconds(p99)), n)
 		}
+	}
+}
+
+// reportDeregistrations reports how long deregistrations waited, from
+// the controller's histogram between two scrapes.
+func reportDeregistrations(sec, cloud string, before, after metricSet) {
+	const name = "podlb_deregistration_latency_seconds"
+	if p50, n := histogramQuantile(0.50, before.buckets(name, nil), after.buckets(name, nil)); n > 0 {
+		p99, _ := histogramQuantile(0.99, before.buckets(name, nil), after.buckets(name, nil))
+		results.set(sec, cloud, "deregistration: planned -> call returned p50 / p99", "%s / %s (n=%.0f)", round(seconds(p50)), round(seconds(p99)), n)
 	}
 }
 
