@@ -463,7 +463,7 @@ func (r *Registry) SetZones(zones []string) bool {
 	sort.Strings(zones)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if equalStrings(r.zones, zones) {
+	if slices.Equal(r.zones, zones) {
 		return false
 	}
 	r.zones = zones
@@ -572,18 +572,6 @@ func sameStatus(a, b *BindingStatus) bool {
 	}
 	for k, v := range a.Details {
 		if b.Details[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -13,18 +14,6 @@ func offsets(t0 time.Time, ts []time.Time) []time.Duration {
 		out[i] = t.Sub(t0)
 	}
 	return out
-}
-
-func sameDurations(a, b []time.Duration) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // The ideal dispatcher sends a call as soon as the budget has one, to the
@@ -44,13 +33,13 @@ func TestIdealCallsServeTheLongestWaitAndCarryAllItCan(t *testing.T) {
 	// deregistration (10 ms). 2 s: b (50 ms) before a's two later ones,
 	// which share the call at 3 s.
 	want := []time.Duration{0, 3 * time.Second, 2 * time.Second, 3 * time.Second, time.Second}
-	if !sameDurations(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("call times %v, want %v", got, want)
 	}
 	// A batch limit of one splits a's last two.
 	got = offsets(t0, idealCalls(changes, []budget{oneASecond}, 1, t0))
 	want = []time.Duration{0, 3 * time.Second, 2 * time.Second, 4 * time.Second, time.Second}
-	if !sameDurations(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("with batch 1: call times %v, want %v", got, want)
 	}
 }
@@ -63,12 +52,12 @@ func TestIdealCallsSpendABurstThenTheRefillOrTheNextWindow(t *testing.T) {
 	}
 	got := offsets(t0, idealCalls(changes, []budget{{burst: 2, perSec: 4}}, 0, t0))
 	want := []time.Duration{0, 0, 250 * time.Millisecond, 500 * time.Millisecond}
-	if !sameDurations(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("bucket: call times %v, want %v", got, want)
 	}
 	got = offsets(t0, idealCalls(changes, []budget{{burst: 3, perSec: 0.3, window: 10 * time.Second}}, 0, t0))
 	want = []time.Duration{0, 0, 0, 10 * time.Second}
-	if !sameDurations(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("window: call times %v, want %v", got, want)
 	}
 }
@@ -88,13 +77,13 @@ func TestAddedLatencyFloorAddsTheWriteAndTheReadWaits(t *testing.T) {
 	// Plenty of reads: only the writes wait. Ties go in order: a at 0,
 	// b at 0.5 s, b's deregistration at 1 s, c (cloud time unknown) last.
 	got := addedLatencyFloor(changes, cloud, writes, budget{burst: 10, perSec: 10}, 0, t0)
-	if want := []time.Duration{0, 500 * time.Millisecond}; !sameDurations(got, want) {
+	if want := []time.Duration{0, 500 * time.Millisecond}; !slices.Equal(got, want) {
 		t.Fatalf("floors %v, want %v", got, want)
 	}
 	// One read per 10 s: a's verdict (1 s) is read at once, b's (1.5 s)
 	// when the bucket has refilled (11 s).
 	got = addedLatencyFloor(changes, cloud, writes, budget{burst: 1, perSec: 0.1}, 0, t0)
-	if want := []time.Duration{0, 500*time.Millisecond + 9500*time.Millisecond}; !sameDurations(got, want) {
+	if want := []time.Duration{0, 500*time.Millisecond + 9500*time.Millisecond}; !slices.Equal(got, want) {
 		t.Fatalf("floors with scarce reads %v, want %v", got, want)
 	}
 }
