@@ -250,7 +250,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		return observed, gather, nil
 	}
 	if d := r.Writes[ps.key.Provider]; d != nil {
-		release, ok := d.TryAcquire(ps.key, r.waitingSince(ps, book, plan))
+		release, ok := d.TryAcquire(ps.key, Rank{Leaving: len(plan.Deregister) > 0, Since: r.waitingSince(ps, book, plan)})
 		if !ok {
 			// In line for a write slot; the dispatcher wakes the binding
 			// when one is reserved for it. Looking again later is only a

@@ -9,8 +9,9 @@ import (
 )
 
 // Dispatcher hands out a cloud's write budget: at most slots bindings
-// write at once, and when bindings wait for a slot, the binding whose
-// oldest waiting pod has waited longest goes next. A binding holds its
+// write at once, and when bindings wait for a slot, bindings with targets
+// to deregister go first, then the binding whose oldest change has waited
+// longest. A binding holds its
 // slot while its calls wait on the provider's client-side buckets, so
 // under saturation bindings queue here, in the order of their pods'
 // waits, not in the order their events arrived.
@@ -50,12 +51,30 @@ func (d *Dispatcher) now() time.Time {
 	return time.Now()
 }
 
+// Rank is how urgent a binding's writes are.
+type Rank struct {
+	// Leaving: the binding has targets to deregister. A terminating pod
+	// still registered is sent new connections, which fail once it
+	// stops; rollouts wait for registrations, requests do not wait for
+	// deregistrations. So these bindings go first.
+	Leaving bool
+	// Since is when the binding's oldest change began to wait.
+	Since time.Time
+}
+
+// before orders ranks: leaving first, then the longest wait.
+func (a Rank) before(b Rank) bool {
+	if a.Leaving != b.Leaving {
+		return a.Leaving
+	}
+	return a.Since.Before(b.Since)
+}
+
 // TryAcquire takes a slot for key: the one reserved for it, or a free one
 // when no more urgent binding waits. Otherwise key waits in line, ranked
-// by since (how long its oldest change has waited; ties in arrival order),
-// and Wake(key) is called when a slot is reserved for it. The returned
-// release must be called once when ok.
-func (d *Dispatcher) TryAcquire(key providers.BindingKey, since time.Time) (release func(), ok bool) {
+// by rank (ties in arrival order), and Wake(key) is called when a slot is
+// reserved for it. The returned release must be called once when ok.
+func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release func(), ok bool) {
 	d.mu.Lock()
 	woken := d.expireLocked()
 	defer func() {
@@ -76,12 +95,12 @@ func (d *Dispatcher) TryAcquire(key providers.BindingKey, since time.Time) (rele
 	}
 	switch {
 	case w == nil:
-		w = &waiter{key: key, since: since, seq: d.seq}
+		w = &waiter{key: key, rank: rank, seq: d.seq}
 		d.seq++
 		heap.Push(&d.waiting, w)
 		d.byKey[key] = w
-	case since.Before(w.since):
-		w.since = since
+	case rank.before(w.rank):
+		w.rank = rank
 		heap.Fix(&d.waiting, w.index)
 	}
 	return nil, false
@@ -148,7 +167,7 @@ func (d *Dispatcher) Waiting() int {
 
 type waiter struct {
 	key   providers.BindingKey
-	since time.Time
+	rank  Rank
 	seq   uint64
 	index int
 }
@@ -157,8 +176,8 @@ type waiters []*waiter
 
 func (h waiters) Len() int { return len(h) }
 func (h waiters) Less(i, j int) bool {
-	if !h[i].since.Equal(h[j].since) {
-		return h[i].since.Before(h[j].since)
+	if h[i].rank.before(h[j].rank) || h[j].rank.before(h[i].rank) {
+		return h[i].rank.before(h[j].rank)
 	}
 	return h[i].seq < h[j].seq
 }

@@ -24,7 +24,7 @@ func bkey(n int) providers.BindingKey {
 func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 	var woken []providers.BindingKey
 	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
-	release, ok := d.TryAcquire(bkey(0), time.Now())
+	release, ok := d.TryAcquire(bkey(0), Rank{Since: time.Now()})
 	if !ok {
 		t.Fatal("a free slot was refused")
 	}
@@ -35,12 +35,12 @@ func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 		if n == 4 {
 			since = base.Add(time.Second)
 		}
-		if _, ok := d.TryAcquire(bkey(n), since); ok {
+		if _, ok := d.TryAcquire(bkey(n), Rank{Since: since}); ok {
 			t.Fatalf("binding %d got a taken slot", n)
 		}
 	}
 	// Asking again while waiting keeps the place in line.
-	if _, ok := d.TryAcquire(bkey(3), base.Add(time.Hour)); ok {
+	if _, ok := d.TryAcquire(bkey(3), Rank{Since: base.Add(time.Hour)}); ok {
 		t.Fatal("a waiting binding took a taken slot")
 	}
 	var order []int
@@ -54,11 +54,11 @@ func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 		if i == 0 {
 			// Another binding cannot take the slot reserved for the
 			// woken one; it joins the line, last.
-			if _, ok := d.TryAcquire(bkey(99), base.Add(10*time.Second)); ok {
+			if _, ok := d.TryAcquire(bkey(99), Rank{Since: base.Add(10 * time.Second)}); ok {
 				t.Fatal("a reserved slot went to another binding")
 			}
 		}
-		if release, ok = d.TryAcquire(k, time.Now()); !ok {
+		if release, ok = d.TryAcquire(k, Rank{Since: time.Now()}); !ok {
 			t.Fatalf("the woken binding %v found no slot", k)
 		}
 		var n int
@@ -76,16 +76,16 @@ func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 
 func TestDispatcherRunsSlotsConcurrently(t *testing.T) {
 	d := NewDispatcher(2, nil)
-	r1, ok1 := d.TryAcquire(bkey(1), time.Now())
-	r2, ok2 := d.TryAcquire(bkey(2), time.Now())
+	r1, ok1 := d.TryAcquire(bkey(1), Rank{Since: time.Now()})
+	r2, ok2 := d.TryAcquire(bkey(2), Rank{Since: time.Now()})
 	if !ok1 || !ok2 {
 		t.Fatal("two slots, two writers: refused")
 	}
-	if _, ok := d.TryAcquire(bkey(3), time.Now()); ok {
+	if _, ok := d.TryAcquire(bkey(3), Rank{Since: time.Now()}); ok {
 		t.Fatal("a third writer got a slot while both were taken")
 	}
 	r1()
-	r3, ok := d.TryAcquire(bkey(3), time.Now())
+	r3, ok := d.TryAcquire(bkey(3), Rank{Since: time.Now()})
 	if !ok {
 		t.Fatal("the slot freed for the waiting writer was not given to it")
 	}
@@ -103,22 +103,22 @@ func TestDispatcherPassesOnAnUnclaimedReservation(t *testing.T) {
 	var woken []providers.BindingKey
 	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
 	d.Now = func() time.Time { return now }
-	release, _ := d.TryAcquire(bkey(0), now)
-	d.TryAcquire(bkey(1), now.Add(-2*time.Second))
-	d.TryAcquire(bkey(2), now.Add(-time.Second))
+	release, _ := d.TryAcquire(bkey(0), Rank{Since: now})
+	d.TryAcquire(bkey(1), Rank{Since: now.Add(-2 * time.Second)})
+	d.TryAcquire(bkey(2), Rank{Since: now.Add(-time.Second)})
 	release()
 	if len(woken) != 1 || woken[0] != bkey(1) {
 		t.Fatalf("woken %v, want svc-1", woken)
 	}
 	now = now.Add(d.Hold + time.Second)
 	// Any call notices the stale reservation and passes the slot on.
-	if _, ok := d.TryAcquire(bkey(3), now); ok {
+	if _, ok := d.TryAcquire(bkey(3), Rank{Since: now}); ok {
 		t.Fatal("svc-3 jumped the line")
 	}
 	if len(woken) != 2 || woken[1] != bkey(2) {
 		t.Fatalf("woken %v, want svc-2 next", woken)
 	}
-	if _, ok := d.TryAcquire(bkey(2), now); !ok {
+	if _, ok := d.TryAcquire(bkey(2), Rank{Since: now}); !ok {
 		t.Fatal("svc-2 found no slot")
 	}
 }
@@ -191,5 +191,27 @@ func TestRipeCallsGoAndYoungOnesWaitUnderSaturation(t *testing.T) {
 	lone := providers.Plan{Register: []providers.Target{young}}
 	if kept, later := r.ripe(ps, lone); later || len(kept.Register) != 1 {
 		t.Fatalf("a plan of young registrations only: kept %+v (later %v), want it whole", kept, later)
+	}
+}
+
+// Bindings with targets to deregister get the write budget before those
+// that only register, however long the registrations have waited: a
+// terminating pod still registered is sent new connections.
+func TestDispatcherServesDeregistrationsFirst(t *testing.T) {
+	var woken []providers.BindingKey
+	base := time.Unix(1000, 0)
+	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
+	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
+	d.TryAcquire(bkey(1), Rank{Since: base.Add(-time.Minute)})
+	d.TryAcquire(bkey(2), Rank{Leaving: true, Since: base})
+	d.TryAcquire(bkey(3), Rank{Leaving: true, Since: base.Add(-time.Second)})
+	release()
+	if len(woken) != 1 || woken[0] != bkey(3) {
+		t.Fatalf("woken %v, want svc-3 (leaving, oldest) first", woken)
+	}
+	r3, _ := d.TryAcquire(bkey(3), Rank{Leaving: true})
+	r3()
+	if len(woken) != 2 || woken[1] != bkey(2) {
+		t.Fatalf("woken %v, want svc-2 (leaving) before svc-1 (registering a minute longer)", woken)
 	}
 }
