@@ -213,10 +213,6 @@ type Group struct {
 	// pod only once this much time has passed since the new pod's
 	// containers became ready.
 	JudgeDelay time.Duration
-	// ZonalCalls is true when the provider changes the group's targets
-	// with a call per zone (a NEG each), so the core knows which
-	// targets share a call.
-	ZonalCalls bool
 	// Created is true on the reconcile that created the group.
 	Created bool
 	// Provider is the provider's own state, opaque to the core.

@@ -270,13 +270,6 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 			return observed, 0, nil
 		}
 		r.noteLeaving(book, plan)
-		if d.Waiting() > 0 {
-			var later bool
-			if plan, later = r.ripe(ps, plan); later {
-				// The rest queues for the binding's next turn.
-				gather = r.Timing.Coalesce
-			}
-		}
 	}
 	now := r.now()
 	r.noteWrite(ps.key, now)
@@ -321,51 +314,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	observed = applyPlanToObserved(observed, plan, ps.group.Display)
 	r.keepObservation(ps.key, ps.group.Ref, observed)
 	r.pruneLedger(ps, observed)
-	return observed, gather, nil
-}
-
-// ripe keeps, while other bindings wait for the write budget, only the
-// registration calls whose oldest pod has waited at least half as long
-// as the plan's oldest change. Under saturation a call for pods that only
-// just turned ready carries one or two targets; left for the binding's
-// next turn, it carries what turns ready meanwhile, and the budget goes
-// to older changes. Deregistrations always go: a terminating pod still
-// registered is sent new connections. later reports pods left out.
-func (r *BindingReconciler) ripe(ps *pass, plan providers.Plan) (kept providers.Plan, later bool) {
-	now := r.now()
-	oldest := r.waitingSince(ps, r.book(ps.key, ps.group.Ref), plan)
-	ripeBy := oldest.Add(now.Sub(oldest) / 2)
-	callOf := func(t providers.Target) string {
-		if ps.group.ZonalCalls {
-			return t.Zone
-		}
-		return ""
-	}
-	uidOf := uidsOf(ps.desired)
-	calls := map[string]time.Time{}
-	for _, t := range plan.Register {
-		since := now
-		if p := ps.pods[uidOf[t.Key()]]; p != nil {
-			if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue {
-				since = c.LastTransitionTime.Time
-			}
-		}
-		if at, ok := calls[callOf(t)]; !ok || since.Before(at) {
-			calls[callOf(t)] = since
-		}
-	}
-	kept = providers.Plan{Deregister: plan.Deregister}
-	for _, t := range plan.Register {
-		if calls[callOf(t)].After(ripeBy) {
-			later = true
-			continue
-		}
-		kept.Register = append(kept.Register, t)
-	}
-	if kept.Empty() {
-		return plan, false
-	}
-	return kept, later
+	return observed, 0, nil
 }
 
 // uidsOf maps each desired target to the pod that wants it.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podlb/podlb/providers"
@@ -147,50 +146,6 @@ func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
 	r.noteLeaving(book, leave)
 	if got := r.waitingSince(ps, book, leave); !got.Equal(now) {
 		t.Fatalf("a target planned to leave again waits since %v, want now (%v)", got.Sub(t0), now.Sub(t0))
-	}
-}
-
-// While others wait for the write budget, a pass sends the registration
-// calls whose pods have waited at least half as long as its oldest change
-// and leaves younger ones for its next turn, where they carry more;
-// deregistrations always go. With one call per zone, zones are judged
-// apart; with one call per group, the group's registrations go together.
-func TestRipeCallsGoAndYoungOnesWaitUnderSaturation(t *testing.T) {
-	now := time.Unix(1000, 0)
-	r := &BindingReconciler{Now: func() time.Time { return now }}
-	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "gcp", Port: 80}
-	ps := &pass{key: key, group: &providers.Group{Ref: "g", ZonalCalls: true}, pods: map[types.UID]*corev1.Pod{}}
-	target := func(name string, zone string, readyAgo time.Duration) providers.Target {
-		p := pod(name, name, withCondition(corev1.ContainersReady, corev1.ConditionTrue), func(p *corev1.Pod) {
-			p.Status.Conditions[0].LastTransitionTime = metav1.NewTime(now.Add(-readyAgo))
-		})
-		ps.pods[p.UID] = p
-		tg := providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 0, byte(len(ps.desired) + 1)}), Port: 8080, Zone: zone}
-		ps.desired = append(ps.desired, Desired{Target: tg, UID: p.UID})
-		return tg
-	}
-	old := target("old", "a", 40*time.Second)
-	oldB := target("old-b", "b", 25*time.Second)
-	youngB := target("young-b", "b", 2*time.Second)
-	young := target("young-c", "c", 5*time.Second)
-	leaving := providers.Target{IP: netip.MustParseAddr("10.0.1.1"), Port: 8080, Zone: "c"}
-	plan := providers.Plan{Register: []providers.Target{old, oldB, youngB, young}, Deregister: []providers.Target{leaving}}
-
-	kept, later := r.ripe(ps, plan)
-	// Oldest 40 s: zones a (40 s) and b (25 s, its young pod rides along)
-	// go; zone c (5 s) waits; the deregistration goes.
-	if want := []providers.Target{old, oldB, youngB}; !later || !slices.Equal(kept.Register, want) || !slices.Equal(kept.Deregister, plan.Deregister) {
-		t.Fatalf("kept %+v (later %v), want registrations %v and the deregistration", kept, later, want)
-	}
-	ps.group.ZonalCalls = false
-	if kept, later := r.ripe(ps, plan); later || len(kept.Register) != 4 {
-		t.Fatalf("one call per group: kept %+v (later %v), want every registration", kept, later)
-	}
-	// Only young registrations and no deregistration: nothing to leave out.
-	ps.group.ZonalCalls = true
-	lone := providers.Plan{Register: []providers.Target{young}}
-	if kept, later := r.ripe(ps, lone); later || len(kept.Register) != 1 {
-		t.Fatalf("a plan of young registrations only: kept %+v (later %v), want it whole", kept, later)
 	}
 }
 

@@ -385,7 +385,6 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		Owned:   true,
 		// Compute's health check defaults: healthy after 2 checks 5 s apart.
 		JudgeDelay: 10 * time.Second,
-		ZonalCalls: true,
 		Created:    created,
 		Provider:   gs,
 		Status:     map[string]string{"negs": name, "zones": strings.Join(gs.zones, ",")},
