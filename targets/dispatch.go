@@ -9,9 +9,9 @@ import (
 )
 
 // Dispatcher hands out a cloud's write budget: at most slots bindings
-// write at once, and when bindings wait for a slot, bindings with targets
-// to deregister go first, then the binding whose oldest change has waited
-// longest. A binding holds its
+// write at once, and when bindings wait for a slot, the binding whose
+// oldest change has waited longest goes next, a binding with targets to
+// deregister counting a head start. A binding holds its
 // slot while its calls wait on the provider's client-side buckets, so
 // under saturation bindings queue here, in the order of their pods'
 // waits, not in the order their events arrived.
@@ -53,21 +53,33 @@ func (d *Dispatcher) now() time.Time {
 
 // Rank is how urgent a binding's writes are.
 type Rank struct {
-	// Leaving: the binding has targets to deregister. A terminating pod
-	// still registered is sent new connections, which fail once it
-	// stops; rollouts wait for registrations, requests do not wait for
-	// deregistrations. So these bindings go first.
+	// Leaving: the binding has targets to deregister.
 	Leaving bool
 	// Since is when the binding's oldest change began to wait.
 	Since time.Time
 }
 
-// before orders ranks: leaving first, then the longest wait.
+// leavingHeadStart is how much longer than it has a binding with targets
+// to deregister counts as having waited. A terminating pod still
+// registered is sent new connections, which fail once it stops, while a
+// registration only slows a rollout the gate holds; but strictly first,
+// deregistrations starved registrations: in a GCP rolling update at 50
+// Services some waited four and a half minutes, against 72 s at p99 when
+// ranked alike. A minute brings deregistrations from a minute or more
+// down to seconds there, and no registration waits more than a minute
+// behind one.
+const leavingHeadStart = time.Minute
+
+// before orders ranks by how long they count as having waited.
 func (a Rank) before(b Rank) bool {
-	if a.Leaving != b.Leaving {
-		return a.Leaving
+	return a.counted().Before(b.counted())
+}
+
+func (a Rank) counted() time.Time {
+	if a.Leaving {
+		return a.Since.Add(-leavingHeadStart)
 	}
-	return a.Since.Before(b.Since)
+	return a.Since
 }
 
 // TryAcquire takes a slot for key: the one reserved for it, or a free one

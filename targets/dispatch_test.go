@@ -150,23 +150,26 @@ func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
 }
 
 // Bindings with targets to deregister get the write budget before those
-// that only register, however long the registrations have waited: a
-// terminating pod still registered is sent new connections.
-func TestDispatcherServesDeregistrationsFirst(t *testing.T) {
+// that only register, unless a registration has waited more than the
+// head start longer: a terminating pod still registered is sent new
+// connections, but registrations must not starve.
+func TestDispatcherServesDeregistrationsFirstWithinAHeadStart(t *testing.T) {
 	var woken []providers.BindingKey
 	base := time.Unix(1000, 0)
 	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
 	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
-	d.TryAcquire(bkey(1), Rank{Since: base.Add(-time.Minute)})
+	d.TryAcquire(bkey(1), Rank{Since: base.Add(-leavingHeadStart / 2)})
 	d.TryAcquire(bkey(2), Rank{Leaving: true, Since: base})
-	d.TryAcquire(bkey(3), Rank{Leaving: true, Since: base.Add(-time.Second)})
-	release()
-	if len(woken) != 1 || woken[0] != bkey(3) {
-		t.Fatalf("woken %v, want svc-3 (leaving, oldest) first", woken)
+	d.TryAcquire(bkey(3), Rank{Since: base.Add(-leavingHeadStart - time.Second)})
+	next := func(want providers.BindingKey, why string) {
+		t.Helper()
+		release()
+		if woken[len(woken)-1] != want {
+			t.Fatalf("woken %v, want %v next: %s", woken, want, why)
+		}
+		release, _ = d.TryAcquire(want, Rank{})
 	}
-	r3, _ := d.TryAcquire(bkey(3), Rank{Leaving: true})
-	r3()
-	if len(woken) != 2 || woken[1] != bkey(2) {
-		t.Fatalf("woken %v, want svc-2 (leaving) before svc-1 (registering a minute longer)", woken)
-	}
+	next(bkey(3), "a registration older than the head start goes first")
+	next(bkey(2), "then the deregistration, ahead of a registration half a head start older")
+	next(bkey(1), "then the rest")
 }
