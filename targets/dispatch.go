@@ -65,9 +65,9 @@ type Rank struct {
 // registration only slows a rollout the gate holds; but strictly first,
 // deregistrations starved registrations: in a GCP rolling update at 50
 // Services some waited four and a half minutes, against 72 s at p99 when
-// ranked alike. A minute brings deregistrations from a minute or more
-// down to seconds there, and no registration waits more than a minute
-// behind one.
+// ranked alike. With a minute, no registration waits more than a minute
+// behind one (AWS rolling update at 50 Services: deregistrations 5 s /
+// 12.5 s at p50 / p99, against 18.6 s / 25.5 s ranked alike).
 const leavingHeadStart = time.Minute
 
 // before orders ranks by how long they count as having waited.
@@ -188,8 +188,8 @@ type waiters []*waiter
 
 func (h waiters) Len() int { return len(h) }
 func (h waiters) Less(i, j int) bool {
-	if h[i].rank.before(h[j].rank) || h[j].rank.before(h[i].rank) {
-		return h[i].rank.before(h[j].rank)
+	if a, b := h[i].rank.counted(), h[j].rank.counted(); !a.Equal(b) {
+		return a.Before(b)
 	}
 	return h[i].seq < h[j].seq
 }
