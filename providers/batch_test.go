@@ -148,3 +148,30 @@ func waitUntil(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not reached")
 }
+
+// A token held for one operation is spent by the first call of any
+// operation drawing on the same bucket (ELBv2's RegisterTargets and
+// DeregisterTargets, GCE's attach and detach), once; a call of another
+// bucket does not take it.
+func TestHeldTokenServesTheOperationsSharingItsBucket(t *testing.T) {
+	caller := NewCaller("test", map[string]Limit{"Register": {QPS: 0.001, Burst: 1}, "Describe": {QPS: 0.001, Burst: 1}}, Limit{QPS: 0.001, Burst: 1}, nil)
+	caller.Share("Register", "Deregister")
+	ctx, err := caller.Hold(context.Background(), "Register")
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(op string) error {
+		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		return caller.Call(ctx, op, func(context.Context) error { return nil })
+	}
+	if err := call("Deregister"); err != nil {
+		t.Fatalf("a call sharing the held token's bucket waited for another: %v", err)
+	}
+	if err := call("Deregister"); err == nil {
+		t.Fatal("the held token was spent twice")
+	}
+	if err := call("Describe"); err != nil {
+		t.Fatalf("a call of another bucket: %v", err)
+	}
+}

@@ -159,23 +159,25 @@ func (c *Caller) wait(ctx context.Context, op string) error {
 	return nil
 }
 
-// heldToken marks a context whose next Call of op has its token already.
-type heldToken struct{ op string }
+// heldToken marks a context whose next Call drawing on the bucket has its
+// token already.
+type heldToken struct{ bucket *rate.Limiter }
 
-// Hold waits for op's token and returns a context whose first Call of op
+// Hold waits for a token of op's bucket and returns a context whose first
+// Call of an operation drawing on that bucket (op, or one Shared with it)
 // spends it instead of waiting again. A batch waits for its token before
 // it is filled, so what arrives meanwhile rides in it (see Batcher.Hold).
 func (c *Caller) Hold(ctx context.Context, op string) (context.Context, error) {
 	if err := c.wait(ctx, op); err != nil {
 		return ctx, err
 	}
-	return context.WithValue(ctx, heldToken{op}, new(atomic.Bool)), nil
+	return context.WithValue(ctx, heldToken{c.limiter(op)}, new(atomic.Bool)), nil
 }
 
 // Call waits for op's token (unless ctx holds one, see Hold), runs fn and
 // classifies its error.
 func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	held, _ := ctx.Value(heldToken{op}).(*atomic.Bool)
+	held, _ := ctx.Value(heldToken{c.limiter(op)}).(*atomic.Bool)
 	for attempt := 1; ; attempt++ {
 		if attempt > 1 || held == nil || !held.CompareAndSwap(false, true) {
 			if err := c.wait(ctx, op); err != nil {

@@ -47,6 +47,15 @@ type Provider interface {
 	Release(ctx context.Context, key BindingKey, ref string, ours []TargetKey) error
 }
 
+// WriteHolder is a Provider whose target writes wait for client-side
+// budget. HoldWrite waits for a token of the bucket the plan's first call
+// draws on and returns a context whose first call of that bucket spends
+// it: the core plans again once it holds the token, so what arrived
+// while it waited rides in the call.
+type WriteHolder interface {
+	HoldWrite(ctx context.Context, p Plan) (context.Context, error)
+}
+
 // Spec is a provider's parsed per-port annotation value.
 type Spec interface {
 	// Summary is a short human description for status and events.

@@ -259,6 +259,15 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		}
 		defer release()
 		var err error
+		if h, ok := ps.prov.(providers.WriteHolder); ok {
+			// The budget first, then the plan: under saturation the
+			// call's token can be seconds away, and what arrives
+			// meanwhile should ride in the call, not wait for the next.
+			// (A plan that comes out empty leaves the token unused.)
+			if ctx, err = h.HoldWrite(ctx, plan); err != nil {
+				return nil, 0, err
+			}
+		}
 		if ps.desired, ps.pods, err = r.desired(ctx, ps.binding); err != nil {
 			return nil, 0, fmt.Errorf("reading cluster state: %w", err)
 		}

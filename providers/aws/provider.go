@@ -112,6 +112,14 @@ func DefaultLimits() map[string]providers.Limit {
 	}
 }
 
+// HoldWrite implements providers.WriteHolder: Apply registers first.
+func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.Context, error) {
+	if len(plan.Register) > 0 {
+		return p.calls.Hold(ctx, "RegisterTargets")
+	}
+	return p.calls.Hold(ctx, "DeregisterTargets")
+}
+
 // ec2Calls are the EC2 operations podlb makes. Holding them rather than
 // the client keeps the client's type out of Provider's: a type reachable
 // from one used as an interface keeps every exported method in a binary

@@ -846,6 +846,14 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 	return nil
 }
 
+// HoldWrite implements providers.WriteHolder: Apply attaches first.
+func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.Context, error) {
+	if len(plan.Register) > 0 {
+		return p.calls.Hold(ctx, opNEGAttach)
+	}
+	return p.calls.Hold(ctx, opNEGDetach)
+}
+
 // changeZones changes every zone's endpoints in parallel, adding the
 // endpoints GCE refused to refused.
 func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[string][]providers.Target, attach bool, refused map[providers.TargetKey]error) error {
