@@ -188,24 +188,15 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		// When the cloud can first have judged the pod: by the group's
 		// settings, or sooner where this cloud was seen to judge faster.
 		var judgeable time.Time
-		judge := ps.group.JudgeDelay
-		if learned {
-			judge = min(judge, fastest)
-		}
 		if registered {
+			judge := ps.group.JudgeDelay
+			if learned {
+				judge = min(judge, fastest)
+			}
 			judgeable = reg.at.Add(judge)
 		}
 		if !registered || !now.Before(judgeable) {
 			early = false
-		}
-		if !learned && registered && t.State == providers.Pending && judge > 0 && now.Before(reg.at.Add(verdictSpan*judge)) {
-			// Nothing learned of this cloud's pace yet (the first
-			// registrations after a start): from when its settings say
-			// it can judge, read at the verdict pace of those settings,
-			// not a poll interval apart.
-			if fast := later(obs.at.Add(verdictPoll(judge, r.Timing.Poll)), judgeable); fast.Before(at) {
-				at = fast
-			}
 		}
 		if learned && registered {
 			if t.State == providers.Pending && now.Before(reg.at.Add(verdictSpan*est)) {
@@ -257,9 +248,8 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 }
 
 // verdictSpan is how many times the earliest expected verdict (see
-// healthyAfter; before anything is learned, the group's judge delay) a
-// registration is read at verdictPoll's pace; later it goes back to the
-// poll interval.
+// healthyAfter) a registration is read at verdictPoll's pace; later it
+// goes back to the poll interval.
 const verdictSpan = 3
 
 // verdictPoll is the read interval around a registration's expected

@@ -67,11 +67,10 @@ func TestScheduleReadRanksByWaitAndTheCloudsTimeline(t *testing.T) {
 	r.books[ps.key].at[ps.desired[1].Key()] = registration{uid: "b", at: now.Add(-20 * time.Second)}
 	h := healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Pending})
 	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
-	// b can be judged already: due at the verdict pace of the group's
-	// 10 s judge delay (625 ms after the last read; nothing is learned of
-	// the cloud yet), ranked by the wait since that read (a and b waited
-	// longer, but were looked at 500 ms ago).
-	due := scheduledRead{after: 125 * time.Millisecond, priority: ReadPriority(500*time.Millisecond, false)}
+	// b can be judged already: due, a poll interval after the last read,
+	// ranked by the wait since that read (a and b waited longer, but were
+	// looked at 500 ms ago).
+	due := scheduledRead{after: 500 * time.Millisecond, priority: ReadPriority(500*time.Millisecond, false)}
 	if len(*got) != 1 || (*got)[0] != due {
 		t.Fatalf("scheduled %+v, want %+v", *got, due)
 	}
@@ -209,47 +208,6 @@ func TestScheduleReadLearnsTheCloudsPace(t *testing.T) {
 	}
 	if p := verdictPoll(time.Second, time.Second); p != 100*time.Millisecond {
 		t.Errorf("a cloud judging in 1 s is read every %v, want the 100 ms floor", p)
-	}
-}
-
-// Before the cloud has been seen to judge anything (the first
-// registrations after a start), a registration is read from when the
-// group's settings say the cloud can judge it, at the verdict pace of
-// those settings, for three judge delays; a poll interval apart before
-// and after.
-func TestScheduleReadBeforeThePaceIsLearned(t *testing.T) {
-	now := time.Unix(100_000, 0)
-	r, ps, got := readScheduler(now)
-	ps.group.JudgeDelay = 2 * time.Second // verdict pace: 125 ms
-	a := ps.desired[0]
-	h := healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Healthy})
-	for _, c := range []struct {
-		registered, lastRead, want time.Duration
-	}{
-		// Read just after the registration: the next read when the
-		// group can have judged it, sooner than a poll interval.
-		{registered: 1500 * time.Millisecond, lastRead: 200 * time.Millisecond, want: 500 * time.Millisecond},
-		// Read long before that: a poll interval after that read.
-		{registered: 200 * time.Millisecond, lastRead: 5 * time.Second, want: 0},
-		{registered: 3 * time.Second, lastRead: 0, want: 125 * time.Millisecond},
-		{registered: 5900 * time.Millisecond, lastRead: 100 * time.Millisecond, want: 25 * time.Millisecond},
-		{registered: 6 * time.Second, lastRead: 0, want: time.Second},
-	} {
-		*got = nil
-		r.books[ps.key].at[a.Key()] = registration{uid: "a", at: now.Add(-c.registered), target: a.Target}
-		r.scheduleRead(ps, h, observation{ref: "g", at: now.Add(-c.lastRead)}, 0)
-		if s := (*got)[0]; s.after != c.want {
-			t.Errorf("registered %v ago, read %v ago: next read after %v, want %v", c.registered, c.lastRead, s.after, c.want)
-		}
-	}
-	// Once a verdict is learned, its pace replaces the settings'.
-	r.learned = map[string]*healthyTimes{"aws": {}}
-	r.learned["aws"].add(10 * time.Second)
-	*got = nil
-	r.books[ps.key].at[a.Key()] = registration{uid: "a", at: now.Add(-3 * time.Second), target: a.Target}
-	r.scheduleRead(ps, h, observation{ref: "g", at: now}, 0)
-	if s := (*got)[0]; s.after != 5*time.Second {
-		t.Errorf("with a learned verdict of 10 s, a registration 3 s old is next read after %v, want 5s (at 4/5 of 10 s)", s.after)
 	}
 }
 
