@@ -175,3 +175,24 @@ func TestHeldTokenServesTheOperationsSharingItsBucket(t *testing.T) {
 		t.Fatalf("a call of another bucket: %v", err)
 	}
 }
+
+// A plan's first call is its registration when it has one, else its
+// deregistration: HoldPlan holds that call's bucket.
+func TestHoldPlanHoldsTheFirstCallsBucket(t *testing.T) {
+	caller := NewCaller("test", map[string]Limit{"Register": {QPS: 0.001, Burst: 1}, "Deregister": {QPS: 0.001, Burst: 1}}, Limit{QPS: 0.001, Burst: 1}, nil)
+	ctx, err := caller.HoldPlan(context.Background(), Plan{Deregister: []Target{{Port: 80}}}, "Register", "Deregister")
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(op string) error {
+		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		return caller.Call(ctx, op, func(context.Context) error { return nil })
+	}
+	if err := call("Deregister"); err != nil {
+		t.Fatalf("a deregistration-only plan's call waited for a second token: %v", err)
+	}
+	if err := call("Register"); err != nil {
+		t.Fatalf("the registration bucket's token was taken: %v", err)
+	}
+}

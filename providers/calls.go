@@ -174,6 +174,16 @@ func (c *Caller) Hold(ctx context.Context, op string) (context.Context, error) {
 	return context.WithValue(ctx, heldToken{c.limiter(op)}, new(atomic.Bool)), nil
 }
 
+// HoldPlan holds the token of the first call a plan makes, for providers
+// that register (registerOp) before they deregister (deregisterOp); see
+// WriteHolder.
+func (c *Caller) HoldPlan(ctx context.Context, p Plan, registerOp, deregisterOp string) (context.Context, error) {
+	if len(p.Register) > 0 {
+		return c.Hold(ctx, registerOp)
+	}
+	return c.Hold(ctx, deregisterOp)
+}
+
 // Call waits for op's token (unless ctx holds one, see Hold), runs fn and
 // classifies its error.
 func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {

@@ -114,10 +114,7 @@ func DefaultLimits() map[string]providers.Limit {
 
 // HoldWrite implements providers.WriteHolder: Apply registers first.
 func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.Context, error) {
-	if len(plan.Register) > 0 {
-		return p.calls.Hold(ctx, "RegisterTargets")
-	}
-	return p.calls.Hold(ctx, "DeregisterTargets")
+	return p.calls.HoldPlan(ctx, plan, "RegisterTargets", "DeregisterTargets")
 }
 
 // ec2Calls are the EC2 operations podlb makes. Holding them rather than

@@ -848,10 +848,7 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 
 // HoldWrite implements providers.WriteHolder: Apply attaches first.
 func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.Context, error) {
-	if len(plan.Register) > 0 {
-		return p.calls.Hold(ctx, opNEGAttach)
-	}
-	return p.calls.Hold(ctx, opNEGDetach)
+	return p.calls.HoldPlan(ctx, plan, opNEGAttach, opNEGDetach)
 }
 
 // changeZones changes every zone's endpoints in parallel, adding the
