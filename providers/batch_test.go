@@ -160,11 +160,7 @@ func TestHeldTokenServesTheOperationsSharingItsBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := func(op string) error {
-		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		defer cancel()
-		return caller.Call(ctx, op, func(context.Context) error { return nil })
-	}
+	call := func(op string) error { return callSoon(ctx, caller, op) }
 	if err := call("Deregister"); err != nil {
 		t.Fatalf("a call sharing the held token's bucket waited for another: %v", err)
 	}
@@ -184,15 +180,19 @@ func TestHoldPlanHoldsTheFirstCallsBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := func(op string) error {
-		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		defer cancel()
-		return caller.Call(ctx, op, func(context.Context) error { return nil })
-	}
+	call := func(op string) error { return callSoon(ctx, caller, op) }
 	if err := call("Deregister"); err != nil {
 		t.Fatalf("a deregistration-only plan's call waited for a second token: %v", err)
 	}
 	if err := call("Register"); err != nil {
 		t.Fatalf("the registration bucket's token was taken: %v", err)
 	}
+}
+
+// callSoon makes a call of op that fails unless its token comes within
+// 100 ms (the test buckets refill a token every 1,000 s).
+func callSoon(ctx context.Context, caller *Caller, op string) error {
+	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	return caller.Call(ctx, op, func(context.Context) error { return nil })
 }
