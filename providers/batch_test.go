@@ -180,11 +180,15 @@ func TestHoldPlanHoldsTheFirstCallsBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := func(op string) error { return callSoon(ctx, caller, op) }
-	if err := call("Deregister"); err != nil {
+	// The hold took the deregistration bucket's only token: a call
+	// without the held context finds none.
+	if err := callSoon(context.Background(), caller, "Deregister"); err == nil {
+		t.Fatal("HoldPlan left the deregistration bucket's token in the bucket")
+	}
+	if err := callSoon(ctx, caller, "Deregister"); err != nil {
 		t.Fatalf("a deregistration-only plan's call waited for a second token: %v", err)
 	}
-	if err := call("Register"); err != nil {
+	if err := callSoon(ctx, caller, "Register"); err != nil {
 		t.Fatalf("the registration bucket's token was taken: %v", err)
 	}
 }
