@@ -1067,3 +1067,43 @@ func TestFailuresOfAWholeAttachAreNotSplitAndHoldDetaches(t *testing.T) {
 		}
 	}
 }
+
+// HoldWrite takes a token for every attach and detach call Apply makes
+// for the plan (a call per zone and batch) and none for the endpoints
+// Apply sets aside.
+func TestHoldWriteHoldsATokenPerZoneAndBatch(t *testing.T) {
+	p := &Provider{opts: Options{BatchSize: 2}, calls: providers.NewCaller("gcp", map[string]providers.Limit{opNEGAttach: {QPS: 0.001, Burst: 4}}, providers.Limit{QPS: 0.001, Burst: 1}, nil)}
+	p.calls.Share(opNEGAttach, opNEGDetach)
+	g := &providers.Group{Display: "neg", Provider: &groupState{name: "neg", zones: []string{"a", "b"}, links: map[string]string{"a": "link-a", "b": "link-b"}}}
+	target := func(zone, instance string, last byte) providers.Target {
+		return providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 0, last}), Port: 80, Zone: zone, Instance: instance}
+	}
+	plan := providers.Plan{
+		// Zone a: three endpoints, two batches. Zone c has no NEG and
+		// the endpoint in b no VM: both are set aside, without a call.
+		Register:   []providers.Target{target("a", "vm-a", 1), target("a", "vm-a", 2), target("a", "vm-a", 3), target("c", "vm-c", 4), target("b", "", 5)},
+		Deregister: []providers.Target{target("b", "vm-b", 6)},
+	}
+	ctx, err := p.HoldWrite(context.Background(), g, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(ctx context.Context, op string) error {
+		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		return p.calls.Call(ctx, op, func(context.Context) error { return nil })
+	}
+	for i, op := range []string{opNEGAttach, opNEGAttach, opNEGDetach} {
+		if err := call(ctx, op); err != nil {
+			t.Fatalf("call %d (%s) of the plan had no held token: %v", i+1, op, err)
+		}
+	}
+	// The bucket's fourth token is still there: the set-aside endpoints
+	// took none.
+	if err := call(context.Background(), opNEGAttach); err != nil {
+		t.Fatalf("HoldWrite took a token for an endpoint Apply sets aside: %v", err)
+	}
+	if err := call(ctx, opNEGAttach); err == nil {
+		t.Fatal("more tokens held than the plan makes calls")
+	}
+}
