@@ -172,44 +172,24 @@ func TestHeldTokenServesTheOperationsSharingItsBucket(t *testing.T) {
 	}
 }
 
-// Hold takes a token for each call named, and the context spends each
-// once, on any operation of the bucket it was taken from.
-func TestHoldTakesATokenForEachCall(t *testing.T) {
-	caller := NewCaller("test", map[string]Limit{"Register": {QPS: 0.001, Burst: 3}, "Describe": {QPS: 0.001, Burst: 1}}, Limit{QPS: 0.001, Burst: 1}, nil)
-	caller.Share("Register", "Deregister")
-	ctx, err := caller.Hold(context.Background(), "Register", "Register", "Deregister", "Describe")
+// A plan's first call is its registration when it has one, else its
+// deregistration: HoldPlan holds that call's bucket.
+func TestHoldPlanHoldsTheFirstCallsBucket(t *testing.T) {
+	caller := NewCaller("test", map[string]Limit{"Register": {QPS: 0.001, Burst: 1}, "Deregister": {QPS: 0.001, Burst: 1}}, Limit{QPS: 0.001, Burst: 1}, nil)
+	ctx, err := caller.HoldPlan(context.Background(), Plan{Deregister: []Target{{Port: 80}}}, "Register", "Deregister")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The hold took every token: calls without its context find none.
-	for _, op := range []string{"Register", "Describe"} {
-		if err := callSoon(context.Background(), caller, op); err == nil {
-			t.Fatalf("Hold left a token of %s's bucket in the bucket", op)
-		}
+	// The hold took the deregistration bucket's only token: a call
+	// without the held context finds none.
+	if err := callSoon(context.Background(), caller, "Deregister"); err == nil {
+		t.Fatal("HoldPlan left the deregistration bucket's token in the bucket")
 	}
-	for i, op := range []string{"Deregister", "Register", "Register", "Describe"} {
-		if err := callSoon(ctx, caller, op); err != nil {
-			t.Fatalf("call %d (%s) waited for a token of its own: %v", i+1, op, err)
-		}
+	if err := callSoon(ctx, caller, "Deregister"); err != nil {
+		t.Fatalf("a deregistration-only plan's call waited for a second token: %v", err)
 	}
-	for _, op := range []string{"Register", "Describe"} {
-		if err := callSoon(ctx, caller, op); err == nil {
-			t.Fatalf("a held token of %s's bucket was spent twice", op)
-		}
-	}
-}
-
-func TestBatchCallsCountsOneCallPerBatch(t *testing.T) {
-	for _, c := range []struct{ n, size, want int }{{0, 10, 0}, {1, 10, 1}, {10, 10, 1}, {11, 10, 2}, {25, 0, 1}} {
-		got := BatchCalls("Register", c.n, c.size)
-		if len(got) != c.want {
-			t.Errorf("BatchCalls(%d targets, batches of %d) = %d calls, want %d", c.n, c.size, len(got), c.want)
-		}
-		for _, op := range got {
-			if op != "Register" {
-				t.Errorf("BatchCalls named %q", op)
-			}
-		}
+	if err := callSoon(ctx, caller, "Register"); err != nil {
+		t.Fatalf("the registration bucket's token was taken: %v", err)
 	}
 }
 

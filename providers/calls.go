@@ -159,69 +159,37 @@ func (c *Caller) wait(ctx context.Context, op string) error {
 	return nil
 }
 
-// heldToken keys a context's tokens already taken from one bucket: a
-// count its Calls drawing on the bucket spend before they wait.
+// heldToken marks a context whose next Call drawing on the bucket has its
+// token already.
 type heldToken struct{ bucket *rate.Limiter }
 
-// Hold waits for a token of each op's bucket, one after the other, and
-// returns a context whose Calls of operations drawing on those buckets
-// (the op, or one Shared with it) spend them, one each, instead of
-// waiting again. A call waits for its token before it is filled, so what
-// arrives meanwhile rides in it (see Batcher.Hold and WriteHolder).
-func (c *Caller) Hold(ctx context.Context, ops ...string) (context.Context, error) {
-	counts := map[*rate.Limiter]int32{}
-	for _, op := range ops {
-		if err := c.wait(ctx, op); err != nil {
-			return ctx, err
-		}
-		counts[c.limiter(op)]++
+// Hold waits for a token of op's bucket and returns a context whose first
+// Call of an operation drawing on that bucket (op, or one Shared with it)
+// spends it instead of waiting again. A batch waits for its token before
+// it is filled, so what arrives meanwhile rides in it (see Batcher.Hold).
+func (c *Caller) Hold(ctx context.Context, op string) (context.Context, error) {
+	if err := c.wait(ctx, op); err != nil {
+		return ctx, err
 	}
-	for bucket, n := range counts {
-		held := new(atomic.Int32)
-		held.Store(n)
-		ctx = context.WithValue(ctx, heldToken{bucket}, held)
-	}
-	return ctx, nil
+	return context.WithValue(ctx, heldToken{c.limiter(op)}, new(atomic.Bool)), nil
 }
 
-// spendHeld takes one of the tokens ctx holds for op's bucket, if any.
-func (c *Caller) spendHeld(ctx context.Context, op string) bool {
-	held, _ := ctx.Value(heldToken{c.limiter(op)}).(*atomic.Int32)
-	for held != nil {
-		n := held.Load()
-		if n <= 0 {
-			return false
-		}
-		if held.CompareAndSwap(n, n-1) {
-			return true
-		}
+// HoldPlan holds the token of the first call a plan makes, for providers
+// that register (registerOp) before they deregister (deregisterOp); see
+// WriteHolder.
+func (c *Caller) HoldPlan(ctx context.Context, p Plan, registerOp, deregisterOp string) (context.Context, error) {
+	if len(p.Register) > 0 {
+		return c.Hold(ctx, registerOp)
 	}
-	return false
-}
-
-// BatchCalls lists op once for each call that sending n targets in
-// batches of size makes (size 0: one call), for WriteHolder.
-func BatchCalls(op string, n, size int) []string {
-	calls := 0
-	switch {
-	case n == 0:
-	case size <= 0:
-		calls = 1
-	default:
-		calls = (n + size - 1) / size
-	}
-	ops := make([]string, calls)
-	for i := range ops {
-		ops[i] = op
-	}
-	return ops
+	return c.Hold(ctx, deregisterOp)
 }
 
 // Call waits for op's token (unless ctx holds one, see Hold), runs fn and
 // classifies its error.
 func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
+	held, _ := ctx.Value(heldToken{c.limiter(op)}).(*atomic.Bool)
 	for attempt := 1; ; attempt++ {
-		if attempt > 1 || !c.spendHeld(ctx, op) {
+		if attempt > 1 || held == nil || !held.CompareAndSwap(false, true) {
 			if err := c.wait(ctx, op); err != nil {
 				return err
 			}

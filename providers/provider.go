@@ -48,12 +48,12 @@ type Provider interface {
 }
 
 // WriteHolder is a Provider whose target writes wait for client-side
-// budget. HoldWrite waits for a token for each call Apply would make for
-// the plan (see BatchCalls) and returns a context whose calls spend them:
-// the core plans again once it holds them, so what arrived while it
-// waited rides in every one of the calls, not only in the first.
+// budget. HoldWrite waits for a token of the bucket the plan's first call
+// draws on and returns a context whose first call of that bucket spends
+// it: the core plans again once it holds the token, so what arrived
+// while it waited rides in the call.
 type WriteHolder interface {
-	HoldWrite(ctx context.Context, g *Group, p Plan) (context.Context, error)
+	HoldWrite(ctx context.Context, p Plan) (context.Context, error)
 }
 
 // Spec is a provider's parsed per-port annotation value.

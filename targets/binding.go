@@ -261,11 +261,10 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		var err error
 		if h, ok := ps.prov.(providers.WriteHolder); ok {
 			// The budget first, then the plan: under saturation the
-			// calls' tokens can be seconds away, and what arrives
-			// meanwhile should ride in the calls, not wait for the
-			// next pass. (Tokens the new plan does not need go unused;
-			// calls it adds wait for their own.)
-			if ctx, err = h.HoldWrite(ctx, ps.group, plan); err != nil {
+			// call's token can be seconds away, and what arrives
+			// meanwhile should ride in the call, not wait for the next.
+			// (A plan that comes out empty leaves the token unused.)
+			if ctx, err = h.HoldWrite(ctx, plan); err != nil {
 				return nil, 0, err
 			}
 		}

@@ -112,10 +112,9 @@ func DefaultLimits() map[string]providers.Limit {
 	}
 }
 
-// HoldWrite implements providers.WriteHolder.
-func (p *Provider) HoldWrite(ctx context.Context, _ *providers.Group, plan providers.Plan) (context.Context, error) {
-	calls := providers.BatchCalls("RegisterTargets", len(plan.Register), p.opts.BatchSize)
-	return p.calls.Hold(ctx, append(calls, providers.BatchCalls("DeregisterTargets", len(plan.Deregister), p.opts.BatchSize)...)...)
+// HoldWrite implements providers.WriteHolder: Apply registers first.
+func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.Context, error) {
+	return p.calls.HoldPlan(ctx, plan, "RegisterTargets", "DeregisterTargets")
 }
 
 // ec2Calls are the EC2 operations podlb makes. Holding them rather than

@@ -814,24 +814,8 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 	if !ok {
 		return providers.Errorf(providers.Invalid, "", "group %s is not a GCP NEG group", g.Display)
 	}
-	attach, detach, refused := byZone(gs, plan)
-	if err := p.changeZones(ctx, gs, attach, true, refused); err != nil {
-		return combine(err, "attaching endpoints to "+g.Display)
-	}
-	if err := p.changeZones(ctx, gs, detach, false, refused); err != nil {
-		return combine(err, "detaching endpoints from "+g.Display)
-	}
-	if len(refused) > 0 {
-		return &providers.TargetErrors{Failed: refused}
-	}
-	return nil
-}
-
-// byZone splits a plan into each zone's endpoints to attach and to
-// detach, setting aside those that cannot be: targets in a zone without
-// a NEG or without a VM.
-func byZone(gs *groupState, plan providers.Plan) (attach, detach map[string][]providers.Target, refused map[providers.TargetKey]error) {
-	attach, detach, refused = map[string][]providers.Target{}, map[string][]providers.Target{}, map[providers.TargetKey]error{}
+	refused := map[providers.TargetKey]error{}
+	attach := map[string][]providers.Target{}
 	for _, t := range plan.Register {
 		switch {
 		case gs.links[t.Zone] == "":
@@ -843,31 +827,28 @@ func byZone(gs *groupState, plan providers.Plan) (attach, detach map[string][]pr
 			attach[t.Zone] = append(attach[t.Zone], t)
 		}
 	}
+	if err := p.changeZones(ctx, gs, attach, true, refused); err != nil {
+		return combine(err, "attaching endpoints to "+g.Display)
+	}
+	detach := map[string][]providers.Target{}
 	for _, t := range plan.Deregister {
 		// A zone without a NEG of ours has nothing of ours to detach.
 		if gs.links[t.Zone] != "" {
 			detach[t.Zone] = append(detach[t.Zone], t)
 		}
 	}
-	return attach, detach, refused
+	if err := p.changeZones(ctx, gs, detach, false, refused); err != nil {
+		return combine(err, "detaching endpoints from "+g.Display)
+	}
+	if len(refused) > 0 {
+		return &providers.TargetErrors{Failed: refused}
+	}
+	return nil
 }
 
-// HoldWrite implements providers.WriteHolder: a call per zone and batch,
-// none for the targets Apply sets aside.
-func (p *Provider) HoldWrite(ctx context.Context, g *providers.Group, plan providers.Plan) (context.Context, error) {
-	gs, ok := g.Provider.(*groupState)
-	if !ok {
-		return ctx, nil
-	}
-	attach, detach, _ := byZone(gs, plan)
-	var calls []string
-	for _, ts := range attach {
-		calls = append(calls, providers.BatchCalls(opNEGAttach, len(ts), p.opts.BatchSize)...)
-	}
-	for _, ts := range detach {
-		calls = append(calls, providers.BatchCalls(opNEGDetach, len(ts), p.opts.BatchSize)...)
-	}
-	return p.calls.Hold(ctx, calls...)
+// HoldWrite implements providers.WriteHolder: Apply attaches first.
+func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.Context, error) {
+	return p.calls.HoldPlan(ctx, plan, opNEGAttach, opNEGDetach)
 }
 
 // changeZones changes every zone's endpoints in parallel, adding the
