@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podlb/podlb/targets"
@@ -30,19 +29,20 @@ var (
 // alone. It reads the pod cache rather than the gate reconciler's writes,
 // so gates nobody writes (no leader, a stuck queue) show too.
 type waitingGates struct {
-	pods atomic.Pointer[client.Reader]
+	pods atomic.Pointer[PodWalk]
 }
+
+// PodWalk shows visit every cached pod, to read only, and fails if the
+// cache cannot be read; visit must not keep the pod.
+type PodWalk func(ctx context.Context, visit func(*corev1.Pod)) error
 
 var waiting = &waitingGates{}
 
 func init() { metrics.Registry.MustRegister(waiting) }
 
-// ReportWaitingGates makes the gate wait metrics read pods from r, a
-// cached reader; the last call wins. Until the first call they report
-// nothing.
-func ReportWaitingGates(r client.Reader) { waiting.use(r) }
-
-func (w *waitingGates) use(r client.Reader) { w.pods.Store(&r) }
+// ReportWaitingGates makes the gate wait metrics read pods with walk;
+// the last call wins. Until the first call they report nothing.
+func ReportWaitingGates(walk PodWalk) { waiting.pods.Store(&walk) }
 
 // scrapeTimeout bounds a scrape's cache read, which blocks until the
 // cache has synced.
@@ -54,17 +54,17 @@ func (w *waitingGates) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (w *waitingGates) Collect(ch chan<- prometheus.Metric) {
-	r := w.pods.Load()
-	if r == nil {
+	walk := w.pods.Load()
+	if walk == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	var pods corev1.PodList
-	if err := (*r).List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
+	sum := gateWaits{now: time.Now(), by: map[string]WaitSummary{}}
+	if err := (*walk)(ctx, sum.add); err != nil {
 		return
 	}
-	for reason, s := range GateWaits(pods.Items, time.Now()) {
+	for reason, s := range sum.by {
 		ch <- prometheus.MustNewConstMetric(waitingPodsDesc, prometheus.GaugeValue, float64(s.Pods), reason)
 		ch <- prometheus.MustNewConstMetric(longestWaitDesc, prometheus.GaugeValue, s.Longest.Seconds(), reason)
 	}
@@ -81,35 +81,44 @@ type WaitSummary struct {
 // back: the wait starts when the last other condition a pod needs for
 // Ready (ContainersReady, other readiness gates) turned True.
 func GateWaits(pods []corev1.Pod, now time.Time) map[string]WaitSummary {
-	out := map[string]WaitSummary{}
+	sum := gateWaits{now: now, by: map[string]WaitSummary{}}
 	for i := range pods {
-		p := &pods[i]
-		if p.DeletionTimestamp != nil || !targets.HeldOnlyByGate(p) {
-			continue
-		}
-		reason := NoGateCondition
-		if c := targets.PodCondition(p, targets.GateConditionType); c != nil {
-			if c.Status == corev1.ConditionTrue {
-				continue
-			}
-			reason = c.Reason
-		}
-		since := conditionSince(p, corev1.ContainersReady)
-		for _, g := range p.Spec.ReadinessGates {
-			if g.ConditionType != targets.GateConditionType {
-				if t := conditionSince(p, g.ConditionType); t.After(since) {
-					since = t
-				}
-			}
-		}
-		s := out[reason]
-		s.Pods++
-		if wait := now.Sub(since); !since.IsZero() && wait > s.Longest {
-			s.Longest = wait
-		}
-		out[reason] = s
+		sum.add(&pods[i])
 	}
-	return out
+	return sum.by
+}
+
+// gateWaits is GateWaits' sum, one pod at a time.
+type gateWaits struct {
+	now time.Time
+	by  map[string]WaitSummary
+}
+
+func (w gateWaits) add(p *corev1.Pod) {
+	if p.DeletionTimestamp != nil || !targets.HeldOnlyByGate(p) {
+		return
+	}
+	reason := NoGateCondition
+	if c := targets.PodCondition(p, targets.GateConditionType); c != nil {
+		if c.Status == corev1.ConditionTrue {
+			return
+		}
+		reason = c.Reason
+	}
+	since := conditionSince(p, corev1.ContainersReady)
+	for _, g := range p.Spec.ReadinessGates {
+		if g.ConditionType != targets.GateConditionType {
+			if t := conditionSince(p, g.ConditionType); t.After(since) {
+				since = t
+			}
+		}
+	}
+	s := w.by[reason]
+	s.Pods++
+	if wait := w.now.Sub(since); !since.IsZero() && wait > s.Longest {
+		s.Longest = wait
+	}
+	w.by[reason] = s
 }
 
 func conditionSince(p *corev1.Pod, t corev1.PodConditionType) time.Time {

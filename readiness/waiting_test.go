@@ -1,6 +1,7 @@
 package readiness
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/podlb/podlb/targets"
 )
@@ -71,15 +71,18 @@ func TestGateWaitsCountOnlyPodsPodlbAloneHolds(t *testing.T) {
 	}
 }
 
-func TestWaitingGatesReportsFromTheReaderGiven(t *testing.T) {
+func TestWaitingGatesReportsFromThePodsGiven(t *testing.T) {
 	now := time.Now()
 	p := gatedPod("p", now, nil, corev1.ContainersReady, corev1.ConditionTrue, 12, targets.GateConditionType, corev1.ConditionFalse, 12)
 	c := &waitingGates{}
 	if n := testutil.CollectAndCount(c); n != 0 {
-		t.Fatalf("without a reader the collector must report nothing, got %d series", n)
+		t.Fatalf("without pods to walk the collector must report nothing, got %d series", n)
 	}
-	r := fake.NewClientBuilder().WithObjects(&p).Build()
-	c.use(r)
+	walk := PodWalk(func(_ context.Context, visit func(*corev1.Pod)) error {
+		visit(&p)
+		return nil
+	})
+	c.pods.Store(&walk)
 	want := `
 # HELP podlb_gate_waiting_pods Pods held back by the podlb.io/load-balancer-ready gate alone (containers ready, every other gate True), by the gate's reason.
 # TYPE podlb_gate_waiting_pods gauge

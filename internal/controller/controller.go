@@ -283,7 +283,7 @@ func Setup(mgr manager.Manager, o Options) error {
 	}
 	reg := targets.NewRegistry()
 	targets.ReportBindingErrors(reg)
-	readiness.ReportWaitingGates(mgr.GetCache())
+	readiness.ReportWaitingGates(cachedPods(mgr.GetCache()))
 	// The ledger is written before every registration: its writes get a
 	// Kubernetes client budget of their own, so status annotations and
 	// Events never delay a registration.
@@ -382,17 +382,21 @@ func Setup(mgr manager.Manager, o Options) error {
 	if err := bc.Watch(source.TypedKind(mgr.GetCache(), &discoveryv1.EndpointSlice{}, handler.TypedEventHandler[*discoveryv1.EndpointSlice, providers.BindingKey](sliceToBindings))); err != nil {
 		return err
 	}
-	podToBindings := handler.TypedFuncs[*corev1.Pod, providers.BindingKey]{
-		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[*corev1.Pod], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
-			if podChangeMatters(e.ObjectOld, e.ObjectNew) {
+	// Pod events carry the cache's CachedPod (see SlimPod).
+	podToBindings := handler.TypedFuncs[client.Object, providers.BindingKey]{
+		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+			var oldBuf, curBuf corev1.Pod
+			old, ok1 := podView(e.ObjectOld, &oldBuf)
+			cur, ok2 := podView(e.ObjectNew, &curBuf)
+			if !ok1 || !ok2 || podChangeMatters(old, cur) {
 				enqueuePodBindings(reg, e.ObjectNew, enqueueBinding)
 			}
 		},
-		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[*corev1.Pod], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
 			enqueuePodBindings(reg, e.Object, enqueueBinding)
 		},
 	}
-	if err := bc.Watch(source.TypedKind(mgr.GetCache(), &corev1.Pod{}, handler.TypedEventHandler[*corev1.Pod, providers.BindingKey](podToBindings))); err != nil {
+	if err := bc.Watch(source.TypedKind(mgr.GetCache(), client.Object(&corev1.Pod{}), handler.TypedEventHandler[client.Object, providers.BindingKey](podToBindings))); err != nil {
 		return err
 	}
 	// nodeZones records the zones with nodes and reports whether it
@@ -502,7 +506,8 @@ func Setup(mgr manager.Manager, o Options) error {
 	}
 	err = builder.ControllerManagedBy(mgr).Named("gate").
 		For(&corev1.Pod{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool {
-			p, ok := obj.(*corev1.Pod)
+			var buf corev1.Pod
+			p, ok := podView(obj, &buf)
 			return ok && targets.HasGate(p)
 		}))).
 		WatchesRawSource(gateQ.source()).
@@ -651,8 +656,8 @@ func enqueueSliceBindings(reg *targets.Registry, s *discoveryv1.EndpointSlice, e
 	}
 }
 
-func enqueuePodBindings(reg *targets.Registry, p *corev1.Pod, enqueue func(providers.BindingKey)) {
-	for _, e := range reg.SelectingServices(p.Namespace, p.Labels) {
+func enqueuePodBindings(reg *targets.Registry, p client.Object, enqueue func(providers.BindingKey)) {
+	for _, e := range reg.SelectingServices(p.GetNamespace(), p.GetLabels()) {
 		for _, k := range e.Bindings {
 			enqueue(k)
 		}

@@ -1,19 +1,28 @@
 package controller
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
+	"github.com/podlb/podlb/readiness"
 	"github.com/podlb/podlb/targets"
 )
 
-// SlimPod keeps only what podlb reads of a pod, so that caching every pod
-// of a large cluster costs a fraction of the full objects: no env, volumes,
-// images, managed fields, owner references, container statuses or
-// containers without a preStop hook; of the
+// SlimPod keeps only what podlb reads of a pod, in a CachedPod, so that
+// caching every pod of a large cluster costs a fraction of the full
+// objects: no env, volumes, images, managed fields, owner references,
+// container statuses or containers without a preStop hook; of the
 // conditions only those podlb decides by, and of their texts only the
 // gate's own. Strings that repeat across pods (label keys and values,
 // namespace, node, condition types) are shared, not held once per pod.
@@ -22,71 +31,176 @@ func SlimPod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	slim := &corev1.Pod{
-		TypeMeta:   p.TypeMeta,
+	slim := &CachedPod{
 		ObjectMeta: slimMeta(&p.ObjectMeta),
-		Spec: corev1.PodSpec{
-			NodeName:                      intern(p.Spec.NodeName),
-			TerminationGracePeriodSeconds: p.Spec.TerminationGracePeriodSeconds,
-		},
-		Status: corev1.PodStatus{
-			Phase:      p.Status.Phase,
-			Conditions: slimConditions(p),
-			PodIP:      p.Status.PodIP,
-		},
+		nodeName:   intern(p.Spec.NodeName),
+		podIP:      p.Status.PodIP,
+		phase:      corev1.PodPhase(intern(string(p.Status.Phase))),
+		grace:      p.Spec.TerminationGracePeriodSeconds,
 	}
 	if len(p.Spec.ReadinessGates) > 0 {
-		slim.Spec.ReadinessGates = make([]corev1.PodReadinessGate, len(p.Spec.ReadinessGates))
+		slim.gates = make([]corev1.PodConditionType, len(p.Spec.ReadinessGates))
 		for i, g := range p.Spec.ReadinessGates {
-			slim.Spec.ReadinessGates[i].ConditionType = internType(g.ConditionType)
+			slim.gates[i] = internType(g.ConditionType)
 		}
 	}
+	slim.keepConditions(p)
 	// PodIPs repeats PodIP in single-stack clusters: keep it only when it
 	// says more.
 	if len(p.Status.PodIPs) > 1 || (len(p.Status.PodIPs) == 1 && p.Status.PodIPs[0].IP != p.Status.PodIP) {
-		slim.Status.PodIPs = p.Status.PodIPs
+		slim.podIPs = p.Status.PodIPs
 	}
 	// Only preStop hooks are read of containers (how long a pod drains);
 	// containers without one are left out.
 	for _, c := range p.Spec.Containers {
 		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
-			slim.Spec.Containers = append(slim.Spec.Containers, corev1.Container{Name: intern(c.Name), Lifecycle: &corev1.Lifecycle{PreStop: c.Lifecycle.PreStop}})
+			slim.preStops = append(slim.preStops, corev1.Container{Name: intern(c.Name), Lifecycle: &corev1.Lifecycle{PreStop: c.Lifecycle.PreStop}})
 		}
 	}
 	return slim, nil
 }
 
-// slimConditions keeps the conditions podlb reads: ContainersReady (when
+// CachedPod is how a pod sits in the cache: what SlimPod keeps, in about
+// a fifth of the memory a corev1.Pod holding the same would take (the
+// struct alone is 1,240 bytes). Nothing reads it as it is: the cache
+// hands Get and List a *corev1.Pod built from it (DeepCopyObject), event
+// handlers and metrics fill one with Into.
+type CachedPod struct {
+	metav1.ObjectMeta
+	nodeName, podIP string
+	phase           corev1.PodPhase
+	grace           *int64
+	podIPs          []corev1.PodIP // only when they say more than podIP
+	gates           []corev1.PodConditionType
+	preStops        []corev1.Container // name and lifecycle only
+	conditions      []cachedCondition
+	// The gate's reason, message and last write: the gate compares them,
+	// and paces rewrites of the message by the last write.
+	gateReason, gateMessage string
+	gateProbe               metav1.Time
+}
+
+// cachedCondition is a pod condition without its texts.
+type cachedCondition struct {
+	kind   corev1.PodConditionType
+	status corev1.ConditionStatus
+	since  metav1.Time
+}
+
+// keepConditions keeps the conditions podlb reads: ContainersReady (when
 // a pod may be registered), Ready, podlb's gate and the pod's other
-// readiness gates (a pod held only by podlb's gate is registered). Only
-// the gate keeps its reason and message: the gate compares them before it
-// writes.
-func slimConditions(p *corev1.Pod) []corev1.PodCondition {
+// readiness gates (a pod held only by podlb's gate is registered).
+func (c *CachedPod) keepConditions(p *corev1.Pod) {
 	wanted := func(t corev1.PodConditionType) bool {
-		if t == corev1.ContainersReady || t == corev1.PodReady || t == targets.GateConditionType {
-			return true
-		}
-		for _, g := range p.Spec.ReadinessGates {
-			if g.ConditionType == t {
-				return true
-			}
-		}
-		return false
+		return t == corev1.ContainersReady || t == corev1.PodReady || slices.Contains(c.gates, t)
 	}
-	var out []corev1.PodCondition
-	for _, c := range p.Status.Conditions {
-		if !wanted(c.Type) {
+	n := 0
+	for _, pc := range p.Status.Conditions {
+		if wanted(pc.Type) || pc.Type == targets.GateConditionType {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	c.conditions = make([]cachedCondition, 0, n)
+	for _, pc := range p.Status.Conditions {
+		if !wanted(pc.Type) && pc.Type != targets.GateConditionType {
 			continue
 		}
-		sc := corev1.PodCondition{Type: internType(c.Type), Status: corev1.ConditionStatus(intern(string(c.Status))), LastTransitionTime: c.LastTransitionTime}
-		if c.Type == targets.GateConditionType {
-			// The gate compares its reason and message, and paces
-			// rewrites of the message by when it was last written.
-			sc.Reason, sc.Message, sc.LastProbeTime = intern(c.Reason), c.Message, c.LastProbeTime
+		c.conditions = append(c.conditions, cachedCondition{kind: internType(pc.Type), status: corev1.ConditionStatus(intern(string(pc.Status))), since: pc.LastTransitionTime})
+		if pc.Type == targets.GateConditionType {
+			c.gateReason, c.gateMessage, c.gateProbe = intern(pc.Reason), pc.Message, pc.LastProbeTime
 		}
-		out = append(out, sc)
 	}
-	return out
+}
+
+// GetObjectKind implements runtime.Object; the cache sets the kind of
+// what it hands out.
+func (c *CachedPod) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object, and returns a *corev1.Pod:
+// the cache's Get and List copy what they hand out with it, so readers
+// get the pod type they asked for.
+func (c *CachedPod) DeepCopyObject() runtime.Object { return c.Pod() }
+
+// Pod returns the pod, a copy sharing nothing with the cache.
+func (c *CachedPod) Pod() *corev1.Pod {
+	p := &corev1.Pod{}
+	c.Into(p)
+	c.ObjectMeta.DeepCopyInto(&p.ObjectMeta)
+	if c.grace != nil {
+		p.Spec.TerminationGracePeriodSeconds = ptr.To(*c.grace)
+	}
+	p.Status.PodIPs = slices.Clone(c.podIPs)
+	p.Spec.Containers = nil
+	for i := range c.preStops {
+		p.Spec.Containers = append(p.Spec.Containers, *c.preStops[i].DeepCopy())
+	}
+	return p
+}
+
+// Into fills p with the pod, reusing p's slices; p shares the labels,
+// pointers and containers with the cache and must not change them.
+func (c *CachedPod) Into(p *corev1.Pod) {
+	gates, conds := p.Spec.ReadinessGates[:0], p.Status.Conditions[:0]
+	*p = corev1.Pod{
+		ObjectMeta: c.ObjectMeta,
+		Spec:       corev1.PodSpec{NodeName: c.nodeName, TerminationGracePeriodSeconds: c.grace, Containers: c.preStops},
+		Status:     corev1.PodStatus{Phase: c.phase, PodIP: c.podIP, PodIPs: c.podIPs},
+	}
+	for _, g := range c.gates {
+		gates = append(gates, corev1.PodReadinessGate{ConditionType: g})
+	}
+	for _, cc := range c.conditions {
+		pc := corev1.PodCondition{Type: cc.kind, Status: cc.status, LastTransitionTime: cc.since}
+		if cc.kind == targets.GateConditionType {
+			pc.Reason, pc.Message, pc.LastProbeTime = c.gateReason, c.gateMessage, c.gateProbe
+		}
+		conds = append(conds, pc)
+	}
+	if len(gates) > 0 {
+		p.Spec.ReadinessGates = gates
+	}
+	if len(conds) > 0 {
+		p.Status.Conditions = conds
+	}
+}
+
+// podView returns the pod an event handler was given, to read only: a
+// *corev1.Pod as it is, the cache's CachedPod filled into buf (which
+// then shares the cache's labels and pointers).
+func podView(obj any, buf *corev1.Pod) (*corev1.Pod, bool) {
+	switch p := obj.(type) {
+	case *corev1.Pod:
+		return p, true
+	case *CachedPod:
+		p.Into(buf)
+		return buf, true
+	}
+	return nil, false
+}
+
+// cachedPods walks the pods in c's cache without copying them, each
+// filled in turn into one reused pod.
+func cachedPods(c cache.Cache) readiness.PodWalk {
+	return func(ctx context.Context, visit func(*corev1.Pod)) error {
+		inf, err := c.GetInformer(ctx, &corev1.Pod{})
+		if err != nil {
+			return err
+		}
+		store, ok := inf.(interface{ GetStore() toolscache.Store })
+		if !ok {
+			return fmt.Errorf("the pod informer (%T) does not show its store", inf)
+		}
+		var buf corev1.Pod
+		for _, obj := range store.GetStore().List() {
+			if p, ok := podView(obj, &buf); ok {
+				visit(p)
+			}
+		}
+		return nil
+	}
 }
 
 // SlimNode keeps a node's name, labels and providerID; node status (images,

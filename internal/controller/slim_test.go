@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -63,11 +64,7 @@ func TestSlimPodKeepsWhatPodlbReads(t *testing.T) {
 	full := fullPod(7)
 	full.Spec.ReadinessGates = append(full.Spec.ReadinessGates, corev1.PodReadinessGate{ConditionType: "example.com/warm"})
 	full.Status.Conditions = append(full.Status.Conditions, corev1.PodCondition{Type: "example.com/warm", Status: corev1.ConditionFalse})
-	got, err := SlimPod(full)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slim := got.(*corev1.Pod)
+	slim := cachedCopy(t, full)
 	var types []corev1.PodConditionType
 	for _, c := range slim.Status.Conditions {
 		types = append(types, c.Type)
@@ -95,15 +92,55 @@ func TestSlimPodKeepsWhatPodlbReads(t *testing.T) {
 	}
 	noHook := fullPod(9)
 	noHook.Spec.Containers = append(noHook.Spec.Containers, corev1.Container{Name: "sidecar"})
-	got, _ = SlimPod(noHook)
-	if cs := got.(*corev1.Pod).Spec.Containers; len(cs) != 1 || cs[0].Name != "web" {
+	if cs := cachedCopy(t, noHook).Spec.Containers; len(cs) != 1 || cs[0].Name != "web" {
 		t.Errorf("containers kept: %+v, want only the one with a preStop hook", cs)
 	}
 	dual := fullPod(8)
 	dual.Status.PodIPs = append(dual.Status.PodIPs, corev1.PodIP{IP: "fd00::8"})
-	got, _ = SlimPod(dual)
-	if len(got.(*corev1.Pod).Status.PodIPs) != 2 {
+	if len(cachedCopy(t, dual).Status.PodIPs) != 2 {
 		t.Error("a dual-stack pod's PodIPs must stay")
+	}
+}
+
+// cachedCopy is p as the cache's Get and List hand it out: slimmed into
+// a CachedPod, then copied.
+func cachedCopy(t *testing.T, p *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	got, err := SlimPod(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, ok := got.(*CachedPod).DeepCopyObject().(*corev1.Pod)
+	if !ok {
+		t.Fatalf("a cached pod's copy is %T, not the *corev1.Pod readers ask for", got.(*CachedPod).DeepCopyObject())
+	}
+	return out
+}
+
+// What the cache hands out is the reader's own, and a view filled for
+// an event handler or a metric reads the same as the copy.
+func TestCachedPodCopiesShareNothingAndViewsReadTheSame(t *testing.T) {
+	full := fullPod(3)
+	got, _ := SlimPod(full)
+	cached := got.(*CachedPod)
+	first := cached.Pod()
+	first.Labels["app"] = "changed"
+	first.Status.Conditions[0].Status = corev1.ConditionFalse
+	*first.Spec.TerminationGracePeriodSeconds = 1
+	first.Spec.Containers[0].Lifecycle.PreStop.Sleep.Seconds = 99
+	second := cached.Pod()
+	if second.Labels["app"] != full.Labels["app"] || second.Status.Conditions[0].Status != corev1.ConditionTrue ||
+		*second.Spec.TerminationGracePeriodSeconds != 30 || second.Spec.Containers[0].Lifecycle.PreStop.Sleep.Seconds != 5 {
+		t.Fatalf("changing a copy changed the cache: %+v", second)
+	}
+	// A reused buffer holding another pod's fields takes this one's.
+	buf := *fullPod(4)
+	view, ok := podView(cached, &buf)
+	if !ok {
+		t.Fatal("podView did not take a CachedPod")
+	}
+	if !equality.Semantic.DeepEqual(view, second) {
+		t.Errorf("the view and the copy differ:\nview %+v\ncopy %+v", view, second)
 	}
 }
 
