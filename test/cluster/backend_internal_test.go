@@ -26,6 +26,16 @@ func TestBackendShutdownAnswersThenRefuses(t *testing.T) {
 		}
 		b.ready.Store(true)
 		url := "http://" + b.listeners[0].Addr().String() + "/"
+		// The stop's reset can reach a client before shutdown records
+		// when it stopped listening: wait for the record.
+		stoppedAt := func() time.Time {
+			for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+				if at := b.stoppedAt(); !at.IsZero() {
+					return at
+				}
+			}
+			return time.Time{}
+		}
 		var wg sync.WaitGroup
 		errs := make(chan error, 2)
 		for range 2 {
@@ -34,7 +44,7 @@ func TestBackendShutdownAnswersThenRefuses(t *testing.T) {
 					dialed := time.Now()
 					resp, err := client.Get(url)
 					switch {
-					case errors.Is(err, syscall.ECONNRESET) && dialed.Before(b.stoppedAt()):
+					case errors.Is(err, syscall.ECONNRESET) && dialed.Before(stoppedAt()):
 						continue // raced the stop
 					case err != nil:
 						errs <- err
