@@ -154,6 +154,8 @@ func Run(ctx context.Context, o Options) error {
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
+				// Pods are stored as CachedPods: a pod read with
+				// UnsafeDisableDeepCopy would fail (see CachedPod).
 				&corev1.Pod{}:                {Transform: SlimPod},
 				&corev1.Node{}:               {Transform: SlimNode},
 				&discoveryv1.EndpointSlice{}: {Transform: SlimEndpointSlice},
