@@ -60,7 +60,7 @@ func (w *waitingGates) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	sum := gateWaits{now: time.Now(), by: map[string]WaitSummary{}}
+	sum := newGateWaits(time.Now())
 	if err := (*walk)(ctx, sum.add); err != nil {
 		return
 	}
@@ -77,21 +77,17 @@ type WaitSummary struct {
 	Longest time.Duration
 }
 
-// GateWaits sums up, by the gate's reason, the pods podlb alone holds
-// back: the wait starts when the last other condition a pod needs for
-// Ready (ContainersReady, other readiness gates) turned True.
-func GateWaits(pods []corev1.Pod, now time.Time) map[string]WaitSummary {
-	sum := gateWaits{now: now, by: map[string]WaitSummary{}}
-	for i := range pods {
-		sum.add(&pods[i])
-	}
-	return sum.by
-}
-
-// gateWaits is GateWaits' sum, one pod at a time.
+// gateWaits sums up, by the gate's reason, the pods podlb alone holds
+// back, one pod at a time: the wait starts when the last other condition
+// a pod needs for Ready (ContainersReady, other readiness gates) turned
+// True.
 type gateWaits struct {
 	now time.Time
 	by  map[string]WaitSummary
+}
+
+func newGateWaits(now time.Time) gateWaits {
+	return gateWaits{now: now, by: map[string]WaitSummary{}}
 }
 
 func (w gateWaits) add(p *corev1.Pod) {

@@ -56,13 +56,17 @@ func TestGateWaitsCountOnlyPodsPodlbAloneHolds(t *testing.T) {
 	ungated.Spec.ReadinessGates = nil
 	pods = append(pods, deleted, ungated)
 
-	got := GateWaits(pods, now)
+	sum := newGateWaits(now)
+	for i := range pods {
+		sum.add(&pods[i])
+	}
+	got := sum.by
 	want := map[string]WaitSummary{
 		ReasonPending:   {Pods: 2, Longest: 7 * time.Minute},
 		NoGateCondition: {Pods: 1, Longest: 3 * time.Minute},
 	}
 	if len(got) != len(want) {
-		t.Fatalf("GateWaits = %v, want %v", got, want)
+		t.Fatalf("gate waits = %v, want %v", got, want)
 	}
 	for reason, w := range want {
 		if got[reason] != w {

@@ -89,14 +89,16 @@ type cachedCondition struct {
 
 // keepConditions keeps the conditions podlb reads: ContainersReady (when
 // a pod may be registered), Ready, podlb's gate and the pod's other
-// readiness gates (a pod held only by podlb's gate is registered).
+// readiness gates (a pod held only by podlb's gate is registered); c's
+// gates must be set.
 func (c *CachedPod) keepConditions(p *corev1.Pod) {
 	wanted := func(t corev1.PodConditionType) bool {
-		return t == corev1.ContainersReady || t == corev1.PodReady || slices.Contains(c.gates, t)
+		return t == corev1.ContainersReady || t == corev1.PodReady || t == targets.GateConditionType || slices.Contains(c.gates, t)
 	}
+	// Sized exactly: the cache holds one slice per pod.
 	n := 0
 	for _, pc := range p.Status.Conditions {
-		if wanted(pc.Type) || pc.Type == targets.GateConditionType {
+		if wanted(pc.Type) {
 			n++
 		}
 	}
@@ -105,7 +107,7 @@ func (c *CachedPod) keepConditions(p *corev1.Pod) {
 	}
 	c.conditions = make([]cachedCondition, 0, n)
 	for _, pc := range p.Status.Conditions {
-		if !wanted(pc.Type) && pc.Type != targets.GateConditionType {
+		if !wanted(pc.Type) {
 			continue
 		}
 		c.conditions = append(c.conditions, cachedCondition{kind: internType(pc.Type), status: corev1.ConditionStatus(intern(string(pc.Status))), since: pc.LastTransitionTime})
