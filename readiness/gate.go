@@ -335,14 +335,13 @@ type serviceScan struct {
 
 func (r *GateReconciler) scanServices(ctx context.Context, pod *corev1.Pod) (serviceScan, error) {
 	var out serviceScan
-	var list corev1.ServiceList
-	if err := r.Services.List(ctx, &list, client.InNamespace(pod.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+	candidates, err := r.servicesSelecting(ctx, pod)
+	if err != nil {
 		return out, err
 	}
 	selecting := map[string]bool{}
-	for i := range list.Items {
-		svc := &list.Items[i]
-		if len(svc.Spec.Selector) == 0 || svc.DeletionTimestamp != nil || !selects(svc.Spec.Selector, pod.Labels) {
+	for _, svc := range candidates {
+		if svc.DeletionTimestamp != nil {
 			continue
 		}
 		selecting[svc.Name] = true
@@ -422,11 +421,50 @@ func hasAny(m map[string]string, keys []string) bool {
 
 func selects(selector, podLabels map[string]string) bool {
 	for k, v := range selector {
-		if podLabels[k] != v {
+		if pv, ok := podLabels[k]; !ok || pv != v {
 			return false
 		}
 	}
 	return true
+}
+
+// ServiceSelectorIndex indexes the cached Services by the first pair of
+// their selector in sorted order: a Service selects a pod only if the pod
+// carries that pair, so a pod's candidates are the Services under its own
+// labels' pairs. Listing every Service of the namespace for each pod, as
+// often as gates are reconciled, copied a thousand Services per pod in a
+// namespace of a thousand.
+const ServiceSelectorIndex = "podlb.io/service-selector-pair"
+
+// ServiceSelectorPair is ServiceSelectorIndex's index function.
+func ServiceSelectorPair(o client.Object) []string {
+	svc, ok := o.(*corev1.Service)
+	if !ok || len(svc.Spec.Selector) == 0 {
+		return nil
+	}
+	first := slices.Min(slices.Collect(maps.Keys(svc.Spec.Selector)))
+	return []string{first + "=" + svc.Spec.Selector[first]}
+}
+
+// servicesSelecting returns the Services of the pod's namespace whose
+// selector selects it, in name order, through ServiceSelectorIndex. They
+// are the cache's own objects: read them, never change them.
+func (r *GateReconciler) servicesSelecting(ctx context.Context, pod *corev1.Pod) ([]*corev1.Service, error) {
+	var out []*corev1.Service
+	for k, v := range pod.Labels {
+		var list corev1.ServiceList
+		if err := r.Services.List(ctx, &list, client.InNamespace(pod.Namespace),
+			client.MatchingFields{ServiceSelectorIndex: k + "=" + v}, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			if selects(list.Items[i].Spec.Selector, pod.Labels) {
+				out = append(out, &list.Items[i])
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *corev1.Service) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // patchCondition writes one condition through pods/status with a

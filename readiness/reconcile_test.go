@@ -28,6 +28,48 @@ func gatedWebPod() *corev1.Pod {
 	return p
 }
 
+// indexedClientBuilder is a fake client with the Service index the gate
+// reads selecting Services through.
+func indexedClientBuilder() *fake.ClientBuilder {
+	return fake.NewClientBuilder().WithIndex(&corev1.Service{}, ServiceSelectorIndex, ServiceSelectorPair)
+}
+
+// The index finds exactly the Services whose selector selects the pod,
+// whichever of their pairs comes first, and no Service of another
+// namespace, without a selector, or wanting a label the pod lacks or has
+// with another value.
+func TestServicesSelectingThroughTheIndex(t *testing.T) {
+	svc := func(ns, name string, selector map[string]string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: corev1.ServiceSpec{Selector: selector}}
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p",
+		Labels: map[string]string{"app": "web", "tier": "front", "zz": "last", "empty": ""}}}
+	c := indexedClientBuilder().WithObjects(
+		svc("ns", "by-app", map[string]string{"app": "web"}),
+		svc("ns", "by-all", map[string]string{"app": "web", "tier": "front", "zz": "last"}),
+		svc("ns", "by-last", map[string]string{"zz": "last"}),
+		svc("ns", "by-empty-value", map[string]string{"empty": ""}),
+		svc("ns", "wants-more", map[string]string{"app": "web", "version": "v2"}),
+		svc("ns", "other-value", map[string]string{"app": "api"}),
+		svc("ns", "absent-label", map[string]string{"absent": ""}),
+		svc("ns", "no-selector", nil),
+		svc("other", "by-app", map[string]string{"app": "web"}),
+	).Build()
+	r := &GateReconciler{Services: c}
+	got, err := r.servicesSelecting(context.Background(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range got {
+		names = append(names, s.Namespace+"/"+s.Name)
+	}
+	want := []string{"ns/by-all", "ns/by-app", "ns/by-empty-value", "ns/by-last"}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Fatalf("selecting Services %v, want %v", names, want)
+	}
+}
+
 func annotatedService(name string, annotations map[string]string) *corev1.Service {
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Annotations: annotations},
@@ -54,7 +96,7 @@ func gateAfter(t *testing.T, r *GateReconciler) (*corev1.PodCondition, reconcile
 func TestGateWaitsForEveryAnnotatedServiceSelectingThePod(t *testing.T) {
 	reg := registry(providers.ReadyWhenHealthy, 80) // Service "web", known and healthy
 	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
-	c := fake.NewClientBuilder().WithObjects(gatedWebPod(),
+	c := indexedClientBuilder().WithObjects(gatedWebPod(),
 		annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"}),
 		annotatedService("other", map[string]string{"podlb.io/aws-target-groups": "{}"})).
 		WithStatusSubresource(&corev1.Pod{}).Build()
@@ -78,7 +120,7 @@ func TestGateWaitsForEveryAnnotatedServiceSelectingThePod(t *testing.T) {
 func TestGateHeldForAnUnservedCloud(t *testing.T) {
 	for _, ignore := range []bool{false, true} {
 		reg := targets.NewRegistry()
-		c := fake.NewClientBuilder().WithObjects(gatedWebPod(), annotatedService("elsewhere", map[string]string{"podlb.io/gcp-negs": "{}"})).
+		c := indexedClientBuilder().WithObjects(gatedWebPod(), annotatedService("elsewhere", map[string]string{"podlb.io/gcp-negs": "{}"})).
 			WithStatusSubresource(&corev1.Pod{}).Build()
 		r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"}, IgnoreUnservedClouds: ignore}
 		g, _ := gateAfter(t, r)
@@ -104,7 +146,7 @@ func TestGateWaitsForTheBalancerOfAnIngressBackend(t *testing.T) {
 	ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "front", Generation: 3},
 		Spec: networkingv1.IngressSpec{IngressClassName: &className, DefaultBackend: &networkingv1.IngressBackend{
 			Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}
-	c := fake.NewClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", nil), class, ing).
+	c := indexedClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", nil), class, ing).
 		WithStatusSubresource(&corev1.Pod{}).Build()
 	r := &GateReconciler{Client: c, Registry: reg, Services: c, Ingresses: c, Annotations: []string{"podlb.io/aws-target-groups"}}
 	if g, res := gateAfter(t, r); g != nil || res.RequeueAfter == 0 {
@@ -141,7 +183,7 @@ func TestGateHurriesTheUnobservedBindingsAWaitingPodNeeds(t *testing.T) {
 		if ready {
 			pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.ContainersReady, Status: corev1.ConditionTrue}}
 		}
-		c := fake.NewClientBuilder().WithObjects(pod, annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
+		c := indexedClientBuilder().WithObjects(pod, annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
 			WithStatusSubresource(&corev1.Pod{}).Build()
 		var hurried []providers.BindingKey
 		r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"},
@@ -163,7 +205,7 @@ func TestGateHurriesTheUnobservedBindingsAWaitingPodNeeds(t *testing.T) {
 // and the gate opening are written at once.
 func TestGateRewritesAFalseMessageOnlyNowAndThen(t *testing.T) {
 	reg := registry(providers.ReadyWhenHealthy, 80)
-	c := fake.NewClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
+	c := indexedClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
 		WithStatusSubresource(&corev1.Pod{}).Build()
 	r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"}}
 	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Pending, "initial", "Elb.RegistrationInProgress")})
@@ -195,7 +237,7 @@ func TestGateRewritesAFalseMessageOnlyNowAndThen(t *testing.T) {
 // client regardless.
 func TestFalseGatesGiveWayWhenTheirBudgetIsSpent(t *testing.T) {
 	reg := registry(providers.ReadyWhenHealthy, 80)
-	c := fake.NewClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
+	c := indexedClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
 		WithStatusSubresource(&corev1.Pod{}).Build()
 	noteWrites := 0
 	notes := interceptor.NewClient(c, interceptor.Funcs{SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podlb/podlb/providers"
@@ -20,9 +21,13 @@ import (
 type Registry struct {
 	mu       sync.RWMutex
 	services map[types.NamespacedName]*ServiceEntry
-	bindings map[providers.BindingKey]*providers.Binding
-	health   map[providers.BindingKey]*BindingHealth
-	status   map[providers.BindingKey]*BindingStatus
+	// bySelector holds the entries with a selector under
+	// selectorIndexKey, so a pod's Services are found among those its
+	// labels can match, not among every Service.
+	bySelector map[string]map[types.NamespacedName]*ServiceEntry
+	bindings   map[providers.BindingKey]*providers.Binding
+	health     map[providers.BindingKey]*BindingHealth
+	status     map[providers.BindingKey]*BindingStatus
 	// gens counts changes of each binding, so an observation made for an
 	// earlier version of a binding (another group, another port) is never
 	// stored for the current one.
@@ -131,11 +136,12 @@ type BindingStatus struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
 	return &Registry{
-		services: map[types.NamespacedName]*ServiceEntry{},
-		bindings: map[providers.BindingKey]*providers.Binding{},
-		health:   map[providers.BindingKey]*BindingHealth{},
-		status:   map[providers.BindingKey]*BindingStatus{},
-		gens:     map[providers.BindingKey]uint64{},
+		services:   map[types.NamespacedName]*ServiceEntry{},
+		bySelector: map[string]map[types.NamespacedName]*ServiceEntry{},
+		bindings:   map[providers.BindingKey]*providers.Binding{},
+		health:     map[providers.BindingKey]*BindingHealth{},
+		status:     map[providers.BindingKey]*BindingStatus{},
+		gens:       map[providers.BindingKey]uint64{},
 	}
 }
 
@@ -168,7 +174,7 @@ func (r *Registry) SetService(e *ServiceEntry, bindings []*providers.Binding) (c
 	}
 	e.Annotated = true
 	e.merge()
-	r.services[e.Name] = e
+	r.putServiceLocked(e)
 	return changed, removed
 }
 
@@ -210,11 +216,59 @@ func (r *Registry) RemoveService(nn types.NamespacedName) []providers.BindingKey
 // nothing binds the Service any more.
 func (r *Registry) storeLocked(e *ServiceEntry) {
 	if e.empty() {
-		delete(r.services, e.Name)
+		r.deleteServiceLocked(e.Name)
 		return
 	}
 	e.merge()
+	r.putServiceLocked(e)
+}
+
+// putServiceLocked stores an entry under its name and its selector's
+// index key, replacing the one stored before.
+func (r *Registry) putServiceLocked(e *ServiceEntry) {
+	r.deleteServiceLocked(e.Name)
 	r.services[e.Name] = e
+	if e.Selector == nil {
+		return
+	}
+	key := selectorIndexKey(e.Name.Namespace, e.Selector)
+	if r.bySelector[key] == nil {
+		r.bySelector[key] = map[types.NamespacedName]*ServiceEntry{}
+	}
+	r.bySelector[key][e.Name] = e
+}
+
+func (r *Registry) deleteServiceLocked(nn types.NamespacedName) {
+	old := r.services[nn]
+	if old == nil {
+		return
+	}
+	delete(r.services, nn)
+	if old.Selector == nil {
+		return
+	}
+	key := selectorIndexKey(nn.Namespace, old.Selector)
+	delete(r.bySelector[key], nn)
+	if len(r.bySelector[key]) == 0 {
+		delete(r.bySelector, key)
+	}
+}
+
+// selectorIndexKey is where SelectingServices finds a selector: under
+// its first requirement of one label value ("ns/key=value"), which every
+// pod it selects carries, or under "ns/" for selectors without one,
+// which are tested against every pod of the namespace.
+func selectorIndexKey(namespace string, sel labels.Selector) string {
+	reqs, _ := sel.Requirements()
+	for _, req := range reqs {
+		switch req.Operator() {
+		case selection.Equals, selection.DoubleEquals, selection.In:
+			if vals := req.Values(); vals.Len() == 1 {
+				return namespace + "/" + req.Key() + "=" + vals.UnsortedList()[0]
+			}
+		}
+	}
+	return namespace + "/"
 }
 
 // SetBalancerBindings records the bindings one load balancer (owner, the
@@ -448,10 +502,16 @@ func (r *Registry) SelectingServices(namespace string, podLabels map[string]stri
 	defer r.mu.RUnlock()
 	var out []*ServiceEntry
 	set := labels.Set(podLabels)
-	for nn, e := range r.services {
-		if nn.Namespace == namespace && e.Selector != nil && e.Selector.Matches(set) {
-			out = append(out, e)
+	add := func(key string) {
+		for _, e := range r.bySelector[key] {
+			if e.Selector.Matches(set) {
+				out = append(out, e)
+			}
 		}
+	}
+	add(namespace + "/")
+	for k, v := range podLabels {
+		add(namespace + "/" + k + "=" + v)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name.String() < out[j].Name.String() })
 	return out

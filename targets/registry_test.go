@@ -258,3 +258,53 @@ func TestServiceCleanupLeavesBalancerBindingsToTheirBalancer(t *testing.T) {
 		t.Errorf("%d ledger ConfigMaps left (%v)", len(cms.Items), err)
 	}
 }
+
+// A pod's Services are found through the selector index whatever pair
+// comes first, in their own namespace only; an entry whose selector
+// changes or that goes is found under its new selector or not at all, and
+// a selector without a single-valued requirement is still tested.
+func TestSelectingServicesFollowsSelectorChanges(t *testing.T) {
+	r := NewRegistry()
+	entry := func(ns, name string, sel labels.Selector) *ServiceEntry {
+		return &ServiceEntry{Name: types.NamespacedName{Namespace: ns, Name: name}, Selector: sel}
+	}
+	names := func(ns string, podLabels map[string]string) []string {
+		var out []string
+		for _, e := range r.SelectingServices(ns, podLabels) {
+			out = append(out, e.Name.Name)
+		}
+		return out
+	}
+	setBased, err := labels.Parse("tier in (front,back)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetService(entry("shop", "web", labels.SelectorFromSet(labels.Set{"app": "web", "tier": "front"})), nil)
+	r.SetService(entry("shop", "all", labels.SelectorFromSet(labels.Set{"zone": "a"})), nil)
+	r.SetService(entry("shop", "tiers", setBased), nil)
+	r.SetService(entry("shop", "none", nil), nil)
+	r.SetService(entry("other", "web", labels.SelectorFromSet(labels.Set{"app": "web"})), nil)
+
+	front := map[string]string{"app": "web", "tier": "front", "zone": "a"}
+	if got := names("shop", front); !slices.Equal(got, []string{"all", "tiers", "web"}) {
+		t.Fatalf("front pod selected by %v, want [all tiers web]", got)
+	}
+	if got := names("shop", map[string]string{"app": "web"}); len(got) != 0 {
+		t.Fatalf("a pod lacking tier and zone selected by %v", got)
+	}
+	// web now selects app=api: found under its new pair only.
+	r.SetService(entry("shop", "web", labels.SelectorFromSet(labels.Set{"app": "api"})), nil)
+	if got := names("shop", front); !slices.Equal(got, []string{"all", "tiers"}) {
+		t.Fatalf("after web's selector changed, front pod selected by %v", got)
+	}
+	if got := names("shop", map[string]string{"app": "api"}); !slices.Equal(got, []string{"web"}) {
+		t.Fatalf("api pod selected by %v, want [web]", got)
+	}
+	r.RemoveService(types.NamespacedName{Namespace: "shop", Name: "all"})
+	if got := names("shop", front); !slices.Equal(got, []string{"tiers"}) {
+		t.Fatalf("after all went, front pod selected by %v", got)
+	}
+	if got := names("other", front); !slices.Equal(got, []string{"web"}) {
+		t.Fatalf("in namespace other, front pod selected by %v", got)
+	}
+}

@@ -283,6 +283,9 @@ func Setup(mgr manager.Manager, o Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &discoveryv1.EndpointSlice{}, targets.SliceServiceIndex, targets.SliceService); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Service{}, readiness.ServiceSelectorIndex, readiness.ServiceSelectorPair); err != nil {
+		return err
+	}
 	reg := targets.NewRegistry()
 	targets.ReportBindingErrors(reg)
 	readiness.ReportWaitingGates(cachedPods(mgr.GetCache()))
