@@ -51,6 +51,11 @@ type BindingReconciler struct {
 	// ScheduleRead asks the health reader to read a binding's group after
 	// a delay, at a priority (ReadPriority, BackgroundPriority).
 	ScheduleRead func(key providers.BindingKey, after time.Duration, priority int)
+	// Cached, when set, reads pods and nodes from the cache without the
+	// copies Client's reads make: every pass reads every pod of its
+	// Service and their nodes, most of what a controller at rest
+	// allocates. Nil: Client reads them.
+	Cached CachedReader
 
 	mu       sync.Mutex
 	failures map[providers.BindingKey]int
@@ -59,6 +64,13 @@ type BindingReconciler struct {
 	rejected map[providers.BindingKey]map[providers.TargetKey]*rejection
 	views    map[providers.BindingKey]*view
 	learned  map[string]*healthyTimes
+}
+
+// CachedReader reads cached objects as the cache holds them: what it
+// returns is shared with the cache and read only.
+type CachedReader interface {
+	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, bool)
+	Node(ctx context.Context, name string) (*corev1.Node, bool)
 }
 
 // registrations remembers, for the group a binding is in, when this
@@ -499,8 +511,9 @@ func SliceService(o client.Object) []string {
 // desired reads the Service's slices and pods from the cache.
 func (r *BindingReconciler) desired(ctx context.Context, b *providers.Binding) ([]Desired, map[types.UID]*corev1.Pod, error) {
 	var slices discoveryv1.EndpointSliceList
+	// Read only: the slices are the cache's own.
 	if err := r.Client.List(ctx, &slices, client.InNamespace(b.Key.Namespace),
-		client.MatchingFields{SliceServiceIndex: b.Key.Service}); err != nil {
+		client.MatchingFields{SliceServiceIndex: b.Key.Service}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, err
 	}
 	ptrs := make([]*discoveryv1.EndpointSlice, len(slices.Items))
@@ -510,22 +523,47 @@ func (r *BindingReconciler) desired(ctx context.Context, b *providers.Binding) (
 	pods := map[types.UID]*corev1.Pod{}
 	look := Lookups{
 		Pod: func(ns, name string) *corev1.Pod {
-			var p corev1.Pod
-			if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &p); err != nil {
+			p, ok := r.pod(ctx, ns, name)
+			if !ok {
 				return nil
 			}
-			pods[p.UID] = &p
-			return &p
+			pods[p.UID] = p
+			return p
 		},
 		Node: func(name string) (NodeInfo, bool) {
-			var n corev1.Node
-			if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &n); err != nil {
+			n, ok := r.node(ctx, name)
+			if !ok {
 				return NodeInfo{}, false
 			}
-			return NodeInfoOf(&n), true
+			return NodeInfoOf(n), true
 		},
 	}
 	return DesiredTargets(b, ptrs, look), pods, nil
+}
+
+// pod reads a pod from the cache, through Cached when set: read it only.
+func (r *BindingReconciler) pod(ctx context.Context, namespace, name string) (*corev1.Pod, bool) {
+	if r.Cached != nil {
+		return r.Cached.Pod(ctx, namespace, name)
+	}
+	var p corev1.Pod
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &p); err != nil {
+		return nil, false
+	}
+	return &p, true
+}
+
+// node reads a node from the cache, through Cached when set: read it
+// only.
+func (r *BindingReconciler) node(ctx context.Context, name string) (*corev1.Node, bool) {
+	if r.Cached != nil {
+		return r.Cached.Node(ctx, name)
+	}
+	var n corev1.Node
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, &n); err != nil {
+		return nil, false
+	}
+	return &n, true
 }
 
 // applyPlanToObserved reflects a just-applied plan so the gate and status

@@ -14,6 +14,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podlb/podlb/readiness"
 	"github.com/podlb/podlb/targets"
@@ -187,22 +188,62 @@ func podView(obj any, buf *corev1.Pod) (*corev1.Pod, bool) {
 // filled in turn into one reused pod.
 func cachedPods(c cache.Cache) readiness.PodWalk {
 	return func(ctx context.Context, visit func(*corev1.Pod)) error {
-		inf, err := c.GetInformer(ctx, &corev1.Pod{})
+		store, err := informerStore(ctx, c, &corev1.Pod{})
 		if err != nil {
 			return err
 		}
-		store, ok := inf.(interface{ GetStore() toolscache.Store })
-		if !ok {
-			return fmt.Errorf("the pod informer (%T) does not show its store", inf)
-		}
 		var buf corev1.Pod
-		for _, obj := range store.GetStore().List() {
+		for _, obj := range store.List() {
 			if p, ok := podView(obj, &buf); ok {
 				visit(p)
 			}
 		}
 		return nil
 	}
+}
+
+// cachedReader is targets.CachedReader over c's informers: a pod is its
+// CachedPod filled into a pod of its own (sharing labels and pointers
+// with the cache), a node the cache's own.
+type cachedReader struct{ cache cache.Cache }
+
+func (r cachedReader) Pod(ctx context.Context, namespace, name string) (*corev1.Pod, bool) {
+	obj, ok := r.get(ctx, &corev1.Pod{}, namespace+"/"+name)
+	if !ok {
+		return nil, false
+	}
+	return podView(obj, &corev1.Pod{})
+}
+
+func (r cachedReader) Node(ctx context.Context, name string) (*corev1.Node, bool) {
+	obj, ok := r.get(ctx, &corev1.Node{}, name)
+	if !ok {
+		return nil, false
+	}
+	n, ok := obj.(*corev1.Node)
+	return n, ok
+}
+
+func (r cachedReader) get(ctx context.Context, kind client.Object, key string) (any, bool) {
+	store, err := informerStore(ctx, r.cache, kind)
+	if err != nil {
+		return nil, false
+	}
+	obj, ok, err := store.GetByKey(key)
+	return obj, ok && err == nil
+}
+
+// informerStore is the store of c's informer for kind.
+func informerStore(ctx context.Context, c cache.Cache, kind client.Object) (toolscache.Store, error) {
+	inf, err := c.GetInformer(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	store, ok := inf.(interface{ GetStore() toolscache.Store })
+	if !ok {
+		return nil, fmt.Errorf("the %T informer (%T) does not show its store", kind, inf)
+	}
+	return store.GetStore(), nil
 }
 
 // SlimNode keeps a node's name, labels and providerID; node status (images,
