@@ -140,13 +140,18 @@ func freeLoopbackPort() (int, error) {
 // Process figures from /proc.
 
 // rssBytes is VmRSS of /proc/<pid>/status.
-func rssBytes(pid int) (int64, error) {
+func rssBytes(pid int) (int64, error) { return procStatusBytes(pid, "VmRSS") }
+
+// procStatusBytes reads a field of /proc/<pid>/status given in kB, such as
+// VmRSS or its parts RssAnon (the heap, stacks and runtime) and RssFile
+// (the executable's resident pages).
+func procStatusBytes(pid int, field string) (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest) // "123456 kB"
 			if len(f) >= 1 {
 				kb, err := strconv.ParseInt(f[0], 10, 64)
@@ -154,7 +159,7 @@ func rssBytes(pid int) (int64, error) {
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, fmt.Errorf("no %s", field)
 }
 
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports

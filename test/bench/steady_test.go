@@ -106,6 +106,11 @@ func runSteady(ctx context.Context, cloudName string) error {
 		results.set(sec, cloudName, "idle: process_resident_memory_bytes (metrics)", "%s", mib(int64(m.sum("process_resident_memory_bytes", nil))))
 	}
 	results.set(sec, cloudName, "idle: controller RSS mean / max (/proc VmRSS)", "%s / %s", mib(rssSum/int64(max(samples, 1))), mib(rssMax))
+	anon, errAnon := procStatusBytes(pid, "RssAnon")
+	file, errFile := procStatusBytes(pid, "RssFile")
+	if errAnon == nil && errFile == nil {
+		results.set(sec, cloudName, "idle: RSS at the end, anonymous / the executable's pages", "%s / %s", mib(anon), mib(file))
+	}
 	results.set(sec, cloudName, "idle: controller CPU (/proc utime+stime)", "%.1f%% of one core (%s in %s)", 100*(cpu1-cpu0).Seconds()/window.Seconds(), round(cpu1-cpu0), round(window))
 	perMin := float64(reads) / window.Minutes()
 	// Not scaled to other resync periods: group look-ups follow the
