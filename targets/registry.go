@@ -24,7 +24,7 @@ type Registry struct {
 	// bySelector holds the entries with a selector under
 	// selectorIndexKey, so a pod's Services are found among those its
 	// labels can match, not among every Service.
-	bySelector map[string]map[types.NamespacedName]*ServiceEntry
+	bySelector map[string][]*ServiceEntry
 	bindings   map[providers.BindingKey]*providers.Binding
 	health     map[providers.BindingKey]*BindingHealth
 	status     map[providers.BindingKey]*BindingStatus
@@ -137,7 +137,7 @@ type BindingStatus struct {
 func NewRegistry() *Registry {
 	return &Registry{
 		services:   map[types.NamespacedName]*ServiceEntry{},
-		bySelector: map[string]map[types.NamespacedName]*ServiceEntry{},
+		bySelector: map[string][]*ServiceEntry{},
 		bindings:   map[providers.BindingKey]*providers.Binding{},
 		health:     map[providers.BindingKey]*BindingHealth{},
 		status:     map[providers.BindingKey]*BindingStatus{},
@@ -232,10 +232,7 @@ func (r *Registry) putServiceLocked(e *ServiceEntry) {
 		return
 	}
 	key := selectorIndexKey(e.Name.Namespace, e.Selector)
-	if r.bySelector[key] == nil {
-		r.bySelector[key] = map[types.NamespacedName]*ServiceEntry{}
-	}
-	r.bySelector[key][e.Name] = e
+	r.bySelector[key] = append(r.bySelector[key], e)
 }
 
 func (r *Registry) deleteServiceLocked(nn types.NamespacedName) {
@@ -248,9 +245,11 @@ func (r *Registry) deleteServiceLocked(nn types.NamespacedName) {
 		return
 	}
 	key := selectorIndexKey(nn.Namespace, old.Selector)
-	delete(r.bySelector[key], nn)
-	if len(r.bySelector[key]) == 0 {
+	rest := slices.DeleteFunc(r.bySelector[key], func(e *ServiceEntry) bool { return e.Name == nn })
+	if len(rest) == 0 {
 		delete(r.bySelector, key)
+	} else {
+		r.bySelector[key] = rest
 	}
 }
 
