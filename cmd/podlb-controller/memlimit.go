@@ -14,45 +14,30 @@ import (
 // heap may grow to twice what is live before it is collected, so the
 // process sits far above its memory request. The limit is the container's
 // memory request when the manifests pass it in (PODLB_MEMORY_REQUEST, from
-// the downward API), less the executable's resident pages, which count
-// against the request but not against the Go runtime's limit; else 90% of
-// the container's limit (cgroup v2 memory.max). A limit at the request
-// would make the collector run without pause once the live heap nears it
-// (a cluster grown past what the request was sized for), so it follows
-// the live heap: never below 1.5x of it, and never above 90% of the
-// container's limit, where the kernel would kill the process.
+// the downward API), else 90% of the container's limit (cgroup v2
+// memory.max). A limit the live heap nears makes the collector run
+// without pause (a cluster grown past what the request was sized for), so
+// it follows the live heap: never below the runtime's own memory (stacks,
+// metadata, fragmentation) and 1.5x the live heap, and never above 90% of
+// the container's limit, where the kernel would kill the process.
 type memoryPolicy struct {
 	request int64 // 0: none given
 	ceiling int64 // 90% of the container's limit; 0: none
 }
 
-// limitFor is the soft limit for a live heap of live bytes while files
-// bytes of the process's resident memory are file pages.
-func (p memoryPolicy) limitFor(live, files int64) int64 {
-	limit := max(p.request-files, live/2*3)
+// memoryUse is what the limit is set from.
+type memoryUse struct {
+	live     int64 // the live heap after the last collection
+	overhead int64 // what the runtime holds beside heap objects and free pages
+}
+
+// limitFor is the soft limit for the memory in use.
+func (p memoryPolicy) limitFor(m memoryUse) int64 {
+	limit := max(p.request, m.overhead+m.live/2*3)
 	if p.ceiling > 0 && (p.request == 0 || limit > p.ceiling) {
 		limit = p.ceiling
 	}
 	return limit
-}
-
-// residentFiles reads how much of the process's resident memory is file
-// pages, its executable's code and read-only data (RssFile in status).
-func residentFiles(status string) int64 {
-	raw, err := os.ReadFile(status)
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(raw)) {
-		if v, ok := strings.CutPrefix(line, "RssFile:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // readMemoryPolicy reads the request from its environment variable and
@@ -79,17 +64,19 @@ func readMemoryPolicy(cgroupMax string) (p memoryPolicy, ok bool) {
 }
 
 // apply sets the limit for the heap live now and, with a request to
-// follow, keeps it in step with the live heap and the resident file
-// pages until ctx ends.
+// follow, keeps it in step with the live heap until ctx ends.
 func (p memoryPolicy) apply(ctx context.Context) int64 {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
 	limit := func() int64 {
-		metrics.Read(sample)
-		var live int64
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			live = int64(sample[0].Value.Uint64())
+		metrics.Read(samples)
+		v := make([]int64, len(samples))
+		for i, s := range samples {
+			if s.Value.Kind() == metrics.KindUint64 {
+				v[i] = int64(s.Value.Uint64())
+			}
 		}
-		return p.limitFor(live, residentFiles("/proc/self/status"))
+		return p.limitFor(memoryUse{live: v[0], overhead: max(v[1]-v[2]-v[3]-v[4], 0)})
 	}
 	first := limit()
 	debug.SetMemoryLimit(first)

@@ -53,38 +53,24 @@ func TestMemoryPolicyReadsRequestAndContainerLimit(t *testing.T) {
 
 func TestMemoryPolicyFollowsTheLiveHeap(t *testing.T) {
 	p := memoryPolicy{request: 128 * mib, ceiling: 460 * mib}
-	for _, tc := range []struct{ live, files, want int64 }{
-		{40 * mib, 0, 128 * mib},         // small heap: the request bounds it
-		{40 * mib, 50 * mib, 78 * mib},   // less the executable's resident pages
-		{60 * mib, 50 * mib, 90 * mib},   // but the collector is not driven to run all the time
-		{100 * mib, 0, 150 * mib},        // near the request: 1.5x live
-		{400 * mib, 50 * mib, 460 * mib}, // never past 90% of the container's limit
+	for _, tc := range []struct {
+		use  memoryUse
+		want int64
+	}{
+		{memoryUse{live: 40 * mib, overhead: 20 * mib}, 128 * mib},  // small heap: the request bounds it
+		{memoryUse{live: 100 * mib}, 150 * mib},                     // near the request: 1.5x live
+		{memoryUse{live: 80 * mib, overhead: 25 * mib}, 145 * mib},  // and the runtime's own memory beside it
+		{memoryUse{live: 400 * mib, overhead: 20 * mib}, 460 * mib}, // never past 90% of the container's limit
 	} {
-		if got := p.limitFor(tc.live, tc.files); got != tc.want {
-			t.Errorf("live %d MiB, files %d MiB: limit %d MiB, want %d MiB", tc.live/mib, tc.files/mib, got/mib, tc.want/mib)
+		if got := p.limitFor(tc.use); got != tc.want {
+			t.Errorf("live %d, overhead %d MiB: limit %d MiB, want %d MiB", tc.use.live/mib, tc.use.overhead/mib, got/mib, tc.want/mib)
 		}
 	}
-	if got := (memoryPolicy{ceiling: 460 * mib}).limitFor(10*mib, 50*mib); got != 460*mib {
+	if got := (memoryPolicy{ceiling: 460 * mib}).limitFor(memoryUse{live: 10 * mib}); got != 460*mib {
 		t.Errorf("without a request the limit is the ceiling, got %d MiB", got/mib)
 	}
-	if got := (memoryPolicy{request: 128 * mib}).limitFor(300*mib, 0); got != 450*mib {
+	if got := (memoryPolicy{request: 128 * mib}).limitFor(memoryUse{live: 300 * mib}); got != 450*mib {
 		t.Errorf("without a ceiling the limit follows the heap, got %d MiB", got/mib)
-	}
-}
-
-func TestResidentFilesReadsRssFile(t *testing.T) {
-	status := filepath.Join(t.TempDir(), "status")
-	if err := os.WriteFile(status, []byte("Name:\tpodlb-controller\nVmRSS:\t  172032 kB\nRssAnon:\t  120832 kB\nRssFile:\t   51200 kB\nRssShmem:\t       0 kB\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if got := residentFiles(status); got != 50*mib {
-		t.Errorf("resident files %d bytes, want 50 MiB", got)
-	}
-	if got := residentFiles(filepath.Join(t.TempDir(), "missing")); got != 0 {
-		t.Errorf("without a status file: %d, want 0", got)
-	}
-	if got := residentFiles("/proc/self/status"); got <= 0 {
-		t.Errorf("this process's resident file pages: %d, want some", got)
 	}
 }
 
@@ -94,8 +80,7 @@ func TestMemoryPolicyAppliesTheLimit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := memoryPolicy{request: 1 << 40}
-	// The request less this process's resident file pages (some MiB).
-	if got := p.apply(ctx); got >= 1<<40 || got < 1<<40-1<<30 || debug.SetMemoryLimit(-1) != got {
-		t.Fatalf("applied %d, runtime has %d, want the request (%d) less the resident file pages", got, debug.SetMemoryLimit(-1), int64(1<<40))
+	if got := p.apply(ctx); got != 1<<40 || debug.SetMemoryLimit(-1) != 1<<40 {
+		t.Fatalf("applied %d, runtime has %d", got, debug.SetMemoryLimit(-1))
 	}
 }
