@@ -19,6 +19,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -428,10 +429,9 @@ func selects(selector, podLabels map[string]string) bool {
 	return true
 }
 
-// ServiceSelectorIndex indexes the cached Services by the first pair of
-// their selector in sorted order: a Service selects a pod only if the pod
-// carries that pair, so a pod's candidates are the Services under its own
-// labels' pairs. Listing every Service of the namespace for each pod, as
+// ServiceSelectorIndex indexes the cached Services by their selector's
+// targets.SelectorPair, the registry's index too: a pod's candidates are
+// the Services under its own labels' pairs. Listing every Service of the namespace for each pod, as
 // often as gates are reconciled, copied a thousand Services per pod in a
 // namespace of a thousand.
 const ServiceSelectorIndex = "podlb.io/service-selector-pair"
@@ -442,8 +442,8 @@ func ServiceSelectorPair(o client.Object) []string {
 	if !ok || len(svc.Spec.Selector) == 0 {
 		return nil
 	}
-	first := slices.Min(slices.Collect(maps.Keys(svc.Spec.Selector)))
-	return []string{first + "=" + svc.Spec.Selector[first]}
+	pair, _ := targets.SelectorPair(labels.SelectorFromSet(svc.Spec.Selector))
+	return []string{pair}
 }
 
 // servicesSelecting returns the Services of the pod's namespace whose

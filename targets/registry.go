@@ -254,20 +254,28 @@ func (r *Registry) deleteServiceLocked(nn types.NamespacedName) {
 }
 
 // selectorIndexKey is where SelectingServices finds a selector: under
-// its first requirement of one label value ("ns/key=value"), which every
-// pod it selects carries, or under "ns/" for selectors without one,
-// which are tested against every pod of the namespace.
+// its SelectorPair ("ns/key=value"), or under "ns/" for selectors without
+// one, which are tested against every pod of the namespace.
 func selectorIndexKey(namespace string, sel labels.Selector) string {
+	pair, _ := SelectorPair(sel)
+	return namespace + "/" + pair
+}
+
+// SelectorPair is the first requirement of one label value of sel, in
+// key order, as "key=value": every pod sel selects carries that pair, so
+// the pod's own label pairs find sel in an index by it. ok is false when
+// sel has no such requirement.
+func SelectorPair(sel labels.Selector) (pair string, ok bool) {
 	reqs, _ := sel.Requirements()
 	for _, req := range reqs {
 		switch req.Operator() {
 		case selection.Equals, selection.DoubleEquals, selection.In:
 			if vals := req.Values(); vals.Len() == 1 {
-				return namespace + "/" + req.Key() + "=" + vals.UnsortedList()[0]
+				return req.Key() + "=" + vals.UnsortedList()[0], true
 			}
 		}
 	}
-	return namespace + "/"
+	return "", false
 }
 
 // SetBalancerBindings records the bindings one load balancer (owner, the
