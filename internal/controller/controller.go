@@ -341,7 +341,7 @@ func Setup(mgr manager.Manager, o Options) error {
 	for name := range provByName {
 		writes[name] = targets.NewDispatcher(o.WriteSlots, func(k providers.BindingKey) { bindingQ.add(k, 0, &slotReserved) })
 	}
-	br := &targets.BindingReconciler{Client: c, Cached: cachedReader{mgr.GetCache()}, Registry: reg, Ledger: ledger, Providers: provByName, Recorder: recorder, Timing: o.Timing,
+	br := &targets.BindingReconciler{Client: c, Cached: newCachedReader(mgr.GetCache()), Registry: reg, Ledger: ledger, Providers: provByName, Recorder: recorder, Timing: o.Timing,
 		Writes: writes,
 		ScheduleRead: func(k providers.BindingKey, after time.Duration, priority int) {
 			healthQ.add(k, after, &priority)

@@ -3,8 +3,14 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
+	goruntime "runtime"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"unique"
+	"weak"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -25,19 +31,25 @@ import (
 // objects: no env, volumes, images, managed fields, owner references,
 // container statuses or containers without a preStop hook; of the
 // conditions only those podlb decides by, and of their texts only the
-// gate's own. Strings that repeat across pods (label keys and values,
-// namespace, node, condition types) are shared, not held once per pod.
+// gate's own. Strings that repeat across pods (namespace, node,
+// condition types, the gate's message) are shared, not held once per
+// pod, and so are whole label maps: the pods of a ReplicaSet carry equal
+// ones.
 func SlimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
 	slim := &CachedPod{
-		ObjectMeta: slimMeta(&p.ObjectMeta),
+		ObjectMeta: slimMeta(&p.ObjectMeta, false),
+		labels:     shareLabels(p.Labels),
 		nodeName:   intern(p.Spec.NodeName),
 		podIP:      p.Status.PodIP,
 		phase:      corev1.PodPhase(intern(string(p.Status.Phase))),
 		grace:      p.Spec.TerminationGracePeriodSeconds,
+	}
+	if slim.labels != nil {
+		slim.Labels = slim.labels.m
 	}
 	if len(p.Spec.ReadinessGates) > 0 {
 		slim.gates = make([]corev1.PodConditionType, len(p.Spec.ReadinessGates))
@@ -67,14 +79,15 @@ func SlimPod(obj any) (any, error) {
 // hands Get and List a *corev1.Pod built from it (DeepCopyObject), event
 // handlers and metrics fill one with Into.
 type CachedPod struct {
-	metav1.ObjectMeta
-	nodeName, podIP string
-	phase           corev1.PodPhase
-	grace           *int64
-	podIPs          []corev1.PodIP // only when they say more than podIP
-	gates           []corev1.PodConditionType
-	preStops        []corev1.Container // name and lifecycle only
-	conditions      []cachedCondition
+	metav1.ObjectMeta // its Labels are labels' map, shared
+	labels            *labelSet
+	nodeName, podIP   string
+	phase             corev1.PodPhase
+	grace             *int64
+	podIPs            []corev1.PodIP // only when they say more than podIP
+	gates             []corev1.PodConditionType
+	preStops          []corev1.Container // name and lifecycle only
+	conditions        []cachedCondition
 	// The gate's reason, message and last write: the gate compares them,
 	// and paces rewrites of the message by the last write.
 	gateReason, gateMessage string
@@ -113,7 +126,7 @@ func (c *CachedPod) keepConditions(p *corev1.Pod) {
 		}
 		c.conditions = append(c.conditions, cachedCondition{kind: internType(pc.Type), status: corev1.ConditionStatus(intern(string(pc.Status))), since: pc.LastTransitionTime})
 		if pc.Type == targets.GateConditionType {
-			c.gateReason, c.gateMessage, c.gateProbe = intern(pc.Reason), pc.Message, pc.LastProbeTime
+			c.gateReason, c.gateMessage, c.gateProbe = intern(pc.Reason), intern(pc.Message), pc.LastProbeTime
 		}
 	}
 }
@@ -202,13 +215,17 @@ func cachedPods(c cache.Cache) readiness.PodWalk {
 	}
 }
 
-// cachedReader is targets.CachedReader over c's informers: a pod is its
-// CachedPod filled into a pod of its own (sharing labels and pointers
-// with the cache), a node the cache's own.
-type cachedReader struct{ cache cache.Cache }
+// cachedReader is targets.CachedReader over a cache's informers: a pod
+// is its CachedPod filled into a pod of its own (sharing labels and
+// pointers with the cache), a node the cache's own.
+type cachedReader struct{ pods, nodes *storeOf }
+
+func newCachedReader(c cache.Cache) cachedReader {
+	return cachedReader{pods: &storeOf{cache: c, kind: &corev1.Pod{}}, nodes: &storeOf{cache: c, kind: &corev1.Node{}}}
+}
 
 func (r cachedReader) Pod(ctx context.Context, namespace, name string) (*corev1.Pod, bool) {
-	obj, ok := r.get(ctx, &corev1.Pod{}, namespace+"/"+name)
+	obj, ok := r.pods.get(ctx, namespace+"/"+name)
 	if !ok {
 		return nil, false
 	}
@@ -216,7 +233,7 @@ func (r cachedReader) Pod(ctx context.Context, namespace, name string) (*corev1.
 }
 
 func (r cachedReader) Node(ctx context.Context, name string) (*corev1.Node, bool) {
-	obj, ok := r.get(ctx, &corev1.Node{}, name)
+	obj, ok := r.nodes.get(ctx, name)
 	if !ok {
 		return nil, false
 	}
@@ -224,12 +241,26 @@ func (r cachedReader) Node(ctx context.Context, name string) (*corev1.Node, bool
 	return n, ok
 }
 
-func (r cachedReader) get(ctx context.Context, kind client.Object, key string) (any, bool) {
-	store, err := informerStore(ctx, r.cache, kind)
-	if err != nil {
-		return nil, false
+// storeOf is the store of a cache's informer for one kind, looked up on
+// first use: a binding pass reads thousands of pods, and finding the
+// informer resolves the kind through the scheme and takes a lock.
+type storeOf struct {
+	cache cache.Cache
+	kind  client.Object
+	found atomic.Pointer[toolscache.Store]
+}
+
+func (s *storeOf) get(ctx context.Context, key string) (any, bool) {
+	store := s.found.Load()
+	if store == nil {
+		found, err := informerStore(ctx, s.cache, s.kind)
+		if err != nil {
+			return nil, false
+		}
+		store = &found
+		s.found.Store(store)
 	}
-	obj, ok, err := store.GetByKey(key)
+	obj, ok, err := (*store).GetByKey(key)
 	return obj, ok && err == nil
 }
 
@@ -255,7 +286,7 @@ func SlimNode(obj any) (any, error) {
 	}
 	return &corev1.Node{
 		TypeMeta:   n.TypeMeta,
-		ObjectMeta: slimMeta(&n.ObjectMeta),
+		ObjectMeta: slimMeta(&n.ObjectMeta, true),
 		Spec:       corev1.NodeSpec{ProviderID: n.Spec.ProviderID},
 	}, nil
 }
@@ -271,7 +302,7 @@ func SlimEndpointSlice(obj any) (any, error) {
 	}
 	slim := &discoveryv1.EndpointSlice{
 		TypeMeta:    s.TypeMeta,
-		ObjectMeta:  slimMeta(&s.ObjectMeta),
+		ObjectMeta:  slimMeta(&s.ObjectMeta, true),
 		AddressType: s.AddressType,
 		Ports:       s.Ports,
 		Endpoints:   make([]discoveryv1.Endpoint, len(s.Endpoints)),
@@ -286,7 +317,9 @@ func SlimEndpointSlice(obj any) (any, error) {
 	return slim, nil
 }
 
-func slimMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+// slimMeta keeps what podlb reads of an object's metadata; the labels
+// only when withLabels (a caller sharing them sets them itself).
+func slimMeta(m *metav1.ObjectMeta, withLabels bool) metav1.ObjectMeta {
 	out := metav1.ObjectMeta{
 		Name:                       m.Name,
 		Namespace:                  intern(m.Namespace),
@@ -296,13 +329,59 @@ func slimMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 		DeletionTimestamp:          m.DeletionTimestamp,
 		DeletionGracePeriodSeconds: m.DeletionGracePeriodSeconds,
 	}
-	if len(m.Labels) > 0 {
+	if withLabels && len(m.Labels) > 0 {
 		out.Labels = make(map[string]string, len(m.Labels))
 		for k, v := range m.Labels {
 			out.Labels[intern(k)] = intern(v)
 		}
 	}
 	return out
+}
+
+// labelSet is a map of labels shared by the cached pods that carry the
+// same labels: the pods of one ReplicaSet, tens to thousands of them.
+// Each pod holds its set; the set goes when the last of them does.
+type labelSet struct{ m map[string]string }
+
+// labelSets finds a labelSet by labelsKey, without keeping it alive.
+var labelSets sync.Map // string -> weak.Pointer[labelSet]
+
+// shareLabels returns the shared set of labels equal to m, nil for none.
+// Readers must not change the map: it is every such pod's.
+func shareLabels(m map[string]string) *labelSet {
+	if len(m) == 0 {
+		return nil
+	}
+	key := labelsKey(m)
+	if v, ok := labelSets.Load(key); ok {
+		if set := v.(weak.Pointer[labelSet]).Value(); set != nil {
+			return set
+		}
+	}
+	set := &labelSet{m: make(map[string]string, len(m))}
+	for k, v := range m {
+		set.m[intern(k)] = intern(v)
+	}
+	ref := weak.Make(set)
+	// Two pods racing here may each make a set; the one stored last is
+	// shared from then on, and the other serves its pod just as well.
+	labelSets.Store(key, ref)
+	goruntime.AddCleanup(set, func(key string) { labelSets.CompareAndDelete(key, ref) }, key)
+	return set
+}
+
+// labelsKey is m in one string, equal for equal maps: keys sorted, each
+// pair and each key from its value split by a byte labels cannot hold.
+func labelsKey(m map[string]string) string {
+	keys := slices.Sorted(maps.Keys(m))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(m[k])
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // intern returns the one shared copy of s: pods of a Deployment repeat

@@ -1,18 +1,25 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache/informertest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podlb/podlb/targets"
 )
@@ -218,3 +225,103 @@ func BenchmarkCachedPodBytes(b *testing.B) {
 }
 
 func intstrPort(p int32) intstr.IntOrString { return intstr.FromInt32(p) }
+
+// The pods of one ReplicaSet share one label map in the cache, pods
+// with other labels do not, and a set goes with the last pod holding it.
+func TestPodsWithEqualLabelsShareOneMap(t *testing.T) {
+	slim := func(p *corev1.Pod) *CachedPod {
+		got, err := SlimPod(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.(*CachedPod)
+	}
+	a, b := slim(fullPod(20)), slim(fullPod(21)) // both app=web-0002
+	other := slim(fullPod(30))
+	more := fullPod(22)
+	more.Labels["canary"] = "true"
+	extra := slim(more)
+	if a.labels == nil || a.labels != b.labels {
+		t.Fatalf("pods with equal labels hold %p and %p, want one shared set", a.labels, b.labels)
+	}
+	if other.labels == a.labels || extra.labels == a.labels {
+		t.Fatal("pods with other labels share a set with pods they differ from")
+	}
+	if a.Labels["app"] != "web-0002" || len(a.Labels) != 3 || other.Labels["app"] != "web-0003" || extra.Labels["canary"] != "true" || len(extra.Labels) != 4 {
+		t.Fatalf("labels read through the shared sets: %v, %v, %v", a.Labels, other.Labels, extra.Labels)
+	}
+	if p := cachedCopy(t, fullPod(23)); p.Labels["app"] != "web-0002" {
+		t.Fatalf("a copy's labels: %v", p.Labels)
+	}
+
+	key := labelsKey(fullPod(20).Labels)
+	runtime.KeepAlive(b)
+	a, b = nil, nil
+	// Cleanups run after a collection finds the set unreachable.
+	for i := 0; i < 100; i++ {
+		runtime.GC()
+		if _, held := labelSets.Load(key); !held {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, held := labelSets.Load(key); held {
+		t.Fatal("the label set outlived every pod holding it")
+	}
+	if again := slim(fullPod(24)); again.Labels["app"] != "web-0002" || again.labels == other.labels {
+		t.Fatalf("a pod after the set went: %v", again.Labels)
+	}
+	runtime.KeepAlive(other)
+	runtime.KeepAlive(extra)
+}
+
+// countingInformers counts how often the informers are looked up.
+type countingInformers struct {
+	*informertest.FakeInformers
+	lookups int
+}
+
+func (c *countingInformers) GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error) {
+	c.lookups++
+	return c.FakeInformers.GetInformer(ctx, obj, opts...)
+}
+
+// A binding pass reads pods and nodes from the informers' stores as the
+// cache holds them, looking each store up once, not once per read.
+func TestCachedReaderReadsTheStoresLookingThemUpOnce(t *testing.T) {
+	pods := toolscache.NewSharedIndexInformer(nil, &corev1.Pod{}, 0, toolscache.Indexers{})
+	nodes := toolscache.NewSharedIndexInformer(nil, &corev1.Node{}, 0, toolscache.Indexers{})
+	fake := &countingInformers{FakeInformers: &informertest.FakeInformers{InformersByGVK: map[schema.GroupVersionKind]toolscache.SharedIndexInformer{
+		corev1.SchemeGroupVersion.WithKind("Pod"):  pods,
+		corev1.SchemeGroupVersion.WithKind("Node"): nodes,
+	}}}
+	full := fullPod(5)
+	cached, _ := SlimPod(full)
+	if err := pods.GetStore().Add(cached); err != nil {
+		t.Fatal(err)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: full.Spec.NodeName}, Spec: corev1.NodeSpec{ProviderID: "aws:///us-east-1a/i-0abc"}}
+	if err := nodes.GetStore().Add(node); err != nil {
+		t.Fatal(err)
+	}
+	r := newCachedReader(fake)
+	ctx := context.Background()
+	for range 3 {
+		p, ok := r.Pod(ctx, full.Namespace, full.Name)
+		if !ok || p.UID != full.UID || p.Status.PodIP != full.Status.PodIP || p.Labels["app"] != full.Labels["app"] {
+			t.Fatalf("pod read: %v %+v", ok, p)
+		}
+		if n, ok := r.Node(ctx, full.Spec.NodeName); !ok || n != node {
+			t.Fatalf("node read: %v, want the store's own %p, got %p", ok, node, n)
+		}
+	}
+	if _, ok := r.Pod(ctx, full.Namespace, "gone"); ok {
+		t.Fatal("a pod not in the store was found")
+	}
+	if _, ok := r.Node(ctx, "gone"); ok {
+		t.Fatal("a node not in the store was found")
+	}
+	if fake.lookups != 2 {
+		t.Fatalf("informers looked up %d times for 8 reads of two kinds, want 2", fake.lookups)
+	}
+}
