@@ -420,6 +420,15 @@ func (r *BindingReconciler) book(key providers.BindingKey, ref string) *registra
 	return b
 }
 
+// registration is this process's registration of target k in book, read
+// under the lock (a pass reads a few; copying the book would copy all).
+func (r *BindingReconciler) registration(book *registrations, k providers.TargetKey) (registration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	reg, ok := book.at[k]
+	return reg, ok
+}
+
 // withoutRejected leaves out targets refused by the cloud whose retry is
 // not due, and forgets refusals of targets no longer wanted.
 func (r *BindingReconciler) withoutRejected(key providers.BindingKey, desired []Desired, now time.Time) []Desired {
@@ -620,10 +629,7 @@ func (r *BindingReconciler) summarize(ps *pass, observed []providers.Observed, o
 		}
 		byKey[o.Key()] = o
 	}
-	registered := r.book(ps.key, g.Ref)
-	r.mu.Lock()
-	book := maps.Clone(registered.at)
-	r.mu.Unlock()
+	book := r.book(ps.key, g.Ref)
 	rejected := r.rejections(ps.key)
 
 	h := &BindingHealth{Group: g.Display, Serving: g.Serving, NotServingWhy: g.NotServingWhy, Pods: map[types.UID]PodTarget{}}
@@ -645,9 +651,10 @@ func (r *BindingReconciler) summarize(ps *pass, observed []providers.Observed, o
 		}
 		t := PodTarget{Pod: d.Pod, State: o.State, CloudState: o.CloudState, Reason: o.Reason, Group: grp}
 		if t.State == providers.Healthy {
-			if judged, why := r.judged(ps, d, book, observedAt); !judged {
+			reg, ok := r.registration(book, d.Key())
+			if judged, why := r.judged(ps, d, reg, ok, observedAt); !judged {
 				t.State, t.Reason = providers.Pending, why
-			} else if reg, ok := book[d.Key()]; ok && reg.uid == d.UID {
+			} else if ok && reg.uid == d.UID {
 				r.learnHealthyAfter(ps.key, d.Key(), reg, observedAt)
 			}
 		}
@@ -685,8 +692,8 @@ const maxListedRejections = 10
 
 // judged reports whether a healthy target's health speaks for the pod
 // that wants it now, and why not.
-func (r *BindingReconciler) judged(ps *pass, d Desired, book map[providers.TargetKey]registration, observedAt time.Time) (bool, string) {
-	if reg, ok := book[d.Key()]; ok && reg.uid == d.UID {
+func (r *BindingReconciler) judged(ps *pass, d Desired, reg registration, registered bool, observedAt time.Time) (bool, string) {
+	if registered && reg.uid == d.UID {
 		return observedAt.After(reg.at), "registration in progress"
 	}
 	if uid := ps.entry.Targets[d.Key()]; uid == d.UID && uid != "" {

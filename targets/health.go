@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"maps"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -152,10 +151,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		return
 	}
 	now := r.now()
-	registered := r.book(ps.key, ps.group.Ref)
-	r.mu.Lock()
-	book := maps.Clone(registered.at)
-	r.mu.Unlock()
+	book := r.book(ps.key, ps.group.Ref)
 	// The cloud's learned pace, looked up once for the whole pass.
 	fastest, learned := r.fastestHealthy(ps.key.Provider)
 	est := healthyAfter(fastest)
@@ -183,7 +179,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		case t.State == providers.Unhealthy:
 			continue
 		}
-		reg, registered := book[d.Key()]
+		reg, registered := r.registration(book, d.Key())
 		registered = registered && reg.uid == d.UID
 		// When the cloud can first have judged the pod: by the group's
 		// settings, or sooner where this cloud was seen to judge faster.
