@@ -759,6 +759,19 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	if err != nil {
 		return nil, err
 	}
+	// The zone's targets share the words of each health state: the
+	// observation is kept until the next, a copy per target would be
+	// kept with it.
+	type words struct{ state, reason string }
+	said := map[string]words{}
+	wordsOf := func(state string) words {
+		w, ok := said[state]
+		if !ok {
+			w = words{state, stateReason(state, gs.bsDisplay)}
+			said[state] = w
+		}
+		return w
+	}
 	reported := map[providers.TargetKey]bool{}
 	for _, h := range health {
 		k, ok := endpointKey(h.GetIpAddress(), h.GetPort())
@@ -769,13 +782,14 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 		if instance == "" {
 			instance = lastSegment(h.GetInstance())
 		}
-		state := h.GetHealthState()
-		o := providers.Observed{Target: target(k, instance), State: mapState(state), CloudState: state, Reason: stateReason(state, gs.bsDisplay), Group: group}
+		w := wordsOf(h.GetHealthState())
+		o := providers.Observed{Target: target(k, instance), State: mapState(w.state), CloudState: w.state, Reason: w.reason, Group: group}
 		switch {
 		case isAttached && o.State == providers.Draining:
 			// Re-attached while the old attachment drains: it is in the
 			// NEG, only not judged yet.
-			o.State, o.CloudState, o.Reason = providers.Pending, "UNKNOWN", stateReason("UNKNOWN", gs.bsDisplay)
+			w = wordsOf("UNKNOWN")
+			o.State, o.CloudState, o.Reason = providers.Pending, w.state, w.reason
 		case !isAttached && o.State != providers.Draining:
 			// Attached by someone else or before podlb's last list:
 			// believe the backend service and list again next time.
@@ -787,9 +801,10 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 		reported[k] = true
 		out = append(out, o)
 	}
+	unreported := stateReason("", gs.bsDisplay)
 	for k, instance := range attached {
 		if !reported[k] {
-			out = append(out, providers.Observed{Target: target(k, instance), State: providers.Pending, CloudState: "UNKNOWN", Reason: stateReason("", gs.bsDisplay), Group: group})
+			out = append(out, providers.Observed{Target: target(k, instance), State: providers.Pending, CloudState: "UNKNOWN", Reason: unreported, Group: group})
 		}
 	}
 	return out, nil

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -418,6 +419,43 @@ func TestObservePendingHealthyUnhealthyAndDetached(t *testing.T) {
 	// counts it as draining from its own deregistration).
 	if o, ok := e.observe(g)[leaving.Key()]; ok {
 		t.Fatalf("detached, still observed: %+v", o)
+	}
+}
+
+// The targets of one zone share the words of their health state: an
+// observation is kept until the next, and ten thousand targets would
+// each keep a copy.
+func TestObservedTargetsShareTheirWords(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("tcp", "TCP", 10)
+	g := e.ensure(binding(`{"backendService":"tcp"}`, zones3...))
+	var plan providers.Plan
+	for i := range 3 {
+		ip := fmt.Sprintf("127.0.21.%d", i+1)
+		port, stop := tcpListener(t, ip)
+		t.Cleanup(stop)
+		plan.Register = append(plan.Register, target(ip, port, zones3[0]))
+	}
+	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+		t.Fatal(err)
+	}
+	var obs map[providers.TargetKey]providers.Observed
+	eventually(t, "all healthy", func() bool {
+		obs = e.observe(g)
+		for _, tg := range plan.Register {
+			if obs[tg.Key()].State != providers.Healthy {
+				return false
+			}
+		}
+		return true
+	})
+	first := obs[plan.Register[0].Key()]
+	for _, tg := range plan.Register[1:] {
+		o := obs[tg.Key()]
+		if o.Reason != first.Reason || unsafe.StringData(o.Reason) != unsafe.StringData(first.Reason) ||
+			unsafe.StringData(o.CloudState) != unsafe.StringData(first.CloudState) {
+			t.Fatalf("%v holds its own copy of the zone's words (%q, %q)", tg.Key(), o.CloudState, o.Reason)
+		}
 	}
 }
 
