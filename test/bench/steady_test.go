@@ -104,6 +104,11 @@ func runSteady(ctx context.Context, cloudName string) error {
 	}
 	if m, err := e.ctrl.scrape(); err == nil {
 		results.set(sec, cloudName, "idle: process_resident_memory_bytes (metrics)", "%s", mib(int64(m.sum("process_resident_memory_bytes", nil))))
+		// What the memory rests on: the heap live after the last
+		// collection, and the heap size the runtime lets it reach before
+		// the next (under the soft limit, the limit less the runtime's
+		// own memory).
+		results.set(sec, cloudName, "idle: live heap / heap goal (runtime)", "%.1f / %.1f MB", m.sum("go_gc_heap_live_bytes", nil)/1e6, m.sum("go_gc_heap_goal_bytes", nil)/1e6)
 	}
 	results.set(sec, cloudName, "idle: controller RSS mean / max (/proc VmRSS)", "%s / %s", mib(rssSum/int64(max(samples, 1))), mib(rssMax))
 	anon, errAnon := procStatusBytes(pid, "RssAnon")
