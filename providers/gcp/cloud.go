@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unique"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -550,7 +551,7 @@ func (p *Provider) listEndpoints(ctx context.Context, zone, name string) (map[pr
 				return err
 			}
 			if k, ok := endpointKey(ep.GetNetworkEndpoint().GetIpAddress(), ep.GetNetworkEndpoint().GetPort()); ok {
-				out[k] = lastSegment(ep.GetNetworkEndpoint().GetInstance())
+				out[k] = instanceName(ep.GetNetworkEndpoint().GetInstance())
 			}
 		}
 	})
@@ -711,6 +712,14 @@ func (p *Provider) project(ref serviceRef) string {
 func resourcePath(ref string) string {
 	ref = urlPrefixRE.ReplaceAllString(ref, "")
 	return strings.TrimPrefix(ref, "/")
+}
+
+// instanceName is the name of the VM an endpoint's instance field (a
+// name or a URL) names, one copy shared by every endpoint on that VM:
+// a slice of the URL would keep the whole URL for as long as the
+// observation lasts.
+func instanceName(instance string) string {
+	return unique.Make(lastSegment(instance)).Value()
 }
 
 func lastSegment(s string) string {

@@ -780,7 +780,7 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 		}
 		instance, isAttached := attached[k]
 		if instance == "" {
-			instance = lastSegment(h.GetInstance())
+			instance = instanceName(h.GetInstance())
 		}
 		w := wordsOf(h.GetHealthState())
 		o := providers.Observed{Target: target(k, instance), State: mapState(w.state), CloudState: w.state, Reason: w.reason, Group: group}

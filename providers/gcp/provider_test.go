@@ -459,6 +459,31 @@ func TestObservedTargetsShareTheirWords(t *testing.T) {
 	}
 }
 
+// Endpoints on one VM share one copy of its name, and none keeps the URL
+// it was cut from.
+func TestInstanceNamesAreSharedCopies(t *testing.T) {
+	url := func() string {
+		return strings.Join([]string{"https://compute.googleapis.com/compute/v1/projects/p/zones", zones3[0], "instances", "vm-7"}, "/")
+	}
+	a, b := url(), url()
+	na, nb := instanceName(a), instanceName(b)
+	if na != "vm-7" || nb != "vm-7" {
+		t.Fatalf("names %q, %q", na, nb)
+	}
+	if unsafe.StringData(na) != unsafe.StringData(nb) {
+		t.Fatal("two endpoints on one VM hold two copies of its name")
+	}
+	for _, u := range []string{a, b} {
+		start := uintptr(unsafe.Pointer(unsafe.StringData(u)))
+		if at := uintptr(unsafe.Pointer(unsafe.StringData(na))); at >= start && at < start+uintptr(len(u)) {
+			t.Fatal("the name is a slice of the URL, which it keeps alive")
+		}
+	}
+	if instanceName("vm-8") != "vm-8" {
+		t.Fatal("a bare name must stay as it is")
+	}
+}
+
 func TestForeignNEGIsNeverTouched(t *testing.T) {
 	e := newEnv(t)
 	e.backendService("web", "TCP", 0)
