@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"sort"
 	"time"
+	"unique"
 )
 
 // Provider is one cloud's load-balancer target API.
@@ -263,4 +264,14 @@ func Batches[T any](items []T, size int) [][]T {
 		items = items[n:]
 	}
 	return out
+}
+
+// Intern returns the one shared copy of s: what a controller keeps per
+// pod or target repeats a few words (label keys and values, zones,
+// states, VM names) thousands of times over.
+func Intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }

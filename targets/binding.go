@@ -652,9 +652,10 @@ func (r *BindingReconciler) summarize(ps *pass, observed []providers.Observed, o
 		t := PodTarget{Pod: d.Pod, State: o.State, CloudState: o.CloudState, Reason: o.Reason, Group: grp}
 		if t.State == providers.Healthy {
 			reg, ok := r.registration(book, d.Key())
-			if judged, why := r.judged(ps, d, reg, ok, observedAt); !judged {
+			mine := ok && reg.uid == d.UID
+			if judged, why := r.judged(ps, d, reg, mine, observedAt); !judged {
 				t.State, t.Reason = providers.Pending, why
-			} else if ok && reg.uid == d.UID {
+			} else if mine {
 				r.learnHealthyAfter(ps.key, d.Key(), reg, observedAt)
 			}
 		}
@@ -691,9 +692,10 @@ func (r *BindingReconciler) summarize(ps *pass, observed []providers.Observed, o
 const maxListedRejections = 10
 
 // judged reports whether a healthy target's health speaks for the pod
-// that wants it now, and why not.
-func (r *BindingReconciler) judged(ps *pass, d Desired, reg registration, registered bool, observedAt time.Time) (bool, string) {
-	if registered && reg.uid == d.UID {
+// that wants it now, and why not; reg is this process's registration of
+// d's target when mine (made for d's pod).
+func (r *BindingReconciler) judged(ps *pass, d Desired, reg registration, mine bool, observedAt time.Time) (bool, string) {
+	if mine {
 		return observedAt.After(reg.at), "registration in progress"
 	}
 	if uid := ps.entry.Targets[d.Key()]; uid == d.UID && uid != "" {

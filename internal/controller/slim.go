@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unique"
 	"weak"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/readiness"
 	"github.com/podlb/podlb/targets"
 )
@@ -43,9 +43,9 @@ func SlimPod(obj any) (any, error) {
 	slim := &CachedPod{
 		ObjectMeta: slimMeta(&p.ObjectMeta, false),
 		labels:     shareLabels(p.Labels),
-		nodeName:   intern(p.Spec.NodeName),
+		nodeName:   providers.Intern(p.Spec.NodeName),
 		podIP:      p.Status.PodIP,
-		phase:      corev1.PodPhase(intern(string(p.Status.Phase))),
+		phase:      corev1.PodPhase(providers.Intern(string(p.Status.Phase))),
 		grace:      p.Spec.TerminationGracePeriodSeconds,
 	}
 	if slim.labels != nil {
@@ -67,7 +67,7 @@ func SlimPod(obj any) (any, error) {
 	// containers without one are left out.
 	for _, c := range p.Spec.Containers {
 		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
-			slim.preStops = append(slim.preStops, corev1.Container{Name: intern(c.Name), Lifecycle: &corev1.Lifecycle{PreStop: c.Lifecycle.PreStop}})
+			slim.preStops = append(slim.preStops, corev1.Container{Name: providers.Intern(c.Name), Lifecycle: &corev1.Lifecycle{PreStop: c.Lifecycle.PreStop}})
 		}
 	}
 	return slim, nil
@@ -124,9 +124,9 @@ func (c *CachedPod) keepConditions(p *corev1.Pod) {
 		if !wanted(pc.Type) {
 			continue
 		}
-		c.conditions = append(c.conditions, cachedCondition{kind: internType(pc.Type), status: corev1.ConditionStatus(intern(string(pc.Status))), since: pc.LastTransitionTime})
+		c.conditions = append(c.conditions, cachedCondition{kind: internType(pc.Type), status: corev1.ConditionStatus(providers.Intern(string(pc.Status))), since: pc.LastTransitionTime})
 		if pc.Type == targets.GateConditionType {
-			c.gateReason, c.gateMessage, c.gateProbe = intern(pc.Reason), intern(pc.Message), pc.LastProbeTime
+			c.gateReason, c.gateMessage, c.gateProbe = providers.Intern(pc.Reason), providers.Intern(pc.Message), pc.LastProbeTime
 		}
 	}
 }
@@ -310,7 +310,7 @@ func SlimEndpointSlice(obj any) (any, error) {
 	for i, ep := range s.Endpoints {
 		out := discoveryv1.Endpoint{Addresses: ep.Addresses, Conditions: ep.Conditions, NodeName: internPtr(ep.NodeName), Zone: internPtr(ep.Zone)}
 		if r := ep.TargetRef; r != nil {
-			out.TargetRef = &corev1.ObjectReference{Kind: intern(r.Kind), Namespace: intern(r.Namespace), Name: r.Name, UID: r.UID}
+			out.TargetRef = &corev1.ObjectReference{Kind: providers.Intern(r.Kind), Namespace: providers.Intern(r.Namespace), Name: r.Name, UID: r.UID}
 		}
 		slim.Endpoints[i] = out
 	}
@@ -322,7 +322,7 @@ func SlimEndpointSlice(obj any) (any, error) {
 func slimMeta(m *metav1.ObjectMeta, withLabels bool) metav1.ObjectMeta {
 	out := metav1.ObjectMeta{
 		Name:                       m.Name,
-		Namespace:                  intern(m.Namespace),
+		Namespace:                  providers.Intern(m.Namespace),
 		UID:                        m.UID,
 		ResourceVersion:            m.ResourceVersion,
 		Generation:                 m.Generation,
@@ -332,7 +332,7 @@ func slimMeta(m *metav1.ObjectMeta, withLabels bool) metav1.ObjectMeta {
 	if withLabels && len(m.Labels) > 0 {
 		out.Labels = make(map[string]string, len(m.Labels))
 		for k, v := range m.Labels {
-			out.Labels[intern(k)] = intern(v)
+			out.Labels[providers.Intern(k)] = providers.Intern(v)
 		}
 	}
 	return out
@@ -360,7 +360,7 @@ func shareLabels(m map[string]string) *labelSet {
 	}
 	set := &labelSet{m: make(map[string]string, len(m))}
 	for k, v := range m {
-		set.m[intern(k)] = intern(v)
+		set.m[providers.Intern(k)] = providers.Intern(v)
 	}
 	ref := weak.Make(set)
 	// Two pods racing here may each make a set; the one stored last is
@@ -384,24 +384,14 @@ func labelsKey(m map[string]string) string {
 	return b.String()
 }
 
-// intern returns the one shared copy of s: pods of a Deployment repeat
-// the same label keys and values, namespace and node names thousands of
-// times over.
-func intern(s string) string {
-	if s == "" {
-		return ""
-	}
-	return unique.Make(s).Value()
-}
-
 func internType(t corev1.PodConditionType) corev1.PodConditionType {
-	return corev1.PodConditionType(intern(string(t)))
+	return corev1.PodConditionType(providers.Intern(string(t)))
 }
 
 func internPtr(s *string) *string {
 	if s == nil {
 		return nil
 	}
-	v := intern(*s)
+	v := providers.Intern(*s)
 	return &v
 }

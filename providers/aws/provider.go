@@ -893,17 +893,6 @@ func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers
 		return nil, err
 	}
 	obs := make([]providers.Observed, 0, len(out.TargetHealthDescriptions))
-	// The targets share the few words the cloud repeats (zones, states,
-	// reasons): the observation is kept until the next, and a copy per
-	// target would be kept with it.
-	said := map[string]string{}
-	share := func(w string) string {
-		if s, ok := said[w]; ok {
-			return s
-		}
-		said[w] = w
-		return w
-	}
 	for _, d := range out.TargetHealthDescriptions {
 		if d.Target == nil {
 			continue
@@ -913,12 +902,14 @@ func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers
 			continue // not an IP target; never ours
 		}
 		o := providers.Observed{
-			Target: providers.Target{IP: ip, Port: aws.ToInt32(d.Target.Port), Zone: share(aws.ToString(d.Target.AvailabilityZone))},
+			Target: providers.Target{IP: ip, Port: aws.ToInt32(d.Target.Port), Zone: providers.Intern(aws.ToString(d.Target.AvailabilityZone))},
 			Group:  g.Display,
 		}
 		if d.TargetHealth != nil {
-			o.CloudState = share(string(d.TargetHealth.State))
-			o.Reason = share(string(d.TargetHealth.Reason))
+			// Shared: the observation is kept until the next, and a
+			// copy of these words per target would be kept with it.
+			o.CloudState = providers.Intern(string(d.TargetHealth.State))
+			o.Reason = providers.Intern(string(d.TargetHealth.Reason))
 		}
 		o.State = mapState(o.CloudState)
 		obs = append(obs, o)

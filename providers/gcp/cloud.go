@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"strings"
 	"time"
-	"unique"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -719,7 +718,7 @@ func resourcePath(ref string) string {
 // a slice of the URL would keep the whole URL for as long as the
 // observation lasts.
 func instanceName(instance string) string {
-	return unique.Make(lastSegment(instance)).Value()
+	return providers.Intern(lastSegment(instance))
 }
 
 func lastSegment(s string) string {
