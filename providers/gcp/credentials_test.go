@@ -5,10 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/providers/gcp/computesim"
@@ -127,5 +131,49 @@ func TestTheProviderSendsTheFilesTokenAndItsReplacement(t *testing.T) {
 			t.Fatalf("get after rotation: %v, want 404 within %v", err, 2*tokenRecheck)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// spanCounter counts the spans any tracer of the process starts.
+type spanCounter struct {
+	noop.TracerProvider
+	spans atomic.Int64
+}
+
+func (c *spanCounter) Tracer(string, ...trace.TracerOption) trace.Tracer {
+	return countingTracer{c: c}
+}
+
+type countingTracer struct {
+	noop.Tracer
+	c *spanCounter
+}
+
+func (t countingTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	t.c.spans.Add(1)
+	return t.Tracer.Start(ctx, name, opts...)
+}
+
+// The provider's calls carry no telemetry of the clients' own: with a
+// tracer installed, a health read starts no span.
+func TestCloudCallsStartNoTelemetrySpans(t *testing.T) {
+	counter := &spanCounter{}
+	before := otel.GetTracerProvider()
+	otel.SetTracerProvider(counter)
+	t.Cleanup(func() { otel.SetTracerProvider(before) })
+
+	e := newEnv(t)
+	e.backendService("tcp", "TCP", 10)
+	g := e.ensure(binding(`{"backendService":"tcp"}`, zones3...))
+	// Only the provider's own calls from here: the test arranges the
+	// cloud with clients of its own.
+	counter.spans.Store(0)
+	e.srv.ResetStats()
+	e.observe(g)
+	if n := e.srv.Stats().Methods["backendServices.getHealth"].Calls; n == 0 {
+		t.Fatal("the emulator saw no health read")
+	}
+	if n := counter.spans.Load(); n != 0 {
+		t.Fatalf("the cloud clients started %d spans", n)
 	}
 }
