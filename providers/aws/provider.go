@@ -901,13 +901,14 @@ func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers
 		if err != nil {
 			continue // not an IP target; never ours
 		}
+		// The words the cloud repeats are shared: the observation is
+		// kept until the next, and a copy per target would be kept
+		// with it.
 		o := providers.Observed{
 			Target: providers.Target{IP: ip, Port: aws.ToInt32(d.Target.Port), Zone: providers.Intern(aws.ToString(d.Target.AvailabilityZone))},
 			Group:  g.Display,
 		}
 		if d.TargetHealth != nil {
-			// Shared: the observation is kept until the next, and a
-			// copy of these words per target would be kept with it.
 			o.CloudState = providers.Intern(string(d.TargetHealth.State))
 			o.Reason = providers.Intern(string(d.TargetHealth.Reason))
 		}

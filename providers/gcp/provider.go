@@ -759,15 +759,15 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	if err != nil {
 		return nil, err
 	}
-	// The zone's targets share the words of each health state: the
-	// observation is kept until the next, a copy per target would be
-	// kept with it.
+	// The observation is kept until the next, so its targets hold the
+	// one shared copy of their state and reason; the reason names the
+	// backend service and is built once per state a read.
 	type words struct{ state, reason string }
 	said := map[string]words{}
 	wordsOf := func(state string) words {
 		w, ok := said[state]
 		if !ok {
-			w = words{state, stateReason(state, gs.bsDisplay)}
+			w = words{providers.Intern(state), providers.Intern(stateReason(state, gs.bsDisplay))}
 			said[state] = w
 		}
 		return w
