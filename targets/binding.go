@@ -792,9 +792,16 @@ func (r *BindingReconciler) warnRejected(ps *pass) {
 
 // nextLook decides when the write path looks at the binding again: at
 // the end of a gathering window, when a refused target is due for a
-// retry, and at the slow resync otherwise. Health reads bring it back too.
+// retry, and at the slow resync otherwise. Health reads bring it back
+// too, and at rest the resync's read is what does (see scheduleRead): a
+// pass of its own a few seconds before it would compare the same pods
+// with the same observation, so with reads scheduled the write path's
+// own look is only a safety net, at twice the resync.
 func (r *BindingReconciler) nextLook(ps *pass, gather time.Duration) time.Duration {
 	next := r.Timing.Resync
+	if r.ScheduleRead != nil {
+		next *= 2
+	}
 	if gather > 0 {
 		next = gather
 	}

@@ -129,6 +129,30 @@ func TestScheduleReadInTheBackgroundWhenSettled(t *testing.T) {
 	}
 }
 
+// At rest the resync's read brings a binding back to the write path, so
+// the write path's own look comes after the latest that read is due: a
+// pass of its own just before the read would compare the same pods with
+// the same observation, a second pass a resync for nothing.
+func TestAtRestTheResyncReadComesBeforeTheWritePathsOwnLook(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, got := readScheduler(now)
+	settled := healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Healthy})
+	latest := time.Duration(0)
+	for range 200 { // the read's due time is jittered
+		*got = nil
+		r.scheduleRead(ps, settled, observation{ref: "g", at: now}, 0)
+		latest = max(latest, (*got)[0].after)
+	}
+	if look := r.nextLook(ps, 0); look <= latest {
+		t.Errorf("the write path looks again after %v, before its resync read (due up to %v)", look, latest)
+	}
+	// Without reads of its own the write path is the resync.
+	r.ScheduleRead = nil
+	if look := r.nextLook(ps, 0); look != r.Timing.Resync {
+		t.Errorf("without scheduled reads the write path looks again after %v, want the resync %v", look, r.Timing.Resync)
+	}
+}
+
 // A read that began before a write cannot have seen it: storing it must
 // not bring back a target just deregistered nor lose one just registered,
 // or the next plan would undo or repeat the write.

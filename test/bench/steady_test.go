@@ -60,6 +60,7 @@ func runSteady(ctx context.Context, cloudName string) error {
 
 	time.Sleep(*flagSteadySettle)
 	e.cloud.resetCalls()
+	before, errBefore := e.ctrl.scrape()
 	cpu0, err := cpuTime(pid)
 	if err != nil {
 		return err
@@ -103,6 +104,9 @@ func runSteady(ctx context.Context, cloudName string) error {
 		}
 	}
 	if m, err := e.ctrl.scrape(); err == nil {
+		if errBefore == nil {
+			results.set(sec, cloudName, "idle: reconciles per minute", "%s", reconcileRates(before, m, window))
+		}
 		results.set(sec, cloudName, "idle: process_resident_memory_bytes (metrics)", "%s", mib(int64(m.sum("process_resident_memory_bytes", nil))))
 		// What the memory rests on: the heap live after the last
 		// collection, and the heap size the runtime lets it reach before
@@ -258,6 +262,19 @@ func (e *env) waitObserved(ctx context.Context, timeout time.Duration, pods int)
 		return nil
 	})
 	return resolved, atResolved, err
+}
+
+// reconcileRates is each controller's reconciles a minute between two
+// scrapes window apart: what the controller does at rest, besides the
+// cloud reads.
+func reconcileRates(before, after metricSet, window time.Duration) string {
+	var parts []string
+	for _, c := range []string{"service", "binding", "health", "gate"} {
+		want := map[string]string{"controller": c}
+		n := after.sum("controller_runtime_reconcile_total", want) - before.sum("controller_runtime_reconcile_total", want)
+		parts = append(parts, fmt.Sprintf("%s %.0f", c, n/window.Minutes()))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // startupBreakdown says where a start's time until every binding was
