@@ -264,12 +264,15 @@ func (e *env) waitObserved(ctx context.Context, timeout time.Duration, pods int)
 	return resolved, atResolved, err
 }
 
+// controllerNames are podlb's controllers, as their metrics name them.
+var controllerNames = []string{"service", "binding", "health", "gate"}
+
 // reconcileRates is each controller's reconciles a minute between two
 // scrapes window apart: what the controller does at rest, besides the
 // cloud reads.
 func reconcileRates(before, after metricSet, window time.Duration) string {
 	var parts []string
-	for _, c := range []string{"service", "binding", "health", "gate"} {
+	for _, c := range controllerNames {
 		want := map[string]string{"controller": c}
 		n := after.sum("controller_runtime_reconcile_total", want) - before.sum("controller_runtime_reconcile_total", want)
 		parts = append(parts, fmt.Sprintf("%s %.0f", c, n/window.Minutes()))
@@ -282,7 +285,7 @@ func reconcileRates(before, after metricSet, window time.Duration) string {
 // calls and client-side limiter waits per operation.
 func startupBreakdown(m metricSet) string {
 	var parts []string
-	for _, c := range []string{"service", "binding", "health", "gate"} {
+	for _, c := range controllerNames {
 		want := map[string]string{"controller": c}
 		parts = append(parts, fmt.Sprintf("%s %d reconciles (%.1fs)", c,
 			int(m.sum("controller_runtime_reconcile_total", want)), m.sum("controller_runtime_reconcile_time_seconds_sum", want)))
