@@ -130,7 +130,7 @@ type pass struct {
 // the health reader (see HealthReader) on the cloud's timeline, and each
 // completed read brings the binding back here to feed the gate.
 func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.BindingKey) (reconcile.Result, error) {
-	logger := log.FromContext(ctx).WithValues("binding", key.String())
+	logger := log.FromContext(ctx).WithValues("binding", key) // a Stringer: formatted only for a line written
 	ctx = log.IntoContext(ctx, logger)
 	b, gen := r.Registry.BindingAt(key)
 	if b == nil {

@@ -131,7 +131,9 @@ func Run(ctx context.Context, o Options) error {
 	if len(o.Providers) == 0 {
 		return errors.New("no cloud provider configured")
 	}
-	// controller-runtime logs through a process-wide logger.
+	// controller-runtime logs through a process-wide logger, and the
+	// manager gives its controllers theirs.
+	o.Logger = DeferValues(o.Logger)
 	ctrl.SetLogger(o.Logger)
 	// Protobuf is smaller to receive and cheaper to decode than JSON, for
 	// the initial lists of pods and slices above all.
