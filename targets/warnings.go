@@ -37,6 +37,10 @@ func (w *distinctWarnings) clear(k providers.BindingKey, kind string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.last[k], kind)
+	// Most bindings have no warning standing: keep no map for them.
+	if len(w.last[k]) == 0 {
+		delete(w.last, k)
+	}
 }
 
 // forget drops everything remembered for the binding.

@@ -691,20 +691,13 @@ func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers
 	if !ok {
 		return nil, providers.Errorf(providers.Invalid, "", "group %s is not a GCP NEG group", g.Display)
 	}
-	var (
-		mu  sync.Mutex
-		out []providers.Observed
-		eg  multierror.Group
-	)
-	for _, zone := range gs.zones {
-		eg.Go(func() error {
-			obs, err := p.observeZone(ctx, gs, zone)
-			if err != nil {
+	var eg multierror.Group
+	zones := make([][]providers.Observed, len(gs.zones))
+	for i, zone := range gs.zones {
+		eg.Go(func() (err error) {
+			if zones[i], err = p.observeZone(ctx, gs, zone); err != nil {
 				return fmt.Errorf("zone %s: %w", zone, err)
 			}
-			mu.Lock()
-			out = append(out, obs...)
-			mu.Unlock()
 			return nil
 		})
 	}
@@ -716,6 +709,9 @@ func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers
 		}
 		return nil, err
 	}
+	// The observation is kept until the next read: one slice of its
+	// exact size, not the slack of appending zone after zone.
+	out := slices.Concat(zones...)
 	sort.Slice(out, func(i, j int) bool {
 		if c := out[i].IP.Compare(out[j].IP); c != 0 {
 			return c < 0
