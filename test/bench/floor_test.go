@@ -73,9 +73,12 @@ type change struct {
 // sends a call the moment every budget has one, to the group (and
 // direction) whose change has waited longest, carrying everything that
 // group has waiting (up to batch; 0 is no limit), and calls take no time.
-// Changes come back in their order; start is when the budgets were last
-// full.
-func idealCalls(changes []change, budgets []budget, batch int, start time.Time) []time.Time {
+// With a hold, no change goes before it has waited that long, so later
+// changes of its group join its call: when calls are what is scarce,
+// fewer and fuller calls can serve every change sooner than calls sent
+// at once. Changes come back in their order; start is when the budgets
+// were last full.
+func idealCalls(changes []change, budgets []budget, batch int, hold time.Duration, start time.Time) []time.Time {
 	type key struct {
 		group string
 		dereg bool
@@ -111,6 +114,11 @@ func idealCalls(changes []change, budgets []budget, batch int, start time.Time) 
 			if !found || earlier(changes, idx[0], pending[oldest][0]) {
 				oldest, found = k, true
 			}
+		}
+		// Every later change is younger: none may go before this one.
+		if ready := changes[pending[oldest][0]].at.Add(hold); ready.After(t) {
+			t = ready
+			continue
 		}
 		n := len(pending[oldest])
 		if batch > 0 {
@@ -159,8 +167,8 @@ func earlier(changes []change, i, j int) bool {
 // the cloud's own time) to an ideal health read of its group. Reads here know
 // when the cloud turns a target healthy, which no controller does, so
 // the read share of the floor is near zero unless reads are scarce.
-func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, start time.Time) []time.Duration {
-	called := idealCalls(changes, writes, batch, start)
+func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, hold time.Duration, start time.Time) []time.Duration {
+	called := idealCalls(changes, writes, batch, hold, start)
 	var verdicts []change
 	var registered []int
 	for i, c := range changes {
@@ -170,7 +178,7 @@ func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []bud
 		verdicts = append(verdicts, change{group: c.group, at: called[i].Add(cloudTime[i])})
 		registered = append(registered, i)
 	}
-	read := idealCalls(verdicts, []budget{reads}, 0, start)
+	read := idealCalls(verdicts, []budget{reads}, 0, 0, start)
 	out := make([]time.Duration, len(registered))
 	for j, i := range registered {
 		out[j] = called[i].Sub(changes[i].at) + read[j].Sub(verdicts[j].at)
@@ -184,28 +192,37 @@ func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []bud
 // moment a change comes carry one target each, and a project's
 // per-window quota spent that way leaves the rest of the window to wait.
 // So each dispatcher also keeps to a bucket of its own at the budgets'
-// long-run rate, of every size from one call to the burst. No one
-// dispatcher need reach both figures; each is reached by one of them.
+// long-run rate, of every size from one call to the burst, and holds
+// each change for one of floorHolds before it may go. No one dispatcher
+// need reach both figures; each is reached by one of them.
 func bestFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, start time.Time) (p50, p99 time.Duration, n int) {
 	rate, burst := writes[0].perSec, writes[0].burst
 	for _, w := range writes[1:] {
 		rate, burst = math.Min(rate, w.perSec), math.Min(burst, w.burst)
 	}
 	first := true
-	for pace := 1.0; ; pace *= 2 {
-		pace = math.Min(pace, burst)
-		paced := append(slices.Clone(writes), budget{burst: pace, perSec: rate})
-		floor := addedLatencyFloor(changes, cloudTime, paced, reads, batch, start)
-		a, b := percentile(floor, 50), percentile(floor, 99)
-		if first || a < p50 {
-			p50 = a
-		}
-		if first || b < p99 {
-			p99 = b
-		}
-		first, n = false, len(floor)
-		if pace >= burst {
-			return p50, p99, n
+	for _, hold := range floorHolds {
+		for pace := 1.0; ; pace *= 2 {
+			pace = math.Min(pace, burst)
+			paced := append(slices.Clone(writes), budget{burst: pace, perSec: rate})
+			floor := addedLatencyFloor(changes, cloudTime, paced, reads, batch, hold, start)
+			a, b := percentile(floor, 50), percentile(floor, 99)
+			if first || a < p50 {
+				p50 = a
+			}
+			if first || b < p99 {
+				p99 = b
+			}
+			first, n = false, len(floor)
+			if pace >= burst {
+				break
+			}
 		}
 	}
+	return p50, p99, n
 }
+
+// floorHolds are the holds bestFloor tries: none, and doubling from a
+// quarter second (podlb's default coalesce window is 200 ms) to past
+// what a saturated budget makes a group wait anyway.
+var floorHolds = []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
