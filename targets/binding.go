@@ -869,6 +869,8 @@ func (r *BindingReconciler) noteFailure(key providers.BindingKey) int {
 		r.failures = map[providers.BindingKey]int{}
 	}
 	r.failures[key]++
+	// A failing binding is not at rest: every read is news to it.
+	r.viewLocked(key).resting = false
 	return r.failures[key]
 }
 

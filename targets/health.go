@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"hash/maphash"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -48,6 +49,30 @@ type view struct {
 	obs   observation
 	// lastWrite is when the binding's last write began.
 	lastWrite time.Time
+	// resting is set by a pass that left no pod waiting for a read;
+	// lastRead fingerprints the last read. A resting binding's read that
+	// equals the one before brings no news: the binding is not brought
+	// back for it, its own resync pass comes on its timer (nextLook).
+	resting  bool
+	lastRead readPrint
+}
+
+// readPrint fingerprints a read, whatever the order of its targets; the
+// zero value matches no read.
+type readPrint struct {
+	taken bool
+	n     int
+	sum   uint64
+}
+
+var readSeed = maphash.MakeSeed()
+
+func printRead(observed []providers.Observed) readPrint {
+	p := readPrint{taken: true, n: len(observed)}
+	for _, o := range observed {
+		p.sum += maphash.Comparable(readSeed, o)
+	}
+	return p
 }
 
 // observation is the last health read of a binding's group with podlb's
@@ -135,7 +160,11 @@ func (r *BindingReconciler) window(key providers.BindingKey) time.Duration {
 func (r *BindingReconciler) noteWrite(key providers.BindingKey, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.viewLocked(key).lastWrite = at
+	v := r.viewLocked(key)
+	v.lastWrite = at
+	// The first read after a write is always news, even one that looks
+	// like the read before it: the cloud may not show the write yet.
+	v.lastRead = readPrint{}
 }
 
 // scheduleRead asks for the binding's next health read: a poll interval
@@ -230,6 +259,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		}
 	}
 	priority := BackgroundPriority
+	resting := false
 	switch {
 	case retry > 0:
 		due = now.Add(retry)
@@ -238,9 +268,19 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 	case obs.at.IsZero():
 		due = now
 	default:
-		due = obs.at.Add(r.Timing.Resync + time.Duration(rand.Int64N(int64(r.Timing.Resync/10)+1)))
+		due = obs.at.Add(r.restingReadAfter())
+		resting = !obs.failed
 	}
+	r.mu.Lock()
+	r.viewLocked(ps.key).resting = resting
+	r.mu.Unlock()
 	r.ScheduleRead(ps.key, max(due.Sub(now), 0), priority)
+}
+
+// restingReadAfter is when a binding with nothing pending is read again:
+// at the resync, jittered so groups do not expire together.
+func (r *BindingReconciler) restingReadAfter() time.Duration {
+	return r.Timing.Resync + time.Duration(rand.Int64N(int64(r.Timing.Resync/10)+1))
 }
 
 // verdictSpan is how many times the earliest expected verdict (see
@@ -354,7 +394,14 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 	if err != nil {
 		log.FromContext(ctx).V(1).Info("reading health failed", "binding", key.String(), "error", err.Error())
 	}
-	r.storeRead(key, g.Ref, start, observed, err)
+	if !r.storeRead(key, g.Ref, start, observed, err) {
+		// Nothing moved at rest: read again at the resync; the binding's
+		// pass comes on its own timer.
+		if r.ScheduleRead != nil {
+			r.ScheduleRead(key, r.restingReadAfter(), BackgroundPriority)
+		}
+		return reconcile.Result{}, nil
+	}
 	if h.Done != nil {
 		h.Done(key)
 	}
@@ -363,19 +410,29 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 
 // storeRead keeps a read of group ref begun at start, unless the binding
 // moved to another group meanwhile. Writes this process made after the
-// read began are folded in: the read cannot have seen them.
-func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, start time.Time, observed []providers.Observed, err error) {
+// read began are folded in: the read cannot have seen them. It reports
+// whether the read is news for the binding's pass: anything but a
+// successful read of a resting binding equal to the read before.
+func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, start time.Time, observed []providers.Observed, err error) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v := r.viewLocked(key)
 	if v.group == nil || v.group.Ref != ref {
-		return
+		return true
 	}
 	if err != nil {
 		if v.obs.ref == ref {
 			v.obs.err, v.obs.failed = err, true
 		}
-		return
+		v.lastRead = readPrint{}
+		return true
+	}
+	fp := printRead(observed)
+	if v.resting && fp == v.lastRead && v.obs.ref == ref && !v.obs.fresh && !v.obs.failed && !v.obs.at.IsZero() {
+		// The pass that made it resting saw this read's equal and kept
+		// what it made of it; only the time of the read moves on.
+		v.obs.at = start
+		return false
 	}
 	if book := r.books[key]; book != nil && book.ref == ref {
 		var plan providers.Plan
@@ -394,7 +451,12 @@ func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, star
 		}
 		if !plan.Empty() {
 			observed = applyPlanToObserved(observed, plan, v.group.Display)
+			// A read that may not have seen a write is no measure of
+			// the next.
+			fp = readPrint{}
 		}
 	}
+	v.lastRead = fp
 	v.obs = observation{ref: ref, at: start, targets: observed, fresh: true}
+	return true
 }

@@ -1,7 +1,9 @@
 package targets
 
 import (
+	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -129,10 +131,11 @@ func TestScheduleReadInTheBackgroundWhenSettled(t *testing.T) {
 	}
 }
 
-// At rest the resync's read brings a binding back to the write path, so
-// the write path's own look comes after the latest that read is due: a
-// pass of its own just before the read would compare the same pods with
-// the same observation, a second pass a resync for nothing.
+// At rest a resync read that brings news brings a binding back to the
+// write path, so the write path's own look comes after the latest that
+// read is due: a pass of its own just before the read would compare the
+// same pods with the same observation, a second pass a resync for
+// nothing.
 func TestAtRestTheResyncReadComesBeforeTheWritePathsOwnLook(t *testing.T) {
 	now := time.Unix(100_000, 0)
 	r, ps, got := readScheduler(now)
@@ -182,6 +185,73 @@ func TestStoreReadKeepsWritesMadeDuringTheRead(t *testing.T) {
 	r.storeRead(ps.key, "other", now, nil, nil)
 	if got := r.observation(ps); got.ref != "g" || len(got.targets) != 2 {
 		t.Errorf("a read of another group replaced the observation: %+v", got)
+	}
+}
+
+// At rest a read equal to the one before (in any order) is no news: the
+// binding is not brought back for it. Anything else is: a target's
+// state moving, a failed read, a read after a write, a read of a binding
+// whose pods wait.
+func TestAnUnchangedReadAtRestIsNoNews(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, _ := readScheduler(now)
+	a, b := ps.desired[0].Target, ps.desired[1].Target
+	settled := healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Healthy})
+	healthy := []providers.Observed{{Target: a, State: providers.Healthy, CloudState: "healthy"}, {Target: b, State: providers.Healthy, CloudState: "healthy"}}
+	reordered := []providers.Observed{healthy[1], healthy[0]}
+	r.observation(ps) // the group the reader reads
+	read := func(at time.Duration, observed []providers.Observed, err error) bool {
+		return r.storeRead(ps.key, "g", now.Add(at), observed, err)
+	}
+	pass := func(h *BindingHealth) {
+		obs := r.observation(ps)
+		r.scheduleRead(ps, h, obs, 0)
+	}
+
+	if !read(0, healthy, nil) {
+		t.Fatal("the first read was no news")
+	}
+	pass(settled)
+	if read(time.Minute, reordered, nil) {
+		t.Error("an unchanged read at rest was news")
+	}
+	if obs := r.observation(ps); obs.fresh || !obs.at.Equal(now.Add(time.Minute)) {
+		t.Errorf("after an unchanged read: fresh %v, read at %v (want the read's start)", obs.fresh, obs.at)
+	}
+
+	unhealthy := slices.Clone(healthy)
+	unhealthy[1].State, unhealthy[1].CloudState = providers.Unhealthy, "unhealthy"
+	if !read(2*time.Minute, unhealthy, nil) {
+		t.Error("a target turning unhealthy was no news")
+	}
+	pass(settled)
+	if !read(3*time.Minute, healthy, nil) {
+		t.Error("a read equal to one before the last was no news")
+	}
+	pass(settled)
+
+	if !read(4*time.Minute, nil, errors.New("throttled")) {
+		t.Error("a failed read was no news")
+	}
+	if !read(5*time.Minute, healthy, nil) {
+		t.Error("the read after a failed one was no news")
+	}
+	pass(settled)
+
+	r.noteWrite(ps.key, now.Add(5*time.Minute))
+	if !read(6*time.Minute, healthy, nil) {
+		t.Error("the read after a write was no news")
+	}
+	pending := healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Pending})
+	pass(pending)
+	if !read(7*time.Minute, healthy, nil) {
+		t.Error("a read of a binding whose pod waits was no news")
+	}
+	// Nor is a read when the last pass failed.
+	pass(settled)
+	r.noteFailure(ps.key)
+	if !read(8*time.Minute, healthy, nil) {
+		t.Error("a read after a failed pass was no news")
 	}
 }
 
