@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -187,9 +188,9 @@ func Evaluate(pod *corev1.Pod, reg *targets.Registry) Verdict {
 type GateReconciler struct {
 	Client   client.Client
 	Registry *targets.Registry
-	// Services reads Services from the cache, to find Services that select
+	// Services finds Services in the cache, to find Services that select
 	// a pod but are not in the registry yet.
-	Services client.Reader
+	Services ServicesUnder
 	// Annotations are the cloud annotation keys this controller serves.
 	Annotations []string
 	// IgnoreUnservedClouds lets pods through that a Service binds only on
@@ -431,9 +432,9 @@ func selects(selector, podLabels map[string]string) bool {
 
 // ServiceSelectorIndex indexes the cached Services by their selector's
 // targets.SelectorPair, the registry's index too: a pod's candidates are
-// the Services under its own labels' pairs. Listing every Service of the namespace for each pod, as
-// often as gates are reconciled, copied a thousand Services per pod in a
-// namespace of a thousand.
+// the Services under its own labels' pairs. Listing every Service of the
+// namespace for each pod, as often as gates are reconciled, copied a
+// thousand Services per pod in a namespace of a thousand.
 const ServiceSelectorIndex = "podlb.io/service-selector-pair"
 
 // ServiceSelectorPair is ServiceSelectorIndex's index function.
@@ -446,20 +447,60 @@ func ServiceSelectorPair(o client.Object) []string {
 	return []string{pair}
 }
 
+// ServiceSelectorIndexers index Services by namespace and
+// ServiceSelectorPair, for IndexedServices.
+func ServiceSelectorIndexers() toolscache.Indexers {
+	return toolscache.Indexers{ServiceSelectorIndex: func(obj any) ([]string, error) {
+		svc, ok := obj.(*corev1.Service)
+		if !ok {
+			return nil, nil
+		}
+		pairs := ServiceSelectorPair(svc)
+		for i, pair := range pairs {
+			pairs[i] = svc.Namespace + "/" + pair
+		}
+		return pairs, nil
+	}}
+}
+
+// IndexedServices finds Services under a pair in an indexer with
+// ServiceSelectorIndexers, such as the cache's Service informer's.
+func IndexedServices(idx toolscache.Indexer) ServicesUnder {
+	return func(_ context.Context, namespace, pair string) ([]*corev1.Service, error) {
+		objs, err := idx.ByIndex(ServiceSelectorIndex, namespace+"/"+pair)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*corev1.Service, 0, len(objs))
+		for _, o := range objs {
+			if svc, ok := o.(*corev1.Service); ok {
+				out = append(out, svc)
+			}
+		}
+		return out, nil
+	}
+}
+
+// ServicesUnder finds the Services of a namespace indexed under one
+// ServiceSelectorPair. They are the cache's own objects: read them, never
+// change them. A List through the cache would do, but it copies every
+// Service found into a new list and builds an object of the kind to learn
+// it, for each of a pod's labels, as often as gates are reconciled.
+type ServicesUnder func(ctx context.Context, namespace, pair string) ([]*corev1.Service, error)
+
 // servicesSelecting returns the Services of the pod's namespace whose
-// selector selects it, in name order, through ServiceSelectorIndex. They
-// are the cache's own objects: read them, never change them.
+// selector selects it, in name order. They are the cache's own objects:
+// read them, never change them.
 func (r *GateReconciler) servicesSelecting(ctx context.Context, pod *corev1.Pod) ([]*corev1.Service, error) {
 	var out []*corev1.Service
 	for k, v := range pod.Labels {
-		var list corev1.ServiceList
-		if err := r.Services.List(ctx, &list, client.InNamespace(pod.Namespace),
-			client.MatchingFields{ServiceSelectorIndex: k + "=" + v}, client.UnsafeDisableDeepCopy); err != nil {
+		under, err := r.Services(ctx, pod.Namespace, k+"="+v)
+		if err != nil {
 			return nil, err
 		}
-		for i := range list.Items {
-			if selects(list.Items[i].Spec.Selector, pod.Labels) {
-				out = append(out, &list.Items[i])
+		for _, svc := range under {
+			if selects(svc.Spec.Selector, pod.Labels) {
+				out = append(out, svc)
 			}
 		}
 	}

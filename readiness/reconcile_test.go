@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -29,9 +30,24 @@ func gatedWebPod() *corev1.Pod {
 }
 
 // indexedClientBuilder is a fake client with the Service index the gate
-// reads selecting Services through.
+// finds selecting Services through.
 func indexedClientBuilder() *fake.ClientBuilder {
 	return fake.NewClientBuilder().WithIndex(&corev1.Service{}, ServiceSelectorIndex, ServiceSelectorPair)
+}
+
+// listedUnder finds Services under a pair through the fake client's index.
+func listedUnder(c client.Reader) ServicesUnder {
+	return func(ctx context.Context, namespace, pair string) ([]*corev1.Service, error) {
+		var list corev1.ServiceList
+		if err := c.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{ServiceSelectorIndex: pair}); err != nil {
+			return nil, err
+		}
+		out := make([]*corev1.Service, len(list.Items))
+		for i := range list.Items {
+			out[i] = &list.Items[i]
+		}
+		return out, nil
+	}
 }
 
 // The index finds exactly the Services whose selector selects the pod,
@@ -44,7 +60,8 @@ func TestServicesSelectingThroughTheIndex(t *testing.T) {
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p",
 		Labels: map[string]string{"app": "web", "tier": "front", "zz": "last", "empty": ""}}}
-	c := indexedClientBuilder().WithObjects(
+	idx := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, ServiceSelectorIndexers())
+	for _, s := range []*corev1.Service{
 		svc("ns", "by-app", map[string]string{"app": "web"}),
 		svc("ns", "by-all", map[string]string{"app": "web", "tier": "front", "zz": "last"}),
 		svc("ns", "by-last", map[string]string{"zz": "last"}),
@@ -54,8 +71,12 @@ func TestServicesSelectingThroughTheIndex(t *testing.T) {
 		svc("ns", "absent-label", map[string]string{"absent": ""}),
 		svc("ns", "no-selector", nil),
 		svc("other", "by-app", map[string]string{"app": "web"}),
-	).Build()
-	r := &GateReconciler{Services: c}
+	} {
+		if err := idx.Add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &GateReconciler{Services: IndexedServices(idx)}
 	got, err := r.servicesSelecting(context.Background(), pod)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +121,7 @@ func TestGateWaitsForEveryAnnotatedServiceSelectingThePod(t *testing.T) {
 		annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"}),
 		annotatedService("other", map[string]string{"podlb.io/aws-target-groups": "{}"})).
 		WithStatusSubresource(&corev1.Pod{}).Build()
-	r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"}}
+	r := &GateReconciler{Client: c, Registry: reg, Services: listedUnder(c), Annotations: []string{"podlb.io/aws-target-groups"}}
 	g, res := gateAfter(t, r)
 	if g != nil || res.RequeueAfter == 0 {
 		t.Fatalf("gate written (%+v) or not looked at again (%v) while Service other is unknown", g, res)
@@ -122,7 +143,7 @@ func TestGateHeldForAnUnservedCloud(t *testing.T) {
 		reg := targets.NewRegistry()
 		c := indexedClientBuilder().WithObjects(gatedWebPod(), annotatedService("elsewhere", map[string]string{"podlb.io/gcp-negs": "{}"})).
 			WithStatusSubresource(&corev1.Pod{}).Build()
-		r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"}, IgnoreUnservedClouds: ignore}
+		r := &GateReconciler{Client: c, Registry: reg, Services: listedUnder(c), Annotations: []string{"podlb.io/aws-target-groups"}, IgnoreUnservedClouds: ignore}
 		g, _ := gateAfter(t, r)
 		switch {
 		case g == nil:
@@ -148,7 +169,7 @@ func TestGateWaitsForTheBalancerOfAnIngressBackend(t *testing.T) {
 			Service: &networkingv1.IngressServiceBackend{Name: "web", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}
 	c := indexedClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", nil), class, ing).
 		WithStatusSubresource(&corev1.Pod{}).Build()
-	r := &GateReconciler{Client: c, Registry: reg, Services: c, Ingresses: c, Annotations: []string{"podlb.io/aws-target-groups"}}
+	r := &GateReconciler{Client: c, Registry: reg, Services: listedUnder(c), Ingresses: c, Annotations: []string{"podlb.io/aws-target-groups"}}
 	if g, res := gateAfter(t, r); g != nil || res.RequeueAfter == 0 {
 		t.Fatalf("gate written (%+v) or not looked at again (%v) before the Ingress's balancer settled", g, res)
 	}
@@ -186,7 +207,7 @@ func TestGateHurriesTheUnobservedBindingsAWaitingPodNeeds(t *testing.T) {
 		c := indexedClientBuilder().WithObjects(pod, annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
 			WithStatusSubresource(&corev1.Pod{}).Build()
 		var hurried []providers.BindingKey
-		r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"},
+		r := &GateReconciler{Client: c, Registry: reg, Services: listedUnder(c), Annotations: []string{"podlb.io/aws-target-groups"},
 			Hurry: func(keys []providers.BindingKey) { hurried = append(hurried, keys...) }}
 		if g, _ := gateAfter(t, r); g != nil {
 			t.Fatalf("gate written (%+v) while a binding is unobserved", g)
@@ -207,7 +228,7 @@ func TestGateRewritesAFalseMessageOnlyNowAndThen(t *testing.T) {
 	reg := registry(providers.ReadyWhenHealthy, 80)
 	c := indexedClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
 		WithStatusSubresource(&corev1.Pod{}).Build()
-	r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"}}
+	r := &GateReconciler{Client: c, Registry: reg, Services: listedUnder(c), Annotations: []string{"podlb.io/aws-target-groups"}}
 	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Pending, "initial", "Elb.RegistrationInProgress")})
 	first, _ := gateAfter(t, r)
 	if first == nil || first.Reason != ReasonPending || !strings.Contains(first.Message, "RegistrationInProgress") {
@@ -244,7 +265,7 @@ func TestFalseGatesGiveWayWhenTheirBudgetIsSpent(t *testing.T) {
 		noteWrites++
 		return cl.SubResource(sub).Patch(ctx, obj, patch, opts...)
 	}})
-	r := &GateReconciler{Client: c, Registry: reg, Services: c, Annotations: []string{"podlb.io/aws-target-groups"},
+	r := &GateReconciler{Client: c, Registry: reg, Services: listedUnder(c), Annotations: []string{"podlb.io/aws-target-groups"},
 		Notes: notes, NoteBudget: rate.NewLimiter(0, 1)}
 	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Pending, "initial", "Elb.RegistrationInProgress")})
 	if g, _ := gateAfter(t, r); g == nil || g.Reason != ReasonPending || noteWrites != 1 {

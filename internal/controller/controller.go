@@ -285,7 +285,8 @@ func Setup(mgr manager.Manager, o Options) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &discoveryv1.EndpointSlice{}, targets.SliceServiceIndex, targets.SliceService); err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Service{}, readiness.ServiceSelectorIndex, readiness.ServiceSelectorPair); err != nil {
+	servicesUnder, err := indexServicesBySelector(context.Background(), mgr.GetCache())
+	if err != nil {
 		return err
 	}
 	reg := targets.NewRegistry()
@@ -482,7 +483,7 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 	hurried := waitingPodPriority
-	gr := &readiness.GateReconciler{Client: gateClient, Registry: reg, Services: c, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds,
+	gr := &readiness.GateReconciler{Client: gateClient, Registry: reg, Services: servicesUnder, Annotations: annotationKeys, IgnoreUnservedClouds: o.GateIgnoresUnservedClouds,
 		Notes: noteClient, NoteBudget: rate.NewLimiter(gateNoteRate, gateNoteBurst),
 		Hurry: func(keys []providers.BindingKey) {
 			for _, k := range keys {

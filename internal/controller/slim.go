@@ -277,6 +277,23 @@ func informerStore(ctx context.Context, c cache.Cache, kind client.Object) (tool
 	return store.GetStore(), nil
 }
 
+// indexServicesBySelector adds the gate's index of Services to the
+// cache's Service informer and returns the gate's look-up through it.
+func indexServicesBySelector(ctx context.Context, c cache.Cache) (readiness.ServicesUnder, error) {
+	inf, err := c.GetInformer(ctx, &corev1.Service{})
+	if err != nil {
+		return nil, err
+	}
+	if err := inf.AddIndexers(readiness.ServiceSelectorIndexers()); err != nil {
+		return nil, err
+	}
+	indexed, ok := inf.(interface{ GetIndexer() toolscache.Indexer })
+	if !ok {
+		return nil, fmt.Errorf("the Service informer (%T) does not show its indexer", inf)
+	}
+	return readiness.IndexedServices(indexed.GetIndexer()), nil
+}
+
 // SlimNode keeps a node's name, labels and providerID; node status (images,
 // conditions, capacity) is large and podlb needs none of it.
 func SlimNode(obj any) (any, error) {

@@ -164,9 +164,11 @@ func earlier(changes []change, i, j int) bool {
 // false) whose cloud time is known (cloudTime[i] >= 0), its added latency
 // under an ideal dispatcher within the write budgets: from its change to
 // the registration call, plus from the cloud's verdict (that call plus
-// the cloud's own time) to an ideal health read of its group. Reads here know
-// when the cloud turns a target healthy, which no controller does, so
-// the read share of the floor is near zero unless reads are scarce.
+// the cloud's own time) to an ideal health read of its group. Reads here
+// know when the cloud turns a target healthy, which no controller does,
+// so the read share of the floor is near zero unless reads are scarce.
+// hold delays only the writes (see idealCalls); the reads' replay never
+// holds one.
 func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, hold time.Duration, start time.Time) []time.Duration {
 	called := idealCalls(changes, writes, batch, hold, start)
 	var verdicts []change
