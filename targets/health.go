@@ -269,7 +269,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		due = now
 	default:
 		due = obs.at.Add(r.restingReadAfter())
-		resting = !obs.failed
+		resting = true
 	}
 	r.mu.Lock()
 	r.viewLocked(ps.key).resting = resting

@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	corev1 "k8s.io/api/core/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/podlb/podlb/readiness"
+)
+
+// storeOf is the store of a cache's informer for one kind, looked up on
+// first use: a binding pass reads thousands of pods, and finding the
+// informer resolves the kind through the scheme and takes a lock.
+type storeOf struct {
+	cache cache.Cache
+	kind  client.Object
+	found atomic.Pointer[toolscache.Store]
+}
+
+func (s *storeOf) get(ctx context.Context, key string) (any, bool) {
+	store := s.found.Load()
+	if store == nil {
+		found, err := informerStore(ctx, s.cache, s.kind)
+		if err != nil {
+			return nil, false
+		}
+		store = &found
+		s.found.Store(store)
+	}
+	obj, ok, err := (*store).GetByKey(key)
+	return obj, ok && err == nil
+}
+
+// informerStore is the store of c's informer for kind.
+func informerStore(ctx context.Context, c cache.Cache, kind client.Object) (toolscache.Store, error) {
+	inf, err := c.GetInformer(ctx, kind)
+	if err != nil {
+		return nil, err
+	}
+	store, ok := inf.(interface{ GetStore() toolscache.Store })
+	if !ok {
+		return nil, fmt.Errorf("the %T informer (%T) does not show its store", kind, inf)
+	}
+	return store.GetStore(), nil
+}
+
+// indexServicesBySelector adds the gate's index of Services to the
+// cache's Service informer and returns the gate's look-up through it.
+func indexServicesBySelector(ctx context.Context, c cache.Cache) (readiness.ServicesUnder, error) {
+	inf, err := c.GetInformer(ctx, &corev1.Service{})
+	if err != nil {
+		return nil, err
+	}
+	if err := inf.AddIndexers(readiness.ServiceSelectorIndexers()); err != nil {
+		return nil, err
+	}
+	indexed, ok := inf.(interface{ GetIndexer() toolscache.Indexer })
+	if !ok {
+		return nil, fmt.Errorf("the Service informer (%T) does not show its indexer", inf)
+	}
+	return readiness.IndexedServices(indexed.GetIndexer()), nil
+}
