@@ -42,11 +42,11 @@ func informerStore(ctx context.Context, c cache.Cache, kind client.Object) (tool
 	if err != nil {
 		return nil, err
 	}
-	store, ok := inf.(interface{ GetStore() toolscache.Store })
-	if !ok {
-		return nil, fmt.Errorf("the %T informer (%T) does not show its store", kind, inf)
+	store, err := indexerOf(inf)
+	if err != nil {
+		return nil, fmt.Errorf("%T: %w", kind, err)
 	}
-	return store.GetStore(), nil
+	return store, nil
 }
 
 // indexServicesBySelector adds the gate's index of Services to the
@@ -59,9 +59,19 @@ func indexServicesBySelector(ctx context.Context, c cache.Cache) (readiness.Serv
 	if err := inf.AddIndexers(readiness.ServiceSelectorIndexers()); err != nil {
 		return nil, err
 	}
+	indexer, err := indexerOf(inf)
+	if err != nil {
+		return nil, err
+	}
+	return readiness.IndexedServices(indexer), nil
+}
+
+// indexerOf is the informer's own store with its indexes; controller-
+// runtime's Informer interface does not show it, its informers do.
+func indexerOf(inf cache.Informer) (toolscache.Indexer, error) {
 	indexed, ok := inf.(interface{ GetIndexer() toolscache.Indexer })
 	if !ok {
-		return nil, fmt.Errorf("the Service informer (%T) does not show its indexer", inf)
+		return nil, fmt.Errorf("the informer (%T) does not show its store", inf)
 	}
-	return readiness.IndexedServices(indexed.GetIndexer()), nil
+	return indexed.GetIndexer(), nil
 }
