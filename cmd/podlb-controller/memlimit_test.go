@@ -77,10 +77,21 @@ func TestMemoryPolicyFollowsTheLiveHeap(t *testing.T) {
 func TestMemoryPolicyAppliesTheLimit(t *testing.T) {
 	prev := debug.SetMemoryLimit(-1)
 	defer debug.SetMemoryLimit(prev)
+	prevGC := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prevGC)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	t.Setenv("GOGC", "")
 	p := memoryPolicy{request: 1 << 40}
 	if got := p.apply(ctx); got != 1<<40 || debug.SetMemoryLimit(-1) != 1<<40 {
 		t.Fatalf("applied %d, runtime has %d", got, debug.SetMemoryLimit(-1))
+	}
+	if got := debug.SetGCPercent(100); got != containerGCPercent {
+		t.Errorf("GOGC %d in a container, want %d", got, containerGCPercent)
+	}
+	t.Setenv("GOGC", "200")
+	p.apply(ctx)
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC given: the collector's pace changed to %d", got)
 	}
 }
