@@ -154,7 +154,7 @@ func Run(ctx context.Context, o Options) error {
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr, ExtraHandlers: profilingHandlers(o.Profiling)},
 		HealthProbeBindAddress:        o.ProbeAddr,
 		Cache: cache.Options{
-			DefaultTransform: cache.TransformStripManagedFields(),
+			DefaultTransform: SlimObject,
 			ByObject: map[client.Object]cache.ByObject{
 				// Pods are stored as CachedPods: a pod read with
 				// UnsafeDisableDeepCopy would fail (see CachedPod).

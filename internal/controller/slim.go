@@ -237,6 +237,24 @@ func (r cachedReader) Node(ctx context.Context, name string) (*corev1.Node, bool
 	return n, ok
 }
 
+// SlimObject is the transform of every other cached kind (Services,
+// Ingresses, IngressClasses): their managed fields go, and so does the
+// last-applied-configuration annotation, a copy of the whole object that
+// client-side apply writes on each and podlb never reads. podlb changes
+// cached objects only by patches made from the difference between a copy
+// and its change, which leave what the cache lacks untouched.
+func SlimObject(obj any) (any, error) {
+	obj, err := stripManagedFields(obj)
+	if m, ok := obj.(metav1.Object); ok && err == nil {
+		if a := m.GetAnnotations(); a != nil {
+			delete(a, corev1.LastAppliedConfigAnnotation)
+		}
+	}
+	return obj, err
+}
+
+var stripManagedFields = cache.TransformStripManagedFields()
+
 // SlimNode keeps a node's name, labels and providerID; node status (images,
 // conditions, capacity) is large and podlb needs none of it.
 func SlimNode(obj any) (any, error) {

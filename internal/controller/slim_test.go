@@ -325,3 +325,35 @@ func TestCachedReaderReadsTheStoresLookingThemUpOnce(t *testing.T) {
 		t.Fatalf("informers looked up %d times for 8 reads of two kinds, want 2", fake.lookups)
 	}
 }
+
+// Services and Ingresses keep everything podlb reads or patches; the
+// managed fields and client-side apply's copy of the object go.
+func TestSlimObjectDropsManagedFieldsAndLastApplied(t *testing.T) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web", Namespace: "shop", ResourceVersion: "7", Finalizers: []string{targets.Finalizer},
+			Labels: map[string]string{"app": "web"},
+			Annotations: map[string]string{
+				corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"}}`,
+				targets.AnnotationStatus:           `{"bindings":[]}`,
+				"example.com/owner":                "team-a",
+			},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}},
+		},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+	}
+	want := svc.DeepCopy()
+	want.ManagedFields = nil
+	delete(want.Annotations, corev1.LastAppliedConfigAnnotation)
+	got, err := SlimObject(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Fatalf("slimmed Service:\n got %+v\nwant %+v", got.(*corev1.Service).ObjectMeta, want.ObjectMeta)
+	}
+	// Kinds without metadata pass through.
+	if out, err := SlimObject("not an object"); out != "not an object" || err != nil {
+		t.Fatalf("a value without metadata came back as %v, %v", out, err)
+	}
+}
