@@ -262,7 +262,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		return observed, gather, nil
 	}
 	if d := r.Writes[ps.key.Provider]; d != nil {
-		release, ok := d.TryAcquire(ps.key, Rank{Leaving: len(plan.Deregister) > 0, Since: r.waitingSince(ps, book, plan)})
+		release, ok := d.TryAcquire(ps.key, r.rank(ps, book, plan))
 		if !ok {
 			// In line for a write slot; the dispatcher wakes the binding
 			// when one is reserved for it. Looking again later is only a
@@ -378,30 +378,38 @@ func (r *BindingReconciler) noteLeaving(book *registrations, plan providers.Plan
 	book.leaving = leaving
 }
 
-// waitingSince is how long the plan's oldest change has waited: the
-// earliest ContainersReady of the pods it registers, or the earliest time
-// a target it deregisters was planned to leave, or now. Deregistrations
-// rank by their own wait, not behind every registration: while the write
-// budget is saturated they would otherwise wait for as long as it stays
-// so, and a terminating pod still registered is sent new connections.
-func (r *BindingReconciler) waitingSince(ps *pass, book *registrations, plan providers.Plan) time.Time {
-	since := r.now()
-	r.mu.Lock()
-	for _, t := range plan.Deregister {
-		if at, ok := book.leaving[t.Key()]; ok && at.Before(since) {
-			since = at
+// rank is how long the plan's oldest changes have waited: the earliest
+// ContainersReady of the pods it registers, and the earliest time a
+// target it deregisters was planned to leave (now, for a change with no
+// such record). Deregistrations rank by their own wait, not behind every
+// registration: while the write budget is saturated they would otherwise
+// wait for as long as it stays so, and a terminating pod still
+// registered is sent new connections.
+func (r *BindingReconciler) rank(ps *pass, book *registrations, plan providers.Plan) Rank {
+	now := r.now()
+	var rank Rank
+	if len(plan.Deregister) > 0 {
+		rank.Leaving = now
+		r.mu.Lock()
+		for _, t := range plan.Deregister {
+			if at, ok := book.leaving[t.Key()]; ok && at.Before(rank.Leaving) {
+				rank.Leaving = at
+			}
 		}
+		r.mu.Unlock()
 	}
-	r.mu.Unlock()
-	uidOf := uidsOf(ps.desired)
-	for _, t := range plan.Register {
-		if p := ps.pods[uidOf[t.Key()]]; p != nil {
-			if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue && c.LastTransitionTime.Time.Before(since) {
-				since = c.LastTransitionTime.Time
+	if len(plan.Register) > 0 {
+		rank.Since = now
+		uidOf := uidsOf(ps.desired)
+		for _, t := range plan.Register {
+			if p := ps.pods[uidOf[t.Key()]]; p != nil {
+				if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue && c.LastTransitionTime.Time.Before(rank.Since) {
+					rank.Since = c.LastTransitionTime.Time
+				}
 			}
 		}
 	}
-	return since
+	return rank
 }
 
 // book returns the binding's registrations in group ref, starting afresh

@@ -139,13 +139,13 @@ func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
 	r.noteLeaving(book, leave)
 	now = t0.Add(30 * time.Second)
 	r.noteLeaving(book, leave)
-	if got := r.waitingSince(ps, book, leave); !got.Equal(t0) {
-		t.Fatalf("a deregistration planned 30 s ago waits since %v, want %v", got.Sub(t0), time.Duration(0))
+	if got := r.rank(ps, book, leave); !got.Leaving.Equal(t0) || !got.Since.IsZero() {
+		t.Fatalf("a deregistration planned 30 s ago ranks %+v, want leaving since %v and no registration", got, t0)
 	}
 	r.noteLeaving(book, providers.Plan{})
 	r.noteLeaving(book, leave)
-	if got := r.waitingSince(ps, book, leave); !got.Equal(now) {
-		t.Fatalf("a target planned to leave again waits since %v, want now (%v)", got.Sub(t0), now.Sub(t0))
+	if got := r.rank(ps, book, leave); !got.Leaving.Equal(now) {
+		t.Fatalf("a target planned to leave again waits since %v, want now (%v)", got.Leaving.Sub(t0), now.Sub(t0))
 	}
 }
 
@@ -158,9 +158,9 @@ func TestDispatcherServesDeregistrationsFirstWithinAHeadStart(t *testing.T) {
 	base := time.Unix(1000, 0)
 	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
 	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
-	d.TryAcquire(bkey(1), Rank{Since: base.Add(-leavingHeadStart / 2)})
-	d.TryAcquire(bkey(2), Rank{Leaving: true, Since: base})
-	d.TryAcquire(bkey(3), Rank{Since: base.Add(-leavingHeadStart - time.Second)})
+	d.TryAcquire(bkey(1), Rank{Since: base.Add(-DefaultHeadStart / 2)})
+	d.TryAcquire(bkey(2), Rank{Leaving: base})
+	d.TryAcquire(bkey(3), Rank{Since: base.Add(-DefaultHeadStart - time.Second)})
 	next := func(want providers.BindingKey, why string) {
 		t.Helper()
 		release()
@@ -172,4 +172,31 @@ func TestDispatcherServesDeregistrationsFirstWithinAHeadStart(t *testing.T) {
 	next(bkey(3), "a registration older than the head start goes first")
 	next(bkey(2), "then the deregistration, ahead of a registration half a head start older")
 	next(bkey(1), "then the rest")
+}
+
+// The head start is the deregistration's alone: a binding whose old
+// registration rides with a fresh deregistration ranks by the earlier of
+// the registration's wait and the deregistration's counted wait, not by
+// the registration's wait with the head start added on top.
+func TestDispatcherHeadStartCountsForDeregistrationsOnly(t *testing.T) {
+	var woken []providers.BindingKey
+	base := time.Unix(1000, 0)
+	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
+	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
+	// Counts as waiting since base-20s (its registration).
+	d.TryAcquire(bkey(1), Rank{Since: base.Add(-20 * time.Second), Leaving: base.Add(50 * time.Second)})
+	// Only registers, since base-30s.
+	d.TryAcquire(bkey(2), Rank{Since: base.Add(-30 * time.Second)})
+	// Counts as waiting since base-40s (its deregistration's head start).
+	d.TryAcquire(bkey(3), Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(20 * time.Second)})
+	var order []providers.BindingKey
+	for range 3 {
+		release()
+		k := woken[len(woken)-1]
+		order = append(order, k)
+		release, _ = d.TryAcquire(k, Rank{})
+	}
+	if want := []providers.BindingKey{bkey(3), bkey(2), bkey(1)}; !slices.Equal(order, want) {
+		t.Fatalf("served %v, want %v", order, want)
+	}
 }

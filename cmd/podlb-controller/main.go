@@ -52,6 +52,9 @@ func run(args []string) error {
 	if f.KubeAPIQPS <= 0 || f.KubeAPIBurst < 1 {
 		return fmt.Errorf("--kube-api-qps must be above 0 and --kube-api-burst at least 1 (got %v and %d)", f.KubeAPIQPS, f.KubeAPIBurst)
 	}
+	if f.DeregistrationHeadStart < 0 {
+		return fmt.Errorf("--deregistration-head-start must not be negative (got %v)", f.DeregistrationHeadStart)
+	}
 	logger := zap.New(zap.UseFlagOptions(&f.Zap))
 	memCtx, stopMemory := context.WithCancel(context.Background())
 	defer stopMemory()
@@ -134,7 +137,7 @@ func run(args []string) error {
 		RestConfig: cfg, ClusterName: f.Cluster, Namespace: f.Namespace,
 		LeaderElection: f.LeaderElect, LeaderElectionID: f.LeaderElectionID,
 		MetricsAddr: f.MetricsAddr, ProbeAddr: f.ProbeAddr, Profiling: f.Profiling, Workers: f.Workers,
-		WriteSlots: f.WriteSlots, HealthReaders: f.HealthReaders,
+		WriteSlots: f.WriteSlots, DeregistrationHeadStart: &f.DeregistrationHeadStart, HealthReaders: f.HealthReaders,
 		Timing:                    targetsTiming(f.Poll, f.Resync, f.Coalesce, f.MaxBackoff),
 		GateIgnoresUnservedClouds: f.GateIgnoresUnservedClouds,
 		Providers:                 provs, Logger: logger, SweepInterval: f.SweepInterval,

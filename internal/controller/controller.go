@@ -65,6 +65,10 @@ type Options struct {
 	Workers   int
 	// WriteSlots is how many target-write passes run at once per cloud.
 	WriteSlots int
+	// DeregistrationHeadStart is how much longer than it has a
+	// deregistration counts as having waited for a write slot; nil is
+	// targets.DefaultHeadStart.
+	DeregistrationHeadStart *time.Duration
 	// HealthReaders is how many health reads run at once.
 	HealthReaders int
 	Timing        targets.Timing
@@ -342,7 +346,11 @@ func Setup(mgr manager.Manager, o Options) error {
 	writes := map[string]*targets.Dispatcher{}
 	slotReserved := wokenPriority
 	for name := range provByName {
-		writes[name] = targets.NewDispatcher(o.WriteSlots, func(k providers.BindingKey) { bindingQ.add(k, 0, &slotReserved) })
+		d := targets.NewDispatcher(o.WriteSlots, func(k providers.BindingKey) { bindingQ.add(k, 0, &slotReserved) })
+		if o.DeregistrationHeadStart != nil {
+			d.HeadStart = *o.DeregistrationHeadStart
+		}
+		writes[name] = d
 	}
 	br := &targets.BindingReconciler{Client: c, Cached: newCachedReader(mgr.GetCache()), Registry: reg, Ledger: ledger, Providers: provByName, Recorder: recorder, Timing: o.Timing,
 		Writes: writes,
