@@ -26,8 +26,9 @@ import (
 // counts the Go runtime's memory only, while the container is charged
 // the executable's resident pages too (about 50 MiB), and podlb at rest
 // allocates little, so the extra collections cost a small share of a
-// core and spare a quarter of the process's memory. GOGC, when set,
-// decides instead.
+// core (at 10,000 pods on AWS: 3.5 % of a core at rest, as before) and
+// spare a fifth of its anonymous memory (121 -> 94 MiB).
+// GOGC, when set, decides instead.
 type memoryPolicy struct {
 	request int64 // 0: none given
 	ceiling int64 // 90% of the container's limit; 0: none
