@@ -67,16 +67,11 @@ type Rank struct {
 // counts as having waited. A terminating pod still registered is sent
 // new connections, which fail once it stops, while a registration only
 // slows a rollout the gate holds; but strictly first, deregistrations
-// starved registrations: in a GCP rolling update at 50 Services some
-// waited four and a half minutes. With a minute, no registration waits
-// more than a minute behind one: in an AWS rolling update at 50
-// Services deregistrations took 7.3 s / 12.7 s (p50 / p99) and
-// the last registrations a minute; ranked alike, 18.3 s / 25.5 s and 23 s.
-// A head start shorter than the write budget's cycle (about a minute
-// there) had the slow deregistrations of the one and a longer tail than
-// either. The head start is the deregistration's alone: a binding's
-// registrations rank by their own wait, even when they ride in the
-// same pass.
+// starve registrations while the write budget stays spent, and a head
+// start shorter than the budget's cycle (about a minute at 50 Services)
+// protects neither. The head start is the deregistration's alone: a
+// binding's registrations rank by their own wait, even when they ride
+// in the same pass. The guide gives the measured trade-off.
 const DefaultHeadStart = time.Minute
 
 // counted is when r counts as having begun to wait.

@@ -25,11 +25,9 @@ import (
 // of what is live (GOGC 50) rather than by all of it: the soft limit
 // counts the Go runtime's memory only, while the container is charged
 // the executable's resident pages too (about 50 MiB), and podlb at rest
-// allocates little, so the extra collections cost a small share of a
-// core (at 10,000 pods on AWS: 3.5-4.1 % of a core at rest, 3.1-3.8 %
-// before; the collector's own marking about 0.1 %) and
-// spare a fifth of its anonymous memory (121 -> 94 MiB).
-// GOGC, when set, decides instead.
+// allocates little, so the extra collections cost about a tenth of a
+// percent of a core and spare a fifth of the anonymous memory (figures
+// in the guide's Memory section). GOGC, when set, decides instead.
 type memoryPolicy struct {
 	request int64 // 0: none given
 	ceiling int64 // 90% of the container's limit; 0: none
