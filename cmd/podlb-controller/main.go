@@ -60,6 +60,7 @@ func run(args []string) error {
 	defer stopMemory()
 	if p, ok := readMemoryPolicy("/sys/fs/cgroup/memory.max"); ok {
 		logger.Info("Go memory limit from the container", "request bytes", p.request, "ceiling bytes", p.ceiling, "soft limit bytes", p.apply(memCtx))
+		go releaseExecutablePagesUntil(memCtx, logger)
 	}
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)
