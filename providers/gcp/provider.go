@@ -487,6 +487,7 @@ func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.Bind
 	if err != nil && !isCode(err, 409) {
 		return "", providers.WithField(nameField(spec), err)
 	}
+	created := err == nil
 	// Created now or by someone in between: read it back for its link and
 	// to check whose it is.
 	got, err := p.getNEG(ctx, zone, name)
@@ -496,7 +497,14 @@ func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.Bind
 	if !OwnedBy(got.GetDescription(), p.opts.Cluster, key) {
 		return "", p.foreign(spec, name, zone, got.GetDescription())
 	}
-	p.forgetNEG(negPath(p.opts.Project, zone, name))
+	path := negPath(p.opts.Project, zone, name)
+	if created {
+		// A NEG podlb just made is empty: its record starts known, so the
+		// first attaches are recorded without a list.
+		p.neg(path).set(nil)
+	} else {
+		p.forgetNEG(path)
+	}
 	return got.GetSelfLink(), nil
 }
 
@@ -892,6 +900,9 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 	ns.ops.Lock()
 	defer ns.ops.Unlock()
 	ts = slices.Clone(ts)
+	if attach {
+		ts = ns.notAttached(ts, p.opts.EndpointResync)
+	}
 	providers.SortTargets(ts)
 	iso := &providers.Isolator{
 		Apply: func(batch []providers.Target) error { return p.endpointBatch(ctx, ns, zone, name, batch, attach) },
@@ -1205,6 +1216,25 @@ func (ns *negState) record(batch []providers.Target, attach bool) {
 			delete(ns.attached, t.Key())
 		}
 	}
+}
+
+// notAttached drops the targets a fresh record shows attached: when a
+// plan is sent again after some zones' calls failed (throttled), the
+// zones that succeeded spend no operation, which under the
+// concurrent-operation quota would fail with RESOURCE_ALREADY_EXISTS and
+// hold the slot the zones still to do need. Detaches are always sent: a
+// record missing an endpoint someone attached since the list must not
+// keep it serving.
+func (ns *negState) notAttached(ts []providers.Target, ttl time.Duration) []providers.Target {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.attached == nil || ns.listed.IsZero() || time.Since(ns.listed) >= ttl {
+		return ts
+	}
+	return slices.DeleteFunc(ts, func(t providers.Target) bool {
+		_, in := ns.attached[t.Key()]
+		return in
+	})
 }
 
 func (ns *negState) instance(k providers.TargetKey) string {

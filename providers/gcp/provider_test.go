@@ -707,10 +707,16 @@ func TestConcurrentOperationLimitIsThrottled(t *testing.T) {
 	if providers.ClassOf(err) != providers.Throttled {
 		t.Fatalf("three zones' attaches at a limit of one operation: got %v (%s), want throttled", err, providers.ClassOf(err))
 	}
+	// The plan is sent again whole, as after any failed pass: zones already
+	// attached must not spend the one operation slot on an attach that
+	// fails with RESOURCE_ALREADY_EXISTS.
 	eventually(t, "every endpoint attached once operations finish", func() bool {
 		_ = e.p.Apply(e.ctx, g, plan)
 		return len(e.observe(g)) == 3
 	})
+	if st := e.srv.Stats().Methods["networkEndpointGroups.attachNetworkEndpoints"]; st.Operations != 3 || st.OperationsFailed != 0 {
+		t.Fatalf("attach operations: %d, failed %d; want one per zone, none failed", st.Operations, st.OperationsFailed)
+	}
 }
 
 func TestStaleFingerprintIsRetried(t *testing.T) {
