@@ -915,15 +915,9 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 		if errors.As(err, &opErr) && isCode(err, 400) {
 			if cur, lerr := p.listEndpoints(ctx, zone, name); lerr == nil {
 				ns.set(cur)
-				var rest []providers.Target
-				for _, t := range batch {
-					if _, in := cur[t.Key()]; in != attach {
-						rest = append(rest, t)
-					}
-				}
-				batch, err = rest, nil
-				if len(rest) > 0 {
-					err = p.endpointBatch(ctx, ns, zone, name, rest, attach)
+				batch, err = unapplied(slices.Clone(batch), cur, attach), nil
+				if len(batch) > 0 {
+					err = p.endpointBatch(ctx, ns, zone, name, batch, attach)
 				}
 			}
 		}
@@ -1176,7 +1170,7 @@ func (p *Provider) invalidate(key providers.BindingKey, lookAgain bool) {
 func (ns *negState) snapshot(ttl time.Duration) (map[providers.TargetKey]string, bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if ns.attached == nil || ns.listed.IsZero() || time.Since(ns.listed) >= ttl {
+	if !ns.freshLocked(ttl) {
 		return nil, false
 	}
 	out := make(map[providers.TargetKey]string, len(ns.attached))
@@ -1218,6 +1212,11 @@ func (ns *negState) record(batch []providers.Target, attach bool) {
 	}
 }
 
+// freshLocked reports whether the record is known and younger than ttl.
+func (ns *negState) freshLocked(ttl time.Duration) bool {
+	return ns.attached != nil && !ns.listed.IsZero() && time.Since(ns.listed) < ttl
+}
+
 // notAttached drops the targets a fresh record shows attached: when a
 // plan is sent again after some zones' calls failed (throttled), the
 // zones that succeeded spend no operation, which under the
@@ -1228,12 +1227,18 @@ func (ns *negState) record(batch []providers.Target, attach bool) {
 func (ns *negState) notAttached(ts []providers.Target, ttl time.Duration) []providers.Target {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if ns.attached == nil || ns.listed.IsZero() || time.Since(ns.listed) >= ttl {
+	if !ns.freshLocked(ttl) {
 		return ts
 	}
+	return unapplied(ts, ns.attached, true)
+}
+
+// unapplied keeps, in place, the targets whose attach (or detach) attached
+// does not show done yet.
+func unapplied(ts []providers.Target, attached map[providers.TargetKey]string, attach bool) []providers.Target {
 	return slices.DeleteFunc(ts, func(t providers.Target) bool {
-		_, in := ns.attached[t.Key()]
-		return in
+		_, in := attached[t.Key()]
+		return in == attach
 	})
 }
 
