@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -149,12 +148,8 @@ func Run(ctx context.Context, o Options) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
-	events := newEventBroadcaster()
-	// The manager leaves a broadcaster it was given running.
-	defer events.Shutdown()
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                        scheme,
-		EventBroadcaster:              events,
 		Logger:                        o.Logger,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              o.LeaderElectionID,
@@ -188,18 +183,6 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	return mgr.Start(ctx)
-}
-
-// eventCacheSize bounds the recent Events the broadcaster remembers, to
-// count repeats and hold back floods. client-go's default, 4,096 in each
-// of its three caches, held about 6 MB (a tenth of the heap) at 1,000
-// Services; podlb already sends a binding's persistent problem once (see
-// warnOnce), so a repeat the cache no longer knows costs one more Event
-// rather than a count.
-const eventCacheSize = 256
-
-func newEventBroadcaster() record.EventBroadcaster {
-	return record.NewBroadcasterWithCorrelatorOptions(record.CorrelatorOptions{LRUCacheSize: eventCacheSize})
 }
 
 // profilingHandlers are the runtime profiles of net/http/pprof, when asked
