@@ -304,7 +304,10 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 	ledger := targets.NewLedger(ledgerClient, mgr.GetAPIReader(), o.Namespace)
-	recorder := mgr.GetEventRecorderFor("podlb")
+	recorder, err := setupEventRecorder(mgr, logger)
+	if err != nil {
+		return err
+	}
 	provByName := map[string]providers.Provider{}
 	var annotationKeys []string
 	for _, p := range o.Providers {
