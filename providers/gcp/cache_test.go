@@ -136,3 +136,34 @@ func TestStartLooksUpNEGsWithOneList(t *testing.T) {
 		t.Errorf("%d NEG inserts, want 1 (the NEG deleted meanwhile)", inserts)
 	}
 }
+
+// The list of every NEG is dropped once it is stale, and only the list
+// it was made for: a later list stays while it is fresh.
+func TestListOfEveryNEGIsDroppedWhenStale(t *testing.T) {
+	p := &Provider{opts: Options{Cluster: cluster}}
+	ours := map[string]map[string]*computepb.NetworkEndpointGroup{
+		"neg-a": {zones3[0]: {Name: proto.String("neg-a"), Description: proto.String(Description(cluster, binding(`{}`).Key))}},
+	}
+	held := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.listed.byName)
+	}
+	older := time.Now().Add(-listedFor + 50*time.Millisecond)
+	p.keepListed(older, ours)
+	if held() != 1 {
+		t.Fatalf("the list holds %d names, want 1", held())
+	}
+	for deadline := time.Now().Add(5 * time.Second); held() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the list still holds %d names %v after it went stale", held(), time.Since(older))
+		}
+	}
+
+	p.keepListed(time.Now().Add(-listedFor+50*time.Millisecond), ours)
+	p.keepListed(time.Now(), ours)
+	time.Sleep(200 * time.Millisecond)
+	if held() != 1 {
+		t.Errorf("a fresh list was dropped with the stale one before it")
+	}
+}

@@ -423,6 +423,18 @@ func (p *Provider) keepListed(start time.Time, all map[string]map[string]*comput
 	defer p.mu.Unlock()
 	if start.After(p.listed.at) {
 		p.listed = negList{at: start, byName: ours}
+		// Whole NEGs of every binding: not kept once stale.
+		time.AfterFunc(time.Until(start.Add(listedFor)), func() { p.dropListed(start) })
+	}
+}
+
+// dropListed forgets the list begun at start, unless a later one took
+// its place.
+func (p *Provider) dropListed(start time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.listed.at.Equal(start) {
+		p.listed = negList{}
 	}
 }
 
