@@ -915,7 +915,8 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 		if errors.As(err, &opErr) && isCode(err, 400) {
 			if cur, lerr := p.listEndpoints(ctx, zone, name); lerr == nil {
 				ns.set(cur)
-				batch, err = unapplied(slices.Clone(batch), cur, attach), nil
+				// batch is part of this call's copy of ts: filtered in place.
+				batch, err = unapplied(batch, cur, attach), nil
 				if len(batch) > 0 {
 					err = p.endpointBatch(ctx, ns, zone, name, batch, attach)
 				}
@@ -1233,8 +1234,9 @@ func (ns *negState) notAttached(ts []providers.Target, ttl time.Duration) []prov
 	return unapplied(ts, ns.attached, true)
 }
 
-// unapplied keeps, in place, the targets whose attach (or detach) attached
-// does not show done yet.
+// unapplied filters ts in place down to the targets whose change the
+// attached set does not show yet: not in it for an attach, still in it
+// for a detach.
 func unapplied(ts []providers.Target, attached map[providers.TargetKey]string, attach bool) []providers.Target {
 	return slices.DeleteFunc(ts, func(t providers.Target) bool {
 		_, in := attached[t.Key()]
