@@ -794,8 +794,9 @@ func (r *BindingReconciler) warnRejected(ps *pass) {
 	if len(keys) > maxListedRejections {
 		parts = append(parts, fmt.Sprintf("and %d more", len(keys)-maxListedRejections))
 	}
-	r.warnOnce(ps.key, ps.svcRef, "rejected", "TargetsRejected", fmt.Sprintf("%s port %d: %s refused %d target(s); the others are served: %s",
-		ps.key.Provider, ps.key.Port, ps.group.Display, len(keys), strings.Join(parts, "; ")))
+	msg := fmt.Sprintf("%s port %d: %s refused %d target(s); the others are served: %s",
+		ps.key.Provider, ps.key.Port, ps.group.Display, len(keys), strings.Join(parts, "; "))
+	r.warnOnce(ps.key, ps.svcRef, "rejected", msg, "TargetsRejected", msg)
 }
 
 // nextLook decides when the write path looks at the binding again: at
@@ -845,7 +846,8 @@ func (r *BindingReconciler) fail(ctx context.Context, ps *pass, err error) (reco
 		return reconcile.Result{RequeueAfter: max(delay, 5*time.Second)}, nil
 	case providers.NotFound, providers.Invalid:
 		logger.Info("binding needs attention", "error", err.Error())
-		r.warnOnce(key, svcRef, "error", "BindingFailed", fmt.Sprintf("%s port %d: %v", key.Provider, key.Port, err))
+		msg := fmt.Sprintf("%s port %d: %v", key.Provider, key.Port, err)
+		r.warnOnce(key, svcRef, "error", msg, "BindingFailed", msg)
 		// People fix these by editing the Service (which triggers a
 		// reconcile) or the cloud (which nothing tells us about): retry
 		// slowly.
@@ -900,11 +902,12 @@ func (r *BindingReconciler) forget(key providers.BindingKey) {
 	delete(r.views, key)
 }
 
-// warnOnce emits a Warning only when the message for this kind of problem
-// differs from the last one, so a persistent problem is one Event, not a
-// flood.
-func (r *BindingReconciler) warnOnce(key providers.BindingKey, ref *corev1.ObjectReference, kind, reason, msg string) {
-	if r.warned.novel(key, kind, msg) {
+// warnOnce emits a Warning only when the problem of this kind differs
+// from the last one warned of, so a persistent problem is one Event, not a
+// flood. problem is what identifies it; a message that also counts pods
+// or names an example would otherwise be news at every change of pods.
+func (r *BindingReconciler) warnOnce(key providers.BindingKey, ref *corev1.ObjectReference, kind, problem, reason, msg string) {
+	if r.warned.novel(key, kind, problem) {
 		r.event(ref, corev1.EventTypeWarning, reason, "%s", msg)
 	}
 }
@@ -925,8 +928,9 @@ func (r *BindingReconciler) event(ref *corev1.ObjectReference, typ, reason, form
 // It returns how many pods lack the gate.
 func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *corev1.ObjectReference, b *providers.Binding, g *providers.Group, desired []Desired, pods map[types.UID]*corev1.Pod) int {
 	if !g.Serving {
-		r.warnOnce(key, ref, "unused", "TargetGroupUnused", fmt.Sprintf("%s port %d: %s is used by no load balancer (%s); gates stay False in %q mode, use podlb.io/readiness: registered to not wait for health checks",
-			key.Provider, key.Port, g.Display, g.NotServingWhy, providers.ReadyWhenHealthy))
+		msg := fmt.Sprintf("%s port %d: %s is used by no load balancer (%s); gates stay False in %q mode, use podlb.io/readiness: registered to not wait for health checks",
+			key.Provider, key.Port, g.Display, g.NotServingWhy, providers.ReadyWhenHealthy)
+		r.warnOnce(key, ref, "unused", msg, "TargetGroupUnused", msg)
 	} else {
 		r.clearWarning(key, "unused")
 	}
@@ -949,13 +953,16 @@ func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *cor
 		}
 	}
 	if noGate > 0 {
-		r.warnOnce(key, ref, "nogate", "PodsWithoutGate", fmt.Sprintf("%s port %d: %d of %d pods lack readinessGates %s: their rollouts do not wait for %s",
+		// One Warning while pods lack the gate, however many come and go.
+		r.warnOnce(key, ref, "nogate", g.Display, "PodsWithoutGate", fmt.Sprintf("%s port %d: %d of %d pods lack readinessGates %s: their rollouts do not wait for %s",
 			key.Provider, key.Port, noGate, len(desired), GateConditionType, g.Display))
 	} else {
 		r.clearWarning(key, "nogate")
 	}
 	if shortGrace > 0 {
-		r.warnOnce(key, ref, "grace", "TerminationShorterThanDrain", fmt.Sprintf("%s port %d: %d pods (e.g. %s) stop serving %ds after termination starts, but %s drains for %ds: give them a preStop sleep and terminationGracePeriodSeconds of at least the drain time",
+		// One Warning while pods stop before the drain ends, whichever
+		// pods they are; a new drain time is news.
+		r.warnOnce(key, ref, "grace", fmt.Sprint(g.Display, " ", g.DrainSeconds), "TerminationShorterThanDrain", fmt.Sprintf("%s port %d: %d pods (e.g. %s) stop serving %ds after termination starts, but %s drains for %ds: give them a preStop sleep and terminationGracePeriodSeconds of at least the drain time",
 			key.Provider, key.Port, shortGrace, example, grace, g.Display, g.DrainSeconds))
 	} else {
 		r.clearWarning(key, "grace")

@@ -3,10 +3,14 @@ package targets
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/podlb/podlb/providers"
@@ -54,5 +58,63 @@ func TestTransientFailureStreakWarnsOnce(t *testing.T) {
 	}
 	if ws := warnings(); len(ws) != 1 {
 		t.Fatalf("a second outage gave Warnings %q, want one", ws)
+	}
+}
+
+// drainEvents returns what the recorder holds.
+func drainEvents(rec *record.FakeRecorder) []string {
+	var out []string
+	for {
+		select {
+		case e := <-rec.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+// Pods without the gate, or stopping before the drain ends, are one
+// Warning each while they come and go through a rollout, though the
+// message counts them and names an example; once the problem is gone, its
+// return is news, as is a new drain time.
+func TestRolloutSafetyWarnsOncePerProblemNotPerPodCount(t *testing.T) {
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "aws", Port: 80}
+	rec := record.NewFakeRecorder(100)
+	r := &BindingReconciler{Registry: NewRegistry(), Recorder: rec}
+	ref := &corev1.ObjectReference{Kind: "Service", Namespace: "shop", Name: "web"}
+	g := &providers.Group{Display: "targetgroup/web/1", Serving: true, DrainSeconds: 30}
+	pass := func(n int, gated bool) []string {
+		var desired []Desired
+		pods := map[types.UID]*corev1.Pod{}
+		for i := range n {
+			uid := types.UID(fmt.Sprint("uid-", i))
+			p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: fmt.Sprint("web-", i), UID: uid}}
+			if gated {
+				p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: GateConditionType}}
+			}
+			pods[uid] = p
+			desired = append(desired, Desired{Target: providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), Port: 8080}, Pod: types.NamespacedName{Namespace: "shop", Name: p.Name}, UID: uid})
+		}
+		r.warnRolloutSafety(key, ref, &providers.Binding{Key: key}, g, desired, pods)
+		return drainEvents(rec)
+	}
+	var rollout []string
+	for _, n := range []int{1, 2, 3, 5, 10, 12, 11, 12, 10} {
+		rollout = append(rollout, pass(n, false)...)
+	}
+	if len(rollout) != 2 || !strings.HasPrefix(rollout[0], "Warning PodsWithoutGate ") || !strings.HasPrefix(rollout[1], "Warning TerminationShorterThanDrain ") {
+		t.Fatalf("a rollout of pods without the gate and a short grace gave Warnings %q, want one of each", rollout)
+	}
+	// Gated now; the short grace remains, already warned of.
+	if ws := pass(10, true); len(ws) != 0 {
+		t.Fatalf("gated pods gave Warnings %q, want none", ws)
+	}
+	if ws := pass(4, false); len(ws) != 1 || !strings.HasPrefix(ws[0], "Warning PodsWithoutGate ") {
+		t.Fatalf("pods without the gate again gave Warnings %q, want one PodsWithoutGate", ws)
+	}
+	g.DrainSeconds = 60
+	if ws := pass(4, false); len(ws) != 1 || !strings.HasPrefix(ws[0], "Warning TerminationShorterThanDrain ") {
+		t.Fatalf("a new drain time gave Warnings %q, want one TerminationShorterThanDrain", ws)
 	}
 }

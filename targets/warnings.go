@@ -6,17 +6,17 @@ import (
 	"github.com/podlb/podlb/providers"
 )
 
-// distinctWarnings remembers the last Warning of each kind per binding, so
-// a problem that persists across retries is one Event, and a new message
-// is news.
+// distinctWarnings remembers the problem of each kind's last Warning per
+// binding, so a problem that persists across retries is one Event, and a
+// new problem is news.
 type distinctWarnings struct {
 	mu   sync.Mutex
-	last map[providers.BindingKey]map[string]string // kind -> message
+	last map[providers.BindingKey]map[string]string // kind -> problem
 }
 
-// novel records msg for the binding's kind of problem and reports whether
-// it differs from the last one.
-func (w *distinctWarnings) novel(k providers.BindingKey, kind, msg string) bool {
+// novel records the binding's problem of this kind and reports whether it
+// differs from the last one.
+func (w *distinctWarnings) novel(k providers.BindingKey, kind, problem string) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.last == nil {
@@ -25,10 +25,10 @@ func (w *distinctWarnings) novel(k providers.BindingKey, kind, msg string) bool 
 	if w.last[k] == nil {
 		w.last[k] = map[string]string{}
 	}
-	if w.last[k][kind] == msg {
+	if w.last[k][kind] == problem {
 		return false
 	}
-	w.last[k][kind] = msg
+	w.last[k][kind] = problem
 	return true
 }
 

@@ -263,6 +263,28 @@ func (k Kube) AllWarningsOf(t testing.TB, ns, name, kind string) []corev1.Event 
 	return out
 }
 
+// CheckRolloutSafetyWarnings checks the Warnings of Services whose pods
+// were created and rolled: one PodsWithoutGate where the pods lack the
+// gate (ungated[svc]), none elsewhere, and at most one
+// TerminationShorterThanDrain. Pods coming and going change the counts
+// and examples in those messages, not the problems.
+func (k Kube) CheckRolloutSafetyWarnings(t testing.TB, ns string, ungated map[string]bool) {
+	t.Helper()
+	for svc, noGate := range ungated {
+		byReason := map[string]int32{}
+		for _, e := range k.AllWarnings(t, ns, svc) {
+			byReason[e.Reason] += max(e.Count, 1)
+		}
+		want := int32(0)
+		if noGate {
+			want = 1
+		}
+		if byReason["PodsWithoutGate"] != want || byReason["TerminationShorterThanDrain"] > 1 {
+			t.Errorf("Service %s: Warnings by reason %v through its rollout; want %d PodsWithoutGate and at most one TerminationShorterThanDrain", svc, byReason, want)
+		}
+	}
+}
+
 // Released reports why podlb has not let go of a Service yet: its
 // finalizer, its status annotation, or a ledger ConfigMap for it in
 // podlb's namespace; nil once all are gone.

@@ -117,6 +117,7 @@ func TestGatedRolloutLosesNoRequest(t *testing.T) {
 	if plain.Failed == 0 {
 		t.Errorf("the ungated rollout failed no request (%d ok): the test cannot tell the gate's effect", plain.OK)
 	}
+	k8s.CheckRolloutSafetyWarnings(t, ns, map[string]bool{"plain": true, "gated": false})
 	hs := health(gatedBS)
 	for _, p := range k8s.LivePods(t, ns, "gated") {
 		if old[p.Name] {
