@@ -33,30 +33,19 @@ func TestTransientFailureStreakWarnsOnce(t *testing.T) {
 		errors.New("zone a: backendError; zone b: backendError"),
 		errors.New("zone b: internalError; zone a: internalError"),
 	}
-	warnings := func() []string {
-		var out []string
-		for {
-			select {
-			case e := <-rec.Events:
-				out = append(out, e)
-			default:
-				return out
-			}
-		}
-	}
 	for _, err := range outage {
 		if _, ferr := r.fail(context.Background(), ps, err); ferr != nil {
 			t.Fatal(ferr)
 		}
 	}
-	if ws := warnings(); len(ws) != 1 || !strings.HasPrefix(ws[0], "Warning SyncFailed gcp port 80: ") {
+	if ws := drainEvents(rec); len(ws) != 1 || !strings.HasPrefix(ws[0], "Warning SyncFailed gcp port 80: ") {
 		t.Fatalf("one outage of %d failed retries gave Warnings %q, want one SyncFailed", len(outage), ws)
 	}
 	r.resetFailures(key) // a success ends the streak
 	for _, err := range outage[:3] {
 		_, _ = r.fail(context.Background(), ps, err)
 	}
-	if ws := warnings(); len(ws) != 1 {
+	if ws := drainEvents(rec); len(ws) != 1 {
 		t.Fatalf("a second outage gave Warnings %q, want one", ws)
 	}
 }
