@@ -796,7 +796,7 @@ func (r *BindingReconciler) warnRejected(ps *pass) {
 	}
 	msg := fmt.Sprintf("%s port %d: %s refused %d target(s); the others are served: %s",
 		ps.key.Provider, ps.key.Port, ps.group.Display, len(keys), strings.Join(parts, "; "))
-	r.warnOnce(ps.key, ps.svcRef, "rejected", msg, "TargetsRejected", msg)
+	r.warnOnce(ps.key, ps.svcRef, "rejected", msg, "TargetsRejected", "%s", msg)
 }
 
 // nextLook decides when the write path looks at the binding again: at
@@ -847,7 +847,7 @@ func (r *BindingReconciler) fail(ctx context.Context, ps *pass, err error) (reco
 	case providers.NotFound, providers.Invalid:
 		logger.Info("binding needs attention", "error", err.Error())
 		msg := fmt.Sprintf("%s port %d: %v", key.Provider, key.Port, err)
-		r.warnOnce(key, svcRef, "error", msg, "BindingFailed", msg)
+		r.warnOnce(key, svcRef, "error", msg, "BindingFailed", "%s", msg)
 		// People fix these by editing the Service (which triggers a
 		// reconcile) or the cloud (which nothing tells us about): retry
 		// slowly.
@@ -857,8 +857,8 @@ func (r *BindingReconciler) fail(ctx context.Context, ps *pass, err error) (reco
 		// One Warning per streak of failures, however the message varies
 		// from retry to retry (zones answer in any order, the cloud's
 		// reason changes): an outage is one problem, not one per retry.
-		if n >= 3 && r.warned.novel(key, "error", "SyncFailed") {
-			r.event(svcRef, corev1.EventTypeWarning, "SyncFailed", "%s port %d: %v", key.Provider, key.Port, err)
+		if n >= 3 {
+			r.warnOnce(key, svcRef, "error", "SyncFailed", "SyncFailed", "%s port %d: %v", key.Provider, key.Port, err)
 		}
 		return reconcile.Result{RequeueAfter: delay}, nil
 	}
@@ -906,9 +906,11 @@ func (r *BindingReconciler) forget(key providers.BindingKey) {
 // from the last one warned of, so a persistent problem is one Event, not a
 // flood. problem is what identifies it; a message that also counts pods
 // or names an example would otherwise be news at every change of pods.
-func (r *BindingReconciler) warnOnce(key providers.BindingKey, ref *corev1.ObjectReference, kind, problem, reason, msg string) {
+// The message is formatted only when it goes out: most passes warn of
+// nothing new.
+func (r *BindingReconciler) warnOnce(key providers.BindingKey, ref *corev1.ObjectReference, kind, problem, reason, format string, args ...any) {
 	if r.warned.novel(key, kind, problem) {
-		r.event(ref, corev1.EventTypeWarning, reason, "%s", msg)
+		r.event(ref, corev1.EventTypeWarning, reason, format, args...)
 	}
 }
 
@@ -930,7 +932,7 @@ func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *cor
 	if !g.Serving {
 		msg := fmt.Sprintf("%s port %d: %s is used by no load balancer (%s); gates stay False in %q mode, use podlb.io/readiness: registered to not wait for health checks",
 			key.Provider, key.Port, g.Display, g.NotServingWhy, providers.ReadyWhenHealthy)
-		r.warnOnce(key, ref, "unused", msg, "TargetGroupUnused", msg)
+		r.warnOnce(key, ref, "unused", msg, "TargetGroupUnused", "%s", msg)
 	} else {
 		r.clearWarning(key, "unused")
 	}
@@ -954,16 +956,16 @@ func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *cor
 	}
 	if noGate > 0 {
 		// One Warning while pods lack the gate, however many come and go.
-		r.warnOnce(key, ref, "nogate", g.Display, "PodsWithoutGate", fmt.Sprintf("%s port %d: %d of %d pods lack readinessGates %s: their rollouts do not wait for %s",
-			key.Provider, key.Port, noGate, len(desired), GateConditionType, g.Display))
+		r.warnOnce(key, ref, "nogate", g.Display, "PodsWithoutGate", "%s port %d: %d of %d pods lack readinessGates %s: their rollouts do not wait for %s",
+			key.Provider, key.Port, noGate, len(desired), GateConditionType, g.Display)
 	} else {
 		r.clearWarning(key, "nogate")
 	}
 	if shortGrace > 0 {
 		// One Warning while pods stop before the drain ends, whichever
 		// pods they are; a new drain time is news.
-		r.warnOnce(key, ref, "grace", fmt.Sprint(g.Display, " ", g.DrainSeconds), "TerminationShorterThanDrain", fmt.Sprintf("%s port %d: %d pods (e.g. %s) stop serving %ds after termination starts, but %s drains for %ds: give them a preStop sleep and terminationGracePeriodSeconds of at least the drain time",
-			key.Provider, key.Port, shortGrace, example, grace, g.Display, g.DrainSeconds))
+		r.warnOnce(key, ref, "grace", fmt.Sprint(g.Display, " ", g.DrainSeconds), "TerminationShorterThanDrain", "%s port %d: %d pods (e.g. %s) stop serving %ds after termination starts, but %s drains for %ds: give them a preStop sleep and terminationGracePeriodSeconds of at least the drain time",
+			key.Provider, key.Port, shortGrace, example, grace, g.Display, g.DrainSeconds)
 	} else {
 		r.clearWarning(key, "grace")
 	}
