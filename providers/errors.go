@@ -46,6 +46,25 @@ func Errorf(class Class, field, format string, args ...any) error {
 	return &Error{Class: class, Field: field, Err: fmt.Errorf(format, args...)}
 }
 
+// Kind names what kind of problem err is, leaving out what sets one
+// occurrence apart from the next (an address, a pod, a zone): the cloud's
+// error code where the cloud gave one, else the class and field podlb gave
+// it. Two targets refused for the same reason are of one kind.
+func Kind(err error) string {
+	var ce *CloudError
+	if errors.As(err, &ce) {
+		if ce.Code != "" {
+			return ce.Code
+		}
+		return ce.Op
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return strings.TrimSuffix(string(e.Class)+" "+e.Field, " ")
+	}
+	return string(Transient)
+}
+
 // Classify wraps err with a class unless it already has one.
 func Classify(class Class, field string, err error) error {
 	if err == nil {

@@ -100,6 +100,7 @@ type registration struct {
 // retry, so one bad target never holds up the others.
 type rejection struct {
 	err      string
+	kind     string // providers.Kind of the error
 	retry    time.Time
 	failures int
 }
@@ -482,7 +483,7 @@ func (r *BindingReconciler) reject(key providers.BindingKey, failed map[provider
 			r.rejected[key][k] = x
 		}
 		x.failures++
-		x.err = err.Error()
+		x.err, x.kind = err.Error(), providers.Kind(err)
 		x.retry = now.Add(max(5*time.Second, backoff(x.failures+2, r.Timing.MaxBackoff)))
 	}
 }
@@ -774,12 +775,23 @@ func carryHealthySince(h, prev *BindingHealth, now time.Time) {
 	}
 }
 
-// warnRejected names the targets the cloud refused, once per distinct set
-// of problems.
+// warnRejected names the targets the cloud refused, once per set of
+// kinds of refusal (see providers.Kind): a rollout into a subnet the
+// group cannot take refuses every new pod for one reason, which is one
+// Warning, not one per pod; the status and each pod's gate name the
+// refused targets as they are now.
 func (r *BindingReconciler) warnRejected(ps *pass) {
 	rej := r.rejections(ps.key)
 	if len(rej) == 0 {
 		r.clearWarning(ps.key, "rejected")
+		return
+	}
+	kinds := map[string]bool{}
+	for _, x := range rej {
+		kinds[x.kind] = true
+	}
+	problem := strings.Join(slices.Sorted(maps.Keys(kinds)), ", ")
+	if !r.warned.novel(ps.key, "rejected", problem) {
 		return
 	}
 	podOf := map[providers.TargetKey]types.NamespacedName{}
@@ -794,9 +806,8 @@ func (r *BindingReconciler) warnRejected(ps *pass) {
 	if len(keys) > maxListedRejections {
 		parts = append(parts, fmt.Sprintf("and %d more", len(keys)-maxListedRejections))
 	}
-	msg := fmt.Sprintf("%s port %d: %s refused %d target(s); the others are served: %s",
-		ps.key.Provider, ps.key.Port, ps.group.Display, len(keys), strings.Join(parts, "; "))
-	r.warnOnce(ps.key, ps.svcRef, "rejected", msg, "TargetsRejected", "%s", msg)
+	r.event(ps.svcRef, corev1.EventTypeWarning, "TargetsRejected", "%s port %d: %s refused %d target(s) (%s); the others are served: %s",
+		ps.key.Provider, ps.key.Port, ps.group.Display, len(keys), problem, strings.Join(parts, "; "))
 }
 
 // nextLook decides when the write path looks at the binding again: at

@@ -107,3 +107,50 @@ func TestRolloutSafetyWarnsOncePerProblemNotPerPodCount(t *testing.T) {
 		t.Fatalf("a new drain time gave Warnings %q, want one TerminationShorterThanDrain", ws)
 	}
 }
+
+// A rollout into a place the group cannot take has every new pod's
+// target refused for one reason: one TargetsRejected Warning, though the
+// refused set changes with each pod. A refusal of another kind is news,
+// and so is the problem's return once nothing was refused.
+func TestTargetsRejectedWarnsOncePerKindOfRefusal(t *testing.T) {
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "aws", Port: 80}
+	rec := record.NewFakeRecorder(100)
+	r := &BindingReconciler{Registry: NewRegistry(), Recorder: rec}
+	ps := &pass{key: key, svcRef: &corev1.ObjectReference{Kind: "Service", Namespace: "shop", Name: "web"}, group: &providers.Group{Display: "targetgroup/web/1"}}
+	target := func(i int) providers.Target {
+		return providers.Target{IP: netip.AddrFrom4([4]byte{10, 9, 0, byte(i)}), Port: 8080}
+	}
+	refused := func(code string, i int) error {
+		return providers.Classify(providers.Invalid, "", &providers.CloudError{Op: "RegisterTargets", Code: code, Message: fmt.Sprintf("The IP address 10.9.0.%d is not within a subnet of the VPC", i)})
+	}
+	// Each wave refuses the new pod's target and forgets the one it replaced.
+	wave := func(failed map[providers.TargetKey]error) []string {
+		ps.desired = nil
+		for k := range failed {
+			ps.desired = append(ps.desired, Desired{Target: providers.Target{IP: k.IP, Port: k.Port}, Pod: types.NamespacedName{Namespace: "shop", Name: "web-" + k.IP.String()}})
+		}
+		r.mu.Lock()
+		delete(r.rejected, key)
+		r.mu.Unlock()
+		r.reject(key, failed, r.now())
+		r.warnRejected(ps)
+		return drainEvents(rec)
+	}
+	var rollout []string
+	for i := 1; i <= 12; i++ {
+		rollout = append(rollout, wave(map[providers.TargetKey]error{target(i).Key(): refused("InvalidTarget", i)})...)
+	}
+	if len(rollout) != 1 || !strings.HasPrefix(rollout[0], "Warning TargetsRejected aws port 80: targetgroup/web/1 refused 1 target(s) (InvalidTarget)") {
+		t.Fatalf("12 pods refused one after the other for one reason gave Warnings %q, want one TargetsRejected", rollout)
+	}
+	both := map[providers.TargetKey]error{target(13).Key(): refused("InvalidTarget", 13), target(14).Key(): refused("TooManyTargets", 14)}
+	if ws := wave(both); len(ws) != 1 || !strings.Contains(ws[0], "(InvalidTarget, TooManyTargets)") {
+		t.Fatalf("a second kind of refusal gave Warnings %q, want one naming both kinds", ws)
+	}
+	if ws := wave(nil); len(ws) != 0 {
+		t.Fatalf("nothing refused gave Warnings %q", ws)
+	}
+	if ws := wave(map[providers.TargetKey]error{target(15).Key(): refused("InvalidTarget", 15)}); len(ws) != 1 {
+		t.Fatalf("a refusal after none gave Warnings %q, want one", ws)
+	}
+}

@@ -342,6 +342,34 @@ func TestSafetyRefusedTargetIsIsolated(t *testing.T) {
 		t.Errorf("one refused target failed the whole binding: %v", ws)
 	}
 
+	// A fourth pod is refused for the same reason: the set of refused
+	// targets changes, the problem does not, so no second Warning.
+	k8s.Scale(t, ns, "full", 4)
+	e2eutil.Eventually(t, 60*time.Second, "the fourth pod's target refused too", func() error {
+		if n := len(rejectedPods(t, ns, "full")); n != 2 {
+			return fmt.Errorf("%d pods held with %s", n, readiness.ReasonRejected)
+		}
+		return nil
+	})
+	var rejectedWarnings int32
+	for _, e := range k8s.AllWarnings(t, ns, "full") {
+		if e.Reason == "TargetsRejected" {
+			rejectedWarnings += max(e.Count, 1)
+		}
+	}
+	if rejectedWarnings != 1 {
+		t.Errorf("two pods refused for one reason gave %d TargetsRejected Warnings, want one: %v", rejectedWarnings, k8s.AllWarnings(t, ns, "full"))
+	}
+	k8s.Scale(t, ns, "full", 3)
+	e2eutil.Eventually(t, 60*time.Second, "one pod refused again at three", func() error {
+		ps := rejectedPods(t, ns, "full")
+		if len(ps) != 1 || len(k8s.LivePods(t, ns, "full")) != 3 {
+			return fmt.Errorf("%d pods held with %s", len(ps), readiness.ReasonRejected)
+		}
+		refused = ps[0]
+		return nil
+	})
+
 	// A pod goes while the group is full: its target must leave anyway.
 	var victim corev1.Pod
 	for _, p := range k8s.LivePods(t, ns, "full") {
@@ -438,4 +466,17 @@ func TestSafetyUnservedCloudHoldsTheGate(t *testing.T) {
 	if st := k8s.StatusJSON(t, ns, "elsewhere"); st != "null" {
 		t.Errorf("a Service of a cloud this controller does not serve got a status: %s", st)
 	}
+}
+
+// rejectedPods lists the live pods of a Deployment whose gate says the
+// cloud refused their target.
+func rejectedPods(t *testing.T, ns, name string) []corev1.Pod {
+	t.Helper()
+	var out []corev1.Pod
+	for _, p := range k8s.LivePods(t, ns, name) {
+		if g := e2eutil.GateOf(&p); g != nil && g.Reason == readiness.ReasonRejected {
+			out = append(out, p)
+		}
+	}
+	return out
 }
