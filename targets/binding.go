@@ -86,6 +86,12 @@ type registrations struct {
 	// leaving is when each target the binding wants deregistered was
 	// first planned to leave: how long it has waited.
 	leaving map[providers.TargetKey]time.Time
+	// killed is when the terminating pod of each leaving target that has
+	// one is killed (its deletion timestamp), as first seen.
+	killed map[providers.TargetKey]time.Time
+	// lastLate is when a deregistration last came after its pod was
+	// killed.
+	lastLate time.Time
 }
 
 type registration struct {
@@ -121,8 +127,10 @@ type pass struct {
 	svcRef  *corev1.ObjectReference
 	desired []Desired
 	pods    map[types.UID]*corev1.Pod
-	group   *providers.Group
-	entry   *LedgerEntry
+	// stopping holds when each terminating pod's target is killed.
+	stopping map[providers.TargetKey]time.Time
+	group    *providers.Group
+	entry    *LedgerEntry
 }
 
 // Reconcile implements reconcile.TypedReconciler: the write path. It
@@ -141,8 +149,7 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.Binding
 	}
 	ps := &pass{key: key, gen: gen, binding: b, prov: r.Providers[key.Provider],
 		svcRef: &corev1.ObjectReference{Kind: "Service", APIVersion: "v1", Namespace: key.Namespace, Name: key.Service}}
-	var err error
-	ps.desired, ps.pods, err = r.desired(ctx, b)
+	err := r.desired(ctx, ps)
 	if err != nil {
 		return r.fail(ctx, ps, fmt.Errorf("reading cluster state: %w", err))
 	}
@@ -258,7 +265,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		return observed, 0, nil
 	}
 	book := r.book(ps.key, ps.group.Ref)
-	r.noteLeaving(book, plan)
+	r.noteLeaving(book, plan, ps.stopping)
 	if gather = r.window(ps.key); gather > 0 {
 		return observed, gather, nil
 	}
@@ -281,7 +288,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 				return nil, 0, err
 			}
 		}
-		if ps.desired, ps.pods, err = r.desired(ctx, ps.binding); err != nil {
+		if err = r.desired(ctx, ps); err != nil {
 			return nil, 0, fmt.Errorf("reading cluster state: %w", err)
 		}
 		// The observation may have been replaced by a read meanwhile; its
@@ -291,7 +298,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 			r.pruneLedger(ps, observed)
 			return observed, 0, nil
 		}
-		r.noteLeaving(book, plan)
+		r.noteLeaving(book, plan, ps.stopping)
 	}
 	now := r.now()
 	r.noteWrite(ps.key, now)
@@ -316,6 +323,21 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		r.reject(ps.key, refused.Failed, now)
 		plan.Register = slices.DeleteFunc(plan.Register, func(t providers.Target) bool { return refused.Failed[t.Key()] != nil })
 	}
+	r.recordApplied(ps, book, plan, uidOf, done)
+	targetsChanged.WithLabelValues(ps.key.Provider, "register").Add(float64(len(plan.Register)))
+	targetsChanged.WithLabelValues(ps.key.Provider, "deregister").Add(float64(len(plan.Deregister)))
+	r.observeRegistrationLatency(ps.key.Provider, plan.Register, ps.desired, ps.pods)
+	observed = applyPlanToObserved(observed, plan, ps.group.Display)
+	r.keepObservation(ps.key, ps.group.Ref, observed)
+	r.pruneLedger(ps, observed)
+	return observed, 0, nil
+}
+
+// recordApplied books the plan's calls, which returned at done, and
+// tells of deregistrations that came after their pods were killed: once
+// for a run of them, a Warning again only after lateQuiet without one.
+func (r *BindingReconciler) recordApplied(ps *pass, book *registrations, plan providers.Plan, uidOf map[providers.TargetKey]types.UID, done time.Time) {
+	var late lateness
 	r.mu.Lock()
 	for _, t := range plan.Register {
 		book.at[t.Key()] = registration{uid: uidOf[t.Key()], at: done, target: t}
@@ -326,17 +348,26 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		book.deregistered[t.Key()] = done
 		if since, ok := book.leaving[t.Key()]; ok {
 			deregistrationLatency.WithLabelValues(ps.key.Provider).Observe(done.Sub(since).Seconds())
+			if killed, ok := book.killed[t.Key()]; ok && done.After(killed.Add(lateMargin)) {
+				late.add(done.Sub(killed), done.Sub(since))
+			}
 			delete(book.leaving, t.Key())
+			delete(book.killed, t.Key())
 		}
 	}
+	warnLate := late.n > 0 && done.Sub(book.lastLate) > lateQuiet
+	if late.n > 0 {
+		book.lastLate = done
+	}
 	r.mu.Unlock()
-	targetsChanged.WithLabelValues(ps.key.Provider, "register").Add(float64(len(plan.Register)))
-	targetsChanged.WithLabelValues(ps.key.Provider, "deregister").Add(float64(len(plan.Deregister)))
-	r.observeRegistrationLatency(ps.key.Provider, plan.Register, ps.desired, ps.pods)
-	observed = applyPlanToObserved(observed, plan, ps.group.Display)
-	r.keepObservation(ps.key, ps.group.Ref, observed)
-	r.pruneLedger(ps, observed)
-	return observed, 0, nil
+	if late.n > 0 {
+		deregistrationsLate.WithLabelValues(ps.key.Provider).Add(float64(late.n))
+		if warnLate {
+			r.event(ps.svcRef, corev1.EventTypeWarning, "TargetsDeregisteredLate",
+				"%s port %d: %d target(s) left %s only after their pods were killed (up to %s after, %s after podlb planned it): until then the load balancer could send them connections no one served. The write budget was spent or the cloud slow; a longer preStop hook and terminationGracePeriodSeconds cover such waits",
+				ps.key.Provider, ps.key.Port, late.n, ps.group.Display, late.worst.Round(time.Second), late.waited.Round(time.Second))
+		}
+	}
 }
 
 // uidsOf maps each desired target to the pod that wants it.
@@ -363,20 +394,54 @@ func (r *BindingReconciler) plan(ps *pass, observed []providers.Observed) provid
 }
 
 // noteLeaving records when each target the plan deregisters was first
-// planned to leave, and forgets targets no longer leaving.
-func (r *BindingReconciler) noteLeaving(book *registrations, plan providers.Plan) {
+// planned to leave and, for a terminating pod's, when the pod is killed
+// (stopping), and forgets targets no longer leaving.
+func (r *BindingReconciler) noteLeaving(book *registrations, plan providers.Plan, stopping map[providers.TargetKey]time.Time) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	leaving := make(map[providers.TargetKey]time.Time, len(plan.Deregister))
+	var killed map[providers.TargetKey]time.Time
 	for _, t := range plan.Deregister {
-		since, ok := book.leaving[t.Key()]
+		k := t.Key()
+		since, ok := book.leaving[k]
 		if !ok {
 			since = now
 		}
-		leaving[t.Key()] = since
+		leaving[k] = since
+		at, ok := book.killed[k]
+		if !ok {
+			at, ok = stopping[k]
+		}
+		if ok {
+			if killed == nil {
+				killed = map[providers.TargetKey]time.Time{}
+			}
+			killed[k] = at
+		}
 	}
-	book.leaving = leaving
+	book.leaving, book.killed = leaving, killed
+}
+
+// lateMargin is how much after its pod's deletion timestamp a
+// deregistration counts as late: the API server's clock, which set it,
+// and podlb's may differ a little, and the kubelet starts the grace
+// period when it sees the deletion, a little after.
+const lateMargin = time.Second
+
+// lateQuiet is how long deregistrations must all come in time before a
+// late one is news again: one Warning for a rollout, not one per wave.
+const lateQuiet = 10 * time.Minute
+
+// lateness sums deregistrations that came after their pods were killed.
+type lateness struct {
+	n             int
+	worst, waited time.Duration // the most after the kill, and after the plan
+}
+
+func (l *lateness) add(afterKill, afterPlan time.Duration) {
+	l.n++
+	l.worst, l.waited = max(l.worst, afterKill), max(l.waited, afterPlan)
 }
 
 // rank is how long the plan's oldest changes have waited: the earliest
@@ -527,18 +592,20 @@ func SliceService(o client.Object) []string {
 }
 
 // desired reads the Service's slices and pods from the cache.
-func (r *BindingReconciler) desired(ctx context.Context, b *providers.Binding) ([]Desired, map[types.UID]*corev1.Pod, error) {
+func (r *BindingReconciler) desired(ctx context.Context, ps *pass) error {
+	b := ps.binding
 	var slices discoveryv1.EndpointSliceList
 	// Read only: the slices are the cache's own.
 	if err := r.Client.List(ctx, &slices, client.InNamespace(b.Key.Namespace),
 		client.MatchingFields{SliceServiceIndex: b.Key.Service}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, nil, err
+		return err
 	}
 	ptrs := make([]*discoveryv1.EndpointSlice, len(slices.Items))
 	for i := range slices.Items {
 		ptrs[i] = &slices.Items[i]
 	}
 	pods := map[types.UID]*corev1.Pod{}
+	var stopping map[providers.TargetKey]time.Time
 	look := Lookups{
 		Pod: func(ns, name string) *corev1.Pod {
 			p, ok := r.pod(ctx, ns, name)
@@ -555,8 +622,18 @@ func (r *BindingReconciler) desired(ctx context.Context, b *providers.Binding) (
 			}
 			return NodeInfoOf(n), true
 		},
+		Stopping: func(k providers.TargetKey, ns, name string) {
+			if p, ok := r.pod(ctx, ns, name); ok && p.DeletionTimestamp != nil {
+				if stopping == nil {
+					stopping = map[providers.TargetKey]time.Time{}
+				}
+				stopping[k] = p.DeletionTimestamp.Time
+			}
+		},
 	}
-	return DesiredTargets(b, ptrs, look), pods, nil
+	ps.desired = DesiredTargets(b, ptrs, look)
+	ps.pods, ps.stopping = pods, stopping
+	return nil
 }
 
 // pod reads a pod from the cache, through Cached when set: read it only.

@@ -7,7 +7,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -152,5 +154,56 @@ func TestTargetsRejectedWarnsOncePerKindOfRefusal(t *testing.T) {
 	}
 	if ws := wave(map[providers.TargetKey]error{target(15).Key(): refused("InvalidTarget", 15)}); len(ws) != 1 {
 		t.Fatalf("a refusal after none gave Warnings %q, want one", ws)
+	}
+}
+
+// A terminating pod's target deregistered only after the pod was killed
+// is counted and warned of: once for a run of such deregistrations, and
+// again only after lateQuiet with none. One deregistered before its pod
+// was killed, or with no terminating pod seen, is not late.
+func TestDeregistrationAfterThePodWasKilledWarnsOncePerRun(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	now := t0
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "gcp", Port: 80}
+	rec := record.NewFakeRecorder(100)
+	r := &BindingReconciler{Registry: NewRegistry(), Recorder: rec, Now: func() time.Time { return now }}
+	ps := &pass{key: key, svcRef: &corev1.ObjectReference{Kind: "Service", Namespace: "shop", Name: "web"}, group: &providers.Group{Display: "neg web"}}
+	book := r.book(key, "neg")
+	target := func(i byte) providers.Target {
+		return providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 0, i}), Port: 8080}
+	}
+	// leave plans the targets' deregistration at now, the first two of
+	// terminating pods killed at kill, and applies it after wait.
+	leave := func(kill, wait time.Duration, ts ...providers.Target) []string {
+		plan := providers.Plan{Deregister: ts}
+		stopping := map[providers.TargetKey]time.Time{}
+		for _, tg := range ts[:min(2, len(ts))] {
+			stopping[tg.Key()] = now.Add(kill)
+		}
+		r.noteLeaving(book, plan, stopping)
+		now = now.Add(wait / 2)
+		r.noteLeaving(book, plan, nil) // the pods are gone by the next pass: the kill time is kept
+		now = now.Add(wait / 2)
+		r.recordApplied(ps, book, plan, nil, now)
+		return drainEvents(rec)
+	}
+	before := testutil.ToFloat64(deregistrationsLate.WithLabelValues("gcp"))
+	if ws := leave(30*time.Second, 2*time.Second, target(1), target(2)); len(ws) != 0 {
+		t.Fatalf("deregistrations 28 s before the kill gave Warnings %q", ws)
+	}
+	ws := leave(5*time.Second, 41*time.Second, target(3), target(4), target(5))
+	if len(ws) != 1 || !strings.HasPrefix(ws[0], "Warning TargetsDeregisteredLate gcp port 80: 2 target(s) left neg web only after their pods were killed (up to 36s after, 41s after podlb planned it)") {
+		t.Fatalf("two targets deregistered 36 s after their pods were killed gave Warnings %q, want one naming 2", ws)
+	}
+	if got := testutil.ToFloat64(deregistrationsLate.WithLabelValues("gcp")) - before; got != 2 {
+		t.Fatalf("podlb_deregistrations_late_total rose by %v, want 2", got)
+	}
+	now = now.Add(lateQuiet / 2)
+	if ws := leave(time.Second, 10*time.Second, target(6)); len(ws) != 0 {
+		t.Fatalf("a late deregistration in the same run gave Warnings %q, want none", ws)
+	}
+	now = now.Add(lateQuiet + time.Minute)
+	if ws := leave(time.Second, 10*time.Second, target(7)); len(ws) != 1 {
+		t.Fatalf("a late deregistration after %v without one gave Warnings %q, want one", lateQuiet, ws)
 	}
 }

@@ -30,6 +30,10 @@ type NodeInfo struct {
 type Lookups struct {
 	Pod  func(namespace, name string) *corev1.Pod
 	Node func(name string) (NodeInfo, bool)
+	// Stopping, when set, is told of each endpoint of a terminating pod
+	// (which is left out): its target and the pod, to learn when it is
+	// killed.
+	Stopping func(key providers.TargetKey, namespace, name string)
 }
 
 // DesiredTargets computes the targets of one binding from the Service's
@@ -57,10 +61,15 @@ func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, l
 				continue
 			}
 			if ep.Conditions.Terminating != nil && *ep.Conditions.Terminating {
+				look.stopping(ep, port, slice.Namespace)
 				continue
 			}
 			pod := look.Pod(slice.Namespace, ep.TargetRef.Name)
-			if pod == nil || pod.DeletionTimestamp != nil {
+			if pod == nil {
+				continue
+			}
+			if pod.DeletionTimestamp != nil {
+				look.stopping(ep, port, slice.Namespace)
 				continue
 			}
 			// A slice can lag behind a pod's replacement under the same name.
@@ -101,6 +110,16 @@ func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, l
 		}
 	}
 	return out
+}
+
+// stopping tells Stopping of a terminating pod's endpoint.
+func (look Lookups) stopping(ep *discoveryv1.Endpoint, port int32, namespace string) {
+	if look.Stopping == nil {
+		return
+	}
+	if ip, err := netip.ParseAddr(ep.Addresses[0]); err == nil {
+		look.Stopping(providers.TargetKey{IP: ip, Port: port}, namespace, ep.TargetRef.Name)
+	}
 }
 
 // slicePort finds the resolved port of the named Service port in a slice.

@@ -136,14 +136,14 @@ func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
 	old := providers.Target{IP: netip.MustParseAddr("10.0.0.9"), Port: 8080}
 	leave := providers.Plan{Deregister: []providers.Target{old}}
 
-	r.noteLeaving(book, leave)
+	r.noteLeaving(book, leave, nil)
 	now = t0.Add(30 * time.Second)
-	r.noteLeaving(book, leave)
+	r.noteLeaving(book, leave, nil)
 	if got := r.rank(ps, book, leave); !got.Leaving.Equal(t0) || !got.Since.IsZero() {
 		t.Fatalf("a deregistration planned 30 s ago ranks %+v, want leaving since %v and no registration", got, t0)
 	}
-	r.noteLeaving(book, providers.Plan{})
-	r.noteLeaving(book, leave)
+	r.noteLeaving(book, providers.Plan{}, nil)
+	r.noteLeaving(book, leave, nil)
 	if got := r.rank(ps, book, leave); !got.Leaving.Equal(now) {
 		t.Fatalf("a target planned to leave again waits since %v, want now (%v)", got.Leaving.Sub(t0), now.Sub(t0))
 	}

@@ -32,6 +32,10 @@ var (
 		Help:    "From podlb first planning to deregister a target (its pod terminating or gone) to the deregistration call succeeding.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 	}, []string{"provider"})
+	deregistrationsLate = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podlb_deregistrations_late_total",
+		Help: "Deregistrations of a terminating pod's target that succeeded only after the pod was killed (its deletion timestamp): the load balancer kept sending it connections.",
+	}, []string{"provider"})
 	podsWithoutGate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "podlb_pods_without_gate",
 		Help: "Targets of a binding whose pod lacks the podlb.io/load-balancer-ready readiness gate: their rollouts are not protected.",
@@ -39,5 +43,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(targetsByState, desiredTargets, reconcileErrors, targetsChanged, registrationLatency, deregistrationLatency, podsWithoutGate)
+	metrics.Registry.MustRegister(targetsByState, desiredTargets, reconcileErrors, targetsChanged, registrationLatency, deregistrationLatency, deregistrationsLate, podsWithoutGate)
 }

@@ -374,6 +374,15 @@ func TestDesiredTargets(t *testing.T) {
 	if strings.Join(names, ",") != "ready,gated" {
 		t.Errorf("desired pods %v, want ready,gated", names)
 	}
+	// The terminating endpoint and the pod being deleted are told of, to
+	// learn when their pods are killed; no other endpoint is.
+	var stopping []string
+	look.Stopping = func(k providers.TargetKey, ns, name string) { stopping = append(stopping, name+"@"+k.String()) }
+	DesiredTargets(b, []*discoveryv1.EndpointSlice{slice}, look)
+	if strings.Join(stopping, ",") != "terminating@127.1.0.4:8080,deleting@127.1.0.6:8080" {
+		t.Errorf("stopping endpoints %v, want terminating and deleting at their targets", stopping)
+	}
+	look.Stopping = nil
 	b.PortName = "metrics"
 	if got := DesiredTargets(b, []*discoveryv1.EndpointSlice{slice}, look); len(got) != 2 || got[0].Port != 9100 {
 		t.Errorf("named port resolves through the slice: %+v", got)

@@ -172,13 +172,16 @@ func service(name string, annotations map[string]string) *corev1.Service {
 	}
 }
 
+// podGrace is the bench pods' termination grace period.
+const podGrace = 5 * time.Second
+
 // deployment is a gated web Deployment with a safe rolling update: new
 // pods surge by 25% and no old pod goes before a new one is Ready.
 func deployment(name string, replicas int32) *appsv1.Deployment {
 	surge, unavailable := intstr.FromString("25%"), intstr.FromInt32(0)
 	return cluster.NewDeployment(benchNamespace, name, cluster.DeploymentOptions{
 		Replicas: replicas, Port: 8080, Gates: []string{gate},
-		MaxSurge: &surge, MaxUnavailable: &unavailable, TerminationGracePeriod: 5 * time.Second,
+		MaxSurge: &surge, MaxUnavailable: &unavailable, TerminationGracePeriod: podGrace,
 	})
 }
 

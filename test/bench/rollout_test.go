@@ -357,13 +357,17 @@ func (e *env) reportWaits(sec string, before metricSet) {
 	}
 }
 
-// reportDeregistrations reports how long deregistrations waited, from
-// the controller's histogram between two scrapes.
+// reportDeregistrations reports how long deregistrations waited, and how
+// many came only after their pods were killed (the pods' grace period
+// after their deletion), from the controller's metrics between two
+// scrapes.
 func reportDeregistrations(sec, cloud string, before, after metricSet) {
 	const name = "podlb_deregistration_latency_seconds"
 	if p50, n := histogramQuantile(0.50, before.buckets(name, nil), after.buckets(name, nil)); n > 0 {
 		p99, _ := histogramQuantile(0.99, before.buckets(name, nil), after.buckets(name, nil))
 		results.set(sec, cloud, "deregistration: planned -> call returned p50 / p99", "%s / %s (n=%.0f)", round(seconds(p50)), round(seconds(p99)), n)
+		late := after.sum("podlb_deregistrations_late_total", nil) - before.sum("podlb_deregistrations_late_total", nil)
+		results.set(sec, cloud, "deregistration: after the pod was killed (grace "+podGrace.String()+")", "%.0f of %.0f", late, n)
 	}
 }
 

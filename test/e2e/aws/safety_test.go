@@ -480,3 +480,77 @@ func rejectedPods(t *testing.T, ns, name string) []corev1.Pod {
 	}
 	return out
 }
+
+// Invariant: a terminating pod whose target leaves the group only after
+// the pod was killed is told of, once: a TargetsDeregisteredLate Warning
+// naming the group (the rolling updates elsewhere check that pods
+// deregistered in time bring none).
+//
+// Two gated pods with a grace period of one second and no preStop hook;
+// one is deleted while the cloud fails every DeregisterTargets call, and
+// the calls succeed again only after the pod's deletion timestamp, when
+// the simulated kubelet has killed it.
+func TestSafetyLateDeregistrationIsWarned(t *testing.T) {
+	cluster.Require(t)
+	ns := kube.Namespace(t)
+	arn, _ := e2eutil.TargetGroupBehindNLB(t, sim, uniqueName(ns, "late"))
+	dep := e2eutil.RollingDeployment(ns, "late", 2, true)
+	dep.Spec.Template.Spec.TerminationGracePeriodSeconds = new(int64(1))
+	for i := range dep.Spec.Template.Spec.Containers {
+		dep.Spec.Template.Spec.Containers[i].Lifecycle = nil
+	}
+	k8s.Create(t, e2eutil.WebService(ns, "late", byName(`{"arn": "`+arn+`"}`)), dep)
+	e2eutil.Eventually(t, 90*time.Second, "2 pods healthy and Ready", func() error {
+		if err := allGated(ns, "late", 2); err != nil {
+			return err
+		}
+		if n := len(activeTargets(arn)); n != 2 {
+			return fmt.Errorf("%d targets", n)
+		}
+		return nil
+	})
+
+	sim.InjectError("DeregisterTargets", "InternalFailure", 1_000_000)
+	t.Cleanup(func() { sim.InjectError("DeregisterTargets", "", 0) })
+	victim := k8s.LivePods(t, ns, "late")[0]
+	if err := kube.Client.CoreV1().Pods(ns).Delete(ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e2eutil.Eventually(t, 60*time.Second, "the pod killed and gone", func() error {
+		p, err := kube.Client.CoreV1().Pods(ns).Get(ctx, victim.Name, metav1.GetOptions{})
+		if err == nil {
+			return fmt.Errorf("pod %s still there (deleted at %v)", p.Name, p.DeletionTimestamp)
+		}
+		return nil
+	})
+	// Its deletion timestamp was a grace period after the delete call and
+	// the pod is gone, so that time has passed; two seconds more put the
+	// deregistration beyond podlb's margin for clocks.
+	time.Sleep(2 * time.Second)
+	if _, ok := activeTargets(arn)[victim.Status.PodIP+":8080"]; !ok {
+		t.Fatalf("the killed pod's target left the group while every DeregisterTargets failed: %v", activeTargets(arn))
+	}
+	sim.InjectError("DeregisterTargets", "", 0)
+
+	e2eutil.Eventually(t, 60*time.Second, "the killed pod's target leaves and a Warning tells", func() error {
+		if st, ok := activeTargets(arn)[victim.Status.PodIP+":8080"]; ok {
+			return fmt.Errorf("still %s", st)
+		}
+		if ws := k8s.Warnings(t, ns, "late", "only after their pods were killed"); len(ws) == 0 {
+			return fmt.Errorf("no Warning yet: %v", k8s.AllWarnings(t, ns, "late"))
+		}
+		return nil
+	})
+	var late int32
+	for _, e := range k8s.AllWarnings(t, ns, "late") {
+		if e.Reason == "TargetsDeregisteredLate" {
+			late += max(e.Count, 1)
+			if !strings.Contains(e.Message, "aws port 80: 1 target(s) left ") {
+				t.Errorf("Warning %q does not name the one late target", e.Message)
+			}
+		}
+	}
+	if late != 1 {
+		t.Errorf("%d TargetsDeregisteredLate Warnings for one late deregistration, want one", late)
+	}
+}
