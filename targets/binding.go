@@ -83,15 +83,21 @@ type registrations struct {
 	// deregistered is when this process asked to deregister each target,
 	// so a read that began earlier does not bring it back.
 	deregistered map[providers.TargetKey]time.Time
-	// leaving is when each target the binding wants deregistered was
-	// first planned to leave: how long it has waited.
-	leaving map[providers.TargetKey]time.Time
-	// killed is when the terminating pod of each leaving target that has
-	// one is killed (its deletion timestamp), as first seen.
-	killed map[providers.TargetKey]time.Time
+	// leaving holds each target the binding wants deregistered.
+	leaving map[providers.TargetKey]leave
 	// lastLate is when a deregistration last came after its pod was
 	// killed.
 	lastLate time.Time
+}
+
+// leave is a target's way out of the group.
+type leave struct {
+	// since is when it was first planned to leave: how long it has
+	// waited.
+	since time.Time
+	// killed is when its terminating pod is killed (the deletion
+	// timestamp, as first seen); zero when no such pod was seen.
+	killed time.Time
 }
 
 type registration struct {
@@ -346,13 +352,12 @@ func (r *BindingReconciler) recordApplied(ps *pass, book *registrations, plan pr
 	for _, t := range plan.Deregister {
 		delete(book.at, t.Key())
 		book.deregistered[t.Key()] = done
-		if since, ok := book.leaving[t.Key()]; ok {
-			deregistrationLatency.WithLabelValues(ps.key.Provider).Observe(done.Sub(since).Seconds())
-			if killed, ok := book.killed[t.Key()]; ok && done.After(killed.Add(lateMargin)) {
-				late.add(done.Sub(killed), done.Sub(since))
+		if l, ok := book.leaving[t.Key()]; ok {
+			deregistrationLatency.WithLabelValues(ps.key.Provider).Observe(done.Sub(l.since).Seconds())
+			if !l.killed.IsZero() && done.After(l.killed.Add(lateMargin)) {
+				late.add(done.Sub(l.killed), done.Sub(l.since))
 			}
 			delete(book.leaving, t.Key())
-			delete(book.killed, t.Key())
 		}
 	}
 	warnLate := late.n > 0 && done.Sub(book.lastLate) > lateQuiet
@@ -400,27 +405,19 @@ func (r *BindingReconciler) noteLeaving(book *registrations, plan providers.Plan
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	leaving := make(map[providers.TargetKey]time.Time, len(plan.Deregister))
-	var killed map[providers.TargetKey]time.Time
+	leaving := make(map[providers.TargetKey]leave, len(plan.Deregister))
 	for _, t := range plan.Deregister {
 		k := t.Key()
-		since, ok := book.leaving[k]
+		l, ok := book.leaving[k]
 		if !ok {
-			since = now
+			l.since = now
 		}
-		leaving[k] = since
-		at, ok := book.killed[k]
-		if !ok {
-			at, ok = stopping[k]
+		if l.killed.IsZero() {
+			l.killed = stopping[k]
 		}
-		if ok {
-			if killed == nil {
-				killed = map[providers.TargetKey]time.Time{}
-			}
-			killed[k] = at
-		}
+		leaving[k] = l
 	}
-	book.leaving, book.killed = leaving, killed
+	book.leaving = leaving
 }
 
 // lateMargin is how much after its pod's deletion timestamp a
@@ -458,8 +455,8 @@ func (r *BindingReconciler) rank(ps *pass, book *registrations, plan providers.P
 		rank.Leaving = now
 		r.mu.Lock()
 		for _, t := range plan.Deregister {
-			if at, ok := book.leaving[t.Key()]; ok && at.Before(rank.Leaving) {
-				rank.Leaving = at
+			if l, ok := book.leaving[t.Key()]; ok && l.since.Before(rank.Leaving) {
+				rank.Leaving = l.since
 			}
 		}
 		r.mu.Unlock()
@@ -622,8 +619,8 @@ func (r *BindingReconciler) desired(ctx context.Context, ps *pass) error {
 			}
 			return NodeInfoOf(n), true
 		},
-		Stopping: func(k providers.TargetKey, ns, name string) {
-			if p, ok := r.pod(ctx, ns, name); ok && p.DeletionTimestamp != nil {
+		Stopping: func(k providers.TargetKey, p *corev1.Pod) {
+			if p.DeletionTimestamp != nil {
 				if stopping == nil {
 					stopping = map[providers.TargetKey]time.Time{}
 				}
@@ -868,23 +865,32 @@ func (r *BindingReconciler) warnRejected(ps *pass) {
 		kinds[x.kind] = true
 	}
 	problem := strings.Join(slices.Sorted(maps.Keys(kinds)), ", ")
-	if !r.warned.novel(ps.key, "rejected", problem) {
-		return
-	}
+	r.warnOnce(ps.key, ps.svcRef, "rejected", problem, "TargetsRejected", "%s port %d: %s refused %d target(s) (%s); the others are served: %s",
+		ps.key.Provider, ps.key.Port, ps.group.Display, len(rej), problem, refusedList{rej, ps.desired})
+}
+
+// refusedList names refused targets, their pods and errors, the first
+// maxListedRejections of them; a fmt.Stringer, so that it is written out
+// only for a Warning that goes out.
+type refusedList struct {
+	rej     map[providers.TargetKey]rejection
+	desired []Desired
+}
+
+func (l refusedList) String() string {
 	podOf := map[providers.TargetKey]types.NamespacedName{}
-	for _, d := range ps.desired {
+	for _, d := range l.desired {
 		podOf[d.Key()] = d.Pod
 	}
-	keys := slices.SortedFunc(maps.Keys(rej), compareKeys)
+	keys := slices.SortedFunc(maps.Keys(l.rej), compareKeys)
 	var parts []string
 	for _, k := range keys[:min(len(keys), maxListedRejections)] {
-		parts = append(parts, fmt.Sprintf("%s (pod %s): %s", k, podOf[k].Name, rej[k].err))
+		parts = append(parts, fmt.Sprintf("%s (pod %s): %s", k, podOf[k].Name, l.rej[k].err))
 	}
 	if len(keys) > maxListedRejections {
 		parts = append(parts, fmt.Sprintf("and %d more", len(keys)-maxListedRejections))
 	}
-	r.event(ps.svcRef, corev1.EventTypeWarning, "TargetsRejected", "%s port %d: %s refused %d target(s) (%s); the others are served: %s",
-		ps.key.Provider, ps.key.Port, ps.group.Display, len(keys), problem, strings.Join(parts, "; "))
+	return strings.Join(parts, "; ")
 }
 
 // nextLook decides when the write path looks at the binding again: at

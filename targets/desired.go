@@ -31,9 +31,8 @@ type Lookups struct {
 	Pod  func(namespace, name string) *corev1.Pod
 	Node func(name string) (NodeInfo, bool)
 	// Stopping, when set, is told of each endpoint of a terminating pod
-	// (which is left out): its target and the pod, to learn when it is
-	// killed.
-	Stopping func(key providers.TargetKey, namespace, name string)
+	// (which is left out) with its target, to learn when it is killed.
+	Stopping func(key providers.TargetKey, pod *corev1.Pod)
 }
 
 // DesiredTargets computes the targets of one binding from the Service's
@@ -60,20 +59,20 @@ func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, l
 			if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || len(ep.Addresses) == 0 {
 				continue
 			}
-			if ep.Conditions.Terminating != nil && *ep.Conditions.Terminating {
-				look.stopping(ep, port, slice.Namespace)
+			terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+			if terminating && look.Stopping == nil {
 				continue
 			}
 			pod := look.Pod(slice.Namespace, ep.TargetRef.Name)
 			if pod == nil {
 				continue
 			}
-			if pod.DeletionTimestamp != nil {
-				look.stopping(ep, port, slice.Namespace)
-				continue
-			}
 			// A slice can lag behind a pod's replacement under the same name.
 			if ep.TargetRef.UID != "" && ep.TargetRef.UID != pod.UID {
+				continue
+			}
+			if terminating || pod.DeletionTimestamp != nil {
+				look.stopping(ep, port, pod)
 				continue
 			}
 			if !conditionTrue(pod, corev1.PodReady) && !HeldOnlyByGate(pod) {
@@ -113,12 +112,12 @@ func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, l
 }
 
 // stopping tells Stopping of a terminating pod's endpoint.
-func (look Lookups) stopping(ep *discoveryv1.Endpoint, port int32, namespace string) {
+func (look Lookups) stopping(ep *discoveryv1.Endpoint, port int32, pod *corev1.Pod) {
 	if look.Stopping == nil {
 		return
 	}
 	if ip, err := netip.ParseAddr(ep.Addresses[0]); err == nil {
-		look.Stopping(providers.TargetKey{IP: ip, Port: port}, namespace, ep.TargetRef.Name)
+		look.Stopping(providers.TargetKey{IP: ip, Port: port}, pod)
 	}
 }
 

@@ -377,7 +377,7 @@ func TestDesiredTargets(t *testing.T) {
 	// The terminating endpoint and the pod being deleted are told of, to
 	// learn when their pods are killed; no other endpoint is.
 	var stopping []string
-	look.Stopping = func(k providers.TargetKey, ns, name string) { stopping = append(stopping, name+"@"+k.String()) }
+	look.Stopping = func(k providers.TargetKey, p *corev1.Pod) { stopping = append(stopping, p.Name+"@"+k.String()) }
 	DesiredTargets(b, []*discoveryv1.EndpointSlice{slice}, look)
 	if strings.Join(stopping, ",") != "terminating@127.1.0.4:8080,deleting@127.1.0.6:8080" {
 		t.Errorf("stopping endpoints %v, want terminating and deleting at their targets", stopping)

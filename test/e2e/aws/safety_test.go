@@ -351,13 +351,7 @@ func TestSafetyRefusedTargetIsIsolated(t *testing.T) {
 		}
 		return nil
 	})
-	var rejectedWarnings int32
-	for _, e := range k8s.AllWarnings(t, ns, "full") {
-		if e.Reason == "TargetsRejected" {
-			rejectedWarnings += max(e.Count, 1)
-		}
-	}
-	if rejectedWarnings != 1 {
+	if rejectedWarnings := k8s.WarningsByReason(t, ns, "full")["TargetsRejected"]; rejectedWarnings != 1 {
 		t.Errorf("two pods refused for one reason gave %d TargetsRejected Warnings, want one: %v", rejectedWarnings, k8s.AllWarnings(t, ns, "full"))
 	}
 	k8s.Scale(t, ns, "full", 3)
@@ -541,16 +535,12 @@ func TestSafetyLateDeregistrationIsWarned(t *testing.T) {
 		}
 		return nil
 	})
-	var late int32
 	for _, e := range k8s.AllWarnings(t, ns, "late") {
-		if e.Reason == "TargetsDeregisteredLate" {
-			late += max(e.Count, 1)
-			if !strings.Contains(e.Message, "aws port 80: 1 target(s) left ") {
-				t.Errorf("Warning %q does not name the one late target", e.Message)
-			}
+		if e.Reason == "TargetsDeregisteredLate" && !strings.Contains(e.Message, "aws port 80: 1 target(s) left ") {
+			t.Errorf("Warning %q does not name the one late target", e.Message)
 		}
 	}
-	if late != 1 {
+	if late := k8s.WarningsByReason(t, ns, "late")["TargetsDeregisteredLate"]; late != 1 {
 		t.Errorf("%d TargetsDeregisteredLate Warnings for one late deregistration, want one", late)
 	}
 }

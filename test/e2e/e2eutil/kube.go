@@ -263,19 +263,27 @@ func (k Kube) AllWarningsOf(t testing.TB, ns, name, kind string) []corev1.Event 
 	return out
 }
 
+// WarningsByReason counts podlb's Warning Events of a Service by reason,
+// repeats included.
+func (k Kube) WarningsByReason(t testing.TB, ns, svc string) map[string]int32 {
+	t.Helper()
+	out := map[string]int32{}
+	for _, e := range k.AllWarnings(t, ns, svc) {
+		out[e.Reason] += max(e.Count, 1)
+	}
+	return out
+}
+
 // CheckRolloutSafetyWarnings checks the Warnings of Services whose pods
 // were created and rolled: one PodsWithoutGate where the pods lack the
 // gate (ungated[svc]), none elsewhere, at most one
 // TerminationShorterThanDrain, and no TargetsDeregisteredLate (the old
-// pods serve 10 s after termination starts). Pods coming and going change the counts
-// and examples in those messages, not the problems.
+// pods serve 10 s after termination starts). Pods coming and going
+// change the counts and examples in those messages, not the problems.
 func (k Kube) CheckRolloutSafetyWarnings(t testing.TB, ns string, ungated map[string]bool) {
 	t.Helper()
 	for svc, noGate := range ungated {
-		byReason := map[string]int32{}
-		for _, e := range k.AllWarnings(t, ns, svc) {
-			byReason[e.Reason] += max(e.Count, 1)
-		}
+		byReason := k.WarningsByReason(t, ns, svc)
 		want := int32(0)
 		if noGate {
 			want = 1
