@@ -97,6 +97,26 @@ func DefaultLimits() map[string]providers.Limit {
 	return limits
 }
 
+// effectiveLimits lays own over DefaultLimits. podlb waits on the
+// operation of every attach and detach, so unless own sets the
+// operations bucket it is kept at least as large as the endpoint writes'
+// (both directions when detach has a bucket of its own): raised alone,
+// the write share would be paced by the waits at their default instead.
+func effectiveLimits(own map[string]providers.Limit) map[string]providers.Limit {
+	limits := DefaultLimits()
+	maps.Copy(limits, own)
+	if _, set := own[opOperationsWait]; set {
+		return limits
+	}
+	writes := limits[opNEGAttach]
+	if detach, split := own[opNEGDetach]; split {
+		writes = providers.Limit{QPS: writes.QPS + detach.QPS, Burst: writes.Burst + detach.Burst}
+	}
+	wait := limits[opOperationsWait]
+	limits[opOperationsWait] = providers.Limit{QPS: max(wait.QPS, writes.QPS), Burst: max(wait.Burst, writes.Burst)}
+	return limits
+}
+
 // lbMethods are the Compute methods the load balancers podlb provisions
 // use, global and regional collection, by method id.
 var lbMethods = map[[2]string][]string{

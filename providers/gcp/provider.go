@@ -206,10 +206,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	if o.EndpointResync <= 0 {
 		o.EndpointResync = 5 * time.Minute
 	}
-	limits := DefaultLimits()
-	for op, l := range o.Limits {
-		limits[op] = l
-	}
+	limits := effectiveLimits(o.Limits)
 	auth, err := authOptions(o)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/bits"
 	"net"
 	"net/netip"
@@ -1134,5 +1135,30 @@ func TestFailuresOfAWholeAttachAreNotSplitAndHoldDetaches(t *testing.T) {
 		if n := len(e.srv.Endpoints(zones3[0], "whole")); n != len(old) {
 			t.Errorf("%s: %d endpoints, want the %d old ones", c.name, n, len(old))
 		}
+	}
+}
+
+func TestOperationsWaitKeepsUpWithTheWriteShare(t *testing.T) {
+	def := DefaultLimits()[opOperationsWait]
+	for _, tc := range []struct {
+		name string
+		own  map[string]providers.Limit
+		want providers.Limit
+	}{
+		{"defaults", nil, def},
+		{"a smaller write share keeps the default", map[string]providers.Limit{opNEGAttach: {QPS: 2, Burst: 5}}, def},
+		{"a larger write share raises the waits", map[string]providers.Limit{opNEGAttach: {QPS: 20, Burst: 40}}, providers.Limit{QPS: 20, Burst: 40}},
+		{"detach in a bucket of its own adds to it", map[string]providers.Limit{opNEGAttach: {QPS: 10, Burst: 20}, opNEGDetach: {QPS: 6, Burst: 10}}, providers.Limit{QPS: 16, Burst: 30}},
+		{"waits set by the user are kept", map[string]providers.Limit{opNEGAttach: {QPS: 20, Burst: 40}, opOperationsWait: {QPS: 3, Burst: 6}}, providers.Limit{QPS: 3, Burst: 6}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := effectiveLimits(tc.own)[opOperationsWait]
+			if got != tc.want {
+				t.Errorf("operations.wait = %v, want %v", got, tc.want)
+			}
+			if tc.own == nil && !maps.Equal(effectiveLimits(nil), DefaultLimits()) {
+				t.Error("no limits of the user's own changed the defaults")
+			}
+		})
 	}
 }
