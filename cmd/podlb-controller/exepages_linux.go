@@ -103,14 +103,11 @@ func releaseExecutablePages() (uintptr, error) {
 	return covered, nil
 }
 
-// executablePagesEvery is how often the pages are released. What a
-// controller at rest runs all the time (health reads, watches, the
-// collector) maps back in within seconds of a release, and the rest
-// (a resync pass, a burst of writes) only after it: released every 15 s
-// rather than every minute, the pages at rest averaged 17 MiB instead of
-// 22 at 2,500 pods on GCP (at 10,000 pods what runs at rest is itself
-// about 20 MiB), for a few hundred minor faults a release. The guide
-// gives the measured gain and cost.
+// executablePagesEvery is how often the pages are released. What runs
+// all the time at rest (health reads, watches, the collector) maps back
+// in within seconds of a release; the rest (a resync pass, a burst of
+// writes) is kept out until it runs again, for a few hundred minor faults
+// a release. The guide gives the measured gain and cost.
 const executablePagesEvery = 15 * time.Second
 
 // releaseExecutablePagesUntil releases the executable's pages every
