@@ -112,7 +112,7 @@ func (e *env) attach(be providers.HTTPBackend, spec providers.Spec, tg providers
 		Cluster: cluster, Protocol: "TCP", Mode: providers.ReadyWhenHealthy, Spec: spec, Zones: []string{zoneLB},
 	}
 	g := e.ensure(b)
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
 		e.t.Fatalf("Apply: %v", err)
 	}
 	return g

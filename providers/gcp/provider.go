@@ -92,6 +92,13 @@ type Provider struct {
 	// beforeURLMapWrite, when set, runs between reading a URL map and
 	// replacing it (tests race it with other writers).
 	beforeURLMapWrite func()
+
+	// followCtx outlives passes: attach operations are followed to their
+	// end after the pass that sent them returned (see Apply). Close
+	// cancels it and waits for the followers.
+	followCtx  context.Context
+	stopFollow context.CancelFunc
+	followers  sync.WaitGroup
 }
 
 // bindingState is what Ensure resolved for one binding.
@@ -180,14 +187,32 @@ func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
 }
 
 // negState is podlb's knowledge of one NEG's endpoints, and the lock that
-// keeps one endpoint operation in flight per NEG.
+// keeps one endpoint call being sent per NEG.
 type negState struct {
 	ops sync.Mutex
 
 	mu       sync.Mutex
 	attached map[providers.TargetKey]string // ip:port -> VM name
 	listed   time.Time                      // zero: unknown, list first
+	// inFlight holds the endpoints of attach operations followed in the
+	// background (ip:port -> VM name): attached for every plan and
+	// observation until their operation ends, whatever a list says.
+	inFlight map[providers.TargetKey]string
+	flights  []chan struct{} // closed as each followed operation ends
+	// What followed operations left for the next Apply: endpoints refused
+	// one by one, and the failure of an operation as a whole.
+	refused map[providers.TargetKey]refusedEndpoint
+	failed  error
 }
+
+type refusedEndpoint struct {
+	err error
+	at  time.Time
+}
+
+// refusedKept is how long a refusal a followed operation left waits for
+// its endpoint to be attached again; a pod gone meanwhile never asks.
+const refusedKept = 10 * time.Minute
 
 // New builds the provider and its REST clients.
 func New(ctx context.Context, o Options) (*Provider, error) {
@@ -212,11 +237,14 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		return nil, err
 	}
 	co := append(slices.Clone(o.ClientOptions), auth...)
+	followCtx, stopFollow := context.WithCancel(context.Background())
 	p := &Provider{
-		opts:     o,
-		calls:    providers.NewCaller("gcp", limits, limits["*"], classify),
-		bindings: map[providers.BindingKey]*bindingState{},
-		negs:     map[string]*negState{},
+		opts:       o,
+		followCtx:  followCtx,
+		stopFollow: stopFollow,
+		calls:      providers.NewCaller("gcp", limits, limits["*"], classify),
+		bindings:   map[providers.BindingKey]*bindingState{},
+		negs:       map[string]*negState{},
 
 		balancerScopes: map[balancerRef]map[scope]bool{},
 	}
@@ -229,14 +257,19 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	p.services = &providers.Batcher[serviceRef, *computepb.BackendService]{Max: 1000, Call: p.lookupBackendServices}
 	c, err := newClients(ctx, co)
 	if err != nil {
+		stopFollow()
 		return nil, fmt.Errorf("gcp: %w", err)
 	}
 	p.c = *c
 	return p, nil
 }
 
-// Close releases the REST clients.
-func (p *Provider) Close() error { return p.c.close() }
+// Close stops following operations and releases the REST clients.
+func (p *Provider) Close() error {
+	p.stopFollow()
+	p.followers.Wait()
+	return p.c.close()
+}
 
 // Name implements providers.Provider.
 func (p *Provider) Name() string { return "gcp" }
@@ -513,6 +546,10 @@ func nameField(spec *Spec) string {
 }
 
 func (p *Provider) deleteOwnedNEG(ctx context.Context, zone, name string) error {
+	// An attach still followed would land in a NEG being deleted.
+	if err := p.neg(negPath(p.opts.Project, zone, name)).awaitFlights(ctx); err != nil {
+		return err
+	}
 	err := p.deleteNEG(ctx, zone, name)
 	if err == nil {
 		p.forgetNEG(negPath(p.opts.Project, zone, name))
@@ -740,7 +777,7 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 		if attached, err = p.listEndpoints(ctx, zone, gs.name); err != nil {
 			return nil, err
 		}
-		ns.set(attached)
+		attached = ns.set(attached)
 	}
 	target := func(k providers.TargetKey, instance string) providers.Target {
 		return providers.Target{IP: k.IP, Port: k.Port, Zone: zone, Instance: instance}
@@ -820,15 +857,30 @@ func endpointKey(ip string, port int32) (providers.TargetKey, bool) {
 }
 
 // Apply implements providers.Provider: every zone's attach batches first
-// (zones in parallel, batches within a zone one after the other, each
-// awaited); only when none failed as a whole, the detach batches the same
-// way. Endpoints GCE refuses one by one (see refusal), targets in a zone
-// without a NEG and targets without a VM are set aside and come back as
-// *providers.TargetErrors once everything else is applied.
+// (zones in parallel, batches within a zone one after the other); only
+// when none failed as a whole, the detach batches the same way, each
+// awaited. Endpoints GCE refuses one by one (see refusal), targets in a
+// zone without a NEG and targets without a VM are set aside and come
+// back as *providers.TargetErrors once everything else is applied.
+//
+// A plan that detaches nothing returns once GCE has accepted its
+// attaches; their operations (seconds on GCE) are followed in the
+// background, so a pod that turns ready meanwhile goes out in the next
+// pass instead of waiting for them. What such an operation leaves
+// (endpoints refused one by one, a failure as a whole) comes back from
+// the next Apply that attaches them or detaches in their group. A plan
+// that detaches awaits every attach of its group first, those of earlier
+// passes included: a failed one holds the detaches.
 func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers.Plan) error {
 	gs, ok := g.Provider.(*groupState)
 	if !ok {
 		return providers.Errorf(providers.Invalid, "", "group %s is not a GCP NEG group", g.Display)
+	}
+	follow := len(plan.Deregister) == 0
+	if !follow {
+		if err := p.settleAttaches(ctx, gs); err != nil {
+			return combine(err, "attaching endpoints to "+g.Display)
+		}
 	}
 	refused := map[providers.TargetKey]error{}
 	attach := map[string][]providers.Target{}
@@ -843,7 +895,7 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 			attach[t.Zone] = append(attach[t.Zone], t)
 		}
 	}
-	if err := p.changeZones(ctx, gs, attach, true, refused); err != nil {
+	if err := p.changeZones(ctx, gs, attach, true, follow, refused); err != nil {
 		return combine(err, "attaching endpoints to "+g.Display)
 	}
 	detach := map[string][]providers.Target{}
@@ -853,7 +905,7 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 			detach[t.Zone] = append(detach[t.Zone], t)
 		}
 	}
-	if err := p.changeZones(ctx, gs, detach, false, refused); err != nil {
+	if err := p.changeZones(ctx, gs, detach, false, false, refused); err != nil {
 		return combine(err, "detaching endpoints from "+g.Display)
 	}
 	if len(refused) > 0 {
@@ -867,16 +919,32 @@ func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.
 	return p.calls.HoldPlan(ctx, plan, opNEGAttach, opNEGDetach)
 }
 
+// settleAttaches waits for the attach operations followed in each zone
+// of the group and returns what failed as a whole among them.
+func (p *Provider) settleAttaches(ctx context.Context, gs *groupState) error {
+	var errs *multierror.Error
+	for _, zone := range gs.zones {
+		ns := p.neg(negPath(p.opts.Project, zone, gs.name))
+		if err := ns.awaitFlights(ctx); err != nil {
+			return err
+		}
+		if err := ns.takeFailure(); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("zone %s: %w", zone, err))
+		}
+	}
+	return errs.ErrorOrNil()
+}
+
 // changeZones changes every zone's endpoints in parallel, adding the
 // endpoints GCE refused to refused.
-func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[string][]providers.Target, attach bool, refused map[providers.TargetKey]error) error {
+func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[string][]providers.Target, attach, follow bool, refused map[providers.TargetKey]error) error {
 	var (
 		eg multierror.Group
 		mu sync.Mutex
 	)
 	for zone, ts := range byZone {
 		eg.Go(func() error {
-			zoneRefused, err := p.changeEndpoints(ctx, zone, gs.name, ts, attach)
+			zoneRefused, err := p.changeEndpoints(ctx, zone, gs.name, ts, attach, follow)
 			mu.Lock()
 			maps.Copy(refused, zoneRefused)
 			mu.Unlock()
@@ -887,47 +955,95 @@ func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[s
 }
 
 // changeEndpoints attaches or detaches endpoints of one NEG in batches,
-// one operation in flight at a time. An operation fails as a whole when
-// one endpoint is already attached (or already gone), so after a failed
-// operation the NEG is listed and the rest of the batch tried once more.
-// When that fails because of some endpoints, the batch is split until each
-// refused endpoint stands alone; those are returned with their errors.
-func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []providers.Target, attach bool) (map[providers.TargetKey]error, error) {
+// one call being sent at a time. Each batch's operation is awaited, or
+// with follow (attaches only) followed in the background once GCE
+// accepted the call. An operation fails as a whole when one endpoint is
+// already attached (or already gone), so after a failed operation the
+// NEG is listed and the rest of the batch tried once more. When that
+// fails because of some endpoints, the batch is split until each refused
+// endpoint stands alone; those are returned with their errors, and with
+// them the endpoints that followed operations refused earlier.
+func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []providers.Target, attach, follow bool) (map[providers.TargetKey]error, error) {
 	ns := p.neg(negPath(p.opts.Project, zone, name))
 	ns.ops.Lock()
 	defer ns.ops.Unlock()
 	ts = slices.Clone(ts)
-	if attach {
-		ts = ns.notAttached(ts, p.opts.EndpointResync)
-	}
-	providers.SortTargets(ts)
 	iso := &providers.Isolator{
 		Apply: func(batch []providers.Target) error { return p.endpointBatch(ctx, ns, zone, name, batch, attach) },
 		Judge: refusal,
 	}
+	if attach {
+		var earlier map[providers.TargetKey]error
+		ts, earlier = ns.takeRefused(ts)
+		iso.Refused = earlier
+		if err := ns.takeFailure(); err != nil {
+			return iso.Refused, fmt.Errorf("zone %s: %w", zone, err)
+		}
+		ts = ns.notAttached(ts, p.opts.EndpointResync)
+	}
+	providers.SortTargets(ts)
 	var errs *multierror.Error
 	for _, batch := range providers.Batches(ts, p.opts.BatchSize) {
-		err := p.endpointBatch(ctx, ns, zone, name, batch, attach)
-		var opErr *operationError
-		if errors.As(err, &opErr) && isCode(err, 400) {
-			if cur, lerr := p.listEndpoints(ctx, zone, name); lerr == nil {
-				ns.set(cur)
-				// batch is part of this call's copy of ts: filtered in place.
-				batch, err = unapplied(batch, cur, attach), nil
-				if len(batch) > 0 {
-					err = p.endpointBatch(ctx, ns, zone, name, batch, attach)
-				}
+		var err error
+		if follow {
+			var op *compute.Operation
+			if op, err = p.sendBatch(ctx, ns, zone, name, batch, attach); err == nil {
+				p.follow(ns, zone, name, batch, op)
+				continue
 			}
+		} else {
+			err = p.endpointBatch(ctx, ns, zone, name, batch, attach)
 		}
-		if err != nil {
-			err = iso.Run(batch, err)
-		}
-		if err != nil {
-			ns.expire()
+		if err = p.recoverBatch(ctx, ns, zone, name, batch, attach, err, iso); err != nil {
 			errs = multierror.Append(errs, fmt.Errorf("zone %s: %w", zone, err))
 		}
 	}
 	return iso.Refused, errs.ErrorOrNil()
+}
+
+// recoverBatch handles a batch whose call or operation failed with err:
+// after a failed operation refused for its endpoints, it lists the NEG and
+// sends what is still to do once more; what fails then goes to the
+// Isolator. It returns what failed as a whole.
+func (p *Provider) recoverBatch(ctx context.Context, ns *negState, zone, name string, batch []providers.Target, attach bool, err error, iso *providers.Isolator) error {
+	var opErr *operationError
+	if errors.As(err, &opErr) && isCode(err, 400) {
+		if cur, lerr := p.listEndpoints(ctx, zone, name); lerr == nil {
+			ns.set(cur)
+			batch, err = unapplied(slices.Clone(batch), cur, attach), nil
+			if len(batch) > 0 {
+				err = p.endpointBatch(ctx, ns, zone, name, batch, attach)
+			}
+		}
+	}
+	if err != nil {
+		err = iso.Run(batch, err)
+	}
+	if err != nil {
+		ns.expire()
+	}
+	return err
+}
+
+// follow follows an accepted attach operation in the background: its
+// endpoints count as attached meanwhile, and what it leaves (see
+// negState.land) waits for the next Apply.
+func (p *Provider) follow(ns *negState, zone, name string, batch []providers.Target, op *compute.Operation) {
+	done := ns.begin(batch)
+	fctx := p.followCtx
+	p.followers.Add(1)
+	go func() {
+		defer p.followers.Done()
+		iso := &providers.Isolator{
+			Apply: func(batch []providers.Target) error { return p.endpointBatch(fctx, ns, zone, name, batch, true) },
+			Judge: refusal,
+		}
+		err := p.finishBatch(fctx, ns, batch, true, op)
+		if err != nil {
+			err = p.recoverBatch(fctx, ns, zone, name, batch, true, err, iso)
+		}
+		ns.land(batch, done, iso.Refused, err)
+	}()
 }
 
 // refusal reads an attach or detach error. GCE refuses a whole call for
@@ -957,7 +1073,17 @@ type operationError struct{ err error }
 func (e *operationError) Error() string { return e.err.Error() }
 func (e *operationError) Unwrap() error { return e.err }
 
+// endpointBatch attaches or detaches one batch and awaits its operation.
 func (p *Provider) endpointBatch(ctx context.Context, ns *negState, zone, name string, batch []providers.Target, attach bool) error {
+	op, err := p.sendBatch(ctx, ns, zone, name, batch, attach)
+	if err != nil {
+		return err
+	}
+	return p.finishBatch(ctx, ns, batch, attach, op)
+}
+
+// sendBatch sends one batch's attach or detach call.
+func (p *Provider) sendBatch(ctx context.Context, ns *negState, zone, name string, batch []providers.Target, attach bool) (*compute.Operation, error) {
 	eps := make([]*computepb.NetworkEndpoint, len(batch))
 	for i, t := range batch {
 		instance := t.Instance
@@ -988,9 +1114,11 @@ func (p *Provider) endpointBatch(ctx context.Context, ns *negState, zone, name s
 		}
 		return err
 	})
-	if err != nil {
-		return err
-	}
+	return op, err
+}
+
+// finishBatch awaits a batch's operation and records its result.
+func (p *Provider) finishBatch(ctx context.Context, ns *negState, batch []providers.Target, attach bool, op *compute.Operation) error {
 	if done, err := p.waitDone(ctx, op); err != nil {
 		if alreadyDone(done, attach) {
 			if len(batch) == 1 {
@@ -1163,29 +1291,36 @@ func (p *Provider) invalidate(key providers.BindingKey, lookAgain bool) {
 	}
 }
 
-// snapshot returns the attached endpoints and whether they are fresh
-// enough to trust.
+// snapshot returns the attached endpoints, those being attached
+// included, and whether they are fresh enough to trust.
 func (ns *negState) snapshot(ttl time.Duration) (map[providers.TargetKey]string, bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if !ns.freshLocked(ttl) {
 		return nil, false
 	}
-	out := make(map[providers.TargetKey]string, len(ns.attached))
-	for k, v := range ns.attached {
-		out[k] = v
-	}
+	out := make(map[providers.TargetKey]string, len(ns.attached)+len(ns.inFlight))
+	maps.Copy(out, ns.attached)
+	maps.Copy(out, ns.inFlight)
 	return out, true
 }
 
-func (ns *negState) set(attached map[providers.TargetKey]string) {
+// set records a list of the NEG and returns it with the endpoints being
+// attached added: a list taken while their operation runs misses them.
+func (ns *negState) set(attached map[providers.TargetKey]string) map[providers.TargetKey]string {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	ns.attached = make(map[providers.TargetKey]string, len(attached))
-	for k, v := range attached {
-		ns.attached[k] = v
+	ns.attached = maps.Clone(attached)
+	if ns.attached == nil {
+		ns.attached = map[providers.TargetKey]string{}
 	}
 	ns.listed = time.Now()
+	if len(ns.inFlight) == 0 {
+		return attached
+	}
+	out := maps.Clone(ns.attached)
+	maps.Copy(out, ns.inFlight)
+	return out
 }
 
 func (ns *negState) expire() {
@@ -1198,6 +1333,10 @@ func (ns *negState) expire() {
 func (ns *negState) record(batch []providers.Target, attach bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
+	ns.recordLocked(batch, attach)
+}
+
+func (ns *negState) recordLocked(batch []providers.Target, attach bool) {
 	if ns.attached == nil {
 		return // unknown until listed; keep it so
 	}
@@ -1210,21 +1349,111 @@ func (ns *negState) record(batch []providers.Target, attach bool) {
 	}
 }
 
+// begin marks a batch whose attach operation is followed in the
+// background; the channel closes when land ends it.
+func (ns *negState) begin(batch []providers.Target) chan struct{} {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.inFlight == nil {
+		ns.inFlight = map[providers.TargetKey]string{}
+	}
+	for _, t := range batch {
+		ns.inFlight[t.Key()] = t.Instance
+	}
+	done := make(chan struct{})
+	ns.flights = append(ns.flights, done)
+	return done
+}
+
+// land ends a followed attach: the endpoints GCE refused and, when the
+// operation failed as a whole (err), that failure are kept for the next
+// Apply, and the NEG is listed again before it is trusted.
+func (ns *negState) land(batch []providers.Target, done chan struct{}, refused map[providers.TargetKey]error, err error) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	for _, t := range batch {
+		delete(ns.inFlight, t.Key())
+	}
+	now := time.Now()
+	for k, e := range refused {
+		if ns.refused == nil {
+			ns.refused = map[providers.TargetKey]refusedEndpoint{}
+		}
+		ns.refused[k] = refusedEndpoint{e, now}
+	}
+	if err != nil {
+		ns.failed = err
+		ns.listed = time.Time{}
+	}
+	ns.flights = slices.DeleteFunc(ns.flights, func(c chan struct{}) bool { return c == done })
+	close(done)
+}
+
+// awaitFlights waits until the attach operations followed now have ended.
+func (ns *negState) awaitFlights(ctx context.Context) error {
+	ns.mu.Lock()
+	flights := slices.Clone(ns.flights)
+	ns.mu.Unlock()
+	for _, done := range flights {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// takeRefused removes from ts the endpoints a followed operation refused
+// and returns them with their errors; refusals no one asked about for
+// refusedKept are dropped.
+func (ns *negState) takeRefused(ts []providers.Target) ([]providers.Target, map[providers.TargetKey]error) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if len(ns.refused) == 0 {
+		return ts, nil
+	}
+	out := map[providers.TargetKey]error{}
+	ts = slices.DeleteFunc(ts, func(t providers.Target) bool {
+		r, ok := ns.refused[t.Key()]
+		if ok {
+			out[t.Key()] = r.err
+			delete(ns.refused, t.Key())
+		}
+		return ok
+	})
+	maps.DeleteFunc(ns.refused, func(_ providers.TargetKey, r refusedEndpoint) bool { return time.Since(r.at) > refusedKept })
+	return ts, out
+}
+
+// takeFailure returns and forgets the failure of a followed operation.
+func (ns *negState) takeFailure() error {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	err := ns.failed
+	ns.failed = nil
+	return err
+}
+
 // freshLocked reports whether the record is known and younger than ttl.
 func (ns *negState) freshLocked(ttl time.Duration) bool {
 	return ns.attached != nil && !ns.listed.IsZero() && time.Since(ns.listed) < ttl
 }
 
-// notAttached drops the targets a fresh record shows attached: when a
-// plan is sent again after some zones' calls failed (throttled), the
-// zones that succeeded spend no operation, which under the
-// concurrent-operation quota would fail with RESOURCE_ALREADY_EXISTS and
-// hold the slot the zones still to do need. Detaches are always sent: a
-// record missing an endpoint someone attached since the list must not
-// keep it serving.
+// notAttached drops the targets being attached, and those a fresh record
+// shows attached: when a plan is sent again after some zones' calls
+// failed (throttled), the zones that succeeded spend no operation, which
+// under the concurrent-operation quota would fail with
+// RESOURCE_ALREADY_EXISTS and hold the slot the zones still to do need.
+// Detaches are always sent: a record missing an endpoint someone attached
+// since the list must not keep it serving.
 func (ns *negState) notAttached(ts []providers.Target, ttl time.Duration) []providers.Target {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
+	ts = slices.DeleteFunc(ts, func(t providers.Target) bool {
+		_, in := ns.inFlight[t.Key()]
+		return in
+	})
 	if !ns.freshLocked(ttl) {
 		return ts
 	}
@@ -1244,6 +1473,9 @@ func unapplied(ts []providers.Target, attached map[providers.TargetKey]string, a
 func (ns *negState) instance(k providers.TargetKey) string {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
+	if instance, ok := ns.inFlight[k]; ok {
+		return instance
+	}
 	return ns.attached[k]
 }
 

@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -107,6 +108,37 @@ func (e *env) done(op *compute.Operation, err error) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// apply applies a plan as a pass does, then waits for the attach
+// operations it left to be followed (see Apply), so that the emulator
+// shows their result. What they left for the next Apply is returned as
+// that Apply would return it, and kept.
+func (e *env) apply(g *providers.Group, plan providers.Plan) error {
+	err := e.p.Apply(e.ctx, g, plan)
+	e.p.followers.Wait()
+	if err != nil {
+		return err
+	}
+	e.p.mu.Lock()
+	negs := slices.Collect(maps.Values(e.p.negs))
+	e.p.mu.Unlock()
+	refused := map[providers.TargetKey]error{}
+	for _, ns := range negs {
+		ns.mu.Lock()
+		failed := ns.failed
+		for k, r := range ns.refused {
+			refused[k] = r.err
+		}
+		ns.mu.Unlock()
+		if failed != nil {
+			return failed
+		}
+	}
+	if len(refused) > 0 {
+		return &providers.TargetErrors{Failed: refused}
+	}
+	return nil
 }
 
 // backendService creates a health check and a backend service of the
@@ -320,7 +352,7 @@ func TestApplyAttachesInBatchesAndReportsUnused(t *testing.T) {
 		}
 	}
 	e.srv.ResetStats()
-	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+	if err := e.apply(g, plan); err != nil {
 		t.Fatal(err)
 	}
 	st := e.srv.Stats().Methods["networkEndpointGroups.attachNetworkEndpoints"]
@@ -346,7 +378,7 @@ func TestApplyAttachesInBatchesAndReportsUnused(t *testing.T) {
 	for _, o := range obs {
 		plan.Deregister = append(plan.Deregister, o.Target)
 	}
-	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+	if err := e.apply(g, plan); err != nil {
 		t.Fatal(err)
 	}
 	if st := e.srv.Stats().Methods["networkEndpointGroups.detachNetworkEndpoints"]; st.Calls != 4 || st.MaxEndpointsCall > 500 {
@@ -370,7 +402,7 @@ func TestObservePendingHealthyUnhealthyAndDetached(t *testing.T) {
 		stops[ip] = stop
 		plan.Register = append(plan.Register, target(ip, port, z))
 	}
-	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+	if err := e.apply(g, plan); err != nil {
 		t.Fatal(err)
 	}
 	obs := e.observe(g)
@@ -412,7 +444,7 @@ func TestObservePendingHealthyUnhealthyAndDetached(t *testing.T) {
 	eventually(t, "unhealthy", func() bool { return e.observe(g)[failing.Key()].State == providers.Unhealthy })
 
 	leaving := plan.Register[1]
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Deregister: []providers.Target{leaving}}); err != nil {
+	if err := e.apply(g, providers.Plan{Deregister: []providers.Target{leaving}}); err != nil {
 		t.Fatal(err)
 	}
 	// getHealth answers HEALTHY and UNHEALTHY only: a detached endpoint
@@ -437,7 +469,7 @@ func TestObservedTargetsShareTheirWords(t *testing.T) {
 		t.Cleanup(stop)
 		plan.Register = append(plan.Register, target(ip, port, zones3[0]))
 	}
-	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+	if err := e.apply(g, plan); err != nil {
 		t.Fatal(err)
 	}
 	var obs map[providers.TargetKey]providers.Observed
@@ -534,13 +566,13 @@ func TestZoneWithoutNodesLosesItsNEG(t *testing.T) {
 	name := NEGName(cluster, b.Key)
 	g := e.ensure(b)
 	port, _ := tcpListener(t, "127.0.30.1")
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.30.1", port, zones3[0])}}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: []providers.Target{target("127.0.30.1", port, zones3[0])}}); err != nil {
 		t.Fatal(err)
 	}
 	// A target in a zone the binding does not know yet waits; the others
 	// are attached.
 	early := target("127.0.30.9", port, "us-central1-f")
-	err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{early, target("127.0.30.2", port, zones3[0])}})
+	err := e.apply(g, providers.Plan{Register: []providers.Target{early, target("127.0.30.2", port, zones3[0])}})
 	te, ok := providers.AsTargetErrors(err)
 	if !ok || len(te.Failed) != 1 || !strings.Contains(te.Failed[early.Key()].Error(), `zone "us-central1-f"`) {
 		t.Fatalf("got %v, want the target in us-central1-f refused", err)
@@ -587,7 +619,7 @@ func TestReleaseRemovesOnlyOurs(t *testing.T) {
 	}}))
 	g := e.ensure(b)
 	port, _ := tcpListener(t, "127.0.40.1")
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.40.1", port, zones3[1])}}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: []providers.Target{target("127.0.40.1", port, zones3[1])}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(e.getBS("web").GetBackends()) != 4 {
@@ -623,7 +655,7 @@ func TestBackendServiceChangeReleasesTheOldOne(t *testing.T) {
 	e.backendService("new", "TCP", 0)
 	old := e.ensure(binding(`{"backendService":"old"}`, zones3...))
 	port, _ := tcpListener(t, "127.0.50.1")
-	if err := e.p.Apply(e.ctx, old, providers.Plan{Register: []providers.Target{target("127.0.50.1", port, zones3[0])}}); err != nil {
+	if err := e.apply(old, providers.Plan{Register: []providers.Target{target("127.0.50.1", port, zones3[0])}}); err != nil {
 		t.Fatal(err)
 	}
 	b := binding(`{"backendService":"new"}`, zones3...)
@@ -681,12 +713,12 @@ func TestRateLimitedIsThrottled(t *testing.T) {
 	e := newEnv(t)
 	g := e.ensure(binding(`{}`, zones3[:1]...))
 	e.srv.SetRateLimit("networkEndpointGroups.attachNetworkEndpoints", 0)
-	err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.60.1", 80, zones3[0])}})
+	err := e.apply(g, providers.Plan{Register: []providers.Target{target("127.0.60.1", 80, zones3[0])}})
 	if providers.ClassOf(err) != providers.Throttled {
 		t.Fatalf("got %v (%s)", err, providers.ClassOf(err))
 	}
 	e.srv.SetRateLimit("networkEndpointGroups.attachNetworkEndpoints", -1)
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{target("127.0.60.1", 80, zones3[0])}}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: []providers.Target{target("127.0.60.1", 80, zones3[0])}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -704,7 +736,7 @@ func TestConcurrentOperationLimitIsThrottled(t *testing.T) {
 	f.MaxConcurrentOperations = 1
 	e.srv.SetFaults(f)
 	plan := providers.Plan{Register: []providers.Target{target("127.0.61.1", 80, zones3[0]), target("127.0.61.2", 80, zones3[1]), target("127.0.61.3", 80, zones3[2])}}
-	err := e.p.Apply(e.ctx, g, plan)
+	err := e.apply(g, plan)
 	if providers.ClassOf(err) != providers.Throttled {
 		t.Fatalf("three zones' attaches at a limit of one operation: got %v (%s), want throttled", err, providers.ClassOf(err))
 	}
@@ -712,7 +744,7 @@ func TestConcurrentOperationLimitIsThrottled(t *testing.T) {
 	// attached must not spend the one operation slot on an attach that
 	// fails with RESOURCE_ALREADY_EXISTS.
 	eventually(t, "every endpoint attached once operations finish", func() bool {
-		_ = e.p.Apply(e.ctx, g, plan)
+		_ = e.apply(g, plan)
 		return len(e.observe(g)) == 3
 	})
 	if st := e.srv.Stats().Methods["networkEndpointGroups.attachNetworkEndpoints"]; st.Operations != 3 || st.OperationsFailed != 0 {
@@ -765,7 +797,7 @@ func TestAttachHealsAfterOthersAttachedTheSameEndpoint(t *testing.T) {
 		}},
 	}))
 	plan := providers.Plan{Register: []providers.Target{target("127.0.70.1", 80, zones3[0]), target("127.0.70.2", 80, zones3[0])}}
-	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+	if err := e.apply(g, plan); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.srv.Endpoints(zones3[0], "heal")); n != 2 {
@@ -803,14 +835,14 @@ func TestRetryMeetingItsOwnResultIsNoRefusal(t *testing.T) {
 	change(true, "127.0.71.1")
 	e.srv.SetRateLimit("networkEndpointGroups.listNetworkEndpoints", 0)
 	plan := providers.Plan{Register: []providers.Target{target("127.0.71.1", 80, zones3[0]), target("127.0.71.2", 80, zones3[0])}}
-	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+	if err := e.apply(g, plan); err != nil {
 		t.Fatalf("attach meeting an attached endpoint: %v", err)
 	}
 	if n := len(e.srv.Endpoints(zones3[0], "again")); n != 2 {
 		t.Fatalf("%d endpoints, want 2", n)
 	}
 	change(false, "127.0.71.1")
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Deregister: plan.Register}); err != nil {
+	if err := e.apply(g, providers.Plan{Deregister: plan.Register}); err != nil {
 		t.Fatalf("detach meeting a detached endpoint: %v", err)
 	}
 	if n := len(e.srv.Endpoints(zones3[0], "again")); n != 0 {
@@ -838,7 +870,7 @@ func TestRegionalBackendService(t *testing.T) {
 	}
 	port, _ := tcpListener(t, "127.0.80.1")
 	tg := target("127.0.80.1", port, zones3[2])
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "healthy", func() bool { return e.observe(g)[tg.Key()].State == providers.Healthy })
@@ -858,7 +890,7 @@ func TestRestartAdoptsOwnNEGsAndEndpoints(t *testing.T) {
 	g := e.ensure(b)
 	port, _ := tcpListener(t, "127.0.90.1")
 	tg := target("127.0.90.1", port, zones3[1])
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
 		t.Fatal(err)
 	}
 	restarted, err := New(e.ctx, e.p.opts)
@@ -923,7 +955,7 @@ func TestThrottledCallsAreRetried(t *testing.T) {
 	plan := providers.Plan{Register: []providers.Target{target("127.0.0.1", port, zones3[0])}}
 
 	e.srv.SetRateLimitRate(1)
-	err := e.p.Apply(e.ctx, g, plan)
+	err := e.apply(g, plan)
 	if providers.ClassOf(err) != providers.Throttled {
 		t.Fatalf("Apply under a lasting throttle: %v, want Throttled", err)
 	}
@@ -942,7 +974,7 @@ func TestThrottledCallsAreRetried(t *testing.T) {
 		}
 		e.srv.SetRateLimitRate(0)
 	}()
-	if err := e.p.Apply(e.ctx, g, plan); err != nil {
+	if err := e.apply(g, plan); err != nil {
 		t.Fatalf("Apply with one throttled attach: %v", err)
 	}
 	<-lifted
@@ -997,7 +1029,7 @@ func TestApplyAttachesEveryGoodEndpointAndNamesEachRefusedOne(t *testing.T) {
 	b := binding(`{"name":"mixed"}`, zones3[:2]...)
 	g := e.ensure(b)
 	old := targets("127.0.9.%d", 3, zones3[0])
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: old}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: old}); err != nil {
 		t.Fatal(err)
 	}
 	// node-b gets a pod range; an IP outside it is not the VM's.
@@ -1019,7 +1051,7 @@ func TestApplyAttachesEveryGoodEndpointAndNamesEachRefusedOne(t *testing.T) {
 		Deregister: append(append([]providers.Target{}, old...), gone),
 	}
 	e.srv.ResetStats()
-	err := e.p.Apply(e.ctx, g, plan)
+	err := e.apply(g, plan)
 	wantRefused(t, err, map[providers.Target]refusedWith{
 		ipv6:    {providers.Invalid, "Must be a valid IPv4 address"},
 		foreign: {providers.Invalid, "Specified IP address 10.9.9.9 doesn't belong"},
@@ -1061,13 +1093,13 @@ func TestFullNEGAttachesWhatFitsReportsTheRestAndStillDetaches(t *testing.T) {
 	e := newEnvWith(t, func(o *computesim.Options) { o.MaxEndpointsPerNEG = 20 })
 	g := e.ensure(binding(`{"name":"full"}`, zones3[0]))
 	old := targets("127.0.9.%d", 15, zones3[0])
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: old}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: old}); err != nil {
 		t.Fatal(err)
 	}
 	// A rollout: ten new pods, five old ones leave.
 	fresh := targets("127.1.0.%d", 10, zones3[0])
 	e.srv.ResetStats()
-	err := e.p.Apply(e.ctx, g, providers.Plan{Register: fresh, Deregister: old[:5]})
+	err := e.apply(g, providers.Plan{Register: fresh, Deregister: old[:5]})
 	want := map[providers.Target]refusedWith{}
 	for _, tg := range fresh[5:] {
 		want[tg] = refusedWith{providers.Invalid, "quotaExceeded"}
@@ -1080,7 +1112,7 @@ func TestFullNEGAttachesWhatFitsReportsTheRestAndStillDetaches(t *testing.T) {
 	if n, limit := e.calls(opNEGAttach), splitBound(len(fresh), 1); n > limit {
 		t.Errorf("%d attach calls, want at most %d", n, limit)
 	}
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: fresh[5:]}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: fresh[5:]}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(e.srv.Endpoints(zones3[0], "full")); n != 20 {
@@ -1092,7 +1124,7 @@ func TestFailuresOfAWholeAttachAreNotSplitAndHoldDetaches(t *testing.T) {
 	e := newEnv(t)
 	g := e.ensure(binding(`{"name":"whole"}`, zones3[0]))
 	old := targets("127.0.9.%d", 2, zones3[0])
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: old}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: old}); err != nil {
 		t.Fatal(err)
 	}
 	plan := providers.Plan{Register: append(targets("127.1.0.%d", 50, zones3[0]), target("fd00::1", 8080, zones3[0])), Deregister: old}
@@ -1121,7 +1153,7 @@ func TestFailuresOfAWholeAttachAreNotSplitAndHoldDetaches(t *testing.T) {
 	} {
 		e.srv.ResetStats()
 		c.fault(true)
-		err := e.p.Apply(e.ctx, g, plan)
+		err := e.apply(g, plan)
 		c.fault(false)
 		if _, ok := providers.AsTargetErrors(err); ok || providers.ClassOf(err) != c.class {
 			t.Errorf("%s: got %v (%s), want a %s error", c.name, err, providers.ClassOf(err), c.class)
@@ -1160,5 +1192,71 @@ func TestOperationsWaitKeepsUpWithTheWriteShare(t *testing.T) {
 				t.Errorf("operations.wait = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A plan that only attaches returns once GCE accepted the call and its
+// operation is followed in the background: a pod that turns ready while
+// it runs goes out in the next pass, and what is being attached is not
+// sent twice. A plan that detaches first awaits the attaches still
+// followed, and one of them that failed as a whole holds its detaches.
+func TestAttachOperationsAreFollowedOutsideThePass(t *testing.T) {
+	e := newEnv(t)
+	g := e.ensure(binding(`{"name":"follow"}`, zones3[0]))
+	old := targets("127.0.9.%d", 2, zones3[0])
+	if err := e.apply(g, providers.Plan{Register: old}); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.ResetStats()
+	// Operations held: a pass that awaited its attach would not end.
+	e.srv.SetOperationDelay(time.Hour)
+	first := targets("127.1.0.%d", 3, zones3[0])
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: first}); err != nil {
+		t.Fatal(err)
+	}
+	more := append(slices.Clone(first), targets("127.2.0.%d", 2, zones3[0])...)
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: more}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.calls(opNEGAttach); n != 2 {
+		t.Errorf("%d attach calls, want 2: one per pass, the endpoints being attached not sent again", n)
+	}
+	if n := len(e.observe(g)); n != len(old)+len(more) {
+		t.Errorf("observed %d, want %d: endpoints being attached count as attached", n, len(old)+len(more))
+	}
+	short, cancel := context.WithTimeout(e.ctx, 200*time.Millisecond)
+	err := e.p.Apply(short, g, providers.Plan{Deregister: old[:1]})
+	cancel()
+	if err == nil || e.calls(opNEGDetach) != 0 {
+		t.Fatalf("a detach while attaches ran: %v, %d detach calls; want it to wait for them", err, e.calls(opNEGDetach))
+	}
+	e.srv.SetOperationDelay(2 * time.Millisecond)
+	e.p.followers.Wait()
+	if n := len(e.srv.Endpoints(zones3[0], "follow")); n != len(old)+len(more) {
+		t.Fatalf("%d endpoints once the operations ended, want %d", n, len(old)+len(more))
+	}
+
+	// An attach whose operation fails as a whole: its pass has returned,
+	// the next plan that detaches reports the failure and detaches nothing.
+	late := targets("127.3.0.%d", 2, zones3[0])
+	e.srv.FailNextOperation(computesim.OperationFailure{Method: opNEGAttach, Code: 503})
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: late}); err != nil {
+		t.Fatal(err)
+	}
+	e.p.followers.Wait()
+	e.srv.ResetStats()
+	err = e.p.Apply(e.ctx, g, providers.Plan{Deregister: old[:1]})
+	if _, ok := providers.AsTargetErrors(err); ok || providers.ClassOf(err) != providers.Transient {
+		t.Fatalf("a detach after a failed attach: got %v (%s), want the attach's transient failure", err, providers.ClassOf(err))
+	}
+	if n := e.calls(opNEGDetach); n != 0 {
+		t.Fatalf("%d detach calls after a failed attach", n)
+	}
+	// The pass is retried: the endpoints go out again, then the detach.
+	if err := e.apply(g, providers.Plan{Register: late, Deregister: old[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.srv.Endpoints(zones3[0], "follow")); n != len(old)+len(more)+len(late)-1 {
+		t.Fatalf("%d endpoints, want %d", n, len(old)+len(more)+len(late)-1)
 	}
 }

@@ -79,7 +79,7 @@ func (e *env) attachL4(l providers.L4Listener, spec providers.Spec, ip string) *
 	}
 	g := e.ensure(b)
 	tg := target(ip, int32(ln.Addr().(*net.TCPAddr).Port), zoneLB)
-	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
+	if err := e.apply(g, providers.Plan{Register: []providers.Target{tg}}); err != nil {
 		e.t.Fatalf("Apply: %v", err)
 	}
 	return g

@@ -231,6 +231,35 @@ func (q *opQueue) push(op *operation) {
 	}
 }
 
+// SetOperationDelay sets how long operations started from now on stay
+// RUNNING (d > 0); those running end no later than d from now. Tests hold
+// operations with a long delay and let them go with a short one.
+func (s *Server) SetOperationDelay(d time.Duration) {
+	if d <= 0 {
+		d = time.Nanosecond
+	}
+	s.mu.Lock()
+	s.opts.OperationDelay = d
+	s.mu.Unlock()
+	s.opq.endBy(time.Now().Add(d))
+}
+
+// endBy brings every queued operation due after latest forward to it.
+func (q *opQueue) endBy(latest time.Time) {
+	q.mu.Lock()
+	for _, op := range q.h {
+		if op.due.After(latest) {
+			op.due = latest
+		}
+	}
+	heap.Init(&q.h)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (q *opQueue) stop() {
 	close(q.quit)
 	<-q.done
