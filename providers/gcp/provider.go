@@ -194,20 +194,35 @@ type negState struct {
 	mu       sync.Mutex
 	attached map[providers.TargetKey]string // ip:port -> VM name
 	listed   time.Time                      // zero: unknown, list first
-	// inFlight holds the endpoints of attach operations followed in the
-	// background (ip:port -> VM name): attached for every plan and
-	// observation until their operation ends, whatever a list says.
-	inFlight map[providers.TargetKey]string
-	flights  []chan struct{} // closed as each followed operation ends
+	// inFlight holds the endpoints of operations followed in the
+	// background (see Apply): being attached counts as attached and being
+	// detached as gone, for every plan and observation until their
+	// operation ends, whatever a list says meanwhile.
+	inFlight map[providers.TargetKey]moving
+	flights  []*flight
 	// What followed operations left for the next Apply: endpoints refused
 	// one by one, and the failure of an operation as a whole.
 	refused map[providers.TargetKey]refusedEndpoint
 	failed  error
 }
 
+// moving is an endpoint whose operation is followed.
+type moving struct {
+	instance string
+	attach   bool
+}
+
+// flight is one followed operation; done closes when it has ended.
+type flight struct {
+	attach bool
+	batch  []providers.Target
+	done   chan struct{}
+}
+
 type refusedEndpoint struct {
-	err error
-	at  time.Time
+	err    error
+	attach bool
+	at     time.Time
 }
 
 // refusedKept is how long a refusal a followed operation left waits for
@@ -547,7 +562,7 @@ func nameField(spec *Spec) string {
 
 func (p *Provider) deleteOwnedNEG(ctx context.Context, zone, name string) error {
 	// An attach still followed would land in a NEG being deleted.
-	if err := p.neg(negPath(p.opts.Project, zone, name)).awaitFlights(ctx); err != nil {
+	if err := p.neg(negPath(p.opts.Project, zone, name)).awaitFlights(ctx, nil); err != nil {
 		return err
 	}
 	err := p.deleteNEG(ctx, zone, name)
@@ -828,6 +843,10 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 			// NEG, only not judged yet.
 			w = wordsOf("UNKNOWN")
 			o.State, o.CloudState, o.Reason = providers.Pending, w.state, w.reason
+		case !isAttached && ns.detaching(k):
+			// Its detach operation runs: it is leaving.
+			w = wordsOf("DRAINING")
+			o.State, o.CloudState, o.Reason = providers.Draining, w.state, w.reason
 		case !isAttached && o.State != providers.Draining:
 			// Attached by someone else or before podlb's last list:
 			// believe the backend service and list again next time.
@@ -858,19 +877,19 @@ func endpointKey(ip string, port int32) (providers.TargetKey, bool) {
 
 // Apply implements providers.Provider: every zone's attach batches first
 // (zones in parallel, batches within a zone one after the other); only
-// when none failed as a whole, the detach batches the same way, each
-// awaited. Endpoints GCE refuses one by one (see refusal), targets in a
-// zone without a NEG and targets without a VM are set aside and come
-// back as *providers.TargetErrors once everything else is applied.
+// when none failed as a whole, the detach batches the same way.
+// Endpoints GCE refuses one by one (see refusal), targets in a zone
+// without a NEG and targets without a VM are set aside and come back as
+// *providers.TargetErrors once everything else is applied.
 //
-// A plan that detaches nothing returns once GCE has accepted its
-// attaches; their operations (seconds on GCE) are followed in the
-// background, so a pod that turns ready meanwhile goes out in the next
-// pass instead of waiting for them. What such an operation leaves
-// (endpoints refused one by one, a failure as a whole) comes back from
-// the next Apply that attaches them or detaches in their group. A plan
-// that detaches awaits every attach of its group first, those of earlier
-// passes included: a failed one holds the detaches.
+// Apply returns once GCE has accepted the calls: their operations
+// (seconds on GCE) are followed in the background, so a pod that turns
+// ready meanwhile goes out in the next pass instead of waiting for them.
+// What such an operation leaves (endpoints refused one by one, a failure
+// as a whole) comes back from the next Apply that changes those endpoints
+// or that NEG. Only the attaches of a plan that detaches are awaited, and
+// every attach of its group still followed before them: a failed one
+// holds the detaches.
 func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers.Plan) error {
 	gs, ok := g.Provider.(*groupState)
 	if !ok {
@@ -905,7 +924,7 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 			detach[t.Zone] = append(detach[t.Zone], t)
 		}
 	}
-	if err := p.changeZones(ctx, gs, detach, false, false, refused); err != nil {
+	if err := p.changeZones(ctx, gs, detach, false, true, refused); err != nil {
 		return combine(err, "detaching endpoints from "+g.Display)
 	}
 	if len(refused) > 0 {
@@ -925,7 +944,7 @@ func (p *Provider) settleAttaches(ctx context.Context, gs *groupState) error {
 	var errs *multierror.Error
 	for _, zone := range gs.zones {
 		ns := p.neg(negPath(p.opts.Project, zone, gs.name))
-		if err := ns.awaitFlights(ctx); err != nil {
+		if err := ns.awaitFlights(ctx, func(f *flight) bool { return f.attach }); err != nil {
 			return err
 		}
 		if err := ns.takeFailure(); err != nil {
@@ -956,8 +975,9 @@ func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[s
 
 // changeEndpoints attaches or detaches endpoints of one NEG in batches,
 // one call being sent at a time. Each batch's operation is awaited, or
-// with follow (attaches only) followed in the background once GCE
-// accepted the call. An operation fails as a whole when one endpoint is
+// with follow followed in the background once GCE accepted the call. An
+// endpoint being detached is attached again only once that has ended;
+// endpoints being changed the same way are not sent again. An operation fails as a whole when one endpoint is
 // already attached (or already gone), so after a failed operation the
 // NEG is listed and the rest of the batch tried once more. When that
 // fails because of some endpoints, the batch is split until each refused
@@ -972,14 +992,23 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 		Apply: func(batch []providers.Target) error { return p.endpointBatch(ctx, ns, zone, name, batch, attach) },
 		Judge: refusal,
 	}
+	ts, iso.Refused = ns.takeRefused(ts, attach)
+	if err := ns.takeFailure(); err != nil {
+		return iso.Refused, fmt.Errorf("zone %s: %w", zone, err)
+	}
 	if attach {
-		var earlier map[providers.TargetKey]error
-		ts, earlier = ns.takeRefused(ts)
-		iso.Refused = earlier
-		if err := ns.takeFailure(); err != nil {
-			return iso.Refused, fmt.Errorf("zone %s: %w", zone, err)
+		keys := make(map[providers.TargetKey]bool, len(ts))
+		for _, t := range ts {
+			keys[t.Key()] = true
+		}
+		if err := ns.awaitFlights(ctx, func(f *flight) bool {
+			return !f.attach && slices.ContainsFunc(f.batch, func(t providers.Target) bool { return keys[t.Key()] })
+		}); err != nil {
+			return iso.Refused, err
 		}
 		ts = ns.notAttached(ts, p.opts.EndpointResync)
+	} else {
+		ts = ns.notDetaching(ts)
 	}
 	providers.SortTargets(ts)
 	var errs *multierror.Error
@@ -988,7 +1017,7 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 		if follow {
 			var op *compute.Operation
 			if op, err = p.sendBatch(ctx, ns, zone, name, batch, attach); err == nil {
-				p.follow(ns, zone, name, batch, op)
+				p.follow(ns, zone, name, batch, attach, op)
 				continue
 			}
 		} else {
@@ -1025,24 +1054,24 @@ func (p *Provider) recoverBatch(ctx context.Context, ns *negState, zone, name st
 	return err
 }
 
-// follow follows an accepted attach operation in the background: its
-// endpoints count as attached meanwhile, and what it leaves (see
-// negState.land) waits for the next Apply.
-func (p *Provider) follow(ns *negState, zone, name string, batch []providers.Target, op *compute.Operation) {
-	done := ns.begin(batch)
+// follow follows an accepted operation in the background: its endpoints
+// count as changed meanwhile, and what it leaves (see negState.land)
+// waits for the next Apply.
+func (p *Provider) follow(ns *negState, zone, name string, batch []providers.Target, attach bool, op *compute.Operation) {
+	f := ns.begin(batch, attach)
 	fctx := p.followCtx
 	p.followers.Add(1)
 	go func() {
 		defer p.followers.Done()
 		iso := &providers.Isolator{
-			Apply: func(batch []providers.Target) error { return p.endpointBatch(fctx, ns, zone, name, batch, true) },
+			Apply: func(batch []providers.Target) error { return p.endpointBatch(fctx, ns, zone, name, batch, attach) },
 			Judge: refusal,
 		}
-		err := p.finishBatch(fctx, ns, batch, true, op)
+		err := p.finishBatch(fctx, ns, batch, attach, op)
 		if err != nil {
-			err = p.recoverBatch(fctx, ns, zone, name, batch, true, err, iso)
+			err = p.recoverBatch(fctx, ns, zone, name, batch, attach, err, iso)
 		}
-		ns.land(batch, done, iso.Refused, err)
+		ns.land(f, iso.Refused, err)
 	}()
 }
 
@@ -1086,10 +1115,7 @@ func (p *Provider) endpointBatch(ctx context.Context, ns *negState, zone, name s
 func (p *Provider) sendBatch(ctx context.Context, ns *negState, zone, name string, batch []providers.Target, attach bool) (*compute.Operation, error) {
 	eps := make([]*computepb.NetworkEndpoint, len(batch))
 	for i, t := range batch {
-		instance := t.Instance
-		if instance == "" {
-			instance = ns.instance(t.Key())
-		}
+		instance := ns.instance(t)
 		eps[i] = &computepb.NetworkEndpoint{IpAddress: proto.String(t.IP.String()), Port: proto.Int32(t.Port)}
 		if instance != "" {
 			eps[i].Instance = proto.String(instance)
@@ -1291,22 +1317,19 @@ func (p *Provider) invalidate(key providers.BindingKey, lookAgain bool) {
 	}
 }
 
-// snapshot returns the attached endpoints, those being attached
-// included, and whether they are fresh enough to trust.
+// snapshot returns the attached endpoints as the followed operations
+// will leave them, and whether they are fresh enough to trust.
 func (ns *negState) snapshot(ttl time.Duration) (map[providers.TargetKey]string, bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if !ns.freshLocked(ttl) {
 		return nil, false
 	}
-	out := make(map[providers.TargetKey]string, len(ns.attached)+len(ns.inFlight))
-	maps.Copy(out, ns.attached)
-	maps.Copy(out, ns.inFlight)
-	return out, true
+	return ns.movedLocked(ns.attached), true
 }
 
-// set records a list of the NEG and returns it with the endpoints being
-// attached added: a list taken while their operation runs misses them.
+// set records a list of the NEG and returns it as the followed operations
+// will leave it: a list taken while they run does not show them yet.
 func (ns *negState) set(attached map[providers.TargetKey]string) map[providers.TargetKey]string {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
@@ -1315,12 +1338,29 @@ func (ns *negState) set(attached map[providers.TargetKey]string) map[providers.T
 		ns.attached = map[providers.TargetKey]string{}
 	}
 	ns.listed = time.Now()
-	if len(ns.inFlight) == 0 {
-		return attached
+	return ns.movedLocked(ns.attached)
+}
+
+// movedLocked returns a copy of attached with the followed operations
+// applied.
+func (ns *negState) movedLocked(attached map[providers.TargetKey]string) map[providers.TargetKey]string {
+	out := maps.Clone(attached)
+	for k, m := range ns.inFlight {
+		if m.attach {
+			out[k] = m.instance
+		} else {
+			delete(out, k)
+		}
 	}
-	out := maps.Clone(ns.attached)
-	maps.Copy(out, ns.inFlight)
 	return out
+}
+
+// detaching reports whether a followed operation is detaching k.
+func (ns *negState) detaching(k providers.TargetKey) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	m, ok := ns.inFlight[k]
+	return ok && !m.attach
 }
 
 func (ns *negState) expire() {
@@ -1333,10 +1373,6 @@ func (ns *negState) expire() {
 func (ns *negState) record(batch []providers.Target, attach bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	ns.recordLocked(batch, attach)
-}
-
-func (ns *negState) recordLocked(batch []providers.Target, attach bool) {
 	if ns.attached == nil {
 		return // unknown until listed; keep it so
 	}
@@ -1349,29 +1385,28 @@ func (ns *negState) recordLocked(batch []providers.Target, attach bool) {
 	}
 }
 
-// begin marks a batch whose attach operation is followed in the
-// background; the channel closes when land ends it.
-func (ns *negState) begin(batch []providers.Target) chan struct{} {
+// begin marks a batch whose operation is followed in the background.
+func (ns *negState) begin(batch []providers.Target, attach bool) *flight {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if ns.inFlight == nil {
-		ns.inFlight = map[providers.TargetKey]string{}
+		ns.inFlight = map[providers.TargetKey]moving{}
 	}
 	for _, t := range batch {
-		ns.inFlight[t.Key()] = t.Instance
+		ns.inFlight[t.Key()] = moving{ns.instanceLocked(t), attach}
 	}
-	done := make(chan struct{})
-	ns.flights = append(ns.flights, done)
-	return done
+	f := &flight{attach: attach, batch: batch, done: make(chan struct{})}
+	ns.flights = append(ns.flights, f)
+	return f
 }
 
-// land ends a followed attach: the endpoints GCE refused and, when the
-// operation failed as a whole (err), that failure are kept for the next
-// Apply, and the NEG is listed again before it is trusted.
-func (ns *negState) land(batch []providers.Target, done chan struct{}, refused map[providers.TargetKey]error, err error) {
+// land ends a followed operation: the endpoints GCE refused and, when it
+// failed as a whole (err), that failure are kept for the next Apply, and
+// the NEG is listed again before it is trusted.
+func (ns *negState) land(f *flight, refused map[providers.TargetKey]error, err error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	for _, t := range batch {
+	for _, t := range f.batch {
 		delete(ns.inFlight, t.Key())
 	}
 	now := time.Now()
@@ -1379,24 +1414,30 @@ func (ns *negState) land(batch []providers.Target, done chan struct{}, refused m
 		if ns.refused == nil {
 			ns.refused = map[providers.TargetKey]refusedEndpoint{}
 		}
-		ns.refused[k] = refusedEndpoint{e, now}
+		ns.refused[k] = refusedEndpoint{e, f.attach, now}
 	}
 	if err != nil {
 		ns.failed = err
 		ns.listed = time.Time{}
 	}
-	ns.flights = slices.DeleteFunc(ns.flights, func(c chan struct{}) bool { return c == done })
-	close(done)
+	ns.flights = slices.DeleteFunc(ns.flights, func(g *flight) bool { return g == f })
+	close(f.done)
 }
 
-// awaitFlights waits until the attach operations followed now have ended.
-func (ns *negState) awaitFlights(ctx context.Context) error {
+// awaitFlights waits until the followed operations that match (all when
+// match is nil) have ended.
+func (ns *negState) awaitFlights(ctx context.Context, match func(*flight) bool) error {
 	ns.mu.Lock()
-	flights := slices.Clone(ns.flights)
+	var flights []*flight
+	for _, f := range ns.flights {
+		if match == nil || match(f) {
+			flights = append(flights, f)
+		}
+	}
 	ns.mu.Unlock()
-	for _, done := range flights {
+	for _, f := range flights {
 		select {
-		case <-done:
+		case <-f.done:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -1404,23 +1445,24 @@ func (ns *negState) awaitFlights(ctx context.Context) error {
 	return nil
 }
 
-// takeRefused removes from ts the endpoints a followed operation refused
-// and returns them with their errors; refusals no one asked about for
-// refusedKept are dropped.
-func (ns *negState) takeRefused(ts []providers.Target) ([]providers.Target, map[providers.TargetKey]error) {
+// takeRefused removes from ts the endpoints a followed operation of the
+// same direction refused and returns them with their errors; refusals no
+// one asked about for refusedKept, or of the other direction, are dropped.
+func (ns *negState) takeRefused(ts []providers.Target, attach bool) ([]providers.Target, map[providers.TargetKey]error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if len(ns.refused) == 0 {
-		return ts, nil
-	}
 	out := map[providers.TargetKey]error{}
+	if len(ns.refused) == 0 {
+		return ts, out
+	}
 	ts = slices.DeleteFunc(ts, func(t providers.Target) bool {
 		r, ok := ns.refused[t.Key()]
-		if ok {
+		delete(ns.refused, t.Key())
+		if ok && r.attach == attach {
 			out[t.Key()] = r.err
-			delete(ns.refused, t.Key())
+			return true
 		}
-		return ok
+		return false
 	})
 	maps.DeleteFunc(ns.refused, func(_ providers.TargetKey, r refusedEndpoint) bool { return time.Since(r.at) > refusedKept })
 	return ts, out
@@ -1445,19 +1487,29 @@ func (ns *negState) freshLocked(ttl time.Duration) bool {
 // failed (throttled), the zones that succeeded spend no operation, which
 // under the concurrent-operation quota would fail with
 // RESOURCE_ALREADY_EXISTS and hold the slot the zones still to do need.
-// Detaches are always sent: a record missing an endpoint someone attached
-// since the list must not keep it serving.
 func (ns *negState) notAttached(ts []providers.Target, ttl time.Duration) []providers.Target {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	ts = slices.DeleteFunc(ts, func(t providers.Target) bool {
-		_, in := ns.inFlight[t.Key()]
-		return in
+		m, ok := ns.inFlight[t.Key()]
+		return ok && m.attach
 	})
 	if !ns.freshLocked(ttl) {
 		return ts
 	}
 	return unapplied(ts, ns.attached, true)
+}
+
+// notDetaching drops the targets being detached. Other detaches are
+// always sent: a record missing an endpoint someone attached since the
+// list must not keep it serving.
+func (ns *negState) notDetaching(ts []providers.Target) []providers.Target {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return slices.DeleteFunc(ts, func(t providers.Target) bool {
+		m, ok := ns.inFlight[t.Key()]
+		return ok && !m.attach
+	})
 }
 
 // unapplied filters ts in place down to the targets whose change the
@@ -1470,13 +1522,21 @@ func unapplied(ts []providers.Target, attached map[providers.TargetKey]string, a
 	})
 }
 
-func (ns *negState) instance(k providers.TargetKey) string {
+// instanceLocked is t's VM: its own, else the one it was attached on.
+func (ns *negState) instanceLocked(t providers.Target) string {
+	if t.Instance != "" {
+		return t.Instance
+	}
+	if m, ok := ns.inFlight[t.Key()]; ok && m.instance != "" {
+		return m.instance
+	}
+	return ns.attached[t.Key()]
+}
+
+func (ns *negState) instance(t providers.Target) string {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	if instance, ok := ns.inFlight[k]; ok {
-		return instance
-	}
-	return ns.attached[k]
+	return ns.instanceLocked(t)
 }
 
 // combine keeps the class (and field) of the first failure and the text

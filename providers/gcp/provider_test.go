@@ -1195,12 +1195,12 @@ func TestOperationsWaitKeepsUpWithTheWriteShare(t *testing.T) {
 	}
 }
 
-// A plan that only attaches returns once GCE accepted the call and its
-// operation is followed in the background: a pod that turns ready while
-// it runs goes out in the next pass, and what is being attached is not
-// sent twice. A plan that detaches first awaits the attaches still
-// followed, and one of them that failed as a whole holds its detaches.
-func TestAttachOperationsAreFollowedOutsideThePass(t *testing.T) {
+// A pass returns once GCE accepted its calls and their operations are
+// followed in the background: a pod that turns ready while one runs goes
+// out in the next pass, and what is being changed is not sent twice. A
+// plan that detaches first awaits the attaches still followed, and one
+// of them that failed as a whole holds its detaches.
+func TestOperationsAreFollowedOutsideThePass(t *testing.T) {
 	e := newEnv(t)
 	g := e.ensure(binding(`{"name":"follow"}`, zones3[0]))
 	old := targets("127.0.9.%d", 2, zones3[0])
@@ -1258,5 +1258,38 @@ func TestAttachOperationsAreFollowedOutsideThePass(t *testing.T) {
 	}
 	if n := len(e.srv.Endpoints(zones3[0], "follow")); n != len(old)+len(more)+len(late)-1 {
 		t.Fatalf("%d endpoints, want %d", n, len(old)+len(more)+len(late)-1)
+	}
+
+	// A detach is followed too: it counts as gone at once, is not sent
+	// twice, and the same endpoint is attached again only once it ended.
+	e.srv.SetOperationDelay(time.Hour)
+	e.srv.ResetStats()
+	leaving := old[1:]
+	for range 2 {
+		if err := e.p.Apply(e.ctx, g, providers.Plan{Deregister: leaving}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.calls(opNEGDetach); n != 1 {
+		t.Errorf("%d detach calls, want 1: the endpoint being detached not sent again", n)
+	}
+	if o, ok := e.observe(g)[leaving[0].Key()]; ok && o.State != providers.Draining {
+		t.Errorf("an endpoint being detached observed %s, want it gone or draining", o.State)
+	}
+	short, cancel = context.WithTimeout(e.ctx, 200*time.Millisecond)
+	err = e.p.Apply(short, g, providers.Plan{Register: leaving})
+	cancel()
+	if err == nil || e.calls(opNEGAttach) != 0 {
+		t.Fatalf("attaching an endpoint being detached: %v, %d attach calls; want it to wait for the detach", err, e.calls(opNEGAttach))
+	}
+	e.srv.SetOperationDelay(2 * time.Millisecond)
+	if err := e.apply(g, providers.Plan{Register: leaving}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.srv.Stats().Methods[opNEGDetach]; st.Operations != 1 || st.OperationsFailed != 0 {
+		t.Errorf("detach operations %d, failed %d; want 1 that succeeded", st.Operations, st.OperationsFailed)
+	}
+	if st := e.srv.Stats().Methods[opNEGAttach]; st.Operations != 1 || st.OperationsFailed != 0 {
+		t.Errorf("attach operations %d, failed %d; want 1 after the detach, which succeeded", st.Operations, st.OperationsFailed)
 	}
 }
