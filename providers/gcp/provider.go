@@ -93,9 +93,9 @@ type Provider struct {
 	// replacing it (tests race it with other writers).
 	beforeURLMapWrite func()
 
-	// followCtx outlives passes: attach operations are followed to their
-	// end after the pass that sent them returned (see Apply). Close
-	// cancels it and waits for the followers.
+	// followCtx outlives passes: endpoint operations are followed to
+	// their end after the pass that sent them returned (see Apply).
+	// Close cancels it and waits for the followers.
 	followCtx  context.Context
 	stopFollow context.CancelFunc
 	followers  sync.WaitGroup
@@ -226,7 +226,7 @@ type refusedEndpoint struct {
 }
 
 // refusedKept is how long a refusal a followed operation left waits for
-// its endpoint to be attached again; a pod gone meanwhile never asks.
+// its endpoint to be changed again; a pod gone meanwhile never asks.
 const refusedKept = 10 * time.Minute
 
 // New builds the provider and its REST clients.
@@ -975,14 +975,15 @@ func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[s
 
 // changeEndpoints attaches or detaches endpoints of one NEG in batches,
 // one call being sent at a time. Each batch's operation is awaited, or
-// with follow followed in the background once GCE accepted the call. An
-// endpoint being detached is attached again only once that has ended;
-// endpoints being changed the same way are not sent again. An operation fails as a whole when one endpoint is
-// already attached (or already gone), so after a failed operation the
-// NEG is listed and the rest of the batch tried once more. When that
-// fails because of some endpoints, the batch is split until each refused
-// endpoint stands alone; those are returned with their errors, and with
-// them the endpoints that followed operations refused earlier.
+// with follow followed in the background once GCE accepted the call.
+// Endpoints being changed the same way are not sent again; one being
+// detached is attached again only once its detach has ended. An
+// operation fails as a whole when one endpoint is already attached (or
+// already gone), so after a failed operation the NEG is listed and the
+// rest of the batch tried once more. When that fails because of some
+// endpoints, the batch is split until each refused endpoint stands alone;
+// those are returned with their errors, and with them the endpoints that
+// followed operations refused earlier.
 func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []providers.Target, attach, follow bool) (map[providers.TargetKey]error, error) {
 	ns := p.neg(negPath(p.opts.Project, zone, name))
 	ns.ops.Lock()
