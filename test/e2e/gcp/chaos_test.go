@@ -216,7 +216,7 @@ func TestChaosNodeLostMidRollout(t *testing.T) {
 		t.Fatalf("node %s in %s is already gone", lone.Name, loneZone)
 	}
 	t.Cleanup(func() {
-		if err := sim.AddInstance(lone.Zone, lone.VMName, lone.HostIP); err != nil {
+		if err := sim.AddInstance(lone.Zone, lone.VMName, lone.HostIP, lone.PodCIDR); err != nil {
 			t.Errorf("VM %s back: %v", lone.VMName, err)
 		}
 		if err := kube.RestoreNode(ctx, lone.Name); err != nil {

@@ -221,6 +221,15 @@ func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 	if err := kube.Client.CoreV1().Nodes().Delete(ctx, lone.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		// Later tests, and this one run again, find the cluster whole.
+		if err := sim.AddInstance(lone.Zone, lone.VMName, lone.HostIP, lone.PodCIDR); err != nil {
+			t.Errorf("VM %s back: %v", lone.VMName, err)
+		}
+		if err := kube.RestoreNode(ctx, lone.Name); err != nil {
+			t.Errorf("node %s back: %v", lone.Name, err)
+		}
+	})
 	rest := zonesWithNodes(t)
 	e2eutil.Eventually(t, 60*time.Second, "the lone zone's NEG detached and deleted", func() error {
 		if got := backendNEGs(t, bs); !slices.Equal(got, zonal(neg, rest)) {
