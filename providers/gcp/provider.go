@@ -898,7 +898,7 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 	follow := len(plan.Deregister) == 0
 	if !follow {
 		if err := p.settleAttaches(ctx, gs); err != nil {
-			return combine(err, "attaching endpoints to "+g.Display)
+			return combine(err, "changing endpoints of "+g.Display)
 		}
 	}
 	refused := map[providers.TargetKey]error{}
@@ -939,7 +939,8 @@ func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.
 }
 
 // settleAttaches waits for the attach operations followed in each zone
-// of the group and returns what failed as a whole among them.
+// of the group and returns what failed as a whole among the operations
+// followed so far, detaches included.
 func (p *Provider) settleAttaches(ctx context.Context, gs *groupState) error {
 	var errs *multierror.Error
 	for _, zone := range gs.zones {
@@ -948,7 +949,7 @@ func (p *Provider) settleAttaches(ctx context.Context, gs *groupState) error {
 			return err
 		}
 		if err := ns.takeFailure(); err != nil {
-			errs = multierror.Append(errs, fmt.Errorf("zone %s: %w", zone, err))
+			errs = multierror.Append(errs, fmt.Errorf("zone %s: an earlier operation: %w", zone, err))
 		}
 	}
 	return errs.ErrorOrNil()
@@ -995,7 +996,7 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 	}
 	ts, iso.Refused = ns.takeRefused(ts, attach)
 	if err := ns.takeFailure(); err != nil {
-		return iso.Refused, fmt.Errorf("zone %s: %w", zone, err)
+		return iso.Refused, fmt.Errorf("zone %s: an earlier operation: %w", zone, err)
 	}
 	if attach {
 		keys := make(map[providers.TargetKey]bool, len(ts))

@@ -1246,8 +1246,8 @@ func TestOperationsAreFollowedOutsideThePass(t *testing.T) {
 	e.p.followers.Wait()
 	e.srv.ResetStats()
 	err = e.p.Apply(e.ctx, g, providers.Plan{Deregister: old[:1]})
-	if _, ok := providers.AsTargetErrors(err); ok || providers.ClassOf(err) != providers.Transient {
-		t.Fatalf("a detach after a failed attach: got %v (%s), want the attach's transient failure", err, providers.ClassOf(err))
+	if _, ok := providers.AsTargetErrors(err); ok || providers.ClassOf(err) != providers.Transient || !strings.Contains(err.Error(), "an earlier operation") {
+		t.Fatalf("a detach after a failed attach: got %v (%s), want the attach's transient failure, named as an earlier operation's", err, providers.ClassOf(err))
 	}
 	if n := e.calls(opNEGDetach); n != 0 {
 		t.Fatalf("%d detach calls after a failed attach", n)
