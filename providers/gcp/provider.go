@@ -990,10 +990,7 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 	ns.ops.Lock()
 	defer ns.ops.Unlock()
 	ts = slices.Clone(ts)
-	iso := &providers.Isolator{
-		Apply: func(batch []providers.Target) error { return p.endpointBatch(ctx, ns, zone, name, batch, attach) },
-		Judge: refusal,
-	}
+	iso := p.isolator(ctx, ns, zone, name, attach)
 	ts, iso.Refused = ns.takeRefused(ts, attach)
 	if err := ns.takeFailure(); err != nil {
 		return iso.Refused, fmt.Errorf("zone %s: an earlier operation: %w", zone, err)
@@ -1065,16 +1062,21 @@ func (p *Provider) follow(ns *negState, zone, name string, batch []providers.Tar
 	p.followers.Add(1)
 	go func() {
 		defer p.followers.Done()
-		iso := &providers.Isolator{
-			Apply: func(batch []providers.Target) error { return p.endpointBatch(fctx, ns, zone, name, batch, attach) },
-			Judge: refusal,
-		}
+		iso := p.isolator(fctx, ns, zone, name, attach)
 		err := p.finishBatch(fctx, ns, batch, attach, op)
 		if err != nil {
 			err = p.recoverBatch(fctx, ns, zone, name, batch, attach, err, iso)
 		}
 		ns.land(f, iso.Refused, err)
 	}()
+}
+
+// isolator splits a refused batch of one NEG's attaches or detaches.
+func (p *Provider) isolator(ctx context.Context, ns *negState, zone, name string, attach bool) *providers.Isolator {
+	return &providers.Isolator{
+		Apply: func(batch []providers.Target) error { return p.endpointBatch(ctx, ns, zone, name, batch, attach) },
+		Judge: refusal,
+	}
 }
 
 // refusal reads an attach or detach error. GCE refuses a whole call for
