@@ -225,10 +225,7 @@ func (q *opQueue) push(op *operation) {
 	op.seq = q.seq
 	heap.Push(&q.h, op)
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.poke()
 }
 
 // SetOperationDelay sets how long operations started from now on stay
@@ -254,6 +251,11 @@ func (q *opQueue) endBy(latest time.Time) {
 	}
 	heap.Init(&q.h)
 	q.mu.Unlock()
+	q.poke()
+}
+
+// poke wakes the queue's goroutine to look at what is due again.
+func (q *opQueue) poke() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
