@@ -57,6 +57,20 @@ type WriteHolder interface {
 	HoldWrite(ctx context.Context, p Plan) (context.Context, error)
 }
 
+// Settler is a Provider whose registrations may still be taking effect
+// when Apply has returned (GCP follows each attach operation in the
+// background) and whose Apply waits only for the plan's own
+// registrations before its deregistrations. The core then sends a plan's
+// registrations and its deregistrations in separate Applies, each
+// deregistration once the registrations settling when it was first due
+// have settled: register before deregister holds, and no pass waits for
+// an operation.
+type Settler interface {
+	// Settling returns a channel closed once every registration of g
+	// sent so far has taken effect or failed; nil when none is settling.
+	Settling(g *Group) <-chan struct{}
+}
+
 // Spec is a provider's parsed per-port annotation value.
 type Spec interface {
 	// Summary is a short human description for status and events.

@@ -51,6 +51,9 @@ type BindingReconciler struct {
 	// ScheduleRead asks the health reader to read a binding's group after
 	// a delay, at a priority (ReadPriority, BackgroundPriority).
 	ScheduleRead func(key providers.BindingKey, after time.Duration, priority int)
+	// Wake brings a binding back at once: its deregistrations held for
+	// registrations still settling are due (see providers.Settler).
+	Wake func(key providers.BindingKey)
 	// Cached, when set, reads pods and nodes from the cache without the
 	// copies Client's reads make: every pass reads every pod of its
 	// Service and their nodes, most of what a controller at rest
@@ -88,6 +91,9 @@ type registrations struct {
 	// lastLate is when a deregistration last came after its pod was
 	// killed.
 	lastLate time.Time
+	// watched holds the settling registrations a wake-up waits for (see
+	// wakeWhenSettled).
+	watched map[<-chan struct{}]bool
 }
 
 // leave is a target's way out of the group.
@@ -98,6 +104,10 @@ type leave struct {
 	// killed is when its terminating pod is killed (the deletion
 	// timestamp, as first seen); zero when no such pod was seen.
 	killed time.Time
+	// settled, on a providers.Settler, closes once the registrations
+	// settling when the deregistration was first due have settled; nil
+	// until then.
+	settled <-chan struct{}
 }
 
 type registration struct {
@@ -272,6 +282,11 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	}
 	book := r.book(ps.key, ps.group.Ref)
 	r.noteLeaving(book, plan, ps.stopping)
+	if s, ok := ps.prov.(providers.Settler); ok && len(plan.Register) == 0 && len(r.dueDeregistrations(ps.group, book, s, plan.Deregister)) == 0 {
+		// Held behind registrations still settling: nothing to send.
+		r.wakeWhenSettled(ps.key, book)
+		return observed, heldLook, nil
+	}
 	if gather = r.window(ps.key); gather > 0 {
 		return observed, gather, nil
 	}
@@ -315,28 +330,161 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	if err := r.Ledger.Put(ctx, ps.key, ps.entry); err != nil {
 		return nil, 0, err
 	}
+	var applied providers.Plan
+	if settler, ok := ps.prov.(providers.Settler); ok {
+		applied, gather, err = r.applySettling(ctx, ps, book, settler, plan, uidOf, now)
+	} else {
+		applied, err = r.applyOne(ctx, ps, book, plan, uidOf, now)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	observed = applyPlanToObserved(observed, applied, ps.group.Display)
+	r.keepObservation(ps.key, ps.group.Ref, observed)
+	r.pruneLedger(ps, observed)
+	return observed, gather, nil
+}
+
+// applyOne applies a plan planned at planned and books what the cloud
+// took: every target but those it refused one by one, which are set
+// aside. It returns the plan as applied.
+func (r *BindingReconciler) applyOne(ctx context.Context, ps *pass, book *registrations, plan providers.Plan, uidOf map[providers.TargetKey]types.UID, planned time.Time) (providers.Plan, error) {
 	log.FromContext(ctx).Info("applying plan", "group", ps.group.Display, "register", len(plan.Register), "deregister", len(plan.Deregister))
-	err = ps.prov.Apply(ctx, ps.group, plan)
+	err := ps.prov.Apply(ctx, ps.group, plan)
 	// Writes are stamped when the calls returned: a read that began before
 	// then may not have seen them, so its health counts for no pod
 	// registered here (judged) and it cannot undo them (storeRead).
 	done := r.now()
 	refused, isolated := providers.AsTargetErrors(err)
 	if err != nil && !isolated {
-		return nil, 0, err
+		return providers.Plan{}, err
 	}
 	if isolated {
-		r.reject(ps.key, refused.Failed, now)
+		r.reject(ps.key, refused.Failed, planned)
 		plan.Register = slices.DeleteFunc(plan.Register, func(t providers.Target) bool { return refused.Failed[t.Key()] != nil })
 	}
 	r.recordApplied(ps, book, plan, uidOf, done)
 	targetsChanged.WithLabelValues(ps.key.Provider, "register").Add(float64(len(plan.Register)))
 	targetsChanged.WithLabelValues(ps.key.Provider, "deregister").Add(float64(len(plan.Deregister)))
 	r.observeRegistrationLatency(ps.key.Provider, plan.Register, ps.desired, ps.pods)
-	observed = applyPlanToObserved(observed, plan, ps.group.Display)
-	r.keepObservation(ps.key, ps.group.Ref, observed)
-	r.pruneLedger(ps, observed)
-	return observed, 0, nil
+	return plan, nil
+}
+
+// applySettling applies the plan of a providers.Settler: its
+// registrations at once, and each deregistration only once the
+// registrations that were settling when it was first due (the same
+// pass's included) have settled; until then it is held, and the binding
+// is woken when they have. Registrations sent later do not hold it, so a
+// steady stream of new pods cannot keep a leaving one registered. A
+// failed Apply holds the plan's deregistrations again behind the next
+// registrations, as a failed attach must. held is the safety-net delay
+// before the binding looks again when some are held.
+func (r *BindingReconciler) applySettling(ctx context.Context, ps *pass, book *registrations, s providers.Settler, plan providers.Plan, uidOf map[providers.TargetKey]types.UID, planned time.Time) (applied providers.Plan, held time.Duration, err error) {
+	if len(plan.Register) > 0 {
+		if applied, err = r.applyOne(ctx, ps, book, providers.Plan{Register: plan.Register}, uidOf, planned); err != nil {
+			r.unsettle(book, plan.Deregister)
+			return providers.Plan{}, 0, err
+		}
+		r.holdBehind(book, plan.Deregister, s.Settling(ps.group))
+	}
+	due := r.dueDeregistrations(ps.group, book, s, plan.Deregister)
+	if len(due) > 0 {
+		gone, err := r.applyOne(ctx, ps, book, providers.Plan{Deregister: due}, uidOf, planned)
+		if err != nil {
+			r.unsettle(book, due)
+			return applied, 0, err
+		}
+		applied.Deregister = gone.Deregister
+	}
+	if len(due) < len(plan.Deregister) {
+		r.wakeWhenSettled(ps.key, book)
+		held = heldLook
+	}
+	return applied, held, nil
+}
+
+// heldLook is when a binding whose deregistrations are held looks again
+// should its wake-up be lost.
+const heldLook = 5 * time.Second
+
+// dueDeregistrations returns the deregistrations whose registrations have
+// settled; one not held yet is held behind those settling now.
+func (r *BindingReconciler) dueDeregistrations(g *providers.Group, book *registrations, s providers.Settler, deregister []providers.Target) []providers.Target {
+	r.holdBehind(book, deregister, s.Settling(g))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var due []providers.Target
+	for _, t := range deregister {
+		l, ok := book.leaving[t.Key()]
+		if !ok {
+			continue // noteLeaving records every deregistration planned
+		}
+		select {
+		case <-l.settled:
+			due = append(due, t)
+		default:
+		}
+	}
+	return due
+}
+
+// settledAlready is a closed channel: nothing was settling.
+var settledAlready = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// holdBehind makes the deregistrations not yet held wait for settled:
+// the registrations settling after a pass sent its own.
+func (r *BindingReconciler) holdBehind(book *registrations, deregister []providers.Target, settled <-chan struct{}) {
+	if settled == nil {
+		settled = settledAlready
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range deregister {
+		if l, ok := book.leaving[t.Key()]; ok && l.settled == nil {
+			l.settled = settled
+			book.leaving[t.Key()] = l
+		}
+	}
+}
+
+// unsettle makes deregistrations wait again, behind the registrations
+// of the next pass that sends any.
+func (r *BindingReconciler) unsettle(book *registrations, deregister []providers.Target) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range deregister {
+		if l, ok := book.leaving[t.Key()]; ok {
+			l.settled = nil
+			book.leaving[t.Key()] = l
+		}
+	}
+}
+
+// wakeWhenSettled wakes the binding as each set of registrations its
+// held deregistrations wait for settles, watching each set once.
+func (r *BindingReconciler) wakeWhenSettled(key providers.BindingKey, book *registrations) {
+	if r.Wake == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range book.leaving {
+		if l.settled == nil || book.watched[l.settled] {
+			continue
+		}
+		if book.watched == nil {
+			book.watched = map[<-chan struct{}]bool{}
+		}
+		settled := l.settled
+		book.watched[settled] = true
+		go func() {
+			<-settled
+			r.mu.Lock()
+			delete(book.watched, settled)
+			r.mu.Unlock()
+			r.Wake(key)
+		}()
+	}
 }
 
 // recordApplied books the plan's calls, which returned at done, and

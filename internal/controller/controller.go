@@ -253,7 +253,9 @@ func (r *queueRef[T]) add(item T, d time.Duration, priority *int) {
 const statusCoalesce = 5 * time.Second
 
 // Binding queue priorities: a binding a write slot is reserved for goes
-// first (the slot waits for it), then bindings a pod waits on that were
+// first (the slot waits for it), with one whose deregistrations held for
+// settling registrations are due (a terminating pod is still sent
+// connections), then bindings a pod waits on that were
 // not observed since start, then bindings with a fresh health read (the
 // gate path), then everything else.
 const (
@@ -347,7 +349,7 @@ func Setup(mgr manager.Manager, o Options) error {
 
 	// Binding controller.
 	writes := map[string]*targets.Dispatcher{}
-	slotReserved := wokenPriority
+	slotReserved, deregistrationsDue := wokenPriority, wokenPriority
 	for name := range provByName {
 		d := targets.NewDispatcher(o.WriteSlots, func(k providers.BindingKey) { bindingQ.add(k, 0, &slotReserved) })
 		if o.DeregistrationHeadStart != nil {
@@ -359,7 +361,8 @@ func Setup(mgr manager.Manager, o Options) error {
 		Writes: writes,
 		ScheduleRead: func(k providers.BindingKey, after time.Duration, priority int) {
 			healthQ.add(k, after, &priority)
-		}}
+		},
+		Wake: func(k providers.BindingKey) { bindingQ.add(k, 0, &deregistrationsDue) }}
 	bc, err := controller.NewTyped[providers.BindingKey]("binding", mgr, controller.TypedOptions[providers.BindingKey]{
 		Reconciler:              br,
 		MaxConcurrentReconciles: o.Workers,

@@ -887,9 +887,10 @@ func endpointKey(ip string, port int32) (providers.TargetKey, bool) {
 // ready meanwhile goes out in the next pass instead of waiting for them.
 // What such an operation leaves (endpoints refused one by one, a failure
 // as a whole) comes back from the next Apply that changes those endpoints
-// or that NEG. Only the attaches of a plan that detaches are awaited, and
-// every attach of its group still followed before them: a failed one
-// holds the detaches.
+// or that NEG, and a plan that detaches is held by any such failure of
+// its group. Only the attaches of a plan that also detaches are awaited;
+// attaches of earlier plans still followed are the caller's to wait for
+// (see Settling), so that a pass need not wait for an operation.
 func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers.Plan) error {
 	gs, ok := g.Provider.(*groupState)
 	if !ok {
@@ -897,7 +898,7 @@ func (p *Provider) Apply(ctx context.Context, g *providers.Group, plan providers
 	}
 	follow := len(plan.Deregister) == 0
 	if !follow {
-		if err := p.settleAttaches(ctx, gs); err != nil {
+		if err := p.earlierFailures(gs); err != nil {
 			return combine(err, "changing endpoints of "+g.Display)
 		}
 	}
@@ -938,21 +939,51 @@ func (p *Provider) HoldWrite(ctx context.Context, plan providers.Plan) (context.
 	return p.calls.HoldPlan(ctx, plan, opNEGAttach, opNEGDetach)
 }
 
-// settleAttaches waits for the attach operations followed in each zone
-// of the group and returns what failed as a whole among the operations
-// followed so far, detaches included.
-func (p *Provider) settleAttaches(ctx context.Context, gs *groupState) error {
+// earlierFailures returns what failed as a whole among the operations of
+// the group's NEGs followed so far, detaches included.
+func (p *Provider) earlierFailures(gs *groupState) error {
 	var errs *multierror.Error
 	for _, zone := range gs.zones {
 		ns := p.neg(negPath(p.opts.Project, zone, gs.name))
-		if err := ns.awaitFlights(ctx, func(f *flight) bool { return f.attach }); err != nil {
-			return err
-		}
 		if err := ns.takeFailure(); err != nil {
 			errs = multierror.Append(errs, fmt.Errorf("zone %s: an earlier operation: %w", zone, err))
 		}
 	}
 	return errs.ErrorOrNil()
+}
+
+// Settling implements providers.Settler: a channel closed once the attach
+// operations of the group's NEGs followed now have ended.
+func (p *Provider) Settling(g *providers.Group) <-chan struct{} {
+	gs, ok := g.Provider.(*groupState)
+	if !ok {
+		return nil
+	}
+	var running []chan struct{}
+	for _, zone := range gs.zones {
+		ns := p.neg(negPath(p.opts.Project, zone, gs.name))
+		ns.mu.Lock()
+		for _, f := range ns.flights {
+			if f.attach {
+				running = append(running, f.done)
+			}
+		}
+		ns.mu.Unlock()
+	}
+	switch len(running) {
+	case 0:
+		return nil
+	case 1:
+		return running[0]
+	}
+	all := make(chan struct{})
+	go func() {
+		for _, done := range running {
+			<-done
+		}
+		close(all)
+	}()
+	return all
 }
 
 // changeZones changes every zone's endpoints in parallel, adding the

@@ -1197,9 +1197,9 @@ func TestOperationsWaitKeepsUpWithTheWriteShare(t *testing.T) {
 
 // A pass returns once GCE accepted its calls and their operations are
 // followed in the background: a pod that turns ready while one runs goes
-// out in the next pass, and what is being changed is not sent twice. A
-// plan that detaches first awaits the attaches still followed, and one
-// of them that failed as a whole holds its detaches.
+// out in the next pass, and what is being changed is not sent twice.
+// Settling tells of the attaches still followed until they end, and one
+// of them that failed as a whole holds the next plan's detaches.
 func TestOperationsAreFollowedOutsideThePass(t *testing.T) {
 	e := newEnv(t)
 	g := e.ensure(binding(`{"name":"follow"}`, zones3[0]))
@@ -1224,14 +1224,22 @@ func TestOperationsAreFollowedOutsideThePass(t *testing.T) {
 	if n := len(e.observe(g)); n != len(old)+len(more) {
 		t.Errorf("observed %d, want %d: endpoints being attached count as attached", n, len(old)+len(more))
 	}
-	short, cancel := context.WithTimeout(e.ctx, 200*time.Millisecond)
-	err := e.p.Apply(short, g, providers.Plan{Deregister: old[:1]})
-	cancel()
-	if err == nil || e.calls(opNEGDetach) != 0 {
-		t.Fatalf("a detach while attaches ran: %v, %d detach calls; want it to wait for them", err, e.calls(opNEGDetach))
+	settling := e.p.Settling(g)
+	select {
+	case <-settling:
+		t.Fatal("Settling closed while the attach operations ran")
+	case <-time.After(100 * time.Millisecond):
 	}
 	e.srv.SetOperationDelay(2 * time.Millisecond)
+	select {
+	case <-settling:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Settling did not close once the attach operations ended")
+	}
 	e.p.followers.Wait()
+	if e.p.Settling(g) != nil {
+		t.Error("Settling once the operations ended: want nil")
+	}
 	if n := len(e.srv.Endpoints(zones3[0], "follow")); n != len(old)+len(more) {
 		t.Fatalf("%d endpoints once the operations ended, want %d", n, len(old)+len(more))
 	}
@@ -1245,7 +1253,7 @@ func TestOperationsAreFollowedOutsideThePass(t *testing.T) {
 	}
 	e.p.followers.Wait()
 	e.srv.ResetStats()
-	err = e.p.Apply(e.ctx, g, providers.Plan{Deregister: old[:1]})
+	err := e.p.Apply(e.ctx, g, providers.Plan{Deregister: old[:1]})
 	if _, ok := providers.AsTargetErrors(err); ok || providers.ClassOf(err) != providers.Transient || !strings.Contains(err.Error(), "an earlier operation") {
 		t.Fatalf("a detach after a failed attach: got %v (%s), want the attach's transient failure, named as an earlier operation's", err, providers.ClassOf(err))
 	}
@@ -1276,7 +1284,7 @@ func TestOperationsAreFollowedOutsideThePass(t *testing.T) {
 	if o, ok := e.observe(g)[leaving[0].Key()]; ok && o.State != providers.Draining {
 		t.Errorf("an endpoint being detached observed %s, want it gone or draining", o.State)
 	}
-	short, cancel = context.WithTimeout(e.ctx, 200*time.Millisecond)
+	short, cancel := context.WithTimeout(e.ctx, 200*time.Millisecond)
 	err = e.p.Apply(short, g, providers.Plan{Register: leaving})
 	cancel()
 	if err == nil || e.calls(opNEGAttach) != 0 {
