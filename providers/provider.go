@@ -71,6 +71,16 @@ type Settler interface {
 	Settling(g *Group) <-chan struct{}
 }
 
+// PartReader is a Provider whose group is read in parts (GCP: a NEG and
+// a health call per zone), so that a read for a few waiting targets need
+// not read the parts where nothing waits.
+type PartReader interface {
+	// ObserveParts reads the parts of g where the targets of would be,
+	// and reports every target registered in them, as Observe does; in
+	// tells whether a target of another read lies in a part read now.
+	ObserveParts(ctx context.Context, g *Group, of []Target) (observed []Observed, in func(Observed) bool, err error)
+}
+
 // Spec is a provider's parsed per-port annotation value.
 type Spec interface {
 	// Summary is a short human description for status and events.
@@ -263,6 +273,20 @@ func SortTargets(ts []Target) {
 			return c < 0
 		}
 		return ts[i].Port < ts[j].Port
+	})
+}
+
+// SortObserved orders observed targets by IP and port, a target's
+// draining entry after its other one.
+func SortObserved(out []Observed) {
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].IP.Compare(out[j].IP); c != 0 {
+			return c < 0
+		}
+		if out[i].Port != out[j].Port {
+			return out[i].Port < out[j].Port
+		}
+		return out[i].State != Draining && out[j].State == Draining
 	})
 }
 

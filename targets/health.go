@@ -55,6 +55,12 @@ type view struct {
 	// back for it, its own resync pass comes on its timer (nextLook).
 	resting  bool
 	lastRead readPrint
+	// waiting holds the targets the last pass left waiting for a read,
+	// and fullAt is when the last read of the whole group began: a
+	// providers.PartReader then reads only where targets wait (see
+	// HealthReader).
+	waiting []providers.Target
+	fullAt  time.Time
 }
 
 // readPrint fingerprints a read, whatever the order of its targets; the
@@ -185,6 +191,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 	fastest, learned := r.fastestHealthy(ps.key.Provider)
 	est := healthyAfter(fastest)
 	var due, since time.Time
+	var waiting []providers.Target
 	early := true
 	for _, d := range ps.desired {
 		t, ok := h.Pods[d.UID]
@@ -236,6 +243,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		if due.IsZero() || at.Before(due) {
 			due = at
 		}
+		waiting = append(waiting, d.Target)
 		// A pod's wait counts from its containers turning ready, or from
 		// the group's last read when that came later: a group just read
 		// goes behind groups whose pods waited unread, so a group that
@@ -272,7 +280,8 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		resting = true
 	}
 	r.mu.Lock()
-	r.viewLocked(ps.key).resting = resting
+	v := r.viewLocked(ps.key)
+	v.resting, v.waiting = resting, waiting
 	r.mu.Unlock()
 	r.ScheduleRead(ps.key, max(due.Sub(now), 0), priority)
 }
@@ -358,6 +367,20 @@ func (r *BindingReconciler) fastestHealthy(provider string) (time.Duration, bool
 	return slices.Min(h.samples[:h.n]), true
 }
 
+// mergeParts returns the observation last with the parts read (those in
+// holds) replaced by read.
+func mergeParts(last, read []providers.Observed, in func(providers.Observed) bool) []providers.Observed {
+	out := make([]providers.Observed, 0, len(last)+len(read))
+	for _, o := range last {
+		if !in(o) {
+			out = append(out, o)
+		}
+	}
+	out = append(out, read...)
+	providers.SortObserved(out)
+	return out
+}
+
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -377,24 +400,27 @@ type HealthReader struct {
 // Reconcile implements reconcile.TypedReconciler.
 func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) (reconcile.Result, error) {
 	r := h.Bindings
-	r.mu.Lock()
-	v := r.views[key]
-	var g *providers.Group
-	if v != nil {
-		g = v.group
-	}
-	r.mu.Unlock()
 	prov := r.Providers[key.Provider]
+	start := r.now()
+	g, of := r.readScope(key, prov, start)
 	if g == nil || prov == nil {
 		// Not ensured yet: the write path schedules the first read.
 		return reconcile.Result{}, nil
 	}
-	start := r.now()
-	observed, err := prov.Observe(ctx, g)
+	var (
+		observed []providers.Observed
+		in       func(providers.Observed) bool
+		err      error
+	)
+	if of != nil {
+		observed, in, err = prov.(providers.PartReader).ObserveParts(ctx, g, of)
+	} else {
+		observed, err = prov.Observe(ctx, g)
+	}
 	if err != nil {
 		log.FromContext(ctx).V(1).Info("reading health failed", "binding", key.String(), "error", err.Error())
 	}
-	if !r.storeRead(key, g.Ref, start, observed, err) {
+	if !r.storeRead(key, g.Ref, start, observed, in, err) {
 		// Nothing moved at rest: read again at the resync; the binding's
 		// pass comes on its own timer.
 		if r.ScheduleRead != nil {
@@ -408,12 +434,47 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 	return reconcile.Result{}, nil
 }
 
+// readScope returns the binding's group and, when only part of it is
+// to be read, the targets whose parts to read (nil: the whole group).
+// A providers.PartReader reads only the parts where targets wait for a
+// read or were registered since the last read of the whole group, which
+// comes at least every fullReadEvery: the parts left unread keep what
+// that read found, and nothing registered since lies in them, so no pod
+// is judged by a read older than its registration.
+func (r *BindingReconciler) readScope(key providers.BindingKey, prov providers.Provider, now time.Time) (*providers.Group, []providers.Target) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.views[key]
+	if v == nil || v.group == nil {
+		return nil, nil
+	}
+	if _, ok := prov.(providers.PartReader); !ok || len(v.waiting) == 0 || v.fullAt.IsZero() ||
+		now.Sub(v.fullAt) >= r.fullReadEvery() || v.obs.ref != v.group.Ref || v.obs.err != nil {
+		return v.group, nil
+	}
+	of := slices.Clone(v.waiting)
+	if book := r.books[key]; book != nil && book.ref == v.group.Ref {
+		for _, reg := range book.at {
+			if !reg.at.Before(v.fullAt) {
+				of = append(of, reg.target)
+			}
+		}
+	}
+	return v.group, of
+}
+
+// fullReadEvery is how long a group read in parts goes without a read of
+// the whole: the parts where nothing waits are read no less often.
+func (r *BindingReconciler) fullReadEvery() time.Duration { return 5 * r.Timing.Poll }
+
 // storeRead keeps a read of group ref begun at start, unless the binding
 // moved to another group meanwhile. Writes this process made after the
-// read began are folded in: the read cannot have seen them. It reports
-// whether the read is news for the binding's pass: anything but a
-// successful read of a resting binding equal to the read before.
-func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, start time.Time, observed []providers.Observed, err error) bool {
+// read began are folded in: the read cannot have seen them. A read of
+// parts (in reports what lies in them) replaces only those parts of the
+// observation. It reports whether the read is news for the binding's
+// pass: anything but a successful read of a resting binding equal to the
+// read before.
+func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, start time.Time, observed []providers.Observed, in func(providers.Observed) bool, err error) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v := r.viewLocked(key)
@@ -426,6 +487,16 @@ func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, star
 		}
 		v.lastRead = readPrint{}
 		return true
+	}
+	switch {
+	case in == nil:
+		v.fullAt = start
+	case v.obs.ref != ref:
+		// Parts of a group whose rest was never read: read it whole.
+		v.fullAt = time.Time{}
+		return true
+	default:
+		observed = mergeParts(v.obs.targets, observed, in)
 	}
 	fp := printRead(observed)
 	if v.resting && fp == v.lastRead && v.obs.ref == ref && !v.obs.fresh && !v.obs.failed && !v.obs.at.IsZero() {

@@ -1,7 +1,9 @@
 package targets
 
 import (
+	"context"
 	"errors"
+	"maps"
 	"net/netip"
 	"slices"
 	"testing"
@@ -169,7 +171,7 @@ func TestStoreReadKeepsWritesMadeDuringTheRead(t *testing.T) {
 	book.at[a.Key()] = registration{uid: "a", at: now, target: a}
 	book.deregistered[b.Key()] = now
 	read := []providers.Observed{{Target: b, State: providers.Healthy, CloudState: "healthy"}}
-	r.storeRead(ps.key, "g", start, read, nil)
+	r.storeRead(ps.key, "g", start, read, nil, nil)
 	obs := r.observation(ps)
 	if !obs.fresh || !obs.at.Equal(start) {
 		t.Fatalf("stored read: %+v", obs)
@@ -182,7 +184,7 @@ func TestStoreReadKeepsWritesMadeDuringTheRead(t *testing.T) {
 		t.Errorf("writes during the read lost: %v", states)
 	}
 	// A read of a group the binding left meanwhile is dropped.
-	r.storeRead(ps.key, "other", now, nil, nil)
+	r.storeRead(ps.key, "other", now, nil, nil, nil)
 	if got := r.observation(ps); got.ref != "g" || len(got.targets) != 2 {
 		t.Errorf("a read of another group replaced the observation: %+v", got)
 	}
@@ -201,7 +203,7 @@ func TestAnUnchangedReadAtRestIsNoNews(t *testing.T) {
 	reordered := []providers.Observed{healthy[1], healthy[0]}
 	r.observation(ps) // the group the reader reads
 	read := func(at time.Duration, observed []providers.Observed, err error) bool {
-		return r.storeRead(ps.key, "g", now.Add(at), observed, err)
+		return r.storeRead(ps.key, "g", now.Add(at), observed, nil, err)
 	}
 	pass := func(h *BindingHealth) {
 		obs := r.observation(ps)
@@ -368,5 +370,63 @@ func TestScheduleReadRanksByTimeSinceTheCloudCouldJudge(t *testing.T) {
 	}
 	if judgedLong.priority <= judgedJustNow.priority {
 		t.Errorf("the pod judgeable longer ago does not rank first: %+v", *got)
+	}
+}
+
+// partReader is a provider read in parts; the core only asks it whether
+// it is one.
+type partReader struct{ stubProvider }
+
+func (partReader) ObserveParts(context.Context, *providers.Group, []providers.Target) ([]providers.Observed, func(providers.Observed) bool, error) {
+	panic("unused")
+}
+
+// A group read in parts is read where targets wait for a read or were
+// registered since the last read of the whole group, which comes every
+// fullReadEvery; a read of parts replaces only those parts of the
+// observation. A provider that cannot read in parts reads the whole.
+func TestAReadInPartsReadsWhereTargetsWaitOrWereRegistered(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, _ := readScheduler(now)
+	ps.desired[0].Zone, ps.desired[1].Zone = "za", "zb"
+	a, b := ps.desired[0].Target, ps.desired[1].Target
+	c := providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 0, 3}), Port: 8080, Zone: "zc"}
+	d := providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 0, 4}), Port: 8080, Zone: "zd"}
+	parts := partReader{stubProvider{fakeProvider{"aws", "podlb.io/aws-target-groups"}}}
+	r.observation(ps) // the group the reader reads
+	r.storeRead(ps.key, "g", now, []providers.Observed{
+		{Target: a, State: providers.Healthy}, {Target: b, State: providers.Pending}, {Target: c, State: providers.Healthy},
+	}, nil, nil)
+	r.scheduleRead(ps, healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Pending}), r.observation(ps), 0)
+
+	later := now.Add(time.Second)
+	if _, of := r.readScope(ps.key, parts, later); !slices.Equal(of, []providers.Target{b}) {
+		t.Fatalf("read in parts of %v, want b's, where a pod waits", of)
+	}
+	r.books[ps.key].at[d.Key()] = registration{uid: "d", at: now.Add(500 * time.Millisecond), target: d}
+	if _, of := r.readScope(ps.key, parts, later); !slices.Equal(of, []providers.Target{b, d}) {
+		t.Fatalf("read in parts of %v, want b's and d's, registered since the whole was read", of)
+	}
+	inRead := func(o providers.Observed) bool { return o.Zone == "zb" || o.Zone == "zd" }
+	r.storeRead(ps.key, "g", later, []providers.Observed{{Target: b, State: providers.Healthy}, {Target: d, State: providers.Pending}}, inRead, nil)
+	states := map[providers.TargetKey]providers.State{}
+	for _, o := range r.observation(ps).targets {
+		states[o.Key()] = o.State
+	}
+	want := map[providers.TargetKey]providers.State{a.Key(): providers.Healthy, b.Key(): providers.Healthy, c.Key(): providers.Healthy, d.Key(): providers.Pending}
+	if !maps.Equal(states, want) {
+		t.Fatalf("after a read of parts the observation is %v, want %v", states, want)
+	}
+
+	if _, of := r.readScope(ps.key, parts, now.Add(r.fullReadEvery())); of != nil {
+		t.Errorf("%v after the whole group was read: read in parts of %v, want the whole", r.fullReadEvery(), of)
+	}
+	whole := stubProvider{fakeProvider{"aws", "podlb.io/aws-target-groups"}}
+	if _, of := r.readScope(ps.key, whole, later); of != nil {
+		t.Errorf("a provider that cannot read in parts: read in parts of %v", of)
+	}
+	r.scheduleRead(ps, healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Healthy}), r.observation(ps), 0)
+	if _, of := r.readScope(ps.key, parts, later); of != nil {
+		t.Errorf("nothing waiting: read in parts of %v, want the whole", of)
 	}
 }

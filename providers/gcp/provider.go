@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -748,9 +747,31 @@ func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers
 	if !ok {
 		return nil, providers.Errorf(providers.Invalid, "", "group %s is not a GCP NEG group", g.Display)
 	}
+	return p.observeZones(ctx, g, gs, gs.zones)
+}
+
+// ObserveParts implements providers.PartReader: it reads only the zones
+// of the targets of, one getHealth each instead of one per zone of the
+// group.
+func (p *Provider) ObserveParts(ctx context.Context, g *providers.Group, of []providers.Target) ([]providers.Observed, func(providers.Observed) bool, error) {
+	gs, ok := g.Provider.(*groupState)
+	if !ok {
+		return nil, nil, providers.Errorf(providers.Invalid, "", "group %s is not a GCP NEG group", g.Display)
+	}
+	read := map[string]bool{}
+	for _, t := range of {
+		read[t.Zone] = true
+	}
+	zones := slices.DeleteFunc(slices.Clone(gs.zones), func(z string) bool { return !read[z] })
+	observed, err := p.observeZones(ctx, g, gs, zones)
+	return observed, func(o providers.Observed) bool { return read[o.Zone] }, err
+}
+
+// observeZones reads the given zones of the group in parallel.
+func (p *Provider) observeZones(ctx context.Context, g *providers.Group, gs *groupState, zoneNames []string) ([]providers.Observed, error) {
 	var eg multierror.Group
-	zones := make([][]providers.Observed, len(gs.zones))
-	for i, zone := range gs.zones {
+	zones := make([][]providers.Observed, len(zoneNames))
+	for i, zone := range zoneNames {
 		eg.Go(func() (err error) {
 			if zones[i], err = p.observeZone(ctx, gs, zone); err != nil {
 				return fmt.Errorf("zone %s: %w", zone, err)
@@ -769,15 +790,7 @@ func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers
 	// The observation is kept until the next read: one slice of its
 	// exact size, not the slack of appending zone after zone.
 	out := slices.Concat(zones...)
-	sort.Slice(out, func(i, j int) bool {
-		if c := out[i].IP.Compare(out[j].IP); c != 0 {
-			return c < 0
-		}
-		if out[i].Port != out[j].Port {
-			return out[i].Port < out[j].Port
-		}
-		return out[i].State != providers.Draining && out[j].State == providers.Draining
-	})
+	providers.SortObserved(out)
 	return out, nil
 }
 

@@ -1301,3 +1301,50 @@ func TestOperationsAreFollowedOutsideThePass(t *testing.T) {
 		t.Errorf("attach operations %d, failed %d; want 1 after the detach, which succeeded", st.Operations, st.OperationsFailed)
 	}
 }
+
+// A read of parts reads only the zones of the targets named, one
+// getHealth each, and reports exactly what lies in them.
+func TestObservePartsReadsOnlyTheZonesNamed(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 30)
+	g := e.ensure(binding(`{"backendService":"web"}`, zones3...))
+	var all []providers.Target
+	for i, z := range zones3 {
+		all = append(all, targets(fmt.Sprintf("127.4.%d.%%d", i), 2, z)...)
+	}
+	if err := e.apply(g, providers.Plan{Register: all}); err != nil {
+		t.Fatal(err)
+	}
+	e.observe(g) // lists each NEG once
+	e.srv.ResetStats()
+	waiting := all[len(all)-1] // in zones3[2]
+	observed, in, err := e.p.ObserveParts(e.ctx, g, []providers.Target{waiting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.calls(opBSGetHealth); n != 1 {
+		t.Errorf("%d getHealth calls for one zone, want 1", n)
+	}
+	var got []providers.TargetKey
+	for _, o := range observed {
+		got = append(got, o.Key())
+	}
+	var want []providers.TargetKey
+	for _, tg := range all {
+		if tg.Zone == zones3[2] {
+			want = append(want, tg.Key())
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("observed %v, want the zone's %v", got, want)
+	}
+	for _, tg := range all {
+		if in(providers.Observed{Target: tg}) != (tg.Zone == zones3[2]) {
+			t.Errorf("in(%s in %s) = %v", tg.Key(), tg.Zone, tg.Zone != zones3[2])
+		}
+	}
+	full, err := e.p.Observe(e.ctx, g)
+	if err != nil || len(full) != len(all) || e.calls(opBSGetHealth) != 1+int64(len(zones3)) {
+		t.Errorf("a full read: %d targets, %v, %d getHealth calls in all; want %d and one per zone more", len(full), err, e.calls(opBSGetHealth), len(all))
+	}
+}
