@@ -230,15 +230,22 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		if !registered || !now.Before(judgeable) {
 			early = false
 		}
-		if learned && registered {
-			if t.State == providers.Pending && now.Before(reg.at.Add(verdictSpan*est)) {
-				// Around the time this cloud has been seen to judge,
-				// read often enough that the read adds a small fraction
-				// of the cloud's own time.
-				at = obs.at.Add(verdictPoll(est, r.Timing.Poll))
+		if registered {
+			// Around when the cloud may judge, read often enough that the
+			// read adds a small fraction of the cloud's own time: as it
+			// was seen to judge, and until it was, by the group's judge
+			// delay (not as a floor: settings may overstate the time).
+			pace := est
+			if !learned {
+				pace = ps.group.JudgeDelay
 			}
-			// Not before this cloud has been seen to judge a target.
-			at = later(at, reg.at.Add(est))
+			if pace > 0 && t.State == providers.Pending && now.Before(reg.at.Add(verdictSpan*pace)) {
+				at = obs.at.Add(verdictPoll(pace, r.Timing.Poll))
+			}
+			if learned {
+				// Not before this cloud has been seen to judge a target.
+				at = later(at, reg.at.Add(est))
+			}
 		}
 		if due.IsZero() || at.Before(due) {
 			due = at

@@ -62,16 +62,18 @@ func healthOf(states map[types.UID]providers.State) *BindingHealth {
 // a pod is pending, ranked by the longest wait; while every pending pod
 // was registered less than the group's judge delay ago (the cloud cannot
 // have judged it by its own settings), below every read that is due.
+// Until the cloud's pace is learned, a pod registered less than three
+// judge delays ago is read at a sixteenth of the judge delay.
 func TestScheduleReadRanksByWaitAndTheCloudsTimeline(t *testing.T) {
 	now := time.Unix(100_000, 0)
 	r, ps, got := readScheduler(now)
 	lastRead := now.Add(-500 * time.Millisecond)
-	// Pod a registered just now, b registered 20 s ago.
-	r.books[ps.key].at[ps.desired[0].Key()] = registration{uid: "a", at: now}
-	r.books[ps.key].at[ps.desired[1].Key()] = registration{uid: "b", at: now.Add(-20 * time.Second)}
+	// Pods a and b registered 40 s ago (four judge delays).
+	r.books[ps.key].at[ps.desired[0].Key()] = registration{uid: "a", at: now.Add(-40 * time.Second)}
+	r.books[ps.key].at[ps.desired[1].Key()] = registration{uid: "b", at: now.Add(-40 * time.Second)}
 	h := healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Pending})
 	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
-	// b can be judged already: due, a poll interval after the last read,
+	// Both can be judged already: due, a poll interval after the last read,
 	// ranked by the wait since that read (a and b waited longer, but were
 	// looked at 500 ms ago).
 	due := scheduledRead{after: 500 * time.Millisecond, priority: ReadPriority(500*time.Millisecond, false)}
@@ -79,13 +81,15 @@ func TestScheduleReadRanksByWaitAndTheCloudsTimeline(t *testing.T) {
 		t.Fatalf("scheduled %+v, want %+v", *got, due)
 	}
 
-	// Only a is pending, registered within the judge delay: an early read.
+	// Only a is pending, registered just now, within the judge delay: an
+	// early read, at a sixteenth of the judge delay after the last read.
 	*got = nil
+	r.books[ps.key].at[ps.desired[0].Key()] = registration{uid: "a", at: now}
 	h = healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Healthy})
 	r.scheduleRead(ps, h, observation{ref: "g", at: lastRead}, 0)
 	early := (*got)[0]
-	if early.after != 500*time.Millisecond || early.priority != ReadPriority(500*time.Millisecond, true) {
-		t.Errorf("early read %+v", early)
+	if early.after != 125*time.Millisecond || early.priority != ReadPriority(-10*time.Second, true) {
+		t.Errorf("early read %+v, want after 125ms (625 ms after the last read), ranked early", early)
 	}
 	// Every due read outranks every early one, however long its pods
 	// waited; every early one outranks the background.
