@@ -385,7 +385,7 @@ func (r *BindingReconciler) applySettling(ctx context.Context, ps *pass, book *r
 			r.unsettle(book, plan.Deregister)
 			return providers.Plan{}, 0, err
 		}
-		r.holdBehind(book, plan.Deregister, s.Settling(ps.group))
+		r.holdBehind(book, plan.Deregister, s, ps.group)
 	}
 	due := r.dueDeregistrations(ps.group, book, s, plan.Deregister)
 	if len(due) > 0 {
@@ -410,7 +410,7 @@ const heldLook = 5 * time.Second
 // dueDeregistrations returns the deregistrations whose registrations have
 // settled; one not held yet is held behind those settling now.
 func (r *BindingReconciler) dueDeregistrations(g *providers.Group, book *registrations, s providers.Settler, deregister []providers.Target) []providers.Target {
-	r.holdBehind(book, deregister, s.Settling(g))
+	r.holdBehind(book, deregister, s, g)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var due []providers.Target
@@ -431,19 +431,26 @@ func (r *BindingReconciler) dueDeregistrations(g *providers.Group, book *registr
 // settledAlready is a closed channel: nothing was settling.
 var settledAlready = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// holdBehind makes the deregistrations not yet held wait for settled:
-// the registrations settling after a pass sent its own.
-func (r *BindingReconciler) holdBehind(book *registrations, deregister []providers.Target, settled <-chan struct{}) {
-	if settled == nil {
-		settled = settledAlready
-	}
+// holdBehind makes the deregistrations not yet held wait for the
+// registrations settling now. The provider is asked only when one is not
+// held yet: with several operations running, its answer costs a
+// goroutine until they end.
+func (r *BindingReconciler) holdBehind(book *registrations, deregister []providers.Target, s providers.Settler, g *providers.Group) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var settled <-chan struct{}
 	for _, t := range deregister {
-		if l, ok := book.leaving[t.Key()]; ok && l.settled == nil {
-			l.settled = settled
-			book.leaving[t.Key()] = l
+		l, ok := book.leaving[t.Key()]
+		if !ok || l.settled != nil {
+			continue
 		}
+		if settled == nil {
+			if settled = s.Settling(g); settled == nil {
+				settled = settledAlready
+			}
+		}
+		l.settled = settled
+		book.leaving[t.Key()] = l
 	}
 }
 
