@@ -377,7 +377,15 @@ func (r *BindingReconciler) fastestHealthy(provider string) (time.Duration, bool
 // mergeParts returns the observation last with the parts read (those in
 // holds) replaced by read.
 func mergeParts(last, read []providers.Observed, in func(providers.Observed) bool) []providers.Observed {
-	out := make([]providers.Observed, 0, len(last)+len(read))
+	// The observation is kept until the next read, at rest for long: one
+	// slice of its exact size.
+	kept := 0
+	for _, o := range last {
+		if !in(o) {
+			kept++
+		}
+	}
+	out := make([]providers.Observed, 0, kept+len(read))
 	for _, o := range last {
 		if !in(o) {
 			out = append(out, o)

@@ -1469,6 +1469,11 @@ func (ns *negState) land(f *flight, refused map[providers.TargetKey]error, err e
 		ns.listed = time.Time{}
 	}
 	ns.flights = slices.DeleteFunc(ns.flights, func(g *flight) bool { return g == f })
+	if len(ns.flights) == 0 {
+		// A map keeps the room of its largest batch: a NEG at rest
+		// holds none (1.5 MB over 3,000 NEGs after a fill).
+		ns.inFlight, ns.flights = nil, nil
+	}
 	close(f.done)
 }
 
