@@ -12,9 +12,10 @@ import (
 	"github.com/podlb/podlb/providers"
 )
 
-// Expired groups are renewed with one list of backend services, not a
-// read each, and a group whose backend service changed meanwhile is
-// resolved in full: its new draining timeout is seen.
+// Expired groups are renewed with one list of backend services and one of
+// health checks, not reads of each, and a group whose backend service or
+// health check changed meanwhile is resolved in full: its new draining
+// timeout or judge delay is seen.
 func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 	const n = 12
 	e := newEnv(t)
@@ -33,8 +34,8 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 		b := binding(`{"backendService":"`+name+`"}`, zones3[:1]...)
 		b.Key.Service = name
 		bindings[i] = b
-		if g := e.ensure(b); !g.Serving {
-			t.Fatalf("%s: not serving: %s", name, g.NotServingWhy)
+		if g := e.ensure(b); !g.Serving || g.JudgeDelay != 10*time.Second {
+			t.Fatalf("%s: serving %v (%s), judge delay %s; want serving, 10 s (2 checks 5 s apart)", name, g.Serving, g.NotServingWhy, g.JudgeDelay)
 		}
 	}
 
@@ -51,17 +52,24 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: changed.Key.Service,
 		BackendServiceResource: &computepb.BackendService{Fingerprint: bs.Fingerprint,
 			ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(60)}}}))
+	// Another's health check comes to judge in 3 checks 7 s apart.
+	slower := bindings[8]
+	e.done(e.hcs.Patch(e.ctx, &computepb.PatchHealthCheckRequest{Project: project, HealthCheck: slower.Key.Service + "-hc",
+		HealthCheckResource: &computepb.HealthCheck{CheckIntervalSec: proto.Int32(7), TimeoutSec: proto.Int32(5), HealthyThreshold: proto.Int32(3)}}))
 
 	time.Sleep(ttl + ttl/5 + 200*time.Millisecond) // every entry has expired
 	before := e.srv.Stats()
 	for _, b := range bindings {
 		g := e.ensure(b)
-		want := int64(30)
-		if b == changed {
-			want = 60
+		drain, judge := int64(30), 10*time.Second
+		switch b {
+		case changed:
+			drain = 60
+		case slower:
+			judge = 21 * time.Second
 		}
-		if g.DrainSeconds != want || !strings.Contains(g.Ref, b.Key.Service) {
-			t.Errorf("%s: group %s drains %d s, want %d", b.Key.Service, g.Ref, g.DrainSeconds, want)
+		if g.DrainSeconds != drain || g.JudgeDelay != judge || !strings.Contains(g.Ref, b.Key.Service) {
+			t.Errorf("%s: group %s drains %d s and judges in %s, want %d s and %s", b.Key.Service, g.Ref, g.DrainSeconds, g.JudgeDelay, drain, judge)
 		}
 	}
 	after := e.srv.Stats()
@@ -71,10 +79,11 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 			calls[m] = d
 		}
 	}
-	// One list renews the eleven unchanged groups; the changed one is
-	// read again in full.
-	if calls[opBSList] != 1 || calls[opBSGet] != 1 || len(calls) != 2 {
-		t.Errorf("calls for %d expired groups: %v; want one %s and one %s", n, calls, opBSList, opBSGet)
+	opHCGet, opHCList := healthChecks.op(scope{}, "get"), healthChecks.op(scope{}, "list")
+	// One list of each renews the ten unchanged groups; the two changed
+	// ones are read again in full.
+	if calls[opBSList] != 1 || calls[opHCList] != 1 || calls[opBSGet] != 2 || calls[opHCGet] != 2 || len(calls) != 4 {
+		t.Errorf("calls for %d expired groups: %v; want one %s and one %s, two %s and two %s", n, calls, opBSList, opHCList, opBSGet, opHCGet)
 	}
 }
 

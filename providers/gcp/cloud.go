@@ -589,7 +589,6 @@ func (p *Provider) listEndpoints(ctx context.Context, zone, name string) (map[pr
 	return out, err
 }
 
-// backendService reads a backend service, global or regional.
 // backendService reads one backend service. Reads made at once share
 // list calls (see lookupBackendServices).
 func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*computepb.BackendService, error) {
@@ -604,16 +603,31 @@ func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*compute
 // lookupBackendServices reads backend services: one with a get, several
 // with one list per project and region.
 func (p *Provider) lookupBackendServices(ctx context.Context, refs []serviceRef) (map[serviceRef]*computepb.BackendService, error) {
-	out := map[serviceRef]*computepb.BackendService{}
+	return lookupScoped(ctx, refs, p.getBackendService, p.listBackendServices)
+}
+
+// lookupHealthChecks reads health checks as lookupBackendServices reads
+// backend services.
+func (p *Provider) lookupHealthChecks(ctx context.Context, refs []serviceRef) (map[serviceRef]*computepb.HealthCheck, error) {
+	return lookupScoped(ctx, refs, p.getHealthCheck, p.listHealthChecks)
+}
+
+// lookupScoped reads resources of one kind by reference: one with get,
+// several with one list per project and region; those not found are left
+// out.
+func lookupScoped[T interface{ GetName() string }](ctx context.Context, refs []serviceRef,
+	get func(context.Context, serviceRef) (T, error),
+	list func(ctx context.Context, project, region string, fn func(T)) error) (map[serviceRef]T, error) {
+	out := map[serviceRef]T{}
 	if len(refs) == 1 {
-		bs, err := p.getBackendService(ctx, refs[0])
+		r, err := get(ctx, refs[0])
 		if err != nil {
 			if providers.ClassOf(err) == providers.NotFound {
 				return out, nil
 			}
 			return nil, err
 		}
-		out[refs[0]] = bs
+		out[refs[0]] = r
 		return out, nil
 	}
 	type scope struct{ project, region string }
@@ -626,9 +640,9 @@ func (p *Provider) lookupBackendServices(ctx context.Context, refs []serviceRef)
 		want[sc][r.Name] = true
 	}
 	for sc, names := range want {
-		err := p.listBackendServices(ctx, sc.project, sc.region, func(bs *computepb.BackendService) {
-			if names[bs.GetName()] {
-				out[serviceRef{Project: sc.project, Region: sc.region, Name: bs.GetName()}] = bs
+		err := list(ctx, sc.project, sc.region, func(r T) {
+			if names[r.GetName()] {
+				out[serviceRef{Project: sc.project, Region: sc.region, Name: r.GetName()}] = r
 			}
 		})
 		if err != nil {
@@ -667,6 +681,24 @@ func (p *Provider) listBackendServices(ctx context.Context, project, region stri
 	return p.call(ctx, opRBSList, func(ctx context.Context) error {
 		it := p.c.rbs.List(ctx, &computepb.ListRegionBackendServicesRequest{Project: project, Region: region})
 		return eachOf(it.Next, fn)
+	})
+}
+
+func (p *Provider) getHealthCheck(ctx context.Context, ref serviceRef) (hc *computepb.HealthCheck, err error) {
+	sc := scope{ref.Region}
+	err = p.call(ctx, healthChecks.op(sc, "get"), func(ctx context.Context) (err error) {
+		hc, err = healthChecks.get(ctx, &p.c, ref.Project, sc, ref.Name)
+		return err
+	})
+	return hc, err
+}
+
+// listHealthChecks hands every health check of a project (in a region,
+// or global) to fn, as listBackendServices does backend services.
+func (p *Provider) listHealthChecks(ctx context.Context, project, region string, fn func(*computepb.HealthCheck)) error {
+	sc := scope{region}
+	return p.call(ctx, healthChecks.op(sc, "list"), func(ctx context.Context) error {
+		return healthChecks.list(ctx, &p.c, project, sc, nil, fn)
 	})
 }
 

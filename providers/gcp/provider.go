@@ -72,6 +72,7 @@ type Provider struct {
 	// for its NEGs and reads its backend service at once.
 	negsByName *providers.Batcher[string, map[string]*computepb.NetworkEndpointGroup]
 	services   *providers.Batcher[serviceRef, *computepb.BackendService]
+	checks     *providers.Batcher[serviceRef, *computepb.HealthCheck]
 
 	mu       sync.Mutex
 	renewing sync.Mutex
@@ -112,12 +113,13 @@ type bindingState struct {
 	group         *providers.Group
 	fetched       time.Time
 	// expires is when the group is resolved again, spread over a fifth
-	// of the TTL. bsFingerprint is the backend service's fingerprint it
-	// was resolved from ("" when there is none or the entry must be
-	// resolved in full), which renewDue compares; bs names it.
-	expires       time.Time
-	bsFingerprint string
-	bs            serviceRef
+	// of the TTL. basis is what it was resolved from, which renewDue
+	// compares: the backend service's fingerprint and its health check's
+	// judge delay ("" when there is no backend service or the entry must
+	// be resolved in full); bs names the backend service.
+	expires time.Time
+	basis   string
+	bs      serviceRef
 }
 
 // groupState is Group.Provider: everything Observe and Apply need.
@@ -141,15 +143,88 @@ func (p *Provider) cacheTTL() time.Duration {
 	return p.opts.GroupCacheTTL + time.Duration(rand.Int64N(int64(p.opts.GroupCacheTTL/5)+1))
 }
 
-// renewDue renews, with one list of key's backend service scope, the
-// cache entries in that scope that are due (expired, or expiring within
-// the spread of the TTL): each binding would otherwise read its backend
-// service when its entry expires, a call per binding every TTL. An entry
-// is renewed only when its backend service's fingerprint, which changes
-// with every update of it, is the one it was resolved from; any other
-// entry stays expired and its binding resolves its group in full. Only
-// one renewal runs at a time; those that wait find their entry renewed
-// or due.
+// computeJudgeDelay is the judge delay of Compute's default health
+// check (healthy after 2 checks 5 s apart), for a group whose backend
+// service has none.
+const computeJudgeDelay = 10 * time.Second
+
+// renewBasis is what a cache entry resolved from bs with this judge delay
+// is renewed against.
+func renewBasis(bs *computepb.BackendService, judge time.Duration) string {
+	return bs.GetFingerprint() + "|" + judge.String()
+}
+
+// readJudgeDelay reads bs's health checks (reads made at once share list
+// calls) for their judge delay.
+func (p *Provider) readJudgeDelay(ctx context.Context, bs *computepb.BackendService) (time.Duration, error) {
+	checks := map[serviceRef]*computepb.HealthCheck{}
+	for _, ref := range checkRefs(bs) {
+		hc, found, err := p.checks.Get(ctx, ref)
+		if err == nil && !found {
+			err = providers.Errorf(providers.NotFound, "", "health check %s of backend service %s not found", ref.path(""), bs.GetName())
+		}
+		if err != nil {
+			return 0, err
+		}
+		checks[ref] = hc
+	}
+	judge, _ := judgeDelay(bs, checks)
+	return judge, nil
+}
+
+// judgeDelay is how long bs's health check needs to judge an endpoint
+// that starts answering: healthy threshold x check interval, with
+// Compute's defaults for fields left unset, and the longest where there
+// are several (Compute allows one for NEG backends). ok is false when a
+// check bs names is not in checks.
+func judgeDelay(bs *computepb.BackendService, checks map[serviceRef]*computepb.HealthCheck) (judge time.Duration, ok bool) {
+	refs := checkRefs(bs)
+	if len(refs) == 0 {
+		return computeJudgeDelay, true
+	}
+	for _, ref := range refs {
+		hc := checks[ref]
+		if hc == nil {
+			return 0, false
+		}
+		interval, healthy := hc.GetCheckIntervalSec(), hc.GetHealthyThreshold()
+		if interval <= 0 {
+			interval = 5
+		}
+		if healthy <= 0 {
+			healthy = 2
+		}
+		judge = max(judge, time.Duration(interval*healthy)*time.Second)
+	}
+	return judge, true
+}
+
+// checkRefs are the health checks bs names. Legacy HTTP(S) health checks,
+// which NEG backends cannot use, are left out.
+func checkRefs(bs *computepb.BackendService) []serviceRef {
+	var refs []serviceRef
+	for _, link := range bs.GetHealthChecks() {
+		switch parts := strings.Split(resourcePath(link), "/"); {
+		case len(parts) == 5 && parts[0] == "projects" && parts[2] == "global" && parts[3] == "healthChecks":
+			refs = append(refs, serviceRef{Project: parts[1], Name: parts[4]})
+		case len(parts) == 6 && parts[0] == "projects" && parts[2] == "regions" && parts[4] == "healthChecks":
+			refs = append(refs, serviceRef{Project: parts[1], Region: parts[3], Name: parts[5]})
+		}
+	}
+	return refs
+}
+
+// renewDue renews, with one list of the backend services and one of the
+// health checks of key's backend service scope, the cache entries in that
+// scope that are due (expired, or expiring within the spread of the TTL):
+// each binding would otherwise read its backend service and health check
+// when its entry expires, calls per binding every TTL. An entry is
+// renewed only when its backend service's fingerprint, which changes with
+// every update of it, and its health check's judge delay are those it was
+// resolved from; any other entry stays expired and its binding resolves
+// its group in full (as does one whose health check lies in another
+// scope). Only one renewal runs at a time; those that wait find their
+// entry renewed or due.
 func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
 	p.renewing.Lock()
 	defer p.renewing.Unlock()
@@ -163,9 +238,19 @@ func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
 	}
 	scope := st.bs
 	p.mu.Unlock()
+	checks := map[serviceRef]*computepb.HealthCheck{}
+	err := p.listHealthChecks(ctx, scope.Project, scope.Region, func(hc *computepb.HealthCheck) {
+		checks[serviceRef{Project: scope.Project, Region: scope.Region, Name: hc.GetName()}] = hc
+	})
+	if err != nil {
+		return
+	}
 	current := map[string]string{}
-	err := p.listBackendServices(ctx, scope.Project, scope.Region, func(bs *computepb.BackendService) {
-		current[bs.GetName()] = bs.GetFingerprint()
+	err = p.listBackendServices(ctx, scope.Project, scope.Region, func(bs *computepb.BackendService) {
+		current[bs.GetName()] = ""
+		if judge, ok := judgeDelay(bs, checks); ok {
+			current[bs.GetName()] = renewBasis(bs, judge)
+		}
 	})
 	if err != nil {
 		return
@@ -173,14 +258,14 @@ func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, st := range p.bindings {
-		if st.group == nil || st.bsFingerprint == "" || !st.expires.Before(soon) ||
+		if st.group == nil || st.basis == "" || !st.expires.Before(soon) ||
 			st.bs.Project != scope.Project || st.bs.Region != scope.Region {
 			continue
 		}
-		if current[st.bs.Name] == st.bsFingerprint {
+		if current[st.bs.Name] == st.basis {
 			st.expires = time.Now().Add(p.cacheTTL())
 		} else {
-			st.bsFingerprint = "" // changed or gone: resolve in full
+			st.basis = "" // changed or gone: resolve in full
 		}
 	}
 }
@@ -269,6 +354,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	}
 	p.negsByName = &providers.Batcher[string, map[string]*computepb.NetworkEndpointGroup]{Max: 1000, Call: p.lookupNEGs}
 	p.services = &providers.Batcher[serviceRef, *computepb.BackendService]{Max: 1000, Call: p.lookupBackendServices}
+	p.checks = &providers.Batcher[serviceRef, *computepb.HealthCheck]{Max: 1000, Call: p.lookupHealthChecks}
 	c, err := newClients(ctx, co)
 	if err != nil {
 		stopFollow()
@@ -359,7 +445,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		p.bindings[b.Key] = st
 	}
 	cached := st.group != nil && st.spec == summary && st.zones == zones
-	if cached && st.group.Serving && st.bsFingerprint != "" && !time.Now().Before(st.expires) {
+	if cached && st.group.Serving && st.basis != "" && !time.Now().Before(st.expires) {
 		p.mu.Unlock()
 		p.renewDue(ctx, b.Key)
 		p.mu.Lock()
@@ -425,15 +511,14 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	gs.zones = slices.Sorted(maps.Keys(gs.links))
 
 	g := &providers.Group{
-		Display: "neg/" + name,
-		Owned:   true,
-		// Compute's health check defaults: healthy after 2 checks 5 s apart.
-		JudgeDelay: 10 * time.Second,
+		Display:    "neg/" + name,
+		Owned:      true,
+		JudgeDelay: computeJudgeDelay,
 		Created:    created,
 		Provider:   gs,
 		Status:     map[string]string{"negs": name, "zones": strings.Join(gs.zones, ",")},
 	}
-	bsPath, bsFingerprint := "", ""
+	bsPath, basis := "", ""
 	if ref != nil {
 		bsPath = ref.path(p.opts.Project)
 		gs.bsDisplay = displayPath(bsPath, p.opts.Project)
@@ -459,7 +544,10 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 			}
 		}
 		g.DrainSeconds = int64(bs.GetConnectionDraining().GetDrainingTimeoutSec())
-		bsFingerprint = bs.GetFingerprint()
+		if g.JudgeDelay, err = p.readJudgeDelay(ctx, bs); err != nil {
+			return nil, providers.WithField("backendService", err)
+		}
+		basis = renewBasis(bs, g.JudgeDelay)
 	}
 	g.Ref = Ref(name, bsPath)
 	switch {
@@ -494,12 +582,12 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	}
 
 	if cleanupFailed != "" {
-		bsFingerprint = "" // the clean-up is retried by resolving in full
+		basis = "" // the clean-up is retried by resolving in full
 	}
 	p.mu.Lock()
 	st.spec, st.zones, st.group, st.fetched = summary, zones, g, time.Now()
 	st.expires = st.fetched.Add(p.cacheTTL())
-	st.bsFingerprint = bsFingerprint
+	st.basis = basis
 	if ref != nil {
 		st.bs = *ref
 		st.bs.Project = p.project(*ref)

@@ -854,6 +854,7 @@ func TestRegionalBackendService(t *testing.T) {
 	e := newEnv(t)
 	e.done(e.hcs.Insert(e.ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: &computepb.HealthCheck{
 		Name: proto.String("rhc"), Type: proto.String("TCP"), TcpHealthCheck: &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")},
+		CheckIntervalSec: proto.Int32(4), TimeoutSec: proto.Int32(4), HealthyThreshold: proto.Int32(3),
 	}}))
 	rbs, err := compute.NewRegionBackendServicesRESTClient(e.ctx, option.WithEndpoint(e.srv.URL()), option.WithoutAuthentication())
 	if err != nil {
@@ -867,6 +868,10 @@ func TestRegionalBackendService(t *testing.T) {
 	g := e.ensure(b)
 	if !g.Serving {
 		t.Fatalf("group %+v", g)
+	}
+	// The regional service's global health check: 3 checks 4 s apart.
+	if g.JudgeDelay != 12*time.Second {
+		t.Errorf("judge delay %s, want 12s", g.JudgeDelay)
 	}
 	port, _ := tcpListener(t, "127.0.80.1")
 	tg := target("127.0.80.1", port, zones3[2])

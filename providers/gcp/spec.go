@@ -51,8 +51,8 @@ func (s *Spec) Summary() string {
 	return string(b)
 }
 
-// serviceRef locates a backend service. An empty project means the
-// provider's project.
+// serviceRef locates a backend service (or its health check). An empty
+// project means the provider's project.
 type serviceRef struct {
 	Project string
 	Region  string // empty: global
