@@ -247,6 +247,9 @@ type Group struct {
 	// pod only once this much time has passed since the new pod's
 	// containers became ready.
 	JudgeDelay time.Duration
+	// Warning names a problem that does not stop the binding, for a
+	// Warning Event (once while it lasts); Status says more.
+	Warning string
 	// Created is true on the reconcile that created the group.
 	Created bool
 	// Provider is the provider's own state, opaque to the core.

@@ -1185,6 +1185,11 @@ func (r *BindingReconciler) warnRolloutSafety(key providers.BindingKey, ref *cor
 	} else {
 		r.clearWarning(key, "unused")
 	}
+	if g.Warning != "" {
+		r.warnOnce(key, ref, "group", g.Warning, "GroupDegraded", "%s port %d: %s: %s", key.Provider, key.Port, g.Display, g.Warning)
+	} else {
+		r.clearWarning(key, "group")
+	}
 	noGate, shortGrace := 0, 0
 	var example string
 	var grace int64

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +108,33 @@ func TestRolloutSafetyWarnsOncePerProblemNotPerPodCount(t *testing.T) {
 	g.DrainSeconds = 60
 	if ws := pass(4, false); len(ws) != 1 || !strings.HasPrefix(ws[0], "Warning TerminationShorterThanDrain ") {
 		t.Fatalf("a new drain time gave Warnings %q, want one TerminationShorterThanDrain", ws)
+	}
+}
+
+// A problem the provider reports on a group it still serves (a health
+// check it could not read) is one GroupDegraded Warning while it lasts,
+// and news again once it went and came back.
+func TestAGroupsWarningIsOneEventWhileItLasts(t *testing.T) {
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "gcp", Port: 80}
+	rec := record.NewFakeRecorder(100)
+	r := &BindingReconciler{Registry: NewRegistry(), Recorder: rec}
+	ref := &corev1.ObjectReference{Kind: "Service", Namespace: "shop", Name: "web"}
+	g := &providers.Group{Display: "neg/web", Serving: true, Warning: "health check of backend service be not read (403)"}
+	pass := func() []string {
+		r.warnRolloutSafety(key, ref, &providers.Binding{Key: key}, g, nil, nil)
+		return drainEvents(rec)
+	}
+	want := "Warning GroupDegraded gcp port 80: neg/web: health check of backend service be not read (403)"
+	if ws := slices.Concat(pass(), pass(), pass()); len(ws) != 1 || ws[0] != want {
+		t.Fatalf("three passes of a degraded group gave Warnings %q, want %q once", ws, want)
+	}
+	g.Warning = ""
+	if ws := pass(); len(ws) != 0 {
+		t.Fatalf("a mended group gave Warnings %q", ws)
+	}
+	g.Warning = "health check of backend service be not read (403)"
+	if ws := pass(); len(ws) != 1 || ws[0] != want {
+		t.Fatalf("the problem's return gave Warnings %q, want %q", ws, want)
 	}
 }
 

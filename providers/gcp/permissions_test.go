@@ -45,27 +45,11 @@ func rolePermissions(t *testing.T) []string {
 // regional internal, on reserved addresses, deleted again. It returns the
 // first error.
 func roleScenario(ctx context.Context, permissions []string) (*computesim.Server, error) {
-	// Operations take a moment, so the provider waits on them.
-	srv, err := computesim.Start(computesim.Options{Project: project, Permissions: map[string][]string{podlbToken: permissions},
-		OperationDelay: 2 * time.Millisecond, HealthCheckInterval: 20 * time.Millisecond, HealthCheckTimeout: 100 * time.Millisecond})
+	srv, p, err := roleSetting(ctx, permissions)
 	if err != nil {
-		return nil, err
-	}
-	for _, z := range zones3 {
-		if err := srv.AddInstance(z, vm(z), "127.0.0.1", "127.0.0.0/8"); err != nil {
-			return srv, err
-		}
-	}
-	p, err := New(ctx, Options{Cluster: cluster, Project: project, Endpoint: srv.URL(),
-		Network: "default", Subnetwork: "default", Limits: providers.Unthrottled(DefaultLimits()),
-		ClientOptions: []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: computesim.AuthTransport(podlbToken, nil)})}})
-	if err != nil {
-		return srv, fmt.Errorf("New: %w", err)
-	}
-	defer p.Close()
-	if err := roleArrange(ctx, srv); err != nil {
 		return srv, err
 	}
+	defer p.Close()
 	bind := func(svc, raw string) (*providers.Group, error) {
 		spec, err := ParseSpec([]byte(raw))
 		if err != nil {
@@ -214,6 +198,88 @@ func roleDrift(ctx context.Context, srv *computesim.Server, regional bool) error
 	op, err := c.SetUrlMap(ctx, &computepb.SetUrlMapTargetHttpsProxyRequest{Project: project,
 		TargetHttpsProxy: proxy, UrlMapReferenceResource: &computepb.UrlMapReference{UrlMap: &ref}})
 	return waitFast(ctx, op, err)
+}
+
+// roleSetting starts an emulator that holds podlb's calls to permissions,
+// arranges what users own there (roleArrange) and returns a provider
+// that calls as podlb.
+func roleSetting(ctx context.Context, permissions []string) (*computesim.Server, *Provider, error) {
+	// Operations take a moment, so the provider waits on them.
+	srv, err := computesim.Start(computesim.Options{Project: project, Permissions: map[string][]string{podlbToken: permissions},
+		OperationDelay: 2 * time.Millisecond, HealthCheckInterval: 20 * time.Millisecond, HealthCheckTimeout: 100 * time.Millisecond})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, z := range zones3 {
+		if err := srv.AddInstance(z, vm(z), "127.0.0.1", "127.0.0.0/8"); err != nil {
+			return srv, nil, err
+		}
+	}
+	if err := roleArrange(ctx, srv); err != nil {
+		return srv, nil, err
+	}
+	p, err := New(ctx, Options{Cluster: cluster, Project: project, Endpoint: srv.URL(),
+		Network: "default", Subnetwork: "default", Limits: providers.Unthrottled(DefaultLimits()),
+		ClientOptions: []option.ClientOption{option.WithHTTPClient(&http.Client{Transport: computesim.AuthTransport(podlbToken, nil)})}})
+	if err != nil {
+		return srv, nil, fmt.Errorf("New: %w", err)
+	}
+	return srv, p, nil
+}
+
+// A role that cannot read health checks (made before podlb read them)
+// still serves bindings: the judge delay is Compute's default check's,
+// and the group's warning and status name the missing permission. With
+// the role as shipped there is no warning and the checks' own settings
+// count.
+func TestABindingWhoseHealthCheckCannotBeReadIsServedWithAWarning(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	full := rolePermissions(t)
+	for _, tc := range []struct {
+		name        string
+		permissions []string
+	}{
+		{"role as shipped", full},
+		{"without health check reads", slices.DeleteFunc(slices.Clone(full), func(p string) bool { return strings.HasSuffix(p, "ealthChecks.get") })},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, p, err := roleSetting(ctx, tc.permissions)
+			if srv != nil {
+				t.Cleanup(func() { _ = srv.Close() })
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = p.Close() })
+			for svc, raw := range map[string]string{
+				"web": `{"backendService":"users-web"}`,
+				"api": `{"backendService":"projects/` + project + `/regions/` + lbRegion + `/backendServices/users-api"}`,
+			} {
+				spec, err := ParseSpec([]byte(raw))
+				if err != nil {
+					t.Fatal(err)
+				}
+				g, err := p.Ensure(ctx, &providers.Binding{
+					Key:     providers.BindingKey{Namespace: "shop", Service: svc, Provider: "gcp", Port: 80},
+					Cluster: cluster, Protocol: "TCP", Mode: providers.ReadyWhenHealthy, Spec: spec, Zones: zones3[:1],
+				})
+				if err != nil {
+					t.Fatalf("%s: %v", svc, err)
+				}
+				if !g.Serving || g.JudgeDelay != computeJudgeDelay || g.Status["healthCheck"] != g.Warning {
+					t.Errorf("%s: serving %v, judge delay %s, status %q; want serving, %s, the warning", svc, g.Serving, g.JudgeDelay, g.Status["healthCheck"], computeJudgeDelay)
+				}
+				perm := "compute.healthChecks.get"
+				if svc == "api" {
+					perm = "compute.regionHealthChecks.get"
+				}
+				if named := strings.Contains(g.Warning, "'"+perm+"'"); named != (len(tc.permissions) < len(full)) {
+					t.Errorf("%s: warning %q; want one naming %s only without it", svc, g.Warning, perm)
+				}
+			}
+		})
+	}
 }
 
 // waitFast waits for an operation polling every few milliseconds

@@ -544,7 +544,14 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 			}
 		}
 		g.DrainSeconds = int64(bs.GetConnectionDraining().GetDrainingTimeoutSec())
-		if g.JudgeDelay, err = p.readJudgeDelay(ctx, bs); err != nil {
+		switch g.JudgeDelay, err = p.readJudgeDelay(ctx, bs); {
+		case providers.ClassOf(err) == providers.Invalid:
+			// Most likely a role without compute.healthChecks.get: the
+			// binding goes on, judging as before health checks were read.
+			g.JudgeDelay = computeJudgeDelay
+			g.Warning = fmt.Sprintf("health check of backend service %s not read (%v); pods that reuse an address are judged by Compute's default check (2 x 5 s)", gs.bsDisplay, err)
+			g.Status["healthCheck"] = g.Warning
+		case err != nil:
 			return nil, providers.WithField("backendService", err)
 		}
 		basis = renewBasis(bs, g.JudgeDelay)
