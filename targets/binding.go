@@ -339,8 +339,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	if err != nil {
 		return nil, 0, err
 	}
-	observed = applyPlanToObserved(observed, applied, ps.group.Display)
-	r.keepObservation(ps.key, ps.group.Ref, observed)
+	observed = r.keepApplied(ps, observed, applied)
 	r.pruneLedger(ps, observed)
 	return observed, gather, nil
 }
@@ -814,38 +813,40 @@ func (r *BindingReconciler) node(ctx context.Context, name string) (*corev1.Node
 }
 
 // applyPlanToObserved reflects a just-applied plan so the gate and status
-// see the registration at once instead of at the next poll.
+// see the registration at once instead of at the next poll. A target the
+// observation already holds registered is left as it is.
 func applyPlanToObserved(observed []providers.Observed, plan providers.Plan, group string) []providers.Observed {
 	gone := map[providers.TargetKey]bool{}
 	for _, t := range plan.Deregister {
 		gone[t.Key()] = true
 	}
+	registering := make(map[providers.TargetKey]bool, len(plan.Register))
+	for _, t := range plan.Register {
+		registering[t.Key()] = true
+	}
 	out := make([]providers.Observed, 0, len(observed)+len(plan.Register))
 	for _, o := range observed {
-		if gone[o.Key()] {
+		k := o.Key()
+		if gone[k] {
 			o.State, o.CloudState, o.Reason = providers.Draining, "draining", "deregistration requested"
 		}
-		if o.State == providers.Draining && !gone[o.Key()] {
-			// A draining target being registered again is replaced below.
-			if containsTarget(plan.Register, o.Key()) {
-				continue
+		if registering[k] {
+			if o.State == providers.Draining && !gone[k] {
+				continue // a draining target being registered again is replaced below
+			}
+			if o.State != providers.Draining {
+				registering[k] = false // registered already (a read's fold)
 			}
 		}
 		out = append(out, o)
 	}
 	for _, t := range plan.Register {
-		out = append(out, providers.Observed{Target: t, State: providers.Pending, CloudState: "registering", Reason: "registration requested", Group: group})
-	}
-	return out
-}
-
-func containsTarget(ts []providers.Target, k providers.TargetKey) bool {
-	for _, t := range ts {
-		if t.Key() == k {
-			return true
+		if registering[t.Key()] {
+			registering[t.Key()] = false
+			out = append(out, providers.Observed{Target: t, State: providers.Pending, CloudState: "registering", Reason: "registration requested", Group: group})
 		}
 	}
-	return false
+	return out
 }
 
 // stateRank orders target states from serving to far from it: a pod with

@@ -142,13 +142,21 @@ func (r *BindingReconciler) currentTargets(ps *pass) []providers.Observed {
 	return nil
 }
 
-// keepObservation stores the observation as a plan left it.
-func (r *BindingReconciler) keepObservation(key providers.BindingKey, ref string, observed []providers.Observed) {
+// keepApplied reflects a plan the pass applied in the binding's
+// observation as it stands now, and returns it; planned is what the plan
+// was made from. A read stored while the plan was applied is kept, the
+// plan applied to it (its fold of later writes may hold the plan's
+// registrations already): putting back what the plan was made from would
+// drop the read's news and label older states with the read's time.
+func (r *BindingReconciler) keepApplied(ps *pass, planned []providers.Observed, applied providers.Plan) []providers.Observed {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if v := r.viewLocked(key); v.obs.ref == ref {
-		v.obs.targets = slices.Clone(observed)
+	v := r.viewLocked(ps.key)
+	if v.obs.ref != ps.group.Ref {
+		return applyPlanToObserved(planned, applied, ps.group.Display)
 	}
+	v.obs.targets = applyPlanToObserved(v.obs.targets, applied, ps.group.Display)
+	return slices.Clone(v.obs.targets)
 }
 
 // window is how long a change must wait to ride with others: until the

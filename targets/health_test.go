@@ -434,3 +434,45 @@ func TestAReadInPartsReadsWhereTargetsWaitOrWereRegistered(t *testing.T) {
 		t.Errorf("nothing waiting: read in parts of %v, want the whole", of)
 	}
 }
+
+// A read stored while a pass applied its plan is kept: the plan is
+// applied to it rather than the observation the plan was made from put
+// back, which would drop the read's news (a pod's verdict waited for the
+// next read) and label the older states with the read's time. A read
+// whose fold already holds the plan's registration holds it once.
+func TestAReadStoredWhileAPlanIsAppliedIsKept(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, _ := readScheduler(now)
+	a, b := ps.desired[0].Target, ps.desired[1].Target
+	r.observation(ps)
+	r.storeRead(ps.key, "g", now, []providers.Observed{{Target: a, State: providers.Pending, CloudState: "initial"}}, nil, nil)
+
+	// A pass plans b's registration from that observation; while it is
+	// applied, a read that began after a's registration finds a healthy.
+	planned := r.currentTargets(ps)
+	read := now.Add(time.Second)
+	r.storeRead(ps.key, "g", read, []providers.Observed{{Target: a, State: providers.Healthy, CloudState: "healthy"}}, nil, nil)
+	plan := providers.Plan{Register: []providers.Target{b}}
+	observed := r.keepApplied(ps, planned, plan)
+
+	states := func(obs []providers.Observed) map[providers.TargetKey][]providers.State {
+		out := map[providers.TargetKey][]providers.State{}
+		for _, o := range obs {
+			out[o.Key()] = append(out[o.Key()], o.State)
+		}
+		return out
+	}
+	want := map[providers.TargetKey][]providers.State{a.Key(): {providers.Healthy}, b.Key(): {providers.Pending}}
+	if got := states(observed); !maps.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("after the pass: %v, want %v", got, want)
+	}
+	if obs := r.observation(ps); !obs.at.Equal(read) || !maps.EqualFunc(states(obs.targets), want, slices.Equal) {
+		t.Fatalf("the binding's observation: %v at %v, want %v at the read's time", states(obs.targets), obs.at, want)
+	}
+
+	// A read that saw b registered: applying the plan again adds nothing.
+	r.storeRead(ps.key, "g", read.Add(time.Second), []providers.Observed{{Target: a, State: providers.Healthy}, {Target: b, State: providers.Pending, CloudState: "initial"}}, nil, nil)
+	if got := states(r.keepApplied(ps, planned, plan)); !maps.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("a plan applied to a read that holds it: %v, want %v", got, want)
+	}
+}
