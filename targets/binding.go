@@ -185,11 +185,11 @@ func (r *BindingReconciler) Reconcile(ctx context.Context, key providers.Binding
 		// possibly waits for the write budget.
 		r.publish(ps, obs.targets, obs.at)
 	}
-	observed, gather, err := r.apply(ctx, ps, obs.targets)
+	observed, observedAt, gather, err := r.apply(ctx, ps, obs.targets, obs.at)
 	if err != nil {
 		return r.fail(ctx, ps, err)
 	}
-	health, status := r.publish(ps, observed, obs.at)
+	health, status := r.publish(ps, observed, observedAt)
 	if err := r.handOver(ctx, ps, health); err != nil {
 		return r.fail(ctx, ps, err)
 	}
@@ -274,21 +274,24 @@ func compareKeys(a, b providers.TargetKey) int {
 // the binding waits in line (gather is then a safety-net delay) and plans
 // again once it holds one, so what arrived meanwhile rides in the same
 // call.
-func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []providers.Observed) (out []providers.Observed, gather time.Duration, err error) {
+//
+// It returns the observation as the pass left it, with the time of the
+// read it holds: a read stored meanwhile comes with its own time.
+func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []providers.Observed, at time.Time) (out []providers.Observed, outAt time.Time, gather time.Duration, err error) {
 	plan := r.plan(ps, observed)
 	if plan.Empty() {
 		r.pruneLedger(ps, observed)
-		return observed, 0, nil
+		return observed, at, 0, nil
 	}
 	book := r.book(ps.key, ps.group.Ref)
 	r.noteLeaving(book, plan, ps.stopping)
 	if s, ok := ps.prov.(providers.Settler); ok && len(plan.Register) == 0 && len(r.dueDeregistrations(ps.group, book, s, plan.Deregister)) == 0 {
 		// Held behind registrations still settling: nothing to send.
 		r.wakeWhenSettled(ps.key, book)
-		return observed, heldLook, nil
+		return observed, at, heldLook, nil
 	}
 	if gather = r.window(ps.key); gather > 0 {
-		return observed, gather, nil
+		return observed, at, gather, nil
 	}
 	if d := r.Writes[ps.key.Provider]; d != nil {
 		release, ok := d.TryAcquire(ps.key, r.rank(ps, book, plan))
@@ -296,7 +299,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 			// In line for a write slot; the dispatcher wakes the binding
 			// when one is reserved for it. Looking again later is only a
 			// safety net.
-			return observed, queuedLook, nil
+			return observed, at, queuedLook, nil
 		}
 		defer release()
 		var err error
@@ -306,18 +309,18 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 			// meanwhile should ride in the call, not wait for the next.
 			// (A plan that comes out empty leaves the token unused.)
 			if ctx, err = h.HoldWrite(ctx, plan); err != nil {
-				return nil, 0, err
+				return nil, at, 0, err
 			}
 		}
 		if err = r.desired(ctx, ps); err != nil {
-			return nil, 0, fmt.Errorf("reading cluster state: %w", err)
+			return nil, at, 0, fmt.Errorf("reading cluster state: %w", err)
 		}
 		// The observation may have been replaced by a read meanwhile; its
 		// news (fresh, a failure) stays for the pass that reports it.
-		observed = r.currentTargets(ps)
+		observed, at = r.currentTargets(ps, at)
 		if plan = r.plan(ps, observed); plan.Empty() {
 			r.pruneLedger(ps, observed)
-			return observed, 0, nil
+			return observed, at, 0, nil
 		}
 		r.noteLeaving(book, plan, ps.stopping)
 	}
@@ -328,7 +331,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		ps.entry.Targets[t.Key()] = uidOf[t.Key()]
 	}
 	if err := r.Ledger.Put(ctx, ps.key, ps.entry); err != nil {
-		return nil, 0, err
+		return nil, at, 0, err
 	}
 	var applied providers.Plan
 	if settler, ok := ps.prov.(providers.Settler); ok {
@@ -337,11 +340,11 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		applied, err = r.applyOne(ctx, ps, book, plan, uidOf, now)
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, at, 0, err
 	}
-	observed = r.keepApplied(ps, observed, applied)
+	observed, at = r.keepApplied(ps, observed, at, applied)
 	r.pruneLedger(ps, observed)
-	return observed, gather, nil
+	return observed, at, gather, nil
 }
 
 // applyOne applies a plan planned at planned and books what the cloud

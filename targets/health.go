@@ -131,32 +131,33 @@ func (r *BindingReconciler) observation(ps *pass) observation {
 	return out
 }
 
-// currentTargets is the binding's observation as it stands, leaving its
-// news for the pass that takes it (observation).
-func (r *BindingReconciler) currentTargets(ps *pass) []providers.Observed {
+// currentTargets is the binding's observation as it stands and the time
+// of its read, leaving its news for the pass that takes it (observation);
+// none, and at, when the binding moved to another group meanwhile.
+func (r *BindingReconciler) currentTargets(ps *pass, at time.Time) ([]providers.Observed, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if v := r.viewLocked(ps.key); v.obs.ref == ps.group.Ref {
-		return slices.Clone(v.obs.targets)
+		return slices.Clone(v.obs.targets), v.obs.at
 	}
-	return nil
+	return nil, at
 }
 
 // keepApplied reflects a plan the pass applied in the binding's
-// observation as it stands now, and returns it; planned is what the plan
-// was made from. A read stored while the plan was applied is kept, the
+// observation as it stands now, and returns it with the time of its read;
+// planned, read at at, is what the plan was made from. A read stored while the plan was applied is kept, the
 // plan applied to it (its fold of later writes may hold the plan's
 // registrations already): putting back what the plan was made from would
 // drop the read's news and label older states with the read's time.
-func (r *BindingReconciler) keepApplied(ps *pass, planned []providers.Observed, applied providers.Plan) []providers.Observed {
+func (r *BindingReconciler) keepApplied(ps *pass, planned []providers.Observed, at time.Time, applied providers.Plan) ([]providers.Observed, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v := r.viewLocked(ps.key)
 	if v.obs.ref != ps.group.Ref {
-		return applyPlanToObserved(planned, applied, ps.group.Display)
+		return applyPlanToObserved(planned, applied, ps.group.Display), at
 	}
 	v.obs.targets = applyPlanToObserved(v.obs.targets, applied, ps.group.Display)
-	return slices.Clone(v.obs.targets)
+	return slices.Clone(v.obs.targets), v.obs.at
 }
 
 // window is how long a change must wait to ride with others: until the

@@ -449,11 +449,11 @@ func TestAReadStoredWhileAPlanIsAppliedIsKept(t *testing.T) {
 
 	// A pass plans b's registration from that observation; while it is
 	// applied, a read that began after a's registration finds a healthy.
-	planned := r.currentTargets(ps)
+	planned, plannedAt := r.currentTargets(ps, time.Time{})
 	read := now.Add(time.Second)
 	r.storeRead(ps.key, "g", read, []providers.Observed{{Target: a, State: providers.Healthy, CloudState: "healthy"}}, nil, nil)
 	plan := providers.Plan{Register: []providers.Target{b}}
-	observed := r.keepApplied(ps, planned, plan)
+	observed, observedAt := r.keepApplied(ps, planned, plannedAt, plan)
 
 	states := func(obs []providers.Observed) map[providers.TargetKey][]providers.State {
 		out := map[providers.TargetKey][]providers.State{}
@@ -463,8 +463,8 @@ func TestAReadStoredWhileAPlanIsAppliedIsKept(t *testing.T) {
 		return out
 	}
 	want := map[providers.TargetKey][]providers.State{a.Key(): {providers.Healthy}, b.Key(): {providers.Pending}}
-	if got := states(observed); !maps.EqualFunc(got, want, slices.Equal) {
-		t.Fatalf("after the pass: %v, want %v", got, want)
+	if got := states(observed); !maps.EqualFunc(got, want, slices.Equal) || !observedAt.Equal(read) {
+		t.Fatalf("after the pass: %v read at %v, want %v at the read's time %v", got, observedAt, want, read)
 	}
 	if obs := r.observation(ps); !obs.at.Equal(read) || !maps.EqualFunc(states(obs.targets), want, slices.Equal) {
 		t.Fatalf("the binding's observation: %v at %v, want %v at the read's time", states(obs.targets), obs.at, want)
@@ -472,7 +472,7 @@ func TestAReadStoredWhileAPlanIsAppliedIsKept(t *testing.T) {
 
 	// A read that saw b registered: applying the plan again adds nothing.
 	r.storeRead(ps.key, "g", read.Add(time.Second), []providers.Observed{{Target: a, State: providers.Healthy}, {Target: b, State: providers.Pending, CloudState: "initial"}}, nil, nil)
-	if got := states(r.keepApplied(ps, planned, plan)); !maps.EqualFunc(got, want, slices.Equal) {
-		t.Fatalf("a plan applied to a read that holds it: %v, want %v", got, want)
+	if got, _ := r.keepApplied(ps, planned, plannedAt, plan); !maps.EqualFunc(states(got), want, slices.Equal) {
+		t.Fatalf("a plan applied to a read that holds it: %v, want %v", states(got), want)
 	}
 }
