@@ -684,22 +684,14 @@ func (p *Provider) listBackendServices(ctx context.Context, project, region stri
 	})
 }
 
-func (p *Provider) getHealthCheck(ctx context.Context, ref serviceRef) (hc *computepb.HealthCheck, err error) {
-	sc := scope{ref.Region}
-	err = p.call(ctx, healthChecks.op(sc, "get"), func(ctx context.Context) (err error) {
-		hc, err = healthChecks.get(ctx, &p.c, ref.Project, sc, ref.Name)
-		return err
-	})
-	return hc, err
+func (p *Provider) getHealthCheck(ctx context.Context, ref serviceRef) (*computepb.HealthCheck, error) {
+	return healthChecks.getIn(ctx, p, ref.Project, scope{ref.Region}, ref.Name)
 }
 
 // listHealthChecks hands every health check of a project (in a region,
-// or global) to fn, as listBackendServices does backend services.
+// or global) to fn; a retried list starts over, as listBackendServices'.
 func (p *Provider) listHealthChecks(ctx context.Context, project, region string, fn func(*computepb.HealthCheck)) error {
-	sc := scope{region}
-	return p.call(ctx, healthChecks.op(sc, "list"), func(ctx context.Context) error {
-		return healthChecks.list(ctx, &p.c, project, sc, nil, fn)
-	})
+	return healthChecks.eachIn(ctx, p, project, scope{region}, nil, func() {}, fn)
 }
 
 func eachOf[T any](next func() (T, error), fn func(T)) error {

@@ -53,17 +53,24 @@ func (k kind[T]) op(sc scope, verb string) string {
 	return k.region + "." + verb
 }
 
-// read gets a resource; found is false when it does not exist.
+// read gets a resource of the provider's project; found is false when it
+// does not exist.
 func (k kind[T]) read(ctx context.Context, p *Provider, sc scope, name string) (r T, found bool, err error) {
-	err = p.call(ctx, k.op(sc, "get"), func(ctx context.Context) (err error) {
-		r, err = k.get(ctx, &p.c, p.opts.Project, sc, name)
-		return err
-	})
+	r, err = k.getIn(ctx, p, p.opts.Project, sc, name)
 	if providers.ClassOf(err) == providers.NotFound {
 		var zero T
 		return zero, false, nil
 	}
 	return r, err == nil, err
+}
+
+// getIn gets a resource of project.
+func (k kind[T]) getIn(ctx context.Context, p *Provider, project string, sc scope, name string) (r T, err error) {
+	err = p.call(ctx, k.op(sc, "get"), func(ctx context.Context) (err error) {
+		r, err = k.get(ctx, &p.c, project, sc, name)
+		return err
+	})
+	return r, err
 }
 
 // create inserts a resource and awaits the operation.
@@ -97,11 +104,18 @@ func (k kind[T]) all(ctx context.Context, p *Provider, sc scope) ([]T, error) {
 // matches, starting over when the call is retried.
 func (k kind[T]) matching(ctx context.Context, p *Provider, sc scope, filter *string) ([]T, error) {
 	var out []T
-	err := p.call(ctx, k.op(sc, "list"), func(ctx context.Context) error {
-		out = out[:0]
-		return k.list(ctx, &p.c, p.opts.Project, sc, filter, func(r T) { out = append(out, r) })
-	})
+	err := k.eachIn(ctx, p, p.opts.Project, sc, filter, func() { out = out[:0] }, func(r T) { out = append(out, r) })
 	return out, err
+}
+
+// eachIn hands each of the kind's resources of project in a scope that
+// filter (nil: all) matches to each; restart runs before every attempt,
+// as a retried list starts over.
+func (k kind[T]) eachIn(ctx context.Context, p *Provider, project string, sc scope, filter *string, restart func(), each func(T)) error {
+	return p.call(ctx, k.op(sc, "list"), func(ctx context.Context) error {
+		restart()
+		return k.list(ctx, &p.c, project, sc, filter, each)
+	})
 }
 
 // drain hands every item of a list iterator to each.
