@@ -221,8 +221,9 @@ type GateReconciler struct {
 	// behind a thousand settled ones. Nil: no hurry.
 	Hurry func([]providers.BindingKey)
 
-	// latched remembers pods whose gate this controller turned True, so a
-	// stale cache can never make it write the gate again.
+	// latched remembers pods whose gate this controller turned True until
+	// the cache shows it, so a stale cache can never make it write the
+	// gate again.
 	latched sync.Map // types.NamespacedName -> types.UID
 }
 
@@ -239,13 +240,24 @@ func (r *GateReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		return reconcile.Result{}, nil
 	}
 	cur := targets.PodCondition(&pod, targets.GateConditionType)
-	if uid, ok := r.latched.Load(req.NamespacedName); (ok && uid == pod.UID) || (cur != nil && cur.Status == corev1.ConditionTrue) {
+	if cur != nil && cur.Status == corev1.ConditionTrue {
 		// The gate latches: it protects the rollout that created the pod.
 		// Taking a serving pod's readiness away later, because a load
 		// balancer flaps or an annotation is added, would take it out of
 		// every other Service path too, all replicas at once. Later health
-		// shows in status, metrics and Events instead.
+		// shows in status, metrics and Events instead. The cache shows
+		// the gate now, so this process's own note of it can go: kept for
+		// every gated pod, the notes were megabytes at rest.
+		r.latched.Delete(req.NamespacedName)
 		return reconcile.Result{}, nil
+	}
+	if uid, ok := r.latched.Load(req.NamespacedName); ok {
+		if uid == pod.UID {
+			// Written True, not yet in the cache.
+			return reconcile.Result{}, nil
+		}
+		// An earlier pod of that name.
+		r.latched.Delete(req.NamespacedName)
 	}
 	scan, err := r.scanServices(ctx, &pod)
 	if err != nil {

@@ -285,3 +285,80 @@ func TestFalseGatesGiveWayWhenTheirBudgetIsSpent(t *testing.T) {
 		t.Errorf("gate %+v after %d note writes, want True written through the gate's client", g, noteWrites)
 	}
 }
+
+// The gate is written True once: while the cache still shows the pod as
+// it was before the write, the reconciler's own note of the write keeps
+// it from writing again; once the cache shows the gate, the note goes (a
+// note for every gated pod of a fleet was megabytes at rest), and a pod
+// recreated under the name is judged as the new pod it is.
+func TestTheGatesOwnNoteLastsUntilTheCacheShowsTheGate(t *testing.T) {
+	reg := registry(providers.ReadyWhenHealthy, 80)
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u1": target(providers.Healthy, "healthy", "")})
+	c := indexedClientBuilder().WithObjects(gatedWebPod(), annotatedService("web", map[string]string{"podlb.io/aws-target-groups": "{}"})).
+		WithStatusSubresource(&corev1.Pod{}).Build()
+	var stale *corev1.Pod // what a cache behind the write holds, when set
+	writes := 0
+	cached := interceptor.NewClient(c, interceptor.Funcs{
+		Get: func(ctx context.Context, cl client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if p, ok := obj.(*corev1.Pod); ok && stale != nil {
+				stale.DeepCopyInto(p)
+				return nil
+			}
+			return cl.Get(ctx, key, obj, opts...)
+		},
+		SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			writes++
+			return cl.SubResource(sub).Patch(ctx, obj, patch, opts...)
+		},
+	})
+	r := &GateReconciler{Client: cached, Registry: reg, Services: listedUnder(c), Annotations: []string{"podlb.io/aws-target-groups"}}
+	notes := func() (n int) {
+		r.latched.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "web-1"}}
+	reconcileOnce := func() {
+		t.Helper()
+		if _, err := r.Reconcile(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	stale = gatedWebPod()
+	if err := c.Get(context.Background(), req.NamespacedName, stale); err != nil {
+		t.Fatal(err)
+	}
+	reconcileOnce()
+	if writes != 1 || notes() != 1 {
+		t.Fatalf("%d gate writes and %d notes after the healthy pod's reconcile, want 1 and 1", writes, notes())
+	}
+	reconcileOnce()
+	if writes != 1 || notes() != 1 {
+		t.Fatalf("%d gate writes and %d notes with the cache behind the write, want 1 and 1", writes, notes())
+	}
+	stale = nil
+	reconcileOnce()
+	if writes != 1 || notes() != 0 {
+		t.Fatalf("%d gate writes and %d notes once the cache shows the gate, want 1 and 0", writes, notes())
+	}
+
+	// A note of an earlier pod of that name does not hold the new one.
+	var p corev1.Pod
+	if err := c.Get(context.Background(), req.NamespacedName, &p); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(context.Background(), &p); err != nil {
+		t.Fatal(err)
+	}
+	recreated := gatedWebPod()
+	recreated.UID = "u2"
+	if err := c.Create(context.Background(), recreated); err != nil {
+		t.Fatal(err)
+	}
+	r.latched.Store(req.NamespacedName, types.UID("u1"))
+	observe(reg, key("web", 80), true, map[types.UID]targets.PodTarget{"u2": target(providers.Healthy, "healthy", "")})
+	reconcileOnce()
+	if g, _ := gateAfter(t, r); g == nil || g.Status != corev1.ConditionTrue || writes != 2 {
+		t.Errorf("the recreated pod's gate %+v after %d writes, want True written", g, writes)
+	}
+}
