@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -54,10 +56,10 @@ type BindingReconciler struct {
 	// Wake brings a binding back at once: its deregistrations held for
 	// registrations still settling are due (see providers.Settler).
 	Wake func(key providers.BindingKey)
-	// Cached, when set, reads pods and nodes from the cache without the
-	// copies Client's reads make: every pass reads every pod of its
-	// Service and their nodes, most of what a controller at rest
-	// allocates. Nil: Client reads them.
+	// Cached, when set, reads pods, nodes and EndpointSlices from the
+	// cache without the copies Client's reads make: every pass reads
+	// every pod of its Service and their nodes, most of what a
+	// controller at rest allocates. Nil: Client reads them.
 	Cached CachedReader
 
 	mu       sync.Mutex
@@ -74,6 +76,8 @@ type BindingReconciler struct {
 type CachedReader interface {
 	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, bool)
 	Node(ctx context.Context, name string) (*corev1.Node, bool)
+	// Slices are the EndpointSlices of a Service.
+	Slices(ctx context.Context, namespace, service string) ([]*Slice, error)
 }
 
 // registrations remembers, for the group a binding is in, when this
@@ -731,32 +735,32 @@ func (r *BindingReconciler) pruneLedger(ps *pass, observed []providers.Observed)
 	maps.DeleteFunc(ps.entry.Targets, func(k providers.TargetKey, _ types.UID) bool { return !keep[k] })
 }
 
-// SliceServiceIndex indexes the cached EndpointSlices by their Service:
-// a label selector would test every slice of the namespace, on every
-// binding reconcile, a thousand times over in a namespace of a thousand
-// Services.
+// SliceServiceIndex indexes the cached EndpointSlices by their Service
+// ("namespace/name"): a label selector would test every slice of the
+// namespace, on every binding reconcile, a thousand times over in a
+// namespace of a thousand Services.
 const SliceServiceIndex = "podlb.io/endpointslice-service"
 
-// SliceService is SliceServiceIndex's index function.
-func SliceService(o client.Object) []string {
-	if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
-		return []string{name}
-	}
-	return nil
+// SliceIndexers are the cache's EndpointSlice indexes: SliceServiceIndex.
+func SliceIndexers() toolscache.Indexers {
+	return toolscache.Indexers{SliceServiceIndex: func(obj any) ([]string, error) {
+		m, ok := obj.(metav1.Object)
+		if !ok {
+			return nil, nil
+		}
+		if name := m.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
+			return []string{m.GetNamespace() + "/" + name}, nil
+		}
+		return nil, nil
+	}}
 }
 
 // desired reads the Service's slices and pods from the cache.
 func (r *BindingReconciler) desired(ctx context.Context, ps *pass) error {
 	b := ps.binding
-	var slices discoveryv1.EndpointSliceList
-	// Read only: the slices are the cache's own.
-	if err := r.Client.List(ctx, &slices, client.InNamespace(b.Key.Namespace),
-		client.MatchingFields{SliceServiceIndex: b.Key.Service}, client.UnsafeDisableDeepCopy); err != nil {
+	slices, err := r.slices(ctx, b.Key.Namespace, b.Key.Service)
+	if err != nil {
 		return err
-	}
-	ptrs := make([]*discoveryv1.EndpointSlice, len(slices.Items))
-	for i := range slices.Items {
-		ptrs[i] = &slices.Items[i]
 	}
 	pods := map[types.UID]*corev1.Pod{}
 	var stopping map[providers.TargetKey]time.Time
@@ -785,9 +789,26 @@ func (r *BindingReconciler) desired(ctx context.Context, ps *pass) error {
 			}
 		},
 	}
-	ps.desired = DesiredTargets(b, ptrs, look)
+	ps.desired = DesiredTargets(b, slices, look)
 	ps.pods, ps.stopping = pods, stopping
 	return nil
+}
+
+// slices reads a Service's EndpointSlices from the cache, through Cached
+// when set: read them only.
+func (r *BindingReconciler) slices(ctx context.Context, namespace, service string) ([]*Slice, error) {
+	if r.Cached != nil {
+		return r.Cached.Slices(ctx, namespace, service)
+	}
+	var list discoveryv1.EndpointSliceList
+	if err := r.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
+		return nil, err
+	}
+	out := make([]*Slice, len(list.Items))
+	for i := range list.Items {
+		out[i] = SliceOf(&list.Items[i])
+	}
+	return out, nil
 }
 
 // pod reads a pod from the cache, through Cached when set: read it only.

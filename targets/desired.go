@@ -35,6 +35,70 @@ type Lookups struct {
 	Stopping func(key providers.TargetKey, pod *corev1.Pod)
 }
 
+// Slice is what desired targets are built from of an EndpointSlice; the
+// cache holds slices in this form (see SliceOf).
+type Slice struct {
+	Namespace   string
+	AddressType discoveryv1.AddressType
+	Ports       []discoveryv1.EndpointPort
+	// Endpoints are the slice's endpoints that are pods with an address.
+	Endpoints []SliceEndpoint
+}
+
+// SliceEndpoint is one pod endpoint of a Slice.
+type SliceEndpoint struct {
+	// Address is the endpoint's first address, the one registered.
+	Address netip.Addr
+	Pod     string
+	// UID is the pod's, when the slice names it.
+	UID types.UID
+	// Node and Zone are the slice's, empty when it names none.
+	Node, Zone  string
+	Terminating bool
+}
+
+// SliceOf keeps of s what desired targets read: its ports and, of each
+// endpoint that is a pod with an address, the first address, the pod,
+// node and zone (shared strings) and whether it terminates. Hints,
+// hostnames, the deprecated topology, the ready and serving conditions
+// (a pod's own conditions decide) and endpoints of other kinds go.
+func SliceOf(s *discoveryv1.EndpointSlice) *Slice {
+	out := &Slice{Namespace: providers.Intern(s.Namespace), AddressType: discoveryv1.AddressType(providers.Intern(string(s.AddressType))), Ports: s.Ports}
+	n := 0
+	for i := range s.Endpoints {
+		if isPodEndpoint(&s.Endpoints[i]) {
+			n++
+		}
+	}
+	// Sized exactly: the cache holds one slice per EndpointSlice.
+	out.Endpoints = make([]SliceEndpoint, 0, n)
+	for i := range s.Endpoints {
+		ep := &s.Endpoints[i]
+		if !isPodEndpoint(ep) {
+			continue
+		}
+		addr, err := netip.ParseAddr(ep.Addresses[0])
+		if err != nil {
+			continue
+		}
+		out.Endpoints = append(out.Endpoints, SliceEndpoint{Address: addr, Pod: ep.TargetRef.Name, UID: ep.TargetRef.UID,
+			Node: providers.Intern(deref(ep.NodeName)), Zone: providers.Intern(deref(ep.Zone)),
+			Terminating: ep.Conditions.Terminating != nil && *ep.Conditions.Terminating})
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func isPodEndpoint(ep *discoveryv1.Endpoint) bool {
+	return ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && len(ep.Addresses) > 0
+}
+
 // DesiredTargets computes the targets of one binding from the Service's
 // EndpointSlices. Whether an endpoint is a target is decided by its pod's
 // own conditions, not the slice's ready flag (which
@@ -43,7 +107,7 @@ type Lookups struct {
 // (otherwise the gate could never turn True). Terminating endpoints and
 // pods, and pods on nodes that are gone or being deleted, are left out so
 // they are deregistered as soon as termination starts.
-func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, look Lookups) []Desired {
+func DesiredTargets(b *providers.Binding, slices []*Slice, look Lookups) []Desired {
 	seen := map[providers.TargetKey]bool{}
 	var out []Desired
 	for _, slice := range slices {
@@ -56,40 +120,29 @@ func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, l
 		}
 		for i := range slice.Endpoints {
 			ep := &slice.Endpoints[i]
-			if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || len(ep.Addresses) == 0 {
+			if ep.Terminating && look.Stopping == nil {
 				continue
 			}
-			terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
-			if terminating && look.Stopping == nil {
-				continue
-			}
-			pod := look.Pod(slice.Namespace, ep.TargetRef.Name)
+			pod := look.Pod(slice.Namespace, ep.Pod)
 			if pod == nil {
 				continue
 			}
 			// A slice can lag behind a pod's replacement under the same name.
-			if ep.TargetRef.UID != "" && ep.TargetRef.UID != pod.UID {
+			if ep.UID != "" && ep.UID != pod.UID {
 				continue
 			}
-			if terminating || pod.DeletionTimestamp != nil {
-				look.stopping(ep, port, pod)
+			t := providers.Target{IP: ep.Address, Port: port, Node: ep.Node, Zone: ep.Zone}
+			if ep.Terminating || pod.DeletionTimestamp != nil {
+				if look.Stopping != nil {
+					look.Stopping(t.Key(), pod)
+				}
 				continue
 			}
 			if !conditionTrue(pod, corev1.PodReady) && !HeldOnlyByGate(pod) {
 				continue
 			}
-			ip, err := netip.ParseAddr(ep.Addresses[0])
-			if err != nil {
-				continue
-			}
-			t := providers.Target{IP: ip, Port: port}
-			if ep.NodeName != nil {
-				t.Node = *ep.NodeName
-			} else {
+			if t.Node == "" {
 				t.Node = pod.Spec.NodeName
-			}
-			if ep.Zone != nil {
-				t.Zone = *ep.Zone
 			}
 			if look.Node != nil && t.Node != "" {
 				ni, ok := look.Node(t.Node)
@@ -111,19 +164,9 @@ func DesiredTargets(b *providers.Binding, slices []*discoveryv1.EndpointSlice, l
 	return out
 }
 
-// stopping tells Stopping of a terminating pod's endpoint.
-func (look Lookups) stopping(ep *discoveryv1.Endpoint, port int32, pod *corev1.Pod) {
-	if look.Stopping == nil {
-		return
-	}
-	if ip, err := netip.ParseAddr(ep.Addresses[0]); err == nil {
-		look.Stopping(providers.TargetKey{IP: ip, Port: port}, pod)
-	}
-}
-
 // slicePort finds the resolved port of the named Service port in a slice.
 // Slices name their ports after the Service's ports.
-func slicePort(slice *discoveryv1.EndpointSlice, name string) (int32, bool) {
+func slicePort(slice *Slice, name string) (int32, bool) {
 	for _, p := range slice.Ports {
 		pn := ""
 		if p.Name != nil {

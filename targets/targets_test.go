@@ -363,7 +363,7 @@ func TestDesiredTargets(t *testing.T) {
 		Node: func(name string) (NodeInfo, bool) { return NodeInfo{Zone: "zone-x", Instance: "vm-" + name}, true },
 	}
 	b := &providers.Binding{PortName: "http"}
-	got := DesiredTargets(b, []*discoveryv1.EndpointSlice{slice}, look)
+	got := DesiredTargets(b, []*Slice{SliceOf(slice)}, look)
 	var names []string
 	for _, d := range got {
 		names = append(names, d.Pod.Name)
@@ -378,17 +378,17 @@ func TestDesiredTargets(t *testing.T) {
 	// learn when their pods are killed; no other endpoint is.
 	var stopping []string
 	look.Stopping = func(k providers.TargetKey, p *corev1.Pod) { stopping = append(stopping, p.Name+"@"+k.String()) }
-	DesiredTargets(b, []*discoveryv1.EndpointSlice{slice}, look)
+	DesiredTargets(b, []*Slice{SliceOf(slice)}, look)
 	if strings.Join(stopping, ",") != "terminating@127.1.0.4:8080,deleting@127.1.0.6:8080" {
 		t.Errorf("stopping endpoints %v, want terminating and deleting at their targets", stopping)
 	}
 	look.Stopping = nil
 	b.PortName = "metrics"
-	if got := DesiredTargets(b, []*discoveryv1.EndpointSlice{slice}, look); len(got) != 2 || got[0].Port != 9100 {
+	if got := DesiredTargets(b, []*Slice{SliceOf(slice)}, look); len(got) != 2 || got[0].Port != 9100 {
 		t.Errorf("named port resolves through the slice: %+v", got)
 	}
 	b.PortName = "absent"
-	if got := DesiredTargets(b, []*discoveryv1.EndpointSlice{slice}, look); len(got) != 0 {
+	if got := DesiredTargets(b, []*Slice{SliceOf(slice)}, look); len(got) != 0 {
 		t.Errorf("port missing from the slice: %+v", got)
 	}
 }
@@ -426,7 +426,7 @@ func TestDesiredTargetsFollowPodConditionsNotSliceReady(t *testing.T) {
 			return NodeInfo{Zone: "zone-a", Instance: "vm"}, true
 		},
 	}
-	got := DesiredTargets(&providers.Binding{PortName: "http"}, []*discoveryv1.EndpointSlice{slice}, look)
+	got := DesiredTargets(&providers.Binding{PortName: "http"}, []*Slice{SliceOf(slice)}, look)
 	if len(got) != 1 || got[0].Pod.Name != "serving" {
 		t.Errorf("desired %+v, want only the serving pod on a live node", got)
 	}

@@ -288,7 +288,11 @@ const gateWorkers = 16
 func Setup(mgr manager.Manager, o Options) error {
 	o.Defaults()
 	logger := o.Logger
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &discoveryv1.EndpointSlice{}, targets.SliceServiceIndex, targets.SliceService); err != nil {
+	sliceInformer, err := mgr.GetCache().GetInformer(context.Background(), &discoveryv1.EndpointSlice{})
+	if err != nil {
+		return err
+	}
+	if err := sliceInformer.AddIndexers(targets.SliceIndexers()); err != nil {
 		return err
 	}
 	servicesUnder, err := indexServicesBySelector(context.Background(), mgr.GetCache())
@@ -390,18 +394,19 @@ func Setup(mgr manager.Manager, o Options) error {
 	if err := hc.Watch(healthQ.source()); err != nil {
 		return err
 	}
-	sliceToBindings := handler.TypedFuncs[*discoveryv1.EndpointSlice, providers.BindingKey]{
-		CreateFunc: func(_ context.Context, e event.TypedCreateEvent[*discoveryv1.EndpointSlice], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+	// Slice events carry the cache's CachedSlice (see SlimEndpointSlice).
+	sliceToBindings := handler.TypedFuncs[client.Object, providers.BindingKey]{
+		CreateFunc: func(_ context.Context, e event.TypedCreateEvent[client.Object], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
 			enqueueSliceBindings(reg, e.Object, enqueueBinding)
 		},
-		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[*discoveryv1.EndpointSlice], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+		UpdateFunc: func(_ context.Context, e event.TypedUpdateEvent[client.Object], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
 			enqueueSliceBindings(reg, e.ObjectNew, enqueueBinding)
 		},
-		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[*discoveryv1.EndpointSlice], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
+		DeleteFunc: func(_ context.Context, e event.TypedDeleteEvent[client.Object], _ workqueue.TypedRateLimitingInterface[providers.BindingKey]) {
 			enqueueSliceBindings(reg, e.Object, enqueueBinding)
 		},
 	}
-	if err := bc.Watch(source.TypedKind(mgr.GetCache(), &discoveryv1.EndpointSlice{}, handler.TypedEventHandler[*discoveryv1.EndpointSlice, providers.BindingKey](sliceToBindings))); err != nil {
+	if err := bc.Watch(source.TypedKind(mgr.GetCache(), client.Object(&discoveryv1.EndpointSlice{}), handler.TypedEventHandler[client.Object, providers.BindingKey](sliceToBindings))); err != nil {
 		return err
 	}
 	// Pod events carry the cache's CachedPod (see SlimPod).
@@ -668,12 +673,12 @@ func setupSweeper(mgr manager.Manager, o Options, reg *targets.Registry, ledger 
 		Providers: o.Providers, Cluster: o.ClusterName, Interval: o.SweepInterval})
 }
 
-func enqueueSliceBindings(reg *targets.Registry, s *discoveryv1.EndpointSlice, enqueue func(providers.BindingKey)) {
-	svc := s.Labels[discoveryv1.LabelServiceName]
+func enqueueSliceBindings(reg *targets.Registry, s client.Object, enqueue func(providers.BindingKey)) {
+	svc := s.GetLabels()[discoveryv1.LabelServiceName]
 	if svc == "" {
 		return
 	}
-	for _, k := range reg.BindingsOfService(types.NamespacedName{Namespace: s.Namespace, Name: svc}) {
+	for _, k := range reg.BindingsOfService(types.NamespacedName{Namespace: s.GetNamespace(), Name: svc}) {
 		enqueue(k)
 	}
 }

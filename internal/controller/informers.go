@@ -19,25 +19,41 @@ import (
 type storeOf struct {
 	cache cache.Cache
 	kind  client.Object
-	found atomic.Pointer[toolscache.Store]
+	found atomic.Pointer[toolscache.Indexer]
+}
+
+func (s *storeOf) store(ctx context.Context) (toolscache.Indexer, error) {
+	if store := s.found.Load(); store != nil {
+		return *store, nil
+	}
+	found, err := informerStore(ctx, s.cache, s.kind)
+	if err != nil {
+		return nil, err
+	}
+	s.found.Store(&found)
+	return found, nil
 }
 
 func (s *storeOf) get(ctx context.Context, key string) (any, bool) {
-	store := s.found.Load()
-	if store == nil {
-		found, err := informerStore(ctx, s.cache, s.kind)
-		if err != nil {
-			return nil, false
-		}
-		store = &found
-		s.found.Store(store)
+	store, err := s.store(ctx)
+	if err != nil {
+		return nil, false
 	}
-	obj, ok, err := (*store).GetByKey(key)
+	obj, ok, err := store.GetByKey(key)
 	return obj, ok && err == nil
 }
 
-// informerStore is the store of c's informer for kind.
-func informerStore(ctx context.Context, c cache.Cache, kind client.Object) (toolscache.Store, error) {
+// byIndex lists the objects under an index's value.
+func (s *storeOf) byIndex(ctx context.Context, index, value string) ([]any, error) {
+	store, err := s.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return store.ByIndex(index, value)
+}
+
+// informerStore is the store of c's informer for kind, with its indexes.
+func informerStore(ctx context.Context, c cache.Cache, kind client.Object) (toolscache.Indexer, error) {
 	inf, err := c.GetInformer(ctx, kind)
 	if err != nil {
 		return nil, err

@@ -214,10 +214,25 @@ func cachedPods(c cache.Cache) readiness.PodWalk {
 // cachedReader is targets.CachedReader over a cache's informers: a pod
 // is its CachedPod filled into a pod of its own (sharing labels and
 // pointers with the cache), a node the cache's own.
-type cachedReader struct{ pods, nodes *storeOf }
+type cachedReader struct{ pods, nodes, slices *storeOf }
 
 func newCachedReader(c cache.Cache) cachedReader {
-	return cachedReader{pods: &storeOf{cache: c, kind: &corev1.Pod{}}, nodes: &storeOf{cache: c, kind: &corev1.Node{}}}
+	return cachedReader{pods: &storeOf{cache: c, kind: &corev1.Pod{}}, nodes: &storeOf{cache: c, kind: &corev1.Node{}},
+		slices: &storeOf{cache: c, kind: &discoveryv1.EndpointSlice{}}}
+}
+
+func (r cachedReader) Slices(ctx context.Context, namespace, service string) ([]*targets.Slice, error) {
+	objs, err := r.slices.byIndex(ctx, targets.SliceServiceIndex, namespace+"/"+service)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*targets.Slice, 0, len(objs))
+	for _, o := range objs {
+		if s, ok := sliceOf(o); ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 func (r cachedReader) Pod(ctx context.Context, namespace, name string) (*corev1.Pod, bool) {
@@ -269,30 +284,70 @@ func SlimNode(obj any) (any, error) {
 	}, nil
 }
 
-// SlimEndpointSlice keeps what the desired targets are built from: the
-// ports, and per endpoint its addresses, conditions, node, zone and pod.
-// Hints, hostnames and the deprecated topology go, and repeated strings
-// are shared.
+// SlimEndpointSlice keeps what desired targets are built from, in a
+// CachedSlice (see targets.SliceOf).
 func SlimEndpointSlice(obj any) (any, error) {
 	s, ok := obj.(*discoveryv1.EndpointSlice)
 	if !ok {
 		return obj, nil
 	}
-	slim := &discoveryv1.EndpointSlice{
-		TypeMeta:    s.TypeMeta,
-		ObjectMeta:  slimMeta(&s.ObjectMeta, true),
-		AddressType: s.AddressType,
-		Ports:       s.Ports,
-		Endpoints:   make([]discoveryv1.Endpoint, len(s.Endpoints)),
+	c := &CachedSlice{ObjectMeta: slimMeta(&s.ObjectMeta, false), labels: shareLabels(s.Labels), slice: targets.SliceOf(s)}
+	if c.labels != nil {
+		c.Labels = c.labels.m
 	}
-	for i, ep := range s.Endpoints {
-		out := discoveryv1.Endpoint{Addresses: ep.Addresses, Conditions: ep.Conditions, NodeName: internPtr(ep.NodeName), Zone: internPtr(ep.Zone)}
-		if r := ep.TargetRef; r != nil {
-			out.TargetRef = &corev1.ObjectReference{Kind: providers.Intern(r.Kind), Namespace: providers.Intern(r.Namespace), Name: r.Name, UID: r.UID}
+	return c, nil
+}
+
+// CachedSlice is how an EndpointSlice sits in the cache: its metadata and
+// the targets.Slice the binding pass reads as it is, an endpoint in about
+// a third of the memory a discoveryv1.Endpoint with its pointers and
+// object reference takes. The cache's Get and List hand out a
+// *discoveryv1.EndpointSlice built from it (DeepCopyObject), which holds
+// only what the Slice kept.
+type CachedSlice struct {
+	metav1.ObjectMeta // its Labels are labels' map, shared
+	labels            *labelSet
+	slice             *targets.Slice
+}
+
+// GetObjectKind implements runtime.Object; the cache sets the kind of
+// what it hands out.
+func (c *CachedSlice) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object, and returns a
+// *discoveryv1.EndpointSlice sharing nothing with the cache.
+func (c *CachedSlice) DeepCopyObject() runtime.Object {
+	s := &discoveryv1.EndpointSlice{AddressType: c.slice.AddressType, Endpoints: make([]discoveryv1.Endpoint, len(c.slice.Endpoints))}
+	c.ObjectMeta.DeepCopyInto(&s.ObjectMeta)
+	for _, p := range c.slice.Ports {
+		s.Ports = append(s.Ports, *p.DeepCopy())
+	}
+	for i, ep := range c.slice.Endpoints {
+		out := discoveryv1.Endpoint{Addresses: []string{ep.Address.String()},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: c.Namespace, Name: ep.Pod, UID: ep.UID}}
+		if ep.Terminating {
+			out.Conditions.Terminating = ptr.To(true)
 		}
-		slim.Endpoints[i] = out
+		if ep.Node != "" {
+			out.NodeName = ptr.To(ep.Node)
+		}
+		if ep.Zone != "" {
+			out.Zone = ptr.To(ep.Zone)
+		}
+		s.Endpoints[i] = out
 	}
-	return slim, nil
+	return s
+}
+
+// sliceOf is the Slice of a cached EndpointSlice.
+func sliceOf(obj any) (*targets.Slice, bool) {
+	switch s := obj.(type) {
+	case *CachedSlice:
+		return s.slice, true
+	case *discoveryv1.EndpointSlice:
+		return targets.SliceOf(s), true
+	}
+	return nil, false
 }
 
 // slimMeta keeps what podlb reads of an object's metadata; the labels
