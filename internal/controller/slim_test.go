@@ -277,77 +277,52 @@ func TestCachedReaderFindsAServicesSlices(t *testing.T) {
 // 10,000 pods, ten a slice, multiply it.
 func BenchmarkCachedSliceBytes(b *testing.B) {
 	const slices, per = 1000, 10
-	wire := make([][]byte, slices)
-	for i := range wire {
-		data, err := fullSlice(i, per).Marshal()
-		if err != nil {
-			b.Fatal(err)
-		}
-		wire[i] = data
-	}
-	for _, tc := range []struct {
-		name      string
-		transform func(any) (any, error)
-	}{{"full", func(o any) (any, error) { return o, nil }}, {"slim", SlimEndpointSlice}} {
-		b.Run(tc.name, func(b *testing.B) {
-			var perEndpoint float64
-			for range b.N {
-				held := make([]any, 0, slices)
-				runtime.GC()
-				var before runtime.MemStats
-				runtime.ReadMemStats(&before)
-				for _, data := range wire {
-					s := &discoveryv1.EndpointSlice{}
-					if err := s.Unmarshal(data); err != nil {
-						b.Fatal(err)
-					}
-					o, err := tc.transform(s)
-					if err != nil {
-						b.Fatal(err)
-					}
-					held = append(held, o)
-				}
-				runtime.GC()
-				var after runtime.MemStats
-				runtime.ReadMemStats(&after)
-				perEndpoint = float64(after.HeapAlloc-before.HeapAlloc) / (slices * per)
-				runtime.KeepAlive(held)
-			}
-			b.ReportMetric(perEndpoint, "B/endpoint")
-		})
-	}
+	benchmarkCachedBytes(b, slices, per, "B/endpoint", func(i int) ([]byte, error) { return fullSlice(i, per).Marshal() },
+		func(data []byte) (any, error) {
+			s := &discoveryv1.EndpointSlice{}
+			return s, s.Unmarshal(data)
+		}, SlimEndpointSlice)
 }
 
 // BenchmarkCachedPodBytes reports the heap a cached pod holds, decoded
 // from protobuf as the informer receives it, with and without SlimPod.
 // The steady-state benchmark's 10,000 pods multiply it.
 func BenchmarkCachedPodBytes(b *testing.B) {
-	const pods = 5000
-	wire := make([][]byte, pods)
-	for i := range wire {
-		data, err := fullPod(i).Marshal()
-		if err != nil {
+	benchmarkCachedBytes(b, 5000, 1, "B/pod", func(i int) ([]byte, error) { return fullPod(i).Marshal() },
+		func(data []byte) (any, error) {
+			p := &corev1.Pod{}
+			return p, p.Unmarshal(data)
+		}, SlimPod)
+}
+
+// benchmarkCachedBytes decodes n objects from their wire form (each
+// holding per of what unit counts) and reports the heap they hold per
+// unit, as decoded ("full") and after slim, the cache's transform.
+func benchmarkCachedBytes(b *testing.B, n, per int, unit string, wire func(int) ([]byte, error), decode func([]byte) (any, error), slim func(any) (any, error)) {
+	data := make([][]byte, n)
+	for i := range data {
+		var err error
+		if data[i], err = wire(i); err != nil {
 			b.Fatal(err)
 		}
-		wire[i] = data
 	}
 	for _, tc := range []struct {
 		name      string
 		transform func(any) (any, error)
-	}{{"full", func(o any) (any, error) { return o, nil }}, {"slim", SlimPod}} {
+	}{{"full", func(o any) (any, error) { return o, nil }}, {"slim", slim}} {
 		b.Run(tc.name, func(b *testing.B) {
-			var perPod float64
+			var bytes float64
 			for range b.N {
-				held := make([]any, 0, pods)
+				held := make([]any, 0, n)
 				runtime.GC()
 				var before runtime.MemStats
 				runtime.ReadMemStats(&before)
-				for _, data := range wire {
-					p := &corev1.Pod{}
-					if err := p.Unmarshal(data); err != nil {
+				for _, d := range data {
+					obj, err := decode(d)
+					if err != nil {
 						b.Fatal(err)
 					}
-					o, err := tc.transform(p)
+					o, err := tc.transform(obj)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -356,10 +331,10 @@ func BenchmarkCachedPodBytes(b *testing.B) {
 				runtime.GC()
 				var after runtime.MemStats
 				runtime.ReadMemStats(&after)
-				perPod = float64(after.HeapAlloc-before.HeapAlloc) / pods
+				bytes = float64(after.HeapAlloc-before.HeapAlloc) / float64(n*per)
 				runtime.KeepAlive(held)
 			}
-			b.ReportMetric(perPod, "B/pod")
+			b.ReportMetric(bytes, unit)
 		})
 	}
 }
