@@ -145,10 +145,11 @@ func (r *BindingReconciler) currentTargets(ps *pass, at time.Time) ([]providers.
 
 // keepApplied reflects a plan the pass applied in the binding's
 // observation as it stands now, and returns it with the time of its read;
-// planned, read at at, is what the plan was made from. A read stored while the plan was applied is kept, the
-// plan applied to it (its fold of later writes may hold the plan's
-// registrations already): putting back what the plan was made from would
-// drop the read's news and label older states with the read's time.
+// planned, read at at, is what the plan was made from. A read stored
+// while the plan was applied is kept, the plan applied to it (its fold of
+// later writes may hold the plan's registrations already): putting back
+// what the plan was made from would drop the read's news and label older
+// states with the read's time.
 func (r *BindingReconciler) keepApplied(ps *pass, planned []providers.Observed, at time.Time, applied providers.Plan) ([]providers.Observed, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -420,11 +420,3 @@ func labelsKey(m map[string]string) string {
 func internType(t corev1.PodConditionType) corev1.PodConditionType {
 	return corev1.PodConditionType(providers.Intern(string(t)))
 }
-
-func internPtr(s *string) *string {
-	if s == nil {
-		return nil
-	}
-	v := providers.Intern(*s)
-	return &v
-}
