@@ -118,7 +118,8 @@ type registration struct {
 	uid    types.UID
 	at     time.Time
 	target providers.Target
-	// timed is set once the registration's time to healthy was learned.
+	// timed is set once the registration's time to healthy was learned
+	// (when the ledger does not name its pod: see settle).
 	timed bool
 }
 
@@ -919,7 +920,7 @@ func (r *BindingReconciler) summarize(ps *pass, observed []providers.Observed, o
 			if judged, why := r.judged(ps, d, reg, mine, observedAt); !judged {
 				t.State, t.Reason = providers.Pending, why
 			} else if mine {
-				r.learnHealthyAfter(ps.key, d.Key(), reg, observedAt)
+				r.settle(ps, d.Key(), reg, observedAt)
 			}
 		}
 		if prev, ok := h.Pods[d.UID]; ok && (prev.Rejected || stateRank[prev.State] >= stateRank[t.State]) {

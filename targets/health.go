@@ -336,15 +336,18 @@ func (h *healthyTimes) add(d time.Duration) {
 	h.n = min(h.n+1, len(h.samples))
 }
 
-// learnHealthyAfter records, once per registration, how long the cloud
-// took from the registration to the read that saw the target healthy.
-func (r *BindingReconciler) learnHealthyAfter(key providers.BindingKey, k providers.TargetKey, reg registration, seen time.Time) {
+// settle records how long the cloud took from the registration to the
+// read that saw the target healthy, once per registration, and forgets
+// the registration when the ledger names its pod (written before the
+// call): from then on the ledger speaks for the pod, as it does after a
+// restart, and a fleet at rest keeps no note of its settled targets.
+func (r *BindingReconciler) settle(ps *pass, k providers.TargetKey, reg registration, seen time.Time) {
 	if reg.timed {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b := r.books[key]
+	b := r.books[ps.key]
 	if b == nil {
 		return
 	}
@@ -352,15 +355,19 @@ func (r *BindingReconciler) learnHealthyAfter(key providers.BindingKey, k provid
 	if !ok || cur.timed || cur.uid != reg.uid || !cur.at.Equal(reg.at) {
 		return
 	}
-	cur.timed = true
-	b.at[k] = cur
+	if ps.entry.Targets[k] == reg.uid {
+		delete(b.at, k)
+	} else {
+		cur.timed = true
+		b.at[k] = cur
+	}
 	if r.learned == nil {
 		r.learned = map[string]*healthyTimes{}
 	}
-	h := r.learned[key.Provider]
+	h := r.learned[ps.key.Provider]
 	if h == nil {
 		h = &healthyTimes{}
-		r.learned[key.Provider] = h
+		r.learned[ps.key.Provider] = h
 	}
 	h.add(seen.Sub(reg.at))
 }

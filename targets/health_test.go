@@ -311,6 +311,46 @@ func TestScheduleReadLearnsTheCloudsPace(t *testing.T) {
 	}
 }
 
+// A registration seen healthy by a read begun after it leaves the book
+// when the ledger names its pod: the ledger speaks for the pod from then
+// on, as after a restart, and the cloud's pace is learned once. Without
+// the ledger's word the note stays, so the pod is never judged by an
+// earlier pod's health.
+func TestASettledRegistrationLeavesTheBookForTheLedger(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, _ := readScheduler(now)
+	a, b := ps.desired[0], ps.desired[1]
+	ps.entry.Targets[a.Key()] = "a"
+	for _, d := range []Desired{a, b} {
+		r.books[ps.key].at[d.Key()] = registration{uid: d.UID, at: now.Add(-5 * time.Second), target: d.Target}
+	}
+	healthy := []providers.Observed{{Target: a.Target, State: providers.Healthy, CloudState: "healthy"}, {Target: b.Target, State: providers.Healthy, CloudState: "healthy"}}
+
+	h, _ := r.summarize(ps, healthy, now)
+	if h.Pods["a"].State != providers.Healthy || h.Pods["b"].State != providers.Healthy {
+		t.Fatalf("registrations seen healthy after them: %+v", h.Pods)
+	}
+	if reg, ok := r.books[ps.key].at[a.Key()]; ok {
+		t.Errorf("a settled registration the ledger names is still in the book: %+v", reg)
+	}
+	if reg, ok := r.books[ps.key].at[b.Key()]; !ok || !reg.timed {
+		t.Errorf("a registration the ledger does not name left the book or was not timed: %+v %v", reg, ok)
+	}
+	if h := r.learned["aws"]; h == nil || h.n != 2 {
+		t.Fatalf("learned %+v, want one sample a registration", h)
+	}
+
+	// Later reads: the ledger speaks for a, the book still for b, and
+	// neither is learned again.
+	h, _ = r.summarize(ps, healthy, now.Add(time.Minute))
+	if h.Pods["a"].State != providers.Healthy || h.Pods["b"].State != providers.Healthy {
+		t.Errorf("a settled pod no longer healthy once its note left the book: %+v", h.Pods)
+	}
+	if n := r.learned["aws"].n; n != 2 {
+		t.Errorf("%d samples after a second sighting, want 2", n)
+	}
+}
+
 // After a start every group's targets are known only from the ledger, not
 // read yet. Pods whose gates opened long ago wait for that first read in
 // the background; a pod whose gate still waits ranks its group above them.
