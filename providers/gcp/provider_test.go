@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1351,5 +1352,32 @@ func TestObservePartsReadsOnlyTheZonesNamed(t *testing.T) {
 	full, err := e.p.Observe(e.ctx, g)
 	if err != nil || len(full) != len(all) || e.calls(opBSGetHealth) != 1+int64(len(zones3)) {
 		t.Errorf("a full read: %d targets, %v, %d getHealth calls in all; want %d and one per zone more", len(full), err, e.calls(opBSGetHealth), len(all))
+	}
+}
+
+func TestInParallelCallsEachZoneOnceAndGathersEveryError(t *testing.T) {
+	if err := inParallel(nil, func(int, string) error { return errors.New("called") }); err != nil {
+		t.Errorf("no zones: %v", err)
+	}
+	zones := []string{"z-a", "z-b", "z-c"}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	err := inParallel(zones, func(i int, zone string) error {
+		mu.Lock()
+		seen[zone]++
+		mu.Unlock()
+		if zones[i] != zone {
+			t.Errorf("index %d given with zone %s", i, zone)
+		}
+		if zone != "z-b" {
+			return errors.New(zone + " failed")
+		}
+		return nil
+	})
+	if len(seen) != 3 || seen["z-a"] != 1 || seen["z-b"] != 1 || seen["z-c"] != 1 {
+		t.Errorf("calls by zone %v, want one each", seen)
+	}
+	if err == nil || !strings.Contains(err.Error(), "z-a failed") || !strings.Contains(err.Error(), "z-c failed") || strings.Contains(err.Error(), "z-b") {
+		t.Errorf("error %v, want z-a's and z-c's", err)
 	}
 }
