@@ -113,6 +113,20 @@ func runSteady(ctx context.Context, cloudName string) error {
 		// the next (under the soft limit, the limit less the runtime's
 		// own memory).
 		results.set(sec, cloudName, "idle: live heap / heap goal (runtime)", "%.1f / %.1f MB", m.sum("go_gc_heap_live_bytes", nil)/1e6, m.sum("go_gc_heap_goal_bytes", nil)/1e6)
+		// Where the runtime's anonymous memory goes: heap spans holding
+		// objects (live or not yet swept; their sum above the live heap is
+		// garbage and fragmentation), free spans not yet returned to the
+		// kernel, goroutine stacks, and the runtime's own metadata.
+		mb := func(names ...string) float64 {
+			var v float64
+			for _, n := range names {
+				v += m.sum(n, nil)
+			}
+			return v / 1e6
+		}
+		results.set(sec, cloudName, "idle: runtime memory: heap spans in use / free kept / stacks / metadata", "%.1f / %.1f / %.1f / %.1f MB",
+			mb("go_memstats_heap_inuse_bytes"), mb("go_memstats_heap_idle_bytes")-mb("go_memstats_heap_released_bytes"), mb("go_memstats_stack_inuse_bytes"),
+			mb("go_memstats_mspan_inuse_bytes", "go_memstats_mcache_inuse_bytes", "go_memstats_buck_hash_sys_bytes", "go_memstats_gc_sys_bytes", "go_memstats_other_sys_bytes"))
 	}
 	results.set(sec, cloudName, "idle: controller RSS mean / max (/proc VmRSS)", "%s / %s", mib(rssSum/int64(max(samples, 1))), mib(rssMax))
 	anon, errAnon := procStatusBytes(pid, "RssAnon")
