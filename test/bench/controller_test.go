@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/podlb/podlb/internal/childproc"
+	"github.com/podlb/podlb/internal/procstat"
 )
 
 // The controller runs as its own process, the production binary, so its
@@ -143,23 +144,9 @@ func freeLoopbackPort() (int, error) {
 func rssBytes(pid int) (int64, error) { return procStatusBytes(pid, "VmRSS") }
 
 // procStatusBytes reads a field of /proc/<pid>/status given in kB, such as
-// VmRSS or its parts RssAnon (the heap, stacks and runtime) and RssFile
-// (the executable's resident pages).
+// RssAnon, in bytes.
 func procStatusBytes(pid int, field string) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(rest) // "123456 kB"
-			if len(f) >= 1 {
-				kb, err := strconv.ParseInt(f[0], 10, 64)
-				return kb * 1024, err
-			}
-		}
-	}
-	return 0, fmt.Errorf("no %s", field)
+	return procstat.Bytes(strconv.Itoa(pid), field)
 }
 
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports
