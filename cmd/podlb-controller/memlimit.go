@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/podlb/podlb/internal/procstat"
 )
 
 // memoryPolicy sets the Go runtime's soft memory limit. Without one the
@@ -15,16 +17,18 @@ import (
 // process sits far above its memory request. The limit is the container's
 // memory request when the manifests pass it in (PODLB_MEMORY_REQUEST, from
 // the downward API), else 90% of the container's limit (cgroup v2
-// memory.max). A limit the live heap nears makes the collector run
-// without pause (a cluster grown past what the request was sized for), so
-// it follows the live heap: never below the runtime's own memory (stacks,
-// metadata, fragmentation) and 1.5x the live heap, and never above 90% of
-// the container's limit, where the kernel would kill the process.
+// memory.max), less what the process holds resident outside the Go
+// runtime (the executable's pages): the container is charged both, the
+// soft limit counts the runtime's memory only, and the runtime returns
+// free heap pages to the kernel only as it nears the limit. A limit the
+// live heap nears makes the collector run without pause (a cluster grown
+// past what the request was sized for), so it follows the live heap:
+// never below the runtime's own memory (stacks, metadata, fragmentation)
+// and 1.5x the live heap, and never above 90% of the container's limit,
+// where the kernel would kill the process.
 //
 // In a container the collector also runs when the heap has grown by half
-// of what is live (GOGC 50) rather than by all of it: the soft limit
-// counts the Go runtime's memory only, while the container is charged
-// the executable's resident pages too (about 50 MiB), and podlb at rest
+// of what is live (GOGC 50) rather than by all of it: podlb at rest
 // allocates little, so the extra collections cost about a tenth of a
 // percent of a core and spare a fifth of the anonymous memory (figures
 // in the guide's Memory section). GOGC, when set, decides instead.
@@ -37,13 +41,14 @@ type memoryPolicy struct {
 type memoryUse struct {
 	live     int64 // the live heap after the last collection
 	overhead int64 // what the runtime holds beside heap objects and free pages
+	outside  int64 // resident memory outside the runtime: the executable's pages
 }
 
 // limitFor is the soft limit for the memory in use.
 func (p memoryPolicy) limitFor(m memoryUse) int64 {
-	limit := max(p.request, m.overhead+m.live/2*3)
-	if p.ceiling > 0 && (p.request == 0 || limit > p.ceiling) {
-		limit = p.ceiling
+	limit := max(p.request-m.outside, m.overhead+m.live/2*3)
+	if ceiling := p.ceiling - m.outside; p.ceiling > 0 && (p.request == 0 || limit > ceiling) {
+		limit = ceiling
 	}
 	return limit
 }
@@ -91,7 +96,10 @@ func (p memoryPolicy) apply(ctx context.Context) int64 {
 				v[i] = int64(s.Value.Uint64())
 			}
 		}
-		return p.limitFor(memoryUse{live: v[0], overhead: max(v[1]-v[2]-v[3]-v[4], 0)})
+		// Off Linux, or should the status not say, nothing is counted
+		// outside the runtime.
+		outside, _ := procstat.Bytes("self", "RssFile")
+		return p.limitFor(memoryUse{live: v[0], overhead: max(v[1]-v[2]-v[3]-v[4], 0), outside: outside})
 	}
 	first := limit()
 	debug.SetMemoryLimit(first)

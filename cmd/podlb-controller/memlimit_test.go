@@ -61,6 +61,11 @@ func TestMemoryPolicyFollowsTheLiveHeap(t *testing.T) {
 		{memoryUse{live: 100 * mib}, 150 * mib},                     // near the request: 1.5x live
 		{memoryUse{live: 80 * mib, overhead: 25 * mib}, 145 * mib},  // and the runtime's own memory beside it
 		{memoryUse{live: 400 * mib, overhead: 20 * mib}, 460 * mib}, // never past 90% of the container's limit
+		// The executable's resident pages come out of the request and
+		// the ceiling alike: the container is charged for them too.
+		{memoryUse{live: 40 * mib, overhead: 20 * mib, outside: 25 * mib}, 103 * mib},
+		{memoryUse{live: 60 * mib, overhead: 20 * mib, outside: 25 * mib}, 110 * mib},  // but the heap's room comes first
+		{memoryUse{live: 400 * mib, overhead: 20 * mib, outside: 25 * mib}, 435 * mib}, // and so the ceiling
 	} {
 		if got := p.limitFor(tc.use); got != tc.want {
 			t.Errorf("live %d, overhead %d MiB: limit %d MiB, want %d MiB", tc.use.live/mib, tc.use.overhead/mib, got/mib, tc.want/mib)
@@ -68,6 +73,9 @@ func TestMemoryPolicyFollowsTheLiveHeap(t *testing.T) {
 	}
 	if got := (memoryPolicy{ceiling: 460 * mib}).limitFor(memoryUse{live: 10 * mib}); got != 460*mib {
 		t.Errorf("without a request the limit is the ceiling, got %d MiB", got/mib)
+	}
+	if got := (memoryPolicy{ceiling: 460 * mib}).limitFor(memoryUse{live: 10 * mib, outside: 30 * mib}); got != 430*mib {
+		t.Errorf("without a request the limit is the ceiling less the executable's pages, got %d MiB", got/mib)
 	}
 	if got := (memoryPolicy{request: 128 * mib}).limitFor(memoryUse{live: 300 * mib}); got != 450*mib {
 		t.Errorf("without a ceiling the limit follows the heap, got %d MiB", got/mib)
@@ -83,8 +91,9 @@ func TestMemoryPolicyAppliesTheLimit(t *testing.T) {
 	defer cancel()
 	t.Setenv("GOGC", "")
 	p := memoryPolicy{request: 1 << 40}
-	if got := p.apply(ctx); got != 1<<40 || debug.SetMemoryLimit(-1) != 1<<40 {
-		t.Fatalf("applied %d, runtime has %d", got, debug.SetMemoryLimit(-1))
+	// The request less this process's executable pages (under a GiB).
+	if got := p.apply(ctx); got > 1<<40 || got <= 1<<40-1<<30 || debug.SetMemoryLimit(-1) != got {
+		t.Fatalf("applied %d, runtime has %d, want the request %d less the executable's pages", got, debug.SetMemoryLimit(-1), int64(1<<40))
 	}
 	if got := debug.SetGCPercent(100); got != containerGCPercent {
 		t.Errorf("GOGC %d in a container, want %d", got, containerGCPercent)
