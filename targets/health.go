@@ -357,6 +357,11 @@ func (r *BindingReconciler) settle(ps *pass, k providers.TargetKey, reg registra
 	}
 	if ps.entry.Targets[k] == reg.uid {
 		delete(b.at, k)
+		if len(b.at) == 0 {
+			// A map keeps the room it grew to: a settled binding's
+			// book holds none.
+			b.at = map[providers.TargetKey]registration{}
+		}
 	} else {
 		cur.timed = true
 		b.at[k] = cur
@@ -544,13 +549,18 @@ func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, star
 				plan.Register = append(plan.Register, reg.target)
 			}
 		}
+		forgot := false
 		for k, at := range book.deregistered {
 			switch {
 			case at.After(start):
 				plan.Deregister = append(plan.Deregister, providers.Target{IP: k.IP, Port: k.Port})
 			case start.Sub(at) > time.Minute:
 				delete(book.deregistered, k)
+				forgot = true
 			}
+		}
+		if forgot && len(book.deregistered) == 0 {
+			book.deregistered = map[providers.TargetKey]time.Time{} // without the room it grew to
 		}
 		if !plan.Empty() {
 			observed = applyPlanToObserved(observed, plan, v.group.Display)
