@@ -66,10 +66,12 @@ func runSteady(ctx context.Context, cloudName string) error {
 		return err
 	}
 	t0 := time.Now()
-	// A CPU profile of the first minute says where idle CPU goes.
+	// A CPU profile of the whole window says where idle CPU goes,
+	// whatever comes once a minute or less often.
 	cpuTop := make(chan string, 1)
 	go func() {
-		top, err := e.ctrl.saveProfile(ctx, "profile?seconds=60", "cpu", filepath.Join(e.logDir, "cpu-idle.pprof"))
+		query := fmt.Sprintf("profile?seconds=%d", int(flagSteadyWindow.Seconds()))
+		top, err := e.ctrl.saveProfile(ctx, query, "cpu", filepath.Join(e.logDir, "cpu-idle.pprof"))
 		if err != nil {
 			top = err.Error()
 		}
@@ -141,7 +143,7 @@ func runSteady(ctx context.Context, cloudName string) error {
 	results.set(sec, cloudName, "idle: cloud reads per minute", "%.0f at --resync-period %v %s", perMin, *flagSteadyResync, parenthesized(readOps))
 	results.set(sec, cloudName, "idle: cloud writes (must be 0)", "%d %s", writes, parenthesized(writeOps))
 
-	logf("%s: CPU profile of the idle window's first minute, top entries:\n%s", cloudName, <-cpuTop)
+	logf("%s: CPU profile of the idle window, top entries:\n%s", cloudName, <-cpuTop)
 	heapPath := filepath.Join(e.logDir, "heap-idle.pprof")
 	if top, err := e.ctrl.saveProfile(ctx, "heap?gc=1", "inuse_space", heapPath); err != nil {
 		logf("%s: heap profile: %v", cloudName, err)
