@@ -121,6 +121,10 @@ type registration struct {
 	// timed is set once the registration's time to healthy was learned
 	// (when the ledger does not name its pod: see settle).
 	timed bool
+	// read is set once a read of the target's part of the group, begun
+	// after the registration, is stored: from then on the observation
+	// holds no older word on the target (see readScope).
+	read bool
 }
 
 // rejection is a target the cloud refused: it is left out of plans until

@@ -253,8 +253,13 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 				at = obs.at.Add(verdictPoll(pace, r.Timing.Poll))
 			}
 			if learned {
-				// Not before this cloud has been seen to judge a target.
+				// Not before this cloud has been seen to judge a target:
+				// one read at healthyAfter looks for a cloud grown
+				// faster, the next waits for the fastest time seen.
 				at = later(at, reg.at.Add(est))
+				if !obs.at.Before(reg.at.Add(est)) {
+					at = later(at, reg.at.Add(fastest))
+				}
 			}
 		}
 		if due.IsZero() || at.Before(due) {
@@ -474,10 +479,10 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 // readScope returns the binding's group and, when only part of it is
 // to be read, the targets whose parts to read (nil: the whole group).
 // A providers.PartReader reads only the parts where targets wait for a
-// read or were registered since the last read of the whole group, which
-// comes at least every fullReadEvery: the parts left unread keep what
-// that read found, and nothing registered since lies in them, so no pod
-// is judged by a read older than its registration.
+// read or were registered since their part was last read; the whole
+// group is read at least every fullReadEvery. The parts left unread keep
+// what their last read found, and nothing registered since lies in them,
+// so no pod is judged by a read older than its registration.
 func (r *BindingReconciler) readScope(key providers.BindingKey, prov providers.Provider, now time.Time) (*providers.Group, []providers.Target) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -492,7 +497,7 @@ func (r *BindingReconciler) readScope(key providers.BindingKey, prov providers.P
 	of := slices.Clone(v.waiting)
 	if book := r.books[key]; book != nil && book.ref == v.group.Ref {
 		for _, reg := range book.at {
-			if !reg.at.Before(v.fullAt) {
+			if !reg.read {
 				of = append(of, reg.target)
 			}
 		}
@@ -501,8 +506,11 @@ func (r *BindingReconciler) readScope(key providers.BindingKey, prov providers.P
 }
 
 // fullReadEvery is how long a group read in parts goes without a read of
-// the whole: the parts where nothing waits are read no less often.
-func (r *BindingReconciler) fullReadEvery() time.Duration { return 5 * r.Timing.Poll }
+// the whole: the parts where nothing waits are read as often as a group
+// at rest, at the resync. More often, under a spent read budget, a read
+// of every part holds a waiting pod's verdict until the last part's
+// token comes.
+func (r *BindingReconciler) fullReadEvery() time.Duration { return r.Timing.Resync }
 
 // storeRead keeps a read of group ref begun at start, unless the binding
 // moved to another group meanwhile. Writes this process made after the
@@ -534,6 +542,14 @@ func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, star
 		return true
 	default:
 		observed = mergeParts(v.obs.targets, observed, in)
+	}
+	if book := r.books[key]; book != nil && book.ref == ref {
+		for k, reg := range book.at {
+			if !reg.read && reg.at.Before(start) && (in == nil || in(providers.Observed{Target: reg.target})) {
+				reg.read = true
+				book.at[k] = reg
+			}
+		}
 	}
 	fp := printRead(observed)
 	if v.resting && fp == v.lastRead && v.obs.ref == ref && !v.obs.fresh && !v.obs.failed && !v.obs.at.IsZero() {

@@ -287,11 +287,15 @@ func TestScheduleReadLearnsTheCloudsPace(t *testing.T) {
 
 	// Past the earliest verdict, the registration is read every
 	// sixteenth of the estimate (250 ms here), not every poll interval;
-	// from three estimates on, at the poll interval again.
+	// from three estimates on, at the poll interval again. Once a read
+	// has looked at the estimate, the next waits for the fastest time
+	// seen (5 s).
 	for _, c := range []struct {
 		registered, lastRead, want time.Duration
 	}{
-		{registered: 4 * time.Second, lastRead: 0, want: 250 * time.Millisecond},
+		{registered: 4 * time.Second, lastRead: time.Second, want: 0},
+		{registered: 4 * time.Second, lastRead: 0, want: time.Second},
+		{registered: 4500 * time.Millisecond, lastRead: 0, want: 500 * time.Millisecond},
 		{registered: 5 * time.Second, lastRead: 100 * time.Millisecond, want: 150 * time.Millisecond},
 		{registered: 11 * time.Second, lastRead: 0, want: 250 * time.Millisecond},
 		{registered: 12 * time.Second, lastRead: 0, want: time.Second},
@@ -426,8 +430,8 @@ func (partReader) ObserveParts(context.Context, *providers.Group, []providers.Ta
 }
 
 // A group read in parts is read where targets wait for a read or were
-// registered since the last read of the whole group, which comes every
-// fullReadEvery; a read of parts replaces only those parts of the
+// registered since their part was last read; the whole group is read
+// every fullReadEvery; a read of parts replaces only those parts of the
 // observation. A provider that cannot read in parts reads the whole.
 func TestAReadInPartsReadsWhereTargetsWaitOrWereRegistered(t *testing.T) {
 	now := time.Unix(100_000, 0)
@@ -452,7 +456,15 @@ func TestAReadInPartsReadsWhereTargetsWaitOrWereRegistered(t *testing.T) {
 		t.Fatalf("read in parts of %v, want b's and d's, registered since the whole was read", of)
 	}
 	inRead := func(o providers.Observed) bool { return o.Zone == "zb" || o.Zone == "zd" }
+	e := providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 0, 5}), Port: 8080, Zone: "ze"}
+	r.books[ps.key].at[e.Key()] = registration{uid: "e", at: now.Add(600 * time.Millisecond), target: e}
 	r.storeRead(ps.key, "g", later, []providers.Observed{{Target: b, State: providers.Healthy}, {Target: d, State: providers.Pending}}, inRead, nil)
+	// d's part was read since its registration: only b, where a pod
+	// waits, and e, whose part was not read, remain.
+	if _, of := r.readScope(ps.key, parts, later.Add(time.Millisecond)); !slices.Equal(of, []providers.Target{b, e}) {
+		t.Fatalf("after d's part was read: read in parts of %v, want b's and e's", of)
+	}
+	delete(r.books[ps.key].at, e.Key())
 	states := map[providers.TargetKey]providers.State{}
 	for _, o := range r.observation(ps).targets {
 		states[o.Key()] = o.State
