@@ -81,6 +81,15 @@ type PartReader interface {
 	ObserveParts(ctx context.Context, g *Group, of []Target) (observed []Observed, in func(Observed) bool, err error)
 }
 
+// PartWriter is a Provider whose plan goes out in calls of their own per
+// part of a group (GCP: each zone's NEG is attached to and detached from
+// apart), so that changes in different parts gain nothing by waiting for
+// each other's company.
+type PartWriter interface {
+	// WritePart names the part of its group that t is written in.
+	WritePart(t Target) string
+}
+
 // Spec is a provider's parsed per-port annotation value.
 type Spec interface {
 	// Summary is a short human description for status and events.

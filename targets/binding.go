@@ -277,12 +277,13 @@ func compareKeys(a, b providers.TargetKey) int {
 // set aside and reported; the rest of the plan goes on.
 //
 // A lone change goes out at once; changes arriving within the coalesce
-// window after a write of this binding wait for the window's end and go
-// out together (gather says how long). Writes then need a slot of the
-// cloud's write budget (a Dispatcher, most waited-for first); without one
-// the binding waits in line (gather is then a safety-net delay) and plans
-// again once it holds one, so what arrived meanwhile rides in the same
-// call.
+// window after a write of this binding in their direction to their part
+// of the group wait for the window's end and go out together (gather
+// says how long), while the rest of the plan goes out. Writes then need
+// a slot of the cloud's write budget (a Dispatcher, most waited-for
+// first); without one the binding waits in line (gather is then a
+// safety-net delay) and plans again once it holds one, so what arrived
+// meanwhile rides in the same call.
 //
 // It returns the observation as the pass left it, with the time of the
 // read it holds: a read stored meanwhile comes with its own time.
@@ -299,7 +300,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		r.wakeWhenSettled(ps.key, book)
 		return observed, at, heldLook, nil
 	}
-	if gather = r.window(ps.key); gather > 0 {
+	if plan, gather = r.gather(ps, plan); plan.Empty() {
 		return observed, at, gather, nil
 	}
 	if d := r.Writes[ps.key.Provider]; d != nil {
@@ -332,9 +333,12 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 			return observed, at, 0, nil
 		}
 		r.noteLeaving(book, plan, ps.stopping)
+		if plan, gather = r.gather(ps, plan); plan.Empty() {
+			return observed, at, gather, nil
+		}
 	}
 	now := r.now()
-	r.noteWrite(ps.key, now)
+	r.noteWrite(ps, now, plan)
 	uidOf := uidsOf(ps.desired)
 	for _, t := range plan.Register {
 		ps.entry.Targets[t.Key()] = uidOf[t.Key()]
@@ -344,7 +348,11 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	}
 	var applied providers.Plan
 	if settler, ok := ps.prov.(providers.Settler); ok {
-		applied, gather, err = r.applySettling(ctx, ps, book, settler, plan, uidOf, now)
+		var held time.Duration
+		applied, held, err = r.applySettling(ctx, ps, book, settler, plan, uidOf, now)
+		if held > 0 && (gather == 0 || held < gather) {
+			gather = held
+		}
 	} else {
 		applied, err = r.applyOne(ctx, ps, book, plan, uidOf, now)
 	}

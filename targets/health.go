@@ -47,8 +47,9 @@ const unread = "not read yet"
 type view struct {
 	group *providers.Group
 	obs   observation
-	// lastWrite is when the binding's last write began.
-	lastWrite time.Time
+	// writes are the binding's writes of the last coalesce window: when
+	// it last wrote in each direction to each part of its group.
+	writes []recentWrite
 	// resting is set by a pass that left no pod waiting for a read;
 	// lastRead fingerprints the last read. A resting binding's read that
 	// equals the one before brings no news: the binding is not brought
@@ -118,6 +119,7 @@ func (r *BindingReconciler) observation(ps *pass) observation {
 	defer r.mu.Unlock()
 	v := r.viewLocked(ps.key)
 	v.group = ps.group
+	r.forgetOldWrites(v, r.now())
 	if v.obs.ref != ps.group.Ref {
 		v.obs = observation{ref: ps.group.Ref}
 		for _, k := range keysOf(ps.entry.Targets) {
@@ -161,23 +163,84 @@ func (r *BindingReconciler) keepApplied(ps *pass, planned []providers.Observed, 
 	return slices.Clone(v.obs.targets), v.obs.at
 }
 
-// window is how long a change must wait to ride with others: until the
-// coalesce window after the binding's last write has passed.
-func (r *BindingReconciler) window(key providers.BindingKey) time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	v := r.viewLocked(key)
-	if v.lastWrite.IsZero() {
-		return 0
-	}
-	return max(v.lastWrite.Add(r.Timing.Coalesce).Sub(r.now()), 0)
+// recentWrite is when a binding last wrote in one direction to one part
+// of its group (see providers.PartWriter; one part for other providers).
+type recentWrite struct {
+	part       string
+	deregister bool
+	at         time.Time
 }
 
-func (r *BindingReconciler) noteWrite(key providers.BindingKey, at time.Time) {
+func writePart(prov providers.Provider, t providers.Target) string {
+	if w, ok := prov.(providers.PartWriter); ok {
+		return w.WritePart(t)
+	}
+	return ""
+}
+
+// gather returns the part of plan that may go out now, and how long the
+// rest must wait to ride with others: a change waits until the coalesce
+// window after the binding's last write in its direction to its part of
+// the group has passed. Registrations and deregistrations, and changes to
+// parts written apart, go out in calls of their own: a call just sent is
+// no company for them, and a pod that turns ready then need not wait.
+func (r *BindingReconciler) gather(ps *pass, plan providers.Plan) (now providers.Plan, wait time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	v := r.viewLocked(key)
-	v.lastWrite = at
+	v := r.viewLocked(ps.key)
+	at := r.now()
+	if r.forgetOldWrites(v, at); len(v.writes) == 0 {
+		return plan, 0
+	}
+	held := func(deregister bool) func(providers.Target) bool {
+		return func(t providers.Target) bool {
+			part := writePart(ps.prov, t)
+			for _, w := range v.writes {
+				if w.deregister == deregister && w.part == part {
+					left := w.at.Add(r.Timing.Coalesce).Sub(at)
+					if wait == 0 || left < wait {
+						wait = left
+					}
+					return true
+				}
+			}
+			return false
+		}
+	}
+	now.Register = slices.DeleteFunc(slices.Clone(plan.Register), held(false))
+	now.Deregister = slices.DeleteFunc(slices.Clone(plan.Deregister), held(true))
+	return now, wait
+}
+
+// forgetOldWrites drops the binding's writes whose coalesce window has
+// passed: a binding at rest keeps none.
+func (r *BindingReconciler) forgetOldWrites(v *view, at time.Time) {
+	if v.writes = slices.DeleteFunc(v.writes, func(w recentWrite) bool { return !at.Before(w.at.Add(r.Timing.Coalesce)) }); len(v.writes) == 0 {
+		v.writes = nil
+	}
+}
+
+// noteWrite records the plan's writes, begun at at.
+func (r *BindingReconciler) noteWrite(ps *pass, at time.Time, plan providers.Plan) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.viewLocked(ps.key)
+	note := func(t providers.Target, deregister bool) {
+		part := writePart(ps.prov, t)
+		for i, w := range v.writes {
+			if w.deregister == deregister && w.part == part {
+				v.writes[i].at = at
+				return
+			}
+		}
+		v.writes = append(v.writes, recentWrite{part: part, deregister: deregister, at: at})
+	}
+	for _, t := range plan.Register {
+		note(t, false)
+	}
+	for _, t := range plan.Deregister {
+		note(t, true)
+	}
 	// The first read after a write is always news, even one that looks
 	// like the read before it: the cloud may not show the write yet.
 	v.lastRead = readPrint{}

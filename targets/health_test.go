@@ -244,7 +244,7 @@ func TestAnUnchangedReadAtRestIsNoNews(t *testing.T) {
 	}
 	pass(settled)
 
-	r.noteWrite(ps.key, now.Add(5*time.Minute))
+	r.noteWrite(ps, now.Add(5*time.Minute), providers.Plan{Register: []providers.Target{ps.desired[0].Target}})
 	if !read(6*time.Minute, healthy, nil) {
 		t.Error("the read after a write was no news")
 	}
@@ -528,3 +528,54 @@ func TestAReadStoredWhileAPlanIsAppliedIsKept(t *testing.T) {
 		t.Fatalf("a plan applied to a read that holds it: %v, want %v", states(got), want)
 	}
 }
+
+// A change waits for the coalesce window after the binding's last write
+// in its direction to its part of the group, while the rest of the plan
+// goes out: registrations and deregistrations, and each zone of a GCP
+// group, go out in calls of their own, so a call just sent is no company
+// for them.
+func TestTheCoalesceWindowIsKeptPerDirectionAndPart(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, _ := readScheduler(now)
+	r.Timing.Coalesce = 200 * time.Millisecond
+	ps.prov = partWriter{}
+	inA := func(i byte) providers.Target {
+		return providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 1, i}), Port: 8080, Zone: "za"}
+	}
+	inB := providers.Target{IP: netip.AddrFrom4([4]byte{10, 0, 2, 1}), Port: 8080, Zone: "zb"}
+	check := func(when string, plan, wantNow providers.Plan, wantWait time.Duration) {
+		t.Helper()
+		got, wait := r.gather(ps, plan)
+		if !slices.Equal(got.Register, wantNow.Register) || !slices.Equal(got.Deregister, wantNow.Deregister) || wait != wantWait {
+			t.Errorf("%s: plan %+v goes out as %+v and the rest waits %v; want %+v and %v", when, plan, got, wait, wantNow, wantWait)
+		}
+	}
+	registerA := providers.Plan{Register: []providers.Target{inA(2)}}
+	deregisterA := providers.Plan{Deregister: []providers.Target{inA(3)}}
+	check("before any write", registerA, registerA, 0)
+
+	r.noteWrite(ps, now.Add(-50*time.Millisecond), providers.Plan{Deregister: []providers.Target{inA(9)}})
+	check("50 ms after a deregistration in the part", registerA, registerA, 0)
+	check("50 ms after a deregistration in the part", deregisterA, providers.Plan{}, 150*time.Millisecond)
+
+	r.noteWrite(ps, now.Add(-20*time.Millisecond), providers.Plan{Register: []providers.Target{inA(1)}})
+	mixed := providers.Plan{Register: []providers.Target{inA(2), inB}, Deregister: []providers.Target{inA(3)}}
+	check("20 ms after a registration in the part", mixed, providers.Plan{Register: []providers.Target{inB}}, 150*time.Millisecond)
+
+	r.Now = func() time.Time { return now.Add(time.Second) }
+	check("a second later", mixed, mixed, 0)
+	if v := r.viewLocked(ps.key); v.writes != nil {
+		t.Errorf("writes of past windows are kept: %+v", v.writes)
+	}
+
+	// A provider that writes a group in one call: a registration waits
+	// for the last registration, whatever its zone.
+	r, ps, _ = readScheduler(now)
+	r.Timing.Coalesce = 200 * time.Millisecond
+	r.noteWrite(ps, now.Add(-20*time.Millisecond), providers.Plan{Register: []providers.Target{inA(1)}})
+	check("one call a group", providers.Plan{Register: []providers.Target{inB}}, providers.Plan{}, 180*time.Millisecond)
+}
+
+type partWriter struct{ stubProvider }
+
+func (partWriter) WritePart(t providers.Target) string { return t.Zone }

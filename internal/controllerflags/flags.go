@@ -56,7 +56,7 @@ func New(getenv func(string) string) (*flag.FlagSet, *Values) {
 	fs.IntVar(&v.HealthReaders, "health-readers", 4, "health reads in flight; due reads go out by how long their pods have waited, background reads last")
 	fs.DurationVar(&v.Poll, "health-poll-interval", time.Second, "health polling interval while a target waits for the load balancer")
 	fs.DurationVar(&v.Resync, "resync-period", 10*time.Minute, "how often every binding is compared with the cloud to repair drift")
-	fs.DurationVar(&v.Coalesce, "coalesce-window", 200*time.Millisecond, "after a binding's write, how long further changes gather before its next write (a lone change goes out at once)")
+	fs.DurationVar(&v.Coalesce, "coalesce-window", 200*time.Millisecond, "after a binding's write, how long further changes of the same kind (and, on GCP, zone) gather before its next such write (a lone change goes out at once)")
 	fs.DurationVar(&v.MaxBackoff, "max-backoff", 2*time.Minute, "longest retry delay of a failing binding")
 	fs.BoolVar(&v.GateIgnoresUnservedClouds, "gate-ignores-unserved-clouds", false, "let pods through that a Service binds only on clouds this controller does not serve (another controller serves them); by default their gate stays False with reason CloudNotServed")
 	fs.DurationVar(&v.SweepInterval, "sweep-interval", 10*time.Minute, "how often groups and ledger entries no Service asks for any more are looked for and released (the first time once the start has settled)")

@@ -845,6 +845,10 @@ func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers
 	return p.observeZones(ctx, g, gs, gs.zones)
 }
 
+// WritePart implements providers.PartWriter: each zone's NEG is attached
+// to and detached from in calls of its own.
+func (p *Provider) WritePart(t providers.Target) string { return t.Zone }
+
 // ObserveParts implements providers.PartReader: it reads only the zones
 // of the targets of, one getHealth each instead of one per zone of the
 // group.
