@@ -350,9 +350,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	if settler, ok := ps.prov.(providers.Settler); ok {
 		var held time.Duration
 		applied, held, err = r.applySettling(ctx, ps, book, settler, plan, uidOf, now)
-		if held > 0 && (gather == 0 || held < gather) {
-			gather = held
-		}
+		gather = sooner(gather, held)
 	} else {
 		applied, err = r.applyOne(ctx, ps, book, plan, uidOf, now)
 	}

@@ -171,11 +171,32 @@ type recentWrite struct {
 	at         time.Time
 }
 
-func writePart(prov providers.Provider, t providers.Target) string {
+// writeParts returns how prov splits a group's writes into calls: by
+// providers.PartWriter, or one part for the whole group.
+func writeParts(prov providers.Provider) func(providers.Target) string {
 	if w, ok := prov.(providers.PartWriter); ok {
-		return w.WritePart(t)
+		return w.WritePart
 	}
-	return ""
+	return func(providers.Target) string { return "" }
+}
+
+// writeOf is the binding's recent write in one direction to one part, nil
+// when there was none within the coalesce window.
+func (v *view) writeOf(part string, deregister bool) *recentWrite {
+	for i := range v.writes {
+		if w := &v.writes[i]; w.deregister == deregister && w.part == part {
+			return w
+		}
+	}
+	return nil
+}
+
+// sooner is the shorter of two waits, zero meaning none.
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // gather returns the part of plan that may go out now, and how long the
@@ -192,23 +213,16 @@ func (r *BindingReconciler) gather(ps *pass, plan providers.Plan) (now providers
 	if r.forgetOldWrites(v, at); len(v.writes) == 0 {
 		return plan, 0
 	}
-	held := func(deregister bool) func(providers.Target) bool {
-		return func(t providers.Target) bool {
-			part := writePart(ps.prov, t)
-			for _, w := range v.writes {
-				if w.deregister == deregister && w.part == part {
-					left := w.at.Add(r.Timing.Coalesce).Sub(at)
-					if wait == 0 || left < wait {
-						wait = left
-					}
-					return true
-				}
-			}
-			return false
+	part := writeParts(ps.prov)
+	held := func(t providers.Target, deregister bool) bool {
+		w := v.writeOf(part(t), deregister)
+		if w != nil {
+			wait = sooner(wait, w.at.Add(r.Timing.Coalesce).Sub(at))
 		}
+		return w != nil
 	}
-	now.Register = slices.DeleteFunc(slices.Clone(plan.Register), held(false))
-	now.Deregister = slices.DeleteFunc(slices.Clone(plan.Deregister), held(true))
+	now.Register = slices.DeleteFunc(slices.Clone(plan.Register), func(t providers.Target) bool { return held(t, false) })
+	now.Deregister = slices.DeleteFunc(slices.Clone(plan.Deregister), func(t providers.Target) bool { return held(t, true) })
 	return now, wait
 }
 
@@ -225,15 +239,13 @@ func (r *BindingReconciler) noteWrite(ps *pass, at time.Time, plan providers.Pla
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v := r.viewLocked(ps.key)
+	part := writeParts(ps.prov)
 	note := func(t providers.Target, deregister bool) {
-		part := writePart(ps.prov, t)
-		for i, w := range v.writes {
-			if w.deregister == deregister && w.part == part {
-				v.writes[i].at = at
-				return
-			}
+		if w := v.writeOf(part(t), deregister); w != nil {
+			w.at = at
+			return
 		}
-		v.writes = append(v.writes, recentWrite{part: part, deregister: deregister, at: at})
+		v.writes = append(v.writes, recentWrite{part: part(t), deregister: deregister, at: at})
 	}
 	for _, t := range plan.Register {
 		note(t, false)
