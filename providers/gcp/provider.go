@@ -288,7 +288,21 @@ type negState struct {
 	// one by one, and the failure of an operation as a whole.
 	refused map[providers.TargetKey]refusedEndpoint
 	failed  error
+	// landed are the changes whose operations ended lately, with when:
+	// a list or getHealth answered before one ended does not show it.
+	landed map[providers.TargetKey]landing
 }
+
+// landing is an endpoint change whose operation ended at at.
+type landing struct {
+	instance string
+	attach   bool
+	at       time.Time
+}
+
+// landedKept is how long an ended change is remembered for the reads
+// begun before it: longer than a read waits for its budget and call.
+const landedKept = 2 * time.Minute
 
 // moving is an endpoint whose operation is followed.
 type moving struct {
@@ -640,7 +654,7 @@ func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.Bind
 	if created {
 		// A NEG podlb just made is empty: its record starts known, so the
 		// first attaches are recorded without a list.
-		p.neg(path).set(nil)
+		p.neg(path).set(nil, time.Now())
 	} else {
 		p.forgetNEG(path)
 	}
@@ -895,13 +909,14 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	group := "zones/" + zone + "/networkEndpointGroups/" + gs.name
 	ns := p.neg(path)
 	judged := gs.bs != nil && gs.checked && gs.inService[zone]
+	began := time.Now()
 	attached, fresh := ns.snapshot(p.opts.EndpointResync)
 	if !fresh || !judged {
 		var err error
 		if attached, err = p.listEndpoints(ctx, zone, gs.name); err != nil {
 			return nil, err
 		}
-		attached = ns.set(attached)
+		attached = ns.set(attached, began)
 	}
 	target := func(k providers.TargetKey, instance string) providers.Target {
 		return providers.Target{IP: k.IP, Port: k.Port, Zone: zone, Instance: instance}
@@ -952,8 +967,9 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 			// NEG, only not judged yet.
 			w = wordsOf("UNKNOWN")
 			o.State, o.CloudState, o.Reason = providers.Pending, w.state, w.reason
-		case !isAttached && ns.detaching(k):
-			// Its detach operation runs: it is leaving.
+		case !isAttached && ns.detaching(k, began):
+			// Its detach operation runs, or ended after getHealth
+			// answered: it is leaving.
 			w = wordsOf("DRAINING")
 			o.State, o.CloudState, o.Reason = providers.Draining, w.state, w.reason
 		case !isAttached && o.State != providers.Draining:
@@ -1190,8 +1206,9 @@ func (p *Provider) changeEndpoints(ctx context.Context, zone, name string, ts []
 func (p *Provider) recoverBatch(ctx context.Context, ns *negState, zone, name string, batch []providers.Target, attach bool, err error, iso *providers.Isolator) error {
 	var opErr *operationError
 	if errors.As(err, &opErr) && isCode(err, 400) {
+		began := time.Now()
 		if cur, lerr := p.listEndpoints(ctx, zone, name); lerr == nil {
-			ns.set(cur)
+			ns.set(cur, began)
 			batch, err = unapplied(slices.Clone(batch), cur, attach), nil
 			if len(batch) > 0 {
 				err = p.endpointBatch(ctx, ns, zone, name, batch, attach)
@@ -1480,23 +1497,45 @@ func (p *Provider) invalidate(key providers.BindingKey, lookAgain bool) {
 func (ns *negState) snapshot(ttl time.Duration) (map[providers.TargetKey]string, bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
+	ns.forgetLandedLocked()
 	if !ns.freshLocked(ttl) {
 		return nil, false
 	}
 	return ns.movedLocked(ns.attached), true
 }
 
-// set records a list of the NEG and returns it as the followed operations
-// will leave it: a list taken while they run does not show them yet.
-func (ns *negState) set(attached map[providers.TargetKey]string) map[providers.TargetKey]string {
+// set records a list of the NEG begun at began, with the changes whose
+// operations ended since applied, and returns it as the followed
+// operations will leave it: a list taken while they run does not show
+// them yet.
+func (ns *negState) set(attached map[providers.TargetKey]string, began time.Time) map[providers.TargetKey]string {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	ns.attached = maps.Clone(attached)
 	if ns.attached == nil {
 		ns.attached = map[providers.TargetKey]string{}
 	}
-	ns.listed = time.Now()
+	ns.forgetLandedLocked()
+	for k, l := range ns.landed {
+		switch {
+		case l.at.Before(began):
+		case l.attach:
+			ns.attached[k] = l.instance
+		default:
+			delete(ns.attached, k)
+		}
+	}
+	ns.listed = began
 	return ns.movedLocked(ns.attached)
+}
+
+// forgetLandedLocked forgets the changes no read still running began
+// before, and the map's room once none is left.
+func (ns *negState) forgetLandedLocked() {
+	maps.DeleteFunc(ns.landed, func(_ providers.TargetKey, l landing) bool { return time.Since(l.at) > landedKept })
+	if len(ns.landed) == 0 {
+		ns.landed = nil
+	}
 }
 
 // movedLocked returns a copy of attached with the followed operations
@@ -1513,12 +1552,16 @@ func (ns *negState) movedLocked(attached map[providers.TargetKey]string) map[pro
 	return out
 }
 
-// detaching reports whether a followed operation is detaching k.
-func (ns *negState) detaching(k providers.TargetKey) bool {
+// detaching reports whether a followed operation is detaching k, or a
+// detach of k ended since since.
+func (ns *negState) detaching(k providers.TargetKey, since time.Time) bool {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	m, ok := ns.inFlight[k]
-	return ok && !m.attach
+	if m, ok := ns.inFlight[k]; ok {
+		return !m.attach
+	}
+	l, ok := ns.landed[k]
+	return ok && !l.attach && !l.at.Before(since)
 }
 
 func (ns *negState) expire() {
@@ -1527,10 +1570,19 @@ func (ns *negState) expire() {
 	ns.listed = time.Time{}
 }
 
-// record applies a completed operation to the known endpoints.
+// record applies a completed operation to the known endpoints, and
+// keeps it for the lists begun before it (set).
 func (ns *negState) record(batch []providers.Target, attach bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
+	now := time.Now()
+	ns.forgetLandedLocked()
+	if ns.landed == nil {
+		ns.landed = make(map[providers.TargetKey]landing, len(batch))
+	}
+	for _, t := range batch {
+		ns.landed[t.Key()] = landing{t.Instance, attach, now}
+	}
 	if ns.attached == nil {
 		return // unknown until listed; keep it so
 	}

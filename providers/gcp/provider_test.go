@@ -9,7 +9,11 @@ import (
 	"maps"
 	"math/bits"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -1305,6 +1309,111 @@ func TestOperationsAreFollowedOutsideThePass(t *testing.T) {
 	}
 	if st := e.srv.Stats().Methods[opNEGAttach]; st.Operations != 1 || st.OperationsFailed != 0 {
 		t.Errorf("attach operations %d, failed %d; want 1 after the detach, which succeeded", st.Operations, st.OperationsFailed)
+	}
+}
+
+// answerHolder stands between the provider and the emulator and can hold
+// one answer, already given, until released: what a slow network does to
+// a read that the cloud answered before an operation ended.
+type answerHolder struct {
+	mu      sync.Mutex
+	suffix  string // the path of the call to hold ends so; "" holds none
+	held    chan struct{}
+	release chan struct{}
+}
+
+// throughHolder points a new provider at the emulator through an
+// answerHolder.
+func (e *env) throughHolder() *answerHolder {
+	e.t.Helper()
+	h := &answerHolder{}
+	to, err := url.Parse(e.srv.URL())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(to)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		h.mu.Lock()
+		hold := h.suffix != "" && strings.HasSuffix(resp.Request.URL.Path, h.suffix)
+		held, release := h.held, h.release
+		if hold {
+			h.suffix = ""
+		}
+		h.mu.Unlock()
+		if hold {
+			close(held)
+			<-release
+		}
+		return nil
+	}
+	front := httptest.NewServer(rp)
+	e.t.Cleanup(front.Close)
+	p, err := New(e.ctx, Options{Cluster: cluster, Project: project, Endpoint: front.URL, Limits: providers.Unthrottled(DefaultLimits())})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = p.Close() })
+	e.p = p
+	return h
+}
+
+// hold arms h for the next call whose path ends with suffix: held closes
+// once its answer is held, and closing release lets it go.
+func (h *answerHolder) hold(suffix string) (held, release chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.suffix, h.held, h.release = suffix, make(chan struct{}), make(chan struct{})
+	return h.held, h.release
+}
+
+// A read the cloud answered before a detach ended, and taken in after
+// the detach's operation ended, shows the endpoint gone: neither
+// getHealth's answer nor a list's brings it back, or the next plan would
+// detach it again and its operation fail as a whole.
+func TestAReadAnsweredBeforeADetachEndedKeepsItGone(t *testing.T) {
+	for _, call := range []string{"/getHealth", "/listNetworkEndpoints"} {
+		t.Run(strings.TrimPrefix(call, "/"), func(t *testing.T) {
+			e := newEnv(t)
+			h := e.throughHolder()
+			e.backendService("tcp", "TCP", 0)
+			b := binding(`{"backendService":"tcp"}`, zones3[0])
+			g := e.ensure(b)
+			ip := "127.0.21.1"
+			port, _ := tcpListener(t, ip)
+			leaving := target(ip, port, zones3[0])
+			if err := e.apply(g, providers.Plan{Register: []providers.Target{leaving}}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "healthy", func() bool { return e.observe(g)[leaving.Key()].State == providers.Healthy })
+
+			e.srv.SetOperationDelay(time.Hour)
+			if err := e.p.Apply(e.ctx, g, providers.Plan{Deregister: []providers.Target{leaving}}); err != nil {
+				t.Fatal(err)
+			}
+			if call == "/listNetworkEndpoints" {
+				e.p.neg(negPath(project, zones3[0], NEGName(cluster, b.Key))).expire()
+			}
+			held, release := h.hold(call)
+			read := make(chan map[providers.TargetKey]providers.Observed, 1)
+			go func() { read <- e.observe(g) }()
+			select {
+			case <-held:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no %s call to hold", call)
+			}
+			e.srv.SetOperationDelay(2 * time.Millisecond)
+			e.p.followers.Wait()
+			close(release)
+			if o, ok := (<-read)[leaving.Key()]; ok && o.State != providers.Draining {
+				t.Errorf("detached while %s answered, observed %s (%s) once read", call, o.State, o.CloudState)
+			}
+			if o, ok := e.observe(g)[leaving.Key()]; ok && o.State != providers.Draining {
+				t.Errorf("detached, observed %s (%s) in the next read", o.State, o.CloudState)
+			}
+			if attached, _ := e.p.neg(negPath(project, zones3[0], NEGName(cluster, b.Key))).snapshot(time.Hour); attached[leaving.Key()] != "" {
+				t.Errorf("detached, still in the NEG's record")
+			}
+		})
 	}
 }
 
