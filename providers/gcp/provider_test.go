@@ -1417,6 +1417,51 @@ func TestAReadAnsweredBeforeADetachEndedKeepsItGone(t *testing.T) {
 	}
 }
 
+// A list the cloud answered before an attach's operation ended, taken in
+// after it, keeps the endpoint in the NEG's record: the record stays
+// trusted, and the same endpoint planned again spends no operation.
+func TestAListAnsweredBeforeAnAttachEndedKeepsItAttached(t *testing.T) {
+	e := newEnv(t)
+	h := e.throughHolder()
+	e.backendService("tcp", "TCP", 0)
+	b := binding(`{"backendService":"tcp"}`, zones3[0])
+	g := e.ensure(b)
+	ns := e.p.neg(negPath(project, zones3[0], NEGName(cluster, b.Key)))
+	ip := "127.0.22.1"
+	port, _ := tcpListener(t, ip)
+	joining := target(ip, port, zones3[0])
+
+	e.srv.SetOperationDelay(time.Hour)
+	if err := e.p.Apply(e.ctx, g, providers.Plan{Register: []providers.Target{joining}}); err != nil {
+		t.Fatal(err)
+	}
+	ns.expire()
+	held, release := h.hold("/listNetworkEndpoints")
+	read := make(chan map[providers.TargetKey]providers.Observed, 1)
+	go func() { read <- e.observe(g) }()
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no list to hold")
+	}
+	e.srv.SetOperationDelay(2 * time.Millisecond)
+	e.p.followers.Wait()
+	close(release)
+	if _, ok := (<-read)[joining.Key()]; !ok {
+		t.Error("attached while the list answered, not observed once read")
+	}
+	if attached, fresh := ns.snapshot(time.Hour); !fresh || attached[joining.Key()] == "" {
+		t.Errorf("attached, not in the NEG's record (record trusted: %v)", fresh)
+	}
+	e.srv.ResetStats()
+	if err := e.apply(g, providers.Plan{Register: []providers.Target{joining}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.calls(opNEGAttach); n != 0 {
+		t.Errorf("%d attach calls for an endpoint attached", n)
+	}
+}
+
 // A read of parts reads only the zones of the targets named, one
 // getHealth each, and reports exactly what lies in them.
 func TestObservePartsReadsOnlyTheZonesNamed(t *testing.T) {
