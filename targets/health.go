@@ -60,8 +60,16 @@ type view struct {
 	// and fullAt is when the last read of the whole group began: a
 	// providers.PartReader then reads only where targets wait (see
 	// HealthReader).
-	waiting []providers.Target
+	waiting []waitingTarget
 	fullAt  time.Time
+}
+
+// waitingTarget is a target left waiting for a read, and from when a
+// read of other parts takes its part along: zero for a target any read
+// is to look at.
+type waitingTarget struct {
+	target providers.Target
+	due    time.Time
 }
 
 // readPrint fingerprints a read, whatever the order of its targets; the
@@ -276,7 +284,7 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 	fastest, learned := r.fastestHealthy(ps.key.Provider)
 	est := healthyAfter(fastest)
 	var due, since time.Time
-	var waiting []providers.Target
+	var waiting []waitingTarget
 	early := true
 	for _, d := range ps.desired {
 		t, ok := h.Pods[d.UID]
@@ -291,7 +299,8 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 			// rank by how long ago their pods turned ready, before them).
 			continue
 		}
-		at := obs.at.Add(r.Timing.Poll)
+		step := r.Timing.Poll
+		at := obs.at.Add(step)
 		switch {
 		case t.State == providers.Unused:
 			at = obs.at.Add(30 * time.Second)
@@ -325,7 +334,8 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 				pace = ps.group.JudgeDelay
 			}
 			if pace > 0 && t.State == providers.Pending && now.Before(reg.at.Add(verdictSpan*pace)) {
-				at = obs.at.Add(verdictPoll(pace, r.Timing.Poll))
+				step = verdictPoll(pace, r.Timing.Poll)
+				at = obs.at.Add(step)
 			}
 			if learned {
 				// Not before this cloud has been seen to judge a target:
@@ -340,7 +350,17 @@ func (r *BindingReconciler) scheduleRead(ps *pass, h *BindingHealth, obs observa
 		if due.IsZero() || at.Before(due) {
 			due = at
 		}
-		waiting = append(waiting, d.Target)
+		// A registration of this process rides along with another
+		// target's read once its own is due within one read interval,
+		// not while the cloud cannot have judged it yet; a target
+		// registered before (by an earlier process, for an earlier pod)
+		// is read with every read, as its health counts by the time of
+		// the read alone (judged).
+		w := waitingTarget{target: d.Target}
+		if registered {
+			w.due = at.Add(-step)
+		}
+		waiting = append(waiting, w)
 		// A pod's wait counts from its containers turning ready, or from
 		// the group's last read when that came later: a group just read
 		// goes behind groups whose pods waited unread, so a group that
@@ -554,10 +574,12 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 // readScope returns the binding's group and, when only part of it is
 // to be read, the targets whose parts to read (nil: the whole group).
 // A providers.PartReader reads only the parts where targets wait for a
-// read or were registered since their part was last read; the whole
-// group is read at least every fullReadEvery. The parts left unread keep
-// what their last read found, and nothing registered since lies in them,
-// so no pod is judged by a read older than its registration.
+// read due within their read interval or were registered since their
+// part was last read;
+// the whole group is read at least every fullReadEvery. The parts left
+// unread keep what their last read found, and nothing registered since
+// lies in them, so no pod is judged by a read older than its
+// registration.
 func (r *BindingReconciler) readScope(key providers.BindingKey, prov providers.Provider, now time.Time) (*providers.Group, []providers.Target) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -569,7 +591,18 @@ func (r *BindingReconciler) readScope(key providers.BindingKey, prov providers.P
 		now.Sub(v.fullAt) >= r.fullReadEvery() || v.obs.ref != v.group.Ref || v.obs.err != nil {
 		return v.group, nil
 	}
-	of := slices.Clone(v.waiting)
+	var of []providers.Target
+	for _, w := range v.waiting {
+		if !w.due.After(now) {
+			of = append(of, w.target)
+		}
+	}
+	if len(of) == 0 {
+		// Brought forward (a retry, a start): what waits.
+		for _, w := range v.waiting {
+			of = append(of, w.target)
+		}
+	}
 	if book := r.books[key]; book != nil && book.ref == v.group.Ref {
 		for _, reg := range book.at {
 			if !reg.read {

@@ -487,6 +487,34 @@ func TestAReadInPartsReadsWhereTargetsWaitOrWereRegistered(t *testing.T) {
 	}
 }
 
+// A registration of this process is read in parts only once its read is
+// due within one read interval: while the cloud cannot have judged it,
+// reads of other zones leave its zone out. A target registered before
+// (by an earlier process, for an earlier pod) is read with every read.
+func TestARegistrationIsReadInPartsWhenItsReadIsDue(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, _ := readScheduler(now)
+	r.learned = map[string]*healthyTimes{"aws": {}}
+	r.learned["aws"].add(5 * time.Second)
+	ps.desired[0].Zone, ps.desired[1].Zone = "za", "zb"
+	a, b := ps.desired[0].Target, ps.desired[1].Target
+	parts := partReader{stubProvider{fakeProvider{"aws", "podlb.io/aws-target-groups"}}}
+	r.observation(ps)
+	r.books[ps.key].at[a.Key()] = registration{uid: "a", at: now.Add(-2 * time.Second), target: a}
+	r.storeRead(ps.key, "g", now, []providers.Observed{{Target: a, State: providers.Pending}, {Target: b, State: providers.Pending}}, nil, nil)
+	r.scheduleRead(ps, healthOf(map[types.UID]providers.State{"a": providers.Pending, "b": providers.Pending}), r.observation(ps), 0)
+
+	// The cloud was seen to judge in 5 s: a, registered 2 s ago, is read
+	// at four fifths of that (2 s from now), its read interval a
+	// sixteenth of those four fifths (250 ms).
+	if _, of := r.readScope(ps.key, parts, now.Add(100*time.Millisecond)); !slices.Equal(of, []providers.Target{b}) {
+		t.Errorf("before a's read is due: read in parts of %v, want b's alone", of)
+	}
+	if _, of := r.readScope(ps.key, parts, now.Add(1750*time.Millisecond)); !slices.Equal(of, []providers.Target{a, b}) {
+		t.Errorf("a's read due within its read interval: read in parts of %v, want a's and b's", of)
+	}
+}
+
 // A read stored while a pass applied its plan is kept: the plan is
 // applied to it rather than the observation the plan was made from put
 // back, which would drop the read's news (a pod's verdict waited for the
