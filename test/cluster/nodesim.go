@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -669,6 +670,7 @@ func (s *NodeSim) Pods() int {
 type PodLife struct {
 	Pod     string // namespace/name
 	IP      string
+	Zone    string // of its node
 	Started time.Time
 	ReadyAt time.Time // containers ready (unless the pod was made unready)
 	// DeletionSeen is when the simulator saw the deletion and started the
@@ -688,6 +690,9 @@ const maxPastPods = 4096
 func (p *simPod) life(key string) PodLife {
 	l := PodLife{Pod: key, IP: p.ip.String(), Started: p.started, ReadyAt: p.readyAt, DeletionSeen: p.termAt,
 		PreStopEnd: p.preStop, Exited: p.finished}
+	if p.node != nil {
+		l.Zone = p.node.Zone
+	}
 	if p.backend != nil {
 		l.StoppedAccepting = p.backend.stoppedAt()
 	}
@@ -721,6 +726,27 @@ func (s *NodeSim) PodLives(ip string) []PodLife {
 		if p.ip.String() == ip {
 			out = append(out, p.life(key))
 		}
+	}
+	return out
+}
+
+// ReadyTimes lists, by the zone of their node, when the containers of
+// the namespace's pods, running or gone, turned ready at or after from.
+func (s *NodeSim) ReadyTimes(namespace string, from time.Time) map[string][]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	out := map[string][]time.Time{}
+	add := func(l PodLife) {
+		if strings.HasPrefix(l.Pod, namespace+"/") && !l.ReadyAt.Before(from) && !l.ReadyAt.After(now) {
+			out[l.Zone] = append(out[l.Zone], l.ReadyAt)
+		}
+	}
+	for _, l := range s.past {
+		add(l)
+	}
+	for key, p := range s.pods {
+		add(p.life(key))
 	}
 	return out
 }

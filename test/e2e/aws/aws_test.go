@@ -194,13 +194,26 @@ func TestScaleFollowsWithBatchedCalls(t *testing.T) {
 		// the window in flight. Pods of a burst turn ready over the time
 		// the ReplicaSet controller, scheduler and kubelet take.
 		bound := int64(took/(200*time.Millisecond)) + 1
-		t.Logf("scale to %d: %d %s calls for %d targets in %v; bound %d",
-			ph.replicas, calls, ph.op, carried, took.Round(100*time.Millisecond), bound)
+		// And for the bursts, a call carries five targets on average,
+		// unless the pods turned ready so far apart (a loaded machine
+		// spreads a burst over seconds) that sending each change at once
+		// and then one call per window makes more calls.
+		burst, trickle := int64(ph.changed/5), 0
+		if ph.op == "RegisterTargets" {
+			var ready []time.Time
+			for _, ts := range kube.Sim.ReadyTimes(ns, start) {
+				ready = append(ready, ts...)
+			}
+			trickle = e2eutil.CoalescedCalls(200*time.Millisecond, ready)
+			burst = max(burst, int64(trickle))
+		}
+		t.Logf("scale to %d: %d %s calls for %d targets in %v; bound %d, for the burst %d (%d as the pods turned ready)",
+			ph.replicas, calls, ph.op, carried, took.Round(100*time.Millisecond), bound, burst, trickle)
 		if carried != ph.changed {
 			t.Errorf("%s carried %d targets, want %d", ph.op, carried, ph.changed)
 		}
-		if calls > bound || (ph.changed >= 90 && calls > ph.changed/5) {
-			t.Errorf("%d %s calls for %d targets: not batched (bound %d)", calls, ph.op, ph.changed, bound)
+		if calls > bound || (ph.changed >= 90 && calls > burst) {
+			t.Errorf("%d %s calls for %d targets: not batched (bound %d, for the burst %d)", calls, ph.op, ph.changed, bound, burst)
 		}
 	}
 }

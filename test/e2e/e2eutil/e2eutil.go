@@ -135,6 +135,32 @@ func TargetGroupBehindNLB(t testing.TB, sim *elbv2sim.Server, name string) (stri
 	return arn, addr
 }
 
+// CoalescedCalls is how many calls a writer makes for changes arriving
+// at times ts when it sends a change at once and, after each call, holds
+// what arrives for window before the next: a burst costs two calls, and
+// changes that trickle in over seconds one for each window they touch.
+// Several lists are written to apart (one per zone's NEG): the sum.
+func CoalescedCalls(window time.Duration, lists ...[]time.Time) int {
+	calls := 0
+	for _, ts := range lists {
+		ts = append([]time.Time(nil), ts...)
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		var last time.Time
+		for i, n := 0, 0; i < len(ts); n++ {
+			at := ts[i]
+			if n > 0 && at.Before(last.Add(window)) {
+				at = last.Add(window)
+			}
+			calls++
+			last = at
+			for i < len(ts) && !ts[i].After(at) {
+				i++
+			}
+		}
+	}
+	return calls
+}
+
 // Eventually polls cond until it returns nil or the timeout passes, then
 // fails the test with cond's last error.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
