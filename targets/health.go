@@ -575,11 +575,10 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 // to be read, the targets whose parts to read (nil: the whole group).
 // A providers.PartReader reads only the parts where targets wait for a
 // read due within their read interval or were registered since their
-// part was last read;
-// the whole group is read at least every fullReadEvery. The parts left
-// unread keep what their last read found, and nothing registered since
-// lies in them, so no pod is judged by a read older than its
-// registration.
+// part was last read; the whole group is read at least every
+// fullReadEvery. The parts left unread keep what their last read found,
+// and nothing registered since lies in them, so no pod is judged by a
+// read older than its registration.
 func (r *BindingReconciler) readScope(key providers.BindingKey, prov providers.Provider, now time.Time) (*providers.Group, []providers.Target) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

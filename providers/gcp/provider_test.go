@@ -72,16 +72,8 @@ func newEnvWith(t *testing.T, mutate func(*computesim.Options)) *env {
 	t.Cleanup(func() { _ = srv.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	t.Cleanup(cancel)
-	limits := providers.Unthrottled(DefaultLimits())
-	p, err := New(ctx, Options{
-		Cluster: cluster, Project: project, Endpoint: srv.URL(),
-		Limits: limits,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	e := &env{t: t, ctx: ctx, srv: srv, p: p}
+	e := &env{t: t, ctx: ctx, srv: srv}
+	e.p = e.provider(srv.URL())
 	co := []option.ClientOption{option.WithEndpoint(srv.URL()), option.WithoutAuthentication()}
 	if e.bs, err = compute.NewBackendServicesRESTClient(ctx, co...); err != nil {
 		t.Fatal(err)
@@ -99,6 +91,18 @@ func newEnvWith(t *testing.T, mutate func(*computesim.Options)) *env {
 		}
 	}
 	return e
+}
+
+// provider is a provider pointed at endpoint, unthrottled, closed with
+// the test.
+func (e *env) provider(endpoint string) *Provider {
+	e.t.Helper()
+	p, err := New(e.ctx, Options{Cluster: cluster, Project: project, Endpoint: endpoint, Limits: providers.Unthrottled(DefaultLimits())})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = p.Close() })
+	return p
 }
 
 func vm(zone string) string { return "node-" + zone[len(zone)-1:] }
@@ -221,6 +225,12 @@ func (e *env) observe(g *providers.Group) map[providers.TargetKey]providers.Obse
 	if err != nil {
 		e.t.Fatalf("Observe: %v", err)
 	}
+	return byKey(obs)
+}
+
+// byKey indexes an observation by target, a draining record of a target
+// winning over another.
+func byKey(obs []providers.Observed) map[providers.TargetKey]providers.Observed {
 	out := map[providers.TargetKey]providers.Observed{}
 	for _, o := range obs {
 		if prev, dup := out[o.Key()]; dup && prev.State != providers.Draining {
@@ -1348,12 +1358,7 @@ func (e *env) throughHolder() *answerHolder {
 	}
 	front := httptest.NewServer(rp)
 	e.t.Cleanup(front.Close)
-	p, err := New(e.ctx, Options{Cluster: cluster, Project: project, Endpoint: front.URL, Limits: providers.Unthrottled(DefaultLimits())})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { _ = p.Close() })
-	e.p = p
+	e.p = e.provider(front.URL)
 	return h
 }
 
@@ -1364,6 +1369,36 @@ func (h *answerHolder) hold(suffix string) (held, release chan struct{}) {
 	defer h.mu.Unlock()
 	h.suffix, h.held, h.release = suffix, make(chan struct{}), make(chan struct{})
 	return h.held, h.release
+}
+
+// observeAcrossOperationEnd reads g with the answer of its call whose
+// path ends with call held until the followed operations, delayed until
+// then, have ended.
+func (e *env) observeAcrossOperationEnd(h *answerHolder, g *providers.Group, call string) map[providers.TargetKey]providers.Observed {
+	e.t.Helper()
+	held, release := h.hold(call)
+	type result struct {
+		obs []providers.Observed
+		err error
+	}
+	read := make(chan result, 1)
+	go func() {
+		obs, err := e.p.Observe(e.ctx, g)
+		read <- result{obs, err}
+	}()
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		e.t.Fatalf("no %s call to hold", call)
+	}
+	e.srv.SetOperationDelay(2 * time.Millisecond)
+	e.p.followers.Wait()
+	close(release)
+	r := <-read
+	if r.err != nil {
+		e.t.Fatalf("Observe: %v", r.err)
+	}
+	return byKey(r.obs)
 }
 
 // A read the cloud answered before a detach ended, and taken in after
@@ -1393,18 +1428,7 @@ func TestAReadAnsweredBeforeADetachEndedKeepsItGone(t *testing.T) {
 			if call == "/listNetworkEndpoints" {
 				e.p.neg(negPath(project, zones3[0], NEGName(cluster, b.Key))).expire()
 			}
-			held, release := h.hold(call)
-			read := make(chan map[providers.TargetKey]providers.Observed, 1)
-			go func() { read <- e.observe(g) }()
-			select {
-			case <-held:
-			case <-time.After(10 * time.Second):
-				t.Fatalf("no %s call to hold", call)
-			}
-			e.srv.SetOperationDelay(2 * time.Millisecond)
-			e.p.followers.Wait()
-			close(release)
-			if o, ok := (<-read)[leaving.Key()]; ok && o.State != providers.Draining {
+			if o, ok := e.observeAcrossOperationEnd(h, g, call)[leaving.Key()]; ok && o.State != providers.Draining {
 				t.Errorf("detached while %s answered, observed %s (%s) once read", call, o.State, o.CloudState)
 			}
 			if o, ok := e.observe(g)[leaving.Key()]; ok && o.State != providers.Draining {
@@ -1436,18 +1460,7 @@ func TestAListAnsweredBeforeAnAttachEndedKeepsItAttached(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.expire()
-	held, release := h.hold("/listNetworkEndpoints")
-	read := make(chan map[providers.TargetKey]providers.Observed, 1)
-	go func() { read <- e.observe(g) }()
-	select {
-	case <-held:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no list to hold")
-	}
-	e.srv.SetOperationDelay(2 * time.Millisecond)
-	e.p.followers.Wait()
-	close(release)
-	if _, ok := (<-read)[joining.Key()]; !ok {
+	if _, ok := e.observeAcrossOperationEnd(h, g, "/listNetworkEndpoints")[joining.Key()]; !ok {
 		t.Error("attached while the list answered, not observed once read")
 	}
 	if attached, fresh := ns.snapshot(time.Hour); !fresh || attached[joining.Key()] == "" {
