@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -30,11 +31,31 @@ var (
 		Help:    "Time spent waiting for the client-side rate limiter.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 	}, []string{"provider", "operation"})
+	apiPutOff = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podlb_cloud_api_put_off_total",
+		Help: "Calls nothing waited for (reads at rest) put off because the client-side bucket held no spare token.",
+	}, []string{"provider", "operation"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(apiCalls, apiLatency, apiWait)
+	metrics.Registry.MustRegister(apiCalls, apiLatency, apiWait, apiPutOff)
 }
+
+// ErrNoSpareToken is returned by Call for a call made AtRest when its
+// bucket holds no token beyond the reserve kept for work that waits.
+var ErrNoSpareToken = errors.New("no spare token in the client-side bucket: put off behind work that waits")
+
+type atRest struct{}
+
+// AtRest marks ctx's calls as work nothing waits for (a read of a group
+// whose pods all have their verdict): Call makes them only from tokens
+// beyond half the bucket's burst and never queues them, so they cannot
+// delay a call a pod waits for; without such a token it returns
+// ErrNoSpareToken at once.
+func AtRest(ctx context.Context) context.Context { return context.WithValue(ctx, atRest{}, true) }
+
+// IsAtRest reports whether ctx was made by AtRest.
+func IsAtRest(ctx context.Context) bool { return ctx.Value(atRest{}) != nil }
 
 // Limit is a token bucket: QPS refill per second, Burst capacity.
 type Limit struct {
@@ -159,6 +180,16 @@ func (c *Caller) wait(ctx context.Context, op string) error {
 	return nil
 }
 
+// spare takes a token of op's bucket if one is left beyond the reserve
+// of half its burst, without waiting.
+func (c *Caller) spare(op string) bool {
+	lim := c.limiter(op)
+	if lim.Tokens() < float64(lim.Burst()/2+1) {
+		return false
+	}
+	return lim.Allow()
+}
+
 // heldToken marks a context whose next Call drawing on the bucket has its
 // token already.
 type heldToken struct{ bucket *rate.Limiter }
@@ -188,8 +219,13 @@ func (c *Caller) HoldPlan(ctx context.Context, p Plan, registerOp, deregisterOp 
 // classifies its error.
 func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	held, _ := ctx.Value(heldToken{c.limiter(op)}).(*atomic.Bool)
+	rest := IsAtRest(ctx)
 	for attempt := 1; ; attempt++ {
-		if attempt > 1 || held == nil || !held.CompareAndSwap(false, true) {
+		if rest && !c.spare(op) {
+			apiPutOff.WithLabelValues(c.provider, op).Inc()
+			return Classify(Throttled, "", fmt.Errorf("%s: %w", op, ErrNoSpareToken))
+		}
+		if !rest && (attempt > 1 || held == nil || !held.CompareAndSwap(false, true)) {
 			if err := c.wait(ctx, op); err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"math/bits"
 	"math/rand/v2"
@@ -544,6 +545,10 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 		// Not ensured yet: the write path schedules the first read.
 		return reconcile.Result{}, nil
 	}
+	rest := r.readAtRest(key)
+	if rest {
+		ctx = providers.AtRest(ctx)
+	}
 	var (
 		observed []providers.Observed
 		in       func(providers.Observed) bool
@@ -553,6 +558,14 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 		observed, in, err = prov.(providers.PartReader).ObserveParts(ctx, g, of)
 	} else {
 		observed, err = prov.Observe(ctx, g)
+	}
+	if rest && errors.Is(err, providers.ErrNoSpareToken) {
+		// Reads pods wait for are using the budget: no news, and the
+		// read at rest comes back a little later.
+		if r.ScheduleRead != nil {
+			r.ScheduleRead(key, putOffRead+rand.N(putOffRead), BackgroundPriority)
+		}
+		return reconcile.Result{}, nil
 	}
 	if err != nil {
 		log.FromContext(ctx).V(1).Info("reading health failed", "binding", key.String(), "error", err.Error())
@@ -569,6 +582,21 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 		h.Done(key)
 	}
 	return reconcile.Result{}, nil
+}
+
+// putOffRead is about how long a read at rest put off for want of a
+// spare token waits before it tries again (up to twice that, jittered).
+const putOffRead = 5 * time.Second
+
+// readAtRest reports whether the binding's next read is one nothing waits
+// for: its last pass left no pod waiting for a read and its last read
+// succeeded. Such a read is made only from spare tokens
+// (providers.AtRest).
+func (r *BindingReconciler) readAtRest(key providers.BindingKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.views[key]
+	return v != nil && v.resting && len(v.waiting) == 0 && v.obs.err == nil
 }
 
 // readScope returns the binding's group and, when only part of it is

@@ -607,3 +607,81 @@ func TestTheCoalesceWindowIsKeptPerDirectionAndPart(t *testing.T) {
 type partWriter struct{ stubProvider }
 
 func (partWriter) WritePart(t providers.Target) string { return t.Zone }
+
+// restProbe reads through a real Caller whose bucket holds two tokens and
+// does not refill within a test, and records whether each read was made
+// at rest.
+type restProbe struct {
+	stubProvider
+	caller   *providers.Caller
+	observed []providers.Observed
+	atRest   []bool
+	calls    int
+}
+
+func (p *restProbe) Observe(ctx context.Context, _ *providers.Group) ([]providers.Observed, error) {
+	p.atRest = append(p.atRest, providers.IsAtRest(ctx))
+	err := p.caller.Call(ctx, "Describe", func(context.Context) error { p.calls++; return nil })
+	return p.observed, err
+}
+
+// A read nothing waits for (every pod has its verdict) is made only from
+// tokens beyond half the bucket: without one it is put off, neither
+// stored nor handed on, and comes back in the background a little later;
+// a read a pod waits for is not put off.
+func TestAReadAtRestIsPutOffWithoutASpareToken(t *testing.T) {
+	now := time.Unix(100_000, 0)
+	r, ps, got := readScheduler(now)
+	a, b := ps.desired[0].Target, ps.desired[1].Target
+	healthy := []providers.Observed{{Target: a, State: providers.Healthy, CloudState: "healthy"}, {Target: b, State: providers.Healthy, CloudState: "healthy"}}
+	probe := &restProbe{caller: providers.NewCaller("test", map[string]providers.Limit{"Describe": {QPS: 0.001, Burst: 2}}, providers.Limit{QPS: 0.001, Burst: 1}, nil), observed: healthy}
+	r.Providers = map[string]providers.Provider{ps.key.Provider: probe}
+	done := 0
+	// A call that would wait for a token fails at once instead.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	h := &HealthReader{Bindings: r, Done: func(providers.BindingKey) { done++ }}
+	r.observation(ps)
+	r.storeRead(ps.key, "g", now.Add(-time.Minute), healthy, nil, nil)
+	pass := func(health *BindingHealth) {
+		r.scheduleRead(ps, health, r.observation(ps), 0)
+	}
+	pass(healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Healthy}))
+
+	// Two tokens of a burst of two: one is spare.
+	*got = nil
+	if _, err := h.Reconcile(ctx, ps.key); err != nil {
+		t.Fatal(err)
+	}
+	if probe.calls != 1 || !slices.Equal(probe.atRest, []bool{true}) {
+		t.Fatalf("the first read at rest: %d calls, at rest %v; want one call at rest", probe.calls, probe.atRest)
+	}
+	if len(*got) != 1 || (*got)[0].priority != BackgroundPriority || (*got)[0].after < r.Timing.Resync {
+		t.Fatalf("an unchanged read at rest scheduled %+v, want the next at the resync", *got)
+	}
+
+	// One token left: the reserve. The read is put off without a call.
+	*got = nil
+	before := r.observation(ps)
+	if _, err := h.Reconcile(ctx, ps.key); err != nil {
+		t.Fatal(err)
+	}
+	if probe.calls != 1 {
+		t.Fatalf("a read at rest without a spare token made a call")
+	}
+	if len(*got) != 1 || (*got)[0].priority != BackgroundPriority || (*got)[0].after < putOffRead || (*got)[0].after >= 2*putOffRead {
+		t.Fatalf("a put-off read scheduled %+v, want one in the background within %v-%v", *got, putOffRead, 2*putOffRead)
+	}
+	if after := r.observation(ps); after.failed || after.err != nil || !after.at.Equal(before.at) || done != 0 {
+		t.Fatalf("a put-off read was stored or handed on: failed %v, err %v, read at %v (want %v), handed on %d times", after.failed, after.err, after.at, before.at, done)
+	}
+
+	// A pod waits: the read takes the reserve's token.
+	pass(healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Pending}))
+	if _, err := h.Reconcile(ctx, ps.key); err != nil {
+		t.Fatal(err)
+	}
+	if probe.calls != 2 || probe.atRest[len(probe.atRest)-1] || done != 1 {
+		t.Fatalf("a read a pod waits for: %d calls (want 2), at rest %v, handed on %d times (want 1)", probe.calls, probe.atRest, done)
+	}
+}

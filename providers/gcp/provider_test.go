@@ -1548,3 +1548,50 @@ func TestInParallelCallsEachZoneOnceAndGathersEveryError(t *testing.T) {
 		t.Errorf("error %v, want z-a's and z-c's", err)
 	}
 }
+
+// A read at rest reads a group's zones one after another (nothing waits
+// for it, and a zone read in a goroutine of its own grows a new stack
+// through the Compute client); any other read reads them at once.
+func TestAReadAtRestReadsItsZonesOneAfterAnother(t *testing.T) {
+	e := newEnv(t)
+	h := e.throughHolder()
+	e.backendService("tcp", "TCP", 0)
+	g := e.ensure(binding(`{"backendService":"tcp"}`, zones3...))
+	e.observe(g) // the NEGs' records, so that reads are getHealth alone
+	const op = "backendServices.getHealth"
+	// sentWhileHeld reads g with its first getHealth answer held and
+	// reports how many getHealth calls the cloud answered meanwhile.
+	sentWhileHeld := func(ctx context.Context, settle time.Duration) int64 {
+		before := e.calls(op)
+		held, release := h.hold("/getHealth")
+		read := make(chan error, 1)
+		go func() {
+			_, err := e.p.Observe(ctx, g)
+			read <- err
+		}()
+		select {
+		case <-held:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no getHealth call to hold")
+		}
+		deadline := time.Now().Add(settle)
+		for e.calls(op)-before < int64(len(zones3)) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		sent := e.calls(op) - before
+		close(release)
+		if err := <-read; err != nil {
+			t.Fatalf("Observe: %v", err)
+		}
+		if total := e.calls(op) - before; total != int64(len(zones3)) {
+			t.Fatalf("a read of %d zones made %d getHealth calls", len(zones3), total)
+		}
+		return sent
+	}
+	if sent := sentWhileHeld(e.ctx, 5*time.Second); sent != int64(len(zones3)) {
+		t.Errorf("a read a pod may wait for: %d of %d zones' getHealth answered while the first was held, want all at once", sent, len(zones3))
+	}
+	if sent := sentWhileHeld(providers.AtRest(e.ctx), 300*time.Millisecond); sent != 1 {
+		t.Errorf("a read at rest: %d zones' getHealth answered while the first was held, want 1 (one after another)", sent)
+	}
+}

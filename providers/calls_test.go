@@ -1,0 +1,38 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// A call at rest spends only tokens beyond half its bucket's burst and
+// never waits: the reserve stays for calls that pods wait for.
+func TestACallAtRestSpendsOnlySpareTokens(t *testing.T) {
+	caller := NewCaller("test", map[string]Limit{"Read": {QPS: 0.001, Burst: 4}}, Limit{QPS: 0.001, Burst: 1}, nil)
+	rest := AtRest(context.Background())
+	made := 0
+	call := func(ctx context.Context) error {
+		return caller.Call(ctx, "Read", func(context.Context) error { made++; return nil })
+	}
+	for i := range 2 {
+		if err := call(rest); err != nil {
+			t.Fatalf("call at rest %d of a full bucket of 4: %v", i+1, err)
+		}
+	}
+	start := time.Now()
+	err := call(rest)
+	if !errors.Is(err, ErrNoSpareToken) || ClassOf(err) != Throttled || made != 2 {
+		t.Fatalf("a call at rest into the reserve: %v (class %s), %d calls made; want ErrNoSpareToken, throttled, 2 calls", err, ClassOf(err), made)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("a call at rest waited %v for a token", waited)
+	}
+	// The reserve serves calls that wait.
+	for i := range 2 {
+		if err := callSoon(context.Background(), caller, "Read"); err != nil {
+			t.Fatalf("call %d from the reserve: %v", i+1, err)
+		}
+	}
+}
