@@ -41,9 +41,22 @@ func init() {
 	metrics.Registry.MustRegister(apiCalls, apiLatency, apiWait, apiPutOff)
 }
 
-// ErrNoSpareToken is returned by Call for a call made AtRest when its
-// bucket holds no token beyond the reserve kept for work that waits.
+// ErrNoSpareToken is what Call's error is (errors.Is) for a call made
+// AtRest when its bucket holds no token beyond the reserve kept for work
+// that waits; the error is a *PutOffError.
 var ErrNoSpareToken = errors.New("no spare token in the client-side bucket: put off behind work that waits")
+
+// PutOffError is a call at rest put off for want of a spare token.
+type PutOffError struct {
+	Op string
+	// Refill is how long the bucket takes to refill its reserve from
+	// empty: about when to try again.
+	Refill time.Duration
+}
+
+func (e *PutOffError) Error() string { return e.Op + ": " + ErrNoSpareToken.Error() }
+
+func (e *PutOffError) Is(target error) bool { return target == ErrNoSpareToken }
 
 type atRest struct{}
 
@@ -184,10 +197,22 @@ func (c *Caller) wait(ctx context.Context, op string) error {
 // of half its burst, without waiting.
 func (c *Caller) spare(op string) bool {
 	lim := c.limiter(op)
-	if lim.Tokens() < float64(lim.Burst()/2+1) {
+	if lim.Tokens() < float64(reserve(lim)+1) {
 		return false
 	}
 	return lim.Allow()
+}
+
+func reserve(lim *rate.Limiter) int { return lim.Burst() / 2 }
+
+// reserveRefill is how long op's bucket takes to refill its reserve and
+// one spare token.
+func (c *Caller) reserveRefill(op string) time.Duration {
+	lim := c.limiter(op)
+	if lim.Limit() == rate.Inf || lim.Limit() <= 0 {
+		return 0
+	}
+	return time.Duration(float64(reserve(lim)+1) / float64(lim.Limit()) * float64(time.Second))
 }
 
 // heldToken marks a context whose next Call drawing on the bucket has its
@@ -223,7 +248,7 @@ func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Contex
 	for attempt := 1; ; attempt++ {
 		if rest && !c.spare(op) {
 			apiPutOff.WithLabelValues(c.provider, op).Inc()
-			return Classify(Throttled, "", fmt.Errorf("%s: %w", op, ErrNoSpareToken))
+			return Classify(Throttled, "", &PutOffError{Op: op, Refill: c.reserveRefill(op)})
 		}
 		if !rest && (attempt > 1 || held == nil || !held.CompareAndSwap(false, true)) {
 			if err := c.wait(ctx, op); err != nil {

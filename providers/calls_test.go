@@ -23,8 +23,13 @@ func TestACallAtRestSpendsOnlySpareTokens(t *testing.T) {
 	}
 	start := time.Now()
 	err := call(rest)
-	if !errors.Is(err, ErrNoSpareToken) || ClassOf(err) != Throttled || made != 2 {
+	var po *PutOffError
+	if !errors.Is(err, ErrNoSpareToken) || !errors.As(err, &po) || ClassOf(err) != Throttled || made != 2 {
 		t.Fatalf("a call at rest into the reserve: %v (class %s), %d calls made; want ErrNoSpareToken, throttled, 2 calls", err, ClassOf(err), made)
+	}
+	// Two tokens of reserve and one spare at 0.001/s.
+	if po.Refill != 3000*time.Second {
+		t.Errorf("put off until the reserve refills in %v, want 3000 s", po.Refill)
 	}
 	if waited := time.Since(start); waited > time.Second {
 		t.Errorf("a call at rest waited %v for a token", waited)

@@ -559,11 +559,12 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 	} else {
 		observed, err = prov.Observe(ctx, g)
 	}
-	if rest && errors.Is(err, providers.ErrNoSpareToken) {
-		// Reads pods wait for are using the budget: no news, and the
-		// read at rest comes back a little later.
+	if po := (*providers.PutOffError)(nil); rest && errors.As(err, &po) {
+		// The bucket is down to the reserve kept for reads pods wait
+		// for: no news, and the read comes back about when the bucket
+		// can have refilled.
 		if r.ScheduleRead != nil {
-			r.ScheduleRead(key, putOffRead+rand.N(putOffRead), BackgroundPriority)
+			r.ScheduleRead(key, r.putOff(po.Refill), BackgroundPriority)
 		}
 		return reconcile.Result{}, nil
 	}
@@ -584,9 +585,14 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 	return reconcile.Result{}, nil
 }
 
-// putOffRead is about how long a read at rest put off for want of a
-// spare token waits before it tries again (up to twice that, jittered).
-const putOffRead = 5 * time.Second
+// putOff is when a read at rest put off for want of a spare token tries
+// again: around the time its bucket takes to refill the reserve (at
+// least 100 ms, at most the resync), jittered by half either way so the
+// reads put off together do not come back together.
+func (r *BindingReconciler) putOff(refill time.Duration) time.Duration {
+	d := min(max(refill, 100*time.Millisecond), r.Timing.Resync)
+	return d/2 + rand.N(d)
+}
 
 // readAtRest reports whether the binding's next read is one nothing waits
 // for: its last pass left no pod waiting for a read and its last read
