@@ -63,13 +63,21 @@ func runRollout(ctx context.Context, e *env) error {
 		return err
 	}
 	floor := rolloutFloor(per, e.cloud.floor())
-	budgetFloor := e.rolloutBudgetFloor(per)
+	account, own := e.cloud.targetWrites(), e.cloud.ownWrites()
+	budgetFloor := e.rolloutBudgetFloor(per, account)
 	e.reportPods(sec+" update", start, time.Now())
 	results.set(sec+" update", cloud, "rolling update duration (all Deployments)", "%s", round(rollout))
 	results.set(sec+" update", cloud, "rolling update floor (waves x (ready + cloud floor))", "%s", round(floor))
 	results.set(sec+" update", cloud, "rolling update / floor", "%s", pct(rollout.Seconds(), floor.Seconds()))
 	results.set(sec+" update", cloud, "rolling update floor under the cloud's write rate (estimate)", "%s", round(budgetFloor))
 	results.set(sec+" update", cloud, "rolling update / write-rate floor", "%s", pct(rollout.Seconds(), budgetFloor.Seconds()))
+	if own.perSec < account.perSec {
+		// The controller's default share of the account's writes: what it
+		// takes leaves room for other tools.
+		shareFloor := e.rolloutBudgetFloor(per, own)
+		results.set(sec+" update", cloud, "rolling update floor within podlb's default write share (estimate)", "%s (%.3g/s)", round(shareFloor), own.perSec)
+		results.set(sec+" update", cloud, "rolling update / share's write-rate floor", "%s", pct(rollout.Seconds(), shareFloor.Seconds()))
+	}
 	writeCycle, readCycle := e.budgetCycles(per)
 	results.set(sec+" update", cloud, "budget cycles at this load: one wave's writes of every group / one health read of every group", "%s / %s (a pod waits about half of each on average)", round(writeCycle), round(readCycle))
 	e.reportCalls(sec+" update", start, time.Now())
@@ -105,11 +113,11 @@ func rolloutFloor(per []int32, cloudFloor time.Duration) time.Duration {
 	return longest
 }
 
-// rolloutBudgetFloor estimates the shortest rolling update the cloud's
-// account-wide write rate allows: every wave of every Deployment needs at
+// rolloutBudgetFloor estimates the shortest rolling update a write rate
+// allows (the account's, or podlb's share of it): every wave of every Deployment needs at
 // least one registration and one deregistration call per group its pods
 // land in (one per zone on GCP), and all Deployments share the rate.
-func (e *env) rolloutBudgetFloor(per []int32) time.Duration {
+func (e *env) rolloutBudgetFloor(per []int32, writes budget) time.Duration {
 	groups := 1
 	if e.cloud.groupOf("s", "a") != e.cloud.groupOf("s", "b") {
 		groups = *flagZones
@@ -123,7 +131,7 @@ func (e *env) rolloutBudgetFloor(per []int32) time.Duration {
 		waves := (int(r) + surge - 1) / surge
 		calls += waves * min(groups, surge) * 2
 	}
-	return time.Duration(float64(calls) / e.cloud.targetWrites().perSec * float64(time.Second))
+	return time.Duration(float64(calls) / writes.perSec * float64(time.Second))
 }
 
 // budgetCycles are how long the account's long-run rates take to serve
