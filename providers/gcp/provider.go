@@ -850,7 +850,7 @@ func displayPath(path, project string) string {
 // one listNetworkEndpoints (per 500 endpoints) when the attached set is
 // unknown (first look, after a failed operation) or older than
 // EndpointResync; one listNetworkEndpoints when no health check judges
-// the NEG. Zones are read in parallel, except at rest (providers.AtRest).
+// the NEG. Zones are read in parallel.
 func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers.Observed, error) {
 	gs, ok := g.Provider.(*groupState)
 	if !ok {
@@ -880,29 +880,15 @@ func (p *Provider) ObserveParts(ctx context.Context, g *providers.Group, of []pr
 	return observed, func(o providers.Observed) bool { return read[o.Zone] }, err
 }
 
-// observeZones reads the given zones of the group in parallel, or one
-// after another in a read at rest: nothing waits for that one, and a zone
-// read in a goroutine of its own pays for growing its stack through the
-// Compute client's deep calls, which a fleet at rest does thousands of
-// times a resync.
+// observeZones reads the given zones of the group in parallel.
 func (p *Provider) observeZones(ctx context.Context, g *providers.Group, gs *groupState, zoneNames []string) ([]providers.Observed, error) {
 	zones := make([][]providers.Observed, len(zoneNames))
-	read := func(i int, zone string) (err error) {
+	err := inParallel(zoneNames, func(i int, zone string) (err error) {
 		if zones[i], err = p.observeZone(ctx, gs, zone); err != nil {
 			return fmt.Errorf("zone %s: %w", zone, err)
 		}
 		return nil
-	}
-	var err error
-	if providers.IsAtRest(ctx) {
-		for i, zone := range zoneNames {
-			if err = read(i, zone); err != nil {
-				break
-			}
-		}
-	} else {
-		err = inParallel(zoneNames, read)
-	}
+	})
 	if err != nil {
 		err = combine(err, "reading endpoints of "+g.Display)
 		if c := providers.ClassOf(err); c == providers.NotFound || c == providers.Invalid {
