@@ -49,8 +49,8 @@ var ErrNoSpareToken = errors.New("no spare token in the client-side bucket: put 
 // PutOffError is a call at rest put off for want of a spare token.
 type PutOffError struct {
 	Op string
-	// Refill is how long the bucket takes to refill its reserve from
-	// empty: about when to try again.
+	// Refill is how long the bucket takes to refill its reserve and
+	// one spare token from empty: about when to try again.
 	Refill time.Duration
 }
 
@@ -63,8 +63,8 @@ type atRest struct{}
 // AtRest marks ctx's calls as work nothing waits for (a read of a group
 // whose pods all have their verdict): Call makes them only from tokens
 // beyond half the bucket's burst and never queues them, so they cannot
-// delay a call a pod waits for; without such a token it returns
-// ErrNoSpareToken at once.
+// delay a call a pod waits for; without such a token it returns a
+// *PutOffError (ErrNoSpareToken) at once.
 func AtRest(ctx context.Context) context.Context { return context.WithValue(ctx, atRest{}, true) }
 
 // IsAtRest reports whether ctx was made by AtRest.
