@@ -2,7 +2,6 @@ package providers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -31,22 +30,18 @@ var (
 		Help:    "Time spent waiting for the client-side rate limiter.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 	}, []string{"provider", "operation"})
-	apiPutOff = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "podlb_cloud_api_put_off_total",
+	apiDeferred = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podlb_cloud_api_calls_deferred_total",
 		Help: "Calls nothing waited for (reads at rest) put off because the client-side bucket held no spare token.",
 	}, []string{"provider", "operation"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(apiCalls, apiLatency, apiWait, apiPutOff)
+	metrics.Registry.MustRegister(apiCalls, apiLatency, apiWait, apiDeferred)
 }
 
-// ErrNoSpareToken is what Call's error is (errors.Is) for a call made
-// AtRest when its bucket holds no token beyond the reserve kept for work
-// that waits; the error is a *PutOffError.
-var ErrNoSpareToken = errors.New("no spare token in the client-side bucket: put off behind work that waits")
-
-// PutOffError is a call at rest put off for want of a spare token.
+// PutOffError is Call's error for a call made AtRest when its bucket
+// holds no token beyond the reserve kept for work that waits.
 type PutOffError struct {
 	Op string
 	// Refill is how long the bucket takes to refill its reserve and
@@ -54,9 +49,9 @@ type PutOffError struct {
 	Refill time.Duration
 }
 
-func (e *PutOffError) Error() string { return e.Op + ": " + ErrNoSpareToken.Error() }
-
-func (e *PutOffError) Is(target error) bool { return target == ErrNoSpareToken }
+func (e *PutOffError) Error() string {
+	return e.Op + ": no spare token in the client-side bucket: put off behind work that waits"
+}
 
 type atRest struct{}
 
@@ -64,7 +59,7 @@ type atRest struct{}
 // whose pods all have their verdict): Call makes them only from tokens
 // beyond half the bucket's burst and never queues them, so they cannot
 // delay a call a pod waits for; without such a token it returns a
-// *PutOffError (ErrNoSpareToken) at once.
+// *PutOffError at once.
 func AtRest(ctx context.Context) context.Context { return context.WithValue(ctx, atRest{}, true) }
 
 // IsAtRest reports whether ctx was made by AtRest.
@@ -247,7 +242,7 @@ func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Contex
 	rest := IsAtRest(ctx)
 	for attempt := 1; ; attempt++ {
 		if rest && !c.spare(op) {
-			apiPutOff.WithLabelValues(c.provider, op).Inc()
+			apiDeferred.WithLabelValues(c.provider, op).Inc()
 			return Classify(Throttled, "", &PutOffError{Op: op, Refill: c.reserveRefill(op)})
 		}
 		if !rest && (attempt > 1 || held == nil || !held.CompareAndSwap(false, true)) {

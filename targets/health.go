@@ -602,7 +602,7 @@ func (r *BindingReconciler) readAtRest(key providers.BindingKey) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v := r.views[key]
-	return v != nil && v.resting && len(v.waiting) == 0 && v.obs.err == nil
+	return v != nil && v.resting && v.obs.err == nil
 }
 
 // readScope returns the binding's group and, when only part of it is
