@@ -6,8 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/protobuf/proto"
+	compute "google.golang.org/api/compute/v1"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -49,13 +48,11 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 	// While cached, one backend service changes its draining timeout.
 	changed := bindings[5]
 	bs := e.getBS(changed.Key.Service)
-	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: changed.Key.Service,
-		BackendServiceResource: &computepb.BackendService{Fingerprint: bs.Fingerprint,
-			ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(60)}}}))
+	e.done(e.bs.Patch(project, changed.Key.Service, &compute.BackendService{Fingerprint: bs.Fingerprint,
+		ConnectionDraining: &compute.ConnectionDraining{DrainingTimeoutSec: 60}}).Context(e.ctx).Do())
 	// Another's health check comes to judge in 3 checks 7 s apart.
 	slower := bindings[8]
-	e.done(e.hcs.Patch(e.ctx, &computepb.PatchHealthCheckRequest{Project: project, HealthCheck: slower.Key.Service + "-hc",
-		HealthCheckResource: &computepb.HealthCheck{CheckIntervalSec: proto.Int32(7), TimeoutSec: proto.Int32(5), HealthyThreshold: proto.Int32(3)}}))
+	e.done(e.hcs.Patch(project, slower.Key.Service+"-hc", &compute.HealthCheck{CheckIntervalSec: 7, TimeoutSec: 5, HealthyThreshold: 3}).Context(e.ctx).Do())
 
 	time.Sleep(ttl + ttl/5 + 200*time.Millisecond) // every entry has expired
 	before := e.srv.Stats()
@@ -102,7 +99,7 @@ func TestStartLooksUpNEGsWithOneList(t *testing.T) {
 		e.ensure(b)
 	}
 	gone := bindings[n-1]
-	e.done(e.neg.Delete(e.ctx, &computepb.DeleteNetworkEndpointGroupRequest{Project: project, Zone: zones3[1], NetworkEndpointGroup: NEGName(cluster, gone.Key)}))
+	e.done(e.neg.Delete(project, zones3[1], NEGName(cluster, gone.Key)).Context(e.ctx).Do())
 
 	// A restart: a new provider, every binding ensured at once, a few at
 	// a time as the controller's workers would.
@@ -150,8 +147,8 @@ func TestStartLooksUpNEGsWithOneList(t *testing.T) {
 // it was made for: a later list stays while it is fresh.
 func TestListOfEveryNEGIsDroppedWhenStale(t *testing.T) {
 	p := &Provider{opts: Options{Cluster: cluster}}
-	ours := map[string]map[string]*computepb.NetworkEndpointGroup{
-		"neg-a": {zones3[0]: {Name: proto.String("neg-a"), Description: proto.String(Description(cluster, binding(`{}`).Key))}},
+	ours := map[string]map[string]*compute.NetworkEndpointGroup{
+		"neg-a": {zones3[0]: {Name: "neg-a", Description: Description(cluster, binding(`{}`).Key)}},
 	}
 	held := func() int {
 		p.mu.Lock()

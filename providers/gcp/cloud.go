@@ -8,17 +8,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path"
-	"reflect"
 	"strings"
 	"time"
 
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"github.com/googleapis/gax-go/v2/apierror"
+	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/googleapi"
-	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -34,13 +29,11 @@ const (
 	opNEGList       = "networkEndpointGroups.listNetworkEndpoints"
 	opBSGet         = "backendServices.get"
 	opBSPatch       = "backendServices.patch"
-	opBSUpdate      = "backendServices.update"
 	opBSGetHealth   = "backendServices.getHealth"
 	opRBSGet        = "regionBackendServices.get"
 	opBSList        = "backendServices.list"
 	opRBSList       = "regionBackendServices.list"
 	opRBSPatch      = "regionBackendServices.patch"
-	opRBSUpdate     = "regionBackendServices.update"
 	opRBSGetHealth  = "regionBackendServices.getHealth"
 	// opOperationsWait is zoneOperations.wait and its regional and global
 	// kin: one call returns when the operation is done (or after about
@@ -143,7 +136,7 @@ func classify(op string, err error) error {
 	case code == 0:
 		return providers.Classify(providers.Transient, "", err)
 	case code == http.StatusTooManyRequests || reason == "rateLimitExceeded" || reason == "userRateLimitExceeded":
-		// The apiv1 client does not retry these; the core backs off.
+		// The Compute client does not retry these; the core backs off.
 		return providers.Classify(providers.Throttled, "", err)
 	case code == http.StatusNotFound:
 		return providers.Classify(providers.NotFound, "", err)
@@ -171,24 +164,14 @@ func errorMessage(err error) string {
 // errorCode extracts the HTTP status and the legacy reason of a Compute
 // error (0, "" for anything else).
 func errorCode(err error) (int, string) {
-	code, reason := 0, ""
-	var ae *apierror.APIError
-	if errors.As(err, &ae) {
-		code = ae.HTTPCode()
-	}
 	var ge *googleapi.Error
-	if errors.As(err, &ge) {
-		if code <= 0 {
-			code = ge.Code
-		}
-		if len(ge.Errors) > 0 {
-			reason = ge.Errors[0].Reason
-		}
+	if !errors.As(err, &ge) || ge.Code < 0 {
+		return 0, ""
 	}
-	if code < 0 {
-		code = 0
+	if len(ge.Errors) > 0 {
+		return ge.Code, ge.Errors[0].Reason
 	}
-	return code, reason
+	return ge.Code, ""
 }
 
 func isCode(err error, code int) bool {
@@ -196,97 +179,74 @@ func isCode(err error, code int) bool {
 	return c == code
 }
 
-// clients are the REST clients the provider uses: NEGs and backend
+// clients are the Compute services the provider uses: NEGs and backend
 // services for bindings, and the global and regional pieces of the
-// Application Load Balancers it provisions.
+// Application Load Balancers it provisions. They are the JSON client of
+// the Compute API: its types are plain structs, where the protobuf types
+// of the gRPC-style client build the descriptors of the whole API (about
+// 10 MB of live heap) on first use.
 type clients struct {
-	negs *compute.NetworkEndpointGroupsClient
-	bs   *compute.BackendServicesClient
-	rbs  *compute.RegionBackendServicesClient
+	negs *compute.NetworkEndpointGroupsService
+	bs   *compute.BackendServicesService
+	rbs  *compute.RegionBackendServicesService
 
-	hcs   *compute.HealthChecksClient
-	rhcs  *compute.RegionHealthChecksClient
-	ums   *compute.UrlMapsClient
-	rums  *compute.RegionUrlMapsClient
-	thps  *compute.TargetHttpProxiesClient
-	rthps *compute.RegionTargetHttpProxiesClient
-	tsps  *compute.TargetHttpsProxiesClient
-	rtsps *compute.RegionTargetHttpsProxiesClient
-	ttps  *compute.TargetTcpProxiesClient
-	rttps *compute.RegionTargetTcpProxiesClient
-	tslps *compute.TargetSslProxiesClient
-	gfrs  *compute.GlobalForwardingRulesClient
-	frs   *compute.ForwardingRulesClient
-	gaddr *compute.GlobalAddressesClient
-	addr  *compute.AddressesClient
-	zops  *compute.ZoneOperationsClient
-	rops  *compute.RegionOperationsClient
-	gops  *compute.GlobalOperationsClient
+	hcs   *compute.HealthChecksService
+	rhcs  *compute.RegionHealthChecksService
+	ums   *compute.UrlMapsService
+	rums  *compute.RegionUrlMapsService
+	thps  *compute.TargetHttpProxiesService
+	rthps *compute.RegionTargetHttpProxiesService
+	tsps  *compute.TargetHttpsProxiesService
+	rtsps *compute.RegionTargetHttpsProxiesService
+	ttps  *compute.TargetTcpProxiesService
+	rttps *compute.RegionTargetTcpProxiesService
+	tslps *compute.TargetSslProxiesService
+	gfrs  *compute.GlobalForwardingRulesService
+	frs   *compute.ForwardingRulesService
+	gaddr *compute.GlobalAddressesService
+	addr  *compute.AddressesService
+	zops  *compute.ZoneOperationsService
+	rops  *compute.RegionOperationsService
+	gops  *compute.GlobalOperationsService
 }
 
-// newClients makes every REST client, closing the made ones on failure.
+// newClients makes the Compute services.
 func newClients(ctx context.Context, co []option.ClientOption) (*clients, error) {
-	c := &clients{}
-	var err error
-	for _, mk := range []func(){
-		func() { c.negs, err = compute.NewNetworkEndpointGroupsRESTClient(ctx, co...) },
-		func() { c.bs, err = compute.NewBackendServicesRESTClient(ctx, co...) },
-		func() { c.rbs, err = compute.NewRegionBackendServicesRESTClient(ctx, co...) },
-		func() { c.hcs, err = compute.NewHealthChecksRESTClient(ctx, co...) },
-		func() { c.rhcs, err = compute.NewRegionHealthChecksRESTClient(ctx, co...) },
-		func() { c.ums, err = compute.NewUrlMapsRESTClient(ctx, co...) },
-		func() { c.rums, err = compute.NewRegionUrlMapsRESTClient(ctx, co...) },
-		func() { c.thps, err = compute.NewTargetHttpProxiesRESTClient(ctx, co...) },
-		func() { c.rthps, err = compute.NewRegionTargetHttpProxiesRESTClient(ctx, co...) },
-		func() { c.tsps, err = compute.NewTargetHttpsProxiesRESTClient(ctx, co...) },
-		func() { c.rtsps, err = compute.NewRegionTargetHttpsProxiesRESTClient(ctx, co...) },
-		func() { c.ttps, err = compute.NewTargetTcpProxiesRESTClient(ctx, co...) },
-		func() { c.rttps, err = compute.NewRegionTargetTcpProxiesRESTClient(ctx, co...) },
-		func() { c.tslps, err = compute.NewTargetSslProxiesRESTClient(ctx, co...) },
-		func() { c.gfrs, err = compute.NewGlobalForwardingRulesRESTClient(ctx, co...) },
-		func() { c.frs, err = compute.NewForwardingRulesRESTClient(ctx, co...) },
-		func() { c.gaddr, err = compute.NewGlobalAddressesRESTClient(ctx, co...) },
-		func() { c.addr, err = compute.NewAddressesRESTClient(ctx, co...) },
-		func() { c.zops, err = compute.NewZoneOperationsRESTClient(ctx, co...) },
-		func() { c.rops, err = compute.NewRegionOperationsRESTClient(ctx, co...) },
-		func() { c.gops, err = compute.NewGlobalOperationsRESTClient(ctx, co...) },
-	} {
-		if mk(); err != nil {
-			_ = c.close()
-			return nil, err
-		}
+	s, err := compute.NewService(ctx, co...)
+	if err != nil {
+		return nil, err
 	}
-	return c, nil
-}
-
-func (c *clients) close() error {
-	var errs []error
-	for _, cl := range []interface{ Close() error }{c.negs, c.bs, c.rbs, c.hcs, c.rhcs, c.ums, c.rums,
-		c.thps, c.rthps, c.tsps, c.rtsps, c.ttps, c.rttps, c.tslps, c.gfrs, c.frs, c.gaddr, c.addr, c.zops, c.rops, c.gops} {
-		if cl != nil && !reflect.ValueOf(cl).IsNil() {
-			errs = append(errs, cl.Close())
-		}
-	}
-	return errors.Join(errs...)
+	return &clients{
+		negs: s.NetworkEndpointGroups, bs: s.BackendServices, rbs: s.RegionBackendServices,
+		hcs: s.HealthChecks, rhcs: s.RegionHealthChecks, ums: s.UrlMaps, rums: s.RegionUrlMaps,
+		thps: s.TargetHttpProxies, rthps: s.RegionTargetHttpProxies,
+		tsps: s.TargetHttpsProxies, rtsps: s.RegionTargetHttpsProxies,
+		ttps: s.TargetTcpProxies, rttps: s.RegionTargetTcpProxies, tslps: s.TargetSslProxies,
+		gfrs: s.GlobalForwardingRules, frs: s.ForwardingRules, gaddr: s.GlobalAddresses, addr: s.Addresses,
+		zops: s.ZoneOperations, rops: s.RegionOperations, gops: s.GlobalOperations,
+	}, nil
 }
 
 // Throttled calls are retried after throttleBackoff, doubling, up to
 // throttleRetries times before the error goes to the core (which backs the
 // whole binding off). A 403 rateLimitExceeded did nothing, so retrying is
-// safe even for mutations; the apiv1 client does not retry it (the AWS
+// safe even for mutations; the Compute client does not retry it (the AWS
 // SDK's standard retryer does, three attempts). Without this, a reconcile
 // of a dozen calls under partial throttling almost never completes, and a
-// throttled operation poll reports a successful attach as failed.
+// throttled operation poll reports a successful attach as failed. Reads
+// are retried the same way on a 5xx: they change nothing.
 const throttleRetries = 2
 
 var throttleBackoff = 200 * time.Millisecond
 
-// call runs one Compute call through its limiter, retrying throttled ones.
+// call runs one Compute call through its limiter, retrying throttled ones
+// and reads that met a server error. A read put off for want of a spare
+// token goes back at once: its caller schedules it again.
 func (p *Provider) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	delay := throttleBackoff
 	for attempt := 0; ; attempt++ {
 		err := p.calls.Call(ctx, op, fn)
-		if attempt == throttleRetries || providers.ClassOf(err) != providers.Throttled {
+		if attempt == throttleRetries || !retryable(op, err) {
 			return err
 		}
 		// Jittered, so the bindings throttled together spread out.
@@ -301,6 +261,28 @@ func (p *Provider) call(ctx context.Context, op string, fn func(ctx context.Cont
 	}
 }
 
+// retryable tells whether call may send op again after err.
+func retryable(op string, err error) bool {
+	if po := (*providers.PutOffError)(nil); errors.As(err, &po) {
+		return false
+	}
+	switch providers.ClassOf(err) {
+	case providers.Throttled:
+		return true
+	case providers.Transient:
+		code, _ := errorCode(err)
+		return code >= 500 && isRead(op)
+	}
+	return false
+}
+
+// isRead tells the methods that change nothing: gets, lists, health
+// reads and operation waits.
+func isRead(op string) bool {
+	_, verb, _ := strings.Cut(op, ".")
+	return verb == "get" || verb == "getHealth" || verb == "wait" || strings.HasPrefix(verb, "list") || verb == "aggregatedList"
+}
+
 // wait awaits an operation with the operations' wait methods, each call
 // through the operations bucket. An operation answered DONE costs no call.
 func (p *Provider) wait(ctx context.Context, op *compute.Operation) error {
@@ -310,51 +292,53 @@ func (p *Provider) wait(ctx context.Context, op *compute.Operation) error {
 
 // waitDone is wait that also returns the finished operation (nil for a
 // nil op).
-func (p *Provider) waitDone(ctx context.Context, op *compute.Operation) (*computepb.Operation, error) {
+func (p *Provider) waitDone(ctx context.Context, op *compute.Operation) (*compute.Operation, error) {
 	if op == nil {
 		return nil, nil
 	}
-	pb := op.Proto()
-	for pb.GetStatus() != computepb.Operation_DONE {
-		var next *computepb.Operation
+	for op.Status != "DONE" {
+		var next *compute.Operation
 		err := p.call(ctx, opOperationsWait, func(ctx context.Context) (err error) {
-			next, err = p.waitOnce(ctx, pb)
+			next, err = p.waitOnce(ctx, op)
 			return err
 		})
 		if err != nil {
-			return pb, err
+			return op, err
 		}
-		pb = next
+		op = next
 	}
-	if err := opError(pb); err != nil {
-		return pb, classify(pb.GetOperationType(), err)
+	if err := opError(op); err != nil {
+		return op, classify(op.OperationType, err)
 	}
-	return pb, nil
+	return op, nil
 }
 
 // waitOnce calls the wait method of the operation's scope.
-func (p *Provider) waitOnce(ctx context.Context, op *computepb.Operation) (*computepb.Operation, error) {
+func (p *Provider) waitOnce(ctx context.Context, op *compute.Operation) (*compute.Operation, error) {
 	switch {
-	case op.GetZone() != "":
-		return p.c.zops.Wait(ctx, &computepb.WaitZoneOperationRequest{Project: p.opts.Project, Zone: path.Base(op.GetZone()), Operation: op.GetName()})
-	case op.GetRegion() != "":
-		return p.c.rops.Wait(ctx, &computepb.WaitRegionOperationRequest{Project: p.opts.Project, Region: path.Base(op.GetRegion()), Operation: op.GetName()})
+	case op.Zone != "":
+		return p.c.zops.Wait(p.opts.Project, path.Base(op.Zone), op.Name).Context(ctx).Do()
+	case op.Region != "":
+		return p.c.rops.Wait(p.opts.Project, path.Base(op.Region), op.Name).Context(ctx).Do()
 	default:
-		return p.c.gops.Wait(ctx, &computepb.WaitGlobalOperationRequest{Project: p.opts.Project, Operation: op.GetName()})
+		return p.c.gops.Wait(p.opts.Project, op.Name).Context(ctx).Do()
 	}
 }
 
-// opError reports a finished operation's failure the way op.Poll does.
-func opError(op *computepb.Operation) error {
-	code := op.GetHttpErrorStatusCode()
-	if op.HttpErrorStatusCode == nil || (code >= 200 && code <= 299) {
+// opError reports a finished operation's failure as an API error of its
+// HTTP status, with the operation's errors in the message.
+func opError(op *compute.Operation) error {
+	code := op.HttpErrorStatusCode
+	if code == 0 || (code >= 200 && code <= 299) {
 		return nil
 	}
-	ge := &googleapi.Error{Code: int(code), Message: fmt.Sprintf("%s: %v", op.GetHttpErrorMessage(), op.GetError())}
-	if ae, ok := apierror.FromError(ge); ok {
-		return ae
+	msg := op.HttpErrorMessage
+	if op.Error != nil {
+		for _, e := range op.Error.Errors {
+			msg += fmt.Sprintf("; %s: %s", e.Code, e.Message)
+		}
 	}
-	return ge
+	return &googleapi.Error{Code: int(code), Message: msg}
 }
 
 // mutate runs one mutating call and awaits its operation.
@@ -372,10 +356,10 @@ func (p *Provider) mutate(ctx context.Context, name string, call func(ctx contex
 
 // findNEGs finds the NEGs of one name in every zone. Look-ups made at
 // once share one aggregated list (see lookupNEGs).
-func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*computepb.NetworkEndpointGroup, error) {
+func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*compute.NetworkEndpointGroup, error) {
 	found, _, err := p.negsByName.Get(ctx, name)
 	if found == nil {
-		found = map[string]*computepb.NetworkEndpointGroup{}
+		found = map[string]*compute.NetworkEndpointGroup{}
 	}
 	return found, err
 }
@@ -383,18 +367,18 @@ func (p *Provider) findNEGs(ctx context.Context, name string) (map[string]*compu
 // lookupNEGs lists the NEGs of names, by name and zone: one name with a
 // filtered aggregated list, several with one list of every NEG, which is
 // also kept for the Ensures of a start (see listedNEGs).
-func (p *Provider) lookupNEGs(ctx context.Context, names []string) (map[string]map[string]*computepb.NetworkEndpointGroup, error) {
+func (p *Provider) lookupNEGs(ctx context.Context, names []string) (map[string]map[string]*compute.NetworkEndpointGroup, error) {
 	filter := ""
 	if len(names) == 1 {
 		filter = fmt.Sprintf("name = %q", names[0])
 	}
-	all := map[string]map[string]*computepb.NetworkEndpointGroup{}
+	all := map[string]map[string]*compute.NetworkEndpointGroup{}
 	start := time.Now()
-	err := p.eachNEG(ctx, filter, func() { clear(all) }, func(zone string, n *computepb.NetworkEndpointGroup) {
-		if all[n.GetName()] == nil {
-			all[n.GetName()] = map[string]*computepb.NetworkEndpointGroup{}
+	err := p.eachNEG(ctx, filter, func() { clear(all) }, func(zone string, n *compute.NetworkEndpointGroup) {
+		if all[n.Name] == nil {
+			all[n.Name] = map[string]*compute.NetworkEndpointGroup{}
 		}
-		all[n.GetName()][zone] = n
+		all[n.Name][zone] = n
 	})
 	if err != nil {
 		return nil, err
@@ -402,7 +386,7 @@ func (p *Provider) lookupNEGs(ctx context.Context, names []string) (map[string]m
 	if filter == "" {
 		p.keepListed(start, all)
 	}
-	out := make(map[string]map[string]*computepb.NetworkEndpointGroup, len(names))
+	out := make(map[string]map[string]*compute.NetworkEndpointGroup, len(names))
 	for _, n := range names {
 		if zones := all[n]; zones != nil {
 			out[n] = zones
@@ -415,7 +399,7 @@ func (p *Provider) lookupNEGs(ctx context.Context, names []string) (map[string]m
 // at least one of whose NEGs this cluster's podlb created.
 type negList struct {
 	at     time.Time
-	byName map[string]map[string]*computepb.NetworkEndpointGroup
+	byName map[string]map[string]*compute.NetworkEndpointGroup
 }
 
 // listedFor is how long a list of every NEG answers the first Ensure of
@@ -429,11 +413,11 @@ const listedFor = time.Minute
 
 // keepListed keeps a list of every NEG begun at start, of the names this
 // cluster owns a NEG of.
-func (p *Provider) keepListed(start time.Time, all map[string]map[string]*computepb.NetworkEndpointGroup) {
-	ours := map[string]map[string]*computepb.NetworkEndpointGroup{}
+func (p *Provider) keepListed(start time.Time, all map[string]map[string]*compute.NetworkEndpointGroup) {
+	ours := map[string]map[string]*compute.NetworkEndpointGroup{}
 	for name, zones := range all {
 		for _, n := range zones {
-			if o, ok := ownerFrom(n.GetDescription()); ok && o.Cluster == p.opts.Cluster {
+			if o, ok := ownerFrom(n.Description); ok && o.Cluster == p.opts.Cluster {
 				ours[name] = maps.Clone(zones)
 				break
 			}
@@ -461,7 +445,7 @@ func (p *Provider) dropListed(start time.Time) {
 // findNEGsAfterStart is findNEGs for a binding's first Ensure after a
 // start: answered from a list of every NEG, made once for all bindings
 // that ask at once, when that list holds the name.
-func (p *Provider) findNEGsAfterStart(ctx context.Context, name string) (map[string]*computepb.NetworkEndpointGroup, error) {
+func (p *Provider) findNEGsAfterStart(ctx context.Context, name string) (map[string]*compute.NetworkEndpointGroup, error) {
 	found, ok, fresh := p.listedNEGs(name)
 	if !fresh {
 		ch := p.listing.DoChan("", func() (any, error) {
@@ -489,7 +473,7 @@ func (p *Provider) findNEGsAfterStart(ctx context.Context, name string) (map[str
 
 // listedNEGs answers a look-up of name from the last list of every NEG
 // while it is fresh: found is false when the list does not hold name.
-func (p *Provider) listedNEGs(name string) (zones map[string]*computepb.NetworkEndpointGroup, found, fresh bool) {
+func (p *Provider) listedNEGs(name string) (zones map[string]*compute.NetworkEndpointGroup, found, fresh bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if time.Since(p.listed.at) > listedFor {
@@ -515,37 +499,32 @@ func (p *Provider) unlist(zone, name string) {
 // eachNEG hands every NEG of the project that matches filter ("" for all)
 // to fn with its zone, through one aggregated list paced like the rest.
 // A retried list starts over: reset is called before each attempt.
-func (p *Provider) eachNEG(ctx context.Context, filter string, reset func(), fn func(zone string, n *computepb.NetworkEndpointGroup)) error {
+func (p *Provider) eachNEG(ctx context.Context, filter string, reset func(), fn func(zone string, n *compute.NetworkEndpointGroup)) error {
 	return p.call(ctx, opNEGAggregated, func(ctx context.Context) error {
 		reset()
-		req := &computepb.AggregatedListNetworkEndpointGroupsRequest{Project: p.opts.Project}
+		req := p.c.negs.AggregatedList(p.opts.Project).Context(ctx)
 		if filter != "" {
-			req.Filter = proto.String(filter)
+			req = req.Filter(filter)
 		}
-		it := p.c.negs.AggregatedList(ctx, req)
-		for {
-			pair, err := it.Next()
-			if err == iterator.Done {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			for _, n := range pair.Value.GetNetworkEndpointGroups() {
-				zone := lastSegment(n.GetZone())
-				if zone == "" {
-					zone = strings.TrimPrefix(pair.Key, "zones/")
+		return req.Pages(ctx, func(page *compute.NetworkEndpointGroupAggregatedList) error {
+			for key, scoped := range page.Items {
+				for _, n := range scoped.NetworkEndpointGroups {
+					zone := lastSegment(n.Zone)
+					if zone == "" {
+						zone = strings.TrimPrefix(key, "zones/")
+					}
+					fn(zone, n)
 				}
-				fn(zone, n)
 			}
-		}
+			return nil
+		})
 	})
 }
 
-func (p *Provider) getNEG(ctx context.Context, zone, name string) (*computepb.NetworkEndpointGroup, error) {
-	var n *computepb.NetworkEndpointGroup
+func (p *Provider) getNEG(ctx context.Context, zone, name string) (*compute.NetworkEndpointGroup, error) {
+	var n *compute.NetworkEndpointGroup
 	err := p.call(ctx, opNEGGet, func(ctx context.Context) (err error) {
-		n, err = p.c.negs.Get(ctx, &computepb.GetNetworkEndpointGroupRequest{Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name})
+		n, err = p.c.negs.Get(p.opts.Project, zone, name).Context(ctx).Do()
 		return err
 	})
 	return n, err
@@ -553,7 +532,7 @@ func (p *Provider) getNEG(ctx context.Context, zone, name string) (*computepb.Ne
 
 func (p *Provider) deleteNEG(ctx context.Context, zone, name string) error {
 	err := p.mutate(ctx, opNEGDelete, func(ctx context.Context) (*compute.Operation, error) {
-		return p.c.negs.Delete(ctx, &computepb.DeleteNetworkEndpointGroupRequest{Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name})
+		return p.c.negs.Delete(p.opts.Project, zone, name).Context(ctx).Do()
 	})
 	if err == nil || providers.ClassOf(err) == providers.NotFound {
 		p.unlist(zone, name)
@@ -568,30 +547,26 @@ func (p *Provider) listEndpoints(ctx context.Context, zone, name string) (map[pr
 	out := map[providers.TargetKey]string{}
 	err := p.call(ctx, opNEGList, func(ctx context.Context) error {
 		clear(out)
-		it := p.c.negs.ListNetworkEndpoints(ctx, &computepb.ListNetworkEndpointsNetworkEndpointGroupsRequest{
-			Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name,
-			MaxResults: proto.Uint32(500),
-			NetworkEndpointGroupsListEndpointsRequestResource: &computepb.NetworkEndpointGroupsListEndpointsRequest{HealthStatus: proto.String("SKIP")},
+		req := p.c.negs.ListNetworkEndpoints(p.opts.Project, zone, name,
+			&compute.NetworkEndpointGroupsListEndpointsRequest{HealthStatus: "SKIP"}).MaxResults(500).Context(ctx)
+		return req.Pages(ctx, func(page *compute.NetworkEndpointGroupsListNetworkEndpoints) error {
+			for _, ep := range page.Items {
+				if ep.NetworkEndpoint == nil {
+					continue
+				}
+				if k, ok := endpointKey(ep.NetworkEndpoint.IpAddress, ep.NetworkEndpoint.Port); ok {
+					out[k] = instanceName(ep.NetworkEndpoint.Instance)
+				}
+			}
+			return nil
 		})
-		for {
-			ep, err := it.Next()
-			if err == iterator.Done {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if k, ok := endpointKey(ep.GetNetworkEndpoint().GetIpAddress(), ep.GetNetworkEndpoint().GetPort()); ok {
-				out[k] = instanceName(ep.GetNetworkEndpoint().GetInstance())
-			}
-		}
 	})
 	return out, err
 }
 
 // backendService reads one backend service. Reads made at once share
 // list calls (see lookupBackendServices).
-func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*computepb.BackendService, error) {
+func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*compute.BackendService, error) {
 	ref.Project = p.project(ref)
 	bs, found, err := p.services.Get(ctx, ref)
 	if err == nil && !found {
@@ -602,20 +577,20 @@ func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*compute
 
 // lookupBackendServices reads backend services: one with a get, several
 // with one list per project and region.
-func (p *Provider) lookupBackendServices(ctx context.Context, refs []serviceRef) (map[serviceRef]*computepb.BackendService, error) {
-	return lookupScoped(ctx, refs, p.getBackendService, p.listBackendServices)
+func (p *Provider) lookupBackendServices(ctx context.Context, refs []serviceRef) (map[serviceRef]*compute.BackendService, error) {
+	return lookupScoped(ctx, refs, func(bs *compute.BackendService) string { return bs.Name }, p.getBackendService, p.listBackendServices)
 }
 
 // lookupHealthChecks reads health checks as lookupBackendServices reads
 // backend services.
-func (p *Provider) lookupHealthChecks(ctx context.Context, refs []serviceRef) (map[serviceRef]*computepb.HealthCheck, error) {
-	return lookupScoped(ctx, refs, p.getHealthCheck, p.listHealthChecks)
+func (p *Provider) lookupHealthChecks(ctx context.Context, refs []serviceRef) (map[serviceRef]*compute.HealthCheck, error) {
+	return lookupScoped(ctx, refs, func(hc *compute.HealthCheck) string { return hc.Name }, p.getHealthCheck, p.listHealthChecks)
 }
 
 // lookupScoped reads resources of one kind by reference: one with get,
 // several with one list per project and region; those not found are left
 // out.
-func lookupScoped[T interface{ GetName() string }](ctx context.Context, refs []serviceRef,
+func lookupScoped[T any](ctx context.Context, refs []serviceRef, nameOf func(T) string,
 	get func(context.Context, serviceRef) (T, error),
 	list func(ctx context.Context, project, region string, fn func(T)) error) (map[serviceRef]T, error) {
 	out := map[serviceRef]T{}
@@ -641,8 +616,8 @@ func lookupScoped[T interface{ GetName() string }](ctx context.Context, refs []s
 	}
 	for sc, names := range want {
 		err := list(ctx, sc.project, sc.region, func(r T) {
-			if names[r.GetName()] {
-				out[serviceRef{Project: sc.project, Region: sc.region, Name: r.GetName()}] = r
+			if name := nameOf(r); names[name] {
+				out[serviceRef{Project: sc.project, Region: sc.region, Name: name}] = r
 			}
 		})
 		if err != nil {
@@ -652,17 +627,17 @@ func lookupScoped[T interface{ GetName() string }](ctx context.Context, refs []s
 	return out, nil
 }
 
-func (p *Provider) getBackendService(ctx context.Context, ref serviceRef) (*computepb.BackendService, error) {
-	var bs *computepb.BackendService
+func (p *Provider) getBackendService(ctx context.Context, ref serviceRef) (*compute.BackendService, error) {
+	var bs *compute.BackendService
 	if ref.Region == "" {
 		err := p.call(ctx, opBSGet, func(ctx context.Context) (err error) {
-			bs, err = p.c.bs.Get(ctx, &computepb.GetBackendServiceRequest{Project: ref.Project, BackendService: ref.Name})
+			bs, err = p.c.bs.Get(ref.Project, ref.Name).Context(ctx).Do()
 			return err
 		})
 		return bs, err
 	}
 	err := p.call(ctx, opRBSGet, func(ctx context.Context) (err error) {
-		bs, err = p.c.rbs.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: ref.Project, Region: ref.Region, BackendService: ref.Name})
+		bs, err = p.c.rbs.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
 		return err
 	})
 	return bs, err
@@ -671,88 +646,78 @@ func (p *Provider) getBackendService(ctx context.Context, ref serviceRef) (*comp
 // listBackendServices hands every backend service of a project (in a
 // region, or global) to fn. A retried list starts over, so fn may see a
 // service twice; callers keep the last.
-func (p *Provider) listBackendServices(ctx context.Context, project, region string, fn func(*computepb.BackendService)) error {
+func (p *Provider) listBackendServices(ctx context.Context, project, region string, fn func(*compute.BackendService)) error {
 	if region == "" {
 		return p.call(ctx, opBSList, func(ctx context.Context) error {
-			it := p.c.bs.List(ctx, &computepb.ListBackendServicesRequest{Project: project})
-			return eachOf(it.Next, fn)
+			return p.c.bs.List(project).Context(ctx).Pages(ctx, func(page *compute.BackendServiceList) error {
+				return eachOf(page.Items, fn)
+			})
 		})
 	}
 	return p.call(ctx, opRBSList, func(ctx context.Context) error {
-		it := p.c.rbs.List(ctx, &computepb.ListRegionBackendServicesRequest{Project: project, Region: region})
-		return eachOf(it.Next, fn)
+		return p.c.rbs.List(project, region).Context(ctx).Pages(ctx, func(page *compute.BackendServiceList) error {
+			return eachOf(page.Items, fn)
+		})
 	})
 }
 
-func (p *Provider) getHealthCheck(ctx context.Context, ref serviceRef) (*computepb.HealthCheck, error) {
+func (p *Provider) getHealthCheck(ctx context.Context, ref serviceRef) (*compute.HealthCheck, error) {
 	return healthChecks.getIn(ctx, p, ref.Project, scope{ref.Region}, ref.Name)
 }
 
 // listHealthChecks hands every health check of a project (in a region,
 // or global) to fn; a retried list starts over, as listBackendServices'.
-func (p *Provider) listHealthChecks(ctx context.Context, project, region string, fn func(*computepb.HealthCheck)) error {
-	return healthChecks.eachIn(ctx, p, project, scope{region}, nil, func() {}, fn)
+func (p *Provider) listHealthChecks(ctx context.Context, project, region string, fn func(*compute.HealthCheck)) error {
+	return healthChecks.eachIn(ctx, p, project, scope{region}, "", func() {}, fn)
 }
 
-func eachOf[T any](next func() (T, error), fn func(T)) error {
-	for {
-		v, err := next()
-		if err == iterator.Done {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+// eachOf hands each item of a page to fn, for Pages.
+func eachOf[T any](items []T, fn func(T)) error {
+	for _, v := range items {
 		fn(v)
 	}
+	return nil
 }
 
 // writeBackends stores a backend service's backend list, guarded by the
-// fingerprint it was read with. Patch replaces the list but omits an empty
-// one from its body, so emptying the list needs a full update.
-func (p *Provider) writeBackends(ctx context.Context, ref serviceRef, cur *computepb.BackendService, backends []*computepb.Backend) error {
+// fingerprint it was read with. Patch leaves out a field it has no value
+// for, so an empty list is sent as such by name.
+func (p *Provider) writeBackends(ctx context.Context, ref serviceRef, cur *compute.BackendService, backends []*compute.Backend) error {
 	project := p.project(ref)
+	patch := &compute.BackendService{Backends: backends, Fingerprint: cur.Fingerprint}
 	if len(backends) == 0 {
-		next := proto.CloneOf(cur)
-		next.Backends = nil
-		if ref.Region == "" {
-			return p.mutate(ctx, opBSUpdate, func(ctx context.Context) (*compute.Operation, error) {
-				return p.c.bs.Update(ctx, &computepb.UpdateBackendServiceRequest{Project: project, BackendService: ref.Name, BackendServiceResource: next})
-			})
-		}
-		return p.mutate(ctx, opRBSUpdate, func(ctx context.Context) (*compute.Operation, error) {
-			return p.c.rbs.Update(ctx, &computepb.UpdateRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name, BackendServiceResource: next})
-		})
+		patch.ForceSendFields = []string{"Backends"}
 	}
-	patch := &computepb.BackendService{Backends: backends, Fingerprint: cur.Fingerprint}
 	if ref.Region == "" {
 		return p.mutate(ctx, opBSPatch, func(ctx context.Context) (*compute.Operation, error) {
-			return p.c.bs.Patch(ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: ref.Name, BackendServiceResource: patch})
+			return p.c.bs.Patch(project, ref.Name, patch).Context(ctx).Do()
 		})
 	}
 	return p.mutate(ctx, opRBSPatch, func(ctx context.Context) (*compute.Operation, error) {
-		return p.c.rbs.Patch(ctx, &computepb.PatchRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name, BackendServiceResource: patch})
+		return p.c.rbs.Patch(project, ref.Region, ref.Name, patch).Context(ctx).Do()
 	})
 }
 
 // groupHealth asks a backend service for the health of one NEG's
 // endpoints.
-func (p *Provider) groupHealth(ctx context.Context, ref serviceRef, negURL string) ([]*computepb.HealthStatus, error) {
-	var out *computepb.BackendServiceGroupHealth
+func (p *Provider) groupHealth(ctx context.Context, ref serviceRef, negURL string) ([]*compute.HealthStatus, error) {
+	var out *compute.BackendServiceGroupHealth
 	project := p.project(ref)
-	group := &computepb.ResourceGroupReference{Group: proto.String(negURL)}
-	if ref.Region == "" {
-		err := p.call(ctx, opBSGetHealth, func(ctx context.Context) (err error) {
-			out, err = p.c.bs.GetHealth(ctx, &computepb.GetHealthBackendServiceRequest{Project: project, BackendService: ref.Name, ResourceGroupReferenceResource: group})
-			return err
-		})
-		return out.GetHealthStatus(), err
-	}
-	err := p.call(ctx, opRBSGetHealth, func(ctx context.Context) (err error) {
-		out, err = p.c.rbs.GetHealth(ctx, &computepb.GetHealthRegionBackendServiceRequest{Project: project, Region: ref.Region, BackendService: ref.Name, ResourceGroupReferenceResource: group})
+	group := &compute.ResourceGroupReference{Group: negURL}
+	op, read := opBSGetHealth, func(ctx context.Context) (err error) {
+		out, err = p.c.bs.GetHealth(project, ref.Name, group).Context(ctx).Do()
 		return err
-	})
-	return out.GetHealthStatus(), err
+	}
+	if ref.Region != "" {
+		op, read = opRBSGetHealth, func(ctx context.Context) (err error) {
+			out, err = p.c.rbs.GetHealth(project, ref.Region, ref.Name, group).Context(ctx).Do()
+			return err
+		}
+	}
+	if err := p.call(ctx, op, read); err != nil {
+		return nil, err
+	}
+	return out.HealthStatus, nil
 }
 
 func (p *Provider) project(ref serviceRef) string {

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/api/option"
 )
 
-// authMode is how the REST clients authenticate.
+// authMode is how the Compute client authenticates.
 type authMode int
 
 const (
@@ -57,7 +57,9 @@ func authOptions(o Options) ([]option.ClientOption, error) {
 	// fifth of a health read's CPU at rest.
 	co := []option.ClientOption{option.WithTelemetryDisabled()}
 	if o.Endpoint != "" {
-		co = append(co, option.WithEndpoint(o.Endpoint))
+		// The endpoint is the API's root; the JSON client takes the
+		// base path of the Compute v1 API under it.
+		co = append(co, option.WithEndpoint(strings.TrimSuffix(o.Endpoint, "/")+"/compute/v1/"))
 	}
 	switch a {
 	case authNone:

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/compute/apiv1/computepb"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -118,7 +117,7 @@ func TestTheProviderSendsTheFilesTokenAndItsReplacement(t *testing.T) {
 	}
 	defer p.Close()
 	get := func() error {
-		_, err := p.c.negs.Get(ctx, &computepb.GetNetworkEndpointGroupRequest{Project: project, Zone: zones3[0], NetworkEndpointGroup: "absent"})
+		_, err := p.c.negs.Get(project, zones3[0], "absent").Context(ctx).Do()
 		return err
 	}
 	if err := get(); !isCode(err, 403) {

@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,8 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/protobuf/proto"
+	compute "google.golang.org/api/compute/v1"
 
 	"github.com/podlb/podlb/loadbalancers"
 	"github.com/podlb/podlb/providers"
@@ -199,8 +199,8 @@ func (b *balancer) owns(description string) bool {
 	return ownedAs(description, b.cluster, b.key, b.kind)
 }
 
-func (b *balancer) description() *string {
-	return proto.String(balancerDescription(b.cluster, b.key, b.kind))
+func (b *balancer) description() string {
+	return balancerDescription(b.cluster, b.key, b.kind)
 }
 
 // link is the canonical URL of a resource of the load balancer's scope.
@@ -226,20 +226,20 @@ func (b *balancer) foreign(what, name, description string) error {
 
 // lookup reads a resource of the load balancer, refusing one that exists
 // under its name but is not its own.
-func lookup[T lbResource](ctx context.Context, b *balancer, k kind[T], name string) (T, bool, error) {
+func lookup[T comparable](ctx context.Context, b *balancer, k kind[T], name string) (T, bool, error) {
 	cur, found, err := k.read(ctx, b.p, b.sc, name)
 	if err != nil || !found {
 		return cur, false, err
 	}
-	if !b.owns(cur.GetDescription()) {
-		return cur, false, b.foreign(k.what, name, cur.GetDescription())
+	if description := k.description(cur); !b.owns(description) {
+		return cur, false, b.foreign(k.what, name, description)
 	}
 	return cur, true, nil
 }
 
 // create inserts a resource of the load balancer. When one of that name
 // appeared in between (409), it must be this load balancer's.
-func create[T lbResource](ctx context.Context, b *balancer, k kind[T], name string, r T) error {
+func create[T comparable](ctx context.Context, b *balancer, k kind[T], name string, r T) error {
 	err := k.create(ctx, b.p, b.sc, r)
 	if err == nil || !isCode(err, 409) {
 		return err
@@ -253,9 +253,9 @@ func create[T lbResource](ctx context.Context, b *balancer, k kind[T], name stri
 
 // remove deletes a resource of the load balancer when its description
 // says it is this one's; gone or not ours, it is left alone.
-func remove[T lbResource](ctx context.Context, b *balancer, k kind[T], name string) error {
+func remove[T comparable](ctx context.Context, b *balancer, k kind[T], name string) error {
 	cur, found, err := k.read(ctx, b.p, b.sc, name)
-	if err != nil || !found || !b.owns(cur.GetDescription()) {
+	if err != nil || !found || !b.owns(k.description(cur)) {
 		return err
 	}
 	return k.del(ctx, b.p, b.sc, name)
@@ -364,8 +364,8 @@ func (p *Provider) EnsureHTTP(ctx context.Context, lb *providers.HTTPBalancer) (
 	redirect := spec.RedirectToHTTPS
 	if redirect {
 		httpMap = b.name(kindRedirectMap)
-		if err := b.ensureURLMap(ctx, httpMap, &computepb.UrlMap{
-			DefaultUrlRedirect: &computepb.HttpRedirectAction{HttpsRedirect: proto.Bool(true)},
+		if err := b.ensureURLMap(ctx, httpMap, &compute.UrlMap{
+			DefaultUrlRedirect: &compute.HttpRedirectAction{HttpsRedirect: true},
 		}); err != nil {
 			return nil, nil, err
 		}
@@ -445,7 +445,7 @@ func checkBalancer(lb *providers.HTTPBalancer, spec *LoadBalancerSpec) error {
 // else /; the serving port unless the annotation fixes one.
 func (b *balancer) ensureHealthCheck(ctx context.Context, name string, hb providers.HTTPBackend, bs BackendSpec) error {
 	path, interval := hb.HealthCheckPath, int32(defaultCheckIntervalSec)
-	http := &computepb.HTTPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")}
+	http := &compute.HTTPHealthCheck{PortSpecification: "USE_SERVING_PORT"}
 	if hc := bs.HealthCheck; hc != nil {
 		if hc.Path != "" {
 			path = hc.Path
@@ -454,32 +454,32 @@ func (b *balancer) ensureHealthCheck(ctx context.Context, name string, hb provid
 			interval = *hc.CheckIntervalSec
 		}
 		if hc.Port != nil {
-			http.PortSpecification, http.Port = proto.String("USE_FIXED_PORT"), proto.Int32(*hc.Port)
+			http.PortSpecification, http.Port = "USE_FIXED_PORT", int64(*hc.Port)
 		}
 	}
 	if path == "" {
 		path = defaultHealthCheckPath
 	}
-	http.RequestPath = proto.String(path)
-	return b.applyHealthCheck(ctx, &computepb.HealthCheck{
-		Name: proto.String(name), Description: b.description(), Type: proto.String("HTTP"),
+	http.RequestPath = path
+	return b.applyHealthCheck(ctx, &compute.HealthCheck{
+		Name: name, Description: b.description(), Type: "HTTP",
 		// The timeout may not exceed the interval.
-		CheckIntervalSec: proto.Int32(interval), TimeoutSec: proto.Int32(min(interval, defaultCheckTimeoutSec)),
+		CheckIntervalSec: int64(interval), TimeoutSec: int64(min(interval, defaultCheckTimeoutSec)),
 		HttpHealthCheck: http,
 	})
 }
 
 // applyHealthCheck creates the health check want or, when what podlb sets
 // of it differs, replaces it.
-func (b *balancer) applyHealthCheck(ctx context.Context, want *computepb.HealthCheck) error {
-	name := want.GetName()
+func (b *balancer) applyHealthCheck(ctx context.Context, want *compute.HealthCheck) error {
+	name := want.Name
 	cur, found, err := lookup(ctx, b, healthChecks, name)
 	switch {
 	case err != nil:
 		return err
 	case !found:
 		return create(ctx, b, healthChecks, name, want)
-	case proto.Equal(checkSettings(cur), checkSettings(want)):
+	case sameJSON(checkSettings(cur), checkSettings(want)):
 		return nil
 	}
 	// Thresholds and the rest go back to Compute's defaults; the
@@ -489,15 +489,15 @@ func (b *balancer) applyHealthCheck(ctx context.Context, want *computepb.HealthC
 
 // checkSettings is the part of a health check podlb writes, for
 // comparing what is with what should be.
-func checkSettings(hc *computepb.HealthCheck) *computepb.HealthCheck {
-	out := &computepb.HealthCheck{Type: proto.String(hc.GetType()), CheckIntervalSec: proto.Int32(hc.GetCheckIntervalSec()), TimeoutSec: proto.Int32(hc.GetTimeoutSec())}
-	switch hc.GetType() {
-	case "HTTP":
-		h := hc.GetHttpHealthCheck()
-		out.HttpHealthCheck = &computepb.HTTPHealthCheck{RequestPath: proto.String(h.GetRequestPath()), PortSpecification: proto.String(h.GetPortSpecification()), Port: proto.Int32(h.GetPort())}
-	case "TCP":
-		h := hc.GetTcpHealthCheck()
-		out.TcpHealthCheck = &computepb.TCPHealthCheck{PortSpecification: proto.String(h.GetPortSpecification()), Port: proto.Int32(h.GetPort())}
+func checkSettings(hc *compute.HealthCheck) *compute.HealthCheck {
+	out := &compute.HealthCheck{Type: hc.Type, CheckIntervalSec: hc.CheckIntervalSec, TimeoutSec: hc.TimeoutSec}
+	switch {
+	case hc.Type == "HTTP" && hc.HttpHealthCheck != nil:
+		h := hc.HttpHealthCheck
+		out.HttpHealthCheck = &compute.HTTPHealthCheck{RequestPath: h.RequestPath, PortSpecification: h.PortSpecification, Port: h.Port}
+	case hc.Type == "TCP" && hc.TcpHealthCheck != nil:
+		h := hc.TcpHealthCheck
+		out.TcpHealthCheck = &compute.TCPHealthCheck{PortSpecification: h.PortSpecification, Port: h.Port}
 	}
 	return out
 }
@@ -518,11 +518,12 @@ func (b *balancer) ensureBackendService(ctx context.Context, name, hc string, sp
 	if hc != "" {
 		checks = []string{b.link("healthChecks", hc)}
 	}
-	want := &computepb.BackendService{
-		Name: proto.String(name), Description: b.description(),
-		Protocol: proto.String(b.protocol), LoadBalancingScheme: proto.String(b.scheme),
-		HealthChecks: checks, TimeoutSec: proto.Int32(timeout),
-		ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(draining)},
+	want := &compute.BackendService{
+		Name: name, Description: b.description(),
+		Protocol: b.protocol, LoadBalancingScheme: b.scheme,
+		HealthChecks: checks, TimeoutSec: int64(timeout),
+		// Sent when 0 too: no draining is a setting, not an absent one.
+		ConnectionDraining: &compute.ConnectionDraining{DrainingTimeoutSec: int64(draining), ForceSendFields: []string{"DrainingTimeoutSec"}},
 	}
 	for attempt := 1; ; attempt++ {
 		cur, found, err := lookup(ctx, b, backendServices, name)
@@ -531,16 +532,16 @@ func (b *balancer) ensureBackendService(ctx context.Context, name, hc string, sp
 			return err
 		case !found:
 			return create(ctx, b, backendServices, name, want)
-		case cur.GetProtocol() != b.protocol || cur.GetLoadBalancingScheme() != b.scheme:
+		case cur.Protocol != b.protocol || cur.LoadBalancingScheme != b.scheme:
 			// Neither can change in place; a deletion and a new Ensure
 			// rebuild it.
 			return providers.Errorf(providers.Invalid, "", "backend service %s has protocol %s and scheme %s, not %s and %s; delete the load balancer to rebuild it",
-				name, cur.GetProtocol(), cur.GetLoadBalancingScheme(), b.protocol, b.scheme)
+				name, cur.Protocol, cur.LoadBalancingScheme, b.protocol, b.scheme)
 		}
-		if samePaths(cur.GetHealthChecks(), checks) && cur.GetTimeoutSec() == timeout && cur.GetConnectionDraining().GetDrainingTimeoutSec() == draining {
+		if samePaths(cur.HealthChecks, checks) && cur.TimeoutSec == int64(timeout) && drainingOf(cur) == int64(draining) {
 			return nil
 		}
-		patch := &computepb.BackendService{
+		patch := &compute.BackendService{
 			TimeoutSec: want.TimeoutSec, ConnectionDraining: want.ConnectionDraining,
 			HealthChecks: checks, Fingerprint: cur.Fingerprint,
 		}
@@ -549,6 +550,23 @@ func (b *balancer) ensureBackendService(ctx context.Context, name, hc string, sp
 			return err
 		}
 	}
+}
+
+// drainingOf is a backend service's connection draining timeout (0 when
+// it has none).
+func drainingOf(bs *compute.BackendService) int64 {
+	if bs.ConnectionDraining == nil {
+		return 0
+	}
+	return bs.ConnectionDraining.DrainingTimeoutSec
+}
+
+// sameJSON compares two resources as their request bodies: fields left
+// out and empty lists alike.
+func sameJSON(a, b any) bool {
+	x, errX := json.Marshal(a)
+	y, errY := json.Marshal(b)
+	return errX == nil && errY == nil && bytes.Equal(x, y)
 }
 
 // samePaths compares two lists of resource references, in order.
@@ -564,8 +582,8 @@ func samePaths(a, b []string) bool {
 // becomes the matcher's default service; without one the matcher, like
 // the URL map itself, defaults to fallback. Matcher names come from the
 // host, so a new host does not rename the others.
-func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallback string) *computepb.UrlMap {
-	um := &computepb.UrlMap{DefaultService: proto.String(fallback)}
+func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallback string) *compute.UrlMap {
+	um := &compute.UrlMap{DefaultService: fallback}
 	var hosts []string
 	byHost := map[string][]providers.HTTPRoute{}
 	for _, r := range lb.Routes {
@@ -582,7 +600,7 @@ func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallba
 			matcher, pattern = hostMatcherPrefix+hex.EncodeToString(sum[:])[:hashLength], host
 			routes = append(slices.Clone(routes), byHost[""]...)
 		}
-		pm := &computepb.PathMatcher{Name: proto.String(matcher)}
+		pm := &compute.PathMatcher{Name: matcher}
 		used := map[string]bool{}
 		for _, r := range routes {
 			pathType := loadbalancers.Prefix
@@ -591,8 +609,8 @@ func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallba
 			}
 			paths := loadbalancers.GCPPathRules(loadbalancers.Route{Path: r.Path, PathType: pathType})
 			if paths == nil {
-				if pm.DefaultService == nil {
-					pm.DefaultService = proto.String(services[r.Backend])
+				if pm.DefaultService == "" {
+					pm.DefaultService = services[r.Backend]
 				}
 				continue
 			}
@@ -604,13 +622,13 @@ func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallba
 				}
 			}
 			if len(free) > 0 {
-				pm.PathRules = append(pm.PathRules, &computepb.PathRule{Paths: free, Service: proto.String(services[r.Backend])})
+				pm.PathRules = append(pm.PathRules, &compute.PathRule{Paths: free, Service: services[r.Backend]})
 			}
 		}
-		if pm.DefaultService == nil {
-			pm.DefaultService = proto.String(fallback)
+		if pm.DefaultService == "" {
+			pm.DefaultService = fallback
 		}
-		um.HostRules = append(um.HostRules, &computepb.HostRule{Hosts: []string{pattern}, PathMatcher: proto.String(matcher)})
+		um.HostRules = append(um.HostRules, &compute.HostRule{Hosts: []string{pattern}, PathMatcher: matcher})
 		um.PathMatchers = append(um.PathMatchers, pm)
 	}
 	warming := map[string]bool{}
@@ -625,11 +643,11 @@ func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallba
 		}
 	}
 	if len(ids) > 0 {
-		pm := &computepb.PathMatcher{Name: proto.String(warmingMatcher), DefaultService: proto.String(services[ids[0]])}
+		pm := &compute.PathMatcher{Name: warmingMatcher, DefaultService: services[ids[0]]}
 		for i, id := range ids[1:] {
-			pm.PathRules = append(pm.PathRules, &computepb.PathRule{Paths: []string{"/" + strconv.Itoa(i+1)}, Service: proto.String(services[id])})
+			pm.PathRules = append(pm.PathRules, &compute.PathRule{Paths: []string{"/" + strconv.Itoa(i+1)}, Service: services[id]})
 		}
-		um.HostRules = append(um.HostRules, &computepb.HostRule{Hosts: []string{warmingHost}, PathMatcher: proto.String(warmingMatcher)})
+		um.HostRules = append(um.HostRules, &compute.HostRule{Hosts: []string{warmingHost}, PathMatcher: warmingMatcher})
 		um.PathMatchers = append(um.PathMatchers, pm)
 	}
 	return um
@@ -637,27 +655,22 @@ func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallba
 
 // routing is the part of a URL map podlb writes, with references reduced
 // to resource paths, for comparing what is with what should be.
-func routing(um *computepb.UrlMap) *computepb.UrlMap {
-	ref := func(s *string) *string {
-		if s == nil {
-			return nil
-		}
-		return proto.String(resourcePath(*s))
-	}
-	redirect := func(r *computepb.HttpRedirectAction) *computepb.HttpRedirectAction {
+func routing(um *compute.UrlMap) *compute.UrlMap {
+	ref := resourcePath
+	redirect := func(r *compute.HttpRedirectAction) *compute.HttpRedirectAction {
 		if r == nil {
 			return nil
 		}
-		return &computepb.HttpRedirectAction{HttpsRedirect: proto.Bool(r.GetHttpsRedirect())}
+		return &compute.HttpRedirectAction{HttpsRedirect: r.HttpsRedirect}
 	}
-	out := &computepb.UrlMap{DefaultService: ref(um.DefaultService), DefaultUrlRedirect: redirect(um.DefaultUrlRedirect)}
-	for _, hr := range um.GetHostRules() {
-		out.HostRules = append(out.HostRules, &computepb.HostRule{Hosts: hr.GetHosts(), PathMatcher: proto.String(hr.GetPathMatcher())})
+	out := &compute.UrlMap{DefaultService: ref(um.DefaultService), DefaultUrlRedirect: redirect(um.DefaultUrlRedirect)}
+	for _, hr := range um.HostRules {
+		out.HostRules = append(out.HostRules, &compute.HostRule{Hosts: hr.Hosts, PathMatcher: hr.PathMatcher})
 	}
-	for _, pm := range um.GetPathMatchers() {
-		m := &computepb.PathMatcher{Name: proto.String(pm.GetName()), DefaultService: ref(pm.DefaultService), DefaultUrlRedirect: redirect(pm.DefaultUrlRedirect)}
-		for _, pr := range pm.GetPathRules() {
-			m.PathRules = append(m.PathRules, &computepb.PathRule{Paths: pr.GetPaths(), Service: ref(pr.Service)})
+	for _, pm := range um.PathMatchers {
+		m := &compute.PathMatcher{Name: pm.Name, DefaultService: ref(pm.DefaultService), DefaultUrlRedirect: redirect(pm.DefaultUrlRedirect)}
+		for _, pr := range pm.PathRules {
+			m.PathRules = append(m.PathRules, &compute.PathRule{Paths: pr.Paths, Service: ref(pr.Service)})
 		}
 		out.PathMatchers = append(out.PathMatchers, m)
 	}
@@ -667,8 +680,8 @@ func routing(um *computepb.UrlMap) *computepb.UrlMap {
 // ensureURLMap creates the URL map or, when its routing differs, replaces
 // it under the fingerprint it was read with; a 412 means someone changed
 // it in between: read again and retry.
-func (b *balancer) ensureURLMap(ctx context.Context, name string, want *computepb.UrlMap) error {
-	want.Name, want.Description = proto.String(name), b.description()
+func (b *balancer) ensureURLMap(ctx context.Context, name string, want *compute.UrlMap) error {
+	want.Name, want.Description = name, b.description()
 	for attempt := 1; ; attempt++ {
 		cur, found, err := lookup(ctx, b, urlMaps, name)
 		switch {
@@ -676,15 +689,15 @@ func (b *balancer) ensureURLMap(ctx context.Context, name string, want *computep
 			return err
 		case !found:
 			return create(ctx, b, urlMaps, name, want)
-		case proto.Equal(routing(cur), routing(want)):
+		case sameJSON(routing(cur), routing(want)):
 			return nil
 		}
-		next := proto.CloneOf(want)
+		next := *want
 		next.Fingerprint = cur.Fingerprint
 		if b.p.beforeURLMapWrite != nil {
 			b.p.beforeURLMapWrite()
 		}
-		err = b.p.updateURLMap(ctx, b.sc, next)
+		err = b.p.updateURLMap(ctx, b.sc, &next)
 		if err == nil || !isCode(err, 412) || attempt == maxAttemptsOn412 {
 			return err
 		}
@@ -699,8 +712,8 @@ func (b *balancer) ensureHTTPProxy(ctx context.Context, urlMap string) error {
 	case err != nil:
 		return err
 	case !found:
-		return create(ctx, b, httpProxies, name, &computepb.TargetHttpProxy{Name: proto.String(name), Description: b.description(), UrlMap: proto.String(urlMap)})
-	case resourcePath(cur.GetUrlMap()) != resourcePath(urlMap):
+		return create(ctx, b, httpProxies, name, &compute.TargetHttpProxy{Name: name, Description: b.description(), UrlMap: urlMap})
+	case resourcePath(cur.UrlMap) != resourcePath(urlMap):
 		return b.p.setProxyURLMap(ctx, b.sc, false, name, urlMap)
 	}
 	return nil
@@ -726,18 +739,18 @@ func (b *balancer) ensureHTTPSProxy(ctx context.Context, urlMap string, spec *Lo
 	case err != nil:
 		return err
 	case !found:
-		want := &computepb.TargetHttpsProxy{Name: proto.String(name), Description: b.description(), UrlMap: proto.String(urlMap), SslCertificates: certs}
+		want := &compute.TargetHttpsProxy{Name: name, Description: b.description(), UrlMap: urlMap, SslCertificates: certs}
 		if spec.SSLPolicy != "" {
-			want.SslPolicy = proto.String(b.link("sslPolicies", spec.SSLPolicy))
+			want.SslPolicy = b.link("sslPolicies", spec.SSLPolicy)
 		}
 		return certErr(create(ctx, b, httpsProxies, name, want))
 	}
-	if resourcePath(cur.GetUrlMap()) != resourcePath(urlMap) {
+	if resourcePath(cur.UrlMap) != resourcePath(urlMap) {
 		if err := b.p.setProxyURLMap(ctx, b.sc, true, name, urlMap); err != nil {
 			return err
 		}
 	}
-	if !samePaths(cur.GetSslCertificates(), certs) {
+	if !samePaths(cur.SslCertificates, certs) {
 		return certErr(b.p.setProxyCertificates(ctx, b.sc, name, certs))
 	}
 	return nil
@@ -782,28 +795,28 @@ func (b *balancer) ensureRule(ctx context.Context, suffix, ip string, port int, 
 	if err != nil {
 		return "", err
 	}
-	if found && (ip == "" || cur.GetIPAddress() == ip) && resourcePath(cur.GetTarget()) == resourcePath(target) {
-		return cur.GetIPAddress(), nil
+	if found && (ip == "" || cur.IPAddress == ip) && resourcePath(cur.Target) == resourcePath(target) {
+		return cur.IPAddress, nil
 	}
 	if found {
 		if err := forwardingRules.del(ctx, b.p, b.sc, name); err != nil {
 			return "", err
 		}
 	}
-	want := &computepb.ForwardingRule{
-		Name: proto.String(name), Description: b.description(),
-		IPProtocol: proto.String("TCP"), PortRange: proto.String(strconv.Itoa(port)),
-		Target: proto.String(target), LoadBalancingScheme: proto.String(b.scheme),
+	want := &compute.ForwardingRule{
+		Name: name, Description: b.description(),
+		IPProtocol: "TCP", PortRange: strconv.Itoa(port),
+		Target: target, LoadBalancingScheme: b.scheme,
 	}
 	if ip != "" {
-		want.IPAddress = proto.String(ip)
+		want.IPAddress = ip
 	}
 	if b.sc.region != "" {
 		if b.p.opts.Network != "" {
-			want.Network = proto.String(b.p.opts.Network)
+			want.Network = b.p.opts.Network
 		}
 		if b.p.opts.Subnetwork != "" {
-			want.Subnetwork = proto.String(b.p.opts.Subnetwork)
+			want.Subnetwork = b.p.opts.Subnetwork
 		}
 	}
 	if err := create(ctx, b, forwardingRules, name, want); err != nil {
@@ -816,7 +829,10 @@ func (b *balancer) ensureRule(ctx context.Context, suffix, ip string, port int, 
 	if err == nil && !found {
 		err = providers.Errorf(providers.Transient, "", "forwarding rule %s was deleted by someone else meanwhile", name)
 	}
-	return got.GetIPAddress(), err
+	if err != nil {
+		return "", err
+	}
+	return got.IPAddress, nil
 }
 
 func orEphemeral(ip string) string {
@@ -846,7 +862,7 @@ func inUse(err error, what string) (kept string, ok bool) {
 
 // removeUnlessUsed is remove, except that a resource something else still
 // uses is kept rather than failing the deletion.
-func removeUnlessUsed[T lbResource](ctx context.Context, b *balancer, k kind[T], name string, left *leftovers) error {
+func removeUnlessUsed[T comparable](ctx context.Context, b *balancer, k kind[T], name string, left *leftovers) error {
 	err := remove(ctx, b, k, name)
 	if kept, ok := inUse(err, k.what+" "+name); ok {
 		left.kept = append(left.kept, kept)
@@ -868,14 +884,14 @@ func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) (lef
 	}
 	checksInUse := map[string]bool{}
 	for _, bs := range services {
-		if !b.owns(bs.GetDescription()) || keep[bs.GetName()] {
+		if !b.owns(bs.Description) || keep[bs.Name] {
 			continue
 		}
-		if len(bs.GetBackends()) > 0 {
-			left.busy = append(left.busy, bs.GetName())
+		if len(bs.Backends) > 0 {
+			left.busy = append(left.busy, bs.Name)
 		} else {
-			err := backendServices.del(ctx, b.p, b.sc, bs.GetName())
-			kept, used := inUse(err, "backend service "+bs.GetName())
+			err := backendServices.del(ctx, b.p, b.sc, bs.Name)
+			kept, used := inUse(err, "backend service "+bs.Name)
 			if err != nil && !used {
 				return left, err
 			}
@@ -884,7 +900,7 @@ func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) (lef
 			}
 			left.kept = append(left.kept, kept)
 		}
-		for _, hc := range bs.GetHealthChecks() {
+		for _, hc := range bs.HealthChecks {
 			checksInUse[lastSegment(hc)] = true
 		}
 	}
@@ -893,10 +909,10 @@ func (b *balancer) sweepBackends(ctx context.Context, keep map[string]bool) (lef
 		return left, err
 	}
 	for _, hc := range checks {
-		if !b.owns(hc.GetDescription()) || keep[hc.GetName()] || checksInUse[hc.GetName()] {
+		if !b.owns(hc.Description) || keep[hc.Name] || checksInUse[hc.Name] {
 			continue
 		}
-		if err := removeUnlessUsed(ctx, b, healthChecks, hc.GetName(), &left); err != nil {
+		if err := removeUnlessUsed(ctx, b, healthChecks, hc.Name, &left); err != nil {
 			return left, err
 		}
 	}

@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/protobuf/proto"
+	compute "google.golang.org/api/compute/v1"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -227,23 +226,23 @@ func TestHTTPBalancerRoutesRealRequestsToTheRightBackend(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if web.GetLoadBalancingScheme() != tc.scheme || web.GetProtocol() != "HTTP" || web.GetConnectionDraining().GetDrainingTimeoutSec() != 10 ||
-				len(web.GetBackends()) != 1 || web.GetBackends()[0].GetBalancingMode() != "RATE" ||
-				!strings.HasSuffix(web.GetBackends()[0].GetGroup(), "/zones/"+zoneLB+"/networkEndpointGroups/"+BackendResourceName(cluster, lbKey, webBE, kindBackendNEG)) {
+			if web.LoadBalancingScheme != tc.scheme || web.Protocol != "HTTP" || web.ConnectionDraining.DrainingTimeoutSec != 10 ||
+				len(web.Backends) != 1 || web.Backends[0].BalancingMode != "RATE" ||
+				!strings.HasSuffix(web.Backends[0].Group, "/zones/"+zoneLB+"/networkEndpointGroups/"+BackendResourceName(cluster, lbKey, webBE, kindBackendNEG)) {
 				t.Fatalf("web backend service %v", web)
 			}
 			webCheck, _, _ := healthChecks.read(r.ctx, r.p, r.sc, BackendResourceName(cluster, lbKey, webBE, kindHealthCheck))
 			apiCheck, _, _ := healthChecks.read(r.ctx, r.p, r.sc, BackendResourceName(cluster, lbKey, apiBE, kindHealthCheck))
-			if apiCheck.GetHttpHealthCheck().GetRequestPath() != "/ready" || apiCheck.GetHttpHealthCheck().GetPortSpecification() != "USE_SERVING_PORT" {
+			if apiCheck.HttpHealthCheck.RequestPath != "/ready" || apiCheck.HttpHealthCheck.PortSpecification != "USE_SERVING_PORT" {
 				t.Fatalf("api health check %v", apiCheck)
 			}
 			if tc.name == "external" {
-				if webCheck.GetHttpHealthCheck().GetRequestPath() != "/healthz" || webCheck.GetCheckIntervalSec() != 2 || webCheck.GetTimeoutSec() != 2 ||
-					web.GetTimeoutSec() != 20 || web.GetBackends()[0].GetMaxRatePerEndpoint() != 50 {
+				if webCheck.HttpHealthCheck.RequestPath != "/healthz" || webCheck.CheckIntervalSec != 2 || webCheck.TimeoutSec != 2 ||
+					web.TimeoutSec != 20 || web.Backends[0].MaxRatePerEndpoint != 50 {
 					t.Fatalf("web health check %v, backend service %v", webCheck, web)
 				}
-			} else if !strings.Contains(web.GetSelfLink(), "/regions/"+lbRegion+"/") || !strings.Contains(r.status.Details["urlMap"], "/regions/"+lbRegion+"/") {
-				t.Fatalf("internal load balancer not in its region: %v %v", web.GetSelfLink(), r.status.Details)
+			} else if !strings.Contains(web.SelfLink, "/regions/"+lbRegion+"/") || !strings.Contains(r.status.Details["urlMap"], "/regions/"+lbRegion+"/") {
+				t.Fatalf("internal load balancer not in its region: %v %v", web.SelfLink, r.status.Details)
 			}
 
 			// Ensuring again changes nothing.
@@ -263,7 +262,7 @@ func TestHTTPBalancerEditsAreMinimalAndRespectTheFingerprint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return um.GetFingerprint()
+		return um.Fingerprint
 	}
 
 	// A new route: one URL map update, and the others keep answering.
@@ -357,8 +356,8 @@ func TestHTTPBalancerEditsAreMinimalAndRespectTheFingerprint(t *testing.T) {
 	wantMutations(t, r.mutations(), map[string]int64{"healthChecks.update": 1, "backendServices.patch": 2})
 	hc, _, _ := healthChecks.read(r.ctx, r.p, r.sc, BackendResourceName(cluster, lbKey, webBE, kindHealthCheck))
 	web, _, _ := backendServices.read(r.ctx, r.p, r.sc, BackendResourceName(cluster, lbKey, webBE, kindBackend))
-	if hc.GetHttpHealthCheck().GetRequestPath() != "/healthz" || hc.GetHttpHealthCheck().GetPortSpecification() != "USE_FIXED_PORT" ||
-		hc.GetHttpHealthCheck().GetPort() != 8081 || web.GetTimeoutSec() != 40 || len(web.GetBackends()) != 1 {
+	if hc.HttpHealthCheck.RequestPath != "/healthz" || hc.HttpHealthCheck.PortSpecification != "USE_FIXED_PORT" ||
+		hc.HttpHealthCheck.Port != 8081 || web.TimeoutSec != 40 || len(web.Backends) != 1 {
 		t.Fatalf("health check %v, backend service %v", hc, web)
 	}
 }
@@ -368,7 +367,7 @@ func TestHTTPBalancerServesHTTPSWithARedirectOnTheReservedAddress(t *testing.T) 
 	if err := e.srv.IssueCertificate("shop-cert", "www.example.com", "api.example.com"); err != nil {
 		t.Fatal(err)
 	}
-	e.done(e.p.c.gaddr.Insert(e.ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String("shop-ip")}}))
+	e.done(e.p.c.gaddr.Insert(project, &compute.Address{Name: "shop-ip"}).Context(e.ctx).Do())
 	addr, _, err := e.p.addressIP(e.ctx, scope{}, "shop-ip")
 	if err != nil || addr == "" {
 		t.Fatalf("address: %q %v", addr, err)
@@ -385,7 +384,7 @@ func TestHTTPBalancerServesHTTPSWithARedirectOnTheReservedAddress(t *testing.T) 
 	}
 	for _, suffix := range []string{kindHTTPRule, kindHTTPSRule} {
 		fr, _, err := forwardingRules.read(e.ctx, e.p, scope{}, r.name(suffix))
-		if err != nil || fr.GetIPAddress() != addr {
+		if err != nil || fr.IPAddress != addr {
 			t.Fatalf("forwarding rule %s: %v %v", suffix, fr, err)
 		}
 	}
@@ -426,30 +425,56 @@ func (e *env) ours() []string {
 			e.t.Fatal(err)
 		}
 		for _, bs := range bss {
-			add("backendService", bs.GetName(), bs.GetDescription())
+			add("backendService", bs.Name, bs.Description)
 		}
 		hcs, err := healthChecks.all(e.ctx, e.p, sc)
 		if err != nil {
 			e.t.Fatal(err)
 		}
 		for _, hc := range hcs {
-			add("healthCheck", hc.GetName(), hc.GetDescription())
+			add("healthCheck", hc.Name, hc.Description)
 		}
 	}
-	ums := e.p.c.ums.List(e.ctx, &computepb.ListUrlMapsRequest{Project: project})
-	_ = drain(ums, func(um *computepb.UrlMap) { add("urlMap", um.GetName(), um.GetDescription()) })
-	thps := e.p.c.thps.List(e.ctx, &computepb.ListTargetHttpProxiesRequest{Project: project})
-	_ = drain(thps, func(tp *computepb.TargetHttpProxy) { add("targetHttpProxy", tp.GetName(), tp.GetDescription()) })
-	tsps := e.p.c.tsps.List(e.ctx, &computepb.ListTargetHttpsProxiesRequest{Project: project})
-	_ = drain(tsps, func(tp *computepb.TargetHttpsProxy) { add("targetHttpsProxy", tp.GetName(), tp.GetDescription()) })
-	rums := e.p.c.rums.List(e.ctx, &computepb.ListRegionUrlMapsRequest{Project: project, Region: lbRegion})
-	_ = drain(rums, func(um *computepb.UrlMap) { add("urlMap", um.GetName(), um.GetDescription()) })
-	rthps := e.p.c.rthps.List(e.ctx, &computepb.ListRegionTargetHttpProxiesRequest{Project: project, Region: lbRegion})
-	_ = drain(rthps, func(tp *computepb.TargetHttpProxy) { add("targetHttpProxy", tp.GetName(), tp.GetDescription()) })
-	frs := e.p.c.gfrs.List(e.ctx, &computepb.ListGlobalForwardingRulesRequest{Project: project})
-	_ = drain(frs, func(fr *computepb.ForwardingRule) { add("forwardingRule", fr.GetName(), fr.GetDescription()) })
-	rfrs := e.p.c.frs.List(e.ctx, &computepb.ListForwardingRulesRequest{Project: project, Region: lbRegion})
-	_ = drain(rfrs, func(fr *computepb.ForwardingRule) { add("forwardingRule", fr.GetName(), fr.GetDescription()) })
+	// Errors leave a kind out, which the callers' comparisons report.
+	_ = e.p.c.ums.List(project).Pages(e.ctx, func(l *compute.UrlMapList) error {
+		for _, um := range l.Items {
+			add("urlMap", um.Name, um.Description)
+		}
+		return nil
+	})
+	_ = e.p.c.rums.List(project, lbRegion).Pages(e.ctx, func(l *compute.UrlMapList) error {
+		for _, um := range l.Items {
+			add("urlMap", um.Name, um.Description)
+		}
+		return nil
+	})
+	_ = e.p.c.thps.List(project).Pages(e.ctx, func(l *compute.TargetHttpProxyList) error {
+		for _, tp := range l.Items {
+			add("targetHttpProxy", tp.Name, tp.Description)
+		}
+		return nil
+	})
+	_ = e.p.c.rthps.List(project, lbRegion).Pages(e.ctx, func(l *compute.TargetHttpProxyList) error {
+		for _, tp := range l.Items {
+			add("targetHttpProxy", tp.Name, tp.Description)
+		}
+		return nil
+	})
+	_ = e.p.c.tsps.List(project).Pages(e.ctx, func(l *compute.TargetHttpsProxyList) error {
+		for _, tp := range l.Items {
+			add("targetHttpsProxy", tp.Name, tp.Description)
+		}
+		return nil
+	})
+	for _, sc := range []scope{{}, {region: lbRegion}} {
+		frs, err := forwardingRules.matching(e.ctx, e.p, sc, "")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, fr := range frs {
+			add("forwardingRule", fr.Name, fr.Description)
+		}
+	}
 	return out
 }
 
@@ -466,7 +491,7 @@ func TestDeleteHTTPWaitsForTheBindingsThenLeavesNothing(t *testing.T) {
 			if err := e.srv.IssueCertificate("shop-cert", "www.example.com"); err != nil {
 				t.Fatal(err)
 			}
-			e.done(e.p.c.gaddr.Insert(e.ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String("shop-ip")}}))
+			e.done(e.p.c.gaddr.Insert(project, &compute.Address{Name: "shop-ip"}).Context(e.ctx).Do())
 			r := &lbRig{env: e, lb: lb, groups: map[string]*providers.Group{}}
 			r.status, r.specs = r.ensureHTTP(lb)
 			for id, be := range lb.Backends {
@@ -521,7 +546,7 @@ func TestHTTPBalancerRefusesBadInputAndForeignResourcesNamingThem(t *testing.T) 
 	wantClass(t, ensureErr(`{"redirectToHTTPS":true}`), providers.Invalid, "redirectToHTTPS")
 
 	// An address another load balancer's forwarding rule uses on port 80.
-	e.done(e.p.c.gaddr.Insert(e.ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String("shared-ip")}}))
+	e.done(e.p.c.gaddr.Insert(project, &compute.Address{Name: "shared-ip"}).Context(e.ctx).Do())
 	other := shopBalancer(t, `{"address":"shared-ip"}`)
 	other.Key = providers.BalancerKey{Namespace: "shop", Name: "other"}
 	e.ensureHTTP(other)
@@ -551,9 +576,9 @@ func TestHTTPBalancerRefusesBadInputAndForeignResourcesNamingThem(t *testing.T) 
 	clash := providers.BalancerKey{Namespace: "shop", Name: "clash"}
 	umName := BalancerResourceName(cluster, clash, kindURLMap)
 	fallback := canonicalPrefix + "projects/" + project + "/global/backendServices/" + BackendResourceName(cluster, lbKey, webBE, kindBackend)
-	e.done(e.p.c.ums.Insert(e.ctx, &computepb.InsertUrlMapRequest{Project: project, UrlMapResource: &computepb.UrlMap{
-		Name: proto.String(umName), DefaultService: proto.String(fallback),
-	}}))
+	e.done(e.p.c.ums.Insert(project, &compute.UrlMap{
+		Name: umName, DefaultService: fallback,
+	}).Context(e.ctx).Do())
 	lb := shopBalancer(t, "")
 	lb.Key = clash
 	_, _, err = e.p.EnsureHTTP(e.ctx, lb)
@@ -564,7 +589,7 @@ func TestHTTPBalancerRefusesBadInputAndForeignResourcesNamingThem(t *testing.T) 
 	if err := e.p.DeleteHTTP(e.ctx, cluster, clash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.p.c.ums.Get(e.ctx, &computepb.GetUrlMapRequest{Project: project, UrlMap: umName}); err != nil {
+	if _, err := e.p.c.ums.Get(project, umName).Context(e.ctx).Do(); err != nil {
 		t.Fatalf("someone else's URL map: %v", err)
 	}
 }
@@ -600,7 +625,7 @@ func TestLoadBalancerMethodsHaveBucketsAndAMoveCleansUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.done(e.p.c.gaddr.Insert(e.ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String("shop-ip")}}))
+	e.done(e.p.c.gaddr.Insert(project, &compute.Address{Name: "shop-ip"}).Context(e.ctx).Do())
 	e.srv.ResetStats()
 	lb := shopBalancer(t, `{"address":"shop-ip","sslCertificates":["shop-cert"],"redirectToHTTPS":true}`)
 	e.ensureHTTP(lb)
@@ -713,8 +738,8 @@ func TestDeleteHTTPKeepsABackendServiceAUsersURLMapUses(t *testing.T) {
 	}
 	webService := BackendResourceName(cluster, lbKey, webBE, kindBackend)
 	webCheck := BackendResourceName(cluster, lbKey, webBE, kindHealthCheck)
-	e.done(e.p.c.ums.Insert(e.ctx, &computepb.InsertUrlMapRequest{Project: project, UrlMapResource: &computepb.UrlMap{
-		Name: proto.String("users-map"), DefaultService: proto.String("global/backendServices/" + webService)}}))
+	e.done(e.p.c.ums.Insert(project, &compute.UrlMap{
+		Name: "users-map", DefaultService: "global/backendServices/" + webService}).Context(e.ctx).Do())
 
 	err := e.p.DeleteHTTP(e.ctx, cluster, lbKey)
 	kept, ok := providers.AsKept(err)
@@ -728,11 +753,11 @@ func TestDeleteHTTPKeepsABackendServiceAUsersURLMapUses(t *testing.T) {
 	if left := e.ours(); !slices.Equal(left, want) {
 		t.Errorf("left %v, want only %v", left, want)
 	}
-	if _, err := e.p.c.ums.Get(e.ctx, &computepb.GetUrlMapRequest{Project: project, UrlMap: "users-map"}); err != nil {
+	if _, err := e.p.c.ums.Get(project, "users-map").Context(e.ctx).Do(); err != nil {
 		t.Errorf("the user's URL map: %v", err)
 	}
 
-	e.done(e.p.c.ums.Delete(e.ctx, &computepb.DeleteUrlMapRequest{Project: project, UrlMap: "users-map"}))
+	e.done(e.p.c.ums.Delete(project, "users-map").Context(e.ctx).Do())
 	if err := e.p.DeleteHTTP(e.ctx, cluster, lbKey); err != nil {
 		t.Fatalf("DeleteHTTP once the user's URL map is gone: %v", err)
 	}

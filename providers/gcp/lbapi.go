@@ -3,10 +3,7 @@ package gcp
 import (
 	"context"
 
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/api/iterator"
-	"google.golang.org/protobuf/proto"
+	compute "google.golang.org/api/compute/v1"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -24,26 +21,20 @@ func (sc scope) path(project, collection, name string) string {
 	return "projects/" + project + "/regions/" + sc.region + "/" + collection + "/" + name
 }
 
-// lbResource is what every load-balancer resource podlb manages offers.
-type lbResource interface {
-	comparable
-	GetName() string
-	GetDescription() string
-	GetSelfLink() string
-}
-
-// kind reaches one resource kind in either scope through the apiv1
-// clients. Method ids (for limits and metrics) are GCE's: global and
+// kind reaches one resource kind in either scope through the Compute
+// services. Method ids (for limits and metrics) are GCE's: global and
 // regional collections have their own.
-type kind[T lbResource] struct {
+type kind[T comparable] struct {
 	what           string // for messages: "URL map"
 	global, region string // method id prefixes: "urlMaps", "regionUrlMaps"
-	get            func(ctx context.Context, c *clients, project string, sc scope, name string) (T, error)
-	insert         func(ctx context.Context, c *clients, project string, sc scope, r T) (*compute.Operation, error)
-	remove         func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error)
+	// about is a resource's name and description (its owner).
+	about  func(T) (name, description string)
+	get    func(ctx context.Context, c *clients, project string, sc scope, name string) (T, error)
+	insert func(ctx context.Context, c *clients, project string, sc scope, r T) (*compute.Operation, error)
+	remove func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error)
 	// list is set for the kinds podlb creates per backend, which a
 	// deletion has to find without knowing the backends.
-	list func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(T)) error
+	list func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(T)) error
 }
 
 func (k kind[T]) op(sc scope, verb string) string {
@@ -51,6 +42,18 @@ func (k kind[T]) op(sc scope, verb string) string {
 		return k.global + "." + verb
 	}
 	return k.region + "." + verb
+}
+
+// name is a resource's name.
+func (k kind[T]) name(r T) string {
+	name, _ := k.about(r)
+	return name
+}
+
+// description is a resource's description, which names its owner.
+func (k kind[T]) description(r T) string {
+	_, description := k.about(r)
+	return description
 }
 
 // read gets a resource of the provider's project; found is false when it
@@ -93,204 +96,217 @@ func (k kind[T]) del(ctx context.Context, p *Provider, sc scope, name string) er
 
 // generatedNames is a list filter (RE2, full match) for the names podlb
 // generates, so a list skips the project's other resources.
-var generatedNames = proto.String("name eq " + generatedPrefix + "-.*")
+const generatedNames = "name eq " + generatedPrefix + "-.*"
 
 // all lists the kind's resources with generated names in a scope.
 func (k kind[T]) all(ctx context.Context, p *Provider, sc scope) ([]T, error) {
 	return k.matching(ctx, p, sc, generatedNames)
 }
 
-// matching lists the kind's resources in a scope that filter (nil: all)
+// matching lists the kind's resources in a scope that filter ("": all)
 // matches, starting over when the call is retried.
-func (k kind[T]) matching(ctx context.Context, p *Provider, sc scope, filter *string) ([]T, error) {
+func (k kind[T]) matching(ctx context.Context, p *Provider, sc scope, filter string) ([]T, error) {
 	var out []T
 	err := k.eachIn(ctx, p, p.opts.Project, sc, filter, func() { out = out[:0] }, func(r T) { out = append(out, r) })
 	return out, err
 }
 
 // eachIn hands each of the kind's resources of project in a scope that
-// filter (nil: all) matches to each; restart runs before every attempt,
+// filter ("": all) matches to each; restart runs before every attempt,
 // as a retried list starts over.
-func (k kind[T]) eachIn(ctx context.Context, p *Provider, project string, sc scope, filter *string, restart func(), each func(T)) error {
+func (k kind[T]) eachIn(ctx context.Context, p *Provider, project string, sc scope, filter string, restart func(), each func(T)) error {
 	return p.call(ctx, k.op(sc, "list"), func(ctx context.Context) error {
 		restart()
 		return k.list(ctx, &p.c, project, sc, filter, each)
 	})
 }
 
-// drain hands every item of a list iterator to each.
-func drain[T any](it interface{ Next() (T, error) }, each func(T)) error {
-	for {
-		r, err := it.Next()
-		if err == iterator.Done {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		each(r)
-	}
+// lister is a list call of the Compute services, P its page.
+type lister[C any, P any] interface {
+	Filter(string) C
+	Pages(context.Context, func(P) error) error
 }
 
-var healthChecks = kind[*computepb.HealthCheck]{
+// eachListed runs a list call, filtered unless filter is "", and hands
+// the items of each page to each.
+func eachListed[C lister[C, P], P any, T any](ctx context.Context, call C, filter string, items func(P) []T, each func(T)) error {
+	if filter != "" {
+		call = call.Filter(filter)
+	}
+	return call.Pages(ctx, func(page P) error {
+		for _, r := range items(page) {
+			each(r)
+		}
+		return nil
+	})
+}
+
+var healthChecks = kind[*compute.HealthCheck]{
 	what: "health check", global: "healthChecks", region: "regionHealthChecks",
-	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.HealthCheck, error) {
+	about: func(r *compute.HealthCheck) (string, string) { return r.Name, r.Description },
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.HealthCheck, error) {
 		if sc.region == "" {
-			return c.hcs.Get(ctx, &computepb.GetHealthCheckRequest{Project: project, HealthCheck: name})
+			return c.hcs.Get(project, name).Context(ctx).Do()
 		}
-		return c.rhcs.Get(ctx, &computepb.GetRegionHealthCheckRequest{Project: project, Region: sc.region, HealthCheck: name})
+		return c.rhcs.Get(project, sc.region, name).Context(ctx).Do()
 	},
-	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.HealthCheck) (*compute.Operation, error) {
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *compute.HealthCheck) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.hcs.Insert(ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: r})
+			return c.hcs.Insert(project, r).Context(ctx).Do()
 		}
-		return c.rhcs.Insert(ctx, &computepb.InsertRegionHealthCheckRequest{Project: project, Region: sc.region, HealthCheckResource: r})
+		return c.rhcs.Insert(project, sc.region, r).Context(ctx).Do()
 	},
 	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.hcs.Delete(ctx, &computepb.DeleteHealthCheckRequest{Project: project, HealthCheck: name})
+			return c.hcs.Delete(project, name).Context(ctx).Do()
 		}
-		return c.rhcs.Delete(ctx, &computepb.DeleteRegionHealthCheckRequest{Project: project, Region: sc.region, HealthCheck: name})
+		return c.rhcs.Delete(project, sc.region, name).Context(ctx).Do()
 	},
-	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.HealthCheck)) error {
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(*compute.HealthCheck)) error {
+		items := func(l *compute.HealthCheckList) []*compute.HealthCheck { return l.Items }
 		if sc.region == "" {
-			return drain(c.hcs.List(ctx, &computepb.ListHealthChecksRequest{Project: project, Filter: filter}), each)
+			return eachListed(ctx, c.hcs.List(project).Context(ctx), filter, items, each)
 		}
-		return drain(c.rhcs.List(ctx, &computepb.ListRegionHealthChecksRequest{Project: project, Region: sc.region, Filter: filter}), each)
+		return eachListed(ctx, c.rhcs.List(project, sc.region).Context(ctx), filter, items, each)
 	},
 }
 
 // updateHealthCheck replaces a health check (they carry no fingerprint).
-func (p *Provider) updateHealthCheck(ctx context.Context, sc scope, hc *computepb.HealthCheck) error {
+func (p *Provider) updateHealthCheck(ctx context.Context, sc scope, hc *compute.HealthCheck) error {
 	return p.mutate(ctx, healthChecks.op(sc, "update"), func(ctx context.Context) (*compute.Operation, error) {
 		if sc.region == "" {
-			return p.c.hcs.Update(ctx, &computepb.UpdateHealthCheckRequest{Project: p.opts.Project, HealthCheck: hc.GetName(), HealthCheckResource: hc})
+			return p.c.hcs.Update(p.opts.Project, hc.Name, hc).Context(ctx).Do()
 		}
-		return p.c.rhcs.Update(ctx, &computepb.UpdateRegionHealthCheckRequest{Project: p.opts.Project, Region: sc.region, HealthCheck: hc.GetName(), HealthCheckResource: hc})
+		return p.c.rhcs.Update(p.opts.Project, sc.region, hc.Name, hc).Context(ctx).Do()
 	})
 }
 
-var backendServices = kind[*computepb.BackendService]{
+var backendServices = kind[*compute.BackendService]{
 	what: "backend service", global: "backendServices", region: "regionBackendServices",
-	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.BackendService, error) {
+	about: func(r *compute.BackendService) (string, string) { return r.Name, r.Description },
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.BackendService, error) {
 		if sc.region == "" {
-			return c.bs.Get(ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: name})
+			return c.bs.Get(project, name).Context(ctx).Do()
 		}
-		return c.rbs.Get(ctx, &computepb.GetRegionBackendServiceRequest{Project: project, Region: sc.region, BackendService: name})
+		return c.rbs.Get(project, sc.region, name).Context(ctx).Do()
 	},
-	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.BackendService) (*compute.Operation, error) {
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *compute.BackendService) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.bs.Insert(ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: r})
+			return c.bs.Insert(project, r).Context(ctx).Do()
 		}
-		return c.rbs.Insert(ctx, &computepb.InsertRegionBackendServiceRequest{Project: project, Region: sc.region, BackendServiceResource: r})
+		return c.rbs.Insert(project, sc.region, r).Context(ctx).Do()
 	},
 	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.bs.Delete(ctx, &computepb.DeleteBackendServiceRequest{Project: project, BackendService: name})
+			return c.bs.Delete(project, name).Context(ctx).Do()
 		}
-		return c.rbs.Delete(ctx, &computepb.DeleteRegionBackendServiceRequest{Project: project, Region: sc.region, BackendService: name})
+		return c.rbs.Delete(project, sc.region, name).Context(ctx).Do()
 	},
-	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.BackendService)) error {
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(*compute.BackendService)) error {
+		items := func(l *compute.BackendServiceList) []*compute.BackendService { return l.Items }
 		if sc.region == "" {
-			return drain(c.bs.List(ctx, &computepb.ListBackendServicesRequest{Project: project, Filter: filter}), each)
+			return eachListed(ctx, c.bs.List(project).Context(ctx), filter, items, each)
 		}
-		return drain(c.rbs.List(ctx, &computepb.ListRegionBackendServicesRequest{Project: project, Region: sc.region, Filter: filter}), each)
+		return eachListed(ctx, c.rbs.List(project, sc.region).Context(ctx), filter, items, each)
 	},
 }
 
 // patchBackendService changes the fields set in patch, guarded by its
 // fingerprint; the backend list (the target bindings') is left alone
 // because patch omits it.
-func (p *Provider) patchBackendService(ctx context.Context, sc scope, name string, patch *computepb.BackendService) error {
+func (p *Provider) patchBackendService(ctx context.Context, sc scope, name string, patch *compute.BackendService) error {
 	return p.mutate(ctx, backendServices.op(sc, "patch"), func(ctx context.Context) (*compute.Operation, error) {
 		if sc.region == "" {
-			return p.c.bs.Patch(ctx, &computepb.PatchBackendServiceRequest{Project: p.opts.Project, BackendService: name, BackendServiceResource: patch})
+			return p.c.bs.Patch(p.opts.Project, name, patch).Context(ctx).Do()
 		}
-		return p.c.rbs.Patch(ctx, &computepb.PatchRegionBackendServiceRequest{Project: p.opts.Project, Region: sc.region, BackendService: name, BackendServiceResource: patch})
+		return p.c.rbs.Patch(p.opts.Project, sc.region, name, patch).Context(ctx).Do()
 	})
 }
 
-var urlMaps = kind[*computepb.UrlMap]{
+var urlMaps = kind[*compute.UrlMap]{
 	what: "URL map", global: "urlMaps", region: "regionUrlMaps",
-	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.UrlMap, error) {
+	about: func(r *compute.UrlMap) (string, string) { return r.Name, r.Description },
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.UrlMap, error) {
 		if sc.region == "" {
-			return c.ums.Get(ctx, &computepb.GetUrlMapRequest{Project: project, UrlMap: name})
+			return c.ums.Get(project, name).Context(ctx).Do()
 		}
-		return c.rums.Get(ctx, &computepb.GetRegionUrlMapRequest{Project: project, Region: sc.region, UrlMap: name})
+		return c.rums.Get(project, sc.region, name).Context(ctx).Do()
 	},
-	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.UrlMap) (*compute.Operation, error) {
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *compute.UrlMap) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.ums.Insert(ctx, &computepb.InsertUrlMapRequest{Project: project, UrlMapResource: r})
+			return c.ums.Insert(project, r).Context(ctx).Do()
 		}
-		return c.rums.Insert(ctx, &computepb.InsertRegionUrlMapRequest{Project: project, Region: sc.region, UrlMapResource: r})
+		return c.rums.Insert(project, sc.region, r).Context(ctx).Do()
 	},
 	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.ums.Delete(ctx, &computepb.DeleteUrlMapRequest{Project: project, UrlMap: name})
+			return c.ums.Delete(project, name).Context(ctx).Do()
 		}
-		return c.rums.Delete(ctx, &computepb.DeleteRegionUrlMapRequest{Project: project, Region: sc.region, UrlMap: name})
+		return c.rums.Delete(project, sc.region, name).Context(ctx).Do()
 	},
 }
 
 // updateURLMap replaces a URL map, guarded by the fingerprint in um.
-// Update rather than patch: a patch leaves out an emptied list (host
-// rules, path matchers), so it could never remove the last route.
-func (p *Provider) updateURLMap(ctx context.Context, sc scope, um *computepb.UrlMap) error {
+// Update rather than patch: a replacement needs no care for which emptied
+// lists (host rules, path matchers) a patch must name to remove them.
+func (p *Provider) updateURLMap(ctx context.Context, sc scope, um *compute.UrlMap) error {
 	return p.mutate(ctx, urlMaps.op(sc, "update"), func(ctx context.Context) (*compute.Operation, error) {
 		if sc.region == "" {
-			return p.c.ums.Update(ctx, &computepb.UpdateUrlMapRequest{Project: p.opts.Project, UrlMap: um.GetName(), UrlMapResource: um})
+			return p.c.ums.Update(p.opts.Project, um.Name, um).Context(ctx).Do()
 		}
-		return p.c.rums.Update(ctx, &computepb.UpdateRegionUrlMapRequest{Project: p.opts.Project, Region: sc.region, UrlMap: um.GetName(), UrlMapResource: um})
+		return p.c.rums.Update(p.opts.Project, sc.region, um.Name, um).Context(ctx).Do()
 	})
 }
 
-var httpProxies = kind[*computepb.TargetHttpProxy]{
+var httpProxies = kind[*compute.TargetHttpProxy]{
 	what: "target HTTP proxy", global: "targetHttpProxies", region: "regionTargetHttpProxies",
-	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.TargetHttpProxy, error) {
+	about: func(r *compute.TargetHttpProxy) (string, string) { return r.Name, r.Description },
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.TargetHttpProxy, error) {
 		if sc.region == "" {
-			return c.thps.Get(ctx, &computepb.GetTargetHttpProxyRequest{Project: project, TargetHttpProxy: name})
+			return c.thps.Get(project, name).Context(ctx).Do()
 		}
-		return c.rthps.Get(ctx, &computepb.GetRegionTargetHttpProxyRequest{Project: project, Region: sc.region, TargetHttpProxy: name})
+		return c.rthps.Get(project, sc.region, name).Context(ctx).Do()
 	},
-	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.TargetHttpProxy) (*compute.Operation, error) {
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *compute.TargetHttpProxy) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.thps.Insert(ctx, &computepb.InsertTargetHttpProxyRequest{Project: project, TargetHttpProxyResource: r})
+			return c.thps.Insert(project, r).Context(ctx).Do()
 		}
-		return c.rthps.Insert(ctx, &computepb.InsertRegionTargetHttpProxyRequest{Project: project, Region: sc.region, TargetHttpProxyResource: r})
+		return c.rthps.Insert(project, sc.region, r).Context(ctx).Do()
 	},
 	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.thps.Delete(ctx, &computepb.DeleteTargetHttpProxyRequest{Project: project, TargetHttpProxy: name})
+			return c.thps.Delete(project, name).Context(ctx).Do()
 		}
-		return c.rthps.Delete(ctx, &computepb.DeleteRegionTargetHttpProxyRequest{Project: project, Region: sc.region, TargetHttpProxy: name})
+		return c.rthps.Delete(project, sc.region, name).Context(ctx).Do()
 	},
 }
 
-var httpsProxies = kind[*computepb.TargetHttpsProxy]{
+var httpsProxies = kind[*compute.TargetHttpsProxy]{
 	what: "target HTTPS proxy", global: "targetHttpsProxies", region: "regionTargetHttpsProxies",
-	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.TargetHttpsProxy, error) {
+	about: func(r *compute.TargetHttpsProxy) (string, string) { return r.Name, r.Description },
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.TargetHttpsProxy, error) {
 		if sc.region == "" {
-			return c.tsps.Get(ctx, &computepb.GetTargetHttpsProxyRequest{Project: project, TargetHttpsProxy: name})
+			return c.tsps.Get(project, name).Context(ctx).Do()
 		}
-		return c.rtsps.Get(ctx, &computepb.GetRegionTargetHttpsProxyRequest{Project: project, Region: sc.region, TargetHttpsProxy: name})
+		return c.rtsps.Get(project, sc.region, name).Context(ctx).Do()
 	},
-	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.TargetHttpsProxy) (*compute.Operation, error) {
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *compute.TargetHttpsProxy) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.tsps.Insert(ctx, &computepb.InsertTargetHttpsProxyRequest{Project: project, TargetHttpsProxyResource: r})
+			return c.tsps.Insert(project, r).Context(ctx).Do()
 		}
-		return c.rtsps.Insert(ctx, &computepb.InsertRegionTargetHttpsProxyRequest{Project: project, Region: sc.region, TargetHttpsProxyResource: r})
+		return c.rtsps.Insert(project, sc.region, r).Context(ctx).Do()
 	},
 	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.tsps.Delete(ctx, &computepb.DeleteTargetHttpsProxyRequest{Project: project, TargetHttpsProxy: name})
+			return c.tsps.Delete(project, name).Context(ctx).Do()
 		}
-		return c.rtsps.Delete(ctx, &computepb.DeleteRegionTargetHttpsProxyRequest{Project: project, Region: sc.region, TargetHttpsProxy: name})
+		return c.rtsps.Delete(project, sc.region, name).Context(ctx).Do()
 	},
 }
 
 // setProxyURLMap points a target HTTP or HTTPS proxy at another URL map.
 func (p *Provider) setProxyURLMap(ctx context.Context, sc scope, https bool, proxy, urlMap string) error {
-	ref := &computepb.UrlMapReference{UrlMap: &urlMap}
+	ref := &compute.UrlMapReference{UrlMap: urlMap}
 	k := httpProxies.op(sc, "setUrlMap")
 	if https {
 		k = httpsProxies.op(sc, "setUrlMap")
@@ -299,13 +315,13 @@ func (p *Provider) setProxyURLMap(ctx context.Context, sc scope, https bool, pro
 	return p.mutate(ctx, k, func(ctx context.Context) (*compute.Operation, error) {
 		switch {
 		case !https && sc.region == "":
-			return p.c.thps.SetUrlMap(ctx, &computepb.SetUrlMapTargetHttpProxyRequest{Project: project, TargetHttpProxy: proxy, UrlMapReferenceResource: ref})
+			return p.c.thps.SetUrlMap(project, proxy, ref).Context(ctx).Do()
 		case !https:
-			return p.c.rthps.SetUrlMap(ctx, &computepb.SetUrlMapRegionTargetHttpProxyRequest{Project: project, Region: sc.region, TargetHttpProxy: proxy, UrlMapReferenceResource: ref})
+			return p.c.rthps.SetUrlMap(project, sc.region, proxy, ref).Context(ctx).Do()
 		case sc.region == "":
-			return p.c.tsps.SetUrlMap(ctx, &computepb.SetUrlMapTargetHttpsProxyRequest{Project: project, TargetHttpsProxy: proxy, UrlMapReferenceResource: ref})
+			return p.c.tsps.SetUrlMap(project, proxy, ref).Context(ctx).Do()
 		}
-		return p.c.rtsps.SetUrlMap(ctx, &computepb.SetUrlMapRegionTargetHttpsProxyRequest{Project: project, Region: sc.region, TargetHttpsProxy: proxy, UrlMapReferenceResource: ref})
+		return p.c.rtsps.SetUrlMap(project, sc.region, proxy, ref).Context(ctx).Do()
 	})
 }
 
@@ -314,113 +330,122 @@ func (p *Provider) setProxyCertificates(ctx context.Context, sc scope, proxy str
 	project := p.opts.Project
 	return p.mutate(ctx, httpsProxies.op(sc, "setSslCertificates"), func(ctx context.Context) (*compute.Operation, error) {
 		if sc.region == "" {
-			return p.c.tsps.SetSslCertificates(ctx, &computepb.SetSslCertificatesTargetHttpsProxyRequest{Project: project, TargetHttpsProxy: proxy,
-				TargetHttpsProxiesSetSslCertificatesRequestResource: &computepb.TargetHttpsProxiesSetSslCertificatesRequest{SslCertificates: certs}})
+			return p.c.tsps.SetSslCertificates(project, proxy,
+				&compute.TargetHttpsProxiesSetSslCertificatesRequest{SslCertificates: certs}).Context(ctx).Do()
 		}
-		return p.c.rtsps.SetSslCertificates(ctx, &computepb.SetSslCertificatesRegionTargetHttpsProxyRequest{Project: project, Region: sc.region, TargetHttpsProxy: proxy,
-			RegionTargetHttpsProxiesSetSslCertificatesRequestResource: &computepb.RegionTargetHttpsProxiesSetSslCertificatesRequest{SslCertificates: certs}})
+		return p.c.rtsps.SetSslCertificates(project, sc.region, proxy,
+			&compute.RegionTargetHttpsProxiesSetSslCertificatesRequest{SslCertificates: certs}).Context(ctx).Do()
 	})
 }
 
-var forwardingRules = kind[*computepb.ForwardingRule]{
+var forwardingRules = kind[*compute.ForwardingRule]{
 	what: "forwarding rule", global: "globalForwardingRules", region: "forwardingRules",
-	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.ForwardingRule, error) {
+	about: func(r *compute.ForwardingRule) (string, string) { return r.Name, r.Description },
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.ForwardingRule, error) {
 		if sc.region == "" {
-			return c.gfrs.Get(ctx, &computepb.GetGlobalForwardingRuleRequest{Project: project, ForwardingRule: name})
+			return c.gfrs.Get(project, name).Context(ctx).Do()
 		}
-		return c.frs.Get(ctx, &computepb.GetForwardingRuleRequest{Project: project, Region: sc.region, ForwardingRule: name})
+		return c.frs.Get(project, sc.region, name).Context(ctx).Do()
 	},
-	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.ForwardingRule) (*compute.Operation, error) {
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *compute.ForwardingRule) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.gfrs.Insert(ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: project, ForwardingRuleResource: r})
+			return c.gfrs.Insert(project, r).Context(ctx).Do()
 		}
-		return c.frs.Insert(ctx, &computepb.InsertForwardingRuleRequest{Project: project, Region: sc.region, ForwardingRuleResource: r})
+		return c.frs.Insert(project, sc.region, r).Context(ctx).Do()
 	},
 	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.gfrs.Delete(ctx, &computepb.DeleteGlobalForwardingRuleRequest{Project: project, ForwardingRule: name})
+			return c.gfrs.Delete(project, name).Context(ctx).Do()
 		}
-		return c.frs.Delete(ctx, &computepb.DeleteForwardingRuleRequest{Project: project, Region: sc.region, ForwardingRule: name})
+		return c.frs.Delete(project, sc.region, name).Context(ctx).Do()
 	},
-	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.ForwardingRule)) error {
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(*compute.ForwardingRule)) error {
+		items := func(l *compute.ForwardingRuleList) []*compute.ForwardingRule { return l.Items }
 		if sc.region == "" {
-			return drain(c.gfrs.List(ctx, &computepb.ListGlobalForwardingRulesRequest{Project: project, Filter: filter}), each)
+			return eachListed(ctx, c.gfrs.List(project).Context(ctx), filter, items, each)
 		}
-		return drain(c.frs.List(ctx, &computepb.ListForwardingRulesRequest{Project: project, Region: sc.region, Filter: filter}), each)
+		return eachListed(ctx, c.frs.List(project, sc.region).Context(ctx), filter, items, each)
 	},
 }
 
-var tcpProxies = kind[*computepb.TargetTcpProxy]{
+var tcpProxies = kind[*compute.TargetTcpProxy]{
 	what: "target TCP proxy", global: "targetTcpProxies", region: "regionTargetTcpProxies",
-	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*computepb.TargetTcpProxy, error) {
+	about: func(r *compute.TargetTcpProxy) (string, string) { return r.Name, r.Description },
+	get: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.TargetTcpProxy, error) {
 		if sc.region == "" {
-			return c.ttps.Get(ctx, &computepb.GetTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+			return c.ttps.Get(project, name).Context(ctx).Do()
 		}
-		return c.rttps.Get(ctx, &computepb.GetRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxy: name})
+		return c.rttps.Get(project, sc.region, name).Context(ctx).Do()
 	},
-	insert: func(ctx context.Context, c *clients, project string, sc scope, r *computepb.TargetTcpProxy) (*compute.Operation, error) {
+	insert: func(ctx context.Context, c *clients, project string, sc scope, r *compute.TargetTcpProxy) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.ttps.Insert(ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: r})
+			return c.ttps.Insert(project, r).Context(ctx).Do()
 		}
-		return c.rttps.Insert(ctx, &computepb.InsertRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxyResource: r})
+		return c.rttps.Insert(project, sc.region, r).Context(ctx).Do()
 	},
 	remove: func(ctx context.Context, c *clients, project string, sc scope, name string) (*compute.Operation, error) {
 		if sc.region == "" {
-			return c.ttps.Delete(ctx, &computepb.DeleteTargetTcpProxyRequest{Project: project, TargetTcpProxy: name})
+			return c.ttps.Delete(project, name).Context(ctx).Do()
 		}
-		return c.rttps.Delete(ctx, &computepb.DeleteRegionTargetTcpProxyRequest{Project: project, Region: sc.region, TargetTcpProxy: name})
+		return c.rttps.Delete(project, sc.region, name).Context(ctx).Do()
 	},
-	list: func(ctx context.Context, c *clients, project string, sc scope, filter *string, each func(*computepb.TargetTcpProxy)) error {
+	list: func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(*compute.TargetTcpProxy)) error {
+		items := func(l *compute.TargetTcpProxyList) []*compute.TargetTcpProxy { return l.Items }
 		if sc.region == "" {
-			return drain(c.ttps.List(ctx, &computepb.ListTargetTcpProxiesRequest{Project: project, Filter: filter}), each)
+			return eachListed(ctx, c.ttps.List(project).Context(ctx), filter, items, each)
 		}
-		return drain(c.rttps.List(ctx, &computepb.ListRegionTargetTcpProxiesRequest{Project: project, Region: sc.region, Filter: filter}), each)
+		return eachListed(ctx, c.rttps.List(project, sc.region).Context(ctx), filter, items, each)
 	},
 }
 
 // sslProxies are global only, as on GCE: a regional proxy Network Load
 // Balancer terminates no TLS.
-var sslProxies = kind[*computepb.TargetSslProxy]{
+var sslProxies = kind[*compute.TargetSslProxy]{
 	what: "target SSL proxy", global: "targetSslProxies", region: "regionTargetSslProxies",
-	get: func(ctx context.Context, c *clients, project string, _ scope, name string) (*computepb.TargetSslProxy, error) {
-		return c.tslps.Get(ctx, &computepb.GetTargetSslProxyRequest{Project: project, TargetSslProxy: name})
+	about: func(r *compute.TargetSslProxy) (string, string) { return r.Name, r.Description },
+	get: func(ctx context.Context, c *clients, project string, _ scope, name string) (*compute.TargetSslProxy, error) {
+		return c.tslps.Get(project, name).Context(ctx).Do()
 	},
-	insert: func(ctx context.Context, c *clients, project string, _ scope, r *computepb.TargetSslProxy) (*compute.Operation, error) {
-		return c.tslps.Insert(ctx, &computepb.InsertTargetSslProxyRequest{Project: project, TargetSslProxyResource: r})
+	insert: func(ctx context.Context, c *clients, project string, _ scope, r *compute.TargetSslProxy) (*compute.Operation, error) {
+		return c.tslps.Insert(project, r).Context(ctx).Do()
 	},
 	remove: func(ctx context.Context, c *clients, project string, _ scope, name string) (*compute.Operation, error) {
-		return c.tslps.Delete(ctx, &computepb.DeleteTargetSslProxyRequest{Project: project, TargetSslProxy: name})
+		return c.tslps.Delete(project, name).Context(ctx).Do()
 	},
-	list: func(ctx context.Context, c *clients, project string, _ scope, filter *string, each func(*computepb.TargetSslProxy)) error {
-		return drain(c.tslps.List(ctx, &computepb.ListTargetSslProxiesRequest{Project: project, Filter: filter}), each)
+	list: func(ctx context.Context, c *clients, project string, _ scope, filter string, each func(*compute.TargetSslProxy)) error {
+		items := func(l *compute.TargetSslProxyList) []*compute.TargetSslProxy { return l.Items }
+		return eachListed(ctx, c.tslps.List(project).Context(ctx), filter, items, each)
 	},
 }
 
 // setSSLProxyCertificates replaces a target SSL proxy's certificates.
 func (p *Provider) setSSLProxyCertificates(ctx context.Context, proxy string, certs []string) error {
 	return p.mutate(ctx, sslProxies.op(scope{}, "setSslCertificates"), func(ctx context.Context) (*compute.Operation, error) {
-		return p.c.tslps.SetSslCertificates(ctx, &computepb.SetSslCertificatesTargetSslProxyRequest{Project: p.opts.Project, TargetSslProxy: proxy,
-			TargetSslProxiesSetSslCertificatesRequestResource: &computepb.TargetSslProxiesSetSslCertificatesRequest{SslCertificates: certs}})
+		return p.c.tslps.SetSslCertificates(p.opts.Project, proxy,
+			&compute.TargetSslProxiesSetSslCertificatesRequest{SslCertificates: certs}).Context(ctx).Do()
 	})
 }
 
 // addressIP resolves a reserved address of the scope by name.
 func (p *Provider) addressIP(ctx context.Context, sc scope, name string) (string, bool, error) {
-	var a *computepb.Address
+	var a *compute.Address
 	op := "globalAddresses.get"
 	if sc.region != "" {
 		op = "addresses.get"
 	}
 	err := p.call(ctx, op, func(ctx context.Context) (err error) {
 		if sc.region == "" {
-			a, err = p.c.gaddr.Get(ctx, &computepb.GetGlobalAddressRequest{Project: p.opts.Project, Address: name})
+			a, err = p.c.gaddr.Get(p.opts.Project, name).Context(ctx).Do()
 		} else {
-			a, err = p.c.addr.Get(ctx, &computepb.GetAddressRequest{Project: p.opts.Project, Region: sc.region, Address: name})
+			a, err = p.c.addr.Get(p.opts.Project, sc.region, name).Context(ctx).Do()
 		}
 		return err
 	})
-	if providers.ClassOf(err) == providers.NotFound {
-		return "", false, nil
+	if err != nil {
+		if providers.ClassOf(err) == providers.NotFound {
+			return "", false, nil
+		}
+		return "", false, err
 	}
-	return a.GetAddress(), err == nil, err
+	return a.Address, true, nil
 }

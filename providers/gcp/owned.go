@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"cloud.google.com/go/compute/apiv1/computepb"
+	compute "google.golang.org/api/compute/v1"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -56,14 +56,14 @@ func (p *Provider) foreign(spec *Spec, name, zone, description string) error {
 func (p *Provider) OwnedGroups(ctx context.Context) ([]providers.OwnedGroup, error) {
 	seen := map[string]bool{}
 	var out []providers.OwnedGroup
-	err := p.eachNEG(ctx, "", func() { clear(seen); out = out[:0] }, func(_ string, n *computepb.NetworkEndpointGroup) {
-		o, ok := ownerFrom(n.GetDescription())
-		id := fmt.Sprintf("%s|%v", n.GetName(), o)
+	err := p.eachNEG(ctx, "", func() { clear(seen); out = out[:0] }, func(_ string, n *compute.NetworkEndpointGroup) {
+		o, ok := ownerFrom(n.Description)
+		id := fmt.Sprintf("%s|%v", n.Name, o)
 		if !ok || o.Cluster != p.opts.Cluster || seen[id] {
 			return
 		}
 		seen[id] = true
-		out = append(out, providers.OwnedGroup{Key: o.key(), Ref: Ref(n.GetName(), "")})
+		out = append(out, providers.OwnedGroup{Key: o.key(), Ref: Ref(n.Name, "")})
 	})
 	return out, err
 }

@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/googleapis/gax-go/v2/apierror"
+	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/option"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/podlb/podlb/manifests"
 	"github.com/podlb/podlb/providers"
@@ -176,28 +174,19 @@ func roleScenario(ctx context.Context, permissions []string) (*computesim.Server
 // roleDrift points the HTTPS proxy of lbKey at the redirect URL map, as a
 // person editing the load balancer by hand might; EnsureHTTP repairs it.
 func roleDrift(ctx context.Context, srv *computesim.Server, regional bool) error {
-	co := []option.ClientOption{option.WithEndpoint(srv.URL()), option.WithoutAuthentication()}
-	proxy, urlMap := BalancerResourceName(cluster, lbKey, kindHTTPSProxy), BalancerResourceName(cluster, lbKey, kindRedirectMap)
-	if regional {
-		c, err := compute.NewRegionTargetHttpsProxiesRESTClient(ctx, co...)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		ref := "projects/" + project + "/regions/" + lbRegion + "/urlMaps/" + urlMap
-		op, err := c.SetUrlMap(ctx, &computepb.SetUrlMapRegionTargetHttpsProxyRequest{Project: project, Region: lbRegion,
-			TargetHttpsProxy: proxy, UrlMapReferenceResource: &computepb.UrlMapReference{UrlMap: &ref}})
-		return waitFast(ctx, op, err)
-	}
-	c, err := compute.NewTargetHttpsProxiesRESTClient(ctx, co...)
+	svc, err := testService(ctx, srv)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	proxy, urlMap := BalancerResourceName(cluster, lbKey, kindHTTPSProxy), BalancerResourceName(cluster, lbKey, kindRedirectMap)
+	if regional {
+		ref := "projects/" + project + "/regions/" + lbRegion + "/urlMaps/" + urlMap
+		op, err := svc.RegionTargetHttpsProxies.SetUrlMap(project, lbRegion, proxy, &compute.UrlMapReference{UrlMap: ref}).Context(ctx).Do()
+		return waitOp(ctx, svc, op, err)
+	}
 	ref := "projects/" + project + "/global/urlMaps/" + urlMap
-	op, err := c.SetUrlMap(ctx, &computepb.SetUrlMapTargetHttpsProxyRequest{Project: project,
-		TargetHttpsProxy: proxy, UrlMapReferenceResource: &computepb.UrlMapReference{UrlMap: &ref}})
-	return waitFast(ctx, op, err)
+	op, err := svc.TargetHttpsProxies.SetUrlMap(project, proxy, &compute.UrlMapReference{UrlMap: ref}).Context(ctx).Do()
+	return waitOp(ctx, svc, op, err)
 }
 
 // roleSetting starts an emulator that holds podlb's calls to permissions,
@@ -282,103 +271,60 @@ func TestABindingWhoseHealthCheckCannotBeReadIsServedWithAWarning(t *testing.T) 
 	}
 }
 
-// waitFast waits for an operation polling every few milliseconds
-// (op.Wait would back off a whole second; the emulator finishes in ms).
-func waitFast(ctx context.Context, op *compute.Operation, err error) error {
-	for err == nil && !op.Done() {
-		time.Sleep(2 * time.Millisecond)
-		err = op.Poll(ctx)
-	}
-	return err
-}
-
 // roleArrange makes what users own: backend services (global and
 // regional) with health checks, certificates and reserved addresses.
 func roleArrange(ctx context.Context, srv *computesim.Server) error {
-	co := []option.ClientOption{option.WithEndpoint(srv.URL()), option.WithoutAuthentication()}
-	hcs, err := compute.NewHealthChecksRESTClient(ctx, co...)
+	svc, err := testService(ctx, srv)
 	if err != nil {
 		return err
 	}
-	defer hcs.Close()
-	rhcs, err := compute.NewRegionHealthChecksRESTClient(ctx, co...)
-	if err != nil {
-		return err
+	hcs, rhcs, bs, rbs := svc.HealthChecks, svc.RegionHealthChecks, svc.BackendServices, svc.RegionBackendServices
+	gaddr, addr, rcerts := svc.GlobalAddresses, svc.Addresses, svc.RegionSslCertificates
+	wait := func(op *compute.Operation, err error) error { return waitOp(ctx, svc, op, err) }
+	hc := func(name string) *compute.HealthCheck {
+		return &compute.HealthCheck{Name: name, Type: "TCP",
+			TcpHealthCheck: &compute.TCPHealthCheck{PortSpecification: "USE_SERVING_PORT"}}
 	}
-	defer rhcs.Close()
-	bs, err := compute.NewBackendServicesRESTClient(ctx, co...)
-	if err != nil {
-		return err
-	}
-	defer bs.Close()
-	rbs, err := compute.NewRegionBackendServicesRESTClient(ctx, co...)
-	if err != nil {
-		return err
-	}
-	defer rbs.Close()
-	gaddr, err := compute.NewGlobalAddressesRESTClient(ctx, co...)
-	if err != nil {
-		return err
-	}
-	defer gaddr.Close()
-	addr, err := compute.NewAddressesRESTClient(ctx, co...)
-	if err != nil {
-		return err
-	}
-	defer addr.Close()
-	rcerts, err := compute.NewRegionSslCertificatesRESTClient(ctx, co...)
-	if err != nil {
-		return err
-	}
-	defer rcerts.Close()
-	wait := func(op *compute.Operation, err error) error { return waitFast(ctx, op, err) }
-	hc := func(name string) *computepb.HealthCheck {
-		return &computepb.HealthCheck{Name: proto.String(name), Type: proto.String("TCP"),
-			TcpHealthCheck: &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")}}
-	}
-	service := func(name, hc, scheme string) *computepb.BackendService {
-		return &computepb.BackendService{Name: proto.String(name), Protocol: proto.String("TCP"), HealthChecks: []string{hc},
-			LoadBalancingScheme: proto.String(scheme)}
+	service := func(name, hc, scheme string) *compute.BackendService {
+		return &compute.BackendService{Name: name, Protocol: "TCP", HealthChecks: []string{hc},
+			LoadBalancingScheme: scheme}
 	}
 	regionalCert := func(name, domain string) error {
 		certPEM, keyPEM, err := srv.CertificatePEM(domain)
 		if err != nil {
 			return err
 		}
-		return wait(rcerts.Insert(ctx, &computepb.InsertRegionSslCertificateRequest{Project: project, Region: lbRegion,
-			SslCertificateResource: &computepb.SslCertificate{Name: proto.String(name),
-				SelfManaged: &computepb.SslCertificateSelfManagedSslCertificate{Certificate: proto.String(certPEM), PrivateKey: proto.String(keyPEM)}}}))
+		return wait(rcerts.Insert(project, lbRegion, &compute.SslCertificate{Name: name,
+			SelfManaged: &compute.SslCertificateSelfManagedSslCertificate{Certificate: certPEM, PrivateKey: keyPEM}}).Context(ctx).Do())
 	}
 	for _, step := range []func() error{
 		func() error { return srv.IssueCertificate("shop-cert", "www.example.com") },
 		func() error { return srv.IssueCertificate("blog-cert", "blog.example.com") },
 		func() error {
-			return wait(hcs.Insert(ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: hc("users-hc")}))
+			return wait(hcs.Insert(project, hc("users-hc")).Context(ctx).Do())
 		},
 		func() error {
-			return wait(bs.Insert(ctx, &computepb.InsertBackendServiceRequest{Project: project,
-				BackendServiceResource: service("users-web", "global/healthChecks/users-hc", "EXTERNAL")}))
+			return wait(bs.Insert(project, service("users-web", "global/healthChecks/users-hc", "EXTERNAL")).Context(ctx).Do())
 		},
 		func() error {
-			return wait(rhcs.Insert(ctx, &computepb.InsertRegionHealthCheckRequest{Project: project, Region: lbRegion, HealthCheckResource: hc("users-hc")}))
+			return wait(rhcs.Insert(project, lbRegion, hc("users-hc")).Context(ctx).Do())
 		},
 		func() error {
-			return wait(rbs.Insert(ctx, &computepb.InsertRegionBackendServiceRequest{Project: project, Region: lbRegion,
-				BackendServiceResource: service("users-api", "regions/"+lbRegion+"/healthChecks/users-hc", "INTERNAL_MANAGED")}))
+			return wait(rbs.Insert(project, lbRegion, service("users-api", "regions/"+lbRegion+"/healthChecks/users-hc", "INTERNAL_MANAGED")).Context(ctx).Do())
 		},
 		func() error { return regionalCert("shop-cert", "www.example.com") },
 		func() error { return regionalCert("blog-cert", "blog.example.com") },
 		func() error {
-			return wait(gaddr.Insert(ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String("shop-ip")}}))
+			return wait(gaddr.Insert(project, &compute.Address{Name: "shop-ip"}).Context(ctx).Do())
 		},
 		func() error {
-			return wait(gaddr.Insert(ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String("edge-ip")}}))
+			return wait(gaddr.Insert(project, &compute.Address{Name: "edge-ip"}).Context(ctx).Do())
 		},
 		func() error {
-			return wait(addr.Insert(ctx, &computepb.InsertAddressRequest{Project: project, Region: lbRegion, AddressResource: &computepb.Address{Name: proto.String("shop-rip")}}))
+			return wait(addr.Insert(project, lbRegion, &compute.Address{Name: "shop-rip"}).Context(ctx).Do())
 		},
 		func() error {
-			return wait(addr.Insert(ctx, &computepb.InsertAddressRequest{Project: project, Region: lbRegion, AddressResource: &computepb.Address{Name: proto.String("edge-rip")}}))
+			return wait(addr.Insert(project, lbRegion, &compute.Address{Name: "edge-rip"}).Context(ctx).Do())
 		},
 	} {
 		if err := step(); err != nil {

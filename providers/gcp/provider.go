@@ -14,13 +14,11 @@ import (
 	"sync"
 	"time"
 
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/hashicorp/go-multierror"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
+	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/option"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -44,7 +42,7 @@ type Options struct {
 	// TokenSource, when set, supplies the access tokens sent instead of
 	// Application Default Credentials (FileTokenSource).
 	TokenSource oauth2.TokenSource
-	// ClientOptions are added to every REST client (credentials, quota
+	// ClientOptions are added to the Compute client (credentials, quota
 	// project, user agent).
 	ClientOptions []option.ClientOption
 	// BatchSize is the most endpoints per attach or detach call; GCE's
@@ -70,9 +68,9 @@ type Provider struct {
 
 	// Look-ups batched across bindings: at start-up every binding looks
 	// for its NEGs and reads its backend service at once.
-	negsByName *providers.Batcher[string, map[string]*computepb.NetworkEndpointGroup]
-	services   *providers.Batcher[serviceRef, *computepb.BackendService]
-	checks     *providers.Batcher[serviceRef, *computepb.HealthCheck]
+	negsByName *providers.Batcher[string, map[string]*compute.NetworkEndpointGroup]
+	services   *providers.Batcher[serviceRef, *compute.BackendService]
+	checks     *providers.Batcher[serviceRef, *compute.HealthCheck]
 
 	mu       sync.Mutex
 	renewing sync.Mutex
@@ -150,18 +148,18 @@ const computeJudgeDelay = 10 * time.Second
 
 // renewBasis is what a cache entry resolved from bs with this judge delay
 // is renewed against.
-func renewBasis(bs *computepb.BackendService, judge time.Duration) string {
-	return bs.GetFingerprint() + "|" + judge.String()
+func renewBasis(bs *compute.BackendService, judge time.Duration) string {
+	return bs.Fingerprint + "|" + judge.String()
 }
 
 // readJudgeDelay reads bs's health checks (reads made at once share list
 // calls) for their judge delay.
-func (p *Provider) readJudgeDelay(ctx context.Context, bs *computepb.BackendService) (time.Duration, error) {
-	checks := map[serviceRef]*computepb.HealthCheck{}
+func (p *Provider) readJudgeDelay(ctx context.Context, bs *compute.BackendService) (time.Duration, error) {
+	checks := map[serviceRef]*compute.HealthCheck{}
 	for _, ref := range checkRefs(bs) {
 		hc, found, err := p.checks.Get(ctx, ref)
 		if err == nil && !found {
-			err = providers.Errorf(providers.NotFound, "", "health check %s of backend service %s not found", ref.path(""), bs.GetName())
+			err = providers.Errorf(providers.NotFound, "", "health check %s of backend service %s not found", ref.path(""), bs.Name)
 		}
 		if err != nil {
 			return 0, err
@@ -177,7 +175,7 @@ func (p *Provider) readJudgeDelay(ctx context.Context, bs *computepb.BackendServ
 // Compute's defaults for fields left unset, and the longest where there
 // are several (Compute allows one for NEG backends). ok is false when a
 // check bs names is not in checks.
-func judgeDelay(bs *computepb.BackendService, checks map[serviceRef]*computepb.HealthCheck) (judge time.Duration, ok bool) {
+func judgeDelay(bs *compute.BackendService, checks map[serviceRef]*compute.HealthCheck) (judge time.Duration, ok bool) {
 	refs := checkRefs(bs)
 	if len(refs) == 0 {
 		return computeJudgeDelay, true
@@ -187,7 +185,7 @@ func judgeDelay(bs *computepb.BackendService, checks map[serviceRef]*computepb.H
 		if hc == nil {
 			return 0, false
 		}
-		interval, healthy := hc.GetCheckIntervalSec(), hc.GetHealthyThreshold()
+		interval, healthy := hc.CheckIntervalSec, hc.HealthyThreshold
 		if interval <= 0 {
 			interval = 5
 		}
@@ -201,9 +199,9 @@ func judgeDelay(bs *computepb.BackendService, checks map[serviceRef]*computepb.H
 
 // checkRefs are the health checks bs names. Legacy HTTP(S) health checks,
 // which NEG backends cannot use, are left out.
-func checkRefs(bs *computepb.BackendService) []serviceRef {
+func checkRefs(bs *compute.BackendService) []serviceRef {
 	var refs []serviceRef
-	for _, link := range bs.GetHealthChecks() {
+	for _, link := range bs.HealthChecks {
 		switch parts := strings.Split(resourcePath(link), "/"); {
 		case len(parts) == 5 && parts[0] == "projects" && parts[2] == "global" && parts[3] == "healthChecks":
 			refs = append(refs, serviceRef{Project: parts[1], Name: parts[4]})
@@ -238,18 +236,18 @@ func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
 	}
 	scope := st.bs
 	p.mu.Unlock()
-	checks := map[serviceRef]*computepb.HealthCheck{}
-	err := p.listHealthChecks(ctx, scope.Project, scope.Region, func(hc *computepb.HealthCheck) {
-		checks[serviceRef{Project: scope.Project, Region: scope.Region, Name: hc.GetName()}] = hc
+	checks := map[serviceRef]*compute.HealthCheck{}
+	err := p.listHealthChecks(ctx, scope.Project, scope.Region, func(hc *compute.HealthCheck) {
+		checks[serviceRef{Project: scope.Project, Region: scope.Region, Name: hc.Name}] = hc
 	})
 	if err != nil {
 		return
 	}
 	current := map[string]string{}
-	err = p.listBackendServices(ctx, scope.Project, scope.Region, func(bs *computepb.BackendService) {
-		current[bs.GetName()] = ""
+	err = p.listBackendServices(ctx, scope.Project, scope.Region, func(bs *compute.BackendService) {
+		current[bs.Name] = ""
 		if judge, ok := judgeDelay(bs, checks); ok {
-			current[bs.GetName()] = renewBasis(bs, judge)
+			current[bs.Name] = renewBasis(bs, judge)
 		}
 	})
 	if err != nil {
@@ -327,7 +325,7 @@ type refusedEndpoint struct {
 // its endpoint to be changed again; a pod gone meanwhile never asks.
 const refusedKept = 10 * time.Minute
 
-// New builds the provider and its REST clients.
+// New builds the provider and its Compute client.
 func New(ctx context.Context, o Options) (*Provider, error) {
 	if o.Cluster == "" {
 		return nil, errors.New("gcp: a cluster name is required")
@@ -366,9 +364,9 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	if _, own := o.Limits[opNEGDetach]; !own {
 		p.calls.Share(opNEGAttach, opNEGDetach)
 	}
-	p.negsByName = &providers.Batcher[string, map[string]*computepb.NetworkEndpointGroup]{Max: 1000, Call: p.lookupNEGs}
-	p.services = &providers.Batcher[serviceRef, *computepb.BackendService]{Max: 1000, Call: p.lookupBackendServices}
-	p.checks = &providers.Batcher[serviceRef, *computepb.HealthCheck]{Max: 1000, Call: p.lookupHealthChecks}
+	p.negsByName = &providers.Batcher[string, map[string]*compute.NetworkEndpointGroup]{Max: 1000, Call: p.lookupNEGs}
+	p.services = &providers.Batcher[serviceRef, *compute.BackendService]{Max: 1000, Call: p.lookupBackendServices}
+	p.checks = &providers.Batcher[serviceRef, *compute.HealthCheck]{Max: 1000, Call: p.lookupHealthChecks}
 	c, err := newClients(ctx, co)
 	if err != nil {
 		stopFollow()
@@ -378,11 +376,11 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	return p, nil
 }
 
-// Close stops following operations and releases the REST clients.
+// Close stops following operations.
 func (p *Provider) Close() error {
 	p.stopFollow()
 	p.followers.Wait()
-	return p.c.close()
+	return nil
 }
 
 // Name implements providers.Provider.
@@ -496,16 +494,16 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		// and stays one Warning.
 		for _, zone := range slices.Sorted(maps.Keys(found)) {
 			n := found[zone]
-			ours := OwnedBy(n.GetDescription(), p.opts.Cluster, b.Key)
-			_, another := p.ownedByAnother(n.GetDescription(), b.Key)
+			ours := OwnedBy(n.Description, p.opts.Cluster, b.Key)
+			_, another := p.ownedByAnother(n.Description, b.Key)
 			switch {
 			case (slices.Contains(b.Zones, zone) && !ours) || another:
 				// Another binding's NEG in any zone: one name, two owners.
-				return nil, p.foreign(spec, name, zone, n.GetDescription())
+				return nil, p.foreign(spec, name, zone, n.Description)
 			case slices.Contains(b.Zones, zone):
-				gs.links[zone] = n.GetSelfLink()
+				gs.links[zone] = n.SelfLink
 			case ours:
-				stale[zone] = n.GetSelfLink()
+				stale[zone] = n.SelfLink
 			}
 		}
 		for _, zone := range b.Zones {
@@ -549,15 +547,15 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		if err != nil {
 			return nil, err
 		}
-		gs.checked = len(bs.GetHealthChecks()) > 0
-		for _, back := range bs.GetBackends() {
+		gs.checked = len(bs.HealthChecks) > 0
+		for _, back := range bs.Backends {
 			for zone, link := range gs.links {
-				if resourcePath(back.GetGroup()) == resourcePath(link) {
+				if resourcePath(back.Group) == resourcePath(link) {
 					gs.inService[zone] = true
 				}
 			}
 		}
-		g.DrainSeconds = int64(bs.GetConnectionDraining().GetDrainingTimeoutSec())
+		g.DrainSeconds = drainingOf(bs)
 		switch g.JudgeDelay, err = p.readJudgeDelay(ctx, bs); {
 		case providers.ClassOf(err) == providers.Invalid:
 			// Most likely a role without compute.healthChecks.get: the
@@ -623,19 +621,19 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 // createNEG inserts one zone's NEG; an existing one is adopted only when
 // its description says it is this binding's.
 func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.BindingKey, zone, name string) (string, error) {
-	n := &computepb.NetworkEndpointGroup{
-		Name:                proto.String(name),
-		Description:         proto.String(Description(p.opts.Cluster, key)),
-		NetworkEndpointType: proto.String("GCE_VM_IP_PORT"),
+	n := &compute.NetworkEndpointGroup{
+		Name:                name,
+		Description:         Description(p.opts.Cluster, key),
+		NetworkEndpointType: "GCE_VM_IP_PORT",
 	}
 	if p.opts.Network != "" {
-		n.Network = proto.String(p.opts.Network)
+		n.Network = p.opts.Network
 	}
 	if p.opts.Subnetwork != "" {
-		n.Subnetwork = proto.String(p.opts.Subnetwork)
+		n.Subnetwork = p.opts.Subnetwork
 	}
 	err := p.mutate(ctx, opNEGInsert, func(ctx context.Context) (*compute.Operation, error) {
-		return p.c.negs.Insert(ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: p.opts.Project, Zone: zone, NetworkEndpointGroupResource: n})
+		return p.c.negs.Insert(p.opts.Project, zone, n).Context(ctx).Do()
 	})
 	if err != nil && !isCode(err, 409) {
 		return "", providers.WithField(nameField(spec), err)
@@ -647,8 +645,8 @@ func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.Bind
 	if err != nil {
 		return "", err
 	}
-	if !OwnedBy(got.GetDescription(), p.opts.Cluster, key) {
-		return "", p.foreign(spec, name, zone, got.GetDescription())
+	if !OwnedBy(got.Description, p.opts.Cluster, key) {
+		return "", p.foreign(spec, name, zone, got.Description)
 	}
 	path := negPath(p.opts.Project, zone, name)
 	if created {
@@ -658,7 +656,7 @@ func (p *Provider) createNEG(ctx context.Context, spec *Spec, key providers.Bind
 	} else {
 		p.forgetNEG(path)
 	}
-	return got.GetSelfLink(), nil
+	return got.SelfLink, nil
 }
 
 func nameField(spec *Spec) string {
@@ -689,7 +687,7 @@ func (p *Provider) deleteOwnedNEG(ctx context.Context, zone, name string) error 
 // nodes). Backends the annotation says nothing about are left as found,
 // so settings changed by other tools survive. A concurrent writer makes
 // the fingerprint stale (412): read again and retry.
-func (p *Provider) alignBackends(ctx context.Context, ref serviceRef, bs *computepb.BackendService, gs *groupState, drop map[string]string, spec *Spec) (*computepb.BackendService, error) {
+func (p *Provider) alignBackends(ctx context.Context, ref serviceRef, bs *compute.BackendService, gs *groupState, drop map[string]string, spec *Spec) (*compute.BackendService, error) {
 	dropPaths := map[string]bool{}
 	for _, link := range drop {
 		dropPaths[resourcePath(link)] = true
@@ -712,11 +710,11 @@ func (p *Provider) alignBackends(ctx context.Context, ref serviceRef, bs *comput
 		}
 		err = p.writeBackends(ctx, ref, bs, backends)
 		if err == nil {
-			next := proto.CloneOf(bs)
+			next := *bs
 			next.Backends = backends
 			// The write gave the service a fingerprint not known here.
-			next.Fingerprint = nil
-			return next, nil
+			next.Fingerprint = ""
+			return &next, nil
 		}
 		if !isCode(err, 412) || attempt == attempts {
 			return nil, providers.WithField("backendService", err)
@@ -736,8 +734,8 @@ func (gs *groupState) bsDisplayOr(ref serviceRef, project string) string {
 
 // mergeBackends computes the backend list: want present with the spec's
 // settings, drop absent, everything else untouched.
-func mergeBackends(bs *computepb.BackendService, want []string, drop map[string]bool, spec *Spec, display string) ([]*computepb.Backend, bool, error) {
-	protocol := bs.GetProtocol()
+func mergeBackends(bs *compute.BackendService, want []string, drop map[string]bool, spec *Spec, display string) ([]*compute.Backend, bool, error) {
+	protocol := bs.Protocol
 	connection := protocol == "TCP" || protocol == "SSL" || protocol == "UDP"
 	mode := spec.mode()
 	switch {
@@ -756,35 +754,41 @@ func mergeBackends(bs *computepb.BackendService, want []string, drop map[string]
 	}
 	present := map[string]bool{}
 	changed := false
-	out := make([]*computepb.Backend, 0, len(bs.GetBackends())+len(want))
-	for _, back := range bs.GetBackends() {
-		path := resourcePath(back.GetGroup())
-		switch {
-		case drop[path]:
+	out := make([]*compute.Backend, 0, len(bs.Backends)+len(want))
+	for _, back := range bs.Backends {
+		path := resourcePath(back.Group)
+		if drop[path] {
 			changed = true
 			continue
-		case wanted[path] && !present[path]:
+		}
+		// A copy: bs may be shared. Compute states every backend's
+		// capacityScaler (1 unless set): sent back as read, a 0 (no new
+		// traffic) stays 0.
+		nb := *back
+		nb.ForceSendFields = append(slices.Clone(back.ForceSendFields), "CapacityScaler")
+		if wanted[path] && !present[path] {
 			present[path] = true
-			nb := proto.CloneOf(back)
-			if applySettings(nb, spec, mode) {
+			if applySettings(&nb, spec, mode) {
 				changed = true
 			}
-			back = nb
 		}
-		out = append(out, back)
+		out = append(out, &nb)
 	}
 	for _, link := range want {
 		if present[resourcePath(link)] {
 			continue
 		}
-		nb := &computepb.Backend{Group: proto.String(link)}
-		nb.BalancingMode = proto.String(mode)
+		nb := &compute.Backend{Group: link}
+		nb.BalancingMode = mode
 		if mode == "RATE" {
-			nb.MaxRatePerEndpoint = proto.Float32(DefaultMaxRatePerEndpoint)
+			nb.MaxRatePerEndpoint = DefaultMaxRatePerEndpoint
 		} else {
-			nb.MaxConnectionsPerEndpoint = proto.Int32(DefaultMaxConnectionsPerEndpoint)
+			nb.MaxConnectionsPerEndpoint = DefaultMaxConnectionsPerEndpoint
 		}
 		applySettings(nb, spec, mode)
+		if spec.CapacityScaler != nil {
+			nb.ForceSendFields = []string{"CapacityScaler"}
+		}
 		out = append(out, nb)
 		changed = true
 	}
@@ -793,48 +797,43 @@ func mergeBackends(bs *computepb.BackendService, want []string, drop map[string]
 
 // applySettings enforces the balancing fields the annotation states on a
 // backend, reporting whether anything changed.
-func applySettings(b *computepb.Backend, spec *Spec, mode string) bool {
+func applySettings(b *compute.Backend, spec *Spec, mode string) bool {
 	changed := false
 	if spec.mode() != "" {
-		if b.GetBalancingMode() != mode {
-			b.BalancingMode, changed = proto.String(mode), true
+		if b.BalancingMode != mode {
+			b.BalancingMode, changed = mode, true
 		}
 		if mode == "RATE" {
-			rate := float32(DefaultMaxRatePerEndpoint)
+			rate := float64(DefaultMaxRatePerEndpoint)
 			if spec.MaxRatePerEndpoint != nil {
-				rate = float32(*spec.MaxRatePerEndpoint)
+				rate = *spec.MaxRatePerEndpoint
 			}
-			if b.MaxRatePerEndpoint == nil || b.GetMaxRatePerEndpoint() != rate {
-				b.MaxRatePerEndpoint, changed = proto.Float32(rate), true
+			// Compute keeps rates and scalers as 32-bit floats.
+			if float32(b.MaxRatePerEndpoint) != float32(rate) {
+				b.MaxRatePerEndpoint, changed = rate, true
 			}
 		} else {
-			conns := int32(DefaultMaxConnectionsPerEndpoint)
+			conns := int64(DefaultMaxConnectionsPerEndpoint)
 			if spec.MaxConnectionsPerEndpoint != nil {
-				conns = *spec.MaxConnectionsPerEndpoint
+				conns = int64(*spec.MaxConnectionsPerEndpoint)
 			}
-			if b.MaxConnectionsPerEndpoint == nil || b.GetMaxConnectionsPerEndpoint() != conns {
-				b.MaxConnectionsPerEndpoint, changed = proto.Int32(conns), true
+			if b.MaxConnectionsPerEndpoint != conns {
+				b.MaxConnectionsPerEndpoint, changed = conns, true
 			}
 		}
 		// The other mode's capacities are rejected beside this mode.
-		for _, f := range []bool{
-			mode == "RATE" && (b.MaxConnections != nil || b.MaxConnectionsPerEndpoint != nil || b.MaxConnectionsPerInstance != nil),
-			mode == "CONNECTION" && (b.MaxRate != nil || b.MaxRatePerEndpoint != nil || b.MaxRatePerInstance != nil),
-		} {
-			if f {
-				changed = true
-			}
-		}
 		if mode == "RATE" {
-			b.MaxConnections, b.MaxConnectionsPerEndpoint, b.MaxConnectionsPerInstance = nil, nil, nil
-			b.MaxRate, b.MaxRatePerInstance = nil, nil
+			changed = changed || b.MaxConnections != 0 || b.MaxConnectionsPerEndpoint != 0 || b.MaxConnectionsPerInstance != 0
+			b.MaxConnections, b.MaxConnectionsPerEndpoint, b.MaxConnectionsPerInstance = 0, 0, 0
+			b.MaxRate, b.MaxRatePerInstance = 0, 0
 		} else {
-			b.MaxRate, b.MaxRatePerEndpoint, b.MaxRatePerInstance = nil, nil, nil
-			b.MaxConnections, b.MaxConnectionsPerInstance = nil, nil
+			changed = changed || b.MaxRate != 0 || b.MaxRatePerEndpoint != 0 || b.MaxRatePerInstance != 0
+			b.MaxRate, b.MaxRatePerEndpoint, b.MaxRatePerInstance = 0, 0, 0
+			b.MaxConnections, b.MaxConnectionsPerInstance = 0, 0
 		}
 	}
-	if c := spec.CapacityScaler; c != nil && (b.CapacityScaler == nil || b.GetCapacityScaler() != float32(*c)) {
-		b.CapacityScaler, changed = proto.Float32(float32(*c)), true
+	if c := spec.CapacityScaler; c != nil && float32(b.CapacityScaler) != float32(*c) {
+		b.CapacityScaler, changed = *c, true
 	}
 	return changed
 }
@@ -951,15 +950,15 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	}
 	reported := map[providers.TargetKey]bool{}
 	for _, h := range health {
-		k, ok := endpointKey(h.GetIpAddress(), h.GetPort())
+		k, ok := endpointKey(h.IpAddress, h.Port)
 		if !ok {
 			continue
 		}
 		instance, isAttached := attached[k]
 		if instance == "" {
-			instance = instanceName(h.GetInstance())
+			instance = instanceName(h.Instance)
 		}
-		w := wordsOf(h.GetHealthState())
+		w := wordsOf(h.HealthState)
 		o := providers.Observed{Target: target(k, instance), State: mapState(w.state), CloudState: w.state, Reason: w.reason, Group: group}
 		switch {
 		case isAttached && o.State == providers.Draining:
@@ -992,12 +991,12 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	return out, nil
 }
 
-func endpointKey(ip string, port int32) (providers.TargetKey, bool) {
+func endpointKey(ip string, port int64) (providers.TargetKey, bool) {
 	addr, err := netip.ParseAddr(ip)
-	if err != nil || port <= 0 {
+	if err != nil || port <= 0 || port > 65535 {
 		return providers.TargetKey{}, false
 	}
-	return providers.TargetKey{IP: addr, Port: port}, true
+	return providers.TargetKey{IP: addr, Port: int32(port)}, true
 }
 
 // Apply implements providers.Provider: every zone's attach batches first
@@ -1288,12 +1287,12 @@ func (p *Provider) endpointBatch(ctx context.Context, ns *negState, zone, name s
 
 // sendBatch sends one batch's attach or detach call.
 func (p *Provider) sendBatch(ctx context.Context, ns *negState, zone, name string, batch []providers.Target, attach bool) (*compute.Operation, error) {
-	eps := make([]*computepb.NetworkEndpoint, len(batch))
+	eps := make([]*compute.NetworkEndpoint, len(batch))
 	for i, t := range batch {
 		instance := ns.instance(t)
-		eps[i] = &computepb.NetworkEndpoint{IpAddress: proto.String(t.IP.String()), Port: proto.Int32(t.Port)}
+		eps[i] = &compute.NetworkEndpoint{IpAddress: t.IP.String(), Port: int64(t.Port)}
 		if instance != "" {
-			eps[i].Instance = proto.String(instance)
+			eps[i].Instance = instance
 		}
 	}
 	var op *compute.Operation
@@ -1303,15 +1302,11 @@ func (p *Provider) sendBatch(ctx context.Context, ns *negState, zone, name strin
 	}
 	err := p.call(ctx, method, func(ctx context.Context) (err error) {
 		if attach {
-			op, err = p.c.negs.AttachNetworkEndpoints(ctx, &computepb.AttachNetworkEndpointsNetworkEndpointGroupRequest{
-				Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name,
-				NetworkEndpointGroupsAttachEndpointsRequestResource: &computepb.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: eps},
-			})
+			op, err = p.c.negs.AttachNetworkEndpoints(p.opts.Project, zone, name,
+				&compute.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: eps}).Context(ctx).Do()
 		} else {
-			op, err = p.c.negs.DetachNetworkEndpoints(ctx, &computepb.DetachNetworkEndpointsNetworkEndpointGroupRequest{
-				Project: p.opts.Project, Zone: zone, NetworkEndpointGroup: name,
-				NetworkEndpointGroupsDetachEndpointsRequestResource: &computepb.NetworkEndpointGroupsDetachEndpointsRequest{NetworkEndpoints: eps},
-			})
+			op, err = p.c.negs.DetachNetworkEndpoints(p.opts.Project, zone, name,
+				&compute.NetworkEndpointGroupsDetachEndpointsRequest{NetworkEndpoints: eps}).Context(ctx).Do()
 		}
 		return err
 	})
@@ -1344,18 +1339,20 @@ func (e *alreadyWanted) Unwrap() error { return e.err }
 // endpoints already are as wanted: attached, or gone. A retry after an
 // attach or detach whose operation podlb could not follow to its end (its
 // poll was throttled) meets this; such endpoints are applied, not refused.
-func alreadyDone(op *computepb.Operation, attach bool) bool {
+func alreadyDone(op *compute.Operation, attach bool) bool {
 	want := "RESOURCE_ALREADY_EXISTS"
 	if !attach {
 		want = "RESOURCE_NOT_FOUND"
 	}
-	errs := op.GetError().GetErrors()
-	for _, e := range errs {
-		if e.GetCode() != want {
+	if op == nil || op.Error == nil {
+		return false
+	}
+	for _, e := range op.Error.Errors {
+		if e.Code != want {
 			return false
 		}
 	}
-	return op.GetStatus() == computepb.Operation_DONE && len(errs) > 0
+	return op.Status == "DONE" && len(op.Error.Errors) > 0
 }
 
 // Release implements providers.Provider. ref names the NEGs and the
@@ -1392,8 +1389,8 @@ func (p *Provider) Release(ctx context.Context, key providers.BindingKey, ref st
 	}
 	ours := map[string]string{} // zone -> selfLink
 	for zone, n := range found {
-		if OwnedBy(n.GetDescription(), p.opts.Cluster, key) {
-			ours[zone] = n.GetSelfLink()
+		if OwnedBy(n.Description, p.opts.Cluster, key) {
+			ours[zone] = n.SelfLink
 		}
 	}
 	if bsPath != "" && len(ours) > 0 {
@@ -1436,13 +1433,13 @@ func (p *Provider) removeBackends(ctx context.Context, ref serviceRef, links map
 		if err != nil {
 			return err
 		}
-		var keep []*computepb.Backend
-		for _, back := range bs.GetBackends() {
-			if !drop[resourcePath(back.GetGroup())] {
+		var keep []*compute.Backend
+		for _, back := range bs.Backends {
+			if !drop[resourcePath(back.Group)] {
 				keep = append(keep, back)
 			}
 		}
-		if len(keep) == len(bs.GetBackends()) {
+		if len(keep) == len(bs.Backends) {
 			return nil
 		}
 		if p.beforeBackendWrite != nil {

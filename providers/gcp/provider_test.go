@@ -22,10 +22,8 @@ import (
 	"time"
 	"unsafe"
 
-	compute "cloud.google.com/go/compute/apiv1"
-	"cloud.google.com/go/compute/apiv1/computepb"
+	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/option"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/podlb/podlb/providers"
 	"github.com/podlb/podlb/providers/gcp/computesim"
@@ -38,16 +36,18 @@ const (
 
 var zones3 = []string{"us-central1-a", "us-central1-b", "us-central1-c"}
 
-// env is an emulator, a provider pointed at it, and apiv1 clients for
-// arranging and inspecting the cloud behind the provider's back.
+// env is an emulator, a provider pointed at it, and Compute services of
+// their own for arranging and inspecting the cloud behind the provider's
+// back.
 type env struct {
 	t   *testing.T
 	ctx context.Context
 	srv *computesim.Server
 	p   *Provider
-	bs  *compute.BackendServicesClient
-	hcs *compute.HealthChecksClient
-	neg *compute.NetworkEndpointGroupsClient
+	svc *compute.Service
+	bs  *compute.BackendServicesService
+	hcs *compute.HealthChecksService
+	neg *compute.NetworkEndpointGroupsService
 }
 
 func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
@@ -74,17 +74,10 @@ func newEnvWith(t *testing.T, mutate func(*computesim.Options)) *env {
 	t.Cleanup(cancel)
 	e := &env{t: t, ctx: ctx, srv: srv}
 	e.p = e.provider(srv.URL())
-	co := []option.ClientOption{option.WithEndpoint(srv.URL()), option.WithoutAuthentication()}
-	if e.bs, err = compute.NewBackendServicesRESTClient(ctx, co...); err != nil {
+	if e.svc, err = testService(ctx, srv); err != nil {
 		t.Fatal(err)
 	}
-	if e.hcs, err = compute.NewHealthChecksRESTClient(ctx, co...); err != nil {
-		t.Fatal(err)
-	}
-	if e.neg, err = compute.NewNetworkEndpointGroupsRESTClient(ctx, co...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _, _ = e.bs.Close(), e.hcs.Close(), e.neg.Close() })
+	e.bs, e.hcs, e.neg = e.svc.BackendServices, e.svc.HealthChecks, e.svc.NetworkEndpointGroups
 	for _, z := range zones3 {
 		if err := srv.AddInstance(z, vm(z), "127.0.0.1", "127.0.0.0/8"); err != nil {
 			t.Fatal(err)
@@ -107,16 +100,37 @@ func (e *env) provider(endpoint string) *Provider {
 
 func vm(zone string) string { return "node-" + zone[len(zone)-1:] }
 
+// done waits for an operation to end and fails the test if it or the
+// call that started it failed.
 func (e *env) done(op *compute.Operation, err error) {
 	e.t.Helper()
-	// op.Wait would back off a whole second; the emulator finishes in ms.
-	for err == nil && !op.Done() {
-		time.Sleep(2 * time.Millisecond)
-		err = op.Poll(e.ctx)
-	}
-	if err != nil {
+	if err := waitOp(e.ctx, e.svc, op, err); err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// testService is a Compute service of the test's own on the emulator.
+func testService(ctx context.Context, srv *computesim.Server) (*compute.Service, error) {
+	return compute.NewService(ctx, option.WithEndpoint(srv.URL()+"/compute/v1/"), option.WithoutAuthentication())
+}
+
+// waitOp waits for an operation with its scope's wait method and returns
+// its failure, or that of the call that started it.
+func waitOp(ctx context.Context, svc *compute.Service, op *compute.Operation, err error) error {
+	for err == nil && op.Status != "DONE" {
+		switch {
+		case op.Zone != "":
+			op, err = svc.ZoneOperations.Wait(project, lastSegment(op.Zone), op.Name).Context(ctx).Do()
+		case op.Region != "":
+			op, err = svc.RegionOperations.Wait(project, lastSegment(op.Region), op.Name).Context(ctx).Do()
+		default:
+			op, err = svc.GlobalOperations.Wait(project, op.Name).Context(ctx).Do()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return opError(op)
 }
 
 // apply applies a plan as a pass does, then waits for the attach
@@ -154,41 +168,41 @@ func (e *env) apply(g *providers.Group, plan providers.Plan) error {
 // protocol (TCP or HTTP) without backends.
 func (e *env) backendService(name, protocol string, drainSec int32) {
 	e.t.Helper()
-	hc := &computepb.HealthCheck{Name: proto.String(name + "-hc"), Type: proto.String(protocol),
-		HealthyThreshold: proto.Int32(2), UnhealthyThreshold: proto.Int32(2)}
+	hc := &compute.HealthCheck{Name: name + "-hc", Type: protocol,
+		HealthyThreshold: 2, UnhealthyThreshold: 2}
 	if protocol == "TCP" {
-		hc.TcpHealthCheck = &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")}
+		hc.TcpHealthCheck = &compute.TCPHealthCheck{PortSpecification: "USE_SERVING_PORT"}
 	} else {
-		hc.HttpHealthCheck = &computepb.HTTPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT"), RequestPath: proto.String("/")}
+		hc.HttpHealthCheck = &compute.HTTPHealthCheck{PortSpecification: "USE_SERVING_PORT", RequestPath: "/"}
 	}
-	e.done(e.hcs.Insert(e.ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: hc}))
-	e.done(e.bs.Insert(e.ctx, &computepb.InsertBackendServiceRequest{Project: project, BackendServiceResource: &computepb.BackendService{
-		Name: proto.String(name), Protocol: proto.String(protocol),
+	e.done(e.hcs.Insert(project, hc).Context(e.ctx).Do())
+	e.done(e.bs.Insert(project, &compute.BackendService{
+		Name: name, Protocol: protocol,
 		HealthChecks:       []string{"global/healthChecks/" + name + "-hc"},
-		ConnectionDraining: &computepb.ConnectionDraining{DrainingTimeoutSec: proto.Int32(drainSec)},
-	}}))
+		ConnectionDraining: &compute.ConnectionDraining{DrainingTimeoutSec: int64(drainSec)},
+	}).Context(e.ctx).Do())
 }
 
-func (e *env) getBS(name string) *computepb.BackendService {
+func (e *env) getBS(name string) *compute.BackendService {
 	e.t.Helper()
-	bs, err := e.bs.Get(e.ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: name})
+	bs, err := e.bs.Get(project, name).Context(e.ctx).Do()
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return bs
 }
 
-func backendZones(bs *computepb.BackendService) map[string]*computepb.Backend {
-	out := map[string]*computepb.Backend{}
-	for _, b := range bs.GetBackends() {
-		path := resourcePath(b.GetGroup())
+func backendZones(bs *compute.BackendService) map[string]*compute.Backend {
+	out := map[string]*compute.Backend{}
+	for _, b := range bs.Backends {
+		path := resourcePath(b.Group)
 		out[lastSegment(path[:len(path)-len("/networkEndpointGroups/")-len(lastSegment(path))])+"/"+lastSegment(path)] = b
 	}
 	return out
 }
 
-func (e *env) negExists(zone, name string) (*computepb.NetworkEndpointGroup, bool) {
-	n, err := e.neg.Get(e.ctx, &computepb.GetNetworkEndpointGroupRequest{Project: project, Zone: zone, NetworkEndpointGroup: name})
+func (e *env) negExists(zone, name string) (*compute.NetworkEndpointGroup, bool) {
+	n, err := e.neg.Get(project, zone, name).Context(e.ctx).Do()
 	if err != nil {
 		if !isCode(err, 404) {
 			e.t.Fatal(err)
@@ -307,14 +321,14 @@ func TestEnsureCreatesZonalNEGsAsBackends(t *testing.T) {
 	}
 	for _, z := range zones3 {
 		n, ok := e.negExists(z, name)
-		if !ok || !OwnedBy(n.GetDescription(), cluster, b.Key) || n.GetNetworkEndpointType() != "GCE_VM_IP_PORT" {
+		if !ok || !OwnedBy(n.Description, cluster, b.Key) || n.NetworkEndpointType != "GCE_VM_IP_PORT" {
 			t.Fatalf("zone %s: NEG %v", z, n)
 		}
 	}
 	backs := backendZones(e.getBS("web"))
 	for _, z := range zones3 {
 		bk := backs[z+"/"+name]
-		if bk.GetBalancingMode() != "CONNECTION" || bk.GetMaxConnectionsPerEndpoint() != DefaultMaxConnectionsPerEndpoint {
+		if bk.BalancingMode != "CONNECTION" || bk.MaxConnectionsPerEndpoint != DefaultMaxConnectionsPerEndpoint {
 			t.Fatalf("zone %s backend %v", z, bk)
 		}
 	}
@@ -339,14 +353,62 @@ func TestHTTPBackendServiceDefaultsToRate(t *testing.T) {
 	b := binding(`{"backendService":"api","capacityScaler":0.5}`, zones3[:1]...)
 	g := e.ensure(b)
 	bk := backendZones(e.getBS("api"))[zones3[0]+"/"+NEGName(cluster, b.Key)]
-	if bk.GetBalancingMode() != "RATE" || bk.GetMaxRatePerEndpoint() != DefaultMaxRatePerEndpoint || bk.GetCapacityScaler() != 0.5 || !g.Serving {
+	if bk.BalancingMode != "RATE" || bk.MaxRatePerEndpoint != DefaultMaxRatePerEndpoint || bk.CapacityScaler != 0.5 || !g.Serving {
 		t.Fatalf("backend %v", bk)
 	}
 	// A stated rate is enforced on the existing backend.
 	g = e.ensure(binding(`{"backendService":"api","balancingMode":"RATE","maxRatePerEndpoint":7}`, zones3[:1]...))
 	bk = backendZones(e.getBS("api"))[zones3[0]+"/"+NEGName(cluster, b.Key)]
-	if bk.GetMaxRatePerEndpoint() != 7 || bk.GetCapacityScaler() != 0.5 {
+	if bk.MaxRatePerEndpoint != 7 || bk.CapacityScaler != 0.5 {
 		t.Fatalf("backend after change %v", bk)
+	}
+}
+
+// The JSON client leaves zero values out of a request unless told to
+// send them. A capacityScaler of 0 (no new traffic) must survive podlb's
+// writes of the backend list, on a backend of another tool's as on its
+// own, and a scaler that a 32-bit float cannot hold exactly must not be
+// written again on every pass.
+func TestCapacityScalerZeroSurvivesBackendWrites(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("api", "HTTP", 0)
+	e.done(e.neg.Insert(project, zones3[0], &compute.NetworkEndpointGroup{Name: "theirs"}).Context(e.ctx).Do())
+	e.done(e.bs.Patch(project, "api", &compute.BackendService{
+		Fingerprint: e.getBS("api").Fingerprint,
+		Backends: []*compute.Backend{{Group: "zones/" + zones3[0] + "/networkEndpointGroups/theirs",
+			BalancingMode: "RATE", MaxRatePerEndpoint: 1, ForceSendFields: []string{"CapacityScaler"}}},
+	}).Context(e.ctx).Do())
+	if theirs := backendZones(e.getBS("api"))[zones3[0]+"/theirs"]; theirs == nil || theirs.CapacityScaler != 0 {
+		t.Fatalf("setup: %+v", theirs)
+	}
+	b := binding(`{"backendService":"api","capacityScaler":0}`, zones3[:2]...)
+	e.ensure(b)
+	backends := backendZones(e.getBS("api"))
+	if theirs := backends[zones3[0]+"/theirs"]; theirs.CapacityScaler != 0 {
+		t.Errorf("the other tool's backend: capacityScaler %v, want 0 as it was", theirs.CapacityScaler)
+	}
+	for _, zone := range zones3[:2] {
+		if ours := backends[zone+"/"+NEGName(cluster, b.Key)]; ours == nil || ours.CapacityScaler != 0 {
+			t.Errorf("%s: podlb's backend %+v, want capacityScaler 0", zone, ours)
+		}
+	}
+	// 0.3 is no 32-bit float: once written, it reads back as what Compute
+	// keeps, and the next Ensure writes nothing.
+	e.ensure(binding(`{"backendService":"api","capacityScaler":0.3}`, zones3[:2]...))
+	if ours := backendZones(e.getBS("api"))[zones3[0]+"/"+NEGName(cluster, b.Key)]; float32(ours.CapacityScaler) != 0.3 {
+		t.Fatalf("podlb's backend: capacityScaler %v, want 0.3", ours.CapacityScaler)
+	}
+	e.p.invalidate(b.Key, false) // read the backend service again
+	e.srv.ResetStats()
+	e.ensure(binding(`{"backendService":"api","capacityScaler":0.3}`, zones3[:2]...))
+	if n := e.srv.Stats().Methods["backendServices.get"].Calls; n == 0 {
+		t.Fatal("the Ensure after invalidate did not read the backend service")
+	}
+	if n := e.srv.Stats().Methods["backendServices.patch"].Calls; n != 0 {
+		t.Errorf("%d backend writes for a scaler already set, want 0", n)
+	}
+	if theirs := backendZones(e.getBS("api"))[zones3[0]+"/theirs"]; theirs.CapacityScaler != 0 {
+		t.Errorf("after the second write the other tool's backend has capacityScaler %v", theirs.CapacityScaler)
 	}
 }
 
@@ -536,14 +598,13 @@ func TestForeignNEGIsNeverTouched(t *testing.T) {
 	e := newEnv(t)
 	e.backendService("web", "TCP", 0)
 	b := binding(`{"name":"shared","backendService":"web"}`, zones3...)
-	e.done(e.neg.Insert(e.ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: project, Zone: zones3[1],
-		NetworkEndpointGroupResource: &computepb.NetworkEndpointGroup{Name: proto.String("shared"), Description: proto.String("made by hand")}}))
+	e.done(e.neg.Insert(project, zones3[1], &compute.NetworkEndpointGroup{Name: "shared", Description: "made by hand"}).Context(e.ctx).Do())
 	_, err := e.p.Ensure(e.ctx, b)
 	wantClass(t, err, providers.Invalid, "name")
-	if len(e.getBS("web").GetBackends()) != 0 {
+	if len(e.getBS("web").Backends) != 0 {
 		t.Fatal("a backend was added despite the foreign NEG")
 	}
-	if n, ok := e.negExists(zones3[1], "shared"); !ok || n.GetDescription() != "made by hand" {
+	if n, ok := e.negExists(zones3[1], "shared"); !ok || n.Description != "made by hand" {
 		t.Fatal("foreign NEG changed")
 	}
 	// Another cluster's NEG of the same name is foreign too.
@@ -622,22 +683,20 @@ func TestReleaseRemovesOnlyOurs(t *testing.T) {
 	name := NEGName(cluster, b.Key)
 	// A foreign backend in the same service, and a foreign NEG of our name
 	// in a zone without nodes.
-	e.done(e.neg.Insert(e.ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: project, Zone: "us-central1-f",
-		NetworkEndpointGroupResource: &computepb.NetworkEndpointGroup{Name: proto.String(name), Description: proto.String("not podlb")}}))
-	e.done(e.neg.Insert(e.ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: project, Zone: zones3[0],
-		NetworkEndpointGroupResource: &computepb.NetworkEndpointGroup{Name: proto.String("legacy")}}))
+	e.done(e.neg.Insert(project, "us-central1-f", &compute.NetworkEndpointGroup{Name: name, Description: "not podlb"}).Context(e.ctx).Do())
+	e.done(e.neg.Insert(project, zones3[0], &compute.NetworkEndpointGroup{Name: "legacy"}).Context(e.ctx).Do())
 	bs := e.getBS("web")
-	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: &computepb.BackendService{
+	e.done(e.bs.Patch(project, "web", &compute.BackendService{
 		Fingerprint: bs.Fingerprint,
-		Backends: []*computepb.Backend{{Group: proto.String("zones/" + zones3[0] + "/networkEndpointGroups/legacy"),
-			BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(1)}},
-	}}))
+		Backends: []*compute.Backend{{Group: "zones/" + zones3[0] + "/networkEndpointGroups/legacy",
+			BalancingMode: "CONNECTION", MaxConnectionsPerEndpoint: 1}},
+	}).Context(e.ctx).Do())
 	g := e.ensure(b)
 	port, _ := tcpListener(t, "127.0.40.1")
 	if err := e.apply(g, providers.Plan{Register: []providers.Target{target("127.0.40.1", port, zones3[1])}}); err != nil {
 		t.Fatal(err)
 	}
-	if len(e.getBS("web").GetBackends()) != 4 {
+	if len(e.getBS("web").Backends) != 4 {
 		t.Fatal("setup")
 	}
 	if err := e.p.Release(e.ctx, b.Key, g.Ref, nil); err != nil {
@@ -648,8 +707,8 @@ func TestReleaseRemovesOnlyOurs(t *testing.T) {
 			t.Fatalf("our NEG in %s survived", z)
 		}
 	}
-	backs := e.getBS("web").GetBackends()
-	if len(backs) != 1 || lastSegment(backs[0].GetGroup()) != "legacy" {
+	backs := e.getBS("web").Backends
+	if len(backs) != 1 || lastSegment(backs[0].Group) != "legacy" {
 		t.Fatalf("backends after release: %v", backs)
 	}
 	if _, ok := e.negExists("us-central1-f", name); !ok {
@@ -682,10 +741,10 @@ func TestBackendServiceChangeReleasesTheOldOne(t *testing.T) {
 	if err := e.p.Release(e.ctx, b.Key, old.Ref, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(e.getBS("old").GetBackends()); n != 0 {
+	if n := len(e.getBS("old").Backends); n != 0 {
 		t.Fatalf("old service keeps %d backends", n)
 	}
-	if n := len(e.getBS("new").GetBackends()); n != 3 {
+	if n := len(e.getBS("new").Backends); n != 3 {
 		t.Fatalf("new service has %d backends", n)
 	}
 	name := NEGName(cluster, b.Key)
@@ -770,8 +829,7 @@ func TestConcurrentOperationLimitIsThrottled(t *testing.T) {
 func TestStaleFingerprintIsRetried(t *testing.T) {
 	e := newEnv(t)
 	e.backendService("web", "TCP", 0)
-	e.done(e.neg.Insert(e.ctx, &computepb.InsertNetworkEndpointGroupRequest{Project: project, Zone: zones3[0],
-		NetworkEndpointGroupResource: &computepb.NetworkEndpointGroup{Name: proto.String("theirs")}}))
+	e.done(e.neg.Insert(project, zones3[0], &compute.NetworkEndpointGroup{Name: "theirs"}).Context(e.ctx).Do())
 	raced := 0
 	e.p.beforeBackendWrite = func() {
 		if raced > 0 {
@@ -780,11 +838,11 @@ func TestStaleFingerprintIsRetried(t *testing.T) {
 		raced++
 		// Another tool adds its backend between podlb's read and write.
 		bs := e.getBS("web")
-		e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "web", BackendServiceResource: &computepb.BackendService{
+		e.done(e.bs.Patch(project, "web", &compute.BackendService{
 			Fingerprint: bs.Fingerprint,
-			Backends: append(bs.Backends, &computepb.Backend{Group: proto.String("zones/" + zones3[0] + "/networkEndpointGroups/theirs"),
-				BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(1)}),
-		}}))
+			Backends: append(bs.Backends, &compute.Backend{Group: "zones/" + zones3[0] + "/networkEndpointGroups/theirs",
+				BalancingMode: "CONNECTION", MaxConnectionsPerEndpoint: 1}),
+		}).Context(e.ctx).Do())
 	}
 	g := e.ensure(binding(`{"backendService":"web"}`, zones3...))
 	if !g.Serving || raced != 1 {
@@ -793,7 +851,7 @@ func TestStaleFingerprintIsRetried(t *testing.T) {
 	if st := e.srv.Stats().Methods["backendServices.patch"]; st.Errors < 1 {
 		t.Fatalf("no conflict happened: %+v", st)
 	}
-	if n := len(e.getBS("web").GetBackends()); n != 4 {
+	if n := len(e.getBS("web").Backends); n != 4 {
 		t.Fatalf("%d backends; the concurrent change was lost or ours not added", n)
 	}
 }
@@ -805,12 +863,9 @@ func TestAttachHealsAfterOthersAttachedTheSameEndpoint(t *testing.T) {
 	e.observe(g) // learn the (empty) NEG
 	// Someone attaches one of our endpoints behind podlb's back: the
 	// attach operation fails as a whole, podlb lists and retries the rest.
-	e.done(e.neg.AttachNetworkEndpoints(e.ctx, &computepb.AttachNetworkEndpointsNetworkEndpointGroupRequest{
-		Project: project, Zone: zones3[0], NetworkEndpointGroup: "heal",
-		NetworkEndpointGroupsAttachEndpointsRequestResource: &computepb.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: []*computepb.NetworkEndpoint{
-			{IpAddress: proto.String("127.0.70.1"), Port: proto.Int32(80), Instance: proto.String(vm(zones3[0]))},
-		}},
-	}))
+	e.done(e.neg.AttachNetworkEndpoints(project, zones3[0], "heal", &compute.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: []*compute.NetworkEndpoint{
+		{IpAddress: "127.0.70.1", Port: 80, Instance: vm(zones3[0])},
+	}}).Context(e.ctx).Do())
 	plan := providers.Plan{Register: []providers.Target{target("127.0.70.1", 80, zones3[0]), target("127.0.70.2", 80, zones3[0])}}
 	if err := e.apply(g, plan); err != nil {
 		t.Fatal(err)
@@ -834,18 +889,12 @@ func TestRetryMeetingItsOwnResultIsNoRefusal(t *testing.T) {
 	g := e.ensure(b)
 	e.observe(g) // learn the (empty) NEG
 	change := func(attach bool, ip string) {
-		eps := []*computepb.NetworkEndpoint{{IpAddress: proto.String(ip), Port: proto.Int32(80), Instance: proto.String(vm(zones3[0]))}}
+		eps := []*compute.NetworkEndpoint{{IpAddress: ip, Port: 80, Instance: vm(zones3[0])}}
 		if attach {
-			e.done(e.neg.AttachNetworkEndpoints(e.ctx, &computepb.AttachNetworkEndpointsNetworkEndpointGroupRequest{
-				Project: project, Zone: zones3[0], NetworkEndpointGroup: "again",
-				NetworkEndpointGroupsAttachEndpointsRequestResource: &computepb.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: eps},
-			}))
+			e.done(e.neg.AttachNetworkEndpoints(project, zones3[0], "again", &compute.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: eps}).Context(e.ctx).Do())
 			return
 		}
-		e.done(e.neg.DetachNetworkEndpoints(e.ctx, &computepb.DetachNetworkEndpointsNetworkEndpointGroupRequest{
-			Project: project, Zone: zones3[0], NetworkEndpointGroup: "again",
-			NetworkEndpointGroupsDetachEndpointsRequestResource: &computepb.NetworkEndpointGroupsDetachEndpointsRequest{NetworkEndpoints: eps},
-		}))
+		e.done(e.neg.DetachNetworkEndpoints(project, zones3[0], "again", &compute.NetworkEndpointGroupsDetachEndpointsRequest{NetworkEndpoints: eps}).Context(e.ctx).Do())
 	}
 	change(true, "127.0.71.1")
 	e.srv.SetRateLimit("networkEndpointGroups.listNetworkEndpoints", 0)
@@ -867,18 +916,14 @@ func TestRetryMeetingItsOwnResultIsNoRefusal(t *testing.T) {
 
 func TestRegionalBackendService(t *testing.T) {
 	e := newEnv(t)
-	e.done(e.hcs.Insert(e.ctx, &computepb.InsertHealthCheckRequest{Project: project, HealthCheckResource: &computepb.HealthCheck{
-		Name: proto.String("rhc"), Type: proto.String("TCP"), TcpHealthCheck: &computepb.TCPHealthCheck{PortSpecification: proto.String("USE_SERVING_PORT")},
-		CheckIntervalSec: proto.Int32(4), TimeoutSec: proto.Int32(4), HealthyThreshold: proto.Int32(3),
-	}}))
-	rbs, err := compute.NewRegionBackendServicesRESTClient(e.ctx, option.WithEndpoint(e.srv.URL()), option.WithoutAuthentication())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rbs.Close()
-	e.done(rbs.Insert(e.ctx, &computepb.InsertRegionBackendServiceRequest{Project: project, Region: "us-central1", BackendServiceResource: &computepb.BackendService{
-		Name: proto.String("internal"), Protocol: proto.String("TCP"), HealthChecks: []string{"global/healthChecks/rhc"},
-	}}))
+	e.done(e.hcs.Insert(project, &compute.HealthCheck{
+		Name: "rhc", Type: "TCP", TcpHealthCheck: &compute.TCPHealthCheck{PortSpecification: "USE_SERVING_PORT"},
+		CheckIntervalSec: 4, TimeoutSec: 4, HealthyThreshold: 3,
+	}).Context(e.ctx).Do())
+	rbs := e.svc.RegionBackendServices
+	e.done(rbs.Insert(project, "us-central1", &compute.BackendService{
+		Name: "internal", Protocol: "TCP", HealthChecks: []string{"global/healthChecks/rhc"},
+	}).Context(e.ctx).Do())
 	b := binding(`{"backendService":"regions/us-central1/backendServices/internal"}`, zones3...)
 	g := e.ensure(b)
 	if !g.Serving {
@@ -897,9 +942,9 @@ func TestRegionalBackendService(t *testing.T) {
 	if err := e.p.Release(e.ctx, b.Key, g.Ref, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, err := rbs.Get(e.ctx, &computepb.GetRegionBackendServiceRequest{Project: project, Region: "us-central1", BackendService: "internal"})
-	if err != nil || len(got.GetBackends()) != 0 {
-		t.Fatalf("after release: %v %v", got.GetBackends(), err)
+	got, err := rbs.Get(project, "us-central1", "internal").Context(e.ctx).Do()
+	if err != nil || len(got.Backends) != 0 {
+		t.Fatalf("after release: %v %v", got.Backends, err)
 	}
 }
 
@@ -941,11 +986,11 @@ func TestNEGUsedElsewhereIsReported(t *testing.T) {
 	e.ensure(b)
 	// Someone adds our zone c NEG to a service podlb does not manage.
 	bs := e.getBS("other")
-	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "other", BackendServiceResource: &computepb.BackendService{
+	e.done(e.bs.Patch(project, "other", &compute.BackendService{
 		Fingerprint: bs.Fingerprint,
-		Backends: []*computepb.Backend{{Group: proto.String("zones/" + zones3[2] + "/networkEndpointGroups/" + name),
-			BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(1)}},
-	}}))
+		Backends: []*compute.Backend{{Group: "zones/" + zones3[2] + "/networkEndpointGroups/" + name,
+			BalancingMode: "CONNECTION", MaxConnectionsPerEndpoint: 1}},
+	}).Context(e.ctx).Do())
 	// Zone c loses its nodes: the live zones carry on, the failure shows.
 	g := e.ensure(binding(`{"backendService":"web"}`, zones3[:2]...))
 	if !g.Serving || g.Status["cleanup"] == "" {

@@ -1,7 +1,7 @@
 // Package gcp binds Service ports to zonal GCE_VM_IP_PORT network endpoint
 // groups (one per zone with nodes, all of the same name) and, optionally,
-// makes those NEGs backends of a backend service, through
-// cloud.google.com/go/compute/apiv1.
+// makes those NEGs backends of a backend service, through the Compute
+// API's JSON client, google.golang.org/api/compute/v1.
 package gcp
 
 import (

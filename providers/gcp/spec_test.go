@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"github.com/googleapis/gax-go/v2/apierror"
+	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/googleapi"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -179,11 +179,8 @@ func TestClassify(t *testing.T) {
 		if reason != "" {
 			ge.Errors = []googleapi.ErrorItem{{Reason: reason}}
 		}
-		ae, ok := apierror.FromError(ge)
-		if !ok {
-			t.Fatal("not an API error")
-		}
-		return fmt.Errorf("call: %w", ae)
+		// As the Compute client returns it, wrapped by a caller.
+		return fmt.Errorf("call: %w", ge)
 	}
 	for _, c := range []struct {
 		err  error
@@ -210,23 +207,52 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+func TestRetryableSendsAgainOnlyWhatIsSafeAndWanted(t *testing.T) {
+	serverError := classify(opBSGetHealth, &googleapi.Error{Code: http.StatusServiceUnavailable})
+	throttled := classify(opNEGAttach, &googleapi.Error{Code: http.StatusTooManyRequests})
+	putOff := providers.Classify(providers.Throttled, "", &providers.PutOffError{Op: opBSGetHealth, Refill: time.Second})
+	for _, c := range []struct {
+		op   string
+		err  error
+		want bool
+	}{
+		{opBSGetHealth, serverError, true},
+		{opNEGList, serverError, true},
+		{opNEGAggregated, serverError, true},
+		{opOperationsWait, serverError, true},
+		{"urlMaps.get", serverError, true},
+		{opNEGAttach, serverError, false}, // it may have taken effect
+		{"urlMaps.update", serverError, false},
+		{opNEGAttach, throttled, true}, // refused, so nothing happened
+		{opBSGetHealth, putOff, false}, // its caller schedules it again
+		{opBSGetHealth, classify(opBSGetHealth, &googleapi.Error{Code: http.StatusNotFound}), false},
+		{opBSGetHealth, nil, false},
+	} {
+		if got := retryable(c.op, c.err); got != c.want {
+			t.Errorf("%s after %v: retryable %v, want %v", c.op, c.err, got, c.want)
+		}
+	}
+}
+
 func TestMergeBackendsKeepsOthersAndChecksMode(t *testing.T) {
 	link := func(zone string) string { return canonicalPrefix + negPath("p", zone, "neg") }
-	foreign := &computepb.Backend{Group: proto.String(link("us-central1-f")), BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(7)}
-	bs := &computepb.BackendService{Protocol: proto.String("TCP"), Backends: []*computepb.Backend{
+	foreign := &compute.Backend{Group: link("us-central1-f"), BalancingMode: "CONNECTION", MaxConnectionsPerEndpoint: 7}
+	bs := &compute.BackendService{Protocol: "TCP", Backends: []*compute.Backend{
 		foreign,
-		{Group: proto.String(link("us-central1-a")), BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(3)},
-		{Group: proto.String(link("us-central1-c")), BalancingMode: proto.String("CONNECTION"), MaxConnectionsPerEndpoint: proto.Int32(3)},
+		{Group: link("us-central1-a"), BalancingMode: "CONNECTION", MaxConnectionsPerEndpoint: 3},
+		{Group: link("us-central1-c"), BalancingMode: "CONNECTION", MaxConnectionsPerEndpoint: 3},
 	}}
 	spec := &Spec{BackendService: "web"}
 	out, changed, err := mergeBackends(bs, []string{link("us-central1-a"), link("us-central1-b")}, map[string]bool{resourcePath(link("us-central1-c")): true}, spec, "web")
 	if err != nil || !changed {
 		t.Fatalf("changed %v, err %v", changed, err)
 	}
-	if len(out) != 3 || !proto.Equal(out[0], foreign) || out[1].GetMaxConnectionsPerEndpoint() != 3 || out[2].GetMaxConnectionsPerEndpoint() != DefaultMaxConnectionsPerEndpoint {
+	sent := *foreign
+	sent.ForceSendFields = []string{"CapacityScaler"}
+	if len(out) != 3 || !reflect.DeepEqual(out[0], &sent) || out[1].MaxConnectionsPerEndpoint != 3 || out[2].MaxConnectionsPerEndpoint != DefaultMaxConnectionsPerEndpoint {
 		t.Fatalf("backends: %v", out)
 	}
-	if _, changed, _ := mergeBackends(&computepb.BackendService{Protocol: proto.String("TCP"), Backends: out}, []string{link("us-central1-a"), link("us-central1-b")}, nil, spec, "web"); changed {
+	if _, changed, _ := mergeBackends(&compute.BackendService{Protocol: "TCP", Backends: out}, []string{link("us-central1-a"), link("us-central1-b")}, nil, spec, "web"); changed {
 		t.Error("second merge changed something")
 	}
 	rate := 5.0
@@ -237,7 +263,7 @@ func TestMergeBackendsKeepsOthersAndChecksMode(t *testing.T) {
 	}
 	conns := int32(9)
 	out, changed, _ = mergeBackends(bs, []string{link("us-central1-a")}, nil, &Spec{BackendService: "web", MaxConnectionsPerEndpoint: &conns}, "web")
-	if !changed || out[1].GetMaxConnectionsPerEndpoint() != 9 {
+	if !changed || out[1].MaxConnectionsPerEndpoint != 9 {
 		t.Fatalf("stated capacity not enforced: %v", out)
 	}
 }

@@ -8,8 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/protobuf/proto"
+	compute "google.golang.org/api/compute/v1"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -136,20 +135,20 @@ func (p *Provider) EnsureL4(ctx context.Context, lb *providers.L4Balancer) (*pro
 	if err != nil {
 		return nil, err
 	}
-	rules, err := forwardingRules.matching(ctx, p, b.sc, nil)
+	rules, err := forwardingRules.matching(ctx, p, b.sc, "")
 	if err != nil {
 		return nil, err
 	}
-	var ours []*computepb.ForwardingRule
+	var ours []*compute.ForwardingRule
 	for _, r := range rules {
-		if b.owns(r.GetDescription()) {
+		if b.owns(r.Description) {
 			ours = append(ours, r)
 		}
 	}
 	// Without a reserved address the ports share the IP the first rule
 	// got.
 	if ip == "" && len(ours) > 0 {
-		ip = ours[0].GetIPAddress()
+		ip = ours[0].IPAddress
 	}
 	var served []providers.L4Listener
 	for _, l := range lb.Listeners {
@@ -246,17 +245,17 @@ func tlsPortsOf(lb *providers.L4Balancer, spec *LoadBalancerSpec) (map[int32]boo
 
 // foreignHolder names a forwarding rule that is not the load balancer's
 // and listens on ip at port, "" when there is none (or no IP yet).
-func foreignHolder(rules []*computepb.ForwardingRule, b *balancer, ip string, port int32) string {
+func foreignHolder(rules []*compute.ForwardingRule, b *balancer, ip string, port int32) string {
 	if ip == "" {
 		return ""
 	}
 	for _, r := range rules {
-		if b.owns(r.GetDescription()) || r.GetIPAddress() != ip {
+		if b.owns(r.Description) || r.IPAddress != ip {
 			continue
 		}
-		lo, hi, ok := portRange(r.GetPortRange())
+		lo, hi, ok := portRange(r.PortRange)
 		if ok && lo <= int(port) && int(port) <= hi {
-			return r.GetName()
+			return r.Name
 		}
 	}
 	return ""
@@ -278,30 +277,30 @@ func portRange(s string) (int, int, bool) {
 
 // tcpHealthCheck is the health check of a backend: TCP on the serving
 // port, or HTTP when the annotation gives a path.
-func tcpHealthCheck(b *balancer, name string, bs BackendSpec) *computepb.HealthCheck {
+func tcpHealthCheck(b *balancer, name string, bs BackendSpec) *compute.HealthCheck {
 	interval := int32(defaultCheckIntervalSec)
-	portSpec, port := proto.String("USE_SERVING_PORT"), (*int32)(nil)
+	portSpec, port := "USE_SERVING_PORT", int64(0)
 	path := ""
 	if hc := bs.HealthCheck; hc != nil {
 		if hc.CheckIntervalSec != nil {
 			interval = *hc.CheckIntervalSec
 		}
 		if hc.Port != nil {
-			portSpec, port = proto.String("USE_FIXED_PORT"), proto.Int32(*hc.Port)
+			portSpec, port = "USE_FIXED_PORT", int64(*hc.Port)
 		}
 		path = hc.Path
 	}
-	want := &computepb.HealthCheck{
-		Name: proto.String(name), Description: b.description(),
+	want := &compute.HealthCheck{
+		Name: name, Description: b.description(),
 		// The timeout may not exceed the interval.
-		CheckIntervalSec: proto.Int32(interval), TimeoutSec: proto.Int32(min(interval, defaultCheckTimeoutSec)),
+		CheckIntervalSec: int64(interval), TimeoutSec: int64(min(interval, defaultCheckTimeoutSec)),
 	}
 	if path != "" {
-		want.Type = proto.String("HTTP")
-		want.HttpHealthCheck = &computepb.HTTPHealthCheck{PortSpecification: portSpec, Port: port, RequestPath: proto.String(path)}
+		want.Type = "HTTP"
+		want.HttpHealthCheck = &compute.HTTPHealthCheck{PortSpecification: portSpec, Port: port, RequestPath: path}
 	} else {
-		want.Type = proto.String("TCP")
-		want.TcpHealthCheck = &computepb.TCPHealthCheck{PortSpecification: portSpec, Port: port}
+		want.Type = "TCP"
+		want.TcpHealthCheck = &compute.TCPHealthCheck{PortSpecification: portSpec, Port: port}
 	}
 	return want
 }
@@ -316,15 +315,15 @@ func (b *balancer) ensureTCPProxy(ctx context.Context, name, rule, service strin
 	switch {
 	case err != nil:
 		return err
-	case found && resourcePath(cur.GetService()) == resourcePath(service) && proxyHeader(cur.GetProxyHeader()) == proxyHeaderOf(spec):
+	case found && resourcePath(cur.Service) == resourcePath(service) && proxyHeader(cur.ProxyHeader) == proxyHeaderOf(spec):
 		return nil
 	case found:
 		if err := replacing(ctx, b, tcpProxies, name, rule); err != nil {
 			return err
 		}
 	}
-	return create(ctx, b, tcpProxies, name, &computepb.TargetTcpProxy{Name: proto.String(name), Description: b.description(), Service: proto.String(service),
-		ProxyHeader: proto.String(proxyHeaderOf(spec))})
+	return create(ctx, b, tcpProxies, name, &compute.TargetTcpProxy{Name: name, Description: b.description(), Service: service,
+		ProxyHeader: proxyHeaderOf(spec)})
 }
 
 // proxyHeaderOf is the proxies' proxyHeader for the spec.
@@ -366,9 +365,9 @@ func (b *balancer) ensureSSLProxy(ctx context.Context, name, rule, service strin
 	switch {
 	case err != nil:
 		return err
-	case found && resourcePath(cur.GetService()) == resourcePath(service) && resourcePath(cur.GetSslPolicy()) == resourcePath(policy) &&
-		proxyHeader(cur.GetProxyHeader()) == proxyHeaderOf(spec):
-		if samePaths(cur.GetSslCertificates(), certs) {
+	case found && resourcePath(cur.Service) == resourcePath(service) && resourcePath(cur.SslPolicy) == resourcePath(policy) &&
+		proxyHeader(cur.ProxyHeader) == proxyHeaderOf(spec):
+		if samePaths(cur.SslCertificates, certs) {
 			return nil
 		}
 		return certErr(b.p.setSSLProxyCertificates(ctx, name, certs))
@@ -377,17 +376,17 @@ func (b *balancer) ensureSSLProxy(ctx context.Context, name, rule, service strin
 			return err
 		}
 	}
-	want := &computepb.TargetSslProxy{Name: proto.String(name), Description: b.description(), Service: proto.String(service), SslCertificates: certs,
-		ProxyHeader: proto.String(proxyHeaderOf(spec))}
+	want := &compute.TargetSslProxy{Name: name, Description: b.description(), Service: service, SslCertificates: certs,
+		ProxyHeader: proxyHeaderOf(spec)}
 	if policy != "" {
-		want.SslPolicy = proto.String(policy)
+		want.SslPolicy = policy
 	}
 	return certErr(create(ctx, b, sslProxies, name, want))
 }
 
 // replacing deletes a port's forwarding rule, then its proxy, so that the
 // proxy can be created anew.
-func replacing[T lbResource](ctx context.Context, b *balancer, k kind[T], proxy, rule string) error {
+func replacing[T comparable](ctx context.Context, b *balancer, k kind[T], proxy, rule string) error {
 	if err := remove(ctx, b, forwardingRules, rule); err != nil {
 		return err
 	}
@@ -396,10 +395,10 @@ func replacing[T lbResource](ctx context.Context, b *balancer, k kind[T], proxy,
 
 // sweepPorts deletes the load balancer's forwarding rules (among ours)
 // and target TCP and SSL proxies that wanted does not name, rules first.
-func (b *balancer) sweepPorts(ctx context.Context, ours []*computepb.ForwardingRule, wanted map[string]bool) error {
+func (b *balancer) sweepPorts(ctx context.Context, ours []*compute.ForwardingRule, wanted map[string]bool) error {
 	for _, r := range ours {
-		if !wanted[r.GetName()] {
-			if err := forwardingRules.del(ctx, b.p, b.sc, r.GetName()); err != nil {
+		if !wanted[r.Name] {
+			if err := forwardingRules.del(ctx, b.p, b.sc, r.Name); err != nil {
 				return err
 			}
 		}
@@ -415,14 +414,14 @@ func (b *balancer) sweepPorts(ctx context.Context, ours []*computepb.ForwardingR
 
 // sweepProxies deletes the load balancer's proxies of kind k that wanted
 // does not name.
-func sweepProxies[T lbResource](ctx context.Context, b *balancer, k kind[T], wanted map[string]bool) error {
+func sweepProxies[T comparable](ctx context.Context, b *balancer, k kind[T], wanted map[string]bool) error {
 	proxies, err := k.all(ctx, b.p, b.sc)
 	if err != nil {
 		return err
 	}
 	for _, tp := range proxies {
-		if b.owns(tp.GetDescription()) && !wanted[tp.GetName()] {
-			if err := k.del(ctx, b.p, b.sc, tp.GetName()); err != nil {
+		if name, description := k.about(tp); b.owns(description) && !wanted[name] {
+			if err := k.del(ctx, b.p, b.sc, name); err != nil {
 				return err
 			}
 		}
@@ -448,9 +447,9 @@ func (b *balancer) deleteTCPIn(ctx context.Context) (leftovers, error) {
 	if err != nil {
 		return leftovers{}, err
 	}
-	var ours []*computepb.ForwardingRule
+	var ours []*compute.ForwardingRule
 	for _, r := range rules {
-		if b.owns(r.GetDescription()) {
+		if b.owns(r.Description) {
 			ours = append(ours, r)
 		}
 	}

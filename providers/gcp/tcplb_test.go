@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"cloud.google.com/go/compute/apiv1/computepb"
-	"google.golang.org/protobuf/proto"
+	compute "google.golang.org/api/compute/v1"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -46,7 +45,7 @@ func (e *env) ensureL4(lb *providers.L4Balancer) *providers.L4Result {
 // reserve makes a global address and answers its IP.
 func (e *env) reserve(name string) string {
 	e.t.Helper()
-	e.done(e.p.c.gaddr.Insert(e.ctx, &computepb.InsertGlobalAddressRequest{Project: project, AddressResource: &computepb.Address{Name: proto.String(name)}}))
+	e.done(e.p.c.gaddr.Insert(project, &compute.Address{Name: name}).Context(e.ctx).Do())
 	ip, _, err := e.p.addressIP(e.ctx, scope{}, name)
 	if err != nil || ip == "" {
 		e.t.Fatalf("address %s: %q %v", name, ip, err)
@@ -146,12 +145,12 @@ func TestTCPBalancerForwardsRealConnectionsAndEditsPortByPort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cache.GetProtocol() != "TCP" || cache.GetLoadBalancingScheme() != "EXTERNAL_MANAGED" || cache.GetTimeoutSec() != 60 ||
-		cache.GetConnectionDraining().GetDrainingTimeoutSec() != 5 || len(cache.GetBackends()) != 1 || cache.GetBackends()[0].GetBalancingMode() != "CONNECTION" {
+	if cache.Protocol != "TCP" || cache.LoadBalancingScheme != "EXTERNAL_MANAGED" || cache.TimeoutSec != 60 ||
+		cache.ConnectionDraining.DrainingTimeoutSec != 5 || len(cache.Backends) != 1 || cache.Backends[0].BalancingMode != "CONNECTION" {
 		t.Fatalf("cache backend service %v", cache)
 	}
 	hc, _, _ := healthChecks.read(e.ctx, e.p, scope{}, backendResourceName(cluster, edgeKey, "shop/cache:6379", "cache", 6379, kindTCPHealthCheck))
-	if hc.GetType() != "TCP" || hc.GetTcpHealthCheck().GetPortSpecification() != "USE_SERVING_PORT" {
+	if hc.Type != "TCP" || hc.TcpHealthCheck.PortSpecification != "USE_SERVING_PORT" {
 		t.Fatalf("cache health check %v", hc)
 	}
 
@@ -167,7 +166,7 @@ func TestTCPBalancerForwardsRealConnectionsAndEditsPortByPort(t *testing.T) {
 		"healthChecks.insert": 1, "backendServices.insert": 1, "targetTcpProxies.insert": 1, "globalForwardingRules.insert": 1,
 	})
 	fr, _, err := forwardingRules.read(e.ctx, e.p, scope{}, edgeName("ft8080"))
-	if err != nil || fr.GetIPAddress() != ip || fr.GetPortRange() != "8080-8080" && fr.GetPortRange() != "8080" {
+	if err != nil || fr.IPAddress != ip || fr.PortRange != "8080-8080" && fr.PortRange != "8080" {
 		t.Fatalf("rule of the new port: %v %v", fr, err)
 	}
 	webGroup := e.attachL4(lb.Listeners[3], res.Specs["shop/web:8080"], "127.0.0.23")
@@ -180,7 +179,7 @@ func TestTCPBalancerForwardsRealConnectionsAndEditsPortByPort(t *testing.T) {
 	e.ensureL4(lb)
 	wantMutations(t, e.mutations(), map[string]int64{"healthChecks.update": 1})
 	hc, _, _ = healthChecks.read(e.ctx, e.p, scope{}, backendResourceName(cluster, edgeKey, "shop/web:8080", "web", 8080, kindTCPHealthCheck))
-	if hc.GetType() != "HTTP" || hc.GetHttpHealthCheck().GetRequestPath() != "/healthz" {
+	if hc.Type != "HTTP" || hc.HttpHealthCheck.RequestPath != "/healthz" {
 		t.Fatalf("web health check %v", hc)
 	}
 
@@ -213,19 +212,18 @@ func TestTCPBalancerRefusesAPortAForeignRuleHolds(t *testing.T) {
 	ip := e.reserve("edge-ip")
 	// A user's own proxy load balancer on port 5432 of the address.
 	e.backendService("users-db", "TCP", 0)
-	usersDB, err := e.bs.Get(e.ctx, &computepb.GetBackendServiceRequest{Project: project, BackendService: "users-db"})
+	usersDB, err := e.bs.Get(project, "users-db").Context(e.ctx).Do()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.done(e.bs.Patch(e.ctx, &computepb.PatchBackendServiceRequest{Project: project, BackendService: "users-db",
-		BackendServiceResource: &computepb.BackendService{LoadBalancingScheme: proto.String("EXTERNAL_MANAGED"), Fingerprint: usersDB.Fingerprint}}))
-	e.done(e.p.c.ttps.Insert(e.ctx, &computepb.InsertTargetTcpProxyRequest{Project: project, TargetTcpProxyResource: &computepb.TargetTcpProxy{
-		Name: proto.String("users-proxy"), Service: proto.String("global/backendServices/users-db")}}))
-	e.done(e.p.c.gfrs.Insert(e.ctx, &computepb.InsertGlobalForwardingRuleRequest{Project: project, ForwardingRuleResource: &computepb.ForwardingRule{
-		Name: proto.String("users-rule"), IPAddress: proto.String("edge-ip"), PortRange: proto.String("5432"), IPProtocol: proto.String("TCP"),
-		LoadBalancingScheme: proto.String("EXTERNAL_MANAGED"), Target: proto.String("global/targetTcpProxies/users-proxy")}}))
+	e.done(e.bs.Patch(project, "users-db", &compute.BackendService{LoadBalancingScheme: "EXTERNAL_MANAGED", Fingerprint: usersDB.Fingerprint}).Context(e.ctx).Do())
+	e.done(e.p.c.ttps.Insert(project, &compute.TargetTcpProxy{
+		Name: "users-proxy", Service: "global/backendServices/users-db"}).Context(e.ctx).Do())
+	e.done(e.p.c.gfrs.Insert(project, &compute.ForwardingRule{
+		Name: "users-rule", IPAddress: "edge-ip", PortRange: "5432", IPProtocol: "TCP",
+		LoadBalancingScheme: "EXTERNAL_MANAGED", Target: "global/targetTcpProxies/users-proxy"}).Context(e.ctx).Do())
 	users, _, err := forwardingRules.read(e.ctx, e.p, scope{}, "users-rule")
-	if err != nil || users.GetIPAddress() != ip {
+	if err != nil || users.IPAddress != ip {
 		t.Fatalf("the user's rule: %v %v", users, err)
 	}
 
@@ -247,7 +245,7 @@ func TestTCPBalancerRefusesAPortAForeignRuleHolds(t *testing.T) {
 		t.Fatalf("DeleteL4 while a binding holds its NEG: %v", err)
 	}
 	after, _, err := forwardingRules.read(e.ctx, e.p, scope{}, "users-rule")
-	if err != nil || !proto.Equal(after, users) {
+	if err != nil || !sameJSON(after, users) {
 		t.Fatalf("the user's rule changed: %v %v", after, err)
 	}
 	for _, name := range []string{"users-proxy"} {
@@ -278,21 +276,21 @@ func (e *env) ownedTCPIn(key providers.BalancerKey, sc scope) []string {
 		e.t.Fatal(err)
 	}
 	for _, bs := range bss {
-		add("backendService", bs.GetName(), bs.GetDescription())
+		add("backendService", bs.Name, bs.Description)
 	}
 	hcs, err := healthChecks.all(e.ctx, e.p, sc)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	for _, hc := range hcs {
-		add("healthCheck", hc.GetName(), hc.GetDescription())
+		add("healthCheck", hc.Name, hc.Description)
 	}
 	tps, err := tcpProxies.all(e.ctx, e.p, sc)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	for _, tp := range tps {
-		add("targetTcpProxy", tp.GetName(), tp.GetDescription())
+		add("targetTcpProxy", tp.Name, tp.Description)
 	}
 	if sc.region == "" {
 		sps, err := sslProxies.all(e.ctx, e.p, sc)
@@ -300,7 +298,7 @@ func (e *env) ownedTCPIn(key providers.BalancerKey, sc scope) []string {
 			e.t.Fatal(err)
 		}
 		for _, sp := range sps {
-			add("targetSslProxy", sp.GetName(), sp.GetDescription())
+			add("targetSslProxy", sp.Name, sp.Description)
 		}
 	}
 	frs, err := forwardingRules.all(e.ctx, e.p, sc)
@@ -308,7 +306,7 @@ func (e *env) ownedTCPIn(key providers.BalancerKey, sc scope) []string {
 		e.t.Fatal(err)
 	}
 	for _, fr := range frs {
-		add("forwardingRule", fr.GetName(), fr.GetDescription())
+		add("forwardingRule", fr.Name, fr.Description)
 	}
 	return out
 }
@@ -338,10 +336,10 @@ func TestDeleteL4LeavesNothingOfItsOwnAndEverythingElse(t *testing.T) {
 	}
 	httpOwned := func() int {
 		n := 0
-		for _, kind := range []kind[*computepb.BackendService]{backendServices} {
+		for _, kind := range []kind[*compute.BackendService]{backendServices} {
 			list, _ := kind.all(e.ctx, e.p, scope{})
 			for _, r := range list {
-				if ownedByBalancer(r.GetDescription(), cluster, edgeKey) {
+				if ownedByBalancer(r.Description, cluster, edgeKey) {
 					n++
 				}
 			}
@@ -380,7 +378,7 @@ func TestDeleteL4LeavesNothingOfItsOwnAndEverythingElse(t *testing.T) {
 	if n := httpOwned(); n != httpBefore {
 		t.Errorf("the Ingress's load balancer has %d backend services, had %d", n, httpBefore)
 	}
-	if fr, found, err := forwardingRules.read(e.ctx, e.p, scope{}, edgeName(kindHTTPRule)); err != nil || !found || !ownedByBalancer(fr.GetDescription(), cluster, edgeKey) {
+	if fr, found, err := forwardingRules.read(e.ctx, e.p, scope{}, edgeName(kindHTTPRule)); err != nil || !found || !ownedByBalancer(fr.Description, cluster, edgeKey) {
 		t.Errorf("the Ingress's forwarding rule: %v %v", fr, err)
 	}
 }
@@ -474,7 +472,7 @@ func TestTCPBalancerTerminatesTLSOnTheListedPorts(t *testing.T) {
 
 func TestTCPBalancerInternalInItsRegionAndMovingOut(t *testing.T) {
 	e := newEnv(t)
-	e.done(e.p.c.addr.Insert(e.ctx, &computepb.InsertAddressRequest{Project: project, Region: lbRegion, AddressResource: &computepb.Address{Name: proto.String("edge-rip")}}))
+	e.done(e.p.c.addr.Insert(project, lbRegion, &compute.Address{Name: "edge-rip"}).Context(e.ctx).Do())
 	ip, _, err := e.p.addressIP(e.ctx, scope{region: lbRegion}, "edge-rip")
 	if err != nil {
 		t.Fatal(err)
@@ -528,11 +526,11 @@ func TestTCPBalancerProxyProtocol(t *testing.T) {
 	header := func() string {
 		var out []string
 		for _, port := range []int32{5432, 6379} {
-			p, err := e.p.c.ttps.Get(e.ctx, &computepb.GetTargetTcpProxyRequest{Project: project, TargetTcpProxy: BalancerResourceName(cluster, edgeKey, kindTCPProxy+strconv.Itoa(int(port)))})
+			p, err := e.p.c.ttps.Get(project, BalancerResourceName(cluster, edgeKey, kindTCPProxy+strconv.Itoa(int(port)))).Context(e.ctx).Do()
 			if err != nil {
 				t.Fatal(err)
 			}
-			out = append(out, p.GetProxyHeader())
+			out = append(out, p.ProxyHeader)
 		}
 		return strings.Join(out, " ")
 	}
