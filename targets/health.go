@@ -63,6 +63,9 @@ type view struct {
 	// HealthReader).
 	waiting []waitingTarget
 	fullAt  time.Time
+	// putOffs counts the reads at rest put off in a row for want of a
+	// spare token (see putOff).
+	putOffs int
 }
 
 // waitingTarget is a target left waiting for a read, and from when a
@@ -564,7 +567,7 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 		// for: no news, and the read comes back about when the bucket
 		// can have refilled.
 		if r.ScheduleRead != nil {
-			r.ScheduleRead(key, r.putOff(po.Refill), BackgroundPriority)
+			r.ScheduleRead(key, r.putOff(po.Refill, r.notePutOff(key)), BackgroundPriority)
 		}
 		return reconcile.Result{}, nil
 	}
@@ -586,12 +589,30 @@ func (h *HealthReader) Reconcile(ctx context.Context, key providers.BindingKey) 
 }
 
 // putOff is when a read at rest put off for want of a spare token tries
-// again: around the time its bucket takes to refill the reserve (at
-// least 100 ms, at most the resync), jittered by half either way so the
-// reads put off together do not come back together.
-func (r *BindingReconciler) putOff(refill time.Duration) time.Duration {
-	d := min(max(refill, 100*time.Millisecond), r.Timing.Resync)
+// again, the n-th put off in a row: around the time its bucket takes to
+// refill the reserve (at least 100 ms), twice as long at each put-off in
+// a row, at most the resync; jittered by half either way so the reads put
+// off together do not come back together. When reads at rest alone keep
+// the bucket at its reserve (more bindings than the bucket can read every
+// resync), the put-off reads spread out over the resync instead of all
+// coming back at every refill.
+func (r *BindingReconciler) putOff(refill time.Duration, n int) time.Duration {
+	d := max(refill, 100*time.Millisecond)
+	for i := 1; i < n && d < r.Timing.Resync; i++ {
+		d *= 2
+	}
+	d = min(d, r.Timing.Resync)
 	return d/2 + rand.N(d)
+}
+
+// notePutOff counts a read at rest of key put off and returns how many
+// were put off in a row, this one included.
+func (r *BindingReconciler) notePutOff(key providers.BindingKey) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v := r.viewLocked(key)
+	v.putOffs++
+	return v.putOffs
 }
 
 // readAtRest reports whether the binding's next read is one nothing waits
@@ -664,6 +685,7 @@ func (r *BindingReconciler) storeRead(key providers.BindingKey, ref string, star
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	v := r.viewLocked(key)
+	v.putOffs = 0
 	if v.group == nil || v.group.Ref != ref {
 		return true
 	}

@@ -676,6 +676,15 @@ func TestAReadAtRestIsPutOffWithoutASpareToken(t *testing.T) {
 	if after := r.observation(ps); after.failed || after.err != nil || !after.at.Equal(before.at) || done != 0 {
 		t.Fatalf("a put-off read was stored or handed on: failed %v, err %v, read at %v (want %v), handed on %d times", after.failed, after.err, after.at, before.at, done)
 	}
+	// Put off again in a row: it waits twice as long, so that reads at
+	// rest that alone keep the bucket at its reserve spread out.
+	*got = nil
+	if _, err := h.Reconcile(ctx, ps.key); err != nil {
+		t.Fatal(err)
+	}
+	if probe.calls != 1 || len(*got) != 1 || (*got)[0].after < 200*time.Second || (*got)[0].after >= 600*time.Second {
+		t.Fatalf("a read put off twice in a row: %d calls, scheduled %+v; want none and one in 200-600 s", probe.calls, *got)
+	}
 
 	// A pod waits: the read takes the reserve's token.
 	pass(healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Pending}))
@@ -684,5 +693,14 @@ func TestAReadAtRestIsPutOffWithoutASpareToken(t *testing.T) {
 	}
 	if probe.calls != 2 || probe.atRest[len(probe.atRest)-1] || done != 1 {
 		t.Fatalf("a read a pod waits for: %d calls (want 2), at rest %v, handed on %d times (want 1)", probe.calls, probe.atRest, done)
+	}
+	// A read made ends the row: the next put-off waits one refill again.
+	pass(healthOf(map[types.UID]providers.State{"a": providers.Healthy, "b": providers.Healthy}))
+	*got = nil
+	if _, err := h.Reconcile(ctx, ps.key); err != nil {
+		t.Fatal(err)
+	}
+	if probe.calls != 2 || len(*got) != 1 || (*got)[0].after < 100*time.Second || (*got)[0].after >= 300*time.Second {
+		t.Fatalf("a read at rest put off after a read was made: %d calls, scheduled %+v; want none and one in 100-300 s", probe.calls, *got)
 	}
 }
