@@ -435,37 +435,21 @@ func (e *env) ours() []string {
 			add("healthCheck", hc.Name, hc.Description)
 		}
 	}
-	// Errors leave a kind out, which the callers' comparisons report.
-	_ = e.p.c.ums.List(project).Pages(e.ctx, func(l *compute.UrlMapList) error {
-		for _, um := range l.Items {
-			add("urlMap", um.Name, um.Description)
+	must := func(err error) {
+		if err != nil {
+			e.t.Fatal(err)
 		}
-		return nil
-	})
-	_ = e.p.c.rums.List(project, lbRegion).Pages(e.ctx, func(l *compute.UrlMapList) error {
-		for _, um := range l.Items {
-			add("urlMap", um.Name, um.Description)
-		}
-		return nil
-	})
-	_ = e.p.c.thps.List(project).Pages(e.ctx, func(l *compute.TargetHttpProxyList) error {
-		for _, tp := range l.Items {
-			add("targetHttpProxy", tp.Name, tp.Description)
-		}
-		return nil
-	})
-	_ = e.p.c.rthps.List(project, lbRegion).Pages(e.ctx, func(l *compute.TargetHttpProxyList) error {
-		for _, tp := range l.Items {
-			add("targetHttpProxy", tp.Name, tp.Description)
-		}
-		return nil
-	})
-	_ = e.p.c.tsps.List(project).Pages(e.ctx, func(l *compute.TargetHttpsProxyList) error {
-		for _, tp := range l.Items {
-			add("targetHttpsProxy", tp.Name, tp.Description)
-		}
-		return nil
-	})
+	}
+	urlMapItems := func(l *compute.UrlMapList) []*compute.UrlMap { return l.Items }
+	addURLMap := func(um *compute.UrlMap) { add("urlMap", um.Name, um.Description) }
+	must(eachListed(e.ctx, e.p.c.ums.List(project), "", urlMapItems, addURLMap))
+	must(eachListed(e.ctx, e.p.c.rums.List(project, lbRegion), "", urlMapItems, addURLMap))
+	httpProxyItems := func(l *compute.TargetHttpProxyList) []*compute.TargetHttpProxy { return l.Items }
+	addHTTPProxy := func(tp *compute.TargetHttpProxy) { add("targetHttpProxy", tp.Name, tp.Description) }
+	must(eachListed(e.ctx, e.p.c.thps.List(project), "", httpProxyItems, addHTTPProxy))
+	must(eachListed(e.ctx, e.p.c.rthps.List(project, lbRegion), "", httpProxyItems, addHTTPProxy))
+	must(eachListed(e.ctx, e.p.c.tsps.List(project), "", func(l *compute.TargetHttpsProxyList) []*compute.TargetHttpsProxy { return l.Items },
+		func(tp *compute.TargetHttpsProxy) { add("targetHttpsProxy", tp.Name, tp.Description) }))
 	for _, sc := range []scope{{}, {region: lbRegion}} {
 		frs, err := forwardingRules.matching(e.ctx, e.p, sc, "")
 		if err != nil {
