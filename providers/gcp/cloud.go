@@ -299,7 +299,7 @@ func (p *Provider) waitDone(ctx context.Context, op *compute.Operation) (*comput
 	for op.Status != "DONE" {
 		var next *compute.Operation
 		err := p.call(ctx, opOperationsWait, func(ctx context.Context) (err error) {
-			next, err = p.waitOnce(ctx, op)
+			next, err = p.c.waitOnce(ctx, p.opts.Project, op)
 			return err
 		})
 		if err != nil {
@@ -314,14 +314,14 @@ func (p *Provider) waitDone(ctx context.Context, op *compute.Operation) (*comput
 }
 
 // waitOnce calls the wait method of the operation's scope.
-func (p *Provider) waitOnce(ctx context.Context, op *compute.Operation) (*compute.Operation, error) {
+func (c *clients) waitOnce(ctx context.Context, project string, op *compute.Operation) (*compute.Operation, error) {
 	switch {
 	case op.Zone != "":
-		return p.c.zops.Wait(p.opts.Project, path.Base(op.Zone), op.Name).Context(ctx).Do()
+		return c.zops.Wait(project, path.Base(op.Zone), op.Name).Context(ctx).Do()
 	case op.Region != "":
-		return p.c.rops.Wait(p.opts.Project, path.Base(op.Region), op.Name).Context(ctx).Do()
+		return c.rops.Wait(project, path.Base(op.Region), op.Name).Context(ctx).Do()
 	default:
-		return p.c.gops.Wait(p.opts.Project, op.Name).Context(ctx).Do()
+		return c.gops.Wait(project, op.Name).Context(ctx).Do()
 	}
 }
 
@@ -502,7 +502,7 @@ func (p *Provider) unlist(zone, name string) {
 func (p *Provider) eachNEG(ctx context.Context, filter string, reset func(), fn func(zone string, n *compute.NetworkEndpointGroup)) error {
 	return p.call(ctx, opNEGAggregated, func(ctx context.Context) error {
 		reset()
-		req := p.c.negs.AggregatedList(p.opts.Project).Context(ctx)
+		req := p.c.negs.AggregatedList(p.opts.Project)
 		if filter != "" {
 			req = req.Filter(filter)
 		}
@@ -548,7 +548,7 @@ func (p *Provider) listEndpoints(ctx context.Context, zone, name string) (map[pr
 	err := p.call(ctx, opNEGList, func(ctx context.Context) error {
 		clear(out)
 		req := p.c.negs.ListNetworkEndpoints(p.opts.Project, zone, name,
-			&compute.NetworkEndpointGroupsListEndpointsRequest{HealthStatus: "SKIP"}).MaxResults(500).Context(ctx)
+			&compute.NetworkEndpointGroupsListEndpointsRequest{HealthStatus: "SKIP"}).MaxResults(500)
 		return req.Pages(ctx, func(page *compute.NetworkEndpointGroupsListNetworkEndpoints) error {
 			for _, ep := range page.Items {
 				if ep.NetworkEndpoint == nil {
@@ -578,13 +578,13 @@ func (p *Provider) backendService(ctx context.Context, ref serviceRef) (*compute
 // lookupBackendServices reads backend services: one with a get, several
 // with one list per project and region.
 func (p *Provider) lookupBackendServices(ctx context.Context, refs []serviceRef) (map[serviceRef]*compute.BackendService, error) {
-	return lookupScoped(ctx, refs, func(bs *compute.BackendService) string { return bs.Name }, p.getBackendService, p.listBackendServices)
+	return lookupScoped(ctx, refs, backendServices.name, p.getBackendService, p.listBackendServices)
 }
 
 // lookupHealthChecks reads health checks as lookupBackendServices reads
 // backend services.
 func (p *Provider) lookupHealthChecks(ctx context.Context, refs []serviceRef) (map[serviceRef]*compute.HealthCheck, error) {
-	return lookupScoped(ctx, refs, func(hc *compute.HealthCheck) string { return hc.Name }, p.getHealthCheck, p.listHealthChecks)
+	return lookupScoped(ctx, refs, healthChecks.name, p.getHealthCheck, p.listHealthChecks)
 }
 
 // lookupScoped reads resources of one kind by reference: one with get,
@@ -628,37 +628,14 @@ func lookupScoped[T any](ctx context.Context, refs []serviceRef, nameOf func(T) 
 }
 
 func (p *Provider) getBackendService(ctx context.Context, ref serviceRef) (*compute.BackendService, error) {
-	var bs *compute.BackendService
-	if ref.Region == "" {
-		err := p.call(ctx, opBSGet, func(ctx context.Context) (err error) {
-			bs, err = p.c.bs.Get(ref.Project, ref.Name).Context(ctx).Do()
-			return err
-		})
-		return bs, err
-	}
-	err := p.call(ctx, opRBSGet, func(ctx context.Context) (err error) {
-		bs, err = p.c.rbs.Get(ref.Project, ref.Region, ref.Name).Context(ctx).Do()
-		return err
-	})
-	return bs, err
+	return backendServices.getIn(ctx, p, ref.Project, scope{ref.Region}, ref.Name)
 }
 
 // listBackendServices hands every backend service of a project (in a
 // region, or global) to fn. A retried list starts over, so fn may see a
 // service twice; callers keep the last.
 func (p *Provider) listBackendServices(ctx context.Context, project, region string, fn func(*compute.BackendService)) error {
-	if region == "" {
-		return p.call(ctx, opBSList, func(ctx context.Context) error {
-			return p.c.bs.List(project).Context(ctx).Pages(ctx, func(page *compute.BackendServiceList) error {
-				return eachOf(page.Items, fn)
-			})
-		})
-	}
-	return p.call(ctx, opRBSList, func(ctx context.Context) error {
-		return p.c.rbs.List(project, region).Context(ctx).Pages(ctx, func(page *compute.BackendServiceList) error {
-			return eachOf(page.Items, fn)
-		})
-	})
+	return backendServices.eachIn(ctx, p, project, scope{region}, "", func() {}, fn)
 }
 
 func (p *Provider) getHealthCheck(ctx context.Context, ref serviceRef) (*compute.HealthCheck, error) {
@@ -669,14 +646,6 @@ func (p *Provider) getHealthCheck(ctx context.Context, ref serviceRef) (*compute
 // or global) to fn; a retried list starts over, as listBackendServices'.
 func (p *Provider) listHealthChecks(ctx context.Context, project, region string, fn func(*compute.HealthCheck)) error {
 	return healthChecks.eachIn(ctx, p, project, scope{region}, "", func() {}, fn)
-}
-
-// eachOf hands each item of a page to fn, for Pages.
-func eachOf[T any](items []T, fn func(T)) error {
-	for _, v := range items {
-		fn(v)
-	}
-	return nil
 }
 
 // writeBackends stores a backend service's backend list, guarded by the

@@ -656,21 +656,20 @@ func wantedURLMap(lb *providers.HTTPBalancer, services map[string]string, fallba
 // routing is the part of a URL map podlb writes, with references reduced
 // to resource paths, for comparing what is with what should be.
 func routing(um *compute.UrlMap) *compute.UrlMap {
-	ref := resourcePath
 	redirect := func(r *compute.HttpRedirectAction) *compute.HttpRedirectAction {
 		if r == nil {
 			return nil
 		}
 		return &compute.HttpRedirectAction{HttpsRedirect: r.HttpsRedirect}
 	}
-	out := &compute.UrlMap{DefaultService: ref(um.DefaultService), DefaultUrlRedirect: redirect(um.DefaultUrlRedirect)}
+	out := &compute.UrlMap{DefaultService: resourcePath(um.DefaultService), DefaultUrlRedirect: redirect(um.DefaultUrlRedirect)}
 	for _, hr := range um.HostRules {
 		out.HostRules = append(out.HostRules, &compute.HostRule{Hosts: hr.Hosts, PathMatcher: hr.PathMatcher})
 	}
 	for _, pm := range um.PathMatchers {
-		m := &compute.PathMatcher{Name: pm.Name, DefaultService: ref(pm.DefaultService), DefaultUrlRedirect: redirect(pm.DefaultUrlRedirect)}
+		m := &compute.PathMatcher{Name: pm.Name, DefaultService: resourcePath(pm.DefaultService), DefaultUrlRedirect: redirect(pm.DefaultUrlRedirect)}
 		for _, pr := range pm.PathRules {
-			m.PathRules = append(m.PathRules, &compute.PathRule{Paths: pr.Paths, Service: ref(pr.Service)})
+			m.PathRules = append(m.PathRules, &compute.PathRule{Paths: pr.Paths, Service: resourcePath(pr.Service)})
 		}
 		out.PathMatchers = append(out.PathMatchers, m)
 	}

@@ -165,9 +165,9 @@ var healthChecks = kind[*compute.HealthCheck]{
 	list: func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(*compute.HealthCheck)) error {
 		items := func(l *compute.HealthCheckList) []*compute.HealthCheck { return l.Items }
 		if sc.region == "" {
-			return eachListed(ctx, c.hcs.List(project).Context(ctx), filter, items, each)
+			return eachListed(ctx, c.hcs.List(project), filter, items, each)
 		}
-		return eachListed(ctx, c.rhcs.List(project, sc.region).Context(ctx), filter, items, each)
+		return eachListed(ctx, c.rhcs.List(project, sc.region), filter, items, each)
 	},
 }
 
@@ -205,9 +205,9 @@ var backendServices = kind[*compute.BackendService]{
 	list: func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(*compute.BackendService)) error {
 		items := func(l *compute.BackendServiceList) []*compute.BackendService { return l.Items }
 		if sc.region == "" {
-			return eachListed(ctx, c.bs.List(project).Context(ctx), filter, items, each)
+			return eachListed(ctx, c.bs.List(project), filter, items, each)
 		}
-		return eachListed(ctx, c.rbs.List(project, sc.region).Context(ctx), filter, items, each)
+		return eachListed(ctx, c.rbs.List(project, sc.region), filter, items, each)
 	},
 }
 
@@ -362,9 +362,9 @@ var forwardingRules = kind[*compute.ForwardingRule]{
 	list: func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(*compute.ForwardingRule)) error {
 		items := func(l *compute.ForwardingRuleList) []*compute.ForwardingRule { return l.Items }
 		if sc.region == "" {
-			return eachListed(ctx, c.gfrs.List(project).Context(ctx), filter, items, each)
+			return eachListed(ctx, c.gfrs.List(project), filter, items, each)
 		}
-		return eachListed(ctx, c.frs.List(project, sc.region).Context(ctx), filter, items, each)
+		return eachListed(ctx, c.frs.List(project, sc.region), filter, items, each)
 	},
 }
 
@@ -392,9 +392,9 @@ var tcpProxies = kind[*compute.TargetTcpProxy]{
 	list: func(ctx context.Context, c *clients, project string, sc scope, filter string, each func(*compute.TargetTcpProxy)) error {
 		items := func(l *compute.TargetTcpProxyList) []*compute.TargetTcpProxy { return l.Items }
 		if sc.region == "" {
-			return eachListed(ctx, c.ttps.List(project).Context(ctx), filter, items, each)
+			return eachListed(ctx, c.ttps.List(project), filter, items, each)
 		}
-		return eachListed(ctx, c.rttps.List(project, sc.region).Context(ctx), filter, items, each)
+		return eachListed(ctx, c.rttps.List(project, sc.region), filter, items, each)
 	},
 }
 
@@ -414,7 +414,7 @@ var sslProxies = kind[*compute.TargetSslProxy]{
 	},
 	list: func(ctx context.Context, c *clients, project string, _ scope, filter string, each func(*compute.TargetSslProxy)) error {
 		items := func(l *compute.TargetSslProxyList) []*compute.TargetSslProxy { return l.Items }
-		return eachListed(ctx, c.tslps.List(project).Context(ctx), filter, items, each)
+		return eachListed(ctx, c.tslps.List(project), filter, items, each)
 	},
 }
 

@@ -117,15 +117,9 @@ func testService(ctx context.Context, srv *computesim.Server) (*compute.Service,
 // waitOp waits for an operation with its scope's wait method and returns
 // its failure, or that of the call that started it.
 func waitOp(ctx context.Context, svc *compute.Service, op *compute.Operation, err error) error {
+	ops := &clients{zops: svc.ZoneOperations, rops: svc.RegionOperations, gops: svc.GlobalOperations}
 	for err == nil && op.Status != "DONE" {
-		switch {
-		case op.Zone != "":
-			op, err = svc.ZoneOperations.Wait(project, lastSegment(op.Zone), op.Name).Context(ctx).Do()
-		case op.Region != "":
-			op, err = svc.RegionOperations.Wait(project, lastSegment(op.Region), op.Name).Context(ctx).Do()
-		default:
-			op, err = svc.GlobalOperations.Wait(project, op.Name).Context(ctx).Do()
-		}
+		op, err = ops.waitOnce(ctx, project, op)
 	}
 	if err != nil {
 		return err

@@ -114,9 +114,10 @@ func rolloutFloor(per []int32, cloudFloor time.Duration) time.Duration {
 }
 
 // rolloutBudgetFloor estimates the shortest rolling update a write rate
-// allows (the account's, or podlb's share of it): every wave of every Deployment needs at
-// least one registration and one deregistration call per group its pods
-// land in (one per zone on GCP), and all Deployments share the rate.
+// allows (the account's, or podlb's share of it): every wave of every
+// Deployment needs at least one registration and one deregistration call
+// per group its pods land in (one per zone on GCP), and all Deployments
+// share the rate.
 func (e *env) rolloutBudgetFloor(per []int32, writes budget) time.Duration {
 	groups := 1
 	if e.cloud.groupOf("s", "a") != e.cloud.groupOf("s", "b") {
