@@ -133,17 +133,24 @@ type Caller struct {
 	provider string
 	limiters map[string]*rate.Limiter
 	classify func(op string, err error) error
-	// throttleAttempts is how many times in all Call tries an operation
-	// the cloud throttles (see RetryThrottled); 0 or 1: once.
-	throttleAttempts int
+	// attempts is how many times in all Call tries an operation that may
+	// be sent again (see Retry); 0 or 1: once.
+	attempts int
+	// alsoRetry tells what may be sent again besides throttled calls.
+	alsoRetry func(op string, err error) bool
 }
 
-// RetryThrottled makes Call try an operation the cloud throttled up to
-// attempts times in all, each retry after a jittered backoff and with a
-// token of its own. A retry the SDK made by itself would bypass the
-// buckets: when podlb's bucket is as large as the account's, those extra
-// calls keep the account's bucket empty and throttling feeds itself.
-func (c *Caller) RetryThrottled(attempts int) { c.throttleAttempts = attempts }
+// Retry makes Call try an operation up to attempts times in all when the
+// cloud throttled it (it did nothing) or when alsoRetry (may be nil)
+// says its error leaves it safe and worth sending again, each retry
+// after a jittered backoff and with a token of its own. A retry the SDK
+// made by itself would bypass the buckets: when podlb's bucket is as
+// large as the account's, those extra calls keep the account's bucket
+// empty and throttling feeds itself. A call put off at rest is never
+// retried: its caller schedules it again.
+func (c *Caller) Retry(attempts int, alsoRetry func(op string, err error) bool) {
+	c.attempts, c.alsoRetry = attempts, alsoRetry
+}
 
 // NewCaller builds a Caller. Operations missing from limits use fallback.
 // classify turns an operation's SDK error into a classified *Error.
@@ -261,21 +268,31 @@ func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Contex
 			result = string(ClassOf(err))
 		}
 		apiCalls.WithLabelValues(c.provider, op, result).Inc()
-		if ClassOf(err) != Throttled || attempt >= c.throttleAttempts {
+		if attempt >= c.attempts || !c.retryable(op, err) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(throttleBackoff(attempt)):
+		case <-time.After(retryBackoff(attempt)):
 		}
 	}
 }
 
-// throttleBackoff is the pause before retry attempt+1 of a throttled
-// call: 200 ms doubling per attempt up to 5 s, jittered by half either
-// way so that calls throttled together do not come back together.
-func throttleBackoff(attempt int) time.Duration {
+func (c *Caller) retryable(op string, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case ClassOf(err) == Throttled:
+		return true
+	}
+	return c.alsoRetry != nil && c.alsoRetry(op, err)
+}
+
+// retryBackoff is the pause before retry attempt+1 of a call: 200 ms
+// doubling per attempt up to 5 s, jittered by half either way so that
+// calls throttled together do not come back together.
+func retryBackoff(attempt int) time.Duration {
 	d := min(200*time.Millisecond<<(attempt-1), 5*time.Second)
 	return d/2 + rand.N(d)
 }

@@ -41,3 +41,36 @@ func TestACallAtRestSpendsOnlySpareTokens(t *testing.T) {
 		}
 	}
 }
+
+// Call sends again what the cloud throttled and what the provider says
+// may be retried, up to the attempts in all, each time with a token of
+// its own; anything else goes back after one call.
+func TestCallRetriesWithATokenEach(t *testing.T) {
+	again := errors.New("worth sending again")
+	for _, c := range []struct {
+		name  string
+		err   error
+		sends int
+	}{
+		{"throttled", Classify(Throttled, "", errors.New("slow down")), 3},
+		{"retryable by the provider", Classify(Transient, "", again), 3},
+		{"transient", Classify(Transient, "", errors.New("broken")), 1},
+		{"invalid", Classify(Invalid, "", errors.New("bad")), 1},
+		{"ok", nil, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			const burst = 10
+			caller := NewCaller("test", map[string]Limit{"Op": {QPS: 0.001, Burst: burst}}, Limit{QPS: 0.001, Burst: 1}, nil)
+			caller.Retry(3, func(op string, err error) bool { return op == "Op" && errors.Is(err, again) })
+			sends := 0
+			err := caller.Call(context.Background(), "Op", func(context.Context) error { sends++; return c.err })
+			if sends != c.sends || !errors.Is(err, c.err) {
+				t.Errorf("sent %d times, returned %v; want %d, %v", sends, err, c.sends, c.err)
+			}
+			if left := int(caller.limiter("Op").Tokens()); left != burst-c.sends {
+				t.Errorf("%d tokens left of %d after %d sends, want one spent a send", left, burst, sends)
+			}
+		})
+	}
+}

@@ -187,7 +187,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 			// podlb's own token buckets pace calls; the SDK's retry quota
 			// would only turn sustained throttling into hard failures.
 			// Throttled calls come back to podlb, which retries them with
-			// a token each (Caller.RetryThrottled).
+			// a token each (Caller.Retry).
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = o.MaxAttempts
 				so.RateLimiter = ratelimit.None
@@ -211,7 +211,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 
 		vpcTried: map[string]time.Time{},
 	}
-	p.calls.RetryThrottled(o.MaxAttempts)
+	p.calls.Retry(o.MaxAttempts, nil)
 	// ELBv2 throttles RegisterTargets and DeregisterTargets from one
 	// bucket per account; a rollout that only registers (a scale-up) can
 	// then use all of podlb's share.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"net/http"
 	"path"
 	"strings"
@@ -227,53 +226,32 @@ func newClients(ctx context.Context, co []option.ClientOption) (*clients, error)
 	}, nil
 }
 
-// Throttled calls are retried after throttleBackoff, doubling, up to
-// throttleRetries times before the error goes to the core (which backs the
-// whole binding off). A 403 rateLimitExceeded did nothing, so retrying is
-// safe even for mutations; the Compute client does not retry it (the AWS
-// SDK's standard retryer does, three attempts). Without this, a reconcile
-// of a dozen calls under partial throttling almost never completes, and a
-// throttled operation poll reports a successful attach as failed. Reads
-// are retried the same way on a 5xx: they change nothing.
-const throttleRetries = 2
-
-var throttleBackoff = 200 * time.Millisecond
-
-// call runs one Compute call through its limiter, retrying throttled ones
-// and reads that met a server error. A read put off for want of a spare
-// token goes back at once: its caller schedules it again.
-func (p *Provider) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	delay := throttleBackoff
-	for attempt := 0; ; attempt++ {
-		err := p.calls.Call(ctx, op, fn)
-		if attempt == throttleRetries || !retryable(op, err) {
-			return err
-		}
-		// Jittered, so the bindings throttled together spread out.
-		t := time.NewTimer(delay/2 + rand.N(delay/2))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		delay *= 2
-	}
+// newCaller paces and classifies Compute's calls and sends again those
+// retryable allows besides throttled ones.
+func newCaller(limits map[string]providers.Limit) *providers.Caller {
+	c := providers.NewCaller("gcp", limits, limits["*"], classify)
+	c.Retry(callAttempts, retryable)
+	return c
 }
 
-// retryable tells whether call may send op again after err.
+// callAttempts is how many times in all a call that may be sent again
+// (see retryable) is tried before its error goes to the core, which
+// backs the whole binding off.
+const callAttempts = 3
+
+// retryable tells what Compute's calls may send again besides throttled
+// ones (a 403 rateLimitExceeded or 429 did nothing, and the Compute
+// client does not retry it): reads that met a server error, since they
+// change nothing. A write that met one may have taken effect. Without
+// retries, a reconcile of a dozen calls under partial throttling almost
+// never completes, and a throttled operation wait reports a successful
+// attach as failed.
 func retryable(op string, err error) bool {
-	if po := (*providers.PutOffError)(nil); errors.As(err, &po) {
+	if providers.ClassOf(err) != providers.Transient {
 		return false
 	}
-	switch providers.ClassOf(err) {
-	case providers.Throttled:
-		return true
-	case providers.Transient:
-		code, _ := errorCode(err)
-		return code >= 500 && isRead(op)
-	}
-	return false
+	code, _ := errorCode(err)
+	return code >= 500 && isRead(op)
 }
 
 // isRead tells the methods that change nothing: gets, lists, health
@@ -298,7 +276,7 @@ func (p *Provider) waitDone(ctx context.Context, op *compute.Operation) (*comput
 	}
 	for op.Status != "DONE" {
 		var next *compute.Operation
-		err := p.call(ctx, opOperationsWait, func(ctx context.Context) (err error) {
+		err := p.calls.Call(ctx, opOperationsWait, func(ctx context.Context) (err error) {
 			next, err = p.c.waitOnce(ctx, p.opts.Project, op)
 			return err
 		})
@@ -344,7 +322,7 @@ func opError(op *compute.Operation) error {
 // mutate runs one mutating call and awaits its operation.
 func (p *Provider) mutate(ctx context.Context, name string, call func(ctx context.Context) (*compute.Operation, error)) error {
 	var op *compute.Operation
-	err := p.call(ctx, name, func(ctx context.Context) (err error) {
+	err := p.calls.Call(ctx, name, func(ctx context.Context) (err error) {
 		op, err = call(ctx)
 		return err
 	})
@@ -500,7 +478,7 @@ func (p *Provider) unlist(zone, name string) {
 // to fn with its zone, through one aggregated list paced like the rest.
 // A retried list starts over: reset is called before each attempt.
 func (p *Provider) eachNEG(ctx context.Context, filter string, reset func(), fn func(zone string, n *compute.NetworkEndpointGroup)) error {
-	return p.call(ctx, opNEGAggregated, func(ctx context.Context) error {
+	return p.calls.Call(ctx, opNEGAggregated, func(ctx context.Context) error {
 		reset()
 		req := p.c.negs.AggregatedList(p.opts.Project)
 		if filter != "" {
@@ -523,7 +501,7 @@ func (p *Provider) eachNEG(ctx context.Context, filter string, reset func(), fn 
 
 func (p *Provider) getNEG(ctx context.Context, zone, name string) (*compute.NetworkEndpointGroup, error) {
 	var n *compute.NetworkEndpointGroup
-	err := p.call(ctx, opNEGGet, func(ctx context.Context) (err error) {
+	err := p.calls.Call(ctx, opNEGGet, func(ctx context.Context) (err error) {
 		n, err = p.c.negs.Get(p.opts.Project, zone, name).Context(ctx).Do()
 		return err
 	})
@@ -545,7 +523,7 @@ func (p *Provider) deleteNEG(ctx context.Context, zone, name string) error {
 // name. One call per 500 endpoints (pages are fetched in one limiter slot).
 func (p *Provider) listEndpoints(ctx context.Context, zone, name string) (map[providers.TargetKey]string, error) {
 	out := map[providers.TargetKey]string{}
-	err := p.call(ctx, opNEGList, func(ctx context.Context) error {
+	err := p.calls.Call(ctx, opNEGList, func(ctx context.Context) error {
 		clear(out)
 		req := p.c.negs.ListNetworkEndpoints(p.opts.Project, zone, name,
 			&compute.NetworkEndpointGroupsListEndpointsRequest{HealthStatus: "SKIP"}).MaxResults(500)
@@ -683,7 +661,7 @@ func (p *Provider) groupHealth(ctx context.Context, ref serviceRef, negURL strin
 			return err
 		}
 	}
-	if err := p.call(ctx, op, read); err != nil {
+	if err := p.calls.Call(ctx, op, read); err != nil {
 		return nil, err
 	}
 	return out.HealthStatus, nil

@@ -69,7 +69,7 @@ func (k kind[T]) read(ctx context.Context, p *Provider, sc scope, name string) (
 
 // getIn gets a resource of project.
 func (k kind[T]) getIn(ctx context.Context, p *Provider, project string, sc scope, name string) (r T, err error) {
-	err = p.call(ctx, k.op(sc, "get"), func(ctx context.Context) (err error) {
+	err = p.calls.Call(ctx, k.op(sc, "get"), func(ctx context.Context) (err error) {
 		r, err = k.get(ctx, &p.c, project, sc, name)
 		return err
 	})
@@ -115,7 +115,7 @@ func (k kind[T]) matching(ctx context.Context, p *Provider, sc scope, filter str
 // filter ("": all) matches to each; restart runs before every attempt,
 // as a retried list starts over.
 func (k kind[T]) eachIn(ctx context.Context, p *Provider, project string, sc scope, filter string, restart func(), each func(T)) error {
-	return p.call(ctx, k.op(sc, "list"), func(ctx context.Context) error {
+	return p.calls.Call(ctx, k.op(sc, "list"), func(ctx context.Context) error {
 		restart()
 		return k.list(ctx, &p.c, project, sc, filter, each)
 	})
@@ -433,7 +433,7 @@ func (p *Provider) addressIP(ctx context.Context, sc scope, name string) (string
 	if sc.region != "" {
 		op = "addresses.get"
 	}
-	err := p.call(ctx, op, func(ctx context.Context) (err error) {
+	err := p.calls.Call(ctx, op, func(ctx context.Context) (err error) {
 		if sc.region == "" {
 			a, err = p.c.gaddr.Get(p.opts.Project, name).Context(ctx).Do()
 		} else {

@@ -353,7 +353,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		opts:       o,
 		followCtx:  followCtx,
 		stopFollow: stopFollow,
-		calls:      providers.NewCaller("gcp", limits, limits["*"], classify),
+		calls:      newCaller(limits),
 		bindings:   map[providers.BindingKey]*bindingState{},
 		negs:       map[string]*negState{},
 
@@ -1300,7 +1300,7 @@ func (p *Provider) sendBatch(ctx context.Context, ns *negState, zone, name strin
 	if !attach {
 		method = opNEGDetach
 	}
-	err := p.call(ctx, method, func(ctx context.Context) (err error) {
+	err := p.calls.Call(ctx, method, func(ctx context.Context) (err error) {
 		if attach {
 			op, err = p.c.negs.AttachNetworkEndpoints(p.opts.Project, zone, name,
 				&compute.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: eps}).Context(ctx).Do()

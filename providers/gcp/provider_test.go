@@ -1018,8 +1018,8 @@ func TestThrottledCallsAreRetried(t *testing.T) {
 	if providers.ClassOf(err) != providers.Throttled {
 		t.Fatalf("Apply under a lasting throttle: %v, want Throttled", err)
 	}
-	if st := e.srv.Stats().Methods[opNEGAttach]; st.Calls != 1+throttleRetries || st.RateLimited != st.Calls {
-		t.Fatalf("attach stats %+v, want %d rate-limited calls", st, 1+throttleRetries)
+	if st := e.srv.Stats().Methods[opNEGAttach]; st.Calls != callAttempts || st.RateLimited != st.Calls {
+		t.Fatalf("attach stats %+v, want %d rate-limited calls", st, callAttempts)
 	}
 
 	// Lift the throttle as soon as the next attach has been turned away:
@@ -1199,7 +1199,7 @@ func TestFailuresOfAWholeAttachAreNotSplitAndHoldDetaches(t *testing.T) {
 			} else {
 				e.srv.SetRateLimit(opNEGAttach, -1)
 			}
-		}, providers.Throttled, 1 + throttleRetries},
+		}, providers.Throttled, callAttempts},
 		// The IPv6 endpoint fails the first call at once; the operation of
 		// the first half then fails as a whole, which ends the pass.
 		{"operation failed", func(on bool) {

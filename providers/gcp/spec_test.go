@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/googleapi"
@@ -207,30 +207,64 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestRetryableSendsAgainOnlyWhatIsSafeAndWanted(t *testing.T) {
-	serverError := classify(opBSGetHealth, &googleapi.Error{Code: http.StatusServiceUnavailable})
-	throttled := classify(opNEGAttach, &googleapi.Error{Code: http.StatusTooManyRequests})
-	putOff := providers.Classify(providers.Throttled, "", &providers.PutOffError{Op: opBSGetHealth, Refill: time.Second})
+// Compute's calls are sent again, each with a token of its own, only
+// when that is safe and may help: throttled calls (they did nothing) and
+// reads that met a server error; never a write that may have taken
+// effect, nor a read at rest put off for want of a spare token.
+func TestCallsSendAgainOnlyWhatIsSafeAndWanted(t *testing.T) {
+	serverError := &googleapi.Error{Code: http.StatusServiceUnavailable}
+	throttled := &googleapi.Error{Code: http.StatusTooManyRequests}
+	rateLimited := &googleapi.Error{Code: http.StatusForbidden, Errors: []googleapi.ErrorItem{{Reason: "rateLimitExceeded"}}}
 	for _, c := range []struct {
-		op   string
-		err  error
-		want bool
+		op    string
+		err   error
+		rest  bool
+		sends int
 	}{
-		{opBSGetHealth, serverError, true},
-		{opNEGList, serverError, true},
-		{opNEGAggregated, serverError, true},
-		{opOperationsWait, serverError, true},
-		{"urlMaps.get", serverError, true},
-		{opNEGAttach, serverError, false}, // it may have taken effect
-		{"urlMaps.update", serverError, false},
-		{opNEGAttach, throttled, true}, // refused, so nothing happened
-		{opBSGetHealth, putOff, false}, // its caller schedules it again
-		{opBSGetHealth, classify(opBSGetHealth, &googleapi.Error{Code: http.StatusNotFound}), false},
-		{opBSGetHealth, nil, false},
+		{opBSGetHealth, serverError, false, callAttempts},
+		{opNEGList, serverError, false, callAttempts},
+		{opNEGAggregated, serverError, false, callAttempts},
+		{opOperationsWait, serverError, false, callAttempts},
+		{"urlMaps.get", serverError, false, callAttempts},
+		{opNEGAttach, serverError, false, 1}, // it may have taken effect
+		{"urlMaps.update", serverError, false, 1},
+		{opNEGAttach, throttled, false, callAttempts}, // refused, so nothing happened
+		{opNEGAttach, rateLimited, false, callAttempts},
+		{opBSGetHealth, &googleapi.Error{Code: http.StatusNotFound}, false, 1},
+		{opBSGetHealth, nil, false, 1},
+		{opBSGetHealth, nil, true, 0}, // put off: its caller schedules it again
 	} {
-		if got := retryable(c.op, c.err); got != c.want {
-			t.Errorf("%s after %v: retryable %v, want %v", c.op, c.err, got, c.want)
+		name := c.op + " ok"
+		if ge, ok := c.err.(*googleapi.Error); ok {
+			name = fmt.Sprintf("%s %d %v", c.op, ge.Code, ge.Errors)
 		}
+		if c.rest {
+			name += " at rest"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			const burst = 10
+			calls := newCaller(map[string]providers.Limit{c.op: {QPS: 0.001, Burst: burst}, "*": {QPS: 0.001, Burst: burst}})
+			ctx := context.Background()
+			if c.rest {
+				// Empty the bucket down to its reserve: no spare token.
+				for range burst - burst/2 {
+					if err := calls.Call(ctx, c.op, func(context.Context) error { return nil }); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ctx = providers.AtRest(ctx)
+			}
+			sends := 0
+			err := calls.Call(ctx, c.op, func(context.Context) error { sends++; return c.err })
+			if sends != c.sends {
+				t.Errorf("sent %d times (%v), want %d", sends, err, c.sends)
+			}
+			var po *providers.PutOffError
+			if putOff := errors.As(err, &po); putOff != c.rest {
+				t.Errorf("put off %v (%v), want %v", putOff, err, c.rest)
+			}
+		})
 	}
 }
 
