@@ -97,6 +97,9 @@ type Provider struct {
 	followCtx  context.Context
 	stopFollow context.CancelFunc
 	followers  sync.WaitGroup
+	// zones runs a read's or a write's zones at once; its workers stop
+	// with followCtx.
+	zones *zoneWorkers
 }
 
 // bindingState is what Ensure resolved for one binding.
@@ -358,6 +361,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		negs:       map[string]*negState{},
 
 		balancerScopes: map[balancerRef]map[scope]bool{},
+		zones:          newZoneWorkers(followCtx, zoneWorkerCount),
 	}
 	// Endpoint changes count against the project's write quota whichever
 	// way they go; 4/s of it leaves room for NEG inserts and other tools.
@@ -376,7 +380,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	return p, nil
 }
 
-// Close stops following operations.
+// Close stops following operations and the zone workers.
 func (p *Provider) Close() error {
 	p.stopFollow()
 	p.followers.Wait()
@@ -882,7 +886,7 @@ func (p *Provider) ObserveParts(ctx context.Context, g *providers.Group, of []pr
 // observeZones reads the given zones of the group in parallel.
 func (p *Provider) observeZones(ctx context.Context, g *providers.Group, gs *groupState, zoneNames []string) ([]providers.Observed, error) {
 	zones := make([][]providers.Observed, len(zoneNames))
-	err := inParallel(zoneNames, func(i int, zone string) (err error) {
+	err := p.zones.inParallel(zoneNames, func(i int, zone string) (err error) {
 		if zones[i], err = p.observeZone(ctx, gs, zone); err != nil {
 			return fmt.Errorf("zone %s: %w", zone, err)
 		}
@@ -1114,7 +1118,7 @@ func (p *Provider) Settling(g *providers.Group) <-chan struct{} {
 // endpoints GCE refused to refused.
 func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[string][]providers.Target, attach, follow bool, refused map[providers.TargetKey]error) error {
 	var mu sync.Mutex
-	return inParallel(slices.Collect(maps.Keys(byZone)), func(_ int, zone string) error {
+	return p.zones.inParallel(slices.Collect(maps.Keys(byZone)), func(_ int, zone string) error {
 		zoneRefused, err := p.changeEndpoints(ctx, zone, gs.name, byZone[zone], attach, follow)
 		mu.Lock()
 		maps.Copy(refused, zoneRefused)
@@ -1123,24 +1127,66 @@ func (p *Provider) changeZones(ctx context.Context, gs *groupState, byZone map[s
 	})
 }
 
+// zoneWorkers run the zones of a read or a write besides the one the
+// calling goroutine takes. They live as long as the provider: a
+// goroutine made for one call grows its stack through the Compute
+// client's deep calls each time (a cost the idle CPU profile showed for
+// every read), a worker only after the collector shrank it.
+type zoneWorkers struct{ work chan func() }
+
+// zoneWorkerCount covers the zones the default health readers and write
+// slots run at once; beyond it zones get goroutines of their own.
+const zoneWorkerCount = 16
+
+func newZoneWorkers(ctx context.Context, n int) *zoneWorkers {
+	w := &zoneWorkers{work: make(chan func())}
+	for range n {
+		go func() {
+			for {
+				select {
+				case f := <-w.work:
+					f()
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return w
+}
+
 // inParallel calls f for each zone at once and gathers their errors. The
 // last zone (the only one, for most groups) runs in the calling
-// goroutine: a new goroutine grows its stack through the Compute client's
-// deep calls again on every read, a cost seen in the idle CPU profile.
-func inParallel(zones []string, f func(i int, zone string) error) error {
-	var eg multierror.Group
-	for i, zone := range zones[:max(len(zones)-1, 0)] {
-		eg.Go(func() error { return f(i, zone) })
+// goroutine, the others on idle workers, or on goroutines of their own
+// when none is idle: a zone never waits for another's.
+func (w *zoneWorkers) inParallel(zones []string, f func(i int, zone string) error) error {
+	if len(zones) == 0 {
+		return nil
 	}
-	var last error
-	if n := len(zones); n > 0 {
-		last = f(n-1, zones[n-1])
+	errs := make([]error, len(zones))
+	var wg sync.WaitGroup
+	for i, zone := range zones[:len(zones)-1] {
+		wg.Add(1)
+		run := func() {
+			defer wg.Done()
+			errs[i] = f(i, zone)
+		}
+		select {
+		case w.work <- run:
+		default:
+			go run()
+		}
 	}
-	errs := eg.Wait()
-	if last != nil {
-		errs = multierror.Append(errs, last)
+	last := len(zones) - 1
+	errs[last] = f(last, zones[last])
+	wg.Wait()
+	var all *multierror.Error
+	for _, err := range errs {
+		if err != nil {
+			all = multierror.Append(all, err)
+		}
 	}
-	return errs.ErrorOrNil()
+	return all.ErrorOrNil()
 }
 
 // changeEndpoints attaches or detaches endpoints of one NEG in batches,

@@ -1562,13 +1562,16 @@ func TestObservePartsReadsOnlyTheZonesNamed(t *testing.T) {
 }
 
 func TestInParallelCallsEachZoneOnceAndGathersEveryError(t *testing.T) {
-	if err := inParallel(nil, func(int, string) error { return errors.New("called") }); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	workers := newZoneWorkers(ctx, 1)
+	if err := workers.inParallel(nil, func(int, string) error { return errors.New("called") }); err != nil {
 		t.Errorf("no zones: %v", err)
 	}
 	zones := []string{"z-a", "z-b", "z-c"}
 	var mu sync.Mutex
 	seen := map[string]int{}
-	err := inParallel(zones, func(i int, zone string) error {
+	err := workers.inParallel(zones, func(i int, zone string) error {
 		mu.Lock()
 		seen[zone]++
 		mu.Unlock()
@@ -1585,5 +1588,28 @@ func TestInParallelCallsEachZoneOnceAndGathersEveryError(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "z-a failed") || !strings.Contains(err.Error(), "z-c failed") || strings.Contains(err.Error(), "z-b") {
 		t.Errorf("error %v, want z-a's and z-c's", err)
+	}
+
+	// Every zone runs at once though one worker at most is idle: the
+	// others get goroutines of their own rather than waiting.
+	four := []string{"z-a", "z-b", "z-c", "z-d"}
+	started, together := make(chan struct{}, len(four)), make(chan struct{})
+	go func() {
+		for range four {
+			<-started
+		}
+		close(together)
+	}()
+	err = workers.inParallel(four, func(int, string) error {
+		started <- struct{}{}
+		select {
+		case <-together:
+			return nil
+		case <-time.After(10 * time.Second):
+			return errors.New("waited for another zone")
+		}
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
