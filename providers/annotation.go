@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -55,6 +57,22 @@ func ParseServicePortKey(key string) (service, port string, err error) {
 		return "", "", fmt.Errorf("%q: %q is neither a port number nor a port name", key, port)
 	}
 	return service, port, nil
+}
+
+// ValidateBackends checks, in key order, that each key of an annotation's
+// per-backend settings is a "service:port" key and each value passes
+// validate, which is given the field's name, backends["service:port"].
+func ValidateBackends[B any](backends map[string]B, validate func(b B, field string) error) error {
+	for _, key := range slices.Sorted(maps.Keys(backends)) {
+		field := fmt.Sprintf("backends[%q]", key)
+		if _, _, err := ParseServicePortKey(key); err != nil {
+			return Errorf(Invalid, field, "%v", err)
+		}
+		if err := validate(backends[key], field); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DecodeAnnotation is DecodeStrict for an annotation whose fields are

@@ -99,25 +99,19 @@ var (
 // *providers.Error) and read like
 // `podlb.io/aws-load-balancer: scheme: must be internet-facing or internal, got "public"`.
 func ParseLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
-	var s LoadBalancerSpec
-	if strings.TrimSpace(raw) != "" {
-		if err := providers.DecodeAnnotation([]byte(raw), &s); err != nil {
-			return nil, annotationError(err)
-		}
-	}
-	if err := s.validate(); err != nil {
-		return nil, annotationError(err)
-	}
-	if err := s.validateALB(); err != nil {
-		return nil, annotationError(err)
-	}
-	return &s, nil
+	return parseLoadBalancerSpec(raw, (*LoadBalancerSpec).validateALB)
 }
 
 // ParseNetworkLoadBalancerSpec validates the value of
 // podlb.io/aws-load-balancer on a Service of type LoadBalancer, refusing
 // the fields only an ALB has, by name.
 func ParseNetworkLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
+	return parseLoadBalancerSpec(raw, (*LoadBalancerSpec).validateNLB)
+}
+
+// parseLoadBalancerSpec decodes and validates the annotation, then checks
+// it with what applies to its kind of load balancer.
+func parseLoadBalancerSpec(raw string, validateKind func(*LoadBalancerSpec) error) (*LoadBalancerSpec, error) {
 	var s LoadBalancerSpec
 	if strings.TrimSpace(raw) != "" {
 		if err := providers.DecodeAnnotation([]byte(raw), &s); err != nil {
@@ -127,7 +121,7 @@ func ParseNetworkLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
 	if err := s.validate(); err != nil {
 		return nil, annotationError(err)
 	}
-	if err := s.validateNLB(); err != nil {
+	if err := validateKind(&s); err != nil {
 		return nil, annotationError(err)
 	}
 	return &s, nil
@@ -236,16 +230,7 @@ func (s *LoadBalancerSpec) validate() error {
 	if s.Group != "" && !groupPattern.MatchString(s.Group) {
 		return providers.Errorf(providers.Invalid, "group", "%q is not a group name (1-63 lowercase letters, digits and hyphens, not starting or ending with a hyphen)", s.Group)
 	}
-	for _, key := range sortedKeys(s.Backends) {
-		field := fmt.Sprintf("backends[%q]", key)
-		if _, _, err := providers.ParseServicePortKey(key); err != nil {
-			return providers.Errorf(providers.Invalid, field, "%v", err)
-		}
-		if err := s.Backends[key].validate(field); err != nil {
-			return err
-		}
-	}
-	return nil
+	return providers.ValidateBackends(s.Backends, BackendSpec.validate)
 }
 
 func (b BackendSpec) validate(field string) error {

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/podlb/podlb/providers"
@@ -176,21 +175,7 @@ func (s *LoadBalancerSpec) validate() error {
 	if t := s.TimeoutSec; t != nil && *t < 1 {
 		return providers.Errorf(providers.Invalid, "timeoutSec", "%d must be at least 1", *t)
 	}
-	keys := make([]string, 0, len(s.Backends))
-	for k := range s.Backends {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		field := fmt.Sprintf("backends[%q]", key)
-		if _, _, err := providers.ParseServicePortKey(key); err != nil {
-			return providers.Errorf(providers.Invalid, field, "%v", err)
-		}
-		if err := s.Backends[key].validate(field); err != nil {
-			return err
-		}
-	}
-	return nil
+	return providers.ValidateBackends(s.Backends, BackendSpec.validate)
 }
 
 func (b BackendSpec) validate(field string) error {
