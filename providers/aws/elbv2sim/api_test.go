@@ -264,6 +264,17 @@ func TestModifyAndDeleteTargetGroup(t *testing.T) {
 	if !errors.As(err, &icr) {
 		t.Errorf("unknown attribute: %v", err)
 	}
+	// One bad attribute refuses the whole request: the good one beside
+	// it is not applied.
+	_, err = c.ModifyTargetGroupAttributes(ctx, &elbv2.ModifyTargetGroupAttributesInput{TargetGroupArn: arn,
+		Attributes: []types.TargetGroupAttribute{
+			{Key: aws.String("deregistration_delay.timeout_seconds"), Value: aws.String("10")},
+			{Key: aws.String("no.such.key"), Value: aws.String("1")},
+		}})
+	wantCode(t, err, "InvalidConfigurationRequest")
+	if a, err := c.DescribeTargetGroupAttributes(ctx, &elbv2.DescribeTargetGroupAttributesInput{TargetGroupArn: arn}); err != nil || attr(a.Attributes, "deregistration_delay.timeout_seconds") != "0" {
+		t.Errorf("a refused request changed the delay: %v %v", a, err)
+	}
 
 	// Not found, for every operation taking a group.
 	missing := aws.String(strings.Replace(*arn, *g.TargetGroupName, "missing", 1))

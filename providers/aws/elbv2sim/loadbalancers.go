@@ -933,31 +933,25 @@ func (s *Server) modifyLoadBalancerAttributes(p params) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	members := p.members("Attributes")
-	if len(members) == 0 {
-		return nil, validation("At least one attribute must be specified")
-	}
-	set := map[string]string{}
-	for _, m := range members {
-		k, v := p.get(m+".Key"), p.get(m+".Value")
-		if _, known := lb.attrs[k]; !known {
-			return nil, newErr("InvalidConfigurationRequest", "The attribute key '%s' is not recognized for this load balancer", k)
-		}
+	set, err := p.attributes(lb.attrs, "load balancer", func(k, v string) *apiError {
 		switch {
 		case k == "idle_timeout.timeout_seconds":
 			if n, e := strconv.Atoi(v); e != nil || n < 1 || n > 4000 {
-				return nil, validation("Attribute '%s' must be between 1 and 4000 seconds, got '%s'", k, v)
+				return validation("Attribute '%s' must be between 1 and 4000 seconds, got '%s'", k, v)
 			}
 		case k == "routing.http.xff_header_processing.mode":
 			if v != "append" && v != "preserve" && v != "remove" {
-				return nil, validation("Attribute '%s' must be append, preserve or remove", k)
+				return validation("Attribute '%s' must be append, preserve or remove", k)
 			}
 		case strings.HasSuffix(k, ".enabled"):
 			if v != "true" && v != "false" {
-				return nil, validation("Attribute '%s' must be 'true' or 'false'", k)
+				return validation("Attribute '%s' must be 'true' or 'false'", k)
 			}
 		}
-		set[k] = v
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	maps.Copy(lb.attrs, set)
 	return lbAttributesXML(lb), nil

@@ -94,6 +94,29 @@ func (p params) indices(prefix string) []int {
 
 // members returns the key prefixes of the elements of list name, in order
 // ("Name.member.1", ...).
+// attributes reads a Modify*Attributes request's Attributes, every one
+// checked (known to attrs, what names the resource in the error, and
+// check's verdict on its value) before any is applied, so a request with
+// one bad attribute changes nothing.
+func (p params) attributes(attrs map[string]string, what string, check func(k, v string) *apiError) (map[string]string, *apiError) {
+	members := p.members("Attributes")
+	if len(members) == 0 {
+		return nil, validation("At least one attribute must be specified")
+	}
+	set := map[string]string{}
+	for _, m := range members {
+		k, v := p.get(m+".Key"), p.get(m+".Value")
+		if _, known := attrs[k]; !known {
+			return nil, newErr("InvalidConfigurationRequest", "The attribute key '%s' is not recognized for this %s", k, what)
+		}
+		if err := check(k, v); err != nil {
+			return nil, err
+		}
+		set[k] = v
+	}
+	return set, nil
+}
+
 func (p params) members(name string) []string {
 	var out []string
 	for _, n := range p.indices(name + ".member") {

@@ -1,6 +1,7 @@
 package elbv2sim
 
 import (
+	"maps"
 	"regexp"
 	"sort"
 	"strconv"
@@ -540,36 +541,27 @@ func (s *Server) modifyTargetGroupAttributes(p params) (any, *apiError) {
 	if err != nil {
 		return nil, err
 	}
-	members := p.members("Attributes")
-	if len(members) == 0 {
-		return nil, validation("At least one attribute must be specified")
-	}
-	// Validate everything before changing anything.
-	set := map[string]string{}
-	for _, m := range members {
-		k, v := p.get(m+".Key"), p.get(m+".Value")
-		if _, known := g.attrs[k]; !known {
-			return nil, newErr("InvalidConfigurationRequest", "The attribute key '%s' is not recognized for this target group", k)
-		}
+	set, err := p.attributes(g.attrs, "target group", func(k, v string) *apiError {
 		switch {
 		case k == "target_health_state.unhealthy.draining_interval_seconds":
 			if n, e := strconv.Atoi(v); e != nil || n < 0 || n > 360000 {
-				return nil, validation("Attribute '%s' must be between 0 and 360000, got '%s'", k, v)
+				return validation("Attribute '%s' must be between 0 and 360000, got '%s'", k, v)
 			}
 		case k == "deregistration_delay.timeout_seconds" || k == "slow_start.duration_seconds":
 			n, e := strconv.Atoi(v)
 			if e != nil || n < 0 || n > 3600 || (k == "slow_start.duration_seconds" && n != 0 && n < 30) {
-				return nil, validation("Attribute '%s' has an invalid value '%s'", k, v)
+				return validation("Attribute '%s' has an invalid value '%s'", k, v)
 			}
 		case strings.HasSuffix(k, ".enabled") && k != "load_balancing.cross_zone.enabled":
 			if v != "true" && v != "false" {
-				return nil, validation("Attribute '%s' must be 'true' or 'false'", k)
+				return validation("Attribute '%s' must be 'true' or 'false'", k)
 			}
 		}
-		set[k] = v
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	for k, v := range set {
-		g.attrs[k] = v
-	}
+	maps.Copy(g.attrs, set)
 	return g.xmlAttributes(), nil
 }
