@@ -448,8 +448,10 @@ func (e *env) ours() []string {
 	addHTTPProxy := func(tp *compute.TargetHttpProxy) { add("targetHttpProxy", tp.Name, tp.Description) }
 	must(eachListed(e.ctx, e.p.c.thps.List(project), "", httpProxyItems, addHTTPProxy))
 	must(eachListed(e.ctx, e.p.c.rthps.List(project, lbRegion), "", httpProxyItems, addHTTPProxy))
-	must(eachListed(e.ctx, e.p.c.tsps.List(project), "", func(l *compute.TargetHttpsProxyList) []*compute.TargetHttpsProxy { return l.Items },
-		func(tp *compute.TargetHttpsProxy) { add("targetHttpsProxy", tp.Name, tp.Description) }))
+	httpsProxyItems := func(l *compute.TargetHttpsProxyList) []*compute.TargetHttpsProxy { return l.Items }
+	addHTTPSProxy := func(tp *compute.TargetHttpsProxy) { add("targetHttpsProxy", tp.Name, tp.Description) }
+	must(eachListed(e.ctx, e.p.c.tsps.List(project), "", httpsProxyItems, addHTTPSProxy))
+	must(eachListed(e.ctx, e.p.c.rtsps.List(project, lbRegion), "", httpsProxyItems, addHTTPSProxy))
 	for _, sc := range []scope{{}, {region: lbRegion}} {
 		frs, err := forwardingRules.matching(e.ctx, e.p, sc, "")
 		if err != nil {
