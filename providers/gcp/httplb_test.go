@@ -410,6 +410,45 @@ func TestHTTPBalancerServesHTTPSWithARedirectOnTheReservedAddress(t *testing.T) 
 	r.expectRoutes(httpBase, nil, shopRoutes...)
 }
 
+func TestRegionalHTTPBalancerServesHTTPSWithItsRegionsCertificate(t *testing.T) {
+	e := newEnv(t)
+	// A global certificate of the same name is not the region's.
+	if err := e.srv.IssueCertificate("shop-cert", "www.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	lb := shopBalancer(t, `{"scheme":"internal","region":"`+lbRegion+`","proxySubnet":"proxy-only","sslCertificates":["shop-cert"]}`)
+	_, _, err := e.p.EnsureHTTP(e.ctx, lb)
+	wantClass(t, err, providers.Invalid, "sslCertificates")
+	if !strings.Contains(err.Error(), "region "+lbRegion) {
+		t.Fatalf("the error does not name the region: %v", err)
+	}
+
+	if err := e.srv.IssueRegionalCertificate(lbRegion, "shop-cert", "www.example.com", "api.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	r := &lbRig{env: e, lb: lb, sc: scope{region: lbRegion}}
+	r.status, r.specs = r.ensureHTTP(lb)
+	for id, ip := range map[string]string{webBE.ID(): "127.0.0.11", apiBE.ID(): "127.0.0.12"} {
+		be := lb.Backends[id]
+		r.attach(be, r.specs[id], target(ip, httpServer(t, ip, be.Service), zoneLB))
+	}
+	proxy, err := e.p.c.rtsps.Get(project, lbRegion, r.name(kindHTTPSProxy)).Context(e.ctx).Do()
+	if err != nil {
+		t.Fatalf("regional HTTPS proxy: %v", err)
+	}
+	if len(proxy.SslCertificates) != 1 || !strings.HasSuffix(proxy.SslCertificates[0], "/regions/"+lbRegion+"/sslCertificates/shop-cert") {
+		t.Fatalf("proxy certificates %v, want the region's shop-cert", proxy.SslCertificates)
+	}
+	tlsConf := &tls.Config{RootCAs: e.srv.RootCAs(), ServerName: "www.example.com"}
+	r.expectRoutes(e.srv.ForwardingRuleURL(r.name(kindHTTPSRule)), tlsConf, shopRoutes[:7]...)
+	r.expectRoutes(e.srv.ForwardingRuleURL(r.name(kindHTTPRule)), nil, shopRoutes...)
+
+	// Ensuring again changes nothing.
+	e.srv.ResetStats()
+	r.ensureHTTP(lb)
+	wantMutations(t, e.mutations(), map[string]int64{})
+}
+
 // ours lists every resource whose description is podlb's for lbKey.
 func (e *env) ours() []string {
 	e.t.Helper()
@@ -470,11 +509,15 @@ func TestDeleteHTTPWaitsForTheBindingsThenLeavesNothing(t *testing.T) {
 		// emulator's shared listen IP at port 443.
 		`{"sslCertificates":["shop-cert"],"address":"shop-ip"}`,
 		`{"scheme":"internal","region":"` + lbRegion + `","proxySubnet":"proxy-only"}`,
+		`{"scheme":"internal","region":"` + lbRegion + `","proxySubnet":"proxy-only","sslCertificates":["shop-cert"]}`,
 	} {
 		t.Run(annotation, func(t *testing.T) {
 			lb := shopBalancer(t, annotation)
 			e := newEnv(t)
 			if err := e.srv.IssueCertificate("shop-cert", "www.example.com"); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.srv.IssueRegionalCertificate(lbRegion, "shop-cert", "www.example.com"); err != nil {
 				t.Fatal(err)
 			}
 			e.done(e.p.c.gaddr.Insert(project, &compute.Address{Name: "shop-ip"}).Context(e.ctx).Do())

@@ -32,7 +32,7 @@ func LoadBalancerFieldDocs() []providers.FieldDoc {
 		{Field: "region", Default: "none: global", Notes: "makes the load balancer regional"},
 		{Field: "proxySubnet", Default: "none", Notes: name + "; the region's proxy-only subnet, for regional load balancers"},
 		{Field: "address", Default: "an ephemeral address", Notes: "a reserved static address's name, or an IP address; a Service's ports all listen on it"},
-		{Field: "sslCertificates", Default: "none: no HTTPS proxy", Notes: fmt.Sprintf("certificate names, at most %d; for a Service, of the SSL proxies of `tlsPorts`", maxSSLCertificates)},
+		{Field: "sslCertificates", Default: "none: no HTTPS proxy", Notes: fmt.Sprintf("certificate names, at most %d, the project's global ones or, with `region`, that region's; for a Service, of the SSL proxies of `tlsPorts`", maxSSLCertificates)},
 		{Field: "tlsPorts", Default: "none: every TCP port is plain TCP", Notes: "Services only, global ones: TCP ports served by a target SSL proxy with `sslCertificates`"},
 		{Field: "sslPolicy", Default: "Compute's default policy", Notes: name + "; for a Service, needs `tlsPorts`"},
 		{Field: "redirectToHTTPS", Default: "`false`", Notes: "Ingresses only: the HTTP side answers with a redirect to HTTPS"},

@@ -401,6 +401,13 @@ func TestSSLCertificates(t *testing.T) {
 		rc.GetSelfLink() != link+"regions/"+region+"/sslCertificates/regional" {
 		t.Fatalf("regional: %v %v", rc, err)
 	}
+	if err := e.srv.IssueRegionalCertificate(region, "issued", "api.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := e.rcerts.Get(e.ctx, &computepb.GetRegionSslCertificateRequest{Project: project, Region: region, SslCertificate: "issued"}); err != nil ||
+		rc.GetSelfLink() != link+"regions/"+region+"/sslCertificates/issued" || !strings.HasSuffix(rc.GetRegion(), "/regions/"+region) {
+		t.Fatalf("issued regional: %v %v", rc, err)
+	}
 	e.lbStack()
 	e.done(e.ums.Insert(e.ctx, &computepb.InsertUrlMapRequest{Project: project, UrlMapResource: &computepb.UrlMap{
 		Name: proto.String("um"), DefaultService: proto.String("global/backendServices/web")}}))

@@ -280,6 +280,13 @@ func (s *Server) CertificatePEM(domains ...string) (certPEM, keyPEM string, err 
 // Options.Project (which must be set) for domains, signed by the
 // emulator's CA, as if a self-managed certificate had been inserted.
 func (s *Server) IssueCertificate(name string, domains ...string) error {
+	return s.IssueRegionalCertificate("", name, domains...)
+}
+
+// IssueRegionalCertificate is IssueCertificate for a regional
+// sslCertificate, the kind regional HTTPS proxies take; region "" is
+// global.
+func (s *Server) IssueRegionalCertificate(region, name string, domains ...string) error {
 	if s.opts.Project == "" {
 		return errors.New("computesim: IssueCertificate needs Options.Project")
 	}
@@ -294,13 +301,17 @@ func (s *Server) IssueCertificate(name string, domains ...string) error {
 	if err != nil {
 		return err
 	}
-	path := fmt.Sprintf("projects/%s/global/sslCertificates/%s", s.opts.Project, name)
+	scopePath, regionLink := "projects/"+s.opts.Project+"/"+scopePrefix(region), ""
+	if region != "" {
+		regionLink = selfLink(scopePath)
+	}
+	path := scopePath + "/sslCertificates/" + name
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sslCerts[path] != nil {
 		return errAlreadyExists(path)
 	}
-	s.sslCerts[path] = newSSLCert(path, "", "", "", c)
+	s.sslCerts[path] = newSSLCert(path, region, regionLink, "", c)
 	return nil
 }
 
