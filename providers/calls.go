@@ -195,31 +195,39 @@ func (c *Caller) wait(ctx context.Context, op string) error {
 	return nil
 }
 
-// spare takes a token of op's bucket if one is left beyond the reserve
-// of half its burst, without waiting.
-func (c *Caller) spare(op string) bool {
+// spare takes n tokens of op's bucket if that many are left beyond the
+// reserve of half its burst, without waiting; otherwise it takes none and
+// answers the put-off error.
+func (c *Caller) spare(op string, n int) error {
 	lim := c.limiter(op)
-	if lim.Tokens() < float64(reserve(lim)+1) {
-		return false
+	if lim.Tokens() >= float64(reserve(lim)+n) && lim.AllowN(time.Now(), n) {
+		return nil
 	}
-	return lim.Allow()
+	apiDeferred.WithLabelValues(c.provider, op).Inc()
+	return Classify(Throttled, "", &PutOffError{Op: op, Refill: c.reserveRefill(op, n)})
 }
 
 func reserve(lim *rate.Limiter) int { return lim.Burst() / 2 }
 
 // reserveRefill is how long op's bucket takes to refill its reserve and
-// one spare token.
-func (c *Caller) reserveRefill(op string) time.Duration {
+// n spare tokens.
+func (c *Caller) reserveRefill(op string, n int) time.Duration {
 	lim := c.limiter(op)
 	if lim.Limit() == rate.Inf || lim.Limit() <= 0 {
 		return 0
 	}
-	return time.Duration(float64(reserve(lim)+1) / float64(lim.Limit()) * float64(time.Second))
+	return time.Duration(float64(reserve(lim)+n) / float64(lim.Limit()) * float64(time.Second))
 }
 
-// heldToken marks a context whose next Call drawing on the bucket has its
-// token already.
+// heldToken marks a context whose next Calls drawing on the bucket have
+// their tokens already; its value counts the tokens left.
 type heldToken struct{ bucket *rate.Limiter }
+
+func holding(ctx context.Context, lim *rate.Limiter, n int) context.Context {
+	left := new(atomic.Int32)
+	left.Store(int32(n))
+	return context.WithValue(ctx, heldToken{lim}, left)
+}
 
 // Hold waits for a token of op's bucket and returns a context whose first
 // Call of an operation drawing on that bucket (op, or one Shared with it)
@@ -229,7 +237,22 @@ func (c *Caller) Hold(ctx context.Context, op string) (context.Context, error) {
 	if err := c.wait(ctx, op); err != nil {
 		return ctx, err
 	}
-	return context.WithValue(ctx, heldToken{c.limiter(op)}, new(atomic.Bool)), nil
+	return holding(ctx, c.limiter(op), 1), nil
+}
+
+// HoldSpare is Hold for a read at rest that makes n calls drawing on op's
+// bucket: it takes all n spare tokens at once or none, so a read is put
+// off whole before its first call, not after some of its calls spent
+// tokens on an answer the put-off part throws away. Outside rest it
+// holds nothing and each Call waits for its own token.
+func (c *Caller) HoldSpare(ctx context.Context, op string, n int) (context.Context, error) {
+	if n <= 0 || !IsAtRest(ctx) {
+		return ctx, nil
+	}
+	if err := c.spare(op, n); err != nil {
+		return ctx, err
+	}
+	return holding(ctx, c.limiter(op), n), nil
 }
 
 // HoldPlan holds the token of the first call a plan makes, for providers
@@ -242,17 +265,20 @@ func (c *Caller) HoldPlan(ctx context.Context, p Plan, registerOp, deregisterOp 
 	return c.Hold(ctx, deregisterOp)
 }
 
-// Call waits for op's token (unless ctx holds one, see Hold), runs fn and
-// classifies its error.
+// Call waits for op's token (unless ctx holds one, see Hold and
+// HoldSpare), runs fn and classifies its error.
 func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	held, _ := ctx.Value(heldToken{c.limiter(op)}).(*atomic.Bool)
+	held, _ := ctx.Value(heldToken{c.limiter(op)}).(*atomic.Int32)
 	rest := IsAtRest(ctx)
 	for attempt := 1; ; attempt++ {
-		if rest && !c.spare(op) {
-			apiDeferred.WithLabelValues(c.provider, op).Inc()
-			return Classify(Throttled, "", &PutOffError{Op: op, Refill: c.reserveRefill(op)})
-		}
-		if !rest && (attempt > 1 || held == nil || !held.CompareAndSwap(false, true)) {
+		switch {
+		case attempt == 1 && held != nil && held.Add(-1) >= 0:
+			// Its token is in hand.
+		case rest:
+			if err := c.spare(op, 1); err != nil {
+				return err
+			}
+		default:
 			if err := c.wait(ctx, op); err != nil {
 				return err
 			}

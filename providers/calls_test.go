@@ -42,6 +42,49 @@ func TestACallAtRestSpendsOnlySpareTokens(t *testing.T) {
 	}
 }
 
+// HoldSpare takes a read's tokens at rest all at once or none; its Calls
+// spend them and then draw on the bucket as usual. Outside rest it holds
+// nothing.
+func TestHoldSpareTakesAllOfARestingReadsTokensOrNone(t *testing.T) {
+	caller := NewCaller("test", map[string]Limit{"Read": {QPS: 0.001, Burst: 10}}, Limit{QPS: 0.001, Burst: 1}, nil)
+	tokens := func() int { return int(caller.limiter("Read").Tokens()) }
+	made := 0
+	call := func(ctx context.Context) error {
+		return caller.Call(ctx, "Read", func(context.Context) error { made++; return nil })
+	}
+	if ctx, err := caller.HoldSpare(context.Background(), "Read", 3); err != nil || ctx != context.Background() || tokens() != 10 {
+		t.Fatalf("outside rest HoldSpare took tokens or failed: %v, %d left", err, tokens())
+	}
+	rest := AtRest(context.Background())
+	held, err := caller.HoldSpare(rest, "Read", 3)
+	if err != nil || tokens() != 7 {
+		t.Fatalf("HoldSpare of 3 from 10: %v, %d left, want 7", err, tokens())
+	}
+	for range 3 {
+		if err := call(held); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if made != 3 || tokens() != 7 {
+		t.Fatalf("three calls on three held tokens: %d made, %d left, want 3 and 7", made, tokens())
+	}
+	// A fourth call takes a spare token of its own.
+	if err := call(held); err != nil || tokens() != 6 {
+		t.Fatalf("a call beyond the held tokens: %v, %d left, want 6", err, tokens())
+	}
+	// One spare token beyond the reserve of 5: three are not there, and
+	// none is taken.
+	_, err = caller.HoldSpare(rest, "Read", 3)
+	var po *PutOffError
+	if !errors.As(err, &po) || ClassOf(err) != Throttled || tokens() != 6 {
+		t.Fatalf("HoldSpare of 3 with one spare: %v (class %s), %d left; want a PutOffError, throttled, 6 left", err, ClassOf(err), tokens())
+	}
+	// The reserve of 5 and the 3 tokens wanted, at 0.001/s.
+	if po.Refill != 8000*time.Second {
+		t.Errorf("put off until the bucket refills in %v, want 8000 s", po.Refill)
+	}
+}
+
 // Call sends again what the cloud throttled and what the provider says
 // may be retried, up to the attempts in all, each time with a token of
 // its own; anything else goes back after one call.

@@ -651,20 +651,29 @@ func (p *Provider) groupHealth(ctx context.Context, ref serviceRef, negURL strin
 	var out *compute.BackendServiceGroupHealth
 	project := p.project(ref)
 	group := &compute.ResourceGroupReference{Group: negURL}
-	op, read := opBSGetHealth, func(ctx context.Context) (err error) {
+	read := func(ctx context.Context) (err error) {
 		out, err = p.c.bs.GetHealth(project, ref.Name, group).Context(ctx).Do()
 		return err
 	}
 	if ref.Region != "" {
-		op, read = opRBSGetHealth, func(ctx context.Context) (err error) {
+		read = func(ctx context.Context) (err error) {
 			out, err = p.c.rbs.GetHealth(project, ref.Region, ref.Name, group).Context(ctx).Do()
 			return err
 		}
 	}
-	if err := p.calls.Call(ctx, op, read); err != nil {
+	if err := p.calls.Call(ctx, healthOp(ref), read); err != nil {
 		return nil, err
 	}
 	return out.HealthStatus, nil
+}
+
+// healthOp is the getHealth operation of a backend service; regional
+// ones have a bucket of their own.
+func healthOp(ref serviceRef) string {
+	if ref.Region != "" {
+		return opRBSGetHealth
+	}
+	return opBSGetHealth
 }
 
 func (p *Provider) project(ref serviceRef) string {

@@ -138,6 +138,13 @@ type groupState struct {
 	notServingWhy string
 }
 
+// judged is whether the cloud judges zone's endpoints: its NEG is a
+// backend of a backend service with a health check, so getHealth has
+// verdicts to give.
+func (gs *groupState) judged(zone string) bool {
+	return gs.bs != nil && gs.checked && gs.inService[zone]
+}
+
 // cacheTTL is a group's time in the cache, spread over a fifth of the TTL
 // so groups resolved together at start-up do not expire together.
 func (p *Provider) cacheTTL() time.Duration {
@@ -883,8 +890,22 @@ func (p *Provider) ObserveParts(ctx context.Context, g *providers.Group, of []pr
 	return observed, func(o providers.Observed) bool { return read[o.Zone] }, err
 }
 
-// observeZones reads the given zones of the group in parallel.
+// observeZones reads the given zones of the group in parallel. At rest
+// it takes the tokens of all the zones' getHealth calls at once or puts
+// the whole read off.
 func (p *Provider) observeZones(ctx context.Context, g *providers.Group, gs *groupState, zoneNames []string) ([]providers.Observed, error) {
+	judged := 0
+	for _, z := range zoneNames {
+		if gs.judged(z) {
+			judged++
+		}
+	}
+	if judged > 0 {
+		var err error
+		if ctx, err = p.calls.HoldSpare(ctx, healthOp(*gs.bs), judged); err != nil {
+			return nil, fmt.Errorf("reading health of %s: %w", g.Display, err)
+		}
+	}
 	zones := make([][]providers.Observed, len(zoneNames))
 	err := p.zones.inParallel(zoneNames, func(i int, zone string) (err error) {
 		if zones[i], err = p.observeZone(ctx, gs, zone); err != nil {
@@ -911,7 +932,7 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	path := negPath(p.opts.Project, zone, gs.name)
 	group := "zones/" + zone + "/networkEndpointGroups/" + gs.name
 	ns := p.neg(path)
-	judged := gs.bs != nil && gs.checked && gs.inService[zone]
+	judged := gs.judged(zone)
 	began := time.Now()
 	attached, fresh := ns.snapshot(p.opts.EndpointResync)
 	if !fresh || !judged {

@@ -1561,6 +1561,50 @@ func TestObservePartsReadsOnlyTheZonesNamed(t *testing.T) {
 	}
 }
 
+// A read at rest takes its zones' getHealth tokens at once: with fewer
+// spare tokens than zones it is put off before its first call, not after
+// some zones spent tokens on an answer the put-off zone throws away.
+func TestAReadAtRestIsPutOffWholeBeforeItsFirstCall(t *testing.T) {
+	e := newEnv(t)
+	e.backendService("web", "TCP", 30)
+	g := e.ensure(binding(`{"backendService":"web"}`, zones3...))
+	var all []providers.Target
+	for i, z := range zones3 {
+		all = append(all, targets(fmt.Sprintf("127.4.%d.%%d", i), 1, z)...)
+	}
+	if err := e.apply(g, providers.Plan{Register: all}); err != nil {
+		t.Fatal(err)
+	}
+	e.observe(g) // lists each NEG once
+	limits := providers.Unthrottled(DefaultLimits())
+	limits[opBSGetHealth] = providers.Limit{QPS: 0.001, Burst: 10} // a reserve of 5
+	e.p.calls = newCaller(limits)
+	e.srv.ResetStats()
+	rest := providers.AtRest(e.ctx)
+
+	// Ten tokens: a read of three zones, seven left.
+	if obs, err := e.p.Observe(rest, g); err != nil || len(obs) != len(all) || e.calls(opBSGetHealth) != 3 {
+		t.Fatalf("a read at rest from a full bucket: %d targets, %v, %d getHealth calls; want %d and 3", len(obs), err, e.calls(opBSGetHealth), len(all))
+	}
+	// Two spare tokens for three zones: put off whole.
+	_, err := e.p.Observe(rest, g)
+	var po *providers.PutOffError
+	if !errors.As(err, &po) || providers.ClassOf(err) != providers.Throttled || po.Op != opBSGetHealth {
+		t.Fatalf("a read at rest of three zones with two spare tokens: %v, want a getHealth put-off", err)
+	}
+	if n := e.calls(opBSGetHealth); n != 3 {
+		t.Fatalf("the put-off read made %d getHealth calls, want none", n-3)
+	}
+	// The two spare tokens are still there for a read of one zone.
+	if _, _, err := e.p.ObserveParts(rest, g, all[:1]); err != nil || e.calls(opBSGetHealth) != 4 {
+		t.Fatalf("a read at rest of one zone with two spare tokens: %v, %d getHealth calls in all, want 4", err, e.calls(opBSGetHealth))
+	}
+	// A read that pods wait for is served from the reserve.
+	if obs, err := e.p.Observe(e.ctx, g); err != nil || len(obs) != len(all) || e.calls(opBSGetHealth) != 7 {
+		t.Fatalf("a read that waits: %d targets, %v, %d getHealth calls in all, want 7", len(obs), err, e.calls(opBSGetHealth))
+	}
+}
+
 func TestInParallelCallsEachZoneOnceAndGathersEveryError(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
