@@ -75,6 +75,25 @@ func ValidateBackends[B any](backends map[string]B, validate func(b B, field str
 	return nil
 }
 
+// ParseAnnotation decodes the value of annotation key into a new S (all
+// of whose fields are optional: a blank value gives the zero S) and runs
+// checks on it in order; every error is prefixed with the key, so it
+// reads like `key: field: what is wrong`.
+func ParseAnnotation[S any](key, raw string, checks ...func(*S) error) (*S, error) {
+	s := new(S)
+	if strings.TrimSpace(raw) != "" {
+		if err := DecodeAnnotation([]byte(raw), s); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	for _, check := range checks {
+		if err := check(s); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	return s, nil
+}
+
 // DecodeAnnotation is DecodeStrict for an annotation whose fields are
 // all optional, with a classified error to show the user: a value of the
 // wrong type names its field; anything else lists the fields v has.

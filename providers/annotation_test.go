@@ -75,3 +75,28 @@ func TestDecodeAnnotationNamesTheFieldOfAWrongType(t *testing.T) {
 		}
 	}
 }
+
+// ParseAnnotation gives the zero value for a blank annotation, runs its
+// checks in order up to the first that fails, and names the annotation
+// in every error.
+func TestParseAnnotationChecksInOrderAndNamesTheAnnotation(t *testing.T) {
+	type spec struct {
+		Scheme string `json:"scheme,omitempty"`
+	}
+	var ran []string
+	check := func(name string, err error) func(*spec) error {
+		return func(*spec) error { ran = append(ran, name); return err }
+	}
+	if s, err := ParseAnnotation("example.io/lb", "  ", check("first", nil)); err != nil || *s != (spec{}) || len(ran) != 1 {
+		t.Fatalf("blank: %+v, %v, checks %v; want the zero spec, no error, the check run", s, err, ran)
+	}
+	ran = nil
+	bad := Errorf(Invalid, "scheme", "must be external or internal")
+	_, err := ParseAnnotation("example.io/lb", `{"scheme":"public"}`, check("first", bad), check("second", nil))
+	if err == nil || err.Error() != "example.io/lb: scheme: must be external or internal" || ClassOf(err) != Invalid || len(ran) != 1 {
+		t.Fatalf("a failed check: %v, checks %v; want it named after the annotation, Invalid, the second check not run", err, ran)
+	}
+	if _, err := ParseAnnotation("example.io/lb", `{"schema":"x"}`, check("first", nil)); err == nil || !strings.HasPrefix(err.Error(), "example.io/lb: ") || ClassOf(err) != Invalid {
+		t.Fatalf("an unknown field: %v, want an Invalid error named after the annotation", err)
+	}
+}

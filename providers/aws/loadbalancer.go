@@ -99,32 +99,14 @@ var (
 // *providers.Error) and read like
 // `podlb.io/aws-load-balancer: scheme: must be internet-facing or internal, got "public"`.
 func ParseLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
-	return parseLoadBalancerSpec(raw, (*LoadBalancerSpec).validateALB)
+	return providers.ParseAnnotation(LoadBalancerAnnotationKey, raw, (*LoadBalancerSpec).validate, (*LoadBalancerSpec).validateALB)
 }
 
 // ParseNetworkLoadBalancerSpec validates the value of
 // podlb.io/aws-load-balancer on a Service of type LoadBalancer, refusing
 // the fields only an ALB has, by name.
 func ParseNetworkLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
-	return parseLoadBalancerSpec(raw, (*LoadBalancerSpec).validateNLB)
-}
-
-// parseLoadBalancerSpec decodes and validates the annotation, then checks
-// it with what applies to its kind of load balancer.
-func parseLoadBalancerSpec(raw string, validateKind func(*LoadBalancerSpec) error) (*LoadBalancerSpec, error) {
-	var s LoadBalancerSpec
-	if strings.TrimSpace(raw) != "" {
-		if err := providers.DecodeAnnotation([]byte(raw), &s); err != nil {
-			return nil, annotationError(err)
-		}
-	}
-	if err := s.validate(); err != nil {
-		return nil, annotationError(err)
-	}
-	if err := validateKind(&s); err != nil {
-		return nil, annotationError(err)
-	}
-	return &s, nil
+	return providers.ParseAnnotation(LoadBalancerAnnotationKey, raw, (*LoadBalancerSpec).validate, (*LoadBalancerSpec).validateNLB)
 }
 
 // validateALB checks what only applies to an Ingress's ALB.
@@ -191,10 +173,6 @@ func (s *LoadBalancerSpec) validateNLB() error {
 		}
 	}
 	return nil
-}
-
-func annotationError(err error) error {
-	return fmt.Errorf("%s: %w", LoadBalancerAnnotationKey, err)
 }
 
 func (s *LoadBalancerSpec) validate() error {

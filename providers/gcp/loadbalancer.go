@@ -93,25 +93,7 @@ const (
 // *providers.Error) and read like
 // `podlb.io/gcp-load-balancer: scheme: must be external or internal, got "public"`.
 func ParseLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
-	return parseLoadBalancerSpec(raw, (*LoadBalancerSpec).validateHTTP)
-}
-
-// parseLoadBalancerSpec decodes and validates an annotation value, then
-// checks it with what only applies to its object's kind.
-func parseLoadBalancerSpec(raw string, only func(*LoadBalancerSpec) error) (*LoadBalancerSpec, error) {
-	var s LoadBalancerSpec
-	if strings.TrimSpace(raw) != "" {
-		if err := providers.DecodeAnnotation([]byte(raw), &s); err != nil {
-			return nil, annotationError(err)
-		}
-	}
-	if err := s.validate(); err != nil {
-		return nil, annotationError(err)
-	}
-	if err := only(&s); err != nil {
-		return nil, annotationError(err)
-	}
-	return &s, nil
+	return providers.ParseAnnotation(LoadBalancerAnnotationKey, raw, (*LoadBalancerSpec).validate, (*LoadBalancerSpec).validateHTTP)
 }
 
 // validateHTTP refuses what only a Service's load balancer has.
@@ -128,10 +110,6 @@ func (s *LoadBalancerSpec) validateHTTP() error {
 		}
 	}
 	return nil
-}
-
-func annotationError(err error) error {
-	return fmt.Errorf("%s: %w", LoadBalancerAnnotationKey, err)
 }
 
 const nameRule = "1-63 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen"

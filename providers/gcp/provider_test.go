@@ -1514,20 +1514,28 @@ func TestAListAnsweredBeforeAnAttachEndedKeepsItAttached(t *testing.T) {
 	}
 }
 
-// A read of parts reads only the zones of the targets named, one
-// getHealth each, and reports exactly what lies in them.
-func TestObservePartsReadsOnlyTheZonesNamed(t *testing.T) {
+// threeZoneGroup is a group of a TCP backend service in zones3 with
+// perZone targets attached in each zone, read once (each NEG listed).
+func threeZoneGroup(t *testing.T, perZone int) (*env, *providers.Group, []providers.Target) {
+	t.Helper()
 	e := newEnv(t)
 	e.backendService("web", "TCP", 30)
 	g := e.ensure(binding(`{"backendService":"web"}`, zones3...))
 	var all []providers.Target
 	for i, z := range zones3 {
-		all = append(all, targets(fmt.Sprintf("127.4.%d.%%d", i), 2, z)...)
+		all = append(all, targets(fmt.Sprintf("127.4.%d.%%d", i), perZone, z)...)
 	}
 	if err := e.apply(g, providers.Plan{Register: all}); err != nil {
 		t.Fatal(err)
 	}
-	e.observe(g) // lists each NEG once
+	e.observe(g)
+	return e, g, all
+}
+
+// A read of parts reads only the zones of the targets named, one
+// getHealth each, and reports exactly what lies in them.
+func TestObservePartsReadsOnlyTheZonesNamed(t *testing.T) {
+	e, g, all := threeZoneGroup(t, 2)
 	e.srv.ResetStats()
 	waiting := all[len(all)-1] // in zones3[2]
 	observed, in, err := e.p.ObserveParts(e.ctx, g, []providers.Target{waiting})
@@ -1565,17 +1573,7 @@ func TestObservePartsReadsOnlyTheZonesNamed(t *testing.T) {
 // spare tokens than zones it is put off before its first call, not after
 // some zones spent tokens on an answer the put-off zone throws away.
 func TestAReadAtRestIsPutOffWholeBeforeItsFirstCall(t *testing.T) {
-	e := newEnv(t)
-	e.backendService("web", "TCP", 30)
-	g := e.ensure(binding(`{"backendService":"web"}`, zones3...))
-	var all []providers.Target
-	for i, z := range zones3 {
-		all = append(all, targets(fmt.Sprintf("127.4.%d.%%d", i), 1, z)...)
-	}
-	if err := e.apply(g, providers.Plan{Register: all}); err != nil {
-		t.Fatal(err)
-	}
-	e.observe(g) // lists each NEG once
+	e, g, all := threeZoneGroup(t, 1)
 	limits := providers.Unthrottled(DefaultLimits())
 	limits[opBSGetHealth] = providers.Limit{QPS: 0.001, Burst: 10} // a reserve of 5
 	e.p.calls = newCaller(limits)

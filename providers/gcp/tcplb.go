@@ -49,7 +49,7 @@ func (p *Provider) ParseL4Spec(raw string) (any, error) {
 // by name the fields only an Application Load Balancer has and the
 // settings podlb cannot provision for a Service yet.
 func ParseNetworkLoadBalancerSpec(raw string) (*LoadBalancerSpec, error) {
-	return parseLoadBalancerSpec(raw, (*LoadBalancerSpec).validateL4)
+	return providers.ParseAnnotation(LoadBalancerAnnotationKey, raw, (*LoadBalancerSpec).validate, (*LoadBalancerSpec).validateL4)
 }
 
 // validateL4 refuses what only an Ingress's load balancer has, and TLS
