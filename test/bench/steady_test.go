@@ -108,6 +108,8 @@ func runSteady(ctx context.Context, cloudName string) error {
 	if m, err := e.ctrl.scrape(); err == nil {
 		if errBefore == nil {
 			results.set(sec, cloudName, "idle: reconciles per minute", "%s", reconcileRates(before, m, window))
+			putOff := m.sum("podlb_cloud_api_calls_deferred_total", nil) - before.sum("podlb_cloud_api_calls_deferred_total", nil)
+			results.set(sec, cloudName, "idle: reads at rest put off a minute (no spare token)", "%.0f", putOff/window.Minutes())
 		}
 		results.set(sec, cloudName, "idle: process_resident_memory_bytes (metrics)", "%s", mib(int64(m.sum("process_resident_memory_bytes", nil))))
 		// What the memory rests on: the heap live after the last
