@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -195,16 +196,35 @@ func (c *Caller) wait(ctx context.Context, op string) error {
 	return nil
 }
 
-// spare takes n tokens of op's bucket if that many are left beyond the
-// reserve of half its burst, without waiting; otherwise it takes none and
-// answers the put-off error.
-func (c *Caller) spare(op string, n int) error {
-	lim := c.limiter(op)
-	if lim.Tokens() >= float64(reserve(lim)+n) && lim.AllowN(time.Now(), n) {
-		return nil
+// spareTake is the tokens of one bucket that calls at rest want.
+type spareTake struct {
+	op  string // the first operation named that draws on the bucket
+	lim *rate.Limiter
+	n   int
+}
+
+// spare takes the tokens of every bucket in takes if each has that many
+// left beyond the reserve of half its burst, without waiting; otherwise
+// it takes none and answers the put-off error of the first bucket short.
+func (c *Caller) spare(takes ...spareTake) error {
+	now := time.Now()
+	taken := make([]*rate.Reservation, 0, len(takes))
+	for _, t := range takes {
+		if t.lim.TokensAt(now) >= float64(reserve(t.lim)+t.n) {
+			r := t.lim.ReserveN(now, t.n)
+			if r.OK() && r.DelayFrom(now) == 0 {
+				taken = append(taken, r)
+				continue
+			}
+			r.CancelAt(now)
+		}
+		for _, r := range taken {
+			r.CancelAt(now)
+		}
+		apiDeferred.WithLabelValues(c.provider, t.op).Inc()
+		return Classify(Throttled, "", &PutOffError{Op: t.op, Refill: c.reserveRefill(t.op, t.n)})
 	}
-	apiDeferred.WithLabelValues(c.provider, op).Inc()
-	return Classify(Throttled, "", &PutOffError{Op: op, Refill: c.reserveRefill(op, n)})
+	return nil
 }
 
 func reserve(lim *rate.Limiter) int { return lim.Burst() / 2 }
@@ -240,19 +260,33 @@ func (c *Caller) Hold(ctx context.Context, op string) (context.Context, error) {
 	return holding(ctx, c.limiter(op), 1), nil
 }
 
-// HoldSpare is Hold for a read at rest that makes n calls drawing on op's
-// bucket: it takes all n spare tokens at once or none, so a read is put
-// off whole before its first call, not after some of its calls spent
-// tokens on an answer the put-off part throws away. Outside rest it
-// holds nothing and each Call waits for its own token.
-func (c *Caller) HoldSpare(ctx context.Context, op string, n int) (context.Context, error) {
-	if n <= 0 || !IsAtRest(ctx) {
+// HoldSpare is Hold for a read at rest, given the operation of each call
+// it is to make (an operation named twice makes two calls): it takes the
+// spare tokens of all of them at once, from every bucket they draw on, or
+// none, so a read is put off whole before its first call, not after some
+// of its calls spent tokens on answers the put-off part throws away.
+// Outside rest it holds nothing and each Call waits for its own token.
+func (c *Caller) HoldSpare(ctx context.Context, calls ...string) (context.Context, error) {
+	if len(calls) == 0 || !IsAtRest(ctx) {
 		return ctx, nil
 	}
-	if err := c.spare(op, n); err != nil {
+	var takes []spareTake
+	for _, op := range calls {
+		lim := c.limiter(op)
+		i := slices.IndexFunc(takes, func(t spareTake) bool { return t.lim == lim })
+		if i < 0 {
+			i = len(takes)
+			takes = append(takes, spareTake{op: op, lim: lim})
+		}
+		takes[i].n++
+	}
+	if err := c.spare(takes...); err != nil {
 		return ctx, err
 	}
-	return holding(ctx, c.limiter(op), n), nil
+	for _, t := range takes {
+		ctx = holding(ctx, t.lim, t.n)
+	}
+	return ctx, nil
 }
 
 // HoldPlan holds the token of the first call a plan makes, for providers
@@ -275,7 +309,7 @@ func (c *Caller) Call(ctx context.Context, op string, fn func(ctx context.Contex
 		case attempt == 1 && held != nil && held.Add(-1) >= 0:
 			// Its token is in hand.
 		case rest:
-			if err := c.spare(op, 1); err != nil {
+			if err := c.spare(spareTake{op: op, lim: c.limiter(op), n: 1}); err != nil {
 				return err
 			}
 		default:

@@ -42,46 +42,51 @@ func TestACallAtRestSpendsOnlySpareTokens(t *testing.T) {
 	}
 }
 
-// HoldSpare takes a read's tokens at rest all at once or none; its Calls
-// spend them and then draw on the bucket as usual. Outside rest it holds
-// nothing.
+// HoldSpare takes a read's tokens at rest all at once, from every bucket
+// its calls draw on, or none; its Calls spend them and then draw on the
+// bucket as usual. Outside rest it holds nothing.
 func TestHoldSpareTakesAllOfARestingReadsTokensOrNone(t *testing.T) {
-	caller := NewCaller("test", map[string]Limit{"Read": {QPS: 0.001, Burst: 10}}, Limit{QPS: 0.001, Burst: 1}, nil)
-	tokens := func() int { return int(caller.limiter("Read").Tokens()) }
+	caller := NewCaller("test", map[string]Limit{"Read": {QPS: 0.001, Burst: 10}, "List": {QPS: 0.001, Burst: 4}}, Limit{QPS: 0.001, Burst: 1}, nil)
+	tokens := func(op string) int { return int(caller.limiter(op).Tokens()) }
 	made := 0
-	call := func(ctx context.Context) error {
-		return caller.Call(ctx, "Read", func(context.Context) error { made++; return nil })
+	call := func(ctx context.Context, op string) error {
+		return caller.Call(ctx, op, func(context.Context) error { made++; return nil })
 	}
-	if ctx, err := caller.HoldSpare(context.Background(), "Read", 3); err != nil || ctx != context.Background() || tokens() != 10 {
-		t.Fatalf("outside rest HoldSpare took tokens or failed: %v, %d left", err, tokens())
+	if ctx, err := caller.HoldSpare(context.Background(), "Read", "Read", "Read"); err != nil || ctx != context.Background() || tokens("Read") != 10 {
+		t.Fatalf("outside rest HoldSpare took tokens or failed: %v, %d left", err, tokens("Read"))
 	}
 	rest := AtRest(context.Background())
-	held, err := caller.HoldSpare(rest, "Read", 3)
-	if err != nil || tokens() != 7 {
-		t.Fatalf("HoldSpare of 3 from 10: %v, %d left, want 7", err, tokens())
+	held, err := caller.HoldSpare(rest, "Read", "List", "Read", "Read")
+	if err != nil || tokens("Read") != 7 || tokens("List") != 3 {
+		t.Fatalf("HoldSpare of 3 reads and a list: %v, %d and %d left, want 7 and 3", err, tokens("Read"), tokens("List"))
 	}
-	for range 3 {
-		if err := call(held); err != nil {
+	for _, op := range []string{"Read", "Read", "List", "Read"} {
+		if err := call(held, op); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if made != 3 || tokens() != 7 {
-		t.Fatalf("three calls on three held tokens: %d made, %d left, want 3 and 7", made, tokens())
+	if made != 4 || tokens("Read") != 7 || tokens("List") != 3 {
+		t.Fatalf("four calls on four held tokens: %d made, %d and %d left, want 4, 7 and 3", made, tokens("Read"), tokens("List"))
 	}
-	// A fourth call takes a spare token of its own.
-	if err := call(held); err != nil || tokens() != 6 {
-		t.Fatalf("a call beyond the held tokens: %v, %d left, want 6", err, tokens())
+	// A call beyond the held tokens takes a spare token of its own.
+	if err := call(held, "Read"); err != nil || tokens("Read") != 6 {
+		t.Fatalf("a call beyond the held tokens: %v, %d left, want 6", err, tokens("Read"))
 	}
-	// One spare token beyond the reserve of 5: three are not there, and
-	// none is taken.
-	_, err = caller.HoldSpare(rest, "Read", 3)
+	// The list bucket has one token beyond its reserve of 2: a read that
+	// wants two lists takes nothing from either bucket.
+	_, err = caller.HoldSpare(rest, "Read", "List", "List")
 	var po *PutOffError
-	if !errors.As(err, &po) || ClassOf(err) != Throttled || tokens() != 6 {
-		t.Fatalf("HoldSpare of 3 with one spare: %v (class %s), %d left; want a PutOffError, throttled, 6 left", err, ClassOf(err), tokens())
+	if !errors.As(err, &po) || ClassOf(err) != Throttled || po.Op != "List" || tokens("Read") != 6 || tokens("List") != 3 {
+		t.Fatalf("HoldSpare of two lists with one spare: %v (class %s), %d and %d left; want a PutOffError of List, throttled, 6 and 3 left", err, ClassOf(err), tokens("Read"), tokens("List"))
 	}
-	// The reserve of 5 and the 3 tokens wanted, at 0.001/s.
-	if po.Refill != 8000*time.Second {
-		t.Errorf("put off until the bucket refills in %v, want 8000 s", po.Refill)
+	// The reserve of 2 and the 2 tokens wanted, at 0.001/s.
+	if po.Refill != 4000*time.Second {
+		t.Errorf("put off until the bucket refills in %v, want 4000 s", po.Refill)
+	}
+	// One spare token beyond the read bucket's reserve of 5: three reads
+	// are not there either.
+	if _, err := caller.HoldSpare(rest, "Read", "Read", "Read", "Read", "Read", "Read"); !errors.As(err, &po) || po.Op != "Read" || tokens("Read") != 6 {
+		t.Fatalf("HoldSpare of 6 reads with one spare: %v, %d left; want a PutOffError of Read, 6 left", err, tokens("Read"))
 	}
 }
 

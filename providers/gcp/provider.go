@@ -891,19 +891,26 @@ func (p *Provider) ObserveParts(ctx context.Context, g *providers.Group, of []pr
 }
 
 // observeZones reads the given zones of the group in parallel. At rest
-// it takes the tokens of all the zones' getHealth calls at once or puts
-// the whole read off.
+// it takes the tokens of all the zones' calls at once or puts the whole
+// read off.
 func (p *Provider) observeZones(ctx context.Context, g *providers.Group, gs *groupState, zoneNames []string) ([]providers.Observed, error) {
-	judged := 0
-	for _, z := range zoneNames {
-		if gs.judged(z) {
-			judged++
+	if providers.IsAtRest(ctx) {
+		// The calls observeZone will make: a list where the record of
+		// attached endpoints is stale or no health check judges them, a
+		// getHealth where one does.
+		var calls []string
+		for _, zone := range zoneNames {
+			judged := gs.judged(zone)
+			if !judged || !p.neg(negPath(p.opts.Project, zone, gs.name)).fresh(p.opts.EndpointResync) {
+				calls = append(calls, opNEGList)
+			}
+			if judged {
+				calls = append(calls, healthOp(*gs.bs))
+			}
 		}
-	}
-	if judged > 0 {
 		var err error
-		if ctx, err = p.calls.HoldSpare(ctx, healthOp(*gs.bs), judged); err != nil {
-			return nil, fmt.Errorf("reading health of %s: %w", g.Display, err)
+		if ctx, err = p.calls.HoldSpare(ctx, calls...); err != nil {
+			return nil, fmt.Errorf("reading endpoints of %s: %w", g.Display, err)
 		}
 	}
 	zones := make([][]providers.Observed, len(zoneNames))
@@ -1757,6 +1764,14 @@ func (ns *negState) takeFailure() error {
 }
 
 // freshLocked reports whether the record is known and younger than ttl.
+// fresh is whether the record of attached endpoints is recent enough to
+// trust without a list.
+func (ns *negState) fresh(ttl time.Duration) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	return ns.freshLocked(ttl)
+}
+
 func (ns *negState) freshLocked(ttl time.Duration) bool {
 	return ns.attached != nil && !ns.listed.IsZero() && time.Since(ns.listed) < ttl
 }

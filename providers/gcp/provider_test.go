@@ -1601,6 +1601,21 @@ func TestAReadAtRestIsPutOffWholeBeforeItsFirstCall(t *testing.T) {
 	if obs, err := e.p.Observe(e.ctx, g); err != nil || len(obs) != len(all) || e.calls(opBSGetHealth) != 7 {
 		t.Fatalf("a read that waits: %d targets, %v, %d getHealth calls in all, want 7", len(obs), err, e.calls(opBSGetHealth))
 	}
+
+	// With the record of attached endpoints stale, a read lists each zone
+	// as well: the list bucket is counted in, and a read whose lists are
+	// short sends neither a list nor a getHealth.
+	e.p.opts.EndpointResync = time.Nanosecond
+	limits[opBSGetHealth] = providers.Limit{QPS: 0.001, Burst: 100}
+	limits[opNEGList] = providers.Limit{QPS: 0.001, Burst: 10} // a reserve of 5
+	e.p.calls = newCaller(limits)
+	e.srv.ResetStats()
+	if _, err := e.p.Observe(rest, g); err != nil || e.calls(opNEGList) != 3 || e.calls(opBSGetHealth) != 3 {
+		t.Fatalf("a read at rest with stale records: %v, %d lists and %d getHealth calls, want 3 of each", err, e.calls(opNEGList), e.calls(opBSGetHealth))
+	}
+	if _, err := e.p.Observe(rest, g); !errors.As(err, &po) || po.Op != opNEGList || e.calls(opNEGList) != 3 || e.calls(opBSGetHealth) != 3 {
+		t.Fatalf("a read at rest with two spare list tokens for three zones: %v, %d lists and %d getHealth calls in all; want a list put-off and 3 of each", err, e.calls(opNEGList), e.calls(opBSGetHealth))
+	}
 }
 
 func TestInParallelCallsEachZoneOnceAndGathersEveryError(t *testing.T) {
