@@ -204,13 +204,14 @@ type spareTake struct {
 }
 
 // spare takes the tokens of every bucket in takes if each has that many
-// left beyond the reserve of half its burst, without waiting; otherwise
-// it takes none and answers the put-off error of the first bucket short.
+// left beyond the reserve of half its burst (calls too many to fit beside
+// the reserve wait for a full bucket), without waiting; otherwise it
+// takes none and answers the put-off error of the first bucket short.
 func (c *Caller) spare(takes ...spareTake) error {
 	now := time.Now()
 	taken := make([]*rate.Reservation, 0, len(takes))
 	for _, t := range takes {
-		if t.lim.TokensAt(now) >= float64(reserve(t.lim)+t.n) {
+		if t.lim.TokensAt(now) >= float64(min(reserve(t.lim)+t.n, t.lim.Burst())) {
 			r := t.lim.ReserveN(now, t.n)
 			if r.OK() && r.DelayFrom(now) == 0 {
 				taken = append(taken, r)
@@ -279,6 +280,14 @@ func (c *Caller) HoldSpare(ctx context.Context, calls ...string) (context.Contex
 			takes = append(takes, spareTake{op: op, lim: lim})
 		}
 		takes[i].n++
+	}
+	for _, t := range takes {
+		if t.n > t.lim.Burst() {
+			// More calls than the bucket ever holds: the read cannot be
+			// made from spare tokens at once, so its calls wait for
+			// their tokens as any read's do (it is still ranked last).
+			return context.WithValue(ctx, atRest{}, nil), nil
+		}
 	}
 	if err := c.spare(takes...); err != nil {
 		return ctx, err

@@ -90,6 +90,29 @@ func TestHoldSpareTakesAllOfARestingReadsTokensOrNone(t *testing.T) {
 	}
 }
 
+// A read whose calls do not fit beside a bucket's reserve waits for a
+// full bucket; one whose calls are more than the bucket ever holds is
+// made as a read that waits, not put off for ever.
+func TestHoldSpareOfMoreCallsThanTheBucketSpares(t *testing.T) {
+	caller := NewCaller("test", map[string]Limit{"Small": {QPS: 0.001, Burst: 4}, "One": {QPS: 0.001, Burst: 2}}, Limit{QPS: 0.001, Burst: 1}, nil)
+	tokens := func(op string) int { return int(caller.limiter(op).Tokens()) }
+	rest := AtRest(context.Background())
+	// Three calls beside a reserve of 2 in a bucket of 4: taken from the
+	// full bucket, and put off once it is not full.
+	if _, err := caller.HoldSpare(rest, "Small", "Small", "Small"); err != nil || tokens("Small") != 1 {
+		t.Fatalf("three calls from a full bucket of 4: %v, %d left, want 1", err, tokens("Small"))
+	}
+	var po *PutOffError
+	if _, err := caller.HoldSpare(rest, "Small", "Small", "Small"); !errors.As(err, &po) || tokens("Small") != 1 {
+		t.Fatalf("three calls from 1 token: %v, %d left; want a put-off, 1 left", err, tokens("Small"))
+	}
+	// Three calls on a bucket of 2: no longer at rest, nothing taken.
+	ctx, err := caller.HoldSpare(rest, "One", "One", "One")
+	if err != nil || IsAtRest(ctx) || tokens("One") != 2 {
+		t.Fatalf("three calls on a bucket of 2: %v, at rest %v, %d left; want a read that waits, 2 left", err, IsAtRest(ctx), tokens("One"))
+	}
+}
+
 // Call sends again what the cloud throttled and what the provider says
 // may be retried, up to the attempts in all, each time with a token of
 // its own; anything else goes back after one call.
