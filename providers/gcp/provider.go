@@ -1763,7 +1763,6 @@ func (ns *negState) takeFailure() error {
 	return err
 }
 
-// freshLocked reports whether the record is known and younger than ttl.
 // fresh is whether the record of attached endpoints is recent enough to
 // trust without a list.
 func (ns *negState) fresh(ttl time.Duration) bool {
@@ -1772,6 +1771,7 @@ func (ns *negState) fresh(ttl time.Duration) bool {
 	return ns.freshLocked(ttl)
 }
 
+// freshLocked reports whether the record is known and younger than ttl.
 func (ns *negState) freshLocked(ttl time.Duration) bool {
 	return ns.attached != nil && !ns.listed.IsZero() && time.Since(ns.listed) < ttl
 }
