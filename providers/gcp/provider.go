@@ -56,7 +56,8 @@ type Options struct {
 	GroupCacheTTL time.Duration
 	// EndpointResync is how long the set of attached endpoints learned from
 	// listNetworkEndpoints and podlb's own operations is trusted before it
-	// is listed again, to notice changes made by others.
+	// is checked again, to notice changes made by others: by a getHealth
+	// that reports exactly those endpoints, or else by a list.
 	EndpointResync time.Duration
 }
 
@@ -858,9 +859,10 @@ func displayPath(path, project string) string {
 // Observe implements providers.Provider. Calls per zone and poll: one
 // getHealth while the NEG is a backend of a health-checked service, plus
 // one listNetworkEndpoints (per 500 endpoints) when the attached set is
-// unknown (first look, after a failed operation) or older than
-// EndpointResync; one listNetworkEndpoints when no health check judges
-// the NEG. Zones are read in parallel.
+// unknown (first look, after a failed operation), or older than
+// EndpointResync and not borne out by the getHealth; one
+// listNetworkEndpoints when no health check judges the NEG. Zones are
+// read in parallel.
 func (p *Provider) Observe(ctx context.Context, g *providers.Group) ([]providers.Observed, error) {
 	gs, ok := g.Provider.(*groupState)
 	if !ok {
@@ -895,13 +897,14 @@ func (p *Provider) ObserveParts(ctx context.Context, g *providers.Group, of []pr
 // read off.
 func (p *Provider) observeZones(ctx context.Context, g *providers.Group, gs *groupState, zoneNames []string) ([]providers.Observed, error) {
 	if providers.IsAtRest(ctx) {
-		// The calls observeZone will make: a list where the record of
-		// attached endpoints is stale or no health check judges them, a
-		// getHealth where one does.
+		// The calls observeZone will make: a list where the attached
+		// endpoints are not known or no health check judges them, a
+		// getHealth where one does (a stale record that getHealth does
+		// not bear out is listed on a spare token of its own).
 		var calls []string
 		for _, zone := range zoneNames {
 			judged := gs.judged(zone)
-			if !judged || !p.neg(negPath(p.opts.Project, zone, gs.name)).fresh(p.opts.EndpointResync) {
+			if !judged || !p.neg(negPath(p.opts.Project, zone, gs.name)).known() {
 				calls = append(calls, opNEGList)
 			}
 			if judged {
@@ -942,12 +945,18 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	judged := gs.judged(zone)
 	began := time.Now()
 	attached, fresh := ns.snapshot(p.opts.EndpointResync)
-	if !fresh || !judged {
-		var err error
+	list := func() (err error) {
 		if attached, err = p.listEndpoints(ctx, zone, gs.name); err != nil {
-			return nil, err
+			return err
 		}
 		attached = ns.set(attached, began)
+		fresh = true
+		return nil
+	}
+	if attached == nil || !judged {
+		if err := list(); err != nil {
+			return nil, err
+		}
 	}
 	target := func(k providers.TargetKey, instance string) providers.Target {
 		return providers.Target{IP: k.IP, Port: k.Port, Zone: zone, Instance: instance}
@@ -966,6 +975,14 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	health, err := p.groupHealth(ctx, *gs.bs, gs.links[zone])
 	if err != nil {
 		return nil, err
+	}
+	if !fresh && !(bearsOut(attached, health) && ns.confirm(began)) {
+		// An old record that getHealth does not bear out: something
+		// changed, by podlb's operations or someone else's; list it.
+		ns.expire()
+		if err := list(); err != nil {
+			return nil, err
+		}
 	}
 	// The observation is kept until the next, so its targets hold the
 	// one shared copy of their state and reason; the reason names the
@@ -1564,15 +1581,59 @@ func (p *Provider) invalidate(key providers.BindingKey, lookAgain bool) {
 }
 
 // snapshot returns the attached endpoints as the followed operations
-// will leave them, and whether they are fresh enough to trust.
+// will leave them (nil: not known, list first), and whether the record is
+// fresh enough to trust without a check.
 func (ns *negState) snapshot(ttl time.Duration) (map[providers.TargetKey]string, bool) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	ns.forgetLandedLocked()
-	if !ns.freshLocked(ttl) {
+	if !ns.knownLocked() {
 		return nil, false
 	}
-	return ns.movedLocked(ns.attached), true
+	return ns.movedLocked(ns.attached), ns.freshLocked(ttl)
+}
+
+// confirm makes the record count as listed at began, when a getHealth
+// begun then bore it out (see bearsOut) and no operation on the NEG ran
+// since: none is followed and none ended after began. It reports whether
+// it did.
+func (ns *negState) confirm(began time.Time) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if !ns.knownLocked() || len(ns.inFlight) > 0 {
+		return false
+	}
+	for _, l := range ns.landed {
+		if !l.at.Before(began) {
+			return false
+		}
+	}
+	if began.After(ns.listed) {
+		ns.listed = began
+	}
+	return true
+}
+
+// bearsOut reports whether getHealth's answer is exactly the recorded
+// endpoints: each once, on its VM, none draining (a draining endpoint
+// may have been detached and attached again, or detached by someone
+// else). Then getHealth stands for a list: an endpoint attached or
+// detached behind podlb's back shows as one too many or one missing.
+func bearsOut(attached map[providers.TargetKey]string, health []*compute.HealthStatus) bool {
+	if len(health) != len(attached) {
+		return false
+	}
+	seen := make(map[providers.TargetKey]bool, len(health))
+	for _, h := range health {
+		k, ok := endpointKey(h.IpAddress, h.Port)
+		instance, recorded := attached[k]
+		if !ok || !recorded || seen[k] || h.HealthState == "DRAINING" ||
+			(h.Instance != "" && lastSegment(h.Instance) != instance) {
+			return false
+		}
+		seen[k] = true
+	}
+	return true
 }
 
 // set records a list of the NEG begun at began, with the changes whose
@@ -1763,17 +1824,20 @@ func (ns *negState) takeFailure() error {
 	return err
 }
 
-// fresh is whether the record of attached endpoints is recent enough to
-// trust without a list.
-func (ns *negState) fresh(ttl time.Duration) bool {
+// known is whether the attached endpoints are known: listed once, and
+// not put in doubt since (a failed operation, an endpoint someone else
+// attached).
+func (ns *negState) known() bool {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
-	return ns.freshLocked(ttl)
+	return ns.knownLocked()
 }
+
+func (ns *negState) knownLocked() bool { return ns.attached != nil && !ns.listed.IsZero() }
 
 // freshLocked reports whether the record is known and younger than ttl.
 func (ns *negState) freshLocked(ttl time.Duration) bool {
-	return ns.attached != nil && !ns.listed.IsZero() && time.Since(ns.listed) < ttl
+	return ns.knownLocked() && time.Since(ns.listed) < ttl
 }
 
 // notAttached drops the targets being attached, and those a fresh record

@@ -1602,20 +1602,100 @@ func TestAReadAtRestIsPutOffWholeBeforeItsFirstCall(t *testing.T) {
 		t.Fatalf("a read that waits: %d targets, %v, %d getHealth calls in all, want 7", len(obs), err, e.calls(opBSGetHealth))
 	}
 
-	// With the record of attached endpoints stale, a read lists each zone
-	// as well: the list bucket is counted in, and a read whose lists are
-	// short sends neither a list nor a getHealth.
-	e.p.opts.EndpointResync = time.Nanosecond
+	// With the attached endpoints not known (as after a failed
+	// operation), a read lists each zone as well: the list bucket is
+	// counted in, and a read whose lists are short sends neither a list
+	// nor a getHealth.
+	forget := func() {
+		for _, z := range zones3 {
+			e.p.neg(negPath(project, z, g.Provider.(*groupState).name)).expire()
+		}
+	}
 	limits[opBSGetHealth] = providers.Limit{QPS: 0.001, Burst: 100}
 	limits[opNEGList] = providers.Limit{QPS: 0.001, Burst: 10} // a reserve of 5
 	e.p.calls = newCaller(limits)
 	e.srv.ResetStats()
+	forget()
 	if _, err := e.p.Observe(rest, g); err != nil || e.calls(opNEGList) != 3 || e.calls(opBSGetHealth) != 3 {
-		t.Fatalf("a read at rest with stale records: %v, %d lists and %d getHealth calls, want 3 of each", err, e.calls(opNEGList), e.calls(opBSGetHealth))
+		t.Fatalf("a read at rest with records not known: %v, %d lists and %d getHealth calls, want 3 of each", err, e.calls(opNEGList), e.calls(opBSGetHealth))
 	}
+	forget()
 	if _, err := e.p.Observe(rest, g); !errors.As(err, &po) || po.Op != opNEGList || e.calls(opNEGList) != 3 || e.calls(opBSGetHealth) != 3 {
 		t.Fatalf("a read at rest with two spare list tokens for three zones: %v, %d lists and %d getHealth calls in all; want a list put-off and 3 of each", err, e.calls(opNEGList), e.calls(opBSGetHealth))
 	}
+}
+
+// A record of attached endpoints older than EndpointResync is checked
+// by the getHealth the read makes anyway: when it reports exactly the
+// recorded endpoints, nothing is listed; an endpoint attached or
+// detached behind podlb's back makes that zone's read list it.
+func TestAStaleRecordBorneOutByGetHealthIsNotListed(t *testing.T) {
+	e, g, all := threeZoneGroup(t, 2)
+	judged := func() bool {
+		for _, o := range e.observe(g) {
+			if o.CloudState != "UNHEALTHY" {
+				return false
+			}
+		}
+		return true
+	}
+	eventually(t, "every endpoint judged", judged)
+	e.p.opts.EndpointResync = time.Nanosecond
+	read := func(what string, lists int64, want []providers.TargetKey) {
+		t.Helper()
+		e.srv.ResetStats()
+		obs, err := e.p.Observe(providers.AtRest(e.ctx), g)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		var got []providers.TargetKey
+		for _, o := range obs {
+			got = append(got, o.Key())
+		}
+		byAddr := func(a, b providers.TargetKey) int { return strings.Compare(a.String(), b.String()) }
+		slices.SortFunc(want, byAddr)
+		slices.SortFunc(got, byAddr)
+		if e.calls(opBSGetHealth) != 3 || e.calls(opNEGList) != lists || !slices.Equal(got, want) {
+			t.Fatalf("%s: %d getHealth, %d lists, observed %v; want 3, %d and %v", what, e.calls(opBSGetHealth), e.calls(opNEGList), got, lists, want)
+		}
+	}
+	var want []providers.TargetKey
+	for _, tg := range all {
+		want = append(want, tg.Key())
+	}
+	read("nothing changed", 0, want)
+
+	name := g.Provider.(*groupState).name
+	foreign := target("127.4.0.99", 80, zones3[0])
+	e.done(e.neg.AttachNetworkEndpoints(project, zones3[0], name, &compute.NetworkEndpointGroupsAttachEndpointsRequest{NetworkEndpoints: []*compute.NetworkEndpoint{
+		{IpAddress: foreign.IP.String(), Port: int64(foreign.Port), Instance: vm(zones3[0])},
+	}}).Context(e.ctx).Do())
+	eventually(t, "the foreign endpoint judged", func() bool {
+		for _, h := range e.srv.Health("web") {
+			if h.IPAddress == foreign.IP.String() && h.State == computesim.StateUnhealthy {
+				return true
+			}
+		}
+		return false
+	})
+	read("an endpoint attached behind podlb's back", 1, append(slices.Clone(want), foreign.Key()))
+	read("nothing changed since", 0, append(slices.Clone(want), foreign.Key()))
+
+	gone := all[2] // in zones3[1]
+	e.done(e.neg.DetachNetworkEndpoints(project, gone.Zone, name, &compute.NetworkEndpointGroupsDetachEndpointsRequest{NetworkEndpoints: []*compute.NetworkEndpoint{
+		{IpAddress: gone.IP.String(), Port: int64(gone.Port), Instance: vm(gone.Zone)},
+	}}).Context(e.ctx).Do())
+	want = slices.DeleteFunc(append(want, foreign.Key()), func(k providers.TargetKey) bool { return k == gone.Key() })
+	eventually(t, "the detached endpoint drained", func() bool {
+		for _, h := range e.srv.Health("web") {
+			if h.IPAddress == gone.IP.String() {
+				return false
+			}
+		}
+		return true
+	})
+	read("an endpoint detached behind podlb's back", 1, want)
+	read("nothing changed since", 0, want)
 }
 
 func TestInParallelCallsEachZoneOnceAndGathersEveryError(t *testing.T) {
