@@ -37,8 +37,12 @@ func ReadPriority(waited time.Duration, early bool) int {
 }
 
 // readSteps is how many doubling steps of waiting ReadPriority tells
-// apart: up to about nine hours.
-const readSteps = 16
+// apart: up to about half an hour (waits longer than 17 minutes rank
+// alike). With BackgroundPriority that makes 25 levels in all, the most
+// controller-runtime's priority queue labels its depth metric by: past
+// that it folds every level into one placeholder series, and the series
+// it labelled before stop moving.
+const readSteps = 12
 
 // unread is the cloud state of targets known only from the ledger: what
 // podlb wrote before it started, not read since.

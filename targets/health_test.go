@@ -101,6 +101,25 @@ func TestScheduleReadRanksByWaitAndTheCloudsTimeline(t *testing.T) {
 	}
 }
 
+// TestReadPrioritiesStayWithinTheQueueMetricsLabels: controller-runtime's
+// priority queue labels its depth gauge by priority for at most 25
+// distinct priorities per queue; past that every level is counted under
+// one placeholder and the series labelled before stop moving. A read is
+// queued at BackgroundPriority or a ReadPriority, whatever the wait.
+func TestReadPrioritiesStayWithinTheQueueMetricsLabels(t *testing.T) {
+	levels := map[int]bool{BackgroundPriority: true}
+	for waited := time.Duration(0); waited < 1000*time.Hour; waited = waited*5/4 + time.Second {
+		levels[ReadPriority(waited, true)] = true
+		levels[ReadPriority(waited, false)] = true
+	}
+	if len(levels) > 25 {
+		t.Errorf("reads are queued at %d priorities, more than the queue's metrics label (25)", len(levels))
+	}
+	if ReadPriority(17*time.Minute, false) <= ReadPriority(8*time.Minute, false) {
+		t.Errorf("waits up to 17 minutes are not told apart")
+	}
+}
+
 func TestScheduleReadInTheBackgroundWhenSettled(t *testing.T) {
 	now := time.Unix(100_000, 0)
 	r, ps, got := readScheduler(now)
