@@ -128,13 +128,7 @@ func (s *Server) addressInsert(r *http.Request) (proto.Message, *apiError) {
 		want = a
 	}
 	path := coll + "/" + in.GetName()
-	in.Kind = proto.String("compute#address")
-	in.Id = proto.Uint64(newID())
-	in.CreationTimestamp = proto.String(nowStamp())
-	in.SelfLink = proto.String(selfLink(path))
-	if region != "" {
-		in.Region = proto.String(selfLink(fmt.Sprintf("projects/%s/regions/%s", project, region)))
-	}
+	stampNew(in, "compute#address", project, region, path)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.addresses[path] != nil {

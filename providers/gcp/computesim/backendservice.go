@@ -212,13 +212,7 @@ func (s *Server) bsInsert(r *http.Request) (proto.Message, *apiError) {
 	if s.backendServices[path] != nil {
 		return nil, errAlreadyExists(path)
 	}
-	in.Kind = proto.String("compute#backendService")
-	in.Id = proto.Uint64(newID())
-	in.CreationTimestamp = proto.String(nowStamp())
-	in.SelfLink = proto.String(selfLink(path))
-	if region != "" {
-		in.Region = proto.String(selfLink(fmt.Sprintf("projects/%s/regions/%s", project, region)))
-	}
+	stampNew(in, "compute#backendService", project, region, path)
 	in.Fingerprint = proto.String(fingerprint(in, 1))
 	return s.startOpLocked(r, bsScope(r), "insert", path, in.GetId(), func() *apiError {
 		if s.backendServices[path] != nil {

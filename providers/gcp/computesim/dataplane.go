@@ -185,10 +185,7 @@ func (s *Server) tpInsert(ssl bool) handlerFunc {
 		svc := qualify(project, in.GetService(), scopePrefix(region)+"/backendServices")
 		path := coll + "/" + in.GetName()
 		in.Service = proto.String(selfLink(svc))
-		in.Kind = proto.String("compute#" + strings.TrimSuffix(tcpProxyCollection(ssl), "ies") + "y")
-		in.Id = proto.Uint64(newID())
-		in.CreationTimestamp = proto.String(nowStamp())
-		in.SelfLink = proto.String(selfLink(path))
+		stampNew(in, "compute#"+strings.TrimSuffix(tcpProxyCollection(ssl), "ies")+"y", project, region, path)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		check := func() *apiError {

@@ -140,14 +140,8 @@ func (s *Server) frInsert(r *http.Request) (proto.Message, *apiError) {
 	}
 	path := coll + "/" + in.GetName()
 	in.Target = proto.String(selfLink(target))
-	in.Kind = proto.String("compute#forwardingRule")
-	in.Id = proto.Uint64(newID())
-	in.CreationTimestamp = proto.String(nowStamp())
-	in.SelfLink = proto.String(selfLink(path))
+	stampNew(in, "compute#forwardingRule", project, region, path)
 	in.Fingerprint = proto.String(fmt.Sprintf("%x", newID()))
-	if region != "" {
-		in.Region = proto.String(selfLink(fmt.Sprintf("projects/%s/regions/%s", project, region)))
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// check validates against the current resources, at the call and again

@@ -143,13 +143,7 @@ func (s *Server) hcInsert(r *http.Request) (proto.Message, *apiError) {
 		return nil, e
 	}
 	path := coll + "/" + in.GetName()
-	in.Kind = proto.String("compute#healthCheck")
-	in.Id = proto.Uint64(newID())
-	in.CreationTimestamp = proto.String(nowStamp())
-	in.SelfLink = proto.String(selfLink(path))
-	if region != "" {
-		in.Region = proto.String(selfLink(fmt.Sprintf("projects/%s/regions/%s", r.PathValue("project"), region)))
-	}
+	stampNew(in, "compute#healthCheck", r.PathValue("project"), region, path)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.healthChecks[path] != nil {

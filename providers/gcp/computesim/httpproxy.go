@@ -143,16 +143,11 @@ func (s *Server) proxyInsert(https bool) handlerFunc {
 		if s.httpProxies[path] != nil {
 			return nil, errAlreadyExists(path)
 		}
-		in.Kind = proto.String("compute#targetHttpProxy")
+		kind := "compute#targetHttpProxy"
 		if https {
-			in.Kind = proto.String("compute#targetHttpsProxy")
+			kind = "compute#targetHttpsProxy"
 		}
-		in.Id = proto.Uint64(newID())
-		in.CreationTimestamp = proto.String(nowStamp())
-		in.SelfLink = proto.String(selfLink(path))
-		if region != "" {
-			in.Region = proto.String(selfLink(fmt.Sprintf("projects/%s/regions/%s", project, region)))
-		}
+		stampNew(in, kind, project, region, path)
 		in.Fingerprint = proto.String(fingerprint(in, 1))
 		return s.startOpLocked(r, scopeOf(r), "insert", path, in.GetId(), func() *apiError {
 			if s.httpProxies[path] != nil {

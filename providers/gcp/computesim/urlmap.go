@@ -256,13 +256,7 @@ func (s *Server) umInsert(r *http.Request) (proto.Message, *apiError) {
 	if s.urlMaps[path] != nil {
 		return nil, errAlreadyExists(path)
 	}
-	in.Kind = proto.String("compute#urlMap")
-	in.Id = proto.Uint64(newID())
-	in.CreationTimestamp = proto.String(nowStamp())
-	in.SelfLink = proto.String(selfLink(path))
-	if region != "" {
-		in.Region = proto.String(selfLink(fmt.Sprintf("projects/%s/regions/%s", project, region)))
-	}
+	stampNew(in, "compute#urlMap", project, region, path)
 	in.Fingerprint = proto.String(fingerprint(in, 1))
 	return s.startOpLocked(r, scopeOf(r), "insert", path, in.GetId(), func() *apiError {
 		if s.urlMaps[path] != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // CanonicalPrefix is the prefix of every selfLink and URL the emulator
@@ -167,6 +168,26 @@ func regionOfZone(zone string) string {
 func nowStamp() string { return time.Now().Format("2006-01-02T15:04:05.000-07:00") }
 
 func newID() uint64 { return rand.Uint64() >> 1 }
+
+// stampNew sets the output fields GCE gives a resource it creates: its
+// kind, a new id, the creation time, its selfLink and, for a regional
+// one, its region's link (where the resource has one).
+func stampNew(m proto.Message, kind, project, region, path string) {
+	r := m.ProtoReflect()
+	fields := r.Descriptor().Fields()
+	set := func(name string, v protoreflect.Value) {
+		if fd := fields.ByName(protoreflect.Name(name)); fd != nil {
+			r.Set(fd, v)
+		}
+	}
+	set("kind", protoreflect.ValueOfString(kind))
+	set("id", protoreflect.ValueOfUint64(newID()))
+	set("creation_timestamp", protoreflect.ValueOfString(nowStamp()))
+	set("self_link", protoreflect.ValueOfString(selfLink(path)))
+	if region != "" {
+		set("region", protoreflect.ValueOfString(selfLink(fmt.Sprintf("projects/%s/regions/%s", project, region))))
+	}
+}
 
 // normalizeNetworkRef turns "default", "global/networks/x", a relative or a
 // full URL into the canonical URL of a network or subnetwork.
