@@ -978,7 +978,10 @@ func (p *Provider) observeZone(ctx context.Context, gs *groupState, zone string)
 	}
 	if !fresh && !(bearsOut(attached, health) && ns.confirm(began)) {
 		// An old record that getHealth does not bear out: something
-		// changed, by podlb's operations or someone else's; list it.
+		// changed, by podlb's operations or someone else's; list it. The
+		// record is marked unknown first, so a list that fails or is put
+		// off leaves it unknown, and the next read lists before its
+		// getHealth (and a read at rest counts that list's token).
 		ns.expire()
 		if err := list(); err != nil {
 			return nil, err
