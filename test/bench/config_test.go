@@ -30,6 +30,13 @@ func durationFlag(name string, def time.Duration, usage string) *time.Duration {
 	return flag.Duration("bench."+name, def, usage+" (env "+envName(name)+")")
 }
 
+func boolFlag(name string, def bool, usage string) *bool {
+	if v, err := strconv.ParseBool(os.Getenv(envName(name))); err == nil {
+		def = v
+	}
+	return flag.Bool("bench."+name, def, usage+" (env "+envName(name)+")")
+}
+
 func stringFlag(name, def, usage string) *string {
 	if v, ok := os.LookupEnv(envName(name)); ok {
 		def = v
@@ -70,6 +77,7 @@ var (
 	flagSteadyNodes    = intFlag("steady.nodes", 240, "nodes of the steady-state cluster (at most 240, one cluster's address plan)")
 	flagSteadyWindow   = durationFlag("steady.window", 3*time.Minute, "idle measurement window")
 	flagSteadySettle   = durationFlag("steady.settle", 30*time.Second, "wait after convergence before measuring")
+	flagSteadyProfile  = boolFlag("steady.profile", true, "after the idle window, profile the controller's CPU over a second window as long")
 	flagMemoryRequest  = intFlag("steady.memory-request", 128<<20, "memory request in bytes passed to the controller as the manifests do (PODLB_MEMORY_REQUEST); 0 passes none")
 	flagSteadyResync   = durationFlag("steady.resync", time.Minute, "controller --resync-period in the steady state, so a window sees whole resync cycles")
 )

@@ -66,17 +66,6 @@ func runSteady(ctx context.Context, cloudName string) error {
 		return err
 	}
 	t0 := time.Now()
-	// A CPU profile of the whole window says where idle CPU goes,
-	// whatever comes once a minute or less often.
-	cpuTop := make(chan string, 1)
-	go func() {
-		query := fmt.Sprintf("profile?seconds=%d", int(flagSteadyWindow.Seconds()))
-		top, err := e.ctrl.saveProfile(ctx, query, "cpu", filepath.Join(e.logDir, "cpu-idle.pprof"))
-		if err != nil {
-			top = err.Error()
-		}
-		cpuTop <- top
-	}()
 	var rssSum, rssMax int64
 	samples := 0
 	for time.Since(t0) < *flagSteadyWindow {
@@ -110,6 +99,7 @@ func runSteady(ctx context.Context, cloudName string) error {
 			results.set(sec, cloudName, "idle: reconciles per minute", "%s", reconcileRates(before, m, window))
 			putOff := m.sum("podlb_cloud_api_calls_deferred_total", nil) - before.sum("podlb_cloud_api_calls_deferred_total", nil)
 			results.set(sec, cloudName, "idle: reads at rest put off a minute (no spare token)", "%.0f", putOff/window.Minutes())
+			results.set(sec, cloudName, "idle: leak sweeps in the window (one every 10 minutes)", "%s", sweepsBetween(before, m))
 		}
 		results.set(sec, cloudName, "idle: process_resident_memory_bytes (metrics)", "%s", mib(int64(m.sum("process_resident_memory_bytes", nil))))
 		// What the memory rests on: the heap live after the last
@@ -145,7 +135,9 @@ func runSteady(ctx context.Context, cloudName string) error {
 	results.set(sec, cloudName, "idle: cloud reads per minute", "%.0f at --resync-period %v %s", perMin, *flagSteadyResync, parenthesized(readOps))
 	results.set(sec, cloudName, "idle: cloud writes (must be 0)", "%d %s", writes, parenthesized(writeOps))
 
-	logf("%s: CPU profile of the idle window, top entries:\n%s", cloudName, <-cpuTop)
+	if *flagSteadyProfile {
+		profileIdle(ctx, e, sec, cloudName, pid)
+	}
 	heapPath := filepath.Join(e.logDir, "heap-idle.pprof")
 	if top, err := e.ctrl.saveProfile(ctx, "heap?gc=1", "inuse_space", heapPath); err != nil {
 		logf("%s: heap profile: %v", cloudName, err)
@@ -154,6 +146,40 @@ func runSteady(ctx context.Context, cloudName string) error {
 		logf("%s: in-use heap after the idle window, top entries:\n%s", cloudName, top)
 	}
 	return restartSteady(ctx, e, sec, cloudName, per)
+}
+
+// profileIdle takes a CPU profile of a second idle window as long as the
+// first: where idle CPU goes, whatever comes once a minute or less often.
+// The profiler costs CPU of its own (its signals, and its reader waking
+// ten times a second), so the first window's figure is taken without it
+// and this one reports the CPU it measured beside it.
+func profileIdle(ctx context.Context, e *env, sec, cloudName string, pid int) {
+	before, errBefore := e.ctrl.scrape()
+	cpu0, err0 := cpuTime(pid)
+	t0 := time.Now()
+	query := fmt.Sprintf("profile?seconds=%d", int(flagSteadyWindow.Seconds()))
+	path := filepath.Join(e.logDir, "cpu-idle.pprof")
+	top, err := e.ctrl.saveProfile(ctx, query, "cpu", path)
+	if err != nil {
+		logf("%s: CPU profile: %v", cloudName, err)
+		return
+	}
+	window := time.Since(t0)
+	cpu1, err1 := cpuTime(pid)
+	if err0 == nil && err1 == nil {
+		results.set(sec, cloudName, "idle: controller CPU in a second window, profiled", "%.1f%% of one core (%s in %s; %s)", 100*(cpu1-cpu0).Seconds()/window.Seconds(), round(cpu1-cpu0), round(window), path)
+	}
+	if m, err := e.ctrl.scrape(); err == nil && errBefore == nil {
+		results.set(sec, cloudName, "idle: leak sweeps in the second window", "%s", sweepsBetween(before, m))
+	}
+	logf("%s: CPU profile of the second idle window, top entries:\n%s", cloudName, top)
+}
+
+// sweepsBetween is how many leak sweeps ran between two scrapes: each
+// lists every group of the project, a cost the windows without one do
+// not see.
+func sweepsBetween(before, after metricSet) string {
+	return fmt.Sprintf("%.0f", after.sum("podlb_sweeps_total", nil)-before.sum("podlb_sweeps_total", nil))
 }
 
 // restartSteady measures a controller start on a cluster that already
