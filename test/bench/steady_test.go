@@ -128,7 +128,7 @@ func runSteady(ctx context.Context, cloudName string) error {
 	if errAnon == nil && errFile == nil {
 		results.set(sec, cloudName, "idle: RSS at the end, anonymous / the executable's pages", "%s / %s", mib(anon), mib(file))
 	}
-	results.set(sec, cloudName, "idle: controller CPU (/proc utime+stime)", "%.1f%% of one core (%s in %s)", 100*(cpu1-cpu0).Seconds()/window.Seconds(), round(cpu1-cpu0), round(window))
+	results.set(sec, cloudName, "idle: controller CPU (/proc utime+stime)", "%s", coreShare(cpu1-cpu0, window))
 	perMin := float64(reads) / window.Minutes()
 	// Not scaled to other resync periods: group look-ups follow the
 	// providers' 5-minute cache, not the resync.
@@ -167,12 +167,17 @@ func profileIdle(ctx context.Context, e *env, sec, cloudName string, pid int) {
 	window := time.Since(t0)
 	cpu1, err1 := cpuTime(pid)
 	if err0 == nil && err1 == nil {
-		results.set(sec, cloudName, "idle: controller CPU in a second window, profiled", "%.1f%% of one core (%s in %s; %s)", 100*(cpu1-cpu0).Seconds()/window.Seconds(), round(cpu1-cpu0), round(window), path)
+		results.set(sec, cloudName, "idle: controller CPU in a second window, profiled", "%s; %s", coreShare(cpu1-cpu0, window), path)
 	}
 	if m, err := e.ctrl.scrape(); err == nil && errBefore == nil {
 		results.set(sec, cloudName, "idle: leak sweeps in the second window", "%s", sweepsBetween(before, m))
 	}
 	logf("%s: CPU profile of the second idle window, top entries:\n%s", cloudName, top)
+}
+
+// coreShare is CPU time spent in a window as a share of one core.
+func coreShare(cpu, window time.Duration) string {
+	return fmt.Sprintf("%.1f%% of one core (%s in %s)", 100*cpu.Seconds()/window.Seconds(), round(cpu), round(window))
 }
 
 // sweepsBetween is how many leak sweeps ran between two scrapes: each

@@ -185,7 +185,9 @@ func (s *Server) tpInsert(ssl bool) handlerFunc {
 		svc := qualify(project, in.GetService(), scopePrefix(region)+"/backendServices")
 		path := coll + "/" + in.GetName()
 		in.Service = proto.String(selfLink(svc))
-		stampNew(in, "compute#"+strings.TrimSuffix(tcpProxyCollection(ssl), "ies")+"y", project, region, path)
+		// Both kinds are kept as a TargetSslProxy, which has no region
+		// field (see readTCPProxy).
+		stampNew(in, "compute#"+strings.TrimSuffix(tcpProxyCollection(ssl), "ies")+"y", project, "", path)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		check := func() *apiError {

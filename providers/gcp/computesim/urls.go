@@ -171,15 +171,12 @@ func newID() uint64 { return rand.Uint64() >> 1 }
 
 // stampNew sets the output fields GCE gives a resource it creates: its
 // kind, a new id, the creation time, its selfLink and, for a regional
-// one, its region's link (where the resource has one).
+// one, its region's link. Every one must be a field of m (a name that is
+// not panics, so no misspelt field goes unset unnoticed).
 func stampNew(m proto.Message, kind, project, region, path string) {
 	r := m.ProtoReflect()
 	fields := r.Descriptor().Fields()
-	set := func(name string, v protoreflect.Value) {
-		if fd := fields.ByName(protoreflect.Name(name)); fd != nil {
-			r.Set(fd, v)
-		}
-	}
+	set := func(name string, v protoreflect.Value) { r.Set(fields.ByName(protoreflect.Name(name)), v) }
 	set("kind", protoreflect.ValueOfString(kind))
 	set("id", protoreflect.ValueOfUint64(newID()))
 	set("creation_timestamp", protoreflect.ValueOfString(nowStamp()))
