@@ -256,6 +256,10 @@ type Group struct {
 	// pod only once this much time has passed since the new pod's
 	// containers became ready.
 	JudgeDelay time.Duration
+	// FailDelay is how long the load balancer needs to judge a target
+	// that stops answering: unhealthy threshold x check interval. Until
+	// then it may send new connections to a killed pod still registered.
+	FailDelay time.Duration
 	// Warning names a problem that does not stop the binding, for a
 	// Warning Event (once while it lasts); Status says more.
 	Warning string

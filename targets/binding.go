@@ -619,32 +619,51 @@ func (l *lateness) add(afterKill, afterPlan time.Duration) {
 // such record). Deregistrations rank by their own wait, not behind every
 // registration: while the write budget is saturated they would otherwise
 // wait for as long as it stays so, and a terminating pod still
-// registered is sent new connections.
+// registered is sent new connections. A deregistration counts the head
+// start only while its pod may still be sent them: once the pod has been
+// killed for as long as the load balancer needs to call it unhealthy
+// (FailDelay), it is sent none, and going first would only slow the
+// registrations a rollout waits for, so it ranks as a registration does.
 func (r *BindingReconciler) rank(ps *pass, book *registrations, plan providers.Plan) Rank {
 	now := r.now()
 	var rank Rank
 	if len(plan.Deregister) > 0 {
-		rank.Leaving = now
 		r.mu.Lock()
 		for _, t := range plan.Deregister {
-			if l, ok := book.leaving[t.Key()]; ok && l.since.Before(rank.Leaving) {
-				rank.Leaving = l.since
+			l, ok := book.leaving[t.Key()]
+			since := now
+			if ok && l.since.Before(now) {
+				since = l.since
+			}
+			if ok && !l.killed.IsZero() && now.After(l.killed.Add(ps.group.FailDelay)) {
+				rank.Since = earliest(rank.Since, since)
+			} else {
+				rank.Leaving = earliest(rank.Leaving, since)
 			}
 		}
 		r.mu.Unlock()
 	}
 	if len(plan.Register) > 0 {
-		rank.Since = now
 		uidOf := uidsOf(ps.desired)
 		for _, t := range plan.Register {
+			since := now
 			if p := ps.pods[uidOf[t.Key()]]; p != nil {
-				if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue && c.LastTransitionTime.Time.Before(rank.Since) {
-					rank.Since = c.LastTransitionTime.Time
+				if c := PodCondition(p, corev1.ContainersReady); c != nil && c.Status == corev1.ConditionTrue && c.LastTransitionTime.Time.Before(now) {
+					since = c.LastTransitionTime.Time
 				}
 			}
+			rank.Since = earliest(rank.Since, since)
 		}
 	}
 	return rank
+}
+
+// earliest is the earlier of a and b, a zero time being none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // book returns the binding's registrations in group ref, starting afresh

@@ -71,31 +71,24 @@ type Rank struct {
 // start shorter than the budget's cycle (about a minute at 50 Services)
 // protects neither. The head start is the deregistration's alone: a
 // binding's registrations rank by their own wait, even when they ride
-// in the same pass. The guide gives the measured trade-off.
+// in the same pass; and it ends once the load balancer sends the pod
+// nothing (see BindingReconciler.rank). The guide gives the measured
+// trade-off.
 const DefaultHeadStart = time.Minute
 
 // counted is when r counts as having begun to wait.
 func (d *Dispatcher) counted(r Rank) time.Time {
-	switch {
-	case r.Leaving.IsZero():
+	if r.Leaving.IsZero() {
 		return r.Since
-	case r.Since.IsZero():
-		return r.Leaving.Add(-d.HeadStart)
 	}
-	return earlier(r.Since, r.Leaving.Add(-d.HeadStart))
-}
-
-func earlier(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
+	return earliest(r.Since, r.Leaving.Add(-d.HeadStart))
 }
 
 // TryAcquire takes a slot for key: the one reserved for it, or a free one
 // when no more urgent binding waits. Otherwise key waits in line, ranked
-// by rank (ties in arrival order), and Wake(key) is called when a slot is
-// reserved for it. The returned release must be called once when ok.
+// by the rank it last asked with (ties in arrival order), and Wake(key)
+// is called when a slot is reserved for it. The returned release must be
+// called once when ok.
 func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release func(), ok bool) {
 	d.mu.Lock()
 	woken := d.expireLocked()
@@ -115,13 +108,15 @@ func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release fu
 		d.dropWaiterLocked(key)
 		return d.release, true
 	}
+	// The latest rank counts: the binding's changes may have gone, or a
+	// deregistration's head start ended, since it last asked.
 	switch at := d.counted(rank); {
 	case w == nil:
 		w = &waiter{key: key, at: at, seq: d.seq}
 		d.seq++
 		heap.Push(&d.waiting, w)
 		d.byKey[key] = w
-	case at.Before(w.at):
+	case !at.Equal(w.at):
 		w.at = at
 		heap.Fix(&d.waiting, w.index)
 	}

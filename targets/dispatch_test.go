@@ -38,7 +38,8 @@ func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 			t.Fatalf("binding %d got a taken slot", n)
 		}
 	}
-	// Asking again while waiting keeps the place in line.
+	// Asking again while waiting ranks by the latest ask: svc-3's change
+	// now waits since much later (its older one went), so it goes last.
 	if _, ok := d.TryAcquire(bkey(3), Rank{Since: base.Add(time.Hour)}); ok {
 		t.Fatal("a waiting binding took a taken slot")
 	}
@@ -64,8 +65,8 @@ func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 		fmt.Sscanf(k.Service, "svc-%d", &n)
 		order = append(order, n)
 	}
-	if want := []int{1, 4, 2, 3, 99}; !slices.Equal(order, want) {
-		t.Fatalf("grant order %v, want %v (oldest wait first, ties in arrival order)", order, want)
+	if want := []int{1, 4, 2, 99, 3}; !slices.Equal(order, want) {
+		t.Fatalf("grant order %v, want %v (oldest wait first, ties in arrival order, by the latest ask)", order, want)
 	}
 	release()
 	if len(woken) != 0 || d.busy != 0 {
@@ -131,7 +132,7 @@ func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
 	now := t0
 	r := &BindingReconciler{Now: func() time.Time { return now }}
 	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "aws", Port: 80}
-	ps := &pass{key: key, pods: map[types.UID]*corev1.Pod{}}
+	ps := &pass{key: key, pods: map[types.UID]*corev1.Pod{}, group: &providers.Group{FailDelay: 10 * time.Second}}
 	book := r.book(key, "g")
 	old := providers.Target{IP: netip.MustParseAddr("10.0.0.9"), Port: 8080}
 	leave := providers.Plan{Deregister: []providers.Target{old}}
@@ -146,6 +147,40 @@ func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
 	r.noteLeaving(book, leave, nil)
 	if got := r.rank(ps, book, leave); !got.Leaving.Equal(now) {
 		t.Fatalf("a target planned to leave again waits since %v, want now (%v)", got.Leaving.Sub(t0), now.Sub(t0))
+	}
+}
+
+// A terminating pod's deregistration keeps its head start until the pod
+// has been killed for as long as the load balancer needs to call it
+// unhealthy, when it is sent no more connections; then it ranks by its
+// own wait, as a registration does.
+func TestDeregistrationHeadStartEndsOnceTheKilledPodIsJudged(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	now := t0
+	r := &BindingReconciler{Now: func() time.Time { return now }}
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "gcp", Port: 80}
+	ps := &pass{key: key, pods: map[types.UID]*corev1.Pod{}, group: &providers.Group{FailDelay: 10 * time.Second}}
+	book := r.book(key, "g")
+	dying := providers.Target{IP: netip.MustParseAddr("10.0.0.9"), Port: 8080}
+	gone := providers.Target{IP: netip.MustParseAddr("10.0.0.8"), Port: 8080}
+	leave := providers.Plan{Deregister: []providers.Target{dying, gone}}
+	// dying's pod is killed 5 s from now; gone's pod no one saw stop.
+	r.noteLeaving(book, leave, map[providers.TargetKey]time.Time{dying.Key(): t0.Add(5 * time.Second)})
+	now = t0.Add(15 * time.Second)
+	if got := r.rank(ps, book, providers.Plan{Deregister: []providers.Target{dying}}); !got.Leaving.Equal(t0) || !got.Since.IsZero() {
+		t.Fatalf("killed exactly the fail delay ago: ranks %+v, want the head start (leaving since t0)", got)
+	}
+	now = t0.Add(16 * time.Second)
+	if got := r.rank(ps, book, providers.Plan{Deregister: []providers.Target{dying}}); !got.Since.Equal(t0) || !got.Leaving.IsZero() {
+		t.Fatalf("killed longer than the fail delay ago: ranks %+v, want since t0 with no head start", got)
+	}
+	if got := r.rank(ps, book, leave); !got.Since.Equal(t0) || !got.Leaving.Equal(t0) {
+		t.Fatalf("with a target whose pod was not seen stopping: ranks %+v, want both since t0", got)
+	}
+	d := NewDispatcher(1, nil)
+	d.Now = func() time.Time { return now }
+	if got := d.counted(r.rank(ps, book, providers.Plan{Deregister: []providers.Target{dying}})); !got.Equal(t0) {
+		t.Fatalf("a judged pod's deregistration counts from %v, want its own wait (%v)", got.Sub(t0), time.Duration(0))
 	}
 }
 

@@ -52,7 +52,7 @@ func New(getenv func(string) string) (*flag.FlagSet, *Values) {
 	fs.IntVar(&v.KubeAPIBurst, "kube-api-burst", 200, "Kubernetes API requests each of those clients may make at once")
 	fs.IntVar(&v.Workers, "workers", 32, "bindings reconciled in parallel; those with writes wait, most waited-for first, for one of the cloud's write slots")
 	fs.IntVar(&v.WriteSlots, "write-slots", 4, "target-write passes in flight per cloud; under load, bindings queue for them by how long their pods have waited")
-	fs.DurationVar(&v.DeregistrationHeadStart, "deregistration-head-start", targets.DefaultHeadStart, "how much longer than it has waited a deregistration counts when bindings queue for a write slot: a terminating pod still registered is sent new connections, while a registration only slows the rollout the gate holds; 0 ranks them alike")
+	fs.DurationVar(&v.DeregistrationHeadStart, "deregistration-head-start", targets.DefaultHeadStart, "how much longer than it has waited a deregistration counts when bindings queue for a write slot, until its pod has been killed for the load balancer's unhealthy threshold x check interval: a terminating pod still registered is sent new connections, while a registration only slows the rollout the gate holds; 0 ranks them alike")
 	fs.IntVar(&v.HealthReaders, "health-readers", 4, "health reads in flight; due reads go out by how long their pods have waited, background reads last")
 	fs.DurationVar(&v.Poll, "health-poll-interval", time.Second, "health polling interval while a target waits for the load balancer")
 	fs.DurationVar(&v.Resync, "resync-period", 10*time.Minute, "how often every binding is compared with the cloud to repair drift")

@@ -81,8 +81,8 @@ func TestExpiredGroupsAreRenewedInBatchedCalls(t *testing.T) {
 				t.Errorf("%s: got %v, want it refused as shop/checkout's", b.Key.Service, err)
 			}
 		case slower:
-			if err != nil || g.JudgeDelay != 20*time.Second {
-				t.Errorf("%s: got %v, judge delay %v; want the new 10 s interval seen (2 x 10 s)", b.Key.Service, err, g)
+			if err != nil || g.JudgeDelay != 20*time.Second || g.FailDelay != 20*time.Second {
+				t.Errorf("%s: got %v, group %+v; want the new 10 s interval seen (2 x 10 s to judge either way)", b.Key.Service, err, g)
 			}
 		default:
 			if err != nil || g.Ref != groups[b.Key].Ref {

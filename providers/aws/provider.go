@@ -345,7 +345,8 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		Created:      created,
 		Serving:      len(tg.LoadBalancerArns) > 0,
 		DrainSeconds: drain,
-		JudgeDelay:   judgeDelay(tg),
+		JudgeDelay:   judgeDelay(tg, aws.ToInt32(tg.HealthyThresholdCount), 5),
+		FailDelay:    judgeDelay(tg, aws.ToInt32(tg.UnhealthyThresholdCount), 2),
 		Status:       map[string]string{"arn": arn, "vpc": aws.ToString(tg.VpcId), "protocol": string(tg.Protocol)},
 		Provider:     &groupState{arn: arn, vpc: aws.ToString(tg.VpcId)},
 	}
@@ -467,18 +468,20 @@ func (p *Provider) refreshDue(ctx context.Context, key providers.BindingKey) {
 	}
 }
 
-// judgeDelay is how long the group needs to call a target that starts
-// answering healthy: its healthy threshold times its check interval
-// (ELBv2's defaults, 5 x 30 s, when the group does not say).
-func judgeDelay(tg *types.TargetGroup) time.Duration {
-	interval, healthy := aws.ToInt32(tg.HealthCheckIntervalSeconds), aws.ToInt32(tg.HealthyThresholdCount)
+// judgeDelay is how long the group needs to judge a target that changes:
+// threshold (defaultThreshold when the group does not say) times its
+// check interval (ELBv2's default 30 s). The healthy threshold judges a
+// target that starts answering (ELBv2's default 5), the unhealthy one a
+// target that stops (default 2).
+func judgeDelay(tg *types.TargetGroup, threshold, defaultThreshold int32) time.Duration {
+	interval := aws.ToInt32(tg.HealthCheckIntervalSeconds)
 	if interval <= 0 {
 		interval = 30
 	}
-	if healthy <= 0 {
-		healthy = 5
+	if threshold <= 0 {
+		threshold = defaultThreshold
 	}
-	return time.Duration(interval*healthy) * time.Second
+	return time.Duration(interval*threshold) * time.Second
 }
 
 // groupState is what the provider keeps on a Group for its own use.

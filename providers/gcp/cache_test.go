@@ -53,20 +53,26 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 	// Another's health check comes to judge in 3 checks 7 s apart.
 	slower := bindings[8]
 	e.done(e.hcs.Patch(project, slower.Key.Service+"-hc", &compute.HealthCheck{CheckIntervalSec: 7, TimeoutSec: 5, HealthyThreshold: 3}).Context(e.ctx).Do())
+	// A third's comes to call an endpoint that stops answering unhealthy
+	// after 4 checks rather than 2, judging one that starts as before.
+	patient := bindings[9]
+	e.done(e.hcs.Patch(project, patient.Key.Service+"-hc", &compute.HealthCheck{UnhealthyThreshold: 4}).Context(e.ctx).Do())
 
 	time.Sleep(ttl + ttl/5 + 200*time.Millisecond) // every entry has expired
 	before := e.srv.Stats()
 	for _, b := range bindings {
 		g := e.ensure(b)
-		drain, judge := int64(30), 10*time.Second
+		drain, judge, fail := int64(30), 10*time.Second, 10*time.Second
 		switch b {
 		case changed:
 			drain = 60
 		case slower:
-			judge = 21 * time.Second
+			judge, fail = 21*time.Second, 14*time.Second
+		case patient:
+			fail = 20 * time.Second
 		}
-		if g.DrainSeconds != drain || g.JudgeDelay != judge || !strings.Contains(g.Ref, b.Key.Service) {
-			t.Errorf("%s: group %s drains %d s and judges in %s, want %d s and %s", b.Key.Service, g.Ref, g.DrainSeconds, g.JudgeDelay, drain, judge)
+		if g.DrainSeconds != drain || g.JudgeDelay != judge || g.FailDelay != fail || !strings.Contains(g.Ref, b.Key.Service) {
+			t.Errorf("%s: group %s drains %d s and judges in %s / %s, want %d s and %s / %s", b.Key.Service, g.Ref, g.DrainSeconds, g.JudgeDelay, g.FailDelay, drain, judge, fail)
 		}
 	}
 	after := e.srv.Stats()
@@ -77,10 +83,10 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 		}
 	}
 	opHCGet, opHCList := healthChecks.op(scope{}, "get"), healthChecks.op(scope{}, "list")
-	// One list of each renews the ten unchanged groups; the two changed
+	// One list of each renews the unchanged groups; the three changed
 	// ones are read again in full.
-	if calls[opBSList] != 1 || calls[opHCList] != 1 || calls[opBSGet] != 2 || calls[opHCGet] != 2 || len(calls) != 4 {
-		t.Errorf("calls for %d expired groups: %v; want one %s and one %s, two %s and two %s", n, calls, opBSList, opHCList, opBSGet, opHCGet)
+	if calls[opBSList] != 1 || calls[opHCList] != 1 || calls[opBSGet] != 3 || calls[opHCGet] != 3 || len(calls) != 4 {
+		t.Errorf("calls for %d expired groups: %v; want one %s and one %s, three %s and three %s", n, calls, opBSList, opHCList, opBSGet, opHCGet)
 	}
 }
 

@@ -256,8 +256,8 @@ func TestABindingWhoseHealthCheckCannotBeReadIsServedWithAWarning(t *testing.T) 
 				if err != nil {
 					t.Fatalf("%s: %v", svc, err)
 				}
-				if !g.Serving || g.JudgeDelay != computeJudgeDelay || g.Status["healthCheck"] != g.Warning {
-					t.Errorf("%s: serving %v, judge delay %s, status %q; want serving, %s, the warning", svc, g.Serving, g.JudgeDelay, g.Status["healthCheck"], computeJudgeDelay)
+				if !g.Serving || g.JudgeDelay != computeJudging.healthy || g.FailDelay != computeJudging.unhealthy || g.Status["healthCheck"] != g.Warning {
+					t.Errorf("%s: serving %v, judge delays %s / %s, status %q; want serving, %+v, the warning", svc, g.Serving, g.JudgeDelay, g.FailDelay, g.Status["healthCheck"], computeJudging)
 				}
 				perm := "compute.healthChecks.get"
 				if svc == "api" {

@@ -152,20 +152,25 @@ func (p *Provider) cacheTTL() time.Duration {
 	return p.opts.GroupCacheTTL + time.Duration(rand.Int64N(int64(p.opts.GroupCacheTTL/5)+1))
 }
 
-// computeJudgeDelay is the judge delay of Compute's default health
-// check (healthy after 2 checks 5 s apart), for a group whose backend
-// service has none.
-const computeJudgeDelay = 10 * time.Second
+// judging is how long a health check needs to judge an endpoint that
+// starts answering (healthy threshold x check interval) and one that
+// stops (unhealthy threshold x check interval).
+type judging struct{ healthy, unhealthy time.Duration }
 
-// renewBasis is what a cache entry resolved from bs with this judge delay
-// is renewed against.
-func renewBasis(bs *compute.BackendService, judge time.Duration) string {
-	return bs.Fingerprint + "|" + judge.String()
+// computeJudging is the judging of Compute's default health check
+// (healthy and unhealthy after 2 checks 5 s apart), for a group whose
+// backend service has none.
+var computeJudging = judging{healthy: 10 * time.Second, unhealthy: 10 * time.Second}
+
+// renewBasis is what a cache entry resolved from bs with this judging is
+// renewed against.
+func renewBasis(bs *compute.BackendService, j judging) string {
+	return bs.Fingerprint + "|" + j.healthy.String() + "|" + j.unhealthy.String()
 }
 
-// readJudgeDelay reads bs's health checks (reads made at once share list
-// calls) for their judge delay.
-func (p *Provider) readJudgeDelay(ctx context.Context, bs *compute.BackendService) (time.Duration, error) {
+// readJudging reads bs's health checks (reads made at once share list
+// calls) for their judging.
+func (p *Provider) readJudging(ctx context.Context, bs *compute.BackendService) (judging, error) {
 	checks := map[serviceRef]*compute.HealthCheck{}
 	for _, ref := range checkRefs(bs) {
 		hc, found, err := p.checks.Get(ctx, ref)
@@ -173,39 +178,45 @@ func (p *Provider) readJudgeDelay(ctx context.Context, bs *compute.BackendServic
 			err = providers.Errorf(providers.NotFound, "", "health check %s of backend service %s not found", ref.path(""), bs.Name)
 		}
 		if err != nil {
-			return 0, err
+			return judging{}, err
 		}
 		checks[ref] = hc
 	}
-	judge, _ := judgeDelay(bs, checks)
-	return judge, nil
+	j, _ := judgingOf(bs, checks)
+	return j, nil
 }
 
-// judgeDelay is how long bs's health check needs to judge an endpoint
-// that starts answering: healthy threshold x check interval, with
-// Compute's defaults for fields left unset, and the longest where there
-// are several (Compute allows one for NEG backends). ok is false when a
-// check bs names is not in checks.
-func judgeDelay(bs *compute.BackendService, checks map[serviceRef]*compute.HealthCheck) (judge time.Duration, ok bool) {
+// judgingOf is how long bs's health check needs to judge an endpoint,
+// with Compute's defaults for fields left unset (interval 5 s, both
+// thresholds 2), and the longest where there are several (Compute allows
+// one for NEG backends). ok is false when a check bs names is not in
+// checks.
+func judgingOf(bs *compute.BackendService, checks map[serviceRef]*compute.HealthCheck) (j judging, ok bool) {
 	refs := checkRefs(bs)
 	if len(refs) == 0 {
-		return computeJudgeDelay, true
+		return computeJudging, true
 	}
 	for _, ref := range refs {
 		hc := checks[ref]
 		if hc == nil {
-			return 0, false
+			return judging{}, false
 		}
-		interval, healthy := hc.CheckIntervalSec, hc.HealthyThreshold
-		if interval <= 0 {
-			interval = 5
-		}
-		if healthy <= 0 {
-			healthy = 2
-		}
-		judge = max(judge, time.Duration(interval*healthy)*time.Second)
+		j.healthy = max(j.healthy, checkTime(hc.CheckIntervalSec, hc.HealthyThreshold))
+		j.unhealthy = max(j.unhealthy, checkTime(hc.CheckIntervalSec, hc.UnhealthyThreshold))
 	}
-	return judge, true
+	return j, true
+}
+
+// checkTime is threshold checks interval seconds apart, with Compute's
+// defaults (2 checks, 5 s) for values left unset.
+func checkTime(interval, threshold int64) time.Duration {
+	if interval <= 0 {
+		interval = 5
+	}
+	if threshold <= 0 {
+		threshold = 2
+	}
+	return time.Duration(interval*threshold) * time.Second
 }
 
 // checkRefs are the health checks bs names. Legacy HTTP(S) health checks,
@@ -257,8 +268,8 @@ func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
 	current := map[string]string{}
 	err = p.listBackendServices(ctx, scope.Project, scope.Region, func(bs *compute.BackendService) {
 		current[bs.Name] = ""
-		if judge, ok := judgeDelay(bs, checks); ok {
-			current[bs.Name] = renewBasis(bs, judge)
+		if j, ok := judgingOf(bs, checks); ok {
+			current[bs.Name] = renewBasis(bs, j)
 		}
 	})
 	if err != nil {
@@ -537,7 +548,8 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	g := &providers.Group{
 		Display:    "neg/" + name,
 		Owned:      true,
-		JudgeDelay: computeJudgeDelay,
+		JudgeDelay: computeJudging.healthy,
+		FailDelay:  computeJudging.unhealthy,
 		Created:    created,
 		Provider:   gs,
 		Status:     map[string]string{"negs": name, "zones": strings.Join(gs.zones, ",")},
@@ -568,17 +580,19 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 			}
 		}
 		g.DrainSeconds = drainingOf(bs)
-		switch g.JudgeDelay, err = p.readJudgeDelay(ctx, bs); {
+		j, err := p.readJudging(ctx, bs)
+		switch {
 		case providers.ClassOf(err) == providers.Invalid:
 			// Most likely a role without compute.healthChecks.get: the
 			// binding goes on, judging as before health checks were read.
-			g.JudgeDelay = computeJudgeDelay
+			j = computeJudging
 			g.Warning = fmt.Sprintf("health check of backend service %s not read (%v); pods that reuse an address are judged by Compute's default check (2 x 5 s)", gs.bsDisplay, err)
 			g.Status["healthCheck"] = g.Warning
 		case err != nil:
 			return nil, providers.WithField("backendService", err)
 		}
-		basis = renewBasis(bs, g.JudgeDelay)
+		g.JudgeDelay, g.FailDelay = j.healthy, j.unhealthy
+		basis = renewBasis(bs, j)
 	}
 	g.Ref = Ref(name, bsPath)
 	switch {

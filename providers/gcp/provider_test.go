@@ -912,7 +912,7 @@ func TestRegionalBackendService(t *testing.T) {
 	e := newEnv(t)
 	e.done(e.hcs.Insert(project, &compute.HealthCheck{
 		Name: "rhc", Type: "TCP", TcpHealthCheck: &compute.TCPHealthCheck{PortSpecification: "USE_SERVING_PORT"},
-		CheckIntervalSec: 4, TimeoutSec: 4, HealthyThreshold: 3,
+		CheckIntervalSec: 4, TimeoutSec: 4, HealthyThreshold: 3, UnhealthyThreshold: 5,
 	}).Context(e.ctx).Do())
 	rbs := e.svc.RegionBackendServices
 	e.done(rbs.Insert(project, "us-central1", &compute.BackendService{
@@ -923,9 +923,10 @@ func TestRegionalBackendService(t *testing.T) {
 	if !g.Serving {
 		t.Fatalf("group %+v", g)
 	}
-	// The regional service's global health check: 3 checks 4 s apart.
-	if g.JudgeDelay != 12*time.Second {
-		t.Errorf("judge delay %s, want 12s", g.JudgeDelay)
+	// The regional service's global health check: 3 checks 4 s apart to
+	// call an endpoint healthy, 5 to call it unhealthy.
+	if g.JudgeDelay != 12*time.Second || g.FailDelay != 20*time.Second {
+		t.Errorf("judge delays %s / %s, want 12s / 20s", g.JudgeDelay, g.FailDelay)
 	}
 	port, _ := tcpListener(t, "127.0.80.1")
 	tg := target("127.0.80.1", port, zones3[2])
