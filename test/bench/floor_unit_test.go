@@ -150,3 +150,24 @@ func TestBestFloorHoldsChangesForFullerCalls(t *testing.T) {
 		t.Fatalf("best floor p99 %v, want the held dispatcher's 1.25 s at most (at once: %v)", p99, percentile(atOnce, 99))
 	}
 }
+
+// The tail is told by when its pods became ready, in the pods' order,
+// whatever sorting the latencies meet afterwards.
+func TestSlowestNamesWhenTheTailsPodsBecameReady(t *testing.T) {
+	s := time.Second
+	added := make([]time.Duration, 200)
+	at := make([]time.Duration, 200)
+	for i := range added {
+		added[i], at[i] = time.Duration(i%50)*s, time.Duration(200-i)*s
+	}
+	// The three pods at p99 (the 198th of 200) and above.
+	added[7], added[60], added[120] = 90*s, 85*s, 80*s
+	kept := slices.Clone(added)
+	got := slowest(added, at)
+	if want := []time.Duration{80 * s, 140 * s, 193 * s}; !slices.Equal(got, want) {
+		t.Fatalf("slowest = %v, want %v", got, want)
+	}
+	if !slices.Equal(added, kept) {
+		t.Fatal("slowest reordered the latencies")
+	}
+}

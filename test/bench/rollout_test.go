@@ -207,7 +207,7 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	changes := e.podChanges(from, to)
 	floorChanges := make([]change, len(changes))
 	cloudTimes := make([]time.Duration, len(changes))
-	var toRegister, cloudTime, toGate, total, added []time.Duration
+	var toRegister, cloudTime, toGate, total, added, readyAt []time.Duration
 	missing := 0
 	for i, c := range changes {
 		floorChanges[i], cloudTimes[i] = c.change, -1
@@ -226,7 +226,9 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 		toGate = append(toGate, p.gateTrue.Sub(t.healthy))
 		total = append(total, p.gateTrue.Sub(p.containersReady))
 		added = append(added, t.registered.Sub(p.containersReady)+p.gateTrue.Sub(t.healthy))
+		readyAt = append(readyAt, p.containersReady.Sub(from))
 	}
+	slow := slowest(added, readyAt) // before percentile sorts added
 	account, own := e.cloud.targetWrites(), e.cloud.ownWrites()
 	floor50, floor99, floorN := bestFloor(floorChanges, cloudTimes, []budget{account}, e.cloud.healthReads(), e.cloud.batchSize(), from)
 	results.set(sec, cloud, "ContainersReady -> registration call (p50 / p99 / max)", "%s", dist(toRegister))
@@ -245,10 +247,32 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 		results.set(sec, cloud, "added latency above the share's floor: p50 / p99", "%s / %s",
 			round(percentile(added, 50)-own50), round(percentile(added, 99)-own99))
 	}
+	if len(slow) > 0 {
+		results.set(sec, cloud, "slowest 1 % (added latency >= p99): ContainersReady after the phase began (min / p50 / max)", "%s / %s / %s (n=%d)",
+			round(slow[0]), round(percentile(slow, 50)), round(slow[len(slow)-1]), len(slow))
+	}
 	results.set(sec, cloud, "total p50 / cloud floor", "%s", pct(percentile(total, 50).Seconds(), e.cloud.floor().Seconds()))
 	if missing > 0 {
 		results.set(sec, cloud, "pods without a complete record", "%d", missing)
 	}
+}
+
+// slowest returns, sorted, the at of the pods whose added latency is at
+// least its p99: where in a phase its tail comes from. added and at are
+// pods' figures in one order; added is left as it was.
+func slowest(added, at []time.Duration) []time.Duration {
+	if len(added) == 0 {
+		return nil
+	}
+	p99 := percentile(slices.Clone(added), 99)
+	var out []time.Duration
+	for i, a := range added {
+		if a >= p99 {
+			out = append(out, at[i])
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // writeBound is the least number of target-changing calls for changes:
