@@ -312,6 +312,10 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 			return observed, at, queuedLook, nil
 		}
 		defer release()
+		lead := r.deregistrationsLead(d, ps, book, plan)
+		if plan, gather = r.leaveBehind(lead, ps, plan, gather); plan.Empty() {
+			return observed, at, gather, nil
+		}
 		var err error
 		if h, ok := ps.prov.(providers.WriteHolder); ok {
 			// The budget first, then the plan: under saturation the
@@ -334,6 +338,9 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		}
 		r.noteLeaving(book, plan, ps.stopping)
 		if plan, gather = r.gather(ps, plan); plan.Empty() {
+			return observed, at, gather, nil
+		}
+		if plan, gather = r.leaveBehind(lead, ps, plan, gather); plan.Empty() {
 			return observed, at, gather, nil
 		}
 	}
@@ -360,6 +367,63 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 	observed, at = r.keepApplied(ps, observed, at, applied)
 	r.pruneLedger(ps, observed)
 	return observed, at, gather, nil
+}
+
+// deregistrationsLead reports whether the binding holds its write slot
+// for its deregistrations alone: the plan deregisters, and a binding
+// waiting in line is more urgent than the plan's registrations of pods
+// podlb's gate holds. Those then wait for a pass of their own (see
+// leaveBehind). Otherwise a Service whose old pods terminate keeps the
+// budget for its next waves, its deregistrations' head start carrying
+// them, while another Service's first wave waits out the head start.
+func (r *BindingReconciler) deregistrationsLead(d *Dispatcher, ps *pass, book *registrations, plan providers.Plan) bool {
+	if len(plan.Deregister) == 0 {
+		return false
+	}
+	held := gateHeld(ps, plan.Register)
+	return len(held) > 0 && d.Outranked(r.rank(ps, book, providers.Plan{Register: held}))
+}
+
+// leaveBehind takes out of plan, when its deregistrations lead, the
+// registrations of pods podlb's gate holds, and has the binding look
+// again right after the pass to queue for them by their own wait.
+// Deferring them leaves no group with fewer healthy targets: a pod the
+// gate holds is not counted available by its Deployment, so no pod
+// terminates for it, and a target just registered is not healthy before
+// the cloud's judge delay in any order. Registrations of pods without
+// the gate still go with the deregistrations, as before.
+func (r *BindingReconciler) leaveBehind(lead bool, ps *pass, plan providers.Plan, gather time.Duration) (providers.Plan, time.Duration) {
+	if !lead {
+		return plan, gather
+	}
+	held := gateHeld(ps, plan.Register)
+	if len(held) == 0 {
+		return plan, gather
+	}
+	left := make(map[providers.TargetKey]bool, len(held))
+	for _, t := range held {
+		left[t.Key()] = true
+	}
+	plan.Register = slices.DeleteFunc(slices.Clone(plan.Register), func(t providers.Target) bool { return left[t.Key()] })
+	return plan, sooner(gather, leftBehindLook)
+}
+
+// leftBehindLook is when a binding that left registrations behind plans
+// again, to queue for them.
+const leftBehindLook = 50 * time.Millisecond
+
+// gateHeld returns the targets of ts whose pods podlb's readiness gate
+// holds: it is not True yet, so the pod's controller does not count the
+// pod available.
+func gateHeld(ps *pass, ts []providers.Target) []providers.Target {
+	uidOf := uidsOf(ps.desired)
+	var held []providers.Target
+	for _, t := range ts {
+		if p := ps.pods[uidOf[t.Key()]]; p != nil && HasGate(p) && !conditionTrue(p, GateConditionType) {
+			held = append(held, t)
+		}
+	}
+	return held
 }
 
 // applyOne applies a plan planned at planned and books what the cloud

@@ -70,10 +70,11 @@ type Rank struct {
 // starve registrations while the write budget stays spent, and a head
 // start shorter than the budget's cycle (about a minute at 50 Services)
 // protects neither. The head start is the deregistration's alone: a
-// binding's registrations rank by their own wait, even when they ride
-// in the same pass; and it ends once the load balancer sends the pod
-// nothing (see BindingReconciler.rank). The guide gives the measured
-// trade-off.
+// binding's registrations rank by their own wait, and those of pods the
+// gate holds do not ride in a pass its deregistrations won while an
+// older change waits (see BindingReconciler.leaveBehind); and it ends
+// once the load balancer sends the pod nothing (BindingReconciler.rank).
+// The guide gives the measured trade-off.
 const DefaultHeadStart = time.Minute
 
 // counted is when r counts as having begun to wait.
@@ -121,6 +122,14 @@ func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release fu
 		heap.Fix(&d.waiting, w.index)
 	}
 	return nil, false
+}
+
+// Outranked reports whether a binding waiting in line is more urgent
+// than rank.
+func (d *Dispatcher) Outranked(rank Rank) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.waiting) > 0 && d.waiting[0].at.Before(d.counted(rank))
 }
 
 func (d *Dispatcher) dropWaiterLocked(key providers.BindingKey) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podlb/podlb/providers"
@@ -123,6 +124,15 @@ func TestDispatcherPassesOnAnUnclaimedReservation(t *testing.T) {
 	}
 }
 
+// rankingPass returns a reconciler whose clock reads *now, and a pass and
+// book of one binding whose group calls a target unhealthy after 10 s.
+func rankingPass(now *time.Time) (*BindingReconciler, *pass, *registrations) {
+	r := &BindingReconciler{Now: func() time.Time { return *now }}
+	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "gcp", Port: 80}
+	ps := &pass{key: key, pods: map[types.UID]*corev1.Pod{}, group: &providers.Group{FailDelay: 10 * time.Second}}
+	return r, ps, r.book(key, "g")
+}
+
 // A deregistration ranks for the write budget by how long it has waited
 // since it was first planned, as a registration ranks by its pod's
 // ContainersReady, so it does not wait behind every registration while
@@ -130,10 +140,7 @@ func TestDispatcherPassesOnAnUnclaimedReservation(t *testing.T) {
 func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	now := t0
-	r := &BindingReconciler{Now: func() time.Time { return now }}
-	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "aws", Port: 80}
-	ps := &pass{key: key, pods: map[types.UID]*corev1.Pod{}, group: &providers.Group{FailDelay: 10 * time.Second}}
-	book := r.book(key, "g")
+	r, ps, book := rankingPass(&now)
 	old := providers.Target{IP: netip.MustParseAddr("10.0.0.9"), Port: 8080}
 	leave := providers.Plan{Deregister: []providers.Target{old}}
 
@@ -157,10 +164,7 @@ func TestDeregistrationsRankByTheirOwnWait(t *testing.T) {
 func TestDeregistrationHeadStartEndsOnceTheKilledPodIsJudged(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	now := t0
-	r := &BindingReconciler{Now: func() time.Time { return now }}
-	key := providers.BindingKey{Namespace: "shop", Service: "web", Provider: "gcp", Port: 80}
-	ps := &pass{key: key, pods: map[types.UID]*corev1.Pod{}, group: &providers.Group{FailDelay: 10 * time.Second}}
-	book := r.book(key, "g")
+	r, ps, book := rankingPass(&now)
 	dying := providers.Target{IP: netip.MustParseAddr("10.0.0.9"), Port: 8080}
 	gone := providers.Target{IP: netip.MustParseAddr("10.0.0.8"), Port: 8080}
 	leave := providers.Plan{Deregister: []providers.Target{dying, gone}}
@@ -234,4 +238,73 @@ func TestDispatcherHeadStartCountsForDeregistrationsOnly(t *testing.T) {
 	if want := []providers.BindingKey{bkey(3), bkey(2), bkey(1)}; !slices.Equal(order, want) {
 		t.Fatalf("served %v, want %v", order, want)
 	}
+}
+
+func TestDispatcherOutranked(t *testing.T) {
+	base := time.Unix(1000, 0)
+	d := NewDispatcher(1, nil)
+	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
+	if d.Outranked(Rank{Since: base}) {
+		t.Fatal("outranked with nobody in line")
+	}
+	d.TryAcquire(bkey(1), Rank{Since: base.Add(-30 * time.Second)})
+	if !d.Outranked(Rank{Since: base.Add(-10 * time.Second)}) {
+		t.Error("a change of 10 s is not outranked by one in line of 30 s")
+	}
+	if d.Outranked(Rank{Since: base.Add(-40 * time.Second)}) {
+		t.Error("a change of 40 s is outranked by one in line of 30 s")
+	}
+	if d.Outranked(Rank{Since: base.Add(-30 * time.Second)}) {
+		t.Error("a tie outranks")
+	}
+	release()
+}
+
+// A pass that holds its slot for its deregistrations' sake leaves the
+// registrations of pods podlb's gate holds for a pass of their own, so
+// they queue by their own wait behind older ones of other bindings;
+// pods without the gate, or whose gate is already True, still ride.
+func TestALeadingDeregistrationLeavesGateHeldRegistrationsBehind(t *testing.T) {
+	now := time.Unix(1000, 0)
+	r, ps, book := rankingPass(&now)
+	var plan providers.Plan
+	for i, gate := range []string{"held", "none", "open"} {
+		tg := providers.Target{IP: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", i+1)), Port: 8080}
+		uid := types.UID(gate)
+		pod := &corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{
+			{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(now.Add(-5 * time.Second))}}}}
+		if gate != "none" {
+			pod.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: GateConditionType}}
+		}
+		if gate == "open" {
+			pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: GateConditionType, Status: corev1.ConditionTrue})
+		}
+		ps.pods[uid] = pod
+		ps.desired = append(ps.desired, Desired{Target: tg, UID: uid})
+		plan.Register = append(plan.Register, tg)
+	}
+	leaving := providers.Target{IP: netip.MustParseAddr("10.0.0.9"), Port: 8080}
+	plan.Deregister = []providers.Target{leaving}
+	r.noteLeaving(book, plan, nil)
+
+	d := NewDispatcher(1, nil)
+	release, _ := d.TryAcquire(bkey(0), Rank{Since: now})
+	if r.deregistrationsLead(d, ps, book, plan) {
+		t.Fatal("nobody in line, yet the deregistrations lead")
+	}
+	d.TryAcquire(bkey(1), Rank{Since: now.Add(-20 * time.Second)})
+	if r.deregistrationsLead(d, ps, book, providers.Plan{Register: plan.Register}) {
+		t.Fatal("a plan with no deregistration is led by them")
+	}
+	if !r.deregistrationsLead(d, ps, book, plan) {
+		t.Fatal("registrations of 5 s with a binding of 20 s in line: the deregistrations do not lead")
+	}
+	got, gather := r.leaveBehind(true, ps, plan, 0)
+	if want := plan.Register[1:]; !slices.Equal(got.Register, want) || !slices.Equal(got.Deregister, plan.Deregister) || gather != leftBehindLook {
+		t.Fatalf("left %v, gather %s; want registrations %v with the deregistration, back in %s", got, gather, want, leftBehindLook)
+	}
+	if got, gather := r.leaveBehind(false, ps, plan, 0); !slices.Equal(got.Register, plan.Register) || gather != 0 {
+		t.Fatalf("not leading: left %v, gather %s; want the plan whole", got, gather)
+	}
+	release()
 }
