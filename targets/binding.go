@@ -393,7 +393,8 @@ func (r *BindingReconciler) deregistrationsLead(d *Dispatcher, ps *pass, book *r
 // the cloud's judge delay in any order. Registrations of pods without
 // the gate still go with the deregistrations, as before.
 func (r *BindingReconciler) leaveBehind(lead bool, ps *pass, plan providers.Plan, gather time.Duration) (providers.Plan, time.Duration) {
-	if !lead {
+	if !lead || len(plan.Deregister) == 0 {
+		// Planned again, a plan without deregistrations is led by none.
 		return plan, gather
 	}
 	held := gateHeld(ps, plan.Register)

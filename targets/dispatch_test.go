@@ -306,5 +306,9 @@ func TestALeadingDeregistrationLeavesGateHeldRegistrationsBehind(t *testing.T) {
 	if got, gather := r.leaveBehind(false, ps, plan, 0); !slices.Equal(got.Register, plan.Register) || gather != 0 {
 		t.Fatalf("not leading: left %v, gather %s; want the plan whole", got, gather)
 	}
+	// Planned again after the deregistration went (another pass sent it).
+	if got, gather := r.leaveBehind(true, ps, providers.Plan{Register: plan.Register}, 0); !slices.Equal(got.Register, plan.Register) || gather != 0 {
+		t.Fatalf("no deregistration left: left %v, gather %s; want the registrations whole", got, gather)
+	}
 	release()
 }
