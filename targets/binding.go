@@ -380,7 +380,13 @@ func (r *BindingReconciler) deregistrationsLead(d *Dispatcher, ps *pass, book *r
 	if len(plan.Deregister) == 0 {
 		return false
 	}
-	held := gateHeld(ps, plan.Register)
+	var held []providers.Target
+	isHeld := heldByGate(ps)
+	for _, t := range plan.Register {
+		if isHeld(t) {
+			held = append(held, t)
+		}
+	}
 	return len(held) > 0 && d.Outranked(r.rank(ps, book, providers.Plan{Register: held}))
 }
 
@@ -397,15 +403,11 @@ func (r *BindingReconciler) leaveBehind(lead bool, ps *pass, plan providers.Plan
 		// Planned again, a plan without deregistrations is led by none.
 		return plan, gather
 	}
-	held := gateHeld(ps, plan.Register)
-	if len(held) == 0 {
+	kept := slices.DeleteFunc(slices.Clone(plan.Register), heldByGate(ps))
+	if len(kept) == len(plan.Register) {
 		return plan, gather
 	}
-	left := make(map[providers.TargetKey]bool, len(held))
-	for _, t := range held {
-		left[t.Key()] = true
-	}
-	plan.Register = slices.DeleteFunc(slices.Clone(plan.Register), func(t providers.Target) bool { return left[t.Key()] })
+	plan.Register = kept
 	return plan, sooner(gather, leftBehindLook)
 }
 
@@ -413,18 +415,15 @@ func (r *BindingReconciler) leaveBehind(lead bool, ps *pass, plan providers.Plan
 // again, to queue for them.
 const leftBehindLook = 50 * time.Millisecond
 
-// gateHeld returns the targets of ts whose pods podlb's readiness gate
-// holds: it is not True yet, so the pod's controller does not count the
-// pod available.
-func gateHeld(ps *pass, ts []providers.Target) []providers.Target {
+// heldByGate returns whether podlb's readiness gate holds a target's
+// pod of the pass: it is not True yet, so the pod's controller does not
+// count the pod available.
+func heldByGate(ps *pass) func(providers.Target) bool {
 	uidOf := uidsOf(ps.desired)
-	var held []providers.Target
-	for _, t := range ts {
-		if p := ps.pods[uidOf[t.Key()]]; p != nil && HasGate(p) && !conditionTrue(p, GateConditionType) {
-			held = append(held, t)
-		}
+	return func(t providers.Target) bool {
+		p := ps.pods[uidOf[t.Key()]]
+		return p != nil && HasGate(p) && !conditionTrue(p, GateConditionType)
 	}
-	return held
 }
 
 // applyOne applies a plan planned at planned and books what the cloud
