@@ -11,7 +11,11 @@ import (
 // Dispatcher hands out a cloud's write budget: at most slots bindings
 // write at once, and when bindings wait for a slot, the binding whose
 // oldest change has waited longest goes next, a binding with targets to
-// deregister counting a head start. A binding holds its
+// deregister counting a head start; but a slot that went ahead of an
+// older change by a head start owes the next to the change that has
+// waited longest by its own wait, so that while deregistrations keep
+// coming (pods deleted in a stream) registrations still get every other
+// slot rather than waiting out the head start. A binding holds its
 // slot while its calls wait on the provider's client-side buckets, so
 // under saturation bindings queue here, in the order of their pods'
 // waits, not in the order their events arrived.
@@ -32,10 +36,15 @@ type Dispatcher struct {
 	// as having waited (see DefaultHeadStart).
 	HeadStart time.Duration
 
-	mu       sync.Mutex
-	slots    int
-	busy     int
-	waiting  waiters
+	mu    sync.Mutex
+	slots int
+	busy  int
+	// waiting ranks bindings in line by their counted wait (head start
+	// included), own by their own wait (bindings with such a change).
+	waiting, own *line
+	// owed says the next slot goes to own's head: the last went ahead of
+	// it by a head start.
+	owed     bool
 	byKey    map[providers.BindingKey]*waiter
 	reserved map[providers.BindingKey]time.Time
 	seq      uint64
@@ -44,7 +53,9 @@ type Dispatcher struct {
 // NewDispatcher returns a dispatcher with slots concurrent writers.
 func NewDispatcher(slots int, wake func(providers.BindingKey)) *Dispatcher {
 	return &Dispatcher{slots: max(slots, 1), Wake: wake, Hold: 10 * time.Second, HeadStart: DefaultHeadStart,
-		byKey: map[providers.BindingKey]*waiter{}, reserved: map[providers.BindingKey]time.Time{}}
+		waiting: newLine(func(w *waiter) time.Time { return w.at }, func(w *waiter) *int { return &w.index }),
+		own:     newLine(func(w *waiter) time.Time { return w.since }, func(w *waiter) *int { return &w.ownIndex }),
+		byKey:   map[providers.BindingKey]*waiter{}, reserved: map[providers.BindingKey]time.Time{}}
 }
 
 func (d *Dispatcher) now() time.Time {
@@ -72,9 +83,15 @@ type Rank struct {
 // protects neither. The head start is the deregistration's alone: a
 // binding's registrations rank by their own wait, and those of pods the
 // gate holds do not ride in a pass its deregistrations won while an
-// older change waits (see BindingReconciler.leaveBehind); and it ends
-// once the load balancer sends the pod nothing (BindingReconciler.rank).
-// The guide gives the measured trade-off.
+// older change waits (see BindingReconciler.leaveBehind); it ends once
+// the load balancer sends the pod nothing (BindingReconciler.rank); and
+// a slot it wins ahead of an older change owes the next one to the
+// change that has waited longest by its own wait. Pods deleted in a
+// stream each bring a fresh deregistration, and by the head start alone
+// their replacements would wait out all of it; with every other
+// contested slot, each direction gets at least half the budget, which
+// is what a deletion and its replacement each need. The guide gives the
+// measured trade-off.
 const DefaultHeadStart = time.Minute
 
 // counted is when r counts as having begun to wait.
@@ -104,24 +121,66 @@ func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release fu
 		return d.release, true
 	}
 	w := d.byKey[key]
-	if d.busy+len(d.reserved) < d.slots && (len(d.waiting) == 0 || d.waiting[0] == w) {
+	if d.busy+len(d.reserved) < d.slots && (d.waiting.Len() == 0 || d.nextLocked() == w) {
 		d.busy++
-		d.dropWaiterLocked(key)
+		if w != nil {
+			d.grantedLocked(w)
+		}
 		return d.release, true
 	}
 	// The latest rank counts: the binding's changes may have gone, or a
 	// deregistration's head start ended, since it last asked.
-	switch at := d.counted(rank); {
-	case w == nil:
-		w = &waiter{key: key, at: at, seq: d.seq}
+	at := d.counted(rank)
+	if w == nil {
+		w = &waiter{key: key, at: at, since: rank.Since, first: earliest(rank.Since, rank.Leaving), seq: d.seq, ownIndex: -1}
 		d.seq++
-		heap.Push(&d.waiting, w)
+		heap.Push(d.waiting, w)
+		if !w.since.IsZero() {
+			heap.Push(d.own, w)
+		}
 		d.byKey[key] = w
-	case !at.Equal(w.at):
+		return nil, false
+	}
+	w.first = earliest(rank.Since, rank.Leaving)
+	if !at.Equal(w.at) {
 		w.at = at
-		heap.Fix(&d.waiting, w.index)
+		heap.Fix(d.waiting, w.index)
+	}
+	switch since := rank.Since; {
+	case since.Equal(w.since):
+	case w.ownIndex >= 0 && since.IsZero():
+		heap.Remove(d.own, w.ownIndex)
+		w.since = since
+	case w.ownIndex >= 0:
+		w.since = since
+		heap.Fix(d.own, w.ownIndex)
+	default:
+		w.since = since
+		heap.Push(d.own, w)
 	}
 	return nil, false
+}
+
+// nextLocked is the binding in line whose turn is next: the one owed a
+// slot, or the most urgent.
+func (d *Dispatcher) nextLocked() *waiter {
+	if d.owed && d.own.Len() > 0 {
+		return d.own.ws[0]
+	}
+	return d.waiting.ws[0]
+}
+
+// grantedLocked takes w, whose turn it was, out of line, and owes the
+// next slot to the change that has waited longest by its own wait when
+// w went ahead of it by a head start (w's changes all came later).
+func (d *Dispatcher) grantedLocked(w *waiter) {
+	fromOwn := d.owed && d.own.Len() > 0 && d.own.ws[0] == w
+	d.dropWaiterLocked(w.key)
+	if fromOwn {
+		d.owed = false
+		return
+	}
+	d.owed = d.own.Len() > 0 && d.own.ws[0].since.Before(w.first)
 }
 
 // Outranked reports whether a binding waiting in line is more urgent
@@ -129,12 +188,15 @@ func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release fu
 func (d *Dispatcher) Outranked(rank Rank) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.waiting) > 0 && d.waiting[0].at.Before(d.counted(rank))
+	return d.waiting.Len() > 0 && d.waiting.ws[0].at.Before(d.counted(rank))
 }
 
 func (d *Dispatcher) dropWaiterLocked(key providers.BindingKey) {
 	if w := d.byKey[key]; w != nil {
-		heap.Remove(&d.waiting, w.index)
+		heap.Remove(d.waiting, w.index)
+		if w.ownIndex >= 0 {
+			heap.Remove(d.own, w.ownIndex)
+		}
 		delete(d.byKey, key)
 	}
 }
@@ -150,9 +212,9 @@ func (d *Dispatcher) release() {
 // grantLocked reserves free slots for the most urgent waiters.
 func (d *Dispatcher) grantLocked() []providers.BindingKey {
 	var woken []providers.BindingKey
-	for d.busy+len(d.reserved) < d.slots && len(d.waiting) > 0 {
-		w := heap.Pop(&d.waiting).(*waiter)
-		delete(d.byKey, w.key)
+	for d.busy+len(d.reserved) < d.slots && d.waiting.Len() > 0 {
+		w := d.nextLocked()
+		d.grantedLocked(w)
 		d.reserved[w.key] = d.now().Add(d.Hold)
 		woken = append(woken, w.key)
 	}
@@ -188,40 +250,51 @@ func (d *Dispatcher) wake(keys []providers.BindingKey) {
 func (d *Dispatcher) Waiting() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.waiting)
+	return d.waiting.Len()
 }
 
 type waiter struct {
 	key providers.BindingKey
-	// at is when the binding counts as having begun to wait.
-	at    time.Time
-	seq   uint64
-	index int
+	// at is when the binding counts as having begun to wait, since when
+	// its oldest change ranked by its own wait began to (zero: none), and
+	// first when its oldest change of all did, head start aside.
+	at, since, first time.Time
+	seq              uint64
+	index, ownIndex  int
 }
 
-type waiters []*waiter
+// line is a heap of waiters by one of their times (ties in arrival
+// order), keeping each waiter's index in it.
+type line struct {
+	ws    []*waiter
+	time  func(*waiter) time.Time
+	index func(*waiter) *int
+}
 
-func (h waiters) Len() int { return len(h) }
-func (h waiters) Less(i, j int) bool {
-	if a, b := h[i].at, h[j].at; !a.Equal(b) {
+func newLine(time func(*waiter) time.Time, index func(*waiter) *int) *line {
+	return &line{time: time, index: index}
+}
+
+func (l *line) Len() int { return len(l.ws) }
+func (l *line) Less(i, j int) bool {
+	if a, b := l.time(l.ws[i]), l.time(l.ws[j]); !a.Equal(b) {
 		return a.Before(b)
 	}
-	return h[i].seq < h[j].seq
+	return l.ws[i].seq < l.ws[j].seq
 }
-func (h waiters) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+func (l *line) Swap(i, j int) {
+	l.ws[i], l.ws[j] = l.ws[j], l.ws[i]
+	*l.index(l.ws[i]), *l.index(l.ws[j]) = i, j
 }
-func (h *waiters) Push(x any) {
+func (l *line) Push(x any) {
 	w := x.(*waiter)
-	w.index = len(*h)
-	*h = append(*h, w)
+	*l.index(w) = len(l.ws)
+	l.ws = append(l.ws, w)
 }
-func (h *waiters) Pop() any {
-	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
-	w.index = -1
-	*h = old[:len(old)-1]
+func (l *line) Pop() any {
+	w := l.ws[len(l.ws)-1]
+	l.ws[len(l.ws)-1] = nil
+	*l.index(w) = -1
+	l.ws = l.ws[:len(l.ws)-1]
 	return w
 }

@@ -312,3 +312,80 @@ func TestALeadingDeregistrationLeavesGateHeldRegistrationsBehind(t *testing.T) {
 	}
 	release()
 }
+
+// While fresh deregistrations keep coming, a slot that went to one ahead
+// of an older registration by its head start owes the next slot to that
+// registration: pods deleted in a stream do not hold their replacements
+// back for the whole head start.
+func TestDispatcherOwesAHeadStartsSlotToTheOldestOwnWait(t *testing.T) {
+	var woken []providers.BindingKey
+	base := time.Unix(1000, 0)
+	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
+	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
+	d.TryAcquire(bkey(1), Rank{Since: base.Add(-10 * time.Second)})
+	d.TryAcquire(bkey(2), Rank{Leaving: base})
+	d.TryAcquire(bkey(3), Rank{Leaving: base.Add(time.Second)})
+	d.TryAcquire(bkey(4), Rank{Since: base.Add(-5 * time.Second)})
+	var order []providers.BindingKey
+	for range 4 {
+		release()
+		k := woken[len(woken)-1]
+		order = append(order, k)
+		release, _ = d.TryAcquire(k, Rank{})
+	}
+	// 2 by its head start, then the registration of 10 s it went ahead
+	// of; 3 by its head start, then the registration of 5 s.
+	if want := []providers.BindingKey{bkey(2), bkey(1), bkey(3), bkey(4)}; !slices.Equal(order, want) {
+		t.Fatalf("served %v, want %v", order, want)
+	}
+	release()
+	if d.Waiting() != 0 {
+		t.Fatalf("%d still in line", d.Waiting())
+	}
+
+	// A deregistration older than the registration by its own wait went
+	// ahead of nothing: the next slot still goes by the head start.
+	woken = nil
+	release, _ = d.TryAcquire(bkey(0), Rank{Since: base})
+	d.TryAcquire(bkey(1), Rank{Since: base.Add(-10 * time.Second)})
+	d.TryAcquire(bkey(2), Rank{Leaving: base.Add(-20 * time.Second)})
+	d.TryAcquire(bkey(3), Rank{Leaving: base.Add(time.Second)})
+	order = nil
+	for range 3 {
+		release()
+		k := woken[len(woken)-1]
+		order = append(order, k)
+		release, _ = d.TryAcquire(k, Rank{})
+	}
+	if want := []providers.BindingKey{bkey(2), bkey(3), bkey(1)}; !slices.Equal(order, want) {
+		t.Fatalf("after an older deregistration: served %v, want %v", order, want)
+	}
+	release()
+}
+
+// A binding whose own wait goes (its registrations went with another
+// pass) leaves the line of own waits, and one that gains one joins it.
+func TestDispatcherFollowsAWaitersOwnWait(t *testing.T) {
+	var woken []providers.BindingKey
+	base := time.Unix(1000, 0)
+	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
+	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
+	d.TryAcquire(bkey(1), Rank{Since: base.Add(-10 * time.Second)})
+	d.TryAcquire(bkey(2), Rank{Leaving: base})
+	d.TryAcquire(bkey(3), Rank{Leaving: base.Add(time.Second)})
+	// 1 now only deregisters, between 2 and 3 by their head starts; 3
+	// gains a registration, younger than 1's was.
+	d.TryAcquire(bkey(1), Rank{Leaving: base.Add(500 * time.Millisecond)})
+	d.TryAcquire(bkey(3), Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(time.Second)})
+	var order []providers.BindingKey
+	for range 3 {
+		release()
+		k := woken[len(woken)-1]
+		order = append(order, k)
+		release, _ = d.TryAcquire(k, Rank{})
+	}
+	if want := []providers.BindingKey{bkey(2), bkey(3), bkey(1)}; !slices.Equal(order, want) {
+		t.Fatalf("served %v, want %v", order, want)
+	}
+	release()
+}
