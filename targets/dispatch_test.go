@@ -228,13 +228,7 @@ func TestDispatcherHeadStartCountsForDeregistrationsOnly(t *testing.T) {
 	d.TryAcquire(bkey(2), Rank{Since: base.Add(-30 * time.Second)})
 	// Counts as waiting since base-40s (its deregistration's head start).
 	d.TryAcquire(bkey(3), Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(20 * time.Second)})
-	var order []providers.BindingKey
-	for range 3 {
-		release()
-		k := woken[len(woken)-1]
-		order = append(order, k)
-		release, _ = d.TryAcquire(k, Rank{})
-	}
+	order, release := servedInTurn(d, &woken, release, 3)
 	if want := []providers.BindingKey{bkey(3), bkey(2), bkey(1)}; !slices.Equal(order, want) {
 		t.Fatalf("served %v, want %v", order, want)
 	}
@@ -326,13 +320,7 @@ func TestDispatcherOwesAHeadStartsSlotToTheOldestOwnWait(t *testing.T) {
 	d.TryAcquire(bkey(2), Rank{Leaving: base})
 	d.TryAcquire(bkey(3), Rank{Leaving: base.Add(time.Second)})
 	d.TryAcquire(bkey(4), Rank{Since: base.Add(-5 * time.Second)})
-	var order []providers.BindingKey
-	for range 4 {
-		release()
-		k := woken[len(woken)-1]
-		order = append(order, k)
-		release, _ = d.TryAcquire(k, Rank{})
-	}
+	order, release := servedInTurn(d, &woken, release, 4)
 	// 2 by its head start, then the registration of 10 s it went ahead
 	// of; 3 by its head start, then the registration of 5 s.
 	if want := []providers.BindingKey{bkey(2), bkey(1), bkey(3), bkey(4)}; !slices.Equal(order, want) {
@@ -350,13 +338,7 @@ func TestDispatcherOwesAHeadStartsSlotToTheOldestOwnWait(t *testing.T) {
 	d.TryAcquire(bkey(1), Rank{Since: base.Add(-10 * time.Second)})
 	d.TryAcquire(bkey(2), Rank{Leaving: base.Add(-20 * time.Second)})
 	d.TryAcquire(bkey(3), Rank{Leaving: base.Add(time.Second)})
-	order = nil
-	for range 3 {
-		release()
-		k := woken[len(woken)-1]
-		order = append(order, k)
-		release, _ = d.TryAcquire(k, Rank{})
-	}
+	order, release = servedInTurn(d, &woken, release, 3)
 	if want := []providers.BindingKey{bkey(2), bkey(3), bkey(1)}; !slices.Equal(order, want) {
 		t.Fatalf("after an older deregistration: served %v, want %v", order, want)
 	}
@@ -377,15 +359,23 @@ func TestDispatcherFollowsAWaitersOwnWait(t *testing.T) {
 	// gains a registration, younger than 1's was.
 	d.TryAcquire(bkey(1), Rank{Leaving: base.Add(500 * time.Millisecond)})
 	d.TryAcquire(bkey(3), Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(time.Second)})
-	var order []providers.BindingKey
-	for range 3 {
-		release()
-		k := woken[len(woken)-1]
-		order = append(order, k)
-		release, _ = d.TryAcquire(k, Rank{})
-	}
+	order, release := servedInTurn(d, &woken, release, 3)
 	if want := []providers.BindingKey{bkey(2), bkey(3), bkey(1)}; !slices.Equal(order, want) {
 		t.Fatalf("served %v, want %v", order, want)
 	}
 	release()
+}
+
+// servedInTurn releases the slot n times, each time taking the slot
+// reserved for the binding woken for it, and returns those bindings in
+// order with the release of the last.
+func servedInTurn(d *Dispatcher, woken *[]providers.BindingKey, release func(), n int) ([]providers.BindingKey, func()) {
+	var order []providers.BindingKey
+	for range n {
+		release()
+		k := (*woken)[len(*woken)-1]
+		order = append(order, k)
+		release, _ = d.TryAcquire(k, Rank{})
+	}
+	return order, release
 }
