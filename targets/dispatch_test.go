@@ -218,20 +218,19 @@ func TestDispatcherServesDeregistrationsFirstWithinAHeadStart(t *testing.T) {
 // the registration's wait and the deregistration's counted wait, not by
 // the registration's wait with the head start added on top.
 func TestDispatcherHeadStartCountsForDeregistrationsOnly(t *testing.T) {
-	var woken []providers.BindingKey
 	base := time.Unix(1000, 0)
-	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
-	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
-	// Counts as waiting since base-20s (its registration).
-	d.TryAcquire(bkey(1), Rank{Since: base.Add(-20 * time.Second), Leaving: base.Add(50 * time.Second)})
-	// Only registers, since base-30s.
-	d.TryAcquire(bkey(2), Rank{Since: base.Add(-30 * time.Second)})
-	// Counts as waiting since base-40s (its deregistration's head start).
-	d.TryAcquire(bkey(3), Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(20 * time.Second)})
-	order, release := servedInTurn(d, &woken, release, 3)
+	d, woken, release := lineUp(base,
+		// Counts as waiting since base-20s (its registration).
+		Rank{Since: base.Add(-20 * time.Second), Leaving: base.Add(50 * time.Second)},
+		// Only registers, since base-30s.
+		Rank{Since: base.Add(-30 * time.Second)},
+		// Counts as waiting since base-40s (its deregistration's head start).
+		Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(20 * time.Second)})
+	order, release := servedInTurn(d, woken, release, 3)
 	if want := []providers.BindingKey{bkey(3), bkey(2), bkey(1)}; !slices.Equal(order, want) {
 		t.Fatalf("served %v, want %v", order, want)
 	}
+	release()
 }
 
 func TestDispatcherOutranked(t *testing.T) {
@@ -312,58 +311,71 @@ func TestALeadingDeregistrationLeavesGateHeldRegistrationsBehind(t *testing.T) {
 // registration: pods deleted in a stream do not hold their replacements
 // back for the whole head start.
 func TestDispatcherOwesAHeadStartsSlotToTheOldestOwnWait(t *testing.T) {
-	var woken []providers.BindingKey
 	base := time.Unix(1000, 0)
-	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
-	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
-	d.TryAcquire(bkey(1), Rank{Since: base.Add(-10 * time.Second)})
-	d.TryAcquire(bkey(2), Rank{Leaving: base})
-	d.TryAcquire(bkey(3), Rank{Leaving: base.Add(time.Second)})
-	d.TryAcquire(bkey(4), Rank{Since: base.Add(-5 * time.Second)})
-	order, release := servedInTurn(d, &woken, release, 4)
-	// 2 by its head start, then the registration of 10 s it went ahead
-	// of; 3 by its head start, then the registration of 5 s.
-	if want := []providers.BindingKey{bkey(2), bkey(1), bkey(3), bkey(4)}; !slices.Equal(order, want) {
-		t.Fatalf("served %v, want %v", order, want)
+	for _, tc := range []struct {
+		name  string
+		ranks []Rank
+		want  []int
+	}{{
+		// 2 by its head start, then the registration of 10 s it went
+		// ahead of; 3 by its head start, then the registration of 5 s.
+		name: "fresh deregistrations",
+		ranks: []Rank{{Since: base.Add(-10 * time.Second)}, {Leaving: base},
+			{Leaving: base.Add(time.Second)}, {Since: base.Add(-5 * time.Second)}},
+		want: []int{2, 1, 3, 4},
+	}, {
+		// Older than the registration by its own wait, 2 went ahead of
+		// nothing: the next slot still goes by the head start.
+		name:  "an older deregistration",
+		ranks: []Rank{{Since: base.Add(-10 * time.Second)}, {Leaving: base.Add(-20 * time.Second)}, {Leaving: base.Add(time.Second)}},
+		want:  []int{2, 3, 1},
+	}} {
+		d, woken, release := lineUp(base, tc.ranks...)
+		order, release := servedInTurn(d, woken, release, len(tc.ranks))
+		release()
+		var want []providers.BindingKey
+		for _, i := range tc.want {
+			want = append(want, bkey(i))
+		}
+		if !slices.Equal(order, want) {
+			t.Errorf("%s: served %v, want %v", tc.name, order, want)
+		}
+		if d.Waiting() != 0 {
+			t.Errorf("%s: %d still in line", tc.name, d.Waiting())
+		}
 	}
-	release()
-	if d.Waiting() != 0 {
-		t.Fatalf("%d still in line", d.Waiting())
-	}
-
-	// A deregistration older than the registration by its own wait went
-	// ahead of nothing: the next slot still goes by the head start.
-	woken = nil
-	release, _ = d.TryAcquire(bkey(0), Rank{Since: base})
-	d.TryAcquire(bkey(1), Rank{Since: base.Add(-10 * time.Second)})
-	d.TryAcquire(bkey(2), Rank{Leaving: base.Add(-20 * time.Second)})
-	d.TryAcquire(bkey(3), Rank{Leaving: base.Add(time.Second)})
-	order, release = servedInTurn(d, &woken, release, 3)
-	if want := []providers.BindingKey{bkey(2), bkey(3), bkey(1)}; !slices.Equal(order, want) {
-		t.Fatalf("after an older deregistration: served %v, want %v", order, want)
-	}
-	release()
 }
 
 // A binding whose own wait goes (its registrations went with another
 // pass) leaves the line of own waits, and one that gains one joins it.
 func TestDispatcherFollowsAWaitersOwnWait(t *testing.T) {
-	var woken []providers.BindingKey
 	base := time.Unix(1000, 0)
-	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
-	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
-	d.TryAcquire(bkey(1), Rank{Since: base.Add(-10 * time.Second)})
-	d.TryAcquire(bkey(2), Rank{Leaving: base})
-	d.TryAcquire(bkey(3), Rank{Leaving: base.Add(time.Second)})
+	d, woken, release := lineUp(base,
+		Rank{Since: base.Add(-10 * time.Second)},
+		Rank{Leaving: base},
+		Rank{Leaving: base.Add(time.Second)})
 	// 1 now only deregisters, between 2 and 3 by their head starts; 3
 	// gains a registration, younger than 1's was.
 	d.TryAcquire(bkey(1), Rank{Leaving: base.Add(500 * time.Millisecond)})
 	d.TryAcquire(bkey(3), Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(time.Second)})
-	order, release := servedInTurn(d, &woken, release, 3)
+	order, release := servedInTurn(d, woken, release, 3)
 	if want := []providers.BindingKey{bkey(2), bkey(3), bkey(1)}; !slices.Equal(order, want) {
 		t.Fatalf("served %v, want %v", order, want)
 	}
 	release()
+}
+
+// lineUp returns a dispatcher of one slot, held by bkey(0) since at,
+// with bkey(1), bkey(2)... in line by ranks, what it wakes, and the
+// held slot's release.
+func lineUp(at time.Time, ranks ...Rank) (*Dispatcher, *[]providers.BindingKey, func()) {
+	woken := new([]providers.BindingKey)
+	d := NewDispatcher(1, func(k providers.BindingKey) { *woken = append(*woken, k) })
+	release, _ := d.TryAcquire(bkey(0), Rank{Since: at})
+	for i, r := range ranks {
+		d.TryAcquire(bkey(i+1), r)
+	}
+	return d, woken, release
 }
 
 // servedInTurn releases the slot n times, each time taking the slot
