@@ -132,31 +132,22 @@ func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release fu
 	// deregistration's head start ended, since it last asked.
 	at := d.counted(rank)
 	if w == nil {
-		w = &waiter{key: key, at: at, since: rank.Since, first: earliest(rank.Since, rank.Leaving), seq: d.seq, ownIndex: -1}
+		w = &waiter{key: key, at: at, seq: d.seq, ownIndex: -1}
 		d.seq++
 		heap.Push(d.waiting, w)
-		if !w.since.IsZero() {
-			heap.Push(d.own, w)
-		}
 		d.byKey[key] = w
-		return nil, false
-	}
-	w.first = earliest(rank.Since, rank.Leaving)
-	if !at.Equal(w.at) {
+	} else if !at.Equal(w.at) {
 		w.at = at
 		heap.Fix(d.waiting, w.index)
 	}
-	switch since := rank.Since; {
-	case since.Equal(w.since):
-	case w.ownIndex >= 0 && since.IsZero():
-		heap.Remove(d.own, w.ownIndex)
-		w.since = since
-	case w.ownIndex >= 0:
-		w.since = since
-		heap.Fix(d.own, w.ownIndex)
-	default:
-		w.since = since
-		heap.Push(d.own, w)
+	w.first = earliest(rank.Since, rank.Leaving)
+	if !rank.Since.Equal(w.since) {
+		if w.ownIndex >= 0 {
+			heap.Remove(d.own, w.ownIndex)
+		}
+		if w.since = rank.Since; !w.since.IsZero() {
+			heap.Push(d.own, w)
+		}
 	}
 	return nil, false
 }
