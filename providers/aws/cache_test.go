@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podlb/podlb/internal/emuclient"
 	"github.com/podlb/podlb/providers"
@@ -23,9 +24,10 @@ import (
 // that now give it to another Service refuse it.
 func TestExpiredGroupsAreRenewedInBatchedCalls(t *testing.T) {
 	const n = 25
-	const ttl = 3 * time.Second
+	const ttl = 5 * time.Minute
+	clock := clocktesting.NewFakeClock(time.Now())
 	srv, ctx := simServer(t)
-	p := simProvider(t, ctx, srv, Options{Limits: providers.Unthrottled(DefaultLimits()), MaxAttempts: maxAttempts, GroupCacheTTL: ttl})
+	p := simProvider(t, ctx, srv, Options{Limits: providers.Unthrottled(DefaultLimits()), MaxAttempts: maxAttempts, GroupCacheTTL: ttl, clock: clock})
 	bindings := make([]*providers.Binding, n)
 	for i := range bindings {
 		name := fmt.Sprintf("web-%02d", i)
@@ -71,7 +73,7 @@ func TestExpiredGroupsAreRenewedInBatchedCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	time.Sleep(ttl + ttl/5 + 200*time.Millisecond) // every entry has expired
+	clock.Step(ttl + ttl/5 + time.Second) // every entry has expired; none expires again
 	before := srv.Stats()
 	for _, b := range bindings {
 		g, err := p.Ensure(ctx, b)

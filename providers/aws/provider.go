@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/smithy-go"
 	"golang.org/x/sync/singleflight"
+	"k8s.io/utils/clock"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -54,6 +55,13 @@ type Options struct {
 	// GroupCacheTTL is how long a resolved group is trusted before it is
 	// described again (listeners come and go).
 	GroupCacheTTL time.Duration
+
+	// clock times the group cache; tests step a fake one rather than
+	// sleep through the TTL, so a slow machine cannot expire an entry
+	// twice.
+	clock clock.PassiveClock
+	// httpClient makes the calls; tests record them here.
+	httpClient aws.HTTPClient
 }
 
 // DefaultLimits stay under ELBv2's per-account buckets (register +
@@ -177,6 +185,9 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	if o.GroupCacheTTL <= 0 {
 		o.GroupCacheTTL = 5 * time.Minute
 	}
+	if o.clock == nil {
+		o.clock = clock.RealClock{}
+	}
 	limits := DefaultLimits()
 	for op, l := range o.Limits {
 		limits[op] = l
@@ -226,12 +237,22 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	p.tagsByARN = &providers.Batcher[string, map[string]string]{Max: lookupMax, Call: func(ctx context.Context, arns []string) (map[string]map[string]string, error) {
 		return oneByOneOnNotFound(ctx, arns, p.describeTags)
 	}, Hold: hold("DescribeTags")}
+	// The configuration's client (with AWS_CA_BUNDLE's roots, say) makes
+	// the calls, handed bodies of its own (see ownBodies).
+	httpClient := func(c aws.HTTPClient) aws.HTTPClient {
+		if o.httpClient != nil {
+			c = o.httpClient
+		}
+		return ownBodies{c}
+	}
 	p.elb = elbv2.NewFromConfig(cfg, func(eo *elbv2.Options) {
+		eo.HTTPClient = httpClient(eo.HTTPClient)
 		if o.ELBv2Endpoint != "" {
 			eo.BaseEndpoint = aws.String(o.ELBv2Endpoint)
 		}
 	})
 	ec2Client := ec2.NewFromConfig(cfg, func(eo *ec2.Options) {
+		eo.HTTPClient = httpClient(eo.HTTPClient)
 		if o.EC2Endpoint != "" {
 			eo.BaseEndpoint = aws.String(o.EC2Endpoint)
 		}
@@ -270,7 +291,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	p.mu.Lock()
 	c := p.groups[b.Key]
 	p.mu.Unlock()
-	if c != nil && c.spec == summary && c.group.Serving && c.seen != 0 && !time.Now().Before(c.expires) {
+	if c != nil && c.spec == summary && c.group.Serving && c.seen != 0 && !p.opts.clock.Now().Before(c.expires) {
 		p.refreshDue(ctx, b.Key)
 		p.mu.Lock()
 		c = p.groups[b.Key]
@@ -278,7 +299,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 	}
 	// A group no load balancer uses is described again on every look, so
 	// the gate notices a new listener promptly.
-	if c != nil && c.spec == summary && c.group.Serving && time.Now().Before(c.expires) {
+	if c != nil && c.spec == summary && c.group.Serving && p.opts.clock.Now().Before(c.expires) {
 		if c.group.DrainSeconds == 0 {
 			if d := p.drain(c.group.Ref); d != 0 {
 				g := *c.group
@@ -358,7 +379,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		seen = groupDigest(tg)
 	}
 	p.mu.Lock()
-	p.groups[b.Key] = &cachedGroup{spec: summary, group: g, expires: time.Now().Add(p.cacheTTL()), kind: field, seen: seen}
+	p.groups[b.Key] = &cachedGroup{spec: summary, group: g, expires: p.opts.clock.Now().Add(p.cacheTTL()), kind: field, seen: seen}
 	p.mu.Unlock()
 	return g, nil
 }
@@ -392,7 +413,7 @@ func groupDigest(tg *types.TargetGroup) uint64 {
 func (p *Provider) refreshDue(ctx context.Context, key providers.BindingKey) {
 	p.refreshing.Lock()
 	defer p.refreshing.Unlock()
-	now := time.Now()
+	now := p.opts.clock.Now()
 	due := map[string][]providers.BindingKey{}
 	var arns []string
 	p.mu.Lock()
@@ -457,7 +478,7 @@ func (p *Provider) refreshDue(ctx context.Context, key providers.BindingKey) {
 				keep = keep && ownedBy(tags[arn], p.opts.Cluster, k)
 			}
 			if keep {
-				renewed.expires = time.Now().Add(p.cacheTTL())
+				renewed.expires = p.opts.clock.Now().Add(p.cacheTTL())
 			} else {
 				// Something changed: its binding resolves it in full,
 				// without another refresh first.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	compute "google.golang.org/api/compute/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -18,9 +19,10 @@ import (
 func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 	const n = 12
 	e := newEnv(t)
-	const ttl = 2 * time.Second
+	const ttl = 5 * time.Minute
+	clock := clocktesting.NewFakeClock(time.Now())
 	p, err := New(e.ctx, Options{Cluster: cluster, Project: project, Endpoint: e.srv.URL(),
-		Limits: providers.Unthrottled(DefaultLimits()), GroupCacheTTL: ttl})
+		Limits: providers.Unthrottled(DefaultLimits()), GroupCacheTTL: ttl, clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +42,7 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 
 	// Adding the NEGs as backends changed every backend service, so the
 	// first expiry reads each again; from then on they are renewed.
-	time.Sleep(ttl + ttl/5 + 200*time.Millisecond)
+	clock.Step(ttl + ttl/5 + time.Second)
 	for _, b := range bindings {
 		e.ensure(b)
 	}
@@ -58,7 +60,7 @@ func TestExpiredGroupsAreRenewedWithOneList(t *testing.T) {
 	patient := bindings[9]
 	e.done(e.hcs.Patch(project, patient.Key.Service+"-hc", &compute.HealthCheck{UnhealthyThreshold: 4}).Context(e.ctx).Do())
 
-	time.Sleep(ttl + ttl/5 + 200*time.Millisecond) // every entry has expired
+	clock.Step(ttl + ttl/5 + time.Second) // every entry has expired; none expires again
 	before := e.srv.Stats()
 	for _, b := range bindings {
 		g := e.ensure(b)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/option"
+	"k8s.io/utils/clock"
 
 	"github.com/podlb/podlb/providers"
 )
@@ -59,6 +60,11 @@ type Options struct {
 	// is checked again, to notice changes made by others: by a getHealth
 	// that reports exactly those endpoints, or else by a list.
 	EndpointResync time.Duration
+
+	// clock times the group cache; tests step a fake one rather than
+	// sleep through the TTL, so a slow machine cannot expire an entry
+	// twice.
+	clock clock.PassiveClock
 }
 
 // Provider implements providers.Provider for zonal NEGs.
@@ -248,7 +254,7 @@ func checkRefs(bs *compute.BackendService) []serviceRef {
 func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
 	p.renewing.Lock()
 	defer p.renewing.Unlock()
-	now := time.Now()
+	now := p.opts.clock.Now()
 	soon := now.Add(p.opts.GroupCacheTTL / 5)
 	p.mu.Lock()
 	st := p.bindings[key]
@@ -283,7 +289,7 @@ func (p *Provider) renewDue(ctx context.Context, key providers.BindingKey) {
 			continue
 		}
 		if current[st.bs.Name] == st.basis {
-			st.expires = time.Now().Add(p.cacheTTL())
+			st.expires = p.opts.clock.Now().Add(p.cacheTTL())
 		} else {
 			st.basis = "" // changed or gone: resolve in full
 		}
@@ -363,6 +369,9 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	}
 	if o.EndpointResync <= 0 {
 		o.EndpointResync = 5 * time.Minute
+	}
+	if o.clock == nil {
+		o.clock = clock.RealClock{}
 	}
 	limits := effectiveLimits(o.Limits)
 	auth, err := authOptions(o)
@@ -480,19 +489,19 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		p.bindings[b.Key] = st
 	}
 	cached := st.group != nil && st.spec == summary && st.zones == zones
-	if cached && st.group.Serving && st.basis != "" && !time.Now().Before(st.expires) {
+	if cached && st.group.Serving && st.basis != "" && !p.opts.clock.Now().Before(st.expires) {
 		p.mu.Unlock()
 		p.renewDue(ctx, b.Key)
 		p.mu.Lock()
 	}
-	if cached && st.group.Serving && time.Now().Before(st.expires) {
+	if cached && st.group.Serving && p.opts.clock.Now().Before(st.expires) {
 		g := *st.group
 		p.mu.Unlock()
 		g.Created = false
 		return &g, nil
 	}
 	sweep := st.swept != name+"|"+zones ||
-		(st.cleanupFailed != "" && time.Since(st.fetched) >= p.opts.GroupCacheTTL)
+		(st.cleanupFailed != "" && p.opts.clock.Since(st.fetched) >= p.opts.GroupCacheTTL)
 	cleanupFailed := st.cleanupFailed
 	var prev *groupState
 	if st.group != nil {
@@ -630,7 +639,7 @@ func (p *Provider) Ensure(ctx context.Context, b *providers.Binding) (*providers
 		basis = "" // the clean-up is retried by resolving in full
 	}
 	p.mu.Lock()
-	st.spec, st.zones, st.group, st.fetched = summary, zones, g, time.Now()
+	st.spec, st.zones, st.group, st.fetched = summary, zones, g, p.opts.clock.Now()
 	st.expires = st.fetched.Add(p.cacheTTL())
 	st.basis = basis
 	if ref != nil {
