@@ -138,6 +138,21 @@ func idealCalls(changes []change, budgets []budget, batch int, hold time.Duratio
 	return out
 }
 
+// callCount is how many calls carry changes sent at the times called
+// (see idealCalls): one per group, direction and time.
+func callCount(changes []change, called []time.Time) int {
+	type call struct {
+		group string
+		dereg bool
+		at    int64
+	}
+	calls := map[call]bool{}
+	for i, c := range changes {
+		calls[call{c.group, c.dereg, called[i].UnixNano()}] = true
+	}
+	return len(calls)
+}
+
 // nextOfAll is the earliest time at or after t every clock allows a call.
 func nextOfAll(clocks []*budgetClock, t time.Time) time.Time {
 	for {

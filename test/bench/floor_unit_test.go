@@ -132,17 +132,19 @@ func TestBestFloorHoldsChangesForFullerCalls(t *testing.T) {
 	oneASecond := budget{burst: 1, perSec: 1}
 	plenty := budget{burst: 100, perSec: 100}
 	// At once: a's first alone at 0, b's three at 1 s, a's last two at 2 s.
-	got := offsets(t0, idealCalls(changes, []budget{oneASecond}, 0, 0, t0))
+	called := idealCalls(changes, []budget{oneASecond}, 0, 0, t0)
+	got := offsets(t0, called)
 	want := []time.Duration{0, time.Second, 2 * time.Second, time.Second, 2 * time.Second, time.Second}
-	if !slices.Equal(got, want) {
-		t.Fatalf("at once: call times %v, want %v", got, want)
+	if n := callCount(changes, called); !slices.Equal(got, want) || n != 3 {
+		t.Fatalf("at once: call times %v in %d calls, want %v in 3", got, n, want)
 	}
 	// Held 250 ms: a's three at 250 ms, b's three at 1.25 s.
-	got = offsets(t0, idealCalls(changes, []budget{oneASecond}, 0, 250*time.Millisecond, t0))
+	called = idealCalls(changes, []budget{oneASecond}, 0, 250*time.Millisecond, t0)
+	got = offsets(t0, called)
 	held := 250 * time.Millisecond
 	want = []time.Duration{held, time.Second + held, held, time.Second + held, held, time.Second + held}
-	if !slices.Equal(got, want) {
-		t.Fatalf("held: call times %v, want %v", got, want)
+	if n := callCount(changes, called); !slices.Equal(got, want) || n != 2 {
+		t.Fatalf("held: call times %v in %d calls, want %v in 2", got, n, want)
 	}
 	atOnce := addedLatencyFloor(changes, cloud, []budget{oneASecond}, plenty, 0, 0, t0)
 	_, p99, _ := bestFloor(changes, cloud, []budget{oneASecond}, plenty, 0, t0)

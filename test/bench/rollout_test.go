@@ -239,6 +239,11 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	results.set(sec, cloud, "added-latency floor at the account's budgets (best ideal dispatcher): p50 / p99", "%s / %s (n=%d)", round(floor50), round(floor99), floorN)
 	results.set(sec, cloud, "added latency above that floor: p50 / p99", "%s / %s",
 		round(percentile(added, 50)-floor50), round(percentile(added, 99)-floor99))
+	// The write-rate floor counts one call a group, direction and wave;
+	// arrivals spread over a budget cycle split waves for any dispatcher
+	// that sends what has arrived, as podlb does.
+	results.set(sec, cloud, "target calls of an oldest-first dispatcher sending what has arrived, over these arrivals", "%d",
+		callCount(floorChanges, idealCalls(floorChanges, []budget{account}, e.cloud.batchSize(), 0, from)))
 	if own.perSec < account.perSec || own.burst < account.burst {
 		// The controller takes a share of the account's writes, leaving
 		// room for other tools: the floor within that share.
