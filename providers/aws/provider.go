@@ -237,14 +237,9 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	p.tagsByARN = &providers.Batcher[string, map[string]string]{Max: lookupMax, Call: func(ctx context.Context, arns []string) (map[string]map[string]string, error) {
 		return oneByOneOnNotFound(ctx, arns, p.describeTags)
 	}, Hold: hold("DescribeTags")}
-	// The configuration's client (with AWS_CA_BUNDLE's roots, say) makes
-	// the calls, handed bodies of its own (see ownBodies).
-	httpClient := func(c aws.HTTPClient) aws.HTTPClient {
-		if o.httpClient != nil {
-			c = o.httpClient
-		}
-		return ownBodies{c}
-	}
+	// The configuration's client (with AWS_CA_BUNDLE's roots, say), or a
+	// test's, makes the calls, handed bodies of its own (see ownBodies).
+	httpClient := func(c aws.HTTPClient) aws.HTTPClient { return ownBodies{cmp.Or(o.httpClient, c)} }
 	p.elb = elbv2.NewFromConfig(cfg, func(eo *elbv2.Options) {
 		eo.HTTPClient = httpClient(eo.HTTPClient)
 		if o.ELBv2Endpoint != "" {
