@@ -175,6 +175,12 @@ func service(name string, annotations map[string]string) *corev1.Service {
 // podGrace is the bench pods' termination grace period.
 const podGrace = 5 * time.Second
 
+// judgedUnhealthy is how long the bench's groups take, by their stated
+// health checks (emuclient's: 5 s apart, unhealthy after 2), to call a
+// target unhealthy: podlb's FailDelay, after which a killed pod is sent
+// nothing and its deregistration's head start ends.
+const judgedUnhealthy = 10 * time.Second
+
 // deployment is a gated web Deployment with a safe rolling update: new
 // pods surge by 25% and no old pod goes before a new one is Ready.
 func deployment(name string, replicas int32) *appsv1.Deployment {

@@ -69,66 +69,115 @@ type change struct {
 	at    time.Time
 }
 
+// order is how an ideal dispatcher ranks what waits.
+type order struct {
+	// hold: no change goes before it has waited this long, so later
+	// changes of its group join its call: when calls are what is scarce,
+	// fewer and fuller calls can serve every change sooner than calls
+	// sent at once.
+	hold time.Duration
+	// headStart is how much longer than it has a deregistration counts
+	// as having waited, for headFor after it came (podlb's
+	// --deregistration-head-start, which ends once the load balancer
+	// sends the pod nothing); a call it wins ahead of an older change
+	// owes the next call to the change that has waited longest by its
+	// own wait, as podlb's dispatcher does. Zero: every change ranks by
+	// its own wait.
+	headStart, headFor time.Duration
+}
+
 // idealCalls is when an ideal dispatcher's calls carry each change: it
 // sends a call the moment every budget has one, to the group (and
-// direction) whose change has waited longest, carrying everything that
-// group has waiting (up to batch; 0 is no limit), and calls take no time.
-// With a hold, no change goes before it has waited that long, so later
-// changes of its group join its call: when calls are what is scarce,
-// fewer and fuller calls can serve every change sooner than calls sent
-// at once. Changes come back in their order; start is when the budgets
-// were last full.
-func idealCalls(changes []change, budgets []budget, batch int, hold time.Duration, start time.Time) []time.Time {
+// direction) whose change has waited longest as ord ranks it, carrying
+// everything that group has waiting (up to batch; 0 is no limit), and
+// calls take no time. Changes come back in their order; start is when
+// the budgets were last full.
+func idealCalls(changes []change, budgets []budget, batch int, ord order, start time.Time) []time.Time {
 	type key struct {
 		group string
 		dereg bool
 	}
-	order := make([]int, len(changes))
-	for i := range order {
-		order[i] = i
+	sorted := make([]int, len(changes))
+	for i := range sorted {
+		sorted[i] = i
 	}
-	sort.SliceStable(order, func(i, j int) bool { return changes[order[i]].at.Before(changes[order[j]].at) })
+	sort.SliceStable(sorted, func(i, j int) bool { return changes[sorted[i]].at.Before(changes[sorted[j]].at) })
 	out := make([]time.Time, len(changes))
 	clocks := make([]*budgetClock, len(budgets))
 	for i, b := range budgets {
 		clocks[i] = newBudgetClock(b, start)
 	}
 	pending := map[key][]int{}
+	// rank is when a group's waiting changes count as having begun to
+	// wait at t, and since when those ranked by their own wait have
+	// (ok false: none is).
+	rank := func(idx []int, t time.Time) (counted, own time.Time, ok bool) {
+		counted = changes[idx[0]].at
+		for _, i := range idx {
+			c := changes[i]
+			if c.dereg && ord.headStart > 0 && !t.After(c.at.Add(ord.headFor)) {
+				if head := c.at.Add(-ord.headStart); head.Before(counted) {
+					counted = head
+				}
+				continue
+			}
+			if !ok {
+				own, ok = c.at, true
+			}
+		}
+		return counted, own, ok
+	}
+	owed := false
 	waiting, next := 0, 0
 	t := start
-	for next < len(order) || waiting > 0 {
-		if waiting == 0 && changes[order[next]].at.After(t) {
-			t = changes[order[next]].at
+	for next < len(sorted) || waiting > 0 {
+		if waiting == 0 && changes[sorted[next]].at.After(t) {
+			t = changes[sorted[next]].at
 		}
 		t = nextOfAll(clocks, t)
-		for next < len(order) && !changes[order[next]].at.After(t) {
-			c := changes[order[next]]
+		for next < len(sorted) && !changes[sorted[next]].at.After(t) {
+			c := changes[sorted[next]]
 			k := key{c.group, c.dereg}
-			pending[k] = append(pending[k], order[next])
+			pending[k] = append(pending[k], sorted[next])
 			waiting++
 			next++
 		}
-		var oldest key
-		found := false
+		// The most urgent group by its counted wait, and the one whose
+		// change has waited longest by its own; ties go to the change
+		// that came first in changes.
+		var best, oldest key
+		var bestAt, oldestAt time.Time
+		foundBest, foundOldest := false, false
 		for k, idx := range pending {
-			if !found || earlier(changes, idx[0], pending[oldest][0]) {
-				oldest, found = k, true
+			counted, own, ok := rank(idx, t)
+			if !foundBest || counted.Before(bestAt) || counted.Equal(bestAt) && idx[0] < pending[best][0] {
+				best, bestAt, foundBest = k, counted, true
+			}
+			if ok && (!foundOldest || own.Before(oldestAt) || own.Equal(oldestAt) && idx[0] < pending[oldest][0]) {
+				oldest, oldestAt, foundOldest = k, own, true
 			}
 		}
+		chosen := best
+		if owed && foundOldest {
+			chosen = oldest
+		}
 		// Every later change is younger: none may go before this one.
-		if ready := changes[pending[oldest][0]].at.Add(hold); ready.After(t) {
+		if ready := changes[pending[chosen][0]].at.Add(ord.hold); ready.After(t) {
 			t = ready
 			continue
 		}
-		n := len(pending[oldest])
+		if ord.headStart > 0 {
+			owed = chosen != oldest && foundOldest && oldestAt.Before(changes[pending[chosen][0]].at)
+		}
+		n := len(pending[chosen])
 		if batch > 0 {
 			n = min(n, batch)
 		}
-		for _, i := range pending[oldest][:n] {
+		for _, i := range pending[chosen][:n] {
 			out[i] = t
 		}
-		if pending[oldest] = pending[oldest][n:]; len(pending[oldest]) == 0 {
-			delete(pending, oldest)
+		if pending[chosen] = pending[chosen][n:]; len(pending[chosen]) == 0 {
+			delete(pending, chosen)
 		}
 		waiting -= n
 		for _, c := range clocks {
@@ -167,14 +216,6 @@ func nextOfAll(clocks []*budgetClock, t time.Time) time.Time {
 	}
 }
 
-// earlier orders changes by time, then by their order in changes.
-func earlier(changes []change, i, j int) bool {
-	if !changes[i].at.Equal(changes[j].at) {
-		return changes[i].at.Before(changes[j].at)
-	}
-	return i < j
-}
-
 // addedLatencyFloor is, for each registration among changes (dereg
 // false) whose cloud time is known (cloudTime[i] >= 0), its added latency
 // under an ideal dispatcher within the write budgets: from its change to
@@ -182,10 +223,10 @@ func earlier(changes []change, i, j int) bool {
 // the cloud's own time) to an ideal health read of its group. Reads here
 // know when the cloud turns a target healthy, which no controller does,
 // so the read share of the floor is near zero unless reads are scarce.
-// hold delays only the writes (see idealCalls); the reads' replay never
-// holds one.
-func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, hold time.Duration, start time.Time) []time.Duration {
-	called := idealCalls(changes, writes, batch, hold, start)
+// ord ranks only the writes (see idealCalls); the reads' replay serves
+// the longest wait at once.
+func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, ord order, start time.Time) []time.Duration {
+	called := idealCalls(changes, writes, batch, ord, start)
 	var verdicts []change
 	var registered []int
 	for i, c := range changes {
@@ -195,7 +236,7 @@ func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []bud
 		verdicts = append(verdicts, change{group: c.group, at: called[i].Add(cloudTime[i])})
 		registered = append(registered, i)
 	}
-	read := idealCalls(verdicts, []budget{reads}, 0, 0, start)
+	read := idealCalls(verdicts, []budget{reads}, 0, order{}, start)
 	out := make([]time.Duration, len(registered))
 	for j, i := range registered {
 		out[j] = called[i].Sub(changes[i].at) + read[j].Sub(verdicts[j].at)
@@ -211,8 +252,9 @@ func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []bud
 // So each dispatcher also keeps to a bucket of its own at the budgets'
 // long-run rate, of every size from one call to the burst, and holds
 // each change for one of floorHolds before it may go. No one dispatcher
-// need reach both figures; each is reached by one of them.
-func bestFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, start time.Time) (p50, p99 time.Duration, n int) {
+// need reach both figures; each is reached by one of them. ord's head
+// start, if any, applies to every one (its hold is theirs).
+func bestFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, ord order, start time.Time) (p50, p99 time.Duration, n int) {
 	rate, burst := writes[0].perSec, writes[0].burst
 	for _, w := range writes[1:] {
 		rate, burst = math.Min(rate, w.perSec), math.Min(burst, w.burst)
@@ -222,7 +264,8 @@ func bestFloor(changes []change, cloudTime []time.Duration, writes []budget, rea
 		for pace := 1.0; ; pace *= 2 {
 			pace = math.Min(pace, burst)
 			paced := append(slices.Clone(writes), budget{burst: pace, perSec: rate})
-			floor := addedLatencyFloor(changes, cloudTime, paced, reads, batch, hold, start)
+			ord.hold = hold
+			floor := addedLatencyFloor(changes, cloudTime, paced, reads, batch, ord, start)
 			a, b := percentile(floor, 50), percentile(floor, 99)
 			if first || a < p50 {
 				p50 = a

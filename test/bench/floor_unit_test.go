@@ -28,7 +28,7 @@ func TestIdealCallsServeTheLongestWaitAndCarryAllItCan(t *testing.T) {
 		{group: "a", at: at(t0, 200)},
 		{group: "a", dereg: true, at: at(t0, 10)},
 	}
-	got := offsets(t0, idealCalls(changes, []budget{oneASecond}, 0, 0, t0))
+	got := offsets(t0, idealCalls(changes, []budget{oneASecond}, 0, order{}, t0))
 	// 0: a's first goes alone at once. 1 s: the oldest waiting is a's
 	// deregistration (10 ms). 2 s: b (50 ms) before a's two later ones,
 	// which share the call at 3 s.
@@ -37,7 +37,7 @@ func TestIdealCallsServeTheLongestWaitAndCarryAllItCan(t *testing.T) {
 		t.Fatalf("call times %v, want %v", got, want)
 	}
 	// A batch limit of one splits a's last two.
-	got = offsets(t0, idealCalls(changes, []budget{oneASecond}, 1, 0, t0))
+	got = offsets(t0, idealCalls(changes, []budget{oneASecond}, 1, order{}, t0))
 	want = []time.Duration{0, 3 * time.Second, 2 * time.Second, 4 * time.Second, time.Second}
 	if !slices.Equal(got, want) {
 		t.Fatalf("with batch 1: call times %v, want %v", got, want)
@@ -50,15 +50,48 @@ func TestIdealCallsSpendABurstThenTheRefillOrTheNextWindow(t *testing.T) {
 	for _, g := range []string{"a", "b", "c", "d"} {
 		changes = append(changes, change{group: g, at: t0})
 	}
-	got := offsets(t0, idealCalls(changes, []budget{{burst: 2, perSec: 4}}, 0, 0, t0))
+	got := offsets(t0, idealCalls(changes, []budget{{burst: 2, perSec: 4}}, 0, order{}, t0))
 	want := []time.Duration{0, 0, 250 * time.Millisecond, 500 * time.Millisecond}
 	if !slices.Equal(got, want) {
 		t.Fatalf("bucket: call times %v, want %v", got, want)
 	}
-	got = offsets(t0, idealCalls(changes, []budget{{burst: 3, perSec: 0.3, window: 10 * time.Second}}, 0, 0, t0))
+	got = offsets(t0, idealCalls(changes, []budget{{burst: 3, perSec: 0.3, window: 10 * time.Second}}, 0, order{}, t0))
 	want = []time.Duration{0, 0, 0, 10 * time.Second}
 	if !slices.Equal(got, want) {
 		t.Fatalf("window: call times %v, want %v", got, want)
+	}
+}
+
+// In podlb's order a deregistration goes a head start ahead while its pod
+// may still be sent connections, and a call it wins ahead of an older
+// change owes the next one to the change that has waited longest.
+func TestIdealCallsInPodlbsOrder(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	oneASecond := budget{burst: 1, perSec: 1}
+	changes := []change{
+		{group: "a", at: at(t0, 0)},
+		{group: "b", at: at(t0, 100)},
+		{group: "c", dereg: true, at: at(t0, 200)},
+		{group: "d", at: at(t0, 300)},
+		{group: "e", dereg: true, at: at(t0, 400)},
+	}
+	s := time.Second
+	got := offsets(t0, idealCalls(changes, []budget{oneASecond}, 0, order{}, t0))
+	if want := []time.Duration{0, s, 2 * s, 3 * s, 4 * s}; !slices.Equal(got, want) {
+		t.Fatalf("by their own wait: call times %v, want %v", got, want)
+	}
+	// 1 s: c by its head start, owing 2 s to b; 3 s: e, owing 4 s to d.
+	headStart := order{headStart: time.Minute, headFor: 10 * s}
+	got = offsets(t0, idealCalls(changes, []budget{oneASecond}, 0, headStart, t0))
+	if want := []time.Duration{0, 2 * s, s, 4 * s, 3 * s}; !slices.Equal(got, want) {
+		t.Fatalf("with a head start: call times %v, want %v", got, want)
+	}
+	// A head start over by the time the budget has a call ranks the
+	// deregistration by its own wait again.
+	headStart.headFor = 500 * time.Millisecond
+	got = offsets(t0, idealCalls(changes[:3], []budget{oneASecond}, 0, headStart, t0))
+	if want := []time.Duration{0, s, 2 * s}; !slices.Equal(got, want) {
+		t.Fatalf("with a head start ended: call times %v, want %v", got, want)
 	}
 }
 
@@ -76,13 +109,13 @@ func TestAddedLatencyFloorAddsTheWriteAndTheReadWaits(t *testing.T) {
 	writes := []budget{{burst: 1, perSec: 2}}
 	// Plenty of reads: only the writes wait. Ties go in order: a at 0,
 	// b at 0.5 s, b's deregistration at 1 s, c (cloud time unknown) last.
-	got := addedLatencyFloor(changes, cloud, writes, budget{burst: 10, perSec: 10}, 0, 0, t0)
+	got := addedLatencyFloor(changes, cloud, writes, budget{burst: 10, perSec: 10}, 0, order{}, t0)
 	if want := []time.Duration{0, 500 * time.Millisecond}; !slices.Equal(got, want) {
 		t.Fatalf("floors %v, want %v", got, want)
 	}
 	// One read per 10 s: a's verdict (1 s) is read at once, b's (1.5 s)
 	// when the bucket has refilled (11 s).
-	got = addedLatencyFloor(changes, cloud, writes, budget{burst: 1, perSec: 0.1}, 0, 0, t0)
+	got = addedLatencyFloor(changes, cloud, writes, budget{burst: 1, perSec: 0.1}, 0, order{}, t0)
 	if want := []time.Duration{0, 500*time.Millisecond + 9500*time.Millisecond}; !slices.Equal(got, want) {
 		t.Fatalf("floors with scarce reads %v, want %v", got, want)
 	}
@@ -103,13 +136,13 @@ func TestBestFloorPacesAWindowQuota(t *testing.T) {
 	}
 	quota := budget{burst: 5, perSec: 0.5, window: 10 * time.Second}
 	plenty := budget{burst: 100, perSec: 100}
-	greedy := addedLatencyFloor(changes, cloud, []budget{quota}, plenty, 0, 0, t0)
+	greedy := addedLatencyFloor(changes, cloud, []budget{quota}, plenty, 0, order{}, t0)
 	// Greedy: the first five go alone at 0-400 ms, the other five wait for
 	// the next window (10 s).
 	if g := percentile(greedy, 99); g < 9*time.Second {
 		t.Fatalf("greedy p99 %v, want the next window's wait", g)
 	}
-	p50, p99, n := bestFloor(changes, cloud, []budget{quota}, plenty, 0, t0)
+	p50, p99, n := bestFloor(changes, cloud, []budget{quota}, plenty, 0, order{}, t0)
 	if n != 10 || p99 >= percentile(greedy, 99) || p50 > percentile(greedy, 50) {
 		t.Fatalf("best floor p50 %v p99 %v of %d, want below greedy's %v / %v", p50, p99, n, percentile(greedy, 50), percentile(greedy, 99))
 	}
@@ -132,22 +165,22 @@ func TestBestFloorHoldsChangesForFullerCalls(t *testing.T) {
 	oneASecond := budget{burst: 1, perSec: 1}
 	plenty := budget{burst: 100, perSec: 100}
 	// At once: a's first alone at 0, b's three at 1 s, a's last two at 2 s.
-	called := idealCalls(changes, []budget{oneASecond}, 0, 0, t0)
+	called := idealCalls(changes, []budget{oneASecond}, 0, order{}, t0)
 	got := offsets(t0, called)
 	want := []time.Duration{0, time.Second, 2 * time.Second, time.Second, 2 * time.Second, time.Second}
 	if n := callCount(changes, called); !slices.Equal(got, want) || n != 3 {
 		t.Fatalf("at once: call times %v in %d calls, want %v in 3", got, n, want)
 	}
 	// Held 250 ms: a's three at 250 ms, b's three at 1.25 s.
-	called = idealCalls(changes, []budget{oneASecond}, 0, 250*time.Millisecond, t0)
+	called = idealCalls(changes, []budget{oneASecond}, 0, order{hold: 250 * time.Millisecond}, t0)
 	got = offsets(t0, called)
 	held := 250 * time.Millisecond
 	want = []time.Duration{held, time.Second + held, held, time.Second + held, held, time.Second + held}
 	if n := callCount(changes, called); !slices.Equal(got, want) || n != 2 {
 		t.Fatalf("held: call times %v in %d calls, want %v in 2", got, n, want)
 	}
-	atOnce := addedLatencyFloor(changes, cloud, []budget{oneASecond}, plenty, 0, 0, t0)
-	_, p99, _ := bestFloor(changes, cloud, []budget{oneASecond}, plenty, 0, t0)
+	atOnce := addedLatencyFloor(changes, cloud, []budget{oneASecond}, plenty, 0, order{}, t0)
+	_, p99, _ := bestFloor(changes, cloud, []budget{oneASecond}, plenty, 0, order{}, t0)
 	if p99 > 1250*time.Millisecond || p99 >= percentile(atOnce, 99) {
 		t.Fatalf("best floor p99 %v, want the held dispatcher's 1.25 s at most (at once: %v)", p99, percentile(atOnce, 99))
 	}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/podlb/podlb/targets"
 )
 
 // coalesceWindow is the controller's --coalesce-window default: the
@@ -230,7 +232,7 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	}
 	slow := slowest(added, readyAt) // before percentile sorts added
 	account, own := e.cloud.targetWrites(), e.cloud.ownWrites()
-	floor50, floor99, floorN := bestFloor(floorChanges, cloudTimes, []budget{account}, e.cloud.healthReads(), e.cloud.batchSize(), from)
+	floor50, floor99, floorN := bestFloor(floorChanges, cloudTimes, []budget{account}, e.cloud.healthReads(), e.cloud.batchSize(), order{}, from)
 	results.set(sec, cloud, "ContainersReady -> registration call (p50 / p99 / max)", "%s", dist(toRegister))
 	results.set(sec, cloud, "registration -> cloud healthy (the cloud's own time)", "%s", dist(cloudTime))
 	results.set(sec, cloud, "cloud healthy -> gate True seen", "%s", dist(toGate))
@@ -243,15 +245,28 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	// arrivals spread over a budget cycle split waves for any dispatcher
 	// that sends what has arrived, as podlb does.
 	results.set(sec, cloud, "target calls of an oldest-first dispatcher sending what has arrived, over these arrivals", "%d",
-		callCount(floorChanges, idealCalls(floorChanges, []budget{account}, e.cloud.batchSize(), 0, from)))
+		callCount(floorChanges, idealCalls(floorChanges, []budget{account}, e.cloud.batchSize(), order{}, from)))
+	writes := []budget{account}
 	if own.perSec < account.perSec || own.burst < account.burst {
 		// The controller takes a share of the account's writes, leaving
 		// room for other tools: the floor within that share.
-		own50, own99, _ := bestFloor(floorChanges, cloudTimes, []budget{account, own}, e.cloud.healthReads(), e.cloud.batchSize(), from)
+		writes = append(writes, own)
+		own50, own99, _ := bestFloor(floorChanges, cloudTimes, writes, e.cloud.healthReads(), e.cloud.batchSize(), order{}, from)
 		results.set(sec, cloud, "added-latency floor within podlb's default write share: p50 / p99", "%s / %s (%.3g/s, burst %.0f)", round(own50), round(own99), own.perSec, own.burst)
 		results.set(sec, cloud, "added latency above the share's floor: p50 / p99", "%s / %s",
 			round(percentile(added, 50)-own50), round(percentile(added, 99)-own99))
 	}
+	// The floors above rank every change by its own wait. podlb puts a
+	// terminating pod's deregistration ahead until the pod is killed and
+	// judged unhealthy, so that no connection reaches a pod that has
+	// stopped: the same replay in that order tells what the order costs
+	// registrations from what podlb adds to it.
+	inOrder := order{headStart: targets.DefaultHeadStart, headFor: podGrace + judgedUnhealthy}
+	order50, order99, _ := bestFloor(floorChanges, cloudTimes, writes, e.cloud.healthReads(), e.cloud.batchSize(), inOrder, from)
+	results.set(sec, cloud, "added-latency floor in podlb's order (deregistrations ahead until judged gone, a call owed): p50 / p99", "%s / %s (head start %s for %s)",
+		round(order50), round(order99), inOrder.headStart, inOrder.headFor)
+	results.set(sec, cloud, "added latency above the floor in podlb's order: p50 / p99", "%s / %s",
+		round(percentile(added, 50)-order50), round(percentile(added, 99)-order99))
 	if len(slow) > 0 {
 		results.set(sec, cloud, "slowest 1 % (added latency >= p99): ContainersReady after the phase began (min / p50 / max)", "%s / %s / %s (n=%d)",
 			round(slow[0]), round(percentile(slow, 50)), round(slow[len(slow)-1]), len(slow))
