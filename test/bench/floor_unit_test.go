@@ -206,3 +206,36 @@ func TestSlowestNamesWhenTheTailsPodsBecameReady(t *testing.T) {
 		t.Fatal("slowest reordered the latencies")
 	}
 }
+
+// In the loop of a rolling update, a Service's next pod comes once its
+// last turned available, and its old pod leaves then: the order of the
+// calls decides when the next changes come at all.
+func TestClosedLoopBringsTheNextPodsWhenTheLastAreAvailable(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	half := 500 * time.Millisecond
+	service := func(name string) loopService {
+		return loopService{surge: 1,
+			news: []loopPod{{group: name, at: t0, cloud: half}, {group: name, cloud: half}},
+			olds: []loopOld{{group: name}, {group: name}}}
+	}
+	services := []loopService{service("a"), service("b")}
+	oneASecond := []budget{{burst: 1, perSec: 1}}
+	s := time.Second
+	// By their own wait: a's first at 0 (available at 0.5 s, which brings
+	// a's second pod and a's first old one's deregistration), b's first at
+	// 1 s, a's second at 2 s, a's two deregistrations in one call at 3 s
+	// (the second came at 2.5 s), b's second at 4 s (available at 4.5 s,
+	// the last), b's two deregistrations at 5 s.
+	waits, calls, end := closedLoop(services, oneASecond, 0, order{}, t0)
+	if want := []time.Duration{0, 1500 * time.Millisecond, s, 2500 * time.Millisecond}; !slices.Equal(waits, want) || calls != 6 || !end.Equal(t0.Add(4*s+half)) {
+		t.Fatalf("by own wait: waits %v, %d calls, end %v; want %v, 6, 4.5s", waits, calls, end.Sub(t0), want)
+	}
+	// Deregistrations ahead, each owing the next call: a's at 1 s, b's
+	// first pod at 2 s, b's deregistration at 3 s, a's second pod at 4 s,
+	// a's second deregistration at 5 s, b's second pod at 6 s (available
+	// at 6.5 s).
+	waits, calls, end = closedLoop(services, oneASecond, 0, order{headStart: time.Minute, headFor: 10 * s}, t0)
+	if want := []time.Duration{0, 3500 * time.Millisecond, 2 * s, 3500 * time.Millisecond}; !slices.Equal(waits, want) || calls != 8 || !end.Equal(t0.Add(6*s+half)) {
+		t.Fatalf("deregistrations ahead: waits %v, %d calls, end %v; want %v, 8, 6.5s", waits, calls, end.Sub(t0), want)
+	}
+}

@@ -68,6 +68,7 @@ func runRollout(ctx context.Context, e *env) error {
 	account, own := e.cloud.targetWrites(), e.cloud.ownWrites()
 	budgetFloor := e.rolloutBudgetFloor(per, account)
 	e.reportPods(sec+" update", start, time.Now())
+	e.reportLoop(sec+" update", start, time.Now(), per, e.writeBudgets(), e.inOrder())
 	results.set(sec+" update", cloud, "rolling update duration (all Deployments)", "%s", round(rollout))
 	results.set(sec+" update", cloud, "rolling update floor (waves x (ready + cloud floor))", "%s", round(floor))
 	results.set(sec+" update", cloud, "rolling update / floor", "%s", pct(rollout.Seconds(), floor.Seconds()))
@@ -192,20 +193,7 @@ func (e *env) podChanges(from, to time.Time) []podChange {
 // the account's budgets for every target change of the period.
 func (e *env) reportPods(sec string, from, to time.Time) {
 	cloud := e.cloud.name()
-	type key struct {
-		service, ip string
-	}
-	byKey := map[key]cloudTarget{}
-	for _, t := range e.cloud.targets(e.services) {
-		if t.port != 8080 {
-			continue
-		}
-		k := key{t.service, t.ip}
-		if old, ok := byKey[k]; ok && old.active && !t.active {
-			continue
-		}
-		byKey[k] = t
-	}
+	byKey := e.targetsByPod()
 	changes := e.podChanges(from, to)
 	floorChanges := make([]change, len(changes))
 	cloudTimes := make([]time.Duration, len(changes))
@@ -217,7 +205,7 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 		if c.dereg || !p.terminating.IsZero() {
 			continue
 		}
-		t, ok := byKey[key{p.app, p.ip}]
+		t, ok := byKey[podKey{p.app, p.ip}]
 		if !ok || t.healthy.IsZero() || p.gateTrue.IsZero() {
 			missing++
 			continue
@@ -246,11 +234,10 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	// that sends what has arrived, as podlb does.
 	results.set(sec, cloud, "target calls of an oldest-first dispatcher sending what has arrived, over these arrivals", "%d",
 		callCount(floorChanges, idealCalls(floorChanges, []budget{account}, e.cloud.batchSize(), order{}, from)))
-	writes := []budget{account}
-	if own.perSec < account.perSec || own.burst < account.burst {
+	writes := e.writeBudgets()
+	if len(writes) > 1 {
 		// The controller takes a share of the account's writes, leaving
 		// room for other tools: the floor within that share.
-		writes = append(writes, own)
 		own50, own99, _ := bestFloor(floorChanges, cloudTimes, writes, e.cloud.healthReads(), e.cloud.batchSize(), order{}, from)
 		results.set(sec, cloud, "added-latency floor within podlb's default write share: p50 / p99", "%s / %s (%.3g/s, burst %.0f)", round(own50), round(own99), own.perSec, own.burst)
 		results.set(sec, cloud, "added latency above the share's floor: p50 / p99", "%s / %s",
@@ -261,7 +248,7 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	// judged unhealthy, so that no connection reaches a pod that has
 	// stopped: the same replay in that order tells what the order costs
 	// registrations from what podlb adds to it.
-	inOrder := order{headStart: targets.DefaultHeadStart, headFor: podGrace + judgedUnhealthy}
+	inOrder := e.inOrder()
 	order50, order99, _ := bestFloor(floorChanges, cloudTimes, writes, e.cloud.healthReads(), e.cloud.batchSize(), inOrder, from)
 	results.set(sec, cloud, "added-latency floor in podlb's order (deregistrations ahead until judged gone, a call owed): p50 / p99", "%s / %s (head start %s for %s)",
 		round(order50), round(order99), inOrder.headStart, inOrder.headFor)
@@ -275,6 +262,124 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	if missing > 0 {
 		results.set(sec, cloud, "pods without a complete record", "%d", missing)
 	}
+}
+
+// podKey names a pod's target: its Service and address.
+type podKey struct {
+	service, ip string
+}
+
+// targetsByPod is the cloud's record of each pod's target on the
+// bench's port, an active one before a draining one.
+func (e *env) targetsByPod() map[podKey]cloudTarget {
+	byKey := map[podKey]cloudTarget{}
+	for _, t := range e.cloud.targets(e.services) {
+		if t.port != 8080 {
+			continue
+		}
+		k := podKey{t.service, t.ip}
+		if old, ok := byKey[k]; ok && old.active && !t.active {
+			continue
+		}
+		byKey[k] = t
+	}
+	return byKey
+}
+
+// reportLoop sets the floors of a rolling update's added latency and
+// length with an ideal dispatcher in the update's loop (closedLoop), at
+// the budgets podlb writes within, by own wait and in podlb's order. The
+// delays outside podlb come from the run: each new pod's from the
+// availability that let its Deployment create it to its ContainersReady,
+// each old pod's from the availability that let it go to its leaving,
+// each target's cloud time. per is each Service's replicas.
+func (e *env) reportLoop(sec string, from, to time.Time, per []int32, writes []budget, inOrder order) {
+	cloud := e.cloud.name()
+	replicas := map[string]int{}
+	for i, s := range e.services {
+		replicas[s] = int(per[i])
+	}
+	byKey := e.targetsByPod()
+	news, olds := map[string][]podChange{}, map[string][]podChange{}
+	for _, c := range e.podChanges(from, to) {
+		switch {
+		case c.dereg:
+			olds[c.pod.app] = append(olds[c.pod.app], c)
+		case c.pod.terminating.IsZero():
+			news[c.pod.app] = append(news[c.pod.app], c)
+		}
+	}
+	var services []loopService
+	var added []time.Duration
+	var lastAvailable time.Time
+	skipped := 0
+	for _, name := range e.services {
+		n, o := news[name], olds[name]
+		if len(n) == 0 {
+			continue
+		}
+		byAt := func(a, b podChange) int { return a.at.Compare(b.at) }
+		slices.SortFunc(n, byAt)
+		slices.SortFunc(o, byAt)
+		gates := make([]time.Time, 0, len(n))
+		svc := loopService{surge: int(math.Ceil(float64(replicas[name]) * 0.25))}
+		for _, c := range n {
+			t, ok := byKey[podKey{name, c.pod.ip}]
+			if !ok || t.healthy.IsZero() || c.pod.gateTrue.IsZero() {
+				break
+			}
+			gates = append(gates, c.pod.gateTrue)
+			svc.news = append(svc.news, loopPod{group: c.group, at: c.at, cloud: t.healthy.Sub(t.registered)})
+		}
+		if len(svc.news) != replicas[name] || len(o) > len(gates) {
+			skipped++
+			continue
+		}
+		slices.SortFunc(gates, func(a, b time.Time) int { return a.Compare(b) })
+		for j := range svc.news {
+			c, t := n[j], byKey[podKey{name, n[j].pod.ip}]
+			added = append(added, t.registered.Sub(c.at)+c.pod.gateTrue.Sub(t.healthy))
+			if j >= svc.surge {
+				svc.news[j].after = max(0, c.at.Sub(gates[j-svc.surge]))
+			}
+		}
+		for i, c := range o {
+			svc.olds = append(svc.olds, loopOld{group: c.group, after: max(0, c.at.Sub(gates[i]))})
+		}
+		lastAvailable = later(lastAvailable, gates[len(gates)-1])
+		services = append(services, svc)
+	}
+	if len(services) == 0 {
+		return
+	}
+	own50, own99, ownCalls, ownEnd := bestLoop(services, writes, e.cloud.batchSize(), order{}, from)
+	order50, order99, orderCalls, orderEnd := bestLoop(services, writes, e.cloud.batchSize(), inOrder, from)
+	results.set(sec, cloud, "in the update's loop, an ideal dispatcher (by own wait / in podlb's order): added-latency floor p50 / p99", "%s / %s and %s / %s (%d Services)",
+		round(own50), round(own99), round(order50), round(order99), len(services))
+	results.set(sec, cloud, "added latency above the loop's floor in podlb's order: p50 / p99", "%s / %s",
+		round(percentile(added, 50)-order50), round(percentile(added, 99)-order99))
+	results.set(sec, cloud, "in the update's loop: last new pod available, ideal (by own wait / in podlb's order) against podlb", "%s / %s against %s",
+		round(ownEnd.Sub(from)), round(orderEnd.Sub(from)), round(lastAvailable.Sub(from)))
+	results.set(sec, cloud, "in the update's loop: target calls of the ideal dispatcher (by own wait / in podlb's order)", "%d / %d", ownCalls, orderCalls)
+	if skipped > 0 {
+		results.set(sec, cloud, "in the update's loop: Services left out (a pod without a complete record)", "%d", skipped)
+	}
+}
+
+// writeBudgets are the budgets podlb writes within: the account's, and
+// podlb's default share of it where that is smaller.
+func (e *env) writeBudgets() []budget {
+	account, own := e.cloud.targetWrites(), e.cloud.ownWrites()
+	if own.perSec < account.perSec || own.burst < account.burst {
+		return []budget{account, own}
+	}
+	return []budget{account}
+}
+
+// inOrder is podlb's order of writes with its default head start, which
+// ends once the bench's killed pods are judged unhealthy.
+func (e *env) inOrder() order {
+	return order{headStart: targets.DefaultHeadStart, headFor: podGrace + judgedUnhealthy}
 }
 
 // slowest returns, sorted, the at of the pods whose added latency is at
