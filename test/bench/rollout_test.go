@@ -82,7 +82,7 @@ func runRollout(ctx context.Context, e *env) error {
 		results.set(sec+" update", cloud, "rolling update / share's write-rate floor", "%s", pct(rollout.Seconds(), shareFloor.Seconds()))
 	}
 	writeCycle, readCycle := e.budgetCycles(per)
-	results.set(sec+" update", cloud, "budget cycles at this load: one wave's writes of every group / one health read of every group", "%s / %s (a pod waits about half of each on average)", round(writeCycle), round(readCycle))
+	results.set(sec+" update", cloud, "budget cycles at this load: one wave's writes of every group / one health read of every group", "%s / %s (changes that come whatever podlb does wait about half of each; a rolling update's waves most of a write cycle)", round(writeCycle), round(readCycle))
 	e.reportCalls(sec+" update", start, time.Now())
 	e.reportWaits(sec+" update", before)
 
@@ -141,9 +141,11 @@ func (e *env) rolloutBudgetFloor(per []int32, writes budget) time.Duration {
 // budgetCycles are how long the account's long-run rates take to serve
 // one wave of writes (a registration and a deregistration per group its
 // pods land in) and one health read of every group, when every Service
-// rolls at once. Under saturation a pod's registration waits on average
-// about half a write cycle and its gate half a read cycle: the per-pod
-// latency podlb cannot beat at this load, whatever it does.
+// rolls at once. Changes that come whatever podlb does wait on average
+// about half a write cycle and half a read cycle under saturation; in a
+// rolling update's loop a wave's registration waits most of a write
+// cycle, since the Service's next wave comes only once this one is
+// served (see closedLoop).
 func (e *env) budgetCycles(per []int32) (writes, reads time.Duration) {
 	groups := 1
 	if e.cloud.groupOf("s", "a") != e.cloud.groupOf("s", "b") {
