@@ -304,7 +304,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 		return observed, at, gather, nil
 	}
 	if d := r.Writes[ps.key.Provider]; d != nil {
-		release, ok := d.TryAcquire(ps.key, r.rank(ps, book, plan))
+		release, owed, ok := d.TryAcquire(ps.key, r.rank(ps, book, plan))
 		if !ok {
 			// In line for a write slot; the dispatcher wakes the binding
 			// when one is reserved for it. Looking again later is only a
@@ -312,7 +312,7 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 			return observed, at, queuedLook, nil
 		}
 		defer release()
-		lead := r.deregistrationsLead(d, ps, book, plan)
+		lead := r.deregistrationsLead(d, owed, ps, book, plan)
 		if plan, gather = r.leaveBehind(lead, ps, plan, gather); plan.Empty() {
 			return observed, at, gather, nil
 		}
@@ -376,8 +376,12 @@ func (r *BindingReconciler) apply(ctx context.Context, ps *pass, observed []prov
 // leaveBehind). Otherwise a Service whose old pods terminate keeps the
 // budget for its next waves, its deregistrations' head start carrying
 // them, while another Service's first wave waits out the head start.
-func (r *BindingReconciler) deregistrationsLead(d *Dispatcher, ps *pass, book *registrations, plan providers.Plan) bool {
-	if len(plan.Deregister) == 0 {
+// A slot owed to the binding's own wait (see Dispatcher) is the
+// registrations': leaving them behind would hand it back to the head
+// start, and with pods deleted in a stream the deregistrations would
+// take most of the budget.
+func (r *BindingReconciler) deregistrationsLead(d *Dispatcher, owed bool, ps *pass, book *registrations, plan providers.Plan) bool {
+	if owed || len(plan.Deregister) == 0 {
 		return false
 	}
 	var held []providers.Target

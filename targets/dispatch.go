@@ -46,8 +46,15 @@ type Dispatcher struct {
 	// it by a head start.
 	owed     bool
 	byKey    map[providers.BindingKey]*waiter
-	reserved map[providers.BindingKey]time.Time
+	reserved map[providers.BindingKey]reservation
 	seq      uint64
+}
+
+// reservation is a slot kept for a woken binding until a time, and
+// whether it is the slot owed to the binding's own wait.
+type reservation struct {
+	until time.Time
+	owed  bool
 }
 
 // NewDispatcher returns a dispatcher with slots concurrent writers.
@@ -55,7 +62,7 @@ func NewDispatcher(slots int, wake func(providers.BindingKey)) *Dispatcher {
 	return &Dispatcher{slots: max(slots, 1), Wake: wake, Hold: 10 * time.Second, HeadStart: DefaultHeadStart,
 		waiting: newLine(func(w *waiter) time.Time { return w.at }, func(w *waiter) *int { return &w.index }),
 		own:     newLine(func(w *waiter) time.Time { return w.since }, func(w *waiter) *int { return &w.ownIndex }),
-		byKey:   map[providers.BindingKey]*waiter{}, reserved: map[providers.BindingKey]time.Time{}}
+		byKey:   map[providers.BindingKey]*waiter{}, reserved: map[providers.BindingKey]reservation{}}
 }
 
 func (d *Dispatcher) now() time.Time {
@@ -106,27 +113,29 @@ func (d *Dispatcher) counted(r Rank) time.Time {
 // when no more urgent binding waits. Otherwise key waits in line, ranked
 // by the rank it last asked with (ties in arrival order), and Wake(key)
 // is called when a slot is reserved for it. The returned release must be
-// called once when ok.
-func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release func(), ok bool) {
+// called once when ok. owed says the slot is the one a head start owed
+// to the change that has waited longest by its own wait, key's: the pass
+// is to serve that change, not only deregistrations ranked ahead of it.
+func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release func(), owed, ok bool) {
 	d.mu.Lock()
 	woken := d.expireLocked()
 	defer func() {
 		d.mu.Unlock()
 		d.wake(woken)
 	}()
-	if _, ok := d.reserved[key]; ok {
+	if r, ok := d.reserved[key]; ok {
 		delete(d.reserved, key)
 		d.busy++
 		d.dropWaiterLocked(key)
-		return d.release, true
+		return d.release, r.owed, true
 	}
 	w := d.byKey[key]
 	if d.busy+len(d.reserved) < d.slots && (d.waiting.Len() == 0 || d.nextLocked() == w) {
 		d.busy++
 		if w != nil {
-			d.grantedLocked(w)
+			owed = d.grantedLocked(w)
 		}
-		return d.release, true
+		return d.release, owed, true
 	}
 	// The latest rank counts: the binding's changes may have gone, or a
 	// deregistration's head start ended, since it last asked.
@@ -149,7 +158,7 @@ func (d *Dispatcher) TryAcquire(key providers.BindingKey, rank Rank) (release fu
 			heap.Push(d.own, w)
 		}
 	}
-	return nil, false
+	return nil, false, false
 }
 
 // nextLocked is the binding in line whose turn is next: the one owed a
@@ -163,15 +172,17 @@ func (d *Dispatcher) nextLocked() *waiter {
 
 // grantedLocked takes w, whose turn it was, out of line, and owes the
 // next slot to the change that has waited longest by its own wait when
-// w went ahead of it by a head start (w's changes all came later).
-func (d *Dispatcher) grantedLocked(w *waiter) {
-	fromOwn := d.owed && d.own.Len() > 0 && d.own.ws[0] == w
+// w went ahead of it by a head start (w's changes all came later). It
+// reports whether w's turn was such an owed slot.
+func (d *Dispatcher) grantedLocked(w *waiter) (owed bool) {
+	owed = d.owed && d.own.Len() > 0 && d.own.ws[0] == w
 	d.dropWaiterLocked(w.key)
-	if fromOwn {
+	if owed {
 		d.owed = false
-		return
+		return true
 	}
 	d.owed = d.own.Len() > 0 && d.own.ws[0].since.Before(w.first)
+	return false
 }
 
 // Outranked reports whether a binding waiting in line is more urgent
@@ -205,8 +216,8 @@ func (d *Dispatcher) grantLocked() []providers.BindingKey {
 	var woken []providers.BindingKey
 	for d.busy+len(d.reserved) < d.slots && d.waiting.Len() > 0 {
 		w := d.nextLocked()
-		d.grantedLocked(w)
-		d.reserved[w.key] = d.now().Add(d.Hold)
+		owed := d.grantedLocked(w)
+		d.reserved[w.key] = reservation{until: d.now().Add(d.Hold), owed: owed}
 		woken = append(woken, w.key)
 	}
 	return woken
@@ -216,8 +227,8 @@ func (d *Dispatcher) grantLocked() []providers.BindingKey {
 func (d *Dispatcher) expireLocked() []providers.BindingKey {
 	now := d.now()
 	expired := false
-	for k, until := range d.reserved {
-		if now.After(until) {
+	for k, r := range d.reserved {
+		if now.After(r.until) {
 			delete(d.reserved, k)
 			expired = true
 		}

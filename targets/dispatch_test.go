@@ -24,7 +24,7 @@ func bkey(n int) providers.BindingKey {
 func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 	var woken []providers.BindingKey
 	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
-	release, ok := d.TryAcquire(bkey(0), Rank{Since: time.Now()})
+	release, _, ok := d.TryAcquire(bkey(0), Rank{Since: time.Now()})
 	if !ok {
 		t.Fatal("a free slot was refused")
 	}
@@ -35,13 +35,13 @@ func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 		if n == 4 {
 			since = base.Add(time.Second)
 		}
-		if _, ok := d.TryAcquire(bkey(n), Rank{Since: since}); ok {
+		if _, _, ok := d.TryAcquire(bkey(n), Rank{Since: since}); ok {
 			t.Fatalf("binding %d got a taken slot", n)
 		}
 	}
 	// Asking again while waiting ranks by the latest ask: svc-3's change
 	// now waits since much later (its older one went), so it goes last.
-	if _, ok := d.TryAcquire(bkey(3), Rank{Since: base.Add(time.Hour)}); ok {
+	if _, _, ok := d.TryAcquire(bkey(3), Rank{Since: base.Add(time.Hour)}); ok {
 		t.Fatal("a waiting binding took a taken slot")
 	}
 	var order []int
@@ -55,11 +55,11 @@ func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 		if i == 0 {
 			// Another binding cannot take the slot reserved for the
 			// woken one; it joins the line, last.
-			if _, ok := d.TryAcquire(bkey(99), Rank{Since: base.Add(10 * time.Second)}); ok {
+			if _, _, ok := d.TryAcquire(bkey(99), Rank{Since: base.Add(10 * time.Second)}); ok {
 				t.Fatal("a reserved slot went to another binding")
 			}
 		}
-		if release, ok = d.TryAcquire(k, Rank{Since: time.Now()}); !ok {
+		if release, _, ok = d.TryAcquire(k, Rank{Since: time.Now()}); !ok {
 			t.Fatalf("the woken binding %v found no slot", k)
 		}
 		var n int
@@ -77,16 +77,16 @@ func TestDispatcherWakesOldestWaitFirst(t *testing.T) {
 
 func TestDispatcherRunsSlotsConcurrently(t *testing.T) {
 	d := NewDispatcher(2, nil)
-	r1, ok1 := d.TryAcquire(bkey(1), Rank{Since: time.Now()})
-	r2, ok2 := d.TryAcquire(bkey(2), Rank{Since: time.Now()})
+	r1, _, ok1 := d.TryAcquire(bkey(1), Rank{Since: time.Now()})
+	r2, _, ok2 := d.TryAcquire(bkey(2), Rank{Since: time.Now()})
 	if !ok1 || !ok2 {
 		t.Fatal("two slots, two writers: refused")
 	}
-	if _, ok := d.TryAcquire(bkey(3), Rank{Since: time.Now()}); ok {
+	if _, _, ok := d.TryAcquire(bkey(3), Rank{Since: time.Now()}); ok {
 		t.Fatal("a third writer got a slot while both were taken")
 	}
 	r1()
-	r3, ok := d.TryAcquire(bkey(3), Rank{Since: time.Now()})
+	r3, _, ok := d.TryAcquire(bkey(3), Rank{Since: time.Now()})
 	if !ok {
 		t.Fatal("the slot freed for the waiting writer was not given to it")
 	}
@@ -104,7 +104,7 @@ func TestDispatcherPassesOnAnUnclaimedReservation(t *testing.T) {
 	var woken []providers.BindingKey
 	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
 	d.Now = func() time.Time { return now }
-	release, _ := d.TryAcquire(bkey(0), Rank{Since: now})
+	release, _, _ := d.TryAcquire(bkey(0), Rank{Since: now})
 	d.TryAcquire(bkey(1), Rank{Since: now.Add(-2 * time.Second)})
 	d.TryAcquire(bkey(2), Rank{Since: now.Add(-time.Second)})
 	release()
@@ -113,13 +113,13 @@ func TestDispatcherPassesOnAnUnclaimedReservation(t *testing.T) {
 	}
 	now = now.Add(d.Hold + time.Second)
 	// Any call notices the stale reservation and passes the slot on.
-	if _, ok := d.TryAcquire(bkey(3), Rank{Since: now}); ok {
+	if _, _, ok := d.TryAcquire(bkey(3), Rank{Since: now}); ok {
 		t.Fatal("svc-3 jumped the line")
 	}
 	if len(woken) != 2 || woken[1] != bkey(2) {
 		t.Fatalf("woken %v, want svc-2 next", woken)
 	}
-	if _, ok := d.TryAcquire(bkey(2), Rank{Since: now}); !ok {
+	if _, _, ok := d.TryAcquire(bkey(2), Rank{Since: now}); !ok {
 		t.Fatal("svc-2 found no slot")
 	}
 }
@@ -196,7 +196,7 @@ func TestDispatcherServesDeregistrationsFirstWithinAHeadStart(t *testing.T) {
 	var woken []providers.BindingKey
 	base := time.Unix(1000, 0)
 	d := NewDispatcher(1, func(k providers.BindingKey) { woken = append(woken, k) })
-	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
+	release, _, _ := d.TryAcquire(bkey(0), Rank{Since: base})
 	d.TryAcquire(bkey(1), Rank{Since: base.Add(-DefaultHeadStart / 2)})
 	d.TryAcquire(bkey(2), Rank{Leaving: base})
 	d.TryAcquire(bkey(3), Rank{Since: base.Add(-DefaultHeadStart - time.Second)})
@@ -206,7 +206,7 @@ func TestDispatcherServesDeregistrationsFirstWithinAHeadStart(t *testing.T) {
 		if woken[len(woken)-1] != want {
 			t.Fatalf("woken %v, want %v next: %s", woken, want, why)
 		}
-		release, _ = d.TryAcquire(want, Rank{})
+		release, _, _ = d.TryAcquire(want, Rank{})
 	}
 	next(bkey(3), "a registration older than the head start goes first")
 	next(bkey(2), "then the deregistration, ahead of a registration half a head start older")
@@ -226,7 +226,7 @@ func TestDispatcherHeadStartCountsForDeregistrationsOnly(t *testing.T) {
 		Rank{Since: base.Add(-30 * time.Second)},
 		// Counts as waiting since base-40s (its deregistration's head start).
 		Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(20 * time.Second)})
-	order, release := servedInTurn(d, woken, release, 3)
+	order, _, release := servedInTurn(d, woken, release, 3)
 	if want := []providers.BindingKey{bkey(3), bkey(2), bkey(1)}; !slices.Equal(order, want) {
 		t.Fatalf("served %v, want %v", order, want)
 	}
@@ -236,7 +236,7 @@ func TestDispatcherHeadStartCountsForDeregistrationsOnly(t *testing.T) {
 func TestDispatcherOutranked(t *testing.T) {
 	base := time.Unix(1000, 0)
 	d := NewDispatcher(1, nil)
-	release, _ := d.TryAcquire(bkey(0), Rank{Since: base})
+	release, _, _ := d.TryAcquire(bkey(0), Rank{Since: base})
 	if d.Outranked(Rank{Since: base}) {
 		t.Fatal("outranked with nobody in line")
 	}
@@ -281,16 +281,19 @@ func TestALeadingDeregistrationLeavesGateHeldRegistrationsBehind(t *testing.T) {
 	r.noteLeaving(book, plan, nil)
 
 	d := NewDispatcher(1, nil)
-	release, _ := d.TryAcquire(bkey(0), Rank{Since: now})
-	if r.deregistrationsLead(d, ps, book, plan) {
+	release, _, _ := d.TryAcquire(bkey(0), Rank{Since: now})
+	if r.deregistrationsLead(d, false, ps, book, plan) {
 		t.Fatal("nobody in line, yet the deregistrations lead")
 	}
 	d.TryAcquire(bkey(1), Rank{Since: now.Add(-20 * time.Second)})
-	if r.deregistrationsLead(d, ps, book, providers.Plan{Register: plan.Register}) {
+	if r.deregistrationsLead(d, false, ps, book, providers.Plan{Register: plan.Register}) {
 		t.Fatal("a plan with no deregistration is led by them")
 	}
-	if !r.deregistrationsLead(d, ps, book, plan) {
+	if !r.deregistrationsLead(d, false, ps, book, plan) {
 		t.Fatal("registrations of 5 s with a binding of 20 s in line: the deregistrations do not lead")
+	}
+	if r.deregistrationsLead(d, true, ps, book, plan) {
+		t.Fatal("the slot owed to the registrations' own wait went to the deregistrations alone")
 	}
 	got, gather := r.leaveBehind(true, ps, plan, 0)
 	if want := plan.Register[1:]; !slices.Equal(got.Register, want) || !slices.Equal(got.Deregister, plan.Deregister) || gather != leftBehindLook {
@@ -316,6 +319,7 @@ func TestDispatcherOwesAHeadStartsSlotToTheOldestOwnWait(t *testing.T) {
 		name  string
 		ranks []Rank
 		want  []int
+		owed  []bool
 	}{{
 		// 2 by its head start, then the registration of 10 s it went
 		// ahead of; 3 by its head start, then the registration of 5 s.
@@ -323,22 +327,24 @@ func TestDispatcherOwesAHeadStartsSlotToTheOldestOwnWait(t *testing.T) {
 		ranks: []Rank{{Since: base.Add(-10 * time.Second)}, {Leaving: base},
 			{Leaving: base.Add(time.Second)}, {Since: base.Add(-5 * time.Second)}},
 		want: []int{2, 1, 3, 4},
+		owed: []bool{false, true, false, true},
 	}, {
 		// Older than the registration by its own wait, 2 went ahead of
 		// nothing: the next slot still goes by the head start.
 		name:  "an older deregistration",
 		ranks: []Rank{{Since: base.Add(-10 * time.Second)}, {Leaving: base.Add(-20 * time.Second)}, {Leaving: base.Add(time.Second)}},
 		want:  []int{2, 3, 1},
+		owed:  []bool{false, false, true},
 	}} {
 		d, woken, release := lineUp(base, tc.ranks...)
-		order, release := servedInTurn(d, woken, release, len(tc.ranks))
+		order, owed, release := servedInTurn(d, woken, release, len(tc.ranks))
 		release()
 		var want []providers.BindingKey
 		for _, i := range tc.want {
 			want = append(want, bkey(i))
 		}
-		if !slices.Equal(order, want) {
-			t.Errorf("%s: served %v, want %v", tc.name, order, want)
+		if !slices.Equal(order, want) || !slices.Equal(owed, tc.owed) {
+			t.Errorf("%s: served %v, owed %v; want %v, %v", tc.name, order, owed, want, tc.owed)
 		}
 		if d.Waiting() != 0 {
 			t.Errorf("%s: %d still in line", tc.name, d.Waiting())
@@ -358,7 +364,7 @@ func TestDispatcherFollowsAWaitersOwnWait(t *testing.T) {
 	// gains a registration, younger than 1's was.
 	d.TryAcquire(bkey(1), Rank{Leaving: base.Add(500 * time.Millisecond)})
 	d.TryAcquire(bkey(3), Rank{Since: base.Add(-5 * time.Second), Leaving: base.Add(time.Second)})
-	order, release := servedInTurn(d, woken, release, 3)
+	order, _, release := servedInTurn(d, woken, release, 3)
 	if want := []providers.BindingKey{bkey(2), bkey(3), bkey(1)}; !slices.Equal(order, want) {
 		t.Fatalf("served %v, want %v", order, want)
 	}
@@ -371,7 +377,7 @@ func TestDispatcherFollowsAWaitersOwnWait(t *testing.T) {
 func lineUp(at time.Time, ranks ...Rank) (*Dispatcher, *[]providers.BindingKey, func()) {
 	woken := new([]providers.BindingKey)
 	d := NewDispatcher(1, func(k providers.BindingKey) { *woken = append(*woken, k) })
-	release, _ := d.TryAcquire(bkey(0), Rank{Since: at})
+	release, _, _ := d.TryAcquire(bkey(0), Rank{Since: at})
 	for i, r := range ranks {
 		d.TryAcquire(bkey(i+1), r)
 	}
@@ -380,14 +386,16 @@ func lineUp(at time.Time, ranks ...Rank) (*Dispatcher, *[]providers.BindingKey, 
 
 // servedInTurn releases the slot n times, each time taking the slot
 // reserved for the binding woken for it, and returns those bindings in
-// order with the release of the last.
-func servedInTurn(d *Dispatcher, woken *[]providers.BindingKey, release func(), n int) ([]providers.BindingKey, func()) {
-	var order []providers.BindingKey
+// order, whether each slot was owed to its own wait, and the release of
+// the last.
+func servedInTurn(d *Dispatcher, woken *[]providers.BindingKey, release func(), n int) (order []providers.BindingKey, owed []bool, _ func()) {
 	for range n {
 		release()
 		k := (*woken)[len(*woken)-1]
 		order = append(order, k)
-		release, _ = d.TryAcquire(k, Rank{})
+		var o bool
+		release, o, _ = d.TryAcquire(k, Rank{})
+		owed = append(owed, o)
 	}
-	return order, release
+	return order, owed, release
 }
