@@ -113,17 +113,13 @@ func idealCalls(changes []change, budgets []budget, batch int, ord order, start 
 			d.add(sorted[next])
 			next++
 		}
-		k, ready, owes := d.pick(t)
-		// Every later change is younger: none may go before this one.
-		if ready.After(t) {
+		sent, ready := d.serve(t, clocks)
+		if sent == nil {
 			t = ready
 			continue
 		}
-		for _, i := range d.send(k, owes) {
+		for _, i := range sent {
 			out[i] = t
-		}
-		for _, c := range clocks {
-			c.take(t)
 		}
 	}
 	return out
@@ -214,6 +210,20 @@ func (d *idealDispatcher) pick(t time.Time) (chosen callKey, ready time.Time, ow
 	return chosen, first.Add(d.ord.hold), owes
 }
 
+// serve makes the call due at t, which the clocks allow, and returns what
+// it carries; or, when its hold keeps it back, nothing and when it may
+// go (every later change is younger: none may go before it).
+func (d *idealDispatcher) serve(t time.Time, clocks []*budgetClock) (sent []int, ready time.Time) {
+	k, ready, owes := d.pick(t)
+	if ready.After(t) {
+		return nil, ready
+	}
+	for _, c := range clocks {
+		c.take(t)
+	}
+	return d.send(k, owes), t
+}
+
 // send takes what a call to k carries out of the wait.
 func (d *idealDispatcher) send(k callKey, owes bool) []int {
 	n := len(d.pending[k])
@@ -297,15 +307,9 @@ func addedLatencyFloor(changes []change, cloudTime []time.Duration, writes []bud
 // need reach both figures; each is reached by one of them. ord's head
 // start, if any, applies to every one (its hold is theirs).
 func bestFloor(changes []change, cloudTime []time.Duration, writes []budget, reads budget, batch int, ord order, start time.Time) (p50, p99 time.Duration, n int) {
-	rate, burst := writes[0].perSec, writes[0].burst
-	for _, w := range writes[1:] {
-		rate, burst = math.Min(rate, w.perSec), math.Min(burst, w.burst)
-	}
 	first := true
 	for _, hold := range floorHolds {
-		for pace := 1.0; ; pace *= 2 {
-			pace = math.Min(pace, burst)
-			paced := append(slices.Clone(writes), budget{burst: pace, perSec: rate})
+		for _, paced := range pacedBudgets(writes) {
 			ord.hold = hold
 			floor := addedLatencyFloor(changes, cloudTime, paced, reads, batch, ord, start)
 			a, b := percentile(floor, 50), percentile(floor, 99)
@@ -316,12 +320,27 @@ func bestFloor(changes []change, cloudTime []time.Duration, writes []budget, rea
 				p99 = b
 			}
 			first, n = false, len(floor)
-			if pace >= burst {
-				break
-			}
 		}
 	}
 	return p50, p99, n
+}
+
+// pacedBudgets are writes with a bucket of a dispatcher's own added at
+// their long-run rate, one for each size doubling from one call to their
+// burst.
+func pacedBudgets(writes []budget) [][]budget {
+	rate, burst := writes[0].perSec, writes[0].burst
+	for _, w := range writes[1:] {
+		rate, burst = math.Min(rate, w.perSec), math.Min(burst, w.burst)
+	}
+	var out [][]budget
+	for pace := 1.0; ; pace *= 2 {
+		pace = math.Min(pace, burst)
+		out = append(out, append(slices.Clone(writes), budget{burst: pace, perSec: rate}))
+		if pace >= burst {
+			return out
+		}
+	}
 }
 
 // floorHolds are the holds bestFloor tries: none, and doubling from a
@@ -392,7 +411,6 @@ func closedLoop(services []loopService, budgets []budget, batch int, ord order, 
 	}
 	available := make([]int, len(services))
 	called := make([]time.Time, len(changes))
-	sent := map[callKey]map[int64]bool{}
 	clocks := newBudgetClocks(budgets, start)
 	d := newIdealDispatcher(changes, batch, ord)
 	t := start
@@ -422,23 +440,16 @@ func closedLoop(services []loopService, budgets []budget, batch int, ord order, 
 		if d.waiting == 0 {
 			continue
 		}
-		k, ready, owes := d.pick(t)
-		if ready.After(t) {
+		sent, ready := d.serve(t, clocks)
+		if sent == nil {
 			t = ready
 			continue
 		}
-		for _, i := range d.send(k, owes) {
+		for _, i := range sent {
 			called[i] = t
 			if p := of[i]; p.index >= 0 {
 				heap.Push(&events, loopEvent{at: t.Add(services[p.service].news[p.index].cloud), change: -1, available: p.service})
 			}
-		}
-		if sent[k] == nil {
-			sent[k] = map[int64]bool{}
-		}
-		sent[k][t.UnixNano()] = true
-		for _, c := range clocks {
-			c.take(t)
 		}
 	}
 	for i, c := range changes {
@@ -446,10 +457,7 @@ func closedLoop(services []loopService, budgets []budget, batch int, ord order, 
 			waits = append(waits, called[i].Sub(c.at))
 		}
 	}
-	for _, ts := range sent {
-		calls += len(ts)
-	}
-	return waits, calls, end
+	return waits, callCount(changes, called), end
 }
 
 // bestLoop is closedLoop's floor as bestFloor takes it: the best p50 and
@@ -459,14 +467,8 @@ func closedLoop(services []loopService, budgets []budget, batch int, ord order, 
 // window, spent at once, leaves the rest of the window to wait); calls
 // are the fewest any made.
 func bestLoop(services []loopService, writes []budget, batch int, ord order, start time.Time) (p50, p99 time.Duration, calls int, end time.Time) {
-	rate, burst := writes[0].perSec, writes[0].burst
-	for _, w := range writes[1:] {
-		rate, burst = math.Min(rate, w.perSec), math.Min(burst, w.burst)
-	}
 	first := true
-	for pace := 1.0; ; pace *= 2 {
-		pace = math.Min(pace, burst)
-		paced := append(slices.Clone(writes), budget{burst: pace, perSec: rate})
+	for _, paced := range pacedBudgets(writes) {
 		waits, n, last := closedLoop(services, paced, batch, ord, start)
 		a, b := percentile(waits, 50), percentile(waits, 99)
 		if first || a < p50 {
@@ -482,10 +484,8 @@ func bestLoop(services []loopService, writes []budget, batch int, ord order, sta
 			end = last
 		}
 		first = false
-		if pace >= burst {
-			return p50, p99, calls, end
-		}
 	}
+	return p50, p99, calls, end
 }
 
 func later(a, b time.Time) time.Time {
