@@ -67,8 +67,8 @@ func runRollout(ctx context.Context, e *env) error {
 	floor := rolloutFloor(per, e.cloud.floor())
 	account, own := e.cloud.targetWrites(), e.cloud.ownWrites()
 	budgetFloor := e.rolloutBudgetFloor(per, account)
-	e.reportPods(sec+" update", start, time.Now())
-	e.reportLoop(sec+" update", start, time.Now(), per, e.writeBudgets(), e.inOrder())
+	update := e.reportPods(sec+" update", start, time.Now())
+	e.reportLoop(sec+" update", start, update, per)
 	results.set(sec+" update", cloud, "rolling update duration (all Deployments)", "%s", round(rollout))
 	results.set(sec+" update", cloud, "rolling update floor (waves x (ready + cloud floor))", "%s", round(floor))
 	results.set(sec+" update", cloud, "rolling update / floor", "%s", pct(rollout.Seconds(), floor.Seconds()))
@@ -193,7 +193,8 @@ func (e *env) podChanges(from, to time.Time) []podChange {
 // between from and to, and are not terminating, with the cloud's records
 // of their targets, and sets podlb's added latency beside its floor under
 // the account's budgets for every target change of the period.
-func (e *env) reportPods(sec string, from, to time.Time) {
+// It returns what it joined, for reports of the same phase.
+func (e *env) reportPods(sec string, from, to time.Time) phaseRecords {
 	cloud := e.cloud.name()
 	byKey := e.targetsByPod()
 	changes := e.podChanges(from, to)
@@ -217,7 +218,7 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 		cloudTime = append(cloudTime, t.healthy.Sub(t.registered))
 		toGate = append(toGate, p.gateTrue.Sub(t.healthy))
 		total = append(total, p.gateTrue.Sub(p.containersReady))
-		added = append(added, t.registered.Sub(p.containersReady)+p.gateTrue.Sub(t.healthy))
+		added = append(added, addedLatency(p, t))
 		readyAt = append(readyAt, p.containersReady.Sub(from))
 	}
 	slow := slowest(added, readyAt) // before percentile sorts added
@@ -264,6 +265,21 @@ func (e *env) reportPods(sec string, from, to time.Time) {
 	if missing > 0 {
 		results.set(sec, cloud, "pods without a complete record", "%d", missing)
 	}
+	return phaseRecords{changes: changes, targets: byKey}
+}
+
+// phaseRecords are a phase's target changes and the cloud's record of
+// each pod's target.
+type phaseRecords struct {
+	changes []podChange
+	targets map[podKey]cloudTarget
+}
+
+// addedLatency is what podlb added to pod p's way to its gate: from
+// ContainersReady to its registration call, and from the cloud's verdict
+// on its target t to the gate.
+func addedLatency(p podTimes, t cloudTarget) time.Duration {
+	return t.registered.Sub(p.containersReady) + p.gateTrue.Sub(t.healthy)
 }
 
 // podKey names a pod's target: its Service and address.
@@ -294,16 +310,17 @@ func (e *env) targetsByPod() map[podKey]cloudTarget {
 // delays outside podlb come from the run: each new pod's from the
 // availability that let its Deployment create it to its ContainersReady,
 // each old pod's from the availability that let it go to its leaving,
-// each target's cloud time. per is each Service's replicas.
-func (e *env) reportLoop(sec string, from, to time.Time, per []int32, writes []budget, inOrder order) {
+// each target's cloud time, as reportPods joined them for the phase that
+// began at from. per is each Service's replicas.
+func (e *env) reportLoop(sec string, from time.Time, phase phaseRecords, per []int32) {
 	cloud := e.cloud.name()
 	replicas := map[string]int{}
 	for i, s := range e.services {
 		replicas[s] = int(per[i])
 	}
-	byKey := e.targetsByPod()
+	byKey := phase.targets
 	news, olds := map[string][]podChange{}, map[string][]podChange{}
-	for _, c := range e.podChanges(from, to) {
+	for _, c := range phase.changes {
 		switch {
 		case c.dereg:
 			olds[c.pod.app] = append(olds[c.pod.app], c)
@@ -315,12 +332,12 @@ func (e *env) reportLoop(sec string, from, to time.Time, per []int32, writes []b
 	var added []time.Duration
 	var lastAvailable time.Time
 	skipped := 0
+	byAt := func(a, b podChange) int { return a.at.Compare(b.at) }
 	for _, name := range e.services {
 		n, o := news[name], olds[name]
 		if len(n) == 0 {
 			continue
 		}
-		byAt := func(a, b podChange) int { return a.at.Compare(b.at) }
 		slices.SortFunc(n, byAt)
 		slices.SortFunc(o, byAt)
 		gates := make([]time.Time, 0, len(n))
@@ -339,8 +356,8 @@ func (e *env) reportLoop(sec string, from, to time.Time, per []int32, writes []b
 		}
 		slices.SortFunc(gates, func(a, b time.Time) int { return a.Compare(b) })
 		for j := range svc.news {
-			c, t := n[j], byKey[podKey{name, n[j].pod.ip}]
-			added = append(added, t.registered.Sub(c.at)+c.pod.gateTrue.Sub(t.healthy))
+			c := n[j]
+			added = append(added, addedLatency(c.pod, byKey[podKey{name, c.pod.ip}]))
 			if j >= svc.surge {
 				svc.news[j].after = max(0, c.at.Sub(gates[j-svc.surge]))
 			}
@@ -354,8 +371,9 @@ func (e *env) reportLoop(sec string, from, to time.Time, per []int32, writes []b
 	if len(services) == 0 {
 		return
 	}
+	writes := e.writeBudgets()
 	own50, own99, ownCalls, ownEnd := bestLoop(services, writes, e.cloud.batchSize(), order{}, from)
-	order50, order99, orderCalls, orderEnd := bestLoop(services, writes, e.cloud.batchSize(), inOrder, from)
+	order50, order99, orderCalls, orderEnd := bestLoop(services, writes, e.cloud.batchSize(), e.inOrder(), from)
 	results.set(sec, cloud, "in the update's loop, an ideal dispatcher (by own wait / in podlb's order): added-latency floor p50 / p99", "%s / %s and %s / %s (%d Services)",
 		round(own50), round(own99), round(order50), round(order99), len(services))
 	results.set(sec, cloud, "added latency above the loop's floor in podlb's order: p50 / p99", "%s / %s",
