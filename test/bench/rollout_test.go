@@ -196,8 +196,8 @@ func (e *env) podChanges(from, to time.Time) []podChange {
 // It returns what it joined, for reports of the same phase.
 func (e *env) reportPods(sec string, from, to time.Time) phaseRecords {
 	cloud := e.cloud.name()
-	byKey := e.targetsByPod()
-	changes := e.podChanges(from, to)
+	phase := phaseRecords{changes: e.podChanges(from, to), targets: e.targetsByPod()}
+	changes := phase.changes
 	floorChanges := make([]change, len(changes))
 	cloudTimes := make([]time.Duration, len(changes))
 	var toRegister, cloudTime, toGate, total, added, readyAt []time.Duration
@@ -208,8 +208,8 @@ func (e *env) reportPods(sec string, from, to time.Time) phaseRecords {
 		if c.dereg || !p.terminating.IsZero() {
 			continue
 		}
-		t, ok := byKey[podKey{p.app, p.ip}]
-		if !ok || t.healthy.IsZero() || p.gateTrue.IsZero() {
+		t, ok := phase.record(p)
+		if !ok {
 			missing++
 			continue
 		}
@@ -265,7 +265,7 @@ func (e *env) reportPods(sec string, from, to time.Time) phaseRecords {
 	if missing > 0 {
 		results.set(sec, cloud, "pods without a complete record", "%d", missing)
 	}
-	return phaseRecords{changes: changes, targets: byKey}
+	return phase
 }
 
 // phaseRecords are a phase's target changes and the cloud's record of
@@ -273,6 +273,13 @@ func (e *env) reportPods(sec string, from, to time.Time) phaseRecords {
 type phaseRecords struct {
 	changes []podChange
 	targets map[podKey]cloudTarget
+}
+
+// record is the cloud's record of pod p's target, when it is complete:
+// the target seen healthy and p's gate seen True.
+func (r phaseRecords) record(p podTimes) (cloudTarget, bool) {
+	t, ok := r.targets[podKey{p.app, p.ip}]
+	return t, ok && !t.healthy.IsZero() && !p.gateTrue.IsZero()
 }
 
 // addedLatency is what podlb added to pod p's way to its gate: from
@@ -318,7 +325,6 @@ func (e *env) reportLoop(sec string, from time.Time, phase phaseRecords, per []i
 	for i, s := range e.services {
 		replicas[s] = int(per[i])
 	}
-	byKey := phase.targets
 	news, olds := map[string][]podChange{}, map[string][]podChange{}
 	for _, c := range phase.changes {
 		switch {
@@ -341,25 +347,26 @@ func (e *env) reportLoop(sec string, from time.Time, phase phaseRecords, per []i
 		slices.SortFunc(n, byAt)
 		slices.SortFunc(o, byAt)
 		gates := make([]time.Time, 0, len(n))
+		svcAdded := make([]time.Duration, 0, len(n))
 		svc := loopService{surge: int(math.Ceil(float64(replicas[name]) * 0.25))}
 		for _, c := range n {
-			t, ok := byKey[podKey{name, c.pod.ip}]
-			if !ok || t.healthy.IsZero() || c.pod.gateTrue.IsZero() {
+			t, ok := phase.record(c.pod)
+			if !ok {
 				break
 			}
 			gates = append(gates, c.pod.gateTrue)
+			svcAdded = append(svcAdded, addedLatency(c.pod, t))
 			svc.news = append(svc.news, loopPod{group: c.group, at: c.at, cloud: t.healthy.Sub(t.registered)})
 		}
 		if len(svc.news) != replicas[name] || len(o) > len(gates) {
 			skipped++
 			continue
 		}
+		added = append(added, svcAdded...)
 		slices.SortFunc(gates, func(a, b time.Time) int { return a.Compare(b) })
 		for j := range svc.news {
-			c := n[j]
-			added = append(added, addedLatency(c.pod, byKey[podKey{name, c.pod.ip}]))
 			if j >= svc.surge {
-				svc.news[j].after = max(0, c.at.Sub(gates[j-svc.surge]))
+				svc.news[j].after = max(0, n[j].at.Sub(gates[j-svc.surge]))
 			}
 		}
 		for i, c := range o {
